@@ -1,0 +1,369 @@
+/*
+ * libjobq - background jobs for C and everything that links C.
+ *
+ * This is the one header a host application needs. Every type is an opaque
+ * handle configured through setters, so that adding an option never changes
+ * the size of anything a compiled program knows about. No struct is passed by
+ * value and no function takes varargs, so the API can be bound through FFI.
+ *
+ * Conventions
+ *   - Functions return 0 (JOBQ_OK) or a negative JOBQ_E* code. The code never
+ *     changes meaning; jobq_strerror() names it in words, jobq_err_name() as an
+ *     identifier, and jobq_last_error() says what exactly was wrong in the last
+ *     failing call on the calling thread.
+ *   - Strings passed in are copied; the caller keeps ownership.
+ *   - Whatever libjobq hands out has a matching free function named in its
+ *     documentation (jobq_job_free, jobq_page_free, jobq_event_free, jobq_free).
+ *   - Every function is safe to call from any thread unless its page in docs/
+ *     says otherwise.
+ *   - Times are milliseconds since the Unix epoch (int64_t), durations are
+ *     milliseconds.
+ */
+#ifndef JOBQ_H
+#define JOBQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#  if defined(JOBQ_BUILDING)
+#    define JOBQ_API __declspec(dllexport)
+#  else
+#    define JOBQ_API
+#  endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#  define JOBQ_API __attribute__((visibility("default")))
+#else
+#  define JOBQ_API
+#endif
+
+/* ---- version ----------------------------------------------------------- */
+
+#define JOBQ_VERSION_MAJOR 0
+#define JOBQ_VERSION_MINOR 1
+#define JOBQ_VERSION_PATCH 0
+#define JOBQ_VERSION_HEX \
+  ((JOBQ_VERSION_MAJOR << 16) | (JOBQ_VERSION_MINOR << 8) | JOBQ_VERSION_PATCH)
+#define JOBQ_VERSION_STRING "0.1.0"
+
+/* The version of the library actually loaded, as JOBQ_VERSION_HEX. */
+JOBQ_API unsigned jobq_version(void);
+/* The same as a string, e.g. "0.1.0". Static storage. */
+JOBQ_API const char *jobq_version_string(void);
+
+/* ---- errors ------------------------------------------------------------ */
+/* Values are part of the ABI: never renumbered, never reused. */
+
+#define JOBQ_OK          0
+#define JOBQ_EINVAL     (-1)  /* an argument is NULL, out of range or malformed */
+#define JOBQ_ENOMEM     (-2)  /* out of memory */
+#define JOBQ_ENOTFOUND  (-3)  /* no job with that id */
+#define JOBQ_EJSON      (-4)  /* a payload or result is not valid JSON */
+#define JOBQ_ETOOBIG    (-5)  /* a payload or result exceeds the size limit */
+#define JOBQ_EKIND      (-6)  /* a kind name is empty or malformed */
+#define JOBQ_EEXIST     (-7)  /* already registered / already subscribed */
+#define JOBQ_ESTATE     (-8)  /* not allowed in the job's current state */
+#define JOBQ_ETIMEDOUT  (-9)  /* the timeout passed with nothing to return */
+#define JOBQ_ECLOSED    (-10) /* the queue is closing or closed */
+#define JOBQ_ESTORAGE   (-11) /* the storage backend failed */
+#define JOBQ_EURL       (-12) /* a storage URL is malformed or unsupported */
+#define JOBQ_ECANCELLED (-13) /* the job was cancelled */
+#define JOBQ_EDEADLK    (-14) /* the call would block the loop thread it runs on */
+#define JOBQ_EBUSY      (-15) /* the resource is in use, try again */
+#define JOBQ_EIO        (-16) /* an I/O error */
+#define JOBQ_ECORRUPT   (-17) /* stored data is damaged or not libjobq's */
+#define JOBQ_EFULL      (-18) /* the storage is full */
+#define JOBQ_EVERSION   (-19) /* data written by a newer, incompatible version */
+#define JOBQ_ENOTSUP    (-20) /* the backend or build does not support this */
+
+/* A short sentence for a code, e.g. "no job with that id". Static storage. */
+JOBQ_API const char *jobq_strerror(int code);
+/* The code's identifier, e.g. "JOBQ_ENOTFOUND". Static storage. */
+JOBQ_API const char *jobq_err_name(int code);
+/* What exactly went wrong in the last failing call on this thread, e.g.
+ * "payload is not valid JSON: '}' expected near end of file at line 1".
+ * Empty string if none. Valid until the next libjobq call on this thread. */
+JOBQ_API const char *jobq_last_error(void);
+
+/* Frees a string that a libjobq function documents as "free with jobq_free". */
+JOBQ_API void jobq_free(void *p);
+
+/* ---- job states and event types --------------------------------------- */
+
+#define JOBQ_QUEUED    0 /* waiting to run; run_at may be in the future */
+#define JOBQ_RUNNING   1
+#define JOBQ_SUCCEEDED 2
+#define JOBQ_FAILED    3
+#define JOBQ_CANCELLED 4
+
+/* "queued", "running", "succeeded", "failed", "cancelled"; NULL if unknown. */
+JOBQ_API const char *jobq_state_name(int state);
+/* 1 for succeeded, failed and cancelled, else 0. */
+JOBQ_API int jobq_state_is_terminal(int state);
+
+#define JOBQ_EVENT_SUBMITTED 1
+#define JOBQ_EVENT_STARTED   2
+#define JOBQ_EVENT_PROGRESS  3
+#define JOBQ_EVENT_RETRYING  4
+#define JOBQ_EVENT_SUCCEEDED 5
+#define JOBQ_EVENT_FAILED    6
+#define JOBQ_EVENT_CANCELLED 7
+
+/* "submitted", "started", ...; NULL if unknown. */
+JOBQ_API const char *jobq_event_type_name(int type);
+
+/* ---- handles ----------------------------------------------------------- */
+
+typedef struct jobq_s jobq_t;                   /* a queue */
+typedef struct jobq_options_s jobq_options_t;   /* options for jobq_open */
+typedef struct jobq_kind_opts_s jobq_kind_opts_t;
+typedef struct jobq_submit_opts_s jobq_submit_opts_t;
+typedef struct jobq_job_s jobq_job_t;           /* a snapshot of one job */
+typedef struct jobq_filter_s jobq_filter_t;     /* what jobq_list returns */
+typedef struct jobq_page_s jobq_page_t;         /* one page of jobq_list */
+typedef struct jobq_event_s jobq_event_t;
+typedef struct jobq_ctx_s jobq_ctx_t;           /* one attempt of one job */
+
+struct uv_loop_s; /* libuv's loop; hosts that never use libuv need no uv.h */
+
+/* A text job id (UUIDv7, 36 characters) fits in a buffer of this size. */
+#define JOBQ_ID_SIZE 37
+
+/* ---- options ----------------------------------------------------------- */
+
+JOBQ_API jobq_options_t *jobq_options_new(void); /* NULL on out of memory */
+JOBQ_API void jobq_options_free(jobq_options_t *opts);
+/* "memory:" (default). Later: "sqlite:PATH", "postgres://...". */
+JOBQ_API int jobq_options_set_storage(jobq_options_t *opts, const char *url);
+/* Run on the host's loop (the host runs it, and calls jobq_open and
+ * jobq_close on the loop's thread). Default: a loop thread of libjobq's own. */
+JOBQ_API int jobq_options_set_loop(jobq_options_t *opts, struct uv_loop_s *loop);
+/* Worker threads for synchronous handlers, 0..1024. Default 4. */
+JOBQ_API int jobq_options_set_workers(jobq_options_t *opts, int n);
+/* Largest payload and result in bytes, 2..(1 << 30). Default 1 MiB. */
+JOBQ_API int jobq_options_set_max_payload(jobq_options_t *opts, size_t bytes);
+/* Events kept for jobq_next_event before the oldest are dropped, 1..(1 << 24).
+ * Default 65536. */
+JOBQ_API int jobq_options_set_event_buffer(jobq_options_t *opts, int events);
+
+/* A clock returning milliseconds since the epoch; for tests and simulations.
+ * Scheduling decisions (run_at, backoff, timeouts, jobq_claim) follow it;
+ * timers sleep for the difference it reports. NULL restores the real clock. */
+typedef int64_t (*jobq_clock_fn)(void *ud);
+JOBQ_API int jobq_options_set_clock(jobq_options_t *opts, jobq_clock_fn fn, void *ud);
+/* A source of randomness for backoff jitter returning a value in [0, 1);
+ * for tests. NULL restores the default. */
+typedef double (*jobq_random_fn)(void *ud);
+JOBQ_API int jobq_options_set_random(jobq_options_t *opts, jobq_random_fn fn, void *ud);
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+/* Opens a queue. opts may be NULL for the defaults; it is copied. */
+JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts);
+/* Starts the worker threads that run registered handlers. A process that only
+ * submits and reads never calls it. */
+JOBQ_API int jobq_start(jobq_t *q);
+/* Stops taking work, waits up to drain_ms for running jobs to finish, releases
+ * the rest back to the queue (their attempt is not counted), then frees q.
+ * drain_ms < 0 waits without limit. */
+JOBQ_API int jobq_close(jobq_t *q, int drain_ms);
+/* The current time of the queue's clock (see jobq_options_set_clock). */
+JOBQ_API int64_t jobq_now(jobq_t *q);
+
+/* ---- kinds and handlers ------------------------------------------------ */
+
+JOBQ_API jobq_kind_opts_t *jobq_kind_opts_new(void);
+JOBQ_API void jobq_kind_opts_free(jobq_kind_opts_t *ko);
+/* Jobs of this kind running at once in this process; 0 = unlimited (default). */
+JOBQ_API int jobq_kind_opts_set_concurrency(jobq_kind_opts_t *ko, int n);
+/* Attempts before a job fails for good, 1..1000. Default 3. */
+JOBQ_API int jobq_kind_opts_set_max_attempts(jobq_kind_opts_t *ko, int n);
+/* Delay before retry n is base * 2^(n-1), at most max, less a random share of
+ * up to jitter (0..1) of it. Defaults 1000 ms, 300000 ms, 0.2. */
+JOBQ_API int jobq_kind_opts_set_backoff(jobq_kind_opts_t *ko, int64_t base_ms,
+                                        int64_t max_ms, double jitter);
+/* An attempt running longer fails (retryable). 0 = none (default). */
+JOBQ_API int jobq_kind_opts_set_timeout(jobq_kind_opts_t *ko, int64_t ms);
+/* 1: the handler runs on the loop thread and must not block; it finishes the
+ * job later (e.g. from an I/O callback). 0 (default): a worker thread. */
+JOBQ_API int jobq_kind_opts_set_on_loop(jobq_kind_opts_t *ko, int on_loop);
+
+/* A handler runs one attempt. It reports through ctx and finishes the job with
+ * jobq_ctx_succeed or jobq_ctx_fail, before it returns or later from any
+ * thread. Returning without finishing is how an asynchronous handler says
+ * "later". */
+typedef void (*jobq_handler_fn)(jobq_ctx_t *ctx, void *ud);
+
+/* Registers the handler for kind; ko may be NULL for defaults and is copied.
+ * Kind names: 1..64 characters of [A-Za-z0-9_.:-], starting with a letter or
+ * digit. Must be called before jobq_start. */
+JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void *ud,
+                           const jobq_kind_opts_t *ko);
+
+/* ---- submitting -------------------------------------------------------- */
+
+JOBQ_API jobq_submit_opts_t *jobq_submit_opts_new(void);
+JOBQ_API void jobq_submit_opts_free(jobq_submit_opts_t *so);
+/* Who the job belongs to, for jobq_list; 1..256 bytes. */
+JOBQ_API int jobq_submit_opts_set_owner(jobq_submit_opts_t *so, const char *owner);
+/* Higher runs first, -1000..1000; FIFO within a priority. Default 0. */
+JOBQ_API int jobq_submit_opts_set_priority(jobq_submit_opts_t *so, int priority);
+/* Not before this time (ms since epoch). Overrides set_delay. */
+JOBQ_API int jobq_submit_opts_set_run_at(jobq_submit_opts_t *so, int64_t at_ms);
+/* Not before now + ms. */
+JOBQ_API int jobq_submit_opts_set_delay(jobq_submit_opts_t *so, int64_t ms);
+/* Overrides the kind's max attempts, 1..1000. */
+JOBQ_API int jobq_submit_opts_set_max_attempts(jobq_submit_opts_t *so, int n);
+/* While a job with this key is queued or running, or succeeded less than
+ * ttl_ms ago, a submit with the same key returns that job's id instead of a
+ * new job (and jobq_submit returns 1). ttl_ms 0 = only while unfinished. */
+JOBQ_API int jobq_submit_opts_set_dedupe(jobq_submit_opts_t *so, const char *key, int64_t ttl_ms);
+/* 1: submit a new job even if the dedupe key is live; it takes the key over. */
+JOBQ_API int jobq_submit_opts_set_force(jobq_submit_opts_t *so, int force);
+
+/* Submits one job. payload_json must be valid JSON (NULL means "null"). The id
+ * is written to out_id (at least JOBQ_ID_SIZE bytes). Returns 0 once the job
+ * is stored, 1 if a live dedupe key returned an existing job's id, or a
+ * negative code (nothing stored). Unknown kinds are accepted: the process that
+ * runs them may be another one. */
+JOBQ_API int jobq_submit(jobq_t *q, const char *kind, const char *payload_json,
+                         const jobq_submit_opts_t *so, char *out_id);
+/* Submits n jobs at once, all or none. kinds[i], payloads[i]; opts may be NULL
+ * or an array whose entries may be NULL. out_ids receives n ids, each
+ * JOBQ_ID_SIZE bytes apart (n * JOBQ_ID_SIZE bytes). */
+JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
+                              const char *const *payloads,
+                              const jobq_submit_opts_t *const *opts, char *out_ids);
+
+/* ---- reading ----------------------------------------------------------- */
+
+/* A snapshot of the job; free with jobq_job_free. */
+JOBQ_API int jobq_get(jobq_t *q, const char *id, jobq_job_t **out);
+JOBQ_API void jobq_job_free(jobq_job_t *job);
+/* Accessors; strings are owned by the snapshot (NULL when absent). */
+JOBQ_API const char *jobq_job_id(const jobq_job_t *job);
+JOBQ_API const char *jobq_job_kind(const jobq_job_t *job);
+JOBQ_API int jobq_job_state(const jobq_job_t *job);
+JOBQ_API const char *jobq_job_payload(const jobq_job_t *job);
+JOBQ_API const char *jobq_job_owner(const jobq_job_t *job);
+JOBQ_API int jobq_job_priority(const jobq_job_t *job);
+JOBQ_API int jobq_job_progress(const jobq_job_t *job);         /* 0..100 */
+JOBQ_API const char *jobq_job_step(const jobq_job_t *job);
+JOBQ_API const char *jobq_job_result(const jobq_job_t *job);   /* JSON */
+JOBQ_API const char *jobq_job_error(const jobq_job_t *job);    /* last error */
+JOBQ_API int jobq_job_attempts(const jobq_job_t *job);         /* started so far */
+JOBQ_API int jobq_job_max_attempts(const jobq_job_t *job);
+JOBQ_API int jobq_job_cancel_requested(const jobq_job_t *job);
+JOBQ_API int64_t jobq_job_created_at(const jobq_job_t *job);
+JOBQ_API int64_t jobq_job_run_at(const jobq_job_t *job);
+JOBQ_API int64_t jobq_job_started_at(const jobq_job_t *job);   /* 0 if never */
+JOBQ_API int64_t jobq_job_finished_at(const jobq_job_t *job);  /* 0 if not */
+/* Jobs that will run before this one (0 = next); -1 when not queued. */
+JOBQ_API int64_t jobq_job_position(const jobq_job_t *job);
+/* Estimated ms until it starts from the kind's recent durations; -1 unknown. */
+JOBQ_API int64_t jobq_job_eta_ms(const jobq_job_t *job);
+/* Attempt i (0-based, i < jobq_job_attempts): its error (NULL if it did not
+ * fail), start and end times. */
+JOBQ_API const char *jobq_job_attempt_error(const jobq_job_t *job, int i);
+JOBQ_API int64_t jobq_job_attempt_started_at(const jobq_job_t *job, int i);
+JOBQ_API int64_t jobq_job_attempt_finished_at(const jobq_job_t *job, int i);
+/* The whole snapshot as a JSON object; free with jobq_free. NULL on ENOMEM. */
+JOBQ_API char *jobq_job_to_json(const jobq_job_t *job);
+
+JOBQ_API jobq_filter_t *jobq_filter_new(void);
+JOBQ_API void jobq_filter_free(jobq_filter_t *f);
+JOBQ_API int jobq_filter_set_owner(jobq_filter_t *f, const char *owner);
+JOBQ_API int jobq_filter_set_kind(jobq_filter_t *f, const char *kind);
+/* Only this state (JOBQ_QUEUED...); -1 = any (default). */
+JOBQ_API int jobq_filter_set_state(jobq_filter_t *f, int state);
+/* Jobs per page, 1..1000. Default 50. */
+JOBQ_API int jobq_filter_set_limit(jobq_filter_t *f, int limit);
+/* 1 = newest first (default), 0 = oldest first (FIFO). */
+JOBQ_API int jobq_filter_set_newest_first(jobq_filter_t *f, int newest_first);
+/* Continue after a previous page (its jobq_page_next_cursor); NULL = start. */
+JOBQ_API int jobq_filter_set_cursor(jobq_filter_t *f, const char *cursor);
+
+/* One page of jobs matching f (NULL = all); free with jobq_page_free. */
+JOBQ_API int jobq_list(jobq_t *q, const jobq_filter_t *f, jobq_page_t **out);
+JOBQ_API size_t jobq_page_count(const jobq_page_t *page);
+/* Job i of the page, owned by the page. */
+JOBQ_API const jobq_job_t *jobq_page_job(const jobq_page_t *page, size_t i);
+/* The cursor for the next page, or NULL when this was the last. */
+JOBQ_API const char *jobq_page_next_cursor(const jobq_page_t *page);
+JOBQ_API void jobq_page_free(jobq_page_t *page);
+
+/* Long poll: blocks until the job changes (state, progress, attempt) after the
+ * call, or is already terminal, or timeout_ms passes (then JOBQ_ETIMEDOUT and
+ * *out is still a fresh snapshot). timeout_ms < 0 waits without limit. Never
+ * call it on the loop thread (JOBQ_EDEADLK). */
+JOBQ_API int jobq_wait(jobq_t *q, const char *id, int timeout_ms, jobq_job_t **out);
+
+/* ---- cancelling -------------------------------------------------------- */
+
+/* A queued job is cancelled at once. A running job is flagged: its handler
+ * sees jobq_ctx_cancelled() and the job ends cancelled however it finishes.
+ * A finished job: JOBQ_ESTATE. */
+JOBQ_API int jobq_cancel(jobq_t *q, const char *id);
+
+/* ---- events ------------------------------------------------------------ */
+
+/* Accessors; strings owned by the event. */
+JOBQ_API int jobq_event_type(const jobq_event_t *ev);
+JOBQ_API const char *jobq_event_job_id(const jobq_event_t *ev);
+JOBQ_API const char *jobq_event_kind(const jobq_event_t *ev);
+JOBQ_API int jobq_event_state(const jobq_event_t *ev);
+JOBQ_API int jobq_event_progress(const jobq_event_t *ev);
+JOBQ_API const char *jobq_event_step(const jobq_event_t *ev);
+JOBQ_API int jobq_event_attempt(const jobq_event_t *ev);
+JOBQ_API const char *jobq_event_error(const jobq_event_t *ev);
+JOBQ_API const char *jobq_event_result(const jobq_event_t *ev);
+JOBQ_API int64_t jobq_event_time(const jobq_event_t *ev);
+/* Events dropped from the pull buffer just before this one (it was full). */
+JOBQ_API int64_t jobq_event_dropped(const jobq_event_t *ev);
+/* As JSON; free with jobq_free. */
+JOBQ_API char *jobq_event_to_json(const jobq_event_t *ev);
+JOBQ_API void jobq_event_free(jobq_event_t *ev);
+
+/* Called on the loop thread for each event, in order per job; ev is valid
+ * during the call only. Must not block. */
+typedef void (*jobq_event_fn)(const jobq_event_t *ev, void *ud);
+JOBQ_API int jobq_subscribe(jobq_t *q, jobq_event_fn fn, void *ud);
+JOBQ_API int jobq_unsubscribe(jobq_t *q, jobq_event_fn fn, void *ud);
+
+/* Pull twin of jobq_subscribe: the next event, in the same order. Events are
+ * buffered from the first call on (or from jobq_open with
+ * jobq_options_set_event_buffer). Free with jobq_event_free. timeout_ms < 0
+ * waits without limit; 0 polls. JOBQ_ETIMEDOUT when none came. */
+JOBQ_API int jobq_next_event(jobq_t *q, int timeout_ms, jobq_event_t **out);
+
+/* ---- running jobs ------------------------------------------------------ */
+
+/* Pull twin of jobq_register: claims the next due job of one of kinds (a NULL-
+ * terminated array; NULL = any kind), waiting up to timeout_ms. The host runs
+ * it and finishes it through *out like a handler. JOBQ_ETIMEDOUT if none. */
+JOBQ_API int jobq_claim(jobq_t *q, const char *const *kinds, int timeout_ms,
+                        jobq_ctx_t **out);
+
+/* Inside an attempt. ctx is valid until the job is finished and, for handlers,
+ * the handler has returned. */
+JOBQ_API const char *jobq_ctx_id(jobq_ctx_t *ctx);
+JOBQ_API const char *jobq_ctx_kind(jobq_ctx_t *ctx);
+JOBQ_API const char *jobq_ctx_payload(jobq_ctx_t *ctx);
+JOBQ_API int jobq_ctx_attempt(jobq_ctx_t *ctx);  /* 1 for the first attempt */
+/* percent 0..100; step may be NULL to keep the previous step text. */
+JOBQ_API int jobq_ctx_progress(jobq_ctx_t *ctx, int percent, const char *step);
+/* 1 once the job was cancelled or its attempt timed out: stop early. */
+JOBQ_API int jobq_ctx_cancelled(jobq_ctx_t *ctx);
+/* result_json must be valid JSON (NULL means "null"). */
+JOBQ_API int jobq_ctx_succeed(jobq_ctx_t *ctx, const char *result_json);
+/* retryable 1: retried with backoff while attempts remain; 0: fails now. */
+JOBQ_API int jobq_ctx_fail(jobq_ctx_t *ctx, const char *message, int retryable);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* JOBQ_H */

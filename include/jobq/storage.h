@@ -1,0 +1,180 @@
+/*
+ * libjobq storage backends: the vtable a backend implements.
+ *
+ * This header is for people who write a backend; hosts only need jobq.h. The
+ * core reaches storage through jobq_storage_ops alone. Like SQLite's
+ * sqlite3_io_methods, the table starts with a version field: members are only
+ * ever appended, each group under a new version, and the core never calls a
+ * member newer than the table's version. Initialise a table with
+ * JOBQ_STORAGE_OPS_INIT or jobq_storage_ops_init() so new members start NULL.
+ *
+ * Threading: the core calls a backend from several threads at once (worker
+ * threads, submitting threads, libuv's thread pool), never from the loop
+ * thread, so calls may block. A backend does its own locking.
+ *
+ * Memory: every string in a record a backend returns is allocated with
+ * malloc() and freed by the core with free() (jobq_storage_job_clear).
+ *
+ * Errors: a backend returns 0 or a negative JOBQ_E* code, and sets the detail
+ * with jobq_storage_set_error().
+ */
+#ifndef JOBQ_STORAGE_H
+#define JOBQ_STORAGE_H
+
+#include "../jobq.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define JOBQ_STORAGE_OPS_VERSION 1
+
+/* One attempt of a job. */
+typedef struct jobq_storage_attempt {
+  int64_t started_at;
+  int64_t finished_at; /* 0 while running */
+  char *error;         /* NULL unless the attempt failed */
+} jobq_storage_attempt;
+
+/* A job as stored. Appended to only with a new JOBQ_STORAGE_OPS_VERSION. */
+typedef struct jobq_storage_job {
+  char id[JOBQ_ID_SIZE];
+  char *kind;
+  char *payload;      /* JSON text */
+  char *owner;        /* may be NULL */
+  char *step;         /* may be NULL */
+  char *result;       /* JSON text or NULL */
+  char *error;        /* last error or NULL */
+  char *dedupe_key;   /* may be NULL */
+  int state;          /* JOBQ_QUEUED ... */
+  int priority;
+  int progress;
+  int attempts;       /* attempts started */
+  int max_attempts;
+  int cancel_requested;
+  int64_t created_at;
+  int64_t run_at;
+  int64_t started_at; /* of the latest attempt; 0 if none */
+  int64_t finished_at;
+  int64_t dedupe_ttl_ms;
+  int64_t position;   /* filled by get: queued jobs ahead; -1 if not waiting */
+  jobq_storage_attempt *attempt_log; /* attempts entries, may be NULL */
+  int n_attempt_log;
+} jobq_storage_job;
+
+/* What a claim asks for: up to max jobs that are queued and due (run_at <=
+ * now), from the listed kinds, at most kind_limit[i] of kinds[i] (a negative
+ * limit: unlimited), best first: higher priority, then FIFO. Each claimed
+ * job becomes running, attempts + 1, started_at = now, and an attempt entry
+ * is appended. */
+typedef struct jobq_storage_claim {
+  const char *const *kinds; /* NULL: every kind */
+  const int *kind_limit;    /* NULL: unlimited; else one per kind */
+  size_t n_kinds;
+  const char *const *exclude; /* with kinds NULL: kinds not to claim */
+  size_t n_exclude;
+  size_t max;
+  int64_t now;
+} jobq_storage_claim;
+
+#define JOBQ_OUTCOME_SUCCEEDED 1 /* result */
+#define JOBQ_OUTCOME_FAILED    2 /* error; fails for good */
+#define JOBQ_OUTCOME_RETRY     3 /* error; queued again at run_at */
+#define JOBQ_OUTCOME_CANCELLED 4 /* error may be NULL */
+#define JOBQ_OUTCOME_RELEASE   5 /* back to queued now; attempt not counted */
+
+/* How one attempt ended. It applies only while the job is running that
+ * attempt (a stale finish gives JOBQ_ESTATE in out_state). If the job's
+ * cancel_requested flag is set, every outcome but RELEASE ends it cancelled. */
+typedef struct jobq_storage_finish {
+  const char *id;
+  int attempt;
+  int outcome;
+  const char *result; /* SUCCEEDED */
+  const char *error;  /* FAILED, RETRY, CANCELLED */
+  int64_t run_at;     /* RETRY */
+  int64_t now;
+} jobq_storage_finish;
+
+typedef struct jobq_storage_filter {
+  const char *owner;   /* NULL: any */
+  const char *kind;    /* NULL: any */
+  int state;           /* -1: any */
+  int limit;
+  int newest_first;
+  const char *cursor;  /* id of the last job of the previous page, or NULL */
+} jobq_storage_filter;
+
+typedef struct jobq_storage_ops {
+  int version;        /* JOBQ_STORAGE_OPS_VERSION this table implements */
+  const char *scheme; /* URL scheme it serves, e.g. "memory" */
+
+  /* ---- version 1 ---- */
+
+  /* url is the whole storage URL. */
+  int (*open)(const char *url, void **out_state);
+  void (*close)(void *st);
+
+  /* Stores n jobs in one transaction, all or none. For a job with a
+   * dedupe_key whose key is live (another job with it is queued or running,
+   * or succeeded less than its dedupe_ttl_ms before now) and force[i] == 0,
+   * nothing is stored for it: its id is replaced with the live job's id and
+   * out_dup[i] = 1. Otherwise out_dup[i] = 0 and the job takes the key. */
+  int (*insert)(void *st, jobq_storage_job *const *jobs, size_t n, const int *force,
+                int64_t now, int *out_dup);
+
+  /* Claims jobs as jobq_storage_claim says. out receives up to req->max
+   * records (filled, owned by the caller); *n_out how many. */
+  int (*claim)(void *st, const jobq_storage_claim *req, jobq_storage_job *out,
+               size_t *n_out);
+
+  /* Applies n outcomes. out_state[i]: the job's state afterwards, or
+   * JOBQ_ENOTFOUND / JOBQ_ESTATE for that entry. Returns < 0 only when the
+   * backend itself failed (then nothing was applied). */
+  int (*finish)(void *st, const jobq_storage_finish *f, size_t n, int *out_state);
+
+  /* Records progress of a running attempt. step NULL keeps the old step. */
+  int (*progress)(void *st, const char *id, int attempt, int percent, const char *step);
+
+  /* A queued job becomes cancelled (finished_at = now); a running job gets
+   * cancel_requested = 1. *out_state: the state afterwards. A finished job:
+   * JOBQ_ESTATE and *out_state its state. */
+  int (*cancel)(void *st, const char *id, int64_t now, int *out_state);
+
+  /* Fills *out (owned by the caller) with the job, position included. */
+  int (*get)(void *st, const char *id, int64_t now, jobq_storage_job *out);
+
+  /* Up to f->limit jobs matching f, in id order (newest first if asked),
+   * strictly after f->cursor. *out is a malloc'ed array of *n_out records.
+   * *more is set when further jobs match. */
+  int (*list)(void *st, const jobq_storage_filter *f, jobq_storage_job **out,
+              size_t *n_out, int *more);
+
+  /* The earliest run_at among queued jobs of the kinds (NULL: all) that are
+   * not yet due at now; INT64_MAX if there is none. */
+  int (*next_run_at)(void *st, const char *const *kinds, size_t n_kinds, int64_t now,
+                     int64_t *out);
+} jobq_storage_ops;
+
+#define JOBQ_STORAGE_OPS_INIT {JOBQ_STORAGE_OPS_VERSION, NULL, NULL, NULL, NULL, NULL, \
+                               NULL, NULL, NULL, NULL, NULL, NULL}
+
+/* Zeroes ops and sets its version; 0, or JOBQ_EINVAL for an unknown version.
+ * The FFI-friendly twin of JOBQ_STORAGE_OPS_INIT. */
+JOBQ_API int jobq_storage_ops_init(jobq_storage_ops *ops, int version);
+
+/* Makes a backend available for URLs "<scheme>:..." in every queue opened
+ * afterwards. ops must stay valid until the process ends. JOBQ_EEXIST if the
+ * scheme is taken. */
+JOBQ_API int jobq_storage_register(const jobq_storage_ops *ops);
+
+/* Frees the strings of a record and zeroes it (not the record itself). */
+JOBQ_API void jobq_storage_job_clear(jobq_storage_job *job);
+
+/* Sets jobq_last_error() for the calling thread (printf-free: one string). */
+JOBQ_API void jobq_storage_set_error(const char *message);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* JOBQ_STORAGE_H */

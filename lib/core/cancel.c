@@ -1,0 +1,53 @@
+/* Cancelling. Storage decides atomically between "queued: cancelled now" and
+ * "running: flag it"; the core then tells the attempt, if it runs here. */
+#include "core/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void jobq__cancel_hints_clear(jobq_t *q) {
+  for (size_t i = 0; i < q->cancel_hints.cap; i++)
+    if (q->cancel_hints.slots[i].key) free(q->cancel_hints.slots[i].val);
+  jobq__map_free(&q->cancel_hints);
+}
+
+JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_cancel: q is NULL");
+  if (id == NULL || *id == '\0') return jobq__err(JOBQ_EINVAL, "jobq_cancel: id is NULL or empty");
+  if (strlen(id) != JOBQ_ID_SIZE - 1)
+    return jobq__err(JOBQ_ENOTFOUND, "jobq_cancel: no job '%.64s'", id);
+  uv_mutex_lock(&q->mu);
+  if (q->closed) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ECLOSED, "jobq_cancel: the queue is closing");
+  }
+  q->ops_in_flight++;
+  uv_mutex_unlock(&q->mu);
+  int state = -1;
+  int64_t now = jobq__now(q);
+  int rc = q->ops->cancel(q->st, id, now, &state);
+  uv_mutex_lock(&q->mu);
+  q->ops_in_flight--;
+  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  if (rc == JOBQ_ENOTFOUND) {
+    rc = jobq__err(rc, "jobq_cancel: no job %s", id);
+  } else if (rc == JOBQ_ESTATE) {
+    rc = jobq__err(rc, "jobq_cancel: job %s is already %s", id,
+                   jobq_state_name(state) ? jobq_state_name(state) : "finished");
+  } else if (rc == 0 && state == JOBQ_CANCELLED) {
+    jobq__emit(q, JOBQ_EVENT_CANCELLED, id, NULL, JOBQ_CANCELLED, 0, NULL, 0, NULL, NULL);
+    jobq__notify_waiters(q, id);
+  } else if (rc == 0 && state == JOBQ_RUNNING) {
+    jobq_ctx_t *ctx = jobq__map_get(&q->running, id);
+    if (ctx) {
+      atomic_store(&ctx->cancelled, 1);
+    } else if (q->claims_in_flight > 0) {
+      /* A claim of ours may be returning this very job: let it know. */
+      char *copy = jobq__strdup(id);
+      if (copy && jobq__map_put(&q->cancel_hints, copy, copy) != 0) free(copy);
+    }
+    jobq__notify_waiters(q, id);
+  }
+  uv_mutex_unlock(&q->mu);
+  return rc;
+}

@@ -1,0 +1,295 @@
+/* Events: made under the core lock where a state changes, so each job's
+ * events come in the order its changes happened; delivered to subscribers on
+ * the loop thread and to jobq_next_event callers from a bounded buffer. An
+ * event is only made when somebody listens. */
+#include "core/internal.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const type_names[] = {NULL,        "submitted", "started",
+                                         "progress",  "retrying",  "succeeded",
+                                         "failed",    "cancelled"};
+
+JOBQ_API const char *jobq_event_type_name(int type) {
+  if (type < JOBQ_EVENT_SUBMITTED || type > JOBQ_EVENT_CANCELLED) return NULL;
+  return type_names[type];
+}
+
+int jobq__events_on(jobq_t *q) { return q->n_subs > 0 || q->pull_on; }
+
+JOBQ_API void jobq_event_free(jobq_event_t *ev) {
+  if (ev == NULL) return;
+  free(ev->kind);
+  free(ev->step);
+  free(ev->error);
+  free(ev->result);
+  free(ev);
+}
+
+void jobq__event_free_list(jobq_event_t *ev) {
+  while (ev) {
+    jobq_event_t *n = ev->next;
+    jobq_event_free(ev);
+    ev = n;
+  }
+}
+
+static jobq_event_t *make(int sink, int type, const char *id, const char *kind, int state,
+                          int progress, const char *step, int attempt, const char *error,
+                          const char *result, int64_t now) {
+  jobq_event_t *ev = calloc(1, sizeof *ev);
+  if (ev == NULL) return NULL;
+  ev->sink = sink;
+  ev->type = type;
+  ev->state = state;
+  ev->progress = progress;
+  ev->attempt = attempt;
+  ev->time = now;
+  memcpy(ev->id, id, JOBQ_ID_SIZE);
+  if ((kind && !(ev->kind = jobq__strdup(kind))) || (step && !(ev->step = jobq__strdup(step))) ||
+      (error && !(ev->error = jobq__strdup(error))) ||
+      (result && !(ev->result = jobq__strdup(result)))) {
+    jobq_event_free(ev);
+    return NULL;
+  }
+  return ev;
+}
+
+static void publish(jobq_t *q, jobq_event_t *ev) {
+  if (ev->sink == 0) {
+    ev->next = NULL;
+    if (q->disp_tail) q->disp_tail->next = ev;
+    else q->disp_head = ev;
+    q->disp_tail = ev;
+    jobq__kick_loop(q);
+    return;
+  }
+  if (q->ring == NULL) {
+    q->ring_cap = (size_t)q->o.event_buffer;
+    q->ring = calloc(q->ring_cap, sizeof *q->ring);
+    if (q->ring == NULL) {
+      q->ring_cap = 0;
+      q->ring_dropped++;
+      jobq_event_free(ev);
+      return;
+    }
+  }
+  if (q->ring_n == q->ring_cap) {
+    /* Full: the oldest goes; the reader learns how many it missed. */
+    jobq_event_free(q->ring[q->ring_head]);
+    q->ring_head = (q->ring_head + 1) % q->ring_cap;
+    q->ring_n--;
+    q->ring_dropped++;
+  }
+  q->ring[(q->ring_head + q->ring_n) % q->ring_cap] = ev;
+  q->ring_n++;
+  if (q->pull_waiters) uv_cond_signal(&q->event_cv);
+}
+
+void jobq__emit(jobq_t *q, int type, const char *id, const char *kind, int state, int progress,
+                const char *step, int attempt, const char *error, const char *result) {
+  if (!jobq__events_on(q)) return;
+  int64_t now = jobq__now(q);
+  held *h = q->submitting.count ? jobq__map_get(&q->submitting, id) : NULL;
+  for (int sink = 0; sink < 2; sink++) {
+    if (sink == 0 ? q->n_subs == 0 : !q->pull_on) continue;
+    jobq_event_t *ev = make(sink, type, id, kind, state, progress, step, attempt, error, result, now);
+    if (ev == NULL) {
+      /* Out of memory: an event is news, not state; the job is unaffected.
+       * Pull readers are told through the drop count. */
+      if (sink == 1) q->ring_dropped++;
+      continue;
+    }
+    if (h && type != JOBQ_EVENT_SUBMITTED) {
+      ev->next = NULL;
+      if (h->tail) h->tail->next = ev;
+      else h->head = ev;
+      h->tail = ev;
+    } else {
+      publish(q, ev);
+    }
+  }
+}
+
+int jobq__hold_begin(jobq_t *q, const char *id) {
+  held *h = calloc(1, sizeof *h);
+  if (h == NULL) return JOBQ_ENOMEM;
+  memcpy(h->id, id, JOBQ_ID_SIZE);
+  if (jobq__map_put(&q->submitting, h->id, h) != 0) {
+    free(h);
+    return JOBQ_ENOMEM;
+  }
+  return 0;
+}
+
+void jobq__hold_end(jobq_t *q, const char *id, int publish_submitted, const char *kind) {
+  held *h = jobq__map_del(&q->submitting, id);
+  if (publish_submitted)
+    jobq__emit(q, JOBQ_EVENT_SUBMITTED, id, kind, JOBQ_QUEUED, 0, NULL, 0, NULL, NULL);
+  if (h == NULL) return;
+  for (jobq_event_t *ev = h->head, *n; ev; ev = n) {
+    n = ev->next;
+    publish(q, ev);
+  }
+  free(h);
+}
+
+void jobq__dispatch_events(jobq_t *q) {
+  uv_mutex_lock(&q->mu);
+  jobq_event_t *ev = q->disp_head;
+  q->disp_head = q->disp_tail = NULL;
+  int n = q->n_subs;
+  sub small[8];
+  sub *subs = n <= 8 ? small : malloc((size_t)n * sizeof *subs);
+  if (subs == NULL) n = 0;
+  else if (n) memcpy(subs, q->subs, (size_t)n * sizeof *subs);
+  uv_mutex_unlock(&q->mu);
+  while (ev) {
+    jobq_event_t *next = ev->next;
+    ev->next = NULL;
+    for (int i = 0; i < n; i++) subs[i].fn(ev, subs[i].ud);
+    jobq_event_free(ev);
+    ev = next;
+  }
+  if (subs && subs != small) free(subs);
+}
+
+JOBQ_API int jobq_subscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_subscribe: q is NULL");
+  if (fn == NULL) return jobq__err(JOBQ_EINVAL, "jobq_subscribe: fn is NULL");
+  uv_mutex_lock(&q->mu);
+  int rc = 0;
+  for (int i = 0; i < q->n_subs; i++)
+    if (q->subs[i].fn == fn && q->subs[i].ud == ud)
+      rc = jobq__err(JOBQ_EEXIST, "jobq_subscribe: this (fn, ud) is already subscribed");
+  if (rc == 0 && q->closed) rc = jobq__err(JOBQ_ECLOSED, "jobq_subscribe: the queue is closing");
+  if (rc == 0) {
+    sub *ns = realloc(q->subs, (size_t)(q->n_subs + 1) * sizeof *ns);
+    if (ns == NULL) {
+      rc = jobq__err(JOBQ_ENOMEM, "jobq_subscribe: out of memory");
+    } else {
+      q->subs = ns;
+      ns[q->n_subs].fn = fn;
+      ns[q->n_subs].ud = ud;
+      q->n_subs++;
+    }
+  }
+  uv_mutex_unlock(&q->mu);
+  return rc;
+}
+
+JOBQ_API int jobq_unsubscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_unsubscribe: q is NULL");
+  if (fn == NULL) return jobq__err(JOBQ_EINVAL, "jobq_unsubscribe: fn is NULL");
+  uv_mutex_lock(&q->mu);
+  int rc = jobq__err(JOBQ_ENOTFOUND, "jobq_unsubscribe: this (fn, ud) is not subscribed");
+  for (int i = 0; i < q->n_subs; i++) {
+    if (q->subs[i].fn == fn && q->subs[i].ud == ud) {
+      q->subs[i] = q->subs[--q->n_subs];
+      rc = 0;
+      break;
+    }
+  }
+  if (rc == 0) jobq__set_detail("");
+  uv_mutex_unlock(&q->mu);
+  return rc;
+}
+
+JOBQ_API int jobq_next_event(jobq_t *q, int timeout_ms, jobq_event_t **out) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_next_event: q is NULL");
+  if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_next_event: out is NULL");
+  if (timeout_ms != 0 && jobq__on_loop_thread(q))
+    return jobq__err(JOBQ_EDEADLK, "jobq_next_event: a blocking wait on the loop thread");
+  uv_mutex_lock(&q->mu);
+  q->pull_on = 1;
+  q->refs++;
+  uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  int rc = 0;
+  while (q->ring_n == 0) {
+    if (q->closed) {
+      rc = jobq__err(JOBQ_ECLOSED, "jobq_next_event: the queue is closing");
+      break;
+    }
+    uint64_t now = uv_hrtime();
+    if (timeout_ms == 0 || (timeout_ms > 0 && now >= deadline)) {
+      rc = jobq__err(JOBQ_ETIMEDOUT, "jobq_next_event: no event within %d ms", timeout_ms);
+      break;
+    }
+    q->pull_waiters++;
+    if (timeout_ms < 0) uv_cond_wait(&q->event_cv, &q->mu);
+    else uv_cond_timedwait(&q->event_cv, &q->mu, deadline - now);
+    q->pull_waiters--;
+  }
+  if (rc == 0) {
+    jobq_event_t *ev = q->ring[q->ring_head];
+    q->ring_head = (q->ring_head + 1) % q->ring_cap;
+    q->ring_n--;
+    ev->dropped = q->ring_dropped;
+    q->ring_dropped = 0;
+    ev->next = NULL;
+    *out = ev;
+  }
+  jobq__q_unref(q);
+  return rc;
+}
+
+void jobq__notify_waiters(jobq_t *q, const char *id) {
+  if (q->waiters.count == 0) return;
+  if (id) {
+    for (waiter *w = jobq__map_get(&q->waiters, id); w; w = w->next) {
+      w->changed = 1;
+      uv_cond_signal(&w->cv);
+    }
+    return;
+  }
+  for (size_t i = 0; i < q->waiters.cap; i++) {
+    if (q->waiters.slots[i].key == NULL) continue;
+    for (waiter *w = q->waiters.slots[i].val; w; w = w->next) {
+      w->changed = 1;
+      uv_cond_signal(&w->cv);
+    }
+  }
+}
+
+/* ---- accessors ---- */
+
+JOBQ_API int jobq_event_type(const jobq_event_t *ev) { return ev ? ev->type : JOBQ_EINVAL; }
+JOBQ_API const char *jobq_event_job_id(const jobq_event_t *ev) { return ev ? ev->id : NULL; }
+JOBQ_API const char *jobq_event_kind(const jobq_event_t *ev) { return ev ? ev->kind : NULL; }
+JOBQ_API int jobq_event_state(const jobq_event_t *ev) { return ev ? ev->state : JOBQ_EINVAL; }
+JOBQ_API int jobq_event_progress(const jobq_event_t *ev) { return ev ? ev->progress : JOBQ_EINVAL; }
+JOBQ_API const char *jobq_event_step(const jobq_event_t *ev) { return ev ? ev->step : NULL; }
+JOBQ_API int jobq_event_attempt(const jobq_event_t *ev) { return ev ? ev->attempt : JOBQ_EINVAL; }
+JOBQ_API const char *jobq_event_error(const jobq_event_t *ev) { return ev ? ev->error : NULL; }
+JOBQ_API const char *jobq_event_result(const jobq_event_t *ev) { return ev ? ev->result : NULL; }
+JOBQ_API int64_t jobq_event_time(const jobq_event_t *ev) { return ev ? ev->time : JOBQ_EINVAL; }
+JOBQ_API int64_t jobq_event_dropped(const jobq_event_t *ev) { return ev ? ev->dropped : 0; }
+
+JOBQ_API char *jobq_event_to_json(const jobq_event_t *ev) {
+  if (ev == NULL) {
+    jobq__err(JOBQ_EINVAL, "jobq_event_to_json: ev is NULL");
+    return NULL;
+  }
+  json_t *o = json_object();
+  if (o == NULL) return NULL;
+  json_object_set_new(o, "type", json_string(jobq_event_type_name(ev->type)));
+  json_object_set_new(o, "jobId", json_string(ev->id));
+  if (ev->kind) json_object_set_new(o, "kind", json_string(ev->kind));
+  json_object_set_new(o, "state", json_string(jobq_state_name(ev->state)));
+  json_object_set_new(o, "progress", json_integer(ev->progress));
+  if (ev->step) json_object_set_new(o, "step", json_string(ev->step));
+  json_object_set_new(o, "attempt", json_integer(ev->attempt));
+  if (ev->error) json_object_set_new(o, "error", json_string(ev->error));
+  if (ev->result) {
+    json_t *r = json_loads(ev->result, JSON_DECODE_ANY, NULL);
+    json_object_set_new(o, "result", r ? r : json_string(ev->result));
+  }
+  json_object_set_new(o, "time", json_integer(ev->time));
+  if (ev->dropped) json_object_set_new(o, "dropped", json_integer(ev->dropped));
+  char *s = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  if (s == NULL) jobq__err(JOBQ_ENOMEM, "jobq_event_to_json: out of memory");
+  return s;
+}

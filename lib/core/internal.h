@@ -1,0 +1,252 @@
+/* The core's private structures. Nothing here is ABI. */
+#ifndef JOBQ_CORE_INTERNAL_H
+#define JOBQ_CORE_INTERNAL_H
+
+#include "jobq.h"
+#include "jobq/storage.h"
+#include "util/err.h"
+#include "util/heap.h"
+#include "util/map.h"
+
+#include <stdatomic.h>
+#include <uv.h>
+
+#define JOBQ_KIND_MAX 64
+#define JOBQ_OWNER_MAX 256
+#define JOBQ_DEDUPE_MAX 512
+#define JOBQ_STEP_MAX 1024
+#define JOBQ_ERROR_MAX 4096
+#define JOBQ_PROGRESS_WRITE_MS 250
+
+struct jobq_options_s {
+  char *storage_url;
+  uv_loop_t *loop;
+  int workers;
+  size_t max_payload;
+  int event_buffer;
+  int event_buffer_set;
+  jobq_clock_fn clock;
+  void *clock_ud;
+  jobq_random_fn random;
+  void *random_ud;
+};
+
+struct jobq_kind_opts_s {
+  int concurrency;
+  int max_attempts;
+  int64_t backoff_base_ms;
+  int64_t backoff_max_ms;
+  double jitter;
+  int64_t timeout_ms;
+  int on_loop;
+};
+
+struct jobq_submit_opts_s {
+  char *owner;
+  int priority;
+  int64_t run_at;   /* 0: unset */
+  int64_t delay_ms; /* -1: unset */
+  int max_attempts; /* 0: kind default */
+  char *dedupe_key;
+  int64_t dedupe_ttl_ms;
+  int force;
+};
+
+struct jobq_filter_s {
+  char *owner;
+  char *kind;
+  int state;
+  int limit;
+  int newest_first;
+  char *cursor;
+};
+
+struct jobq_job_s {
+  jobq_storage_job rec;
+  int64_t eta_ms;
+};
+
+struct jobq_page_s {
+  size_t n;
+  jobq_job_t *jobs;
+  char *next_cursor;
+};
+
+struct jobq_event_s {
+  struct jobq_event_s *next;
+  int sink; /* 0: subscribers, 1: the pull buffer */
+  int type;
+  int state;
+  int progress;
+  int attempt;
+  int64_t time;
+  int64_t dropped;
+  char id[JOBQ_ID_SIZE];
+  char *kind;
+  char *step;
+  char *error;
+  char *result;
+};
+
+/* A registered kind. */
+typedef struct kind_reg {
+  char name[JOBQ_KIND_MAX + 1];
+  jobq_handler_fn fn;
+  void *ud;
+  struct jobq_kind_opts_s ko;
+  int running; /* attempts of this kind in this process */
+  int pending; /* claims in flight that may return this kind */
+  double avg_ms; /* moving average of attempt durations, 0 = none yet */
+} kind_reg;
+
+/* One attempt, handed to a handler or a jobq_claim caller. */
+struct jobq_ctx_s {
+  jobq_t *q;
+  int refs;            /* under q->mu: 1 until the user's succeed/fail, +1 while a
+                        * handler call runs, +1 while a timeout is being applied */
+  int user_done;       /* the user's succeed/fail came (the user's ref is gone) */
+  kind_reg *kr;        /* NULL for a kind not registered here */
+  jobq_storage_job rec;
+  atomic_int cancelled; /* cancel requested, timed out, or released */
+  int finished;        /* the attempt has ended (or is ending) */
+  int timed_out;
+  int released;
+  int progress;
+  char *step;
+  int progress_dirty;
+  int64_t progress_written;
+  int64_t deadline;    /* timeout, 0 = none */
+  uint32_t tmo_idx;    /* index in q->tmo */
+  int in_tmo;
+  uint64_t t0_ns;      /* start, for the kind's average duration */
+  uv_work_t work;      /* timeout finish on libuv's pool */
+};
+
+typedef struct waiter {
+  struct waiter *next;
+  char id[JOBQ_ID_SIZE];
+  uv_cond_t cv;
+  int changed;
+} waiter;
+
+typedef struct sub {
+  jobq_event_fn fn;
+  void *ud;
+} sub;
+
+/* Events of a job that started, progressed or finished before its submitter
+ * published "submitted": held back so that each job's events stay in order. */
+typedef struct held {
+  char id[JOBQ_ID_SIZE];
+  jobq_event_t *head, *tail;
+} held;
+
+struct jobq_s {
+  uv_mutex_t mu; /* the core lock: everything below unless noted */
+  struct jobq_options_s o;
+  const jobq_storage_ops *ops;
+  void *st;
+
+  /* loop */
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  int own;
+  uv_thread_t loop_thread;
+  uv_thread_t loop_tid; /* the thread that runs the loop */
+  uv_async_t async;
+  uv_timer_t timer;
+  int64_t timer_at;     /* when the timer fires, INT64_MAX: stopped */
+  int handles_open;
+  int refs;             /* q is freed when this drops to 0 */
+
+  /* kinds */
+  kind_reg *kinds;
+  int n_kinds;
+  const char **worker_kinds; /* names of kinds run on worker threads */
+  int n_worker_kinds;
+  const char **loop_kinds;   /* names of kinds run on the loop */
+  int n_loop_kinds;
+
+  /* workers */
+  int started;
+  int stopping;          /* no new claims */
+  int closed;            /* jobq_close began */
+  uv_thread_t *threads;
+  int n_threads;
+  uv_cond_t work_cv;     /* claimers wait for work here */
+  int idle;              /* claimers waiting on work_cv */
+  uint64_t work_gen;     /* bumped whenever jobs may have become claimable */
+  int64_t wake_at;       /* earliest known future run_at, INT64_MAX none */
+  int claims_in_flight;
+  jobq_map cancel_hints; /* ids cancelled while a claim was in flight */
+
+  /* running attempts */
+  jobq_map running;      /* id -> ctx */
+  jobq_heap tmo;         /* running attempts with a timeout, by deadline */
+  int ops_in_flight;     /* finish calls talking to storage */
+  uv_cond_t idle_cv;     /* close waits for running == 0 and ops == 0 */
+  jobq_ctx_t **loop_inbox; /* attempts to start on the loop */
+  size_t n_inbox, cap_inbox;
+  int handlers_active;   /* handlers running on worker threads */
+
+  /* events */
+  sub *subs;
+  int n_subs;
+  jobq_event_t *disp_head, *disp_tail; /* for subscribers, drained on the loop */
+  int pull_on;
+  jobq_event_t **ring;   /* pull buffer */
+  size_t ring_cap, ring_head, ring_n;
+  int64_t ring_dropped;
+  uv_cond_t event_cv;
+  int pull_waiters;
+  jobq_map submitting;   /* id -> held */
+
+  /* waiters */
+  jobq_map waiters;      /* id -> waiter list */
+};
+
+/* core/queue.c */
+int64_t jobq__now(jobq_t *q);
+void jobq__kick_loop(jobq_t *q);             /* mu held */
+/* mu held; unlocks it, or frees q when its last reference is gone. */
+void jobq__unlock(jobq_t *q);
+void jobq__q_unref(jobq_t *q);               /* refs - 1, then jobq__unlock */
+int jobq__on_loop_thread(jobq_t *q);
+
+/* core/events.c */
+int jobq__events_on(jobq_t *q);
+void jobq__emit(jobq_t *q, int type, const char *id, const char *kind, int state, int progress,
+                const char *step, int attempt, const char *error, const char *result);
+void jobq__dispatch_events(jobq_t *q);       /* on the loop, mu not held */
+void jobq__notify_waiters(jobq_t *q, const char *id); /* mu held */
+void jobq__event_free_list(jobq_event_t *ev);
+/* Around a submit while events are on: hold back the new jobs' events until
+ * "submitted" is published (mu held for both). */
+int jobq__hold_begin(jobq_t *q, const char *id);
+void jobq__hold_end(jobq_t *q, const char *id, int publish_submitted, const char *kind);
+
+/* core/worker.c */
+int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t n_kinds, jobq_ctx_t **out);
+void jobq__worker_main(void *arg);
+void jobq__feeder_main(void *arg);
+void jobq__run_loop_inbox(jobq_t *q);         /* on the loop, mu not held */
+void jobq__expire_timeouts(jobq_t *q, int64_t now); /* on the loop, mu held */
+int64_t jobq__tmo_next(jobq_t *q);
+void jobq__tmo_init(jobq_t *q);            /* mu held */
+void jobq__release_all(jobq_t *q);            /* mu held */
+
+/* core/cancel.c */
+void jobq__cancel_hints_clear(jobq_t *q);     /* mu held */
+
+/* core/options.c */
+int jobq__kind_name_check(const char *fn, const char *kind);
+char *jobq__strdup(const char *s);
+
+/* core/read.c */
+void jobq__job_overlay(jobq_t *q, jobq_job_t *job); /* mu held */
+
+/* storage/registry.c */
+int jobq__storage_lookup(const char *url, const jobq_storage_ops **out);
+void jobq__storage_job_copy_into(jobq_storage_job *dst, const jobq_storage_job *src);
+
+#endif

@@ -1,0 +1,392 @@
+/* Opening, starting and closing a queue; the loop's handles.
+ *
+ * The loop (the host's or one on a thread of libjobq's own) owns two
+ * handles: an async handle through which any thread asks it to deliver
+ * events, start on-loop handlers or re-arm the timer, and one timer that
+ * fires at the earliest of "a delayed job comes due" and "a running attempt
+ * times out". Nothing polls: an idle queue sleeps in the kernel. */
+#include "core/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+JOBQ_API unsigned jobq_version(void) { return JOBQ_VERSION_HEX; }
+JOBQ_API const char *jobq_version_string(void) { return JOBQ_VERSION_STRING; }
+JOBQ_API void jobq_free(void *p) { free(p); }
+
+static const char *const state_names[] = {"queued", "running", "succeeded", "failed",
+                                          "cancelled"};
+
+JOBQ_API const char *jobq_state_name(int state) {
+  if (state < 0 || state > JOBQ_CANCELLED) return NULL;
+  return state_names[state];
+}
+
+JOBQ_API int jobq_state_is_terminal(int state) {
+  return state == JOBQ_SUCCEEDED || state == JOBQ_FAILED || state == JOBQ_CANCELLED;
+}
+
+int64_t jobq__now(jobq_t *q) {
+  if (q->o.clock) return q->o.clock(q->o.clock_ud);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+JOBQ_API int64_t jobq_now(jobq_t *q) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_now: q is NULL");
+  return jobq__now(q);
+}
+
+int jobq__on_loop_thread(jobq_t *q) {
+  uv_thread_t self = uv_thread_self();
+  return uv_thread_equal(&self, &q->loop_tid);
+}
+
+void jobq__kick_loop(jobq_t *q) {
+  if (q->handles_open) uv_async_send(&q->async);
+}
+
+static void free_q(jobq_t *q) {
+  jobq__map_free(&q->running);
+  jobq__map_free(&q->cancel_hints);
+  jobq__map_free(&q->waiters);
+  jobq__map_free(&q->submitting);
+  jobq__heap_free(&q->tmo);
+  free(q->loop_inbox);
+  free(q->kinds);
+  free(q->worker_kinds);
+  free(q->loop_kinds);
+  free(q->threads);
+  free(q->subs);
+  jobq__event_free_list(q->disp_head);
+  for (size_t i = 0; i < q->ring_n; i++)
+    jobq_event_free(q->ring[(q->ring_head + i) % q->ring_cap]);
+  free(q->ring);
+  free(q->o.storage_url);
+  uv_cond_destroy(&q->work_cv);
+  uv_cond_destroy(&q->idle_cv);
+  uv_cond_destroy(&q->event_cv);
+  uv_mutex_unlock(&q->mu);
+  uv_mutex_destroy(&q->mu);
+  free(q);
+}
+
+void jobq__unlock(jobq_t *q) {
+  if (q->refs == 0) free_q(q); /* unlocks */
+  else uv_mutex_unlock(&q->mu);
+}
+
+void jobq__q_unref(jobq_t *q) {
+  q->refs--;
+  jobq__unlock(q);
+}
+
+/* Timer: the earliest due time known, or stopped. mu held, on the loop. */
+static void on_timer(uv_timer_t *t);
+
+static void arm_timer(jobq_t *q) {
+  int64_t at = q->wake_at;
+  int64_t t2 = jobq__tmo_next(q);
+  if (t2 < at) at = t2;
+  if (at == q->timer_at) return;
+  q->timer_at = at;
+  if (at == INT64_MAX) {
+    uv_timer_stop(&q->timer);
+    return;
+  }
+  int64_t d = at - jobq__now(q);
+  if (d < 0) d = 0;
+  uv_timer_start(&q->timer, on_timer, (uint64_t)d, 0);
+}
+
+static void on_timer(uv_timer_t *t) {
+  jobq_t *q = t->data;
+  uv_mutex_lock(&q->mu);
+  int64_t now = jobq__now(q);
+  q->timer_at = INT64_MAX;
+  if (q->wake_at <= now) {
+    q->wake_at = INT64_MAX;
+    q->work_gen++;
+    if (q->idle) uv_cond_broadcast(&q->work_cv);
+  }
+  jobq__expire_timeouts(q, now);
+  if (q->handles_open) arm_timer(q);
+  uv_mutex_unlock(&q->mu);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  jobq_t *q = h->data;
+  uv_mutex_lock(&q->mu);
+  if (h == (uv_handle_t *)&q->timer) {
+    uv_mutex_unlock(&q->mu);
+    return;
+  }
+  jobq__q_unref(q); /* the async handle closes last: one ref for both */
+}
+
+static void close_handles(jobq_t *q) {
+  q->handles_open = 0;
+  uv_close((uv_handle_t *)&q->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&q->async, on_handle_closed);
+}
+
+static void on_async(uv_async_t *a) {
+  jobq_t *q = a->data;
+  jobq__dispatch_events(q);
+  jobq__run_loop_inbox(q);
+  uv_mutex_lock(&q->mu);
+  if (q->closed == 2 && q->handles_open) {
+    /* jobq_close has finished everything else: last deliveries are done. */
+    close_handles(q);
+    uv_mutex_unlock(&q->mu);
+    return;
+  }
+  if (q->handles_open) arm_timer(q);
+  uv_mutex_unlock(&q->mu);
+}
+
+static void loop_main(void *arg) {
+  jobq_t *q = arg;
+  uv_run(q->loop, UV_RUN_DEFAULT);
+}
+
+JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
+  if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_open: out is NULL");
+  jobq_options_t defaults;
+  if (opts == NULL) {
+    memset(&defaults, 0, sizeof defaults);
+    defaults.workers = 4;
+    defaults.max_payload = 1u << 20;
+    defaults.event_buffer = 65536;
+    opts = &defaults;
+  }
+  const char *url = opts->storage_url ? opts->storage_url : "memory:";
+  const jobq_storage_ops *ops;
+  int rc = jobq__storage_lookup(url, &ops);
+  if (rc) return rc;
+
+  jobq_t *q = calloc(1, sizeof *q);
+  if (q == NULL) return jobq__err(JOBQ_ENOMEM, "jobq_open: out of memory");
+  q->o = *opts;
+  q->o.storage_url = jobq__strdup(url);
+  if (q->o.storage_url == NULL) {
+    free(q);
+    return jobq__err(JOBQ_ENOMEM, "jobq_open: out of memory");
+  }
+  q->ops = ops;
+  q->wake_at = INT64_MAX;
+  q->timer_at = INT64_MAX;
+  q->refs = 1;
+  jobq__tmo_init(q);
+  if (uv_mutex_init(&q->mu) || uv_cond_init(&q->work_cv) || uv_cond_init(&q->idle_cv) ||
+      uv_cond_init(&q->event_cv)) {
+    free(q->o.storage_url);
+    free(q);
+    return jobq__err(JOBQ_ENOMEM, "jobq_open: cannot create locks");
+  }
+  if (opts->event_buffer_set) q->pull_on = 1;
+
+  rc = ops->open(url, &q->st);
+  if (rc) {
+    if (jobq_last_error()[0] == '\0') jobq__err(rc, "jobq_open: storage '%.100s' failed to open", url);
+    goto fail;
+  }
+
+  if (opts->loop) {
+    q->loop = opts->loop;
+    q->loop_tid = uv_thread_self();
+  } else {
+    if (uv_loop_init(&q->own_loop) != 0) {
+      rc = jobq__err(JOBQ_ENOMEM, "jobq_open: cannot create an event loop");
+      goto fail_st;
+    }
+    q->loop = &q->own_loop;
+    q->own = 1;
+  }
+  if (uv_async_init(q->loop, &q->async, on_async) != 0) {
+    rc = jobq__err(JOBQ_ENOMEM, "jobq_open: cannot create an async handle");
+    goto fail_loop;
+  }
+  uv_timer_init(q->loop, &q->timer);
+  q->async.data = q;
+  q->timer.data = q;
+  q->handles_open = 1;
+  q->refs++; /* held by the handles until they are closed */
+  if (q->own) {
+    if (uv_thread_create(&q->loop_thread, loop_main, q) != 0) {
+      q->refs--;
+      q->handles_open = 0;
+      uv_close((uv_handle_t *)&q->async, NULL);
+      uv_close((uv_handle_t *)&q->timer, NULL);
+      uv_run(q->loop, UV_RUN_DEFAULT);
+      rc = jobq__err(JOBQ_ENOMEM, "jobq_open: cannot start the loop thread");
+      goto fail_loop;
+    }
+    q->loop_tid = q->loop_thread;
+  }
+  *out = q;
+  return 0;
+
+fail_loop:
+  if (q->own) uv_loop_close(&q->own_loop);
+fail_st:
+  ops->close(q->st);
+fail:
+  free(q->o.storage_url);
+  uv_cond_destroy(&q->work_cv);
+  uv_cond_destroy(&q->idle_cv);
+  uv_cond_destroy(&q->event_cv);
+  uv_mutex_destroy(&q->mu);
+  free(q);
+  return rc;
+}
+
+JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void *ud,
+                           const jobq_kind_opts_t *ko) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_register: q is NULL");
+  int rc = jobq__kind_name_check("jobq_register", kind);
+  if (rc) return rc;
+  if (fn == NULL) return jobq__err(JOBQ_EINVAL, "jobq_register: handler for '%s' is NULL", kind);
+  uv_mutex_lock(&q->mu);
+  if (q->started || q->closed) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ESTATE, "jobq_register: '%s': register kinds before jobq_start", kind);
+  }
+  for (int i = 0; i < q->n_kinds; i++) {
+    if (strcmp(q->kinds[i].name, kind) == 0) {
+      uv_mutex_unlock(&q->mu);
+      return jobq__err(JOBQ_EEXIST, "jobq_register: kind '%s' is already registered", kind);
+    }
+  }
+  kind_reg *nk = realloc(q->kinds, (size_t)(q->n_kinds + 1) * sizeof *nk);
+  if (nk == NULL) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ENOMEM, "jobq_register: out of memory");
+  }
+  q->kinds = nk;
+  kind_reg *k = &nk[q->n_kinds++];
+  memset(k, 0, sizeof *k);
+  strcpy(k->name, kind);
+  k->fn = fn;
+  k->ud = ud;
+  if (ko) {
+    k->ko = *ko;
+  } else {
+    k->ko.max_attempts = 3;
+    k->ko.backoff_base_ms = 1000;
+    k->ko.backoff_max_ms = 300000;
+    k->ko.jitter = 0.2;
+  }
+  uv_mutex_unlock(&q->mu);
+  return 0;
+}
+
+JOBQ_API int jobq_start(jobq_t *q) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_start: q is NULL");
+  uv_mutex_lock(&q->mu);
+  if (q->closed) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ECLOSED, "jobq_start: the queue is closing");
+  }
+  if (q->started) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ESTATE, "jobq_start: already started");
+  }
+  int nk = q->n_kinds ? q->n_kinds : 1;
+  q->worker_kinds = calloc((size_t)nk, sizeof *q->worker_kinds);
+  q->loop_kinds = calloc((size_t)nk, sizeof *q->loop_kinds);
+  q->threads = calloc((size_t)q->o.workers + 1, sizeof *q->threads);
+  if (!q->worker_kinds || !q->loop_kinds || !q->threads) {
+    free(q->worker_kinds);
+    free(q->loop_kinds);
+    free(q->threads);
+    q->worker_kinds = q->loop_kinds = NULL;
+    q->threads = NULL;
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ENOMEM, "jobq_start: out of memory");
+  }
+  for (int i = 0; i < q->n_kinds; i++) {
+    if (q->kinds[i].ko.on_loop) q->loop_kinds[q->n_loop_kinds++] = q->kinds[i].name;
+    else q->worker_kinds[q->n_worker_kinds++] = q->kinds[i].name;
+  }
+  q->started = 1;
+  int want = q->n_worker_kinds ? q->o.workers : 0;
+  for (int i = 0; i < want; i++) {
+    if (uv_thread_create(&q->threads[q->n_threads], jobq__worker_main, q) != 0) break;
+    q->n_threads++;
+  }
+  if (q->n_loop_kinds && uv_thread_create(&q->threads[q->n_threads], jobq__feeder_main, q) == 0)
+    q->n_threads++;
+  int ok = q->n_threads == want + (q->n_loop_kinds ? 1 : 0);
+  uv_mutex_unlock(&q->mu);
+  if (!ok)
+    return jobq__err(JOBQ_ENOMEM, "jobq_start: could start only %d of %d threads", q->n_threads,
+                     want + (q->n_loop_kinds ? 1 : 0));
+  return 0;
+}
+
+JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_close: q is NULL");
+  if (q->own && jobq__on_loop_thread(q))
+    return jobq__err(JOBQ_EDEADLK, "jobq_close: called on the queue's own loop thread");
+  uv_mutex_lock(&q->mu);
+  if (q->closed) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ECLOSED, "jobq_close: already closing");
+  }
+  q->closed = 1;
+  q->stopping = 1;
+  uv_cond_broadcast(&q->work_cv);
+  uv_cond_broadcast(&q->event_cv);
+  jobq__notify_waiters(q, NULL);
+
+  /* Drain: running attempts may finish until the deadline. */
+  uint64_t deadline = uv_hrtime() + (uint64_t)(drain_ms < 0 ? 0 : drain_ms) * 1000000u;
+  while (q->running.count > 0 || q->ops_in_flight > 0) {
+    if (drain_ms < 0) {
+      uv_cond_wait(&q->idle_cv, &q->mu);
+      continue;
+    }
+    uint64_t now = uv_hrtime();
+    if (now >= deadline) break;
+    if (uv_cond_timedwait(&q->idle_cv, &q->mu, deadline - now) != 0 && q->running.count > 0 &&
+        uv_hrtime() >= deadline)
+      break;
+  }
+  /* The rest go back to the queue for another worker or process. */
+  jobq__release_all(q);
+
+  /* Worker threads return once their handler has returned. */
+  int n = q->n_threads;
+  q->n_threads = 0;
+  uv_mutex_unlock(&q->mu);
+  for (int i = 0; i < n; i++) uv_thread_join(&q->threads[i]);
+  uv_mutex_lock(&q->mu);
+  while (q->ops_in_flight > 0) uv_cond_wait(&q->idle_cv, &q->mu);
+
+  q->ops->close(q->st);
+  q->st = NULL;
+  q->closed = 2;
+  int own = q->own;
+  if (own) {
+    /* The loop thread delivers the last events, closes the handles and
+     * returns from uv_run. */
+    uv_async_send(&q->async);
+    uv_mutex_unlock(&q->mu);
+    uv_thread_join(&q->loop_thread);
+    uv_loop_close(&q->own_loop);
+    uv_mutex_lock(&q->mu);
+  } else {
+    /* On the host's loop thread: the handles close when the host next runs
+     * its loop; the last reference goes with them. Deliver what is queued
+     * first. */
+    uv_mutex_unlock(&q->mu);
+    jobq__dispatch_events(q);
+    uv_mutex_lock(&q->mu);
+    if (q->handles_open) close_handles(q);
+  }
+  jobq__q_unref(q); /* q may be gone now */
+  return 0;
+}

@@ -1,0 +1,155 @@
+/* Submitting: checks every job first, then stores them in one batch, then
+ * tells claimers and listeners. A job is visible to nobody before it is
+ * stored, and nothing is stored when any job of a batch is refused. */
+#include "core/internal.h"
+#include "util/id.h"
+#include "util/json.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Fills rec (borrowing the caller's strings) or returns the refusal. */
+static int prepare(jobq_t *q, const char *fn, const char *kind, const char *payload,
+                   const jobq_submit_opts_t *so, int64_t now, jobq_storage_job *rec, int *force) {
+  int rc = jobq__kind_name_check(fn, kind);
+  if (rc) return rc;
+  if (payload == NULL) payload = "null";
+  size_t len = strlen(payload);
+  if (len > q->o.max_payload)
+    return jobq__err(JOBQ_ETOOBIG, "%s: payload is %zu bytes, the limit is %zu", fn, len,
+                     q->o.max_payload);
+  rc = jobq__json_check(fn, "payload", payload, len);
+  if (rc) return rc;
+  memset(rec, 0, sizeof *rec);
+  rec->kind = (char *)kind;
+  rec->payload = (char *)payload;
+  rec->state = JOBQ_QUEUED;
+  rec->created_at = now;
+  rec->run_at = now;
+  rec->position = -1;
+  *force = 0;
+  if (so) {
+    rec->owner = so->owner;
+    rec->priority = so->priority;
+    rec->max_attempts = so->max_attempts; /* 0: the runner's kind default */
+    rec->dedupe_key = so->dedupe_key;
+    rec->dedupe_ttl_ms = so->dedupe_ttl_ms;
+    if (so->run_at) rec->run_at = so->run_at;
+    else if (so->delay_ms >= 0) rec->run_at = now + so->delay_ms;
+    *force = so->force;
+  }
+  jobq__id_new(rec->id, now);
+  return 0;
+}
+
+static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, const int *force,
+                 int64_t now, int *dup) {
+  uv_mutex_lock(&q->mu);
+  if (q->closed) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
+  }
+  int held = jobq__events_on(q);
+  if (held) {
+    for (size_t i = 0; i < n; i++) {
+      if (jobq__hold_begin(q, recs[i]->id) != 0) {
+        for (size_t j = 0; j < i; j++) jobq__hold_end(q, recs[j]->id, 0, NULL);
+        uv_mutex_unlock(&q->mu);
+        return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+      }
+    }
+  }
+  q->ops_in_flight++;
+  uv_mutex_unlock(&q->mu);
+
+  int rc = q->ops->insert(q->st, recs, n, force, now, dup);
+
+  uv_mutex_lock(&q->mu);
+  q->ops_in_flight--;
+  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  if (rc < 0) {
+    if (held)
+      for (size_t i = 0; i < n; i++) jobq__hold_end(q, recs[i]->id, 0, NULL);
+    uv_mutex_unlock(&q->mu);
+    if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s: storage refused the job", fn);
+    return rc;
+  }
+  int due = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (dup[i]) continue;
+    if (recs[i]->run_at <= now) due = 1;
+    else if (recs[i]->run_at < q->wake_at) {
+      q->wake_at = recs[i]->run_at;
+      jobq__kick_loop(q);
+    }
+  }
+  if (due) {
+    q->work_gen++;
+    if (q->idle) uv_cond_broadcast(&q->work_cv);
+  }
+  if (held || jobq__events_on(q))
+    for (size_t i = 0; i < n; i++) jobq__hold_end(q, recs[i]->id, !dup[i], recs[i]->kind);
+  uv_mutex_unlock(&q->mu);
+  return 0;
+}
+
+JOBQ_API int jobq_submit(jobq_t *q, const char *kind, const char *payload_json,
+                         const jobq_submit_opts_t *so, char *out_id) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_submit: q is NULL");
+  if (out_id == NULL) return jobq__err(JOBQ_EINVAL, "jobq_submit: out_id is NULL");
+  jobq_storage_job rec;
+  int force, dup = 0;
+  int64_t now = jobq__now(q);
+  int rc = prepare(q, "jobq_submit", kind, payload_json, so, now, &rec, &force);
+  if (rc) return rc;
+  jobq_storage_job *p = &rec;
+  rc = store(q, "jobq_submit", &p, 1, &force, now, &dup);
+  if (rc) return rc;
+  memcpy(out_id, rec.id, JOBQ_ID_SIZE);
+  return dup;
+}
+
+JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
+                              const char *const *payloads, const jobq_submit_opts_t *const *opts,
+                              char *out_ids) {
+  static const char fn[] = "jobq_submit_many";
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "%s: q is NULL", fn);
+  if (n == 0) return 0;
+  if (kinds == NULL) return jobq__err(JOBQ_EINVAL, "%s: kinds is NULL", fn);
+  if (payloads == NULL) return jobq__err(JOBQ_EINVAL, "%s: payloads is NULL", fn);
+  if (out_ids == NULL) return jobq__err(JOBQ_EINVAL, "%s: out_ids is NULL", fn);
+  if (n > 1000000) return jobq__err(JOBQ_EINVAL, "%s: %zu jobs; at most 1000000 at once", fn, n);
+  jobq_storage_job *recs = malloc(n * sizeof *recs);
+  jobq_storage_job **ptrs = malloc(n * sizeof *ptrs);
+  int *force = malloc(n * sizeof *force);
+  int *dup = calloc(n, sizeof *dup);
+  int rc = 0;
+  if (!recs || !ptrs || !force || !dup) {
+    rc = jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+    goto out;
+  }
+  int64_t now = jobq__now(q);
+  for (size_t i = 0; i < n; i++) {
+    rc = prepare(q, fn, kinds[i], payloads[i], opts ? opts[i] : NULL, now, &recs[i], &force[i]);
+    if (rc) {
+      /* Say which job was refused, keeping the reason. */
+      char why[400];
+      snprintf(why, sizeof why, "%s", jobq_last_error());
+      jobq__err(rc, "%s: job %zu refused: %s", fn, i, why);
+      goto out;
+    }
+    ptrs[i] = &recs[i];
+  }
+  rc = store(q, fn, ptrs, n, force, now, dup);
+  if (rc) goto out;
+  for (size_t i = 0; i < n; i++) {
+    memcpy(out_ids + i * JOBQ_ID_SIZE, recs[i].id, JOBQ_ID_SIZE);
+    rc += dup[i];
+  }
+out:
+  free(recs);
+  free(ptrs);
+  free(force);
+  free(dup);
+  return rc;
+}

@@ -1,0 +1,623 @@
+/* Attempts: claiming, running handlers, finishing, timeouts, releasing.
+ *
+ * A claim reserves capacity of concurrency-limited kinds under the core lock,
+ * then asks storage without the lock (storage may block). Every way an
+ * attempt ends goes through finish(), which asks storage first and only then
+ * publishes the outcome (events, waiters, counters), so what readers see has
+ * always been stored. */
+#include "core/internal.h"
+#include "util/id.h"
+#include "util/json.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* On-loop kinds without a concurrency limit still stop somewhere: claiming a
+ * whole backlog onto one thread helps nobody. */
+#define LOOP_DEFAULT_CONCURRENCY 1024
+
+static kind_reg *find_kind(jobq_t *q, const char *name) {
+  for (int i = 0; i < q->n_kinds; i++)
+    if (strcmp(q->kinds[i].name, name) == 0) return &q->kinds[i];
+  return NULL;
+}
+
+static int effective_limit(const kind_reg *k) {
+  if (k->ko.concurrency > 0) return k->ko.concurrency;
+  return k->ko.on_loop ? LOOP_DEFAULT_CONCURRENCY : 0;
+}
+
+static int tmo_less(const void *a, const void *b) {
+  return ((const jobq_ctx_t *)a)->deadline < ((const jobq_ctx_t *)b)->deadline;
+}
+static uint32_t *tmo_slot(void *e) { return &((jobq_ctx_t *)e)->tmo_idx; }
+
+void jobq__tmo_init(jobq_t *q) {
+  q->tmo.less = tmo_less;
+  q->tmo.slot = tmo_slot;
+}
+
+int64_t jobq__tmo_next(jobq_t *q) {
+  jobq_ctx_t *c = jobq__heap_top(&q->tmo);
+  return c ? c->deadline : INT64_MAX;
+}
+
+static void tmo_remove(jobq_t *q, jobq_ctx_t *ctx) {
+  if (!ctx->in_tmo) return;
+  jobq__heap_remove(&q->tmo, ctx);
+  ctx->in_tmo = 0;
+}
+
+/* Drops one reference of ctx; mu held. When it was the last, ctx is freed
+ * along with its reference on q (q itself is freed by jobq__unlock). */
+static void ctx_put(jobq_ctx_t *ctx) {
+  if (--ctx->refs > 0) return;
+  jobq_t *q = ctx->q;
+  jobq_storage_job_clear(&ctx->rec);
+  free(ctx->step);
+  free(ctx);
+  q->refs--;
+}
+
+/* Wakes claimers: jobs may have become claimable. mu held. */
+static void work_available(jobq_t *q) {
+  q->work_gen++;
+  if (q->idle) uv_cond_broadcast(&q->work_cv);
+}
+
+int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, jobq_ctx_t **out) {
+  const char *names_s[16];
+  int lim_s[16];
+  kind_reg *kr_s[16];
+  const char **names = names_s;
+  int *lim = lim_s;
+  kind_reg **krs = kr_s;
+  size_t n = 0, n_ex = 0;
+  int rc = 0;
+
+  /* With kinds NULL every kind may come, except limited ones that are full. */
+  size_t cap = kinds ? nk : (size_t)q->n_kinds;
+  if (cap > 16) {
+    names = malloc(cap * sizeof *names);
+    lim = malloc(cap * sizeof *lim);
+    krs = malloc(cap * sizeof *krs);
+    if (!names || !lim || !krs) {
+      rc = jobq__err(JOBQ_ENOMEM, "claim: out of memory");
+      goto done;
+    }
+  }
+  if (kinds) {
+    for (size_t i = 0; i < nk; i++) {
+      kind_reg *k = find_kind(q, kinds[i]);
+      int l = -1;
+      if (k && effective_limit(k) > 0) {
+        l = effective_limit(k) - k->running - k->pending;
+        if (l <= 0) continue;
+        k->pending++;
+      }
+      names[n] = kinds[i];
+      lim[n] = l;
+      krs[n++] = k;
+    }
+    if (n == 0) goto done; /* every kind is at its limit */
+  } else {
+    for (int i = 0; i < q->n_kinds; i++) {
+      kind_reg *k = &q->kinds[i];
+      if (effective_limit(k) <= 0) continue;
+      if (effective_limit(k) - k->running - k->pending <= 0) {
+        names[n_ex++] = k->name; /* excluded */
+      } else {
+        k->pending++;
+        krs[n++] = k;
+      }
+    }
+  }
+
+  jobq_ctx_t *ctx = calloc(1, sizeof *ctx);
+  if (ctx == NULL || jobq__map_reserve(&q->running, (size_t)q->claims_in_flight + 1) ||
+      jobq__heap_reserve(&q->tmo, (size_t)q->claims_in_flight + 1)) {
+    free(ctx);
+    rc = jobq__err(JOBQ_ENOMEM, "claim: out of memory");
+    goto unreserve;
+  }
+  jobq_storage_claim req = {0};
+  req.kinds = kinds ? names : NULL;
+  req.kind_limit = kinds ? lim : NULL;
+  req.n_kinds = kinds ? n : 0;
+  req.exclude = kinds ? NULL : names;
+  req.n_exclude = kinds ? 0 : n_ex;
+  req.max = 1;
+  req.now = jobq__now(q);
+  size_t got = 0;
+  int64_t next = INT64_MAX;
+  q->claims_in_flight++;
+  uv_mutex_unlock(&q->mu);
+  rc = q->ops->claim(q->st, &req, &ctx->rec, &got);
+  if (rc == 0 && got == 0 && kinds)
+    q->ops->next_run_at(q->st, req.kinds, req.n_kinds, req.now, &next);
+  else if (rc == 0 && got == 0)
+    q->ops->next_run_at(q->st, NULL, 0, req.now, &next);
+  uv_mutex_lock(&q->mu);
+  q->claims_in_flight--;
+
+  if (rc < 0 || got == 0) {
+    free(ctx);
+    if (rc == 0 && next < q->wake_at) {
+      q->wake_at = next;
+      jobq__kick_loop(q);
+    }
+    goto unreserve;
+  }
+  /* Claimed. */
+  ctx->q = q;
+  ctx->refs = 1;
+  ctx->kr = find_kind(q, ctx->rec.kind);
+  ctx->t0_ns = uv_hrtime();
+  atomic_init(&ctx->cancelled, ctx->rec.cancel_requested ? 1 : 0);
+  if (q->cancel_hints.count && jobq__map_get(&q->cancel_hints, ctx->rec.id))
+    atomic_store(&ctx->cancelled, 1);
+  q->refs++;
+  jobq__map_put(&q->running, ctx->rec.id, ctx); /* reserved above */
+  if (ctx->kr) {
+    ctx->kr->running++;
+    if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = ctx->kr->ko.max_attempts;
+    if (ctx->kr->ko.timeout_ms > 0) {
+      ctx->deadline = req.now + ctx->kr->ko.timeout_ms;
+      jobq__heap_push(&q->tmo, ctx); /* reserved above */
+      ctx->in_tmo = 1;
+      if (ctx->deadline < q->timer_at) jobq__kick_loop(q);
+    }
+  }
+  if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = 3;
+  jobq__emit(q, JOBQ_EVENT_STARTED, ctx->rec.id, ctx->rec.kind, JOBQ_RUNNING, 0, NULL,
+             ctx->rec.attempts, NULL, NULL);
+  jobq__notify_waiters(q, ctx->rec.id);
+  *out = ctx;
+  rc = 1;
+
+unreserve:
+  for (size_t i = 0; i < n; i++)
+    if (krs[i] && (kinds == NULL || lim[i] > 0)) krs[i]->pending--;
+  if (q->claims_in_flight == 0 && q->cancel_hints.count) jobq__cancel_hints_clear(q);
+done:
+  if (names != names_s) free(names);
+  if (lim != lim_s) free(lim);
+  if (krs != kr_s) free(krs);
+  return rc;
+}
+
+/* ---- finishing ---- */
+
+static int64_t backoff_ms(jobq_t *q, const kind_reg *k, int attempt) {
+  int64_t base = k ? k->ko.backoff_base_ms : 1000;
+  int64_t max = k ? k->ko.backoff_max_ms : 300000;
+  double jitter = k ? k->ko.jitter : 0.2;
+  int64_t d = base;
+  for (int i = 1; i < attempt && d < max; i++) d *= 2;
+  if (d > max) d = max;
+  double r = q->o.random ? q->o.random(q->o.random_ud) : jobq__random_unit();
+  if (r < 0 || r >= 1) r = 0;
+  return d - (int64_t)((double)d * jitter * r);
+}
+
+/* After storage has applied the end of an attempt: bookkeeping and news. */
+static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *result,
+                        const char *error) {
+  jobq__map_del(&q->running, ctx->rec.id);
+  tmo_remove(q, ctx);
+  if (ctx->kr) {
+    ctx->kr->running--;
+    double ms = (double)(uv_hrtime() - ctx->t0_ns) / 1e6;
+    ctx->kr->avg_ms = ctx->kr->avg_ms == 0 ? ms : ctx->kr->avg_ms * 0.8 + ms * 0.2;
+    if (effective_limit(ctx->kr) > 0) work_available(q);
+  }
+  int type = state == JOBQ_SUCCEEDED ? JOBQ_EVENT_SUCCEEDED
+             : state == JOBQ_FAILED  ? JOBQ_EVENT_FAILED
+             : state == JOBQ_CANCELLED ? JOBQ_EVENT_CANCELLED
+                                     : JOBQ_EVENT_RETRYING;
+  if (state == JOBQ_QUEUED) {
+    work_available(q);
+    if (ctx->rec.run_at < q->wake_at) {
+      q->wake_at = ctx->rec.run_at;
+      jobq__kick_loop(q);
+    }
+  }
+  jobq__emit(q, type, ctx->rec.id, ctx->rec.kind, state,
+             state == JOBQ_SUCCEEDED ? 100 : ctx->progress, ctx->step, ctx->rec.attempts, error,
+             state == JOBQ_SUCCEEDED ? (result ? result : "null") : NULL);
+  jobq__notify_waiters(q, ctx->rec.id);
+  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+}
+
+/* Ends the attempt with outcome; mu held on entry and exit. */
+static int end_attempt(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
+                       const char *error, const char *fn) {
+  if (ctx->released)
+    return jobq__err(JOBQ_ECLOSED, "%s: the queue closed and released job %s", fn, ctx->rec.id);
+  if (ctx->finished)
+    return jobq__err(JOBQ_ESTATE, "%s: the attempt of job %s already ended%s", fn, ctx->rec.id,
+                     ctx->timed_out ? " (it timed out)" : "");
+  ctx->finished = 1;
+  tmo_remove(q, ctx);
+  jobq_storage_finish f = {0};
+  f.id = ctx->rec.id;
+  f.attempt = ctx->rec.attempts;
+  f.outcome = outcome;
+  f.result = result;
+  f.error = error;
+  f.now = jobq__now(q);
+  if (outcome == JOBQ_OUTCOME_RETRY) {
+    if (ctx->rec.attempts >= ctx->rec.max_attempts) {
+      f.outcome = JOBQ_OUTCOME_FAILED;
+    } else {
+      f.run_at = f.now + backoff_ms(q, ctx->kr, ctx->rec.attempts);
+      ctx->rec.run_at = f.run_at;
+    }
+  }
+  int state = 0;
+  q->ops_in_flight++;
+  uv_mutex_unlock(&q->mu);
+  int rc = q->ops->finish(q->st, &f, 1, &state);
+  uv_mutex_lock(&q->mu);
+  q->ops_in_flight--;
+  if (rc < 0) {
+    ctx->finished = 0; /* nothing was applied: the caller may try again */
+    if (q->closed) uv_cond_broadcast(&q->idle_cv);
+    return rc;
+  }
+  if (state < 0) {
+    /* Storage no longer sees this attempt running (stale or gone). */
+    jobq__map_del(&q->running, ctx->rec.id);
+    if (ctx->kr) ctx->kr->running--;
+    if (q->closed) uv_cond_broadcast(&q->idle_cv);
+    return jobq__err(JOBQ_ESTATE, "%s: job %s is no longer running this attempt", fn,
+                     ctx->rec.id);
+  }
+  publish_end(q, ctx, state, result, f.outcome == JOBQ_OUTCOME_SUCCEEDED ? NULL : error);
+  return 0;
+}
+
+/* The user's succeed/fail: ends the attempt and drops the user's reference. */
+static int user_finish(jobq_ctx_t *ctx, int outcome, const char *result, const char *error,
+                       const char *fn) {
+  jobq_t *q = ctx->q;
+  uv_mutex_lock(&q->mu);
+  if (ctx->user_done) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ESTATE, "%s: job %s was already finished through this ctx", fn,
+                     ctx->rec.id);
+  }
+  int rc = end_attempt(q, ctx, outcome, result, error, fn);
+  if (rc == JOBQ_ENOMEM || rc == JOBQ_ESTORAGE || rc == JOBQ_EIO || rc == JOBQ_EBUSY ||
+      rc == JOBQ_EFULL) {
+    /* Storage failed: the attempt is still open; the caller may try again. */
+    uv_mutex_unlock(&q->mu);
+    return rc;
+  }
+  ctx->user_done = 1;
+  ctx_put(ctx);
+  jobq__unlock(q);
+  return rc;
+}
+
+JOBQ_API int jobq_ctx_succeed(jobq_ctx_t *ctx, const char *result_json) {
+  if (ctx == NULL) return jobq__err(JOBQ_EINVAL, "jobq_ctx_succeed: ctx is NULL");
+  const char *r = result_json ? result_json : "null";
+  size_t len = strlen(r);
+  if (len > ctx->q->o.max_payload)
+    return jobq__err(JOBQ_ETOOBIG, "jobq_ctx_succeed: result is %zu bytes, the limit is %zu", len,
+                     ctx->q->o.max_payload);
+  int rc = jobq__json_check("jobq_ctx_succeed", "result", r, len);
+  if (rc) return rc;
+  return user_finish(ctx, JOBQ_OUTCOME_SUCCEEDED, r, NULL, "jobq_ctx_succeed");
+}
+
+JOBQ_API int jobq_ctx_fail(jobq_ctx_t *ctx, const char *message, int retryable) {
+  if (ctx == NULL) return jobq__err(JOBQ_EINVAL, "jobq_ctx_fail: ctx is NULL");
+  if (retryable != 0 && retryable != 1)
+    return jobq__err(JOBQ_EINVAL, "jobq_ctx_fail: retryable %d is not 0 or 1", retryable);
+  char buf[JOBQ_ERROR_MAX + 1];
+  const char *m = message && *message ? message : "failed";
+  if (strlen(m) > JOBQ_ERROR_MAX) {
+    /* Keep it, cut: an error text is for people, not a payload. */
+    memcpy(buf, m, JOBQ_ERROR_MAX);
+    buf[JOBQ_ERROR_MAX] = '\0';
+    m = buf;
+  }
+  return user_finish(ctx, retryable ? JOBQ_OUTCOME_RETRY : JOBQ_OUTCOME_FAILED, NULL, m,
+                     "jobq_ctx_fail");
+}
+
+JOBQ_API const char *jobq_ctx_id(jobq_ctx_t *ctx) { return ctx ? ctx->rec.id : NULL; }
+JOBQ_API const char *jobq_ctx_kind(jobq_ctx_t *ctx) { return ctx ? ctx->rec.kind : NULL; }
+JOBQ_API const char *jobq_ctx_payload(jobq_ctx_t *ctx) { return ctx ? ctx->rec.payload : NULL; }
+JOBQ_API int jobq_ctx_attempt(jobq_ctx_t *ctx) {
+  return ctx ? ctx->rec.attempts : jobq__err(JOBQ_EINVAL, "jobq_ctx_attempt: ctx is NULL");
+}
+
+JOBQ_API int jobq_ctx_cancelled(jobq_ctx_t *ctx) {
+  return ctx ? atomic_load(&ctx->cancelled) : 0;
+}
+
+JOBQ_API int jobq_ctx_progress(jobq_ctx_t *ctx, int percent, const char *step) {
+  if (ctx == NULL) return jobq__err(JOBQ_EINVAL, "jobq_ctx_progress: ctx is NULL");
+  if (percent < 0 || percent > 100)
+    return jobq__err(JOBQ_EINVAL, "jobq_ctx_progress: percent %d is outside 0..100", percent);
+  if (step && strlen(step) > JOBQ_STEP_MAX)
+    return jobq__err(JOBQ_EINVAL, "jobq_ctx_progress: step is %zu bytes, at most %d",
+                     strlen(step), JOBQ_STEP_MAX);
+  jobq_t *q = ctx->q;
+  char *copy = NULL;
+  if (step && (copy = jobq__strdup(step)) == NULL)
+    return jobq__err(JOBQ_ENOMEM, "jobq_ctx_progress: out of memory");
+  uv_mutex_lock(&q->mu);
+  if (ctx->finished || ctx->user_done) {
+    uv_mutex_unlock(&q->mu);
+    free(copy);
+    return jobq__err(ctx->released ? JOBQ_ECLOSED : JOBQ_ESTATE,
+                     "jobq_ctx_progress: the attempt of job %s already ended", ctx->rec.id);
+  }
+  ctx->progress = percent;
+  if (copy) {
+    free(ctx->step);
+    ctx->step = copy;
+  }
+  jobq__emit(q, JOBQ_EVENT_PROGRESS, ctx->rec.id, ctx->rec.kind, JOBQ_RUNNING, percent, ctx->step,
+             ctx->rec.attempts, NULL, NULL);
+  jobq__notify_waiters(q, ctx->rec.id);
+  /* Local readers see ctx->progress at once (jobq_get overlays it); storage
+   * gets at most one write per job per JOBQ_PROGRESS_WRITE_MS, and the
+   * finish writes the final state anyway. */
+  int64_t now = jobq__now(q);
+  int rc = 0;
+  if (now - ctx->progress_written >= JOBQ_PROGRESS_WRITE_MS || percent == 100) {
+    ctx->progress_written = now;
+    ctx->progress_dirty = 0;
+    char *s = ctx->step ? jobq__strdup(ctx->step) : NULL;
+    q->ops_in_flight++;
+    uv_mutex_unlock(&q->mu);
+    rc = q->ops->progress(q->st, ctx->rec.id, ctx->rec.attempts, percent, s);
+    free(s);
+    uv_mutex_lock(&q->mu);
+    q->ops_in_flight--;
+    if (q->closed) uv_cond_broadcast(&q->idle_cv);
+    if (rc == JOBQ_ESTATE || rc == JOBQ_ENOTFOUND) rc = 0; /* ended meanwhile */
+  } else {
+    ctx->progress_dirty = 1;
+  }
+  uv_mutex_unlock(&q->mu);
+  return rc;
+}
+
+/* ---- running handlers ---- */
+
+static void run_handler(jobq_t *q, jobq_ctx_t *ctx) {
+  ctx->refs++;
+  q->handlers_active++;
+  uv_mutex_unlock(&q->mu);
+  ctx->kr->fn(ctx, ctx->kr->ud);
+  uv_mutex_lock(&q->mu);
+  q->handlers_active--;
+  ctx_put(ctx);
+}
+
+static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
+  uv_mutex_lock(&q->mu);
+  while (!q->stopping) {
+    uint64_t gen = q->work_gen;
+    jobq_ctx_t *ctx = NULL;
+    int rc = jobq__claim_locked(q, kinds, (size_t)n, &ctx);
+    if (rc == 1) {
+      if (!to_loop) {
+        run_handler(q, ctx);
+        continue;
+      }
+      jobq_ctx_t **ni = q->loop_inbox;
+      if (q->n_inbox == q->cap_inbox) {
+        size_t nc = q->cap_inbox ? q->cap_inbox * 2 : 64;
+        ni = realloc(q->loop_inbox, nc * sizeof *ni);
+        if (ni) {
+          q->loop_inbox = ni;
+          q->cap_inbox = nc;
+        }
+      }
+      if (ni == NULL) {
+        /* Out of memory: give the job back rather than lose it. */
+        end_attempt(q, ctx, JOBQ_OUTCOME_RELEASE, NULL, NULL, "claim");
+        ctx->user_done = 1;
+        ctx_put(ctx);
+        continue;
+      }
+      q->loop_inbox[q->n_inbox++] = ctx;
+      jobq__kick_loop(q);
+      continue;
+    }
+    if (q->stopping) break;
+    if (rc < 0) {
+      /* Storage trouble: retry soon, without spinning. */
+      q->idle++;
+      uv_cond_timedwait(&q->work_cv, &q->mu, 100 * 1000000ull);
+      q->idle--;
+      continue;
+    }
+    if (gen != q->work_gen) continue;
+    q->idle++;
+    uv_cond_wait(&q->work_cv, &q->mu);
+    q->idle--;
+  }
+  uv_mutex_unlock(&q->mu);
+}
+
+void jobq__worker_main(void *arg) {
+  jobq_t *q = arg;
+  claim_loop(q, q->worker_kinds, q->n_worker_kinds, 0);
+}
+
+void jobq__feeder_main(void *arg) {
+  jobq_t *q = arg;
+  claim_loop(q, q->loop_kinds, q->n_loop_kinds, 1);
+}
+
+void jobq__run_loop_inbox(jobq_t *q) {
+  uv_mutex_lock(&q->mu);
+  while (q->n_inbox > 0) {
+    jobq_ctx_t **batch = q->loop_inbox;
+    size_t n = q->n_inbox;
+    q->loop_inbox = NULL;
+    q->n_inbox = q->cap_inbox = 0;
+    for (size_t i = 0; i < n; i++) {
+      jobq_ctx_t *ctx = batch[i];
+      if (ctx->finished) {
+        /* Released or timed out before its handler ran: nobody will call
+         * succeed/fail on it, so drop the user's reference here. */
+        ctx->user_done = 1;
+        ctx_put(ctx);
+        continue;
+      }
+      run_handler(q, ctx);
+    }
+    free(batch);
+  }
+  uv_mutex_unlock(&q->mu);
+}
+
+/* ---- jobq_claim ---- */
+
+JOBQ_API int jobq_claim(jobq_t *q, const char *const *kinds, int timeout_ms, jobq_ctx_t **out) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_claim: q is NULL");
+  if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_claim: out is NULL");
+  size_t nk = 0;
+  if (kinds) {
+    for (; kinds[nk]; nk++) {
+      if (nk == 1024) return jobq__err(JOBQ_EINVAL, "jobq_claim: more than 1024 kinds");
+      int rc = jobq__kind_name_check("jobq_claim", kinds[nk]);
+      if (rc) return rc;
+    }
+    if (nk == 0) return jobq__err(JOBQ_EINVAL, "jobq_claim: kinds is empty (use NULL for any)");
+  }
+  if (timeout_ms != 0 && jobq__on_loop_thread(q))
+    return jobq__err(JOBQ_EDEADLK, "jobq_claim: a blocking claim on the loop thread");
+  uv_mutex_lock(&q->mu);
+  if (q->stopping) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ECLOSED, "jobq_claim: the queue is closing");
+  }
+  q->refs++;
+  uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  int rc;
+  for (;;) {
+    uint64_t gen = q->work_gen;
+    jobq_ctx_t *ctx = NULL;
+    rc = jobq__claim_locked(q, kinds, nk, &ctx);
+    if (rc == 1) {
+      *out = ctx;
+      rc = 0;
+      break;
+    }
+    if (rc < 0) break;
+    if (q->stopping) {
+      rc = jobq__err(JOBQ_ECLOSED, "jobq_claim: the queue is closing");
+      break;
+    }
+    if (gen != q->work_gen) continue;
+    uint64_t now = uv_hrtime();
+    if (timeout_ms == 0 || (timeout_ms > 0 && now >= deadline)) {
+      rc = jobq__err(JOBQ_ETIMEDOUT, "jobq_claim: no job was due within %d ms", timeout_ms);
+      break;
+    }
+    q->idle++;
+    if (timeout_ms < 0) uv_cond_wait(&q->work_cv, &q->mu);
+    else uv_cond_timedwait(&q->work_cv, &q->mu, deadline - now);
+    q->idle--;
+  }
+  jobq__q_unref(q);
+  return rc;
+}
+
+/* ---- timeouts and release ---- */
+
+static void tmo_work(uv_work_t *w) {
+  jobq_ctx_t *ctx = w->data;
+  jobq_t *q = ctx->q;
+  char msg[128];
+  snprintf(msg, sizeof msg, "attempt timed out after %lld ms",
+           (long long)(ctx->kr ? ctx->kr->ko.timeout_ms : 0));
+  uv_mutex_lock(&q->mu);
+  ctx->finished = 0; /* claimed for this path in expire; end_attempt sets it again */
+  q->ops_in_flight--;
+  int rc = end_attempt(q, ctx, JOBQ_OUTCOME_RETRY, NULL, msg, "timeout");
+  ctx->timed_out = 1;
+  if (rc == JOBQ_ENOMEM || rc == JOBQ_ESTORAGE) ctx->finished = 1; /* lease expiry will recover */
+  uv_mutex_unlock(&q->mu);
+}
+
+static void tmo_after(uv_work_t *w, int status) {
+  (void)status;
+  jobq_ctx_t *ctx = w->data;
+  jobq_t *q = ctx->q;
+  uv_mutex_lock(&q->mu);
+  ctx_put(ctx);
+  jobq__unlock(q);
+}
+
+void jobq__expire_timeouts(jobq_t *q, int64_t now) {
+  jobq_ctx_t *ctx;
+  while ((ctx = jobq__heap_top(&q->tmo)) && ctx->deadline <= now) {
+    tmo_remove(q, ctx);
+    if (ctx->finished) continue;
+    /* From now on the handler's own finish is refused; it should stop. */
+    ctx->finished = 1;
+    ctx->timed_out = 1;
+    atomic_store(&ctx->cancelled, 1);
+    ctx->refs++;
+    q->ops_in_flight++; /* close waits for it */
+    ctx->work.data = ctx;
+    if (uv_queue_work(q->loop, &ctx->work, tmo_work, tmo_after) != 0) {
+      q->ops_in_flight--;
+      ctx->refs--;
+    }
+  }
+}
+
+void jobq__release_all(jobq_t *q) {
+  size_t n = q->running.count, k = 0;
+  if (n == 0) return;
+  jobq_ctx_t **v = malloc(n * sizeof *v);
+  jobq_storage_finish *f = calloc(n, sizeof *f);
+  int *st = calloc(n, sizeof *st);
+  if (!v || !f || !st) {
+    /* Without memory the jobs stay running in storage; a later lease expiry
+     * (or, in memory, nothing) recovers them. */
+    free(v);
+    free(f);
+    free(st);
+    return;
+  }
+  int64_t now = jobq__now(q);
+  for (size_t i = 0; i < q->running.cap; i++) {
+    jobq_ctx_t *c = q->running.slots[i].key ? q->running.slots[i].val : NULL;
+    if (c == NULL || c->finished) continue;
+    c->finished = 1;
+    c->released = 1;
+    atomic_store(&c->cancelled, 1);
+    tmo_remove(q, c);
+    f[k].id = c->rec.id;
+    f[k].attempt = c->rec.attempts;
+    f[k].outcome = JOBQ_OUTCOME_RELEASE;
+    f[k].now = now;
+    v[k++] = c;
+  }
+  q->ops_in_flight++;
+  uv_mutex_unlock(&q->mu);
+  if (k) q->ops->finish(q->st, f, k, st);
+  uv_mutex_lock(&q->mu);
+  q->ops_in_flight--;
+  for (size_t i = 0; i < k; i++) {
+    jobq__map_del(&q->running, v[i]->rec.id);
+    if (v[i]->kr) v[i]->kr->running--;
+    jobq__notify_waiters(q, v[i]->rec.id);
+  }
+  free(v);
+  free(f);
+  free(st);
+}

@@ -1,0 +1,616 @@
+/* The memory backend: every job in this process's memory, lost at exit.
+ *
+ * One mutex guards the store. Per kind there are two heaps: jobs that are due
+ * (ordered by priority, then submission order) and jobs waiting for their
+ * run_at (ordered by time); a claim first moves the delayed jobs that came
+ * due, so claiming costs O(log n) at any depth. Jobs are also chained in
+ * submission order for listing, and indexed by id and by dedupe key.
+ *
+ * A queued job carries only what it needs to wait (about 120 bytes plus its
+ * payload); what an attempt adds (owner, step, result, errors, attempt log)
+ * lives in a side record allocated on first use, so a million queued jobs
+ * stay small. */
+#include "jobq/storage.h"
+#include "util/err.h"
+#include "util/heap.h"
+#include "util/map.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+typedef struct mkind {
+  char *name;
+  jobq_heap ready;   /* due: priority desc, seq asc */
+  jobq_heap delayed; /* not yet due: run_at asc, seq asc */
+} mkind;
+
+typedef struct mext {
+  char *owner, *step, *result, *error, *dedupe_key;
+  int64_t started_at, finished_at, dedupe_ttl_ms;
+  jobq_storage_attempt *log;
+  int nlog;
+} mext;
+
+typedef struct mjob {
+  struct mjob *prev, *next; /* submission order */
+  mkind *kind;
+  mext *x;
+  uint64_t seq;
+  int64_t created_at, run_at;
+  uint32_t hidx;
+  int16_t priority;
+  uint8_t state, progress, cancel_req, delayed;
+  uint16_t attempts, max_attempts;
+  char id[JOBQ_ID_SIZE];
+  char payload[];
+} mjob;
+
+typedef struct mstore {
+  uv_mutex_t mu;
+  jobq_map ids;    /* id -> mjob */
+  jobq_map dedupe; /* key -> mjob */
+  jobq_map kindmap;
+  mkind **kinds;
+  size_t n_kinds;
+  mjob *first, *last;
+  uint64_t seq;
+} mstore;
+
+static int ready_less(const void *a, const void *b) {
+  const mjob *x = a, *y = b;
+  if (x->priority != y->priority) return x->priority > y->priority;
+  return x->seq < y->seq;
+}
+
+static int delayed_less(const void *a, const void *b) {
+  const mjob *x = a, *y = b;
+  if (x->run_at != y->run_at) return x->run_at < y->run_at;
+  return x->seq < y->seq;
+}
+
+static uint32_t *job_slot(void *e) { return &((mjob *)e)->hidx; }
+
+static int oom(const char *fn) { return jobq__err(JOBQ_ENOMEM, "memory storage: %s: out of memory", fn); }
+
+static char *dup(const char *s) {
+  if (s == NULL) return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+/* Replaces *slot by a copy of s; -1 on out of memory (then unchanged). */
+static int reset(char **slot, const char *s) {
+  char *d = NULL;
+  if (s && (d = dup(s)) == NULL) return -1;
+  free(*slot);
+  *slot = d;
+  return 0;
+}
+
+static mext *ext(mjob *j) {
+  if (j->x == NULL) j->x = calloc(1, sizeof *j->x);
+  return j->x;
+}
+
+static int mem_open(const char *url, void **out) {
+  if (strcmp(url, "memory:") != 0 && strcmp(url, "memory://") != 0)
+    return jobq__err(JOBQ_EURL, "memory storage: '%.100s' takes no path or options; use \"memory:\"",
+                     url);
+  mstore *s = calloc(1, sizeof *s);
+  if (s == NULL) return oom("open");
+  if (uv_mutex_init(&s->mu) != 0) {
+    free(s);
+    return jobq__err(JOBQ_ESTORAGE, "memory storage: cannot create a mutex");
+  }
+  *out = s;
+  return 0;
+}
+
+static void free_job(mjob *j) {
+  if (j->x) {
+    free(j->x->owner);
+    free(j->x->step);
+    free(j->x->result);
+    free(j->x->error);
+    free(j->x->dedupe_key);
+    for (int i = 0; i < j->x->nlog; i++) free(j->x->log[i].error);
+    free(j->x->log);
+    free(j->x);
+  }
+  free(j);
+}
+
+static void mem_close(void *st) {
+  mstore *s = st;
+  for (mjob *j = s->first, *n; j; j = n) {
+    n = j->next;
+    free_job(j);
+  }
+  for (size_t i = 0; i < s->n_kinds; i++) {
+    jobq__heap_free(&s->kinds[i]->ready);
+    jobq__heap_free(&s->kinds[i]->delayed);
+    free(s->kinds[i]->name);
+    free(s->kinds[i]);
+  }
+  free(s->kinds);
+  jobq__map_free(&s->ids);
+  jobq__map_free(&s->dedupe);
+  jobq__map_free(&s->kindmap);
+  uv_mutex_destroy(&s->mu);
+  free(s);
+}
+
+static mkind *kind_get(mstore *s, const char *name, int create) {
+  mkind *k = jobq__map_get(&s->kindmap, name);
+  if (k || !create) return k;
+  mkind **nk = realloc(s->kinds, (s->n_kinds + 1) * sizeof *nk);
+  if (nk == NULL) return NULL;
+  s->kinds = nk;
+  k = calloc(1, sizeof *k);
+  if (k == NULL || (k->name = dup(name)) == NULL || jobq__map_put(&s->kindmap, k->name, k) != 0) {
+    if (k) free(k->name);
+    free(k);
+    return NULL;
+  }
+  k->ready.less = ready_less;
+  k->ready.slot = job_slot;
+  k->delayed.less = delayed_less;
+  k->delayed.slot = job_slot;
+  s->kinds[s->n_kinds++] = k;
+  return k;
+}
+
+/* Queues j in its kind's heaps; the heaps were reserved by the caller. */
+static void enqueue(mjob *j, int64_t now) {
+  j->state = JOBQ_QUEUED;
+  j->delayed = j->run_at > now;
+  jobq__heap_push(j->delayed ? &j->kind->delayed : &j->kind->ready, j);
+}
+
+static void dequeue(mjob *j) {
+  jobq__heap_remove(j->delayed ? &j->kind->delayed : &j->kind->ready, j);
+}
+
+static int key_live(const mjob *j, int64_t now) {
+  if (j->state == JOBQ_QUEUED || j->state == JOBQ_RUNNING) return 1;
+  return j->state == JOBQ_SUCCEEDED && j->x && j->x->finished_at + j->x->dedupe_ttl_ms > now;
+}
+
+static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force,
+                      int64_t now, int *out_dup) {
+  mstore *s = st;
+  int rc = 0;
+  mjob **made = calloc(n ? n : 1, sizeof *made);
+  if (made == NULL) return oom("insert");
+  /* Allocate everything first, so that a failure leaves the store as it was. */
+  for (size_t i = 0; i < n; i++) {
+    const jobq_storage_job *r = jobs[i];
+    size_t plen = strlen(r->payload) + 1;
+    mjob *j = calloc(1, sizeof *j + plen);
+    if (j == NULL) goto nomem;
+    made[i] = j;
+    memcpy(j->payload, r->payload, plen);
+    memcpy(j->id, r->id, JOBQ_ID_SIZE);
+    j->created_at = r->created_at;
+    j->run_at = r->run_at;
+    j->priority = (int16_t)r->priority;
+    j->max_attempts = (uint16_t)r->max_attempts;
+    if (r->owner || r->dedupe_key) {
+      if (ext(j) == NULL) goto nomem;
+      if (reset(&j->x->owner, r->owner) || reset(&j->x->dedupe_key, r->dedupe_key)) goto nomem;
+      j->x->dedupe_ttl_ms = r->dedupe_ttl_ms;
+    }
+  }
+  uv_mutex_lock(&s->mu);
+  for (size_t i = 0; i < n; i++) {
+    if (kind_get(s, jobs[i]->kind, 1) == NULL) {
+      uv_mutex_unlock(&s->mu);
+      goto nomem;
+    }
+  }
+  if (jobq__map_reserve(&s->ids, n) || jobq__map_reserve(&s->dedupe, n)) {
+    uv_mutex_unlock(&s->mu);
+    goto nomem;
+  }
+  for (size_t i = 0; i < n; i++) {
+    mkind *k = kind_get(s, jobs[i]->kind, 0);
+    if (jobq__heap_reserve(&k->ready, n) || jobq__heap_reserve(&k->delayed, n)) {
+      uv_mutex_unlock(&s->mu);
+      goto nomem;
+    }
+  }
+  /* From here on nothing can fail. */
+  for (size_t i = 0; i < n; i++) {
+    mjob *j = made[i];
+    out_dup[i] = 0;
+    if (j->x && j->x->dedupe_key) {
+      mjob *old = jobq__map_get(&s->dedupe, j->x->dedupe_key);
+      if (old && key_live(old, now) && !(force && force[i])) {
+        memcpy(jobs[i]->id, old->id, JOBQ_ID_SIZE);
+        out_dup[i] = 1;
+        free_job(j);
+        made[i] = NULL;
+        continue;
+      }
+      jobq__map_put(&s->dedupe, j->x->dedupe_key, j);
+    }
+    j->kind = kind_get(s, jobs[i]->kind, 0);
+    j->seq = ++s->seq;
+    jobq__map_put(&s->ids, j->id, j);
+    j->prev = s->last;
+    if (s->last) s->last->next = j;
+    else s->first = j;
+    s->last = j;
+    enqueue(j, now);
+  }
+  uv_mutex_unlock(&s->mu);
+  free(made);
+  return 0;
+nomem:
+  for (size_t i = 0; i < n; i++)
+    if (made[i]) free_job(made[i]);
+  free(made);
+  rc = oom("insert");
+  return rc;
+}
+
+/* Moves the jobs of k that came due into its ready heap. */
+static void promote(mkind *k, int64_t now) {
+  mjob *j;
+  while ((j = jobq__heap_top(&k->delayed)) && j->run_at <= now) {
+    /* Out of memory: the job stays delayed and is promoted by a later call. */
+    if (jobq__heap_reserve(&k->ready, 1) != 0) return;
+    jobq__heap_pop(&k->delayed);
+    j->delayed = 0;
+    jobq__heap_push(&k->ready, j);
+  }
+}
+
+static int fill(const mjob *j, jobq_storage_job *out, int with_log) {
+  memset(out, 0, sizeof *out);
+  memcpy(out->id, j->id, JOBQ_ID_SIZE);
+  out->state = j->state;
+  out->priority = j->priority;
+  out->progress = j->progress;
+  out->attempts = j->attempts;
+  out->max_attempts = j->max_attempts;
+  out->cancel_requested = j->cancel_req;
+  out->created_at = j->created_at;
+  out->run_at = j->run_at;
+  out->position = -1;
+  if ((out->kind = dup(j->kind->name)) == NULL || (out->payload = dup(j->payload)) == NULL)
+    goto nomem;
+  if (j->x) {
+    const mext *x = j->x;
+    out->started_at = x->started_at;
+    out->finished_at = x->finished_at;
+    out->dedupe_ttl_ms = x->dedupe_ttl_ms;
+    if ((x->owner && !(out->owner = dup(x->owner))) || (x->step && !(out->step = dup(x->step))) ||
+        (x->result && !(out->result = dup(x->result))) ||
+        (x->error && !(out->error = dup(x->error))) ||
+        (x->dedupe_key && !(out->dedupe_key = dup(x->dedupe_key))))
+      goto nomem;
+    if (with_log && x->nlog) {
+      out->attempt_log = calloc((size_t)x->nlog, sizeof *out->attempt_log);
+      if (out->attempt_log == NULL) goto nomem;
+      out->n_attempt_log = x->nlog;
+      for (int i = 0; i < x->nlog; i++) {
+        out->attempt_log[i].started_at = x->log[i].started_at;
+        out->attempt_log[i].finished_at = x->log[i].finished_at;
+        if (x->log[i].error && !(out->attempt_log[i].error = dup(x->log[i].error))) goto nomem;
+      }
+    }
+  }
+  return 0;
+nomem:
+  jobq_storage_job_clear(out);
+  return -1;
+}
+
+static int excluded(const jobq_storage_claim *req, const char *name) {
+  for (size_t i = 0; i < req->n_exclude; i++)
+    if (strcmp(req->exclude[i], name) == 0) return 1;
+  return 0;
+}
+
+static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *out,
+                     size_t *n_out) {
+  mstore *s = st;
+  *n_out = 0;
+  size_t nk = req->kinds ? req->n_kinds : 0;
+  mkind *small[16];
+  int lim_small[16];
+  mkind **ks = small;
+  int *lim = lim_small;
+  uv_mutex_lock(&s->mu);
+  size_t total = req->kinds ? nk : s->n_kinds;
+  if (total > 16) {
+    ks = malloc(total * sizeof *ks);
+    lim = malloc(total * sizeof *lim);
+    if (ks == NULL || lim == NULL) {
+      uv_mutex_unlock(&s->mu);
+      if (ks != small) free(ks);
+      if (lim != lim_small) free(lim);
+      return oom("claim");
+    }
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < total; i++) {
+    mkind *k = req->kinds ? kind_get(s, req->kinds[i], 0) : s->kinds[i];
+    int l = req->kinds && req->kind_limit ? req->kind_limit[i] : -1;
+    if (k == NULL || l == 0) continue;
+    if (req->kinds == NULL && excluded(req, k->name)) continue;
+    promote(k, req->now);
+    ks[m] = k;
+    lim[m++] = l;
+  }
+  int rc = 0;
+  while (*n_out < req->max) {
+    size_t best = SIZE_MAX;
+    for (size_t i = 0; i < m; i++) {
+      mjob *t = jobq__heap_top(&ks[i]->ready);
+      if (t == NULL || lim[i] == 0) continue;
+      if (best == SIZE_MAX || ready_less(t, jobq__heap_top(&ks[best]->ready))) best = i;
+    }
+    if (best == SIZE_MAX) break;
+    mjob *j = jobq__heap_top(&ks[best]->ready);
+    mext *x = ext(j);
+    jobq_storage_attempt *nl = x ? realloc(x->log, (size_t)(x->nlog + 1) * sizeof *nl) : NULL;
+    if (nl == NULL) {
+      rc = *n_out ? 0 : oom("claim");
+      break;
+    }
+    x->log = nl;
+    nl[x->nlog].started_at = req->now;
+    nl[x->nlog].finished_at = 0;
+    nl[x->nlog].error = NULL;
+    x->nlog++;
+    jobq__heap_pop(&ks[best]->ready);
+    j->state = JOBQ_RUNNING;
+    j->attempts++;
+    j->progress = 0;
+    x->started_at = req->now;
+    if (lim[best] > 0) lim[best]--;
+    if (fill(j, &out[*n_out], 0) != 0) {
+      /* Put it back as it was: a claim that cannot report a job must not
+       * leave it running with nobody to run it. */
+      j->state = JOBQ_QUEUED;
+      j->attempts--;
+      x->nlog--;
+      jobq__heap_push(&ks[best]->ready, j);
+      rc = *n_out ? 0 : oom("claim");
+      break;
+    }
+    (*n_out)++;
+  }
+  uv_mutex_unlock(&s->mu);
+  if (ks != small) free(ks);
+  if (lim != lim_small) free(lim);
+  return rc;
+}
+
+static int finish_one(mstore *s, const jobq_storage_finish *f) {
+  mjob *j = jobq__map_get(&s->ids, f->id);
+  if (j == NULL) return JOBQ_ENOTFOUND;
+  if (j->state != JOBQ_RUNNING || j->attempts != f->attempt || j->x == NULL) return JOBQ_ESTATE;
+  mext *x = j->x;
+  jobq_storage_attempt *a = &x->log[x->nlog - 1];
+  int outcome = f->outcome;
+  if (j->cancel_req && outcome != JOBQ_OUTCOME_RELEASE) outcome = JOBQ_OUTCOME_CANCELLED;
+  /* Copies first: out of memory must leave the job untouched. */
+  char *err = NULL, *err2 = NULL, *res = NULL;
+  const char *etext = f->error;
+  if (outcome == JOBQ_OUTCOME_CANCELLED && etext == NULL) etext = "cancelled";
+  if (outcome != JOBQ_OUTCOME_SUCCEEDED && outcome != JOBQ_OUTCOME_RELEASE && etext) {
+    if ((err = dup(etext)) == NULL || (err2 = dup(etext)) == NULL) goto nomem;
+  }
+  if (outcome == JOBQ_OUTCOME_SUCCEEDED && (res = dup(f->result ? f->result : "null")) == NULL)
+    goto nomem;
+  switch (outcome) {
+    case JOBQ_OUTCOME_RELEASE:
+      j->attempts--;
+      x->nlog--;
+      j->run_at = f->now;
+      enqueue(j, f->now);
+      return JOBQ_QUEUED;
+    case JOBQ_OUTCOME_RETRY:
+      a->finished_at = f->now;
+      a->error = err;
+      free(x->error);
+      x->error = err2;
+      j->run_at = f->run_at;
+      enqueue(j, f->now);
+      return JOBQ_QUEUED;
+    case JOBQ_OUTCOME_SUCCEEDED:
+      free(x->result);
+      x->result = res;
+      j->progress = 100;
+      j->state = JOBQ_SUCCEEDED;
+      break;
+    case JOBQ_OUTCOME_FAILED:
+      j->state = JOBQ_FAILED;
+      break;
+    default:
+      j->state = JOBQ_CANCELLED;
+      break;
+  }
+  a->finished_at = f->now;
+  x->finished_at = f->now;
+  if (err) {
+    a->error = err;
+    free(x->error);
+    x->error = err2;
+  }
+  return j->state;
+nomem:
+  free(err);
+  free(err2);
+  free(res);
+  return JOBQ_ENOMEM;
+}
+
+static int mem_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state) {
+  mstore *s = st;
+  uv_mutex_lock(&s->mu);
+  /* Make sure a retried or released job can re-enter its heap. */
+  for (size_t i = 0; i < n; i++) {
+    mjob *j = jobq__map_get(&s->ids, f[i].id);
+    if (j && (jobq__heap_reserve(&j->kind->ready, 1) || jobq__heap_reserve(&j->kind->delayed, 1))) {
+      uv_mutex_unlock(&s->mu);
+      return oom("finish");
+    }
+  }
+  int rc = 0;
+  for (size_t i = 0; i < n; i++) {
+    out_state[i] = finish_one(s, &f[i]);
+    if (out_state[i] == JOBQ_ENOMEM) rc = oom("finish");
+  }
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int mem_progress(void *st, const char *id, int attempt, int percent, const char *step) {
+  mstore *s = st;
+  int rc = 0;
+  uv_mutex_lock(&s->mu);
+  mjob *j = jobq__map_get(&s->ids, id);
+  if (j == NULL) rc = JOBQ_ENOTFOUND;
+  else if (j->state != JOBQ_RUNNING || j->attempts != attempt || j->x == NULL) rc = JOBQ_ESTATE;
+  else if (step && reset(&j->x->step, step) != 0) rc = oom("progress");
+  else j->progress = (uint8_t)percent;
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int mem_cancel(void *st, const char *id, int64_t now, int *out_state) {
+  mstore *s = st;
+  int rc = 0;
+  uv_mutex_lock(&s->mu);
+  mjob *j = jobq__map_get(&s->ids, id);
+  if (j == NULL) {
+    rc = JOBQ_ENOTFOUND;
+  } else if (j->state == JOBQ_QUEUED) {
+    if (ext(j) == NULL) {
+      rc = oom("cancel");
+    } else {
+      dequeue(j);
+      j->state = JOBQ_CANCELLED;
+      j->x->finished_at = now;
+    }
+  } else if (j->state == JOBQ_RUNNING) {
+    j->cancel_req = 1;
+  } else {
+    rc = JOBQ_ESTATE;
+  }
+  if (j) *out_state = j->state;
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int64_t position(mjob *j, int64_t now) {
+  if (j->state != JOBQ_QUEUED) return -1;
+  promote(j->kind, now);
+  if (j->delayed) return -1;
+  int64_t ahead = 0;
+  const jobq_heap *h = &j->kind->ready;
+  for (size_t i = 0; i < h->n; i++)
+    if (ready_less(h->v[i], j)) ahead++;
+  return ahead;
+}
+
+static int mem_get(void *st, const char *id, int64_t now, jobq_storage_job *out) {
+  mstore *s = st;
+  int rc = 0;
+  uv_mutex_lock(&s->mu);
+  mjob *j = jobq__map_get(&s->ids, id);
+  if (j == NULL) rc = JOBQ_ENOTFOUND;
+  else if (fill(j, out, 1) != 0) rc = oom("get");
+  else out->position = position(j, now);
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int matches(const mjob *j, const jobq_storage_filter *f) {
+  if (f->state >= 0 && j->state != f->state) return 0;
+  if (f->kind && strcmp(j->kind->name, f->kind) != 0) return 0;
+  if (f->owner && !(j->x && j->x->owner && strcmp(j->x->owner, f->owner) == 0)) return 0;
+  return 1;
+}
+
+static int mem_list(void *st, const jobq_storage_filter *f, jobq_storage_job **out, size_t *n_out,
+                    int *more) {
+  mstore *s = st;
+  *out = NULL;
+  *n_out = 0;
+  *more = 0;
+  jobq_storage_job *v = calloc((size_t)f->limit, sizeof *v);
+  if (v == NULL) return oom("list");
+  uv_mutex_lock(&s->mu);
+  mjob *j;
+  if (f->cursor) {
+    mjob *c = jobq__map_get(&s->ids, f->cursor);
+    if (c == NULL) {
+      uv_mutex_unlock(&s->mu);
+      free(v);
+      return jobq__err(JOBQ_EINVAL, "memory storage: cursor %.40s names no job", f->cursor);
+    }
+    j = f->newest_first ? c->prev : c->next;
+  } else {
+    j = f->newest_first ? s->last : s->first;
+  }
+  size_t n = 0;
+  for (; j; j = f->newest_first ? j->prev : j->next) {
+    if (!matches(j, f)) continue;
+    if (n == (size_t)f->limit) {
+      *more = 1;
+      break;
+    }
+    if (fill(j, &v[n], 1) != 0) {
+      uv_mutex_unlock(&s->mu);
+      for (size_t i = 0; i < n; i++) jobq_storage_job_clear(&v[i]);
+      free(v);
+      return oom("list");
+    }
+    n++;
+  }
+  uv_mutex_unlock(&s->mu);
+  *out = v;
+  *n_out = n;
+  return 0;
+}
+
+static int mem_next_run_at(void *st, const char *const *kinds, size_t n_kinds, int64_t now,
+                           int64_t *out) {
+  mstore *s = st;
+  int64_t best = INT64_MAX;
+  uv_mutex_lock(&s->mu);
+  size_t total = kinds ? n_kinds : s->n_kinds;
+  for (size_t i = 0; i < total; i++) {
+    mkind *k = kinds ? kind_get(s, kinds[i], 0) : s->kinds[i];
+    if (k == NULL) continue;
+    mjob *t = jobq__heap_top(&k->delayed);
+    if (t && t->run_at > now && t->run_at < best) best = t->run_at;
+  }
+  uv_mutex_unlock(&s->mu);
+  *out = best;
+  return 0;
+}
+
+const jobq_storage_ops jobq__memory_ops = {
+  .version = JOBQ_STORAGE_OPS_VERSION,
+  .scheme = "memory",
+  .open = mem_open,
+  .close = mem_close,
+  .insert = mem_insert,
+  .claim = mem_claim,
+  .finish = mem_finish,
+  .progress = mem_progress,
+  .cancel = mem_cancel,
+  .get = mem_get,
+  .list = mem_list,
+  .next_run_at = mem_next_run_at,
+};

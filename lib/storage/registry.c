@@ -1,0 +1,97 @@
+/* Storage backends by URL scheme: the built-in ones and those a host
+ * registers. The core knows backends only through this table. */
+#include "jobq/storage.h"
+#include "util/err.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+extern const jobq_storage_ops jobq__memory_ops;
+
+#define MAX_BACKENDS 32
+
+static const jobq_storage_ops *table[MAX_BACKENDS] = {&jobq__memory_ops};
+static int n_table = 1;
+static uv_once_t once = UV_ONCE_INIT;
+static uv_mutex_t table_mu;
+
+static void init_mu(void) { uv_mutex_init(&table_mu); }
+
+JOBQ_API int jobq_storage_ops_init(jobq_storage_ops *ops, int version) {
+  if (ops == NULL) return jobq__err(JOBQ_EINVAL, "jobq_storage_ops_init: ops is NULL");
+  if (version < 1 || version > JOBQ_STORAGE_OPS_VERSION)
+    return jobq__err(JOBQ_EINVAL, "jobq_storage_ops_init: version %d is not 1..%d", version,
+                     JOBQ_STORAGE_OPS_VERSION);
+  memset(ops, 0, sizeof *ops);
+  ops->version = version;
+  return 0;
+}
+
+static int scheme_ok(const char *s) {
+  if (s == NULL || *s == '\0' || strlen(s) > 32) return 0;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '+' || *s == '-'))
+      return 0;
+  return 1;
+}
+
+JOBQ_API int jobq_storage_register(const jobq_storage_ops *ops) {
+  if (ops == NULL) return jobq__err(JOBQ_EINVAL, "jobq_storage_register: ops is NULL");
+  if (ops->version < 1)
+    return jobq__err(JOBQ_EINVAL, "jobq_storage_register: ops->version %d is not >= 1",
+                     ops->version);
+  if (!scheme_ok(ops->scheme))
+    return jobq__err(JOBQ_EINVAL,
+                     "jobq_storage_register: scheme must be 1..32 characters of a-z 0-9 + -");
+  if (!ops->open || !ops->close || !ops->insert || !ops->claim || !ops->finish ||
+      !ops->progress || !ops->cancel || !ops->get || !ops->list || !ops->next_run_at)
+    return jobq__err(JOBQ_EINVAL,
+                     "jobq_storage_register: a version 1 member of '%s' is NULL", ops->scheme);
+  uv_once(&once, init_mu);
+  uv_mutex_lock(&table_mu);
+  int rc = 0;
+  for (int i = 0; i < n_table; i++)
+    if (strcmp(table[i]->scheme, ops->scheme) == 0)
+      rc = jobq__err(JOBQ_EEXIST, "jobq_storage_register: scheme '%s' is taken", ops->scheme);
+  if (rc == 0 && n_table == MAX_BACKENDS)
+    rc = jobq__err(JOBQ_ENOMEM, "jobq_storage_register: at most %d backends", MAX_BACKENDS);
+  if (rc == 0) table[n_table++] = ops;
+  uv_mutex_unlock(&table_mu);
+  return rc;
+}
+
+int jobq__storage_lookup(const char *url, const jobq_storage_ops **out) {
+  const char *colon = strchr(url, ':');
+  size_t n = colon ? (size_t)(colon - url) : 0;
+  if (n == 0)
+    return jobq__err(JOBQ_EURL, "storage URL '%.100s' has no scheme; expected e.g. \"memory:\"",
+                     url);
+  uv_once(&once, init_mu);
+  uv_mutex_lock(&table_mu);
+  const jobq_storage_ops *found = NULL;
+  for (int i = 0; i < n_table; i++)
+    if (strlen(table[i]->scheme) == n && strncmp(table[i]->scheme, url, n) == 0) found = table[i];
+  uv_mutex_unlock(&table_mu);
+  if (found == NULL)
+    return jobq__err(JOBQ_EURL,
+                     "storage URL '%.100s': unknown scheme '%.*s'; this build supports "
+                     "\"memory:\"",
+                     url, (int)(n > 32 ? 32 : n), url);
+  *out = found;
+  return 0;
+}
+
+JOBQ_API void jobq_storage_job_clear(jobq_storage_job *j) {
+  if (j == NULL) return;
+  free(j->kind);
+  free(j->payload);
+  free(j->owner);
+  free(j->step);
+  free(j->result);
+  free(j->error);
+  free(j->dedupe_key);
+  for (int i = 0; i < j->n_attempt_log; i++) free(j->attempt_log[i].error);
+  free(j->attempt_log);
+  memset(j, 0, sizeof *j);
+}

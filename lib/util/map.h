@@ -1,0 +1,36 @@
+/* A string-keyed hash map of pointers: open addressing, linear probing,
+ * backward-shift deletion (no tombstones, so lookups stay short after many
+ * deletions). Keys are not copied: each key must stay valid while its entry
+ * is in the map; usually it points into the value (a job's id). */
+#ifndef JOBQ_UTIL_MAP_H
+#define JOBQ_UTIL_MAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct jobq_map_slot {
+  const char *key; /* NULL: empty */
+  void *val;
+  uint64_t hash;
+} jobq_map_slot;
+
+typedef struct jobq_map {
+  jobq_map_slot *slots;
+  size_t cap;   /* power of two, or 0 */
+  size_t count;
+} jobq_map;
+
+uint64_t jobq__hash(const char *s);
+void jobq__map_free(jobq_map *m);
+void *jobq__map_get(const jobq_map *m, const char *key);
+/* Inserts or replaces; returns 0 or -1 on out of memory (map unchanged). */
+int jobq__map_put(jobq_map *m, const char *key, void *val);
+/* Removes key; returns its value or NULL. */
+void *jobq__map_del(jobq_map *m, const char *key);
+
+
+
+/* Makes room for extra more entries so that the next extra puts cannot
+ * fail; 0 or -1 on out of memory. */
+int jobq__map_reserve(jobq_map *m, size_t extra);
+#endif

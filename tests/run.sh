@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Configure, build and run every test:   ./tests/run.sh [ctest arguments]
+# e.g. ./tests/run.sh -R abi_        (BUILD_DIR=dir to use another build tree)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${BUILD_DIR:-build}
+
+cmake -S . -B "$build" -DJOBQ_WERROR=ON
+cmake --build "$build" -j2
+ctest --test-dir "$build" --output-on-failure -j2 "$@"
