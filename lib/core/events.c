@@ -19,6 +19,8 @@ JOBQ_API const char *jobq_event_type_name(int type) {
 
 int jobq__events_on(jobq_t *q) { return q->n_subs > 0 || q->pull_on; }
 
+static void events_flag_update(jobq_t *q) { atomic_store(&q->events_flag, jobq__events_on(q)); }
+
 JOBQ_API void jobq_event_free(jobq_event_t *ev) {
   if (ev == NULL) return;
   free(ev->kind);
@@ -174,6 +176,7 @@ JOBQ_API int jobq_subscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
       ns[q->n_subs].fn = fn;
       ns[q->n_subs].ud = ud;
       q->n_subs++;
+      events_flag_update(q);
     }
   }
   uv_mutex_unlock(&q->mu);
@@ -188,6 +191,7 @@ JOBQ_API int jobq_unsubscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
   for (int i = 0; i < q->n_subs; i++) {
     if (q->subs[i].fn == fn && q->subs[i].ud == ud) {
       q->subs[i] = q->subs[--q->n_subs];
+      events_flag_update(q);
       rc = 0;
       break;
     }
@@ -204,6 +208,7 @@ JOBQ_API int jobq_next_event(jobq_t *q, int timeout_ms, jobq_event_t **out) {
     return jobq__err(JOBQ_EDEADLK, "jobq_next_event: a blocking wait on the loop thread");
   uv_mutex_lock(&q->mu);
   q->pull_on = 1;
+  events_flag_update(q);
   q->refs++;
   uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
   int rc = 0;

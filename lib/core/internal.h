@@ -7,6 +7,7 @@
 #include "util/err.h"
 #include "util/heap.h"
 #include "util/map.h"
+#include "util/mutex.h"
 
 #include <stdatomic.h>
 #include <uv.h>
@@ -169,13 +170,16 @@ struct jobq_s {
 
   /* workers */
   int started;
-  int stopping;          /* no new claims */
-  int closed;            /* jobq_close began */
+  atomic_int stopping;   /* no new claims */
+  atomic_int closed;     /* jobq_close began (2: storage closed) */
   uv_thread_t *threads;
   int n_threads;
   uv_cond_t work_cv;     /* claimers wait for work here */
-  int idle;              /* claimers waiting on work_cv */
-  uint64_t work_gen;     /* bumped whenever jobs may have become claimable */
+  /* idle and work_gen pair up without the lock (a Dekker handshake): a
+   * claimer increments idle and then re-reads work_gen; a submitter
+   * increments work_gen and then reads idle. One of them sees the other. */
+  atomic_int idle;       /* claimers waiting on work_cv */
+  _Atomic uint64_t work_gen; /* bumped whenever jobs may have become claimable */
   int64_t wake_at;       /* earliest known future run_at, INT64_MAX none */
   int claims_in_flight;
   jobq_map cancel_hints; /* ids cancelled while a claim was in flight */
@@ -183,7 +187,7 @@ struct jobq_s {
   /* running attempts */
   jobq_map running;      /* id -> ctx */
   jobq_heap tmo;         /* running attempts with a timeout, by deadline */
-  int ops_in_flight;     /* finish calls talking to storage */
+  atomic_int ops_in_flight; /* calls talking to storage; close waits for 0 */
   uv_cond_t idle_cv;     /* close waits for running == 0 and ops == 0 */
   jobq_ctx_t **loop_inbox; /* attempts to start on the loop */
   size_t n_inbox, cap_inbox;
@@ -194,6 +198,7 @@ struct jobq_s {
   int n_subs;
   jobq_event_t *disp_head, *disp_tail; /* for subscribers, drained on the loop */
   int pull_on;
+  atomic_int events_flag; /* n_subs > 0 || pull_on, readable without mu */
   jobq_event_t **ring;   /* pull buffer */
   size_t ring_cap, ring_head, ring_n;
   int64_t ring_dropped;

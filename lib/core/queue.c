@@ -180,13 +180,13 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   q->timer_at = INT64_MAX;
   q->refs = 1;
   jobq__tmo_init(q);
-  if (uv_mutex_init(&q->mu) || uv_cond_init(&q->work_cv) || uv_cond_init(&q->idle_cv) ||
+  if (jobq__mutex_init(&q->mu) || uv_cond_init(&q->work_cv) || uv_cond_init(&q->idle_cv) ||
       uv_cond_init(&q->event_cv)) {
     free(q->o.storage_url);
     free(q);
     return jobq__err(JOBQ_ENOMEM, "jobq_open: cannot create locks");
   }
-  if (opts->event_buffer_set) q->pull_on = 1;
+  if (opts->event_buffer_set) q->pull_on = q->events_flag = 1;
 
   rc = ops->open(url, &q->st);
   if (rc) {
@@ -364,7 +364,9 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
   uv_mutex_unlock(&q->mu);
   for (int i = 0; i < n; i++) uv_thread_join(&q->threads[i]);
   uv_mutex_lock(&q->mu);
-  while (q->ops_in_flight > 0) uv_cond_wait(&q->idle_cv, &q->mu);
+  /* Submits decrement ops_in_flight without the lock as their very last
+   * touch of q, so they cannot signal: poll. Closing is rare. */
+  while (q->ops_in_flight > 0) uv_cond_timedwait(&q->idle_cv, &q->mu, 1000000);
 
   q->ops->close(q->st);
   q->st = NULL;

@@ -42,54 +42,65 @@ static int prepare(jobq_t *q, const char *fn, const char *kind, const char *payl
   return 0;
 }
 
+/* The common case (events off, jobs due now) touches the core lock only to
+ * wake a sleeping worker: submitting threads then contend on storage alone. */
 static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, const int *force,
                  int64_t now, int *dup) {
-  uv_mutex_lock(&q->mu);
+  /* Announce the storage call before checking closed; jobq_close sets closed
+   * before it waits for ops_in_flight to drain, so one of us sees the other. */
+  q->ops_in_flight++;
   if (q->closed) {
-    uv_mutex_unlock(&q->mu);
+    q->ops_in_flight--;
     return jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
   }
-  int held = jobq__events_on(q);
-  if (held) {
-    for (size_t i = 0; i < n; i++) {
+  int held = 0;
+  if (atomic_load(&q->events_flag)) {
+    uv_mutex_lock(&q->mu);
+    held = jobq__events_on(q);
+    for (size_t i = 0; held && i < n; i++) {
       if (jobq__hold_begin(q, recs[i]->id) != 0) {
         for (size_t j = 0; j < i; j++) jobq__hold_end(q, recs[j]->id, 0, NULL);
         uv_mutex_unlock(&q->mu);
+        q->ops_in_flight--;
         return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
       }
     }
+    uv_mutex_unlock(&q->mu);
   }
-  q->ops_in_flight++;
-  uv_mutex_unlock(&q->mu);
 
   int rc = q->ops->insert(q->st, recs, n, force, now, dup);
 
-  uv_mutex_lock(&q->mu);
-  q->ops_in_flight--;
-  if (q->closed) uv_cond_broadcast(&q->idle_cv);
   if (rc < 0) {
-    if (held)
+    if (held) {
+      uv_mutex_lock(&q->mu);
       for (size_t i = 0; i < n; i++) jobq__hold_end(q, recs[i]->id, 0, NULL);
-    uv_mutex_unlock(&q->mu);
+      uv_mutex_unlock(&q->mu);
+    }
+    q->ops_in_flight--;
     if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s: storage refused the job", fn);
     return rc;
   }
-  int due = 0;
+  int due = 0, delayed = 0;
   for (size_t i = 0; i < n; i++) {
     if (dup[i]) continue;
     if (recs[i]->run_at <= now) due = 1;
-    else if (recs[i]->run_at < q->wake_at) {
-      q->wake_at = recs[i]->run_at;
-      jobq__kick_loop(q);
+    else delayed = 1;
+  }
+  if (due) q->work_gen++;
+  if (held || delayed || atomic_load(&q->events_flag) || (due && q->idle > 0)) {
+    uv_mutex_lock(&q->mu);
+    for (size_t i = 0; delayed && i < n; i++) {
+      if (!dup[i] && recs[i]->run_at > now && recs[i]->run_at < q->wake_at) {
+        q->wake_at = recs[i]->run_at;
+        jobq__kick_loop(q);
+      }
     }
+    if (due && q->idle > 0) uv_cond_broadcast(&q->work_cv);
+    if (held || jobq__events_on(q))
+      for (size_t i = 0; i < n; i++) jobq__hold_end(q, recs[i]->id, !dup[i], recs[i]->kind);
+    uv_mutex_unlock(&q->mu);
   }
-  if (due) {
-    q->work_gen++;
-    if (q->idle) uv_cond_broadcast(&q->work_cv);
-  }
-  if (held || jobq__events_on(q))
-    for (size_t i = 0; i < n; i++) jobq__hold_end(q, recs[i]->id, !dup[i], recs[i]->kind);
-  uv_mutex_unlock(&q->mu);
+  q->ops_in_flight--; /* the last touch of q */
   return 0;
 }
 

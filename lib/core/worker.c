@@ -16,6 +16,16 @@
  * whole backlog onto one thread helps nobody. */
 #define LOOP_DEFAULT_CONCURRENCY 1024
 
+#define SPIN_NS 50000u
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 static kind_reg *find_kind(jobq_t *q, const char *name) {
   for (int i = 0; i < q->n_kinds; i++)
     if (strcmp(q->kinds[i].name, name) == 0) return &q->kinds[i];
@@ -441,8 +451,16 @@ static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
       continue;
     }
     if (gen != q->work_gen) continue;
+    /* Work often comes back within microseconds (a busy submitter): spin
+     * briefly before sleeping, which would cost the submitter a wake-up
+     * system call per job. After SPIN_NS an idle worker sleeps. */
+    uv_mutex_unlock(&q->mu);
+    uint64_t t0 = uv_hrtime();
+    while (q->work_gen == gen && !q->stopping && uv_hrtime() - t0 < SPIN_NS) cpu_relax();
+    uv_mutex_lock(&q->mu);
+    if (gen != q->work_gen) continue;
     q->idle++;
-    uv_cond_wait(&q->work_cv, &q->mu);
+    if (gen == q->work_gen && !q->stopping) uv_cond_wait(&q->work_cv, &q->mu);
     q->idle--;
   }
   uv_mutex_unlock(&q->mu);
@@ -526,6 +544,10 @@ JOBQ_API int jobq_claim(jobq_t *q, const char *const *kinds, int timeout_ms, job
       break;
     }
     q->idle++;
+    if (gen != q->work_gen) {
+      q->idle--;
+      continue;
+    }
     if (timeout_ms < 0) uv_cond_wait(&q->work_cv, &q->mu);
     else uv_cond_timedwait(&q->work_cv, &q->mu, deadline - now);
     q->idle--;

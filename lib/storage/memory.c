@@ -14,6 +14,7 @@
 #include "util/err.h"
 #include "util/heap.h"
 #include "util/map.h"
+#include "util/mutex.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -102,7 +103,7 @@ static int mem_open(const char *url, void **out) {
                      url);
   mstore *s = calloc(1, sizeof *s);
   if (s == NULL) return oom("open");
-  if (uv_mutex_init(&s->mu) != 0) {
+  if (jobq__mutex_init(&s->mu) != 0) {
     free(s);
     return jobq__err(JOBQ_ESTORAGE, "memory storage: cannot create a mutex");
   }

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages libjobq needs to build, test and run its
+# examples, when any is missing. Used by ./examples/run.sh, ./tests/run.sh and
+# .ci/run, so that each works on a fresh Debian machine.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libcmocka-dev valgrind binutils)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+echo "installing Debian packages: ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${pkgs[@]}"
