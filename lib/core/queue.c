@@ -364,6 +364,10 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
   uv_mutex_unlock(&q->mu);
   for (int i = 0; i < n; i++) uv_thread_join(&q->threads[i]);
   uv_mutex_lock(&q->mu);
+  /* A claim that was under way when closing began may have added attempts
+   * (for the loop, or a host's jobq_claim) after the release above. */
+  while (q->claims_in_flight > 0) uv_cond_timedwait(&q->idle_cv, &q->mu, 1000000);
+  jobq__release_all(q);
   /* Submits decrement ops_in_flight without the lock as their very last
    * touch of q, so they cannot signal: poll. Closing is rare. */
   while (q->ops_in_flight > 0) uv_cond_timedwait(&q->idle_cv, &q->mu, 1000000);

@@ -141,6 +141,7 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, jobq_ctx_
   size_t got = 0;
   int64_t next = INT64_MAX;
   q->claims_in_flight++;
+  q->ops_in_flight++;
   uv_mutex_unlock(&q->mu);
   rc = q->ops->claim(q->st, &req, &ctx->rec, &got);
   if (rc == 0 && got == 0 && kinds)
@@ -149,6 +150,8 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, jobq_ctx_
     q->ops->next_run_at(q->st, NULL, 0, req.now, &next);
   uv_mutex_lock(&q->mu);
   q->claims_in_flight--;
+  q->ops_in_flight--;
+  if (q->closed) uv_cond_broadcast(&q->idle_cv);
 
   if (rc < 0 || got == 0) {
     free(ctx);
@@ -242,7 +245,7 @@ static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *resul
 /* Ends the attempt with outcome; mu held on entry and exit. */
 static int end_attempt(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
                        const char *error, const char *fn) {
-  if (ctx->released)
+  if (ctx->released || q->closed == 2)
     return jobq__err(JOBQ_ECLOSED, "%s: the queue closed and released job %s", fn, ctx->rec.id);
   if (ctx->finished)
     return jobq__err(JOBQ_ESTATE, "%s: the attempt of job %s already ended%s", fn, ctx->rec.id,
@@ -380,7 +383,7 @@ JOBQ_API int jobq_ctx_progress(jobq_ctx_t *ctx, int percent, const char *step) {
    * finish writes the final state anyway. */
   int64_t now = jobq__now(q);
   int rc = 0;
-  if (now - ctx->progress_written >= JOBQ_PROGRESS_WRITE_MS || percent == 100) {
+  if (q->closed != 2 && (now - ctx->progress_written >= JOBQ_PROGRESS_WRITE_MS || percent == 100)) {
     ctx->progress_written = now;
     ctx->progress_dirty = 0;
     char *s = ctx->step ? jobq__strdup(ctx->step) : NULL;
