@@ -186,7 +186,10 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
     free(q);
     return jobq__err(JOBQ_ENOMEM, "jobq_open: cannot create locks");
   }
-  if (opts->event_buffer_set) q->pull_on = q->events_flag = 1;
+  if (opts->event_buffer_set) {
+    q->pull_on = 1;
+    q->events_flag = 1;
+  }
 
   rc = ops->open(url, &q->st);
   if (rc) {
