@@ -85,7 +85,7 @@ JOBQ_API const char *jobq_strerror(int code);
 /* The code's identifier, e.g. "JOBQ_ENOTFOUND". Static storage. */
 JOBQ_API const char *jobq_err_name(int code);
 /* What exactly went wrong in the last failing call on this thread, e.g.
- * "payload is not valid JSON: '}' expected near end of file at line 1".
+ * "jobq_submit: payload is not valid JSON: expected ',' or '}' at byte 9".
  * Empty string if none. Valid until the next libjobq call on this thread. */
 JOBQ_API const char *jobq_last_error(void);
 
@@ -123,7 +123,7 @@ typedef struct jobq_options_s jobq_options_t;   /* options for jobq_open */
 typedef struct jobq_kind_opts_s jobq_kind_opts_t;
 typedef struct jobq_submit_opts_s jobq_submit_opts_t;
 typedef struct jobq_job_s jobq_job_t;           /* a snapshot of one job */
-typedef struct jobq_filter_s jobq_filter_t;     /* what jobq_list returns */
+typedef struct jobq_filter_s jobq_filter_t;     /* what jobq_list selects */
 typedef struct jobq_page_s jobq_page_t;         /* one page of jobq_list */
 typedef struct jobq_event_s jobq_event_t;
 typedef struct jobq_ctx_s jobq_ctx_t;           /* one attempt of one job */
@@ -212,7 +212,8 @@ JOBQ_API void jobq_submit_opts_free(jobq_submit_opts_t *so);
 JOBQ_API int jobq_submit_opts_set_owner(jobq_submit_opts_t *so, const char *owner);
 /* Higher runs first, -1000..1000; FIFO within a priority. Default 0. */
 JOBQ_API int jobq_submit_opts_set_priority(jobq_submit_opts_t *so, int priority);
-/* Not before this time (ms since epoch). Overrides set_delay. */
+/* Not before this time (ms since epoch; 0 and past times: due now).
+ * Overrides set_delay. */
 JOBQ_API int jobq_submit_opts_set_run_at(jobq_submit_opts_t *so, int64_t at_ms);
 /* Not before now + ms. */
 JOBQ_API int jobq_submit_opts_set_delay(jobq_submit_opts_t *so, int64_t ms);
@@ -234,10 +235,13 @@ JOBQ_API int jobq_submit(jobq_t *q, const char *kind, const char *payload_json,
                          const jobq_submit_opts_t *so, char *out_id);
 /* Submits n jobs at once, all or none. kinds[i], payloads[i]; opts may be NULL
  * or an array whose entries may be NULL. out_ids receives n ids, each
- * JOBQ_ID_SIZE bytes apart (n * JOBQ_ID_SIZE bytes). */
+ * JOBQ_ID_SIZE bytes apart (n * JOBQ_ID_SIZE bytes). out_dup, if not NULL,
+ * receives n flags: 1 where a live dedupe key returned an existing job.
+ * Returns the number of such jobs (>= 0) or a negative code. */
 JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
                               const char *const *payloads,
-                              const jobq_submit_opts_t *const *opts, char *out_ids);
+                              const jobq_submit_opts_t *const *opts, char *out_ids,
+                              int *out_dup);
 
 /* ---- reading ----------------------------------------------------------- */
 
@@ -256,15 +260,21 @@ JOBQ_API const char *jobq_job_step(const jobq_job_t *job);
 JOBQ_API const char *jobq_job_result(const jobq_job_t *job);   /* JSON */
 JOBQ_API const char *jobq_job_error(const jobq_job_t *job);    /* last error */
 JOBQ_API int jobq_job_attempts(const jobq_job_t *job);         /* started so far */
+/* 0 when the job takes its kind's default and this process has not
+ * registered the kind (the worker that runs it decides). */
 JOBQ_API int jobq_job_max_attempts(const jobq_job_t *job);
 JOBQ_API int jobq_job_cancel_requested(const jobq_job_t *job);
 JOBQ_API int64_t jobq_job_created_at(const jobq_job_t *job);
 JOBQ_API int64_t jobq_job_run_at(const jobq_job_t *job);
 JOBQ_API int64_t jobq_job_started_at(const jobq_job_t *job);   /* 0 if never */
 JOBQ_API int64_t jobq_job_finished_at(const jobq_job_t *job);  /* 0 if not */
-/* Jobs that will run before this one (0 = next); -1 when not queued. */
+/* Queued jobs of the same kind that will run before this one (0 = next);
+ * -1 when it is not waiting in line (not queued, or not due yet). Only
+ * jobq_get fills it; snapshots in a jobq_list page say -1. */
 JOBQ_API int64_t jobq_job_position(const jobq_job_t *job);
-/* Estimated ms until it starts from the kind's recent durations; -1 unknown. */
+/* Estimated ms until it starts, from the durations of this kind's recent
+ * attempts in this process; -1 when unknown (e.g. a process that does not
+ * run the kind). */
 JOBQ_API int64_t jobq_job_eta_ms(const jobq_job_t *job);
 /* Attempt i (0-based, i < jobq_job_attempts): its error (NULL if it did not
  * fail), start and end times. */

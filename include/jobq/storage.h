@@ -9,8 +9,15 @@
  * JOBQ_STORAGE_OPS_INIT or jobq_storage_ops_init() so new members start NULL.
  *
  * Threading: the core calls a backend from several threads at once (worker
- * threads, submitting threads, libuv's thread pool), never from the loop
- * thread, so calls may block. A backend does its own locking.
+ * threads, the threads of callers such as submitters, libuv's thread pool)
+ * and never from the loop thread on its own behalf, so calls may block. (A
+ * host that calls, say, jobq_get from a subscriber callback runs that one
+ * call on the loop thread.) A backend does its own locking.
+ *
+ * ABI: the record structs below travel in arrays, so they never grow; a
+ * later version that needs more adds new members to jobq_storage_ops that
+ * take new structs, and jobq_storage_ops_init(ops, v) zeroes only the
+ * members of versions <= v.
  *
  * Memory: every string in a record a backend returns is allocated with
  * malloc() and freed by the core with free() (jobq_storage_job_clear).
@@ -36,7 +43,7 @@ typedef struct jobq_storage_attempt {
   char *error;         /* NULL unless the attempt failed */
 } jobq_storage_attempt;
 
-/* A job as stored. Appended to only with a new JOBQ_STORAGE_OPS_VERSION. */
+/* A job as stored. Frozen: see ABI above. */
 typedef struct jobq_storage_job {
   char id[JOBQ_ID_SIZE];
   char *kind;
@@ -94,6 +101,8 @@ typedef struct jobq_storage_finish {
   const char *error;  /* FAILED, RETRY, CANCELLED */
   int64_t run_at;     /* RETRY */
   int64_t now;
+  int progress;       /* the attempt's last progress (SUCCEEDED stores 100) */
+  const char *step;   /* and step text; NULL keeps the stored one */
 } jobq_storage_finish;
 
 typedef struct jobq_storage_filter {
@@ -136,10 +145,11 @@ typedef struct jobq_storage_ops {
   /* Records progress of a running attempt. step NULL keeps the old step. */
   int (*progress)(void *st, const char *id, int attempt, int percent, const char *step);
 
-  /* A queued job becomes cancelled (finished_at = now); a running job gets
-   * cancel_requested = 1. *out_state: the state afterwards. A finished job:
-   * JOBQ_ESTATE and *out_state its state. */
-  int (*cancel)(void *st, const char *id, int64_t now, int *out_state);
+  /* A queued job becomes cancelled (finished_at = now, error "cancelled"); a
+   * running job gets cancel_requested = 1. *out_state: the state afterwards.
+   * A finished job: JOBQ_ESTATE and *out_state its state. out_kind, if not
+   * NULL, receives a malloc'ed copy of the job's kind (on success). */
+  int (*cancel)(void *st, const char *id, int64_t now, int *out_state, char **out_kind);
 
   /* Fills *out (owned by the caller) with the job, position included. */
   int (*get)(void *st, const char *id, int64_t now, jobq_storage_job *out);

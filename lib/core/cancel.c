@@ -24,8 +24,9 @@ JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
   q->ops_in_flight++;
   uv_mutex_unlock(&q->mu);
   int state = -1;
+  char *kind = NULL;
   int64_t now = jobq__now(q);
-  int rc = q->ops->cancel(q->st, id, now, &state);
+  int rc = q->ops->cancel(q->st, id, now, &state, &kind);
   uv_mutex_lock(&q->mu);
   q->ops_in_flight--;
   if (q->closed) uv_cond_broadcast(&q->idle_cv);
@@ -35,7 +36,7 @@ JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
     rc = jobq__err(rc, "jobq_cancel: job %s is already %s", id,
                    jobq_state_name(state) ? jobq_state_name(state) : "finished");
   } else if (rc == 0 && state == JOBQ_CANCELLED) {
-    jobq__emit(q, JOBQ_EVENT_CANCELLED, id, NULL, JOBQ_CANCELLED, 0, NULL, 0, NULL, NULL);
+    jobq__emit(q, JOBQ_EVENT_CANCELLED, id, kind, JOBQ_CANCELLED, 0, NULL, 0, "cancelled", NULL);
     jobq__notify_waiters(q, id);
   } else if (rc == 0 && state == JOBQ_RUNNING) {
     jobq_ctx_t *ctx = jobq__map_get(&q->running, id);
@@ -49,5 +50,6 @@ JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
     jobq__notify_waiters(q, id);
   }
   uv_mutex_unlock(&q->mu);
+  free(kind);
   return rc;
 }

@@ -45,7 +45,7 @@ struct jobq_kind_opts_s {
 struct jobq_submit_opts_s {
   char *owner;
   int priority;
-  int64_t run_at;   /* 0: unset */
+  int64_t run_at;   /* -1: unset */
   int64_t delay_ms; /* -1: unset */
   int max_attempts; /* 0: kind default */
   char *dedupe_key;

@@ -200,6 +200,7 @@ JOBQ_API jobq_submit_opts_t *jobq_submit_opts_new(void) {
     return NULL;
   }
   s->delay_ms = -1;
+  s->run_at = -1;
   return s;
 }
 

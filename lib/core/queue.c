@@ -191,6 +191,7 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
     q->events_flag = 1;
   }
 
+  jobq__set_detail("");
   rc = ops->open(url, &q->st);
   if (rc) {
     if (jobq_last_error()[0] == '\0') jobq__err(rc, "jobq_open: storage '%.100s' failed to open", url);
@@ -322,12 +323,30 @@ JOBQ_API int jobq_start(jobq_t *q) {
   }
   if (q->n_loop_kinds && uv_thread_create(&q->threads[q->n_threads], jobq__feeder_main, q) == 0)
     q->n_threads++;
-  int ok = q->n_threads == want + (q->n_loop_kinds ? 1 : 0);
+  int total = want + (q->n_loop_kinds ? 1 : 0);
+  if (q->n_threads == total) {
+    uv_mutex_unlock(&q->mu);
+    return 0;
+  }
+  /* Not all threads came up: stop those that did, so that a failed start
+   * leaves the queue as it was (and jobq_start may be called again). */
+  int got = q->n_threads;
+  q->stopping = 1;
+  uv_cond_broadcast(&q->work_cv);
   uv_mutex_unlock(&q->mu);
-  if (!ok)
-    return jobq__err(JOBQ_ENOMEM, "jobq_start: could start only %d of %d threads", q->n_threads,
-                     want + (q->n_loop_kinds ? 1 : 0));
-  return 0;
+  for (int i = 0; i < got; i++) uv_thread_join(&q->threads[i]);
+  uv_mutex_lock(&q->mu);
+  q->stopping = 0;
+  q->started = 0;
+  q->n_threads = 0;
+  q->n_worker_kinds = q->n_loop_kinds = 0;
+  free(q->worker_kinds);
+  free(q->loop_kinds);
+  free(q->threads);
+  q->worker_kinds = q->loop_kinds = NULL;
+  q->threads = NULL;
+  uv_mutex_unlock(&q->mu);
+  return jobq__err(JOBQ_ENOMEM, "jobq_start: could start only %d of %d threads", got, total);
 }
 
 JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {

@@ -17,7 +17,7 @@ void jobq__job_overlay(jobq_t *q, jobq_job_t *job) {
   jobq_storage_job *r = &job->rec;
   job->eta_ms = -1;
   kind_reg *k = r->kind ? kind_of(q, r->kind) : NULL;
-  if (r->max_attempts == 0) r->max_attempts = k ? k->ko.max_attempts : 3;
+  if (r->max_attempts == 0 && k) r->max_attempts = k->ko.max_attempts;
   if (r->state == JOBQ_RUNNING) {
     jobq_ctx_t *ctx = jobq__map_get(&q->running, r->id);
     if (ctx && ctx->rec.attempts == r->attempts) {

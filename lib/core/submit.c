@@ -34,7 +34,7 @@ static int prepare(jobq_t *q, const char *fn, const char *kind, const char *payl
     rec->max_attempts = so->max_attempts; /* 0: the runner's kind default */
     rec->dedupe_key = so->dedupe_key;
     rec->dedupe_ttl_ms = so->dedupe_ttl_ms;
-    if (so->run_at) rec->run_at = so->run_at;
+    if (so->run_at >= 0) rec->run_at = so->run_at;
     else if (so->delay_ms >= 0) rec->run_at = now + so->delay_ms;
     *force = so->force;
   }
@@ -68,6 +68,7 @@ static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, c
     uv_mutex_unlock(&q->mu);
   }
 
+  jobq__set_detail(""); /* so that a backend's own sentence is not mistaken */
   int rc = q->ops->insert(q->st, recs, n, force, now, dup);
 
   if (rc < 0) {
@@ -122,7 +123,7 @@ JOBQ_API int jobq_submit(jobq_t *q, const char *kind, const char *payload_json,
 
 JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
                               const char *const *payloads, const jobq_submit_opts_t *const *opts,
-                              char *out_ids) {
+                              char *out_ids, int *out_dup) {
   static const char fn[] = "jobq_submit_many";
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "%s: q is NULL", fn);
   if (n == 0) return 0;
@@ -145,7 +146,10 @@ JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
     if (rc) {
       /* Say which job was refused, keeping the reason. */
       char why[400];
-      snprintf(why, sizeof why, "%s", jobq_last_error());
+      const char *w = jobq_last_error();
+      size_t pre = strlen(fn);
+      if (strncmp(w, fn, pre) == 0 && w[pre] == ':') w += pre + 2; /* said once is enough */
+      snprintf(why, sizeof why, "%s", w);
       jobq__err(rc, "%s: job %zu refused: %s", fn, i, why);
       goto out;
     }
@@ -155,6 +159,7 @@ JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
   if (rc) goto out;
   for (size_t i = 0; i < n; i++) {
     memcpy(out_ids + i * JOBQ_ID_SIZE, recs[i].id, JOBQ_ID_SIZE);
+    if (out_dup) out_dup[i] = dup[i];
     rc += dup[i];
   }
 out:

@@ -242,9 +242,12 @@ static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *resul
   if (q->closed) uv_cond_broadcast(&q->idle_cv);
 }
 
-/* Ends the attempt with outcome; mu held on entry and exit. */
+/* Ends the attempt with outcome; mu held on entry and exit. When storage
+ * itself failed, *open is set: nothing was applied and the attempt is still
+ * running, so its owner may try again. */
 static int end_attempt(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
-                       const char *error, const char *fn) {
+                       const char *error, const char *fn, int *open) {
+  *open = 0;
   if (ctx->released || q->closed == 2)
     return jobq__err(JOBQ_ECLOSED, "%s: the queue closed and released job %s", fn, ctx->rec.id);
   if (ctx->finished)
@@ -259,6 +262,8 @@ static int end_attempt(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *resu
   f.result = result;
   f.error = error;
   f.now = jobq__now(q);
+  f.progress = ctx->progress;
+  f.step = ctx->step;
   if (outcome == JOBQ_OUTCOME_RETRY) {
     if (ctx->rec.attempts >= ctx->rec.max_attempts) {
       f.outcome = JOBQ_OUTCOME_FAILED;
@@ -275,7 +280,9 @@ static int end_attempt(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *resu
   q->ops_in_flight--;
   if (rc < 0) {
     ctx->finished = 0; /* nothing was applied: the caller may try again */
+    *open = 1;
     if (q->closed) uv_cond_broadcast(&q->idle_cv);
+    if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s: storage failed", fn);
     return rc;
   }
   if (state < 0) {
@@ -300,9 +307,9 @@ static int user_finish(jobq_ctx_t *ctx, int outcome, const char *result, const c
     return jobq__err(JOBQ_ESTATE, "%s: job %s was already finished through this ctx", fn,
                      ctx->rec.id);
   }
-  int rc = end_attempt(q, ctx, outcome, result, error, fn);
-  if (rc == JOBQ_ENOMEM || rc == JOBQ_ESTORAGE || rc == JOBQ_EIO || rc == JOBQ_EBUSY ||
-      rc == JOBQ_EFULL) {
+  int open;
+  int rc = end_attempt(q, ctx, outcome, result, error, fn, &open);
+  if (open) {
     /* Storage failed: the attempt is still open; the caller may try again. */
     uv_mutex_unlock(&q->mu);
     return rc;
@@ -436,7 +443,8 @@ static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
       }
       if (ni == NULL) {
         /* Out of memory: give the job back rather than lose it. */
-        end_attempt(q, ctx, JOBQ_OUTCOME_RELEASE, NULL, NULL, "claim");
+        int open;
+        end_attempt(q, ctx, JOBQ_OUTCOME_RELEASE, NULL, NULL, "claim", &open);
         ctx->user_done = 1;
         ctx_put(ctx);
         continue;
@@ -570,9 +578,12 @@ static void tmo_work(uv_work_t *w) {
   uv_mutex_lock(&q->mu);
   ctx->finished = 0; /* claimed for this path in expire; end_attempt sets it again */
   q->ops_in_flight--;
-  int rc = end_attempt(q, ctx, JOBQ_OUTCOME_RETRY, NULL, msg, "timeout");
+  int open;
+  end_attempt(q, ctx, JOBQ_OUTCOME_RETRY, NULL, msg, "timeout", &open);
   ctx->timed_out = 1;
-  if (rc == JOBQ_ENOMEM || rc == JOBQ_ESTORAGE) ctx->finished = 1; /* lease expiry will recover */
+  /* If storage failed, the attempt stays running there and its handler's
+   * finish is still refused; a lease expiry (durable backends) recovers it. */
+  if (open) ctx->finished = 1;
   uv_mutex_unlock(&q->mu);
 }
 

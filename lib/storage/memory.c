@@ -403,7 +403,7 @@ static int finish_one(mstore *s, const jobq_storage_finish *f) {
   int outcome = f->outcome;
   if (j->cancel_req && outcome != JOBQ_OUTCOME_RELEASE) outcome = JOBQ_OUTCOME_CANCELLED;
   /* Copies first: out of memory must leave the job untouched. */
-  char *err = NULL, *err2 = NULL, *res = NULL;
+  char *err = NULL, *err2 = NULL, *res = NULL, *step = NULL;
   const char *etext = f->error;
   if (outcome == JOBQ_OUTCOME_CANCELLED && etext == NULL) etext = "cancelled";
   if (outcome != JOBQ_OUTCOME_SUCCEEDED && outcome != JOBQ_OUTCOME_RELEASE && etext) {
@@ -411,6 +411,14 @@ static int finish_one(mstore *s, const jobq_storage_finish *f) {
   }
   if (outcome == JOBQ_OUTCOME_SUCCEEDED && (res = dup(f->result ? f->result : "null")) == NULL)
     goto nomem;
+  if (outcome != JOBQ_OUTCOME_RELEASE && f->step && (step = dup(f->step)) == NULL) goto nomem;
+  if (outcome != JOBQ_OUTCOME_RELEASE) {
+    if (step) {
+      free(x->step);
+      x->step = step;
+    }
+    if (f->progress >= 0 && f->progress <= 100) j->progress = (uint8_t)f->progress;
+  }
   switch (outcome) {
     case JOBQ_OUTCOME_RELEASE:
       j->attempts--;
@@ -451,6 +459,7 @@ nomem:
   free(err);
   free(err2);
   free(res);
+  free(step);
   return JOBQ_ENOMEM;
 }
 
@@ -487,7 +496,7 @@ static int mem_progress(void *st, const char *id, int attempt, int percent, cons
   return rc;
 }
 
-static int mem_cancel(void *st, const char *id, int64_t now, int *out_state) {
+static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, char **out_kind) {
   mstore *s = st;
   int rc = 0;
   uv_mutex_lock(&s->mu);
@@ -495,12 +504,16 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state) {
   if (j == NULL) {
     rc = JOBQ_ENOTFOUND;
   } else if (j->state == JOBQ_QUEUED) {
-    if (ext(j) == NULL) {
+    char *err = dup("cancelled");
+    if (ext(j) == NULL || err == NULL) {
+      free(err);
       rc = oom("cancel");
     } else {
       dequeue(j);
       j->state = JOBQ_CANCELLED;
       j->x->finished_at = now;
+      free(j->x->error);
+      j->x->error = err;
     }
   } else if (j->state == JOBQ_RUNNING) {
     j->cancel_req = 1;
@@ -508,6 +521,7 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state) {
     rc = JOBQ_ESTATE;
   }
   if (j) *out_state = j->state;
+  if (rc == 0 && out_kind && (*out_kind = dup(j->kind->name)) == NULL) rc = oom("cancel");
   uv_mutex_unlock(&s->mu);
   return rc;
 }

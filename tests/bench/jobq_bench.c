@@ -76,7 +76,7 @@ static void e2e(int workers, int batch) {
   }
   double t0 = now_s();
   for (long i = 0; i < n_jobs; i += batch) {
-    int rc = batch > 1 ? jobq_submit_many(q, (size_t)batch, kinds, payloads, NULL, ids)
+    int rc = batch > 1 ? jobq_submit_many(q, (size_t)batch, kinds, payloads, NULL, ids, NULL)
                        : jobq_submit(q, "noop", "{}", NULL, ids);
     if (rc < 0) die("submit");
   }
@@ -181,7 +181,7 @@ static void rss(void) {
   }
   long n = 1000000;
   for (long i = 0; i < n; i += batch)
-    if (jobq_submit_many(q, (size_t)batch, kinds, payloads, NULL, ids) < 0) die("submit_many");
+    if (jobq_submit_many(q, (size_t)batch, kinds, payloads, NULL, ids, NULL) < 0) die("submit_many");
   long after = rss_kb();
   printf("rss_1m_queued: %.1f MB resident (%.1f MB for the jobs, %.0f bytes per job)\n",
          (double)after / 1024, (double)(after - before) / 1024,

@@ -111,7 +111,7 @@ static void scenario(void) {
 
   const char *kinds[] = {"work", "work", "other"};
   const char *payloads[] = {"[1]", "{\"a\":\"b\"}", "null"};
-  rc = jobq_submit_many(q, 3, kinds, payloads, NULL, ids);
+  rc = jobq_submit_many(q, 3, kinds, payloads, NULL, ids, NULL);
   if (!oom(rc, "submit_many")) expect += 3;
   assert_int_equal(stored(q), expect); /* all or none */
 
