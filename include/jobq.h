@@ -150,6 +150,12 @@ JOBQ_API int jobq_options_set_max_payload(jobq_options_t *opts, size_t bytes);
  * Default 65536. */
 JOBQ_API int jobq_options_set_event_buffer(jobq_options_t *opts, int events);
 
+/* How long a claimed job stays reserved without a heartbeat, 100 ms..1 day.
+ * While its handler runs, the lease is extended every lease/3; if the
+ * process dies, any process rescues the job after the lease expires (with
+ * durable storage). Default 30000 ms. */
+JOBQ_API int jobq_options_set_lease(jobq_options_t *opts, int64_t ms);
+
 /* A clock returning milliseconds since the epoch; for tests and simulations.
  * Scheduling decisions (run_at, backoff, timeouts, jobq_claim) follow it;
  * timers sleep for the difference it reports. NULL restores the real clock. */

@@ -72,8 +72,10 @@ typedef struct jobq_storage_job {
 /* What a claim asks for: up to max jobs that are queued and due (run_at <=
  * now), from the listed kinds, at most kind_limit[i] of kinds[i] (a negative
  * limit: unlimited), best first: higher priority, then FIFO. Each claimed
- * job becomes running, attempts + 1, started_at = now, and an attempt entry
- * is appended. */
+ * job becomes running, attempts + 1, started_at = now, lease_until = now +
+ * lease_ms, and an attempt entry is appended. A job stored with
+ * max_attempts 0 (its kind's default) gets the claimer's default for its
+ * kind, so that whoever rescues it later knows the number. */
 typedef struct jobq_storage_claim {
   const char *const *kinds; /* NULL: every kind */
   const int *kind_limit;    /* NULL: unlimited; else one per kind */
@@ -82,7 +84,22 @@ typedef struct jobq_storage_claim {
   size_t n_exclude;
   size_t max;
   int64_t now;
+  int64_t lease_ms;
+  /* Max attempts for jobs stored with 0 ("the kind's default"): ma_values[i]
+   * for kind ma_kinds[i], default_max_attempts for any other kind. */
+  const char *const *ma_kinds;
+  const int *ma_values;
+  size_t n_ma;
+  int default_max_attempts;
 } jobq_storage_claim;
+
+/* One running attempt whose lease the core extends (heartbeat). */
+typedef struct jobq_storage_lease {
+  const char *id;
+  int attempt;
+  int still_running;    /* out: 0 if the attempt is no longer running (rescued, ...) */
+  int cancel_requested; /* out */
+} jobq_storage_lease;
 
 #define JOBQ_OUTCOME_SUCCEEDED 1 /* result */
 #define JOBQ_OUTCOME_FAILED    2 /* error; fails for good */
@@ -164,10 +181,35 @@ typedef struct jobq_storage_ops {
    * not yet due at now; INT64_MAX if there is none. */
   int (*next_run_at)(void *st, const char *const *kinds, size_t n_kinds, int64_t now,
                      int64_t *out);
+
+  /* Extends the leases of n running attempts to lease_until, and reports
+   * for each whether it is still running and whether a cancel was requested
+   * (by any process). */
+  int (*heartbeat)(void *st, jobq_storage_lease *leases, size_t n, int64_t lease_until);
+
+  /* Rescues attempts whose lease expired before now (their process died):
+   * back to queued, the attempt counted and its error "lease expired", or
+   * failed when attempts are spent. *n_out: how many were rescued. */
+  int (*rescue)(void *st, int64_t now, size_t *n_out);
+
+  /* Optional (NULL: the backend sees only this process's changes). The
+   * backend calls fn(ud), from any thread, when another process may have
+   * changed jobs; fn NULL stops it. */
+  int (*set_notify)(void *st, void (*fn)(void *ud), void *ud);
+
+  /* Optional (NULL: the core calls finish and waits). Like finish, but
+   * returns at once, having copied f and its strings; done(ud, rc,
+   * out_state) is called from any thread once the outcomes are stored (rc 0,
+   * out_state as finish's) or failed (rc < 0); never from inside
+   * finish_async itself (the core holds a lock there). A backend whose writes wait
+   * for a commit offers this so that a worker need not wait for one per
+   * job: the job's news is still published only after it is stored. */
+  int (*finish_async)(void *st, const jobq_storage_finish *f, size_t n,
+                      void (*done)(void *ud, int rc, const int *out_state), void *ud);
 } jobq_storage_ops;
 
 #define JOBQ_STORAGE_OPS_INIT {JOBQ_STORAGE_OPS_VERSION, NULL, NULL, NULL, NULL, NULL, \
-                               NULL, NULL, NULL, NULL, NULL, NULL}
+                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
 
 /* Zeroes ops and sets its version; 0, or JOBQ_EINVAL for an unknown version.
  * The FFI-friendly twin of JOBQ_STORAGE_OPS_INIT. */

@@ -21,6 +21,7 @@ JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
     uv_mutex_unlock(&q->mu);
     return jobq__err(JOBQ_ECLOSED, "jobq_cancel: the queue is closing");
   }
+  int held = jobq__events_on(q) && jobq__hold_begin(q, id) == 0;
   q->ops_in_flight++;
   uv_mutex_unlock(&q->mu);
   int state = -1;
@@ -36,7 +37,7 @@ JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
     rc = jobq__err(rc, "jobq_cancel: job %s is already %s", id,
                    jobq_state_name(state) ? jobq_state_name(state) : "finished");
   } else if (rc == 0 && state == JOBQ_CANCELLED) {
-    jobq__emit(q, JOBQ_EVENT_CANCELLED, id, kind, JOBQ_CANCELLED, 0, NULL, 0, "cancelled", NULL);
+    jobq__emit_now(q, JOBQ_EVENT_CANCELLED, id, kind, JOBQ_CANCELLED, 0, NULL, 0, "cancelled", NULL);
     jobq__notify_waiters(q, id);
   } else if (rc == 0 && state == JOBQ_RUNNING) {
     jobq_ctx_t *ctx = jobq__map_get(&q->running, id);
@@ -49,6 +50,7 @@ JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
     }
     jobq__notify_waiters(q, id);
   }
+  if (held) jobq__hold_end(q, id, 0, NULL);
   uv_mutex_unlock(&q->mu);
   free(kind);
   return rc;

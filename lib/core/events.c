@@ -3,8 +3,8 @@
  * the loop thread and to jobq_next_event callers from a bounded buffer. An
  * event is only made when somebody listens. */
 #include "core/internal.h"
+#include "util/sbuf.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,11 +90,12 @@ static void publish(jobq_t *q, jobq_event_t *ev) {
   if (q->pull_waiters) uv_cond_signal(&q->event_cv);
 }
 
-void jobq__emit(jobq_t *q, int type, const char *id, const char *kind, int state, int progress,
-                const char *step, int attempt, const char *error, const char *result) {
+static void emit_impl(jobq_t *q, int direct, int type, const char *id, const char *kind, int state,
+                      int progress, const char *step, int attempt, const char *error,
+                      const char *result) {
   if (!jobq__events_on(q)) return;
   int64_t now = jobq__now(q);
-  held *h = q->submitting.count ? jobq__map_get(&q->submitting, id) : NULL;
+  held *h = !direct && q->submitting.count ? jobq__map_get(&q->submitting, id) : NULL;
   for (int sink = 0; sink < 2; sink++) {
     if (sink == 0 ? q->n_subs == 0 : !q->pull_on) continue;
     jobq_event_t *ev = make(sink, type, id, kind, state, progress, step, attempt, error, result, now);
@@ -104,7 +105,7 @@ void jobq__emit(jobq_t *q, int type, const char *id, const char *kind, int state
       if (sink == 1) q->ring_dropped++;
       continue;
     }
-    if (h && type != JOBQ_EVENT_SUBMITTED) {
+    if (h) {
       ev->next = NULL;
       if (h->tail) h->tail->next = ev;
       else h->head = ev;
@@ -115,7 +116,28 @@ void jobq__emit(jobq_t *q, int type, const char *id, const char *kind, int state
   }
 }
 
+void jobq__emit(jobq_t *q, int type, const char *id, const char *kind, int state, int progress,
+                const char *step, int attempt, const char *error, const char *result) {
+  emit_impl(q, 0, type, id, kind, state, progress, step, attempt, error, result);
+}
+
+void jobq__emit_now(jobq_t *q, int type, const char *id, const char *kind, int state, int progress,
+                    const char *step, int attempt, const char *error, const char *result) {
+  emit_impl(q, 1, type, id, kind, state, progress, step, attempt, error, result);
+}
+
+/* A hold orders a job's events when a change to it is applied by storage
+ * outside the core lock: the thread that holds the job publishes its own
+ * event first (jobq__emit_now), then what others emitted meanwhile for that
+ * job (a claim that saw the retried job queued again, a cancel that saw it
+ * queued), in that order. One hold per job at a time: a second operation
+ * on the same job waits here for the first to publish. */
 int jobq__hold_begin(jobq_t *q, const char *id) {
+  while (q->submitting.count && jobq__map_get(&q->submitting, id)) {
+    q->hold_waiters++;
+    uv_cond_wait(&q->hold_cv, &q->mu);
+    q->hold_waiters--;
+  }
   held *h = calloc(1, sizeof *h);
   if (h == NULL) return JOBQ_ENOMEM;
   memcpy(h->id, id, JOBQ_ID_SIZE);
@@ -129,33 +151,61 @@ int jobq__hold_begin(jobq_t *q, const char *id) {
 void jobq__hold_end(jobq_t *q, const char *id, int publish_submitted, const char *kind) {
   held *h = jobq__map_del(&q->submitting, id);
   if (publish_submitted)
-    jobq__emit(q, JOBQ_EVENT_SUBMITTED, id, kind, JOBQ_QUEUED, 0, NULL, 0, NULL, NULL);
+    jobq__emit_now(q, JOBQ_EVENT_SUBMITTED, id, kind, JOBQ_QUEUED, 0, NULL, 0, NULL, NULL);
   if (h == NULL) return;
   for (jobq_event_t *ev = h->head, *n; ev; ev = n) {
     n = ev->next;
     publish(q, ev);
   }
   free(h);
+  if (q->hold_waiters) uv_cond_broadcast(&q->hold_cv);
 }
 
+static int subscribed(jobq_t *q, jobq_event_fn fn, void *ud) {
+  for (int i = 0; i < q->n_subs; i++)
+    if (q->subs[i].fn == fn && q->subs[i].ud == ud) return 1;
+  return 0;
+}
+
+/* Delivers the queued events on the loop thread. Each call re-checks that
+ * its subscriber is still subscribed, under the lock, and jobq_unsubscribe
+ * waits for a call under way: once it returns, that subscriber is never
+ * called again. */
 void jobq__dispatch_events(jobq_t *q) {
   uv_mutex_lock(&q->mu);
   jobq_event_t *ev = q->disp_head;
   q->disp_head = q->disp_tail = NULL;
-  int n = q->n_subs;
-  sub small[8];
-  sub *subs = n <= 8 ? small : malloc((size_t)n * sizeof *subs);
-  if (subs == NULL) n = 0;
-  else if (n) memcpy(subs, q->subs, (size_t)n * sizeof *subs);
-  uv_mutex_unlock(&q->mu);
+  sub small[8], *subs = small;
+  int cap = 8;
   while (ev) {
     jobq_event_t *next = ev->next;
     ev->next = NULL;
-    for (int i = 0; i < n; i++) subs[i].fn(ev, subs[i].ud);
+    int n = q->n_subs;
+    if (n > cap) {
+      sub *ns = malloc((size_t)n * sizeof *ns);
+      if (ns) {
+        if (subs != small) free(subs);
+        subs = ns;
+        cap = n;
+      } else {
+        n = cap; /* out of memory: the first ones still hear of it */
+      }
+    }
+    memcpy(subs, q->subs, (size_t)n * sizeof *subs);
+    for (int i = 0; i < n; i++) {
+      if (!subscribed(q, subs[i].fn, subs[i].ud)) continue;
+      q->in_callback = 1;
+      uv_mutex_unlock(&q->mu);
+      subs[i].fn(ev, subs[i].ud);
+      uv_mutex_lock(&q->mu);
+      q->in_callback = 0;
+      uv_cond_broadcast(&q->sub_cv);
+    }
     jobq_event_free(ev);
     ev = next;
   }
-  if (subs && subs != small) free(subs);
+  uv_mutex_unlock(&q->mu);
+  if (subs != small) free(subs);
 }
 
 JOBQ_API int jobq_subscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
@@ -196,6 +246,8 @@ JOBQ_API int jobq_unsubscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
       break;
     }
   }
+  /* From another thread, wait out a call under way (it may be this one's). */
+  while (rc == 0 && q->in_callback && !jobq__on_loop_thread(q)) uv_cond_wait(&q->sub_cv, &q->mu);
   if (rc == 0) jobq__set_detail("");
   uv_mutex_unlock(&q->mu);
   return rc;
@@ -277,24 +329,43 @@ JOBQ_API char *jobq_event_to_json(const jobq_event_t *ev) {
     jobq__err(JOBQ_EINVAL, "jobq_event_to_json: ev is NULL");
     return NULL;
   }
-  json_t *o = json_object();
-  if (o == NULL) return NULL;
-  json_object_set_new(o, "type", json_string(jobq_event_type_name(ev->type)));
-  json_object_set_new(o, "jobId", json_string(ev->id));
-  if (ev->kind) json_object_set_new(o, "kind", json_string(ev->kind));
-  json_object_set_new(o, "state", json_string(jobq_state_name(ev->state)));
-  json_object_set_new(o, "progress", json_integer(ev->progress));
-  if (ev->step) json_object_set_new(o, "step", json_string(ev->step));
-  json_object_set_new(o, "attempt", json_integer(ev->attempt));
-  if (ev->error) json_object_set_new(o, "error", json_string(ev->error));
-  if (ev->result) {
-    json_t *r = json_loads(ev->result, JSON_DECODE_ANY, NULL);
-    json_object_set_new(o, "result", r ? r : json_string(ev->result));
+  jobq_sbuf b = {0};
+  int first = 1;
+  jobq__sb_str(&b, "{");
+  jobq__sb_key(&b, "type", &first);
+  jobq__sb_json_str(&b, jobq_event_type_name(ev->type) ? jobq_event_type_name(ev->type) : "unknown");
+  jobq__sb_key(&b, "jobId", &first);
+  jobq__sb_json_str(&b, ev->id);
+  if (ev->kind) {
+    jobq__sb_key(&b, "kind", &first);
+    jobq__sb_json_str(&b, ev->kind);
   }
-  json_object_set_new(o, "time", json_integer(ev->time));
-  if (ev->dropped) json_object_set_new(o, "dropped", json_integer(ev->dropped));
-  char *s = json_dumps(o, JSON_COMPACT);
-  json_decref(o);
+  jobq__sb_key(&b, "state", &first);
+  jobq__sb_json_str(&b, jobq_state_name(ev->state) ? jobq_state_name(ev->state) : "unknown");
+  jobq__sb_key(&b, "progress", &first);
+  jobq__sb_int(&b, ev->progress);
+  if (ev->step) {
+    jobq__sb_key(&b, "step", &first);
+    jobq__sb_json_str(&b, ev->step);
+  }
+  jobq__sb_key(&b, "attempt", &first);
+  jobq__sb_int(&b, ev->attempt);
+  if (ev->error) {
+    jobq__sb_key(&b, "error", &first);
+    jobq__sb_json_str(&b, ev->error);
+  }
+  if (ev->result) { /* checked JSON: as it is */
+    jobq__sb_key(&b, "result", &first);
+    jobq__sb_str(&b, ev->result);
+  }
+  jobq__sb_key(&b, "time", &first);
+  jobq__sb_int(&b, ev->time);
+  if (ev->dropped) {
+    jobq__sb_key(&b, "dropped", &first);
+    jobq__sb_int(&b, ev->dropped);
+  }
+  jobq__sb_str(&b, "}");
+  char *s = jobq__sb_take(&b);
   if (s == NULL) jobq__err(JOBQ_ENOMEM, "jobq_event_to_json: out of memory");
   return s;
 }

@@ -26,6 +26,7 @@ struct jobq_options_s {
   size_t max_payload;
   int event_buffer;
   int event_buffer_set;
+  int64_t lease_ms;
   jobq_clock_fn clock;
   void *clock_ud;
   jobq_random_fn random;
@@ -121,6 +122,9 @@ struct jobq_ctx_s {
   int in_tmo;
   uint64_t t0_ns;      /* start, for the kind's average duration */
   uv_work_t work;      /* timeout finish on libuv's pool */
+  int held;            /* an asynchronous finish holds the job's events */
+  char *fin_result;    /* copies kept while an asynchronous finish is stored */
+  char *fin_error;
 };
 
 typedef struct waiter {
@@ -128,6 +132,7 @@ typedef struct waiter {
   char id[JOBQ_ID_SIZE];
   uv_cond_t cv;
   int changed;
+  int recheck; /* another process may have changed the job: look again */
 } waiter;
 
 typedef struct sub {
@@ -156,8 +161,13 @@ struct jobq_s {
   uv_thread_t loop_tid; /* the thread that runs the loop */
   uv_async_t async;
   uv_timer_t timer;
+  uv_timer_t maint;     /* heartbeats, progress flushes, rescues (core/maint.c) */
+  uv_work_t maint_work;
+  int maint_busy;       /* maint_work is queued or running */
+  int64_t next_heartbeat, next_rescue;
   int64_t timer_at;     /* when the timer fires, INT64_MAX: stopped */
   int handles_open;
+  int handles_closing;   /* close callbacks still to come */
   int refs;             /* q is freed when this drops to 0 */
 
   /* kinds */
@@ -167,6 +177,9 @@ struct jobq_s {
   int n_worker_kinds;
   const char **loop_kinds;   /* names of kinds run on the loop */
   int n_loop_kinds;
+  const char **ma_kinds;     /* every registered kind and its max attempts, */
+  int *ma_values;            /* for claims (kept in step by jobq_register) */
+  int n_ma;
 
   /* workers */
   int started;
@@ -189,6 +202,8 @@ struct jobq_s {
   jobq_heap tmo;         /* running attempts with a timeout, by deadline */
   atomic_int ops_in_flight; /* calls talking to storage; close waits for 0 */
   uv_cond_t idle_cv;     /* close waits for running == 0 and ops == 0 */
+  jobq_ctx_t **handoff;  /* claimed in a batch, for the next free worker */
+  size_t n_handoff, cap_handoff, handoff_head;
   jobq_ctx_t **loop_inbox; /* attempts to start on the loop */
   size_t n_inbox, cap_inbox;
   int handlers_active;   /* handlers running on worker threads */
@@ -196,6 +211,8 @@ struct jobq_s {
   /* events */
   sub *subs;
   int n_subs;
+  int in_callback;       /* the loop thread is inside a subscriber call */
+  uv_cond_t sub_cv;      /* jobq_unsubscribe waits for that call to end */
   jobq_event_t *disp_head, *disp_tail; /* for subscribers, drained on the loop */
   int pull_on;
   atomic_int events_flag; /* n_subs > 0 || pull_on, readable without mu */
@@ -204,7 +221,9 @@ struct jobq_s {
   int64_t ring_dropped;
   uv_cond_t event_cv;
   int pull_waiters;
-  jobq_map submitting;   /* id -> held */
+  jobq_map submitting;   /* id -> held: jobs whose events wait (core/events.c) */
+  uv_cond_t hold_cv;
+  int hold_waiters;
 
   /* waiters */
   jobq_map waiters;      /* id -> waiter list */
@@ -227,11 +246,15 @@ void jobq__notify_waiters(jobq_t *q, const char *id); /* mu held */
 void jobq__event_free_list(jobq_event_t *ev);
 /* Around a submit while events are on: hold back the new jobs' events until
  * "submitted" is published (mu held for both). */
-int jobq__hold_begin(jobq_t *q, const char *id);
+int jobq__hold_begin(jobq_t *q, const char *id); /* may wait for another hold on id */
+void jobq__emit_now(jobq_t *q, int type, const char *id, const char *kind, int state, int progress,
+                    const char *step, int attempt, const char *error, const char *result);
 void jobq__hold_end(jobq_t *q, const char *id, int publish_submitted, const char *kind);
 
 /* core/worker.c */
-int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t n_kinds, jobq_ctx_t **out);
+int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t n_kinds, size_t max,
+                       jobq_ctx_t **out, size_t *n_out);
+void jobq__release_handoff(jobq_t *q);       /* mu held */
 void jobq__worker_main(void *arg);
 void jobq__feeder_main(void *arg);
 void jobq__run_loop_inbox(jobq_t *q);         /* on the loop, mu not held */
@@ -239,6 +262,11 @@ void jobq__expire_timeouts(jobq_t *q, int64_t now); /* on the loop, mu held */
 int64_t jobq__tmo_next(jobq_t *q);
 void jobq__tmo_init(jobq_t *q);            /* mu held */
 void jobq__release_all(jobq_t *q);            /* mu held */
+
+/* core/maint.c */
+void jobq__maint_start(jobq_t *q); /* on the loop, after the handles exist */
+void jobq__maint_on_notify(void *ud); /* storage saw another process's change */
+void jobq__ctx_put(jobq_ctx_t *ctx); /* core/worker.c: mu held */
 
 /* core/cancel.c */
 void jobq__cancel_hints_clear(jobq_t *q);     /* mu held */

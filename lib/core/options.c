@@ -56,6 +56,7 @@ JOBQ_API jobq_options_t *jobq_options_new(void) {
   o->workers = 4;
   o->max_payload = 1u << 20;
   o->event_buffer = 65536;
+  o->lease_ms = 30000;
   return o;
 }
 
@@ -107,6 +108,15 @@ JOBQ_API int jobq_options_set_event_buffer(jobq_options_t *o, int events) {
                      1 << 24);
   o->event_buffer = events;
   o->event_buffer_set = 1;
+  return 0;
+}
+
+JOBQ_API int jobq_options_set_lease(jobq_options_t *o, int64_t ms) {
+  if (o == NULL) return jobq__err(JOBQ_EINVAL, "jobq_options_set_lease: opts is NULL");
+  if (ms < 100 || ms > INT64_C(86400000))
+    return jobq__err(JOBQ_EINVAL, "jobq_options_set_lease: %lld ms is outside 100..86400000",
+                     (long long)ms);
+  o->lease_ms = ms;
   return 0;
 }
 
@@ -253,7 +263,7 @@ JOBQ_API int jobq_submit_opts_set_max_attempts(jobq_submit_opts_t *s, int n) {
 
 JOBQ_API int jobq_submit_opts_set_dedupe(jobq_submit_opts_t *s, const char *key, int64_t ttl_ms) {
   if (s == NULL) return jobq__err(JOBQ_EINVAL, "jobq_submit_opts_set_dedupe: so is NULL");
-  if (ttl_ms < 0)
+  if (key && ttl_ms < 0)
     return jobq__err(JOBQ_EINVAL, "jobq_submit_opts_set_dedupe: ttl_ms %lld is negative",
                      (long long)ttl_ms);
   int rc = set_str("jobq_submit_opts_set_dedupe", "key", &s->dedupe_key, key, JOBQ_DEDUPE_MAX);

@@ -55,7 +55,10 @@ static void free_q(jobq_t *q) {
   jobq__map_free(&q->submitting);
   jobq__heap_free(&q->tmo);
   free(q->loop_inbox);
+  free(q->handoff);
   free(q->kinds);
+  free(q->ma_kinds);
+  free(q->ma_values);
   free(q->worker_kinds);
   free(q->loop_kinds);
   free(q->threads);
@@ -68,6 +71,8 @@ static void free_q(jobq_t *q) {
   uv_cond_destroy(&q->work_cv);
   uv_cond_destroy(&q->idle_cv);
   uv_cond_destroy(&q->event_cv);
+  uv_cond_destroy(&q->sub_cv);
+  uv_cond_destroy(&q->hold_cv);
   uv_mutex_unlock(&q->mu);
   uv_mutex_destroy(&q->mu);
   free(q);
@@ -116,19 +121,23 @@ static void on_timer(uv_timer_t *t) {
   uv_mutex_unlock(&q->mu);
 }
 
+/* libuv runs close callbacks in no promised order: the last of the three
+ * drops the handles' reference. */
 static void on_handle_closed(uv_handle_t *h) {
   jobq_t *q = h->data;
   uv_mutex_lock(&q->mu);
-  if (h == (uv_handle_t *)&q->timer) {
+  if (--q->handles_closing > 0) {
     uv_mutex_unlock(&q->mu);
     return;
   }
-  jobq__q_unref(q); /* the async handle closes last: one ref for both */
+  jobq__q_unref(q);
 }
 
 static void close_handles(jobq_t *q) {
   q->handles_open = 0;
+  q->handles_closing = 3;
   uv_close((uv_handle_t *)&q->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&q->maint, on_handle_closed);
   uv_close((uv_handle_t *)&q->async, on_handle_closed);
 }
 
@@ -160,6 +169,7 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
     defaults.workers = 4;
     defaults.max_payload = 1u << 20;
     defaults.event_buffer = 65536;
+    defaults.lease_ms = 30000;
     opts = &defaults;
   }
   const char *url = opts->storage_url ? opts->storage_url : "memory:";
@@ -181,7 +191,7 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   q->refs = 1;
   jobq__tmo_init(q);
   if (jobq__mutex_init(&q->mu) || uv_cond_init(&q->work_cv) || uv_cond_init(&q->idle_cv) ||
-      uv_cond_init(&q->event_cv)) {
+      uv_cond_init(&q->event_cv) || uv_cond_init(&q->sub_cv) || uv_cond_init(&q->hold_cv)) {
     free(q->o.storage_url);
     free(q);
     return jobq__err(JOBQ_ENOMEM, "jobq_open: cannot create locks");
@@ -214,16 +224,21 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
     goto fail_loop;
   }
   uv_timer_init(q->loop, &q->timer);
+  uv_timer_init(q->loop, &q->maint);
   q->async.data = q;
   q->timer.data = q;
+  q->maint.data = q;
   q->handles_open = 1;
   q->refs++; /* held by the handles until they are closed */
+  jobq__maint_start(q);
+  if (ops->set_notify) ops->set_notify(q->st, jobq__maint_on_notify, q);
   if (q->own) {
     if (uv_thread_create(&q->loop_thread, loop_main, q) != 0) {
       q->refs--;
       q->handles_open = 0;
       uv_close((uv_handle_t *)&q->async, NULL);
       uv_close((uv_handle_t *)&q->timer, NULL);
+      uv_close((uv_handle_t *)&q->maint, NULL);
       uv_run(q->loop, UV_RUN_DEFAULT);
       rc = jobq__err(JOBQ_ENOMEM, "jobq_open: cannot start the loop thread");
       goto fail_loop;
@@ -239,6 +254,8 @@ fail_st:
   ops->close(q->st);
 fail:
   free(q->o.storage_url);
+  uv_cond_destroy(&q->sub_cv);
+  uv_cond_destroy(&q->hold_cv);
   uv_cond_destroy(&q->work_cv);
   uv_cond_destroy(&q->idle_cv);
   uv_cond_destroy(&q->event_cv);
@@ -270,6 +287,14 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
     return jobq__err(JOBQ_ENOMEM, "jobq_register: out of memory");
   }
   q->kinds = nk;
+  const char **mk = realloc(q->ma_kinds, (size_t)(q->n_kinds + 1) * sizeof *mk);
+  if (mk) q->ma_kinds = mk;
+  int *mv = mk ? realloc(q->ma_values, (size_t)(q->n_kinds + 1) * sizeof *mv) : NULL;
+  if (mv) q->ma_values = mv;
+  if (mk == NULL || mv == NULL) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ENOMEM, "jobq_register: out of memory");
+  }
   kind_reg *k = &nk[q->n_kinds++];
   memset(k, 0, sizeof *k);
   strcpy(k->name, kind);
@@ -283,6 +308,12 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
     k->ko.backoff_max_ms = 300000;
     k->ko.jitter = 0.2;
   }
+  /* kinds moved (realloc): point the claim table at the new names */
+  for (int i = 0; i < q->n_kinds; i++) {
+    q->ma_kinds[i] = q->kinds[i].name;
+    q->ma_values[i] = q->kinds[i].ko.max_attempts;
+  }
+  q->n_ma = q->n_kinds;
   uv_mutex_unlock(&q->mu);
   return 0;
 }
@@ -361,6 +392,7 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
   q->closed = 1;
   q->stopping = 1;
   uv_cond_broadcast(&q->work_cv);
+  jobq__release_handoff(q); /* claimed ahead, never started: back at once */
   uv_cond_broadcast(&q->event_cv);
   jobq__notify_waiters(q, NULL);
 
@@ -394,6 +426,12 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
    * touch of q, so they cannot signal: poll. Closing is rare. */
   while (q->ops_in_flight > 0) uv_cond_timedwait(&q->idle_cv, &q->mu, 1000000);
 
+  if (q->ops->set_notify) {
+    uv_mutex_unlock(&q->mu);
+    q->ops->set_notify(q->st, NULL, NULL); /* returns once no call is under way */
+    uv_mutex_lock(&q->mu);
+  }
+  while (q->maint_busy) uv_cond_timedwait(&q->idle_cv, &q->mu, 1000000);
   q->ops->close(q->st);
   q->st = NULL;
   q->closed = 2;

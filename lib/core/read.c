@@ -2,8 +2,8 @@
  * what only this process knows laid over it: the live progress of attempts
  * running here (storage gets it coalesced), and estimates. */
 #include "core/internal.h"
+#include "util/sbuf.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,6 +116,17 @@ static void waiter_remove(jobq_t *q, waiter *w) {
   }
 }
 
+static int str_differs(const char *a, const char *b) {
+  return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* What jobq_wait counts as a change. */
+static int differs(const jobq_job_t *a, const jobq_job_t *b) {
+  return a->rec.state != b->rec.state || a->rec.progress != b->rec.progress ||
+         a->rec.attempts != b->rec.attempts || str_differs(a->rec.step, b->rec.step) ||
+         a->rec.cancel_requested != b->rec.cancel_requested;
+}
+
 JOBQ_API int jobq_wait(jobq_t *q, const char *id, int timeout_ms, jobq_job_t **out) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_wait: q is NULL");
   if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_wait: out is NULL");
@@ -150,6 +161,17 @@ JOBQ_API int jobq_wait(jobq_t *q, const char *id, int timeout_ms, jobq_job_t **o
   if (rc == 0 && !jobq_state_is_terminal(snap->rec.state)) {
     uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
     while (!w.changed && !q->closed) {
+      if (w.recheck) {
+        /* Another process changed something: compare with what we saw. */
+        w.recheck = 0;
+        uv_mutex_unlock(&q->mu);
+        jobq_job_t *now_snap = NULL;
+        int grc = get(q, "jobq_wait", id, &now_snap);
+        uv_mutex_lock(&q->mu);
+        if (grc == 0 && differs(snap, now_snap)) w.changed = 1;
+        jobq_job_free(now_snap);
+        continue;
+      }
       uint64_t now = uv_hrtime();
       if (timeout_ms == 0 || (timeout_ms > 0 && now >= deadline)) break;
       if (timeout_ms < 0) uv_cond_wait(&w.cv, &q->mu);
@@ -286,52 +308,93 @@ JOBQ_API int64_t jobq_job_attempt_finished_at(const jobq_job_t *j, int i) {
   return a ? a->finished_at : JOBQ_EINVAL;
 }
 
-static json_t *json_or_text(const char *s) {
-  json_t *v = json_loads(s, JSON_DECODE_ANY, NULL);
-  return v ? v : json_string(s);
-}
-
+/* Payloads and results were checked as JSON when they came in, so they go
+ * into the snapshot's JSON as they are, exactly as given (jansson would
+ * turn 2^64 into a float and cut "\u0000"). */
 JOBQ_API char *jobq_job_to_json(const jobq_job_t *j) {
   if (j == NULL) {
     jobq__err(JOBQ_EINVAL, "jobq_job_to_json: job is NULL");
     return NULL;
   }
   const jobq_storage_job *r = R(j);
-  json_t *o = json_object();
-  if (o == NULL) goto nomem;
-  json_object_set_new(o, "id", json_string(r->id));
-  json_object_set_new(o, "kind", json_string(r->kind));
-  json_object_set_new(o, "state", json_string(jobq_state_name(r->state)));
-  json_object_set_new(o, "payload", json_or_text(r->payload));
-  if (r->owner) json_object_set_new(o, "owner", json_string(r->owner));
-  json_object_set_new(o, "priority", json_integer(r->priority));
-  json_object_set_new(o, "progress", json_integer(r->progress));
-  if (r->step) json_object_set_new(o, "step", json_string(r->step));
-  if (r->result) json_object_set_new(o, "result", json_or_text(r->result));
-  if (r->error) json_object_set_new(o, "error", json_string(r->error));
-  json_object_set_new(o, "attempts", json_integer(r->attempts));
-  json_object_set_new(o, "maxAttempts", json_integer(r->max_attempts));
-  if (r->cancel_requested) json_object_set_new(o, "cancelRequested", json_true());
-  json_object_set_new(o, "createdAt", json_integer(r->created_at));
-  json_object_set_new(o, "runAt", json_integer(r->run_at));
-  if (r->started_at) json_object_set_new(o, "startedAt", json_integer(r->started_at));
-  if (r->finished_at) json_object_set_new(o, "finishedAt", json_integer(r->finished_at));
-  if (r->position >= 0) json_object_set_new(o, "position", json_integer(r->position));
-  if (j->eta_ms >= 0) json_object_set_new(o, "etaMs", json_integer(j->eta_ms));
-  json_t *log = json_array();
-  for (int i = 0; log && i < r->n_attempt_log; i++) {
-    json_t *a = json_object();
-    json_object_set_new(a, "startedAt", json_integer(r->attempt_log[i].started_at));
-    if (r->attempt_log[i].finished_at)
-      json_object_set_new(a, "finishedAt", json_integer(r->attempt_log[i].finished_at));
-    if (r->attempt_log[i].error) json_object_set_new(a, "error", json_string(r->attempt_log[i].error));
-    json_array_append_new(log, a);
+  jobq_sbuf b = {0};
+  int first = 1;
+  jobq__sb_str(&b, "{");
+  jobq__sb_key(&b, "id", &first);
+  jobq__sb_json_str(&b, r->id);
+  jobq__sb_key(&b, "kind", &first);
+  jobq__sb_json_str(&b, r->kind ? r->kind : "");
+  jobq__sb_key(&b, "state", &first);
+  jobq__sb_json_str(&b, jobq_state_name(r->state) ? jobq_state_name(r->state) : "unknown");
+  jobq__sb_key(&b, "payload", &first);
+  jobq__sb_str(&b, r->payload ? r->payload : "null");
+  if (r->owner) {
+    jobq__sb_key(&b, "owner", &first);
+    jobq__sb_json_str(&b, r->owner);
   }
-  json_object_set_new(o, "attemptLog", log);
-  char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(o);
-  if (s) return s;
-nomem:
-  jobq__err(JOBQ_ENOMEM, "jobq_job_to_json: out of memory");
-  return NULL;
+  jobq__sb_key(&b, "priority", &first);
+  jobq__sb_int(&b, r->priority);
+  jobq__sb_key(&b, "progress", &first);
+  jobq__sb_int(&b, r->progress);
+  if (r->step) {
+    jobq__sb_key(&b, "step", &first);
+    jobq__sb_json_str(&b, r->step);
+  }
+  if (r->result) {
+    jobq__sb_key(&b, "result", &first);
+    jobq__sb_str(&b, r->result);
+  }
+  if (r->error) {
+    jobq__sb_key(&b, "error", &first);
+    jobq__sb_json_str(&b, r->error);
+  }
+  jobq__sb_key(&b, "attempts", &first);
+  jobq__sb_int(&b, r->attempts);
+  jobq__sb_key(&b, "maxAttempts", &first);
+  jobq__sb_int(&b, r->max_attempts);
+  if (r->cancel_requested) {
+    jobq__sb_key(&b, "cancelRequested", &first);
+    jobq__sb_str(&b, "true");
+  }
+  jobq__sb_key(&b, "createdAt", &first);
+  jobq__sb_int(&b, r->created_at);
+  jobq__sb_key(&b, "runAt", &first);
+  jobq__sb_int(&b, r->run_at);
+  if (r->started_at) {
+    jobq__sb_key(&b, "startedAt", &first);
+    jobq__sb_int(&b, r->started_at);
+  }
+  if (r->finished_at) {
+    jobq__sb_key(&b, "finishedAt", &first);
+    jobq__sb_int(&b, r->finished_at);
+  }
+  if (r->position >= 0) {
+    jobq__sb_key(&b, "position", &first);
+    jobq__sb_int(&b, r->position);
+  }
+  if (j->eta_ms >= 0) {
+    jobq__sb_key(&b, "etaMs", &first);
+    jobq__sb_int(&b, j->eta_ms);
+  }
+  jobq__sb_key(&b, "attemptLog", &first);
+  jobq__sb_str(&b, "[");
+  for (int i = 0; i < r->n_attempt_log; i++) {
+    int f2 = 1;
+    jobq__sb_str(&b, i ? ",{" : "{");
+    jobq__sb_key(&b, "startedAt", &f2);
+    jobq__sb_int(&b, r->attempt_log[i].started_at);
+    if (r->attempt_log[i].finished_at) {
+      jobq__sb_key(&b, "finishedAt", &f2);
+      jobq__sb_int(&b, r->attempt_log[i].finished_at);
+    }
+    if (r->attempt_log[i].error) {
+      jobq__sb_key(&b, "error", &f2);
+      jobq__sb_json_str(&b, r->attempt_log[i].error);
+    }
+    jobq__sb_str(&b, "}");
+  }
+  jobq__sb_str(&b, "]}");
+  char *out = jobq__sb_take(&b);
+  if (out == NULL) jobq__err(JOBQ_ENOMEM, "jobq_job_to_json: out of memory");
+  return out;
 }

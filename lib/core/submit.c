@@ -68,15 +68,30 @@ static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, c
     uv_mutex_unlock(&q->mu);
   }
 
+  /* A dedupe hit replaces a job's id with the existing job's: the holds
+   * are under the ids we made. */
+  char (*made)[JOBQ_ID_SIZE] = NULL;
+  if (held) {
+    made = malloc(n * sizeof *made);
+    if (made == NULL) {
+      uv_mutex_lock(&q->mu);
+      for (size_t i = 0; i < n; i++) jobq__hold_end(q, recs[i]->id, 0, NULL);
+      uv_mutex_unlock(&q->mu);
+      q->ops_in_flight--;
+      return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+    }
+    for (size_t i = 0; i < n; i++) memcpy(made[i], recs[i]->id, JOBQ_ID_SIZE);
+  }
   jobq__set_detail(""); /* so that a backend's own sentence is not mistaken */
   int rc = q->ops->insert(q->st, recs, n, force, now, dup);
 
   if (rc < 0) {
     if (held) {
       uv_mutex_lock(&q->mu);
-      for (size_t i = 0; i < n; i++) jobq__hold_end(q, recs[i]->id, 0, NULL);
+      for (size_t i = 0; i < n; i++) jobq__hold_end(q, made[i], 0, NULL);
       uv_mutex_unlock(&q->mu);
     }
+    free(made);
     q->ops_in_flight--;
     if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s: storage refused the job", fn);
     return rc;
@@ -97,10 +112,13 @@ static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, c
       }
     }
     if (due && q->idle > 0) uv_cond_broadcast(&q->work_cv);
-    if (held || jobq__events_on(q))
-      for (size_t i = 0; i < n; i++) jobq__hold_end(q, recs[i]->id, !dup[i], recs[i]->kind);
+    for (size_t i = 0; (held || jobq__events_on(q)) && i < n; i++) {
+      if (held && dup[i]) jobq__hold_end(q, made[i], 0, NULL);
+      else jobq__hold_end(q, recs[i]->id, !dup[i], recs[i]->kind);
+    }
     uv_mutex_unlock(&q->mu);
   }
+  free(made);
   q->ops_in_flight--; /* the last touch of q */
   return 0;
 }

@@ -17,6 +17,7 @@
 #define LOOP_DEFAULT_CONCURRENCY 1024
 
 #define SPIN_NS 50000u
+#define JOBQ_CLAIM_BATCH 128
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -60,13 +61,21 @@ static void tmo_remove(jobq_t *q, jobq_ctx_t *ctx) {
 
 /* Drops one reference of ctx; mu held. When it was the last, ctx is freed
  * along with its reference on q (q itself is freed by jobq__unlock). */
-static void ctx_put(jobq_ctx_t *ctx) {
+void jobq__ctx_put(jobq_ctx_t *ctx) {
   if (--ctx->refs > 0) return;
   jobq_t *q = ctx->q;
   jobq_storage_job_clear(&ctx->rec);
   free(ctx->step);
+  free(ctx->fin_result);
+  free(ctx->fin_error);
   free(ctx);
   q->refs--;
+}
+
+/* Forgets ctx as running here, unless a newer attempt of the same job
+ * (claimed again after a quick retry) took its place. mu held. */
+static void running_del(jobq_t *q, jobq_ctx_t *ctx) {
+  if (jobq__map_get(&q->running, ctx->rec.id) == ctx) jobq__map_del(&q->running, ctx->rec.id);
 }
 
 /* Wakes claimers: jobs may have become claimable. mu held. */
@@ -75,15 +84,23 @@ static void work_available(jobq_t *q) {
   if (q->idle) uv_cond_broadcast(&q->work_cv);
 }
 
-int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, jobq_ctx_t **out) {
+/* Claims up to max due jobs of kinds (NULL: any kind, then max is 1) into
+ * out[], *n_out of them. mu held on entry and exit (released around the
+ * storage call). Concurrency-limited kinds reserve their share first, so a
+ * limit holds exactly however many claims run at once. */
+int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t max,
+                       jobq_ctx_t **out, size_t *n_out) {
   const char *names_s[16];
   int lim_s[16];
   kind_reg *kr_s[16];
   const char **names = names_s;
   int *lim = lim_s;
   kind_reg **krs = kr_s;
-  size_t n = 0, n_ex = 0;
+  jobq_storage_job *recs = NULL;
+  size_t n = 0, n_ex = 0, got = 0;
   int rc = 0;
+  *n_out = 0;
+  if (kinds == NULL) max = 1;
 
   /* With kinds NULL every kind may come, except limited ones that are full. */
   size_t cap = kinds ? nk : (size_t)q->n_kinds;
@@ -103,7 +120,8 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, jobq_ctx_
       if (k && effective_limit(k) > 0) {
         l = effective_limit(k) - k->running - k->pending;
         if (l <= 0) continue;
-        k->pending++;
+        if ((size_t)l > max) l = (int)max;
+        k->pending += l;
       }
       names[n] = kinds[i];
       lim[n] = l;
@@ -118,15 +136,15 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, jobq_ctx_
         names[n_ex++] = k->name; /* excluded */
       } else {
         k->pending++;
+        lim[n] = 1;
         krs[n++] = k;
       }
     }
   }
 
-  jobq_ctx_t *ctx = calloc(1, sizeof *ctx);
-  if (ctx == NULL || jobq__map_reserve(&q->running, (size_t)q->claims_in_flight + 1) ||
-      jobq__heap_reserve(&q->tmo, (size_t)q->claims_in_flight + 1)) {
-    free(ctx);
+  recs = calloc(max, sizeof *recs);
+  if (recs == NULL || jobq__map_reserve(&q->running, (size_t)q->claims_in_flight + max) ||
+      jobq__heap_reserve(&q->tmo, (size_t)q->claims_in_flight + max)) {
     rc = jobq__err(JOBQ_ENOMEM, "claim: out of memory");
     goto unreserve;
   }
@@ -136,63 +154,81 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, jobq_ctx_
   req.n_kinds = kinds ? n : 0;
   req.exclude = kinds ? NULL : names;
   req.n_exclude = kinds ? 0 : n_ex;
-  req.max = 1;
+  req.max = max;
   req.now = jobq__now(q);
-  size_t got = 0;
+  req.lease_ms = q->o.lease_ms;
+  req.default_max_attempts = 3;
+  req.ma_kinds = q->ma_kinds;
+  req.ma_values = q->ma_values;
+  req.n_ma = (size_t)q->n_ma;
   int64_t next = INT64_MAX;
   q->claims_in_flight++;
   q->ops_in_flight++;
   uv_mutex_unlock(&q->mu);
-  rc = q->ops->claim(q->st, &req, &ctx->rec, &got);
-  if (rc == 0 && got == 0 && kinds)
+  rc = q->ops->claim(q->st, &req, recs, &got);
+  if (rc == 0 && got == 0)
     q->ops->next_run_at(q->st, req.kinds, req.n_kinds, req.now, &next);
-  else if (rc == 0 && got == 0)
-    q->ops->next_run_at(q->st, NULL, 0, req.now, &next);
   uv_mutex_lock(&q->mu);
   q->claims_in_flight--;
   q->ops_in_flight--;
   if (q->closed) uv_cond_broadcast(&q->idle_cv);
 
   if (rc < 0 || got == 0) {
-    free(ctx);
     if (rc == 0 && next < q->wake_at) {
       q->wake_at = next;
       jobq__kick_loop(q);
     }
     goto unreserve;
   }
-  /* Claimed. */
-  ctx->q = q;
-  ctx->refs = 1;
-  ctx->kr = find_kind(q, ctx->rec.kind);
-  ctx->t0_ns = uv_hrtime();
-  atomic_init(&ctx->cancelled, ctx->rec.cancel_requested ? 1 : 0);
-  if (q->cancel_hints.count && jobq__map_get(&q->cancel_hints, ctx->rec.id))
-    atomic_store(&ctx->cancelled, 1);
-  q->refs++;
-  jobq__map_put(&q->running, ctx->rec.id, ctx); /* reserved above */
-  if (ctx->kr) {
-    ctx->kr->running++;
-    if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = ctx->kr->ko.max_attempts;
-    if (ctx->kr->ko.timeout_ms > 0) {
-      ctx->deadline = req.now + ctx->kr->ko.timeout_ms;
-      jobq__heap_push(&q->tmo, ctx); /* reserved above */
-      ctx->in_tmo = 1;
-      if (ctx->deadline < q->timer_at) jobq__kick_loop(q);
+  for (size_t i = 0; i < got; i++) {
+    jobq_ctx_t *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL) {
+      /* Give back what cannot be run; the lease would otherwise hold it. */
+      jobq_storage_finish f = {0};
+      int st;
+      f.id = recs[i].id;
+      f.attempt = recs[i].attempts;
+      f.outcome = JOBQ_OUTCOME_RELEASE;
+      f.now = req.now;
+      q->ops->finish(q->st, &f, 1, &st);
+      jobq_storage_job_clear(&recs[i]);
+      continue;
     }
+    ctx->rec = recs[i];
+    memset(&recs[i], 0, sizeof recs[i]);
+    ctx->q = q;
+    ctx->refs = 1;
+    ctx->kr = find_kind(q, ctx->rec.kind);
+    ctx->t0_ns = uv_hrtime();
+    atomic_init(&ctx->cancelled, ctx->rec.cancel_requested ? 1 : 0);
+    if (q->cancel_hints.count && jobq__map_get(&q->cancel_hints, ctx->rec.id))
+      atomic_store(&ctx->cancelled, 1);
+    q->refs++;
+    jobq__map_put(&q->running, ctx->rec.id, ctx); /* reserved above */
+    if (ctx->kr) {
+      ctx->kr->running++;
+      if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = ctx->kr->ko.max_attempts;
+      if (ctx->kr->ko.timeout_ms > 0) {
+        ctx->deadline = req.now + ctx->kr->ko.timeout_ms;
+        jobq__heap_push(&q->tmo, ctx); /* reserved above */
+        ctx->in_tmo = 1;
+        if (ctx->deadline < q->timer_at) jobq__kick_loop(q);
+      }
+    }
+    if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = 3;
+    jobq__emit(q, JOBQ_EVENT_STARTED, ctx->rec.id, ctx->rec.kind, JOBQ_RUNNING, 0, NULL,
+               ctx->rec.attempts, NULL, NULL);
+    jobq__notify_waiters(q, ctx->rec.id);
+    out[(*n_out)++] = ctx;
   }
-  if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = 3;
-  jobq__emit(q, JOBQ_EVENT_STARTED, ctx->rec.id, ctx->rec.kind, JOBQ_RUNNING, 0, NULL,
-             ctx->rec.attempts, NULL, NULL);
-  jobq__notify_waiters(q, ctx->rec.id);
-  *out = ctx;
-  rc = 1;
+  rc = *n_out ? 0 : jobq__err(JOBQ_ENOMEM, "claim: out of memory");
 
 unreserve:
   for (size_t i = 0; i < n; i++)
-    if (krs[i] && (kinds == NULL || lim[i] > 0)) krs[i]->pending--;
+    if (krs[i] && lim[i] > 0) krs[i]->pending -= lim[i];
   if (q->claims_in_flight == 0 && q->cancel_hints.count) jobq__cancel_hints_clear(q);
 done:
+  free(recs);
   if (names != names_s) free(names);
   if (lim != lim_s) free(lim);
   if (krs != kr_s) free(krs);
@@ -216,7 +252,7 @@ static int64_t backoff_ms(jobq_t *q, const kind_reg *k, int attempt) {
 /* After storage has applied the end of an attempt: bookkeeping and news. */
 static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *result,
                         const char *error) {
-  jobq__map_del(&q->running, ctx->rec.id);
+  running_del(q, ctx);
   tmo_remove(q, ctx);
   if (ctx->kr) {
     ctx->kr->running--;
@@ -235,12 +271,16 @@ static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *resul
       jobq__kick_loop(q);
     }
   }
-  jobq__emit(q, type, ctx->rec.id, ctx->rec.kind, state,
+  jobq__emit_now(q, type, ctx->rec.id, ctx->rec.kind, state,
              state == JOBQ_SUCCEEDED ? 100 : ctx->progress, ctx->step, ctx->rec.attempts, error,
              state == JOBQ_SUCCEEDED ? (result ? result : "null") : NULL);
   jobq__notify_waiters(q, ctx->rec.id);
   if (q->closed) uv_cond_broadcast(&q->idle_cv);
 }
+
+static int end_attempt_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
+                               const char *error, const char *fn, int *open, int rc, int state,
+                               int applied_outcome);
 
 /* Ends the attempt with outcome; mu held on entry and exit. When storage
  * itself failed, *open is set: nothing was applied and the attempt is still
@@ -273,11 +313,21 @@ static int end_attempt(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *resu
     }
   }
   int state = 0;
+  /* Hold the job's events until ours is out (see jobq__hold_begin). */
+  int held = jobq__events_on(q) && jobq__hold_begin(q, ctx->rec.id) == 0;
   q->ops_in_flight++;
   uv_mutex_unlock(&q->mu);
   int rc = q->ops->finish(q->st, &f, 1, &state);
   uv_mutex_lock(&q->mu);
   q->ops_in_flight--;
+  rc = end_attempt_applied(q, ctx, outcome, result, error, fn, open, rc, state, f.outcome);
+  if (held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
+  return rc;
+}
+
+static int end_attempt_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
+                               const char *error, const char *fn, int *open, int rc, int state,
+                               int applied_outcome) {
   if (rc < 0) {
     ctx->finished = 0; /* nothing was applied: the caller may try again */
     *open = 1;
@@ -287,13 +337,118 @@ static int end_attempt(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *resu
   }
   if (state < 0) {
     /* Storage no longer sees this attempt running (stale or gone). */
-    jobq__map_del(&q->running, ctx->rec.id);
+    running_del(q, ctx);
     if (ctx->kr) ctx->kr->running--;
     if (q->closed) uv_cond_broadcast(&q->idle_cv);
     return jobq__err(JOBQ_ESTATE, "%s: job %s is no longer running this attempt", fn,
                      ctx->rec.id);
   }
-  publish_end(q, ctx, state, result, f.outcome == JOBQ_OUTCOME_SUCCEEDED ? NULL : error);
+  if (outcome == JOBQ_OUTCOME_RELEASE) {
+    /* Given back unstarted: no news, the job is simply queued again. */
+    running_del(q, ctx);
+    if (ctx->kr) ctx->kr->running--;
+    work_available(q);
+    jobq__notify_waiters(q, ctx->rec.id);
+    if (q->closed) uv_cond_broadcast(&q->idle_cv);
+    return 0;
+  }
+  publish_end(q, ctx, state, result, applied_outcome == JOBQ_OUTCOME_SUCCEEDED ? NULL : error);
+  return 0;
+}
+
+/* Completion of an asynchronous finish (any thread). */
+static void finish_done(void *ud, int rc, const int *out_state) {
+  jobq_ctx_t *ctx = ud;
+  jobq_t *q = ctx->q;
+  uv_mutex_lock(&q->mu);
+  int state = rc < 0 ? rc : out_state[0];
+  if (state < 0) {
+    /* Not stored (storage failed after the handler was told it worked), or
+     * the attempt was no longer running. Stop heartbeating it: if it is
+     * still running in storage, its lease expires and it is rescued and run
+     * again (at-least-once). */
+    running_del(q, ctx);
+    if (ctx->kr) {
+      ctx->kr->running--;
+      if (effective_limit(ctx->kr) > 0) work_available(q);
+    }
+    if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  } else {
+    publish_end(q, ctx, state, ctx->fin_result, ctx->fin_error);
+  }
+  if (ctx->held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
+  ctx->held = 0;
+  q->ops_in_flight--;
+  jobq__ctx_put(ctx); /* the user's reference, carried by the finish */
+  jobq__unlock(q);
+}
+
+/* The user's finish with a backend that stores asynchronously: returns once
+ * the outcome is queued for storage; news follows when it is stored. mu
+ * held on entry; released on return. */
+static int user_finish_async(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
+                             const char *error, const char *fn) {
+  if (ctx->released || q->closed == 2) {
+    ctx->user_done = 1;
+    jobq__ctx_put(ctx);
+    jobq__unlock(q);
+    return jobq__err(JOBQ_ECLOSED, "%s: the queue closed and released job %s", fn, ctx->rec.id);
+  }
+  if (ctx->finished) {
+    int to = ctx->timed_out;
+    ctx->user_done = 1;
+    jobq__ctx_put(ctx);
+    jobq__unlock(q);
+    return jobq__err(JOBQ_ESTATE, "%s: the attempt already ended%s", fn, to ? " (it timed out)" : "");
+  }
+  char *res = result ? jobq__strdup(result) : NULL;
+  char *err = error ? jobq__strdup(error) : NULL;
+  if ((result && !res) || (error && !err)) {
+    free(res);
+    free(err);
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+  }
+  jobq_storage_finish f = {0};
+  f.id = ctx->rec.id;
+  f.attempt = ctx->rec.attempts;
+  f.outcome = outcome;
+  f.result = res;
+  f.error = err;
+  f.now = jobq__now(q);
+  f.progress = ctx->progress;
+  f.step = ctx->step;
+  if (outcome == JOBQ_OUTCOME_RETRY) {
+    if (ctx->rec.attempts >= ctx->rec.max_attempts) {
+      f.outcome = JOBQ_OUTCOME_FAILED;
+    } else {
+      f.run_at = f.now + backoff_ms(q, ctx->kr, ctx->rec.attempts);
+      ctx->rec.run_at = f.run_at;
+    }
+  }
+  ctx->finished = 1;
+  ctx->user_done = 1; /* the reference now travels with the finish */
+  tmo_remove(q, ctx);
+  free(ctx->fin_result);
+  free(ctx->fin_error);
+  ctx->fin_result = res;
+  ctx->fin_error = f.outcome == JOBQ_OUTCOME_SUCCEEDED ? NULL : err;
+  if (f.outcome == JOBQ_OUTCOME_SUCCEEDED) free(err);
+  ctx->held = jobq__events_on(q) && jobq__hold_begin(q, ctx->rec.id) == 0;
+  q->ops_in_flight++;
+  /* The backend copies f before it returns; the step is read under mu. */
+  int rc = q->ops->finish_async(q->st, &f, 1, finish_done, ctx);
+  if (rc < 0) {
+    if (ctx->held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
+    ctx->held = 0;
+    q->ops_in_flight--;
+    ctx->finished = 0;
+    ctx->user_done = 0;
+    uv_mutex_unlock(&q->mu);
+    if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s: storage failed", fn);
+    return rc;
+  }
+  uv_mutex_unlock(&q->mu);
   return 0;
 }
 
@@ -307,6 +462,7 @@ static int user_finish(jobq_ctx_t *ctx, int outcome, const char *result, const c
     return jobq__err(JOBQ_ESTATE, "%s: job %s was already finished through this ctx", fn,
                      ctx->rec.id);
   }
+  if (q->ops->finish_async) return user_finish_async(q, ctx, outcome, result, error, fn);
   int open;
   int rc = end_attempt(q, ctx, outcome, result, error, fn, &open);
   if (open) {
@@ -315,7 +471,7 @@ static int user_finish(jobq_ctx_t *ctx, int outcome, const char *result, const c
     return rc;
   }
   ctx->user_done = 1;
-  ctx_put(ctx);
+  jobq__ctx_put(ctx);
   jobq__unlock(q);
   return rc;
 }
@@ -418,38 +574,99 @@ static void run_handler(jobq_t *q, jobq_ctx_t *ctx) {
   ctx->kr->fn(ctx, ctx->kr->ud);
   uv_mutex_lock(&q->mu);
   q->handlers_active--;
-  ctx_put(ctx);
+  jobq__ctx_put(ctx);
+}
+
+/* How many jobs one claim should take. Every claim is a storage round trip
+ * (with SQLite, a commit), so for handlers that take well under a
+ * millisecond a worker takes several and hands the rest to idle workers;
+ * for slower handlers it takes one per idle worker, so that no job waits
+ * behind a slow one while another worker is free. */
+static size_t batch_size(jobq_t *q, const char **kinds, int n, int to_loop) {
+  if (to_loop) return JOBQ_CLAIM_BATCH;
+  int fast = n > 0;
+  for (int i = 0; i < n && fast; i++) {
+    kind_reg *k = find_kind(q, kinds[i]);
+    if (k == NULL || k->avg_ms <= 0 || k->avg_ms > 0.5) fast = 0;
+  }
+  size_t b = fast ? JOBQ_CLAIM_BATCH : (size_t)q->idle + 1;
+  return b > JOBQ_CLAIM_BATCH ? JOBQ_CLAIM_BATCH : b;
+}
+
+static int handoff_push(jobq_t *q, jobq_ctx_t *ctx) {
+  if (q->handoff_head > 0 && q->handoff_head == q->n_handoff) q->handoff_head = q->n_handoff = 0;
+  if (q->n_handoff == q->cap_handoff) {
+    size_t nc = q->cap_handoff ? q->cap_handoff * 2 : 64;
+    jobq_ctx_t **nh = realloc(q->handoff, nc * sizeof *nh);
+    if (nh == NULL) return -1;
+    q->handoff = nh;
+    q->cap_handoff = nc;
+  }
+  q->handoff[q->n_handoff++] = ctx;
+  return 0;
+}
+
+/* Gives a claimed job back at once (it never started); mu held. */
+static void give_back(jobq_t *q, jobq_ctx_t *ctx) {
+  int open;
+  end_attempt(q, ctx, JOBQ_OUTCOME_RELEASE, NULL, NULL, "claim", &open);
+  if (open) { /* storage failed too: the lease expires and rescues it */
+    ctx->finished = 1;
+    running_del(q, ctx);
+    if (ctx->kr) ctx->kr->running--;
+  }
+  ctx->user_done = 1;
+  jobq__ctx_put(ctx);
+}
+
+void jobq__release_handoff(jobq_t *q) {
+  while (q->handoff_head < q->n_handoff) {
+    jobq_ctx_t *ctx = q->handoff[q->handoff_head++];
+    give_back(q, ctx);
+    /* end_attempt released mu around storage: the list may have changed,
+     * but only this function and workers (stopped) take from it. */
+  }
+  q->handoff_head = q->n_handoff = 0;
 }
 
 static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
+  jobq_ctx_t *got_s[JOBQ_CLAIM_BATCH];
   uv_mutex_lock(&q->mu);
   while (!q->stopping) {
+    if (!to_loop && q->handoff_head < q->n_handoff) {
+      run_handler(q, q->handoff[q->handoff_head++]);
+      continue;
+    }
     uint64_t gen = q->work_gen;
-    jobq_ctx_t *ctx = NULL;
-    int rc = jobq__claim_locked(q, kinds, (size_t)n, &ctx);
-    if (rc == 1) {
+    size_t got = 0;
+    int rc = jobq__claim_locked(q, kinds, (size_t)n, batch_size(q, kinds, n, to_loop), got_s, &got);
+    if (got > 0) {
       if (!to_loop) {
-        run_handler(q, ctx);
-        continue;
-      }
-      jobq_ctx_t **ni = q->loop_inbox;
-      if (q->n_inbox == q->cap_inbox) {
-        size_t nc = q->cap_inbox ? q->cap_inbox * 2 : 64;
-        ni = realloc(q->loop_inbox, nc * sizeof *ni);
-        if (ni) {
-          q->loop_inbox = ni;
-          q->cap_inbox = nc;
+        for (size_t i = 1; i < got; i++)
+          if (handoff_push(q, got_s[i]) != 0) give_back(q, got_s[i]);
+        if (got > 1) {
+          q->work_gen++;
+          if (q->idle) uv_cond_broadcast(&q->work_cv);
         }
-      }
-      if (ni == NULL) {
-        /* Out of memory: give the job back rather than lose it. */
-        int open;
-        end_attempt(q, ctx, JOBQ_OUTCOME_RELEASE, NULL, NULL, "claim", &open);
-        ctx->user_done = 1;
-        ctx_put(ctx);
+        run_handler(q, got_s[0]);
         continue;
       }
-      q->loop_inbox[q->n_inbox++] = ctx;
+      for (size_t i = 0; i < got; i++) {
+        jobq_ctx_t **ni = q->loop_inbox;
+        if (q->n_inbox == q->cap_inbox) {
+          size_t nc = q->cap_inbox ? q->cap_inbox * 2 : 64;
+          ni = realloc(q->loop_inbox, nc * sizeof *ni);
+          if (ni) {
+            q->loop_inbox = ni;
+            q->cap_inbox = nc;
+          }
+        }
+        if (ni == NULL) {
+          give_back(q, got_s[i]); /* out of memory: give the job back rather than lose it */
+          continue;
+        }
+        q->loop_inbox[q->n_inbox++] = got_s[i];
+      }
       jobq__kick_loop(q);
       continue;
     }
@@ -500,7 +717,7 @@ void jobq__run_loop_inbox(jobq_t *q) {
         /* Released or timed out before its handler ran: nobody will call
          * succeed/fail on it, so drop the user's reference here. */
         ctx->user_done = 1;
-        ctx_put(ctx);
+        jobq__ctx_put(ctx);
         continue;
       }
       run_handler(q, ctx);
@@ -535,12 +752,16 @@ JOBQ_API int jobq_claim(jobq_t *q, const char *const *kinds, int timeout_ms, job
   uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
   int rc;
   for (;;) {
+    if (q->stopping) {
+      rc = jobq__err(JOBQ_ECLOSED, "jobq_claim: the queue is closing");
+      break;
+    }
     uint64_t gen = q->work_gen;
     jobq_ctx_t *ctx = NULL;
-    rc = jobq__claim_locked(q, kinds, nk, &ctx);
-    if (rc == 1) {
+    size_t got = 0;
+    rc = jobq__claim_locked(q, kinds, nk, 1, &ctx, &got);
+    if (rc == 0 && got == 1) {
       *out = ctx;
-      rc = 0;
       break;
     }
     if (rc < 0) break;
@@ -592,7 +813,7 @@ static void tmo_after(uv_work_t *w, int status) {
   jobq_ctx_t *ctx = w->data;
   jobq_t *q = ctx->q;
   uv_mutex_lock(&q->mu);
-  ctx_put(ctx);
+  jobq__ctx_put(ctx);
   jobq__unlock(q);
 }
 
@@ -649,7 +870,7 @@ void jobq__release_all(jobq_t *q) {
   uv_mutex_lock(&q->mu);
   q->ops_in_flight--;
   for (size_t i = 0; i < k; i++) {
-    jobq__map_del(&q->running, v[i]->rec.id);
+    running_del(q, v[i]);
     if (v[i]->kr) v[i]->kr->running--;
     jobq__notify_waiters(q, v[i]->rec.id);
   }

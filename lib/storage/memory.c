@@ -178,7 +178,7 @@ static void dequeue(mjob *j) {
 
 static int key_live(const mjob *j, int64_t now) {
   if (j->state == JOBQ_QUEUED || j->state == JOBQ_RUNNING) return 1;
-  return j->state == JOBQ_SUCCEEDED && j->x && j->x->finished_at + j->x->dedupe_ttl_ms > now;
+  return j->state == JOBQ_SUCCEEDED && j->x && now - j->x->finished_at < j->x->dedupe_ttl_ms;
 }
 
 static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force,
@@ -324,18 +324,20 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
   *n_out = 0;
   size_t nk = req->kinds ? req->n_kinds : 0;
   mkind *small[16];
-  int lim_small[16];
+  int lim_small[16], ma_small[16];
   mkind **ks = small;
-  int *lim = lim_small;
+  int *lim = lim_small, *ma = ma_small;
   uv_mutex_lock(&s->mu);
   size_t total = req->kinds ? nk : s->n_kinds;
   if (total > 16) {
     ks = malloc(total * sizeof *ks);
     lim = malloc(total * sizeof *lim);
-    if (ks == NULL || lim == NULL) {
+    ma = malloc(total * sizeof *ma);
+    if (ks == NULL || lim == NULL || ma == NULL) {
       uv_mutex_unlock(&s->mu);
-      if (ks != small) free(ks);
-      if (lim != lim_small) free(lim);
+      free(ks);
+      free(lim);
+      free(ma);
       return oom("claim");
     }
   }
@@ -347,6 +349,9 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
     if (req->kinds == NULL && excluded(req, k->name)) continue;
     promote(k, req->now);
     ks[m] = k;
+    ma[m] = req->default_max_attempts;
+    for (size_t x = 0; x < req->n_ma; x++)
+      if (req->ma_values[x] > 0 && strcmp(req->ma_kinds[x], k->name) == 0) ma[m] = req->ma_values[x];
     lim[m++] = l;
   }
   int rc = 0;
@@ -374,6 +379,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
     j->state = JOBQ_RUNNING;
     j->attempts++;
     j->progress = 0;
+    if (j->max_attempts == 0) j->max_attempts = (uint16_t)(ma[best] > 0 ? ma[best] : 3);
     x->started_at = req->now;
     if (lim[best] > 0) lim[best]--;
     if (fill(j, &out[*n_out], 0) != 0) {
@@ -382,6 +388,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
       j->state = JOBQ_QUEUED;
       j->attempts--;
       x->nlog--;
+      /* (max_attempts keeps the resolved value: harmless) */
       jobq__heap_push(&ks[best]->ready, j);
       rc = *n_out ? 0 : oom("claim");
       break;
@@ -391,6 +398,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
   uv_mutex_unlock(&s->mu);
   if (ks != small) free(ks);
   if (lim != lim_small) free(lim);
+  if (ma != ma_small) free(ma);
   return rc;
 }
 
@@ -615,6 +623,28 @@ static int mem_next_run_at(void *st, const char *const *kinds, size_t n_kinds, i
   return 0;
 }
 
+static int mem_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_until) {
+  mstore *s = st;
+  (void)lease_until; /* a memory job cannot outlive the process running it */
+  uv_mutex_lock(&s->mu);
+  for (size_t i = 0; i < n; i++) {
+    mjob *j = jobq__map_get(&s->ids, l[i].id);
+    l[i].still_running = j && j->state == JOBQ_RUNNING && j->attempts == l[i].attempt;
+    l[i].cancel_requested = j ? j->cancel_req : 0;
+  }
+  uv_mutex_unlock(&s->mu);
+  return 0;
+}
+
+/* Nothing to rescue: memory jobs live and die with the one process that
+ * holds them, which also runs all of their attempts. */
+static int mem_rescue(void *st, int64_t now, size_t *n_out) {
+  (void)st;
+  (void)now;
+  *n_out = 0;
+  return 0;
+}
+
 const jobq_storage_ops jobq__memory_ops = {
   .version = JOBQ_STORAGE_OPS_VERSION,
   .scheme = "memory",
@@ -628,4 +658,7 @@ const jobq_storage_ops jobq__memory_ops = {
   .get = mem_get,
   .list = mem_list,
   .next_run_at = mem_next_run_at,
+  .heartbeat = mem_heartbeat,
+  .rescue = mem_rescue,
+  .set_notify = NULL,
 };

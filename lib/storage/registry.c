@@ -8,11 +8,12 @@
 #include <uv.h>
 
 extern const jobq_storage_ops jobq__memory_ops;
+extern const jobq_storage_ops jobq__sqlite_ops;
 
 #define MAX_BACKENDS 32
 
-static const jobq_storage_ops *table[MAX_BACKENDS] = {&jobq__memory_ops};
-static int n_table = 1;
+static const jobq_storage_ops *table[MAX_BACKENDS] = {&jobq__memory_ops, &jobq__sqlite_ops};
+static int n_table = 2;
 static uv_once_t once = UV_ONCE_INIT;
 static uv_mutex_t table_mu;
 
@@ -45,7 +46,8 @@ JOBQ_API int jobq_storage_register(const jobq_storage_ops *ops) {
     return jobq__err(JOBQ_EINVAL,
                      "jobq_storage_register: scheme must be 1..32 characters of a-z 0-9 + -");
   if (!ops->open || !ops->close || !ops->insert || !ops->claim || !ops->finish ||
-      !ops->progress || !ops->cancel || !ops->get || !ops->list || !ops->next_run_at)
+      !ops->progress || !ops->cancel || !ops->get || !ops->list || !ops->next_run_at ||
+      !ops->heartbeat || !ops->rescue)
     return jobq__err(JOBQ_EINVAL,
                      "jobq_storage_register: a version 1 member of '%s' is NULL", ops->scheme);
   uv_once(&once, init_mu);
@@ -76,7 +78,7 @@ int jobq__storage_lookup(const char *url, const jobq_storage_ops **out) {
   if (found == NULL)
     return jobq__err(JOBQ_EURL,
                      "storage URL '%.100s': unknown scheme '%.*s'; this build supports "
-                     "\"memory:\"",
+                     "\"memory:\" and \"sqlite:PATH\"",
                      url, (int)(n > 32 ? 32 : n), url);
   *out = found;
   return 0;

@@ -1,0 +1,574 @@
+/* The SQLite backend: "sqlite:PATH[?durability=crash|power&busy_timeout=MS]".
+ *
+ * One file holds the queue; several processes may share it. Writes go
+ * through one writer thread per process that commits them in groups
+ * (sqlite_write.c); reads use a small pool of read connections, which WAL
+ * lets run beside the writer, so a jobq_get never waits behind a commit.
+ * Other processes' commits are noticed by a watcher (sqlite_watch.c).
+ *
+ * This file: opening (URL, pragmas, schema and migrations, faults), the
+ * readers, and the read operations. */
+#include "storage/sqlite_int.h"
+#include "util/err.h"
+#include "util/mutex.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The columns every read returns, in row_to_job's order. */
+#define JOB_COLS                                                                         \
+  "seq, id, kind, state, priority, run_at, attempts, max_attempts, progress, cancel_req, " \
+  "created_at, started_at, finished_at, owner, payload, step, result, error, dedupe_key, "  \
+  "dedupe_ttl, attempt_log"
+
+int jobq__sq_error(sqlite3 *db, int rc, const char *what, const char *path) {
+  const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  int code;
+  const char *hint = "";
+  switch (rc & 0xff) {
+    case SQLITE_NOMEM: code = JOBQ_ENOMEM; break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      code = JOBQ_EBUSY;
+      hint = " (another connection held the database longer than the busy timeout)";
+      break;
+    case SQLITE_FULL: code = JOBQ_EFULL; hint = " (the disk or the database size limit is full)"; break;
+    case SQLITE_NOTADB: code = JOBQ_ECORRUPT; hint = " (the file is not an SQLite database)"; break;
+    case SQLITE_CORRUPT: code = JOBQ_ECORRUPT; break;
+    case SQLITE_CANTOPEN:
+      code = JOBQ_EIO;
+      hint = " (does the directory exist and is it writable?)";
+      break;
+    case SQLITE_READONLY: code = JOBQ_EIO; hint = " (the file or its directory is read-only)"; break;
+    case SQLITE_IOERR:
+    case SQLITE_PERM: code = JOBQ_EIO; break;
+    default: code = JOBQ_ESTORAGE; break;
+  }
+  return jobq__err(code, "sqlite storage '%s': %s: %s%s", path, what, msg, hint);
+}
+
+int jobq__sq_exec(sqlite3 *db, const char *sql, const char *what, const char *path) {
+  int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  return rc == SQLITE_OK ? 0 : jobq__sq_error(db, rc, what, path);
+}
+
+/* ---- URL ---- */
+
+static int parse_url(sq_store *s, const char *url) {
+  const char *p = url + strlen("sqlite:");
+  const char *q = strchr(p, '?');
+  size_t n = q ? (size_t)(q - p) : strlen(p);
+  if (n == 0) {
+    p = "jobq.db";
+    n = strlen(p);
+  }
+  s->path = malloc(n + 1);
+  if (s->path == NULL) return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  memcpy(s->path, p, n);
+  s->path[n] = '\0';
+  s->busy_ms = 5000;
+  while (q && *q) {
+    q++;
+    const char *amp = strchr(q, '&');
+    size_t len = amp ? (size_t)(amp - q) : strlen(q);
+    if (len == strlen("durability=crash") && strncmp(q, "durability=crash", len) == 0) {
+      s->power_safe = 0;
+    } else if (len == strlen("durability=power") && strncmp(q, "durability=power", len) == 0) {
+      s->power_safe = 1;
+    } else if (len > 13 && strncmp(q, "busy_timeout=", 13) == 0) {
+      char *end;
+      long v = strtol(q + 13, &end, 10);
+      if (end != q + len || v < 0 || v > 600000)
+        return jobq__err(JOBQ_EURL, "sqlite storage URL '%.200s': busy_timeout must be 0..600000 ms",
+                         url);
+      s->busy_ms = (int)v;
+    } else {
+      return jobq__err(JOBQ_EURL,
+                       "sqlite storage URL '%.200s': unknown option '%.*s' (known: "
+                       "durability=crash|power, busy_timeout=MS)",
+                       url, (int)(len > 60 ? 60 : len), q);
+    }
+    q = amp;
+  }
+  return 0;
+}
+
+/* ---- connections ---- */
+
+static int open_conn(sq_store *s, sqlite3 **out, int readonly) {
+  sqlite3 *db = NULL;
+  int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+              SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(s->path, &db, flags, NULL);
+  if (rc != SQLITE_OK) {
+    rc = jobq__sq_error(db, rc, "cannot open", s->path);
+    sqlite3_close(db);
+    return rc;
+  }
+  sqlite3_busy_timeout(db, s->busy_ms);
+  sqlite3_extended_result_codes(db, 0);
+  *out = db;
+  return 0;
+}
+
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, const char *path) {
+  int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+  return rc == SQLITE_OK ? 0 : jobq__sq_error(db, rc, "cannot prepare a statement", path);
+}
+
+/* ---- schema ---- */
+
+/* Forward migrations: migrations[v] takes schema v to v + 1. A database
+ * whose version is newer than this libjobq knows is refused, untouched. */
+static const char *const migrations[SQ_SCHEMA_VERSION] = {
+  /* 0 -> 1 */
+  "CREATE TABLE jobq_jobs ("
+  "  seq INTEGER PRIMARY KEY,"
+  "  id TEXT NOT NULL UNIQUE,"
+  "  kind TEXT NOT NULL,"
+  "  state INTEGER NOT NULL,"
+  "  priority INTEGER NOT NULL DEFAULT 0,"
+  "  run_at INTEGER NOT NULL,"
+  "  attempts INTEGER NOT NULL DEFAULT 0,"
+  "  max_attempts INTEGER NOT NULL DEFAULT 0,"
+  "  progress INTEGER NOT NULL DEFAULT 0,"
+  "  cancel_req INTEGER NOT NULL DEFAULT 0,"
+  "  created_at INTEGER NOT NULL,"
+  "  started_at INTEGER,"
+  "  finished_at INTEGER,"
+  "  lease_until INTEGER,"
+  "  owner TEXT,"
+  "  payload TEXT NOT NULL,"
+  "  step TEXT,"
+  "  result TEXT,"
+  "  error TEXT,"
+  "  dedupe_key TEXT,"
+  "  dedupe_ttl INTEGER NOT NULL DEFAULT 0,"
+  "  attempt_log TEXT"
+  ");"
+  /* claim: the best due jobs of a kind (an any-kind claim walks the kinds
+   * in this index too). Every index costs each submit, claim and finish, so
+   * there are only those that keep an operation from scanning. */
+  "CREATE INDEX jobq_jobs_due ON jobq_jobs(kind, priority DESC, seq) WHERE state = 0;"
+  /* promotion of scheduled jobs, the next wake-up */
+  "CREATE INDEX jobq_jobs_scheduled ON jobq_jobs(run_at) WHERE state = 5;"
+  /* rescue of expired leases */
+  "CREATE INDEX jobq_jobs_lease ON jobq_jobs(lease_until) WHERE state = 1;"
+  "CREATE INDEX jobq_jobs_dedupe ON jobq_jobs(dedupe_key, seq) WHERE dedupe_key IS NOT NULL;"
+  "CREATE INDEX jobq_jobs_owner ON jobq_jobs(owner, seq) WHERE owner IS NOT NULL;",
+};
+
+static int schema_version(sqlite3 *db, const char *path, int *out) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(
+      db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'jobq_meta'", -1,
+      &st, NULL);
+  if (rc != SQLITE_OK) return jobq__sq_error(db, rc, "cannot read the schema", path);
+  rc = sqlite3_step(st);
+  int has = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+  if (rc != SQLITE_ROW) rc = jobq__sq_error(db, rc, "cannot read the schema", path);
+  sqlite3_finalize(st);
+  if (has < 0) return rc;
+  *out = 0;
+  if (has == 0) return 0;
+  rc = sqlite3_prepare_v2(db, "SELECT value FROM jobq_meta WHERE key = 'schema_version'", -1, &st,
+                          NULL);
+  if (rc != SQLITE_OK) return jobq__sq_error(db, rc, "cannot read the schema version", path);
+  if (sqlite3_step(st) == SQLITE_ROW) *out = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return 0;
+}
+
+static int migrate(sq_store *s) {
+  sqlite3 *db = s->w;
+  int v, rc;
+  /* Look before writing anything: a newer database is refused untouched. */
+  if ((rc = schema_version(db, s->path, &v)) != 0) return rc;
+  if (v > SQ_SCHEMA_VERSION)
+    return jobq__err(JOBQ_EVERSION,
+                     "sqlite storage '%s': the database has libjobq schema version %d; this "
+                     "libjobq (%s) knows up to %d. Upgrade libjobq; the file was not changed.",
+                     s->path, v, JOBQ_VERSION_STRING, SQ_SCHEMA_VERSION);
+  /* WAL lets readers run beside the writer, and survives kill -9 with
+   * synchronous=NORMAL; FULL also syncs each commit (power loss). */
+  if ((rc = jobq__sq_exec(db, "PRAGMA journal_mode = WAL", "cannot enable WAL", s->path)) ||
+      (rc = jobq__sq_exec(db, "PRAGMA cache_size = -65536", "cannot size the cache", s->path)) ||
+      (rc = jobq__sq_exec(db, s->power_safe ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                          "cannot set durability", s->path)))
+    return rc;
+  if (v == SQ_SCHEMA_VERSION) return 0;
+  if ((rc = jobq__sq_exec(db, "BEGIN IMMEDIATE", "cannot start the migration", s->path))) return rc;
+  /* Read again inside the write lock: another process may have migrated. */
+  if ((rc = schema_version(db, s->path, &v))) goto fail;
+  if (v > SQ_SCHEMA_VERSION) {
+    rc = jobq__err(JOBQ_EVERSION, "sqlite storage '%s': schema version %d is newer than %d", s->path, v,
+                   SQ_SCHEMA_VERSION);
+    goto fail;
+  }
+  if ((rc = jobq__sq_exec(db,
+                          "CREATE TABLE IF NOT EXISTS jobq_meta (key TEXT PRIMARY KEY, value TEXT "
+                          "NOT NULL) WITHOUT ROWID",
+                          "cannot create jobq_meta", s->path)))
+    goto fail;
+  for (; v < SQ_SCHEMA_VERSION; v++) {
+    if ((rc = jobq__sq_exec(db, migrations[v], "cannot migrate the schema", s->path))) goto fail;
+    char sql[128];
+    snprintf(sql, sizeof sql,
+             "INSERT OR REPLACE INTO jobq_meta(key, value) VALUES ('schema_version', '%d')", v + 1);
+    if ((rc = jobq__sq_exec(db, sql, "cannot record the schema version", s->path))) goto fail;
+  }
+  if ((rc = jobq__sq_exec(db, "COMMIT", "cannot commit the migration", s->path))) goto fail;
+  return 0;
+fail:
+  sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  return rc;
+}
+
+/* ---- open / close ---- */
+
+static void close_readers(sq_store *s) {
+  for (int i = 0; i < SQ_READERS; i++) {
+    for (int j = 0; j < RS_COUNT; j++) sqlite3_finalize(s->readers[i].st[j]);
+    if (s->readers[i].db) {
+      sqlite3_close(s->readers[i].db);
+      uv_mutex_destroy(&s->readers[i].mu);
+    }
+  }
+}
+
+static void sq_close(void *st) {
+  sq_store *s = st;
+  jobq__sq_set_notify(s, NULL, NULL);
+  jobq__sq_writer_stop(s);
+  close_readers(s);
+  for (int j = 0; j < WS_COUNT; j++) sqlite3_finalize(s->ws[j]);
+  sqlite3_close(s->w);
+  uv_mutex_destroy(&s->nmu);
+  free(s->path);
+  free(s);
+}
+
+static int sq_open(const char *url, void **out) {
+  sq_store *s = calloc(1, sizeof *s);
+  if (s == NULL) return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  int rc = parse_url(s, url);
+  if (rc) {
+    free(s->path);
+    free(s);
+    return rc;
+  }
+  /* Say plainly what is wrong with the place before SQLite's generic words. */
+  char *slash = strrchr(s->path, '/');
+  if (slash) {
+    *slash = '\0';
+    struct stat sb;
+    const char *dir = slash == s->path ? "/" : s->path;
+    int bad = stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode);
+    int ro = !bad && access(dir, W_OK) != 0;
+    *slash = '/';
+    if (bad || ro) {
+      rc = jobq__err(JOBQ_EIO, "sqlite storage '%s': the directory %s", s->path,
+                     bad ? "does not exist" : "is not writable (the database needs its -wal file beside it)");
+      free(s->path);
+      free(s);
+      return rc;
+    }
+  }
+  if (jobq__mutex_init(&s->nmu) != 0) {
+    free(s->path);
+    free(s);
+    return jobq__err(JOBQ_ENOMEM, "sqlite storage: cannot create a mutex");
+  }
+  if ((rc = open_conn(s, &s->w, 0)) || (rc = migrate(s)) || (rc = jobq__sq_prepare_writer(s)))
+    goto fail;
+  for (int i = 0; i < SQ_READERS; i++) {
+    sq_reader *r = &s->readers[i];
+    if ((rc = open_conn(s, &r->db, 0))) goto fail;
+    jobq__mutex_init(&r->mu);
+    if ((rc = prepare(r->db, "SELECT " JOB_COLS " FROM jobq_jobs WHERE id = ?1", &r->st[RS_GET], s->path)) ||
+        (rc = prepare(r->db,
+                      "SELECT count(*) FROM jobq_jobs WHERE state = 0 AND kind = ?1 AND "
+                      "(priority > ?2 OR (priority = ?2 AND seq < ?3))",
+                      &r->st[RS_POSITION], s->path)) ||
+        (rc = prepare(r->db,
+                      "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1 AND kind "
+                      "IN (SELECT value FROM json_each(?2))",
+                      &r->st[RS_NEXT_RUN_AT], s->path)) ||
+        (rc = prepare(r->db, "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1",
+                      &r->st[RS_NEXT_RUN_AT_ANY], s->path)))
+      goto fail;
+  }
+  if ((rc = jobq__sq_writer_start(s))) goto fail;
+  *out = s;
+  return 0;
+fail:
+  close_readers(s);
+  for (int j = 0; j < WS_COUNT; j++) sqlite3_finalize(s->ws[j]);
+  sqlite3_close(s->w);
+  uv_mutex_destroy(&s->nmu);
+  free(s->path);
+  free(s);
+  return rc;
+}
+
+/* ---- reads ---- */
+
+static sq_reader *reader(sq_store *s) {
+  unsigned start = atomic_fetch_add(&s->next_reader, 1);
+  for (unsigned i = 0; i < SQ_READERS; i++) {
+    sq_reader *r = &s->readers[(start + i) % SQ_READERS];
+    if (uv_mutex_trylock(&r->mu) == 0) return r;
+  }
+  sq_reader *r = &s->readers[start % SQ_READERS];
+  uv_mutex_lock(&r->mu);
+  return r;
+}
+
+static char *col_dup(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  if (t == NULL) return NULL;
+  size_t n = (size_t)sqlite3_column_bytes(st, i);
+  char *d = malloc(n + 1);
+  if (d) {
+    memcpy(d, t, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+static int public_state(int st) { return st == SQ_SCHEDULED ? JOBQ_QUEUED : st; }
+
+/* Fills out from a row of JOB_COLS; -1 on out of memory. *seq gets the row's
+ * sequence number. */
+int jobq__sq_row_to_job(sqlite3_stmt *st, jobq_storage_job *out, int64_t *seq, int *raw_state) {
+  memset(out, 0, sizeof *out);
+  if (seq) *seq = sqlite3_column_int64(st, 0);
+  const unsigned char *id = sqlite3_column_text(st, 1);
+  snprintf(out->id, sizeof out->id, "%s", id ? (const char *)id : "");
+  int raw = sqlite3_column_int(st, 3);
+  if (raw_state) *raw_state = raw;
+  out->state = public_state(raw);
+  out->priority = sqlite3_column_int(st, 4);
+  out->run_at = sqlite3_column_int64(st, 5);
+  out->attempts = sqlite3_column_int(st, 6);
+  out->max_attempts = sqlite3_column_int(st, 7);
+  out->progress = sqlite3_column_int(st, 8);
+  out->cancel_requested = sqlite3_column_int(st, 9);
+  out->created_at = sqlite3_column_int64(st, 10);
+  out->started_at = sqlite3_column_int64(st, 11);
+  out->finished_at = sqlite3_column_int64(st, 12);
+  out->dedupe_ttl_ms = sqlite3_column_int64(st, 19);
+  out->position = -1;
+  struct { int col; char **dst; } s[] = {{2, &out->kind},   {13, &out->owner}, {14, &out->payload},
+                                         {15, &out->step},  {16, &out->result}, {17, &out->error},
+                                         {18, &out->dedupe_key}};
+  for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
+    if (sqlite3_column_type(st, s[i].col) == SQLITE_NULL) continue;
+    if ((*s[i].dst = col_dup(st, s[i].col)) == NULL) goto nomem;
+  }
+  /* attempt_log holds the attempts that ended with an error, as [started,
+   * finished, error]; an attempt that is running or succeeded is described
+   * by started_at / finished_at alone (the common path writes no JSON). */
+  const char *log = sqlite3_column_type(st, 20) == SQLITE_NULL ? NULL : (const char *)sqlite3_column_text(st, 20);
+  json_t *a = log ? json_loads(log, 0, NULL) : NULL;
+  size_t nf = json_is_array(a) ? json_array_size(a) : 0;
+  size_t n = (size_t)(out->attempts > 0 ? out->attempts : 0);
+  if (n < nf) n = nf;
+  if (n) {
+    out->attempt_log = calloc(n, sizeof *out->attempt_log);
+    if (out->attempt_log == NULL) {
+      json_decref(a);
+      goto nomem;
+    }
+    out->n_attempt_log = (int)n;
+    for (size_t i = 0; i < nf; i++) {
+      json_t *e = json_array_get(a, i);
+      out->attempt_log[i].started_at = json_integer_value(json_array_get(e, 0));
+      out->attempt_log[i].finished_at = json_integer_value(json_array_get(e, 1));
+      const char *err = json_string_value(json_array_get(e, 2));
+      if (err && (out->attempt_log[i].error = strdup(err)) == NULL) {
+        json_decref(a);
+        goto nomem;
+      }
+    }
+    if (n > nf) {
+      out->attempt_log[n - 1].started_at = out->started_at;
+      out->attempt_log[n - 1].finished_at = out->state == JOBQ_RUNNING ? 0 : out->finished_at;
+    }
+  }
+  json_decref(a);
+  return 0;
+nomem:
+  jobq_storage_job_clear(out);
+  return -1;
+}
+
+static int sq_get(void *st, const char *id, int64_t now, jobq_storage_job *out) {
+  sq_store *s = st;
+  sq_reader *r = reader(s);
+  sqlite3_stmt *g = r->st[RS_GET];
+  sqlite3_bind_text(g, 1, id, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(g);
+  int64_t seq = 0;
+  int raw = 0;
+  if (rc == SQLITE_ROW) {
+    rc = jobq__sq_row_to_job(g, out, &seq, &raw) == 0 ? 0 : jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  } else if (rc == SQLITE_DONE) {
+    rc = JOBQ_ENOTFOUND;
+  } else {
+    rc = jobq__sq_error(r->db, rc, "cannot read a job", s->path);
+  }
+  sqlite3_reset(g);
+  sqlite3_clear_bindings(g);
+  if (rc == 0 && (raw == SQ_DUE || (raw == SQ_SCHEDULED && out->run_at <= now))) {
+    sqlite3_stmt *p = r->st[RS_POSITION];
+    sqlite3_bind_text(p, 1, out->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int(p, 2, out->priority);
+    sqlite3_bind_int64(p, 3, seq);
+    if (sqlite3_step(p) == SQLITE_ROW) out->position = sqlite3_column_int64(p, 0);
+    sqlite3_reset(p);
+    sqlite3_clear_bindings(p);
+  }
+  uv_mutex_unlock(&r->mu);
+  return rc;
+}
+
+static int sq_list(void *st, const jobq_storage_filter *f, jobq_storage_job **out, size_t *n_out,
+                   int *more) {
+  sq_store *s = st;
+  *out = NULL;
+  *n_out = 0;
+  *more = 0;
+  char sql[768];
+  int n = snprintf(sql, sizeof sql, "SELECT " JOB_COLS " FROM jobq_jobs WHERE 1");
+  if (f->owner) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND owner = ?1");
+  if (f->kind) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND kind = ?2");
+  if (f->state == JOBQ_QUEUED) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND state IN (0, 5)");
+  else if (f->state >= 0) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND state = ?3");
+  if (f->cursor)
+    n += snprintf(sql + n, sizeof sql - (size_t)n, " AND seq %s (SELECT seq FROM jobq_jobs WHERE id = ?4)",
+                  f->newest_first ? "<" : ">");
+  snprintf(sql + n, sizeof sql - (size_t)n, " ORDER BY seq %s LIMIT ?5",
+           f->newest_first ? "DESC" : "ASC");
+  jobq_storage_job *v = calloc((size_t)f->limit + 1, sizeof *v);
+  if (v == NULL) return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  sq_reader *r = reader(s);
+  int rc = 0;
+  if (f->cursor) {
+    /* A cursor that names no job is a mistake worth saying, not an empty page. */
+    sqlite3_stmt *g = r->st[RS_GET];
+    sqlite3_bind_text(g, 1, f->cursor, -1, SQLITE_STATIC);
+    int found = sqlite3_step(g) == SQLITE_ROW;
+    sqlite3_reset(g);
+    sqlite3_clear_bindings(g);
+    if (!found) {
+      uv_mutex_unlock(&r->mu);
+      free(v);
+      return jobq__err(JOBQ_EINVAL, "sqlite storage: cursor %.40s names no job", f->cursor);
+    }
+  }
+  sqlite3_stmt *q = NULL;
+  size_t got = 0;
+  int src = sqlite3_prepare_v2(r->db, sql, -1, &q, NULL);
+  if (src != SQLITE_OK) {
+    rc = jobq__sq_error(r->db, src, "cannot list jobs", s->path);
+    goto out;
+  }
+  if (f->owner) sqlite3_bind_text(q, 1, f->owner, -1, SQLITE_STATIC);
+  if (f->kind) sqlite3_bind_text(q, 2, f->kind, -1, SQLITE_STATIC);
+  if (f->state >= 0 && f->state != JOBQ_QUEUED) sqlite3_bind_int(q, 3, f->state);
+  if (f->cursor) sqlite3_bind_text(q, 4, f->cursor, -1, SQLITE_STATIC);
+  sqlite3_bind_int(q, 5, f->limit + 1);
+  while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+    if (got == (size_t)f->limit) {
+      *more = 1;
+      break;
+    }
+    if (jobq__sq_row_to_job(q, &v[got], NULL, NULL) != 0) {
+      rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+      break;
+    }
+    got++;
+  }
+  if (rc == 0 && src != SQLITE_ROW && src != SQLITE_DONE)
+    rc = jobq__sq_error(r->db, src, "cannot list jobs", s->path);
+  if (rc) {
+    for (size_t i = 0; i < got; i++) jobq_storage_job_clear(&v[i]);
+    got = 0;
+  }
+  *n_out = got;
+out:
+  sqlite3_finalize(q);
+  uv_mutex_unlock(&r->mu);
+  if (rc || got == 0) {
+    free(v);
+    v = NULL;
+  }
+  *out = v;
+  return rc;
+}
+
+static int sq_next_run_at(void *st, const char *const *kinds, size_t n_kinds, int64_t now,
+                          int64_t *out) {
+  sq_store *s = st;
+  *out = INT64_MAX;
+  char *arr = NULL;
+  if (kinds) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n_kinds; i++) json_array_append_new(a, json_string(kinds[i]));
+    arr = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    if (arr == NULL) return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  }
+  sq_reader *r = reader(s);
+  sqlite3_stmt *q = r->st[kinds ? RS_NEXT_RUN_AT : RS_NEXT_RUN_AT_ANY];
+  sqlite3_bind_int64(q, 1, now);
+  if (kinds) sqlite3_bind_text(q, 2, arr, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(q);
+  if (rc == SQLITE_ROW) {
+    if (sqlite3_column_type(q, 0) != SQLITE_NULL) *out = sqlite3_column_int64(q, 0);
+    rc = 0;
+  } else {
+    rc = jobq__sq_error(r->db, rc, "cannot read the next run time", s->path);
+  }
+  sqlite3_reset(q);
+  sqlite3_clear_bindings(q);
+  uv_mutex_unlock(&r->mu);
+  free(arr);
+  return rc;
+}
+
+/* sqlite_write.c */
+int jobq__sq_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
+                    int *out_dup);
+int jobq__sq_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *out, size_t *n_out);
+int jobq__sq_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state);
+int jobq__sq_finish_async(void *st, const jobq_storage_finish *f, size_t n,
+                          void (*done)(void *ud, int rc, const int *out_state), void *ud);
+int jobq__sq_progress(void *st, const char *id, int attempt, int percent, const char *step);
+int jobq__sq_cancel(void *st, const char *id, int64_t now, int *out_state, char **out_kind);
+int jobq__sq_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_until);
+int jobq__sq_rescue(void *st, int64_t now, size_t *n_out);
+
+const jobq_storage_ops jobq__sqlite_ops = {
+  .version = JOBQ_STORAGE_OPS_VERSION,
+  .scheme = "sqlite",
+  .open = sq_open,
+  .close = sq_close,
+  .insert = jobq__sq_insert,
+  .claim = jobq__sq_claim,
+  .finish = jobq__sq_finish,
+  .progress = jobq__sq_progress,
+  .cancel = jobq__sq_cancel,
+  .get = sq_get,
+  .list = sq_list,
+  .next_run_at = sq_next_run_at,
+  .heartbeat = jobq__sq_heartbeat,
+  .rescue = jobq__sq_rescue,
+  .set_notify = jobq__sq_set_notify,
+  .finish_async = jobq__sq_finish_async,
+};

@@ -1,0 +1,123 @@
+/* The SQLite backend's private structures (lib/storage/sqlite*.c). */
+#ifndef JOBQ_STORAGE_SQLITE_INT_H
+#define JOBQ_STORAGE_SQLITE_INT_H
+
+#include "jobq/storage.h"
+
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+/* Internal job states in the table. A queued job is stored as "due" (0,
+ * claimable) or "scheduled" (5, run_at in the future); a claim first moves
+ * scheduled jobs that came due, so that the claim index holds due jobs only
+ * and claiming stays O(log n) however many jobs wait for later. */
+#define SQ_DUE 0
+#define SQ_SCHEDULED 5
+
+#define SQ_SCHEMA_VERSION 1
+#define SQ_READERS 4
+
+enum {
+  WS_BEGIN, WS_COMMIT, WS_ROLLBACK, WS_SAVEPOINT, WS_RELEASE, WS_ROLLBACK_TO,
+  WS_INSERT, WS_DEDUPE_FIND, WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE,
+  WS_FIND, WS_FINISH, WS_RELEASE_JOB, WS_PROGRESS, WS_CANCEL_QUEUED, WS_CANCEL_RUNNING,
+  WS_HEARTBEAT, WS_RESCUE,
+  WS_COUNT
+};
+
+enum { RS_GET, RS_POSITION, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_COUNT };
+
+typedef struct sq_reader {
+  uv_mutex_t mu;
+  sqlite3 *db;
+  sqlite3_stmt *st[RS_COUNT];
+} sq_reader;
+
+enum { W_INSERT, W_CLAIM, W_FINISH, W_PROGRESS, W_CANCEL, W_HEARTBEAT, W_RESCUE };
+
+/* A write request, queued for the writer thread and answered after the
+ * transaction that carried it committed (or failed). */
+typedef struct sq_req {
+  struct sq_req *next;
+  int op;
+  /* insert */
+  jobq_storage_job *const *jobs;
+  size_t n;
+  const int *force;
+  int64_t now;
+  int *out_dup;
+  /* claim */
+  const jobq_storage_claim *claim;
+  jobq_storage_job *out;
+  size_t *n_out;
+  /* finish */
+  const jobq_storage_finish *fin;
+  int *out_state;
+  /* progress, cancel */
+  const char *id;
+  int attempt, percent;
+  const char *step;
+  char **out_kind;
+  /* heartbeat, rescue */
+  jobq_storage_lease *leases;
+  int64_t lease_until;
+  size_t *rescued;
+  /* asynchronous requests: called instead of waking a waiter, then freed */
+  void (*done_cb)(void *ud, int rc, const int *out_state);
+  void *done_ud;
+  /* answer */
+  int rc;
+  int done;
+  char err[300];
+} sq_req;
+
+typedef struct sq_store {
+  char *path;
+  int power_safe;       /* synchronous=FULL */
+  int busy_ms;
+
+  /* the writer: one thread owns the write connection */
+  sqlite3 *w;
+  sqlite3_stmt *ws[WS_COUNT];
+  uv_thread_t writer;
+  uv_mutex_t mu;
+  uv_cond_t cv_req, cv_done;
+  sq_req *head, *tail;
+  int stop;
+  int leading;          /* a thread is running a batch on the write connection */
+  uint64_t commits;     /* transactions committed, for the benchmark's curiosity */
+
+  /* readers */
+  sq_reader readers[SQ_READERS];
+  atomic_uint next_reader;
+
+  /* other processes' changes */
+  uv_mutex_t nmu;
+  void (*notify)(void *ud);
+  void *notify_ud;
+  int watching;
+  uv_thread_t watcher;
+  uv_loop_t wloop;
+  uv_async_t wstop;
+  uv_timer_t wtimer;
+  uv_fs_event_t wfs;
+  sqlite3 *wdb;         /* the watcher's connection, for PRAGMA data_version */
+  sqlite3_stmt *wver;
+  int64_t data_version;
+} sq_store;
+
+/* sqlite.c */
+int jobq__sq_error(sqlite3 *db, int rc, const char *what, const char *path);
+int jobq__sq_exec(sqlite3 *db, const char *sql, const char *what, const char *path);
+
+/* sqlite_write.c */
+int jobq__sq_writer_start(sq_store *s);
+void jobq__sq_writer_stop(sq_store *s);
+int jobq__sq_prepare_writer(sq_store *s);
+int jobq__sq_submit(sq_store *s, sq_req *r);
+
+/* sqlite_watch.c */
+int jobq__sq_set_notify(void *st, void (*fn)(void *ud), void *ud);
+
+#endif

@@ -1,0 +1,137 @@
+/* Noticing other processes' commits to the same database file, so that a
+ * worker process picks up a job another process submitted within
+ * milliseconds, and a jobq_wait sees a change another process made.
+ *
+ * A watcher thread runs a small libuv loop of its own: a file-system watch
+ * on the database's directory (inotify on Linux) wakes it when the -wal file
+ * changes, and it then asks its own connection for PRAGMA data_version,
+ * which changes exactly when another connection committed. A 100 ms timer
+ * covers file systems without change notification. Idle, it sleeps. */
+#include "storage/sqlite_int.h"
+#include "util/err.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define FALLBACK_MS 100
+
+static int watch_pending; /* per watcher loop: only touched on its thread */
+
+static void check(sq_store *s) {
+  if (sqlite3_step(s->wver) != SQLITE_ROW) {
+    sqlite3_reset(s->wver);
+    return;
+  }
+  int64_t v = sqlite3_column_int64(s->wver, 0);
+  sqlite3_reset(s->wver);
+  if (v == s->data_version) return;
+  s->data_version = v;
+  uv_mutex_lock(&s->nmu);
+  if (s->notify) s->notify(s->notify_ud);
+  uv_mutex_unlock(&s->nmu);
+}
+
+static void on_timer(uv_timer_t *t) {
+  sq_store *s = t->data;
+  watch_pending = 0;
+  check(s);
+  uv_timer_start(&s->wtimer, on_timer, FALLBACK_MS, 0);
+}
+
+static void on_fs(uv_fs_event_t *h, const char *filename, int events, int status) {
+  (void)events;
+  (void)status;
+  sq_store *s = h->data;
+  const char *base = strrchr(s->path, '/');
+  base = base ? base + 1 : s->path;
+  /* Only the database and its -wal file matter. */
+  if (filename && strncmp(filename, base, strlen(base)) != 0) return;
+  if (watch_pending) return;
+  /* Coalesce a burst of writes into one look 1 ms later. */
+  watch_pending = 1;
+  uv_timer_start(&s->wtimer, on_timer, 1, 0);
+}
+
+static void on_stop(uv_async_t *a) {
+  sq_store *s = a->data;
+  uv_close((uv_handle_t *)&s->wtimer, NULL);
+  uv_close((uv_handle_t *)&s->wstop, NULL);
+  if (uv_is_active((uv_handle_t *)&s->wfs) || !uv_is_closing((uv_handle_t *)&s->wfs))
+    uv_close((uv_handle_t *)&s->wfs, NULL);
+}
+
+static void watcher_main(void *arg) {
+  sq_store *s = arg;
+  uv_run(&s->wloop, UV_RUN_DEFAULT);
+}
+
+static int start(sq_store *s) {
+  int rc = sqlite3_open_v2(s->path, &s->wdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK ||
+      sqlite3_prepare_v2(s->wdb, "PRAGMA data_version", -1, &s->wver, NULL) != SQLITE_OK) {
+    rc = jobq__sq_error(s->wdb, rc == SQLITE_OK ? sqlite3_errcode(s->wdb) : rc,
+                        "cannot open the watcher's connection", s->path);
+    sqlite3_close(s->wdb);
+    s->wdb = NULL;
+    return rc;
+  }
+  if (sqlite3_step(s->wver) == SQLITE_ROW) s->data_version = sqlite3_column_int64(s->wver, 0);
+  sqlite3_reset(s->wver);
+  if (uv_loop_init(&s->wloop) != 0) goto fail_db;
+  uv_async_init(&s->wloop, &s->wstop, on_stop);
+  uv_timer_init(&s->wloop, &s->wtimer);
+  uv_fs_event_init(&s->wloop, &s->wfs);
+  s->wstop.data = s->wtimer.data = s->wfs.data = s;
+  /* Watch the directory: the -wal file may not exist yet, and SQLite may
+   * recreate it. Without a watch the timer alone still works. */
+  char *dir = strdup(s->path);
+  if (dir) {
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    uv_fs_event_start(&s->wfs, on_fs, dir, 0);
+    free(dir);
+  }
+  uv_timer_start(&s->wtimer, on_timer, FALLBACK_MS, 0);
+  if (uv_thread_create(&s->watcher, watcher_main, s) != 0) {
+    uv_close((uv_handle_t *)&s->wtimer, NULL);
+    uv_close((uv_handle_t *)&s->wstop, NULL);
+    uv_close((uv_handle_t *)&s->wfs, NULL);
+    uv_run(&s->wloop, UV_RUN_DEFAULT);
+    uv_loop_close(&s->wloop);
+    goto fail_db;
+  }
+  s->watching = 1;
+  return 0;
+fail_db:
+  sqlite3_finalize(s->wver);
+  sqlite3_close(s->wdb);
+  s->wver = NULL;
+  s->wdb = NULL;
+  return jobq__err(JOBQ_ENOMEM, "sqlite storage '%s': cannot start the watcher", s->path);
+}
+
+static void stop(sq_store *s) {
+  uv_async_send(&s->wstop);
+  uv_thread_join(&s->watcher);
+  uv_loop_close(&s->wloop);
+  sqlite3_finalize(s->wver);
+  sqlite3_close(s->wdb);
+  s->wver = NULL;
+  s->wdb = NULL;
+  s->watching = 0;
+}
+
+int jobq__sq_set_notify(void *st, void (*fn)(void *ud), void *ud) {
+  sq_store *s = st;
+  uv_mutex_lock(&s->nmu);
+  s->notify = fn;
+  s->notify_ud = ud;
+  uv_mutex_unlock(&s->nmu);
+  /* Returns only once no notification is under way (nmu is held around
+   * each). */
+  if (fn && !s->watching) return start(s);
+  if (!fn && s->watching) stop(s);
+  return 0;
+}

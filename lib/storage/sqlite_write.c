@@ -1,0 +1,712 @@
+/* The SQLite backend's writer: one thread owns the write connection and
+ * commits in groups. Every insert, claim, finish, progress, cancel,
+ * heartbeat and rescue that arrived while the previous transaction ran goes
+ * into the next one; each request runs inside its own savepoint, so one
+ * request's failure rolls back only that request. Callers wait until the
+ * transaction carrying their request committed: a returned submit is
+ * durable. With synchronous=FULL, many submitters thus share one fsync,
+ * which is how durable throughput goes far past the disk's fsync rate. */
+#include "storage/sqlite_int.h"
+#include "util/err.h"
+#include "util/mutex.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+int jobq__sq_row_to_job(sqlite3_stmt *st, jobq_storage_job *out, int64_t *seq, int *raw_state);
+
+static const char *const wsql[WS_COUNT] = {
+  [WS_BEGIN] = "BEGIN IMMEDIATE",
+  [WS_COMMIT] = "COMMIT",
+  [WS_ROLLBACK] = "ROLLBACK",
+  [WS_SAVEPOINT] = "SAVEPOINT r",
+  [WS_RELEASE] = "RELEASE r",
+  [WS_ROLLBACK_TO] = "ROLLBACK TO r",
+  [WS_INSERT] =
+      "INSERT INTO jobq_jobs (id, kind, state, priority, run_at, max_attempts, created_at, owner, "
+      "payload, dedupe_key, dedupe_ttl) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+  [WS_DEDUPE_FIND] =
+      "SELECT id, state, finished_at, dedupe_ttl FROM jobq_jobs WHERE dedupe_key = ?1 "
+      "ORDER BY seq DESC LIMIT 1",
+  [WS_PROMOTE] = "UPDATE jobq_jobs SET state = 0 WHERE state = 5 AND run_at <= ?1",
+  [WS_TOP_KIND] =
+      "SELECT seq, priority FROM jobq_jobs WHERE state = 0 AND kind = ?1 "
+      "ORDER BY priority DESC, seq LIMIT ?2",
+  [WS_KINDS_DUE] = "SELECT DISTINCT kind FROM jobq_jobs WHERE state = 0",
+  /* ?1: JSON array of seqs; ?4: JSON object kind -> default max attempts */
+  [WS_TAKE] =
+      "UPDATE jobq_jobs SET state = 1, attempts = attempts + 1, started_at = ?2, "
+      "finished_at = NULL, lease_until = ?3, progress = 0, "
+      "max_attempts = CASE WHEN max_attempts = 0 THEN coalesce((SELECT value FROM json_each(?4) "
+      "WHERE key = kind), ?5) ELSE max_attempts END "
+      "WHERE seq IN (SELECT value FROM json_each(?1)) AND state = 0 RETURNING "
+      "seq, id, kind, state, priority, run_at, attempts, max_attempts, progress, cancel_req, "
+      "created_at, started_at, finished_at, owner, payload, step, result, error, dedupe_key, "
+      "dedupe_ttl, NULL",
+  [WS_FIND] = "SELECT state, attempts, cancel_req FROM jobq_jobs WHERE id = ?1",
+  /* One statement applies an outcome, unless a cancel was requested: then
+   * the job ends cancelled. Failed attempts are appended to attempt_log. */
+  [WS_FINISH] =
+      "UPDATE jobq_jobs SET "
+      "state = CASE WHEN cancel_req THEN 4 ELSE ?2 END, "
+      "run_at = CASE WHEN cancel_req THEN run_at ELSE coalesce(?3, run_at) END, "
+      "result = CASE WHEN cancel_req THEN result ELSE coalesce(?4, result) END, "
+      "error = CASE WHEN cancel_req THEN coalesce(?5, 'cancelled') ELSE coalesce(?5, error) END, "
+      "progress = ?6, step = coalesce(?7, step), "
+      "finished_at = CASE WHEN cancel_req THEN ?9 ELSE ?8 END, lease_until = NULL, "
+      "attempt_log = CASE WHEN cancel_req OR ?5 IS NOT NULL THEN json_insert(coalesce(attempt_log, "
+      "'[]'), '$[#]', json_array(started_at, ?9, CASE WHEN cancel_req THEN coalesce(?5, "
+      "'cancelled') ELSE ?5 END)) ELSE attempt_log END "
+      "WHERE id = ?1 AND state = 1 AND attempts = ?10 RETURNING state",
+  [WS_RELEASE_JOB] =
+      "UPDATE jobq_jobs SET state = 0, attempts = attempts - 1, run_at = ?2, lease_until = NULL "
+      "WHERE id = ?1 AND state = 1 AND attempts = ?3",
+  [WS_PROGRESS] =
+      "UPDATE jobq_jobs SET progress = ?3, step = coalesce(?4, step) "
+      "WHERE id = ?1 AND state = 1 AND attempts = ?2",
+  [WS_CANCEL_QUEUED] =
+      "UPDATE jobq_jobs SET state = 4, finished_at = ?2, error = 'cancelled' WHERE id = ?1",
+  [WS_CANCEL_RUNNING] = "UPDATE jobq_jobs SET cancel_req = 1 WHERE id = ?1",
+  [WS_HEARTBEAT] =
+      "UPDATE jobq_jobs SET lease_until = ?1 WHERE id = ?2 AND state = 1 AND attempts = ?3 "
+      "RETURNING cancel_req",
+  [WS_RESCUE] =
+      "UPDATE jobq_jobs SET "
+      "state = CASE WHEN cancel_req THEN 4 WHEN attempts < max_attempts THEN 0 ELSE 3 END, "
+      "finished_at = CASE WHEN cancel_req OR attempts >= max_attempts THEN ?1 ELSE NULL END, "
+      "error = 'lease expired: the process running the job stopped', "
+      "run_at = ?1, lease_until = NULL, "
+      "attempt_log = json_insert(coalesce(attempt_log, '[]'), '$[#]', json_array(started_at, ?1, "
+      "'lease expired: the process running the job stopped')) "
+      "WHERE state = 1 AND lease_until < ?1",
+};
+
+int jobq__sq_prepare_writer(sq_store *s) {
+  for (int i = 0; i < WS_COUNT; i++) {
+    int rc = sqlite3_prepare_v3(s->w, wsql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->ws[i], NULL);
+    if (rc != SQLITE_OK) return jobq__sq_error(s->w, rc, "cannot prepare a statement", s->path);
+  }
+  return 0;
+}
+
+/* Runs a statement that returns no rows; 0 or a JOBQ code. */
+static int run(sq_store *s, sqlite3_stmt *st, const char *what) {
+  int rc = sqlite3_step(st);
+  int out = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : jobq__sq_error(s->w, rc, what, s->path);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return out;
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *t) {
+  if (t) sqlite3_bind_text(st, i, t, -1, SQLITE_STATIC);
+  else sqlite3_bind_null(st, i);
+}
+
+/* ---- the operations, on the writer thread inside a transaction ---- */
+
+static int do_insert(sq_store *s, sq_req *r) {
+  for (size_t i = 0; i < r->n; i++) {
+    jobq_storage_job *j = r->jobs[i];
+    r->out_dup[i] = 0;
+    if (j->dedupe_key && !(r->force && r->force[i])) {
+      sqlite3_stmt *d = s->ws[WS_DEDUPE_FIND];
+      sqlite3_bind_text(d, 1, j->dedupe_key, -1, SQLITE_STATIC);
+      int rc = sqlite3_step(d);
+      if (rc == SQLITE_ROW) {
+        int st = sqlite3_column_int(d, 1);
+        int64_t fin = sqlite3_column_int64(d, 2), ttl = sqlite3_column_int64(d, 3);
+        int live = st == SQ_DUE || st == SQ_SCHEDULED || st == JOBQ_RUNNING ||
+                   (st == JOBQ_SUCCEEDED && r->now - fin < ttl);
+        if (live) {
+          snprintf(j->id, sizeof j->id, "%s", (const char *)sqlite3_column_text(d, 0));
+          r->out_dup[i] = 1;
+        }
+      } else if (rc != SQLITE_DONE) {
+        rc = jobq__sq_error(s->w, rc, "cannot look up a dedupe key", s->path);
+        sqlite3_reset(d);
+        sqlite3_clear_bindings(d);
+        return rc;
+      }
+      sqlite3_reset(d);
+      sqlite3_clear_bindings(d);
+      if (r->out_dup[i]) continue;
+    }
+    sqlite3_stmt *st = s->ws[WS_INSERT];
+    sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, j->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, j->run_at > r->now ? SQ_SCHEDULED : SQ_DUE);
+    sqlite3_bind_int(st, 4, j->priority);
+    sqlite3_bind_int64(st, 5, j->run_at);
+    sqlite3_bind_int(st, 6, j->max_attempts);
+    sqlite3_bind_int64(st, 7, j->created_at);
+    bind_text_or_null(st, 8, j->owner);
+    sqlite3_bind_text(st, 9, j->payload, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 10, j->dedupe_key);
+    sqlite3_bind_int64(st, 11, j->dedupe_ttl_ms);
+    int rc = run(s, st, "cannot insert a job");
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+typedef struct cand {
+  int64_t seq;
+  int priority;
+  size_t kind; /* index into the kinds asked for */
+} cand;
+
+static int cand_cmp(const void *a, const void *b) {
+  const cand *x = a, *y = b;
+  if (x->priority != y->priority) return x->priority > y->priority ? -1 : 1;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Claims up to c->max jobs: the best due jobs of each kind (by the due
+ * index, so O(log n) at any depth), merged by priority then age, taken in
+ * one UPDATE ... RETURNING. */
+static int do_claim(sq_store *s, sq_req *r) {
+  const jobq_storage_claim *c = r->claim;
+  *r->n_out = 0;
+  int rc = 0;
+  sqlite3_stmt *p = s->ws[WS_PROMOTE];
+  sqlite3_bind_int64(p, 1, c->now);
+  if ((rc = run(s, p, "cannot promote scheduled jobs"))) return rc;
+
+  /* The kinds to look at: those asked for, or (any kind) those with due
+   * jobs, less the excluded ones. */
+  size_t nk = 0;
+  char **owned = NULL;
+  const char *const *kinds = c->kinds;
+  if (kinds) {
+    nk = c->n_kinds;
+  } else {
+    size_t cap = 0;
+    sqlite3_stmt *k = s->ws[WS_KINDS_DUE];
+    int src;
+    while ((src = sqlite3_step(k)) == SQLITE_ROW) {
+      const char *name = (const char *)sqlite3_column_text(k, 0);
+      int skip = 0;
+      for (size_t i = 0; i < c->n_exclude && !skip; i++) skip = strcmp(c->exclude[i], name) == 0;
+      if (skip) continue;
+      if (nk == cap) {
+        cap = cap ? cap * 2 : 8;
+        char **no = realloc(owned, cap * sizeof *no);
+        if (no == NULL) { rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory"); break; }
+        owned = no;
+      }
+      if ((owned[nk] = strdup(name)) == NULL) { rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory"); break; }
+      nk++;
+    }
+    if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW) rc = jobq__sq_error(s->w, src, "cannot list due kinds", s->path);
+    sqlite3_reset(k);
+    kinds = (const char *const *)owned;
+  }
+  cand *cs = NULL;
+  size_t nc = 0;
+  int *taken = NULL;
+  if (rc == 0 && nk) {
+    cs = malloc(nk * c->max * sizeof *cs);
+    taken = calloc(nk, sizeof *taken);
+    if (cs == NULL || taken == NULL) rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  }
+  for (size_t i = 0; rc == 0 && i < nk; i++) {
+    int lim = c->kinds && c->kind_limit && c->kind_limit[i] >= 0 ? c->kind_limit[i] : (int)c->max;
+    if (lim > (int)c->max) lim = (int)c->max;
+    if (lim <= 0) continue;
+    sqlite3_stmt *t = s->ws[WS_TOP_KIND];
+    sqlite3_bind_text(t, 1, kinds[i], -1, SQLITE_STATIC);
+    sqlite3_bind_int(t, 2, lim);
+    int src;
+    while ((src = sqlite3_step(t)) == SQLITE_ROW) {
+      cs[nc].seq = sqlite3_column_int64(t, 0);
+      cs[nc].priority = sqlite3_column_int(t, 1);
+      cs[nc++].kind = i;
+    }
+    if (src != SQLITE_DONE) rc = jobq__sq_error(s->w, src, "cannot find the next jobs", s->path);
+    sqlite3_reset(t);
+    sqlite3_clear_bindings(t);
+  }
+  if (rc == 0 && nc) {
+    qsort(cs, nc, sizeof *cs, cand_cmp);
+    json_t *seqs = json_array(), *ma = json_object();
+    size_t want = 0;
+    for (size_t i = 0; i < nc && want < c->max; i++) {
+      /* each kind already gave at most its limit */
+      json_array_append_new(seqs, json_integer(cs[i].seq));
+      taken[cs[i].kind]++;
+      want++;
+    }
+    for (size_t i = 0; i < c->n_ma; i++)
+      if (c->ma_values[i] > 0) json_object_set_new(ma, c->ma_kinds[i], json_integer(c->ma_values[i]));
+    char *seq_text = seqs ? json_dumps(seqs, JSON_COMPACT) : NULL;
+    char *ma_text = ma ? json_dumps(ma, JSON_COMPACT) : NULL;
+    json_decref(seqs);
+    json_decref(ma);
+    if (seq_text == NULL || ma_text == NULL) {
+      rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+    } else {
+      sqlite3_stmt *t = s->ws[WS_TAKE];
+      sqlite3_bind_text(t, 1, seq_text, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(t, 2, c->now);
+      sqlite3_bind_int64(t, 3, c->now + c->lease_ms);
+      sqlite3_bind_text(t, 4, ma_text, -1, SQLITE_STATIC);
+      sqlite3_bind_int(t, 5, c->default_max_attempts > 0 ? c->default_max_attempts : 3);
+      int src;
+      while ((src = sqlite3_step(t)) == SQLITE_ROW && *r->n_out < c->max) {
+        if (jobq__sq_row_to_job(t, &r->out[*r->n_out], NULL, NULL) != 0) {
+          rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+          break;
+        }
+        (*r->n_out)++;
+      }
+      if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW) rc = jobq__sq_error(s->w, src, "cannot claim jobs", s->path);
+      sqlite3_reset(t);
+      sqlite3_clear_bindings(t);
+      /* RETURNING comes in no particular order: restore the claim order. */
+      if (rc == 0 && *r->n_out > 1) {
+        for (size_t i = 1; i < *r->n_out; i++) {
+          jobq_storage_job tmp = r->out[i];
+          size_t j = i;
+          while (j > 0 && (r->out[j - 1].priority < tmp.priority ||
+                           (r->out[j - 1].priority == tmp.priority && strcmp(r->out[j - 1].id, tmp.id) > 0))) {
+            r->out[j] = r->out[j - 1];
+            j--;
+          }
+          r->out[j] = tmp;
+        }
+      }
+    }
+    free(seq_text);
+    free(ma_text);
+  }
+  free(cs);
+  free(taken);
+  for (size_t i = 0; owned && i < nk; i++) free(owned[i]);
+  free(owned);
+  return rc;
+}
+
+/* Why a finish matched no running attempt: gone, or not that attempt. */
+static int finish_miss(sq_store *s, const char *id, int *out_state) {
+  sqlite3_stmt *q = s->ws[WS_FIND];
+  sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+  int src = sqlite3_step(q);
+  sqlite3_reset(q);
+  sqlite3_clear_bindings(q);
+  if (src != SQLITE_ROW && src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot read a job", s->path);
+  *out_state = src == SQLITE_DONE ? JOBQ_ENOTFOUND : JOBQ_ESTATE;
+  return 0;
+}
+
+static int do_finish_one(sq_store *s, const jobq_storage_finish *f, int *out_state) {
+  if (f->outcome == JOBQ_OUTCOME_RELEASE) {
+    sqlite3_stmt *u = s->ws[WS_RELEASE_JOB];
+    sqlite3_bind_text(u, 1, f->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(u, 2, f->now);
+    sqlite3_bind_int(u, 3, f->attempt);
+    int rc = run(s, u, "cannot release a job");
+    if (rc) return rc;
+    if (sqlite3_changes(s->w) == 0) return finish_miss(s, f->id, out_state);
+    *out_state = JOBQ_QUEUED;
+    return 0;
+  }
+  const char *err = f->outcome == JOBQ_OUTCOME_SUCCEEDED ? NULL : f->error;
+  if (f->outcome == JOBQ_OUTCOME_CANCELLED && err == NULL) err = "cancelled";
+  int new_state;
+  switch (f->outcome) {
+    case JOBQ_OUTCOME_SUCCEEDED: new_state = JOBQ_SUCCEEDED; break;
+    case JOBQ_OUTCOME_FAILED: new_state = JOBQ_FAILED; break;
+    case JOBQ_OUTCOME_RETRY: new_state = f->run_at > f->now ? SQ_SCHEDULED : SQ_DUE; break;
+    default: new_state = JOBQ_CANCELLED; break;
+  }
+  if (err == NULL && f->outcome != JOBQ_OUTCOME_SUCCEEDED) err = "failed";
+  sqlite3_stmt *u = s->ws[WS_FINISH];
+  sqlite3_bind_text(u, 1, f->id, -1, SQLITE_STATIC);
+  sqlite3_bind_int(u, 2, new_state);
+  if (f->outcome == JOBQ_OUTCOME_RETRY) sqlite3_bind_int64(u, 3, f->run_at);
+  else sqlite3_bind_null(u, 3);
+  if (f->outcome == JOBQ_OUTCOME_SUCCEEDED) sqlite3_bind_text(u, 4, f->result ? f->result : "null", -1, SQLITE_STATIC);
+  else sqlite3_bind_null(u, 4);
+  bind_text_or_null(u, 5, err);
+  sqlite3_bind_int(u, 6, f->outcome == JOBQ_OUTCOME_SUCCEEDED ? 100 : f->progress);
+  bind_text_or_null(u, 7, f->step);
+  if (f->outcome == JOBQ_OUTCOME_RETRY) sqlite3_bind_null(u, 8);
+  else sqlite3_bind_int64(u, 8, f->now);
+  sqlite3_bind_int64(u, 9, f->now);
+  sqlite3_bind_int(u, 10, f->attempt);
+  int src = sqlite3_step(u);
+  int st = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : -1;
+  while (src == SQLITE_ROW) src = sqlite3_step(u);
+  sqlite3_reset(u);
+  sqlite3_clear_bindings(u);
+  if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot finish a job", s->path);
+  if (st < 0) return finish_miss(s, f->id, out_state);
+  *out_state = st == SQ_DUE || st == SQ_SCHEDULED ? JOBQ_QUEUED : st;
+  return 0;
+}
+
+static int do_finish(sq_store *s, sq_req *r) {
+  for (size_t i = 0; i < r->n; i++) {
+    int rc = do_finish_one(s, &r->fin[i], &r->out_state[i]);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+static int do_progress(sq_store *s, sq_req *r) {
+  sqlite3_stmt *u = s->ws[WS_PROGRESS];
+  sqlite3_bind_text(u, 1, r->id, -1, SQLITE_STATIC);
+  sqlite3_bind_int(u, 2, r->attempt);
+  sqlite3_bind_int(u, 3, r->percent);
+  bind_text_or_null(u, 4, r->step);
+  int rc = run(s, u, "cannot record progress");
+  if (rc == 0 && sqlite3_changes(s->w) == 0) rc = JOBQ_ESTATE;
+  return rc;
+}
+
+static int do_cancel(sq_store *s, sq_req *r) {
+  sqlite3_stmt *q = s->ws[WS_FIND];
+  sqlite3_bind_text(q, 1, r->id, -1, SQLITE_STATIC);
+  int src = sqlite3_step(q);
+  int state = src == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
+  sqlite3_reset(q);
+  sqlite3_clear_bindings(q);
+  if (src != SQLITE_ROW && src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot read a job", s->path);
+  if (src == SQLITE_DONE) return JOBQ_ENOTFOUND;
+  int rc = 0;
+  if (state == SQ_DUE || state == SQ_SCHEDULED) {
+    sqlite3_stmt *u = s->ws[WS_CANCEL_QUEUED];
+    sqlite3_bind_text(u, 1, r->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(u, 2, r->now);
+    rc = run(s, u, "cannot cancel a job");
+    *r->out_state = JOBQ_CANCELLED;
+  } else if (state == JOBQ_RUNNING) {
+    sqlite3_stmt *u = s->ws[WS_CANCEL_RUNNING];
+    sqlite3_bind_text(u, 1, r->id, -1, SQLITE_STATIC);
+    rc = run(s, u, "cannot cancel a job");
+    *r->out_state = JOBQ_RUNNING;
+  } else {
+    *r->out_state = state;
+    return JOBQ_ESTATE;
+  }
+  if (rc == 0 && r->out_kind) {
+    /* The kind, for the event: read it back through the write connection. */
+    sqlite3_stmt *k = NULL;
+    if (sqlite3_prepare_v2(s->w, "SELECT kind FROM jobq_jobs WHERE id = ?1", -1, &k, NULL) == SQLITE_OK) {
+      sqlite3_bind_text(k, 1, r->id, -1, SQLITE_STATIC);
+      if (sqlite3_step(k) == SQLITE_ROW) *r->out_kind = strdup((const char *)sqlite3_column_text(k, 0));
+    }
+    sqlite3_finalize(k);
+  }
+  return rc;
+}
+
+static int do_heartbeat(sq_store *s, sq_req *r) {
+  for (size_t i = 0; i < r->n; i++) {
+    sqlite3_stmt *u = s->ws[WS_HEARTBEAT];
+    sqlite3_bind_int64(u, 1, r->lease_until);
+    sqlite3_bind_text(u, 2, r->leases[i].id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(u, 3, r->leases[i].attempt);
+    int src = sqlite3_step(u);
+    r->leases[i].still_running = src == SQLITE_ROW;
+    r->leases[i].cancel_requested = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : 0;
+    while (src == SQLITE_ROW) src = sqlite3_step(u);
+    sqlite3_reset(u);
+    sqlite3_clear_bindings(u);
+    if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot extend a lease", s->path);
+  }
+  return 0;
+}
+
+static int do_rescue(sq_store *s, sq_req *r) {
+  sqlite3_stmt *u = s->ws[WS_RESCUE];
+  sqlite3_bind_int64(u, 1, r->now);
+  int rc = run(s, u, "cannot rescue jobs");
+  if (rc == 0) *r->rescued = (size_t)sqlite3_changes(s->w);
+  return rc;
+}
+
+static int do_req(sq_store *s, sq_req *r) {
+  switch (r->op) {
+    case W_INSERT: return do_insert(s, r);
+    case W_CLAIM: return do_claim(s, r);
+    case W_FINISH: return do_finish(s, r);
+    case W_PROGRESS: return do_progress(s, r);
+    case W_CANCEL: return do_cancel(s, r);
+    case W_HEARTBEAT: return do_heartbeat(s, r);
+    default: return do_rescue(s, r);
+  }
+}
+
+/* Undoes what a request put in its out parameters (its transaction did not
+ * commit, so the caller must not see it). */
+static void undo_outputs(sq_req *r) {
+  if (r->op == W_CLAIM && r->n_out) {
+    for (size_t i = 0; i < *r->n_out; i++) jobq_storage_job_clear(&r->out[i]);
+    *r->n_out = 0;
+  }
+  if (r->op == W_CANCEL && r->out_kind && *r->out_kind) {
+    free(*r->out_kind);
+    *r->out_kind = NULL;
+  }
+}
+
+static void fail_all(sq_req *batch, int rc) {
+  const char *msg = jobq_last_error();
+  for (sq_req *r = batch; r; r = r->next) {
+    if (r->rc >= 0) {
+      undo_outputs(r);
+      r->rc = rc;
+      snprintf(r->err, sizeof r->err, "%s", msg);
+    }
+  }
+}
+
+static void exec_batch(sq_store *s, sq_req *batch) {
+  int rc = run(s, s->ws[WS_BEGIN], "cannot begin a transaction");
+  if (rc) {
+    fail_all(batch, rc);
+    return;
+  }
+  for (sq_req *r = batch; r; r = r->next) {
+    r->rc = 0;
+    r->err[0] = '\0';
+    int single = r->op == W_PROGRESS || r->op == W_RESCUE; /* one statement: atomic by itself */
+    if (!single && (rc = run(s, s->ws[WS_SAVEPOINT], "cannot make a savepoint"))) {
+      r->rc = rc;
+      snprintf(r->err, sizeof r->err, "%s", jobq_last_error());
+      continue;
+    }
+    jobq__set_detail("");
+    r->rc = do_req(s, r);
+    if (r->rc < 0) {
+      snprintf(r->err, sizeof r->err, "%s", jobq_last_error());
+      undo_outputs(r);
+      if (!single) run(s, s->ws[WS_ROLLBACK_TO], "cannot roll back");
+    }
+    if (!single) run(s, s->ws[WS_RELEASE], "cannot release a savepoint");
+  }
+  rc = run(s, s->ws[WS_COMMIT], "cannot commit");
+  if (rc) {
+    run(s, s->ws[WS_ROLLBACK], "cannot roll back");
+    fail_all(batch, rc);
+    return;
+  }
+  s->commits++;
+}
+
+/* Group commit, leader/follower style: whoever finds no batch running takes
+ * everything queued and runs it as one transaction: a caller waiting for its
+ * own request (no thread switch in the common case), or the writer thread for
+ * requests nobody waits on (asynchronous finishes). The others queue up
+ * meanwhile and go together in the next transaction. One thread at a time
+ * uses the write connection. Called and returns with s->mu held. */
+static void lead_one(sq_store *s) {
+  sq_req *batch = s->head;
+  s->head = s->tail = NULL;
+  s->leading = 1;
+  uv_mutex_unlock(&s->mu);
+  exec_batch(s, batch);
+  /* Asynchronous requests are answered by callback, outside any lock. */
+  sq_req *async = NULL, **at = &async;
+  uv_mutex_lock(&s->mu);
+  for (sq_req *r = batch, *n; r; r = n) {
+    n = r->next;
+    if (r->done_cb) {
+      *at = r;
+      at = &r->next;
+      r->next = NULL;
+    } else {
+      r->done = 1;
+    }
+  }
+  s->leading = 0;
+  uv_cond_broadcast(&s->cv_done);
+  if (s->head) uv_cond_signal(&s->cv_req);
+  if (async) {
+    uv_mutex_unlock(&s->mu);
+    for (sq_req *r = async, *n; r; r = n) {
+      n = r->next;
+      if (r->rc < 0 && r->err[0]) jobq__set_detail(r->err);
+      r->done_cb(r->done_ud, r->rc, r->out_state);
+      free(r);
+    }
+    uv_mutex_lock(&s->mu);
+  }
+}
+
+static void writer_main(void *arg) {
+  sq_store *s = arg;
+  uv_mutex_lock(&s->mu);
+  for (;;) {
+    while ((s->head == NULL || s->leading) && !s->stop) uv_cond_wait(&s->cv_req, &s->mu);
+    if (s->head == NULL && s->stop) break;
+    if (s->leading) continue;
+    lead_one(s);
+  }
+  uv_mutex_unlock(&s->mu);
+}
+
+int jobq__sq_writer_start(sq_store *s) {
+  if (jobq__mutex_init(&s->mu) || uv_cond_init(&s->cv_req) || uv_cond_init(&s->cv_done))
+    return jobq__err(JOBQ_ENOMEM, "sqlite storage: cannot create locks");
+  if (uv_thread_create(&s->writer, writer_main, s) != 0) {
+    uv_cond_destroy(&s->cv_req);
+    uv_cond_destroy(&s->cv_done);
+    uv_mutex_destroy(&s->mu);
+    return jobq__err(JOBQ_ENOMEM, "sqlite storage: cannot start the writer thread");
+  }
+  return 0;
+}
+
+void jobq__sq_writer_stop(sq_store *s) {
+  uv_mutex_lock(&s->mu);
+  s->stop = 1;
+  uv_cond_signal(&s->cv_req);
+  uv_mutex_unlock(&s->mu);
+  uv_thread_join(&s->writer);
+  uv_cond_destroy(&s->cv_req);
+  uv_cond_destroy(&s->cv_done);
+  uv_mutex_destroy(&s->mu);
+}
+
+int jobq__sq_submit(sq_store *s, sq_req *r) {
+  r->next = NULL;
+  r->done = 0;
+  r->rc = 0;
+  uv_mutex_lock(&s->mu);
+  if (s->tail) s->tail->next = r;
+  else s->head = r;
+  s->tail = r;
+  while (!r->done) {
+    if (!s->leading && s->head) lead_one(s);
+    else uv_cond_wait(&s->cv_done, &s->mu);
+  }
+  uv_mutex_unlock(&s->mu);
+  if (r->rc < 0 && r->err[0]) jobq__set_detail(r->err);
+  return r->rc;
+}
+
+/* Queues r (heap-allocated) for the writer thread and returns. */
+static void submit_async(sq_store *s, sq_req *r) {
+  r->next = NULL;
+  uv_mutex_lock(&s->mu);
+  if (s->tail) s->tail->next = r;
+  else s->head = r;
+  s->tail = r;
+  if (!s->leading) uv_cond_signal(&s->cv_req);
+  uv_mutex_unlock(&s->mu);
+}
+
+/* ---- the vtable's write operations ---- */
+
+int jobq__sq_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
+                    int *out_dup) {
+  sq_req r = {0};
+  r.op = W_INSERT;
+  r.jobs = jobs;
+  r.n = n;
+  r.force = force;
+  r.now = now;
+  r.out_dup = out_dup;
+  return jobq__sq_submit(st, &r);
+}
+
+int jobq__sq_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *out, size_t *n_out) {
+  sq_req r = {0};
+  r.op = W_CLAIM;
+  r.claim = req;
+  r.out = out;
+  r.n_out = n_out;
+  *n_out = 0;
+  return jobq__sq_submit(st, &r);
+}
+
+int jobq__sq_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state) {
+  sq_req r = {0};
+  r.op = W_FINISH;
+  r.fin = f;
+  r.n = n;
+  r.out_state = out_state;
+  return jobq__sq_submit(st, &r);
+}
+
+int jobq__sq_finish_async(void *st, const jobq_storage_finish *f, size_t n,
+                          void (*done)(void *ud, int rc, const int *out_state), void *ud) {
+  /* One block: the request, its copy of f, the answers and the strings. */
+  size_t strs = 0;
+  for (size_t i = 0; i < n; i++) {
+    strs += strlen(f[i].id) + 1;
+    if (f[i].result) strs += strlen(f[i].result) + 1;
+    if (f[i].error) strs += strlen(f[i].error) + 1;
+    if (f[i].step) strs += strlen(f[i].step) + 1;
+  }
+  size_t head = sizeof(sq_req) + n * (sizeof(jobq_storage_finish) + sizeof(int));
+  char *mem = malloc(head + strs);
+  if (mem == NULL) return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  sq_req *r = (sq_req *)mem;
+  memset(r, 0, sizeof *r);
+  jobq_storage_finish *fc = (jobq_storage_finish *)(mem + sizeof(sq_req));
+  int *states = (int *)(fc + n);
+  char *p = mem + head;
+  for (size_t i = 0; i < n; i++) {
+    fc[i] = f[i];
+    const char **fields[] = {&fc[i].id, &fc[i].result, &fc[i].error, &fc[i].step};
+    for (size_t k = 0; k < 4; k++) {
+      if (*fields[k] == NULL) continue;
+      size_t len = strlen(*fields[k]) + 1;
+      memcpy(p, *fields[k], len);
+      *fields[k] = p;
+      p += len;
+    }
+  }
+  r->op = W_FINISH;
+  r->fin = fc;
+  r->n = n;
+  r->out_state = states;
+  r->done_cb = done;
+  r->done_ud = ud;
+  submit_async(st, r);
+  return 0;
+}
+
+int jobq__sq_progress(void *st, const char *id, int attempt, int percent, const char *step) {
+  sq_req r = {0};
+  r.op = W_PROGRESS;
+  r.id = id;
+  r.attempt = attempt;
+  r.percent = percent;
+  r.step = step;
+  return jobq__sq_submit(st, &r);
+}
+
+int jobq__sq_cancel(void *st, const char *id, int64_t now, int *out_state, char **out_kind) {
+  sq_req r = {0};
+  r.op = W_CANCEL;
+  r.id = id;
+  r.now = now;
+  r.out_state = out_state;
+  r.out_kind = out_kind;
+  if (out_kind) *out_kind = NULL;
+  return jobq__sq_submit(st, &r);
+}
+
+int jobq__sq_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_until) {
+  sq_req r = {0};
+  r.op = W_HEARTBEAT;
+  r.leases = l;
+  r.n = n;
+  r.lease_until = lease_until;
+  return jobq__sq_submit(st, &r);
+}
+
+int jobq__sq_rescue(void *st, int64_t now, size_t *n_out) {
+  sq_req r = {0};
+  r.op = W_RESCUE;
+  r.now = now;
+  r.rescued = n_out;
+  *n_out = 0;
+  return jobq__sq_submit(st, &r);
+}
