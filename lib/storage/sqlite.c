@@ -79,6 +79,13 @@ static int parse_url(sq_store *s, const char *url) {
       s->power_safe = 0;
     } else if (len == strlen("durability=power") && strncmp(q, "durability=power", len) == 0) {
       s->power_safe = 1;
+    } else if (len > 15 && strncmp(q, "max_page_count=", 15) == 0) {
+      /* A size limit for the file, in pages; also how tests make a full disk. */
+      char *end;
+      long v = strtol(q + 15, &end, 10);
+      if (end != q + len || v < 1)
+        return jobq__err(JOBQ_EURL, "sqlite storage URL '%.200s': max_page_count must be >= 1", url);
+      s->max_pages = v;
     } else if (len > 13 && strncmp(q, "busy_timeout=", 13) == 0) {
       char *end;
       long v = strtol(q + 13, &end, 10);
@@ -89,7 +96,7 @@ static int parse_url(sq_store *s, const char *url) {
     } else {
       return jobq__err(JOBQ_EURL,
                        "sqlite storage URL '%.200s': unknown option '%.*s' (known: "
-                       "durability=crash|power, busy_timeout=MS)",
+                       "durability=crash|power, busy_timeout=MS, max_page_count=N)",
                        url, (int)(len > 60 ? 60 : len), q);
     }
     q = amp;
@@ -200,6 +207,11 @@ static int migrate(sq_store *s) {
       (rc = jobq__sq_exec(db, s->power_safe ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
                           "cannot set durability", s->path)))
     return rc;
+  if (s->max_pages > 0) {
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %ld", s->max_pages);
+    if ((rc = jobq__sq_exec(db, sql, "cannot set max_page_count", s->path))) return rc;
+  }
   if (v == SQ_SCHEMA_VERSION) return 0;
   if ((rc = jobq__sq_exec(db, "BEGIN IMMEDIATE", "cannot start the migration", s->path))) return rc;
   /* Read again inside the write lock: another process may have migrated. */

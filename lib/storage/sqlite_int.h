@@ -76,6 +76,7 @@ typedef struct sq_store {
   char *path;
   int power_safe;       /* synchronous=FULL */
   int busy_ms;
+  long max_pages;       /* PRAGMA max_page_count on the writer, 0 = SQLite's default */
 
   /* the writer: one thread owns the write connection */
   sqlite3 *w;

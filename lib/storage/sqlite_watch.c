@@ -15,7 +15,9 @@
 
 #define FALLBACK_MS 100
 
-static int watch_pending; /* per watcher loop: only touched on its thread */
+/* Only touched on the watcher's thread. */
+static _Thread_local int watch_pending; /* a re-check is scheduled */
+static _Thread_local int watch_dirty;   /* the file changed since that was scheduled */
 
 static void check(sq_store *s) {
   if (sqlite3_step(s->wver) != SQLITE_ROW) {
@@ -33,8 +35,14 @@ static void check(sq_store *s) {
 
 static void on_timer(uv_timer_t *t) {
   sq_store *s = t->data;
-  watch_pending = 0;
   check(s);
+  if (watch_pending && watch_dirty) {
+    /* More writes came: look once more after them. */
+    watch_dirty = 0;
+    uv_timer_start(&s->wtimer, on_timer, 1, 0);
+    return;
+  }
+  watch_pending = 0;
   uv_timer_start(&s->wtimer, on_timer, FALLBACK_MS, 0);
 }
 
@@ -46,9 +54,15 @@ static void on_fs(uv_fs_event_t *h, const char *filename, int events, int status
   base = base ? base + 1 : s->path;
   /* Only the database and its -wal file matter. */
   if (filename && strncmp(filename, base, strlen(base)) != 0) return;
-  if (watch_pending) return;
-  /* Coalesce a burst of writes into one look 1 ms later. */
+  if (watch_pending) {
+    watch_dirty = 1;
+    return;
+  }
+  /* Look now (the commit that wrote is usually complete), and once more
+   * 1 ms after the last write of a burst, in case it was not yet. */
+  check(s);
   watch_pending = 1;
+  watch_dirty = 0;
   uv_timer_start(&s->wtimer, on_timer, 1, 0);
 }
 

@@ -4,19 +4,33 @@
  *
  *   jobq_bench [--storage URL] [--jobs N] [--only NAME]
  *
+ * With a sqlite: URL every figure gets a fresh database file (the URL's path
+ * with the figure's name appended), removed afterwards. Options in the URL
+ * (?durability=power) apply; the submit_threads figures run in both modes.
+ *
  * Figures (memory backend, no-op handler unless said):
  *   e2e_*        submit -> run -> complete, jobs/s, with 1 and 2 workers,
  *                single submits and batches of 1000 (jobq_submit_many)
  *   submit_*     latency of one jobq_submit on a queue nobody works, p50/p99
  *   pickup_*     submit to handler start on an idle queue, p50/p99
- *   rss_*        resident memory with 1,000,000 queued jobs */
+ *   rss_*        resident memory with 1,000,000 queued jobs
+ *   submit_threads_*  single-job submits/s from 1 and 64 threads (SQLite:
+ *                crash-safe and power-safe)
+ *   pickup_xproc submit in this process to handler start in another
+ *   depth_*      drain rate with 10,000 and 1,000,000 jobs queued */
 #include <jobq.h>
 
+#include <pthread.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
+
+extern char **environ;
 
 static const char *storage = "memory:";
 static long n_jobs = 1000000;
@@ -49,9 +63,32 @@ static void noop(jobq_ctx_t *ctx, void *ud) {
   atomic_fetch_add_explicit(&done, 1, memory_order_relaxed);
 }
 
+/* The storage URL for one figure: a fresh SQLite file per figure. */
+static char url_buf[1024];
+static const char *figure_url(const char *figure, const char *suffix_opts) {
+  if (strncmp(storage, "sqlite:", 7) != 0) return storage;
+  const char *path = storage + 7;
+  const char *q = strchr(path, '?');
+  int plen = q ? (int)(q - path) : (int)strlen(path);
+  char file[900];
+  snprintf(file, sizeof file, "%.*s.%s", plen, path, figure);
+  char rm[1000];
+  snprintf(rm, sizeof rm, "%s", file);
+  unlink(rm);
+  snprintf(rm, sizeof rm, "%s-wal", file);
+  unlink(rm);
+  snprintf(rm, sizeof rm, "%s-shm", file);
+  unlink(rm);
+  snprintf(url_buf, sizeof url_buf, "sqlite:%s%s%s", file, q ? q : (suffix_opts ? "?" : ""),
+           suffix_opts ? (q ? suffix_opts : suffix_opts + 1) : "");
+  return url_buf;
+}
+
+static const char *cur_url;
+
 static jobq_t *open_q(int workers) {
   jobq_options_t *o = jobq_options_new();
-  jobq_options_set_storage(o, storage);
+  jobq_options_set_storage(o, cur_url ? cur_url : storage);
   jobq_options_set_workers(o, workers);
   jobq_t *q;
   if (jobq_open(&q, o) != 0) die("jobq_open");
@@ -63,6 +100,7 @@ static void e2e(int workers, int batch) {
   char name[64];
   snprintf(name, sizeof name, "e2e_%s_%dw", batch > 1 ? "batch" : "single", workers);
   if (!want(name)) return;
+  cur_url = figure_url(name, NULL);
   jobq_t *q = open_q(workers);
   if (jobq_register(q, "noop", noop, NULL, NULL) != 0) die("jobq_register");
   if (jobq_start(q) != 0) die("jobq_start");
@@ -111,8 +149,10 @@ static void report_lat(const char *name, uint64_t *v, size_t n) {
 
 static void submit_latency(void) {
   if (!want("submit_latency")) return;
+  cur_url = figure_url("submit_latency", NULL);
   jobq_t *q = open_q(0);
   size_t n = n_jobs < 200000 ? (size_t)n_jobs : 200000;
+  if (strncmp(storage, "sqlite:", 7) == 0 && n > 20000) n = 20000;
   uint64_t *lat = malloc(n * sizeof *lat);
   char id[JOBQ_ID_SIZE];
   for (size_t i = 0; i < 1000; i++) jobq_submit(q, "noop", "{}", NULL, id); /* warm up */
@@ -135,7 +175,8 @@ static void pick(jobq_ctx_t *ctx, void *ud) {
 }
 
 static void pickup_latency(void) {
-  if (!want("pickup_latency")) return;
+  if (!want("pickup_latency_idle")) return;
+  cur_url = figure_url("pickup", NULL);
   jobq_t *q = open_q(1);
   if (jobq_register(q, "pick", pick, NULL, NULL) != 0) die("jobq_register");
   if (jobq_start(q) != 0) die("jobq_start");
@@ -170,7 +211,9 @@ static long rss_kb(void) {
 
 static void rss(void) {
   if (!want("rss")) return;
+  if (strncmp(storage, "sqlite:", 7) == 0) return; /* a memory figure */
   long before = rss_kb();
+  cur_url = NULL;
   jobq_t *q = open_q(0);
   const int batch = 1000;
   const char *kinds[1000], *payloads[1000];
@@ -190,7 +233,168 @@ static void rss(void) {
   jobq_close(q, 0);
 }
 
+/* ---- single-job submits from many threads ---- */
+
+typedef struct {
+  jobq_t *q;
+  long n;
+} sub_arg;
+
+static void *submitter(void *p) {
+  sub_arg *a = p;
+  char id[JOBQ_ID_SIZE];
+  for (long i = 0; i < a->n; i++)
+    if (jobq_submit(a->q, "noop", "{}", NULL, id) < 0) die("jobq_submit");
+  return NULL;
+}
+
+static void submit_threads_run(int threads, const char *mode, const char *opts) {
+  char name[96];
+  snprintf(name, sizeof name, "submit_threads_%d%s%s", threads, mode ? "_" : "", mode ? mode : "");
+  if (!want(name)) return;
+  cur_url = figure_url(name, opts);
+  jobq_t *q = open_q(0);
+  long per = (strncmp(storage, "sqlite:", 7) == 0 ? 40000 : 400000) / threads;
+  pthread_t *th = malloc((size_t)threads * sizeof *th);
+  sub_arg a = {q, per};
+  double t0 = now_s();
+  for (int i = 0; i < threads; i++) pthread_create(&th[i], NULL, submitter, &a);
+  for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+  double t = now_s() - t0;
+  printf("%s: %.0f submits/s (%d threads x %ld single submits in %.3f s)\n", name,
+         (double)per * threads / t, threads, per, t);
+  fflush(stdout);
+  free(th);
+  jobq_close(q, 0);
+}
+
+static void submit_threads(void) {
+  if (strncmp(storage, "sqlite:", 7) == 0) {
+    submit_threads_run(1, "crashsafe", NULL);
+    submit_threads_run(64, "crashsafe", NULL);
+    submit_threads_run(1, "powersafe", "&durability=power");
+    submit_threads_run(64, "powersafe", "&durability=power");
+  } else {
+    submit_threads_run(1, NULL, NULL);
+    submit_threads_run(64, NULL, NULL);
+  }
+}
+
+/* ---- pickup across processes ---- */
+
+static uint64_t real_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void xproc_handler(jobq_ctx_t *ctx, void *ud) {
+  (void)ud;
+  uint64_t now = real_ns();
+  const char *p = strstr(jobq_ctx_payload(ctx), "\"t\":");
+  uint64_t t = p ? strtoull(p + 4, NULL, 10) : now;
+  char res[64];
+  snprintf(res, sizeof res, "{\"lat\":%llu}", (unsigned long long)(now - t));
+  jobq_ctx_succeed(ctx, res);
+}
+
+/* The worker process of pickup_xproc: runs until its parent closes stdin. */
+static int xproc_child(const char *url) {
+  cur_url = url;
+  jobq_t *q = open_q(1);
+  if (jobq_register(q, "xp", xproc_handler, NULL, NULL) != 0) die("jobq_register");
+  if (jobq_start(q) != 0) die("jobq_start");
+  char c;
+  while (read(0, &c, 1) > 0) {
+  }
+  jobq_close(q, 1000);
+  return 0;
+}
+
+static void pickup_xproc(const char *self) {
+  if (!want("pickup_xproc")) return;
+  if (strncmp(storage, "sqlite:", 7) != 0) return; /* memory is one process */
+  const char *url = figure_url("pickup_xproc", NULL);
+  char urlcopy[1024];
+  snprintf(urlcopy, sizeof urlcopy, "%s", url);
+  cur_url = urlcopy;
+  jobq_t *q = open_q(0); /* creates the file; submit-only */
+  int fds[2];
+  if (pipe(fds) != 0) die("pipe");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[0], 0);
+  posix_spawn_file_actions_addclose(&fa, fds[1]);
+  char *argv[] = {(char *)self, "--xproc-child", urlcopy, NULL};
+  pid_t pid;
+  if (posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ) != 0) die("posix_spawn");
+  close(fds[0]);
+  struct timespec ts = {0, 300000000}; /* let the child open and go idle */
+  nanosleep(&ts, NULL);
+  size_t n = 500;
+  uint64_t *lat = malloc(n * sizeof *lat);
+  size_t got = 0;
+  for (size_t i = 0; i < n; i++) {
+    struct timespec gap = {0, 20000000}; /* idle between jobs: the hard case */
+    nanosleep(&gap, NULL);
+    char payload[64], id[JOBQ_ID_SIZE];
+    snprintf(payload, sizeof payload, "{\"t\":%llu}", (unsigned long long)real_ns());
+    if (jobq_submit(q, "xp", payload, NULL, id) < 0) die("jobq_submit");
+    jobq_job_t *job = NULL;
+    for (int tries = 0; tries < 100; tries++) {
+      jobq_job_free(job);
+      job = NULL;
+      if (jobq_wait(q, id, 100, &job) < -100) break;
+      if (job && jobq_state_is_terminal(jobq_job_state(job))) break;
+    }
+    const char *r = job ? jobq_job_result(job) : NULL;
+    if (r && strstr(r, "\"lat\":")) lat[got++] = strtoull(strstr(r, "\"lat\":") + 6, NULL, 10);
+    jobq_job_free(job);
+  }
+  close(fds[1]);
+  waitpid(pid, NULL, 0);
+  posix_spawn_file_actions_destroy(&fa);
+  if (got) report_lat("pickup_xproc (submit here, handler start in another process)", lat, got);
+  free(lat);
+  jobq_close(q, 0);
+}
+
+/* ---- claim cost against queue depth ---- */
+
+static void depth(long queued) {
+  char name[64];
+  snprintf(name, sizeof name, "depth_%ld", queued);
+  if (!want(name)) return;
+  cur_url = figure_url(name, NULL);
+  jobq_t *q = open_q(1);
+  if (jobq_register(q, "noop", noop, NULL, NULL) != 0) die("jobq_register");
+  const int batch = 1000;
+  static const char *kinds[1000], *payloads[1000];
+  static char ids[1000 * JOBQ_ID_SIZE];
+  for (int i = 0; i < batch; i++) {
+    kinds[i] = "noop";
+    payloads[i] = "{}";
+  }
+  for (long i = 0; i < queued; i += batch)
+    if (jobq_submit_many(q, (size_t)batch, kinds, payloads, NULL, ids, NULL) < 0) die("submit_many");
+  /* Drain the first 10,000 with the queue at (nearly) its full depth. */
+  long measure = 10000;
+  atomic_store(&done, 0);
+  double t0 = now_s();
+  if (jobq_start(q) != 0) die("jobq_start");
+  while (atomic_load(&done) < measure) {
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, NULL);
+  }
+  double t = now_s() - t0;
+  printf("%s: %.0f jobs/s (first %ld of %ld queued jobs)\n", name, (double)measure / t, measure,
+         queued);
+  fflush(stdout);
+  jobq_close(q, 0);
+}
+
 int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--xproc-child") == 0) return xproc_child(argv[2]);
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc) storage = argv[++i];
     else if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc) n_jobs = atol(argv[++i]);
@@ -207,6 +411,10 @@ int main(int argc, char **argv) {
   e2e(2, 1000);
   submit_latency();
   pickup_latency();
+  pickup_xproc(argv[0]);
+  submit_threads();
+  depth(10000);
+  depth(1000000);
   rss();
   return 0;
 }
