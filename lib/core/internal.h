@@ -121,7 +121,6 @@ struct jobq_ctx_s {
   uint32_t tmo_idx;    /* index in q->tmo */
   int in_tmo;
   uint64_t t0_ns;      /* start, for the kind's average duration */
-  uv_work_t work;      /* timeout finish on libuv's pool */
   int held;            /* an asynchronous finish holds the job's events */
   char *fin_result;    /* copies kept while an asynchronous finish is stored */
   char *fin_error;
@@ -162,8 +161,17 @@ struct jobq_s {
   uv_async_t async;
   uv_timer_t timer;
   uv_timer_t maint;     /* heartbeats, progress flushes, rescues (core/maint.c) */
-  uv_work_t maint_work;
-  int maint_busy;       /* maint_work is queued or running */
+  /* The maintenance thread runs storage work the loop must not: heartbeats,
+   * progress flushes, rescues, timeouts (not libuv's pool, which a host may
+   * keep busy with its own work). */
+  uv_thread_t maint_thread;
+  int maint_running;
+  int maint_stop;
+  uv_cond_t maint_cv;
+  void *maint_batch;    /* the next batch for the thread, or NULL */
+  jobq_ctx_t **tmo_posted; /* timed-out attempts for the thread */
+  size_t n_tmo_posted, cap_tmo_posted;
+  int maint_busy;       /* a batch is queued or running */
   int64_t next_heartbeat, next_rescue;
   int64_t timer_at;     /* when the timer fires, INT64_MAX: stopped */
   int handles_open;
@@ -264,7 +272,10 @@ void jobq__tmo_init(jobq_t *q);            /* mu held */
 void jobq__release_all(jobq_t *q);            /* mu held */
 
 /* core/maint.c */
-void jobq__maint_start(jobq_t *q); /* on the loop, after the handles exist */
+int jobq__maint_start(jobq_t *q); /* starts the timer and the maintenance thread */
+void jobq__maint_stop(jobq_t *q);  /* joins the thread; mu not held */
+void jobq__maint_post_timeout(jobq_t *q, jobq_ctx_t *ctx); /* mu held */
+void jobq__timeout_apply(jobq_ctx_t *ctx);
 void jobq__maint_on_notify(void *ud); /* storage saw another process's change */
 void jobq__ctx_put(jobq_ctx_t *ctx); /* core/worker.c: mu held */
 

@@ -1,7 +1,8 @@
 /* Maintenance, on one timer of the loop: heartbeats that extend the leases of
  * attempts running here, coalesced progress writes, and the rescue of jobs
  * whose lease expired because their process died. Storage calls run on
- * libuv's thread pool (never on the loop), one batch at a time. */
+ * the queue's maintenance thread (never on the loop), one batch at a time;
+ * it also applies attempt timeouts. */
 #include "core/internal.h"
 
 #include <stdlib.h>
@@ -40,8 +41,7 @@ static void batch_free(maint_batch *b) {
   free(b);
 }
 
-static void maint_work(uv_work_t *w) {
-  maint_batch *b = w->data;
+static void maint_work(maint_batch *b) {
   jobq_t *q = b->q;
   for (size_t i = 0; i < b->n_flushes; i++)
     q->ops->progress(q->st, b->flushes[i].id, b->flushes[i].attempt, b->flushes[i].progress,
@@ -55,12 +55,6 @@ static void maint_work(uv_work_t *w) {
     }
   }
   if (b->rescue && q->ops->rescue(q->st, b->now, &b->rescued) != 0) b->rescued = 0;
-}
-
-static void maint_after(uv_work_t *w, int status) {
-  (void)status;
-  maint_batch *b = w->data;
-  jobq_t *q = b->q;
   uv_mutex_lock(&q->mu);
   for (size_t i = 0; i < b->n_leases; i++) {
     jobq_ctx_t *ctx = jobq__map_get(&q->running, b->leases[i].id);
@@ -78,7 +72,6 @@ static void maint_after(uv_work_t *w, int status) {
   q->maint_busy = 0;
   if (q->closed) uv_cond_broadcast(&q->idle_cv);
   uv_mutex_unlock(&q->mu);
-  batch_free(b);
 }
 
 static void maint_tick(uv_timer_t *t) {
@@ -137,11 +130,8 @@ static void maint_tick(uv_timer_t *t) {
   if (beat) q->next_heartbeat = now + q->o.lease_ms / 3;
   if (rescue) q->next_rescue = now + q->o.lease_ms / 2;
   q->maint_busy = 1;
-  q->maint_work.data = b;
-  if (uv_queue_work(q->loop, &q->maint_work, maint_work, maint_after) != 0) {
-    q->maint_busy = 0;
-    goto fail;
-  }
+  q->maint_batch = b;
+  uv_cond_signal(&q->maint_cv);
   uv_mutex_unlock(&q->mu);
   return;
 fail:
@@ -150,11 +140,81 @@ out:
   uv_mutex_unlock(&q->mu);
 }
 
-void jobq__maint_start(jobq_t *q) {
+static void maint_main(void *arg) {
+  jobq_t *q = arg;
+  uv_mutex_lock(&q->mu);
+  for (;;) {
+    if (q->n_tmo_posted) {
+      jobq_ctx_t *ctx = q->tmo_posted[--q->n_tmo_posted];
+      uv_mutex_unlock(&q->mu);
+      jobq__timeout_apply(ctx);
+      uv_mutex_lock(&q->mu);
+      continue;
+    }
+    if (q->maint_batch) {
+      maint_batch *b = q->maint_batch;
+      q->maint_batch = NULL;
+      uv_mutex_unlock(&q->mu);
+      maint_work(b); /* clears maint_busy */
+      batch_free(b);
+      uv_mutex_lock(&q->mu);
+      continue;
+    }
+    if (q->maint_stop) break;
+    uv_cond_wait(&q->maint_cv, &q->mu);
+  }
+  uv_mutex_unlock(&q->mu);
+}
+
+void jobq__maint_post_timeout(jobq_t *q, jobq_ctx_t *ctx) {
+  if (q->n_tmo_posted == q->cap_tmo_posted) {
+    size_t nc = q->cap_tmo_posted ? q->cap_tmo_posted * 2 : 16;
+    jobq_ctx_t **nv = realloc(q->tmo_posted, nc * sizeof *nv);
+    if (nv == NULL) {
+      /* Out of memory: try again at the next tick. */
+      ctx->finished = 0;
+      ctx->timed_out = 0;
+      ctx->refs--;
+      q->ops_in_flight--;
+      ctx->deadline = jobq__now(q) + tick_ms(q);
+      if (jobq__heap_push(&q->tmo, ctx) == 0) ctx->in_tmo = 1;
+      return;
+    }
+    q->tmo_posted = nv;
+    q->cap_tmo_posted = nc;
+  }
+  q->tmo_posted[q->n_tmo_posted++] = ctx;
+  uv_cond_signal(&q->maint_cv);
+}
+
+int jobq__maint_start(jobq_t *q) {
+  if (uv_cond_init(&q->maint_cv) != 0) return JOBQ_ENOMEM;
+  if (uv_thread_create(&q->maint_thread, maint_main, q) != 0) {
+    uv_cond_destroy(&q->maint_cv);
+    return JOBQ_ENOMEM;
+  }
+  q->maint_running = 1;
   int64_t now = jobq__now(q);
   q->next_heartbeat = now + q->o.lease_ms / 3;
   q->next_rescue = now; /* jobs a crashed process left behind: look at once */
   uv_timer_start(&q->maint, maint_tick, 0, (uint64_t)tick_ms(q));
+  return 0;
+}
+
+void jobq__maint_stop(jobq_t *q) {
+  if (!q->maint_running) return;
+  uv_mutex_lock(&q->mu);
+  q->maint_stop = 1;
+  uv_cond_signal(&q->maint_cv);
+  uv_mutex_unlock(&q->mu);
+  uv_thread_join(&q->maint_thread);
+  q->maint_running = 0;
+  /* A batch queued after the stop was seen is dropped (its leases no longer matter). */
+  if (q->maint_batch) {
+    batch_free(q->maint_batch);
+    q->maint_batch = NULL;
+  }
+  q->maint_busy = 0;
 }
 
 void jobq__maint_on_notify(void *ud) {

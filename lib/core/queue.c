@@ -54,6 +54,8 @@ static void free_q(jobq_t *q) {
   jobq__map_free(&q->waiters);
   jobq__map_free(&q->submitting);
   jobq__heap_free(&q->tmo);
+  free(q->tmo_posted);
+  uv_cond_destroy(&q->maint_cv);
   free(q->loop_inbox);
   free(q->handoff);
   free(q->kinds);
@@ -147,7 +149,13 @@ static void on_async(uv_async_t *a) {
   jobq__run_loop_inbox(q);
   uv_mutex_lock(&q->mu);
   if (q->closed == 2 && q->handles_open) {
-    /* jobq_close has finished everything else: last deliveries are done. */
+    /* jobq_close has finished everything else (nothing can emit now): deliver
+     * what came while we were busy, then close. */
+    while (q->disp_head) {
+      uv_mutex_unlock(&q->mu);
+      jobq__dispatch_events(q);
+      uv_mutex_lock(&q->mu);
+    }
     close_handles(q);
     uv_mutex_unlock(&q->mu);
     return;
@@ -230,10 +238,23 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   q->maint.data = q;
   q->handles_open = 1;
   q->refs++; /* held by the handles until they are closed */
-  jobq__maint_start(q);
+  if (jobq__maint_start(q) != 0) {
+    /* Undo the handles; nothing else has started. */
+    q->refs--;
+    q->handles_open = 0;
+    uv_close((uv_handle_t *)&q->async, NULL);
+    uv_close((uv_handle_t *)&q->timer, NULL);
+    uv_close((uv_handle_t *)&q->maint, NULL);
+    if (q->own) uv_run(q->loop, UV_RUN_DEFAULT);
+    rc = jobq__err(JOBQ_ENOMEM, "jobq_open: cannot start the maintenance thread");
+    goto fail_loop;
+  }
   if (ops->set_notify) ops->set_notify(q->st, jobq__maint_on_notify, q);
   if (q->own) {
     if (uv_thread_create(&q->loop_thread, loop_main, q) != 0) {
+      if (ops->set_notify) ops->set_notify(q->st, NULL, NULL);
+      jobq__maint_stop(q);
+      uv_cond_destroy(&q->maint_cv);
       q->refs--;
       q->handles_open = 0;
       uv_close((uv_handle_t *)&q->async, NULL);
@@ -431,7 +452,9 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
     q->ops->set_notify(q->st, NULL, NULL); /* returns once no call is under way */
     uv_mutex_lock(&q->mu);
   }
-  while (q->maint_busy) uv_cond_timedwait(&q->idle_cv, &q->mu, 1000000);
+  uv_mutex_unlock(&q->mu);
+  jobq__maint_stop(q); /* after the timeouts it had (ops_in_flight is 0) */
+  uv_mutex_lock(&q->mu);
   q->ops->close(q->st);
   q->st = NULL;
   q->closed = 2;

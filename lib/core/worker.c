@@ -496,8 +496,11 @@ JOBQ_API int jobq_ctx_fail(jobq_ctx_t *ctx, const char *message, int retryable) 
   const char *m = message && *message ? message : "failed";
   if (strlen(m) > JOBQ_ERROR_MAX) {
     /* Keep it, cut: an error text is for people, not a payload. */
-    memcpy(buf, m, JOBQ_ERROR_MAX);
-    buf[JOBQ_ERROR_MAX] = '\0';
+    size_t cut = JOBQ_ERROR_MAX;
+    /* not inside a UTF-8 character */
+    while (cut > 0 && ((unsigned char)m[cut] & 0xc0) == 0x80) cut--;
+    memcpy(buf, m, cut);
+    buf[cut] = '\0';
     m = buf;
   }
   return user_finish(ctx, retryable ? JOBQ_OUTCOME_RETRY : JOBQ_OUTCOME_FAILED, NULL, m,
@@ -790,8 +793,8 @@ JOBQ_API int jobq_claim(jobq_t *q, const char *const *kinds, int timeout_ms, job
 
 /* ---- timeouts and release ---- */
 
-static void tmo_work(uv_work_t *w) {
-  jobq_ctx_t *ctx = w->data;
+/* On the maintenance thread: ends a timed-out attempt (retry or fail). */
+void jobq__timeout_apply(jobq_ctx_t *ctx) {
   jobq_t *q = ctx->q;
   char msg[128];
   snprintf(msg, sizeof msg, "attempt timed out after %lld ms",
@@ -805,16 +808,8 @@ static void tmo_work(uv_work_t *w) {
   /* If storage failed, the attempt stays running there and its handler's
    * finish is still refused; a lease expiry (durable backends) recovers it. */
   if (open) ctx->finished = 1;
+  jobq__ctx_put(ctx); /* the timeout's reference */
   uv_mutex_unlock(&q->mu);
-}
-
-static void tmo_after(uv_work_t *w, int status) {
-  (void)status;
-  jobq_ctx_t *ctx = w->data;
-  jobq_t *q = ctx->q;
-  uv_mutex_lock(&q->mu);
-  jobq__ctx_put(ctx);
-  jobq__unlock(q);
 }
 
 void jobq__expire_timeouts(jobq_t *q, int64_t now) {
@@ -828,11 +823,7 @@ void jobq__expire_timeouts(jobq_t *q, int64_t now) {
     atomic_store(&ctx->cancelled, 1);
     ctx->refs++;
     q->ops_in_flight++; /* close waits for it */
-    ctx->work.data = ctx;
-    if (uv_queue_work(q->loop, &ctx->work, tmo_work, tmo_after) != 0) {
-      q->ops_in_flight--;
-      ctx->refs--;
-    }
+    jobq__maint_post_timeout(q, ctx);
   }
 }
 

@@ -615,6 +615,7 @@ static int mem_next_run_at(void *st, const char *const *kinds, size_t n_kinds, i
   for (size_t i = 0; i < total; i++) {
     mkind *k = kinds ? kind_get(s, kinds[i], 0) : s->kinds[i];
     if (k == NULL) continue;
+    promote(k, now); /* what came due is not "next" */
     mjob *t = jobq__heap_top(&k->delayed);
     if (t && t->run_at > now && t->run_at < best) best = t->run_at;
   }

@@ -303,7 +303,8 @@ static int sq_open(const char *url, void **out) {
     jobq__mutex_init(&r->mu);
     if ((rc = prepare(r->db, "SELECT " JOB_COLS " FROM jobq_jobs WHERE id = ?1", &r->st[RS_GET], s->path)) ||
         (rc = prepare(r->db,
-                      "SELECT count(*) FROM jobq_jobs WHERE state = 0 AND kind = ?1 AND "
+                      "SELECT count(*) FROM jobq_jobs WHERE kind = ?1 AND "
+                      "(state = 0 OR (state = 5 AND run_at <= ?4)) AND "
                       "(priority > ?2 OR (priority = ?2 AND seq < ?3))",
                       &r->st[RS_POSITION], s->path)) ||
         (rc = prepare(r->db,
@@ -441,6 +442,7 @@ static int sq_get(void *st, const char *id, int64_t now, jobq_storage_job *out) 
     sqlite3_bind_text(p, 1, out->kind, -1, SQLITE_STATIC);
     sqlite3_bind_int(p, 2, out->priority);
     sqlite3_bind_int64(p, 3, seq);
+    sqlite3_bind_int64(p, 4, now);
     if (sqlite3_step(p) == SQLITE_ROW) out->position = sqlite3_column_int64(p, 0);
     sqlite3_reset(p);
     sqlite3_clear_bindings(p);

@@ -39,12 +39,12 @@ static const struct {
 static _Thread_local char detail[512];
 
 JOBQ_API const char *jobq_strerror(int code) {
-  if (code > 0 || -code >= NERR) return "unknown error";
+  if (code > 0 || code <= -NERR) return "unknown error";
   return errtab[-code].text;
 }
 
 JOBQ_API const char *jobq_err_name(int code) {
-  if (code > 0 || -code >= NERR) return "JOBQ_EUNKNOWN";
+  if (code > 0 || code <= -NERR) return "JOBQ_EUNKNOWN";
   return errtab[-code].name;
 }
 
