@@ -208,6 +208,9 @@ void jobq__maint_stop(jobq_t *q) {
   uv_cond_signal(&q->maint_cv);
   uv_mutex_unlock(&q->mu);
   uv_thread_join(&q->maint_thread);
+  /* The loop's timer may still tick until the handles close: under the lock.
+   * It queues no new batch once closed is set (maint_tick checks). */
+  uv_mutex_lock(&q->mu);
   q->maint_running = 0;
   /* A batch queued after the stop was seen is dropped (its leases no longer matter). */
   if (q->maint_batch) {
@@ -215,6 +218,7 @@ void jobq__maint_stop(jobq_t *q) {
     q->maint_batch = NULL;
   }
   q->maint_busy = 0;
+  uv_mutex_unlock(&q->mu);
 }
 
 void jobq__maint_on_notify(void *ud) {

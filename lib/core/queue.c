@@ -454,8 +454,12 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
   }
   uv_mutex_unlock(&q->mu);
   jobq__maint_stop(q); /* after the timeouts it had (ops_in_flight is 0) */
-  uv_mutex_lock(&q->mu);
+  /* Storage is closed without the core lock: backends call into the core
+   * (notify) under their own locks, so never the other way round. Nothing
+   * reaches storage any more: every path checks closed first and
+   * ops_in_flight is 0. */
   q->ops->close(q->st);
+  uv_mutex_lock(&q->mu);
   q->st = NULL;
   q->closed = 2;
   int own = q->own;

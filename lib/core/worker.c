@@ -389,10 +389,12 @@ static void finish_done(void *ud, int rc, const int *out_state) {
 static int user_finish_async(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
                              const char *error, const char *fn) {
   if (ctx->released || q->closed == 2) {
+    /* Say it before the last reference goes: ctx (and q) may be freed. */
+    int rc = jobq__err(JOBQ_ECLOSED, "%s: the queue closed and released job %s", fn, ctx->rec.id);
     ctx->user_done = 1;
     jobq__ctx_put(ctx);
     jobq__unlock(q);
-    return jobq__err(JOBQ_ECLOSED, "%s: the queue closed and released job %s", fn, ctx->rec.id);
+    return rc;
   }
   if (ctx->finished) {
     int to = ctx->timed_out;

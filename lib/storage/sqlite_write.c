@@ -151,9 +151,6 @@ static int do_insert(sq_store *s, sq_req *r) {
   return 0;
 }
 
-/* Claims larger than this come back in storage order only up to it. */
-#define JOBQ_SQ_MAX_BATCH 1024
-
 typedef struct cand {
   int64_t seq;
   int priority;
@@ -256,22 +253,23 @@ static int do_claim(sq_store *s, sq_req *r) {
       sqlite3_bind_int64(t, 3, c->now + c->lease_ms);
       sqlite3_bind_text(t, 4, ma_text, -1, SQLITE_STATIC);
       sqlite3_bind_int(t, 5, c->default_max_attempts > 0 ? c->default_max_attempts : 3);
-      int src;
-      int64_t seqs_got[JOBQ_SQ_MAX_BATCH];
-      while ((src = sqlite3_step(t)) == SQLITE_ROW && *r->n_out < c->max) {
+      int src = SQLITE_DONE;
+      int64_t *seqs_got = malloc(c->max * sizeof *seqs_got);
+      if (seqs_got == NULL) rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+      while (rc == 0 && (src = sqlite3_step(t)) == SQLITE_ROW && *r->n_out < c->max) {
         int64_t sq = 0;
         if (jobq__sq_row_to_job(t, &r->out[*r->n_out], &sq, NULL) != 0) {
           rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
           break;
         }
-        if (*r->n_out < JOBQ_SQ_MAX_BATCH) seqs_got[*r->n_out] = sq;
+        seqs_got[*r->n_out] = sq;
         (*r->n_out)++;
       }
       if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW) rc = jobq__sq_error(s->w, src, "cannot claim jobs", s->path);
       sqlite3_reset(t);
       sqlite3_clear_bindings(t);
       /* RETURNING comes in no particular order: restore the claim order. */
-      if (rc == 0 && *r->n_out > 1 && *r->n_out <= JOBQ_SQ_MAX_BATCH) {
+      if (rc == 0 && *r->n_out > 1) {
         for (size_t i = 1; i < *r->n_out; i++) {
           jobq_storage_job tmp = r->out[i];
           int64_t ts = seqs_got[i];
@@ -286,6 +284,7 @@ static int do_claim(sq_store *s, sq_req *r) {
           seqs_got[j] = ts;
         }
       }
+      free(seqs_got);
     }
     free(seq_text);
     free(ma_text);
