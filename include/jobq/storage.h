@@ -91,6 +91,12 @@ typedef struct jobq_storage_claim {
   const int *ma_values;
   size_t n_ma;
   int default_max_attempts;
+  /* The queue's clock. A backend that may wait before it applies the claim
+   * (for a lock, for other requests' commit) reads the time again with it
+   * when it does, so that started_at and the lease count from the claim
+   * itself, not from the request; NULL: use now. */
+  int64_t (*clock)(void *clock_ud);
+  void *clock_ud;
 } jobq_storage_claim;
 
 /* One running attempt whose lease the core extends (heartbeat). */
@@ -109,7 +115,8 @@ typedef struct jobq_storage_lease {
 
 /* How one attempt ended. It applies only while the job is running that
  * attempt (a stale finish gives JOBQ_ESTATE in out_state). If the job's
- * cancel_requested flag is set, every outcome but RELEASE ends it cancelled. */
+ * cancel_requested flag is set, every outcome ends it cancelled (a released
+ * job that was meant to stop is not run again). */
 typedef struct jobq_storage_finish {
   const char *id;
   int attempt;

@@ -84,6 +84,8 @@ static void work_available(jobq_t *q) {
   if (q->idle) uv_cond_broadcast(&q->work_cv);
 }
 
+static int64_t queue_clock(void *ud) { return jobq__now(ud); }
+
 /* Claims up to max due jobs of kinds (NULL: any kind, then max is 1) into
  * out[], *n_out of them. mu held on entry and exit (released around the
  * storage call). Concurrency-limited kinds reserve their share first, so a
@@ -157,6 +159,8 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
   req.max = max;
   req.now = jobq__now(q);
   req.lease_ms = q->o.lease_ms;
+  req.clock = queue_clock;
+  req.clock_ud = q;
   req.default_max_attempts = 3;
   req.ma_kinds = q->ma_kinds;
   req.ma_values = q->ma_values;
@@ -343,8 +347,9 @@ static int end_attempt_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const ch
     return jobq__err(JOBQ_ESTATE, "%s: job %s is no longer running this attempt", fn,
                      ctx->rec.id);
   }
-  if (outcome == JOBQ_OUTCOME_RELEASE) {
-    /* Given back unstarted: no news, the job is simply queued again. */
+  if (outcome == JOBQ_OUTCOME_RELEASE && state == JOBQ_QUEUED) {
+    /* Given back: no news, the job is simply queued again. (A release of a
+     * job with a cancel request ends it cancelled: that is news, below.) */
     running_del(q, ctx);
     if (ctx->kr) ctx->kr->running--;
     work_available(q);
@@ -865,6 +870,9 @@ void jobq__release_all(jobq_t *q) {
   for (size_t i = 0; i < k; i++) {
     running_del(q, v[i]);
     if (v[i]->kr) v[i]->kr->running--;
+    if (st[i] == JOBQ_CANCELLED)
+      jobq__emit(q, JOBQ_EVENT_CANCELLED, v[i]->rec.id, v[i]->rec.kind, JOBQ_CANCELLED,
+                 v[i]->progress, v[i]->step, v[i]->rec.attempts, "cancelled", NULL);
     jobq__notify_waiters(q, v[i]->rec.id);
   }
   free(v);

@@ -208,6 +208,16 @@ static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const i
   }
   uv_mutex_lock(&s->mu);
   for (size_t i = 0; i < n; i++) {
+    /* Ids are the core's UUIDs: a repeat is a bug somewhere, refused whole. */
+    int repeat = jobq__map_get(&s->ids, jobs[i]->id) != NULL;
+    for (size_t k = 0; k < i && !repeat; k++) repeat = strcmp(jobs[k]->id, jobs[i]->id) == 0;
+    if (repeat) {
+      uv_mutex_unlock(&s->mu);
+      for (size_t x = 0; x < n; x++)
+        if (made[x]) free_job(made[x]);
+      free(made);
+      return jobq__err(JOBQ_EEXIST, "memory storage: job id %s is already stored", jobs[i]->id);
+    }
     if (kind_get(s, jobs[i]->kind, 1) == NULL) {
       uv_mutex_unlock(&s->mu);
       goto nomem;
@@ -409,7 +419,7 @@ static int finish_one(mstore *s, const jobq_storage_finish *f) {
   mext *x = j->x;
   jobq_storage_attempt *a = &x->log[x->nlog - 1];
   int outcome = f->outcome;
-  if (j->cancel_req && outcome != JOBQ_OUTCOME_RELEASE) outcome = JOBQ_OUTCOME_CANCELLED;
+  if (j->cancel_req) outcome = JOBQ_OUTCOME_CANCELLED;
   /* Copies first: out of memory must leave the job untouched. */
   char *err = NULL, *err2 = NULL, *res = NULL, *step = NULL;
   const char *etext = f->error;

@@ -59,9 +59,16 @@ static const char *const wsql[WS_COUNT] = {
       "'[]'), '$[#]', json_array(started_at, ?9, CASE WHEN cancel_req THEN coalesce(?5, "
       "'cancelled') ELSE ?5 END)) ELSE attempt_log END "
       "WHERE id = ?1 AND state = 1 AND attempts = ?10 RETURNING state",
+  /* A released job that was meant to stop ends cancelled instead. */
   [WS_RELEASE_JOB] =
-      "UPDATE jobq_jobs SET state = 0, attempts = attempts - 1, run_at = ?2, lease_until = NULL "
-      "WHERE id = ?1 AND state = 1 AND attempts = ?3",
+      "UPDATE jobq_jobs SET state = CASE WHEN cancel_req THEN 4 ELSE 0 END, "
+      "attempts = CASE WHEN cancel_req THEN attempts ELSE attempts - 1 END, "
+      "error = CASE WHEN cancel_req THEN 'cancelled' ELSE error END, "
+      "finished_at = CASE WHEN cancel_req THEN ?2 ELSE finished_at END, "
+      "attempt_log = CASE WHEN cancel_req THEN json_insert(coalesce(attempt_log, '[]'), '$[#]', "
+      "json_array(started_at, ?2, 'cancelled')) ELSE attempt_log END, "
+      "run_at = ?2, lease_until = NULL "
+      "WHERE id = ?1 AND state = 1 AND attempts = ?3 RETURNING state",
   [WS_PROGRESS] =
       "UPDATE jobq_jobs SET progress = ?3, step = coalesce(?4, step) "
       "WHERE id = ?1 AND state = 1 AND attempts = ?2",
@@ -170,8 +177,12 @@ static int do_claim(sq_store *s, sq_req *r) {
   const jobq_storage_claim *c = r->claim;
   *r->n_out = 0;
   int rc = 0;
+  /* This runs inside the transaction, perhaps long after the request was
+   * made (the write lock, other requests): the time is read again. */
+  int64_t now = c->clock ? c->clock(c->clock_ud) : c->now;
+  if (now < c->now) now = c->now;
   sqlite3_stmt *p = s->ws[WS_PROMOTE];
-  sqlite3_bind_int64(p, 1, c->now);
+  sqlite3_bind_int64(p, 1, now);
   if ((rc = run(s, p, "cannot promote scheduled jobs"))) return rc;
 
   /* The kinds to look at: those asked for, or (any kind) those with due
@@ -249,8 +260,8 @@ static int do_claim(sq_store *s, sq_req *r) {
     } else {
       sqlite3_stmt *t = s->ws[WS_TAKE];
       sqlite3_bind_text(t, 1, seq_text, -1, SQLITE_STATIC);
-      sqlite3_bind_int64(t, 2, c->now);
-      sqlite3_bind_int64(t, 3, c->now + c->lease_ms);
+      sqlite3_bind_int64(t, 2, now);
+      sqlite3_bind_int64(t, 3, now + c->lease_ms);
       sqlite3_bind_text(t, 4, ma_text, -1, SQLITE_STATIC);
       sqlite3_bind_int(t, 5, c->default_max_attempts > 0 ? c->default_max_attempts : 3);
       int src = SQLITE_DONE;
@@ -314,10 +325,14 @@ static int do_finish_one(sq_store *s, const jobq_storage_finish *f, int *out_sta
     sqlite3_bind_text(u, 1, f->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(u, 2, f->now);
     sqlite3_bind_int(u, 3, f->attempt);
-    int rc = run(s, u, "cannot release a job");
-    if (rc) return rc;
-    if (sqlite3_changes(s->w) == 0) return finish_miss(s, f->id, out_state);
-    *out_state = JOBQ_QUEUED;
+    int src = sqlite3_step(u);
+    int st = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : -1;
+    while (src == SQLITE_ROW) src = sqlite3_step(u);
+    sqlite3_reset(u);
+    sqlite3_clear_bindings(u);
+    if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot release a job", s->path);
+    if (st < 0) return finish_miss(s, f->id, out_state);
+    *out_state = st == JOBQ_CANCELLED ? JOBQ_CANCELLED : JOBQ_QUEUED;
     return 0;
   }
   const char *err = f->outcome == JOBQ_OUTCOME_SUCCEEDED ? NULL : f->error;
@@ -370,7 +385,11 @@ static int do_progress(sq_store *s, sq_req *r) {
   sqlite3_bind_int(u, 3, r->percent);
   bind_text_or_null(u, 4, r->step);
   int rc = run(s, u, "cannot record progress");
-  if (rc == 0 && sqlite3_changes(s->w) == 0) rc = JOBQ_ESTATE;
+  if (rc == 0 && sqlite3_changes(s->w) == 0) {
+    int st = 0;
+    rc = finish_miss(s, r->id, &st); /* gone, or not that attempt */
+    if (rc == 0) rc = st;
+  }
   return rc;
 }
 

@@ -1,0 +1,1029 @@
+/* Storage conformance, layer 2: the public API (jobq.h) on every backend.
+ * Each test runs once per row of conf_backends[] (see conformance.h) with a
+ * queue opened on that backend's URL. Timing goes through a fake clock
+ * (jobq_options_set_clock) and jobq_claim with timeout 0, so retries and
+ * delays are checked to the millisecond without depending on the machine's
+ * speed.
+ *
+ * A backend may store an attempt's end asynchronously (finish_async): the
+ * job's news is published once it is stored, so after jobq_ctx_succeed /
+ * jobq_ctx_fail the tests wait (bounded) for the state they expect before
+ * they look further. */
+#include "conformance.h"
+
+#define T CONF_T0
+
+static conf_qopts fake_clock_opts(conf_clock *clk) {
+  conf_qopts o = {0};
+  conf_clock_set(clk, T);
+  o.clock = clk;
+  return o;
+}
+
+/* Ends ctx and waits until the job has state want. */
+static void ctx_succeed_settled(jobq_t *q, jobq_ctx_t *ctx, const char *result, int want) {
+  char id[JOBQ_ID_SIZE];
+  snprintf(id, sizeof id, "%s", jobq_ctx_id(ctx));
+  CK_OK(jobq_ctx_succeed(ctx, result));
+  CK(cq_wait_state(q, id, want), "job %s did not become %s within %d ms", id,
+     jobq_state_name(want), CONF_GUARD_MS);
+}
+
+static void ctx_fail_settled(jobq_t *q, jobq_ctx_t *ctx, const char *msg, int retryable,
+                             int want) {
+  char id[JOBQ_ID_SIZE];
+  snprintf(id, sizeof id, "%s", jobq_ctx_id(ctx));
+  CK_OK(jobq_ctx_fail(ctx, msg, retryable));
+  CK(cq_wait_state(q, id, want), "job %s did not become %s within %d ms", id,
+     jobq_state_name(want), CONF_GUARD_MS);
+}
+
+static jobq_kind_opts_t *kind_opts(int max_attempts, int64_t base, int64_t max, double jitter) {
+  jobq_kind_opts_t *ko = jobq_kind_opts_new();
+  assert_non_null(ko);
+  CK_OK(jobq_kind_opts_set_max_attempts(ko, max_attempts));
+  CK_OK(jobq_kind_opts_set_backoff(ko, base, max, jitter));
+  return ko;
+}
+
+/* ---- ordering ------------------------------------------------------------------ */
+
+static void api_priority_then_fifo(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  static const int prio[] = {0, 5, 0, 5, -1, 1000, -1000};
+  char ids[7][JOBQ_ID_SIZE], other[JOBQ_ID_SIZE];
+  for (int i = 0; i < 7; i++) cq_submit_p(q, "k", prio[i], ids[i]);
+  cq_submit_p(q, "other", 1000, other);
+  static const int order[] = {5, 1, 3, 0, 2, 4, 6};
+  for (int i = 0; i < 7; i++) {
+    jobq_ctx_t *ctx = cq_claim_expect(q, "k", ids[order[i]]);
+    CK_STR(jobq_ctx_kind(ctx), "k");
+    CK_STR(jobq_ctx_payload(ctx), "{}");
+    CK_INT(jobq_ctx_attempt(ctx), 1);
+    CK_OK(jobq_ctx_succeed(ctx, NULL));
+  }
+  cq_claim_none(q, "k");
+  jobq_ctx_t *ctx = cq_claim_expect(q, NULL, other);
+  CK_OK(jobq_ctx_succeed(ctx, NULL));
+  cq_claim_none(q, NULL);
+
+  /* Several kinds in one claim: the best of them. */
+  char a[JOBQ_ID_SIZE], b[JOBQ_ID_SIZE], z[JOBQ_ID_SIZE];
+  cq_submit_p(q, "a", 0, a);
+  cq_submit_p(q, "b", 1, b);
+  cq_submit_p(q, "z", 9, z);
+  const char *ab[] = {"a", "b", NULL};
+  CK_OK(jobq_claim(q, ab, 0, &ctx));
+  CK_STR(jobq_ctx_id(ctx), b);
+  CK_OK(jobq_ctx_succeed(ctx, NULL));
+  CK_OK(jobq_claim(q, ab, 0, &ctx));
+  CK_STR(jobq_ctx_id(ctx), a);
+  CK_OK(jobq_ctx_succeed(ctx, NULL));
+  CK_ERR(JOBQ_ETIMEDOUT, jobq_claim(q, ab, 0, &ctx));
+  ctx = cq_claim_expect(q, NULL, z);
+  CK_OK(jobq_ctx_succeed(ctx, NULL));
+  cq_close(q);
+}
+
+static void api_delay_and_run_at(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  char d[JOBQ_ID_SIZE], r[JOBQ_ID_SIZE], past[JOBQ_ID_SIZE];
+  CK_OK(jobq_submit_opts_set_delay(so, 5000));
+  cq_submit(q, "k", "1", so, d);
+  jobq_submit_opts_free(so);
+  so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_delay(so, 99999));
+  CK_OK(jobq_submit_opts_set_run_at(so, T + 2000)); /* overrides the delay */
+  cq_submit(q, "k", "2", so, r);
+  jobq_submit_opts_free(so);
+  so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_run_at(so, T - 1000)); /* past: due now */
+  cq_submit(q, "k", "3", so, past);
+  jobq_submit_opts_free(so);
+
+  jobq_job_t *j = cq_get(q, d);
+  CK_INT(jobq_job_state(j), JOBQ_QUEUED);
+  CK_INT(jobq_job_run_at(j), T + 5000);
+  CK_INT(jobq_job_created_at(j), T);
+  CK_INT(jobq_job_position(j), -1);
+  jobq_job_free(j);
+  j = cq_get(q, r);
+  CK_INT(jobq_job_run_at(j), T + 2000);
+  jobq_job_free(j);
+
+  jobq_ctx_t *ctx = cq_claim_expect(q, "k", past);
+  CK_OK(jobq_ctx_succeed(ctx, NULL));
+  cq_claim_none(q, "k");
+  conf_clock_set(&clk, T + 1999);
+  cq_claim_none(q, "k");
+  conf_clock_set(&clk, T + 2000);
+  ctx = cq_claim_expect(q, "k", r);
+  CK_OK(jobq_ctx_succeed(ctx, NULL));
+  conf_clock_set(&clk, T + 4999);
+  cq_claim_none(q, NULL);
+  conf_clock_set(&clk, T + 5000);
+  ctx = cq_claim_expect(q, NULL, d);
+  CK_STR(jobq_ctx_payload(ctx), "1");
+  CK_OK(jobq_ctx_succeed(ctx, NULL));
+  cq_close(q);
+}
+
+/* ---- retries --------------------------------------------------------------------- */
+
+static void api_retry_exact_backoff(conf_case *c) {
+  conf_clock clk;
+  double r = 0.75; /* jitter 0: the random value must not matter */
+  conf_qopts o = fake_clock_opts(&clk);
+  o.random = &r;
+  jobq_t *q = cq_open(c, o);
+  jobq_kind_opts_t *ko = kind_opts(4, 1000, 3000, 0.0);
+  CK_OK(jobq_register(q, "flaky", conf_noop_handler, NULL, ko));
+  jobq_kind_opts_free(ko);
+  char id[JOBQ_ID_SIZE];
+  cq_submit(q, "flaky", "{}", NULL, id);
+  /* attempt n fails at t_n; retry n+1 is due at t_n + min(3000, 1000 * 2^(n-1)) */
+  static const int64_t start[] = {0, 1000, 3000, 6000};
+  static const char *const err[] = {"e1", "e2", "e3", "e4"};
+  for (int a = 0; a < 4; a++) {
+    if (a > 0) {
+      conf_clock_set(&clk, T + start[a] - 1);
+      cq_claim_none(q, "flaky");
+      conf_clock_set(&clk, T + start[a]);
+    }
+    jobq_ctx_t *ctx = cq_claim_expect(q, "flaky", id);
+    CK_INT(jobq_ctx_attempt(ctx), a + 1);
+    ctx_fail_settled(q, ctx, err[a], 1, a < 3 ? JOBQ_QUEUED : JOBQ_FAILED);
+    jobq_job_t *j = cq_get(q, id);
+    CK_INT(jobq_job_attempts(j), a + 1);
+    CK_INT(jobq_job_max_attempts(j), 4);
+    CK_STR(jobq_job_error(j), err[a]);
+    if (a < 3) CK_INT(jobq_job_run_at(j), T + start[a + 1]);
+    jobq_job_free(j);
+  }
+  jobq_job_t *j = cq_get(q, id);
+  CK_INT(jobq_job_state(j), JOBQ_FAILED);
+  CK_INT(jobq_job_finished_at(j), T + 6000);
+  CK_INT(jobq_job_attempts(j), 4);
+  for (int a = 0; a < 4; a++) {
+    CK_STR(jobq_job_attempt_error(j, a), err[a]);
+    CK_INT(jobq_job_attempt_started_at(j, a), T + start[a]);
+    CK_INT(jobq_job_attempt_finished_at(j, a), T + start[a]);
+  }
+  jobq_job_free(j);
+  conf_clock_set(&clk, T + 1000000);
+  cq_claim_none(q, NULL);
+  cq_close(q);
+}
+
+static void api_backoff_jitter_exact(conf_case *c) {
+  conf_clock clk;
+  double r = 0.5;
+  conf_qopts o = fake_clock_opts(&clk);
+  o.random = &r;
+  jobq_t *q = cq_open(c, o);
+  jobq_kind_opts_t *ko = kind_opts(5, 1000, 300000, 0.5);
+  CK_OK(jobq_register(q, "jit", conf_noop_handler, NULL, ko));
+  jobq_kind_opts_free(ko);
+  char id[JOBQ_ID_SIZE];
+  cq_submit(q, "jit", NULL, NULL, id);
+  jobq_ctx_t *ctx = cq_claim_expect(q, "jit", id);
+  CK_STR(jobq_ctx_payload(ctx), "null");
+  ctx_fail_settled(q, ctx, "x", 1, JOBQ_QUEUED);
+  jobq_job_t *j = cq_get(q, id);
+  CK_INT(jobq_job_run_at(j), T + 750); /* 1000 less 0.5 * 0.5 of it */
+  jobq_job_free(j);
+  conf_clock_set(&clk, T + 749);
+  cq_claim_none(q, NULL);
+  conf_clock_set(&clk, T + 750);
+  ctx = cq_claim_expect(q, "jit", id);
+  ctx_fail_settled(q, ctx, "x", 1, JOBQ_QUEUED);
+  j = cq_get(q, id);
+  CK_INT(jobq_job_run_at(j), T + 750 + 1500); /* 2000 less a quarter */
+  jobq_job_free(j);
+  cq_close(q);
+}
+
+static void api_max_attempts_and_permanent_failure(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  jobq_kind_opts_t *ko = kind_opts(1, 1000, 1000, 0.0);
+  CK_OK(jobq_register(q, "once", conf_noop_handler, NULL, ko));
+  jobq_kind_opts_free(ko);
+  /* Submit option, on a kind this process does not register: default
+   * backoff 1000 ms less 0.2 * 0.5 of it. */
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_max_attempts(so, 2));
+  char u[JOBQ_ID_SIZE], p[JOBQ_ID_SIZE], o1[JOBQ_ID_SIZE], d[JOBQ_ID_SIZE];
+  cq_submit(q, "unreg", "{}", so, u);
+  jobq_submit_opts_free(so);
+  jobq_ctx_t *ctx = cq_claim_expect(q, "unreg", u);
+  ctx_fail_settled(q, ctx, "first", 1, JOBQ_QUEUED);
+  jobq_job_t *j = cq_get(q, u);
+  CK_INT(jobq_job_run_at(j), T + 900);
+  CK_INT(jobq_job_max_attempts(j), 2);
+  jobq_job_free(j);
+  conf_clock_set(&clk, T + 900);
+  ctx = cq_claim_expect(q, "unreg", u);
+  CK_INT(jobq_ctx_attempt(ctx), 2);
+  ctx_fail_settled(q, ctx, "second", 1, JOBQ_FAILED);
+  j = cq_get(q, u);
+  CK_INT(jobq_job_attempts(j), 2);
+  CK_STR(jobq_job_error(j), "second");
+  jobq_job_free(j);
+
+  /* retryable 0: fails now, attempts left or not. */
+  cq_submit(q, "perm", "{}", NULL, p);
+  ctx = cq_claim_expect(q, "perm", p);
+  ctx_fail_settled(q, ctx, "no way", 0, JOBQ_FAILED);
+  j = cq_get(q, p);
+  CK_INT(jobq_job_attempts(j), 1);
+  CK_INT(jobq_job_max_attempts(j), 3); /* the default, resolved at the claim */
+  CK_STR(jobq_job_error(j), "no way");
+  CK_STR(jobq_job_attempt_error(j, 0), "no way");
+  jobq_job_free(j);
+
+  /* The kind's max attempts. */
+  cq_submit(q, "once", "{}", NULL, o1);
+  ctx = cq_claim_expect(q, "once", o1);
+  ctx_fail_settled(q, ctx, "only try", 1, JOBQ_FAILED);
+
+  /* An empty message is stored as "failed". */
+  cq_submit(q, "perm", "{}", NULL, d);
+  ctx = cq_claim_expect(q, "perm", d);
+  ctx_fail_settled(q, ctx, "", 0, JOBQ_FAILED);
+  j = cq_get(q, d);
+  CK_STR(jobq_job_error(j), "failed");
+  jobq_job_free(j);
+  conf_clock_set(&clk, T + 10000000);
+  cq_claim_none(q, NULL);
+  cq_close(q);
+}
+
+/* ---- cancel ------------------------------------------------------------------------- */
+
+static void api_cancel_queued_running_finished(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  char qd[JOBQ_ID_SIZE], rn[JOBQ_ID_SIZE], rf[JOBQ_ID_SIZE], nope[JOBQ_ID_SIZE];
+  cq_submit(q, "cq", "{}", NULL, qd);
+  conf_clock_set(&clk, T + 3);
+  CK_OK(jobq_cancel(q, qd));
+  jobq_job_t *j = cq_get(q, qd);
+  CK_INT(jobq_job_state(j), JOBQ_CANCELLED);
+  CK_STR(jobq_job_error(j), "cancelled");
+  CK_INT(jobq_job_finished_at(j), T + 3);
+  CK_INT(jobq_job_attempts(j), 0);
+  jobq_job_free(j);
+  cq_claim_none(q, "cq");
+  CK_ERR(JOBQ_ESTATE, jobq_cancel(q, qd));
+  CK_HAS(jobq_last_error(), "jobq_cancel");
+
+  /* Running: flagged; ends cancelled although the attempt succeeds. */
+  cq_submit(q, "cr", "{}", NULL, rn);
+  jobq_ctx_t *ctx = cq_claim_expect(q, "cr", rn);
+  CK_INT(jobq_ctx_cancelled(ctx), 0);
+  CK_OK(jobq_cancel(q, rn));
+  CK_INT(jobq_ctx_cancelled(ctx), 1);
+  j = cq_get(q, rn);
+  CK_INT(jobq_job_state(j), JOBQ_RUNNING);
+  CK_INT(jobq_job_cancel_requested(j), 1);
+  jobq_job_free(j);
+  ctx_succeed_settled(q, ctx, "{\"done\":1}", JOBQ_CANCELLED);
+  j = cq_get(q, rn);
+  CK_STR(jobq_job_result(j), NULL);
+  CK(jobq_job_error(j) != NULL, "a cancelled job has an error text");
+  jobq_job_free(j);
+
+  /* ... or fails retryably: not retried. */
+  cq_submit(q, "cr", "{}", NULL, rf);
+  ctx = cq_claim_expect(q, "cr", rf);
+  CK_OK(jobq_cancel(q, rf));
+  ctx_fail_settled(q, ctx, "stopping", 1, JOBQ_CANCELLED);
+  conf_clock_set(&clk, T + 10000000);
+  cq_claim_none(q, NULL);
+
+  CK_ERR(JOBQ_ESTATE, jobq_cancel(q, rn));
+  jobq__id_new(nope, T);
+  CK_ERR(JOBQ_ENOTFOUND, jobq_cancel(q, nope));
+  CK_ERR(JOBQ_ENOTFOUND, jobq_cancel(q, "short"));
+  CK_ERR(JOBQ_EINVAL, jobq_cancel(q, NULL));
+  CK_ERR(JOBQ_EINVAL, jobq_cancel(q, ""));
+  cq_close(q);
+}
+
+/* ---- list ------------------------------------------------------------------------------ */
+
+/* Walks every page of f; returns the ids in order (checks page sizes, the
+ * cursor at the end and that no id repeats). */
+static size_t api_list_all(jobq_t *q, jobq_filter_t *f, int limit, char (*ids)[JOBQ_ID_SIZE],
+                           size_t cap, int *pages) {
+  size_t total = 0;
+  *pages = 0;
+  CK_OK(jobq_filter_set_limit(f, limit));
+  CK_OK(jobq_filter_set_cursor(f, NULL));
+  for (;;) {
+    jobq_page_t *p = NULL;
+    CK_OK(jobq_list(q, f, &p));
+    (*pages)++;
+    size_t n = jobq_page_count(p);
+    const char *next = jobq_page_next_cursor(p);
+    CK(n <= (size_t)limit, "a page of %zu for limit %d", n, limit);
+    CK(next == NULL || n == (size_t)limit, "a cursor after a short page (%zu < %d)", n, limit);
+    for (size_t i = 0; i < n; i++) {
+      const jobq_job_t *j = jobq_page_job(p, i);
+      CK(total < cap, "more than %zu jobs listed", cap);
+      for (size_t k = 0; k < total; k++)
+        CK(strcmp(ids[k], jobq_job_id(j)) != 0, "job %s listed twice", jobq_job_id(j));
+      memcpy(ids[total++], jobq_job_id(j), JOBQ_ID_SIZE);
+      CK_INT(jobq_job_position(j), -1);
+    }
+    CK(jobq_page_job(p, n) == NULL, "jobq_page_job past the end is not NULL");
+    if (next) {
+      CK_STR(next, jobq_job_id(jobq_page_job(p, n - 1)));
+      CK_OK(jobq_filter_set_cursor(f, next));
+    }
+    jobq_page_free(p);
+    if (!next) break;
+    CK(*pages < 1000, "paging does not end");
+  }
+  return total;
+}
+
+static void api_list_filters_and_paging(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  enum { N = 25 };
+  char ids[N][JOBQ_ID_SIZE];
+  for (int i = 0; i < N; i++) {
+    jobq_submit_opts_t *so = jobq_submit_opts_new();
+    CK_OK(jobq_submit_opts_set_owner(so, i % 2 ? "o2" : "o1"));
+    CK_OK(jobq_submit_opts_set_priority(so, i % 4));
+    cq_submit(q, i % 3 ? "b" : "a", "{}", so, ids[i]);
+    jobq_submit_opts_free(so);
+  }
+  char got[N + 5][JOBQ_ID_SIZE];
+  int pages;
+  jobq_filter_t *f = jobq_filter_new();
+  assert_non_null(f);
+  CK_INT(api_list_all(q, f, 10, got, N + 5, &pages), N);
+  CK_INT(pages, 3);
+  for (int i = 0; i < N; i++) CK_STR(got[i], ids[N - 1 - i]);
+  CK_OK(jobq_filter_set_newest_first(f, 0));
+  CK_INT(api_list_all(q, f, 7, got, N + 5, &pages), N);
+  CK_INT(pages, 4);
+  for (int i = 0; i < N; i++) CK_STR(got[i], ids[i]);
+  CK_INT(api_list_all(q, f, 25, got, N + 5, &pages), N);
+  CK_INT(pages, 1);
+  CK_OK(jobq_filter_set_owner(f, "o1"));
+  CK_INT(api_list_all(q, f, 4, got, N + 5, &pages), 13);
+  for (int i = 0; i < 13; i++) CK_STR(got[i], ids[2 * i]);
+  CK_OK(jobq_filter_set_owner(f, NULL));
+  CK_OK(jobq_filter_set_kind(f, "a"));
+  CK_OK(jobq_filter_set_newest_first(f, 1));
+  CK_INT(api_list_all(q, f, 50, got, N + 5, &pages), 9);
+  for (int i = 0; i < 9; i++) CK_STR(got[i], ids[24 - 3 * i]);
+  CK_OK(jobq_filter_set_kind(f, NULL));
+
+  /* States: claim two (priority 3 first: 3, 7), finish one. */
+  jobq_ctx_t *c1 = cq_claim_expect(q, NULL, ids[3]);
+  jobq_ctx_t *c2 = cq_claim_expect(q, NULL, ids[7]);
+  ctx_succeed_settled(q, c1, NULL, JOBQ_SUCCEEDED);
+  CK_OK(jobq_filter_set_state(f, JOBQ_RUNNING));
+  CK_INT(api_list_all(q, f, 50, got, N + 5, &pages), 1);
+  CK_STR(got[0], ids[7]);
+  CK_OK(jobq_filter_set_state(f, JOBQ_SUCCEEDED));
+  CK_INT(api_list_all(q, f, 50, got, N + 5, &pages), 1);
+  CK_STR(got[0], ids[3]);
+  CK_OK(jobq_filter_set_state(f, JOBQ_QUEUED));
+  CK_INT(api_list_all(q, f, 10, got, N + 5, &pages), N - 2);
+  CK_OK(jobq_filter_set_state(f, JOBQ_FAILED));
+  CK_INT(api_list_all(q, f, 10, got, N + 5, &pages), 0);
+  CK_INT(pages, 1);
+  CK_OK(jobq_filter_set_state(f, -1));
+
+  /* NULL filter: the defaults (50, newest first). */
+  jobq_page_t *p = NULL;
+  CK_OK(jobq_list(q, NULL, &p));
+  CK_INT(jobq_page_count(p), N);
+  CK_STR(jobq_page_next_cursor(p), NULL);
+  CK_STR(jobq_job_id(jobq_page_job(p, 0)), ids[N - 1]);
+  jobq_page_free(p);
+
+  /* A cursor naming no job is an error, not an empty page. */
+  char nope[JOBQ_ID_SIZE];
+  jobq__id_new(nope, T);
+  CK_OK(jobq_filter_set_cursor(f, nope));
+  p = NULL;
+  CK_ERR(JOBQ_EINVAL, jobq_list(q, f, &p));
+  CK(p == NULL, "a failed jobq_list wrote *out");
+  CK_OK(jobq_filter_set_newest_first(f, 0));
+  CK_ERR(JOBQ_EINVAL, jobq_list(q, f, &p));
+  CK_ERR(JOBQ_EINVAL, jobq_filter_set_cursor(f, "not a cursor"));
+  jobq_filter_free(f);
+  CK_OK(jobq_ctx_succeed(c2, NULL));
+  cq_close(q);
+}
+
+/* ---- get ------------------------------------------------------------------------------------ */
+
+static int64_t api_pos(jobq_t *q, const char *id) {
+  jobq_job_t *j = cq_get(q, id);
+  int64_t p = jobq_job_position(j);
+  jobq_job_free(j);
+  return p;
+}
+
+static void api_get_position(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  char a1[JOBQ_ID_SIZE], a2[JOBQ_ID_SIZE], a3[JOBQ_ID_SIZE], b1[JOBQ_ID_SIZE], a4[JOBQ_ID_SIZE];
+  cq_submit_p(q, "a", 0, a1);
+  cq_submit_p(q, "a", 0, a2);
+  cq_submit_p(q, "a", 0, a3);
+  cq_submit_p(q, "b", 0, b1);
+  cq_submit_p(q, "a", 5, a4);
+  CK_INT(api_pos(q, a4), 0);
+  CK_INT(api_pos(q, a1), 1);
+  CK_INT(api_pos(q, a2), 2);
+  CK_INT(api_pos(q, a3), 3);
+  CK_INT(api_pos(q, b1), 0);
+  jobq_job_t *j = cq_get(q, a1);
+  CK_INT(jobq_job_eta_ms(j), -1); /* nothing ran yet */
+  jobq_job_free(j);
+  jobq_ctx_t *ctx = cq_claim_expect(q, "a", a4);
+  CK_INT(api_pos(q, a4), -1);
+  CK_INT(api_pos(q, a1), 0);
+  ctx_succeed_settled(q, ctx, NULL, JOBQ_SUCCEEDED);
+  CK_INT(api_pos(q, a4), -1);
+  jobq_job_t *g = NULL;
+  char nope[JOBQ_ID_SIZE];
+  jobq__id_new(nope, T);
+  CK_ERR(JOBQ_ENOTFOUND, jobq_get(q, nope, &g));
+  CK(g == NULL, "a failed jobq_get wrote *out");
+  CK_ERR(JOBQ_EINVAL, jobq_get(q, NULL, &g));
+  cq_close(q);
+}
+
+/* A delayed job that came due is in line before later jobs of its
+ * priority, whether or not a claim has looked since. */
+static void api_position_counts_delayed_job_that_came_due(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_delay(so, 100));
+  char d[JOBQ_ID_SIZE], e[JOBQ_ID_SIZE];
+  cq_submit(q, "c", "{}", so, d);
+  jobq_submit_opts_free(so);
+  cq_submit(q, "c", "{}", NULL, e);
+  CK_INT(api_pos(q, e), 0);
+  CK_INT(api_pos(q, d), -1);
+  conf_clock_set(&clk, T + 200);
+  CK_INT(api_pos(q, d), 0);
+  int64_t pe = api_pos(q, e);
+  CK(pe == 1, "jobq_job_position of the second job is %" PRId64 "; expected 1 (the delayed job "
+     "submitted before it is due and runs first)", pe);
+  jobq_ctx_t *ctx = cq_claim_expect(q, "c", d);
+  CK_OK(jobq_ctx_succeed(ctx, NULL));
+  cq_close(q);
+}
+
+static void api_progress_result_snapshot(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_owner(so, "carol"));
+  CK_OK(jobq_submit_opts_set_priority(so, -7));
+  char id[JOBQ_ID_SIZE];
+  cq_submit(q, "snap", "{\"x\":[1,{\"y\":null}]}", so, id);
+  jobq_submit_opts_free(so);
+  conf_clock_set(&clk, T + 10);
+  jobq_ctx_t *ctx = cq_claim_expect(q, "snap", id);
+  CK_OK(jobq_ctx_progress(ctx, 40, "step one"));
+  jobq_job_t *j = cq_get(q, id);
+  CK_INT(jobq_job_state(j), JOBQ_RUNNING);
+  CK_INT(jobq_job_progress(j), 40);
+  CK_STR(jobq_job_step(j), "step one");
+  CK_INT(jobq_job_started_at(j), T + 10);
+  CK_INT(jobq_job_finished_at(j), 0);
+  CK_INT(jobq_job_attempts(j), 1);
+  CK_INT(jobq_job_attempt_finished_at(j, 0), 0);
+  jobq_job_free(j);
+  CK_OK(jobq_ctx_progress(ctx, 70, NULL));
+  conf_clock_set(&clk, T + 20);
+  ctx_succeed_settled(q, ctx, "{\"ok\":[true,1.5]}", JOBQ_SUCCEEDED);
+  j = cq_get(q, id);
+  CK_STR(jobq_job_id(j), id);
+  CK_STR(jobq_job_kind(j), "snap");
+  CK_STR(jobq_job_payload(j), "{\"x\":[1,{\"y\":null}]}");
+  CK_STR(jobq_job_owner(j), "carol");
+  CK_INT(jobq_job_priority(j), -7);
+  CK_INT(jobq_job_progress(j), 100);
+  CK_STR(jobq_job_step(j), "step one");
+  CK_STR(jobq_job_result(j), "{\"ok\":[true,1.5]}");
+  CK_STR(jobq_job_error(j), NULL);
+  CK_INT(jobq_job_attempts(j), 1);
+  CK_INT(jobq_job_cancel_requested(j), 0);
+  CK_INT(jobq_job_created_at(j), T);
+  CK_INT(jobq_job_run_at(j), T);
+  CK_INT(jobq_job_started_at(j), T + 10);
+  CK_INT(jobq_job_finished_at(j), T + 20);
+  CK_INT(jobq_job_position(j), -1);
+  CK_INT(jobq_job_attempt_started_at(j, 0), T + 10);
+  CK_INT(jobq_job_attempt_finished_at(j, 0), T + 20);
+  CK_STR(jobq_job_attempt_error(j, 0), NULL);
+  char *js = jobq_job_to_json(j);
+  CK_HAS(js, "\"result\":{\"ok\":[true,1.5]}");
+  CK_HAS(js, "\"state\":\"succeeded\"");
+  jobq_free(js);
+  jobq_job_free(j);
+  cq_close(q);
+}
+
+/* ---- wait ---------------------------------------------------------------------------------------- */
+
+typedef struct waiter_arg {
+  jobq_t *q;
+  char id[JOBQ_ID_SIZE];
+  int sleep_ms;
+  _Atomic int done;
+  int rc;
+  int state, progress;
+} waiter_arg;
+
+/* Claims the job (after a pause) and succeeds it. */
+static void *finisher_thread(void *p) {
+  waiter_arg *a = p;
+  conf_sleep_ms(a->sleep_ms);
+  jobq_ctx_t *ctx = NULL;
+  a->rc = jobq_claim(a->q, NULL, CONF_GUARD_MS, &ctx);
+  if (a->rc == 0) {
+    if (strcmp(jobq_ctx_id(ctx), a->id) != 0) a->rc = -1000;
+    int rc = jobq_ctx_succeed(ctx, "7");
+    if (a->rc == 0) a->rc = rc;
+  }
+  atomic_store(&a->done, 1);
+  return NULL;
+}
+
+/* Waits for the job's next change. */
+static void *wait_thread(void *p) {
+  waiter_arg *a = p;
+  jobq_job_t *j = NULL;
+  a->rc = jobq_wait(a->q, a->id, CONF_GUARD_MS, &j);
+  a->state = j ? jobq_job_state(j) : -1;
+  a->progress = j ? jobq_job_progress(j) : -1;
+  jobq_job_free(j);
+  atomic_store(&a->done, 1);
+  return NULL;
+}
+
+static void api_wait(conf_case *c) {
+  jobq_t *q = cq_open(c, (conf_qopts){0});
+  char id[JOBQ_ID_SIZE], t[JOBQ_ID_SIZE], nope[JOBQ_ID_SIZE];
+  /* Nothing changes: JOBQ_ETIMEDOUT, with a fresh snapshot. */
+  cq_submit(q, "w", "{}", NULL, id);
+  jobq_job_t *j = NULL;
+  CK_ERR(JOBQ_ETIMEDOUT, jobq_wait(q, id, 30, &j));
+  CK(j != NULL, "jobq_wait gave no snapshot on a timeout");
+  if (j) {
+    CK_STR(jobq_job_id(j), id);
+    CK_INT(jobq_job_state(j), JOBQ_QUEUED);
+  }
+  jobq_job_free(j);
+  j = NULL;
+  CK_ERR(JOBQ_ETIMEDOUT, jobq_wait(q, id, 0, &j));
+  jobq_job_free(j);
+
+  /* A change made by another thread ends the wait (started or succeeded,
+   * whichever came after the call; succeeded is terminal either way). */
+  waiter_arg fa = {0};
+  fa.q = q;
+  snprintf(fa.id, sizeof fa.id, "%s", id);
+  fa.sleep_ms = 20;
+  pthread_t th;
+  CK_INT(pthread_create(&th, NULL, finisher_thread, &fa), 0);
+  j = NULL;
+  CK_OK(jobq_wait(q, id, CONF_GUARD_MS, &j));
+  int st = j ? jobq_job_state(j) : -1;
+  CK(st == JOBQ_RUNNING || st == JOBQ_SUCCEEDED, "jobq_wait returned state %d", st);
+  jobq_job_free(j);
+  pthread_join(th, NULL);
+  CK_OK(fa.rc);
+  CK(cq_wait_state(q, id, JOBQ_SUCCEEDED), "job did not succeed");
+  /* Terminal: at once. */
+  j = NULL;
+  CK_OK(jobq_wait(q, id, CONF_GUARD_MS, &j));
+  CK_INT(jobq_job_state(j), JOBQ_SUCCEEDED);
+  CK_STR(jobq_job_result(j), "7");
+  jobq_job_free(j);
+
+  /* Progress is a change too: keep reporting until the waiter saw one. */
+  cq_submit(q, "w", "{}", NULL, t);
+  jobq_ctx_t *ctx = cq_claim_expect(q, "w", t);
+  waiter_arg wa = {0};
+  wa.q = q;
+  snprintf(wa.id, sizeof wa.id, "%s", t);
+  CK_INT(pthread_create(&th, NULL, wait_thread, &wa), 0);
+  uint64_t end = conf_mono_ms() + CONF_GUARD_MS;
+  for (int p = 1; !atomic_load(&wa.done) && conf_mono_ms() < end; p = p % 99 + 1) {
+    CK_OK(jobq_ctx_progress(ctx, p, NULL));
+    conf_sleep_ms(5);
+  }
+  pthread_join(th, NULL);
+  CK_OK(wa.rc);
+  CK_INT(wa.state, JOBQ_RUNNING);
+  CK(wa.progress > 0, "the wait ended with progress %d", wa.progress);
+  ctx_succeed_settled(q, ctx, NULL, JOBQ_SUCCEEDED);
+
+  jobq__id_new(nope, T);
+  j = NULL;
+  CK_ERR(JOBQ_ENOTFOUND, jobq_wait(q, nope, 10, &j));
+  CK(j == NULL, "jobq_wait of an unknown job wrote *out");
+  CK_ERR(JOBQ_EINVAL, jobq_wait(q, id, 10, NULL));
+  cq_close(q);
+}
+
+/* ---- events ------------------------------------------------------------------------------------------- */
+
+typedef struct ev_rec {
+  int type, attempt, progress, state;
+  char id[JOBQ_ID_SIZE];
+  char kind[32], step[32], error[32], result[32];
+} ev_rec;
+
+static void api_events_in_order(conf_case *c) {
+  conf_clock clk;
+  conf_qopts o = fake_clock_opts(&clk);
+  o.event_buffer = 1000;
+  jobq_t *q = cq_open(c, o);
+  jobq_kind_opts_t *ko = kind_opts(3, 1000, 1000, 0.0);
+  CK_OK(jobq_register(q, "ev", conf_noop_handler, NULL, ko));
+  jobq_kind_opts_free(ko);
+  char id[JOBQ_ID_SIZE], id2[JOBQ_ID_SIZE];
+  cq_submit(q, "ev", "{}", NULL, id);
+  cq_submit(q, "ev2", "{}", NULL, id2);
+  CK_OK(jobq_cancel(q, id2));
+  jobq_ctx_t *ctx = cq_claim_expect(q, "ev", id);
+  CK_OK(jobq_ctx_progress(ctx, 50, "half"));
+  ctx_fail_settled(q, ctx, "e1", 1, JOBQ_QUEUED);
+  conf_clock_set(&clk, T + 1000);
+  ctx = cq_claim_expect(q, "ev", id);
+  ctx_succeed_settled(q, ctx, "{\"r\":1}", JOBQ_SUCCEEDED);
+
+  ev_rec ev[16];
+  int n = 0;
+  while (n < 8) {
+    jobq_event_t *e = NULL;
+    int rc = jobq_next_event(q, CONF_GUARD_MS, &e);
+    CK(rc == 0, "event %d did not come: %s (%s)", n, jobq_err_name(rc), jobq_last_error());
+    ev_rec *r = &ev[n++];
+    memset(r, 0, sizeof *r);
+    r->type = jobq_event_type(e);
+    r->attempt = jobq_event_attempt(e);
+    r->progress = jobq_event_progress(e);
+    r->state = jobq_event_state(e);
+    snprintf(r->id, sizeof r->id, "%s", jobq_event_job_id(e));
+    snprintf(r->kind, sizeof r->kind, "%s", jobq_event_kind(e) ? jobq_event_kind(e) : "(null)");
+    snprintf(r->step, sizeof r->step, "%s", jobq_event_step(e) ? jobq_event_step(e) : "(null)");
+    snprintf(r->error, sizeof r->error, "%s", jobq_event_error(e) ? jobq_event_error(e) : "(null)");
+    snprintf(r->result, sizeof r->result, "%s",
+             jobq_event_result(e) ? jobq_event_result(e) : "(null)");
+    CK_INT(jobq_event_dropped(e), 0);
+    jobq_event_free(e);
+  }
+  jobq_event_t *extra = NULL;
+  int rc = jobq_next_event(q, 50, &extra);
+  if (rc == 0) {
+    int type = jobq_event_type(extra);
+    jobq_event_free(extra);
+    CONF_FAIL("an unexpected 9th event of type %s", jobq_event_type_name(type));
+  }
+  CK_INT(rc, JOBQ_ETIMEDOUT);
+
+  /* Per job, in order. */
+  static const int want1[] = {JOBQ_EVENT_SUBMITTED, JOBQ_EVENT_STARTED,  JOBQ_EVENT_PROGRESS,
+                              JOBQ_EVENT_RETRYING,  JOBQ_EVENT_STARTED,  JOBQ_EVENT_SUCCEEDED};
+  static const int want2[] = {JOBQ_EVENT_SUBMITTED, JOBQ_EVENT_CANCELLED};
+  ev_rec *e1[8], *e2[8];
+  int n1 = 0, n2 = 0;
+  for (int i = 0; i < n; i++) {
+    if (strcmp(ev[i].id, id) == 0) e1[n1++] = &ev[i];
+    else if (strcmp(ev[i].id, id2) == 0) e2[n2++] = &ev[i];
+    else CONF_FAIL("event %d is for unknown job %s", i, ev[i].id);
+  }
+  CK_INT(n1, 6);
+  CK_INT(n2, 2);
+  for (int i = 0; i < n1 && i < 6; i++) {
+    CK(e1[i]->type == want1[i], "event %d of the job is %s; expected %s", i,
+       jobq_event_type_name(e1[i]->type), jobq_event_type_name(want1[i]));
+    CK_STR(e1[i]->kind, "ev");
+  }
+  for (int i = 0; i < n2 && i < 2; i++)
+    CK(e2[i]->type == want2[i], "event %d of the cancelled job is %s; expected %s", i,
+       jobq_event_type_name(e2[i]->type), jobq_event_type_name(want2[i]));
+  if (n1 == 6) {
+    CK_INT(e1[1]->attempt, 1);
+    CK_INT(e1[2]->progress, 50);
+    CK_STR(e1[2]->step, "half");
+    CK_STR(e1[3]->error, "e1");
+    CK_INT(e1[3]->state, JOBQ_QUEUED);
+    CK_INT(e1[4]->attempt, 2);
+    CK_STR(e1[5]->result, "{\"r\":1}");
+    CK_INT(e1[5]->state, JOBQ_SUCCEEDED);
+  }
+  if (n2 == 2) CK_STR(e2[1]->error, "cancelled");
+  cq_close(q);
+}
+
+/* ---- dedupe ------------------------------------------------------------------------------------------ */
+
+static int submit_key(jobq_t *q, const char *kind, const char *key, int64_t ttl, int force,
+                      char *id) {
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_dedupe(so, key, ttl));
+  CK_OK(jobq_submit_opts_set_force(so, force));
+  int rc = jobq_submit(q, kind, "{}", so, id);
+  jobq_submit_opts_free(so);
+  CK(rc == 0 || rc == 1, "jobq_submit with a dedupe key returned %d (%s): %s", rc,
+     jobq_err_name(rc), jobq_last_error());
+  return rc;
+}
+
+static void api_dedupe(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  char a[JOBQ_ID_SIZE], b[JOBQ_ID_SIZE], x[JOBQ_ID_SIZE];
+  CK_INT(submit_key(q, "d1", "K", 1000, 0, a), 0);
+  CK_INT(submit_key(q, "d1", "K", 1000, 0, x), 1);
+  CK_STR(x, a);
+  CK_INT(submit_key(q, "d1", "K", 1000, 1, b), 0);
+  CK(strcmp(a, b) != 0, "force returned the old job");
+  CK_INT(submit_key(q, "d1", "K", 1000, 0, x), 1);
+  CK_STR(x, b);
+  /* b succeeds at T + 5: its key lives 1000 ms more. */
+  CK_OK(jobq_cancel(q, a));
+  conf_clock_set(&clk, T + 5);
+  jobq_ctx_t *ctx = cq_claim_expect(q, "d1", b);
+  ctx_succeed_settled(q, ctx, NULL, JOBQ_SUCCEEDED);
+  conf_clock_set(&clk, T + 5 + 999);
+  CK_INT(submit_key(q, "d1", "K", 1000, 0, x), 1);
+  CK_STR(x, b);
+  conf_clock_set(&clk, T + 5 + 1000);
+  CK_INT(submit_key(q, "d1", "K", 1000, 0, x), 0);
+  CK(strcmp(x, b) != 0, "an expired key returned the old job");
+
+  /* A failed job does not keep its key. */
+  CK_INT(submit_key(q, "d2", "K2", 1000000, 0, a), 0);
+  ctx = cq_claim_expect(q, "d2", a);
+  ctx_fail_settled(q, ctx, "bad", 0, JOBQ_FAILED);
+  CK_INT(submit_key(q, "d2", "K2", 1000000, 0, x), 0);
+
+  /* In one batch. */
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_dedupe(so, "K3", 0));
+  const char *kinds[] = {"d3", "d3", "d3"};
+  const char *payloads[] = {"1", "2", "3"};
+  const jobq_submit_opts_t *opts[] = {so, so, NULL};
+  char ids[3 * JOBQ_ID_SIZE];
+  int dup[3] = {7, 7, 7};
+  CK_RC(1, jobq_submit_many(q, 3, kinds, payloads, opts, ids, dup));
+  jobq_submit_opts_free(so);
+  CK_INT(dup[0], 0);
+  CK_INT(dup[1], 1);
+  CK_INT(dup[2], 0);
+  CK_STR(ids + JOBQ_ID_SIZE, ids);
+  CK(strcmp(ids + 2 * JOBQ_ID_SIZE, ids) != 0, "a job without a key was deduplicated");
+  jobq_job_t *j = cq_get(q, ids);
+  CK_STR(jobq_job_payload(j), "1");
+  jobq_job_free(j);
+  cq_close(q);
+}
+
+/* ---- bad input --------------------------------------------------------------------------------------------- */
+
+static size_t count_jobs(jobq_t *q) {
+  jobq_filter_t *f = jobq_filter_new();
+  CK_OK(jobq_filter_set_limit(f, 1000));
+  jobq_page_t *p = NULL;
+  CK_OK(jobq_list(q, f, &p));
+  size_t n = jobq_page_count(p);
+  jobq_page_free(p);
+  jobq_filter_free(f);
+  return n;
+}
+
+static void api_bad_input_stores_nothing(conf_case *c) {
+  conf_clock clk;
+  conf_qopts o = fake_clock_opts(&clk);
+  o.max_payload = 64;
+  jobq_t *q = cq_open(c, o);
+  char id[JOBQ_ID_SIZE];
+  memset(id, 'Z', sizeof id);
+  char big[101];
+  memset(big, 'x', sizeof big);
+  big[0] = '"';
+  big[99] = '"';
+  big[100] = '\0';
+  char kind65[66];
+  memset(kind65, 'k', 65);
+  kind65[65] = '\0';
+  CK_ERR(JOBQ_EJSON, jobq_submit(q, "k", "{bad", NULL, id));
+  CK_HAS(jobq_last_error(), "jobq_submit");
+  CK_ERR(JOBQ_EJSON, jobq_submit(q, "k", "", NULL, id));
+  CK_ERR(JOBQ_EJSON, jobq_submit(q, "k", "{} {}", NULL, id));
+  CK_ERR(JOBQ_EJSON, jobq_submit(q, "k", "[1,]", NULL, id));
+  CK_ERR(JOBQ_ETOOBIG, jobq_submit(q, "k", big, NULL, id));
+  CK_ERR(JOBQ_EKIND, jobq_submit(q, "", "{}", NULL, id));
+  CK_ERR(JOBQ_EKIND, jobq_submit(q, "-x", "{}", NULL, id));
+  CK_ERR(JOBQ_EKIND, jobq_submit(q, "a b", "{}", NULL, id));
+  CK_ERR(JOBQ_EKIND, jobq_submit(q, kind65, "{}", NULL, id));
+  CK_ERR(JOBQ_EINVAL, jobq_submit(q, NULL, "{}", NULL, id));
+  for (size_t i = 0; i < sizeof id; i++)
+    CK(id[i] == 'Z', "a refused submit wrote out_id (byte %zu)", i);
+
+  /* A batch with one bad job stores none of them. */
+  const char *kinds[] = {"k", "k", "k"};
+  const char *pl_bad[] = {"1", "{bad", "3"};
+  char ids[3 * JOBQ_ID_SIZE];
+  memset(ids, 'Z', sizeof ids);
+  int dup[3] = {7, 7, 7};
+  CK_ERR(JOBQ_EJSON, jobq_submit_many(q, 3, kinds, pl_bad, NULL, ids, dup));
+  CK_HAS(jobq_last_error(), "job 1 refused");
+  const char *kinds_bad[] = {"k", "k", "bad kind"};
+  const char *pl[] = {"1", "2", "3"};
+  CK_ERR(JOBQ_EKIND, jobq_submit_many(q, 3, kinds_bad, pl, NULL, ids, dup));
+  CK_HAS(jobq_last_error(), "job 2 refused");
+  const char *pl_big[] = {"1", "2", big};
+  CK_ERR(JOBQ_ETOOBIG, jobq_submit_many(q, 3, kinds, pl_big, NULL, ids, dup));
+  for (size_t i = 0; i < sizeof ids; i++)
+    CK(ids[i] == 'Z', "a refused batch wrote out_ids (byte %zu)", i);
+  for (int i = 0; i < 3; i++) CK_INT(dup[i], 7);
+
+  CK_INT(count_jobs(q), 0);
+  cq_claim_none(q, NULL);
+
+  /* A bad result is refused and leaves the attempt open. */
+  cq_submit(q, "k", "{}", NULL, id);
+  jobq_ctx_t *ctx = cq_claim_expect(q, "k", id);
+  CK_ERR(JOBQ_EJSON, jobq_ctx_succeed(ctx, "{x"));
+  CK_ERR(JOBQ_ETOOBIG, jobq_ctx_succeed(ctx, big));
+  CK_ERR(JOBQ_EINVAL, jobq_ctx_progress(ctx, 101, NULL));
+  CK_ERR(JOBQ_EINVAL, jobq_ctx_fail(ctx, "x", 2));
+  CK_INT(cq_state(q, id), JOBQ_RUNNING);
+  ctx_succeed_settled(q, ctx, "[]", JOBQ_SUCCEEDED);
+  jobq_job_t *j = cq_get(q, id);
+  CK_STR(jobq_job_result(j), "[]");
+  jobq_job_free(j);
+  CK_INT(count_jobs(q), 1);
+  cq_close(q);
+}
+
+static void api_submit_many(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  jobq_submit_opts_t *hi = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_priority(hi, 10));
+  CK_OK(jobq_submit_opts_set_owner(hi, "batch"));
+  const char *kinds[] = {"m", "m", "n", "m", "n"};
+  const char *payloads[] = {"0", "1", "2", "3", NULL};
+  const jobq_submit_opts_t *opts[] = {NULL, hi, NULL, hi, NULL};
+  char ids[5 * JOBQ_ID_SIZE];
+  CK_RC(0, jobq_submit_many(q, 5, kinds, payloads, opts, ids, NULL));
+  jobq_submit_opts_free(hi);
+  for (int i = 0; i < 5; i++) {
+    for (int k = 0; k < i; k++)
+      CK(strcmp(ids + i * JOBQ_ID_SIZE, ids + k * JOBQ_ID_SIZE) != 0, "ids %d and %d equal", i, k);
+    jobq_job_t *j = cq_get(q, ids + i * JOBQ_ID_SIZE);
+    CK_STR(jobq_job_kind(j), kinds[i]);
+    CK_STR(jobq_job_payload(j), payloads[i] ? payloads[i] : "null");
+    CK_STR(jobq_job_owner(j), opts[i] ? "batch" : NULL);
+    jobq_job_free(j);
+  }
+  static const int order[] = {1, 3, 0, 2, 4};
+  for (int i = 0; i < 5; i++) {
+    jobq_ctx_t *ctx = cq_claim_expect(q, NULL, ids + order[i] * JOBQ_ID_SIZE);
+    CK_OK(jobq_ctx_succeed(ctx, NULL));
+  }
+  CK_RC(0, jobq_submit_many(q, 0, kinds, payloads, NULL, ids, NULL));
+  cq_close(q);
+}
+
+/* ---- handlers, URLs, close ------------------------------------------------------------------------------ */
+
+static void work_handler(jobq_ctx_t *ctx, void *ud) {
+  atomic_fetch_add((_Atomic int *)ud, 1);
+  char res[64];
+  snprintf(res, sizeof res, "{\"in\":%s}", jobq_ctx_payload(ctx));
+  jobq_ctx_succeed(ctx, res);
+}
+
+static void api_handlers_run_jobs(conf_case *c) {
+  conf_qopts o = {0};
+  o.workers = 3;
+  jobq_t *q = cq_open(c, o);
+  static _Atomic int runs;
+  atomic_store(&runs, 0);
+  CK_OK(jobq_register(q, "work", work_handler, (void *)&runs, NULL));
+  enum { N = 30 };
+  char ids[N][JOBQ_ID_SIZE];
+  for (int i = 0; i < N / 2; i++) {
+    char p[16];
+    snprintf(p, sizeof p, "%d", i);
+    cq_submit(q, "work", p, NULL, ids[i]);
+  }
+  CK_OK(jobq_start(q));
+  for (int i = N / 2; i < N; i++) {
+    char p[16];
+    snprintf(p, sizeof p, "%d", i);
+    cq_submit(q, "work", p, NULL, ids[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    CK(cq_wait_state(q, ids[i], JOBQ_SUCCEEDED), "job %d did not succeed within %d ms", i,
+       CONF_GUARD_MS);
+    jobq_job_t *j = cq_get(q, ids[i]);
+    char want[64];
+    snprintf(want, sizeof want, "{\"in\":%d}", i);
+    CK_STR(jobq_job_result(j), want);
+    CK_INT(jobq_job_attempts(j), 1);
+    jobq_job_free(j);
+  }
+  CK_INT(atomic_load(&runs), N);
+  CK_OK(jobq_close(q, CONF_GUARD_MS));
+}
+
+static void api_bad_urls(conf_case *c) {
+  char url[700];
+  for (int i = 0; c->be->bad_url(c->dir, i, url, sizeof url); i++) {
+    jobq_options_t *opts = jobq_options_new();
+    CK_OK(jobq_options_set_storage(opts, url));
+    jobq_t *q = (jobq_t *)&q; /* must stay as it is */
+    jobq_storage_set_error("");
+    int rc = jobq_open(&q, opts);
+    jobq_options_free(opts);
+    if (rc == 0) jobq_close(q, 0);
+    CK(rc == JOBQ_EURL, "jobq_open(\"%s\") returned %d (%s); expected JOBQ_EURL", url, rc,
+       jobq_err_name(rc));
+    CK(jobq_last_error()[0] != '\0', "no error sentence for \"%s\"", url);
+    CK(q == (jobq_t *)&q, "a failed jobq_open wrote *out");
+    const jobq_storage_ops *ops = NULL;
+    void *st = NULL;
+    rc = jobq__storage_lookup(url, &ops);
+    if (rc == 0) {
+      rc = ops->open(url, &st);
+      if (rc == 0) ops->close(st);
+    }
+    CK(rc == JOBQ_EURL, "the vtable's open(\"%s\") returned %d (%s); expected JOBQ_EURL", url, rc,
+       jobq_err_name(rc));
+  }
+  /* Nothing was created for them. */
+  DIR *d = opendir(c->dir);
+  CK(d != NULL, "the test directory is gone");
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    CK(strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0,
+       "a refused URL left %s behind", e->d_name);
+  closedir(d);
+  jobq_options_t *opts = jobq_options_new();
+  CK_ERR(JOBQ_EURL, jobq_options_set_storage(opts, "no-scheme"));
+  CK_ERR(JOBQ_EURL, jobq_options_set_storage(opts, ":x"));
+  jobq_options_free(opts);
+}
+
+/* jobq_close gives running attempts back; their ctx reports the close. */
+static void api_close_releases_running(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  char id[JOBQ_ID_SIZE];
+  cq_submit(q, "rel", "{}", NULL, id);
+  jobq_ctx_t *ctx = cq_claim_expect(q, "rel", id);
+  CK_OK(jobq_close(q, 0));
+  CK_INT(jobq_ctx_cancelled(ctx), 1);
+  CK_ERR(JOBQ_ECLOSED, jobq_ctx_succeed(ctx, NULL)); /* and q goes with the ctx */
+}
+
+int main(void) {
+  static const conf_test tests[] = {
+    CONF_TEST(api_priority_then_fifo),
+    CONF_TEST(api_delay_and_run_at),
+    CONF_TEST(api_retry_exact_backoff),
+    CONF_TEST(api_backoff_jitter_exact),
+    CONF_TEST(api_max_attempts_and_permanent_failure),
+    CONF_TEST(api_cancel_queued_running_finished),
+    CONF_TEST(api_list_filters_and_paging),
+    CONF_TEST(api_get_position),
+    CONF_TEST(api_position_counts_delayed_job_that_came_due),
+    CONF_TEST(api_progress_result_snapshot),
+    CONF_TEST(api_wait),
+    CONF_TEST(api_events_in_order),
+    CONF_TEST(api_dedupe),
+    CONF_TEST(api_bad_input_stores_nothing),
+    CONF_TEST(api_submit_many),
+    CONF_TEST(api_handlers_run_jobs),
+    CONF_TEST(api_bad_urls),
+    CONF_TEST(api_close_releases_running),
+  };
+  return conf_run("public API", tests, sizeof tests / sizeof tests[0]);
+}
