@@ -138,6 +138,21 @@ typedef struct jobq_storage_filter {
   const char *cursor;  /* id of the last job of the previous page, or NULL */
 } jobq_storage_filter;
 
+/* An event another process caused (set_event_sink). Types and states as in
+ * jobq.h (JOBQ_EVENT_*, JOBQ_QUEUED...). */
+typedef struct jobq_storage_event {
+  int type;
+  int state;
+  int progress;
+  int attempt;
+  int64_t time;
+  const char *id;
+  const char *kind;   /* may be NULL */
+  const char *step;   /* may be NULL */
+  const char *error;  /* may be NULL */
+  const char *result; /* may be NULL */
+} jobq_storage_event;
+
 typedef struct jobq_storage_ops {
   int version;        /* JOBQ_STORAGE_OPS_VERSION this table implements */
   const char *scheme; /* URL scheme it serves, e.g. "memory" */
@@ -213,10 +228,18 @@ typedef struct jobq_storage_ops {
    * job: the job's news is still published only after it is stored. */
   int (*finish_async)(void *st, const jobq_storage_finish *f, size_t n,
                       void (*done)(void *ud, int rc, const int *out_state), void *ud);
+
+  /* Optional (NULL: a process hears only of its own changes). With sink
+   * set, the backend passes on, from any thread and in the order they were
+   * stored, the events of changes that other processes made to jobs (each
+   * process publishes its own); sink NULL stops it and returns once no call
+   * is under way. */
+  int (*set_event_sink)(void *st, void (*sink)(void *ud, const jobq_storage_event *ev), void *ud);
 } jobq_storage_ops;
 
 #define JOBQ_STORAGE_OPS_INIT {JOBQ_STORAGE_OPS_VERSION, NULL, NULL, NULL, NULL, NULL, \
-                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
+                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                               NULL}
 
 /* Zeroes ops and sets its version; 0, or JOBQ_EINVAL for an unknown version.
  * The FFI-friendly twin of JOBQ_STORAGE_OPS_INIT. */

@@ -208,6 +208,30 @@ void jobq__dispatch_events(jobq_t *q) {
   if (subs != small) free(subs);
 }
 
+/* An event another process caused (storage's event sink; any thread). */
+static void remote_event(void *ud, const jobq_storage_event *ev) {
+  jobq_t *q = ud;
+  uv_mutex_lock(&q->mu);
+  if (!q->closed)
+    jobq__emit(q, ev->type, ev->id, ev->kind, ev->state, ev->progress, ev->step, ev->attempt,
+               ev->error, ev->result);
+  uv_mutex_unlock(&q->mu);
+}
+
+/* The first listener of this process asks storage for other processes'
+ * events too. mu held on entry and exit (released around the call). */
+static void want_remote_events(jobq_t *q) {
+  if (q->sink_on || q->ops->set_event_sink == NULL || q->closed) return;
+  q->sink_on = 1;
+  q->ops_in_flight++;
+  uv_mutex_unlock(&q->mu);
+  int rc = q->ops->set_event_sink(q->st, remote_event, q);
+  uv_mutex_lock(&q->mu);
+  q->ops_in_flight--;
+  if (rc != 0) q->sink_on = 0; /* local events still flow; a later listener tries again */
+  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+}
+
 JOBQ_API int jobq_subscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_subscribe: q is NULL");
   if (fn == NULL) return jobq__err(JOBQ_EINVAL, "jobq_subscribe: fn is NULL");
@@ -227,6 +251,7 @@ JOBQ_API int jobq_subscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
       ns[q->n_subs].ud = ud;
       q->n_subs++;
       events_flag_update(q);
+      want_remote_events(q);
     }
   }
   uv_mutex_unlock(&q->mu);
@@ -262,6 +287,7 @@ JOBQ_API int jobq_next_event(jobq_t *q, int timeout_ms, jobq_event_t **out) {
   q->pull_on = 1;
   events_flag_update(q);
   q->refs++;
+  want_remote_events(q);
   uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
   int rc = 0;
   while (q->ring_n == 0) {

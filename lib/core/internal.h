@@ -224,6 +224,7 @@ struct jobq_s {
   jobq_event_t *disp_head, *disp_tail; /* for subscribers, drained on the loop */
   int pull_on;
   atomic_int events_flag; /* n_subs > 0 || pull_on, readable without mu */
+  int sink_on;            /* storage passes on other processes' events */
   jobq_event_t **ring;   /* pull buffer */
   size_t ring_cap, ring_head, ring_n;
   int64_t ring_dropped;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The columns every read returns, in row_to_job's order. */
@@ -132,6 +133,7 @@ static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, const char *
 /* Forward migrations: migrations[v] takes schema v to v + 1. A database
  * whose version is newer than this libjobq knows is refused, untouched. */
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
+  /* 0 -> 1: the jobs */
   /* 0 -> 1 */
   "CREATE TABLE jobq_jobs ("
   "  seq INTEGER PRIMARY KEY,"
@@ -167,6 +169,24 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
   "CREATE INDEX jobq_jobs_lease ON jobq_jobs(lease_until) WHERE state = 1;"
   "CREATE INDEX jobq_jobs_dedupe ON jobq_jobs(dedupe_key, seq) WHERE dedupe_key IS NOT NULL;"
   "CREATE INDEX jobq_jobs_owner ON jobq_jobs(owner, seq) WHERE owner IS NOT NULL;",
+  /* 1 -> 2: events shared between processes. Rows are written only while
+   * another process listens (jobq_listeners), and pruned after 10 minutes. */
+  "CREATE TABLE jobq_events ("
+  "  seq INTEGER PRIMARY KEY,"
+  "  origin INTEGER NOT NULL,"
+  "  job_id TEXT NOT NULL,"
+  "  kind TEXT,"
+  "  type INTEGER NOT NULL,"
+  "  state INTEGER NOT NULL,"
+  "  progress INTEGER NOT NULL DEFAULT 0,"
+  "  step TEXT,"
+  "  attempt INTEGER NOT NULL DEFAULT 0,"
+  "  error TEXT,"
+  "  result TEXT,"
+  "  time INTEGER NOT NULL"
+  ");"
+  "CREATE INDEX jobq_events_time ON jobq_events(time);"
+  "CREATE TABLE jobq_listeners (token INTEGER PRIMARY KEY, until INTEGER NOT NULL);",
 };
 
 static int schema_version(sqlite3 *db, const char *path, int *out) {
@@ -252,8 +272,15 @@ static void close_readers(sq_store *s) {
   }
 }
 
+int64_t jobq__sq_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void sq_close(void *st) {
   sq_store *s = st;
+  jobq__sq_set_event_sink(s, NULL, NULL);
   jobq__sq_set_notify(s, NULL, NULL);
   jobq__sq_writer_stop(s);
   close_readers(s);
@@ -289,6 +316,13 @@ static int sq_open(const char *url, void **out) {
       free(s);
       return rc;
     }
+  }
+  /* This store's mark on the event rows it writes. */
+  {
+    uint64_t t = 0;
+    extern void jobq__random_bytes(void *buf, size_t n);
+    jobq__random_bytes(&t, sizeof t);
+    s->token = (int64_t)(t >> 1) | 1;
   }
   if (jobq__mutex_init(&s->nmu) != 0) {
     free(s->path);
@@ -585,4 +619,5 @@ const jobq_storage_ops jobq__sqlite_ops = {
   .rescue = jobq__sq_rescue,
   .set_notify = jobq__sq_set_notify,
   .finish_async = jobq__sq_finish_async,
+  .set_event_sink = jobq__sq_set_event_sink,
 };

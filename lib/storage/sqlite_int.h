@@ -15,14 +15,14 @@
 #define SQ_DUE 0
 #define SQ_SCHEDULED 5
 
-#define SQ_SCHEMA_VERSION 1
+#define SQ_SCHEMA_VERSION 2
 #define SQ_READERS 4
 
 enum {
   WS_BEGIN, WS_COMMIT, WS_ROLLBACK, WS_SAVEPOINT, WS_RELEASE, WS_ROLLBACK_TO,
   WS_INSERT, WS_DEDUPE_FIND, WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE,
   WS_FIND, WS_FINISH, WS_RELEASE_JOB, WS_PROGRESS, WS_CANCEL_QUEUED, WS_CANCEL_RUNNING,
-  WS_HEARTBEAT, WS_RESCUE,
+  WS_HEARTBEAT, WS_RESCUE, WS_EVENT, WS_LISTENERS, WS_LISTEN, WS_UNLISTEN, WS_PRUNE,
   WS_COUNT
 };
 
@@ -34,7 +34,7 @@ typedef struct sq_reader {
   sqlite3_stmt *st[RS_COUNT];
 } sq_reader;
 
-enum { W_INSERT, W_CLAIM, W_FINISH, W_PROGRESS, W_CANCEL, W_HEARTBEAT, W_RESCUE };
+enum { W_INSERT, W_CLAIM, W_FINISH, W_PROGRESS, W_CANCEL, W_HEARTBEAT, W_RESCUE, W_LISTEN };
 
 /* A write request, queued for the writer thread and answered after the
  * transaction that carried it committed (or failed). */
@@ -106,6 +106,16 @@ typedef struct sq_store {
   sqlite3 *wdb;         /* the watcher's connection, for PRAGMA data_version */
   sqlite3_stmt *wver;
   int64_t data_version;
+
+  /* events shared between processes (schema 2: jobq_events, jobq_listeners) */
+  int64_t token;        /* this store's origin in jobq_events */
+  int share;            /* another process listens: write event rows (writer only) */
+  int64_t share_checked;
+  void (*sink)(void *ud, const jobq_storage_event *ev); /* under nmu */
+  void *sink_ud;
+  int64_t ev_last;      /* last event row passed on (watcher thread) */
+  int64_t listen_renewed;
+  sqlite3_stmt *wev;    /* the watcher's event reader */
 } sq_store;
 
 /* sqlite.c */
@@ -120,5 +130,9 @@ int jobq__sq_submit(sq_store *s, sq_req *r);
 
 /* sqlite_watch.c */
 int jobq__sq_set_notify(void *st, void (*fn)(void *ud), void *ud);
+int jobq__sq_set_event_sink(void *st, void (*sink)(void *ud, const jobq_storage_event *ev),
+                            void *ud);
+int jobq__sq_listen(sq_store *s, int on, int wait); /* sqlite_write.c */
+int64_t jobq__sq_wall_ms(void);
 
 #endif

@@ -19,6 +19,41 @@
 static _Thread_local int watch_pending; /* a re-check is scheduled */
 static _Thread_local int watch_dirty;   /* the file changed since that was scheduled */
 
+/* Passes on the event rows other processes wrote since the last look.
+ * nmu held. */
+static void read_events(sq_store *s) {
+  if (s->wev == NULL &&
+      sqlite3_prepare_v2(s->wdb,
+                         "SELECT seq, job_id, kind, type, state, progress, step, attempt, error, "
+                         "result, time FROM jobq_events WHERE seq > ?1 AND origin != ?2 "
+                         "ORDER BY seq LIMIT 1000",
+                         -1, &s->wev, NULL) != SQLITE_OK)
+    return;
+  for (;;) {
+    sqlite3_bind_int64(s->wev, 1, s->ev_last);
+    sqlite3_bind_int64(s->wev, 2, s->token);
+    int n = 0;
+    while (sqlite3_step(s->wev) == SQLITE_ROW) {
+      n++;
+      s->ev_last = sqlite3_column_int64(s->wev, 0);
+      jobq_storage_event ev;
+      ev.id = (const char *)sqlite3_column_text(s->wev, 1);
+      ev.kind = (const char *)sqlite3_column_text(s->wev, 2);
+      ev.type = sqlite3_column_int(s->wev, 3);
+      ev.state = sqlite3_column_int(s->wev, 4);
+      ev.progress = sqlite3_column_int(s->wev, 5);
+      ev.step = (const char *)sqlite3_column_text(s->wev, 6);
+      ev.attempt = sqlite3_column_int(s->wev, 7);
+      ev.error = (const char *)sqlite3_column_text(s->wev, 8);
+      ev.result = (const char *)sqlite3_column_text(s->wev, 9);
+      ev.time = sqlite3_column_int64(s->wev, 10);
+      if (ev.id && s->sink) s->sink(s->sink_ud, &ev);
+    }
+    sqlite3_reset(s->wev);
+    if (n < 1000) break;
+  }
+}
+
 static void check(sq_store *s) {
   if (sqlite3_step(s->wver) != SQLITE_ROW) {
     sqlite3_reset(s->wver);
@@ -29,6 +64,7 @@ static void check(sq_store *s) {
   if (v == s->data_version) return;
   s->data_version = v;
   uv_mutex_lock(&s->nmu);
+  if (s->sink) read_events(s);
   if (s->notify) s->notify(s->notify_ud);
   uv_mutex_unlock(&s->nmu);
 }
@@ -36,6 +72,13 @@ static void check(sq_store *s) {
 static void on_timer(uv_timer_t *t) {
   sq_store *s = t->data;
   check(s);
+  uv_mutex_lock(&s->nmu);
+  int64_t now = jobq__sq_wall_ms();
+  if (s->sink && now - s->listen_renewed > 20000) {
+    s->listen_renewed = now;
+    jobq__sq_listen(s, 1, 0); /* keep our listener row alive */
+  }
+  uv_mutex_unlock(&s->nmu);
   if (watch_pending && watch_dirty) {
     /* More writes came: look once more after them. */
     watch_dirty = 0;
@@ -130,6 +173,8 @@ static void stop(sq_store *s) {
   uv_async_send(&s->wstop);
   uv_thread_join(&s->watcher);
   uv_loop_close(&s->wloop);
+  sqlite3_finalize(s->wev);
+  s->wev = NULL;
   sqlite3_finalize(s->wver);
   sqlite3_close(s->wdb);
   s->wver = NULL;
@@ -147,5 +192,41 @@ int jobq__sq_set_notify(void *st, void (*fn)(void *ud), void *ud) {
    * each). */
   if (fn && !s->watching) return start(s);
   if (!fn && s->watching) stop(s);
+  return 0;
+}
+
+int jobq__sq_set_event_sink(void *st, void (*sink)(void *ud, const jobq_storage_event *ev),
+                            void *ud) {
+  sq_store *s = st;
+  if (sink) {
+    /* Start after what is there now: listeners hear of what comes next. */
+    sqlite3 *db = NULL;
+    int64_t last = 0;
+    if (sqlite3_open_v2(s->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
+      sqlite3_stmt *q = NULL;
+      if (sqlite3_prepare_v2(db, "SELECT coalesce(max(seq), 0) FROM jobq_events", -1, &q, NULL) ==
+              SQLITE_OK &&
+          sqlite3_step(q) == SQLITE_ROW)
+        last = sqlite3_column_int64(q, 0);
+      sqlite3_finalize(q);
+    }
+    sqlite3_close(db);
+    int rc = jobq__sq_listen(s, 1, 1);
+    if (rc) return rc;
+    uv_mutex_lock(&s->nmu);
+    s->ev_last = last;
+    s->listen_renewed = jobq__sq_wall_ms();
+    s->sink = sink;
+    s->sink_ud = ud;
+    uv_mutex_unlock(&s->nmu);
+    if (!s->watching) return start(s);
+    return 0;
+  }
+  uv_mutex_lock(&s->nmu);
+  int was = s->sink != NULL;
+  s->sink = NULL;
+  s->sink_ud = NULL;
+  uv_mutex_unlock(&s->nmu);
+  if (was) jobq__sq_listen(s, 0, 1);
   return 0;
 }

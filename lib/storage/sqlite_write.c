@@ -58,7 +58,7 @@ static const char *const wsql[WS_COUNT] = {
       "attempt_log = CASE WHEN cancel_req OR ?5 IS NOT NULL THEN json_insert(coalesce(attempt_log, "
       "'[]'), '$[#]', json_array(started_at, ?9, CASE WHEN cancel_req THEN coalesce(?5, "
       "'cancelled') ELSE ?5 END)) ELSE attempt_log END "
-      "WHERE id = ?1 AND state = 1 AND attempts = ?10 RETURNING state",
+      "WHERE id = ?1 AND state = 1 AND attempts = ?10 RETURNING state, kind",
   /* A released job that was meant to stop ends cancelled instead. */
   [WS_RELEASE_JOB] =
       "UPDATE jobq_jobs SET state = CASE WHEN cancel_req THEN 4 ELSE 0 END, "
@@ -68,7 +68,7 @@ static const char *const wsql[WS_COUNT] = {
       "attempt_log = CASE WHEN cancel_req THEN json_insert(coalesce(attempt_log, '[]'), '$[#]', "
       "json_array(started_at, ?2, 'cancelled')) ELSE attempt_log END, "
       "run_at = ?2, lease_until = NULL "
-      "WHERE id = ?1 AND state = 1 AND attempts = ?3 RETURNING state",
+      "WHERE id = ?1 AND state = 1 AND attempts = ?3 RETURNING state, kind",
   [WS_PROGRESS] =
       "UPDATE jobq_jobs SET progress = ?3, step = coalesce(?4, step) "
       "WHERE id = ?1 AND state = 1 AND attempts = ?2",
@@ -86,8 +86,52 @@ static const char *const wsql[WS_COUNT] = {
       "run_at = ?1, lease_until = NULL, "
       "attempt_log = json_insert(coalesce(attempt_log, '[]'), '$[#]', json_array(started_at, ?1, "
       "'lease expired: the process running the job stopped')) "
-      "WHERE state = 1 AND lease_until < ?1",
+      "WHERE state = 1 AND lease_until < ?1 RETURNING id, kind, state, attempts, error",
+  [WS_EVENT] =
+      "INSERT INTO jobq_events (origin, job_id, kind, type, state, progress, step, attempt, error, "
+      "result, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+  [WS_LISTENERS] = "SELECT count(*) FROM jobq_listeners WHERE token != ?1 AND until > ?2",
+  [WS_LISTEN] = "INSERT OR REPLACE INTO jobq_listeners (token, until) VALUES (?1, ?2)",
+  [WS_UNLISTEN] = "DELETE FROM jobq_listeners WHERE token = ?1",
+  [WS_PRUNE] = "DELETE FROM jobq_events WHERE time < ?1",
 };
+
+/* Writes an event row for other processes' listeners, when there are any.
+ * News, not state: a row that cannot be written is skipped. */
+static void ev_row(sq_store *s, int type, int state, const char *id, const char *kind,
+                   int progress, const char *step, int attempt, const char *error,
+                   const char *result) {
+  if (!s->share) return;
+  sqlite3_stmt *e = s->ws[WS_EVENT];
+  sqlite3_bind_int64(e, 1, s->token);
+  sqlite3_bind_text(e, 2, id, -1, SQLITE_STATIC);
+  if (kind) sqlite3_bind_text(e, 3, kind, -1, SQLITE_STATIC);
+  sqlite3_bind_int(e, 4, type);
+  sqlite3_bind_int(e, 5, state);
+  sqlite3_bind_int(e, 6, progress);
+  if (step) sqlite3_bind_text(e, 7, step, -1, SQLITE_STATIC);
+  sqlite3_bind_int(e, 8, attempt);
+  if (error) sqlite3_bind_text(e, 9, error, -1, SQLITE_STATIC);
+  if (result) sqlite3_bind_text(e, 10, result, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(e, 11, jobq__sq_wall_ms());
+  sqlite3_step(e);
+  sqlite3_reset(e);
+  sqlite3_clear_bindings(e);
+}
+
+/* Whether another process listens for events; looked up at most once a
+ * second, inside the transaction (so the answer is current for it). */
+static void check_listeners(sq_store *s) {
+  int64_t now = jobq__sq_wall_ms();
+  if (now - s->share_checked < 1000) return;
+  s->share_checked = now;
+  sqlite3_stmt *q = s->ws[WS_LISTENERS];
+  sqlite3_bind_int64(q, 1, s->token);
+  sqlite3_bind_int64(q, 2, now);
+  s->share = sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) > 0;
+  sqlite3_reset(q);
+  sqlite3_clear_bindings(q);
+}
 
 int jobq__sq_prepare_writer(sq_store *s) {
   for (int i = 0; i < WS_COUNT; i++) {
@@ -154,6 +198,7 @@ static int do_insert(sq_store *s, sq_req *r) {
     sqlite3_bind_int64(st, 11, j->dedupe_ttl_ms);
     int rc = run(s, st, "cannot insert a job");
     if (rc) return rc;
+    ev_row(s, JOBQ_EVENT_SUBMITTED, JOBQ_QUEUED, j->id, j->kind, 0, NULL, 0, NULL, NULL);
   }
   return 0;
 }
@@ -296,6 +341,9 @@ static int do_claim(sq_store *s, sq_req *r) {
         }
       }
       free(seqs_got);
+      for (size_t i = 0; rc == 0 && i < *r->n_out; i++)
+        ev_row(s, JOBQ_EVENT_STARTED, JOBQ_RUNNING, r->out[i].id, r->out[i].kind, 0, NULL,
+               r->out[i].attempts, NULL, NULL);
     }
     free(seq_text);
     free(ma_text);
@@ -327,6 +375,9 @@ static int do_finish_one(sq_store *s, const jobq_storage_finish *f, int *out_sta
     sqlite3_bind_int(u, 3, f->attempt);
     int src = sqlite3_step(u);
     int st = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : -1;
+    if (st == JOBQ_CANCELLED)
+      ev_row(s, JOBQ_EVENT_CANCELLED, JOBQ_CANCELLED, f->id, (const char *)sqlite3_column_text(u, 1),
+             f->progress, f->step, f->attempt, "cancelled", NULL);
     while (src == SQLITE_ROW) src = sqlite3_step(u);
     sqlite3_reset(u);
     sqlite3_clear_bindings(u);
@@ -361,6 +412,17 @@ static int do_finish_one(sq_store *s, const jobq_storage_finish *f, int *out_sta
   sqlite3_bind_int(u, 10, f->attempt);
   int src = sqlite3_step(u);
   int st = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : -1;
+  if (st >= 0 && s->share) {
+    int pub = st == SQ_DUE || st == SQ_SCHEDULED ? JOBQ_QUEUED : st;
+    int type = pub == JOBQ_SUCCEEDED ? JOBQ_EVENT_SUCCEEDED
+               : pub == JOBQ_FAILED  ? JOBQ_EVENT_FAILED
+               : pub == JOBQ_CANCELLED ? JOBQ_EVENT_CANCELLED
+                                     : JOBQ_EVENT_RETRYING;
+    ev_row(s, type, pub, f->id, (const char *)sqlite3_column_text(u, 1),
+           pub == JOBQ_SUCCEEDED ? 100 : f->progress, f->step, f->attempt,
+           pub == JOBQ_SUCCEEDED ? NULL : (pub == JOBQ_CANCELLED && !err ? "cancelled" : err),
+           pub == JOBQ_SUCCEEDED ? (f->result ? f->result : "null") : NULL);
+  }
   while (src == SQLITE_ROW) src = sqlite3_step(u);
   sqlite3_reset(u);
   sqlite3_clear_bindings(u);
@@ -385,6 +447,9 @@ static int do_progress(sq_store *s, sq_req *r) {
   sqlite3_bind_int(u, 3, r->percent);
   bind_text_or_null(u, 4, r->step);
   int rc = run(s, u, "cannot record progress");
+  if (rc == 0 && sqlite3_changes(s->w) > 0)
+    ev_row(s, JOBQ_EVENT_PROGRESS, JOBQ_RUNNING, r->id, NULL, r->percent, r->step, r->attempt, NULL,
+           NULL);
   if (rc == 0 && sqlite3_changes(s->w) == 0) {
     int st = 0;
     rc = finish_miss(s, r->id, &st); /* gone, or not that attempt */
@@ -427,6 +492,9 @@ static int do_cancel(sq_store *s, sq_req *r) {
     }
     sqlite3_finalize(k);
   }
+  if (rc == 0 && *r->out_state == JOBQ_CANCELLED)
+    ev_row(s, JOBQ_EVENT_CANCELLED, JOBQ_CANCELLED, r->id, r->out_kind ? *r->out_kind : NULL, 0,
+           NULL, 0, "cancelled", NULL);
   return rc;
 }
 
@@ -450,9 +518,35 @@ static int do_heartbeat(sq_store *s, sq_req *r) {
 static int do_rescue(sq_store *s, sq_req *r) {
   sqlite3_stmt *u = s->ws[WS_RESCUE];
   sqlite3_bind_int64(u, 1, r->now);
-  int rc = run(s, u, "cannot rescue jobs");
-  if (rc == 0) *r->rescued = (size_t)sqlite3_changes(s->w);
-  return rc;
+  int src;
+  size_t n = 0;
+  while ((src = sqlite3_step(u)) == SQLITE_ROW) {
+    n++;
+    int st = sqlite3_column_int(u, 2);
+    int pub = st == SQ_DUE || st == SQ_SCHEDULED ? JOBQ_QUEUED : st;
+    ev_row(s,
+           pub == JOBQ_FAILED ? JOBQ_EVENT_FAILED
+           : pub == JOBQ_CANCELLED ? JOBQ_EVENT_CANCELLED
+                                   : JOBQ_EVENT_RETRYING,
+           pub, (const char *)sqlite3_column_text(u, 0), (const char *)sqlite3_column_text(u, 1), 0,
+           NULL, sqlite3_column_int(u, 3), (const char *)sqlite3_column_text(u, 4), NULL);
+  }
+  sqlite3_reset(u);
+  sqlite3_clear_bindings(u);
+  if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot rescue jobs", s->path);
+  *r->rescued = n;
+  /* Housekeeping rides along: old event rows, listeners that went away. */
+  sqlite3_stmt *p = s->ws[WS_PRUNE];
+  sqlite3_bind_int64(p, 1, jobq__sq_wall_ms() - 600000);
+  run(s, p, "cannot prune events");
+  return 0;
+}
+
+static int do_listen(sq_store *s, sq_req *r) {
+  sqlite3_stmt *u = s->ws[r->percent ? WS_LISTEN : WS_UNLISTEN];
+  sqlite3_bind_int64(u, 1, s->token);
+  if (r->percent) sqlite3_bind_int64(u, 2, jobq__sq_wall_ms() + 60000);
+  return run(s, u, "cannot register as a listener");
 }
 
 static int do_req(sq_store *s, sq_req *r) {
@@ -463,6 +557,7 @@ static int do_req(sq_store *s, sq_req *r) {
     case W_PROGRESS: return do_progress(s, r);
     case W_CANCEL: return do_cancel(s, r);
     case W_HEARTBEAT: return do_heartbeat(s, r);
+    case W_LISTEN: return do_listen(s, r);
     default: return do_rescue(s, r);
   }
 }
@@ -497,6 +592,7 @@ static void exec_batch(sq_store *s, sq_req *batch) {
     fail_all(batch, rc);
     return;
   }
+  check_listeners(s);
   for (sq_req *r = batch; r; r = r->next) {
     r->rc = 0;
     r->err[0] = '\0';
@@ -616,6 +712,12 @@ int jobq__sq_submit(sq_store *s, sq_req *r) {
   return r->rc;
 }
 
+static void listen_done(void *ud, int rc, const int *out_state) {
+  (void)ud;
+  (void)rc;
+  (void)out_state;
+}
+
 /* Queues r (heap-allocated) for the writer thread and returns. */
 static void submit_async(sq_store *s, sq_req *r) {
   r->next = NULL;
@@ -696,6 +798,26 @@ int jobq__sq_finish_async(void *st, const jobq_storage_finish *f, size_t n,
   r->done_cb = done;
   r->done_ud = ud;
   submit_async(st, r);
+  return 0;
+}
+
+/* Registers (on) or removes this store as a listener for other processes'
+ * events; renewed by the watcher while on (a listener row lapses after 60 s,
+ * so a crashed process stops costing the others event rows). */
+int jobq__sq_listen(sq_store *s, int on, int wait) {
+  if (wait) {
+    sq_req r = {0};
+    r.op = W_LISTEN;
+    r.percent = on;
+    return jobq__sq_submit(s, &r);
+  }
+  sq_req *r = calloc(1, sizeof *r);
+  if (r == NULL) return JOBQ_ENOMEM;
+  r->op = W_LISTEN;
+  r->percent = on;
+  r->done_cb = listen_done;
+  r->out_state = &r->attempt;
+  submit_async(s, r);
   return 0;
 }
 

@@ -1,0 +1,143 @@
+/* Events of changes made by another process (here: another queue on the
+ * same SQLite file, which is a different storage connection with its own
+ * origin, exactly as another process would be) reach this queue's
+ * listeners, in order, and a queue never hears its own changes twice. */
+#include <jobq.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+static char dir[64], url[128];
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(dir, sizeof dir, "/tmp/jobq-evshare-XXXXXX");
+  if (mkdtemp(dir) == NULL) return -1;
+  snprintf(url, sizeof url, "sqlite:%s/q.db?busy_timeout=10000", dir);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char p[160];
+  const char *sfx[] = {"", "-wal", "-shm"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "%s/q.db%s", dir, sfx[i]);
+    unlink(p);
+  }
+  rmdir(dir);
+  return 0;
+}
+
+static jobq_t *open_q(int workers) {
+  jobq_options_t *o = jobq_options_new();
+  assert_non_null(o);
+  assert_int_equal(jobq_options_set_storage(o, url), 0);
+  assert_int_equal(jobq_options_set_workers(o, workers), 0);
+  jobq_t *q = NULL;
+  int rc = jobq_open(&q, o);
+  if (rc) fail_msg("jobq_open: %s", jobq_last_error());
+  jobq_options_free(o);
+  return q;
+}
+
+static void work(jobq_ctx_t *ctx, void *ud) {
+  (void)ud;
+  jobq_ctx_progress(ctx, 100, "all done");
+  if (strcmp(jobq_ctx_payload(ctx), "\"fail\"") == 0) jobq_ctx_fail(ctx, "no luck", 0);
+  else jobq_ctx_succeed(ctx, "{\"ok\":true}");
+}
+
+/* Collects the types of id's events from q's pull stream until a terminal
+ * one, up to 10 s. */
+static void collect(jobq_t *q, const char *id, char *types, size_t cap, char *last_error,
+                    char *last_result) {
+  types[0] = '\0';
+  for (int i = 0; i < 200; i++) {
+    jobq_event_t *ev = NULL;
+    if (jobq_next_event(q, 50, &ev) != 0) continue;
+    if (strcmp(jobq_event_job_id(ev), id) == 0) {
+      const char *name = jobq_event_type_name(jobq_event_type(ev));
+      if (types[0]) strncat(types, " ", cap - strlen(types) - 1);
+      strncat(types, name, cap - strlen(types) - 1);
+      if (jobq_event_error(ev)) snprintf(last_error, 64, "%s", jobq_event_error(ev));
+      if (jobq_event_result(ev)) snprintf(last_result, 64, "%s", jobq_event_result(ev));
+      int term = jobq_event_type(ev) >= JOBQ_EVENT_SUCCEEDED;
+      jobq_event_free(ev);
+      if (term) return;
+    } else {
+      jobq_event_free(ev);
+    }
+  }
+}
+
+static void test_listener_hears_other_process(void **state) {
+  (void)state;
+  jobq_t *listener = open_q(0);
+  jobq_event_t *ev = NULL;
+  assert_int_equal(jobq_next_event(listener, 0, &ev), JOBQ_ETIMEDOUT); /* starts listening */
+  jobq_t *other = open_q(1);
+  assert_int_equal(jobq_register(other, "k", work, NULL, NULL), 0);
+  assert_int_equal(jobq_start(other), 0);
+
+  char ok[JOBQ_ID_SIZE], bad[JOBQ_ID_SIZE];
+  assert_int_equal(jobq_submit(other, "k", "\"ok\"", NULL, ok), 0);
+  char types[256], err[64] = "", res[64] = "";
+  collect(listener, ok, types, sizeof types, err, res);
+  /* progress may be coalesced away, the rest is exact and ordered */
+  if (strcmp(types, "submitted started succeeded") != 0 &&
+      strcmp(types, "submitted started progress succeeded") != 0)
+    fail_msg("events of another process's job: \"%s\"", types);
+  assert_string_equal(res, "{\"ok\":true}");
+
+  assert_int_equal(jobq_submit(other, "k", "\"fail\"", NULL, bad), 0);
+  collect(listener, bad, types, sizeof types, err, res);
+  assert_non_null(strstr(types, "failed"));
+  assert_string_equal(err, "no luck");
+
+  /* The listener's own submit is heard once, not again from the table. */
+  char mine[JOBQ_ID_SIZE];
+  assert_int_equal(jobq_submit(listener, "k", "\"ok\"", NULL, mine), 0);
+  collect(listener, mine, types, sizeof types, err, res);
+  if (strncmp(types, "submitted started", 17) != 0 || strstr(types + 1, "submitted"))
+    fail_msg("events of our own job: \"%s\"", types);
+  assert_int_equal(jobq_close(other, 5000), 0);
+  assert_int_equal(jobq_close(listener, 0), 0);
+}
+
+/* Nobody listening: no event rows are written (the cost is only paid while
+ * someone listens). */
+static void test_no_rows_without_listeners(void **state) {
+  (void)state;
+  jobq_t *q = open_q(0);
+  char id[JOBQ_ID_SIZE];
+  for (int i = 0; i < 5; i++) assert_int_equal(jobq_submit(q, "k", "1", NULL, id), 0);
+  assert_int_equal(jobq_close(q, 0), 0);
+  char path[160];
+  snprintf(path, sizeof path, "%s/q.db", dir);
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM jobq_events", -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(st, 0), 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_no_rows_without_listeners, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_listener_hears_other_process, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
