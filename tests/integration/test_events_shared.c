@@ -134,10 +134,54 @@ static void test_no_rows_without_listeners(void **state) {
   sqlite3_close(db);
 }
 
+static void exec_sql(const char *path, const char *sql) {
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  char *err = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) fail_msg("%s: %s", sql, err);
+  sqlite3_close(db);
+}
+
+static int query_int(const char *path, const char *sql) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+/* A database of schema 1 (before jobq_events) is migrated forward when
+ * opened, and its jobs stay as they were. */
+static void test_migrates_schema_1(void **state) {
+  (void)state;
+  char path[160], id[JOBQ_ID_SIZE];
+  snprintf(path, sizeof path, "%s/q.db", dir);
+  jobq_t *q = open_q(0);
+  assert_int_equal(jobq_submit(q, "k", "{\"keep\":1}", NULL, id), 0);
+  assert_int_equal(jobq_close(q, 0), 0);
+  /* Make it what libjobq 0.1 schema 1 wrote. */
+  exec_sql(path, "DROP TABLE jobq_events; DROP TABLE jobq_listeners; "
+                 "UPDATE jobq_meta SET value = '1' WHERE key = 'schema_version'");
+  assert_int_equal(query_int(path, "SELECT value FROM jobq_meta WHERE key = 'schema_version'"), 1);
+  q = open_q(0);
+  jobq_job_t *job = NULL;
+  assert_int_equal(jobq_get(q, id, &job), 0);
+  assert_string_equal(jobq_job_payload(job), "{\"keep\":1}");
+  assert_int_equal(jobq_job_state(job), JOBQ_QUEUED);
+  jobq_job_free(job);
+  assert_int_equal(jobq_close(q, 0), 0);
+  assert_int_equal(query_int(path, "SELECT value FROM jobq_meta WHERE key = 'schema_version'"), 2);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM jobq_events"), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_no_rows_without_listeners, setup, teardown),
     cmocka_unit_test_setup_teardown(test_listener_hears_other_process, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_migrates_schema_1, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
