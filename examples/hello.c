@@ -1,7 +1,9 @@
-/* hello: the job pattern in one page. Open a queue, register a handler that
- * reports progress, submit a job, watch its events, wait for the result. */
+/* hello: the job pattern in one page. Open a queue (./jobq.db, or
+ * $JOBQ_STORAGE), register a handler that reports progress, submit a job,
+ * watch its events, wait for the result. */
 #include <jobq.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static void greet(jobq_ctx_t *ctx, void *ud) {
   (void)ud;
@@ -26,12 +28,16 @@ int main(void) {
   jobq_t *q;
   char id[JOBQ_ID_SIZE];
   jobq_job_t *job = NULL;
-  if (jobq_open(&q, NULL) != 0 || jobq_register(q, "greet", greet, NULL, NULL) != 0 ||
+  const char *storage = getenv("JOBQ_STORAGE") ? getenv("JOBQ_STORAGE") : "sqlite:jobq.db";
+  jobq_options_t *opts = jobq_options_new();
+  if (opts == NULL || jobq_options_set_storage(opts, storage) != 0 || jobq_open(&q, opts) != 0 ||
+      jobq_register(q, "greet", greet, NULL, NULL) != 0 ||
       jobq_subscribe(q, on_event, NULL) != 0 || jobq_start(q) != 0 ||
       jobq_submit(q, "greet", "{\"name\": \"world\"}", NULL, id) < 0) {
     fprintf(stderr, "hello: %s\n", jobq_last_error());
     return 1;
   }
+  jobq_options_free(opts);
   printf("submitted %s\n", id);
   /* Long-poll until the job is finished. */
   while (jobq_wait(q, id, 5000, &job) >= 0 && !jobq_state_is_terminal(jobq_job_state(job))) {
