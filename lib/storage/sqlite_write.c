@@ -499,9 +499,13 @@ static int do_cancel(sq_store *s, sq_req *r) {
 }
 
 static int do_heartbeat(sq_store *s, sq_req *r) {
+  /* The lease counts from when it is stored: add the time this request
+   * waited (for the write lock, for other requests) since it was made. */
+  int64_t waited = jobq__sq_wall_ms() - r->now;
+  int64_t until = r->lease_until + (waited > 0 ? waited : 0);
   for (size_t i = 0; i < r->n; i++) {
     sqlite3_stmt *u = s->ws[WS_HEARTBEAT];
-    sqlite3_bind_int64(u, 1, r->lease_until);
+    sqlite3_bind_int64(u, 1, until);
     sqlite3_bind_text(u, 2, r->leases[i].id, -1, SQLITE_STATIC);
     sqlite3_bind_int(u, 3, r->leases[i].attempt);
     int src = sqlite3_step(u);
@@ -848,6 +852,7 @@ int jobq__sq_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_
   r.leases = l;
   r.n = n;
   r.lease_until = lease_until;
+  r.now = jobq__sq_wall_ms(); /* when asked, to measure the wait */
   return jobq__sq_submit(st, &r);
 }
 
