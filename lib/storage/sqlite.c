@@ -205,8 +205,16 @@ static int schema_version(sqlite3 *db, const char *path, int *out) {
   rc = sqlite3_prepare_v2(db, "SELECT value FROM jobq_meta WHERE key = 'schema_version'", -1, &st,
                           NULL);
   if (rc != SQLITE_OK) return jobq__sq_error(db, rc, "cannot read the schema version", path);
-  if (sqlite3_step(st) == SQLITE_ROW) *out = sqlite3_column_int(st, 0);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *out = sqlite3_column_int(st, 0);
   sqlite3_finalize(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return jobq__sq_error(db, rc, "cannot read the schema version", path);
+  if (rc == SQLITE_DONE || *out < 1)
+    return jobq__err(JOBQ_ECORRUPT,
+                     "sqlite storage '%s': jobq_meta has no valid schema version: the file is "
+                     "damaged or was not made by libjobq; it was not changed",
+                     path);
   return 0;
 }
 
