@@ -208,9 +208,10 @@ static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const i
   }
   uv_mutex_lock(&s->mu);
   for (size_t i = 0; i < n; i++) {
-    /* Ids are the core's UUIDs: a repeat is a bug somewhere, refused whole. */
+    /* Ids are the core's UUIDs: one already stored is a bug somewhere, and
+     * the batch is refused whole. (Ids within one batch are distinct by
+     * construction; checking that too would cost O(n^2) per batch.) */
     int repeat = jobq__map_get(&s->ids, jobs[i]->id) != NULL;
-    for (size_t k = 0; k < i && !repeat; k++) repeat = strcmp(jobs[k]->id, jobs[i]->id) == 0;
     if (repeat) {
       uv_mutex_unlock(&s->mu);
       for (size_t x = 0; x < n; x++)
