@@ -664,6 +664,9 @@ static void lead_one(sq_store *s) {
   }
 }
 
+#define WRITER_GATHER 64
+#define WRITER_DELAY_NS 500000u /* 0.5 ms */
+
 static void writer_main(void *arg) {
   sq_store *s = arg;
   uv_mutex_lock(&s->mu);
@@ -671,6 +674,19 @@ static void writer_main(void *arg) {
     while ((s->head == NULL || s->leading) && !s->stop) uv_cond_wait(&s->cv_req, &s->mu);
     if (s->head == NULL && s->stop) break;
     if (s->leading) continue;
+    /* What reaches this thread is asynchronous (finishes nobody waits for):
+     * a short wait lets more of them share one commit, and every commit
+     * rewrites whole pages, so fewer, larger ones write far less. A waiting
+     * caller can still lead at any moment. */
+    uint64_t until = uv_hrtime() + WRITER_DELAY_NS;
+    for (;;) {
+      size_t n = 0;
+      for (sq_req *r = s->head; r && n < WRITER_GATHER; r = r->next) n++;
+      uint64_t now = uv_hrtime();
+      if (s->stop || s->leading || n >= WRITER_GATHER || now >= until) break;
+      uv_cond_timedwait(&s->cv_req, &s->mu, until - now);
+    }
+    if (s->leading || s->head == NULL) continue;
     lead_one(s);
   }
   uv_mutex_unlock(&s->mu);
