@@ -15,9 +15,6 @@
 
 #define FALLBACK_MS 100
 
-/* Only touched on the watcher's thread. */
-static _Thread_local int watch_pending; /* a re-check is scheduled */
-static _Thread_local int watch_dirty;   /* the file changed since that was scheduled */
 
 /* Passes on the event rows other processes wrote since the last look.
  * nmu held. */
@@ -54,38 +51,75 @@ static void read_events(sq_store *s) {
   }
 }
 
-static void check(sq_store *s) {
+/* Returns 1 when another connection committed since the last look. */
+static int check(sq_store *s) {
   if (sqlite3_step(s->wver) != SQLITE_ROW) {
     sqlite3_reset(s->wver);
-    return;
+    return 0;
   }
   int64_t v = sqlite3_column_int64(s->wver, 0);
   sqlite3_reset(s->wver);
-  if (v == s->data_version) return;
+  if (v == s->data_version) return 0;
   s->data_version = v;
   uv_mutex_lock(&s->nmu);
   if (s->sink) read_events(s);
   if (s->notify) s->notify(s->notify_ud);
   uv_mutex_unlock(&s->nmu);
+  return 1;
+}
+
+/* Two modes. Idle: the file-system watch wakes us (no CPU at all), with a
+ * slow timer for file systems that cannot watch. Busy (the database keeps
+ * changing): the watch is off and a 1 ms timer looks, because a watch
+ * costs every write of every process a kernel notification and wakes this
+ * thread for each; after BUSY_MS without a change, back to idle. */
+#define POLL_MS 1
+#define BUSY_MS 50
+
+static _Thread_local int busy;
+static _Thread_local int64_t last_change;
+
+static void on_fs(uv_fs_event_t *h, const char *filename, int events, int status);
+
+static void go_idle(sq_store *s) {
+  busy = 0;
+  char *dir = strdup(s->path);
+  if (dir) {
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    uv_fs_event_start(&s->wfs, on_fs, dir, 0);
+    free(dir);
+  }
 }
 
 static void on_timer(uv_timer_t *t) {
   sq_store *s = t->data;
-  check(s);
-  uv_mutex_lock(&s->nmu);
   int64_t now = jobq__sq_wall_ms();
+  if (check(s)) last_change = now;
+  uv_mutex_lock(&s->nmu);
   if (s->sink && now - s->listen_renewed > 20000) {
     s->listen_renewed = now;
     jobq__sq_listen(s, 1, 0); /* keep our listener row alive */
   }
   uv_mutex_unlock(&s->nmu);
-  if (watch_pending && watch_dirty) {
-    /* More writes came: look once more after them. */
-    watch_dirty = 0;
-    uv_timer_start(&s->wtimer, on_timer, 1, 0);
+  if (busy && now - last_change < BUSY_MS) {
+    uv_timer_start(&s->wtimer, on_timer, POLL_MS, 0);
     return;
   }
-  watch_pending = 0;
+  if (busy) {
+    /* Quiet again: one last look once the watch is back, so that a commit
+     * between the look and the watch is not missed. */
+    go_idle(s);
+    if (check(s)) {
+      last_change = now;
+      uv_fs_event_stop(&s->wfs);
+      busy = 1;
+      uv_timer_start(&s->wtimer, on_timer, POLL_MS, 0);
+      return;
+    }
+  }
   uv_timer_start(&s->wtimer, on_timer, FALLBACK_MS, 0);
 }
 
@@ -97,16 +131,13 @@ static void on_fs(uv_fs_event_t *h, const char *filename, int events, int status
   base = base ? base + 1 : s->path;
   /* Only the database and its -wal file matter. */
   if (filename && strncmp(filename, base, strlen(base)) != 0) return;
-  if (watch_pending) {
-    watch_dirty = 1;
-    return;
-  }
-  /* Look now (the commit that wrote is usually complete), and once more
-   * 1 ms after the last write of a burst, in case it was not yet. */
+  /* Look now (the commit that wrote is usually complete), then go busy:
+   * stop the watch and look every millisecond while changes keep coming. */
   check(s);
-  watch_pending = 1;
-  watch_dirty = 0;
-  uv_timer_start(&s->wtimer, on_timer, 1, 0);
+  last_change = jobq__sq_wall_ms();
+  busy = 1;
+  uv_fs_event_stop(&s->wfs);
+  uv_timer_start(&s->wtimer, on_timer, POLL_MS, 0);
 }
 
 static void on_stop(uv_async_t *a) {
@@ -140,16 +171,10 @@ static int start(sq_store *s) {
   uv_fs_event_init(&s->wloop, &s->wfs);
   s->wstop.data = s->wtimer.data = s->wfs.data = s;
   /* Watch the directory: the -wal file may not exist yet, and SQLite may
-   * recreate it. Without a watch the timer alone still works. */
-  char *dir = strdup(s->path);
-  if (dir) {
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
-    uv_fs_event_start(&s->wfs, on_fs, dir, 0);
-    free(dir);
-  }
+   * recreate it. Without a watch the timer alone still works. (busy and
+   * last_change belong to the watcher thread; go_idle only sets the watch
+   * up here, before that thread starts.) */
+  go_idle(s);
   uv_timer_start(&s->wtimer, on_timer, FALLBACK_MS, 0);
   if (uv_thread_create(&s->watcher, watcher_main, s) != 0) {
     uv_close((uv_handle_t *)&s->wtimer, NULL);

@@ -600,7 +600,11 @@ static void exec_batch(sq_store *s, sq_req *batch) {
   for (sq_req *r = batch; r; r = r->next) {
     r->rc = 0;
     r->err[0] = '\0';
-    int single = r->op == W_PROGRESS || r->op == W_RESCUE; /* one statement: atomic by itself */
+    /* A savepoint costs two statements; only requests that write several
+     * rows that must go together need one (a batch insert or finish). The
+     * others write one row (or rows each fine on its own, like heartbeats),
+     * and a failing statement undoes itself. */
+    int single = !((r->op == W_INSERT || r->op == W_FINISH) && r->n > 1);
     if (!single && (rc = run(s, s->ws[WS_SAVEPOINT], "cannot make a savepoint"))) {
       r->rc = rc;
       snprintf(r->err, sizeof r->err, "%s", jobq_last_error());
