@@ -253,6 +253,29 @@ static int64_t backoff_ms(jobq_t *q, const kind_reg *k, int attempt) {
   return d - (int64_t)((double)d * jitter * r);
 }
 
+/* What storage is told about the end of ctx's attempt: a retry with no
+ * attempts left becomes a failure; a retry gets its backoff. mu held. */
+static void outcome_record(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
+                           const char *error, jobq_storage_finish *f) {
+  memset(f, 0, sizeof *f);
+  f->id = ctx->rec.id;
+  f->attempt = ctx->rec.attempts;
+  f->outcome = outcome;
+  f->result = result;
+  f->error = error;
+  f->now = jobq__now(q);
+  f->progress = ctx->progress;
+  f->step = ctx->step;
+  if (outcome == JOBQ_OUTCOME_RETRY) {
+    if (ctx->rec.attempts >= ctx->rec.max_attempts) {
+      f->outcome = JOBQ_OUTCOME_FAILED;
+    } else {
+      f->run_at = f->now + backoff_ms(q, ctx->kr, ctx->rec.attempts);
+      ctx->rec.run_at = f->run_at;
+    }
+  }
+}
+
 /* After storage has applied the end of an attempt: bookkeeping and news. */
 static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *result,
                         const char *error) {
@@ -299,23 +322,8 @@ static int end_attempt(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *resu
                      ctx->timed_out ? " (it timed out)" : "");
   ctx->finished = 1;
   tmo_remove(q, ctx);
-  jobq_storage_finish f = {0};
-  f.id = ctx->rec.id;
-  f.attempt = ctx->rec.attempts;
-  f.outcome = outcome;
-  f.result = result;
-  f.error = error;
-  f.now = jobq__now(q);
-  f.progress = ctx->progress;
-  f.step = ctx->step;
-  if (outcome == JOBQ_OUTCOME_RETRY) {
-    if (ctx->rec.attempts >= ctx->rec.max_attempts) {
-      f.outcome = JOBQ_OUTCOME_FAILED;
-    } else {
-      f.run_at = f.now + backoff_ms(q, ctx->kr, ctx->rec.attempts);
-      ctx->rec.run_at = f.run_at;
-    }
-  }
+  jobq_storage_finish f;
+  outcome_record(q, ctx, outcome, result, error, &f);
   int state = 0;
   /* Hold the job's events until ours is out (see jobq__hold_begin). */
   int held = jobq__events_on(q) && jobq__hold_begin(q, ctx->rec.id) == 0;
@@ -416,23 +424,8 @@ static int user_finish_async(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char
     uv_mutex_unlock(&q->mu);
     return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
   }
-  jobq_storage_finish f = {0};
-  f.id = ctx->rec.id;
-  f.attempt = ctx->rec.attempts;
-  f.outcome = outcome;
-  f.result = res;
-  f.error = err;
-  f.now = jobq__now(q);
-  f.progress = ctx->progress;
-  f.step = ctx->step;
-  if (outcome == JOBQ_OUTCOME_RETRY) {
-    if (ctx->rec.attempts >= ctx->rec.max_attempts) {
-      f.outcome = JOBQ_OUTCOME_FAILED;
-    } else {
-      f.run_at = f.now + backoff_ms(q, ctx->kr, ctx->rec.attempts);
-      ctx->rec.run_at = f.run_at;
-    }
-  }
+  jobq_storage_finish f;
+  outcome_record(q, ctx, outcome, res, err, &f);
   ctx->finished = 1;
   ctx->user_done = 1; /* the reference now travels with the finish */
   tmo_remove(q, ctx);
