@@ -79,6 +79,10 @@ JOBQ_API const char *jobq_version_string(void);
 #define JOBQ_EFULL      (-18) /* the storage is full */
 #define JOBQ_EVERSION   (-19) /* data written by a newer, incompatible version */
 #define JOBQ_ENOTSUP    (-20) /* the backend or build does not support this */
+#define JOBQ_ECONFIG    (-21) /* a stage or provider configuration is malformed or incomplete */
+#define JOBQ_EPROVIDER  (-22) /* a provider answered with an error or with unusable data */
+#define JOBQ_ENETWORK   (-23) /* a provider could not be reached (connect, TLS, reset) */
+#define JOBQ_EPATH      (-24) /* a path or key escapes the directory it must stay in */
 
 /* A short sentence for a code, e.g. "no job with that id". Static storage. */
 JOBQ_API const char *jobq_strerror(int code);

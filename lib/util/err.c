@@ -32,6 +32,10 @@ static const struct {
   {"JOBQ_EFULL", "storage is full"},
   {"JOBQ_EVERSION", "data written by a newer version"},
   {"JOBQ_ENOTSUP", "not supported"},
+  {"JOBQ_ECONFIG", "invalid or incomplete configuration"},
+  {"JOBQ_EPROVIDER", "the provider answered with an error"},
+  {"JOBQ_ENETWORK", "network error"},
+  {"JOBQ_EPATH", "path escapes its directory"},
 };
 
 #define NERR ((int)(sizeof errtab / sizeof errtab[0]))

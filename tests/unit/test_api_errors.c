@@ -13,7 +13,7 @@ static const struct {
   E(JOBQ_ETOOBIG),   E(JOBQ_EKIND),   E(JOBQ_EEXIST),    E(JOBQ_ESTATE),    E(JOBQ_ETIMEDOUT),
   E(JOBQ_ECLOSED),   E(JOBQ_ESTORAGE), E(JOBQ_EURL),     E(JOBQ_ECANCELLED), E(JOBQ_EDEADLK),
   E(JOBQ_EBUSY),     E(JOBQ_EIO),     E(JOBQ_ECORRUPT),  E(JOBQ_EFULL),     E(JOBQ_EVERSION),
-  E(JOBQ_ENOTSUP),
+  E(JOBQ_ENOTSUP),   E(JOBQ_ECONFIG), E(JOBQ_EPROVIDER), E(JOBQ_ENETWORK),  E(JOBQ_EPATH),
 };
 #undef E
 #define NCODES (sizeof codes / sizeof codes[0])
@@ -21,11 +21,12 @@ static const struct {
 /* The values are ABI (jobq.h: never renumbered). */
 static void test_code_values(void **state) {
   (void)state;
-  assert_int_equal(NCODES, 21);
+  assert_int_equal(NCODES, 25);
   for (size_t i = 0; i < NCODES; i++) assert_int_equal(codes[i].code, -(int)i);
   assert_int_equal(JOBQ_OK, 0);
   assert_int_equal(JOBQ_ENOTFOUND, -3);
   assert_int_equal(JOBQ_ENOTSUP, -20);
+  assert_int_equal(JOBQ_EPATH, -24);
 }
 
 static void test_err_name_every_code(void **state) {
@@ -72,7 +73,7 @@ static void check_unknown(int code) {
 
 static void test_unknown_codes(void **state) {
   (void)state;
-  int unknown[] = {1, 2, 20, 100, INT_MAX, -21, -22, -100, -1000000, INT_MIN + 1};
+  int unknown[] = {1, 2, 20, 100, INT_MAX, -25, -26, -100, -1000000, INT_MIN + 1};
   for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) check_unknown(unknown[i]);
   /* docs/reference: "unknown error" and "JOBQ_EUNKNOWN" */
   for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {

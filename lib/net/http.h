@@ -1,0 +1,98 @@
+/* HTTP requests on a libuv loop through libcurl's multi interface.
+ *
+ * Internal to libjobq (the stage modules use it). One jq_http per loop: it
+ * owns a CURLM whose sockets are watched with uv_poll_t and whose timeout is a
+ * uv_timer_t (CURLMOPT_SOCKETFUNCTION / CURLMOPT_TIMERFUNCTION), so requests
+ * need no thread and nothing polls. Every function here must be called on the
+ * loop's thread; every callback runs there.
+ *
+ * A request is tried up to max_tries times: network errors, timeouts and the
+ * statuses 408, 429, 500, 502, 503, 504 and 529 are retried after an
+ * exponential backoff with jitter, or after the server's Retry-After (seconds
+ * or an HTTP date) when it sent one, capped at retry_after_max_ms. Any other
+ * status is final and reported as it is (the caller decides what a 400
+ * means). TLS peers are always verified.
+ *
+ * Secrets (API keys, the S3 secret) never appear in an error sentence: each
+ * string listed in opts.secrets is replaced with "[redacted]" in everything
+ * this module writes, and it never logs headers. */
+#ifndef JOBQ_NET_HTTP_H
+#define JOBQ_NET_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct uv_loop_s;
+
+typedef struct jq_http jq_http;
+typedef struct jq_http_req jq_http_req;
+
+typedef struct jq_http_opts {
+  const char *provider;       /* name in error sentences, e.g. "openai"; NULL: "http" */
+  const char *method;         /* "GET", "POST", "PUT"; NULL: GET, or POST with a body */
+  const char *url;
+  const char *const *headers; /* "Name: value" lines */
+  size_t n_headers;
+  const void *body;           /* request body, copied by jq_http_start; may be NULL */
+  size_t body_len;
+  const char *body_file;      /* or: send this file's bytes (PUT of an artifact) */
+  int64_t connect_timeout_ms; /* per try; 0: 10,000 */
+  int64_t timeout_ms;         /* whole try, transfer included; 0: 120,000 */
+  size_t max_response;        /* bytes; a longer body fails the request (JOBQ_ETOOBIG); 0: 64 MiB */
+  int max_tries;              /* 0: 4; 1: no retry */
+  int64_t backoff_base_ms;    /* 0: 500; the delay before try n+1 is base * 2^(n-1), jittered, */
+  int64_t backoff_max_ms;     /* capped here; 0: 30,000 */
+  int64_t retry_after_max_ms; /* longest Retry-After honoured; 0: 60,000 (longer: give up) */
+  const char *aws_sigv4;      /* CURLOPT_AWS_SIGV4, e.g. "aws:amz:us-east-1:s3"; NULL: none */
+  const char *userpwd;        /* CURLOPT_USERPWD ("AKID:SECRET" for SigV4); a secret */
+  const char *const *secrets; /* strings never to show (API keys); userpwd is always one */
+  size_t n_secrets;
+  const char *ca_file;        /* CURLOPT_CAINFO; NULL: the system's */
+} jq_http_opts;
+
+typedef struct jq_http_resp {
+  int rc;                   /* 0: a final HTTP response arrived (any status; see status);
+                               JOBQ_ETIMEDOUT: the last try timed out;
+                               JOBQ_ENETWORK: the last try could not connect / was reset;
+                               JOBQ_ETOOBIG: the body passed max_response;
+                               JOBQ_ECANCELLED: jq_http_abort or jq_http_close;
+                               JOBQ_ENOMEM, JOBQ_EIO (body_file unreadable) */
+  long status;              /* HTTP status of the last try; 0 if none arrived */
+  const char *body;         /* the response body, NUL-terminated (not counted in body_len) */
+  size_t body_len;
+  const char *content_type; /* the Content-Type header, or NULL */
+  int tries;                /* tries made */
+  const char *error;        /* when rc < 0 or status >= 400: a sentence naming the provider,
+                               e.g. "openai: HTTP 429 after 4 tries: Rate limit reached";
+                               secrets redacted; else NULL */
+} jq_http_resp;
+
+/* resp and everything it points to are valid during the call only. */
+typedef void (*jq_http_done_fn)(void *ud, const jq_http_resp *resp);
+
+/* A client on loop. 0, or JOBQ_ENOMEM / JOBQ_EIO (curl failed to start). */
+int jq_http_new(struct uv_loop_s *loop, jq_http **out);
+
+/* Aborts every request (each done gets JOBQ_ECANCELLED, before this returns)
+ * and closes the loop handles; closed(ud) runs once they are closed (after
+ * which the loop holds nothing of h). closed may be NULL. */
+void jq_http_close(jq_http *h, void (*closed)(void *ud), void *ud);
+
+/* Starts a request. done(ud, resp) is called exactly once, later, on the
+ * loop thread; never from inside jq_http_start. *out_req (may be NULL) is
+ * valid until done is called. 0, or JOBQ_EINVAL (no url, bad method) /
+ * JOBQ_ENOMEM with jobq_last_error() set and done never called. */
+int jq_http_start(jq_http *h, const jq_http_opts *opts, jq_http_done_fn done, void *ud,
+                  jq_http_req **out_req);
+
+/* Stops a request now (the connection is dropped, a pending retry timer
+ * stopped); its done is called with JOBQ_ECANCELLED before this returns. */
+void jq_http_abort(jq_http_req *req);
+
+/* Copies src to dst (size bytes, NUL-terminated) with every occurrence of
+ * each secret replaced by "[redacted]". Secrets shorter than 4 bytes are
+ * ignored (they would redact ordinary words). */
+void jq_http_redact(char *dst, size_t size, const char *src, const char *const *secrets,
+                    size_t n_secrets);
+
+#endif
