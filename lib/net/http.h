@@ -6,7 +6,8 @@
  * need no thread and nothing polls. Every function here must be called on the
  * loop's thread; every callback runs there.
  *
- * A request is tried up to max_tries times: network errors, timeouts and the
+ * A request is tried up to max_tries times: network errors (but not a TLS
+ * certificate that fails verification), timeouts and the
  * statuses 408, 429, 500, 502, 503, 504 and 529 are retried after an
  * exponential backoff with jitter, or after the server's Retry-After (seconds
  * or an HTTP date) when it sent one, capped at retry_after_max_ms. Any other
@@ -15,7 +16,10 @@
  *
  * Secrets (API keys, the S3 secret) never appear in an error sentence: each
  * string listed in opts.secrets is replaced with "[redacted]" in everything
- * this module writes, and it never logs headers. */
+ * this module writes, and it never logs headers. userpwd is always a secret,
+ * and so are its password (after the ':') and the base64 that curl sends in
+ * a Basic Authorization header (which a server may echo). Sentences name
+ * the host and port, never the URL (its query may hold a key). */
 #ifndef JOBQ_NET_HTTP_H
 #define JOBQ_NET_HTTP_H
 
@@ -29,13 +33,19 @@ typedef struct jq_http_req jq_http_req;
 
 typedef struct jq_http_opts {
   const char *provider;       /* name in error sentences, e.g. "openai"; NULL: "http" */
-  const char *method;         /* "GET", "POST", "PUT"; NULL: GET, or POST with a body */
+  const char *method;         /* "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE" or "OPTIONS";
+                                 NULL: GET, POST with a body, PUT with a body_file.
+                                 GET and HEAD cannot have a body (JOBQ_EINVAL) */
   const char *url;
-  const char *const *headers; /* "Name: value" lines */
+  const char *const *headers; /* "Name: value" lines (no CR or LF). With a body, give
+                                 Content-Type: libcurl's default is
+                                 application/x-www-form-urlencoded */
   size_t n_headers;
   const void *body;           /* request body, copied by jq_http_start; may be NULL */
   size_t body_len;
-  const char *body_file;      /* or: send this file's bytes (PUT of an artifact) */
+  const char *body_file;      /* or: send this file's bytes (PUT of an artifact). Opened
+                                 again for every try; one that cannot be read is
+                                 reported through done (JOBQ_EIO), not by start */
   int64_t connect_timeout_ms; /* per try; 0: 10,000 */
   int64_t timeout_ms;         /* whole try, transfer included; 0: 120,000 */
   size_t max_response;        /* bytes; a longer body fails the request (JOBQ_ETOOBIG); 0: 64 MiB */
@@ -58,16 +68,21 @@ typedef struct jq_http_resp {
                                JOBQ_ECANCELLED: jq_http_abort or jq_http_close;
                                JOBQ_ENOMEM, JOBQ_EIO (body_file unreadable) */
   long status;              /* HTTP status of the last try; 0 if none arrived */
-  const char *body;         /* the response body, NUL-terminated (not counted in body_len) */
+  const char *body;         /* the last try's response body, NUL-terminated (not counted in
+                               body_len); never NULL (may be what arrived before a failure) */
   size_t body_len;
   const char *content_type; /* the Content-Type header, or NULL */
-  int tries;                /* tries made */
+  int tries;                /* tries made (0 if body_file could not be opened at once) */
   const char *error;        /* when rc < 0 or status >= 400: a sentence naming the provider,
-                               e.g. "openai: HTTP 429 after 4 tries: Rate limit reached";
+                               e.g. "openai: HTTP 429 after 4 tries: Rate limit reached"
+                               (the body's error message, at most ~200 bytes on one line;
+                               "after N tries" only when N > 1) or "anthropic: could not
+                               connect to 127.0.0.1:9: Connection refused (after 3 tries)";
                                secrets redacted; else NULL */
 } jq_http_resp;
 
-/* resp and everything it points to are valid during the call only. */
+/* resp and everything it points to are valid during the call only. done may
+ * call jq_http_start, jq_http_abort (of any request) and jq_http_close. */
 typedef void (*jq_http_done_fn)(void *ud, const jq_http_resp *resp);
 
 /* A client on loop. 0, or JOBQ_ENOMEM / JOBQ_EIO (curl failed to start). */
@@ -75,23 +90,32 @@ int jq_http_new(struct uv_loop_s *loop, jq_http **out);
 
 /* Aborts every request (each done gets JOBQ_ECANCELLED, before this returns)
  * and closes the loop handles; closed(ud) runs once they are closed (after
- * which the loop holds nothing of h). closed may be NULL. */
+ * which the loop holds nothing of h and h is freed), so always later, from
+ * the loop. closed may be NULL. May be called from a done callback. From
+ * then on jq_http_start fails with JOBQ_ECLOSED and further jq_http_close
+ * calls are ignored. */
 void jq_http_close(jq_http *h, void (*closed)(void *ud), void *ud);
 
 /* Starts a request. done(ud, resp) is called exactly once, later, on the
  * loop thread; never from inside jq_http_start. *out_req (may be NULL) is
- * valid until done is called. 0, or JOBQ_EINVAL (no url, bad method) /
- * JOBQ_ENOMEM with jobq_last_error() set and done never called. */
+ * valid until done is called. 0, or JOBQ_EINVAL (no url, a url that is not
+ * http(s), bad method, malformed header, negative limits) / JOBQ_ENOMEM /
+ * JOBQ_ECLOSED (after jq_http_close) with jobq_last_error() set and done
+ * never called. */
 int jq_http_start(jq_http *h, const jq_http_opts *opts, jq_http_done_fn done, void *ud,
                   jq_http_req **out_req);
 
 /* Stops a request now (the connection is dropped, a pending retry timer
- * stopped); its done is called with JOBQ_ECANCELLED before this returns. */
+ * stopped); its done is called with JOBQ_ECANCELLED before this returns.
+ * Inside the request's own done it does nothing (done runs once). Calling it
+ * after that done has returned is a caller bug: the request may be freed. */
 void jq_http_abort(jq_http_req *req);
 
-/* Copies src to dst (size bytes, NUL-terminated) with every occurrence of
- * each secret replaced by "[redacted]". Secrets shorter than 4 bytes are
- * ignored (they would redact ordinary words). */
+/* Copies src to dst (size bytes, NUL-terminated; they must not overlap)
+ * with every occurrence of each secret replaced by "[redacted]"; secrets
+ * that overlap or touch become one "[redacted]". A cut dst never ends in
+ * the start of a secret. Secrets shorter than 4 bytes are ignored (they
+ * would redact ordinary words); NULL entries are skipped. */
 void jq_http_redact(char *dst, size_t size, const char *src, const char *const *secrets,
                     size_t n_secrets);
 
