@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define JOBQ_STORAGE_OPS_VERSION 1
+#define JOBQ_STORAGE_OPS_VERSION 2
 
 /* One attempt of a job. */
 typedef struct jobq_storage_attempt {
@@ -235,11 +235,35 @@ typedef struct jobq_storage_ops {
    * process publishes its own); sink NULL stops it and returns once no call
    * is under way. */
   int (*set_event_sink)(void *st, void (*sink)(void *ud, const jobq_storage_event *ev), void *ud);
+
+  /* ---- version 2: pipeline checkpoints and pruning ---- */
+
+  /* Records that stages 0..stage of the running attempt `attempt` of job id
+   * are done, with the output of stage `stage` (JSON text), and the job's
+   * progress and step at that boundary (step NULL keeps the stored one). It
+   * replaces the job's previous checkpoint and survives retries and
+   * rescues, so a later attempt resumes after it. JOBQ_ENOTFOUND, or
+   * JOBQ_ESTATE if that attempt is not running (nothing stored). */
+  int (*checkpoint)(void *st, const char *id, int attempt, int stage, const char *output,
+                    int progress, const char *step);
+
+  /* The job's checkpoint: *out_stage is the last stage done (-1 if none,
+   * then *out_output is NULL), *out_output a malloc'ed copy of its output.
+   * JOBQ_ENOTFOUND if there is no such job. */
+  int (*checkpoint_get)(void *st, const char *id, int *out_stage, char **out_output);
+
+  /* Deletes up to max finished jobs (succeeded, failed, cancelled) whose
+   * finished_at is before `before`, checkpoints and attempt logs included.
+   * If out_ids is not NULL it receives a malloc'ed array of the *n_out
+   * deleted ids (NULL when none), so that the core can remove their work
+   * directories. */
+  int (*prune)(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ_ID_SIZE],
+               size_t *n_out);
 } jobq_storage_ops;
 
 #define JOBQ_STORAGE_OPS_INIT {JOBQ_STORAGE_OPS_VERSION, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                               NULL}
+                               NULL, NULL, NULL, NULL}
 
 /* Zeroes ops and sets its version; 0, or JOBQ_EINVAL for an unknown version.
  * The FFI-friendly twin of JOBQ_STORAGE_OPS_INIT. */

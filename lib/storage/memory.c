@@ -29,6 +29,8 @@ typedef struct mkind {
 
 typedef struct mext {
   char *owner, *step, *result, *error, *dedupe_key;
+  char *ck_output;   /* pipeline checkpoint: output of stage ck_stage */
+  int ck_stage;      /* -1: none (calloc gives 0, so stored as stage + 1) */
   int64_t started_at, finished_at, dedupe_ttl_ms;
   jobq_storage_attempt *log;
   int nlog;
@@ -118,6 +120,7 @@ static void free_job(mjob *j) {
     free(j->x->result);
     free(j->x->error);
     free(j->x->dedupe_key);
+    free(j->x->ck_output);
     for (int i = 0; i < j->x->nlog; i++) free(j->x->log[i].error);
     free(j->x->log);
     free(j->x);
@@ -648,6 +651,93 @@ static int mem_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t leas
   return 0;
 }
 
+static int mem_checkpoint(void *st, const char *id, int attempt, int stage, const char *output,
+                          int progress, const char *step) {
+  mstore *s = st;
+  int rc = 0;
+  uv_mutex_lock(&s->mu);
+  mjob *j = jobq__map_get(&s->ids, id);
+  if (j == NULL) {
+    rc = JOBQ_ENOTFOUND;
+  } else if (j->state != JOBQ_RUNNING || j->attempts != attempt) {
+    rc = JOBQ_ESTATE;
+  } else if (ext(j) == NULL) {
+    rc = oom("checkpoint");
+  } else {
+    char *out = dup(output);
+    char *stp = step ? dup(step) : NULL;
+    if (out == NULL || (step && stp == NULL)) {
+      free(out);
+      free(stp);
+      rc = oom("checkpoint");
+    } else {
+      free(j->x->ck_output);
+      j->x->ck_output = out;
+      j->x->ck_stage = stage + 1;
+      j->progress = (uint8_t)progress;
+      if (stp) {
+        free(j->x->step);
+        j->x->step = stp;
+      }
+    }
+  }
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int mem_checkpoint_get(void *st, const char *id, int *out_stage, char **out_output) {
+  mstore *s = st;
+  int rc = 0;
+  *out_stage = -1;
+  *out_output = NULL;
+  uv_mutex_lock(&s->mu);
+  mjob *j = jobq__map_get(&s->ids, id);
+  if (j == NULL) {
+    rc = JOBQ_ENOTFOUND;
+  } else if (j->x && j->x->ck_stage > 0) {
+    if ((*out_output = dup(j->x->ck_output)) == NULL) rc = oom("checkpoint_get");
+    else *out_stage = j->x->ck_stage - 1;
+  }
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int mem_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ_ID_SIZE],
+                     size_t *n_out) {
+  mstore *s = st;
+  char (*ids)[JOBQ_ID_SIZE] = NULL;
+  size_t n = 0, cap = 0;
+  *n_out = 0;
+  if (out_ids) *out_ids = NULL;
+  uv_mutex_lock(&s->mu);
+  for (mjob *j = s->first, *next; j && n < max; j = next) {
+    next = j->next;
+    if (!jobq_state_is_terminal(j->state) || j->x == NULL || j->x->finished_at >= before) continue;
+    if (out_ids && n == cap) {
+      size_t nc = cap ? cap * 2 : 64;
+      void *p = realloc(ids, nc * sizeof *ids);
+      if (p == NULL) break; /* prune fewer now; the rest goes next time */
+      ids = p;
+      cap = nc;
+    }
+    if (out_ids) memcpy(ids[n], j->id, JOBQ_ID_SIZE);
+    n++;
+    if (j->x->dedupe_key && jobq__map_get(&s->dedupe, j->x->dedupe_key) == j)
+      jobq__map_del(&s->dedupe, j->x->dedupe_key);
+    jobq__map_del(&s->ids, j->id);
+    if (j->prev) j->prev->next = j->next;
+    else s->first = j->next;
+    if (j->next) j->next->prev = j->prev;
+    else s->last = j->prev;
+    free_job(j);
+  }
+  uv_mutex_unlock(&s->mu);
+  *n_out = n;
+  if (out_ids) *out_ids = n ? ids : NULL;
+  if (out_ids && n == 0) free(ids);
+  return 0;
+}
+
 /* Nothing to rescue: memory jobs live and die with the one process that
  * holds them, which also runs all of their attempts. */
 static int mem_rescue(void *st, int64_t now, size_t *n_out) {
@@ -673,4 +763,7 @@ const jobq_storage_ops jobq__memory_ops = {
   .heartbeat = mem_heartbeat,
   .rescue = mem_rescue,
   .set_notify = NULL,
+  .checkpoint = mem_checkpoint,
+  .checkpoint_get = mem_checkpoint_get,
+  .prune = mem_prune,
 };

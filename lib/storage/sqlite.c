@@ -187,6 +187,9 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
   ");"
   "CREATE INDEX jobq_events_time ON jobq_events(time);"
   "CREATE TABLE jobq_listeners (token INTEGER PRIMARY KEY, until INTEGER NOT NULL);",
+  /* 2 -> 3: pipeline checkpoints (the output of the last stage done) */
+  "ALTER TABLE jobq_jobs ADD COLUMN ck_stage INTEGER;"
+  "ALTER TABLE jobq_jobs ADD COLUMN ck_output TEXT;",
 };
 
 static int schema_version(sqlite3 *db, const char *path, int *out) {
@@ -354,7 +357,9 @@ static int sq_open(const char *url, void **out) {
                       "IN (SELECT value FROM json_each(?2))",
                       &r->st[RS_NEXT_RUN_AT], s->path)) ||
         (rc = prepare(r->db, "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1",
-                      &r->st[RS_NEXT_RUN_AT_ANY], s->path)))
+                      &r->st[RS_NEXT_RUN_AT_ANY], s->path)) ||
+        (rc = prepare(r->db, "SELECT ck_stage, ck_output FROM jobq_jobs WHERE id = ?1",
+                      &r->st[RS_CHECKPOINT], s->path)))
       goto fail;
   }
   if ((rc = jobq__sq_writer_start(s))) goto fail;
@@ -489,6 +494,39 @@ static int sq_get(void *st, const char *id, int64_t now, jobq_storage_job *out) 
     sqlite3_reset(p);
     sqlite3_clear_bindings(p);
   }
+  uv_mutex_unlock(&r->mu);
+  return rc;
+}
+
+static int sq_checkpoint_get(void *st, const char *id, int *out_stage, char **out_output) {
+  sq_store *s = st;
+  sq_reader *r = reader(s);
+  sqlite3_stmt *g = r->st[RS_CHECKPOINT];
+  *out_stage = -1;
+  *out_output = NULL;
+  sqlite3_bind_text(g, 1, id, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(g);
+  if (rc == SQLITE_ROW) {
+    rc = 0;
+    if (sqlite3_column_type(g, 0) != SQLITE_NULL && sqlite3_column_type(g, 1) != SQLITE_NULL) {
+      const char *t = (const char *)sqlite3_column_text(g, 1);
+      size_t n = (size_t)sqlite3_column_bytes(g, 1);
+      char *copy = t ? malloc(n + 1) : NULL;
+      if (copy == NULL) {
+        rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+      } else {
+        memcpy(copy, t, n + 1);
+        *out_output = copy;
+        *out_stage = sqlite3_column_int(g, 0);
+      }
+    }
+  } else if (rc == SQLITE_DONE) {
+    rc = JOBQ_ENOTFOUND;
+  } else {
+    rc = jobq__sq_error(r->db, rc, "cannot read a checkpoint", s->path);
+  }
+  sqlite3_reset(g);
+  sqlite3_clear_bindings(g);
   uv_mutex_unlock(&r->mu);
   return rc;
 }
@@ -628,4 +666,7 @@ const jobq_storage_ops jobq__sqlite_ops = {
   .set_notify = jobq__sq_set_notify,
   .finish_async = jobq__sq_finish_async,
   .set_event_sink = jobq__sq_set_event_sink,
+  .checkpoint = jobq__sq_checkpoint,
+  .checkpoint_get = sq_checkpoint_get,
+  .prune = jobq__sq_prune,
 };

@@ -15,7 +15,7 @@
 #define SQ_DUE 0
 #define SQ_SCHEDULED 5
 
-#define SQ_SCHEMA_VERSION 2
+#define SQ_SCHEMA_VERSION 3
 #define SQ_READERS 4
 
 enum {
@@ -23,10 +23,10 @@ enum {
   WS_INSERT, WS_DEDUPE_FIND, WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE,
   WS_FIND, WS_FINISH, WS_RELEASE_JOB, WS_PROGRESS, WS_CANCEL_QUEUED, WS_CANCEL_RUNNING,
   WS_HEARTBEAT, WS_RESCUE, WS_EVENT, WS_LISTENERS, WS_LISTEN, WS_UNLISTEN, WS_PRUNE,
-  WS_COUNT
+  WS_CHECKPOINT, WS_PRUNE_JOBS, WS_COUNT
 };
 
-enum { RS_GET, RS_POSITION, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_COUNT };
+enum { RS_GET, RS_POSITION, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_CHECKPOINT, RS_COUNT };
 
 typedef struct sq_reader {
   uv_mutex_t mu;
@@ -34,7 +34,8 @@ typedef struct sq_reader {
   sqlite3_stmt *st[RS_COUNT];
 } sq_reader;
 
-enum { W_INSERT, W_CLAIM, W_FINISH, W_PROGRESS, W_CANCEL, W_HEARTBEAT, W_RESCUE, W_LISTEN };
+enum { W_INSERT, W_CLAIM, W_FINISH, W_PROGRESS, W_CANCEL, W_HEARTBEAT, W_RESCUE, W_LISTEN,
+       W_CHECKPOINT, W_PRUNE };
 
 /* A write request, queued for the writer thread and answered after the
  * transaction that carried it committed (or failed). */
@@ -59,6 +60,14 @@ typedef struct sq_req {
   int attempt, percent;
   const char *step;
   char **out_kind;
+  /* checkpoint (with id, attempt, percent, step) */
+  int stage;
+  const char *output;
+  /* prune */
+  int64_t before;
+  size_t max;
+  char (**out_ids)[JOBQ_ID_SIZE];
+  size_t *n_ids;
   /* heartbeat, rescue */
   jobq_storage_lease *leases;
   int64_t lease_until;
@@ -133,6 +142,10 @@ int jobq__sq_set_notify(void *st, void (*fn)(void *ud), void *ud);
 int jobq__sq_set_event_sink(void *st, void (*sink)(void *ud, const jobq_storage_event *ev),
                             void *ud);
 int jobq__sq_listen(sq_store *s, int on, int wait); /* sqlite_write.c */
+int jobq__sq_checkpoint(void *st, const char *id, int attempt, int stage, const char *output,
+                        int progress, const char *step);
+int jobq__sq_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ_ID_SIZE],
+                   size_t *n_out);
 int64_t jobq__sq_wall_ms(void);
 
 #endif

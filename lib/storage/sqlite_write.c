@@ -94,6 +94,14 @@ static const char *const wsql[WS_COUNT] = {
   [WS_LISTEN] = "INSERT OR REPLACE INTO jobq_listeners (token, until) VALUES (?1, ?2)",
   [WS_UNLISTEN] = "DELETE FROM jobq_listeners WHERE token = ?1",
   [WS_PRUNE] = "DELETE FROM jobq_events WHERE time < ?1",
+  [WS_CHECKPOINT] =
+      "UPDATE jobq_jobs SET ck_stage = ?3, ck_output = ?4, progress = ?5, step = coalesce(?6, step) "
+      "WHERE id = ?1 AND state = 1 AND attempts = ?2",
+  /* Oldest first; no index on finished_at (each would cost every finish):
+   * pruning is rare and runs on the writer, off every caller's path. */
+  [WS_PRUNE_JOBS] =
+      "DELETE FROM jobq_jobs WHERE seq IN (SELECT seq FROM jobq_jobs WHERE state IN (2, 3, 4) "
+      "AND finished_at < ?1 ORDER BY seq LIMIT ?2) RETURNING id",
 };
 
 /* Writes an event row for other processes' listeners, when there are any.
@@ -458,6 +466,66 @@ static int do_progress(sq_store *s, sq_req *r) {
   return rc;
 }
 
+static int do_checkpoint(sq_store *s, sq_req *r) {
+  sqlite3_stmt *u = s->ws[WS_CHECKPOINT];
+  sqlite3_bind_text(u, 1, r->id, -1, SQLITE_STATIC);
+  sqlite3_bind_int(u, 2, r->attempt);
+  sqlite3_bind_int(u, 3, r->stage);
+  sqlite3_bind_text(u, 4, r->output, -1, SQLITE_STATIC);
+  sqlite3_bind_int(u, 5, r->percent);
+  bind_text_or_null(u, 6, r->step);
+  int rc = run(s, u, "cannot store a checkpoint");
+  if (rc == 0 && sqlite3_changes(s->w) > 0)
+    ev_row(s, JOBQ_EVENT_PROGRESS, JOBQ_RUNNING, r->id, NULL, r->percent, r->step, r->attempt, NULL,
+           NULL);
+  else if (rc == 0) {
+    int st = 0;
+    rc = finish_miss(s, r->id, &st);
+    if (rc == 0) rc = st;
+  }
+  return rc;
+}
+
+static int do_prune_jobs(sq_store *s, sq_req *r) {
+  sqlite3_stmt *d = s->ws[WS_PRUNE_JOBS];
+  sqlite3_bind_int64(d, 1, r->before);
+  sqlite3_bind_int64(d, 2, r->max > INT64_MAX ? INT64_MAX : (int64_t)r->max);
+  char (*ids)[JOBQ_ID_SIZE] = NULL;
+  size_t n = 0, cap = 0;
+  int src;
+  while ((src = sqlite3_step(d)) == SQLITE_ROW) {
+    if (r->out_ids == NULL) {
+      n++;
+      continue;
+    }
+    if (n == cap) {
+      size_t nc = cap ? cap * 2 : 64;
+      void *p = realloc(ids, nc * sizeof *ids);
+      if (p == NULL) {
+        src = SQLITE_NOMEM;
+        break;
+      }
+      ids = p;
+      cap = nc;
+    }
+    const char *id = (const char *)sqlite3_column_text(d, 0);
+    snprintf(ids[n++], JOBQ_ID_SIZE, "%s", id ? id : "");
+  }
+  int rc = src == SQLITE_DONE ? 0
+           : src == SQLITE_NOMEM ? jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory")
+                                 : jobq__sq_error(s->w, src, "cannot prune jobs", s->path);
+  sqlite3_reset(d);
+  sqlite3_clear_bindings(d);
+  if (rc) {
+    free(ids);
+    return rc;
+  }
+  *r->n_ids = n;
+  if (r->out_ids) *r->out_ids = n ? ids : NULL;
+  if (n == 0) free(ids);
+  return 0;
+}
+
 static int do_cancel(sq_store *s, sq_req *r) {
   sqlite3_stmt *q = s->ws[WS_FIND];
   sqlite3_bind_text(q, 1, r->id, -1, SQLITE_STATIC);
@@ -562,6 +630,8 @@ static int do_req(sq_store *s, sq_req *r) {
     case W_CANCEL: return do_cancel(s, r);
     case W_HEARTBEAT: return do_heartbeat(s, r);
     case W_LISTEN: return do_listen(s, r);
+    case W_CHECKPOINT: return do_checkpoint(s, r);
+    case W_PRUNE: return do_prune_jobs(s, r);
     default: return do_rescue(s, r);
   }
 }
@@ -572,6 +642,13 @@ static void undo_outputs(sq_req *r) {
   if (r->op == W_CLAIM && r->n_out) {
     for (size_t i = 0; i < *r->n_out; i++) jobq_storage_job_clear(&r->out[i]);
     *r->n_out = 0;
+  }
+  if (r->op == W_PRUNE) {
+    if (r->out_ids) {
+      free(*r->out_ids);
+      *r->out_ids = NULL;
+    }
+    *r->n_ids = 0;
   }
   if (r->op == W_CANCEL && r->out_kind && *r->out_kind) {
     free(*r->out_kind);
@@ -604,7 +681,7 @@ static void exec_batch(sq_store *s, sq_req *batch) {
      * rows that must go together need one (a batch insert or finish). The
      * others write one row (or rows each fine on its own, like heartbeats),
      * and a failing statement undoes itself. */
-    int single = !((r->op == W_INSERT || r->op == W_FINISH) && r->n > 1);
+    int single = !((r->op == W_INSERT || r->op == W_FINISH) && r->n > 1) && r->op != W_PRUNE;
     if (!single && (rc = run(s, s->ws[WS_SAVEPOINT], "cannot make a savepoint"))) {
       r->rc = rc;
       snprintf(r->err, sizeof r->err, "%s", jobq_last_error());
@@ -852,6 +929,32 @@ int jobq__sq_progress(void *st, const char *id, int attempt, int percent, const 
   r.attempt = attempt;
   r.percent = percent;
   r.step = step;
+  return jobq__sq_submit(st, &r);
+}
+
+int jobq__sq_checkpoint(void *st, const char *id, int attempt, int stage, const char *output,
+                        int progress, const char *step) {
+  sq_req r = {0};
+  r.op = W_CHECKPOINT;
+  r.id = id;
+  r.attempt = attempt;
+  r.stage = stage;
+  r.output = output;
+  r.percent = progress;
+  r.step = step;
+  return jobq__sq_submit(st, &r);
+}
+
+int jobq__sq_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ_ID_SIZE],
+                   size_t *n_out) {
+  sq_req r = {0};
+  r.op = W_PRUNE;
+  r.before = before;
+  r.max = max;
+  r.out_ids = out_ids;
+  r.n_ids = n_out;
+  *n_out = 0;
+  if (out_ids) *out_ids = NULL;
   return jobq__sq_submit(st, &r);
 }
 

@@ -164,6 +164,8 @@ static void test_migrates_schema_1(void **state) {
   assert_int_equal(jobq_close(q, 0), 0);
   /* Make it what libjobq 0.1 schema 1 wrote. */
   exec_sql(path, "DROP TABLE jobq_events; DROP TABLE jobq_listeners; "
+                 "ALTER TABLE jobq_jobs DROP COLUMN ck_stage; "
+                 "ALTER TABLE jobq_jobs DROP COLUMN ck_output; "
                  "UPDATE jobq_meta SET value = '1' WHERE key = 'schema_version'");
   assert_int_equal(query_int(path, "SELECT value FROM jobq_meta WHERE key = 'schema_version'"), 1);
   q = open_q(0);
@@ -173,8 +175,10 @@ static void test_migrates_schema_1(void **state) {
   assert_int_equal(jobq_job_state(job), JOBQ_QUEUED);
   jobq_job_free(job);
   assert_int_equal(jobq_close(q, 0), 0);
-  assert_int_equal(query_int(path, "SELECT value FROM jobq_meta WHERE key = 'schema_version'"), 2);
+  assert_int_equal(query_int(path, "SELECT value FROM jobq_meta WHERE key = 'schema_version'"), 3);
   assert_int_equal(query_int(path, "SELECT count(*) FROM jobq_events"), 0);
+  /* schema 3: the checkpoint columns, empty for old jobs */
+  assert_int_equal(query_int(path, "SELECT count(*) FROM jobq_jobs WHERE ck_stage IS NULL"), 1);
 }
 
 int main(void) {

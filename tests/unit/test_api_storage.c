@@ -259,7 +259,13 @@ static void test_ops_init(void **state) {
   assert_null(m.scheme);
   assert_null(m.open);
   assert_null(m.next_run_at);
-  assert_int_equal(JOBQ_STORAGE_OPS_VERSION, 1);
+  assert_null(m.checkpoint);
+  assert_null(m.checkpoint_get);
+  assert_null(m.prune);
+  assert_int_equal(JOBQ_STORAGE_OPS_VERSION, 2);
+  /* a version-1 table is still accepted (members are only appended) */
+  assert_int_equal(jobq_storage_ops_init(&ops, 1), 0);
+  assert_int_equal(ops.version, 1);
 }
 
 /* ======================================================================== */
