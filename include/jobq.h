@@ -159,6 +159,11 @@ JOBQ_API int jobq_options_set_event_buffer(jobq_options_t *opts, int events);
  * process dies, any process rescues the job after the lease expires (with
  * durable storage). Default 30000 ms. */
 JOBQ_API int jobq_options_set_lease(jobq_options_t *opts, int64_t ms);
+/* The directory under which each pipeline job (jobq/stages.h) gets its own
+ * work directory, <dir>/<job id>, for its files. Default: "<PATH>-work"
+ * beside a "sqlite:PATH" database, else "jobq-work" in the working
+ * directory. Created when first needed. */
+JOBQ_API int jobq_options_set_workdir(jobq_options_t *opts, const char *dir);
 
 /* A clock returning milliseconds since the epoch; for tests and simulations.
  * Scheduling decisions (run_at, backoff, timeouts, jobq_claim) follow it;
@@ -328,6 +333,11 @@ JOBQ_API int jobq_wait(jobq_t *q, const char *id, int timeout_ms, jobq_job_t **o
  * sees jobq_ctx_cancelled() and the job ends cancelled however it finishes.
  * A finished job: JOBQ_ESTATE. */
 JOBQ_API int jobq_cancel(jobq_t *q, const char *id);
+
+/* Deletes the jobs that finished (succeeded, failed or cancelled) more than
+ * older_than_ms ago, with their work directories. *out_n (may be NULL)
+ * receives how many. Running and queued jobs are never touched. */
+JOBQ_API int jobq_prune(jobq_t *q, int64_t older_than_ms, size_t *out_n);
 
 /* ---- events ------------------------------------------------------------ */
 

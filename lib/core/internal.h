@@ -31,6 +31,7 @@ struct jobq_options_s {
   void *clock_ud;
   jobq_random_fn random;
   void *random_ud;
+  char *workdir;
 };
 
 struct jobq_kind_opts_s {
@@ -176,6 +177,8 @@ struct jobq_s {
   int64_t timer_at;     /* when the timer fires, INT64_MAX: stopped */
   int handles_open;
   int handles_closing;   /* close callbacks still to come */
+  struct jobq__ext *exts; /* extensions with loop handles (pipelines) */
+  int n_exts;
   int refs;             /* q is freed when this drops to 0 */
 
   /* kinds */
@@ -193,6 +196,7 @@ struct jobq_s {
   int started;
   atomic_int stopping;   /* no new claims */
   atomic_int closed;     /* jobq_close began (2: storage closed) */
+  int storage_closing;   /* close waited out the last storage call: no new ones */
   uv_thread_t *threads;
   int n_threads;
   uv_cond_t work_cv;     /* claimers wait for work here */
@@ -293,5 +297,11 @@ void jobq__job_overlay(jobq_t *q, jobq_job_t *job); /* mu held */
 /* storage/registry.c */
 int jobq__storage_lookup(const char *url, const jobq_storage_ops **out);
 void jobq__storage_job_copy_into(jobq_storage_job *dst, const jobq_storage_job *src);
+
+/* core/ext.c: what extensions of the core (lib/stages) hook into; see
+ * core/ext.h. */
+void jobq__exts_close_on_loop(jobq_t *q); /* loop thread, from close_handles */
+void jobq__exts_free(jobq_t *q);          /* from free_q */
+char *jobq__default_workdir(const char *url);
 
 #endif

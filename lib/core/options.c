@@ -63,6 +63,7 @@ JOBQ_API jobq_options_t *jobq_options_new(void) {
 JOBQ_API void jobq_options_free(jobq_options_t *o) {
   if (o == NULL) return;
   free(o->storage_url);
+  free(o->workdir);
   free(o);
 }
 
@@ -118,6 +119,13 @@ JOBQ_API int jobq_options_set_lease(jobq_options_t *o, int64_t ms) {
                      (long long)ms);
   o->lease_ms = ms;
   return 0;
+}
+
+JOBQ_API int jobq_options_set_workdir(jobq_options_t *o, const char *dir) {
+  if (o == NULL) return jobq__err(JOBQ_EINVAL, "jobq_options_set_workdir: opts is NULL");
+  if (dir == NULL || *dir == '\0')
+    return jobq__err(JOBQ_EINVAL, "jobq_options_set_workdir: dir is NULL or empty");
+  return set_str("jobq_options_set_workdir", "dir", &o->workdir, dir, 4096);
 }
 
 JOBQ_API int jobq_options_set_clock(jobq_options_t *o, jobq_clock_fn fn, void *ud) {

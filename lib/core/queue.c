@@ -6,6 +6,7 @@
  * fires at the earliest of "a delayed job comes due" and "a running attempt
  * times out". Nothing polls: an idle queue sleeps in the kernel. */
 #include "core/internal.h"
+#include "core/ext.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +70,9 @@ static void free_q(jobq_t *q) {
   for (size_t i = 0; i < q->ring_n; i++)
     jobq_event_free(q->ring[(q->ring_head + i) % q->ring_cap]);
   free(q->ring);
+  jobq__exts_free(q);
   free(q->o.storage_url);
+  free(q->o.workdir);
   uv_cond_destroy(&q->work_cv);
   uv_cond_destroy(&q->idle_cv);
   uv_cond_destroy(&q->event_cv);
@@ -125,8 +128,9 @@ static void on_timer(uv_timer_t *t) {
 
 /* libuv runs close callbacks in no promised order: the last of the three
  * drops the handles' reference. */
-static void on_handle_closed(uv_handle_t *h) {
-  jobq_t *q = h->data;
+static void on_handle_closed(uv_handle_t *h) { jobq__ext_closed(h->data); }
+
+void jobq__ext_closed(jobq_t *q) {
   uv_mutex_lock(&q->mu);
   if (--q->handles_closing > 0) {
     uv_mutex_unlock(&q->mu);
@@ -137,7 +141,10 @@ static void on_handle_closed(uv_handle_t *h) {
 
 static void close_handles(jobq_t *q) {
   q->handles_open = 0;
-  q->handles_closing = 3;
+  q->handles_closing = 3 + q->n_exts; /* each extension counts as one */
+  uv_mutex_unlock(&q->mu);
+  jobq__exts_close_on_loop(q); /* they finish their runs and close their handles */
+  uv_mutex_lock(&q->mu);
   uv_close((uv_handle_t *)&q->timer, on_handle_closed);
   uv_close((uv_handle_t *)&q->maint, on_handle_closed);
   uv_close((uv_handle_t *)&q->async, on_handle_closed);
@@ -189,7 +196,10 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   if (q == NULL) return jobq__err(JOBQ_ENOMEM, "jobq_open: out of memory");
   q->o = *opts;
   q->o.storage_url = jobq__strdup(url);
-  if (q->o.storage_url == NULL) {
+  q->o.workdir = opts->workdir ? jobq__strdup(opts->workdir) : jobq__default_workdir(url);
+  if (q->o.storage_url == NULL || q->o.workdir == NULL) {
+    free(q->o.storage_url);
+    free(q->o.workdir);
     free(q);
     return jobq__err(JOBQ_ENOMEM, "jobq_open: out of memory");
   }
@@ -201,6 +211,7 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   if (jobq__mutex_init(&q->mu) || uv_cond_init(&q->work_cv) || uv_cond_init(&q->idle_cv) ||
       uv_cond_init(&q->event_cv) || uv_cond_init(&q->sub_cv) || uv_cond_init(&q->hold_cv)) {
     free(q->o.storage_url);
+    free(q->o.workdir);
     free(q);
     return jobq__err(JOBQ_ENOMEM, "jobq_open: cannot create locks");
   }
@@ -275,6 +286,7 @@ fail_st:
   ops->close(q->st);
 fail:
   free(q->o.storage_url);
+  free(q->o.workdir);
   uv_cond_destroy(&q->sub_cv);
   uv_cond_destroy(&q->hold_cv);
   uv_cond_destroy(&q->work_cv);
@@ -446,6 +458,7 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
   /* Submits decrement ops_in_flight without the lock as their very last
    * touch of q, so they cannot signal: poll. Closing is rare. */
   while (q->ops_in_flight > 0) uv_cond_timedwait(&q->idle_cv, &q->mu, 1000000);
+  q->storage_closing = 1;
 
   if (q->ops->set_notify) {
     uv_mutex_unlock(&q->mu);

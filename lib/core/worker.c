@@ -549,7 +549,10 @@ JOBQ_API int jobq_ctx_progress(jobq_ctx_t *ctx, int percent, const char *step) {
    * finish writes the final state anyway. */
   int64_t now = jobq__now(q);
   int rc = 0;
-  if (q->closed != 2 && (now - ctx->progress_written >= JOBQ_PROGRESS_WRITE_MS || percent == 100)) {
+  /* On the loop thread (on-loop handlers, pipelines) nothing waits for a
+   * commit: the maintenance thread writes what is dirty within 250 ms. */
+  if (q->closed != 2 && !jobq__on_loop_thread(q) &&
+      (now - ctx->progress_written >= JOBQ_PROGRESS_WRITE_MS || percent == 100)) {
     ctx->progress_written = now;
     ctx->progress_dirty = 0;
     char *s = ctx->step ? jobq__strdup(ctx->step) : NULL;

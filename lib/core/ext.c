@@ -1,0 +1,165 @@
+/* Hooks for extensions of the core (lib/stages): loop handles closed with the
+ * queue, checkpoints, work directories, pruning. */
+#include "core/ext.h"
+#include "core/internal.h"
+#include "util/fs.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int jobq__ext_add(jobq_t *q, const jobq__ext *e) {
+  uv_mutex_lock(&q->mu);
+  if (q->started || q->closed) {
+    uv_mutex_unlock(&q->mu);
+    return JOBQ_ESTATE;
+  }
+  jobq__ext *n = realloc(q->exts, (size_t)(q->n_exts + 1) * sizeof *n);
+  if (n == NULL) {
+    uv_mutex_unlock(&q->mu);
+    return JOBQ_ENOMEM;
+  }
+  n[q->n_exts++] = *e;
+  q->exts = n;
+  uv_mutex_unlock(&q->mu);
+  return 0;
+}
+
+void jobq__exts_close_on_loop(jobq_t *q) {
+  for (int i = 0; i < q->n_exts; i++) q->exts[i].close_on_loop(q->exts[i].ud, q);
+}
+
+void jobq__exts_free(jobq_t *q) {
+  for (int i = 0; i < q->n_exts; i++)
+    if (q->exts[i].free) q->exts[i].free(q->exts[i].ud);
+  free(q->exts);
+  q->exts = NULL;
+  q->n_exts = 0;
+}
+
+int jobq__register_on_loop(jobq_t *q, const char *fn_name, const char *kind,
+                           jobq_handler_fn fn, void *ud, const jobq_kind_opts_t *ko) {
+  jobq_kind_opts_t copy;
+  if (ko) {
+    copy = *ko;
+  } else {
+    jobq_kind_opts_t *d = jobq_kind_opts_new();
+    if (d == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn_name);
+    copy = *d;
+    jobq_kind_opts_free(d);
+  }
+  copy.on_loop = 1;
+  int rc = jobq_register(q, kind, fn, ud, &copy);
+  if (rc && strncmp(jobq_last_error(), "jobq_register", 13) == 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s%s", fn_name, jobq_last_error() + 13);
+    jobq__set_detail(msg);
+  }
+  return rc;
+}
+
+uv_loop_t *jobq__loop(jobq_t *q) { return q->loop; }
+const char *jobq__workdir(jobq_t *q) { return q->o.workdir; }
+jobq_t *jobq__ctx_queue(jobq_ctx_t *ctx) { return ctx->q; }
+
+/* "sqlite:PATH?opts" -> "PATH-work"; anything else -> "jobq-work". */
+char *jobq__default_workdir(const char *url) {
+  if (strncmp(url, "sqlite:", 7) == 0 && url[7] != '\0' && url[7] != '?') {
+    const char *p = url + 7, *end = strchr(p, '?');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    char *d = malloc(n + 6);
+    if (d == NULL) return NULL;
+    memcpy(d, p, n);
+    memcpy(d + n, "-work", 6);
+    return d;
+  }
+  return jobq__strdup("jobq-work");
+}
+
+/* Storage calls from extensions are counted in ops_in_flight so that
+ * jobq_close waits for them. They work while close drains (a stage that
+ * finishes then keeps its checkpoint) and are refused once close has waited
+ * out the last call before it closes the storage. */
+static int op_begin(jobq_t *q, const char *fn) {
+  uv_mutex_lock(&q->mu);
+  if (q->storage_closing || q->closed == 2) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
+  }
+  q->ops_in_flight++;
+  uv_mutex_unlock(&q->mu);
+  return 0;
+}
+
+static void op_end(jobq_t *q) {
+  uv_mutex_lock(&q->mu);
+  q->ops_in_flight--;
+  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  uv_mutex_unlock(&q->mu);
+}
+
+int jobq__checkpoint(jobq_ctx_t *ctx, int stage, const char *output, int progress,
+                     const char *step) {
+  jobq_t *q = ctx->q;
+  if (q->ops->version < 2 || q->ops->checkpoint == NULL)
+    return jobq__err(JOBQ_ENOTSUP, "checkpoint: the %s backend keeps no checkpoints",
+                     q->ops->scheme);
+  int rc = op_begin(q, "checkpoint");
+  if (rc) return rc;
+  jobq__set_detail("");
+  rc = q->ops->checkpoint(q->st, ctx->rec.id, ctx->rec.attempts, stage, output, progress, step);
+  op_end(q);
+  if (rc && jobq_last_error()[0] == '\0')
+    jobq__err(rc, "checkpoint of job %s: %s", ctx->rec.id, jobq_strerror(rc));
+  return rc;
+}
+
+int jobq__checkpoint_get(jobq_t *q, const char *id, int *out_stage, char **out_output) {
+  *out_stage = -1;
+  *out_output = NULL;
+  if (q->ops->version < 2 || q->ops->checkpoint_get == NULL) return 0; /* none: start over */
+  int rc = op_begin(q, "checkpoint");
+  if (rc) return rc;
+  jobq__set_detail("");
+  rc = q->ops->checkpoint_get(q->st, id, out_stage, out_output);
+  op_end(q);
+  if (rc && jobq_last_error()[0] == '\0')
+    jobq__err(rc, "checkpoint of job %s: %s", id, jobq_strerror(rc));
+  return rc;
+}
+
+JOBQ_API int jobq_prune(jobq_t *q, int64_t older_than_ms, size_t *out_n) {
+  if (out_n) *out_n = 0;
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_prune: q is NULL");
+  if (older_than_ms < 0)
+    return jobq__err(JOBQ_EINVAL, "jobq_prune: older_than_ms is negative (%lld)",
+                     (long long)older_than_ms);
+  if (q->ops->version < 2 || q->ops->prune == NULL)
+    return jobq__err(JOBQ_ENOTSUP, "jobq_prune: the %s backend cannot prune", q->ops->scheme);
+  int64_t before = jobq__now(q) - older_than_ms;
+  size_t total = 0;
+  int rc = 0;
+  /* In batches, so that one call never holds the writer for long. */
+  for (;;) {
+    if ((rc = op_begin(q, "jobq_prune")) != 0) break;
+    char(*ids)[JOBQ_ID_SIZE] = NULL;
+    size_t n = 0;
+    jobq__set_detail("");
+    rc = q->ops->prune(q->st, before, 1000, &ids, &n);
+    op_end(q);
+    if (rc) {
+      if (jobq_last_error()[0] == '\0') jobq__err(rc, "jobq_prune: %s", jobq_strerror(rc));
+      break;
+    }
+    for (size_t i = 0; i < n; i++) {
+      char path[4200];
+      int len = snprintf(path, sizeof path, "%s/%s", q->o.workdir, ids[i]);
+      if (len > 0 && (size_t)len < sizeof path) jobq__rmtree(path); /* absent: fine */
+    }
+    free(ids);
+    total += n;
+    if (n < 1000) break;
+  }
+  if (out_n) *out_n = total;
+  return rc;
+}
