@@ -45,7 +45,9 @@ Test control (not part of any provider):
                   headers (lower-case names), body (text, or base64 with
                   "body_encoding": "base64"), fault, and status (null while
                   the request is still being answered).
-  GET  /_stats    {"openai": n, "anthropic": n, "tts": n, "dialogue": n}.
+  GET  /_stats    {"openai": n, "anthropic": n, "tts": n, "dialogue": n, "put": n}.
+  PUT  /upload/K  stores the body under K if Authorization matches --upload-auth
+                  (route "put": faults apply); GET /upload/K returns it.
 """
 
 import argparse
@@ -64,7 +66,7 @@ from array import array
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-ROUTES = ("openai", "anthropic", "tts", "dialogue")
+ROUTES = ("openai", "anthropic", "tts", "dialogue", "put")
 FAULT_KEYS = {"status", "retry_after", "hang_ms", "delay_ms", "malformed",
               "truncated", "empty_content"}
 HOSTS = ("Alex", "Sam")
@@ -72,7 +74,11 @@ MS_PER_CHAR = 60
 MAX_AUDIO_SECONDS = 120
 
 CONFIG = {"openai": "test-openai-key", "anthropic": "test-anthropic-key",
-          "elevenlabs": "test-elevenlabs-key"}
+          "elevenlabs": "test-elevenlabs-key", "upload": "Bearer test-upload-token"}
+
+# Objects stored by the plain-PUT upload route (PUT /upload/<key>).
+UPLOADS = {}
+UPLOADS_LOCK = threading.Lock()
 
 
 # ---- shared state -------------------------------------------------------------
@@ -721,6 +727,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.control(path, query, body)
 
         route, voice_id = None, None
+        if path.startswith("/upload/"):
+            return self.upload(path[len("/upload/"):], body)
         if path == "/v1/chat/completions":
             route = "openai"
         elif path == "/v1/messages":
@@ -758,6 +766,38 @@ class Handler(BaseHTTPRequestHandler):
         status = self.answer(route, voice_id, query, body, fault)
         with STATE.lock:
             entry["status"] = status
+
+    def upload(self, key, body):
+        """A plain HTTP PUT target (the "http" upload provider): PUT stores
+        the body under key when the Authorization header matches, GET returns
+        it. Faults of route "put" apply to PUTs."""
+        if self.command == "GET":
+            with UPLOADS_LOCK:
+                data = UPLOADS.get(key)
+            if data is None:
+                return self.send(404, b"not found\n", "text/plain")
+            return self.send(200, data[0], data[1])
+        if self.command != "PUT":
+            return self.send(405, b"method not allowed\n", "text/plain", {"Allow": "GET, PUT"})
+        fault, default_delay = STATE.take("put")
+        fault = fault or {}
+        entry = {"method": "PUT", "path": "/upload/" + key, "query": "", "fault": fault or None,
+                 "headers": {k.lower(): v for k, v in self.headers.items()},
+                 "body": "%d bytes" % len(body), "body_encoding": "summary"}
+        STATE.record("put", entry)
+        wait = fault.get("hang_ms", 0) + fault.get("delay_ms", 0) + default_delay
+        if wait > 0:
+            time.sleep(wait / 1000.0)
+        if "status" in fault:
+            entry["status"] = int(fault["status"])
+            return self.send(int(fault["status"]), b"injected fault\n", "text/plain")
+        if self.headers.get("Authorization") != CONFIG["upload"]:
+            entry["status"] = 401
+            return self.send(401, b"missing or wrong Authorization\n", "text/plain")
+        with UPLOADS_LOCK:
+            UPLOADS[key] = (body, self.headers.get("Content-Type", "application/octet-stream"))
+        entry["status"] = 201
+        return self.send(201, b"", "text/plain")
 
     def answer(self, route, voice_id, query, body, fault):
         audio = route in ("tts", "dialogue")
@@ -891,10 +931,12 @@ def main():
     ap.add_argument("--openai-key", default=CONFIG["openai"])
     ap.add_argument("--anthropic-key", default=CONFIG["anthropic"])
     ap.add_argument("--elevenlabs-key", default=CONFIG["elevenlabs"])
+    ap.add_argument("--upload-auth", default=CONFIG["upload"],
+                    help="the Authorization header PUT /upload/<key> requires")
     ap.add_argument("--verbose", action="store_true", help="log each request on stderr")
     args = ap.parse_args()
     CONFIG.update(openai=args.openai_key, anthropic=args.anthropic_key,
-                  elevenlabs=args.elevenlabs_key)
+                  elevenlabs=args.elevenlabs_key, upload=args.upload_auth)
 
     server = Server(("127.0.0.1", args.port), Handler)
     server.verbose = args.verbose

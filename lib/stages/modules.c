@@ -1,0 +1,111 @@
+/* The built-in providers, their defaults, and the helpers they share for
+ * configuration and JSON in and out. */
+#include "stages/stage_int.h"
+#include "util/err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const jq_provider jq_script_template, jq_script_openai, jq_script_anthropic;
+extern const jq_provider jq_tts_espeak, jq_tts_elevenlabs;
+extern const jq_provider jq_upload_local, jq_upload_s3, jq_upload_http;
+
+static const jq_provider *const providers[] = {
+  &jq_script_template, &jq_script_openai, &jq_script_anthropic,
+  &jq_tts_espeak,      &jq_tts_elevenlabs,
+  &jq_upload_local,    &jq_upload_s3,      &jq_upload_http,
+};
+
+/* name NULL: any provider of the module (to tell "unknown module" apart). */
+const jq_provider *jq_provider_find(const char *module, const char *name) {
+  for (size_t i = 0; i < sizeof providers / sizeof providers[0]; i++)
+    if (strcmp(providers[i]->module, module) == 0 &&
+        (name == NULL || strcmp(providers[i]->name, name) == 0))
+      return providers[i];
+  return NULL;
+}
+
+/* After the progress the podcast service reported: script 10-25 %, audio
+ * 30-75 %, upload 80-95 %. */
+void jq_module_defaults(const char *module, int *from, int *to, const char **step) {
+  if (strcmp(module, "script") == 0) {
+    *from = 10, *to = 25, *step = "Generating script...";
+  } else if (strcmp(module, "tts") == 0) {
+    *from = 30, *to = 75, *step = "Generating audio...";
+  } else {
+    *from = 80, *to = 95, *step = "Uploading audio...";
+  }
+}
+
+int jq_cfg_str(const json_t *cfg, const char *module, const char *key, int required,
+               const char **out) {
+  const json_t *v = json_object_get(cfg, key);
+  *out = NULL;
+  if (v == NULL || json_is_null(v)) {
+    if (required) return jobq__err(JOBQ_ECONFIG, "%s: \"%s\" is required", module, key);
+    return 0;
+  }
+  if (!json_is_string(v) || json_string_length(v) == 0)
+    return jobq__err(JOBQ_ECONFIG, "%s: \"%s\" must be a non-empty string", module, key);
+  *out = json_string_value(v);
+  return 0;
+}
+
+int jq_cfg_int(const json_t *cfg, const char *module, const char *key, long long lo,
+               long long hi, long long *out) {
+  const json_t *v = json_object_get(cfg, key);
+  if (v == NULL) return 0; /* keep the default in *out */
+  if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+    return jobq__err(JOBQ_ECONFIG, "%s: \"%s\" must be an integer in %lld..%lld", module, key,
+                     lo, hi);
+  *out = json_integer_value(v);
+  return 0;
+}
+
+int jq_cfg_secret(const json_t *cfg, const char *module, const char *provider,
+                  const char *key, const char *env_key, const char *env_default, char **out) {
+  const char *v, *env;
+  int rc;
+  *out = NULL;
+  if ((rc = jq_cfg_str(cfg, module, key, 0, &v)) != 0) return rc;
+  if ((rc = jq_cfg_str(cfg, module, env_key, 0, &env)) != 0) return rc;
+  if (env == NULL) env = env_default;
+  if (v == NULL) v = getenv(env);
+  if (v == NULL || *v == '\0')
+    return jobq__err(JOBQ_ECONFIG,
+                     "%s provider '%s': no %s: set the environment variable %s or \"%s\"", module,
+                     provider, key, env, key);
+  if ((*out = strdup(v)) == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", module);
+  return 0;
+}
+
+json_t *jq_stage_input_object(jobq_stage_t *st) {
+  json_error_t e;
+  json_t *in = json_loads(jobq_stage_input(st), 0, &e);
+  if (in == NULL || !json_is_object(in)) {
+    json_decref(in);
+    jq_stage_failf(st, 0, "the input is not a JSON object");
+    return NULL;
+  }
+  return in;
+}
+
+int jq_stage_succeed_json(jobq_stage_t *st, json_t *obj) {
+  char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+  json_decref(obj);
+  if (text == NULL) return jobq_stage_fail(st, "out of memory", 1);
+  int rc = jobq_stage_succeed(st, text);
+  free(text);
+  return rc;
+}
+
+int jq_stage_failf(jobq_stage_t *st, int retryable, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return jobq_stage_fail(st, msg, retryable);
+}

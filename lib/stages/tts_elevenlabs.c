@@ -1,0 +1,343 @@
+/* The ElevenLabs TTS provider: text-to-dialogue (several voices per request,
+ * about 2,000 characters each) or text-to-speech (one request per turn),
+ * asked for raw PCM so that the segments join exactly, with pauses, into one
+ * WAV or MP3 file. Requests run on the loop through lib/net, one after the
+ * other (a provider limits concurrent requests per key); the file is
+ * written on libuv's pool. */
+#include "stages/audio.h"
+#include "stages/httpprov.h"
+#include "util/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_VOICES 16
+
+typedef struct el {
+  jq_httpcfg http;
+  int dialogue; /* text-to-dialogue, else text-to-speech */
+  char *model;
+  char *speaker[MAX_VOICES], *voice[MAX_VOICES];
+  int n;
+  char *def_voice[2];
+  int n_def;
+  long long rate, pause_ms, max_chars, kbps;
+  int mp3;
+} el;
+
+typedef struct el_run {
+  jq_httpreq hr;
+  el *e;
+  json_t *in;
+  json_t *reqs; /* the request bodies, in order */
+  size_t next;
+  char *body;
+  char auth[600];
+  const char *headers[2];
+  const char *secrets[1];
+  jq_pcm pcm;
+  uv_work_t work;
+  char path[4200];
+  int wrc;
+  char werr[400];
+} el_run;
+
+static void el_free(void *p) {
+  el *e = p;
+  if (e == NULL) return;
+  jq_httpcfg_free(&e->http);
+  free(e->model);
+  for (int i = 0; i < e->n; i++) free(e->speaker[i]), free(e->voice[i]);
+  for (int i = 0; i < e->n_def; i++) free(e->def_voice[i]);
+  free(e);
+}
+
+static int el_configure(const json_t *cfg, void **out) {
+  el *e = calloc(1, sizeof *e);
+  if (e == NULL) return jobq__err(JOBQ_ENOMEM, "tts: out of memory");
+  e->rate = 24000;
+  e->pause_ms = 300;
+  e->max_chars = 2000;
+  e->kbps = 128;
+  const char *mode, *model, *fmt;
+  int rc;
+  if ((rc = jq_httpcfg_parse(cfg, "tts", "elevenlabs", "https://api.elevenlabs.io",
+                             "ELEVENLABS_API_KEY", 1, &e->http)) ||
+      (rc = jq_cfg_str(cfg, "tts", "mode", 0, &mode)) ||
+      (rc = jq_cfg_str(cfg, "tts", "model_id", 0, &model)) ||
+      (rc = jq_cfg_str(cfg, "tts", "format", 0, &fmt)) ||
+      (rc = jq_cfg_int(cfg, "tts", "sample_rate", 16000, 44100, &e->rate)) ||
+      (rc = jq_cfg_int(cfg, "tts", "pause_ms", 0, 5000, &e->pause_ms)) ||
+      (rc = jq_cfg_int(cfg, "tts", "max_chars_per_request", 100, 5000, &e->max_chars)) ||
+      (rc = jq_cfg_int(cfg, "tts", "bitrate", 32, 320, &e->kbps)))
+    goto fail;
+  if (mode && strcmp(mode, "dialogue") && strcmp(mode, "tts")) {
+    rc = jobq__err(JOBQ_ECONFIG, "tts: \"mode\" must be \"dialogue\" or \"tts\"");
+    goto fail;
+  }
+  if (e->rate != 16000 && e->rate != 22050 && e->rate != 24000 && e->rate != 44100) {
+    rc = jobq__err(JOBQ_ECONFIG, "tts: \"sample_rate\" must be 16000, 22050, 24000 or 44100");
+    goto fail;
+  }
+  if (fmt && strcmp(fmt, "mp3") && strcmp(fmt, "wav")) {
+    rc = jobq__err(JOBQ_ECONFIG, "tts: \"format\" must be \"wav\" or \"mp3\", not '%.32s'", fmt);
+    goto fail;
+  }
+  e->mp3 = fmt && strcmp(fmt, "mp3") == 0;
+  e->dialogue = mode == NULL || strcmp(mode, "dialogue") == 0;
+  e->model = strdup(model ? model : e->dialogue ? "eleven_v3" : "eleven_multilingual_v2");
+  if (e->model == NULL) goto nomem;
+  const json_t *voices = json_object_get(cfg, "voices"), *defs = json_object_get(cfg, "default_voices");
+  if (voices && !json_is_object(voices)) {
+    rc = jobq__err(JOBQ_ECONFIG, "tts: \"voices\" must be an object {speaker: voice_id}");
+    goto fail;
+  }
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)voices, k, v) {
+    if (!json_is_string(v) || json_string_length(v) == 0 || e->n == MAX_VOICES) {
+      rc = jobq__err(JOBQ_ECONFIG, "tts: \"voices\": '%.64s' must be a voice id (at most %d voices)",
+                     k, MAX_VOICES);
+      goto fail;
+    }
+    e->speaker[e->n] = strdup(k);
+    e->voice[e->n] = strdup(json_string_value(v));
+    e->n++;
+    if (!e->speaker[e->n - 1] || !e->voice[e->n - 1]) goto nomem;
+  }
+  if (defs) {
+    if (!json_is_array(defs) || json_array_size(defs) < 1 || json_array_size(defs) > 2) {
+      rc = jobq__err(JOBQ_ECONFIG, "tts: \"default_voices\" must be a list of one or two voice ids");
+      goto fail;
+    }
+    for (size_t i = 0; i < json_array_size(defs); i++) {
+      const char *s = json_string_value(json_array_get(defs, i));
+      if (s == NULL || *s == '\0') {
+        rc = jobq__err(JOBQ_ECONFIG, "tts: \"default_voices\" must hold voice ids");
+        goto fail;
+      }
+      if ((e->def_voice[e->n_def++] = strdup(s)) == NULL) goto nomem;
+    }
+  }
+  if (e->n == 0 && e->n_def == 0) {
+    rc = jobq__err(JOBQ_ECONFIG, "tts provider 'elevenlabs': \"voices\" or \"default_voices\" is required");
+    goto fail;
+  }
+  *out = e;
+  return 0;
+nomem:
+  rc = jobq__err(JOBQ_ENOMEM, "tts: out of memory");
+fail:
+  el_free(e);
+  return rc;
+}
+
+static const char *voice_for(const el *e, const char *speaker, const char **seen, int *n_seen) {
+  for (int i = 0; i < e->n; i++)
+    if (strcmp(e->speaker[i], speaker) == 0) return e->voice[i];
+  if (e->n_def == 0) return NULL;
+  for (int i = 0; i < *n_seen; i++)
+    if (strcmp(seen[i], speaker) == 0) return e->def_voice[i % e->n_def];
+  if (*n_seen < 64) seen[(*n_seen)++] = speaker;
+  return e->def_voice[(*n_seen - 1) % e->n_def];
+}
+
+static void run_free(el_run *r) {
+  json_decref(r->in);
+  json_decref(r->reqs);
+  free(r->body);
+  jq_pcm_free(&r->pcm);
+  free(r);
+}
+
+/* The request bodies: one per turn (tts), or turns grouped up to max_chars
+ * (dialogue). Each is {"url path", body}. NULL with why on bad input. */
+static json_t *plan(const el *e, const json_t *d, char *why, size_t n) {
+  json_t *reqs = json_array(), *cur = NULL;
+  size_t cur_chars = 0, i;
+  const char *seen[64];
+  int n_seen = 0;
+  json_t *turn;
+  json_array_foreach(d, i, turn) {
+    const char *sp = json_string_value(json_object_get(turn, "speaker"));
+    const char *tx = json_string_value(json_object_get(turn, "text"));
+    if (sp == NULL || tx == NULL || *tx == '\0') {
+      snprintf(why, n, "dialogue turn %zu is not {\"speaker\", \"text\"}", i);
+      json_decref(reqs);
+      return NULL;
+    }
+    const char *voice = voice_for(e, sp, seen, &n_seen);
+    if (voice == NULL) {
+      snprintf(why, n, "no voice for speaker '%.64s' (set \"voices\" or \"default_voices\")", sp);
+      json_decref(reqs);
+      return NULL;
+    }
+    if (!e->dialogue) {
+      char path[300];
+      snprintf(path, sizeof path, "/v1/text-to-speech/%s?output_format=pcm_%lld", voice, e->rate);
+      json_array_append_new(reqs, json_pack("{s:s, s:{s:s, s:s}}", "path", path, "body", "text", tx,
+                                            "model_id", e->model));
+      continue;
+    }
+    size_t len = strlen(tx);
+    if (cur == NULL || cur_chars + len > (size_t)e->max_chars) {
+      char path[100];
+      snprintf(path, sizeof path, "/v1/text-to-dialogue?output_format=pcm_%lld", e->rate);
+      cur = json_pack("{s:s, s:{s:[], s:s}}", "path", path, "body", "inputs", "model_id", e->model);
+      json_array_append_new(reqs, cur);
+      cur_chars = 0;
+    }
+    json_array_append_new(json_object_get(json_object_get(cur, "body"), "inputs"),
+                          json_pack("{s:s, s:s}", "text", tx, "voice_id", voice));
+    cur_chars += len;
+  }
+  return reqs;
+}
+
+static void next_request(el_run *r);
+
+static void after_write(uv_work_t *w, int status) {
+  el_run *r = w->data;
+  jobq_stage_t *st = r->hr.st;
+  if (status != 0 || r->wrc != 0) {
+    jq_stage_failf(st, 1, "%s", status ? "cancelled" : r->werr);
+    run_free(r);
+    return;
+  }
+  json_t *in = r->in;
+  r->in = NULL;
+  double secs = jq_pcm_seconds(&r->pcm);
+  if (json_object_set_new(in, "audioFile", json_string(r->path)) ||
+      json_object_set_new(in, "audioFormat", json_string(r->e->mp3 ? "mp3" : "wav")) ||
+      json_object_set_new(in, "audioDuration", json_real((double)(long long)(secs * 100 + 0.5) / 100))) {
+    json_decref(in);
+    run_free(r);
+    jobq_stage_fail(st, "out of memory", 1);
+    return;
+  }
+  run_free(r);
+  jobq_stage_progress(st, 100, NULL);
+  jq_stage_succeed_json(st, in);
+}
+
+static void work_write(uv_work_t *w) {
+  el_run *r = w->data;
+  r->wrc = r->e->mp3 ? jq_mp3_write(r->path, &r->pcm, (int)r->e->kbps) : jq_wav_write(r->path, &r->pcm);
+  if (r->wrc) snprintf(r->werr, sizeof r->werr, "%s", jobq_last_error());
+}
+
+static void on_audio(jq_httpreq *hr, const jq_http_resp *resp) {
+  el_run *r = hr->ud;
+  jobq_stage_t *st = hr->st;
+  if (resp->rc != 0 || resp->status != 200) {
+    jq_httpreq_fail(st, &r->e->http, resp);
+    run_free(r);
+    return;
+  }
+  const char *ct = resp->content_type ? resp->content_type : "";
+  if (strncmp(ct, "text/", 5) == 0 || strstr(ct, "json") || strstr(ct, "html") ||
+      resp->body_len == 0 || resp->body_len % 2 != 0) {
+    /* An error page or JSON with status 200 is the provider's fault; a retry
+     * may get audio. */
+    jq_stage_failf(st, 1, "elevenlabs: HTTP 200 but the answer is not audio (%zu bytes, Content-Type '%.60s')",
+                   resp->body_len, ct);
+    run_free(r);
+    return;
+  }
+  jq_pcm seg = {(int16_t *)(void *)resp->body, resp->body_len / 2, resp->body_len / 2, (int)r->e->rate};
+  int rc = 0;
+  if (r->next > 1 && !r->e->dialogue) rc = jq_pcm_append_silence(&r->pcm, (int)r->e->pause_ms);
+  if (rc == 0) rc = jq_pcm_append_pcm(&r->pcm, &seg); /* copies: the body is the resp's */
+  if (rc) {
+    run_free(r);
+    jobq_stage_fail(st, "out of memory", 1);
+    return;
+  }
+  next_request(r);
+}
+
+static void next_request(el_run *r) {
+  jobq_stage_t *st = r->hr.st;
+  size_t n = json_array_size(r->reqs);
+  if (r->next == n) {
+    const char *wd = jobq_stage_workdir(st);
+    if (wd == NULL) {
+      jq_stage_failf(st, 1, "%s", jobq_last_error());
+      run_free(r);
+      return;
+    }
+    snprintf(r->path, sizeof r->path, "%s/audio.%s", wd, r->e->mp3 ? "mp3" : "wav");
+    jobq_stage_progress(st, 92, r->e->mp3 ? "Encoding MP3..." : "Writing audio...");
+    r->work.data = r;
+    if (uv_queue_work(jobq_stage_loop(st), &r->work, work_write, after_write) != 0) {
+      jobq_stage_fail(st, "cannot queue work on the loop's thread pool", 1);
+      run_free(r);
+    }
+    return;
+  }
+  json_t *q = json_array_get(r->reqs, r->next++);
+  char step[96];
+  snprintf(step, sizeof step, "Generating audio for segment %zu of %zu...", r->next, n);
+  jobq_stage_progress(st, (int)((r->next - 1) * 90 / n), step);
+  free(r->body);
+  r->body = json_dumps(json_object_get(q, "body"), JSON_COMPACT);
+  if (r->body == NULL) {
+    jobq_stage_fail(st, "out of memory", 1);
+    run_free(r);
+    return;
+  }
+  char url[1600];
+  snprintf(url, sizeof url, "%s%s", r->e->http.base_url, json_string_value(json_object_get(q, "path")));
+  jq_http_opts o = {0};
+  jq_httpcfg_opts(&r->e->http, &o);
+  o.method = "POST";
+  o.url = url;
+  o.headers = r->headers;
+  o.n_headers = 2;
+  o.body = r->body;
+  o.body_len = strlen(r->body);
+  o.secrets = r->secrets;
+  o.n_secrets = 1;
+  if (jq_httpreq_start(&r->hr, st, &o, on_audio, r) != 0) run_free(r);
+}
+
+static void el_run_stage(jobq_stage_t *st, void *ud) {
+  el *e = ud;
+  json_t *in = jq_stage_input_object(st);
+  if (in == NULL) return;
+  const json_t *d = json_object_get(in, "dialogue");
+  if (!json_is_array(d) || json_array_size(d) == 0) {
+    json_decref(in);
+    jq_stage_failf(st, 0, "the input has no \"dialogue\" list to speak");
+    return;
+  }
+  char why[200];
+  json_t *reqs = plan(e, d, why, sizeof why);
+  if (reqs == NULL) {
+    json_decref(in);
+    jq_stage_failf(st, 0, "elevenlabs: %s", why);
+    return;
+  }
+  el_run *r = calloc(1, sizeof *r);
+  if (r == NULL) {
+    json_decref(in);
+    json_decref(reqs);
+    jobq_stage_fail(st, "out of memory", 1);
+    return;
+  }
+  r->e = e;
+  r->in = in;
+  r->reqs = reqs;
+  r->hr.st = st;
+  r->pcm.rate = (int)e->rate;
+  snprintf(r->auth, sizeof r->auth, "xi-api-key: %s", e->http.api_key);
+  r->headers[0] = r->auth;
+  r->headers[1] = "Content-Type: application/json";
+  r->secrets[0] = e->http.api_key;
+  next_request(r);
+}
+
+const jq_provider jq_tts_elevenlabs = {
+  "tts", "elevenlabs", JOBQ_STAGE_ON_LOOP, el_configure, el_free, el_run_stage,
+};
