@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int jobq__ext_add(jobq_t *q, const jobq__ext *e) {
   uv_mutex_lock(&q->mu);
@@ -62,6 +63,18 @@ uv_loop_t *jobq__loop(jobq_t *q) { return q->loop; }
 const char *jobq__workdir(jobq_t *q) { return q->o.workdir; }
 jobq_t *jobq__ctx_queue(jobq_ctx_t *ctx) { return ctx->q; }
 
+/* An absolute path: work files are named in checkpoints, which another
+ * process (with another working directory) may resume. */
+char *jobq__absolute_path(const char *p) {
+  if (p[0] == '/') return jobq__strdup(p);
+  char cwd[4096];
+  if (getcwd(cwd, sizeof cwd) == NULL) return jobq__strdup(p);
+  size_t n = strlen(cwd) + strlen(p) + 2;
+  char *d = malloc(n);
+  if (d) snprintf(d, n, "%s/%s", cwd, p[0] == '.' && p[1] == '/' ? p + 2 : p);
+  return d;
+}
+
 /* "sqlite:PATH?opts" -> "PATH-work"; anything else -> "jobq-work". */
 char *jobq__default_workdir(const char *url) {
   if (strncmp(url, "sqlite:", 7) == 0 && url[7] != '\0' && url[7] != '?') {
@@ -71,9 +84,11 @@ char *jobq__default_workdir(const char *url) {
     if (d == NULL) return NULL;
     memcpy(d, p, n);
     memcpy(d + n, "-work", 6);
-    return d;
+    char *abs = jobq__absolute_path(d);
+    free(d);
+    return abs;
   }
-  return jobq__strdup("jobq-work");
+  return jobq__absolute_path("jobq-work");
 }
 
 /* Storage calls from extensions are counted in ops_in_flight so that

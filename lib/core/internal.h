@@ -303,5 +303,6 @@ void jobq__storage_job_copy_into(jobq_storage_job *dst, const jobq_storage_job *
 void jobq__exts_close_on_loop(jobq_t *q); /* loop thread, from close_handles */
 void jobq__exts_free(jobq_t *q);          /* from free_q */
 char *jobq__default_workdir(const char *url);
+char *jobq__absolute_path(const char *p);
 
 #endif

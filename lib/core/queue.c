@@ -196,7 +196,7 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   if (q == NULL) return jobq__err(JOBQ_ENOMEM, "jobq_open: out of memory");
   q->o = *opts;
   q->o.storage_url = jobq__strdup(url);
-  q->o.workdir = opts->workdir ? jobq__strdup(opts->workdir) : jobq__default_workdir(url);
+  q->o.workdir = opts->workdir ? jobq__absolute_path(opts->workdir) : jobq__default_workdir(url);
   if (q->o.storage_url == NULL || q->o.workdir == NULL) {
     free(q->o.storage_url);
     free(q->o.workdir);

@@ -93,7 +93,7 @@ json_t *jq_stage_input_object(jobq_stage_t *st) {
 }
 
 int jq_stage_succeed_json(jobq_stage_t *st, json_t *obj) {
-  char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+  char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
   json_decref(obj);
   if (text == NULL) return jobq_stage_fail(st, "out of memory", 1);
   int rc = jobq_stage_succeed(st, text);

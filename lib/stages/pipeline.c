@@ -408,6 +408,7 @@ static void on_job(jobq_ctx_t *ctx, void *ud) {
   poll_update(r);
   run->work.data = run;
   run->in_pool = 1;
+  jobq_ctx_progress(ctx, 5, "Starting...");
   if (uv_queue_work(jobq__loop(r->q), &run->work, work_load, after_load) != 0) {
     run->in_pool = 0;
     run_fail(run, "pipeline: cannot queue work on the loop's thread pool", 1);

@@ -109,7 +109,7 @@ static void tpl_run(jobq_stage_t *st, void *ud) {
   static const char *const reactions[] = {"Right.", "Interesting.", "Okay, and then?",
                                           "That matters.", "Go on."};
   size_t pos = 0;
-  int turn = 0, spoke = 0;
+  int turn = 1, spoke = 0; /* the other host takes the first sentence */
   char *s;
   while (!bad && (long long)json_array_size(d) < t->max_turns - 1 &&
          (s = next_sentence(text, &pos)) != NULL) {
@@ -124,7 +124,8 @@ static void tpl_run(jobq_stage_t *st, void *ud) {
     turn++;
     spoke = 1;
   }
-  if (!bad && spoke) bad = add(d, t->host[1], "That's all for today. Thanks for listening!");
+  /* the host who did not speak last says goodbye */
+  if (!bad && spoke) bad = add(d, t->host[turn % 2], "That's all for today. Thanks for listening!");
   if (bad || !spoke) {
     json_decref(d);
     json_decref(in);
