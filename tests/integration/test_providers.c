@@ -504,6 +504,38 @@ static void test_faults(void **state) {
   close_q();
 }
 
+/* Virtual-host style: https://bucket.host/key (here podcasts.localhost, which
+ * libcurl resolves to the loopback address), with a CDN base for the URL. */
+static void test_s3_virtual_host(void **state) {
+  (void)state;
+  if (!have_s3) skip();
+  char up[512];
+  snprintf(up, sizeof up,
+           "{\"provider\": \"s3\", \"endpoint\": \"http://localhost:%d\", \"bucket\": \"podcasts\", "
+           "\"style\": \"virtual\", \"access_key\": \"S3RVER\", \"secret_key\": \"S3RVER\", "
+           "\"acl\": \"public-read\", \"public_base\": \"https://cdn.example.com\", \"max_tries\": 1}",
+           s3.port);
+  open_pipeline(pipeline_cfg(script_cfg("openai", 1), tts_cfg("dialogue", 1), up), 1);
+  char id[JOBQ_ID_SIZE];
+  jobq_job_t *j = run_job("{\"text\": \"One sentence. Two sentences.\", \"uploadKey\": \"a b+c.wav\"}", id);
+  json_t *r;
+  check_audio_result(j, &r);
+  /* the key was percent-encoded, signed, and stored under its real name */
+  assert_string_equal(json_string_value(json_object_get(r, "audioUrl")), "https://cdn.example.com/a%20b%2Bc.wav");
+  char url[256];
+  snprintf(url, sizeof url, "%s/podcasts/a%%20b%%2Bc.wav", s3.base_url);
+  size_t n = 0;
+  long status = 0;
+  unsigned char *got = http_get(url, NULL, &n, &status); /* public-read: no signature */
+  assert_int_equal(status, 200);
+  assert_true(n > 44);
+  assert_memory_equal(got, "RIFF", 4);
+  free(got);
+  json_decref(r);
+  jobq_job_free(j);
+  close_q();
+}
+
 static void test_s3_wrong_secret(void **state) {
   (void)state;
   if (!have_s3) skip();
@@ -570,6 +602,7 @@ int main(void) {
     cmocka_unit_test_setup(test_bad_key_not_retried, reset),
     cmocka_unit_test_setup(test_cancel_aborts_request, reset),
     cmocka_unit_test_setup(test_faults, reset),
+    cmocka_unit_test_setup(test_s3_virtual_host, reset),
     cmocka_unit_test_setup(test_s3_wrong_secret, reset),
     cmocka_unit_test(test_config_errors),
   };
