@@ -216,8 +216,9 @@ JOBQ_API int jobq_pipeline_add_config(jobq_pipeline_t *p, const char *config_jso
   json_t *val;
   json_object_foreach(cfg, key, val) {
     if (strcmp(key, "script") && strcmp(key, "tts") && strcmp(key, "upload")) {
-      json_decref(cfg);
-      return jobq__err(JOBQ_ECONFIG, "%s: unknown member '%.64s' (script, tts or upload)", F, key);
+      rc = jobq__err(JOBQ_ECONFIG, "%s: unknown member '%.64s' (script, tts or upload)", F, key);
+      json_decref(cfg); /* key lives in cfg */
+      return rc;
     }
   }
   int n0 = p->n;

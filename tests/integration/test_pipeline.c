@@ -62,9 +62,9 @@ static jobq_t *open_q(const char *dbname) {
 static jobq_job_t *wait_done(jobq_t *q, const char *id) {
   for (int i = 0; i < 600; i++) {
     jobq_job_t *j = NULL;
-    int rc = jobq_wait(q, id, 100, &j);
+    int rc = jobq_wait(q, id, 100, &j); /* a timeout still gives the snapshot */
     if (rc == 0 && jobq_state_is_terminal(jobq_job_state(j))) return j;
-    if (rc == 0) jobq_job_free(j);
+    jobq_job_free(j);
   }
   fail_msg("job %s did not finish", id);
   return NULL;
