@@ -1105,6 +1105,111 @@ static void progress_running_attempt_only(conf_case *c) {
   cs_close(&s);
 }
 
+/* Version 2: a checkpoint belongs to the running attempt, survives a retry
+ * (the next attempt reads it), and carries progress and step. */
+static void checkpoint_survives_retry(conf_case *c) {
+  conf_store s;
+  cs_open(c, &s);
+  CK(s.ops->version >= 2 && s.ops->checkpoint && s.ops->checkpoint_get && s.ops->prune,
+     "the backend offers the version 2 members");
+  char id[JOBQ_ID_SIZE], q[JOBQ_ID_SIZE], nope[JOBQ_ID_SIZE];
+  cs_add(&s, T, "a", 0, 0, id);
+  cs_add(&s, T, "q", 0, T + 100000, q);
+  jobq__id_new(nope, T);
+  int stage = 7;
+  char *out = (char *)"x";
+  CK_OK(s.ops->checkpoint_get(s.st, id, &stage, &out));
+  CK_INT(stage, -1);
+  CK(out == NULL, "no checkpoint: no output");
+  CK_RC(JOBQ_ENOTFOUND, s.ops->checkpoint_get(s.st, nope, &stage, &out));
+  /* only the running attempt may store one */
+  CK_RC(JOBQ_ESTATE, s.ops->checkpoint(s.st, id, 1, 0, "{\"a\":1}", 20, "one"));
+  cs_claim_expect(&s, T, id);
+  CK_RC(JOBQ_ESTATE, s.ops->checkpoint(s.st, id, 2, 0, "{\"a\":1}", 20, "one"));
+  CK_RC(JOBQ_ESTATE, s.ops->checkpoint(s.st, q, 1, 0, "{}", 20, NULL));
+  int rc = s.ops->checkpoint(s.st, nope, 1, 0, "{}", 20, NULL);
+  CK(rc == JOBQ_ENOTFOUND || rc == JOBQ_ESTATE, "checkpoint of an unknown job: %d", rc);
+  CK_OK(s.ops->checkpoint(s.st, id, 1, 0, "{\"a\":1}", 25, "script done"));
+  CK_OK(s.ops->checkpoint(s.st, id, 1, 1, "{\"a\":2}", 75, NULL)); /* replaces; keeps the step */
+  jobq_storage_job j;
+  cs_get(&s, id, T, &j);
+  CK_INT(j.progress, 75);
+  CK_STR(j.step, "script done");
+  jobq_storage_job_clear(&j);
+  /* the attempt fails; the next one finds the checkpoint */
+  conf_fin r = fin_of(JOBQ_OUTCOME_RETRY, "tts 503");
+  r.run_at = T;
+  r.progress = 75;
+  CK_INT(cs_finish(&s, id, 1, T, r), JOBQ_QUEUED);
+  CK_OK(s.ops->checkpoint_get(s.st, id, &stage, &out));
+  CK_INT(stage, 1);
+  CK_STR(out, "{\"a\":2}");
+  free(out);
+  CK_INT(cs_claim_expect(&s, T, id), 2);
+  CK_OK(s.ops->checkpoint(s.st, id, 2, 2, "{\"a\":3}", 95, "uploaded"));
+  CK_OK(s.ops->checkpoint_get(s.st, id, &stage, &out));
+  CK_INT(stage, 2);
+  CK_STR(out, "{\"a\":3}");
+  free(out);
+  CK_INT(cs_finish(&s, id, 2, T, FIN_OK), JOBQ_SUCCEEDED);
+  CK_RC(JOBQ_ESTATE, s.ops->checkpoint(s.st, id, 2, 3, "{}", 100, NULL));
+  cs_close(&s);
+}
+
+/* Version 2: prune deletes finished jobs older than the cut, nothing else,
+ * and reports their ids. */
+static int state_or_gone(conf_store *s, const char *id) {
+  jobq_storage_job j;
+  memset(&j, 0, sizeof j);
+  int rc = s->ops->get(s->st, id, T, &j);
+  int st = rc ? rc : j.state;
+  jobq_storage_job_clear(&j);
+  return st;
+}
+
+static void prune_finished_only(conf_case *c) {
+  conf_store s;
+  cs_open(c, &s);
+  char done_old[JOBQ_ID_SIZE], done_new[JOBQ_ID_SIZE], failed[JOBQ_ID_SIZE], queued[JOBQ_ID_SIZE],
+      running[JOBQ_ID_SIZE];
+  cs_add(&s, T, "a", 0, 0, done_old);
+  cs_add(&s, T, "a", 0, 0, failed);
+  cs_add(&s, T, "a", 0, 0, done_new);
+  cs_add(&s, T, "a", 0, 0, running);
+  cs_add(&s, T, "q", 0, 0, queued);
+  cs_claim_expect(&s, T, done_old);
+  cs_claim_expect(&s, T, failed);
+  cs_claim_expect(&s, T, done_new);
+  cs_claim_expect(&s, T, running);
+  CK_INT(cs_finish(&s, done_old, 1, T + 10, FIN_OK), JOBQ_SUCCEEDED);
+  CK_INT(cs_finish(&s, failed, 1, T + 20, fin_of(JOBQ_OUTCOME_FAILED, "no")), JOBQ_FAILED);
+  CK_INT(cs_finish(&s, done_new, 1, T + 1000, FIN_OK), JOBQ_SUCCEEDED);
+  char(*ids)[JOBQ_ID_SIZE] = NULL;
+  size_t n = 99;
+  CK_OK(s.ops->prune(s.st, T + 500, 1000, &ids, &n));
+  CK_INT(n, 2);
+  CK(ids != NULL, "ids of the pruned jobs");
+  int saw_old = 0, saw_failed = 0;
+  for (size_t i = 0; i < n; i++) {
+    saw_old |= strcmp(ids[i], done_old) == 0;
+    saw_failed |= strcmp(ids[i], failed) == 0;
+  }
+  CK(saw_old && saw_failed, "the two old finished jobs were pruned");
+  free(ids);
+  CK_INT(state_or_gone(&s, done_old), JOBQ_ENOTFOUND);
+  CK_INT(state_or_gone(&s, failed), JOBQ_ENOTFOUND);
+  CK_INT(state_or_gone(&s, done_new), JOBQ_SUCCEEDED);
+  CK_INT(state_or_gone(&s, running), JOBQ_RUNNING);
+  CK_INT(state_or_gone(&s, queued), JOBQ_QUEUED);
+  /* max bounds one call; NULL ids is allowed */
+  CK_OK(s.ops->prune(s.st, T + 5000, 0, NULL, &n));
+  CK_INT(n, 0);
+  CK_OK(s.ops->prune(s.st, T + 5000, 10, NULL, &n));
+  CK_INT(n, 1);
+  CK_INT(state_or_gone(&s, done_new), JOBQ_ENOTFOUND);
+  cs_close(&s);
+}
+
 static void cancel_each_state(conf_case *c) {
   conf_store s;
   cs_open(c, &s);
@@ -1824,6 +1929,8 @@ int main(void) {
     CONF_TEST(finish_after_cancel_request),
     CONF_TEST(finish_async_when_offered),
     CONF_TEST(progress_running_attempt_only),
+    CONF_TEST(checkpoint_survives_retry),
+    CONF_TEST(prune_finished_only),
     CONF_TEST(cancel_each_state),
     CONF_TEST(get_position_counts_jobs_ahead),
     CONF_TEST(get_position_counts_due_scheduled_ahead),
