@@ -19,6 +19,7 @@
 
 #include "jobq.h"
 #include "jobq/stages.h"
+#include "jobq/storage.h"
 #include "stages/audio.h"
 #include "util/fs.h"
 
@@ -245,6 +246,55 @@ static void test_retry_resumes_at_failed_stage(void **state) {
 
 /* The checkpoint outlives the process's queue: a job released at close in
  * the middle of stage two resumes at stage two in the next queue. */
+/* A backend of vtable version 1 has no checkpoints: pipelines still run,
+ * and a retry starts again from the first stage. */
+extern const jobq_storage_ops jobq__memory_ops;
+static jobq_storage_ops v1_ops;
+
+static int v1_open(const char *url, void **out) {
+  (void)url;
+  return jobq__memory_ops.open("memory:", out);
+}
+
+static void test_v1_backend_without_checkpoints(void **state) {
+  (void)state;
+  v1_ops = jobq__memory_ops;
+  v1_ops.version = 1;
+  v1_ops.scheme = "memv1";
+  v1_ops.open = v1_open;
+  v1_ops.checkpoint = NULL; /* what a backend compiled against version 1 has not */
+  v1_ops.checkpoint_get = NULL;
+  v1_ops.prune = NULL;
+  int rc = jobq_storage_register(&v1_ops);
+  assert_true(rc == 0 || rc == JOBQ_EEXIST);
+  jobq_options_t *o = jobq_options_new();
+  jobq_options_set_storage(o, "memv1:");
+  jobq_t *q = NULL;
+  assert_int_equal(jobq_open(&q, o), 0);
+  jobq_options_free(o);
+  counters c = {0};
+  atomic_store(&c.fail_first[2], 1);
+  jobq_pipeline_t *p = three_stages(&c);
+  jobq_kind_opts_t *ko = jobq_kind_opts_new();
+  jobq_kind_opts_set_backoff(ko, 10, 20, 0);
+  assert_int_equal(jobq_register_pipeline(q, "pipe", p, ko), 0);
+  jobq_kind_opts_free(ko);
+  jobq_pipeline_free(p);
+  assert_int_equal(jobq_start(q), 0);
+  char id[JOBQ_ID_SIZE];
+  assert_int_equal(jobq_submit(q, "pipe", "{}", NULL, id), 0);
+  jobq_job_t *j = wait_done(q, id);
+  assert_int_equal(jobq_job_state(j), JOBQ_SUCCEEDED);
+  check_trail(jobq_job_result(j), "[\"one\",\"two\",\"three\"]");
+  jobq_job_free(j);
+  assert_int_equal(atomic_load(&c.calls[0]), 2); /* no checkpoint: from the start */
+  assert_int_equal(atomic_load(&c.calls[2]), 2);
+  size_t n = 0;
+  assert_int_equal(jobq_prune(q, 0, &n), JOBQ_ENOTSUP);
+  assert_non_null(strstr(jobq_last_error(), "memv1"));
+  assert_int_equal(jobq_close(q, 5000), 0);
+}
+
 static void test_checkpoint_survives_reopen(void **state) {
   (void)state;
   if (strcmp(backend, "sqlite") != 0) skip();
@@ -613,6 +663,7 @@ int main(void) {
     BOTH(test_stages_in_order),
     BOTH(test_retry_resumes_at_failed_stage),
     cmocka_unit_test_setup(test_checkpoint_survives_reopen, use_sqlite),
+    cmocka_unit_test(test_v1_backend_without_checkpoints),
     BOTH(test_cancel_mid_stage),
     BOTH(test_fail_for_good),
     BOTH(test_stage_finishes_once),
