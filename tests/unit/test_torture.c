@@ -9,6 +9,7 @@
  * Allocations are wrapped at link time (-Wl,--wrap=malloc,...) and counted
  * on the test thread only, so the count is the same on every run. */
 #include <jobq.h>
+#include <jobq/stages.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -169,7 +170,57 @@ static void test_torture(void **state) {
   print_message("torture: %ld allocations, each failed once\n", total);
 }
 
+static void noop_stage(jobq_stage_t *st, void *ud) {
+  (void)ud;
+  jobq_stage_succeed(st, "{}");
+}
+
+/* Building and registering a pipeline: every refusal is JOBQ_ENOMEM with a
+ * sentence, and nothing leaks whatever allocation fails. */
+static void scenario_pipeline(void) {
+  jobq_pipeline_t *p = jobq_pipeline_new();
+  if (p == NULL) return;
+  int have_first = !oom(jobq_pipeline_add_stage(p, "first", noop_stage, NULL, JOBQ_STAGE_BLOCKING),
+                        "add_stage");
+  oom(jobq_pipeline_add_config(p, "{\"script\": {\"provider\": \"template\", \"hosts\": [\"A\", \"B\"]},"
+                                  " \"upload\": {\"provider\": \"local\", \"dir\": \"/tmp/jobq-torture-up\","
+                                  " \"key_prefix\": \"shows/\"}}"),
+      "add_config");
+  if (have_first) oom(jobq_pipeline_set_progress(p, "first", 0, 5, "Preparing..."), "set_progress");
+  jobq_options_t *o = jobq_options_new();
+  jobq_t *q = NULL;
+  if (o && !oom(jobq_options_set_workdir(o, "/tmp/jobq-torture-work"), "set_workdir") &&
+      !oom(jobq_open(&q, o), "open")) {
+    oom(jobq_register_pipeline(q, "pipe", p, NULL), "register_pipeline");
+    size_t n = 0;
+    oom(jobq_prune(q, 0, &n), "prune");
+    assert_int_equal(jobq_close(q, 0), 0);
+  }
+  jobq_options_free(o);
+  jobq_pipeline_free(p);
+}
+
+static void test_torture_pipeline(void **state) {
+  (void)state;
+  armed = 1;
+  count = 0;
+  fail_at = 0;
+  scenario_pipeline();
+  armed = 0;
+  long total = count;
+  assert_true(total > 10);
+  for (long k = 1; k <= total; k++) {
+    armed = 1;
+    count = 0;
+    fail_at = k;
+    scenario_pipeline();
+    armed = 0;
+  }
+  print_message("torture (pipeline): %ld allocations, each failed once\n", total);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_torture)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_torture),
+                                     cmocka_unit_test(test_torture_pipeline)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
