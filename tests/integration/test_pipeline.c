@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -334,6 +336,82 @@ static void test_checkpoint_survives_reopen(void **state) {
   jobq_job_free(j);
   assert_int_equal(atomic_load(&c2.cancel_called), 1);
   assert_int_equal(jobq_close(q2, 5000), 0);
+}
+
+/* A worker process killed (SIGKILL) in the middle of stage two: once its
+ * lease expires another process rescues the job, and the new attempt
+ * resumes at stage two from the checkpoint; stage one never runs again. */
+static int crash_pipe[2];
+
+static void hang_stage(jobq_stage_t *st, void *ud) {
+  (void)st;
+  (void)ud;
+  char c = 'x';
+  if (write(crash_pipe[1], &c, 1) != 1) _exit(3);
+  for (;;) pause(); /* killed here */
+}
+
+static jobq_t *open_lease_q(const char *db, int lease_ms) {
+  jobq_options_t *o = jobq_options_new();
+  char url[512], wd[512];
+  snprintf(url, sizeof url, "sqlite:%s/%s", tmpdir, db);
+  snprintf(wd, sizeof wd, "%s/work", tmpdir);
+  jobq_options_set_storage(o, url);
+  jobq_options_set_workdir(o, wd);
+  jobq_options_set_lease(o, lease_ms);
+  jobq_t *q = NULL;
+  assert_int_equal(jobq_open(&q, o), 0);
+  jobq_options_free(o);
+  return q;
+}
+
+static void test_crash_resumes_at_stage(void **state) {
+  (void)state;
+  if (strcmp(backend, "sqlite") != 0) skip();
+  assert_int_equal(pipe(crash_pipe), 0);
+  /* submitted by a submit-only queue */
+  jobq_t *sq = open_lease_q("crash.db", 600);
+  char id[JOBQ_ID_SIZE];
+  assert_int_equal(jobq_submit(sq, "pipe", "{}", NULL, id), 0);
+  assert_int_equal(jobq_close(sq, 0), 0);
+  pid_t child = fork();
+  assert_true(child >= 0);
+  if (child == 0) {
+    counters c = {0};
+    jobq_t *q = open_lease_q("crash.db", 600);
+    jobq_pipeline_t *p = jobq_pipeline_new();
+    jobq_pipeline_add_stage(p, "one", blocking_stage, &c, JOBQ_STAGE_BLOCKING);
+    jobq_pipeline_add_stage(p, "two", hang_stage, NULL, JOBQ_STAGE_BLOCKING);
+    jobq_pipeline_add_stage(p, "three", blocking_stage, &c, JOBQ_STAGE_BLOCKING);
+    if (jobq_register_pipeline(q, "pipe", p, NULL) || jobq_start(q)) _exit(2);
+    for (;;) pause();
+  }
+  char c;
+  assert_int_equal(read(crash_pipe[0], &c, 1), 1); /* the child is in stage two */
+  kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  assert_true(WIFSIGNALED(status));
+  close(crash_pipe[0]);
+  close(crash_pipe[1]);
+
+  counters c2 = {0};
+  jobq_t *q = open_lease_q("crash.db", 600);
+  jobq_pipeline_t *p = three_stages(&c2); /* the same stage names, stage two quick now */
+  assert_int_equal(jobq_register_pipeline(q, "pipe", p, NULL), 0);
+  jobq_pipeline_free(p);
+  assert_int_equal(jobq_start(q), 0);
+  jobq_job_t *j = wait_done(q, id); /* after the lease expires and a rescue */
+  assert_int_equal(jobq_job_state(j), JOBQ_SUCCEEDED);
+  assert_int_equal(jobq_job_attempts(j), 2);
+  assert_non_null(strstr(jobq_job_attempt_error(j, 0), "lease expired"));
+  /* stage one's output came from the checkpoint the killed process wrote */
+  check_trail(jobq_job_result(j), "[\"one\",\"two\",\"three\"]");
+  jobq_job_free(j);
+  assert_int_equal(atomic_load(&c2.calls[0]), 0);
+  assert_int_equal(atomic_load(&c2.calls[1]), 1);
+  assert_int_equal(atomic_load(&c2.calls[2]), 1);
+  assert_int_equal(jobq_close(q, 5000), 0);
 }
 
 static void test_cancel_mid_stage(void **state) {
@@ -664,6 +742,7 @@ int main(void) {
     BOTH(test_retry_resumes_at_failed_stage),
     cmocka_unit_test_setup(test_checkpoint_survives_reopen, use_sqlite),
     cmocka_unit_test(test_v1_backend_without_checkpoints),
+    cmocka_unit_test_setup(test_crash_resumes_at_stage, use_sqlite),
     BOTH(test_cancel_mid_stage),
     BOTH(test_fail_for_good),
     BOTH(test_stage_finishes_once),
