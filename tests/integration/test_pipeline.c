@@ -374,17 +374,15 @@ static void test_crash_resumes_at_stage(void **state) {
   char id[JOBQ_ID_SIZE];
   assert_int_equal(jobq_submit(sq, "pipe", "{}", NULL, id), 0);
   assert_int_equal(jobq_close(sq, 0), 0);
+  /* The worker is a fresh process (this one has threads: fork alone would
+   * leave the child without them). */
   pid_t child = fork();
   assert_true(child >= 0);
   if (child == 0) {
-    counters c = {0};
-    jobq_t *q = open_lease_q("crash.db", 600);
-    jobq_pipeline_t *p = jobq_pipeline_new();
-    jobq_pipeline_add_stage(p, "one", blocking_stage, &c, JOBQ_STAGE_BLOCKING);
-    jobq_pipeline_add_stage(p, "two", hang_stage, NULL, JOBQ_STAGE_BLOCKING);
-    jobq_pipeline_add_stage(p, "three", blocking_stage, &c, JOBQ_STAGE_BLOCKING);
-    if (jobq_register_pipeline(q, "pipe", p, NULL) || jobq_start(q)) _exit(2);
-    for (;;) pause();
+    char fd[16];
+    snprintf(fd, sizeof fd, "%d", crash_pipe[1]);
+    execl("/proc/self/exe", "test_pipeline", "--crash-child", tmpdir, fd, (char *)NULL);
+    _exit(4);
   }
   char c;
   assert_int_equal(read(crash_pipe[0], &c, 1), 1); /* the child is in stage two */
@@ -736,7 +734,22 @@ static int use_sqlite(void **state) {
 
 #define BOTH(t) cmocka_unit_test_setup(t, use_memory), cmocka_unit_test_setup(t, use_sqlite)
 
-int main(void) {
+/* The worker process of test_crash_resumes_at_stage. */
+static int crash_child(const char *dir, int fd) {
+  snprintf(tmpdir, sizeof tmpdir, "%s", dir);
+  crash_pipe[1] = fd;
+  counters c = {0};
+  jobq_t *q = open_lease_q("crash.db", 600);
+  jobq_pipeline_t *p = jobq_pipeline_new();
+  jobq_pipeline_add_stage(p, "one", blocking_stage, &c, JOBQ_STAGE_BLOCKING);
+  jobq_pipeline_add_stage(p, "two", hang_stage, NULL, JOBQ_STAGE_BLOCKING);
+  jobq_pipeline_add_stage(p, "three", blocking_stage, &c, JOBQ_STAGE_BLOCKING);
+  if (jobq_register_pipeline(q, "pipe", p, NULL) || jobq_start(q)) return 2;
+  for (;;) pause();
+}
+
+int main(int argc, char **argv) {
+  if (argc == 4 && strcmp(argv[1], "--crash-child") == 0) return crash_child(argv[2], atoi(argv[3]));
   const struct CMUnitTest tests[] = {
     BOTH(test_stages_in_order),
     BOTH(test_retry_resumes_at_failed_stage),

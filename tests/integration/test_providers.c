@@ -461,6 +461,41 @@ static void test_cancel_aborts_request(void **state) {
   close_q();
 }
 
+/* Closing the queue while a provider request is in flight: close returns
+ * at once (the request is aborted), and the job goes back to the queue for
+ * another worker, its attempt not counted. */
+static void test_close_with_request_in_flight(void **state) {
+  (void)state;
+  open_pipeline(pipeline_cfg(script_cfg("openai", 1), tts_cfg("dialogue", 1), local_cfg()), 3);
+  assert_int_equal(provsrv_fault(&prov, "openai", "{\"hang_ms\": 30000}"), 0);
+  char id[JOBQ_ID_SIZE];
+  assert_int_equal(jobq_submit(q, "podcast", PAYLOAD, NULL, id), 0);
+  for (int i = 0; i < 1000 && provsrv_count(&prov, "openai") < 1; i++) usleep(10000);
+  assert_int_equal(provsrv_count(&prov, "openai"), 1);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  assert_int_equal(jobq_close(q, 0), 0);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  q = NULL;
+  double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  assert_true(secs < 20.0); /* not the 30 s hang */
+  /* a new queue on the same file finds it queued, no attempt counted, and runs it */
+  open_pipeline(pipeline_cfg(script_cfg("openai", 1), tts_cfg("dialogue", 1), local_cfg()), 3);
+  jobq_job_t *j = NULL;
+  for (int i = 0; i < 600; i++) {
+    j = NULL;
+    jobq_wait(q, id, 100, &j);
+    if (j && jobq_state_is_terminal(jobq_job_state(j))) break;
+    jobq_job_free(j);
+    j = NULL;
+  }
+  assert_non_null(j);
+  assert_int_equal(jobq_job_state(j), JOBQ_SUCCEEDED);
+  assert_int_equal(jobq_job_attempts(j), 1); /* the released attempt did not count */
+  jobq_job_free(j);
+  close_q();
+}
+
 /* Timeouts, malformed answers, non-audio: clear errors naming the provider. */
 static void test_faults(void **state) {
   (void)state;
@@ -601,6 +636,7 @@ int main(void) {
     cmocka_unit_test_setup(test_last_attempt_names_provider, reset),
     cmocka_unit_test_setup(test_bad_key_not_retried, reset),
     cmocka_unit_test_setup(test_cancel_aborts_request, reset),
+    cmocka_unit_test_setup(test_close_with_request_in_flight, reset),
     cmocka_unit_test_setup(test_faults, reset),
     cmocka_unit_test_setup(test_s3_virtual_host, reset),
     cmocka_unit_test_setup(test_s3_wrong_secret, reset),
