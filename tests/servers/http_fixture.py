@@ -3,7 +3,7 @@
 
 Listens on 127.0.0.1, port chosen by the system, and prints "PORT <n>" as its
 first line. Exits when its stdin closes, so a test that dies never leaves it
-running.
+running. With "--tls CERT KEY" it serves HTTPS (tests/unit/test_net_tls.c).
 
 Routes (query parameters after ?):
   /echo                 200, JSON: method, path, headers, body_len, body_crc32
@@ -176,6 +176,12 @@ class Server(ThreadingHTTPServer):
 
 def main():
     srv = Server(("127.0.0.1", 0), Handler)
+    # --tls CERT KEY: serve HTTPS with that certificate (TLS verification tests)
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print("PORT %d" % srv.server_address[1], flush=True)
 
     def watch_stdin():
