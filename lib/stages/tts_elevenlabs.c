@@ -6,22 +6,18 @@
  * written on libuv's pool. */
 #include "stages/audio.h"
 #include "stages/httpprov.h"
+#include "stages/tts.h"
 #include "util/err.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_VOICES 16
-
 typedef struct el {
   jq_httpcfg http;
   int dialogue; /* text-to-dialogue, else text-to-speech */
   char *model;
-  char *speaker[MAX_VOICES], *voice[MAX_VOICES];
-  int n;
-  char *def_voice[2];
-  int n_def;
+  jq_voices voices; /* "voices", then "default_voices" by order of appearance */
   long long rate, pause_ms, max_chars, kbps;
   int mp3;
 } el;
@@ -48,8 +44,7 @@ static void el_free(void *p) {
   if (e == NULL) return;
   jq_httpcfg_free(&e->http);
   free(e->model);
-  for (int i = 0; i < e->n; i++) free(e->speaker[i]), free(e->voice[i]);
-  for (int i = 0; i < e->n_def; i++) free(e->def_voice[i]);
+  jq_voices_free(&e->voices);
   free(e);
 }
 
@@ -88,39 +83,8 @@ static int el_configure(const json_t *cfg, void **out) {
   e->dialogue = mode == NULL || strcmp(mode, "dialogue") == 0;
   e->model = strdup(model ? model : e->dialogue ? "eleven_v3" : "eleven_multilingual_v2");
   if (e->model == NULL) goto nomem;
-  const json_t *voices = json_object_get(cfg, "voices"), *defs = json_object_get(cfg, "default_voices");
-  if (voices && !json_is_object(voices)) {
-    rc = jobq__err(JOBQ_ECONFIG, "tts: \"voices\" must be an object {speaker: voice_id}");
-    goto fail;
-  }
-  const char *k;
-  json_t *v;
-  json_object_foreach((json_t *)voices, k, v) {
-    if (!json_is_string(v) || json_string_length(v) == 0 || e->n == MAX_VOICES) {
-      rc = jobq__err(JOBQ_ECONFIG, "tts: \"voices\": '%.64s' must be a voice id (at most %d voices)",
-                     k, MAX_VOICES);
-      goto fail;
-    }
-    e->speaker[e->n] = strdup(k);
-    e->voice[e->n] = strdup(json_string_value(v));
-    e->n++;
-    if (!e->speaker[e->n - 1] || !e->voice[e->n - 1]) goto nomem;
-  }
-  if (defs) {
-    if (!json_is_array(defs) || json_array_size(defs) < 1 || json_array_size(defs) > 2) {
-      rc = jobq__err(JOBQ_ECONFIG, "tts: \"default_voices\" must be a list of one or two voice ids");
-      goto fail;
-    }
-    for (size_t i = 0; i < json_array_size(defs); i++) {
-      const char *s = json_string_value(json_array_get(defs, i));
-      if (s == NULL || *s == '\0') {
-        rc = jobq__err(JOBQ_ECONFIG, "tts: \"default_voices\" must hold voice ids");
-        goto fail;
-      }
-      if ((e->def_voice[e->n_def++] = strdup(s)) == NULL) goto nomem;
-    }
-  }
-  if (e->n == 0 && e->n_def == 0) {
+  if ((rc = jq_voices_parse(cfg, "voice id", "default_voices", NULL, NULL, &e->voices))) goto fail;
+  if (e->voices.n == 0 && e->voices.n_fallback == 0) {
     rc = jobq__err(JOBQ_ECONFIG, "tts provider 'elevenlabs': \"voices\" or \"default_voices\" is required");
     goto fail;
   }
@@ -131,16 +95,6 @@ nomem:
 fail:
   el_free(e);
   return rc;
-}
-
-static const char *voice_for(const el *e, const char *speaker, const char **seen, int *n_seen) {
-  for (int i = 0; i < e->n; i++)
-    if (strcmp(e->speaker[i], speaker) == 0) return e->voice[i];
-  if (e->n_def == 0) return NULL;
-  for (int i = 0; i < *n_seen; i++)
-    if (strcmp(seen[i], speaker) == 0) return e->def_voice[i % e->n_def];
-  if (*n_seen < 64) seen[(*n_seen)++] = speaker;
-  return e->def_voice[(*n_seen - 1) % e->n_def];
 }
 
 static void run_free(el_run *r) {
@@ -167,7 +121,7 @@ static json_t *plan(const el *e, const json_t *d, char *why, size_t n) {
       json_decref(reqs);
       return NULL;
     }
-    const char *voice = voice_for(e, sp, seen, &n_seen);
+    const char *voice = jq_voices_pick(&e->voices, sp, seen, &n_seen);
     if (voice == NULL) {
       snprintf(why, n, "no voice for speaker '%.64s' (set \"voices\" or \"default_voices\")", sp);
       json_decref(reqs);
@@ -208,17 +162,11 @@ static void after_write(uv_work_t *w, int status) {
   json_t *in = r->in;
   r->in = NULL;
   double secs = jq_pcm_seconds(&r->pcm);
-  if (json_object_set_new(in, "audioFile", json_string(r->path)) ||
-      json_object_set_new(in, "audioFormat", json_string(r->e->mp3 ? "mp3" : "wav")) ||
-      json_object_set_new(in, "audioDuration", json_real((double)(long long)(secs * 100 + 0.5) / 100))) {
-    json_decref(in);
-    run_free(r);
-    jobq_stage_fail(st, "out of memory", 1);
-    return;
-  }
+  char path[sizeof r->path];
+  memcpy(path, r->path, sizeof path);
+  int mp3 = r->e->mp3;
   run_free(r);
-  jobq_stage_progress(st, 100, NULL);
-  jq_stage_succeed_json(st, in);
+  jq_tts_succeed(st, in, path, mp3, secs);
 }
 
 static void work_write(uv_work_t *w) {

@@ -2,20 +2,15 @@
  * with its host's voice, joined with short pauses into one WAV or MP3 file
  * in the job's work directory. */
 #include "stages/audio.h"
-#include "stages/stage_int.h"
+#include "stages/tts.h"
 #include "util/err.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_VOICES 16
-
 typedef struct esp {
-  char *speaker[MAX_VOICES]; /* configured speaker -> voice */
-  char *voice[MAX_VOICES];
-  int n;
-  char *host_voice[2];       /* voices for other speakers, by first appearance */
+  jq_voices voices; /* configured speakers; en-us+m3 and en-gb+f3 for the others */
   int mp3;
   long long pause_ms, rate_wpm, kbps;
 } esp;
@@ -23,9 +18,7 @@ typedef struct esp {
 static void esp_free(void *p) {
   esp *e = p;
   if (e == NULL) return;
-  for (int i = 0; i < e->n; i++) free(e->speaker[i]), free(e->voice[i]);
-  free(e->host_voice[0]);
-  free(e->host_voice[1]);
+  jq_voices_free(&e->voices);
   free(e);
 }
 
@@ -47,30 +40,11 @@ static int esp_configure(const json_t *cfg, void **out) {
       (rc = jq_cfg_int(cfg, "tts", "rate_wpm", 80, 450, &e->rate_wpm)) ||
       (rc = jq_cfg_int(cfg, "tts", "bitrate", 32, 320, &e->kbps)))
     goto fail;
-  const json_t *voices = json_object_get(cfg, "voices");
-  if (voices && !json_is_object(voices)) {
-    rc = jobq__err(JOBQ_ECONFIG, "tts: \"voices\" must be an object {speaker: voice}");
+  if ((rc = jq_voices_parse(cfg, "espeak-ng voice", NULL, "en-us+m3", "en-gb+f3", &e->voices)))
     goto fail;
-  }
-  const char *k;
-  json_t *v;
-  json_object_foreach((json_t *)voices, k, v) {
-    if (!json_is_string(v) || json_string_length(v) == 0 || e->n == MAX_VOICES) {
-      rc = jobq__err(JOBQ_ECONFIG, "tts: \"voices\": '%.64s' must name an espeak-ng voice (at most %d)",
-                     k, MAX_VOICES);
-      goto fail;
-    }
-    e->speaker[e->n] = strdup(k);
-    e->voice[e->n] = strdup(json_string_value(v));
-    e->n++;
-    if (!e->speaker[e->n - 1] || !e->voice[e->n - 1]) goto nomem;
-  }
-  e->host_voice[0] = strdup("en-us+m3");
-  e->host_voice[1] = strdup("en-gb+f3");
-  if (!e->host_voice[0] || !e->host_voice[1]) goto nomem;
   /* Every configured voice must exist: try each now, not at 3 a.m. */
-  for (int i = 0; i < e->n + 2; i++) {
-    const char *voice = i < e->n ? e->voice[i] : e->host_voice[i - e->n];
+  for (int i = 0; i < e->voices.n + e->voices.n_fallback; i++) {
+    const char *voice = i < e->voices.n ? e->voices.voice[i] : e->voices.fallback[i - e->voices.n];
     jq_pcm probe = {0};
     rc = jq_espeak_synth("a", voice, (int)e->rate_wpm, &probe);
     jq_pcm_free(&probe);
@@ -83,20 +57,9 @@ static int esp_configure(const json_t *cfg, void **out) {
   }
   *out = e;
   return 0;
-nomem:
-  rc = jobq__err(JOBQ_ENOMEM, "tts: out of memory");
 fail:
   esp_free(e);
   return rc;
-}
-
-static const char *voice_for(const esp *e, const char *speaker, const char **seen, int *n_seen) {
-  for (int i = 0; i < e->n; i++)
-    if (strcmp(e->speaker[i], speaker) == 0) return e->voice[i];
-  for (int i = 0; i < *n_seen; i++)
-    if (strcmp(seen[i], speaker) == 0) return e->host_voice[i % 2];
-  if (*n_seen < 64) seen[(*n_seen)++] = speaker;
-  return e->host_voice[(*n_seen - 1) % 2];
 }
 
 static void esp_run(jobq_stage_t *st, void *ud) {
@@ -132,7 +95,7 @@ static void esp_run(jobq_stage_t *st, void *ud) {
     snprintf(step, sizeof step, "Generating audio for segment %zu of %zu...", i + 1, n);
     jobq_stage_progress(st, (int)(i * 90 / n), step);
     if (i > 0 && (rc = jq_pcm_append_silence(&all, (int)e->pause_ms)) != 0) break;
-    if ((rc = jq_espeak_synth(tx, voice_for(e, sp, seen, &n_seen), (int)e->rate_wpm, &all)) != 0)
+    if ((rc = jq_espeak_synth(tx, jq_voices_pick(&e->voices, sp, seen, &n_seen), (int)e->rate_wpm, &all)) != 0)
       break;
   }
   if (rc) {
@@ -163,15 +126,7 @@ static void esp_run(jobq_stage_t *st, void *ud) {
     jobq_stage_fail(st, msg, 1);
     return;
   }
-  if (json_object_set_new(in, "audioFile", json_string(path)) ||
-      json_object_set_new(in, "audioFormat", json_string(e->mp3 ? "mp3" : "wav")) ||
-      json_object_set_new(in, "audioDuration", json_real((double)(long long)(secs * 100 + 0.5) / 100))) {
-    json_decref(in);
-    jobq_stage_fail(st, "out of memory", 1);
-    return;
-  }
-  jobq_stage_progress(st, 100, NULL);
-  jq_stage_succeed_json(st, in);
+  jq_tts_succeed(st, in, path, e->mp3, secs);
 }
 
 const jq_provider jq_tts_espeak = {
