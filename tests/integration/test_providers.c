@@ -150,6 +150,17 @@ static jobq_job_t *run_job(const char *payload, char id[JOBQ_ID_SIZE]) {
   return NULL;
 }
 
+static jobq_job_t *run_wait(const char *id) {
+  for (int i = 0; i < 600; i++) {
+    jobq_job_t *j = NULL;
+    int rc = jobq_wait(q, id, 100, &j);
+    if (rc == 0 && jobq_state_is_terminal(jobq_job_state(j))) return j;
+    jobq_job_free(j);
+  }
+  fail_msg("job %s did not finish", id);
+  return NULL;
+}
+
 static void close_q(void) {
   assert_int_equal(jobq_close(q, 5000), 0);
   q = NULL;
@@ -467,11 +478,14 @@ static void test_cancel_aborts_request(void **state) {
 static void test_close_with_request_in_flight(void **state) {
   (void)state;
   open_pipeline(pipeline_cfg(script_cfg("openai", 1), tts_cfg("dialogue", 1), local_cfg()), 3);
-  assert_int_equal(provsrv_fault(&prov, "openai", "{\"hang_ms\": 30000}"), 0);
-  char id[JOBQ_ID_SIZE];
-  assert_int_equal(jobq_submit(q, "podcast", PAYLOAD, NULL, id), 0);
-  for (int i = 0; i < 1000 && provsrv_count(&prov, "openai") < 1; i++) usleep(10000);
-  assert_int_equal(provsrv_count(&prov, "openai"), 1);
+  /* four jobs, each with its request hanging */
+  assert_int_equal(provsrv_fault(&prov, "openai", "[{\"hang_ms\": 30000}, {\"hang_ms\": 30000}, "
+                                                  "{\"hang_ms\": 30000}, {\"hang_ms\": 30000}]"), 0);
+  char id[JOBQ_ID_SIZE], ids[4][JOBQ_ID_SIZE];
+  for (int k = 0; k < 4; k++) assert_int_equal(jobq_submit(q, "podcast", PAYLOAD, NULL, ids[k]), 0);
+  memcpy(id, ids[0], sizeof id);
+  for (int i = 0; i < 1000 && provsrv_count(&prov, "openai") < 4; i++) usleep(10000);
+  assert_int_equal(provsrv_count(&prov, "openai"), 4);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   assert_int_equal(jobq_close(q, 0), 0);
@@ -493,6 +507,12 @@ static void test_close_with_request_in_flight(void **state) {
   assert_int_equal(jobq_job_state(j), JOBQ_SUCCEEDED);
   assert_int_equal(jobq_job_attempts(j), 1); /* the released attempt did not count */
   jobq_job_free(j);
+  for (int k = 1; k < 4; k++) {
+    j = run_wait(ids[k]);
+    assert_int_equal(jobq_job_state(j), JOBQ_SUCCEEDED);
+    assert_int_equal(jobq_job_attempts(j), 1);
+    jobq_job_free(j);
+  }
   close_q();
 }
 
