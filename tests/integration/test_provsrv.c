@@ -1019,11 +1019,11 @@ static void test_fault_hang_and_delay(void **state) {
   assert_int_equal(provsrv_fault(&prov, "tts", "{\"hang_ms\": 3000}"), 0);
   resp_t r = valid("tts", 300);
   assert_int_equal(r.rc, CURLE_OPERATION_TIMEDOUT);
-  assert_true(r.elapsed_ms < 2000);
+  assert_true(r.elapsed_ms < 2600);
   resp_free(&r);
   r = valid("tts", 0);
   assert_int_equal(r.status, 200);
-  assert_true(r.elapsed_ms < 2000);
+  assert_true(r.elapsed_ms < 2600 /* before the 3 s hang ends: served beside it */);
   resp_free(&r);
 
   /* A delay answers correctly, later. */
