@@ -294,6 +294,7 @@ static void sq_close(void *st) {
   jobq__sq_set_event_sink(s, NULL, NULL);
   jobq__sq_set_notify(s, NULL, NULL);
   jobq__sq_writer_stop(s);
+  jobq__sq_forget_claims(s);
   close_readers(s);
   for (int j = 0; j < WS_COUNT; j++) sqlite3_finalize(s->ws[j]);
   sqlite3_close(s->w);

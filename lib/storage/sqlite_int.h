@@ -3,6 +3,7 @@
 #define JOBQ_STORAGE_SQLITE_INT_H
 
 #include "jobq/storage.h"
+#include "util/map.h"
 
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -23,7 +24,7 @@ enum {
   WS_INSERT, WS_DEDUPE_FIND, WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE,
   WS_FIND, WS_FINISH, WS_RELEASE_JOB, WS_PROGRESS, WS_CANCEL_QUEUED, WS_CANCEL_RUNNING,
   WS_HEARTBEAT, WS_RESCUE, WS_EVENT, WS_LISTENERS, WS_LISTEN, WS_UNLISTEN, WS_PRUNE,
-  WS_CHECKPOINT, WS_PRUNE_JOBS, WS_COUNT
+  WS_CHECKPOINT, WS_PRUNE_JOBS, WS_TAKE_READ, WS_FINISH_FAST, WS_COUNT
 };
 
 enum { RS_GET, RS_POSITION, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_CHECKPOINT, RS_COUNT };
@@ -97,6 +98,10 @@ typedef struct sq_store {
   int stop;
   int leading;          /* a thread is running a batch on the write connection */
   uint64_t commits;     /* transactions committed, for the benchmark's curiosity */
+  /* Jobs this store claimed and has not finished: id -> sq_claimed, so that
+   * a finish finds the row by seq (no id index walk) and knows the kind.
+   * Writer connection's owner only. */
+  jobq_map claimed;
 
   /* readers */
   sq_reader readers[SQ_READERS];
@@ -127,6 +132,13 @@ typedef struct sq_store {
   sqlite3_stmt *wev;    /* the watcher's event reader */
 } sq_store;
 
+/* A job this store claimed (sq_store.claimed); kind follows the struct. */
+typedef struct sq_claimed {
+  char id[JOBQ_ID_SIZE];
+  int64_t seq;
+  char kind[];
+} sq_claimed;
+
 /* sqlite.c */
 int jobq__sq_error(sqlite3 *db, int rc, const char *what, const char *path);
 int jobq__sq_exec(sqlite3 *db, const char *sql, const char *what, const char *path);
@@ -136,6 +148,7 @@ int jobq__sq_writer_start(sq_store *s);
 void jobq__sq_writer_stop(sq_store *s);
 int jobq__sq_prepare_writer(sq_store *s);
 int jobq__sq_submit(sq_store *s, sq_req *r);
+void jobq__sq_forget_claims(sq_store *s);
 
 /* sqlite_watch.c */
 int jobq__sq_set_notify(void *st, void (*fn)(void *ud), void *ud);

@@ -34,16 +34,19 @@ static const char *const wsql[WS_COUNT] = {
       "SELECT seq, priority FROM jobq_jobs WHERE state = 0 AND kind = ?1 "
       "ORDER BY priority DESC, seq LIMIT ?2",
   [WS_KINDS_DUE] = "SELECT DISTINCT kind FROM jobq_jobs WHERE state = 0",
-  /* ?1: JSON array of seqs; ?4: JSON object kind -> default max attempts */
+  /* A claim takes the first ?2 due jobs of kind ?1 in two statements per
+   * kind, whatever their number: WS_TAKE_READ reads them as they will be
+   * once taken, then WS_TAKE takes exactly those (the same index walk, in
+   * the same transaction on the one write connection, finds the same rows).
+   * ?3: the kind's default max attempts. One set-based statement of each
+   * beats one statement per job, and RETURNING, whose temporary table
+   * costs more than reading the rows first. */
   [WS_TAKE] =
-      "UPDATE jobq_jobs SET state = 1, attempts = attempts + 1, started_at = ?2, "
-      "finished_at = NULL, lease_until = ?3, progress = 0, "
-      "max_attempts = CASE WHEN max_attempts = 0 THEN coalesce((SELECT value FROM json_each(?4) "
-      "WHERE key = kind), ?5) ELSE max_attempts END "
-      "WHERE seq IN (SELECT value FROM json_each(?1)) AND state = 0 RETURNING "
-      "seq, id, kind, state, priority, run_at, attempts, max_attempts, progress, cancel_req, "
-      "created_at, started_at, finished_at, owner, payload, step, result, error, dedupe_key, "
-      "dedupe_ttl, NULL",
+      "UPDATE jobq_jobs SET state = 1, attempts = attempts + 1, started_at = ?4, "
+      "finished_at = NULL, lease_until = ?5, progress = 0, "
+      "max_attempts = CASE WHEN max_attempts = 0 THEN ?3 ELSE max_attempts END "
+      "WHERE seq IN (SELECT seq FROM jobq_jobs WHERE state = 0 AND kind = ?1 "
+      "ORDER BY priority DESC, seq LIMIT ?2)",
   [WS_FIND] = "SELECT state, attempts, cancel_req FROM jobq_jobs WHERE id = ?1",
   /* One statement applies an outcome, unless a cancel was requested: then
    * the job ends cancelled. Failed attempts are appended to attempt_log. */
@@ -102,6 +105,19 @@ static const char *const wsql[WS_COUNT] = {
   [WS_PRUNE_JOBS] =
       "DELETE FROM jobq_jobs WHERE seq IN (SELECT seq FROM jobq_jobs WHERE state IN (2, 3, 4) "
       "AND finished_at < ?1 ORDER BY seq LIMIT ?2) RETURNING id",
+  /* attempt_log is left out: a claimed job's log is rebuilt from its
+   * attempts. */
+  [WS_TAKE_READ] =
+      "SELECT seq, id, kind, 1, priority, run_at, attempts + 1, "
+      "CASE WHEN max_attempts = 0 THEN ?3 ELSE max_attempts END, 0, cancel_req, created_at, ?4, "
+      "NULL, owner, payload, step, result, error, dedupe_key, dedupe_ttl, NULL "
+      "FROM jobq_jobs WHERE state = 0 AND kind = ?1 ORDER BY priority DESC, seq LIMIT ?2",
+  /* A success of a job this store claimed, found by seq; anything else
+   * (a cancel asked for meanwhile, another attempt) goes to WS_FINISH. */
+  [WS_FINISH_FAST] =
+      "UPDATE jobq_jobs SET state = 2, result = ?2, progress = 100, step = coalesce(?3, step), "
+      "finished_at = ?4, lease_until = NULL "
+      "WHERE seq = ?1 AND id = ?5 AND state = 1 AND attempts = ?6 AND cancel_req = 0",
 };
 
 /* Writes an event row for other processes' listeners, when there are any.
@@ -211,6 +227,31 @@ static int do_insert(sq_store *s, sq_req *r) {
   return 0;
 }
 
+/* ---- the jobs this store claimed ---- */
+
+static int remember_claim(sq_store *s, const char *id, int64_t seq, const char *kind) {
+  size_t kl = strlen(kind) + 1;
+  sq_claimed *e = malloc(sizeof *e + kl);
+  if (e == NULL || jobq__map_reserve(&s->claimed, 1) != 0) {
+    free(e);
+    return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  }
+  snprintf(e->id, sizeof e->id, "%s", id);
+  e->seq = seq;
+  memcpy(e->kind, kind, kl);
+  free(jobq__map_del(&s->claimed, e->id)); /* an older claim of the same id */
+  jobq__map_put(&s->claimed, e->id, e);
+  return 0;
+}
+
+static void forget_claim(sq_store *s, const char *id) { free(jobq__map_del(&s->claimed, id)); }
+
+void jobq__sq_forget_claims(sq_store *s) {
+  for (size_t i = 0; i < s->claimed.cap; i++)
+    if (s->claimed.slots[i].key) free(s->claimed.slots[i].val);
+  jobq__map_free(&s->claimed);
+}
+
 typedef struct cand {
   int64_t seq;
   int priority;
@@ -267,18 +308,27 @@ static int do_claim(sq_store *s, sq_req *r) {
     sqlite3_reset(k);
     kinds = (const char *const *)owned;
   }
+  /* How many to take of each kind: with one kind, as many as allowed;
+   * with several, the best of each kind's best (by the due index alone)
+   * merged by priority then age. */
   cand *cs = NULL;
-  size_t nc = 0;
-  int *taken = NULL;
+  size_t nc = 0, *take = NULL;
+  int64_t *seqs = NULL;
   if (rc == 0 && nk) {
-    cs = malloc(nk * c->max * sizeof *cs);
-    taken = calloc(nk, sizeof *taken);
-    if (cs == NULL || taken == NULL) rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+    cs = nk > 1 ? malloc(nk * c->max * sizeof *cs) : NULL;
+    take = calloc(nk, sizeof *take);
+    seqs = malloc(c->max * sizeof *seqs);
+    if ((nk > 1 && cs == NULL) || take == NULL || seqs == NULL)
+      rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
   }
   for (size_t i = 0; rc == 0 && i < nk; i++) {
     int lim = c->kinds && c->kind_limit && c->kind_limit[i] >= 0 ? c->kind_limit[i] : (int)c->max;
     if (lim > (int)c->max) lim = (int)c->max;
     if (lim <= 0) continue;
+    if (nk == 1) {
+      take[0] = (size_t)lim;
+      break;
+    }
     sqlite3_stmt *t = s->ws[WS_TOP_KIND];
     sqlite3_bind_text(t, 1, kinds[i], -1, SQLITE_STATIC);
     sqlite3_bind_int(t, 2, lim);
@@ -294,70 +344,67 @@ static int do_claim(sq_store *s, sq_req *r) {
   }
   if (rc == 0 && nc) {
     qsort(cs, nc, sizeof *cs, cand_cmp);
-    json_t *seqs = json_array(), *ma = json_object();
-    size_t want = 0;
-    for (size_t i = 0; i < nc && want < c->max; i++) {
-      /* each kind already gave at most its limit */
-      json_array_append_new(seqs, json_integer(cs[i].seq));
-      taken[cs[i].kind]++;
-      want++;
-    }
-    for (size_t i = 0; i < c->n_ma; i++)
-      if (c->ma_values[i] > 0) json_object_set_new(ma, c->ma_kinds[i], json_integer(c->ma_values[i]));
-    char *seq_text = seqs ? json_dumps(seqs, JSON_COMPACT) : NULL;
-    char *ma_text = ma ? json_dumps(ma, JSON_COMPACT) : NULL;
-    json_decref(seqs);
-    json_decref(ma);
-    if (seq_text == NULL || ma_text == NULL) {
-      rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
-    } else {
-      sqlite3_stmt *t = s->ws[WS_TAKE];
-      sqlite3_bind_text(t, 1, seq_text, -1, SQLITE_STATIC);
-      sqlite3_bind_int64(t, 2, now);
-      sqlite3_bind_int64(t, 3, now + c->lease_ms);
-      sqlite3_bind_text(t, 4, ma_text, -1, SQLITE_STATIC);
-      sqlite3_bind_int(t, 5, c->default_max_attempts > 0 ? c->default_max_attempts : 3);
-      int src = SQLITE_DONE;
-      int64_t *seqs_got = malloc(c->max * sizeof *seqs_got);
-      if (seqs_got == NULL) rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
-      while (rc == 0 && (src = sqlite3_step(t)) == SQLITE_ROW && *r->n_out < c->max) {
-        int64_t sq = 0;
-        if (jobq__sq_row_to_job(t, &r->out[*r->n_out], &sq, NULL) != 0) {
-          rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
-          break;
-        }
-        seqs_got[*r->n_out] = sq;
-        (*r->n_out)++;
-      }
-      if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW) rc = jobq__sq_error(s->w, src, "cannot claim jobs", s->path);
-      sqlite3_reset(t);
-      sqlite3_clear_bindings(t);
-      /* RETURNING comes in no particular order: restore the claim order. */
-      if (rc == 0 && *r->n_out > 1) {
-        for (size_t i = 1; i < *r->n_out; i++) {
-          jobq_storage_job tmp = r->out[i];
-          int64_t ts = seqs_got[i];
-          size_t j = i;
-          while (j > 0 && (r->out[j - 1].priority < tmp.priority ||
-                           (r->out[j - 1].priority == tmp.priority && seqs_got[j - 1] > ts))) {
-            r->out[j] = r->out[j - 1];
-            seqs_got[j] = seqs_got[j - 1];
-            j--;
-          }
-          r->out[j] = tmp;
-          seqs_got[j] = ts;
-        }
-      }
-      free(seqs_got);
-      for (size_t i = 0; rc == 0 && i < *r->n_out; i++)
-        ev_row(s, JOBQ_EVENT_STARTED, JOBQ_RUNNING, r->out[i].id, r->out[i].kind, 0, NULL,
-               r->out[i].attempts, NULL, NULL);
-    }
-    free(seq_text);
-    free(ma_text);
+    for (size_t i = 0; i < nc && i < c->max; i++) take[cs[i].kind]++;
   }
+  int dflt = c->default_max_attempts > 0 ? c->default_max_attempts : 3;
+  for (size_t i = 0; rc == 0 && i < nk; i++) {
+    if (take[i] == 0) continue;
+    int ma = dflt;
+    for (size_t k = 0; k < c->n_ma; k++)
+      if (c->ma_values[k] > 0 && strcmp(c->ma_kinds[k], kinds[i]) == 0) ma = c->ma_values[k];
+    sqlite3_stmt *g = s->ws[WS_TAKE_READ];
+    sqlite3_bind_text(g, 1, kinds[i], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(g, 2, (int64_t)take[i]);
+    sqlite3_bind_int(g, 3, ma);
+    sqlite3_bind_int64(g, 4, now);
+    size_t first = *r->n_out;
+    int src;
+    while ((src = sqlite3_step(g)) == SQLITE_ROW && *r->n_out < c->max) {
+      jobq_storage_job *j = &r->out[*r->n_out];
+      int64_t sq = 0;
+      if (jobq__sq_row_to_job(g, j, &sq, NULL) != 0) {
+        rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+        break;
+      }
+      seqs[(*r->n_out)++] = sq;
+      if ((rc = remember_claim(s, j->id, sq, kinds[i]))) break;
+    }
+    if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW)
+      rc = jobq__sq_error(s->w, src, "cannot read the next jobs", s->path);
+    sqlite3_reset(g);
+    sqlite3_clear_bindings(g);
+    if (rc) break;
+    sqlite3_stmt *t = s->ws[WS_TAKE];
+    sqlite3_bind_text(t, 1, kinds[i], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(t, 2, (int64_t)(*r->n_out - first));
+    sqlite3_bind_int(t, 3, ma);
+    sqlite3_bind_int64(t, 4, now);
+    sqlite3_bind_int64(t, 5, now + c->lease_ms);
+    if ((rc = run(s, t, "cannot claim jobs"))) break;
+    if ((size_t)sqlite3_changes(s->w) != *r->n_out - first)
+      rc = jobq__err(JOBQ_ESTORAGE, "sqlite storage: a claim took %d jobs, not the %zu it read",
+                     sqlite3_changes(s->w), *r->n_out - first);
+  }
+  /* Several kinds: back into claim order (priority, then age). */
+  for (size_t i = 1; rc == 0 && nk > 1 && i < *r->n_out; i++) {
+    jobq_storage_job tmp = r->out[i];
+    int64_t ts = seqs[i];
+    size_t j = i;
+    while (j > 0 && (r->out[j - 1].priority < tmp.priority ||
+                     (r->out[j - 1].priority == tmp.priority && seqs[j - 1] > ts))) {
+      r->out[j] = r->out[j - 1];
+      seqs[j] = seqs[j - 1];
+      j--;
+    }
+    r->out[j] = tmp;
+    seqs[j] = ts;
+  }
+  for (size_t i = 0; rc == 0 && i < *r->n_out; i++)
+    ev_row(s, JOBQ_EVENT_STARTED, JOBQ_RUNNING, r->out[i].id, r->out[i].kind, 0, NULL,
+           r->out[i].attempts, NULL, NULL);
+  free(take);
+  free(seqs);
   free(cs);
-  free(taken);
   for (size_t i = 0; owned && i < nk; i++) free(owned[i]);
   free(owned);
   return rc;
@@ -375,7 +422,38 @@ static int finish_miss(sq_store *s, const char *id, int *out_state) {
   return 0;
 }
 
+/* WS_FINISH_FAST: 1 if it applied, 0 if the general statement must. */
+static int finish_fast(sq_store *s, const jobq_storage_finish *f, const sq_claimed *e, int *out_state,
+                       int *rc) {
+  sqlite3_stmt *u = s->ws[WS_FINISH_FAST];
+  sqlite3_bind_int64(u, 1, e->seq);
+  sqlite3_bind_text(u, 2, f->result ? f->result : "null", -1, SQLITE_STATIC);
+  bind_text_or_null(u, 3, f->step);
+  sqlite3_bind_int64(u, 4, f->now);
+  sqlite3_bind_text(u, 5, f->id, -1, SQLITE_STATIC);
+  sqlite3_bind_int(u, 6, f->attempt);
+  if ((*rc = run(s, u, "cannot finish a job")) || sqlite3_changes(s->w) == 0) return *rc != 0;
+  *out_state = JOBQ_SUCCEEDED;
+  ev_row(s, JOBQ_EVENT_SUCCEEDED, JOBQ_SUCCEEDED, f->id, e->kind, 100, f->step, f->attempt, NULL,
+         f->result ? f->result : "null");
+  return 1;
+}
+
+static int do_finish_general(sq_store *s, const jobq_storage_finish *f, int *out_state);
+
 static int do_finish_one(sq_store *s, const jobq_storage_finish *f, int *out_state) {
+  const sq_claimed *e = jobq__map_get(&s->claimed, f->id);
+  int rc = 0;
+  if (e && f->outcome == JOBQ_OUTCOME_SUCCEEDED && finish_fast(s, f, e, out_state, &rc)) {
+    if (rc == 0) forget_claim(s, f->id);
+    return rc;
+  }
+  rc = do_finish_general(s, f, out_state);
+  if (rc == 0 && e) forget_claim(s, f->id);
+  return rc;
+}
+
+static int do_finish_general(sq_store *s, const jobq_storage_finish *f, int *out_state) {
   if (f->outcome == JOBQ_OUTCOME_RELEASE) {
     sqlite3_stmt *u = s->ws[WS_RELEASE_JOB];
     sqlite3_bind_text(u, 1, f->id, -1, SQLITE_STATIC);
@@ -638,9 +716,12 @@ static int do_req(sq_store *s, sq_req *r) {
 
 /* Undoes what a request put in its out parameters (its transaction did not
  * commit, so the caller must not see it). */
-static void undo_outputs(sq_req *r) {
+static void undo_outputs(sq_store *s, sq_req *r) {
   if (r->op == W_CLAIM && r->n_out) {
-    for (size_t i = 0; i < *r->n_out; i++) jobq_storage_job_clear(&r->out[i]);
+    for (size_t i = 0; i < *r->n_out; i++) {
+      forget_claim(s, r->out[i].id);
+      jobq_storage_job_clear(&r->out[i]);
+    }
     *r->n_out = 0;
   }
   if (r->op == W_PRUNE) {
@@ -656,11 +737,11 @@ static void undo_outputs(sq_req *r) {
   }
 }
 
-static void fail_all(sq_req *batch, int rc) {
+static void fail_all(sq_store *s, sq_req *batch, int rc) {
   const char *msg = jobq_last_error();
   for (sq_req *r = batch; r; r = r->next) {
     if (r->rc >= 0) {
-      undo_outputs(r);
+      undo_outputs(s, r);
       r->rc = rc;
       snprintf(r->err, sizeof r->err, "%s", msg);
     }
@@ -670,7 +751,7 @@ static void fail_all(sq_req *batch, int rc) {
 static void exec_batch(sq_store *s, sq_req *batch) {
   int rc = run(s, s->ws[WS_BEGIN], "cannot begin a transaction");
   if (rc) {
-    fail_all(batch, rc);
+    fail_all(s, batch, rc);
     return;
   }
   check_listeners(s);
@@ -691,7 +772,7 @@ static void exec_batch(sq_store *s, sq_req *batch) {
     r->rc = do_req(s, r);
     if (r->rc < 0) {
       snprintf(r->err, sizeof r->err, "%s", jobq_last_error());
-      undo_outputs(r);
+      undo_outputs(s, r);
       if (!single) run(s, s->ws[WS_ROLLBACK_TO], "cannot roll back");
     }
     if (!single) run(s, s->ws[WS_RELEASE], "cannot release a savepoint");
@@ -699,7 +780,7 @@ static void exec_batch(sq_store *s, sq_req *batch) {
   rc = run(s, s->ws[WS_COMMIT], "cannot commit");
   if (rc) {
     run(s, s->ws[WS_ROLLBACK], "cannot roll back");
-    fail_all(batch, rc);
+    fail_all(s, batch, rc);
     return;
   }
   s->commits++;
