@@ -294,6 +294,7 @@ static void sq_close(void *st) {
   jobq__sq_set_event_sink(s, NULL, NULL);
   jobq__sq_set_notify(s, NULL, NULL);
   jobq__sq_writer_stop(s);
+  jobq__sq_ckpt_stop(s);
   jobq__sq_forget_claims(s);
   close_readers(s);
   for (int j = 0; j < WS_COUNT; j++) sqlite3_finalize(s->ws[j]);
@@ -364,6 +365,16 @@ static int sq_open(const char *url, void **out) {
       goto fail;
   }
   if ((rc = jobq__sq_writer_start(s))) goto fail;
+  {
+    /* Best effort: without it the writer checkpoints (SQLite's default). */
+    sqlite3 *c = NULL;
+    if (open_conn(s, &c, 0) == 0 &&
+        sqlite3_exec(c, s->power_safe ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                     NULL, NULL, NULL) == SQLITE_OK)
+      jobq__sq_ckpt_start(s, c);
+    else
+      sqlite3_close(c);
+  }
   *out = s;
   return 0;
 fail:

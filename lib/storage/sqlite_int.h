@@ -103,6 +103,13 @@ typedef struct sq_store {
    * Writer connection's owner only. */
   jobq_map claimed;
 
+  /* the checkpointer (sqlite_ckpt.c); cdb NULL: SQLite's own checkpoints */
+  sqlite3 *cdb;
+  uv_thread_t ckpt_thread;
+  uv_mutex_t cmu;
+  uv_cond_t ccv;
+  int ckpt_want, ckpt_stop;
+
   /* readers */
   sq_reader readers[SQ_READERS];
   atomic_uint next_reader;
@@ -149,6 +156,11 @@ void jobq__sq_writer_stop(sq_store *s);
 int jobq__sq_prepare_writer(sq_store *s);
 int jobq__sq_submit(sq_store *s, sq_req *r);
 void jobq__sq_forget_claims(sq_store *s);
+
+/* sqlite_ckpt.c: takes conn (a read-write connection, closed on failure);
+ * -1 if the thread cannot start (then SQLite checkpoints as usual). */
+int jobq__sq_ckpt_start(sq_store *s, sqlite3 *conn);
+void jobq__sq_ckpt_stop(sq_store *s);
 
 /* sqlite_watch.c */
 int jobq__sq_set_notify(void *st, void (*fn)(void *ud), void *ud);
