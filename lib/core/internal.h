@@ -122,6 +122,7 @@ struct jobq_ctx_s {
   uint32_t tmo_idx;    /* index in q->tmo */
   int in_tmo;
   uint64_t t0_ns;      /* start, for the kind's average duration */
+  uint64_t t1_ns;      /* when the handler said it was done; 0: not yet */
   int held;            /* an asynchronous finish holds the job's events */
   char *fin_result;    /* copies kept while an asynchronous finish is stored */
   char *fin_error;
