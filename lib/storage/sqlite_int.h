@@ -24,7 +24,7 @@ enum {
   WS_INSERT, WS_DEDUPE_FIND, WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE,
   WS_FIND, WS_FINISH, WS_RELEASE_JOB, WS_PROGRESS, WS_CANCEL_QUEUED, WS_CANCEL_RUNNING,
   WS_HEARTBEAT, WS_RESCUE, WS_EVENT, WS_LISTENERS, WS_LISTEN, WS_UNLISTEN, WS_PRUNE,
-  WS_CHECKPOINT, WS_PRUNE_JOBS, WS_TAKE_READ, WS_FINISH_FAST, WS_COUNT
+  WS_CHECKPOINT, WS_PRUNE_JOBS, WS_TAKE_READ, WS_FINISH_FAST, WS_INSERT_MANY, WS_COUNT
 };
 
 enum { RS_GET, RS_POSITION, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_CHECKPOINT, RS_COUNT };
@@ -95,6 +95,7 @@ typedef struct sq_store {
   uv_mutex_t mu;
   uv_cond_t cv_req, cv_done;
   sq_req *head, *tail;
+  size_t queued;        /* requests in head..tail */
   int stop;
   int leading;          /* a thread is running a batch on the write connection */
   uint64_t commits;     /* transactions committed, for the benchmark's curiosity */
