@@ -16,7 +16,7 @@
 #define SQ_DUE 0
 #define SQ_SCHEDULED 5
 
-#define SQ_SCHEMA_VERSION 3
+#define SQ_SCHEMA_VERSION 4
 #define SQ_READERS 4
 
 enum {
@@ -24,7 +24,9 @@ enum {
   WS_INSERT, WS_DEDUPE_FIND, WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE,
   WS_FIND, WS_FINISH, WS_RELEASE_JOB, WS_PROGRESS, WS_CANCEL_QUEUED, WS_CANCEL_RUNNING,
   WS_HEARTBEAT, WS_RESCUE, WS_EVENT, WS_LISTENERS, WS_LISTEN, WS_UNLISTEN, WS_PRUNE,
-  WS_CHECKPOINT, WS_PRUNE_JOBS, WS_TAKE_READ, WS_FINISH_FAST, WS_INSERT_MANY, WS_COUNT
+  WS_CHECKPOINT, WS_PRUNE_JOBS, WS_TAKE_READ, WS_FINISH_FAST, WS_INSERT_MANY,
+  WS_LEASE_SET, WS_LEASE_DROP, WS_LEASES_EXPIRED, WS_LEASE_MINS, WS_LEASE_FIX,
+  WS_LEASES_GONE, WS_COUNT
 };
 
 enum { RS_GET, RS_POSITION, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_CHECKPOINT, RS_COUNT };
@@ -103,6 +105,10 @@ typedef struct sq_store {
    * a finish finds the row by seq (no id index walk) and knows the kind.
    * Writer connection's owner only. */
   jobq_map claimed;
+  /* This store's row in jobq_leases (sqlite_write.c): rewritten before the
+   * commit of a transaction that claimed or heartbeated (lease_dirty);
+   * after a transaction that failed, conservatively (lease_unsure). */
+  int lease_dirty, lease_unsure;
 
   /* the checkpointer (sqlite_ckpt.c); cdb NULL: SQLite's own checkpoints */
   sqlite3 *cdb;
@@ -144,6 +150,7 @@ typedef struct sq_store {
 typedef struct sq_claimed {
   char id[JOBQ_ID_SIZE];
   int64_t seq;
+  int64_t until; /* its lease, as last stored */
   char kind[];
 } sq_claimed;
 

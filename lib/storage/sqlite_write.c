@@ -47,7 +47,7 @@ static const char *const wsql[WS_COUNT] = {
    * costs more than reading the rows first. */
   [WS_TAKE] =
       "UPDATE jobq_jobs SET state = 1, attempts = attempts + 1, started_at = ?4, "
-      "finished_at = NULL, lease_until = ?5, progress = 0, "
+      "finished_at = NULL, lease_until = ?5, lease_owner = ?6, progress = 0, "
       "max_attempts = CASE WHEN max_attempts = 0 THEN ?3 ELSE max_attempts END "
       "WHERE seq IN (SELECT seq FROM jobq_jobs WHERE state = 0 AND kind = ?1 "
       "ORDER BY priority DESC, seq LIMIT ?2)",
@@ -118,6 +118,14 @@ static const char *const wsql[WS_COUNT] = {
       "FROM jobq_jobs WHERE state = 0 AND kind = ?1 ORDER BY priority DESC, seq LIMIT ?2",
   /* A success of a job this store claimed, found by seq; anything else
    * (a cancel asked for meanwhile, another attempt) goes to WS_FINISH. */
+  /* Leases by owner (schema 4): see lease_row and do_rescue. */
+  [WS_LEASE_SET] = "INSERT OR REPLACE INTO jobq_leases (owner, until) VALUES (?1, ?2)",
+  [WS_LEASE_DROP] = "DELETE FROM jobq_leases WHERE owner = ?1",
+  [WS_LEASES_EXPIRED] = "SELECT count(*) FROM jobq_leases WHERE until < ?1",
+  [WS_LEASE_MINS] =
+      "SELECT lease_owner, min(lease_until) FROM jobq_jobs WHERE state = 1 GROUP BY lease_owner",
+  [WS_LEASE_FIX] = "UPDATE jobq_leases SET until = ?2 WHERE owner = ?1 AND until < ?3",
+  [WS_LEASES_GONE] = "DELETE FROM jobq_leases WHERE until < ?1",
   [WS_FINISH_FAST] =
       "UPDATE jobq_jobs SET state = 2, result = ?2, progress = 100, step = coalesce(?3, step), "
       "finished_at = ?4, lease_until = NULL "
@@ -267,7 +275,8 @@ static int do_insert(sq_store *s, sq_req *r) {
 
 /* ---- the jobs this store claimed ---- */
 
-static int remember_claim(sq_store *s, const char *id, int64_t seq, const char *kind) {
+static int remember_claim(sq_store *s, const char *id, int64_t seq, const char *kind,
+                          int64_t until) {
   size_t kl = strlen(kind) + 1;
   sq_claimed *e = malloc(sizeof *e + kl);
   if (e == NULL || jobq__map_reserve(&s->claimed, 1) != 0) {
@@ -276,13 +285,51 @@ static int remember_claim(sq_store *s, const char *id, int64_t seq, const char *
   }
   snprintf(e->id, sizeof e->id, "%s", id);
   e->seq = seq;
+  e->until = until;
   memcpy(e->kind, kind, kl);
   free(jobq__map_del(&s->claimed, e->id)); /* an older claim of the same id */
   jobq__map_put(&s->claimed, e->id, e);
   return 0;
 }
 
-static void forget_claim(sq_store *s, const char *id) { free(jobq__map_del(&s->claimed, id)); }
+static void forget_claim(sq_store *s, const char *id) {
+  void *e = jobq__map_del(&s->claimed, id);
+  if (e && s->claimed.count == 0) s->lease_dirty = 1; /* nothing left to hold a lease for */
+  free(e);
+}
+
+/* This store's row in jobq_leases: its "until" must never be later than
+ * the lease of any job it runs, so that once one of them expires a rescuer
+ * scans; earlier only costs a scan that finds nothing. The row is written
+ * whenever a claim or heartbeat changed the leases (a claim always writes
+ * it, so a row that a rescuer dropped comes back with the next job) and
+ * dropped when nothing runs here. Once per transaction, not per job. */
+static int lease_row(sq_store *s) {
+  s->lease_dirty = 0;
+  int64_t min = INT64_MAX;
+  for (size_t i = 0; i < s->claimed.cap; i++) {
+    const sq_claimed *e = s->claimed.slots[i].key ? s->claimed.slots[i].val : NULL;
+    if (e && e->until < min) min = e->until;
+  }
+  if (s->lease_unsure) {
+    /* A transaction failed after this store forgot a job whose finish did
+     * not commit: say "expired now", and the next rescue, which finds the
+     * true earliest lease, writes it. */
+    int64_t now = jobq__sq_wall_ms();
+    if (now < min) min = now;
+  }
+  if (min == INT64_MAX) {
+    sqlite3_stmt *d = s->ws[WS_LEASE_DROP];
+    sqlite3_bind_int64(d, 1, s->token);
+    return run(s, d, "cannot drop this process's lease");
+  }
+  sqlite3_stmt *u = s->ws[WS_LEASE_SET];
+  sqlite3_bind_int64(u, 1, s->token);
+  sqlite3_bind_int64(u, 2, min);
+  int rc = run(s, u, "cannot store this process's lease");
+  if (rc == 0) s->lease_unsure = 0;
+  return rc;
+}
 
 void jobq__sq_forget_claims(sq_store *s) {
   for (size_t i = 0; i < s->claimed.cap; i++)
@@ -405,7 +452,7 @@ static int do_claim(sq_store *s, sq_req *r) {
         break;
       }
       seqs[(*r->n_out)++] = sq;
-      if ((rc = remember_claim(s, j->id, sq, kinds[i]))) break;
+      if ((rc = remember_claim(s, j->id, sq, kinds[i], now + c->lease_ms))) break;
     }
     if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW)
       rc = jobq__sq_error(s->w, src, "cannot read the next jobs", s->path);
@@ -418,6 +465,8 @@ static int do_claim(sq_store *s, sq_req *r) {
     sqlite3_bind_int(t, 3, ma);
     sqlite3_bind_int64(t, 4, now);
     sqlite3_bind_int64(t, 5, now + c->lease_ms);
+    sqlite3_bind_int64(t, 6, s->token);
+    s->lease_dirty = 1;
     if ((rc = run(s, t, "cannot claim jobs"))) break;
     if ((size_t)sqlite3_changes(s->w) != *r->n_out - first)
       rc = jobq__err(JOBQ_ESTORAGE, "sqlite storage: a claim took %d jobs, not the %zu it read",
@@ -695,6 +744,11 @@ static int do_heartbeat(sq_store *s, sq_req *r) {
     int src = sqlite3_step(u);
     r->leases[i].still_running = src == SQLITE_ROW;
     r->leases[i].cancel_requested = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : 0;
+    sq_claimed *e = src == SQLITE_ROW ? jobq__map_get(&s->claimed, r->leases[i].id) : NULL;
+    if (e) {
+      e->until = until;
+      s->lease_dirty = 1;
+    }
     while (src == SQLITE_ROW) src = sqlite3_step(u);
     sqlite3_reset(u);
     sqlite3_clear_bindings(u);
@@ -703,13 +757,46 @@ static int do_heartbeat(sq_store *s, sq_req *r) {
   return 0;
 }
 
+/* After a rescue scan: every expired owner row gets the earliest lease of
+ * the jobs its owner still runs, or goes (it runs none). */
+static int fix_lease_rows(sq_store *s, int64_t now) {
+  sqlite3_stmt *m = s->ws[WS_LEASE_MINS], *f = s->ws[WS_LEASE_FIX];
+  int src, rc = 0;
+  while (rc == 0 && (src = sqlite3_step(m)) == SQLITE_ROW) {
+    if (sqlite3_column_type(m, 0) == SQLITE_NULL) continue;
+    sqlite3_bind_int64(f, 1, sqlite3_column_int64(m, 0));
+    sqlite3_bind_int64(f, 2, sqlite3_column_int64(m, 1));
+    sqlite3_bind_int64(f, 3, now);
+    rc = run(s, f, "cannot update a lease");
+  }
+  if (rc == 0 && src != SQLITE_DONE) rc = jobq__sq_error(s->w, src, "cannot read leases", s->path);
+  sqlite3_reset(m);
+  if (rc) return rc;
+  /* Rows still expired are owners that run nothing (every job whose lease
+   * passed was just rescued, so the others' earliest is not in the past). */
+  sqlite3_stmt *d = s->ws[WS_LEASES_GONE];
+  sqlite3_bind_int64(d, 1, now);
+  return run(s, d, "cannot drop leases");
+}
+
 static int do_rescue(sq_store *s, sq_req *r) {
+  /* Running jobs have no index (it cost every claim and finish): look at
+   * them only when some owner's earliest lease has passed. */
+  sqlite3_stmt *q = s->ws[WS_LEASES_EXPIRED];
+  sqlite3_bind_int64(q, 1, r->now);
+  int src = sqlite3_step(q);
+  int expired = src == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0;
+  sqlite3_reset(q);
+  sqlite3_clear_bindings(q);
+  if (src != SQLITE_ROW) return jobq__sq_error(s->w, src, "cannot read leases", s->path);
+  *r->rescued = 0;
+  if (expired == 0) goto housekeeping;
   sqlite3_stmt *u = s->ws[WS_RESCUE];
   sqlite3_bind_int64(u, 1, r->now);
-  int src;
   size_t n = 0;
   while ((src = sqlite3_step(u)) == SQLITE_ROW) {
     n++;
+    forget_claim(s, (const char *)sqlite3_column_text(u, 0)); /* if it was this store's */
     int st = sqlite3_column_int(u, 2);
     int pub = st == SQ_DUE || st == SQ_SCHEDULED ? JOBQ_QUEUED : st;
     ev_row(s,
@@ -723,6 +810,9 @@ static int do_rescue(sq_store *s, sq_req *r) {
   sqlite3_clear_bindings(u);
   if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot rescue jobs", s->path);
   *r->rescued = n;
+  int rc = fix_lease_rows(s, r->now);
+  if (rc) return rc;
+housekeeping:
   /* Housekeeping rides along: old event rows, listeners that went away. */
   sqlite3_stmt *p = s->ws[WS_PRUNE];
   sqlite3_bind_int64(p, 1, jobq__sq_wall_ms() - 600000);
@@ -800,7 +890,8 @@ static void exec_batch(sq_store *s, sq_req *batch) {
      * rows that must go together need one (a batch insert or finish). The
      * others write one row (or rows each fine on its own, like heartbeats),
      * and a failing statement undoes itself. */
-    int single = !((r->op == W_INSERT || r->op == W_FINISH) && r->n > 1) && r->op != W_PRUNE;
+    int single = !((r->op == W_INSERT || r->op == W_FINISH) && r->n > 1) && r->op != W_PRUNE &&
+                 r->op != W_CLAIM;
     if (!single && (rc = run(s, s->ws[WS_SAVEPOINT], "cannot make a savepoint"))) {
       r->rc = rc;
       snprintf(r->err, sizeof r->err, "%s", jobq_last_error());
@@ -815,10 +906,14 @@ static void exec_batch(sq_store *s, sq_req *batch) {
     }
     if (!single) run(s, s->ws[WS_RELEASE], "cannot release a savepoint");
   }
-  rc = run(s, s->ws[WS_COMMIT], "cannot commit");
+  rc = s->lease_dirty || s->lease_unsure ? lease_row(s) : 0;
+  if (rc == 0) rc = run(s, s->ws[WS_COMMIT], "cannot commit");
   if (rc) {
     run(s, s->ws[WS_ROLLBACK], "cannot roll back");
     fail_all(s, batch, rc);
+    /* Finishes in it forgot their jobs, which still run as far as the
+     * database knows: the next lease row must not be later than now. */
+    s->lease_unsure = 1;
     return;
   }
   s->commits++;

@@ -163,7 +163,9 @@ static void test_migrates_schema_1(void **state) {
   assert_int_equal(jobq_submit(q, "k", "{\"keep\":1}", NULL, id), 0);
   assert_int_equal(jobq_close(q, 0), 0);
   /* Make it what libjobq 0.1 schema 1 wrote. */
-  exec_sql(path, "DROP TABLE jobq_events; DROP TABLE jobq_listeners; "
+  exec_sql(path, "DROP TABLE jobq_events; DROP TABLE jobq_listeners; DROP TABLE jobq_leases; "
+                 "ALTER TABLE jobq_jobs DROP COLUMN lease_owner; "
+                 "CREATE INDEX jobq_jobs_lease ON jobq_jobs(lease_until) WHERE state = 1; "
                  "ALTER TABLE jobq_jobs DROP COLUMN ck_stage; "
                  "ALTER TABLE jobq_jobs DROP COLUMN ck_output; "
                  "UPDATE jobq_meta SET value = '1' WHERE key = 'schema_version'");
@@ -175,10 +177,67 @@ static void test_migrates_schema_1(void **state) {
   assert_int_equal(jobq_job_state(job), JOBQ_QUEUED);
   jobq_job_free(job);
   assert_int_equal(jobq_close(q, 0), 0);
-  assert_int_equal(query_int(path, "SELECT value FROM jobq_meta WHERE key = 'schema_version'"), 3);
+  assert_int_equal(query_int(path, "SELECT value FROM jobq_meta WHERE key = 'schema_version'"), 4);
   assert_int_equal(query_int(path, "SELECT count(*) FROM jobq_events"), 0);
   /* schema 3: the checkpoint columns, empty for old jobs */
   assert_int_equal(query_int(path, "SELECT count(*) FROM jobq_jobs WHERE ck_stage IS NULL"), 1);
+  /* schema 4: leases by owner; no index over running jobs any more */
+  assert_int_equal(query_int(path, "SELECT count(*) FROM jobq_leases"), 0);
+  assert_int_equal(
+      query_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'jobq_jobs_lease'"), 0);
+}
+
+static void succeed_handler(jobq_ctx_t *ctx, void *ud) {
+  (void)ud;
+  jobq_ctx_succeed(ctx, "{\"ok\":true}");
+}
+
+/* A job that a schema-3 process was running when it died (its lease long
+ * expired) is rescued once the file is migrated to leases by owner: the
+ * migration gives it owner 0, whose lease row has already expired. */
+static void test_migrates_schema_3_running_job(void **state) {
+  (void)state;
+  char path[160], id[JOBQ_ID_SIZE], live[JOBQ_ID_SIZE];
+  snprintf(path, sizeof path, "%s/q.db", dir);
+  jobq_t *q = open_q(0);
+  assert_int_equal(jobq_submit(q, "k", "{}", NULL, id), 0);
+  assert_int_equal(jobq_submit(q, "k", "{}", NULL, live), 0);
+  assert_int_equal(jobq_close(q, 0), 0);
+  /* What libjobq schema 3 left: one job running for a dead process, one
+   * running with a lease that still lives (another process, alive). */
+  exec_sql(path, "DROP TABLE jobq_leases; ALTER TABLE jobq_jobs DROP COLUMN lease_owner; "
+                 "CREATE INDEX jobq_jobs_lease ON jobq_jobs(lease_until) WHERE state = 1; "
+                 "UPDATE jobq_meta SET value = '3' WHERE key = 'schema_version'");
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "UPDATE jobq_jobs SET state = 1, attempts = 1, max_attempts = 3, started_at = 1000, "
+           "lease_until = 2000 WHERE id = '%s'; "
+           "UPDATE jobq_jobs SET state = 1, attempts = 1, max_attempts = 3, started_at = 1000, "
+           "lease_until = 9000000000000 WHERE id = '%s'",
+           id, live);
+  exec_sql(path, sql);
+  q = open_q(1);
+  assert_int_equal(query_int(path, "SELECT value FROM jobq_meta WHERE key = 'schema_version'"), 4);
+  assert_int_equal(jobq_register(q, "k", succeed_handler, NULL, NULL), 0);
+  assert_int_equal(jobq_start(q), 0);
+  jobq_job_t *job = NULL;
+  for (int i = 0; i < 100; i++) { /* a long poll: returns at each change */
+    assert_int_equal(jobq_wait(q, id, 5000, &job), 0);
+    if (jobq_job_state(job) == JOBQ_SUCCEEDED) break;
+    jobq_job_free(job);
+    job = NULL;
+  }
+  assert_non_null(job);
+  assert_int_equal(jobq_job_state(job), JOBQ_SUCCEEDED);
+  assert_int_equal(jobq_job_attempts(job), 2);
+  jobq_job_free(job);
+  /* The living lease was left alone, and owner 0 keeps a row for it. */
+  assert_int_equal(jobq_get(q, live, &job), 0);
+  assert_int_equal(jobq_job_state(job), JOBQ_RUNNING);
+  jobq_job_free(job);
+  assert_int_equal(jobq_close(q, 0), 0);
+  assert_int_equal(
+      query_int(path, "SELECT until = 9000000000000 FROM jobq_leases WHERE owner = 0"), 1);
 }
 
 int main(void) {
@@ -186,6 +245,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_no_rows_without_listeners, setup, teardown),
     cmocka_unit_test_setup_teardown(test_listener_hears_other_process, setup, teardown),
     cmocka_unit_test_setup_teardown(test_migrates_schema_1, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_migrates_schema_3_running_job, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
