@@ -381,7 +381,9 @@ static int sq_open(const char *url, void **out) {
         (rc = prepare(r->db, "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1",
                       &r->st[RS_NEXT_RUN_AT_ANY], s->path)) ||
         (rc = prepare(r->db, "SELECT ck_stage, ck_output FROM jobq_jobs WHERE id = ?1",
-                      &r->st[RS_CHECKPOINT], s->path)))
+                      &r->st[RS_CHECKPOINT], s->path)) ||
+        (rc = prepare(r->db, "SELECT 1 FROM jobq_jobs WHERE state = 1 AND lease_until < ?1 LIMIT 1",
+                      &r->st[RS_EXPIRED], s->path)))
       goto fail;
   }
   if ((rc = jobq__sq_writer_start(s))) goto fail;
@@ -526,6 +528,19 @@ static int sq_get(void *st, const char *id, int64_t now, jobq_storage_job *out) 
     sqlite3_reset(p);
     sqlite3_clear_bindings(p);
   }
+  uv_mutex_unlock(&r->mu);
+  return rc;
+}
+
+int jobq__sq_any_expired(sq_store *s, int64_t now, int *out) {
+  sq_reader *r = reader(s);
+  sqlite3_stmt *q = r->st[RS_EXPIRED];
+  sqlite3_bind_int64(q, 1, now);
+  int rc = sqlite3_step(q);
+  *out = rc == SQLITE_ROW;
+  rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0
+                                             : jobq__sq_error(r->db, rc, "cannot look for expired leases", s->path);
+  sqlite3_reset(q);
   uv_mutex_unlock(&r->mu);
   return rc;
 }

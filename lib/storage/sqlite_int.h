@@ -29,7 +29,7 @@ enum {
   WS_LEASES_GONE, WS_COUNT
 };
 
-enum { RS_GET, RS_POSITION, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_CHECKPOINT, RS_COUNT };
+enum { RS_GET, RS_POSITION, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_CHECKPOINT, RS_EXPIRED, RS_COUNT };
 
 typedef struct sq_reader {
   uv_mutex_t mu;
@@ -63,6 +63,8 @@ typedef struct sq_req {
   int attempt, percent;
   const char *step;
   char **out_kind;
+  /* rescue: scan the running jobs even if no owner's lease row expired */
+  int force_scan;
   /* checkpoint (with id, attempt, percent, step) */
   int stage;
   const char *output;
@@ -109,6 +111,8 @@ typedef struct sq_store {
    * commit of a transaction that claimed or heartbeated (lease_dirty);
    * after a transaction that failed, conservatively (lease_unsure). */
   int lease_dirty, lease_unsure;
+  /* when rescue last looked at the running jobs themselves (wall ms) */
+  _Atomic int64_t last_scan;
 
   /* the checkpointer (sqlite_ckpt.c); cdb NULL: SQLite's own checkpoints */
   sqlite3 *cdb;
@@ -164,6 +168,10 @@ void jobq__sq_writer_stop(sq_store *s);
 int jobq__sq_prepare_writer(sq_store *s);
 int jobq__sq_submit(sq_store *s, sq_req *r);
 void jobq__sq_forget_claims(sq_store *s);
+
+/* sqlite.c: 1 in *out if some running job's lease ended before now
+ * (a table scan, on a read connection: writers do not wait for it). */
+int jobq__sq_any_expired(sq_store *s, int64_t now, int *out);
 
 /* sqlite_ckpt.c: takes conn (a read-write connection, closed on failure);
  * -1 if the thread cannot start (then SQLite checkpoints as usual). */

@@ -790,7 +790,7 @@ static int do_rescue(sq_store *s, sq_req *r) {
   sqlite3_clear_bindings(q);
   if (src != SQLITE_ROW) return jobq__sq_error(s->w, src, "cannot read leases", s->path);
   *r->rescued = 0;
-  if (expired == 0) goto housekeeping;
+  if (expired == 0 && !r->force_scan) goto housekeeping;
   sqlite3_stmt *u = s->ws[WS_RESCUE];
   sqlite3_bind_int64(u, 1, r->now);
   size_t n = 0;
@@ -1196,11 +1196,25 @@ int jobq__sq_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_
   return jobq__sq_submit(st, &r);
 }
 
+/* How often rescue looks at the running jobs themselves, whatever the lease
+ * rows say: for jobs no row stands for (claimed by a libjobq older than
+ * schema 4 still running when the file was migrated, or stamped with a
+ * clock far behind this one's). A read, beside the writer; about 100 ms
+ * per million jobs. */
+#define SAFETY_SCAN_MS 600000
+
 int jobq__sq_rescue(void *st, int64_t now, size_t *n_out) {
+  sq_store *s = st;
   sq_req r = {0};
   r.op = W_RESCUE;
   r.now = now;
   r.rescued = n_out;
   *n_out = 0;
+  int64_t wall = jobq__sq_wall_ms();
+  if (wall - atomic_load(&s->last_scan) >= SAFETY_SCAN_MS) {
+    int rc = jobq__sq_any_expired(s, now, &r.force_scan);
+    if (rc) return rc;
+    atomic_store(&s->last_scan, wall);
+  }
   return jobq__sq_submit(st, &r);
 }

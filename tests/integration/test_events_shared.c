@@ -240,12 +240,47 @@ static void test_migrates_schema_3_running_job(void **state) {
       query_int(path, "SELECT until = 9000000000000 FROM jobq_leases WHERE owner = 0"), 1);
 }
 
+/* A running job no lease row stands for (claimed by an older libjobq still
+ * running when the file was migrated, which then died) is found by the
+ * scan rescue makes at start and every 10 minutes, whatever the rows say. */
+static void test_rescues_job_without_lease_row(void **state) {
+  (void)state;
+  char path[160], id[JOBQ_ID_SIZE];
+  snprintf(path, sizeof path, "%s/q.db", dir);
+  jobq_t *q = open_q(0);
+  assert_int_equal(jobq_submit(q, "k", "{}", NULL, id), 0);
+  assert_int_equal(jobq_close(q, 0), 0);
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "UPDATE jobq_jobs SET state = 1, attempts = 1, max_attempts = 3, started_at = 1000, "
+           "lease_until = 2000, lease_owner = NULL WHERE id = '%s'",
+           id);
+  exec_sql(path, sql);
+  assert_int_equal(query_int(path, "SELECT count(*) FROM jobq_leases"), 0);
+  q = open_q(1);
+  assert_int_equal(jobq_register(q, "k", succeed_handler, NULL, NULL), 0);
+  assert_int_equal(jobq_start(q), 0);
+  jobq_job_t *job = NULL;
+  for (int i = 0; i < 10; i++) { /* a long poll; 10 s in all */
+    int rc = jobq_wait(q, id, 1000, &job);
+    assert_true(rc == 0 || rc == JOBQ_ETIMEDOUT);
+    if (jobq_job_state(job) == JOBQ_SUCCEEDED) break;
+    jobq_job_free(job);
+    job = NULL;
+  }
+  if (job == NULL) fail_msg("the job was not rescued within 10 s");
+  assert_int_equal(jobq_job_attempts(job), 2);
+  jobq_job_free(job);
+  assert_int_equal(jobq_close(q, 0), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_no_rows_without_listeners, setup, teardown),
     cmocka_unit_test_setup_teardown(test_listener_hears_other_process, setup, teardown),
     cmocka_unit_test_setup_teardown(test_migrates_schema_1, setup, teardown),
     cmocka_unit_test_setup_teardown(test_migrates_schema_3_running_job, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_rescues_job_without_lease_row, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
