@@ -779,6 +779,13 @@ static int fix_lease_rows(sq_store *s, int64_t now) {
   return run(s, d, "cannot drop leases");
 }
 
+/* Housekeeping that rides along with rescue: event rows past 10 minutes. */
+static void prune_events(sq_store *s) {
+  sqlite3_stmt *p = s->ws[WS_PRUNE];
+  sqlite3_bind_int64(p, 1, jobq__sq_wall_ms() - 600000);
+  run(s, p, "cannot prune events");
+}
+
 static int do_rescue(sq_store *s, sq_req *r) {
   /* Running jobs have no index (it cost every claim and finish): look at
    * them only when some owner's earliest lease has passed. */
@@ -790,7 +797,10 @@ static int do_rescue(sq_store *s, sq_req *r) {
   sqlite3_clear_bindings(q);
   if (src != SQLITE_ROW) return jobq__sq_error(s->w, src, "cannot read leases", s->path);
   *r->rescued = 0;
-  if (expired == 0 && !r->force_scan) goto housekeeping;
+  if (expired == 0 && !r->force_scan) {
+    prune_events(s);
+    return 0;
+  }
   sqlite3_stmt *u = s->ws[WS_RESCUE];
   sqlite3_bind_int64(u, 1, r->now);
   size_t n = 0;
@@ -812,11 +822,7 @@ static int do_rescue(sq_store *s, sq_req *r) {
   *r->rescued = n;
   int rc = fix_lease_rows(s, r->now);
   if (rc) return rc;
-housekeeping:
-  /* Housekeeping rides along: old event rows, listeners that went away. */
-  sqlite3_stmt *p = s->ws[WS_PRUNE];
-  sqlite3_bind_int64(p, 1, jobq__sq_wall_ms() - 600000);
-  run(s, p, "cannot prune events");
+  prune_events(s);
   return 0;
 }
 
