@@ -860,6 +860,9 @@ void jobq__release_all(jobq_t *q) {
     f[k].attempt = c->rec.attempts;
     f[k].outcome = JOBQ_OUTCOME_RELEASE;
     f[k].now = now;
+    /* Held while mu is dropped below: the handler may return meanwhile and
+     * drop the last other reference, and f[k].id points into the ctx. */
+    c->refs++;
     v[k++] = c;
   }
   q->ops_in_flight++;
@@ -874,6 +877,7 @@ void jobq__release_all(jobq_t *q) {
       jobq__emit(q, JOBQ_EVENT_CANCELLED, v[i]->rec.id, v[i]->rec.kind, JOBQ_CANCELLED,
                  v[i]->progress, v[i]->step, v[i]->rec.attempts, "cancelled", NULL);
     jobq__notify_waiters(q, v[i]->rec.id);
+    jobq__ctx_put(v[i]);
   }
   free(v);
   free(f);
