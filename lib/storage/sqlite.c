@@ -441,8 +441,12 @@ static int public_state(int st) { return st == SQ_SCHEDULED ? JOBQ_QUEUED : st; 
 int jobq__sq_row_to_job(sqlite3_stmt *st, jobq_storage_job *out, int64_t *seq, int *raw_state) {
   memset(out, 0, sizeof *out);
   if (seq) *seq = sqlite3_column_int64(st, 0);
+  /* memcpy, not snprintf: this runs for every claimed job, on the writer */
   const unsigned char *id = sqlite3_column_text(st, 1);
-  snprintf(out->id, sizeof out->id, "%s", id ? (const char *)id : "");
+  size_t idn = id ? (size_t)sqlite3_column_bytes(st, 1) : 0;
+  if (idn >= sizeof out->id) idn = sizeof out->id - 1;
+  if (idn) memcpy(out->id, id, idn);
+  out->id[idn] = '\0';
   int raw = sqlite3_column_int(st, 3);
   if (raw_state) *raw_state = raw;
   out->state = public_state(raw);

@@ -283,7 +283,9 @@ static int remember_claim(sq_store *s, const char *id, int64_t seq, const char *
     free(e);
     return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
   }
-  snprintf(e->id, sizeof e->id, "%s", id);
+  size_t idn = strnlen(id, sizeof e->id - 1);
+  memcpy(e->id, id, idn);
+  e->id[idn] = '\0';
   e->seq = seq;
   e->until = until;
   memcpy(e->kind, kind, kl);
