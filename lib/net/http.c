@@ -13,7 +13,7 @@
  * callback), and whoever calls done checks h->closing before touching the
  * multi again. A request's and a socket's memory lives until their handle's
  * close callback, and the client's until the last close callback after
- * jq_http_close, so pointers held across a done call stay valid. */
+ * jobq__http_close, so pointers held across a done call stay valid. */
 #include "net/http.h"
 #include "net/http_int.h"
 #include "util/err.h"
@@ -31,19 +31,19 @@
 #include <unistd.h>
 #include <uv.h>
 
-typedef struct jq_http_sock {
+typedef struct jobq__http_sock {
   uv_poll_t poll;
-  jq_http *h;
+  jobq__http *h;
   curl_socket_t fd;
-  struct jq_http_sock *prev, *next;
-} jq_http_sock;
+  struct jobq__http_sock *prev, *next;
+} jobq__http_sock;
 
-struct jq_http {
+struct jobq__http {
   uv_loop_t *loop;
   CURLM *multi;
   uv_timer_t timer;
-  jq_http_req *reqs;   /* requests whose done has not been called */
-  jq_http_sock *socks; /* polls not yet closed */
+  jobq__http_req *reqs;   /* requests whose done has not been called */
+  jobq__http_sock *socks; /* polls not yet closed */
   int closing;
   int handles; /* our uv handles whose close callback has not run */
   void (*closed)(void *ud);
@@ -76,7 +76,7 @@ static uint64_t rand_next(void) {
 
 /* ---- handle bookkeeping ---- */
 
-static void handle_closed(jq_http *h) {
+static void handle_closed(jobq__http *h) {
   if (--h->handles > 0 || !h->closing) return;
   void (*closed)(void *) = h->closed;
   void *ud = h->closed_ud;
@@ -87,14 +87,14 @@ static void handle_closed(jq_http *h) {
 static void on_timer_closed(uv_handle_t *t) { handle_closed(t->data); }
 
 static void on_sock_closed(uv_handle_t *p) {
-  jq_http_sock *k = p->data;
-  jq_http *h = k->h;
+  jobq__http_sock *k = p->data;
+  jobq__http *h = k->h;
   free(k);
   handle_closed(h);
 }
 
-static void sock_close(jq_http_sock *k) {
-  jq_http *h = k->h;
+static void sock_close(jobq__http_sock *k) {
+  jobq__http *h = k->h;
   if (k->prev) k->prev->next = k->next;
   else h->socks = k->next;
   if (k->next) k->next->prev = k->prev;
@@ -102,19 +102,19 @@ static void sock_close(jq_http_sock *k) {
 }
 
 static void on_req_closed(uv_handle_t *t) {
-  jq_http_req *r = t->data;
-  jq_http *h = r->h;
+  jobq__http_req *r = t->data;
+  jobq__http *h = r->h;
   free(r);
   handle_closed(h);
 }
 
-static void close_upload(jq_http_req *r) {
+static void close_upload(jobq__http_req *r) {
   if (r->up) fclose(r->up);
   r->up = NULL;
 }
 
 /* Frees what the request holds; the request itself goes with its timer. */
-static void req_destroy(jq_http_req *r) {
+static void req_destroy(jobq__http_req *r) {
   close_upload(r);
   if (r->easy) curl_easy_cleanup(r->easy);
   curl_slist_free_all(r->headers);
@@ -127,7 +127,7 @@ static void req_destroy(jq_http_req *r) {
   uv_close((uv_handle_t *)&r->timer, on_req_closed);
 }
 
-static void req_unlink(jq_http_req *r) {
+static void req_unlink(jobq__http_req *r) {
   if (r->prev) r->prev->next = r->next;
   else r->h->reqs = r->next;
   if (r->next) r->next->prev = r->prev;
@@ -142,7 +142,7 @@ static void os_error(int e, char *buf, size_t size) {
 }
 
 /* The error sentence for rc (and the status), redacted; "" if none is due. */
-static void describe(jq_http_req *r, int rc, char *out, size_t size) {
+static void describe(jobq__http_req *r, int rc, char *out, size_t size) {
   char msg[768];
   const char *p = r->provider;
   switch (rc) {
@@ -151,9 +151,9 @@ static void describe(jq_http_req *r, int rc, char *out, size_t size) {
       out[0] = '\0';
       return;
     }
-    char after[40] = "", snip[JQ_HTTP_SNIPPET_MAX + 8];
+    char after[40] = "", snip[JOBQ_HTTP_SNIPPET_MAX + 8];
     if (r->tries > 1) snprintf(after, sizeof after, " after %d tries", r->tries);
-    jq_http_snippet(snip, sizeof snip, r->buf, r->len, (const char *const *)r->secrets,
+    jobq__http_snippet(snip, sizeof snip, r->buf, r->len, (const char *const *)r->secrets,
                     r->n_secrets);
     snprintf(msg, sizeof msg, "%s: HTTP %ld%s%s%s%s", p, r->status, after, r->note,
              snip[0] ? ": " : "", snip);
@@ -173,17 +173,17 @@ static void describe(jq_http_req *r, int rc, char *out, size_t size) {
     break;
   }
   }
-  jq_http_redact(out, size, msg, (const char *const *)r->secrets, r->n_secrets);
+  jobq__http_redact(out, size, msg, (const char *const *)r->secrets, r->n_secrets);
 }
 
 /* Ends the request: done(ud, resp) once, then its resources go. */
-static void finish(jq_http_req *r, int rc) {
-  jq_http *h = r->h;
+static void finish(jobq__http_req *r, int rc) {
+  jobq__http *h = r->h;
   if (r->in_multi) curl_multi_remove_handle(h->multi, r->easy);
   r->in_multi = 0;
   uv_timer_stop(&r->timer);
   close_upload(r);
-  r->state = JQ_HTTP_DONE;
+  r->state = JOBQ_HTTP_DONE;
   req_unlink(r);
 
   char err[512];
@@ -191,7 +191,7 @@ static void finish(jq_http_req *r, int rc) {
   char *ctype = NULL;
   if (r->tries > 0) curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ctype);
   if (r->buf) r->buf[r->len] = '\0';
-  jq_http_resp resp = {
+  jobq__http_resp resp = {
     .rc = rc,
     .status = r->status,
     .body = r->buf ? r->buf : "",
@@ -210,7 +210,7 @@ static int retryable_status(long s) {
 
 /* rc for a finished try, with r->note set to the cause; *retry when another
  * try could go differently. */
-static int classify(jq_http_req *r, CURLcode res, int *retry) {
+static int classify(jobq__http_req *r, CURLcode res, int *retry) {
   *retry = 0;
   if (r->nomem) {
     snprintf(r->note, sizeof r->note, "out of memory for the response from %s", r->where);
@@ -276,7 +276,7 @@ static int classify(jq_http_req *r, CURLcode res, int *retry) {
 /* base * 2^(tries-1), capped, with equal jitter: half of it fixed so that
  * waits keep growing, half random so that clients that failed together do
  * not come back together. */
-static int64_t backoff_ms(const jq_http_req *r) {
+static int64_t backoff_ms(const jobq__http_req *r) {
   int64_t d = r->backoff_base_ms;
   for (int i = 1; i < r->tries && d <= r->backoff_max_ms / 2; i++) d *= 2;
   if (d > r->backoff_max_ms) d = r->backoff_max_ms;
@@ -286,7 +286,7 @@ static int64_t backoff_ms(const jq_http_req *r) {
 
 static void on_req_timer(uv_timer_t *t);
 
-static void try_done(jq_http_req *r, CURLcode res) {
+static void try_done(jobq__http_req *r, CURLcode res) {
   curl_multi_remove_handle(r->h->multi, r->easy);
   r->in_multi = 0;
   close_upload(r);
@@ -305,7 +305,7 @@ static void try_done(jq_http_req *r, CURLcode res) {
       delay = backoff_ms(r);
     }
     if (delay >= 0) {
-      r->state = JQ_HTTP_WAITING;
+      r->state = JOBQ_HTTP_WAITING;
       uv_timer_start(&r->timer, on_req_timer, (uint64_t)delay, 0);
       return;
     }
@@ -315,11 +315,11 @@ static void try_done(jq_http_req *r, CURLcode res) {
 
 /* ---- the multi's callbacks (none of them calls done) ---- */
 
-static void check_info(jq_http *h);
+static void check_info(jobq__http *h);
 
 static void on_poll(uv_poll_t *p, int status, int events) {
-  jq_http_sock *k = p->data;
-  jq_http *h = k->h;
+  jobq__http_sock *k = p->data;
+  jobq__http *h = k->h;
   int flags = 0;
   if (status < 0) {
     flags = CURL_CSELECT_ERR;
@@ -335,8 +335,8 @@ static void on_poll(uv_poll_t *p, int status, int events) {
 
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
   (void)easy;
-  jq_http *h = userp;
-  jq_http_sock *k = socketp;
+  jobq__http *h = userp;
+  jobq__http_sock *k = socketp;
   if (what == CURL_POLL_REMOVE) {
     if (k) {
       if (!h->closing) curl_multi_assign(h->multi, s, NULL);
@@ -371,7 +371,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 }
 
 static void on_timeout(uv_timer_t *t) {
-  jq_http *h = t->data;
+  jobq__http *h = t->data;
   int running;
   curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   check_info(h);
@@ -379,7 +379,7 @@ static void on_timeout(uv_timer_t *t) {
 
 static int on_curl_timer(CURLM *m, long ms, void *userp) {
   (void)m;
-  jq_http *h = userp;
+  jobq__http *h = userp;
   /* ms 0 means "now", but curl must not be called back from inside this
    * callback: a 0 ms timer runs it on the next loop iteration. */
   if (ms < 0 || h->closing)
@@ -391,7 +391,7 @@ static int on_curl_timer(CURLM *m, long ms, void *userp) {
 
 /* Takes finished transfers off the multi. done may close the client, after
  * which the multi is gone: hence the check on every round. */
-static void check_info(jq_http *h) {
+static void check_info(jobq__http *h) {
   CURLMsg *m;
   int left;
   while (!h->closing && (m = curl_multi_info_read(h->multi, &left)) != NULL) {
@@ -399,7 +399,7 @@ static void check_info(jq_http *h) {
     CURLcode res = m->data.result; /* m is invalid after the next curl call */
     char *p = NULL;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &p);
-    if (p) try_done((jq_http_req *)p, res);
+    if (p) try_done((jobq__http_req *)p, res);
   }
 }
 
@@ -407,7 +407,7 @@ static void check_info(jq_http *h) {
 
 /* Opens body_file (again: each try sends it from the start) and hands the
  * easy handle to the multi. */
-static int begin_try(jq_http_req *r) {
+static int begin_try(jobq__http_req *r) {
   r->len = 0;
   r->too_big = r->nomem = 0;
   r->retry_after = -1;
@@ -437,16 +437,16 @@ static int begin_try(jq_http_req *r) {
     return JOBQ_ENOMEM;
   }
   r->in_multi = 1;
-  r->state = JQ_HTTP_RUNNING;
+  r->state = JOBQ_HTTP_RUNNING;
   r->tries++;
   return 0;
 }
 
 static void on_req_timer(uv_timer_t *t) {
-  jq_http_req *r = t->data;
-  if (r->state == JQ_HTTP_FAILING) {
+  jobq__http_req *r = t->data;
+  if (r->state == JOBQ_HTTP_FAILING) {
     finish(r, r->fail_rc);
-  } else if (r->state == JQ_HTTP_WAITING) {
+  } else if (r->state == JOBQ_HTTP_WAITING) {
     int rc = begin_try(r);
     if (rc != 0) finish(r, rc);
   }
@@ -454,14 +454,14 @@ static void on_req_timer(uv_timer_t *t) {
 
 /* ---- the interface ---- */
 
-int jq_http_new(uv_loop_t *loop, jq_http **out) {
+int jobq__http_new(uv_loop_t *loop, jobq__http **out) {
   if (out) *out = NULL;
   if (loop == NULL || out == NULL)
-    return jobq__err(JOBQ_EINVAL, "jq_http_new: loop or out is NULL");
+    return jobq__err(JOBQ_EINVAL, "jobq__http_new: loop or out is NULL");
   pthread_once(&g_once, global_init);
   if (g_init_rc != CURLE_OK)
     return jobq__err(JOBQ_EIO, "http: curl_global_init failed: %s", curl_easy_strerror(g_init_rc));
-  jq_http *h = calloc(1, sizeof *h);
+  jobq__http *h = calloc(1, sizeof *h);
   if (h == NULL) return jobq__err(JOBQ_ENOMEM, "http: out of memory");
   if ((h->multi = curl_multi_init()) == NULL) {
     free(h);
@@ -479,21 +479,21 @@ int jq_http_new(uv_loop_t *loop, jq_http **out) {
   return 0;
 }
 
-int jq_http_start(jq_http *h, const jq_http_opts *o, jq_http_done_fn done, void *ud,
-                  jq_http_req **out_req) {
+int jobq__http_start(jobq__http *h, const jobq__http_opts *o, jobq__http_done_fn done, void *ud,
+                  jobq__http_req **out_req) {
   if (out_req) *out_req = NULL;
   if (h == NULL || o == NULL || done == NULL)
-    return jobq__err(JOBQ_EINVAL, "jq_http_start: client, options or done is NULL");
+    return jobq__err(JOBQ_EINVAL, "jobq__http_start: client, options or done is NULL");
   const char *prov = o->provider ? o->provider : "http";
   if (h->closing) return jobq__err(JOBQ_ECLOSED, "%s: the HTTP client is closing", prov);
   const char *method = o->method ? o->method
                        : o->body_file ? "PUT"
                        : o->body ? "POST"
                                  : "GET";
-  int rc = jq_http_req_check(o, prov, method);
+  int rc = jobq__http_req_check(o, prov, method);
   if (rc != 0) return rc;
 
-  jq_http_req *r = calloc(1, sizeof *r);
+  jobq__http_req *r = calloc(1, sizeof *r);
   if (r == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", prov);
   r->h = h;
   r->done = done;
@@ -501,18 +501,18 @@ int jq_http_start(jq_http *h, const jq_http_opts *o, jq_http_done_fn done, void 
   uv_timer_init(h->loop, &r->timer);
   r->timer.data = r;
   h->handles++;
-  rc = jq_http_req_setup(r, o, prov, method);
+  rc = jobq__http_req_setup(r, o, prov, method);
   if (rc == 0) {
     rc = begin_try(r);
     if (rc == JOBQ_EIO) {
       /* done must not run inside start: the timer reports it. */
-      r->state = JQ_HTTP_FAILING;
+      r->state = JOBQ_HTTP_FAILING;
       r->fail_rc = rc;
       uv_timer_start(&r->timer, on_req_timer, 0, 0);
       rc = 0;
     } else if (rc != 0) {
       char err[512];
-      jq_http_redact(err, sizeof err, r->note, (const char *const *)r->secrets, r->n_secrets);
+      jobq__http_redact(err, sizeof err, r->note, (const char *const *)r->secrets, r->n_secrets);
       jobq__err(rc, "%s: %s", prov, err);
     }
   }
@@ -527,12 +527,12 @@ int jq_http_start(jq_http *h, const jq_http_opts *o, jq_http_done_fn done, void 
   return 0;
 }
 
-void jq_http_abort(jq_http_req *r) {
-  if (r == NULL || r->state == JQ_HTTP_DONE) return;
+void jobq__http_abort(jobq__http_req *r) {
+  if (r == NULL || r->state == JOBQ_HTTP_DONE) return;
   finish(r, JOBQ_ECANCELLED);
 }
 
-void jq_http_close(jq_http *h, void (*closed)(void *ud), void *ud) {
+void jobq__http_close(jobq__http *h, void (*closed)(void *ud), void *ud) {
   if (h == NULL || h->closing) return;
   h->closing = 1;
   h->closed = closed;

@@ -1,6 +1,6 @@
 /* HTTP requests on a libuv loop through libcurl's multi interface.
  *
- * Internal to libjobq (the stage modules use it). One jq_http per loop: it
+ * Internal to libjobq (the stage modules use it). One jobq__http per loop: it
  * owns a CURLM whose sockets are watched with uv_poll_t and whose timeout is a
  * uv_timer_t (CURLMOPT_SOCKETFUNCTION / CURLMOPT_TIMERFUNCTION), so requests
  * need no thread and nothing polls. Every function here must be called on the
@@ -28,10 +28,10 @@
 
 struct uv_loop_s;
 
-typedef struct jq_http jq_http;
-typedef struct jq_http_req jq_http_req;
+typedef struct jobq__http jobq__http;
+typedef struct jobq__http_req jobq__http_req;
 
-typedef struct jq_http_opts {
+typedef struct jobq__http_opts {
   const char *provider;       /* name in error sentences, e.g. "openai"; NULL: "http" */
   const char *method;         /* "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE" or "OPTIONS";
                                  NULL: GET, POST with a body, PUT with a body_file.
@@ -41,7 +41,7 @@ typedef struct jq_http_opts {
                                  Content-Type: libcurl's default is
                                  application/x-www-form-urlencoded */
   size_t n_headers;
-  const void *body;           /* request body, copied by jq_http_start; may be NULL */
+  const void *body;           /* request body, copied by jobq__http_start; may be NULL */
   size_t body_len;
   const char *body_file;      /* or: send this file's bytes (PUT of an artifact). Opened
                                  again for every try; one that cannot be read is
@@ -58,14 +58,14 @@ typedef struct jq_http_opts {
   const char *const *secrets; /* strings never to show (API keys); userpwd is always one */
   size_t n_secrets;
   const char *ca_file;        /* CURLOPT_CAINFO; NULL: the system's */
-} jq_http_opts;
+} jobq__http_opts;
 
-typedef struct jq_http_resp {
+typedef struct jobq__http_resp {
   int rc;                   /* 0: a final HTTP response arrived (any status; see status);
                                JOBQ_ETIMEDOUT: the last try timed out;
                                JOBQ_ENETWORK: the last try could not connect / was reset;
                                JOBQ_ETOOBIG: the body passed max_response;
-                               JOBQ_ECANCELLED: jq_http_abort or jq_http_close;
+                               JOBQ_ECANCELLED: jobq__http_abort or jobq__http_close;
                                JOBQ_ENOMEM, JOBQ_EIO (body_file unreadable) */
   long status;              /* HTTP status of the last try; 0 if none arrived */
   const char *body;         /* the last try's response body, NUL-terminated (not counted in
@@ -79,44 +79,44 @@ typedef struct jq_http_resp {
                                "after N tries" only when N > 1) or "anthropic: could not
                                connect to 127.0.0.1:9: Connection refused (after 3 tries)";
                                secrets redacted; else NULL */
-} jq_http_resp;
+} jobq__http_resp;
 
 /* resp and everything it points to are valid during the call only. done may
- * call jq_http_start, jq_http_abort (of any request) and jq_http_close. */
-typedef void (*jq_http_done_fn)(void *ud, const jq_http_resp *resp);
+ * call jobq__http_start, jobq__http_abort (of any request) and jobq__http_close. */
+typedef void (*jobq__http_done_fn)(void *ud, const jobq__http_resp *resp);
 
 /* A client on loop. 0, or JOBQ_ENOMEM / JOBQ_EIO (curl failed to start). */
-int jq_http_new(struct uv_loop_s *loop, jq_http **out);
+int jobq__http_new(struct uv_loop_s *loop, jobq__http **out);
 
 /* Aborts every request (each done gets JOBQ_ECANCELLED, before this returns)
  * and closes the loop handles; closed(ud) runs once they are closed (after
  * which the loop holds nothing of h and h is freed), so always later, from
  * the loop. closed may be NULL. May be called from a done callback. From
- * then on jq_http_start fails with JOBQ_ECLOSED and further jq_http_close
+ * then on jobq__http_start fails with JOBQ_ECLOSED and further jobq__http_close
  * calls are ignored. */
-void jq_http_close(jq_http *h, void (*closed)(void *ud), void *ud);
+void jobq__http_close(jobq__http *h, void (*closed)(void *ud), void *ud);
 
 /* Starts a request. done(ud, resp) is called exactly once, later, on the
- * loop thread; never from inside jq_http_start. *out_req (may be NULL) is
+ * loop thread; never from inside jobq__http_start. *out_req (may be NULL) is
  * valid until done is called. 0, or JOBQ_EINVAL (no url, a url that is not
  * http(s), bad method, malformed header, negative limits) / JOBQ_ENOMEM /
- * JOBQ_ECLOSED (after jq_http_close) with jobq_last_error() set and done
+ * JOBQ_ECLOSED (after jobq__http_close) with jobq_last_error() set and done
  * never called. */
-int jq_http_start(jq_http *h, const jq_http_opts *opts, jq_http_done_fn done, void *ud,
-                  jq_http_req **out_req);
+int jobq__http_start(jobq__http *h, const jobq__http_opts *opts, jobq__http_done_fn done, void *ud,
+                  jobq__http_req **out_req);
 
 /* Stops a request now (the connection is dropped, a pending retry timer
  * stopped); its done is called with JOBQ_ECANCELLED before this returns.
  * Inside the request's own done it does nothing (done runs once). Calling it
  * after that done has returned is a caller bug: the request may be freed. */
-void jq_http_abort(jq_http_req *req);
+void jobq__http_abort(jobq__http_req *req);
 
 /* Copies src to dst (size bytes, NUL-terminated; they must not overlap)
  * with every occurrence of each secret replaced by "[redacted]"; secrets
  * that overlap or touch become one "[redacted]". A cut dst never ends in
  * the start of a secret. Secrets shorter than 4 bytes are ignored (they
  * would redact ordinary words); NULL entries are skipped. */
-void jq_http_redact(char *dst, size_t size, const char *src, const char *const *secrets,
+void jobq__http_redact(char *dst, size_t size, const char *src, const char *const *secrets,
                     size_t n_secrets);
 
 #endif

@@ -15,22 +15,22 @@
 
 /* ---- a request ---- */
 
-enum jq_http_req_state {
-  JQ_HTTP_RUNNING, /* the easy handle is in the multi */
-  JQ_HTTP_WAITING, /* the timer will start the next try */
-  JQ_HTTP_FAILING, /* the timer will call done (a failure found inside start) */
-  JQ_HTTP_DONE     /* done has been called; memory waits for the timer's close */
+enum jobq__http_req_state {
+  JOBQ_HTTP_RUNNING, /* the easy handle is in the multi */
+  JOBQ_HTTP_WAITING, /* the timer will start the next try */
+  JOBQ_HTTP_FAILING, /* the timer will call done (a failure found inside start) */
+  JOBQ_HTTP_DONE     /* done has been called; memory waits for the timer's close */
 };
 
-struct jq_http_req {
-  jq_http *h;
-  jq_http_req *prev, *next;
+struct jobq__http_req {
+  jobq__http *h;
+  jobq__http_req *prev, *next;
   CURL *easy;
   struct curl_slist *headers;
   uv_timer_t timer;
   int state;
   int in_multi;
-  jq_http_done_fn done;
+  jobq__http_done_fn done;
   void *ud;
 
   char *provider;
@@ -50,42 +50,42 @@ struct jq_http_req {
   size_t len, cap;
   int too_big, nomem;
   int64_t retry_after; /* seconds, from this try's response; -1: none */
-  int fail_rc;         /* for JQ_HTTP_FAILING */
+  int fail_rc;         /* for JOBQ_HTTP_FAILING */
   char note[320];      /* the cause, when known before finish */
   char errbuf[CURL_ERROR_SIZE];
 };
 
-/* Checks the options of jq_http_start: 0, or JOBQ_EINVAL with
+/* Checks the options of jobq__http_start: 0, or JOBQ_EINVAL with
  * jobq_last_error() set. method is the one the request will use. */
-int jq_http_req_check(const jq_http_opts *o, const char *prov, const char *method);
+int jobq__http_req_check(const jobq__http_opts *o, const char *prov, const char *method);
 
 /* Copies the options into r (defaults applied) and prepares r->easy with
  * them and with the per-transfer callbacks. 0, or JOBQ_EINVAL / JOBQ_ENOMEM
  * with jobq_last_error() set; r's fields are then freed by the caller's
  * usual path. */
-int jq_http_req_setup(jq_http_req *r, const jq_http_opts *o, const char *prov,
+int jobq__http_req_setup(jobq__http_req *r, const jobq__http_opts *o, const char *prov,
                       const char *method);
 
 /* ---- text ---- */
 
 /* Characters of a response body kept in an error sentence. */
-#define JQ_HTTP_SNIPPET_MAX 200
+#define JOBQ_HTTP_SNIPPET_MAX 200
 
 /* The error message of a response body on one line, at most
- * JQ_HTTP_SNIPPET_MAX bytes (cut at a UTF-8 boundary, "..." appended) and
+ * JOBQ_HTTP_SNIPPET_MAX bytes (cut at a UTF-8 boundary, "..." appended) and
  * redacted. A JSON body gives its "error.message", "error", "message" or
  * "detail" string, an S3-style XML body its <Code> and <Message>; any other
  * body is used as it is. dst gets "" for an empty body. */
-void jq_http_snippet(char *dst, size_t size, const char *body, size_t len,
+void jobq__http_snippet(char *dst, size_t size, const char *body, size_t len,
                      const char *const *secrets, size_t n_secrets);
 
 /* A Retry-After header value (the part after the colon, not NUL-terminated):
  * delta-seconds, or an HTTP date taken relative to now. Seconds to wait (0
  * for a date in the past), or -1 if the value is neither. */
-int64_t jq_http_retry_after(const char *value, size_t len, time_t now);
+int64_t jobq__http_retry_after(const char *value, size_t len, time_t now);
 
 /* Standard base64 of src with padding into dst (NUL-terminated); 0, or -1 if
  * dst is too small. Used to redact the Basic credentials curl sends. */
-int jq_http_base64(char *dst, size_t size, const char *src, size_t len);
+int jobq__http_base64(char *dst, size_t size, const char *src, size_t len);
 
 #endif

@@ -1,5 +1,5 @@
 /* Preparing a request for lib/net/http.c: checking and copying the options
- * of jq_http_start, configuring its easy handle, and the callbacks curl
+ * of jobq__http_start, configuring its easy handle, and the callbacks curl
  * calls during a transfer (none of them calls done). */
 #include "net/http_int.h"
 #include "util/err.h"
@@ -20,7 +20,7 @@
 /* ---- per-transfer callbacks ---- */
 
 static size_t on_write(char *p, size_t size, size_t n, void *ud) {
-  jq_http_req *r = ud;
+  jobq__http_req *r = ud;
   size_t len = size * n;
   if (len > r->max_response - r->len) {
     r->too_big = 1;
@@ -44,18 +44,18 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
-  jq_http_req *r = ud;
+  jobq__http_req *r = ud;
   size_t len = size * n;
   /* Each response (a 100 Continue too) starts with its status line. */
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
     r->retry_after = -1;
   else if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0)
-    r->retry_after = jq_http_retry_after(p + 12, len - 12, time(NULL));
+    r->retry_after = jobq__http_retry_after(p + 12, len - 12, time(NULL));
   return len;
 }
 
 static size_t on_read(char *buf, size_t size, size_t n, void *ud) {
-  jq_http_req *r = ud;
+  jobq__http_req *r = ud;
   size_t got = fread(buf, 1, size * n, r->up);
   if (got == 0 && ferror(r->up)) return CURL_READFUNC_ABORT;
   return got;
@@ -64,7 +64,7 @@ static size_t on_read(char *buf, size_t size, size_t n, void *ud) {
 /* curl rewinds the upload when it must send it again on a new connection
  * (a reused one that turned out dead); without this it would fail. */
 static int on_seek(void *ud, curl_off_t offset, int origin) {
-  jq_http_req *r = ud;
+  jobq__http_req *r = ud;
   return fseeko(r->up, (off_t)offset, origin) == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
 }
 
@@ -77,7 +77,7 @@ static int known_method(const char *m) {
   return 0;
 }
 
-int jq_http_req_check(const jq_http_opts *o, const char *prov, const char *method) {
+int jobq__http_req_check(const jobq__http_opts *o, const char *prov, const char *method) {
   if (o->url == NULL || o->url[0] == '\0') return jobq__err(JOBQ_EINVAL, "%s: no url", prov);
   if (!known_method(method))
     return jobq__err(JOBQ_EINVAL, "%s: unknown HTTP method \"%.16s\"", prov, method);
@@ -105,7 +105,7 @@ int jq_http_req_check(const jq_http_opts *o, const char *prov, const char *metho
 }
 
 /* "host:port" of an http(s) URL into r->where; JOBQ_EINVAL for another. */
-static int parse_url(jq_http_req *r, const char *url) {
+static int parse_url(jobq__http_req *r, const char *url) {
   CURLU *u = curl_url();
   if (u == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", r->provider);
   char *scheme = NULL, *host = NULL, *port = NULL;
@@ -133,7 +133,7 @@ static int parse_url(jq_http_req *r, const char *url) {
 
 /* The strings never to show: opts.secrets, userpwd, its password, and the
  * base64 of userpwd (what a server echoing the Basic header would show). */
-static int copy_secrets(jq_http_req *r, const jq_http_opts *o) {
+static int copy_secrets(jobq__http_req *r, const jobq__http_opts *o) {
   r->secrets = calloc(o->n_secrets + 3, sizeof *r->secrets);
   if (r->secrets == NULL) return -1;
   for (size_t i = 0; i < o->n_secrets; i++) {
@@ -147,13 +147,13 @@ static int copy_secrets(jq_http_req *r, const jq_http_opts *o) {
     size_t len = strlen(o->userpwd), size = (len + 2) / 3 * 4 + 1;
     char *b = malloc(size);
     if (b == NULL) return -1;
-    jq_http_base64(b, size, o->userpwd, len);
+    jobq__http_base64(b, size, o->userpwd, len);
     r->secrets[r->n_secrets++] = b;
   }
   return 0;
 }
 
-static int setup_easy(jq_http_req *r, const jq_http_opts *o, const char *method) {
+static int setup_easy(jobq__http_req *r, const jobq__http_opts *o, const char *method) {
   CURL *e = r->easy;
   CURLcode c = CURLE_OK;
 #define SET(opt, val) \
@@ -212,7 +212,7 @@ static int setup_easy(jq_http_req *r, const jq_http_opts *o, const char *method)
   return 0;
 }
 
-int jq_http_req_setup(jq_http_req *r, const jq_http_opts *o, const char *prov,
+int jobq__http_req_setup(jobq__http_req *r, const jobq__http_opts *o, const char *prov,
                       const char *method) {
   r->connect_ms = o->connect_timeout_ms ? o->connect_timeout_ms : DEF_CONNECT_MS;
   r->timeout_ms = o->timeout_ms ? o->timeout_ms : DEF_TIMEOUT_MS;

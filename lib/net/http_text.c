@@ -50,7 +50,7 @@ static void redact_n(char *dst, size_t size, const char *src, size_t len,
   dst[o] = '\0';
 }
 
-void jq_http_redact(char *dst, size_t size, const char *src, const char *const *secrets,
+void jobq__http_redact(char *dst, size_t size, const char *src, const char *const *secrets,
                     size_t n_secrets) {
   if (dst == NULL || size == 0) return;
   if (src == NULL) src = "";
@@ -112,7 +112,7 @@ static size_t flatten(char *dst, size_t size, const char *src, size_t len, int *
   return o;
 }
 
-void jq_http_snippet(char *dst, size_t size, const char *body, size_t len,
+void jobq__http_snippet(char *dst, size_t size, const char *body, size_t len,
                      const char *const *secrets, size_t n_secrets) {
   if (dst == NULL || size == 0) return;
   dst[0] = '\0';
@@ -158,8 +158,8 @@ void jq_http_snippet(char *dst, size_t size, const char *body, size_t len,
    * it: tail hides such a beginning. */
   redact_n(red, sizeof red, flat, n, secrets, n_secrets, more);
   size_t rl = strlen(red);
-  if (rl > JQ_HTTP_SNIPPET_MAX) {
-    rl = JQ_HTTP_SNIPPET_MAX;
+  if (rl > JOBQ_HTTP_SNIPPET_MAX) {
+    rl = JOBQ_HTTP_SNIPPET_MAX;
     /* Back off to the start of a UTF-8 sequence. */
     while (rl > 0 && ((unsigned char)red[rl] & 0xC0) == 0x80) rl--;
     more = 1;
@@ -169,7 +169,7 @@ void jq_http_snippet(char *dst, size_t size, const char *body, size_t len,
   snprintf(dst, size, "%s%s", red, more ? "..." : "");
 }
 
-int64_t jq_http_retry_after(const char *value, size_t len, time_t now) {
+int64_t jobq__http_retry_after(const char *value, size_t len, time_t now) {
   if (value == NULL) return -1;
   while (len > 0 && is_space(*value)) value++, len--;
   while (len > 0 && is_space(value[len - 1])) len--;
@@ -190,7 +190,7 @@ int64_t jq_http_retry_after(const char *value, size_t len, time_t now) {
   return t > now ? (int64_t)(t - now) : 0;
 }
 
-int jq_http_base64(char *dst, size_t size, const char *src, size_t len) {
+int jobq__http_base64(char *dst, size_t size, const char *src, size_t len) {
   static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   size_t need = (len + 2) / 3 * 4 + 1;
   if (dst == NULL || size < need) return -1;

@@ -11,40 +11,40 @@
 #include <stdint.h>
 
 /* A growable mono 16-bit PCM buffer at one sample rate. */
-typedef struct jq_pcm {
+typedef struct jobq__pcm {
   int16_t *samples;
   size_t n;    /* samples used */
   size_t cap;
   int rate;    /* samples per second */
-} jq_pcm;
+} jobq__pcm;
 
-void jq_pcm_free(jq_pcm *p);            /* frees samples, zeroes *p */
-int jq_pcm_append(jq_pcm *dst, const int16_t *s, size_t n);
+void jobq__pcm_free(jobq__pcm *p);            /* frees samples, zeroes *p */
+int jobq__pcm_append(jobq__pcm *dst, const int16_t *s, size_t n);
 /* Appends rate * ms / 1000 zero samples (truncated); dst->rate must be set. */
-int jq_pcm_append_silence(jq_pcm *dst, int ms);
+int jobq__pcm_append_silence(jobq__pcm *dst, int ms);
 /* Appends src to dst, resampling (linear) if the rates differ; dst->rate 0
  * takes src's rate. The length becomes src->n * dst->rate / src->rate,
  * rounded. No low-pass filter: downsampling aliases (fine for speech). */
-int jq_pcm_append_pcm(jq_pcm *dst, const jq_pcm *src);
-double jq_pcm_seconds(const jq_pcm *p);
+int jobq__pcm_append_pcm(jobq__pcm *dst, const jobq__pcm *src);
+double jobq__pcm_seconds(const jobq__pcm *p);
 /* Root-mean-square level of the samples, 0..32767 (silence: 0). */
-double jq_pcm_rms(const jq_pcm *p);
+double jobq__pcm_rms(const jobq__pcm *p);
 
 /* WAV: RIFF, PCM format 1, mono, 16-bit. */
-int jq_wav_write(const char *path, const jq_pcm *p);
+int jobq__wav_write(const char *path, const jobq__pcm *p);
 /* Parses a WAV in memory (PCM 16-bit mono or stereo, which is mixed down)
  * and appends its samples to out (out->rate 0 takes the WAV's rate; another
- * rate is resampled, as by jq_pcm_append_pcm); JOBQ_EPROVIDER with a
+ * rate is resampled, as by jobq__pcm_append_pcm); JOBQ_EPROVIDER with a
  * sentence if the bytes are not such a WAV, and out is then unchanged.
  * Chunks other than fmt and data are skipped. A data size larger than the
  * input is refused, except the placeholders of streamed WAVs (0xFFFFFFFF,
  * 0x7FFFFFFF, or 0 with a RIFF size of 0), read as "up to the end". */
-int jq_wav_parse(const void *bytes, size_t len, jq_pcm *out);
+int jobq__wav_parse(const void *bytes, size_t len, jobq__pcm *out);
 
 /* MP3 through libmp3lame, constant bitrate kbps (0: 128), with LAME's Info
  * tag when the frames are large enough to hold it. JOBQ_EINVAL for a
  * bitrate that MPEG audio does not have at the rate LAME picks. */
-int jq_mp3_write(const char *path, const jq_pcm *p, int kbps);
+int jobq__mp3_write(const char *path, const jobq__pcm *p, int kbps);
 /* Checks that bytes are an MP3 stream: an optional ID3v2 tag, then at least
  * one valid MPEG audio frame header and a second one where the first frame's
  * length says. *out_seconds (may be NULL) receives the duration counted from
@@ -53,7 +53,7 @@ int jq_mp3_write(const char *path, const jq_pcm *p, int kbps);
  * JOBQ_EPROVIDER if not MP3: also for Layer I/II or free-format frames,
  * bytes between frames, a last frame cut short, or a change of sample rate;
  * an ID3v1, APE or Lyrics3 tag after the frames is allowed. */
-int jq_mp3_probe(const void *bytes, size_t len, double *out_seconds);
+int jobq__mp3_probe(const void *bytes, size_t len, double *out_seconds);
 
 /* Speech for text (UTF-8, not empty: else JOBQ_EINVAL) with espeak-ng
  * (libespeak-ng), appended to out at espeak's rate (22,050 Hz) when
@@ -62,11 +62,11 @@ int jq_mp3_probe(const void *bytes, size_t len, double *out_seconds);
  * "en-gb+m3" or "en+f2" ("+3" is m3, "+13" f3); NULL "en". rate_wpm: words
  * per minute, 80..450, 0 for espeak's 175 (else JOBQ_EINVAL). The clip ends
  * where the speech does (espeak's trailing silence, whose length varies from
- * call to call, is cut): add pauses with jq_pcm_append_silence. Control
+ * call to call, is cut): add pauses with jobq__pcm_append_silence. Control
  * characters in text are read as spaces (espeak would take them as
  * commands). Thread-safe: espeak-ng keeps global state, so calls are
  * serialised by a mutex. JOBQ_ECONFIG for an unknown voice or variant,
  * JOBQ_EIO if espeak-ng's data cannot be found; out is unchanged on error. */
-int jq_espeak_synth(const char *text, const char *voice, int rate_wpm, jq_pcm *out);
+int jobq__espeak_synth(const char *text, const char *voice, int rate_wpm, jobq__pcm *out);
 
 #endif

@@ -222,7 +222,7 @@ static int init_locked(void) {
 /* ---- synthesis ---------------------------------------------------------------- */
 
 typedef struct collect {
-  jq_pcm pcm;
+  jobq__pcm pcm;
   int rc;
 } collect;
 
@@ -231,7 +231,7 @@ static int on_samples(short *wav, int n, espeak_EVENT *events) {
   collect *c = events ? events[0].user_data : NULL;
   if (c == NULL) return 1;
   if (wav == NULL || n <= 0) return 0;
-  c->rc = jq_pcm_append(&c->pcm, wav, (size_t)n);
+  c->rc = jobq__pcm_append(&c->pcm, wav, (size_t)n);
   return c->rc < 0;
 }
 
@@ -279,19 +279,19 @@ static int synth_locked(const char *text, const voice_name *vn, int wpm, collect
   return 0;
 }
 
-int jq_espeak_synth(const char *text, const char *voice, int rate_wpm, jq_pcm *out) {
-  if (text == NULL || out == NULL) return jobq__err(JOBQ_EINVAL, "jq_espeak_synth: NULL argument");
-  if (text[0] == '\0') return jobq__err(JOBQ_EINVAL, "jq_espeak_synth: no text");
-  if (out->rate < 0) return jobq__err(JOBQ_EINVAL, "jq_espeak_synth: sample rate %d", out->rate);
+int jobq__espeak_synth(const char *text, const char *voice, int rate_wpm, jobq__pcm *out) {
+  if (text == NULL || out == NULL) return jobq__err(JOBQ_EINVAL, "jobq__espeak_synth: NULL argument");
+  if (text[0] == '\0') return jobq__err(JOBQ_EINVAL, "jobq__espeak_synth: no text");
+  if (out->rate < 0) return jobq__err(JOBQ_EINVAL, "jobq__espeak_synth: sample rate %d", out->rate);
   if (rate_wpm == 0) rate_wpm = espeakRATE_NORMAL;
   if (rate_wpm < espeakRATE_MINIMUM || rate_wpm > espeakRATE_MAXIMUM)
-    return jobq__err(JOBQ_EINVAL, "jq_espeak_synth: rate %d words per minute is outside %d..%d",
+    return jobq__err(JOBQ_EINVAL, "jobq__espeak_synth: rate %d words per minute is outside %d..%d",
                      rate_wpm, espeakRATE_MINIMUM, espeakRATE_MAXIMUM);
   voice_name vn;
   int rc = parse_voice_name(voice ? voice : "en", &vn);
   if (rc < 0) return rc;
   char *t = clean_text(text);
-  if (t == NULL) return jobq__err(JOBQ_ENOMEM, "jq_espeak_synth: out of memory");
+  if (t == NULL) return jobq__err(JOBQ_ENOMEM, "jobq__espeak_synth: out of memory");
 
   collect c = {.rc = 0};
   pthread_mutex_lock(&mu);
@@ -304,7 +304,7 @@ int jq_espeak_synth(const char *text, const char *voice, int rate_wpm, jq_pcm *o
 
   /* Appended only now, outside the lock (it may resample): out is unchanged
    * if anything failed. */
-  if (rc == 0) rc = jq_pcm_append_pcm(out, &c.pcm);
-  jq_pcm_free(&c.pcm);
+  if (rc == 0) rc = jobq__pcm_append_pcm(out, &c.pcm);
+  jobq__pcm_free(&c.pcm);
   return rc;
 }

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int jq_httpcfg_parse(const json_t *cfg, const char *module, const char *provider,
+int jobq__httpcfg_parse(const json_t *cfg, const char *module, const char *provider,
                      const char *def_base, const char *env_default, int need_key,
-                     jq_httpcfg *out) {
+                     jobq__httpcfg *out) {
   memset(out, 0, sizeof *out);
   out->provider = provider;
   out->timeout_ms = 120000;
@@ -21,15 +21,15 @@ int jq_httpcfg_parse(const json_t *cfg, const char *module, const char *provider
   out->max_response = 64ll << 20;
   const char *base, *ca;
   int rc;
-  if ((rc = jq_cfg_str(cfg, module, "base_url", 0, &base)) ||
-      (rc = jq_cfg_str(cfg, module, "ca_file", 0, &ca)) ||
-      (rc = jq_cfg_int(cfg, module, "timeout_ms", 100, 3600000, &out->timeout_ms)) ||
-      (rc = jq_cfg_int(cfg, module, "connect_timeout_ms", 100, 600000, &out->connect_timeout_ms)) ||
-      (rc = jq_cfg_int(cfg, module, "max_tries", 1, 20, &out->max_tries)) ||
-      (rc = jq_cfg_int(cfg, module, "backoff_base_ms", 1, 600000, &out->backoff_base_ms)) ||
-      (rc = jq_cfg_int(cfg, module, "backoff_max_ms", 1, 3600000, &out->backoff_max_ms)) ||
-      (rc = jq_cfg_int(cfg, module, "retry_after_max_ms", 0, 3600000, &out->retry_after_max_ms)) ||
-      (rc = jq_cfg_int(cfg, module, "max_response_bytes", 1024, 1ll << 32, &out->max_response)))
+  if ((rc = jobq__cfg_str(cfg, module, "base_url", 0, &base)) ||
+      (rc = jobq__cfg_str(cfg, module, "ca_file", 0, &ca)) ||
+      (rc = jobq__cfg_int(cfg, module, "timeout_ms", 100, 3600000, &out->timeout_ms)) ||
+      (rc = jobq__cfg_int(cfg, module, "connect_timeout_ms", 100, 600000, &out->connect_timeout_ms)) ||
+      (rc = jobq__cfg_int(cfg, module, "max_tries", 1, 20, &out->max_tries)) ||
+      (rc = jobq__cfg_int(cfg, module, "backoff_base_ms", 1, 600000, &out->backoff_base_ms)) ||
+      (rc = jobq__cfg_int(cfg, module, "backoff_max_ms", 1, 3600000, &out->backoff_max_ms)) ||
+      (rc = jobq__cfg_int(cfg, module, "retry_after_max_ms", 0, 3600000, &out->retry_after_max_ms)) ||
+      (rc = jobq__cfg_int(cfg, module, "max_response_bytes", 1024, 1ll << 32, &out->max_response)))
     return rc;
   if (base == NULL) base = def_base;
   if (base == NULL)
@@ -38,12 +38,12 @@ int jq_httpcfg_parse(const json_t *cfg, const char *module, const char *provider
     return jobq__err(JOBQ_ECONFIG, "%s provider '%s': \"base_url\" must start with http:// or https://",
                      module, provider);
   if (need_key &&
-      (rc = jq_cfg_secret(cfg, module, provider, "api_key", "api_key_env", env_default, &out->api_key)))
+      (rc = jobq__cfg_secret(cfg, module, provider, "api_key", "api_key_env", env_default, &out->api_key)))
     return rc;
   out->base_url = strdup(base);
   out->ca_file = ca ? strdup(ca) : NULL;
   if (out->base_url == NULL || (ca && out->ca_file == NULL)) {
-    jq_httpcfg_free(out);
+    jobq__httpcfg_free(out);
     return jobq__err(JOBQ_ENOMEM, "%s: out of memory", module);
   }
   size_t n = strlen(out->base_url);
@@ -51,7 +51,7 @@ int jq_httpcfg_parse(const json_t *cfg, const char *module, const char *provider
   return 0;
 }
 
-void jq_httpcfg_free(jq_httpcfg *c) {
+void jobq__httpcfg_free(jobq__httpcfg *c) {
   free(c->base_url);
   if (c->api_key) {
     /* a key should not linger in freed memory */
@@ -62,7 +62,7 @@ void jq_httpcfg_free(jq_httpcfg *c) {
   memset(c, 0, sizeof *c);
 }
 
-void jq_httpcfg_opts(const jq_httpcfg *c, jq_http_opts *o) {
+void jobq__httpcfg_opts(const jobq__httpcfg *c, jobq__http_opts *o) {
   o->provider = c->provider;
   o->timeout_ms = c->timeout_ms;
   o->connect_timeout_ms = c->connect_timeout_ms;
@@ -76,34 +76,34 @@ void jq_httpcfg_opts(const jq_httpcfg *c, jq_http_opts *o) {
 
 static void on_cancel(jobq_stage_t *st, void *ud) {
   (void)st;
-  jq_httpreq *hr = ud;
-  if (hr->req) jq_http_abort(hr->req); /* done runs with JOBQ_ECANCELLED */
+  jobq__httpreq *hr = ud;
+  if (hr->req) jobq__http_abort(hr->req); /* done runs with JOBQ_ECANCELLED */
 }
 
-static void on_done(void *ud, const jq_http_resp *resp) {
-  jq_httpreq *hr = ud;
+static void on_done(void *ud, const jobq__http_resp *resp) {
+  jobq__httpreq *hr = ud;
   hr->req = NULL;
   jobq_stage_on_cancel(hr->st, NULL, NULL);
   hr->done(hr, resp);
 }
 
-int jq_httpreq_start(jq_httpreq *hr, jobq_stage_t *st, const jq_http_opts *o, jq_httpreq_fn done,
+int jobq__httpreq_start(jobq__httpreq *hr, jobq_stage_t *st, const jobq__http_opts *o, jobq__httpreq_fn done,
                      void *ud) {
   hr->st = st;
   hr->done = done;
   hr->ud = ud;
   hr->req = NULL;
-  struct jq_http *h = jq_stage_http(st);
-  int rc = h ? jq_http_start(h, o, on_done, hr, &hr->req) : JOBQ_ENOMEM;
+  struct jobq__http *h = jobq__stage_http(st);
+  int rc = h ? jobq__http_start(h, o, on_done, hr, &hr->req) : JOBQ_ENOMEM;
   if (rc) {
-    jq_stage_failf(st, 1, "%s: cannot start the request: %s", o->provider, jobq_last_error());
+    jobq__stage_failf(st, 1, "%s: cannot start the request: %s", o->provider, jobq_last_error());
     return rc;
   }
   jobq_stage_on_cancel(st, on_cancel, hr);
   return 0;
 }
 
-void jq_httpreq_fail(jobq_stage_t *st, const jq_httpcfg *c, const jq_http_resp *resp) {
+void jobq__httpreq_fail(jobq_stage_t *st, const jobq__httpcfg *c, const jobq__http_resp *resp) {
   if (resp->rc == JOBQ_ECANCELLED) {
     jobq_stage_fail(st, "cancelled", 0);
     return;

@@ -7,44 +7,44 @@
 #include "net/http.h"
 #include "stages/stage_int.h"
 
-typedef struct jq_httpcfg {
+typedef struct jobq__httpcfg {
   const char *provider;   /* "openai": in sentences */
   char *base_url;         /* without a trailing slash */
   char *api_key;          /* a secret: never in a sentence */
   char *ca_file;
   long long timeout_ms, connect_timeout_ms, max_tries, backoff_base_ms, backoff_max_ms,
       retry_after_max_ms, max_response;
-} jq_httpcfg;
+} jobq__httpcfg;
 
 /* Reads base_url (default def_base), api_key / api_key_env (default
  * env_default; required when need_key), timeout_ms, connect_timeout_ms,
  * max_tries, backoff_base_ms, backoff_max_ms, retry_after_max_ms,
  * max_response_bytes, ca_file. JOBQ_ECONFIG with a sentence. */
-int jq_httpcfg_parse(const json_t *cfg, const char *module, const char *provider,
+int jobq__httpcfg_parse(const json_t *cfg, const char *module, const char *provider,
                      const char *def_base, const char *env_default, int need_key,
-                     jq_httpcfg *out);
-void jq_httpcfg_free(jq_httpcfg *c);
+                     jobq__httpcfg *out);
+void jobq__httpcfg_free(jobq__httpcfg *c);
 /* Fills o's provider, timeouts, retries and secrets from c. */
-void jq_httpcfg_opts(const jq_httpcfg *c, jq_http_opts *o);
+void jobq__httpcfg_opts(const jobq__httpcfg *c, jobq__http_opts *o);
 
-/* One request of a stage run: started with jq_httpreq_start, its done(hr,
+/* One request of a stage run: started with jobq__httpreq_start, its done(hr,
  * resp) is called on the loop; a cancel of the job aborts it (done then
  * sees JOBQ_ECANCELLED). */
-typedef struct jq_httpreq jq_httpreq;
-typedef void (*jq_httpreq_fn)(jq_httpreq *hr, const jq_http_resp *resp);
-struct jq_httpreq {
+typedef struct jobq__httpreq jobq__httpreq;
+typedef void (*jobq__httpreq_fn)(jobq__httpreq *hr, const jobq__http_resp *resp);
+struct jobq__httpreq {
   jobq_stage_t *st;
-  jq_http_req *req;
-  jq_httpreq_fn done;
+  jobq__http_req *req;
+  jobq__httpreq_fn done;
   void *ud;
 };
 /* 0, or fails the stage and returns < 0. */
-int jq_httpreq_start(jq_httpreq *hr, jobq_stage_t *st, const jq_http_opts *o, jq_httpreq_fn done,
+int jobq__httpreq_start(jobq__httpreq *hr, jobq_stage_t *st, const jobq__http_opts *o, jobq__httpreq_fn done,
                      void *ud);
 /* The usual failure of a request: cancelled (not retryable), the provider's
  * HTTP error (429 and 5xx retryable, other 4xx not), network and timeouts
  * (retryable). Fails the stage with resp->error. */
-void jq_httpreq_fail(jobq_stage_t *st, const jq_httpcfg *c, const jq_http_resp *resp);
+void jobq__httpreq_fail(jobq_stage_t *st, const jobq__httpcfg *c, const jobq__http_resp *resp);
 /* A provider's error message from a JSON error body, for sentences. */
 
 #endif

@@ -8,18 +8,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const jq_provider jq_script_template, jq_script_openai, jq_script_anthropic;
-extern const jq_provider jq_tts_espeak, jq_tts_elevenlabs;
-extern const jq_provider jq_upload_local, jq_upload_s3, jq_upload_http;
+extern const jobq__provider jobq__script_template, jobq__script_openai, jobq__script_anthropic;
+extern const jobq__provider jobq__tts_espeak, jobq__tts_elevenlabs;
+extern const jobq__provider jobq__upload_local, jobq__upload_s3, jobq__upload_http;
 
-static const jq_provider *const providers[] = {
-  &jq_script_template, &jq_script_openai, &jq_script_anthropic,
-  &jq_tts_espeak,      &jq_tts_elevenlabs,
-  &jq_upload_local,    &jq_upload_s3,      &jq_upload_http,
+static const jobq__provider *const providers[] = {
+  &jobq__script_template, &jobq__script_openai, &jobq__script_anthropic,
+  &jobq__tts_espeak,      &jobq__tts_elevenlabs,
+  &jobq__upload_local,    &jobq__upload_s3,      &jobq__upload_http,
 };
 
 /* name NULL: any provider of the module (to tell "unknown module" apart). */
-const jq_provider *jq_provider_find(const char *module, const char *name) {
+const jobq__provider *jobq__provider_find(const char *module, const char *name) {
   for (size_t i = 0; i < sizeof providers / sizeof providers[0]; i++)
     if (strcmp(providers[i]->module, module) == 0 &&
         (name == NULL || strcmp(providers[i]->name, name) == 0))
@@ -29,7 +29,7 @@ const jq_provider *jq_provider_find(const char *module, const char *name) {
 
 /* After the progress the podcast service reported: script 10-25 %, audio
  * 30-75 %, upload 80-95 %. */
-void jq_module_defaults(const char *module, int *from, int *to, const char **step) {
+void jobq__module_defaults(const char *module, int *from, int *to, const char **step) {
   if (strcmp(module, "script") == 0) {
     *from = 10, *to = 25, *step = "Generating script...";
   } else if (strcmp(module, "tts") == 0) {
@@ -39,7 +39,7 @@ void jq_module_defaults(const char *module, int *from, int *to, const char **ste
   }
 }
 
-int jq_cfg_str(const json_t *cfg, const char *module, const char *key, int required,
+int jobq__cfg_str(const json_t *cfg, const char *module, const char *key, int required,
                const char **out) {
   const json_t *v = json_object_get(cfg, key);
   *out = NULL;
@@ -53,7 +53,7 @@ int jq_cfg_str(const json_t *cfg, const char *module, const char *key, int requi
   return 0;
 }
 
-int jq_cfg_int(const json_t *cfg, const char *module, const char *key, long long lo,
+int jobq__cfg_int(const json_t *cfg, const char *module, const char *key, long long lo,
                long long hi, long long *out) {
   const json_t *v = json_object_get(cfg, key);
   if (v == NULL) return 0; /* keep the default in *out */
@@ -64,13 +64,13 @@ int jq_cfg_int(const json_t *cfg, const char *module, const char *key, long long
   return 0;
 }
 
-int jq_cfg_secret(const json_t *cfg, const char *module, const char *provider,
+int jobq__cfg_secret(const json_t *cfg, const char *module, const char *provider,
                   const char *key, const char *env_key, const char *env_default, char **out) {
   const char *v, *env;
   int rc;
   *out = NULL;
-  if ((rc = jq_cfg_str(cfg, module, key, 0, &v)) != 0) return rc;
-  if ((rc = jq_cfg_str(cfg, module, env_key, 0, &env)) != 0) return rc;
+  if ((rc = jobq__cfg_str(cfg, module, key, 0, &v)) != 0) return rc;
+  if ((rc = jobq__cfg_str(cfg, module, env_key, 0, &env)) != 0) return rc;
   if (env == NULL) env = env_default;
   if (v == NULL) v = getenv(env);
   if (v == NULL || *v == '\0')
@@ -81,18 +81,18 @@ int jq_cfg_secret(const json_t *cfg, const char *module, const char *provider,
   return 0;
 }
 
-json_t *jq_stage_input_object(jobq_stage_t *st) {
+json_t *jobq__stage_input_object(jobq_stage_t *st) {
   json_error_t e;
   json_t *in = json_loads(jobq_stage_input(st), 0, &e);
   if (in == NULL || !json_is_object(in)) {
     json_decref(in);
-    jq_stage_failf(st, 0, "the input is not a JSON object");
+    jobq__stage_failf(st, 0, "the input is not a JSON object");
     return NULL;
   }
   return in;
 }
 
-int jq_stage_succeed_json(jobq_stage_t *st, json_t *obj) {
+int jobq__stage_succeed_json(jobq_stage_t *st, json_t *obj) {
   char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
   json_decref(obj);
   if (text == NULL) return jobq_stage_fail(st, "out of memory", 1);
@@ -101,7 +101,7 @@ int jq_stage_succeed_json(jobq_stage_t *st, json_t *obj) {
   return rc;
 }
 
-int jq_stage_failf(jobq_stage_t *st, int retryable, const char *fmt, ...) {
+int jobq__stage_failf(jobq_stage_t *st, int retryable, const char *fmt, ...) {
   char msg[1024];
   va_list ap;
   va_start(ap, fmt);

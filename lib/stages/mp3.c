@@ -39,34 +39,34 @@ static int valid_kbps(int k) {
 #define CHUNK 8192
 #define MP3BUF (CHUNK + CHUNK / 4 + 7200)
 
-static int encode(lame_t gf, const jq_pcm *p, jq_outfile *f, unsigned char *buf) {
+static int encode(lame_t gf, const jobq__pcm *p, jobq__outfile *f, unsigned char *buf) {
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < p->n; i += CHUNK) {
     int k = p->n - i < CHUNK ? (int)(p->n - i) : CHUNK;
     int w = lame_encode_buffer(gf, (const short *)p->samples + i, NULL, k, buf, MP3BUF);
     if (w < 0) return jobq__err(JOBQ_EIO, "LAME failed to encode (error %d)", w);
-    rc = jq_outfile_write(f, buf, (size_t)w);
+    rc = jobq__outfile_write(f, buf, (size_t)w);
   }
   if (rc < 0) return rc;
   int w = lame_encode_flush(gf, buf, MP3BUF);
   if (w < 0) return jobq__err(JOBQ_EIO, "LAME failed to flush (error %d)", w);
-  rc = jq_outfile_write(f, buf, (size_t)w);
+  rc = jobq__outfile_write(f, buf, (size_t)w);
   if (rc < 0) return rc;
   /* LAME left an empty first frame for the Info tag, which only now knows
    * the frame count; nothing precedes it in our files (no ID3 tag). */
   size_t t = lame_get_lametag_frame(gf, buf, MP3BUF);
   if (t > MP3BUF) return jobq__err(JOBQ_EIO, "LAME's Info tag needs %zu bytes", t);
-  if (t > 0) rc = jq_outfile_write_at(f, 0, buf, t);
+  if (t > 0) rc = jobq__outfile_write_at(f, 0, buf, t);
   return rc;
 }
 
-int jq_mp3_write(const char *path, const jq_pcm *p, int kbps) {
+int jobq__mp3_write(const char *path, const jobq__pcm *p, int kbps) {
   if (path == NULL || p == NULL || (p->samples == NULL && p->n > 0))
-    return jobq__err(JOBQ_EINVAL, "jq_mp3_write: NULL argument");
-  if (p->rate <= 0) return jobq__err(JOBQ_EINVAL, "jq_mp3_write: the buffer has no sample rate");
+    return jobq__err(JOBQ_EINVAL, "jobq__mp3_write: NULL argument");
+  if (p->rate <= 0) return jobq__err(JOBQ_EINVAL, "jobq__mp3_write: the buffer has no sample rate");
   if (kbps == 0) kbps = 128;
   if (!valid_kbps(kbps))
-    return jobq__err(JOBQ_EINVAL, "jq_mp3_write: %d kbps is not an MP3 bitrate", kbps);
+    return jobq__err(JOBQ_EINVAL, "jobq__mp3_write: %d kbps is not an MP3 bitrate", kbps);
 
   lame_t gf = lame_init();
   if (gf == NULL) return jobq__err(JOBQ_ENOMEM, "LAME: out of memory");
@@ -83,21 +83,21 @@ int jq_mp3_write(const char *path, const jq_pcm *p, int kbps) {
   pthread_mutex_unlock(&init_mu);
   if (lrc < 0) {
     lame_close(gf);
-    return jobq__err(JOBQ_EINVAL, "jq_mp3_write: LAME cannot encode %d Hz at %d kbps (error %d)",
+    return jobq__err(JOBQ_EINVAL, "jobq__mp3_write: LAME cannot encode %d Hz at %d kbps (error %d)",
                      p->rate, kbps, lrc);
   }
 
   unsigned char *buf = malloc(MP3BUF);
   if (buf == NULL) {
     lame_close(gf);
-    return jobq__err(JOBQ_ENOMEM, "jq_mp3_write: out of memory");
+    return jobq__err(JOBQ_ENOMEM, "jobq__mp3_write: out of memory");
   }
-  jq_outfile f;
-  int rc = jq_outfile_open(&f, path);
+  jobq__outfile f;
+  int rc = jobq__outfile_open(&f, path);
   if (rc == 0) {
     rc = encode(gf, p, &f, buf);
-    if (rc == 0) rc = jq_outfile_commit(&f);
-    else jq_outfile_abort(&f);
+    if (rc == 0) rc = jobq__outfile_commit(&f);
+    else jobq__outfile_abort(&f);
   }
   free(buf);
   lame_close(gf);

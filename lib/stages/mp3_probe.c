@@ -102,8 +102,8 @@ static int trailing_tag(const uint8_t *p, size_t n) {
   return 0;
 }
 
-int jq_mp3_probe(const void *bytes, size_t len, double *out_seconds) {
-  if (bytes == NULL && len > 0) return jobq__err(JOBQ_EINVAL, "jq_mp3_probe: NULL bytes");
+int jobq__mp3_probe(const void *bytes, size_t len, double *out_seconds) {
+  if (bytes == NULL && len > 0) return jobq__err(JOBQ_EINVAL, "jobq__mp3_probe: NULL bytes");
   const uint8_t *b = bytes;
   if (len == 0) return BAD("no bytes");
   size_t pos = id3v2_size(b, len);

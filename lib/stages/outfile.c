@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-/* A zeroed jq_outfile (fd 0, no tmp) owns no descriptor: tmp says whether
+/* A zeroed jobq__outfile (fd 0, no tmp) owns no descriptor: tmp says whether
  * fd is ours. */
-static void release(jq_outfile *o) {
+static void release(jobq__outfile *o) {
   if (o->tmp != NULL && o->fd >= 0) close(o->fd);
   free(o->path);
   free(o->tmp);
@@ -20,12 +20,12 @@ static void release(jq_outfile *o) {
   o->tmp = NULL;
 }
 
-static int io_err(jq_outfile *o, const char *what, int e) {
+static int io_err(jobq__outfile *o, const char *what, int e) {
   return jobq__err(JOBQ_EIO, "cannot %s '%.200s': %s", what, o->tmp ? o->tmp : "(none)",
                    strerror(e));
 }
 
-int jq_outfile_open(jq_outfile *o, const char *path) {
+int jobq__outfile_open(jobq__outfile *o, const char *path) {
   o->fd = -1;
   o->path = NULL;
   o->tmp = NULL;
@@ -50,7 +50,7 @@ int jq_outfile_open(jq_outfile *o, const char *path) {
   return 0;
 }
 
-int jq_outfile_write(jq_outfile *o, const void *p, size_t n) {
+int jobq__outfile_write(jobq__outfile *o, const void *p, size_t n) {
   const char *c = p;
   while (n > 0) {
     ssize_t w = write(o->fd, c, n);
@@ -64,7 +64,7 @@ int jq_outfile_write(jq_outfile *o, const void *p, size_t n) {
   return 0;
 }
 
-int jq_outfile_write_at(jq_outfile *o, uint64_t off, const void *p, size_t n) {
+int jobq__outfile_write_at(jobq__outfile *o, uint64_t off, const void *p, size_t n) {
   const char *c = p;
   while (n > 0) {
     if (off > (uint64_t)INT64_MAX) return io_err(o, "write", EOVERFLOW);
@@ -80,7 +80,7 @@ int jq_outfile_write_at(jq_outfile *o, uint64_t off, const void *p, size_t n) {
   return 0;
 }
 
-int jq_outfile_commit(jq_outfile *o) {
+int jobq__outfile_commit(jobq__outfile *o) {
   int rc = 0;
   /* The data must be on disk before the rename is: otherwise a crash can
    * leave path renamed but empty. The directory is not synced; losing the
@@ -99,7 +99,7 @@ int jq_outfile_commit(jq_outfile *o) {
   return rc;
 }
 
-void jq_outfile_abort(jq_outfile *o) {
+void jobq__outfile_abort(jobq__outfile *o) {
   if (o->tmp != NULL) {
     if (o->fd >= 0) close(o->fd);
     o->fd = -1;

@@ -8,23 +8,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct jq_outfile {
+typedef struct jobq__outfile {
   int fd;
   char *path;
   char *tmp;
-} jq_outfile;
+} jobq__outfile;
 
 /* Creates (or truncates) "<path>.tmp". 0, JOBQ_EINVAL, JOBQ_ENOMEM or
  * JOBQ_EIO; on failure *o needs no cleanup. */
-int jq_outfile_open(jq_outfile *o, const char *path);
-/* Appends n bytes. JOBQ_EIO on failure (then call jq_outfile_abort). */
-int jq_outfile_write(jq_outfile *o, const void *p, size_t n);
+int jobq__outfile_open(jobq__outfile *o, const char *path);
+/* Appends n bytes. JOBQ_EIO on failure (then call jobq__outfile_abort). */
+int jobq__outfile_write(jobq__outfile *o, const void *p, size_t n);
 /* Overwrites n bytes at offset off (for headers known only at the end). */
-int jq_outfile_write_at(jq_outfile *o, uint64_t off, const void *p, size_t n);
+int jobq__outfile_write_at(jobq__outfile *o, uint64_t off, const void *p, size_t n);
 /* Syncs, closes and renames the .tmp over path. Releases o whatever happens;
  * on failure the .tmp is removed and path is left as it was. */
-int jq_outfile_commit(jq_outfile *o);
-/* Closes and removes the .tmp. Safe on a zeroed or released jq_outfile. */
-void jq_outfile_abort(jq_outfile *o);
+int jobq__outfile_commit(jobq__outfile *o);
+/* Closes and removes the .tmp. Safe on a zeroed or released jobq__outfile. */
+void jobq__outfile_abort(jobq__outfile *o);
 
 #endif

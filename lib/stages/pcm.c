@@ -9,7 +9,7 @@
 
 #define MAX_SAMPLES (SIZE_MAX / sizeof(int16_t))
 
-void jq_pcm_free(jq_pcm *p) {
+void jobq__pcm_free(jobq__pcm *p) {
   if (p == NULL) return;
   free(p->samples);
   memset(p, 0, sizeof *p);
@@ -17,7 +17,7 @@ void jq_pcm_free(jq_pcm *p) {
 
 /* Makes room for extra more samples; capacity doubles so that appending a
  * clip at a time stays linear overall. */
-static int reserve(jq_pcm *p, size_t extra) {
+static int reserve(jobq__pcm *p, size_t extra) {
   if (extra > MAX_SAMPLES - p->n)
     return jobq__err(JOBQ_ENOMEM, "PCM buffer: %zu more samples would overflow", extra);
   size_t need = p->n + extra;
@@ -31,8 +31,8 @@ static int reserve(jq_pcm *p, size_t extra) {
   return 0;
 }
 
-int jq_pcm_append(jq_pcm *dst, const int16_t *s, size_t n) {
-  if (dst == NULL || (s == NULL && n > 0)) return jobq__err(JOBQ_EINVAL, "jq_pcm_append: NULL buffer");
+int jobq__pcm_append(jobq__pcm *dst, const int16_t *s, size_t n) {
+  if (dst == NULL || (s == NULL && n > 0)) return jobq__err(JOBQ_EINVAL, "jobq__pcm_append: NULL buffer");
   if (n == 0) return 0;
   /* s may point into dst itself (a clip repeated), and reserve() may move it. */
   int inside = dst->samples != NULL && s >= dst->samples && s < dst->samples + dst->n;
@@ -45,11 +45,11 @@ int jq_pcm_append(jq_pcm *dst, const int16_t *s, size_t n) {
   return 0;
 }
 
-int jq_pcm_append_silence(jq_pcm *dst, int ms) {
+int jobq__pcm_append_silence(jobq__pcm *dst, int ms) {
   if (dst == NULL || ms < 0)
-    return jobq__err(JOBQ_EINVAL, "jq_pcm_append_silence: NULL buffer or negative duration");
+    return jobq__err(JOBQ_EINVAL, "jobq__pcm_append_silence: NULL buffer or negative duration");
   if (dst->rate <= 0)
-    return jobq__err(JOBQ_EINVAL, "jq_pcm_append_silence: the buffer has no sample rate");
+    return jobq__err(JOBQ_EINVAL, "jobq__pcm_append_silence: the buffer has no sample rate");
   /* int * int fits in 64 bits; the division truncates, so 10 ms at 22,050 Hz
    * is 220 samples, and gaps of equal length are always equal. */
   uint64_t n = (uint64_t)dst->rate * (uint64_t)ms / 1000u;
@@ -75,7 +75,7 @@ static int16_t lerp(int16_t a, int16_t b, uint64_t num, uint64_t den) {
  * long clips. There is no low-pass filter, so downsampling aliases; the
  * stages resample speech between common rates (22,050 / 24,000 / 44,100 /
  * 48,000 Hz), where this is inaudible enough and cheap. */
-static int resample_append(jq_pcm *dst, const jq_pcm *src, int to) {
+static int resample_append(jobq__pcm *dst, const jobq__pcm *src, int to) {
   uint64_t from = (uint64_t)src->rate, t = (uint64_t)to, n = src->n;
   if (n > (UINT64_MAX - from) / t)
     return jobq__err(JOBQ_ENOMEM, "PCM buffer: %zu samples are too many to resample", src->n);
@@ -95,25 +95,25 @@ static int resample_append(jq_pcm *dst, const jq_pcm *src, int to) {
   return 0;
 }
 
-int jq_pcm_append_pcm(jq_pcm *dst, const jq_pcm *src) {
+int jobq__pcm_append_pcm(jobq__pcm *dst, const jobq__pcm *src) {
   if (dst == NULL || src == NULL || (src->samples == NULL && src->n > 0))
-    return jobq__err(JOBQ_EINVAL, "jq_pcm_append_pcm: NULL buffer");
+    return jobq__err(JOBQ_EINVAL, "jobq__pcm_append_pcm: NULL buffer");
   if (src->rate <= 0 || dst->rate < 0)
-    return jobq__err(JOBQ_EINVAL, "jq_pcm_append_pcm: sample rate %d -> %d", src->rate, dst->rate);
+    return jobq__err(JOBQ_EINVAL, "jobq__pcm_append_pcm: sample rate %d -> %d", src->rate, dst->rate);
   int to = dst->rate ? dst->rate : src->rate;
   int rc = 0;
-  if (to == src->rate) rc = jq_pcm_append(dst, src->samples, src->n);
+  if (to == src->rate) rc = jobq__pcm_append(dst, src->samples, src->n);
   else if (src->n > 0) rc = resample_append(dst, src, to);
   if (rc == 0) dst->rate = to;
   return rc;
 }
 
-double jq_pcm_seconds(const jq_pcm *p) {
+double jobq__pcm_seconds(const jobq__pcm *p) {
   if (p == NULL || p->rate <= 0) return 0.0;
   return (double)p->n / (double)p->rate;
 }
 
-double jq_pcm_rms(const jq_pcm *p) {
+double jobq__pcm_rms(const jobq__pcm *p) {
   if (p == NULL || p->n == 0) return 0.0;
   double sum = 0.0;
   for (size_t i = 0; i < p->n; i++) sum += (double)p->samples[i] * p->samples[i];

@@ -31,7 +31,7 @@ struct pl_reg {
   uv_async_t async;
   uv_timer_t poll; /* looks for cancelled runs while any runs */
   int poll_on;
-  struct jq_http *http;
+  struct jobq__http *http;
   int closing, close_pending;
   pl_run *runs; /* under the loop thread */
   uv_mutex_t mu;
@@ -61,7 +61,7 @@ struct pl_run {
 
 /* ---- builder -------------------------------------------------------------- */
 
-static void module_unref(jq_module *m) {
+static void module_unref(jobq__module *m) {
   if (m && atomic_fetch_sub(&m->refs, 1) == 1) {
     if (m->prov->free) m->prov->free(m->state);
     free(m);
@@ -104,7 +104,7 @@ static pl_stage *find_stage(const jobq_pipeline_t *p, const char *name) {
 }
 
 static int append(jobq_pipeline_t *p, const char *fn, const char *name, jobq_stage_fn f, void *ud,
-                  int mode, jq_module *mod) {
+                  int mode, jobq__module *mod) {
   if (find_stage(p, name))
     return jobq__err(JOBQ_EEXIST, "%s: the pipeline already has a stage '%s'", fn, name);
   pl_stage *ns = realloc(p->stages, (size_t)(p->n + 1) * sizeof *ns);
@@ -119,7 +119,7 @@ static int append(jobq_pipeline_t *p, const char *fn, const char *name, jobq_sta
   s->mod = mod;
   if (mod) {
     const char *step;
-    jq_module_defaults(mod->prov->module, &s->from, &s->to, &step);
+    jobq__module_defaults(mod->prov->module, &s->from, &s->to, &step);
     if ((s->step = strdup(step)) == NULL) {
       free(s->name);
       return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
@@ -151,15 +151,15 @@ static int add_builtin(jobq_pipeline_t *p, const char *F, const char *module, co
   const json_t *pv = json_object_get(cfg, "provider");
   if (!json_is_string(pv))
     return jobq__err(JOBQ_ECONFIG, "%s: %s: \"provider\" is missing or not a string", F, module);
-  const jq_provider *prov = jq_provider_find(module, json_string_value(pv));
+  const jobq__provider *prov = jobq__provider_find(module, json_string_value(pv));
   if (prov == NULL) {
-    if (jq_provider_find(module, NULL) == NULL)
+    if (jobq__provider_find(module, NULL) == NULL)
       return jobq__err(JOBQ_ECONFIG, "%s: unknown module '%.64s' (script, tts or upload)", F,
                        module);
     return jobq__err(JOBQ_ECONFIG, "%s: %s: unknown provider '%.64s'", F, module,
                      json_string_value(pv));
   }
-  jq_module *m = calloc(1, sizeof *m);
+  jobq__module *m = calloc(1, sizeof *m);
   if (m == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", F);
   atomic_init(&m->refs, 1);
   m->prov = prov;
@@ -739,9 +739,9 @@ JOBQ_API int jobq_stage_fail(jobq_stage_t *st, const char *message, int retryabl
 
 /* ---- the loop's HTTP client ------------------------------------------------------ */
 
-struct jq_http *jq_stage_http(jobq_stage_t *st) {
+struct jobq__http *jobq__stage_http(jobq_stage_t *st) {
   pl_reg *r = st->run->reg;
-  if (r->http == NULL && jq_http_new(jobq__loop(r->q), &r->http) != 0) return NULL;
+  if (r->http == NULL && jobq__http_new(jobq__loop(r->q), &r->http) != 0) return NULL;
   return r->http;
 }
 
@@ -784,6 +784,6 @@ static void reg_close_on_loop(void *ud, jobq_t *q) {
       st->cancel_fn(st, st->cancel_ud);
     }
   }
-  if (r->http) jq_http_close(r->http, on_http_closed, r);
+  if (r->http) jobq__http_close(r->http, on_http_closed, r);
   else maybe_closed(r);
 }

@@ -6,16 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char jq_script_system_prompt[] =
+const char jobq__script_system_prompt[] =
     "You write scripts for a podcast with two hosts. Turn the user's text into a lively, accurate "
     "dialogue between the hosts. Answer with JSON only, no prose around it, in exactly this "
     "shape: {\"dialogue\": [{\"speaker\": \"<host name>\", \"text\": \"<what they say>\"}, ...]}.";
 
-const char *jq_script_input_text(jobq_stage_t *st, json_t *in, long long max_chars) {
+const char *jobq__script_input_text(jobq_stage_t *st, json_t *in, long long max_chars) {
   const json_t *t = json_object_get(in, "text");
   if (t == NULL) t = json_object_get(in, "noteContent");
   if (!json_is_string(t)) {
-    jq_stage_failf(st, 0, "the input has no \"text\" string");
+    jobq__stage_failf(st, 0, "the input has no \"text\" string");
     return NULL;
   }
   size_t n = json_string_length(t);
@@ -23,17 +23,17 @@ const char *jq_script_input_text(jobq_stage_t *st, json_t *in, long long max_cha
   size_t i = 0;
   while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r')) i++;
   if (i == n) {
-    jq_stage_failf(st, 0, "the input text is empty");
+    jobq__stage_failf(st, 0, "the input text is empty");
     return NULL;
   }
   if ((long long)n > max_chars) {
-    jq_stage_failf(st, 0, "the input text is %zu bytes, over the limit of %lld", n, max_chars);
+    jobq__stage_failf(st, 0, "the input text is %zu bytes, over the limit of %lld", n, max_chars);
     return NULL;
   }
   return s;
 }
 
-int jq_script_succeed(jobq_stage_t *st, json_t *in, json_t *dialogue) {
+int jobq__script_succeed(jobq_stage_t *st, json_t *in, json_t *dialogue) {
   size_t cap = 256, len = 0, i;
   char *tr = malloc(cap);
   json_t *turn;
@@ -58,7 +58,7 @@ int jq_script_succeed(jobq_stage_t *st, json_t *in, json_t *dialogue) {
   dialogue = NULL;
   if (json_object_set_new(in, "transcript", json_string(tr)) != 0) goto nomem;
   free(tr);
-  return jq_stage_succeed_json(st, in);
+  return jobq__stage_succeed_json(st, in);
 nomem:
   free(tr);
   json_decref(dialogue);
@@ -85,7 +85,7 @@ static int dialogue_ok(const json_t *d, char *why, size_t n) {
   return 1;
 }
 
-json_t *jq_script_parse_dialogue(const char *text, char *why, size_t why_size) {
+json_t *jobq__script_parse_dialogue(const char *text, char *why, size_t why_size) {
   /* Models like to wrap JSON in a Markdown fence: take what is inside. */
   const char *start = strchr(text, '{'), *lb = strchr(text, '[');
   if (start == NULL || (lb && lb < start)) start = lb;

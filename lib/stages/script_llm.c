@@ -14,7 +14,7 @@ enum { OPENAI, ANTHROPIC };
 
 typedef struct llm {
   int kind;
-  jq_httpcfg http;
+  jobq__httpcfg http;
   char *model;
   char *token_param; /* OpenAI: "max_tokens" or "max_completion_tokens" */
   char *anthropic_version;
@@ -23,7 +23,7 @@ typedef struct llm {
 } llm;
 
 typedef struct llm_run {
-  jq_httpreq hr;
+  jobq__httpreq hr;
   llm *l;
   json_t *in;
   char *body;
@@ -35,7 +35,7 @@ typedef struct llm_run {
 static void llm_free(void *p) {
   llm *l = p;
   if (l == NULL) return;
-  jq_httpcfg_free(&l->http);
+  jobq__httpcfg_free(&l->http);
   free(l->model);
   free(l->token_param);
   free(l->anthropic_version);
@@ -48,18 +48,18 @@ static int configure(const json_t *cfg, void **out, int kind) {
   if (l == NULL) return jobq__err(JOBQ_ENOMEM, "script: out of memory");
   l->kind = kind;
   l->max_tokens = 4096;
-  l->max_chars = JQ_SCRIPT_MAX_CHARS_DEFAULT;
+  l->max_chars = JOBQ_SCRIPT_MAX_CHARS_DEFAULT;
   l->temperature = 0.7;
   const char *model, *tp, *ver;
   int rc;
-  if ((rc = jq_httpcfg_parse(cfg, "script", name,
+  if ((rc = jobq__httpcfg_parse(cfg, "script", name,
                              kind == OPENAI ? "https://api.openai.com" : "https://api.anthropic.com",
                              kind == OPENAI ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY", 1, &l->http)) ||
-      (rc = jq_cfg_str(cfg, "script", "model", 0, &model)) ||
-      (rc = jq_cfg_str(cfg, "script", "token_param", 0, &tp)) ||
-      (rc = jq_cfg_str(cfg, "script", "anthropic_version", 0, &ver)) ||
-      (rc = jq_cfg_int(cfg, "script", "max_tokens", 16, 200000, &l->max_tokens)) ||
-      (rc = jq_cfg_int(cfg, "script", "max_chars", 1, 1000000, &l->max_chars)))
+      (rc = jobq__cfg_str(cfg, "script", "model", 0, &model)) ||
+      (rc = jobq__cfg_str(cfg, "script", "token_param", 0, &tp)) ||
+      (rc = jobq__cfg_str(cfg, "script", "anthropic_version", 0, &ver)) ||
+      (rc = jobq__cfg_int(cfg, "script", "max_tokens", 16, 200000, &l->max_tokens)) ||
+      (rc = jobq__cfg_int(cfg, "script", "max_chars", 1, 1000000, &l->max_chars)))
     goto fail;
   const json_t *t = json_object_get(cfg, "temperature");
   if (t) {
@@ -126,12 +126,12 @@ static const char *answer_text(const llm *l, json_t *ans, char *why, size_t n) {
   return NULL;
 }
 
-static void on_answer(jq_httpreq *hr, const jq_http_resp *resp) {
+static void on_answer(jobq__httpreq *hr, const jobq__http_resp *resp) {
   llm_run *r = hr->ud;
   jobq_stage_t *st = hr->st;
   const llm *l = r->l;
   if (resp->rc != 0 || resp->status != 200) {
-    jq_httpreq_fail(st, &l->http, resp);
+    jobq__httpreq_fail(st, &l->http, resp);
     run_free(r);
     return;
   }
@@ -140,11 +140,11 @@ static void on_answer(jq_httpreq *hr, const jq_http_resp *resp) {
   json_t *ans = json_loadb(resp->body, resp->body_len, 0, &e);
   const char *text = ans ? answer_text(l, ans, why, sizeof why) : NULL;
   if (ans == NULL) snprintf(why, sizeof why, "the answer is not JSON: %s", e.text);
-  json_t *d = text ? jq_script_parse_dialogue(text, why, sizeof why) : NULL;
+  json_t *d = text ? jobq__script_parse_dialogue(text, why, sizeof why) : NULL;
   json_decref(ans);
   if (d == NULL) {
     /* A model may answer better next time; the job's retry asks again. */
-    jq_stage_failf(st, 1, "%s: HTTP 200 but %s", l->http.provider, why);
+    jobq__stage_failf(st, 1, "%s: HTTP 200 but %s", l->http.provider, why);
     run_free(r);
     return;
   }
@@ -152,14 +152,14 @@ static void on_answer(jq_httpreq *hr, const jq_http_resp *resp) {
   json_t *in = r->in;
   r->in = NULL;
   run_free(r);
-  jq_script_succeed(st, in, d);
+  jobq__script_succeed(st, in, d);
 }
 
 static void llm_run_stage(jobq_stage_t *st, void *ud) {
   llm *l = ud;
-  json_t *in = jq_stage_input_object(st);
+  json_t *in = jobq__stage_input_object(st);
   if (in == NULL) return;
-  const char *text = jq_script_input_text(st, in, l->max_chars);
+  const char *text = jobq__script_input_text(st, in, l->max_chars);
   if (text == NULL) {
     json_decref(in);
     return;
@@ -181,7 +181,7 @@ static void llm_run_stage(jobq_stage_t *st, void *ud) {
   json_t *body;
   if (l->kind == OPENAI) {
     body = json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:s}], s:I, s:f}", "model", l->model, "messages",
-                     "role", "system", "content", jq_script_system_prompt, "role", "user",
+                     "role", "system", "content", jobq__script_system_prompt, "role", "user",
                      "content", user, l->token_param, (json_int_t)l->max_tokens, "temperature",
                      l->temperature);
     snprintf(r->auth, sizeof r->auth, "Authorization: Bearer %s", l->http.api_key);
@@ -189,7 +189,7 @@ static void llm_run_stage(jobq_stage_t *st, void *ud) {
     r->headers[1] = "Content-Type: application/json";
   } else {
     body = json_pack("{s:s, s:I, s:s, s:[{s:s, s:s}], s:f}", "model", l->model, "max_tokens",
-                     (json_int_t)l->max_tokens, "system", jq_script_system_prompt, "messages",
+                     (json_int_t)l->max_tokens, "system", jobq__script_system_prompt, "messages",
                      "role", "user", "content", user, "temperature", l->temperature);
     snprintf(r->auth, sizeof r->auth, "x-api-key: %s", l->http.api_key);
     snprintf(r->hdr2, sizeof r->hdr2, "anthropic-version: %s", l->anthropic_version);
@@ -208,8 +208,8 @@ static void llm_run_stage(jobq_stage_t *st, void *ud) {
   char url[1200];
   snprintf(url, sizeof url, "%s%s", l->http.base_url,
            l->kind == OPENAI ? "/v1/chat/completions" : "/v1/messages");
-  jq_http_opts o = {0};
-  jq_httpcfg_opts(&l->http, &o);
+  jobq__http_opts o = {0};
+  jobq__httpcfg_opts(&l->http, &o);
   r->secrets[0] = l->http.api_key;
   o.secrets = r->secrets;
   o.n_secrets = 1;
@@ -220,12 +220,12 @@ static void llm_run_stage(jobq_stage_t *st, void *ud) {
   o.body = r->body;
   o.body_len = strlen(r->body);
   jobq_stage_progress(st, 10, NULL);
-  if (jq_httpreq_start(&r->hr, st, &o, on_answer, r) != 0) run_free(r);
+  if (jobq__httpreq_start(&r->hr, st, &o, on_answer, r) != 0) run_free(r);
 }
 
-const jq_provider jq_script_openai = {
+const jobq__provider jobq__script_openai = {
   "script", "openai", JOBQ_STAGE_ON_LOOP, openai_configure, llm_free, llm_run_stage,
 };
-const jq_provider jq_script_anthropic = {
+const jobq__provider jobq__script_anthropic = {
   "script", "anthropic", JOBQ_STAGE_ON_LOOP, anthropic_configure, llm_free, llm_run_stage,
 };

@@ -24,7 +24,7 @@ static void tpl_free(void *p) {
 static int tpl_configure(const json_t *cfg, void **out) {
   tpl *t = calloc(1, sizeof *t);
   if (t == NULL) return jobq__err(JOBQ_ENOMEM, "script: out of memory");
-  t->max_chars = JQ_SCRIPT_MAX_CHARS_DEFAULT;
+  t->max_chars = JOBQ_SCRIPT_MAX_CHARS_DEFAULT;
   t->max_turns = 40;
   const json_t *hosts = json_object_get(cfg, "hosts");
   const char *h0 = "Alex", *h1 = "Sam";
@@ -40,8 +40,8 @@ static int tpl_configure(const json_t *cfg, void **out) {
     h0 = json_string_value(json_array_get(hosts, 0));
     h1 = json_string_value(json_array_get(hosts, 1));
   }
-  if ((rc = jq_cfg_int(cfg, "script", "max_chars", 1, 1000000, &t->max_chars)) ||
-      (rc = jq_cfg_int(cfg, "script", "max_turns", 4, 1000, &t->max_turns)))
+  if ((rc = jobq__cfg_int(cfg, "script", "max_chars", 1, 1000000, &t->max_chars)) ||
+      (rc = jobq__cfg_int(cfg, "script", "max_turns", 4, 1000, &t->max_turns)))
     goto fail;
   t->host[0] = strdup(h0);
   t->host[1] = strdup(h1);
@@ -86,9 +86,9 @@ static int add(json_t *d, const char *speaker, const char *text) {
 
 static void tpl_run(jobq_stage_t *st, void *ud) {
   tpl *t = ud;
-  json_t *in = jq_stage_input_object(st);
+  json_t *in = jobq__stage_input_object(st);
   if (in == NULL) return;
-  const char *text = jq_script_input_text(st, in, t->max_chars);
+  const char *text = jobq__script_input_text(st, in, t->max_chars);
   if (text == NULL) {
     json_decref(in);
     return;
@@ -133,9 +133,9 @@ static void tpl_run(jobq_stage_t *st, void *ud) {
     return;
   }
   jobq_stage_progress(st, 100, NULL);
-  jq_script_succeed(st, in, d);
+  jobq__script_succeed(st, in, d);
 }
 
-const jq_provider jq_script_template = {
+const jobq__provider jobq__script_template = {
   "script", "template", JOBQ_STAGE_BLOCKING, tpl_configure, tpl_free, tpl_run,
 };

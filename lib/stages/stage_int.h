@@ -10,10 +10,10 @@
 #include <stdatomic.h>
 #include <uv.h>
 
-struct jq_http;
+struct jobq__http;
 
 /* A built-in provider: module "script" + provider "template", etc. */
-typedef struct jq_provider {
+typedef struct jobq__provider {
   const char *module;
   const char *name;
   int mode; /* JOBQ_STAGE_BLOCKING or JOBQ_STAGE_ON_LOOP */
@@ -22,15 +22,15 @@ typedef struct jq_provider {
   int (*configure)(const json_t *cfg, void **out_state);
   void (*free)(void *state);
   jobq_stage_fn run; /* ud is the state */
-} jq_provider;
+} jobq__provider;
 
 /* A provider's configured state, shared by the pipelines copied from one
  * builder. */
-typedef struct jq_module {
+typedef struct jobq__module {
   atomic_int refs;
-  const jq_provider *prov;
+  const jobq__provider *prov;
   void *state;
-} jq_module;
+} jobq__module;
 
 typedef struct pl_stage {
   char *name;
@@ -39,7 +39,7 @@ typedef struct pl_stage {
   int mode;
   int from, to, has_share;
   char *step;
-  jq_module *mod; /* built-in: holds a reference; NULL for host stages */
+  jobq__module *mod; /* built-in: holds a reference; NULL for host stages */
 } pl_stage;
 
 struct jobq_pipeline_s {
@@ -66,30 +66,30 @@ struct jobq_stage_s {
 
 /* The loop's HTTP client for on-loop providers (created on first use); NULL
  * with jobq_last_error() set if it cannot be. */
-struct jq_http *jq_stage_http(jobq_stage_t *st);
+struct jobq__http *jobq__stage_http(jobq_stage_t *st);
 
 /* Providers (lib/stages/script*.c, tts*.c, upload*.c). */
-const jq_provider *jq_provider_find(const char *module, const char *name);
+const jobq__provider *jobq__provider_find(const char *module, const char *name);
 /* The default share and step of a built-in module. */
-void jq_module_defaults(const char *module, int *from, int *to, const char **step);
+void jobq__module_defaults(const char *module, int *from, int *to, const char **step);
 
 /* Config helpers: string/int members with a sentence on a bad type. */
-int jq_cfg_str(const json_t *cfg, const char *module, const char *key, int required,
+int jobq__cfg_str(const json_t *cfg, const char *module, const char *key, int required,
                const char **out);
-int jq_cfg_int(const json_t *cfg, const char *module, const char *key, long long lo,
+int jobq__cfg_int(const json_t *cfg, const char *module, const char *key, long long lo,
                long long hi, long long *out);
 /* An API key from cfg "api_key", or the environment variable named by
  * cfg "api_key_env" (default env_default). Copied into *out (free()). */
-int jq_cfg_secret(const json_t *cfg, const char *module, const char *provider,
+int jobq__cfg_secret(const json_t *cfg, const char *module, const char *provider,
                   const char *key, const char *env_key, const char *env_default, char **out);
 
 /* Output helpers: the stage's input object with more members; fails the
  * stage with JOBQ_EJSON-style sentences when the input is not an object. */
-json_t *jq_stage_input_object(jobq_stage_t *st);
+json_t *jobq__stage_input_object(jobq_stage_t *st);
 /* Serialises obj (stolen) and succeeds the stage with it. */
-int jq_stage_succeed_json(jobq_stage_t *st, json_t *obj);
+int jobq__stage_succeed_json(jobq_stage_t *st, json_t *obj);
 /* jobq_stage_fail with a formatted message. */
-int jq_stage_failf(jobq_stage_t *st, int retryable, const char *fmt, ...)
+int jobq__stage_failf(jobq_stage_t *st, int retryable, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #endif

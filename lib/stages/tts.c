@@ -5,21 +5,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-void jq_voices_free(jq_voices *v) {
+void jobq__voices_free(jobq__voices *v) {
   for (int i = 0; i < v->n; i++) free(v->speaker[i]), free(v->voice[i]);
   for (int i = 0; i < v->n_fallback; i++) free(v->fallback[i]);
   memset(v, 0, sizeof *v);
 }
 
-static int add_fallback(jq_voices *v, const char *voice) {
+static int add_fallback(jobq__voices *v, const char *voice) {
   if ((v->fallback[v->n_fallback] = strdup(voice)) == NULL)
     return jobq__err(JOBQ_ENOMEM, "tts: out of memory");
   v->n_fallback++;
   return 0;
 }
 
-int jq_voices_parse(const json_t *cfg, const char *what, const char *fallback_key,
-                    const char *def0, const char *def1, jq_voices *v) {
+int jobq__voices_parse(const json_t *cfg, const char *what, const char *fallback_key,
+                    const char *def0, const char *def1, jobq__voices *v) {
   memset(v, 0, sizeof *v);
   int rc = 0;
   const json_t *voices = json_object_get(cfg, "voices");
@@ -30,9 +30,9 @@ int jq_voices_parse(const json_t *cfg, const char *what, const char *fallback_ke
   const char *k;
   json_t *val;
   json_object_foreach((json_t *)voices, k, val) {
-    if (!json_is_string(val) || json_string_length(val) == 0 || v->n == JQ_TTS_MAX_VOICES) {
+    if (!json_is_string(val) || json_string_length(val) == 0 || v->n == JOBQ_TTS_MAX_VOICES) {
       rc = jobq__err(JOBQ_ECONFIG, "tts: \"voices\": '%.64s' must be a %s (at most %d voices)", k,
-                     what, JQ_TTS_MAX_VOICES);
+                     what, JOBQ_TTS_MAX_VOICES);
       goto fail;
     }
     v->speaker[v->n] = strdup(k);
@@ -64,11 +64,11 @@ int jq_voices_parse(const json_t *cfg, const char *what, const char *fallback_ke
   }
   return 0;
 fail:
-  jq_voices_free(v);
+  jobq__voices_free(v);
   return rc;
 }
 
-const char *jq_voices_pick(const jq_voices *v, const char *speaker, const char **seen,
+const char *jobq__voices_pick(const jobq__voices *v, const char *speaker, const char **seen,
                            int *n_seen) {
   for (int i = 0; i < v->n; i++)
     if (strcmp(v->speaker[i], speaker) == 0) return v->voice[i];
@@ -79,7 +79,7 @@ const char *jq_voices_pick(const jq_voices *v, const char *speaker, const char *
   return v->fallback[(*n_seen - 1) % v->n_fallback];
 }
 
-int jq_tts_succeed(jobq_stage_t *st, json_t *in, const char *path, int mp3, double seconds) {
+int jobq__tts_succeed(jobq_stage_t *st, json_t *in, const char *path, int mp3, double seconds) {
   if (json_object_set_new(in, "audioFile", json_string(path)) ||
       json_object_set_new(in, "audioFormat", json_string(mp3 ? "mp3" : "wav")) ||
       json_object_set_new(in, "audioDuration",
@@ -88,5 +88,5 @@ int jq_tts_succeed(jobq_stage_t *st, json_t *in, const char *path, int mp3, doub
     return jobq_stage_fail(st, "out of memory", 1);
   }
   jobq_stage_progress(st, 100, NULL);
-  return jq_stage_succeed_json(st, in);
+  return jobq__stage_succeed_json(st, in);
 }

@@ -14,16 +14,16 @@
 #include <string.h>
 
 typedef struct el {
-  jq_httpcfg http;
+  jobq__httpcfg http;
   int dialogue; /* text-to-dialogue, else text-to-speech */
   char *model;
-  jq_voices voices; /* "voices", then "default_voices" by order of appearance */
+  jobq__voices voices; /* "voices", then "default_voices" by order of appearance */
   long long rate, pause_ms, max_chars, kbps;
   int mp3;
 } el;
 
 typedef struct el_run {
-  jq_httpreq hr;
+  jobq__httpreq hr;
   el *e;
   json_t *in;
   json_t *reqs; /* the request bodies, in order */
@@ -32,7 +32,7 @@ typedef struct el_run {
   char auth[600];
   const char *headers[2];
   const char *secrets[1];
-  jq_pcm pcm;
+  jobq__pcm pcm;
   uv_work_t work;
   char path[4200];
   int wrc;
@@ -42,9 +42,9 @@ typedef struct el_run {
 static void el_free(void *p) {
   el *e = p;
   if (e == NULL) return;
-  jq_httpcfg_free(&e->http);
+  jobq__httpcfg_free(&e->http);
   free(e->model);
-  jq_voices_free(&e->voices);
+  jobq__voices_free(&e->voices);
   free(e);
 }
 
@@ -57,15 +57,15 @@ static int el_configure(const json_t *cfg, void **out) {
   e->kbps = 128;
   const char *mode, *model, *fmt;
   int rc;
-  if ((rc = jq_httpcfg_parse(cfg, "tts", "elevenlabs", "https://api.elevenlabs.io",
+  if ((rc = jobq__httpcfg_parse(cfg, "tts", "elevenlabs", "https://api.elevenlabs.io",
                              "ELEVENLABS_API_KEY", 1, &e->http)) ||
-      (rc = jq_cfg_str(cfg, "tts", "mode", 0, &mode)) ||
-      (rc = jq_cfg_str(cfg, "tts", "model_id", 0, &model)) ||
-      (rc = jq_cfg_str(cfg, "tts", "format", 0, &fmt)) ||
-      (rc = jq_cfg_int(cfg, "tts", "sample_rate", 16000, 44100, &e->rate)) ||
-      (rc = jq_cfg_int(cfg, "tts", "pause_ms", 0, 5000, &e->pause_ms)) ||
-      (rc = jq_cfg_int(cfg, "tts", "max_chars_per_request", 100, 5000, &e->max_chars)) ||
-      (rc = jq_cfg_int(cfg, "tts", "bitrate", 32, 320, &e->kbps)))
+      (rc = jobq__cfg_str(cfg, "tts", "mode", 0, &mode)) ||
+      (rc = jobq__cfg_str(cfg, "tts", "model_id", 0, &model)) ||
+      (rc = jobq__cfg_str(cfg, "tts", "format", 0, &fmt)) ||
+      (rc = jobq__cfg_int(cfg, "tts", "sample_rate", 16000, 44100, &e->rate)) ||
+      (rc = jobq__cfg_int(cfg, "tts", "pause_ms", 0, 5000, &e->pause_ms)) ||
+      (rc = jobq__cfg_int(cfg, "tts", "max_chars_per_request", 100, 5000, &e->max_chars)) ||
+      (rc = jobq__cfg_int(cfg, "tts", "bitrate", 32, 320, &e->kbps)))
     goto fail;
   if (mode && strcmp(mode, "dialogue") && strcmp(mode, "tts")) {
     rc = jobq__err(JOBQ_ECONFIG, "tts: \"mode\" must be \"dialogue\" or \"tts\"");
@@ -83,7 +83,7 @@ static int el_configure(const json_t *cfg, void **out) {
   e->dialogue = mode == NULL || strcmp(mode, "dialogue") == 0;
   e->model = strdup(model ? model : e->dialogue ? "eleven_v3" : "eleven_multilingual_v2");
   if (e->model == NULL) goto nomem;
-  if ((rc = jq_voices_parse(cfg, "voice id", "default_voices", NULL, NULL, &e->voices))) goto fail;
+  if ((rc = jobq__voices_parse(cfg, "voice id", "default_voices", NULL, NULL, &e->voices))) goto fail;
   if (e->voices.n == 0 && e->voices.n_fallback == 0) {
     rc = jobq__err(JOBQ_ECONFIG, "tts provider 'elevenlabs': \"voices\" or \"default_voices\" is required");
     goto fail;
@@ -101,7 +101,7 @@ static void run_free(el_run *r) {
   json_decref(r->in);
   json_decref(r->reqs);
   free(r->body);
-  jq_pcm_free(&r->pcm);
+  jobq__pcm_free(&r->pcm);
   free(r);
 }
 
@@ -121,7 +121,7 @@ static json_t *plan(const el *e, const json_t *d, char *why, size_t n) {
       json_decref(reqs);
       return NULL;
     }
-    const char *voice = jq_voices_pick(&e->voices, sp, seen, &n_seen);
+    const char *voice = jobq__voices_pick(&e->voices, sp, seen, &n_seen);
     if (voice == NULL) {
       snprintf(why, n, "no voice for speaker '%.64s' (set \"voices\" or \"default_voices\")", sp);
       json_decref(reqs);
@@ -155,31 +155,31 @@ static void after_write(uv_work_t *w, int status) {
   el_run *r = w->data;
   jobq_stage_t *st = r->hr.st;
   if (status != 0 || r->wrc != 0) {
-    jq_stage_failf(st, 1, "%s", status ? "cancelled" : r->werr);
+    jobq__stage_failf(st, 1, "%s", status ? "cancelled" : r->werr);
     run_free(r);
     return;
   }
   json_t *in = r->in;
   r->in = NULL;
-  double secs = jq_pcm_seconds(&r->pcm);
+  double secs = jobq__pcm_seconds(&r->pcm);
   char path[sizeof r->path];
   memcpy(path, r->path, sizeof path);
   int mp3 = r->e->mp3;
   run_free(r);
-  jq_tts_succeed(st, in, path, mp3, secs);
+  jobq__tts_succeed(st, in, path, mp3, secs);
 }
 
 static void work_write(uv_work_t *w) {
   el_run *r = w->data;
-  r->wrc = r->e->mp3 ? jq_mp3_write(r->path, &r->pcm, (int)r->e->kbps) : jq_wav_write(r->path, &r->pcm);
+  r->wrc = r->e->mp3 ? jobq__mp3_write(r->path, &r->pcm, (int)r->e->kbps) : jobq__wav_write(r->path, &r->pcm);
   if (r->wrc) snprintf(r->werr, sizeof r->werr, "%s", jobq_last_error());
 }
 
-static void on_audio(jq_httpreq *hr, const jq_http_resp *resp) {
+static void on_audio(jobq__httpreq *hr, const jobq__http_resp *resp) {
   el_run *r = hr->ud;
   jobq_stage_t *st = hr->st;
   if (resp->rc != 0 || resp->status != 200) {
-    jq_httpreq_fail(st, &r->e->http, resp);
+    jobq__httpreq_fail(st, &r->e->http, resp);
     run_free(r);
     return;
   }
@@ -188,15 +188,15 @@ static void on_audio(jq_httpreq *hr, const jq_http_resp *resp) {
       resp->body_len == 0 || resp->body_len % 2 != 0) {
     /* An error page or JSON with status 200 is the provider's fault; a retry
      * may get audio. */
-    jq_stage_failf(st, 1, "elevenlabs: HTTP 200 but the answer is not audio (%zu bytes, Content-Type '%.60s')",
+    jobq__stage_failf(st, 1, "elevenlabs: HTTP 200 but the answer is not audio (%zu bytes, Content-Type '%.60s')",
                    resp->body_len, ct);
     run_free(r);
     return;
   }
-  jq_pcm seg = {(int16_t *)(void *)resp->body, resp->body_len / 2, resp->body_len / 2, (int)r->e->rate};
+  jobq__pcm seg = {(int16_t *)(void *)resp->body, resp->body_len / 2, resp->body_len / 2, (int)r->e->rate};
   int rc = 0;
-  if (r->next > 1 && !r->e->dialogue) rc = jq_pcm_append_silence(&r->pcm, (int)r->e->pause_ms);
-  if (rc == 0) rc = jq_pcm_append_pcm(&r->pcm, &seg); /* copies: the body is the resp's */
+  if (r->next > 1 && !r->e->dialogue) rc = jobq__pcm_append_silence(&r->pcm, (int)r->e->pause_ms);
+  if (rc == 0) rc = jobq__pcm_append_pcm(&r->pcm, &seg); /* copies: the body is the resp's */
   if (rc) {
     run_free(r);
     jobq_stage_fail(st, "out of memory", 1);
@@ -211,7 +211,7 @@ static void next_request(el_run *r) {
   if (r->next == n) {
     const char *wd = jobq_stage_workdir(st);
     if (wd == NULL) {
-      jq_stage_failf(st, 1, "%s", jobq_last_error());
+      jobq__stage_failf(st, 1, "%s", jobq_last_error());
       run_free(r);
       return;
     }
@@ -237,8 +237,8 @@ static void next_request(el_run *r) {
   }
   char url[1600];
   snprintf(url, sizeof url, "%s%s", r->e->http.base_url, json_string_value(json_object_get(q, "path")));
-  jq_http_opts o = {0};
-  jq_httpcfg_opts(&r->e->http, &o);
+  jobq__http_opts o = {0};
+  jobq__httpcfg_opts(&r->e->http, &o);
   o.method = "POST";
   o.url = url;
   o.headers = r->headers;
@@ -247,24 +247,24 @@ static void next_request(el_run *r) {
   o.body_len = strlen(r->body);
   o.secrets = r->secrets;
   o.n_secrets = 1;
-  if (jq_httpreq_start(&r->hr, st, &o, on_audio, r) != 0) run_free(r);
+  if (jobq__httpreq_start(&r->hr, st, &o, on_audio, r) != 0) run_free(r);
 }
 
 static void el_run_stage(jobq_stage_t *st, void *ud) {
   el *e = ud;
-  json_t *in = jq_stage_input_object(st);
+  json_t *in = jobq__stage_input_object(st);
   if (in == NULL) return;
   const json_t *d = json_object_get(in, "dialogue");
   if (!json_is_array(d) || json_array_size(d) == 0) {
     json_decref(in);
-    jq_stage_failf(st, 0, "the input has no \"dialogue\" list to speak");
+    jobq__stage_failf(st, 0, "the input has no \"dialogue\" list to speak");
     return;
   }
   char why[200];
   json_t *reqs = plan(e, d, why, sizeof why);
   if (reqs == NULL) {
     json_decref(in);
-    jq_stage_failf(st, 0, "elevenlabs: %s", why);
+    jobq__stage_failf(st, 0, "elevenlabs: %s", why);
     return;
   }
   el_run *r = calloc(1, sizeof *r);
@@ -286,6 +286,6 @@ static void el_run_stage(jobq_stage_t *st, void *ud) {
   next_request(r);
 }
 
-const jq_provider jq_tts_elevenlabs = {
+const jobq__provider jobq__tts_elevenlabs = {
   "tts", "elevenlabs", JOBQ_STAGE_ON_LOOP, el_configure, el_free, el_run_stage,
 };

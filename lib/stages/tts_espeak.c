@@ -10,7 +10,7 @@
 #include <string.h>
 
 typedef struct esp {
-  jq_voices voices; /* configured speakers; en-us+m3 and en-gb+f3 for the others */
+  jobq__voices voices; /* configured speakers; en-us+m3 and en-gb+f3 for the others */
   int mp3;
   long long pause_ms, rate_wpm, kbps;
 } esp;
@@ -18,7 +18,7 @@ typedef struct esp {
 static void esp_free(void *p) {
   esp *e = p;
   if (e == NULL) return;
-  jq_voices_free(&e->voices);
+  jobq__voices_free(&e->voices);
   free(e);
 }
 
@@ -30,24 +30,24 @@ static int esp_configure(const json_t *cfg, void **out) {
   e->rate_wpm = 165;
   e->kbps = 128;
   const char *fmt;
-  if ((rc = jq_cfg_str(cfg, "tts", "format", 0, &fmt))) goto fail;
+  if ((rc = jobq__cfg_str(cfg, "tts", "format", 0, &fmt))) goto fail;
   if (fmt && strcmp(fmt, "mp3") && strcmp(fmt, "wav")) {
     rc = jobq__err(JOBQ_ECONFIG, "tts: \"format\" must be \"wav\" or \"mp3\", not '%.32s'", fmt);
     goto fail;
   }
   e->mp3 = fmt && strcmp(fmt, "mp3") == 0;
-  if ((rc = jq_cfg_int(cfg, "tts", "pause_ms", 0, 5000, &e->pause_ms)) ||
-      (rc = jq_cfg_int(cfg, "tts", "rate_wpm", 80, 450, &e->rate_wpm)) ||
-      (rc = jq_cfg_int(cfg, "tts", "bitrate", 32, 320, &e->kbps)))
+  if ((rc = jobq__cfg_int(cfg, "tts", "pause_ms", 0, 5000, &e->pause_ms)) ||
+      (rc = jobq__cfg_int(cfg, "tts", "rate_wpm", 80, 450, &e->rate_wpm)) ||
+      (rc = jobq__cfg_int(cfg, "tts", "bitrate", 32, 320, &e->kbps)))
     goto fail;
-  if ((rc = jq_voices_parse(cfg, "espeak-ng voice", NULL, "en-us+m3", "en-gb+f3", &e->voices)))
+  if ((rc = jobq__voices_parse(cfg, "espeak-ng voice", NULL, "en-us+m3", "en-gb+f3", &e->voices)))
     goto fail;
   /* Every configured voice must exist: try each now, not at 3 a.m. */
   for (int i = 0; i < e->voices.n + e->voices.n_fallback; i++) {
     const char *voice = i < e->voices.n ? e->voices.voice[i] : e->voices.fallback[i - e->voices.n];
-    jq_pcm probe = {0};
-    rc = jq_espeak_synth("a", voice, (int)e->rate_wpm, &probe);
-    jq_pcm_free(&probe);
+    jobq__pcm probe = {0};
+    rc = jobq__espeak_synth("a", voice, (int)e->rate_wpm, &probe);
+    jobq__pcm_free(&probe);
     if (rc) {
       char msg[400];
       snprintf(msg, sizeof msg, "tts provider 'espeak': %s", jobq_last_error());
@@ -64,15 +64,15 @@ fail:
 
 static void esp_run(jobq_stage_t *st, void *ud) {
   esp *e = ud;
-  json_t *in = jq_stage_input_object(st);
+  json_t *in = jobq__stage_input_object(st);
   if (in == NULL) return;
   const json_t *d = json_object_get(in, "dialogue");
   if (!json_is_array(d) || json_array_size(d) == 0) {
     json_decref(in);
-    jq_stage_failf(st, 0, "the input has no \"dialogue\" list to speak");
+    jobq__stage_failf(st, 0, "the input has no \"dialogue\" list to speak");
     return;
   }
-  jq_pcm all = {0};
+  jobq__pcm all = {0};
   const char *seen[64];
   int n_seen = 0;
   size_t n = json_array_size(d), i;
@@ -86,39 +86,39 @@ static void esp_run(jobq_stage_t *st, void *ud) {
     const char *sp = json_string_value(json_object_get(turn, "speaker"));
     const char *tx = json_string_value(json_object_get(turn, "text"));
     if (sp == NULL || tx == NULL) {
-      jq_pcm_free(&all);
+      jobq__pcm_free(&all);
       json_decref(in);
-      jq_stage_failf(st, 0, "dialogue turn %zu is not {\"speaker\", \"text\"}", i);
+      jobq__stage_failf(st, 0, "dialogue turn %zu is not {\"speaker\", \"text\"}", i);
       return;
     }
     char step[96];
     snprintf(step, sizeof step, "Generating audio for segment %zu of %zu...", i + 1, n);
     jobq_stage_progress(st, (int)(i * 90 / n), step);
-    if (i > 0 && (rc = jq_pcm_append_silence(&all, (int)e->pause_ms)) != 0) break;
-    if ((rc = jq_espeak_synth(tx, jq_voices_pick(&e->voices, sp, seen, &n_seen), (int)e->rate_wpm, &all)) != 0)
+    if (i > 0 && (rc = jobq__pcm_append_silence(&all, (int)e->pause_ms)) != 0) break;
+    if ((rc = jobq__espeak_synth(tx, jobq__voices_pick(&e->voices, sp, seen, &n_seen), (int)e->rate_wpm, &all)) != 0)
       break;
   }
   if (rc) {
     char msg[600];
     snprintf(msg, sizeof msg, "%s", rc == JOBQ_ECANCELLED ? "cancelled" : jobq_last_error());
-    jq_pcm_free(&all);
+    jobq__pcm_free(&all);
     json_decref(in);
     jobq_stage_fail(st, msg, rc != JOBQ_ECANCELLED && rc != JOBQ_EINVAL);
     return;
   }
   const char *wd = jobq_stage_workdir(st);
   if (wd == NULL) {
-    jq_pcm_free(&all);
+    jobq__pcm_free(&all);
     json_decref(in);
-    jq_stage_failf(st, 1, "%s", jobq_last_error());
+    jobq__stage_failf(st, 1, "%s", jobq_last_error());
     return;
   }
   jobq_stage_progress(st, 92, e->mp3 ? "Encoding MP3..." : "Writing audio...");
   char path[4200];
   snprintf(path, sizeof path, "%s/audio.%s", wd, e->mp3 ? "mp3" : "wav");
-  rc = e->mp3 ? jq_mp3_write(path, &all, (int)e->kbps) : jq_wav_write(path, &all);
-  double secs = jq_pcm_seconds(&all);
-  jq_pcm_free(&all);
+  rc = e->mp3 ? jobq__mp3_write(path, &all, (int)e->kbps) : jobq__wav_write(path, &all);
+  double secs = jobq__pcm_seconds(&all);
+  jobq__pcm_free(&all);
   if (rc) {
     char msg[600];
     snprintf(msg, sizeof msg, "%s", jobq_last_error());
@@ -126,9 +126,9 @@ static void esp_run(jobq_stage_t *st, void *ud) {
     jobq_stage_fail(st, msg, 1);
     return;
   }
-  jq_tts_succeed(st, in, path, e->mp3, secs);
+  jobq__tts_succeed(st, in, path, e->mp3, secs);
 }
 
-const jq_provider jq_tts_espeak = {
+const jobq__provider jobq__tts_espeak = {
   "tts", "espeak", JOBQ_STAGE_BLOCKING, esp_configure, esp_free, esp_run,
 };

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int jq_upload_prefix_check(const char *who, const char *prefix) {
+int jobq__upload_prefix_check(const char *who, const char *prefix) {
   if (prefix == NULL || *prefix == '\0') return 0;
   char probe[1100];
   /* "a/b/" is fine as a prefix: check it with a file name after it */
@@ -18,11 +18,11 @@ int jq_upload_prefix_check(const char *who, const char *prefix) {
   return 0;
 }
 
-int jq_upload_src_get(jobq_stage_t *st, json_t *in, const char *prefix, jq_upload_src *out) {
+int jobq__upload_src_get(jobq_stage_t *st, json_t *in, const char *prefix, jobq__upload_src *out) {
   memset(out, 0, sizeof *out);
   out->file = json_string_value(json_object_get(in, "audioFile"));
   if (out->file == NULL || *out->file == '\0') {
-    jq_stage_failf(st, 0, "the input has no \"audioFile\" to upload");
+    jobq__stage_failf(st, 0, "the input has no \"audioFile\" to upload");
     return JOBQ_EINVAL;
   }
   const char *fmt = json_string_value(json_object_get(in, "audioFormat"));
@@ -39,7 +39,7 @@ int jq_upload_src_get(jobq_stage_t *st, json_t *in, const char *prefix, jq_uploa
   }
   if (strlen(buf) > 1024 || !jobq__path_is_contained(buf)) {
     jobq__err(JOBQ_EPATH, "upload key '%.200s' escapes the upload directory", buf);
-    jq_stage_failf(st, 0, "upload key '%.200s' escapes the upload directory (no '..', no leading "
+    jobq__stage_failf(st, 0, "upload key '%.200s' escapes the upload directory (no '..', no leading "
                           "'/', no empty part)", buf);
     return JOBQ_EPATH;
   }
@@ -50,10 +50,10 @@ int jq_upload_src_get(jobq_stage_t *st, json_t *in, const char *prefix, jq_uploa
   return 0;
 }
 
-int jq_upload_succeed(jobq_stage_t *st, json_t *in, const char *url) {
+int jobq__upload_succeed(jobq_stage_t *st, json_t *in, const char *url) {
   if (json_object_set_new(in, "audioUrl", json_string(url)) != 0) {
     json_decref(in);
     return jobq_stage_fail(st, "out of memory", 1);
   }
-  return jq_stage_succeed_json(st, in);
+  return jobq__stage_succeed_json(st, in);
 }

@@ -29,9 +29,9 @@ static void local_free(void *p) {
 static int local_configure(const json_t *cfg, void **out) {
   const char *dir, *prefix;
   int rc;
-  if ((rc = jq_cfg_str(cfg, "upload", "dir", 1, &dir)) ||
-      (rc = jq_cfg_str(cfg, "upload", "key_prefix", 0, &prefix)) ||
-      (rc = jq_upload_prefix_check("upload provider 'local'", prefix)))
+  if ((rc = jobq__cfg_str(cfg, "upload", "dir", 1, &dir)) ||
+      (rc = jobq__cfg_str(cfg, "upload", "key_prefix", 0, &prefix)) ||
+      (rc = jobq__upload_prefix_check("upload provider 'local'", prefix)))
     return rc;
   if ((rc = jobq__mkdirs(dir, 0)) != 0)
     return jobq__err(JOBQ_ECONFIG, "upload provider 'local': %s", jobq_last_error());
@@ -104,10 +104,10 @@ static int copy_file(const char *src, const char *dst, char *why, size_t n) {
 
 static void local_run(jobq_stage_t *st, void *ud) {
   local *l = ud;
-  json_t *in = jq_stage_input_object(st);
+  json_t *in = jobq__stage_input_object(st);
   if (in == NULL) return;
-  jq_upload_src src;
-  if (jq_upload_src_get(st, in, l->prefix, &src) != 0) {
+  jobq__upload_src src;
+  if (jobq__upload_src_get(st, in, l->prefix, &src) != 0) {
     json_decref(in);
     return;
   }
@@ -127,15 +127,15 @@ static void local_run(jobq_stage_t *st, void *ud) {
   free(src.key);
   if (rc) {
     json_decref(in);
-    jq_stage_failf(st, 1, "upload provider 'local': %s", why);
+    jobq__stage_failf(st, 1, "upload provider 'local': %s", why);
     return;
   }
   char url[PATH_MAX + 1200];
   snprintf(url, sizeof url, "file://%s", dst);
   jobq_stage_progress(st, 100, NULL);
-  jq_upload_succeed(st, in, url);
+  jobq__upload_succeed(st, in, url);
 }
 
-const jq_provider jq_upload_local = {
+const jobq__provider jobq__upload_local = {
   "upload", "local", JOBQ_STAGE_BLOCKING, local_configure, local_free, local_run,
 };

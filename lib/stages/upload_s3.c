@@ -15,7 +15,7 @@ enum { S3, PUT };
 
 typedef struct up {
   int kind;
-  jq_httpcfg http;
+  jobq__httpcfg http;
   char *bucket, *region, *access_key, *secret_key, *acl, *prefix, *public_base;
   int virtual_host;
   char *url_template; /* PUT: "https://host/path/{key}" */
@@ -23,7 +23,7 @@ typedef struct up {
 } up;
 
 typedef struct up_run {
-  jq_httpreq hr;
+  jobq__httpreq hr;
   up *u;
   json_t *in;
   char *url, *public_url;
@@ -36,7 +36,7 @@ typedef struct up_run {
 static void up_free(void *p) {
   up *u = p;
   if (u == NULL) return;
-  jq_httpcfg_free(&u->http);
+  jobq__httpcfg_free(&u->http);
   free(u->bucket);
   free(u->region);
   free(u->access_key);
@@ -59,14 +59,14 @@ static int s3_configure(const json_t *cfg, void **out) {
   u->kind = S3;
   const char *endpoint, *bucket, *region, *style, *acl, *prefix, *pub;
   int rc;
-  if ((rc = jq_cfg_str(cfg, "upload", "endpoint", 1, &endpoint)) ||
-      (rc = jq_cfg_str(cfg, "upload", "bucket", 1, &bucket)) ||
-      (rc = jq_cfg_str(cfg, "upload", "region", 0, &region)) ||
-      (rc = jq_cfg_str(cfg, "upload", "style", 0, &style)) ||
-      (rc = jq_cfg_str(cfg, "upload", "acl", 0, &acl)) ||
-      (rc = jq_cfg_str(cfg, "upload", "key_prefix", 0, &prefix)) ||
-      (rc = jq_cfg_str(cfg, "upload", "public_base", 0, &pub)) ||
-      (rc = jq_upload_prefix_check("upload provider 's3'", prefix)))
+  if ((rc = jobq__cfg_str(cfg, "upload", "endpoint", 1, &endpoint)) ||
+      (rc = jobq__cfg_str(cfg, "upload", "bucket", 1, &bucket)) ||
+      (rc = jobq__cfg_str(cfg, "upload", "region", 0, &region)) ||
+      (rc = jobq__cfg_str(cfg, "upload", "style", 0, &style)) ||
+      (rc = jobq__cfg_str(cfg, "upload", "acl", 0, &acl)) ||
+      (rc = jobq__cfg_str(cfg, "upload", "key_prefix", 0, &prefix)) ||
+      (rc = jobq__cfg_str(cfg, "upload", "public_base", 0, &pub)) ||
+      (rc = jobq__upload_prefix_check("upload provider 's3'", prefix)))
     goto fail;
   if (style && strcmp(style, "path") && strcmp(style, "virtual")) {
     rc = jobq__err(JOBQ_ECONFIG, "upload: \"style\" must be \"path\" or \"virtual\"");
@@ -82,12 +82,12 @@ static int s3_configure(const json_t *cfg, void **out) {
   json_t *c2 = json_deep_copy(cfg);
   if (c2 == NULL) goto nomem;
   json_object_set_new(c2, "base_url", json_string(endpoint));
-  rc = jq_httpcfg_parse(c2, "upload", "s3", NULL, NULL, 0, &u->http);
+  rc = jobq__httpcfg_parse(c2, "upload", "s3", NULL, NULL, 0, &u->http);
   if (rc == 0)
-    rc = jq_cfg_secret(c2, "upload", "s3", "access_key", "access_key_env", "AWS_ACCESS_KEY_ID",
+    rc = jobq__cfg_secret(c2, "upload", "s3", "access_key", "access_key_env", "AWS_ACCESS_KEY_ID",
                        &u->access_key);
   if (rc == 0)
-    rc = jq_cfg_secret(c2, "upload", "s3", "secret_key", "secret_key_env", "AWS_SECRET_ACCESS_KEY",
+    rc = jobq__cfg_secret(c2, "upload", "s3", "secret_key", "secret_key_env", "AWS_SECRET_ACCESS_KEY",
                        &u->secret_key);
   json_decref(c2);
   if (rc) goto fail;
@@ -113,11 +113,11 @@ static int put_configure(const json_t *cfg, void **out) {
   u->kind = PUT;
   const char *url, *prefix, *pub, *auth_env;
   int rc;
-  if ((rc = jq_cfg_str(cfg, "upload", "url", 1, &url)) ||
-      (rc = jq_cfg_str(cfg, "upload", "key_prefix", 0, &prefix)) ||
-      (rc = jq_cfg_str(cfg, "upload", "public_base", 0, &pub)) ||
-      (rc = jq_cfg_str(cfg, "upload", "auth_env", 0, &auth_env)) ||
-      (rc = jq_upload_prefix_check("upload provider 'http'", prefix)))
+  if ((rc = jobq__cfg_str(cfg, "upload", "url", 1, &url)) ||
+      (rc = jobq__cfg_str(cfg, "upload", "key_prefix", 0, &prefix)) ||
+      (rc = jobq__cfg_str(cfg, "upload", "public_base", 0, &pub)) ||
+      (rc = jobq__cfg_str(cfg, "upload", "auth_env", 0, &auth_env)) ||
+      (rc = jobq__upload_prefix_check("upload provider 'http'", prefix)))
     goto fail;
   if (strstr(url, "{key}") == NULL) {
     rc = jobq__err(JOBQ_ECONFIG, "upload provider 'http': \"url\" must contain {key}");
@@ -126,7 +126,7 @@ static int put_configure(const json_t *cfg, void **out) {
   json_t *c2 = json_deep_copy(cfg);
   if (c2 == NULL) goto nomem;
   json_object_set_new(c2, "base_url", json_string(url));
-  rc = jq_httpcfg_parse(c2, "upload", "http", NULL, NULL, 0, &u->http);
+  rc = jobq__httpcfg_parse(c2, "upload", "http", NULL, NULL, 0, &u->http);
   json_decref(c2);
   if (rc) goto fail;
   if (auth_env) {
@@ -185,11 +185,11 @@ static void run_free(up_run *r) {
   free(r);
 }
 
-static void on_put(jq_httpreq *hr, const jq_http_resp *resp) {
+static void on_put(jobq__httpreq *hr, const jobq__http_resp *resp) {
   up_run *r = hr->ud;
   jobq_stage_t *st = hr->st;
   if (resp->rc != 0 || resp->status < 200 || resp->status >= 300) {
-    jq_httpreq_fail(st, &r->u->http, resp);
+    jobq__httpreq_fail(st, &r->u->http, resp);
     run_free(r);
     return;
   }
@@ -199,16 +199,16 @@ static void on_put(jq_httpreq *hr, const jq_http_resp *resp) {
   r->public_url = NULL;
   run_free(r);
   jobq_stage_progress(st, 100, NULL);
-  jq_upload_succeed(st, in, url);
+  jobq__upload_succeed(st, in, url);
   free(url);
 }
 
 static void up_run_stage(jobq_stage_t *st, void *ud) {
   up *u = ud;
-  json_t *in = jq_stage_input_object(st);
+  json_t *in = jobq__stage_input_object(st);
   if (in == NULL) return;
-  jq_upload_src src;
-  if (jq_upload_src_get(st, in, u->prefix, &src) != 0) {
+  jobq__upload_src src;
+  if (jobq__upload_src_get(st, in, u->prefix, &src) != 0) {
     json_decref(in);
     return;
   }
@@ -271,8 +271,8 @@ static void up_run_stage(jobq_stage_t *st, void *ud) {
     jobq_stage_fail(st, "out of memory", 1);
     return;
   }
-  jq_http_opts o = {0};
-  jq_httpcfg_opts(&u->http, &o);
+  jobq__http_opts o = {0};
+  jobq__httpcfg_opts(&u->http, &o);
   o.method = "PUT";
   o.url = r->url;
   o.headers = r->headers;
@@ -287,12 +287,12 @@ static void up_run_stage(jobq_stage_t *st, void *ud) {
   o.secrets = r->secrets;
   o.n_secrets = r->secrets[0] ? 1 : 0;
   jobq_stage_progress(st, 10, NULL);
-  if (jq_httpreq_start(&r->hr, st, &o, on_put, r) != 0) run_free(r);
+  if (jobq__httpreq_start(&r->hr, st, &o, on_put, r) != 0) run_free(r);
 }
 
-const jq_provider jq_upload_s3 = {
+const jobq__provider jobq__upload_s3 = {
   "upload", "s3", JOBQ_STAGE_ON_LOOP, s3_configure, up_free, up_run_stage,
 };
-const jq_provider jq_upload_http = {
+const jobq__provider jobq__upload_http = {
   "upload", "http", JOBQ_STAGE_ON_LOOP, put_configure, up_free, up_run_stage,
 };

@@ -21,13 +21,13 @@ static void put32(uint8_t *p, uint32_t v) {
   put16(p + 2, v >> 16);
 }
 
-int jq_wav_write(const char *path, const jq_pcm *p) {
+int jobq__wav_write(const char *path, const jobq__pcm *p) {
   if (path == NULL || p == NULL || (p->samples == NULL && p->n > 0))
-    return jobq__err(JOBQ_EINVAL, "jq_wav_write: NULL argument");
-  if (p->rate <= 0) return jobq__err(JOBQ_EINVAL, "jq_wav_write: the buffer has no sample rate");
+    return jobq__err(JOBQ_EINVAL, "jobq__wav_write: NULL argument");
+  if (p->rate <= 0) return jobq__err(JOBQ_EINVAL, "jobq__wav_write: the buffer has no sample rate");
   /* The RIFF size field (36 + data bytes) is 32 bits. */
   if (p->n > (UINT32_MAX - 36u) / 2u)
-    return jobq__err(JOBQ_EINVAL, "jq_wav_write: %zu samples do not fit in a WAV file", p->n);
+    return jobq__err(JOBQ_EINVAL, "jobq__wav_write: %zu samples do not fit in a WAV file", p->n);
   uint32_t data = (uint32_t)p->n * 2u;
 
   uint8_t h[44];
@@ -44,22 +44,22 @@ int jq_wav_write(const char *path, const jq_pcm *p) {
   memcpy(h + 36, "data", 4);
   put32(h + 40, data);
 
-  jq_outfile f;
-  int rc = jq_outfile_open(&f, path);
+  jobq__outfile f;
+  int rc = jobq__outfile_open(&f, path);
   if (rc < 0) return rc;
-  rc = jq_outfile_write(&f, h, sizeof h);
+  rc = jobq__outfile_write(&f, h, sizeof h);
   /* Byte by byte into a buffer: the file is little-endian whatever the host. */
   uint8_t buf[8192];
   for (size_t i = 0; rc == 0 && i < p->n;) {
     size_t k = 0;
     for (; k < sizeof buf / 2 && i < p->n; k++, i++) put16(buf + 2 * k, (uint16_t)p->samples[i]);
-    rc = jq_outfile_write(&f, buf, 2 * k);
+    rc = jobq__outfile_write(&f, buf, 2 * k);
   }
   if (rc < 0) {
-    jq_outfile_abort(&f);
+    jobq__outfile_abort(&f);
     return rc;
   }
-  return jq_outfile_commit(&f);
+  return jobq__outfile_commit(&f);
 }
 
 /* ---- reading ---------------------------------------------------------------- */
@@ -128,8 +128,8 @@ static int parse_fmt(const uint8_t *c, uint32_t size, fmt_info *fi) {
 
 /* Decodes n frames at d into a new buffer, then appends it to out (which
  * resamples if out has another rate), so out is unchanged on failure. */
-static int decode(const uint8_t *d, size_t n, const fmt_info *fi, jq_pcm *out) {
-  jq_pcm tmp = {.rate = (int)fi->rate};
+static int decode(const uint8_t *d, size_t n, const fmt_info *fi, jobq__pcm *out) {
+  jobq__pcm tmp = {.rate = (int)fi->rate};
   int rc = 0;
   if (n > 0) {
     tmp.samples = malloc(n * sizeof *tmp.samples); /* n <= len / 2: no overflow */
@@ -144,14 +144,14 @@ static int decode(const uint8_t *d, size_t n, const fmt_info *fi, jq_pcm *out) {
       }
     }
   }
-  rc = jq_pcm_append_pcm(out, &tmp);
-  jq_pcm_free(&tmp);
+  rc = jobq__pcm_append_pcm(out, &tmp);
+  jobq__pcm_free(&tmp);
   return rc;
 }
 
-int jq_wav_parse(const void *bytes, size_t len, jq_pcm *out) {
+int jobq__wav_parse(const void *bytes, size_t len, jobq__pcm *out) {
   if (out == NULL || (bytes == NULL && len > 0))
-    return jobq__err(JOBQ_EINVAL, "jq_wav_parse: NULL argument");
+    return jobq__err(JOBQ_EINVAL, "jobq__wav_parse: NULL argument");
   const uint8_t *b = bytes;
   if (len == 0) return BAD("no bytes");
   if (len < 12 || memcmp(b, "RIFF", 4) != 0 || memcmp(b + 8, "WAVE", 4) != 0)

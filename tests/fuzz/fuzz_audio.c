@@ -7,13 +7,13 @@
 #include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  jq_pcm pcm = {0};
-  if (jq_wav_parse(data, size, &pcm) == 0) {
+  jobq__pcm pcm = {0};
+  if (jobq__wav_parse(data, size, &pcm) == 0) {
     /* what was accepted fits in what was given (mixdown only shrinks) */
     if (pcm.n > size / 2 || pcm.rate <= 0) abort();
   }
-  jq_pcm_free(&pcm);
+  jobq__pcm_free(&pcm);
   double secs = -1;
-  if (jq_mp3_probe(data, size, &secs) == 0 && secs < 0) abort();
+  if (jobq__mp3_probe(data, size, &secs) == 0 && secs < 0) abort();
   return 0;
 }

@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(text, data, size);
   text[size] = '\0';
   char why[256] = "";
-  json_t *d = jq_script_parse_dialogue(text, why, sizeof why);
+  json_t *d = jobq__script_parse_dialogue(text, why, sizeof why);
   if (d == NULL && why[0] == '\0') abort(); /* a refusal always says why */
   if (d != NULL) {
     if (!json_is_array(d) || json_array_size(d) == 0) abort();

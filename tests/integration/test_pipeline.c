@@ -518,14 +518,14 @@ static void run_offline(const char *fmt) {
   unsigned char *bytes = slurp(url + 7, &n);
   assert_non_null(bytes);
   if (strcmp(fmt, "wav") == 0) {
-    jq_pcm pcm = {0};
-    assert_int_equal(jq_wav_parse(bytes, n, &pcm), 0);
-    assert_true(jq_pcm_seconds(&pcm) > dur - 0.05 && jq_pcm_seconds(&pcm) < dur + 0.05);
-    assert_true(jq_pcm_rms(&pcm) > 300.0);
-    jq_pcm_free(&pcm);
+    jobq__pcm pcm = {0};
+    assert_int_equal(jobq__wav_parse(bytes, n, &pcm), 0);
+    assert_true(jobq__pcm_seconds(&pcm) > dur - 0.05 && jobq__pcm_seconds(&pcm) < dur + 0.05);
+    assert_true(jobq__pcm_rms(&pcm) > 300.0);
+    jobq__pcm_free(&pcm);
   } else {
     double secs = 0;
-    assert_int_equal(jq_mp3_probe(bytes, n, &secs), 0);
+    assert_int_equal(jobq__mp3_probe(bytes, n, &secs), 0);
     assert_true(secs > dur - 0.2 && secs < dur + 0.2);
   }
   free(bytes);

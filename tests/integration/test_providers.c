@@ -269,14 +269,14 @@ static void check_audio_result(jobq_job_t *j, json_t **out_result) {
   size_t n = 0;
   unsigned char *wav = slurp(file, &n);
   assert_non_null(wav);
-  jq_pcm pcm = {0};
-  assert_int_equal(jq_wav_parse(wav, n, &pcm), 0);
+  jobq__pcm pcm = {0};
+  assert_int_equal(jobq__wav_parse(wav, n, &pcm), 0);
   assert_int_equal(pcm.rate, 24000);
   double dur = json_real_value(json_object_get(r, "audioDuration"));
   assert_true(dur > 1.0);
-  assert_true(jq_pcm_seconds(&pcm) > dur - 0.05 && jq_pcm_seconds(&pcm) < dur + 0.05);
-  assert_true(jq_pcm_rms(&pcm) > 300.0); /* the double's voices are tones, not silence */
-  jq_pcm_free(&pcm);
+  assert_true(jobq__pcm_seconds(&pcm) > dur - 0.05 && jobq__pcm_seconds(&pcm) < dur + 0.05);
+  assert_true(jobq__pcm_rms(&pcm) > 300.0); /* the double's voices are tones, not silence */
+  jobq__pcm_free(&pcm);
   free(wav);
   assert_true(json_array_size(json_object_get(r, "dialogue")) >= 2);
   assert_non_null(strstr(json_string_value(json_object_get(r, "transcript")), "Alex: "));

@@ -134,23 +134,23 @@ static void b_wav_mono(bytes *b, uint32_t rate, const int16_t *s, size_t n) {
   b_riff_done(b);
 }
 
-static jq_pcm sine(int rate, double hz, double seconds, double amp) {
-  jq_pcm p = {.rate = rate};
+static jobq__pcm sine(int rate, double hz, double seconds, double amp) {
+  jobq__pcm p = {.rate = rate};
   size_t n = (size_t)(rate * seconds + 0.5);
   int16_t *s = malloc(n * sizeof *s);
   assert_non_null(s);
   for (size_t i = 0; i < n; i++) s[i] = (int16_t)lrint(amp * sin(2 * M_PI * hz * (double)i / rate));
-  assert_int_equal(jq_pcm_append(&p, s, n), 0);
+  assert_int_equal(jobq__pcm_append(&p, s, n), 0);
   free(s);
   return p;
 }
 
 /* Frequency from sign changes: two per period. */
-static double crossing_hz(const jq_pcm *p) {
+static double crossing_hz(const jobq__pcm *p) {
   size_t c = 0;
   for (size_t i = 1; i < p->n; i++)
     if ((p->samples[i - 1] < 0) != (p->samples[i] < 0)) c++;
-  return (double)c / 2.0 / jq_pcm_seconds(p);
+  return (double)c / 2.0 / jobq__pcm_seconds(p);
 }
 
 #define ASSERT_RC(want, expr)                                                                  \
@@ -169,32 +169,32 @@ static double crossing_hz(const jq_pcm *p) {
 
 static void test_pcm_append(void **state) {
   (void)state;
-  jq_pcm p = {.rate = 8000};
+  jobq__pcm p = {.rate = 8000};
   const int16_t a[3] = {1, -2, 3};
-  ASSERT_RC(0, jq_pcm_append(&p, a, 3));
-  ASSERT_RC(0, jq_pcm_append(&p, NULL, 0));
-  ASSERT_RC(JOBQ_EINVAL, jq_pcm_append(&p, NULL, 1));
+  ASSERT_RC(0, jobq__pcm_append(&p, a, 3));
+  ASSERT_RC(0, jobq__pcm_append(&p, NULL, 0));
+  ASSERT_RC(JOBQ_EINVAL, jobq__pcm_append(&p, NULL, 1));
   assert_int_equal(p.n, 3);
   /* Appending the buffer to itself, across a reallocation. */
-  for (int i = 0; i < 5000; i++) ASSERT_RC(0, jq_pcm_append(&p, a, 3));
+  for (int i = 0; i < 5000; i++) ASSERT_RC(0, jobq__pcm_append(&p, a, 3));
   size_t n = p.n;
-  ASSERT_RC(0, jq_pcm_append(&p, p.samples, p.n));
+  ASSERT_RC(0, jobq__pcm_append(&p, p.samples, p.n));
   assert_int_equal(p.n, 2 * n);
   for (size_t i = 0; i < p.n; i++) assert_int_equal(p.samples[i], a[i % 3]);
   assert_true(p.cap >= p.n);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
   assert_null(p.samples);
   assert_int_equal(p.n, 0);
   assert_int_equal(p.cap, 0);
   assert_int_equal(p.rate, 0);
-  jq_pcm_free(NULL);
+  jobq__pcm_free(NULL);
 }
 
 static void test_pcm_silence(void **state) {
   (void)state;
-  jq_pcm p = {.rate = 22050};
+  jobq__pcm p = {.rate = 22050};
   const int16_t one = 7;
-  ASSERT_RC(0, jq_pcm_append(&p, &one, 1));
+  ASSERT_RC(0, jobq__pcm_append(&p, &one, 1));
   static const struct {
     int rate, ms;
     size_t want;
@@ -203,52 +203,52 @@ static void test_pcm_silence(void **state) {
   size_t total = 1;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     p.rate = cases[i].rate;
-    ASSERT_RC(0, jq_pcm_append_silence(&p, cases[i].ms));
+    ASSERT_RC(0, jobq__pcm_append_silence(&p, cases[i].ms));
     total += cases[i].want;
     assert_int_equal(p.n, total);
   }
   assert_int_equal(p.samples[0], 7);
   for (size_t i = 1; i < p.n; i++) assert_int_equal(p.samples[i], 0);
-  ASSERT_RC(JOBQ_EINVAL, jq_pcm_append_silence(&p, -1));
+  ASSERT_RC(JOBQ_EINVAL, jobq__pcm_append_silence(&p, -1));
   p.rate = 0;
-  ASSERT_RC(JOBQ_EINVAL, jq_pcm_append_silence(&p, 10));
+  ASSERT_RC(JOBQ_EINVAL, jobq__pcm_append_silence(&p, 10));
   assert_int_equal(p.n, total);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
 }
 
 static void test_pcm_seconds_rms(void **state) {
   (void)state;
-  jq_pcm p = {.rate = 22050};
-  assert_true(jq_pcm_rms(&p) == 0.0);
-  assert_true(jq_pcm_seconds(&p) == 0.0);
+  jobq__pcm p = {.rate = 22050};
+  assert_true(jobq__pcm_rms(&p) == 0.0);
+  assert_true(jobq__pcm_seconds(&p) == 0.0);
   int16_t k[100];
   for (int i = 0; i < 100; i++) k[i] = (i & 1) ? 1000 : -1000;
-  ASSERT_RC(0, jq_pcm_append(&p, k, 100));
-  assert_true(fabs(jq_pcm_rms(&p) - 1000.0) < 1e-9);
-  jq_pcm_free(&p);
+  ASSERT_RC(0, jobq__pcm_append(&p, k, 100));
+  assert_true(fabs(jobq__pcm_rms(&p) - 1000.0) < 1e-9);
+  jobq__pcm_free(&p);
 
   p = sine(22050, 441, 1.0, 10000); /* 441 whole periods */
-  assert_true(fabs(jq_pcm_seconds(&p) - 1.0) < 1e-12);
-  assert_true(fabs(jq_pcm_rms(&p) - 10000 / sqrt(2)) < 2);
+  assert_true(fabs(jobq__pcm_seconds(&p) - 1.0) < 1e-12);
+  assert_true(fabs(jobq__pcm_rms(&p) - 10000 / sqrt(2)) < 2);
   p.rate = 11025;
-  assert_true(fabs(jq_pcm_seconds(&p) - 2.0) < 1e-12);
+  assert_true(fabs(jobq__pcm_seconds(&p) - 2.0) < 1e-12);
   p.rate = 0;
-  assert_true(jq_pcm_seconds(&p) == 0.0);
-  jq_pcm_free(&p);
+  assert_true(jobq__pcm_seconds(&p) == 0.0);
+  jobq__pcm_free(&p);
 
   p.rate = 8000;
   for (int i = 0; i < 100; i++) k[i] = -32768;
-  ASSERT_RC(0, jq_pcm_append(&p, k, 100));
-  assert_true(jq_pcm_rms(&p) == 32767.0);
-  jq_pcm_free(&p);
-  assert_true(jq_pcm_rms(NULL) == 0.0);
+  ASSERT_RC(0, jobq__pcm_append(&p, k, 100));
+  assert_true(jobq__pcm_rms(&p) == 32767.0);
+  jobq__pcm_free(&p);
+  assert_true(jobq__pcm_rms(NULL) == 0.0);
 }
 
 static void test_resample_double(void **state) {
   (void)state;
-  jq_pcm src = sine(22050, 440, 1.0, 12000);
-  jq_pcm dst = {.rate = 44100};
-  ASSERT_RC(0, jq_pcm_append_pcm(&dst, &src));
+  jobq__pcm src = sine(22050, 440, 1.0, 12000);
+  jobq__pcm dst = {.rate = 44100};
+  ASSERT_RC(0, jobq__pcm_append_pcm(&dst, &src));
   assert_int_equal(dst.rate, 44100);
   assert_true(dst.n + 1 >= 2 * src.n && dst.n <= 2 * src.n + 1);
   /* Even outputs sit on input samples, odd ones halfway between. */
@@ -258,9 +258,9 @@ static void test_resample_double(void **state) {
     assert_true(fabs(dst.samples[2 * k + 1] - mid) <= 0.5);
   }
   assert_true(fabs(crossing_hz(&dst) - 440) < 2);
-  assert_true(fabs(jq_pcm_seconds(&dst) - 1.0) < 1e-4);
-  jq_pcm_free(&dst);
-  jq_pcm_free(&src);
+  assert_true(fabs(jobq__pcm_seconds(&dst) - 1.0) < 1e-4);
+  jobq__pcm_free(&dst);
+  jobq__pcm_free(&src);
 }
 
 static void test_resample_other_rates(void **state) {
@@ -268,38 +268,38 @@ static void test_resample_other_rates(void **state) {
   static const int pairs[][2] = {{22050, 24000}, {24000, 22050}, {44100, 22050}, {16000, 48000}, {48000, 44100}};
   for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
     int from = pairs[i][0], to = pairs[i][1];
-    jq_pcm src = sine(from, 440, 0.75, 9000);
-    jq_pcm dst = {.rate = to};
+    jobq__pcm src = sine(from, 440, 0.75, 9000);
+    jobq__pcm dst = {.rate = to};
     const int16_t lead[2] = {5, 6};
-    ASSERT_RC(0, jq_pcm_append(&dst, lead, 2));
-    ASSERT_RC(0, jq_pcm_append_pcm(&dst, &src));
+    ASSERT_RC(0, jobq__pcm_append(&dst, lead, 2));
+    ASSERT_RC(0, jobq__pcm_append_pcm(&dst, &src));
     double want = (double)src.n * to / from;
     assert_true(fabs((double)(dst.n - 2) - want) <= 1.0);
     assert_int_equal(dst.samples[0], 5);
     assert_int_equal(dst.samples[1], 6);
-    jq_pcm body = {.samples = dst.samples + 2, .n = dst.n - 2, .rate = to};
+    jobq__pcm body = {.samples = dst.samples + 2, .n = dst.n - 2, .rate = to};
     assert_true(fabs(crossing_hz(&body) - 440) < 3);
-    jq_pcm_free(&dst);
-    jq_pcm_free(&src);
+    jobq__pcm_free(&dst);
+    jobq__pcm_free(&src);
   }
   /* rate 0 takes the source's rate and copies exactly */
-  jq_pcm src = sine(24000, 300, 0.1, 5000);
-  jq_pcm dst = {0};
-  ASSERT_RC(0, jq_pcm_append_pcm(&dst, &src));
+  jobq__pcm src = sine(24000, 300, 0.1, 5000);
+  jobq__pcm dst = {0};
+  ASSERT_RC(0, jobq__pcm_append_pcm(&dst, &src));
   assert_int_equal(dst.rate, 24000);
   assert_int_equal(dst.n, src.n);
   assert_memory_equal(dst.samples, src.samples, src.n * sizeof *src.samples);
   /* a source without a rate is refused, dst untouched */
   src.rate = 0;
-  ASSERT_RC(JOBQ_EINVAL, jq_pcm_append_pcm(&dst, &src));
+  ASSERT_RC(JOBQ_EINVAL, jobq__pcm_append_pcm(&dst, &src));
   assert_int_equal(dst.n, src.n);
   /* an empty source at another rate adds nothing */
-  jq_pcm empty = {.rate = 8000};
-  ASSERT_RC(0, jq_pcm_append_pcm(&dst, &empty));
+  jobq__pcm empty = {.rate = 8000};
+  ASSERT_RC(0, jobq__pcm_append_pcm(&dst, &empty));
   assert_int_equal(dst.n, src.n);
   assert_int_equal(dst.rate, 24000);
-  jq_pcm_free(&dst);
-  jq_pcm_free(&src);
+  jobq__pcm_free(&dst);
+  jobq__pcm_free(&src);
 }
 
 /* ======================================================================== */
@@ -308,18 +308,18 @@ static void test_resample_other_rates(void **state) {
 
 static void test_wav_write_bytes(void **state) {
   (void)state;
-  jq_pcm p = {.rate = 22050};
+  jobq__pcm p = {.rate = 22050};
   static const int16_t edge[] = {0, 1, -1, 32767, -32768, 0x1234, -0x1234};
-  ASSERT_RC(0, jq_pcm_append(&p, edge, 7));
+  ASSERT_RC(0, jobq__pcm_append(&p, edge, 7));
   rng_seed(11);
   for (int i = 0; i < 994; i++) {
     int16_t v = (int16_t)rng();
-    ASSERT_RC(0, jq_pcm_append(&p, &v, 1));
+    ASSERT_RC(0, jobq__pcm_append(&p, &v, 1));
   }
   char path[128], tmp[140];
   path_in(path, sizeof path, "a.wav");
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  ASSERT_RC(0, jq_wav_write(path, &p));
+  ASSERT_RC(0, jobq__wav_write(path, &p));
   assert_false(exists(tmp));
 
   size_t len;
@@ -339,18 +339,18 @@ static void test_wav_write_bytes(void **state) {
   assert_int_equal(le32(b + 40), 2 * 1001);
   for (size_t i = 0; i < p.n; i++) assert_int_equal((int16_t)le16(b + 44 + 2 * i), p.samples[i]);
 
-  jq_pcm back = {0};
-  ASSERT_RC(0, jq_wav_parse(b, len, &back));
+  jobq__pcm back = {0};
+  ASSERT_RC(0, jobq__wav_parse(b, len, &back));
   assert_int_equal(back.rate, 22050);
   assert_int_equal(back.n, p.n);
   assert_memory_equal(back.samples, p.samples, p.n * sizeof *p.samples);
-  jq_pcm_free(&back);
+  jobq__pcm_free(&back);
   free(b);
 
   /* Rewriting replaces the file whole. */
   p.n = 3;
   p.rate = 8000;
-  ASSERT_RC(0, jq_wav_write(path, &p));
+  ASSERT_RC(0, jobq__wav_write(path, &p));
   b = read_all(path, &len);
   assert_int_equal(len, 50);
   assert_int_equal(le32(b + 24), 8000);
@@ -359,23 +359,23 @@ static void test_wav_write_bytes(void **state) {
 
   /* Refusals leave no file behind. */
   p.rate = 0;
-  ASSERT_RC(JOBQ_EINVAL, jq_wav_write(path, &p));
+  ASSERT_RC(JOBQ_EINVAL, jobq__wav_write(path, &p));
   assert_false(exists(path));
   p.rate = 8000;
   char bad[160], badtmp[170];
   snprintf(bad, sizeof bad, "%s/no/such/dir.wav", tmpdir);
   snprintf(badtmp, sizeof badtmp, "%s.tmp", bad);
-  ASSERT_RC(JOBQ_EIO, jq_wav_write(bad, &p));
+  ASSERT_RC(JOBQ_EIO, jobq__wav_write(bad, &p));
   assert_non_null(strstr(jobq_last_error(), "dir.wav"));
   assert_false(exists(badtmp));
   /* The rename fails (a directory is in the way): the .tmp goes. */
   path_in(bad, sizeof bad, "adir");
   snprintf(badtmp, sizeof badtmp, "%s.tmp", bad);
   assert_int_equal(mkdir(bad, 0700), 0);
-  ASSERT_RC(JOBQ_EIO, jq_wav_write(bad, &p));
+  ASSERT_RC(JOBQ_EIO, jobq__wav_write(bad, &p));
   assert_false(exists(badtmp));
   assert_int_equal(rmdir(bad), 0);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
 }
 
 static void test_wav_parse_chunks(void **state) {
@@ -400,29 +400,29 @@ static void test_wav_parse_chunks(void **state) {
   b_u32(&b, 3);
   b_str(&b, "abc");
   b_riff_done(&b);
-  jq_pcm p = {0};
-  ASSERT_RC(0, jq_wav_parse(b.p, b.n, &p));
+  jobq__pcm p = {0};
+  ASSERT_RC(0, jobq__wav_parse(b.p, b.n, &p));
   assert_int_equal(p.rate, 16000);
   assert_int_equal(p.n, 5);
   assert_memory_equal(p.samples, s, sizeof s);
   /* A second parse appends at the same rate. */
-  ASSERT_RC(0, jq_wav_parse(b.p, b.n, &p));
+  ASSERT_RC(0, jobq__wav_parse(b.p, b.n, &p));
   assert_int_equal(p.n, 10);
   assert_memory_equal(p.samples + 5, s, sizeof s);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
   /* Into a buffer at twice the rate: resampled. */
   p.rate = 32000;
-  ASSERT_RC(0, jq_wav_parse(b.p, b.n, &p));
+  ASSERT_RC(0, jobq__wav_parse(b.p, b.n, &p));
   assert_int_equal(p.rate, 32000);
   assert_int_equal(p.n, 10);
   assert_int_equal(p.samples[0], 100);
   assert_int_equal(p.samples[2], -200);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
   /* Bytes after an honest RIFF size are not read. */
   b_str(&b, "trailing garbage");
-  ASSERT_RC(0, jq_wav_parse(b.p, b.n, &p));
+  ASSERT_RC(0, jobq__wav_parse(b.p, b.n, &p));
   assert_int_equal(p.n, 5);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
   b_free(&b);
 }
 
@@ -440,12 +440,12 @@ static void test_wav_parse_stereo(void **state) {
     b_u16(&b, (uint16_t)lr[i][1]);
   }
   b_riff_done(&b);
-  jq_pcm p = {0};
-  ASSERT_RC(0, jq_wav_parse(b.p, b.n, &p));
+  jobq__pcm p = {0};
+  ASSERT_RC(0, jobq__wav_parse(b.p, b.n, &p));
   assert_int_equal(p.rate, 44100);
   assert_int_equal(p.n, 6);
   assert_memory_equal(p.samples, want, sizeof want);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
   b_free(&b);
 }
 
@@ -476,13 +476,13 @@ static void test_wav_parse_extensible_and_streamed(void **state) {
   b_u16(&b, 1234);
   b_u16(&b, (uint16_t)-1234);
   b_riff_done(&b);
-  jq_pcm p = {0};
-  ASSERT_RC(0, jq_wav_parse(b.p, b.n, &p));
+  jobq__pcm p = {0};
+  ASSERT_RC(0, jobq__wav_parse(b.p, b.n, &p));
   assert_int_equal(p.rate, 24000);
   assert_int_equal(p.n, 2);
   assert_int_equal(p.samples[0], 1234);
   assert_int_equal(p.samples[1], -1234);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
   b_free(&b);
 
   /* A streamed WAV (OpenAI: both sizes 0xFFFFFFFF; ElevenLabs: 0x7FFFFFFF;
@@ -499,10 +499,10 @@ static void test_wav_parse_extensible_and_streamed(void **state) {
     b_u16(&b, 3);
     b_u8(&b, 9);
     for (int k = 0; k < 4; k++) b.p[4 + k] = (uint8_t)(ph[i][0] >> (8 * k));
-    ASSERT_RC(0, jq_wav_parse(b.p, b.n, &p));
+    ASSERT_RC(0, jobq__wav_parse(b.p, b.n, &p));
     assert_int_equal(p.n, 3);
     assert_int_equal(p.samples[2], 3);
-    jq_pcm_free(&p);
+    jobq__pcm_free(&p);
     b_free(&b);
   }
 }
@@ -757,10 +757,10 @@ static void test_wav_parse_rejects(void **state) {
     bytes b = {0};
     cases[i].fn(&b);
     uint8_t *c = exact_copy(b.p, b.n);
-    jq_pcm p = {.rate = 22050};
-    ASSERT_RC(0, jq_pcm_append(&p, keep, 3));
+    jobq__pcm p = {.rate = 22050};
+    ASSERT_RC(0, jobq__pcm_append(&p, keep, 3));
     jobq_storage_set_error("");
-    int rc = jq_wav_parse(c, b.n, &p);
+    int rc = jobq__wav_parse(c, b.n, &p);
     if (rc != JOBQ_EPROVIDER) {
       print_error("case '%s': rc %d (%s): %s\n", cases[i].name, rc, jobq_err_name(rc), jobq_last_error());
       fail();
@@ -769,13 +769,13 @@ static void test_wav_parse_rejects(void **state) {
     assert_int_equal(p.n, 3);
     assert_int_equal(p.rate, 22050);
     assert_memory_equal(p.samples, keep, sizeof keep);
-    jq_pcm_free(&p);
+    jobq__pcm_free(&p);
     free(c);
     b_free(&b);
   }
-  jq_pcm p = {0};
-  ASSERT_RC(JOBQ_EINVAL, jq_wav_parse(NULL, 4, &p));
-  ASSERT_RC(JOBQ_EINVAL, jq_wav_parse("RIFF", 4, NULL));
+  jobq__pcm p = {0};
+  ASSERT_RC(JOBQ_EINVAL, jobq__wav_parse(NULL, 4, &p));
+  ASSERT_RC(JOBQ_EINVAL, jobq__wav_parse("RIFF", 4, NULL));
 }
 
 /* Every prefix of a valid WAV is refused (its data size is honest). */
@@ -787,15 +787,15 @@ static void test_wav_parse_prefixes(void **state) {
   b_wav_mono(&b, 22050, s, 50);
   for (size_t n = 0; n < b.n; n++) {
     uint8_t *c = exact_copy(b.p, n);
-    jq_pcm p = {0};
-    ASSERT_RC(JOBQ_EPROVIDER, jq_wav_parse(c, n, &p));
+    jobq__pcm p = {0};
+    ASSERT_RC(JOBQ_EPROVIDER, jobq__wav_parse(c, n, &p));
     assert_int_equal(p.n, 0);
     free(c);
   }
-  jq_pcm p = {0};
-  ASSERT_RC(0, jq_wav_parse(b.p, b.n, &p));
+  jobq__pcm p = {0};
+  ASSERT_RC(0, jobq__wav_parse(b.p, b.n, &p));
   assert_memory_equal(p.samples, s, sizeof s);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
   b_free(&b);
 }
 
@@ -830,12 +830,12 @@ static void b_mp3_frames(bytes *b, size_t n, unsigned version, unsigned br_idx, 
 static void probe_ok(const uint8_t *p, size_t n, double want, double tol) {
   uint8_t *c = exact_copy(p, n);
   double d = -1;
-  ASSERT_RC(0, jq_mp3_probe(c, n, &d));
+  ASSERT_RC(0, jobq__mp3_probe(c, n, &d));
   if (fabs(d - want) > tol) {
     print_error("duration %.6f s, expected %.6f +- %.3f\n", d, want, tol);
     fail();
   }
-  ASSERT_RC(0, jq_mp3_probe(c, n, NULL));
+  ASSERT_RC(0, jobq__mp3_probe(c, n, NULL));
   free(c);
 }
 
@@ -980,7 +980,7 @@ static void test_mp3_probe_rejects(void **state) {
     uint8_t *cp = exact_copy(c[i].b.p, c[i].b.n);
     double d = -7;
     jobq_storage_set_error("");
-    int rc = jq_mp3_probe(cp, c[i].b.n, &d);
+    int rc = jobq__mp3_probe(cp, c[i].b.n, &d);
     if (rc != JOBQ_EPROVIDER) {
       print_error("case '%s': rc %d (%s)\n", c[i].name, rc, jobq_err_name(rc));
       fail();
@@ -990,18 +990,18 @@ static void test_mp3_probe_rejects(void **state) {
     free(cp);
     b_free(&c[i].b);
   }
-  ASSERT_RC(JOBQ_EINVAL, jq_mp3_probe(NULL, 10, NULL));
+  ASSERT_RC(JOBQ_EINVAL, jobq__mp3_probe(NULL, 10, NULL));
 }
 
 /* info: LAME writes its Info tag, which needs a frame of about 180 bytes
  * (not at 144-byte frames: 48 kbps at 24 kHz, 32 kbps at 16 kHz). With it,
  * the probe trims the encoder delay and padding and is exact. */
 static void mp3_roundtrip(int rate, double seconds, int kbps, int info) {
-  jq_pcm p = sine(rate, 440, seconds, 8000);
+  jobq__pcm p = sine(rate, 440, seconds, 8000);
   char path[128], tmp[140];
   path_in(path, sizeof path, "t.mp3");
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  ASSERT_RC(0, jq_mp3_write(path, &p, kbps));
+  ASSERT_RC(0, jobq__mp3_write(path, &p, kbps));
   assert_false(exists(tmp));
   size_t len;
   uint8_t *b = read_all(path, &len);
@@ -1010,9 +1010,9 @@ static void mp3_roundtrip(int rate, double seconds, int kbps, int info) {
   assert_int_equal(b[1] & 0xE0, 0xE0);
   assert_true((memmem(b, len < 200 ? len : 200, "Info", 4) != NULL) == info);
   double d = -1;
-  ASSERT_RC(0, jq_mp3_probe(b, len, &d));
-  if (fabs(d - jq_pcm_seconds(&p)) > (info ? 0.001 : 0.1)) {
-    print_error("%d Hz %d kbps: MP3 lasts %.4f s, PCM %.4f s\n", rate, kbps, d, jq_pcm_seconds(&p));
+  ASSERT_RC(0, jobq__mp3_probe(b, len, &d));
+  if (fabs(d - jobq__pcm_seconds(&p)) > (info ? 0.001 : 0.1)) {
+    print_error("%d Hz %d kbps: MP3 lasts %.4f s, PCM %.4f s\n", rate, kbps, d, jobq__pcm_seconds(&p));
     fail();
   }
   /* The same stream behind an ID3v2 tag. */
@@ -1020,12 +1020,12 @@ static void mp3_roundtrip(int rate, double seconds, int kbps, int info) {
   b_id3v2(&t, 3, 0, 1000);
   b_raw(&t, b, len);
   double d2 = -1;
-  ASSERT_RC(0, jq_mp3_probe(t.p, t.n, &d2));
+  ASSERT_RC(0, jobq__mp3_probe(t.p, t.n, &d2));
   assert_true(d2 == d);
   b_free(&t);
   free(b);
   unlink(path);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
 }
 
 static void test_mp3_write_probe(void **state) {
@@ -1039,40 +1039,40 @@ static void test_mp3_write_probe(void **state) {
   /* No samples, and one: still a valid stream, of exactly that length. */
   char path[128];
   path_in(path, sizeof path, "short.mp3");
-  jq_pcm p = {.rate = 22050};
+  jobq__pcm p = {.rate = 22050};
   for (int k = 0; k < 2; k++) {
-    ASSERT_RC(0, jq_mp3_write(path, &p, 0));
+    ASSERT_RC(0, jobq__mp3_write(path, &p, 0));
     size_t len;
     uint8_t *b = read_all(path, &len);
     double d = -1;
-    ASSERT_RC(0, jq_mp3_probe(b, len, &d));
+    ASSERT_RC(0, jobq__mp3_probe(b, len, &d));
     assert_true(fabs(d - k / 22050.0) < 1e-9);
     free(b);
     const int16_t one = 1000;
-    ASSERT_RC(0, jq_pcm_append(&p, &one, 1));
+    ASSERT_RC(0, jobq__pcm_append(&p, &one, 1));
   }
   unlink(path);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
 }
 
 static void test_mp3_write_errors(void **state) {
   (void)state;
-  jq_pcm p = sine(22050, 440, 0.2, 8000);
+  jobq__pcm p = sine(22050, 440, 0.2, 8000);
   char path[128];
   path_in(path, sizeof path, "e.mp3");
-  ASSERT_RC(JOBQ_EINVAL, jq_mp3_write(path, &p, 100));
-  ASSERT_RC(JOBQ_EINVAL, jq_mp3_write(path, &p, -1));
-  ASSERT_RC(JOBQ_EINVAL, jq_mp3_write(NULL, &p, 0));
+  ASSERT_RC(JOBQ_EINVAL, jobq__mp3_write(path, &p, 100));
+  ASSERT_RC(JOBQ_EINVAL, jobq__mp3_write(path, &p, -1));
+  ASSERT_RC(JOBQ_EINVAL, jobq__mp3_write(NULL, &p, 0));
   p.rate = 0;
-  ASSERT_RC(JOBQ_EINVAL, jq_mp3_write(path, &p, 0));
+  ASSERT_RC(JOBQ_EINVAL, jobq__mp3_write(path, &p, 0));
   assert_false(exists(path));
   p.rate = 22050;
   char bad[160], badtmp[170];
   snprintf(bad, sizeof bad, "%s/missing/x.mp3", tmpdir);
   snprintf(badtmp, sizeof badtmp, "%s.tmp", bad);
-  ASSERT_RC(JOBQ_EIO, jq_mp3_write(bad, &p, 0));
+  ASSERT_RC(JOBQ_EIO, jobq__mp3_write(bad, &p, 0));
   assert_false(exists(badtmp));
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
 }
 
 /* ======================================================================== */
@@ -1101,11 +1101,11 @@ static void test_parsers_fuzz(void **state) {
   b_mp3_frames(&seeds[2], 12, 2, 8, 0, 64, 22050);
   b_str(&seeds[2], "TAG");
   b_zero(&seeds[2], 125);
-  jq_pcm p = sine(22050, 300, 0.5, 9000);
+  jobq__pcm p = sine(22050, 300, 0.5, 9000);
   char path[128];
   path_in(path, sizeof path, "f.mp3");
-  ASSERT_RC(0, jq_mp3_write(path, &p, 32));
-  jq_pcm_free(&p);
+  ASSERT_RC(0, jobq__mp3_write(path, &p, 32));
+  jobq__pcm_free(&p);
   size_t mlen;
   uint8_t *m = read_all(path, &mlen);
   b_raw(&seeds[3], m, mlen);
@@ -1147,17 +1147,17 @@ static void test_parsers_fuzz(void **state) {
       }
     }
     uint8_t *c = exact_copy(buf, n);
-    jq_pcm out = {0};
-    int rc = jq_wav_parse(c, n, &out);
+    jobq__pcm out = {0};
+    int rc = jobq__wav_parse(c, n, &out);
     assert_true(rc == 0 || rc == JOBQ_EPROVIDER);
     if (rc == 0) {
       wav_ok++;
       assert_true(out.rate >= 1000);
       assert_true(out.n <= n / 2);
     }
-    jq_pcm_free(&out);
+    jobq__pcm_free(&out);
     double d = -1;
-    rc = jq_mp3_probe(c, n, &d);
+    rc = jobq__mp3_probe(c, n, &d);
     assert_true(rc == 0 || rc == JOBQ_EPROVIDER);
     if (rc == 0) {
       mp3_ok++;
@@ -1181,10 +1181,10 @@ static const char *sentence = "The quick brown fox jumps over the lazy dog, and 
  * digital silence. */
 #define SPEECH_RMS 300.0
 
-static void check_speech(const jq_pcm *p, double min_seconds) {
+static void check_speech(const jobq__pcm *p, double min_seconds) {
   assert_int_equal(p->rate, 22050);
-  if (jq_pcm_seconds(p) <= min_seconds || jq_pcm_rms(p) <= SPEECH_RMS) {
-    print_error("speech of %.3f s at rms %.1f\n", jq_pcm_seconds(p), jq_pcm_rms(p));
+  if (jobq__pcm_seconds(p) <= min_seconds || jobq__pcm_rms(p) <= SPEECH_RMS) {
+    print_error("speech of %.3f s at rms %.1f\n", jobq__pcm_seconds(p), jobq__pcm_rms(p));
     fail();
   }
 }
@@ -1202,9 +1202,9 @@ static void test_espeak_quiet(void **state) {
   int o1 = dup(1), o2 = dup(2);
   dup2(fd, 1);
   dup2(fd, 2);
-  jq_pcm p = {0};
-  int rc1 = jq_espeak_synth("Hello there. Is anyone listening?", "en-us", 0, &p);
-  int rc2 = jq_espeak_synth("Unknown voice.", "xx", 0, &p);
+  jobq__pcm p = {0};
+  int rc1 = jobq__espeak_synth("Hello there. Is anyone listening?", "en-us", 0, &p);
+  int rc2 = jobq__espeak_synth("Unknown voice.", "xx", 0, &p);
   fflush(stdout);
   fflush(stderr);
   dup2(o1, 1);
@@ -1223,48 +1223,48 @@ static void test_espeak_quiet(void **state) {
   free(out);
   unlink(path);
   check_speech(&p, 0.5);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
 }
 
 static void test_espeak_sentence(void **state) {
   (void)state;
-  jq_pcm p = {0};
-  ASSERT_RC(0, jq_espeak_synth(sentence, "en-us", 175, &p));
+  jobq__pcm p = {0};
+  ASSERT_RC(0, jobq__espeak_synth(sentence, "en-us", 175, &p));
   check_speech(&p, 1.0);
   /* Slower speech lasts longer. */
-  jq_pcm slow = {0};
-  ASSERT_RC(0, jq_espeak_synth(sentence, "en-us", 90, &slow));
+  jobq__pcm slow = {0};
+  ASSERT_RC(0, jobq__espeak_synth(sentence, "en-us", 90, &slow));
   check_speech(&slow, 1.0);
-  assert_true(jq_pcm_seconds(&slow) > 1.4 * jq_pcm_seconds(&p));
+  assert_true(jobq__pcm_seconds(&slow) > 1.4 * jobq__pcm_seconds(&p));
   /* Appending to a buffer at another rate resamples. */
-  jq_pcm hi = {.rate = 44100};
-  ASSERT_RC(0, jq_espeak_synth(sentence, NULL, 0, &hi));
+  jobq__pcm hi = {.rate = 44100};
+  ASSERT_RC(0, jobq__espeak_synth(sentence, NULL, 0, &hi));
   assert_int_equal(hi.rate, 44100);
-  assert_true(jq_pcm_seconds(&hi) > 1.0 && jq_pcm_rms(&hi) > SPEECH_RMS);
+  assert_true(jobq__pcm_seconds(&hi) > 1.0 && jobq__pcm_rms(&hi) > SPEECH_RMS);
   /* A clip ends with its speech: espeak's trailing silence, which depends
    * on the call before, is cut, so the same text gives the same length. */
   assert_int_not_equal(p.samples[p.n - 1], 0);
-  jq_pcm t1 = {0}, t2 = {0};
-  ASSERT_RC(0, jq_espeak_synth("Three.", "en-us+m3", 0, &t1));
-  ASSERT_RC(0, jq_espeak_synth("One thread says this sentence, about apples and pears.", "en-us", 0, &t2));
-  jq_pcm_free(&t2);
-  ASSERT_RC(0, jq_espeak_synth("Three.", "en-us+m3", 0, &t2));
-  assert_true(fabs(jq_pcm_seconds(&t1) - jq_pcm_seconds(&t2)) < 0.005);
-  jq_pcm_free(&t1);
-  jq_pcm_free(&t2);
+  jobq__pcm t1 = {0}, t2 = {0};
+  ASSERT_RC(0, jobq__espeak_synth("Three.", "en-us+m3", 0, &t1));
+  ASSERT_RC(0, jobq__espeak_synth("One thread says this sentence, about apples and pears.", "en-us", 0, &t2));
+  jobq__pcm_free(&t2);
+  ASSERT_RC(0, jobq__espeak_synth("Three.", "en-us+m3", 0, &t2));
+  assert_true(fabs(jobq__pcm_seconds(&t1) - jobq__pcm_seconds(&t2)) < 0.005);
+  jobq__pcm_free(&t1);
+  jobq__pcm_free(&t2);
   /* Non-ASCII text in UTF-8. */
-  jq_pcm fr = {0};
-  ASSERT_RC(0, jq_espeak_synth("Ça va très bien, merci. Où est la gare ?", "fr", 0, &fr));
+  jobq__pcm fr = {0};
+  ASSERT_RC(0, jobq__espeak_synth("Ça va très bien, merci. Où est la gare ?", "fr", 0, &fr));
   check_speech(&fr, 1.0);
-  jq_pcm_free(&p);
-  jq_pcm_free(&slow);
-  jq_pcm_free(&hi);
-  jq_pcm_free(&fr);
+  jobq__pcm_free(&p);
+  jobq__pcm_free(&slow);
+  jobq__pcm_free(&hi);
+  jobq__pcm_free(&fr);
 }
 
 /* Median fundamental frequency of the voiced 40 ms frames, by
  * autocorrelation over 70..400 Hz. */
-static double median_f0(const jq_pcm *p) {
+static double median_f0(const jobq__pcm *p) {
   size_t frame = (size_t)p->rate / 25, nf = 0;
   size_t lo = (size_t)p->rate / 400, hi = (size_t)p->rate / 70;
   double *f0 = calloc(p->n / frame + 1, sizeof *f0);
@@ -1300,9 +1300,9 @@ static double median_f0(const jq_pcm *p) {
 
 static void test_espeak_voices_differ(void **state) {
   (void)state;
-  jq_pcm m = {0}, f = {0};
-  ASSERT_RC(0, jq_espeak_synth(sentence, "en-us+m3", 0, &m));
-  ASSERT_RC(0, jq_espeak_synth(sentence, "en-gb+f2", 0, &f));
+  jobq__pcm m = {0}, f = {0};
+  ASSERT_RC(0, jobq__espeak_synth(sentence, "en-us+m3", 0, &m));
+  ASSERT_RC(0, jobq__espeak_synth(sentence, "en-gb+f2", 0, &f));
   check_speech(&m, 1.0);
   check_speech(&f, 1.0);
   assert_true(m.n != f.n || memcmp(m.samples, f.samples, m.n * sizeof *m.samples) != 0);
@@ -1311,56 +1311,56 @@ static void test_espeak_voices_differ(void **state) {
   double fm = median_f0(&m), ff = median_f0(&f);
   print_message("median F0: en-us+m3 %.0f Hz, en-gb+f2 %.0f Hz\n", fm, ff);
   assert_true(ff > 1.3 * fm);
-  jq_pcm_free(&m);
-  jq_pcm_free(&f);
+  jobq__pcm_free(&m);
+  jobq__pcm_free(&f);
 }
 
 static void test_espeak_errors(void **state) {
   (void)state;
   static const int16_t keep[2] = {4, 5};
-  jq_pcm p = {.rate = 22050};
-  ASSERT_RC(0, jq_pcm_append(&p, keep, 2));
-  ASSERT_RC(JOBQ_ECONFIG, jq_espeak_synth("hi", "xx", 0, &p));
+  jobq__pcm p = {.rate = 22050};
+  ASSERT_RC(0, jobq__pcm_append(&p, keep, 2));
+  ASSERT_RC(JOBQ_ECONFIG, jobq__espeak_synth("hi", "xx", 0, &p));
   assert_string_equal(jobq_last_error(), "espeak-ng has no voice 'xx'");
-  ASSERT_RC(JOBQ_ECONFIG, jq_espeak_synth("hi", "en+nosuchvariant", 0, &p));
+  ASSERT_RC(JOBQ_ECONFIG, jobq__espeak_synth("hi", "en+nosuchvariant", 0, &p));
   assert_non_null(strstr(jobq_last_error(), "nosuchvariant"));
-  ASSERT_RC(JOBQ_ECONFIG, jq_espeak_synth("hi", "en+99", 0, &p));
+  ASSERT_RC(JOBQ_ECONFIG, jobq__espeak_synth("hi", "en+99", 0, &p));
   static const char *const bad[] = {"", "+m3", "en+", "../../etc/passwd", "en us", "gmw/en",
                                     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
                                     "en+aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
                                     "en+m3+f2"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    int rc = jq_espeak_synth("hi", bad[i], 0, &p);
+    int rc = jobq__espeak_synth("hi", bad[i], 0, &p);
     if (rc != JOBQ_ECONFIG) {
       print_error("voice '%s': rc %d\n", bad[i], rc);
       fail();
     }
   }
-  ASSERT_RC(JOBQ_EINVAL, jq_espeak_synth("", "en", 0, &p));
-  ASSERT_RC(JOBQ_EINVAL, jq_espeak_synth(NULL, "en", 0, &p));
-  ASSERT_RC(JOBQ_EINVAL, jq_espeak_synth("hi", "en", 10, &p));
-  ASSERT_RC(JOBQ_EINVAL, jq_espeak_synth("hi", "en", 1000, &p));
-  ASSERT_RC(JOBQ_EINVAL, jq_espeak_synth("hi", "en", 0, NULL));
+  ASSERT_RC(JOBQ_EINVAL, jobq__espeak_synth("", "en", 0, &p));
+  ASSERT_RC(JOBQ_EINVAL, jobq__espeak_synth(NULL, "en", 0, &p));
+  ASSERT_RC(JOBQ_EINVAL, jobq__espeak_synth("hi", "en", 10, &p));
+  ASSERT_RC(JOBQ_EINVAL, jobq__espeak_synth("hi", "en", 1000, &p));
+  ASSERT_RC(JOBQ_EINVAL, jobq__espeak_synth("hi", "en", 0, NULL));
   assert_int_equal(p.n, 2);
   assert_memory_equal(p.samples, keep, sizeof keep);
   /* numbered variants and named ones work */
-  ASSERT_RC(0, jq_espeak_synth("hi", "en+3", 0, &p));
-  ASSERT_RC(0, jq_espeak_synth("hi", "en-us+13", 0, &p));
-  ASSERT_RC(0, jq_espeak_synth("hi", "en-GB+Alex", 0, &p));
+  ASSERT_RC(0, jobq__espeak_synth("hi", "en+3", 0, &p));
+  ASSERT_RC(0, jobq__espeak_synth("hi", "en-us+13", 0, &p));
+  ASSERT_RC(0, jobq__espeak_synth("hi", "en-GB+Alex", 0, &p));
   assert_true(p.n > 2);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
 }
 
 /* Control character 1 starts an espeak embedded command ("\0011A": volume
  * 1%); text must be read as text. */
 static void test_espeak_control_chars(void **state) {
   (void)state;
-  jq_pcm a = {0}, b = {0};
-  ASSERT_RC(0, jq_espeak_synth("This is spoken at the normal volume, all of it.", "en", 0, &a));
-  ASSERT_RC(0, jq_espeak_synth("\0011A This is spoken at the normal volume, all of it.", "en", 0, &b));
-  assert_true(jq_pcm_rms(&b) > 0.7 * jq_pcm_rms(&a));
-  jq_pcm_free(&a);
-  jq_pcm_free(&b);
+  jobq__pcm a = {0}, b = {0};
+  ASSERT_RC(0, jobq__espeak_synth("This is spoken at the normal volume, all of it.", "en", 0, &a));
+  ASSERT_RC(0, jobq__espeak_synth("\0011A This is spoken at the normal volume, all of it.", "en", 0, &b));
+  assert_true(jobq__pcm_rms(&b) > 0.7 * jobq__pcm_rms(&a));
+  jobq__pcm_free(&a);
+  jobq__pcm_free(&b);
 }
 
 typedef struct synth_job {
@@ -1375,18 +1375,18 @@ typedef struct synth_job {
 static void *synth_thread(void *arg) {
   synth_job *j = arg;
   for (int r = 0; r < j->rounds; r++) {
-    jq_pcm p = {0};
-    j->rc = jq_espeak_synth(j->text, j->voice, 0, &p);
+    jobq__pcm p = {0};
+    j->rc = jobq__espeak_synth(j->text, j->voice, 0, &p);
     if (j->rc != 0) return NULL;
     /* espeak-ng adds a little randomness, so lengths vary slightly; two
      * syntheses mixed into one buffer would be far off. */
-    if (p.rate != 22050 || jq_pcm_rms(&p) <= SPEECH_RMS ||
-        fabs(jq_pcm_seconds(&p) - j->ref_seconds) > 0.1 * j->ref_seconds) {
+    if (p.rate != 22050 || jobq__pcm_rms(&p) <= SPEECH_RMS ||
+        fabs(jobq__pcm_seconds(&p) - j->ref_seconds) > 0.1 * j->ref_seconds) {
       j->bad = 1;
-      j->bad_seconds = jq_pcm_seconds(&p);
-      j->bad_rms = jq_pcm_rms(&p);
+      j->bad_seconds = jobq__pcm_seconds(&p);
+      j->bad_rms = jobq__pcm_rms(&p);
     }
-    jq_pcm_free(&p);
+    jobq__pcm_free(&p);
   }
   return NULL;
 }
@@ -1400,11 +1400,11 @@ static void test_espeak_threads(void **state) {
       {.text = "Der vierte Faden spricht Deutsch, und zwar ziemlich lange.", .voice = "de"},
   };
   for (int i = 0; i < 4; i++) {
-    jq_pcm p = {0};
-    ASSERT_RC(0, jq_espeak_synth(jobs[i].text, jobs[i].voice, 0, &p));
-    jobs[i].ref_seconds = jq_pcm_seconds(&p);
+    jobq__pcm p = {0};
+    ASSERT_RC(0, jobq__espeak_synth(jobs[i].text, jobs[i].voice, 0, &p));
+    jobs[i].ref_seconds = jobq__pcm_seconds(&p);
     jobs[i].rounds = 3;
-    jq_pcm_free(&p);
+    jobq__pcm_free(&p);
   }
   pthread_t t[4];
   for (int i = 0; i < 4; i++) assert_int_equal(pthread_create(&t[i], NULL, synth_thread, &jobs[i]), 0);
@@ -1431,16 +1431,16 @@ static void test_espeak_speed(void **state) {
   /* about 60 words, five times over: some 300 words */
   char text[2048] = "";
   for (int i = 0; i < 5; i++) strcat(text, para);
-  jq_pcm p = {0};
+  jobq__pcm p = {0};
   struct timespec a, b;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
-  ASSERT_RC(0, jq_espeak_synth(text, "en-us", 175, &p));
+  ASSERT_RC(0, jobq__espeak_synth(text, "en-us", 175, &p));
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
   double cpu = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
-  print_message("espeak-ng: %.1f s of audio in %.3f s of CPU: %.0fx real time\n", jq_pcm_seconds(&p), cpu,
-                cpu > 0 ? jq_pcm_seconds(&p) / cpu : 0.0);
+  print_message("espeak-ng: %.1f s of audio in %.3f s of CPU: %.0fx real time\n", jobq__pcm_seconds(&p), cpu,
+                cpu > 0 ? jobq__pcm_seconds(&p) / cpu : 0.0);
   check_speech(&p, 60.0);
-  jq_pcm_free(&p);
+  jobq__pcm_free(&p);
 }
 
 /* ---- setup ----------------------------------------------------------------- */

@@ -102,11 +102,11 @@ typedef struct got {
   char *ctype;
   char *error;
   uint64_t at_ms;
-  void (*then)(struct got *g, const jq_http_resp *r); /* runs inside done */
+  void (*then)(struct got *g, const jobq__http_resp *r); /* runs inside done */
   void *ctx;
 } got;
 
-static void on_done(void *ud, const jq_http_resp *r) {
+static void on_done(void *ud, const jobq__http_resp *r) {
   got *g = ud;
   g->n++;
   g->rc = r->rc;
@@ -155,7 +155,7 @@ static void got_free(got *g) {
 
 typedef struct tctx {
   uv_loop_t loop;
-  jq_http *h;
+  jobq__http *h;
   int closed;
 } tctx;
 
@@ -164,13 +164,13 @@ static void on_closed(void *ud) { ((tctx *)ud)->closed++; }
 static void ctx_open(tctx *t) {
   memset(t, 0, sizeof *t);
   assert_int_equal(uv_loop_init(&t->loop), 0);
-  TAPI_OK(jq_http_new(&t->loop, &t->h));
+  TAPI_OK(jobq__http_new(&t->loop, &t->h));
 }
 
 /* Closes the client (unless the test did) and checks that the loop is left
  * with nothing of it. */
 static void ctx_close(tctx *t) {
-  if (t->h) jq_http_close(t->h, on_closed, t);
+  if (t->h) jobq__http_close(t->h, on_closed, t);
   t->h = NULL;
   assert_int_equal(uv_run(&t->loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(t->closed, 1);
@@ -178,8 +178,8 @@ static void ctx_close(tctx *t) {
 }
 
 /* Options with quick retries, so that only Retry-After makes tests wait. */
-static jq_http_opts quick(const char *u) {
-  jq_http_opts o;
+static jobq__http_opts quick(const char *u) {
+  jobq__http_opts o;
   memset(&o, 0, sizeof o);
   o.url = u;
   o.backoff_base_ms = 1;
@@ -187,9 +187,9 @@ static jq_http_opts quick(const char *u) {
   return o;
 }
 
-static jq_http_req *start(tctx *t, const jq_http_opts *o, got *g) {
-  jq_http_req *req = NULL;
-  TAPI_OK(jq_http_start(t->h, o, on_done, g, &req));
+static jobq__http_req *start(tctx *t, const jobq__http_opts *o, got *g) {
+  jobq__http_req *req = NULL;
+  TAPI_OK(jobq__http_start(t->h, o, on_done, g, &req));
   assert_non_null(req);
   assert_int_equal(g->n, 0); /* never from inside start */
   return req;
@@ -198,7 +198,7 @@ static jq_http_req *start(tctx *t, const jq_http_opts *o, got *g) {
 static void run(tctx *t) { uv_run(&t->loop, UV_RUN_DEFAULT); }
 
 /* One request, run to its end. */
-static void fetch(tctx *t, const jq_http_opts *o, got *g) {
+static void fetch(tctx *t, const jobq__http_opts *o, got *g) {
   start(t, o, g);
   run(t);
   assert_int_equal(g->n, 1);
@@ -215,7 +215,7 @@ static json_t *body_json(const got *g) {
 static void server_count(tctx *t, const char *token, int *calls, int *drops) {
   char path[128], u[256];
   snprintf(path, sizeof path, "/count?of=%s", token);
-  jq_http_opts o = quick(url(u, sizeof u, path));
+  jobq__http_opts o = quick(url(u, sizeof u, path));
   got g = {0};
   fetch(t, &o, &g);
   assert_int_equal(g.rc, 0);
@@ -283,7 +283,7 @@ static void test_get_with_headers(void **state) {
   ctx_open(&t);
   char u[256];
   const char *hdrs[] = {"X-Test: abc", "Accept: application/json"};
-  jq_http_opts o = quick(url(u, sizeof u, "/echo?x=1"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/echo?x=1"));
   o.headers = hdrs;
   o.n_headers = 2;
   got g = {0};
@@ -312,7 +312,7 @@ static void test_post_and_methods(void **state) {
   static const char body[] = "hello\0world, \xff bytes";
   size_t blen = sizeof body - 1;
   const char *hdrs[] = {"Content-Type: application/octet-stream"};
-  jq_http_opts o = quick(url(u, sizeof u, "/echo"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/echo"));
   o.body = body;
   o.body_len = blen;
   o.headers = hdrs;
@@ -366,7 +366,7 @@ static void test_retry_after_seconds(void **state) {
   tctx t;
   ctx_open(&t);
   char u[256];
-  jq_http_opts o = quick(url(u, sizeof u, "/flaky?token=ra-s&fail=1&code=429&retry_after=1"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/flaky?token=ra-s&fail=1&code=429&retry_after=1"));
   got g = {0};
   uint64_t t0 = now_ms();
   fetch(&t, &o, &g);
@@ -385,7 +385,7 @@ static void test_retry_after_date(void **state) {
   tctx t;
   ctx_open(&t);
   char u[256];
-  jq_http_opts o = quick(url(u, sizeof u, "/flaky?token=ra-d&fail=1&code=503&retry_date=2"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/flaky?token=ra-d&fail=1&code=503&retry_date=2"));
   got g = {0};
   uint64_t t0 = now_ms();
   fetch(&t, &o, &g);
@@ -403,7 +403,7 @@ static void test_retry_after_too_long(void **state) {
   tctx t;
   ctx_open(&t);
   char u[256];
-  jq_http_opts o = quick(url(u, sizeof u, "/status/429?token=ra-l&retry_after=3600&msg=slow+down"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/status/429?token=ra-l&retry_after=3600&msg=slow+down"));
   o.retry_after_max_ms = 1000;
   o.provider = "openai";
   got g = {0};
@@ -423,7 +423,7 @@ static void test_500_until_max_tries(void **state) {
   tctx t;
   ctx_open(&t);
   char u[256];
-  jq_http_opts o = quick(url(u, sizeof u, "/status/500?token=t500&msg=boom"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/status/500?token=t500&msg=boom"));
   o.provider = "openai";
   o.max_tries = 3;
   got g = {0};
@@ -445,7 +445,7 @@ static void test_404_not_retried(void **state) {
   tctx t;
   ctx_open(&t);
   char u[256];
-  jq_http_opts o = quick(url(u, sizeof u, "/status/404?token=t404&msg=no+such+model"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/status/404?token=t404&msg=no+such+model"));
   got g = {0};
   fetch(&t, &o, &g);
   assert_int_equal(g.rc, 0);
@@ -466,7 +466,7 @@ static void test_connect_refused(void **state) {
   int port = closed_port();
   char u[256], want[128];
   snprintf(u, sizeof u, "http://127.0.0.1:%d/x", port);
-  jq_http_opts o = quick(u);
+  jobq__http_opts o = quick(u);
   o.provider = "anthropic";
   o.max_tries = 3;
   got g = {0};
@@ -486,7 +486,7 @@ static void test_timeout(void **state) {
   tctx t;
   ctx_open(&t);
   char u[256];
-  jq_http_opts o = quick(url(u, sizeof u, "/hang?ms=5000"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/hang?ms=5000"));
   o.timeout_ms = 300;
   o.max_tries = 2;
   got g = {0};
@@ -511,7 +511,7 @@ static void test_too_big(void **state) {
   static const char *const over[] = {"/big?bytes=100000", "/big?bytes=100000&chunked=1",
                                      "/big?bytes=1001&chunked=1"};
   for (size_t i = 0; i < 3; i++) {
-    jq_http_opts o = quick(url(u, sizeof u, over[i]));
+    jobq__http_opts o = quick(url(u, sizeof u, over[i]));
     o.max_response = 1000;
     got g = {0};
     fetch(&t, &o, &g);
@@ -523,7 +523,7 @@ static void test_too_big(void **state) {
   /* exactly at the limit */
   static const char *const at[] = {"/big?bytes=1000", "/big?bytes=1000&chunked=1"};
   for (size_t i = 0; i < 2; i++) {
-    jq_http_opts o = quick(url(u, sizeof u, at[i]));
+    jobq__http_opts o = quick(url(u, sizeof u, at[i]));
     o.max_response = 1000;
     got g = {0};
     fetch(&t, &o, &g);
@@ -533,7 +533,7 @@ static void test_too_big(void **state) {
     got_free(&g);
   }
   /* HEAD: the Content-Length announces a body that does not come */
-  jq_http_opts o = quick(url(u, sizeof u, "/big?bytes=100000"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/big?bytes=100000"));
   o.max_response = 1000;
   o.method = "HEAD";
   got g = {0};
@@ -548,14 +548,14 @@ static void test_too_big(void **state) {
 /* ---- abort and close ---- */
 
 typedef struct abort_ctx {
-  jq_http_req *req;
+  jobq__http_req *req;
   got *g;
-  int n_at_return; /* g->n right after jq_http_abort returned */
+  int n_at_return; /* g->n right after jobq__http_abort returned */
 } abort_ctx;
 
 static void do_abort(void *ud) {
   abort_ctx *a = ud;
-  jq_http_abort(a->req);
+  jobq__http_abort(a->req);
   a->n_at_return = a->g->n;
 }
 
@@ -564,7 +564,7 @@ static void test_abort_in_flight(void **state) {
   tctx t;
   ctx_open(&t);
   char u[256];
-  jq_http_opts o = quick(url(u, sizeof u, "/hang?ms=10000&token=ab"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/hang?ms=10000&token=ab"));
   got g = {0};
   abort_ctx a = {.g = &g};
   uint64_t t0 = now_ms();
@@ -592,7 +592,7 @@ static void test_abort_waiting_retry(void **state) {
   tctx t;
   ctx_open(&t);
   char u[256];
-  jq_http_opts o = quick(url(u, sizeof u, "/status/503?token=abw"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/status/503?token=abw"));
   o.backoff_base_ms = 60000; /* the retry would wait >= 30 s */
   o.backoff_max_ms = 60000;
   got g = {0};
@@ -612,19 +612,19 @@ static void test_abort_waiting_retry(void **state) {
 /* done of A aborts B, starts C and aborts A itself (a no-op in its own done). */
 typedef struct chain {
   tctx *t;
-  jq_http_req *a, *b;
+  jobq__http_req *a, *b;
   got *gb, *gc;
   int b_done_inside;
-  jq_http_opts oc;
+  jobq__http_opts oc;
 } chain;
 
-static void chain_then(got *g, const jq_http_resp *r) {
+static void chain_then(got *g, const jobq__http_resp *r) {
   (void)r;
   chain *c = g->ctx;
-  jq_http_abort(c->b);
+  jobq__http_abort(c->b);
   c->b_done_inside = c->gb->n;
-  TAPI_OK(jq_http_start(c->t->h, &c->oc, on_done, c->gc, NULL));
-  jq_http_abort(c->a);
+  TAPI_OK(jobq__http_start(c->t->h, &c->oc, on_done, c->gc, NULL));
+  jobq__http_abort(c->a);
 }
 
 static void test_reentrant_done(void **state) {
@@ -637,9 +637,9 @@ static void test_reentrant_done(void **state) {
   c.oc = quick(url(uc, sizeof uc, "/echo?c=1"));
   ga.then = chain_then;
   ga.ctx = &c;
-  jq_http_opts ob = quick(url(ub, sizeof ub, "/hang?ms=10000"));
+  jobq__http_opts ob = quick(url(ub, sizeof ub, "/hang?ms=10000"));
   c.b = start(&t, &ob, &gb);
-  jq_http_opts oa = quick(url(ua, sizeof ua, "/slow?ms=100"));
+  jobq__http_opts oa = quick(url(ua, sizeof ua, "/slow?ms=100"));
   c.a = start(&t, &oa, &ga);
   run(&t);
   assert_int_equal(ga.n, 1);
@@ -667,7 +667,7 @@ typedef struct close_ctx {
 
 static void do_close(void *ud) {
   close_ctx *c = ud;
-  jq_http_close(c->t->h, on_closed, c->t);
+  jobq__http_close(c->t->h, on_closed, c->t);
   c->t->h = NULL;
   c->all_done_at_return = 1;
   for (int i = 0; i < N_CLOSE; i++)
@@ -682,16 +682,16 @@ static void test_close_in_flight(void **state) {
   close_ctx c = {.t = &t};
   char u[N_CLOSE][256];
   for (int i = 0; i < 5; i++) {
-    jq_http_opts o = quick(url(u[i], sizeof u[i], "/hang?ms=10000"));
+    jobq__http_opts o = quick(url(u[i], sizeof u[i], "/hang?ms=10000"));
     start(&t, &o, &c.g[i]);
   }
-  jq_http_opts o = quick(url(u[5], sizeof u[5], "/status/503"));
+  jobq__http_opts o = quick(url(u[5], sizeof u[5], "/status/503"));
   o.backoff_base_ms = o.backoff_max_ms = 60000; /* waiting for its retry at close */
   start(&t, &o, &c.g[5]);
   o = quick(url(u[6], sizeof u[6], "/echo"));
   o.body_file = "/nonexistent-jobq-test-dir/none.bin";
   start(&t, &o, &c.g[6]); /* its failure is still pending when close comes */
-  jq_http_close(t.h, on_closed, &t);
+  jobq__http_close(t.h, on_closed, &t);
   t.h = NULL;
   for (int i = 0; i < N_CLOSE; i++) {
     assert_int_equal(c.g[i].n, 1);
@@ -706,7 +706,7 @@ static void test_close_in_flight(void **state) {
   memset(&c, 0, sizeof c);
   c.t = &t;
   for (int i = 0; i < 6; i++) {
-    jq_http_opts oh = quick(url(u[i], sizeof u[i], i < 5 ? "/hang?ms=10000" : "/status/503"));
+    jobq__http_opts oh = quick(url(u[i], sizeof u[i], i < 5 ? "/hang?ms=10000" : "/status/503"));
     if (i == 5) oh.backoff_base_ms = oh.backoff_max_ms = 60000;
     start(&t, &oh, &c.g[i]);
   }
@@ -731,16 +731,16 @@ typedef struct close_from_done {
   int start_rc;
 } close_from_done;
 
-static void close_then(got *g, const jq_http_resp *r) {
+static void close_then(got *g, const jobq__http_resp *r) {
   (void)r;
   close_from_done *c = g->ctx;
-  jq_http *h = c->t->h;
-  jq_http_close(h, on_closed, c->t);
+  jobq__http *h = c->t->h;
+  jobq__http_close(h, on_closed, c->t);
   c->t->h = NULL;
   c->other_done_inside = c->other->n;
-  jq_http_close(h, on_closed, c->t); /* a second close is ignored */
-  jq_http_opts o = quick("http://127.0.0.1:1/");
-  c->start_rc = jq_http_start(h, &o, on_done, c->other, NULL);
+  jobq__http_close(h, on_closed, c->t); /* a second close is ignored */
+  jobq__http_opts o = quick("http://127.0.0.1:1/");
+  c->start_rc = jobq__http_start(h, &o, on_done, c->other, NULL);
 }
 
 static void test_close_from_done(void **state) {
@@ -752,9 +752,9 @@ static void test_close_from_done(void **state) {
   close_from_done c = {.t = &t, .other = &gb};
   ga.then = close_then;
   ga.ctx = &c;
-  jq_http_opts ob = quick(url(ub, sizeof ub, "/hang?ms=10000"));
+  jobq__http_opts ob = quick(url(ub, sizeof ub, "/hang?ms=10000"));
   start(&t, &ob, &gb);
-  jq_http_opts oa = quick(url(ua, sizeof ua, "/slow?ms=100"));
+  jobq__http_opts oa = quick(url(ua, sizeof ua, "/slow?ms=100"));
   start(&t, &oa, &ga);
   assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(ga.rc, 0);
@@ -779,7 +779,7 @@ static void test_many_concurrent(void **state) {
   char u[256];
   got *g = calloc(N_MANY, sizeof *g);
   assert_non_null(g);
-  jq_http_opts o = quick(url(u, sizeof u, "/slow?ms=200"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/slow?ms=200"));
   o.max_tries = 1; /* each must succeed on its own, not by retrying */
   for (int i = 0; i < N_MANY; i++) start(&t, &o, &g[i]);
   run(&t);
@@ -805,7 +805,7 @@ static void test_secrets_redacted(void **state) {
   const char *key = "sk-test-0123456789abcdef";
   const char *hdrs[] = {"Authorization: Bearer sk-test-0123456789abcdef"};
   const char *secrets[] = {key};
-  jq_http_opts o = quick(url(u, sizeof u, "/auth"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/auth"));
   o.provider = "openai";
   o.headers = hdrs;
   o.n_headers = 1;
@@ -824,7 +824,7 @@ static void test_secrets_redacted(void **state) {
   /* userpwd: the whole, the password and the Basic header's base64 */
   const char *userpwd = "alice:pw-S3cr3t-xyz";
   char b64[64];
-  assert_int_equal(jq_http_base64(b64, sizeof b64, userpwd, strlen(userpwd)), 0);
+  assert_int_equal(jobq__http_base64(b64, sizeof b64, userpwd, strlen(userpwd)), 0);
   o = quick(url(u, sizeof u, "/auth"));
   o.provider = "s3";
   o.userpwd = userpwd;
@@ -848,54 +848,54 @@ static void test_bad_input(void **state) {
   char u[256];
   url(u, sizeof u, "/echo");
   got g = {0};
-  jq_http_req *req = (jq_http_req *)&g; /* must be reset to NULL */
-  jq_http_opts o = quick(NULL);
-  TAPI_ERR(JOBQ_EINVAL, "no url", jq_http_start(t.h, &o, on_done, &g, &req));
+  jobq__http_req *req = (jobq__http_req *)&g; /* must be reset to NULL */
+  jobq__http_opts o = quick(NULL);
+  TAPI_ERR(JOBQ_EINVAL, "no url", jobq__http_start(t.h, &o, on_done, &g, &req));
   assert_null(req);
   o.provider = "openai";
-  TAPI_ERR(JOBQ_EINVAL, "openai: no url", jq_http_start(t.h, &o, on_done, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "openai: no url", jobq__http_start(t.h, &o, on_done, &g, NULL));
   o.url = "";
-  TAPI_ERR(JOBQ_EINVAL, "no url", jq_http_start(t.h, &o, on_done, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "no url", jobq__http_start(t.h, &o, on_done, &g, NULL));
   o.url = "ftp://127.0.0.1/x";
-  TAPI_ERR(JOBQ_EINVAL, "scheme", jq_http_start(t.h, &o, on_done, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "scheme", jobq__http_start(t.h, &o, on_done, &g, NULL));
   o.url = "http://[bad";
-  TAPI_ERR(JOBQ_EINVAL, "malformed", jq_http_start(t.h, &o, on_done, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "malformed", jobq__http_start(t.h, &o, on_done, &g, NULL));
   o.url = u;
   o.method = "FETCH";
-  TAPI_ERR(JOBQ_EINVAL, "method", jq_http_start(t.h, &o, on_done, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "method", jobq__http_start(t.h, &o, on_done, &g, NULL));
   o.method = "GET";
   o.body = "x";
   o.body_len = 1;
-  TAPI_ERR(JOBQ_EINVAL, "body", jq_http_start(t.h, &o, on_done, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "body", jobq__http_start(t.h, &o, on_done, &g, NULL));
   o.method = NULL;
   o.body_file = "/etc/hostname";
-  TAPI_ERR(JOBQ_EINVAL, "both", jq_http_start(t.h, &o, on_done, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "both", jobq__http_start(t.h, &o, on_done, &g, NULL));
   o.body_file = NULL;
   o.body = NULL;
-  TAPI_ERR(JOBQ_EINVAL, "body", jq_http_start(t.h, &o, on_done, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "body", jobq__http_start(t.h, &o, on_done, &g, NULL));
   o.body_len = 0;
   const char *crlf[] = {"X-A: 1\r\nX-Injected: 2"};
   o.headers = crlf;
   o.n_headers = 1;
-  TAPI_ERR(JOBQ_EINVAL, "header 0", jq_http_start(t.h, &o, on_done, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "header 0", jobq__http_start(t.h, &o, on_done, &g, NULL));
   const char *nocolon[] = {"X-A: 1", "just words"};
   o.headers = nocolon;
   o.n_headers = 2;
-  TAPI_ERR(JOBQ_EINVAL, "header 1", jq_http_start(t.h, &o, on_done, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "header 1", jobq__http_start(t.h, &o, on_done, &g, NULL));
   o.headers = NULL;
-  TAPI_ERR(JOBQ_EINVAL, "headers is NULL", jq_http_start(t.h, &o, on_done, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "headers is NULL", jobq__http_start(t.h, &o, on_done, &g, NULL));
   o.n_headers = 0;
   o.timeout_ms = -1;
-  TAPI_ERR(JOBQ_EINVAL, "negative", jq_http_start(t.h, &o, on_done, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "negative", jobq__http_start(t.h, &o, on_done, &g, NULL));
   o.timeout_ms = 0;
-  TAPI_ERR(JOBQ_EINVAL, "NULL", jq_http_start(t.h, &o, NULL, &g, NULL));
-  TAPI_ERR(JOBQ_EINVAL, "NULL", jq_http_start(t.h, NULL, on_done, &g, NULL));
-  TAPI_ERR(JOBQ_EINVAL, "NULL", jq_http_start(NULL, &o, on_done, &g, NULL));
-  jq_http *h2 = (jq_http *)&g;
-  TAPI_ERR(JOBQ_EINVAL, "NULL", jq_http_new(NULL, &h2));
+  TAPI_ERR(JOBQ_EINVAL, "NULL", jobq__http_start(t.h, &o, NULL, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "NULL", jobq__http_start(t.h, NULL, on_done, &g, NULL));
+  TAPI_ERR(JOBQ_EINVAL, "NULL", jobq__http_start(NULL, &o, on_done, &g, NULL));
+  jobq__http *h2 = (jobq__http *)&g;
+  TAPI_ERR(JOBQ_EINVAL, "NULL", jobq__http_new(NULL, &h2));
   assert_null(h2);
-  jq_http_abort(NULL);
-  jq_http_close(NULL, NULL, NULL);
+  jobq__http_abort(NULL);
+  jobq__http_close(NULL, NULL, NULL);
   run(&t);
   assert_int_equal(g.n, 0); /* done never called */
   ctx_close(&t);
@@ -933,7 +933,7 @@ static void test_put_file(void **state) {
   char *path = write_temp(size, &crc);
   char u[256];
   /* the first try fails after the upload: the file is sent again */
-  jq_http_opts o = quick(url(u, sizeof u, "/flaky?token=pf&fail=1&code=503"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/flaky?token=pf&fail=1&code=503"));
   o.body_file = path;
   got g = {0};
   fetch(&t, &o, &g);
@@ -971,7 +971,7 @@ static void test_missing_file(void **state) {
   tctx t;
   ctx_open(&t);
   char u[256];
-  jq_http_opts o = quick(url(u, sizeof u, "/echo?token=mf"));
+  jobq__http_opts o = quick(url(u, sizeof u, "/echo?token=mf"));
   o.provider = "s3";
   o.body_file = "/nonexistent-jobq-test-dir/artifact.mp3";
   got g = {0};

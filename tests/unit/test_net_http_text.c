@@ -30,33 +30,33 @@ static void test_redact(void **state) {
   (void)state;
   char out[128];
   const char *s1[] = {"SECRETKEY", NULL, "abc", "user:SECRETKEY"};
-  jq_http_redact(out, sizeof out, "a SECRETKEY b SECRETKEYSECRETKEY.", s1, 1);
+  jobq__http_redact(out, sizeof out, "a SECRETKEY b SECRETKEYSECRETKEY.", s1, 1);
   assert_string_equal(out, "a [redacted] b [redacted].");
   /* NULL entries and short secrets are skipped; overlapping ones hide all */
-  jq_http_redact(out, sizeof out, "abc user:SECRETKEY", s1, 4);
+  jobq__http_redact(out, sizeof out, "abc user:SECRETKEY", s1, 4);
   assert_string_equal(out, "abc [redacted]");
   const char *s2[] = {"XABC", "ABCD1234"};
-  jq_http_redact(out, sizeof out, "-XABCD1234-", s2, 2);
+  jobq__http_redact(out, sizeof out, "-XABCD1234-", s2, 2);
   assert_string_equal(out, "-[redacted]-");
-  jq_http_redact(out, sizeof out, "no secret here, SECRETKE", s1, 1);
+  jobq__http_redact(out, sizeof out, "no secret here, SECRETKE", s1, 1);
   assert_string_equal(out, "no secret here, SECRETKE");
-  jq_http_redact(out, sizeof out, "none", NULL, 0);
+  jobq__http_redact(out, sizeof out, "none", NULL, 0);
   assert_string_equal(out, "none");
-  jq_http_redact(out, sizeof out, NULL, s1, 1);
+  jobq__http_redact(out, sizeof out, NULL, s1, 1);
   assert_string_equal(out, "");
   /* a cut output never holds the beginning of a secret */
-  jq_http_redact(out, 8, "ab SECRETKEY", s1, 1);
+  jobq__http_redact(out, 8, "ab SECRETKEY", s1, 1);
   assert_string_equal(out, "ab [red");
-  jq_http_redact(out, 1, "abc", s1, 1);
+  jobq__http_redact(out, 1, "abc", s1, 1);
   assert_string_equal(out, "");
-  jq_http_redact(NULL, 0, "abc", s1, 1); /* nothing to write into */
+  jobq__http_redact(NULL, 0, "abc", s1, 1); /* nothing to write into */
 }
 
 static void test_snippet(void **state) {
   (void)state;
-  char out[JQ_HTTP_SNIPPET_MAX + 8];
+  char out[JOBQ_HTTP_SNIPPET_MAX + 8];
   const char *none[] = {NULL};
-#define SNIP(body, secrets, n) jq_http_snippet(out, sizeof out, body, strlen(body), secrets, n)
+#define SNIP(body, secrets, n) jobq__http_snippet(out, sizeof out, body, strlen(body), secrets, n)
   SNIP("{\"error\":{\"message\":\"Rate limit\\nreached\",\"type\":\"x\"}}", none, 0);
   assert_string_equal(out, "Rate limit reached");
   SNIP("  {\"error\": \"bad key\"}", none, 0);
@@ -73,14 +73,14 @@ static void test_snippet(void **state) {
   assert_string_equal(out, "{\"no\": \"message\"}");
   SNIP("{not json", none, 0);
   assert_string_equal(out, "{not json");
-  jq_http_snippet(out, sizeof out, NULL, 0, none, 0);
+  jobq__http_snippet(out, sizeof out, NULL, 0, none, 0);
   assert_string_equal(out, "");
 
   /* long bodies: cut at 200 bytes (on a UTF-8 boundary), "..." appended */
   char *big = tapi_repeat('a', 5000);
   SNIP(big, none, 0);
-  assert_int_equal(strlen(out), JQ_HTTP_SNIPPET_MAX + 3);
-  assert_string_equal(out + JQ_HTTP_SNIPPET_MAX, "...");
+  assert_int_equal(strlen(out), JOBQ_HTTP_SNIPPET_MAX + 3);
+  assert_string_equal(out + JOBQ_HTTP_SNIPPET_MAX, "...");
   memcpy(big + 199, "\xc3\xa9", 2); /* é across the cut */
   SNIP(big, none, 0);
   assert_int_equal(strlen(out), 199 + 3);
@@ -105,7 +105,7 @@ static void test_snippet(void **state) {
 static void test_retry_after_parse(void **state) {
   (void)state;
   time_t now = time(NULL);
-#define RA(s) jq_http_retry_after(s, strlen(s), now)
+#define RA(s) jobq__http_retry_after(s, strlen(s), now)
   assert_int_equal(RA("1"), 1);
   assert_int_equal(RA(" 120\r\n"), 120);
   assert_int_equal(RA("0"), 0);
@@ -135,11 +135,11 @@ static void test_base64(void **state) {
     {"alice:pw", "YWxpY2U6cHc="},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    assert_int_equal(jq_http_base64(out, sizeof out, cases[i][0], strlen(cases[i][0])), 0);
+    assert_int_equal(jobq__http_base64(out, sizeof out, cases[i][0], strlen(cases[i][0])), 0);
     assert_string_equal(out, cases[i][1]);
   }
-  assert_int_equal(jq_http_base64(out, 4, "foo", 3), -1); /* needs 5 */
-  assert_int_equal(jq_http_base64(out, 5, "foo", 3), 0);
+  assert_int_equal(jobq__http_base64(out, 4, "foo", 3), -1); /* needs 5 */
+  assert_int_equal(jobq__http_base64(out, 5, "foo", 3), 0);
 }
 
 int main(void) {

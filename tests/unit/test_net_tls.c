@@ -83,7 +83,7 @@ typedef struct seen {
   char error[512];
 } seen;
 
-static void on_done(void *ud, const jq_http_resp *r) {
+static void on_done(void *ud, const jobq__http_resp *r) {
   seen *s = ud;
   s->n++;
   s->rc = r->rc;
@@ -96,20 +96,20 @@ static void on_done(void *ud, const jq_http_resp *r) {
 static seen get(const char *host, const char *ca_file) {
   uv_loop_t loop;
   assert_int_equal(uv_loop_init(&loop), 0);
-  jq_http *h = NULL;
-  assert_int_equal(jq_http_new(&loop, &h), 0);
+  jobq__http *h = NULL;
+  assert_int_equal(jobq__http_new(&loop, &h), 0);
   char url[256];
   snprintf(url, sizeof url, "https://%s:%d/status/200", host, port);
-  jq_http_opts o = {0};
+  jobq__http_opts o = {0};
   o.provider = "tlstest";
   o.url = url;
   o.max_tries = 3;
   o.backoff_base_ms = 10;
   o.ca_file = ca_file;
   seen s = {0};
-  assert_int_equal(jq_http_start(h, &o, on_done, &s, NULL), 0);
+  assert_int_equal(jobq__http_start(h, &o, on_done, &s, NULL), 0);
   while (s.n == 0) uv_run(&loop, UV_RUN_ONCE);
-  jq_http_close(h, NULL, NULL);
+  jobq__http_close(h, NULL, NULL);
   assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(uv_loop_close(&loop), 0);
   return s;
