@@ -7,6 +7,7 @@
 #include "util/err.h"
 #include "util/heap.h"
 #include "util/map.h"
+#include "util/mem.h"
 #include "util/mutex.h"
 
 #include <stdatomic.h>
@@ -290,7 +291,6 @@ void jobq__cancel_hints_clear(jobq_t *q);     /* mu held */
 
 /* core/options.c */
 int jobq__kind_name_check(const char *fn, const char *kind);
-char *jobq__strdup(const char *s);
 
 /* core/read.c */
 void jobq__job_overlay(jobq_t *q, jobq_job_t *job); /* mu held */

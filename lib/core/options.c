@@ -6,14 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *jobq__strdup(const char *s) {
-  if (s == NULL) return NULL;
-  size_t n = strlen(s) + 1;
-  char *d = malloc(n);
-  if (d) memcpy(d, s, n);
-  return d;
-}
-
 /* Replaces *slot with a copy of s (NULL clears), limited to max bytes. */
 static int set_str(const char *fn, const char *what, char **slot, const char *s, size_t max) {
   if (s != NULL && (s[0] == '\0' || strlen(s) > max))

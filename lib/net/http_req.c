@@ -2,6 +2,7 @@
  * of jobq__http_start, configuring its easy handle, and the callbacks curl
  * calls during a transfer (none of them calls done). */
 #include "net/http_int.h"
+#include "util/mem.h"
 #include "util/err.h"
 
 #include <stdlib.h>
@@ -138,12 +139,12 @@ static int copy_secrets(jobq__http_req *r, const jobq__http_opts *o) {
   if (r->secrets == NULL) return -1;
   for (size_t i = 0; i < o->n_secrets; i++) {
     if (o->secrets[i] == NULL) continue;
-    if ((r->secrets[r->n_secrets++] = strdup(o->secrets[i])) == NULL) return -1;
+    if ((r->secrets[r->n_secrets++] = jobq__strdup(o->secrets[i])) == NULL) return -1;
   }
   if (o->userpwd) {
     const char *colon = strchr(o->userpwd, ':');
-    if ((r->secrets[r->n_secrets++] = strdup(o->userpwd)) == NULL) return -1;
-    if (colon && (r->secrets[r->n_secrets++] = strdup(colon + 1)) == NULL) return -1;
+    if ((r->secrets[r->n_secrets++] = jobq__strdup(o->userpwd)) == NULL) return -1;
+    if (colon && (r->secrets[r->n_secrets++] = jobq__strdup(colon + 1)) == NULL) return -1;
     size_t len = strlen(o->userpwd), size = (len + 2) / 3 * 4 + 1;
     char *b = malloc(size);
     if (b == NULL) return -1;
@@ -223,11 +224,11 @@ int jobq__http_req_setup(jobq__http_req *r, const jobq__http_opts *o, const char
   r->backoff_max_ms = o->backoff_max_ms ? o->backoff_max_ms : DEF_BACKOFF_MAX_MS;
   r->retry_after_max_ms = o->retry_after_max_ms ? o->retry_after_max_ms : DEF_RETRY_AFTER_MAX_MS;
   r->retry_after = -1;
-  if ((r->provider = strdup(prov)) == NULL)
+  if ((r->provider = jobq__strdup(prov)) == NULL)
     return jobq__err(JOBQ_ENOMEM, "%s: out of memory", prov);
   int rc = parse_url(r, o->url);
   if (rc != 0) return rc;
-  if (copy_secrets(r, o) != 0 || (o->body_file && (r->body_file = strdup(o->body_file)) == NULL))
+  if (copy_secrets(r, o) != 0 || (o->body_file && (r->body_file = jobq__strdup(o->body_file)) == NULL))
     return jobq__err(JOBQ_ENOMEM, "%s: out of memory", prov);
   for (size_t i = 0; i < o->n_headers; i++) {
     struct curl_slist *l = curl_slist_append(r->headers, o->headers[i]);

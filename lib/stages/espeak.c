@@ -8,6 +8,7 @@
  * routed through espeak's user_data to the calling synthesis's buffer. */
 #define _GNU_SOURCE /* newlocale, uselocale */
 #include "stages/audio.h"
+#include "util/mem.h"
 #include "util/err.h"
 
 #include <espeak-ng/espeak_ng.h>
@@ -189,7 +190,7 @@ static int init_locked(void) {
   if (output_ready) return 0;
   if (!core_ready) {
     const char *cur = setlocale(LC_CTYPE, NULL);
-    char *saved = strdup(cur ? cur : "C");
+    char *saved = jobq__strdup(cur ? cur : "C");
     if (saved == NULL) return jobq__err(JOBQ_ENOMEM, "espeak-ng: out of memory");
     /* NULL: espeak's own search ($ESPEAK_DATA_PATH, then its install path). */
     espeak_ng_InitializePath(NULL);

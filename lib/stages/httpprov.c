@@ -1,6 +1,7 @@
 /* Shared parts of the HTTP providers: configuration, one request per stage
  * run with cancellation, the failure rules. */
 #include "stages/httpprov.h"
+#include "util/mem.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -40,8 +41,8 @@ int jobq__httpcfg_parse(const json_t *cfg, const char *module, const char *provi
   if (need_key &&
       (rc = jobq__cfg_secret(cfg, module, provider, "api_key", "api_key_env", env_default, &out->api_key)))
     return rc;
-  out->base_url = strdup(base);
-  out->ca_file = ca ? strdup(ca) : NULL;
+  out->base_url = jobq__strdup(base);
+  out->ca_file = ca ? jobq__strdup(ca) : NULL;
   if (out->base_url == NULL || (ca && out->ca_file == NULL)) {
     jobq__httpcfg_free(out);
     return jobq__err(JOBQ_ENOMEM, "%s: out of memory", module);

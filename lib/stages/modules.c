@@ -1,6 +1,7 @@
 /* The built-in providers, their defaults, and the helpers they share for
  * configuration and JSON in and out. */
 #include "stages/stage_int.h"
+#include "util/mem.h"
 #include "util/err.h"
 
 #include <stdarg.h>
@@ -77,7 +78,7 @@ int jobq__cfg_secret(const json_t *cfg, const char *module, const char *provider
     return jobq__err(JOBQ_ECONFIG,
                      "%s provider '%s': no %s: set the environment variable %s or \"%s\"", module,
                      provider, key, env, key);
-  if ((*out = strdup(v)) == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", module);
+  if ((*out = jobq__strdup(v)) == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", module);
   return 0;
 }
 

@@ -1,5 +1,6 @@
 /* Atomic file output: write "<path>.tmp", fsync, rename. */
 #include "stages/outfile.h"
+#include "util/mem.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -31,7 +32,7 @@ int jobq__outfile_open(jobq__outfile *o, const char *path) {
   o->tmp = NULL;
   if (path == NULL || path[0] == '\0') return jobq__err(JOBQ_EINVAL, "output file: no path");
   size_t n = strlen(path);
-  o->path = strdup(path);
+  o->path = jobq__strdup(path);
   o->tmp = malloc(n + sizeof ".tmp");
   if (o->path == NULL || o->tmp == NULL) {
     release(o);

@@ -9,6 +9,7 @@
  * an async handle makes the loop process it, so that one stage never starts
  * inside another's call stack. */
 #include "stages/stage_int.h"
+#include "util/mem.h"
 #include "core/ext.h"
 #include "net/http.h"
 #include "util/err.h"
@@ -112,7 +113,7 @@ static int append(jobq_pipeline_t *p, const char *fn, const char *name, jobq_sta
   p->stages = ns;
   pl_stage *s = &ns[p->n];
   memset(s, 0, sizeof *s);
-  if ((s->name = strdup(name)) == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+  if ((s->name = jobq__strdup(name)) == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
   s->fn = f;
   s->ud = ud;
   s->mode = mode;
@@ -120,7 +121,7 @@ static int append(jobq_pipeline_t *p, const char *fn, const char *name, jobq_sta
   if (mod) {
     const char *step;
     jobq__module_defaults(mod->prov->module, &s->from, &s->to, &step);
-    if ((s->step = strdup(step)) == NULL) {
+    if ((s->step = jobq__strdup(step)) == NULL) {
       free(s->name);
       return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
     }
@@ -245,7 +246,7 @@ JOBQ_API int jobq_pipeline_set_progress(jobq_pipeline_t *p, const char *stage, i
     return jobq__err(JOBQ_EINVAL, "%s: %d..%d is not a range within 0..100", F, from, to);
   if (step && strlen(step) > 1024) return jobq__err(JOBQ_EINVAL, "%s: step is over 1024 bytes", F);
   char *copy = NULL;
-  if (step && (copy = strdup(step)) == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", F);
+  if (step && (copy = jobq__strdup(step)) == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", F);
   free(s->step);
   s->step = copy;
   s->from = from;
@@ -286,17 +287,17 @@ JOBQ_API int jobq_register_pipeline(jobq_t *q, const char *kind, const jobq_pipe
     pl_stage *d = &r->stages[i];
     const pl_stage *s = &p->stages[i];
     *d = *s;
-    d->name = strdup(s->name);
+    d->name = jobq__strdup(s->name);
     if (!d->has_share) {
       d->from = 5 + 90 * i / p->n;
       d->to = 5 + 90 * (i + 1) / p->n;
     }
     if (s->step) {
-      d->step = strdup(s->step);
+      d->step = jobq__strdup(s->step);
     } else {
       char buf[96];
       snprintf(buf, sizeof buf, "Running %s...", s->name);
-      d->step = strdup(buf);
+      d->step = jobq__strdup(buf);
     }
     if (d->mod) atomic_fetch_add(&d->mod->refs, 1);
     r->n++;
@@ -440,7 +441,7 @@ static void after_load(uv_work_t *w, int status) {
     }
   } else {
     run->index = 0;
-    run->input = strdup(jobq_ctx_payload(run->ctx));
+    run->input = jobq__strdup(jobq_ctx_payload(run->ctx));
     if (run->input == NULL) {
       run_fail(run, "pipeline: out of memory", 1);
       return;
@@ -604,7 +605,7 @@ static int finish(jobq_stage_t *st, const char *fn, int failed, const char *text
     return jobq__err(JOBQ_ESTATE, "%s: the stage has already finished", fn);
   st->failed = failed;
   st->retryable = retryable;
-  char *copy = strdup(text);
+  char *copy = jobq__strdup(text);
   if (failed) st->error = copy; /* NULL on out of memory: "failed" */
   else st->output = copy;
   if (!failed && copy == NULL) {

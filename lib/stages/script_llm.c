@@ -3,6 +3,7 @@
  * prompt) and run on the loop through lib/net: no thread waits for the
  * model's 10-40 s. */
 #include "stages/httpprov.h"
+#include "util/mem.h"
 #include "stages/script.h"
 #include "util/err.h"
 
@@ -74,9 +75,9 @@ static int configure(const json_t *cfg, void **out, int kind) {
                    "script: \"token_param\" must be \"max_tokens\" or \"max_completion_tokens\"");
     goto fail;
   }
-  l->model = strdup(model ? model : kind == OPENAI ? "gpt-4o-mini" : "claude-3-5-haiku-latest");
-  l->token_param = strdup(tp ? tp : "max_tokens");
-  l->anthropic_version = strdup(ver ? ver : "2023-06-01");
+  l->model = jobq__strdup(model ? model : kind == OPENAI ? "gpt-4o-mini" : "claude-3-5-haiku-latest");
+  l->token_param = jobq__strdup(tp ? tp : "max_tokens");
+  l->anthropic_version = jobq__strdup(ver ? ver : "2023-06-01");
   if (!l->model || !l->token_param || !l->anthropic_version) {
     rc = jobq__err(JOBQ_ENOMEM, "script: out of memory");
     goto fail;

@@ -2,6 +2,7 @@
  * dialogue with no network, sentence by sentence. It is what the podcast
  * example runs offline, and a fallback when no LLM is configured. */
 #include "stages/script.h"
+#include "util/mem.h"
 #include "util/err.h"
 
 #include <stdlib.h>
@@ -43,8 +44,8 @@ static int tpl_configure(const json_t *cfg, void **out) {
   if ((rc = jobq__cfg_int(cfg, "script", "max_chars", 1, 1000000, &t->max_chars)) ||
       (rc = jobq__cfg_int(cfg, "script", "max_turns", 4, 1000, &t->max_turns)))
     goto fail;
-  t->host[0] = strdup(h0);
-  t->host[1] = strdup(h1);
+  t->host[0] = jobq__strdup(h0);
+  t->host[1] = jobq__strdup(h1);
   if (!t->host[0] || !t->host[1]) {
     rc = jobq__err(JOBQ_ENOMEM, "script: out of memory");
     goto fail;

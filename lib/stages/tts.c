@@ -1,5 +1,6 @@
 /* The TTS module's shared parts: voices per speaker, the output fields. */
 #include "stages/tts.h"
+#include "util/mem.h"
 #include "util/err.h"
 
 #include <stdlib.h>
@@ -12,7 +13,7 @@ void jobq__voices_free(jobq__voices *v) {
 }
 
 static int add_fallback(jobq__voices *v, const char *voice) {
-  if ((v->fallback[v->n_fallback] = strdup(voice)) == NULL)
+  if ((v->fallback[v->n_fallback] = jobq__strdup(voice)) == NULL)
     return jobq__err(JOBQ_ENOMEM, "tts: out of memory");
   v->n_fallback++;
   return 0;
@@ -35,8 +36,8 @@ int jobq__voices_parse(const json_t *cfg, const char *what, const char *fallback
                      what, JOBQ_TTS_MAX_VOICES);
       goto fail;
     }
-    v->speaker[v->n] = strdup(k);
-    v->voice[v->n] = strdup(json_string_value(val));
+    v->speaker[v->n] = jobq__strdup(k);
+    v->voice[v->n] = jobq__strdup(json_string_value(val));
     v->n++;
     if (!v->speaker[v->n - 1] || !v->voice[v->n - 1]) {
       rc = jobq__err(JOBQ_ENOMEM, "tts: out of memory");

@@ -5,6 +5,7 @@
  * other (a provider limits concurrent requests per key); the file is
  * written on libuv's pool. */
 #include "stages/audio.h"
+#include "util/mem.h"
 #include "stages/httpprov.h"
 #include "stages/tts.h"
 #include "util/err.h"
@@ -81,7 +82,7 @@ static int el_configure(const json_t *cfg, void **out) {
   }
   e->mp3 = fmt && strcmp(fmt, "mp3") == 0;
   e->dialogue = mode == NULL || strcmp(mode, "dialogue") == 0;
-  e->model = strdup(model ? model : e->dialogue ? "eleven_v3" : "eleven_multilingual_v2");
+  e->model = jobq__strdup(model ? model : e->dialogue ? "eleven_v3" : "eleven_multilingual_v2");
   if (e->model == NULL) goto nomem;
   if ((rc = jobq__voices_parse(cfg, "voice id", "default_voices", NULL, NULL, &e->voices))) goto fail;
   if (e->voices.n == 0 && e->voices.n_fallback == 0) {

@@ -1,5 +1,6 @@
 /* The upload module's shared parts: which file, which key. */
 #include "stages/upload.h"
+#include "util/mem.h"
 #include "util/err.h"
 #include "util/fs.h"
 
@@ -43,7 +44,7 @@ int jobq__upload_src_get(jobq_stage_t *st, json_t *in, const char *prefix, jobq_
                           "'/', no empty part)", buf);
     return JOBQ_EPATH;
   }
-  if ((out->key = strdup(buf)) == NULL) {
+  if ((out->key = jobq__strdup(buf)) == NULL) {
     jobq_stage_fail(st, "out of memory", 1);
     return JOBQ_ENOMEM;
   }

@@ -1,6 +1,7 @@
 /* The local upload provider: copies the artifact into a directory and
  * answers a file:// URL. Keys never leave the directory. */
 #include "stages/upload.h"
+#include "util/mem.h"
 #include "util/err.h"
 #include "util/fs.h"
 
@@ -43,8 +44,8 @@ static int local_configure(const json_t *cfg, void **out) {
     return jobq__err(JOBQ_ECONFIG, "upload provider 'local': cannot resolve '%.200s': %s", dir,
                      strerror(errno));
   }
-  l->dir = strdup(abs);
-  l->prefix = strdup(prefix ? prefix : "");
+  l->dir = jobq__strdup(abs);
+  l->prefix = jobq__strdup(prefix ? prefix : "");
   if (!l->dir || !l->prefix) {
     local_free(l);
     return jobq__err(JOBQ_ENOMEM, "upload: out of memory");

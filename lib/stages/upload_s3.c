@@ -4,6 +4,7 @@
  * and a plain HTTP PUT. Both stream the file from the job's work directory
  * on the loop through lib/net. */
 #include "stages/httpprov.h"
+#include "util/mem.h"
 #include "stages/upload.h"
 #include "util/err.h"
 
@@ -51,7 +52,7 @@ static void up_free(void *p) {
   free(u);
 }
 
-static char *dup_or(const char *s, const char *def) { return s ? strdup(s) : def ? strdup(def) : NULL; }
+static char *dup_or(const char *s, const char *def) { return s ? jobq__strdup(s) : def ? jobq__strdup(def) : NULL; }
 
 static int s3_configure(const json_t *cfg, void **out) {
   up *u = calloc(1, sizeof *u);
@@ -91,7 +92,7 @@ static int s3_configure(const json_t *cfg, void **out) {
                        &u->secret_key);
   json_decref(c2);
   if (rc) goto fail;
-  u->bucket = strdup(bucket);
+  u->bucket = jobq__strdup(bucket);
   u->region = dup_or(region, "us-east-1");
   u->acl = dup_or(acl, NULL);
   u->prefix = dup_or(prefix, "");
@@ -140,7 +141,7 @@ static int put_configure(const json_t *cfg, void **out) {
     if ((u->auth_header = malloc(n)) == NULL) goto nomem;
     snprintf(u->auth_header, n, "Authorization: %s", v);
   }
-  u->url_template = strdup(url);
+  u->url_template = jobq__strdup(url);
   u->prefix = dup_or(prefix, "");
   u->public_base = dup_or(pub, NULL);
   if (!u->url_template || !u->prefix || (pub && !u->public_base)) goto nomem;
@@ -255,7 +256,7 @@ static void up_run_stage(jobq_stage_t *st, void *ud) {
     r->secrets[0] = u->secret_key;
   } else {
     const char *at = strstr(u->url_template, "{key}");
-    char *head = strndup(u->url_template, (size_t)(at - u->url_template));
+    char *head = jobq__strndup(u->url_template, (size_t)(at - u->url_template));
     r->url = head ? join(head, ekey, at + 5) : NULL;
     free(head);
     if (u->auth_header) {
@@ -264,7 +265,7 @@ static void up_run_stage(jobq_stage_t *st, void *ud) {
     }
   }
   r->public_url = u->public_base ? join(u->public_base, u->public_base[strlen(u->public_base) - 1] == '/' ? "" : "/", ekey)
-                                 : (r->url ? strdup(r->url) : NULL);
+                                 : (r->url ? jobq__strdup(r->url) : NULL);
   free(ekey);
   if (r->url == NULL || r->public_url == NULL) {
     run_free(r);

@@ -12,6 +12,7 @@
  * stay small. */
 #include "jobq/storage.h"
 #include "util/err.h"
+#include "util/mem.h"
 #include "util/heap.h"
 #include "util/map.h"
 #include "util/mutex.h"
@@ -77,18 +78,10 @@ static uint32_t *job_slot(void *e) { return &((mjob *)e)->hidx; }
 
 static int oom(const char *fn) { return jobq__err(JOBQ_ENOMEM, "memory storage: %s: out of memory", fn); }
 
-static char *dup(const char *s) {
-  if (s == NULL) return NULL;
-  size_t n = strlen(s) + 1;
-  char *d = malloc(n);
-  if (d) memcpy(d, s, n);
-  return d;
-}
-
 /* Replaces *slot by a copy of s; -1 on out of memory (then unchanged). */
 static int reset(char **slot, const char *s) {
   char *d = NULL;
-  if (s && (d = dup(s)) == NULL) return -1;
+  if (s && (d = jobq__strdup(s)) == NULL) return -1;
   free(*slot);
   *slot = d;
   return 0;
@@ -155,7 +148,7 @@ static mkind *kind_get(mstore *s, const char *name, int create) {
   if (nk == NULL) return NULL;
   s->kinds = nk;
   k = calloc(1, sizeof *k);
-  if (k == NULL || (k->name = dup(name)) == NULL || jobq__map_put(&s->kindmap, k->name, k) != 0) {
+  if (k == NULL || (k->name = jobq__strdup(name)) == NULL || jobq__map_put(&s->kindmap, k->name, k) != 0) {
     if (k) free(k->name);
     free(k);
     return NULL;
@@ -297,17 +290,17 @@ static int fill(const mjob *j, jobq_storage_job *out, int with_log) {
   out->created_at = j->created_at;
   out->run_at = j->run_at;
   out->position = -1;
-  if ((out->kind = dup(j->kind->name)) == NULL || (out->payload = dup(j->payload)) == NULL)
+  if ((out->kind = jobq__strdup(j->kind->name)) == NULL || (out->payload = jobq__strdup(j->payload)) == NULL)
     goto nomem;
   if (j->x) {
     const mext *x = j->x;
     out->started_at = x->started_at;
     out->finished_at = x->finished_at;
     out->dedupe_ttl_ms = x->dedupe_ttl_ms;
-    if ((x->owner && !(out->owner = dup(x->owner))) || (x->step && !(out->step = dup(x->step))) ||
-        (x->result && !(out->result = dup(x->result))) ||
-        (x->error && !(out->error = dup(x->error))) ||
-        (x->dedupe_key && !(out->dedupe_key = dup(x->dedupe_key))))
+    if ((x->owner && !(out->owner = jobq__strdup(x->owner))) || (x->step && !(out->step = jobq__strdup(x->step))) ||
+        (x->result && !(out->result = jobq__strdup(x->result))) ||
+        (x->error && !(out->error = jobq__strdup(x->error))) ||
+        (x->dedupe_key && !(out->dedupe_key = jobq__strdup(x->dedupe_key))))
       goto nomem;
     if (with_log && x->nlog) {
       out->attempt_log = calloc((size_t)x->nlog, sizeof *out->attempt_log);
@@ -316,7 +309,7 @@ static int fill(const mjob *j, jobq_storage_job *out, int with_log) {
       for (int i = 0; i < x->nlog; i++) {
         out->attempt_log[i].started_at = x->log[i].started_at;
         out->attempt_log[i].finished_at = x->log[i].finished_at;
-        if (x->log[i].error && !(out->attempt_log[i].error = dup(x->log[i].error))) goto nomem;
+        if (x->log[i].error && !(out->attempt_log[i].error = jobq__strdup(x->log[i].error))) goto nomem;
       }
     }
   }
@@ -429,11 +422,11 @@ static int finish_one(mstore *s, const jobq_storage_finish *f) {
   const char *etext = f->error;
   if (outcome == JOBQ_OUTCOME_CANCELLED && etext == NULL) etext = "cancelled";
   if (outcome != JOBQ_OUTCOME_SUCCEEDED && outcome != JOBQ_OUTCOME_RELEASE && etext) {
-    if ((err = dup(etext)) == NULL || (err2 = dup(etext)) == NULL) goto nomem;
+    if ((err = jobq__strdup(etext)) == NULL || (err2 = jobq__strdup(etext)) == NULL) goto nomem;
   }
-  if (outcome == JOBQ_OUTCOME_SUCCEEDED && (res = dup(f->result ? f->result : "null")) == NULL)
+  if (outcome == JOBQ_OUTCOME_SUCCEEDED && (res = jobq__strdup(f->result ? f->result : "null")) == NULL)
     goto nomem;
-  if (outcome != JOBQ_OUTCOME_RELEASE && f->step && (step = dup(f->step)) == NULL) goto nomem;
+  if (outcome != JOBQ_OUTCOME_RELEASE && f->step && (step = jobq__strdup(f->step)) == NULL) goto nomem;
   if (outcome != JOBQ_OUTCOME_RELEASE) {
     if (step) {
       free(x->step);
@@ -526,7 +519,7 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, cha
   if (j == NULL) {
     rc = JOBQ_ENOTFOUND;
   } else if (j->state == JOBQ_QUEUED) {
-    char *err = dup("cancelled");
+    char *err = jobq__strdup("cancelled");
     if (ext(j) == NULL || err == NULL) {
       free(err);
       rc = oom("cancel");
@@ -543,7 +536,7 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, cha
     rc = JOBQ_ESTATE;
   }
   if (j) *out_state = j->state;
-  if (rc == 0 && out_kind && (*out_kind = dup(j->kind->name)) == NULL) rc = oom("cancel");
+  if (rc == 0 && out_kind && (*out_kind = jobq__strdup(j->kind->name)) == NULL) rc = oom("cancel");
   uv_mutex_unlock(&s->mu);
   return rc;
 }
@@ -664,8 +657,8 @@ static int mem_checkpoint(void *st, const char *id, int attempt, int stage, cons
   } else if (ext(j) == NULL) {
     rc = oom("checkpoint");
   } else {
-    char *out = dup(output);
-    char *stp = step ? dup(step) : NULL;
+    char *out = jobq__strdup(output);
+    char *stp = step ? jobq__strdup(step) : NULL;
     if (out == NULL || (step && stp == NULL)) {
       free(out);
       free(stp);
@@ -695,7 +688,7 @@ static int mem_checkpoint_get(void *st, const char *id, int *out_stage, char **o
   if (j == NULL) {
     rc = JOBQ_ENOTFOUND;
   } else if (j->x && j->x->ck_stage > 0) {
-    if ((*out_output = dup(j->x->ck_output)) == NULL) rc = oom("checkpoint_get");
+    if ((*out_output = jobq__strdup(j->x->ck_output)) == NULL) rc = oom("checkpoint_get");
     else *out_stage = j->x->ck_stage - 1;
   }
   uv_mutex_unlock(&s->mu);

@@ -9,6 +9,7 @@
  * This file: opening (URL, pragmas, schema and migrations, faults), the
  * readers, and the read operations. */
 #include "storage/sqlite_int.h"
+#include "util/mem.h"
 #include "util/err.h"
 #include "util/mutex.h"
 
@@ -488,7 +489,7 @@ int jobq__sq_row_to_job(sqlite3_stmt *st, jobq_storage_job *out, int64_t *seq, i
       out->attempt_log[i].started_at = json_integer_value(json_array_get(e, 0));
       out->attempt_log[i].finished_at = json_integer_value(json_array_get(e, 1));
       const char *err = json_string_value(json_array_get(e, 2));
-      if (err && (out->attempt_log[i].error = strdup(err)) == NULL) {
+      if (err && (out->attempt_log[i].error = jobq__strdup(err)) == NULL) {
         json_decref(a);
         goto nomem;
       }

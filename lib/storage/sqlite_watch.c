@@ -8,6 +8,7 @@
  * which changes exactly when another connection committed. A 100 ms timer
  * covers file systems without change notification. Idle, it sleeps. */
 #include "storage/sqlite_int.h"
+#include "util/mem.h"
 #include "util/err.h"
 
 #include <stdlib.h>
@@ -83,7 +84,7 @@ static void on_fs(uv_fs_event_t *h, const char *filename, int events, int status
 
 static void go_idle(sq_store *s) {
   busy = 0;
-  char *dir = strdup(s->path);
+  char *dir = jobq__strdup(s->path);
   if (dir) {
     char *slash = strrchr(dir, '/');
     if (slash == NULL) strcpy(dir, ".");

@@ -7,6 +7,7 @@
  * durable. With synchronous=FULL, many submitters thus share one fsync,
  * which is how durable throughput goes far past the disk's fsync rate. */
 #include "storage/sqlite_int.h"
+#include "util/mem.h"
 #include "util/err.h"
 #include "util/mutex.h"
 
@@ -388,7 +389,7 @@ static int do_claim(sq_store *s, sq_req *r) {
         if (no == NULL) { rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory"); break; }
         owned = no;
       }
-      if ((owned[nk] = strdup(name)) == NULL) { rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory"); break; }
+      if ((owned[nk] = jobq__strdup(name)) == NULL) { rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory"); break; }
       nk++;
     }
     if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW) rc = jobq__sq_error(s->w, src, "cannot list due kinds", s->path);
@@ -723,7 +724,7 @@ static int do_cancel(sq_store *s, sq_req *r) {
     sqlite3_stmt *k = NULL;
     if (sqlite3_prepare_v2(s->w, "SELECT kind FROM jobq_jobs WHERE id = ?1", -1, &k, NULL) == SQLITE_OK) {
       sqlite3_bind_text(k, 1, r->id, -1, SQLITE_STATIC);
-      if (sqlite3_step(k) == SQLITE_ROW) *r->out_kind = strdup((const char *)sqlite3_column_text(k, 0));
+      if (sqlite3_step(k) == SQLITE_ROW) *r->out_kind = jobq__strdup((const char *)sqlite3_column_text(k, 0));
     }
     sqlite3_finalize(k);
   }
