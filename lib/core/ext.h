@@ -3,6 +3,8 @@
 #ifndef JOBQ_CORE_EXT_H
 #define JOBQ_CORE_EXT_H
 
+#include "util/private.h"
+
 #include "jobq.h"
 
 #include <stddef.h>
@@ -21,23 +23,23 @@ typedef struct jobq__ext {
 } jobq__ext;
 
 /* Adds e (copied); before jobq_start. 0 or JOBQ_ENOMEM / JOBQ_ESTATE. */
-int jobq__ext_add(jobq_t *q, const jobq__ext *e);
-void jobq__ext_closed(jobq_t *q);
+JOBQ_PRIVATE int jobq__ext_add(jobq_t *q, const jobq__ext *e);
+JOBQ_PRIVATE void jobq__ext_closed(jobq_t *q);
 
 /* jobq_register for a kind whose handler runs on the loop thread, with ko
  * (may be NULL) copied and its on_loop forced to 1. fn_name names the
  * public function in error sentences. */
-int jobq__register_on_loop(jobq_t *q, const char *fn_name, const char *kind,
+JOBQ_PRIVATE int jobq__register_on_loop(jobq_t *q, const char *fn_name, const char *kind,
                            jobq_handler_fn fn, void *ud, const jobq_kind_opts_t *ko);
 
-struct uv_loop_s *jobq__loop(jobq_t *q);
-const char *jobq__workdir(jobq_t *q);
-jobq_t *jobq__ctx_queue(jobq_ctx_t *ctx);
+JOBQ_PRIVATE struct uv_loop_s *jobq__loop(jobq_t *q);
+JOBQ_PRIVATE const char *jobq__workdir(jobq_t *q);
+JOBQ_PRIVATE jobq_t *jobq__ctx_queue(jobq_ctx_t *ctx);
 
 /* Checkpoints through the storage (version 2 members); JOBQ_ENOTSUP if the
  * backend has none, JOBQ_ECLOSED once the queue is closing. Blocking. */
-int jobq__checkpoint(jobq_ctx_t *ctx, int stage, const char *output, int progress,
+JOBQ_PRIVATE int jobq__checkpoint(jobq_ctx_t *ctx, int stage, const char *output, int progress,
                      const char *step);
-int jobq__checkpoint_get(jobq_t *q, const char *id, int *out_stage, char **out_output);
+JOBQ_PRIVATE int jobq__checkpoint_get(jobq_t *q, const char *id, int *out_stage, char **out_output);
 
 #endif

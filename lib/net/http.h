@@ -23,6 +23,8 @@
 #ifndef JOBQ_NET_HTTP_H
 #define JOBQ_NET_HTTP_H
 
+#include "util/private.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -86,7 +88,7 @@ typedef struct jobq__http_resp {
 typedef void (*jobq__http_done_fn)(void *ud, const jobq__http_resp *resp);
 
 /* A client on loop. 0, or JOBQ_ENOMEM / JOBQ_EIO (curl failed to start). */
-int jobq__http_new(struct uv_loop_s *loop, jobq__http **out);
+JOBQ_PRIVATE int jobq__http_new(struct uv_loop_s *loop, jobq__http **out);
 
 /* Aborts every request (each done gets JOBQ_ECANCELLED, before this returns)
  * and closes the loop handles; closed(ud) runs once they are closed (after
@@ -94,7 +96,7 @@ int jobq__http_new(struct uv_loop_s *loop, jobq__http **out);
  * the loop. closed may be NULL. May be called from a done callback. From
  * then on jobq__http_start fails with JOBQ_ECLOSED and further jobq__http_close
  * calls are ignored. */
-void jobq__http_close(jobq__http *h, void (*closed)(void *ud), void *ud);
+JOBQ_PRIVATE void jobq__http_close(jobq__http *h, void (*closed)(void *ud), void *ud);
 
 /* Starts a request. done(ud, resp) is called exactly once, later, on the
  * loop thread; never from inside jobq__http_start. *out_req (may be NULL) is
@@ -102,14 +104,14 @@ void jobq__http_close(jobq__http *h, void (*closed)(void *ud), void *ud);
  * http(s), bad method, malformed header, negative limits) / JOBQ_ENOMEM /
  * JOBQ_ECLOSED (after jobq__http_close) with jobq_last_error() set and done
  * never called. */
-int jobq__http_start(jobq__http *h, const jobq__http_opts *opts, jobq__http_done_fn done, void *ud,
+JOBQ_PRIVATE int jobq__http_start(jobq__http *h, const jobq__http_opts *opts, jobq__http_done_fn done, void *ud,
                   jobq__http_req **out_req);
 
 /* Stops a request now (the connection is dropped, a pending retry timer
  * stopped); its done is called with JOBQ_ECANCELLED before this returns.
  * Inside the request's own done it does nothing (done runs once). Calling it
  * after that done has returned is a caller bug: the request may be freed. */
-void jobq__http_abort(jobq__http_req *req);
+JOBQ_PRIVATE void jobq__http_abort(jobq__http_req *req);
 
 /* Copies src to dst (size bytes, NUL-terminated; they must not overlap)
  * with every occurrence of each secret replaced by "[redacted]"; secrets

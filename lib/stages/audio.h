@@ -45,6 +45,10 @@ int jobq__wav_parse(const void *bytes, size_t len, jobq__pcm *out);
  * tag when the frames are large enough to hold it. JOBQ_EINVAL for a
  * bitrate that MPEG audio does not have at the rate LAME picks. */
 int jobq__mp3_write(const char *path, const jobq__pcm *p, int kbps);
+/* 1 when this build has LAME (CMake JOBQ_WITH_LAME), else 0: then
+ * jobq__mp3_write is JOBQ_ENOTSUP and configurations that ask for MP3 are
+ * refused (stages/tts.c). */
+int jobq__mp3_available(void);
 /* Checks that bytes are an MP3 stream: an optional ID3v2 tag, then at least
  * one valid MPEG audio frame header and a second one where the first frame's
  * length says. *out_seconds (may be NULL) receives the duration counted from
@@ -68,5 +72,9 @@ int jobq__mp3_probe(const void *bytes, size_t len, double *out_seconds);
  * serialised by a mutex. JOBQ_ECONFIG for an unknown voice or variant,
  * JOBQ_EIO if espeak-ng's data cannot be found; out is unchanged on error. */
 int jobq__espeak_synth(const char *text, const char *voice, int rate_wpm, jobq__pcm *out);
+/* 1 when this build has espeak-ng (CMake JOBQ_WITH_ESPEAK), else 0: then
+ * jobq__espeak_synth is JOBQ_ENOTSUP and the 'espeak' provider is refused
+ * at configuration. */
+int jobq__espeak_available(void);
 
 #endif

@@ -11,6 +11,8 @@
 #include "util/mem.h"
 #include "util/err.h"
 
+#ifdef JOBQ_HAVE_ESPEAK
+
 #include <espeak-ng/espeak_ng.h>
 #include <espeak-ng/speak_lib.h>
 #include <locale.h>
@@ -309,3 +311,16 @@ int jobq__espeak_synth(const char *text, const char *voice, int rate_wpm, jobq__
   jobq__pcm_free(&c.pcm);
   return rc;
 }
+
+int jobq__espeak_available(void) { return 1; }
+
+#else /* built without espeak-ng (JOBQ_WITH_ESPEAK=OFF) */
+
+int jobq__espeak_available(void) { return 0; }
+
+int jobq__espeak_synth(const char *text, const char *voice, int rate_wpm, jobq__pcm *out) {
+  (void)text, (void)voice, (void)rate_wpm, (void)out;
+  return jobq__err(JOBQ_ENOTSUP, "libjobq-stages was built without espeak-ng (JOBQ_WITH_ESPEAK=OFF)");
+}
+
+#endif

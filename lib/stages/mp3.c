@@ -5,6 +5,8 @@
 #include "stages/outfile.h"
 #include "util/err.h"
 
+#ifdef JOBQ_HAVE_LAME
+
 #include <lame/lame.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -103,3 +105,16 @@ int jobq__mp3_write(const char *path, const jobq__pcm *p, int kbps) {
   lame_close(gf);
   return rc;
 }
+
+int jobq__mp3_available(void) { return 1; }
+
+#else /* built without LAME (JOBQ_WITH_LAME=OFF) */
+
+int jobq__mp3_available(void) { return 0; }
+
+int jobq__mp3_write(const char *path, const jobq__pcm *p, int kbps) {
+  (void)path, (void)p, (void)kbps;
+  return jobq__err(JOBQ_ENOTSUP, "MP3 output: libjobq-stages was built without LAME (JOBQ_WITH_LAME=OFF)");
+}
+
+#endif

@@ -1,5 +1,6 @@
 /* The TTS module's shared parts: voices per speaker, the output fields. */
 #include "stages/tts.h"
+#include "stages/audio.h"
 #include "util/mem.h"
 #include "util/err.h"
 
@@ -78,6 +79,21 @@ const char *jobq__voices_pick(const jobq__voices *v, const char *speaker, const 
     if (strcmp(seen[i], speaker) == 0) return v->fallback[i % v->n_fallback];
   if (*n_seen < 64) seen[(*n_seen)++] = speaker;
   return v->fallback[(*n_seen - 1) % v->n_fallback];
+}
+
+int jobq__tts_format(const json_t *cfg, const char *provider, int *mp3) {
+  const char *fmt;
+  int rc = jobq__cfg_str(cfg, "tts", "format", 0, &fmt);
+  if (rc) return rc;
+  if (fmt && strcmp(fmt, "mp3") && strcmp(fmt, "wav"))
+    return jobq__err(JOBQ_ECONFIG, "tts: \"format\" must be \"wav\" or \"mp3\", not '%.32s'", fmt);
+  *mp3 = fmt && strcmp(fmt, "mp3") == 0;
+  if (*mp3 && !jobq__mp3_available())
+    return jobq__err(JOBQ_ENOTSUP,
+                     "tts provider '%s': \"format\": \"mp3\" needs LAME, and libjobq-stages was "
+                     "built without LAME (JOBQ_WITH_LAME=OFF); use \"wav\"",
+                     provider);
+  return 0;
 }
 
 int jobq__tts_succeed(jobq_stage_t *st, json_t *in, const char *path, int mp3, double seconds) {

@@ -29,6 +29,10 @@ const char *jobq__voices_pick(const jobq__voices *v, const char *speaker, const 
 
 /* Sets in's audioFile, audioFormat and audioDuration (seconds, 2 decimals)
  * and succeeds the stage with in (stolen). */
+/* Reads "format" ("wav", the default, or "mp3") into *mp3. JOBQ_ECONFIG for
+ * another value; JOBQ_ENOTSUP for "mp3" when libjobq-stages was built
+ * without LAME (JOBQ_WITH_LAME=OFF), with a sentence that says so. */
+int jobq__tts_format(const json_t *cfg, const char *provider, int *mp3);
 int jobq__tts_succeed(jobq_stage_t *st, json_t *in, const char *path, int mp3, double seconds);
 
 #endif

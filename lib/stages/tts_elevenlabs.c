@@ -56,13 +56,12 @@ static int el_configure(const json_t *cfg, void **out) {
   e->pause_ms = 300;
   e->max_chars = 2000;
   e->kbps = 128;
-  const char *mode, *model, *fmt;
+  const char *mode, *model;
   int rc;
   if ((rc = jobq__httpcfg_parse(cfg, "tts", "elevenlabs", "https://api.elevenlabs.io",
                              "ELEVENLABS_API_KEY", 1, &e->http)) ||
       (rc = jobq__cfg_str(cfg, "tts", "mode", 0, &mode)) ||
       (rc = jobq__cfg_str(cfg, "tts", "model_id", 0, &model)) ||
-      (rc = jobq__cfg_str(cfg, "tts", "format", 0, &fmt)) ||
       (rc = jobq__cfg_int(cfg, "tts", "sample_rate", 16000, 44100, &e->rate)) ||
       (rc = jobq__cfg_int(cfg, "tts", "pause_ms", 0, 5000, &e->pause_ms)) ||
       (rc = jobq__cfg_int(cfg, "tts", "max_chars_per_request", 100, 5000, &e->max_chars)) ||
@@ -76,11 +75,7 @@ static int el_configure(const json_t *cfg, void **out) {
     rc = jobq__err(JOBQ_ECONFIG, "tts: \"sample_rate\" must be 16000, 22050, 24000 or 44100");
     goto fail;
   }
-  if (fmt && strcmp(fmt, "mp3") && strcmp(fmt, "wav")) {
-    rc = jobq__err(JOBQ_ECONFIG, "tts: \"format\" must be \"wav\" or \"mp3\", not '%.32s'", fmt);
-    goto fail;
-  }
-  e->mp3 = fmt && strcmp(fmt, "mp3") == 0;
+  if ((rc = jobq__tts_format(cfg, "elevenlabs", &e->mp3))) goto fail;
   e->dialogue = mode == NULL || strcmp(mode, "dialogue") == 0;
   e->model = jobq__strdup(model ? model : e->dialogue ? "eleven_v3" : "eleven_multilingual_v2");
   if (e->model == NULL) goto nomem;

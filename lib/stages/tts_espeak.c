@@ -23,19 +23,17 @@ static void esp_free(void *p) {
 }
 
 static int esp_configure(const json_t *cfg, void **out) {
+  if (!jobq__espeak_available())
+    return jobq__err(JOBQ_ENOTSUP,
+                     "tts provider 'espeak': libjobq-stages was built without espeak-ng "
+                     "(JOBQ_WITH_ESPEAK=OFF); configure another tts provider");
   esp *e = calloc(1, sizeof *e);
   if (e == NULL) return jobq__err(JOBQ_ENOMEM, "tts: out of memory");
   int rc = 0;
   e->pause_ms = 350;
   e->rate_wpm = 165;
   e->kbps = 128;
-  const char *fmt;
-  if ((rc = jobq__cfg_str(cfg, "tts", "format", 0, &fmt))) goto fail;
-  if (fmt && strcmp(fmt, "mp3") && strcmp(fmt, "wav")) {
-    rc = jobq__err(JOBQ_ECONFIG, "tts: \"format\" must be \"wav\" or \"mp3\", not '%.32s'", fmt);
-    goto fail;
-  }
-  e->mp3 = fmt && strcmp(fmt, "mp3") == 0;
+  if ((rc = jobq__tts_format(cfg, "espeak", &e->mp3))) goto fail;
   if ((rc = jobq__cfg_int(cfg, "tts", "pause_ms", 0, 5000, &e->pause_ms)) ||
       (rc = jobq__cfg_int(cfg, "tts", "rate_wpm", 80, 450, &e->rate_wpm)) ||
       (rc = jobq__cfg_int(cfg, "tts", "bitrate", 32, 320, &e->kbps)))

@@ -2,6 +2,8 @@
 #ifndef JOBQ_UTIL_ERR_H
 #define JOBQ_UTIL_ERR_H
 
+#include "util/private.h"
+
 #include "jobq.h"
 
 #if defined(__GNUC__)
@@ -12,8 +14,8 @@
 
 /* Sets the calling thread's detail sentence and returns code, so that error
  * paths read `return jobq__err(JOBQ_EINVAL, "jobq_submit: kind is NULL");`. */
-int jobq__err(int code, const char *fmt, ...) JOBQ_PRINTF(2, 3);
+JOBQ_PRIVATE int jobq__err(int code, const char *fmt, ...) JOBQ_PRINTF(2, 3);
 /* Sets the sentence only. */
-void jobq__set_detail(const char *msg);
+JOBQ_PRIVATE void jobq__set_detail(const char *msg);
 
 #endif

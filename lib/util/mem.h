@@ -5,12 +5,14 @@
 #ifndef JOBQ_UTIL_MEM_H
 #define JOBQ_UTIL_MEM_H
 
+#include "util/private.h"
+
 #include <stddef.h>
 
 /* A malloc'd copy of s, or NULL for s == NULL or out of memory. */
-char *jobq__strdup(const char *s);
+JOBQ_PRIVATE char *jobq__strdup(const char *s);
 /* A malloc'd copy of at most n bytes of s, always terminated; NULL when out
  * of memory. */
-char *jobq__strndup(const char *s, size_t n);
+JOBQ_PRIVATE char *jobq__strndup(const char *s, size_t n);
 
 #endif
