@@ -18,6 +18,7 @@
  *   espeak_speed_{wav,mp3,podcast}  audio seconds per wall second of the tts
  *     stage (espeak) on a 10-turn dialogue, and of the offline podcast pipeline
  *     (template, espeak wav, local upload) on bridge-inspection.txt. */
+/* jobq-test-requires: espeak lame (left out of builds without them) */
 #define _GNU_SOURCE /* pipe2, nftw */
 #include <jobq.h>
 #include <jobq/stages.h>

@@ -1,6 +1,7 @@
 /* Pipelines: stages in order, checkpoints and resume, progress shares,
  * cancellation, the offline built-in stages end to end, bad input. Runs on
  * the memory backend and on a real SQLite file. */
+/* jobq-test-requires: espeak lame (left out of builds without them) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

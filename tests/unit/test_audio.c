@@ -1,6 +1,7 @@
 /* lib/stages audio helpers: PCM buffers, WAV, MP3 through LAME, espeak-ng.
  * Random inputs come from a fixed-seed generator, so runs repeat. Files go
  * to a mkdtemp directory under the working directory, removed at the end. */
+/* jobq-test-requires: espeak lame (left out of builds without them) */
 #define _GNU_SOURCE /* memmem */
 #include "testutil.h"
 

@@ -1,42 +1,8 @@
-/* Allocation-failure torture (after curl's "torture" runs): a scenario that
- * uses most of the API runs once to count the allocations made on the test
- * thread, then once more for each of them with exactly that allocation
- * failing. Every call must then either work or return JOBQ_ENOMEM with a
- * sentence; nothing may crash or leak (ASan/LSan builds check leaks), and
- * state must stay consistent: a refused submit stores nothing, a refused
- * finish leaves the attempt open to finish again.
- *
- * Allocations are wrapped at link time (-Wl,--wrap=malloc,...) and counted
- * on the test thread only, so the count is the same on every run. */
-#include <jobq.h>
-#include <jobq/stages.h>
-
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-
-static _Thread_local int armed;   /* count and fail on this thread only */
-static _Thread_local long count;  /* allocations seen while armed */
-static _Thread_local long fail_at; /* fail the allocation with this number; 0 none */
-
-static int should_fail(void) {
-  if (!armed) return 0;
-  count++;
-  return count == fail_at;
-}
-
-void *__wrap_malloc(size_t n) { return should_fail() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t m) { return should_fail() ? NULL : __real_calloc(n, m); }
-void *__wrap_realloc(void *p, size_t n) { return should_fail() ? NULL : __real_realloc(p, n); }
+/* Allocation-failure torture of the core (see torture.h): a scenario that
+ * uses most of the API, with each of its allocations failing in turn. State
+ * must stay consistent: a refused submit stores nothing, a refused finish
+ * leaves the attempt open to finish again. */
+#include "torture.h"
 
 static void on_event(const jobq_event_t *ev, void *ud) {
   (void)ev;
@@ -56,16 +22,6 @@ static size_t stored(jobq_t *q) {
   jobq_filter_free(f);
   armed = was;
   return n;
-}
-
-/* Asserts rc is 0 or ENOMEM with a sentence; returns 1 when it was ENOMEM. */
-static int oom(int rc, const char *what) {
-  if (rc == JOBQ_ENOMEM) {
-    assert_true(strlen(jobq_last_error()) > 0);
-    return 1;
-  }
-  if (rc < 0) fail_msg("%s: unexpected %s: %s", what, jobq_err_name(rc), jobq_last_error());
-  return 0;
 }
 
 /* Finishes ctx, retrying while the finish is refused for memory (the
@@ -153,74 +109,10 @@ static void scenario(void) {
 
 static void test_torture(void **state) {
   (void)state;
-  armed = 1;
-  count = 0;
-  fail_at = 0;
-  scenario();
-  armed = 0;
-  long total = count;
-  assert_true(total > 20); /* the scenario does allocate */
-  for (long k = 1; k <= total; k++) {
-    armed = 1;
-    count = 0;
-    fail_at = k;
-    scenario();
-    armed = 0;
-  }
-  print_message("torture: %ld allocations, each failed once\n", total);
-}
-
-static void noop_stage(jobq_stage_t *st, void *ud) {
-  (void)ud;
-  jobq_stage_succeed(st, "{}");
-}
-
-/* Building and registering a pipeline: every refusal is JOBQ_ENOMEM with a
- * sentence, and nothing leaks whatever allocation fails. */
-static void scenario_pipeline(void) {
-  jobq_pipeline_t *p = jobq_pipeline_new();
-  if (p == NULL) return;
-  int have_first = !oom(jobq_pipeline_add_stage(p, "first", noop_stage, NULL, JOBQ_STAGE_BLOCKING),
-                        "add_stage");
-  oom(jobq_pipeline_add_config(p, "{\"script\": {\"provider\": \"template\", \"hosts\": [\"A\", \"B\"]},"
-                                  " \"upload\": {\"provider\": \"local\", \"dir\": \"/tmp/jobq-torture-up\","
-                                  " \"key_prefix\": \"shows/\"}}"),
-      "add_config");
-  if (have_first) oom(jobq_pipeline_set_progress(p, "first", 0, 5, "Preparing..."), "set_progress");
-  jobq_options_t *o = jobq_options_new();
-  jobq_t *q = NULL;
-  if (o && !oom(jobq_options_set_workdir(o, "/tmp/jobq-torture-work"), "set_workdir") &&
-      !oom(jobq_open(&q, o), "open")) {
-    oom(jobq_register_pipeline(q, "pipe", p, NULL), "register_pipeline");
-    size_t n = 0;
-    oom(jobq_prune(q, 0, &n), "prune");
-    assert_int_equal(jobq_close(q, 0), 0);
-  }
-  jobq_options_free(o);
-  jobq_pipeline_free(p);
-}
-
-static void test_torture_pipeline(void **state) {
-  (void)state;
-  armed = 1;
-  count = 0;
-  fail_at = 0;
-  scenario_pipeline();
-  armed = 0;
-  long total = count;
-  assert_true(total > 10);
-  for (long k = 1; k <= total; k++) {
-    armed = 1;
-    count = 0;
-    fail_at = k;
-    scenario_pipeline();
-    armed = 0;
-  }
-  print_message("torture (pipeline): %ld allocations, each failed once\n", total);
+  torture_run(scenario, 21, "core");
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_torture),
-                                     cmocka_unit_test(test_torture_pipeline)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_torture)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
