@@ -1,5 +1,8 @@
 /*
- * libjobq pipelines: a job kind made of ordered stages.
+ * libjobq pipelines: a job kind made of ordered stages. These functions are
+ * in libjobq-stages (libjobq-stages.so.0; pkg-config libjobq-stages, CMake
+ * jobq::stages), which links libjobq: a host that only queues jobs links
+ * libjobq alone and never loads espeak-ng or LAME.
  *
  * A pipeline runs its stages one after the other for each job. The first
  * stage gets the job's payload, each later stage the previous stage's output
@@ -18,7 +21,10 @@
  *   "script"  text -> two-host dialogue: providers "template" (offline),
  *             "openai" (chat completions), "anthropic" (Messages)
  *   "tts"     dialogue -> one audio file: "espeak" (offline, libespeak-ng),
- *             "elevenlabs" (text-to-speech or text-to-dialogue)
+ *             "elevenlabs" (text-to-speech or text-to-dialogue); WAV, or MP3
+ *             through LAME. A build without espeak-ng or LAME
+ *             (JOBQ_WITH_ESPEAK/JOBQ_WITH_LAME=OFF) refuses them at
+ *             configuration with JOBQ_ENOTSUP.
  *   "upload"  audio file -> URL: "local" (a directory, file:// URLs), "s3"
  *             (AWS SigV4, path or virtual-host style), "http" (plain PUT)
  * docs/stages.md describes each provider's configuration.
