@@ -671,6 +671,14 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n > 0 else b""
 
     def send(self, status, body, ctype, extra=None, truncate=False):
+        # The request log has the status before the client can read the
+        # answer: a test that asks the log right after its request finished
+        # must not find it still unset.
+        entry = getattr(self, "log_entry", None)
+        if entry is not None:
+            with STATE.lock:
+                entry["status"] = status
+            self.log_entry = None
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         for k, v in (extra or {}).items():
@@ -756,8 +764,9 @@ class Handler(BaseHTTPRequestHandler):
             entry["body"] = base64.b64encode(body).decode("ascii")
             entry["body_encoding"] = "base64"
 
-        entry["status"] = None              # filled in once answered
+        entry["status"] = None              # set by send(), before the answer goes out
         STATE.record(route, entry)
+        self.log_entry = entry
 
         wait = fault.get("hang_ms", 0) + fault.get("delay_ms", 0) + default_delay
         if wait > 0:
@@ -766,6 +775,7 @@ class Handler(BaseHTTPRequestHandler):
         status = self.answer(route, voice_id, query, body, fault)
         with STATE.lock:
             entry["status"] = status
+        self.log_entry = None
 
     def upload(self, key, body):
         """A plain HTTP PUT target (the "http" upload provider): PUT stores
