@@ -3,6 +3,7 @@
 #include "jobq/storage.h"
 #include "util/err.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -19,12 +20,22 @@ static uv_mutex_t table_mu;
 
 static void init_mu(void) { uv_mutex_init(&table_mu); }
 
+/* The size of a table of each version: up to the first member of the next
+ * version. A backend built against an older header has only that much
+ * memory, so init must not write past it. */
+static const size_t ops_size[JOBQ_STORAGE_OPS_VERSION + 1] = {
+  [1] = offsetof(jobq_storage_ops, checkpoint),
+  [2] = sizeof(jobq_storage_ops),
+};
+_Static_assert(JOBQ_STORAGE_OPS_VERSION == 2,
+               "a new jobq_storage_ops version needs its size in ops_size[]");
+
 JOBQ_API int jobq_storage_ops_init(jobq_storage_ops *ops, int version) {
   if (ops == NULL) return jobq__err(JOBQ_EINVAL, "jobq_storage_ops_init: ops is NULL");
   if (version < 1 || version > JOBQ_STORAGE_OPS_VERSION)
     return jobq__err(JOBQ_EINVAL, "jobq_storage_ops_init: version %d is not 1..%d", version,
                      JOBQ_STORAGE_OPS_VERSION);
-  memset(ops, 0, sizeof *ops);
+  memset(ops, 0, ops_size[version]);
   ops->version = version;
   return 0;
 }

@@ -6,6 +6,7 @@
 
 #include "jobq/storage.h"
 
+#include <limits.h>
 #include <pthread.h>
 
 extern const jobq_storage_ops jobq__memory_ops;
@@ -267,6 +268,60 @@ static void test_ops_init(void **state) {
   assert_int_equal(jobq_storage_ops_init(&ops, 1), 0);
   assert_int_equal(ops.version, 1);
 }
+
+/* A backend built against a version-1 header has a table that ends where
+ * the version-2 members begin; whatever follows it in memory is not the
+ * table's. Here that memory is a canary in a larger buffer. */
+#define CANARY 0xa5
+
+static void check_canary(const unsigned char *buf, size_t from, size_t to, const char *what) {
+  for (size_t i = from; i < to; i++)
+    if (buf[i] != CANARY)
+      fail_msg("%s: byte %zu was written (0x%02x), the table ends at %zu", what, i, buf[i], from);
+}
+
+static void test_ops_init_writes_only_its_version(void **state) {
+  (void)state;
+  const size_t v1_size = offsetof(jobq_storage_ops, checkpoint); /* first version 2 member */
+  _Alignas(jobq_storage_ops) unsigned char buf[sizeof(jobq_storage_ops) + 64];
+  jobq_storage_ops *ops = (jobq_storage_ops *)buf;
+
+  memset(buf, CANARY, sizeof buf);
+  TAPI_OK(jobq_storage_ops_init(ops, 1));
+  check_canary(buf, v1_size, sizeof buf, "init(ops, 1)");
+  assert_int_equal(ops->version, 1);
+  assert_null(ops->scheme);
+  assert_null(ops->open);
+  assert_null(ops->finish);
+  assert_null(ops->rescue);
+  assert_null(ops->set_notify);
+  assert_null(ops->finish_async);
+  assert_null(ops->set_event_sink); /* the last version 1 member */
+
+  /* The current version: the whole table, and still nothing past it. */
+  memset(buf, CANARY, sizeof buf);
+  TAPI_OK(jobq_storage_ops_init(ops, JOBQ_STORAGE_OPS_VERSION));
+  check_canary(buf, sizeof(jobq_storage_ops), sizeof buf, "init(ops, current)");
+  assert_int_equal(ops->version, JOBQ_STORAGE_OPS_VERSION);
+  assert_null(ops->set_event_sink);
+  assert_null(ops->checkpoint);
+  assert_null(ops->checkpoint_get);
+  assert_null(ops->prune);
+
+  /* Refused: a defined code, a sentence naming the version, nothing written. */
+  static const int bad[] = {0, -1, JOBQ_STORAGE_OPS_VERSION + 1, INT_MAX, INT_MIN};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    memset(buf, CANARY, sizeof buf);
+    TAPI_ERR(JOBQ_EINVAL, "jobq_storage_ops_init", jobq_storage_ops_init(ops, bad[i]));
+    char want[64];
+    snprintf(want, sizeof want, "version %d is not 1..%d", bad[i], JOBQ_STORAGE_OPS_VERSION);
+    TAPI_ERR_HAS(want);
+    check_canary(buf, 0, sizeof buf, "refused init");
+  }
+  TAPI_ERR(JOBQ_EINVAL, "jobq_storage_ops_init", jobq_storage_ops_init(NULL, 1));
+  TAPI_ERR_HAS("ops is NULL");
+}
+#undef CANARY
 
 /* ======================================================================== */
 /* jobq_storage_register                                                    */
@@ -716,6 +771,7 @@ static void test_set_error(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_ops_init, reset),
+    cmocka_unit_test_setup(test_ops_init_writes_only_its_version, reset),
     cmocka_unit_test_setup(test_register_refusals, reset),
     cmocka_unit_test_setup(test_register_and_duplicate, reset),
     cmocka_unit_test_setup(test_counting_backend_calls, reset),
