@@ -9,6 +9,7 @@
 #include "util/map.h"
 #include "util/mem.h"
 #include "util/mutex.h"
+#include "util/state.h"
 
 #include <stdatomic.h>
 #include <uv.h>

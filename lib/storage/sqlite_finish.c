@@ -4,6 +4,7 @@
  * UPDATE by rowid; anything else takes the general statement. */
 #include "storage/sqlite_int.h"
 #include "util/err.h"
+#include "util/state.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -118,12 +119,8 @@ static int finish_general(sq_store *s, const jobq_storage_finish *f, int *out_st
   int st = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : -1;
   if (st >= 0 && s->share) {
     int pub = st == SQ_DUE || st == SQ_SCHEDULED ? JOBQ_QUEUED : st;
-    int type = pub == JOBQ_SUCCEEDED ? JOBQ_EVENT_SUCCEEDED
-               : pub == JOBQ_FAILED  ? JOBQ_EVENT_FAILED
-               : pub == JOBQ_CANCELLED ? JOBQ_EVENT_CANCELLED
-                                     : JOBQ_EVENT_RETRYING;
-    jobq__sq_event(s, type, pub, f->id, (const char *)sqlite3_column_text(u, 1),
-                   pub == JOBQ_SUCCEEDED ? 100 : f->progress, f->step, f->attempt,
+    jobq__sq_event(s, jobq__state_end_event(pub), pub, f->id,
+                   (const char *)sqlite3_column_text(u, 1), pub == JOBQ_SUCCEEDED ? 100 : f->progress, f->step, f->attempt,
                    pub == JOBQ_SUCCEEDED ? NULL : (pub == JOBQ_CANCELLED && !err ? "cancelled" : err),
                    pub == JOBQ_SUCCEEDED ? (f->result ? f->result : "null") : NULL);
   }

@@ -5,6 +5,7 @@
  * rescue", says why leases are kept by owner. */
 #include "storage/sqlite_int.h"
 #include "util/err.h"
+#include "util/state.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -204,11 +205,7 @@ static int rescue_run(sq_store *s, sq_req *req) {
     jobq__sq_forget_claim(s, (const char *)sqlite3_column_text(u, 0)); /* if it was this store's */
     int st = sqlite3_column_int(u, 2);
     int pub = st == SQ_DUE || st == SQ_SCHEDULED ? JOBQ_QUEUED : st;
-    jobq__sq_event(s,
-                   pub == JOBQ_FAILED ? JOBQ_EVENT_FAILED
-                   : pub == JOBQ_CANCELLED ? JOBQ_EVENT_CANCELLED
-                                           : JOBQ_EVENT_RETRYING,
-                   pub, (const char *)sqlite3_column_text(u, 0),
+    jobq__sq_event(s, jobq__state_end_event(pub), pub, (const char *)sqlite3_column_text(u, 0),
                    (const char *)sqlite3_column_text(u, 1), 0, NULL, sqlite3_column_int(u, 3),
                    (const char *)sqlite3_column_text(u, 4), NULL);
   }
