@@ -63,6 +63,23 @@ int jobq__sq_exec(sqlite3 *db, const char *sql, const char *what, const char *pa
 
 /* ---- URL ---- */
 
+/* Pipeline work files go beside the database: "sqlite:PATH?opts" ->
+ * "PATH-work", so every process that shares the file finds them (a job one
+ * process began and another resumes needs what earlier stages wrote).
+ * Without a path, *out stays NULL: the registry's default. */
+int jobq__sq_default_workdir(const char *url, char **out) {
+  const char *p = url + strlen("sqlite:");
+  size_t n = strcspn(p, "?");
+  *out = NULL;
+  if (n == 0) return 0;
+  char *d = malloc(n + sizeof "-work");
+  if (d == NULL) return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  memcpy(d, p, n);
+  memcpy(d + n, "-work", sizeof "-work");
+  *out = d;
+  return 0;
+}
+
 static int parse_url(sq_store *s, const char *url) {
   const char *p = url + strlen("sqlite:");
   const char *q = strchr(p, '?');

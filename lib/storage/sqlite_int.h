@@ -159,6 +159,8 @@ typedef struct sq_claimed {
 int jobq__sq_error(sqlite3 *db, int rc, const char *what, const char *path);
 int jobq__sq_exec(sqlite3 *db, const char *sql, const char *what, const char *path);
 int64_t jobq__sq_wall_ms(void);
+/* The registry's hook: the default work directory of a sqlite: URL. */
+int jobq__sq_default_workdir(const char *url, char **out);
 /* Fills out from a row of the job columns; -1 on out of memory. */
 int jobq__sq_row_to_job(sqlite3_stmt *st, jobq_storage_job *out, int64_t *seq, int *raw_state);
 /* 1 in *out if some running job's lease ended before now (a table scan, on

@@ -1,13 +1,17 @@
 /* The backend API (jobq/storage.h): jobq_storage_ops_init,
  * jobq_storage_register, jobq_storage_job_clear, jobq_storage_set_error, and
  * a "counting" backend that forwards to the memory backend's table, counts
- * and records the core's calls, and fails on demand. */
+ * and records the core's calls, and fails on demand. Also what the storage
+ * layer tells the core beyond the vtable: a URL's default work directory. */
 #include "testutil.h"
 
 #include "jobq/storage.h"
+#include "core/ext.h"      /* jobq__workdir */
+#include "core/internal.h" /* jobq__default_workdir */
 
 #include <limits.h>
 #include <pthread.h>
+#include <unistd.h>
 
 extern const jobq_storage_ops jobq__memory_ops;
 
@@ -768,6 +772,65 @@ static void test_set_error(void **state) {
   assert_string_equal(jobq_last_error(), "100%s %d %n");
 }
 
+/* ======================================================================== */
+/* the default work directory of a storage URL                              */
+/* ======================================================================== */
+
+/* jobq__default_workdir(url) is dir (made absolute against the working
+ * directory when relative). */
+static void expect_workdir(const char *url, const char *dir) {
+  char want[4600];
+  if (dir[0] == '/') {
+    snprintf(want, sizeof want, "%s", dir);
+  } else {
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    snprintf(want, sizeof want, "%s/%s", cwd, dir);
+  }
+  char *got = jobq__default_workdir(url);
+  assert_non_null(got);
+  if (strcmp(got, want) != 0) fail_msg("default workdir of '%s': '%s', not '%s'", url, got, want);
+  free(got);
+}
+
+static void test_default_workdir(void **state) {
+  (void)state;
+  /* SQLite: beside the database, without the URL's options */
+  expect_workdir("sqlite:/var/lib/app/jobs.db", "/var/lib/app/jobs.db-work");
+  expect_workdir("sqlite:/var/lib/app/jobs.db?durability=power&busy_timeout=10",
+                 "/var/lib/app/jobs.db-work");
+  expect_workdir("sqlite:jobs.db", "jobs.db-work");
+  expect_workdir("sqlite:./sub/jobs.db?durability=crash", "sub/jobs.db-work");
+  /* no path of its own: the working directory's jobq-work */
+  expect_workdir("sqlite:", "jobq-work");
+  expect_workdir("sqlite:?durability=power", "jobq-work");
+  /* memory, and a host's backend, have no files: jobq-work */
+  expect_workdir("memory:", "jobq-work");
+  expect_workdir("counting:/srv/q.db", "jobq-work");
+
+  /* And a queue opened without jobq_options_set_workdir uses it. */
+  char dir[] = "/tmp/jobq-api-storage-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char url[128], want[128];
+  snprintf(url, sizeof url, "sqlite:%s/q.db?durability=crash", dir);
+  snprintf(want, sizeof want, "%s/q.db-work", dir);
+  jobq_options_t *o = jobq_options_new();
+  TAPI_OK(jobq_options_set_storage(o, url));
+  TAPI_OK(jobq_options_set_workers(o, 0));
+  jobq_t *q = NULL;
+  TAPI_OK(jobq_open(&q, o));
+  jobq_options_free(o);
+  assert_string_equal(jobq__workdir(q), want);
+  TAPI_OK(jobq_close(q, 0));
+  static const char *const files[] = {"q.db", "q.db-wal", "q.db-shm"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    char path[160];
+    snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+    unlink(path);
+  }
+  assert_int_equal(rmdir(dir), 0); /* nothing else was made there */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_ops_init, reset),
@@ -781,6 +844,7 @@ int main(void) {
     cmocka_unit_test_setup(test_silent_open_failure_sentence, reset),
     cmocka_unit_test_setup(test_job_clear, reset),
     cmocka_unit_test_setup(test_set_error, reset),
+    cmocka_unit_test_setup(test_default_workdir, reset),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
