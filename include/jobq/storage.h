@@ -265,8 +265,11 @@ typedef struct jobq_storage_ops {
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL}
 
-/* Zeroes ops and sets its version; 0, or JOBQ_EINVAL for an unknown version.
- * The FFI-friendly twin of JOBQ_STORAGE_OPS_INIT. */
+/* Zeroes the members of versions 1..version of ops and sets its version;
+ * nothing past the last member of that version is written (a backend built
+ * against an older header has a smaller table). 0, or JOBQ_EINVAL for ops
+ * NULL or an unknown version (then nothing is written). The FFI-friendly
+ * twin of JOBQ_STORAGE_OPS_INIT. */
 JOBQ_API int jobq_storage_ops_init(jobq_storage_ops *ops, int version);
 
 /* Makes a backend available for URLs "<scheme>:..." in every queue opened

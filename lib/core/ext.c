@@ -75,20 +75,15 @@ char *jobq__absolute_path(const char *p) {
   return d;
 }
 
-/* "sqlite:PATH?opts" -> "PATH-work"; anything else -> "jobq-work". */
+/* The storage layer says where a URL's work files go by default (beside a
+ * database file; else "jobq-work"); the core makes it absolute. NULL when
+ * out of memory. */
 char *jobq__default_workdir(const char *url) {
-  if (strncmp(url, "sqlite:", 7) == 0 && url[7] != '\0' && url[7] != '?') {
-    const char *p = url + 7, *end = strchr(p, '?');
-    size_t n = end ? (size_t)(end - p) : strlen(p);
-    char *d = malloc(n + 6);
-    if (d == NULL) return NULL;
-    memcpy(d, p, n);
-    memcpy(d + n, "-work", 6);
-    char *abs = jobq__absolute_path(d);
-    free(d);
-    return abs;
-  }
-  return jobq__absolute_path("jobq-work");
+  char *d = NULL;
+  if (jobq__storage_default_workdir(url, &d) != 0) return NULL;
+  char *abs = jobq__absolute_path(d);
+  free(d);
+  return abs;
 }
 
 /* Storage calls from extensions are counted in ops_in_flight so that

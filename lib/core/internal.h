@@ -9,6 +9,7 @@
 #include "util/map.h"
 #include "util/mem.h"
 #include "util/mutex.h"
+#include "util/state.h"
 
 #include <stdatomic.h>
 #include <uv.h>
@@ -297,6 +298,9 @@ void jobq__job_overlay(jobq_t *q, jobq_job_t *job); /* mu held */
 
 /* storage/registry.c */
 int jobq__storage_lookup(const char *url, const jobq_storage_ops **out);
+/* *out: the malloc'd default directory for pipeline work files of a queue
+ * on url (relative or absolute, as the backend says); 0 or JOBQ_ENOMEM. */
+int jobq__storage_default_workdir(const char *url, char **out);
 void jobq__storage_job_copy_into(jobq_storage_job *dst, const jobq_storage_job *src);
 
 /* core/ext.c: what extensions of the core (lib/stages) hook into; see

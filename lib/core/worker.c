@@ -289,10 +289,7 @@ static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *resul
     ctx->kr->avg_ms = ctx->kr->avg_ms == 0 ? ms : ctx->kr->avg_ms * 0.8 + ms * 0.2;
     if (effective_limit(ctx->kr) > 0) work_available(q);
   }
-  int type = state == JOBQ_SUCCEEDED ? JOBQ_EVENT_SUCCEEDED
-             : state == JOBQ_FAILED  ? JOBQ_EVENT_FAILED
-             : state == JOBQ_CANCELLED ? JOBQ_EVENT_CANCELLED
-                                     : JOBQ_EVENT_RETRYING;
+  int type = jobq__state_end_event(state);
   if (state == JOBQ_QUEUED) {
     work_available(q);
     if (ctx->rec.run_at < q->wake_at) {

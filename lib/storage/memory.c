@@ -26,6 +26,7 @@ typedef struct mkind {
   char *name;
   jobq_heap ready;   /* due: priority desc, seq asc */
   jobq_heap delayed; /* not yet due: run_at asc, seq asc */
+  size_t requeue;    /* mem_finish: jobs of the batch that may be queued again */
 } mkind;
 
 typedef struct mext {
@@ -409,28 +410,72 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
   return rc;
 }
 
-static int finish_one(mstore *s, const jobq_storage_finish *f) {
+/* One entry of a finish batch, made ready before anything is applied: the
+ * job it applies to and the copies it stores, so that applying it cannot
+ * fail. */
+typedef struct fin_prep {
+  mjob *j;            /* NULL: nothing to apply (miss says why) */
+  int miss;           /* JOBQ_ENOTFOUND or JOBQ_ESTATE when j is NULL */
+  int outcome;        /* f's, or CANCELLED when a cancel was requested */
+  char *err, *err2;   /* the error, for the attempt log and for the job */
+  char *res, *step;
+} fin_prep;
+
+static int attempt_running(const mjob *j, const jobq_storage_finish *f) {
+  return j->state == JOBQ_RUNNING && j->attempts == f->attempt && j->x != NULL;
+}
+
+static void fin_prep_free(fin_prep *p) {
+  free(p->err);
+  free(p->err2);
+  free(p->res);
+  free(p->step);
+}
+
+/* Finds f's job and copies what it will store; -1 on out of memory. A job
+ * that does not run f's attempt now will not later in the batch (finish
+ * never makes a job running), so it needs no copies. */
+static int finish_prepare(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
+  memset(p, 0, sizeof *p);
   mjob *j = jobq__map_get(&s->ids, f->id);
-  if (j == NULL) return JOBQ_ENOTFOUND;
-  if (j->state != JOBQ_RUNNING || j->attempts != f->attempt || j->x == NULL) return JOBQ_ESTATE;
-  mext *x = j->x;
-  jobq_storage_attempt *a = &x->log[x->nlog - 1];
-  int outcome = f->outcome;
-  if (j->cancel_req) outcome = JOBQ_OUTCOME_CANCELLED;
-  /* Copies first: out of memory must leave the job untouched. */
-  char *err = NULL, *err2 = NULL, *res = NULL, *step = NULL;
+  if (j == NULL || !attempt_running(j, f)) {
+    p->miss = j == NULL ? JOBQ_ENOTFOUND : JOBQ_ESTATE;
+    return 0;
+  }
+  p->j = j;
+  int outcome = j->cancel_req ? JOBQ_OUTCOME_CANCELLED : f->outcome;
+  p->outcome = outcome;
   const char *etext = f->error;
   if (outcome == JOBQ_OUTCOME_CANCELLED && etext == NULL) etext = "cancelled";
   if (outcome != JOBQ_OUTCOME_SUCCEEDED && outcome != JOBQ_OUTCOME_RELEASE && etext) {
-    if ((err = jobq__strdup(etext)) == NULL || (err2 = jobq__strdup(etext)) == NULL) goto nomem;
+    if ((p->err = jobq__strdup(etext)) == NULL || (p->err2 = jobq__strdup(etext)) == NULL) return -1;
   }
-  if (outcome == JOBQ_OUTCOME_SUCCEEDED && (res = jobq__strdup(f->result ? f->result : "null")) == NULL)
-    goto nomem;
-  if (outcome != JOBQ_OUTCOME_RELEASE && f->step && (step = jobq__strdup(f->step)) == NULL) goto nomem;
+  if (outcome == JOBQ_OUTCOME_SUCCEEDED && (p->res = jobq__strdup(f->result ? f->result : "null")) == NULL)
+    return -1;
+  if (outcome != JOBQ_OUTCOME_RELEASE && f->step && (p->step = jobq__strdup(f->step)) == NULL) return -1;
+  /* A retried or released job goes back into one of its kind's heaps. */
+  if (outcome == JOBQ_OUTCOME_RETRY || outcome == JOBQ_OUTCOME_RELEASE) j->kind->requeue++;
+  return 0;
+}
+
+/* Applies a prepared entry; cannot fail. Takes the copies it stores out of
+ * p (the caller frees the rest). Returns the job's state afterwards, or
+ * JOBQ_ENOTFOUND / JOBQ_ESTATE. */
+static int finish_apply(const jobq_storage_finish *f, fin_prep *p) {
+  mjob *j = p->j;
+  if (j == NULL) return p->miss;
+  /* An earlier entry of the batch for the same job ended this attempt. */
+  if (!attempt_running(j, f)) return JOBQ_ESTATE;
+  mext *x = j->x;
+  jobq_storage_attempt *a = &x->log[x->nlog - 1];
+  int outcome = p->outcome;
+  char *err = p->err, *err2 = p->err2;
+  p->err = p->err2 = NULL;
   if (outcome != JOBQ_OUTCOME_RELEASE) {
-    if (step) {
+    if (p->step) {
       free(x->step);
-      x->step = step;
+      x->step = p->step;
+      p->step = NULL;
     }
     if (f->progress >= 0 && f->progress <= 100) j->progress = (uint8_t)f->progress;
   }
@@ -451,7 +496,8 @@ static int finish_one(mstore *s, const jobq_storage_finish *f) {
       return JOBQ_QUEUED;
     case JOBQ_OUTCOME_SUCCEEDED:
       free(x->result);
-      x->result = res;
+      x->result = p->res;
+      p->res = NULL;
       j->progress = 100;
       j->state = JOBQ_SUCCEEDED;
       break;
@@ -470,32 +516,38 @@ static int finish_one(mstore *s, const jobq_storage_finish *f) {
     x->error = err2;
   }
   return j->state;
-nomem:
-  free(err);
-  free(err2);
-  free(res);
-  free(step);
-  return JOBQ_ENOMEM;
 }
 
+#define FIN_SMALL 16
+
+/* All or nothing, as the vtable asks: every allocation of the batch (the
+ * copies each entry stores, room in the heaps for the jobs that are queued
+ * again) is made first; applying them then has no failure point. */
 static int mem_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state) {
   mstore *s = st;
+  fin_prep small[FIN_SMALL];
+  fin_prep *p = n <= FIN_SMALL ? small : malloc(n * sizeof *p);
+  if (p == NULL) return oom("finish");
+  int fail = 0;
+  size_t made = 0;
   uv_mutex_lock(&s->mu);
-  /* Make sure a retried or released job can re-enter its heap. */
-  for (size_t i = 0; i < n; i++) {
-    mjob *j = jobq__map_get(&s->ids, f[i].id);
-    if (j && (jobq__heap_reserve(&j->kind->ready, 1) || jobq__heap_reserve(&j->kind->delayed, 1))) {
-      uv_mutex_unlock(&s->mu);
-      return oom("finish");
-    }
+  for (; made < n && !fail; made++) fail = finish_prepare(s, &f[made], &p[made]) != 0;
+  /* Room for every job that may be queued again, per kind (either heap:
+   * run_at decides); the counts are cleared for the next batch. */
+  for (size_t i = 0; i < made; i++) {
+    mkind *k = p[i].j ? p[i].j->kind : NULL;
+    if (k == NULL || k->requeue == 0) continue;
+    if (!fail && (jobq__heap_reserve(&k->ready, k->requeue) ||
+                  jobq__heap_reserve(&k->delayed, k->requeue)))
+      fail = 1;
+    k->requeue = 0;
   }
-  int rc = 0;
-  for (size_t i = 0; i < n; i++) {
-    out_state[i] = finish_one(s, &f[i]);
-    if (out_state[i] == JOBQ_ENOMEM) rc = oom("finish");
-  }
+  if (!fail)
+    for (size_t i = 0; i < n; i++) out_state[i] = finish_apply(&f[i], &p[i]);
   uv_mutex_unlock(&s->mu);
-  return rc;
+  for (size_t i = 0; i < made; i++) fin_prep_free(&p[i]);
+  if (p != small) free(p);
+  return fail ? oom("finish") : 0;
 }
 
 static int mem_progress(void *st, const char *id, int attempt, int percent, const char *step) {

@@ -1,14 +1,19 @@
 /* Storage backends by URL scheme: the built-in ones and those a host
- * registers. The core knows backends only through this table. */
+ * registers. The core knows backends only through this table, and through
+ * the internal hooks below, which ask a built-in backend what its vtable
+ * does not say. */
 #include "jobq/storage.h"
 #include "util/err.h"
+#include "util/mem.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
 extern const jobq_storage_ops jobq__memory_ops;
 extern const jobq_storage_ops jobq__sqlite_ops;
+int jobq__sq_default_workdir(const char *url, char **out); /* storage/sqlite.c */
 
 #define MAX_BACKENDS 32
 
@@ -19,12 +24,22 @@ static uv_mutex_t table_mu;
 
 static void init_mu(void) { uv_mutex_init(&table_mu); }
 
+/* The size of a table of each version: up to the first member of the next
+ * version. A backend built against an older header has only that much
+ * memory, so init must not write past it. */
+static const size_t ops_size[JOBQ_STORAGE_OPS_VERSION + 1] = {
+  [1] = offsetof(jobq_storage_ops, checkpoint),
+  [2] = sizeof(jobq_storage_ops),
+};
+_Static_assert(JOBQ_STORAGE_OPS_VERSION == 2,
+               "a new jobq_storage_ops version needs its size in ops_size[]");
+
 JOBQ_API int jobq_storage_ops_init(jobq_storage_ops *ops, int version) {
   if (ops == NULL) return jobq__err(JOBQ_EINVAL, "jobq_storage_ops_init: ops is NULL");
   if (version < 1 || version > JOBQ_STORAGE_OPS_VERSION)
     return jobq__err(JOBQ_EINVAL, "jobq_storage_ops_init: version %d is not 1..%d", version,
                      JOBQ_STORAGE_OPS_VERSION);
-  memset(ops, 0, sizeof *ops);
+  memset(ops, 0, ops_size[version]);
   ops->version = version;
   return 0;
 }
@@ -82,6 +97,33 @@ int jobq__storage_lookup(const char *url, const jobq_storage_ops **out) {
                      url, (int)(n > 32 ? 32 : n), url);
   *out = found;
   return 0;
+}
+
+/* Internal hooks of the built-in backends, by scheme: things the core asks
+ * of storage that are not part of the public vtable (so its ABI stays as
+ * it is). A backend without an entry, or a host's, gets the defaults. */
+static const struct {
+  const char *scheme;
+  /* *out: a malloc'd directory for pipeline work files of a queue on url
+   * (may be relative), or NULL for the default; 0 or JOBQ_ENOMEM. */
+  int (*default_workdir)(const char *url, char **out);
+} hooks[] = {
+  {"sqlite", jobq__sq_default_workdir},
+};
+
+int jobq__storage_default_workdir(const char *url, char **out) {
+  *out = NULL;
+  const char *colon = strchr(url, ':');
+  size_t n = colon ? (size_t)(colon - url) : 0;
+  for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++) {
+    if (strlen(hooks[i].scheme) != n || strncmp(hooks[i].scheme, url, n) != 0) continue;
+    int rc = hooks[i].default_workdir(url, out);
+    if (rc || *out) return rc;
+  }
+  /* No files of its own to sit beside (memory:, a host's backend): a
+   * directory in the working directory. */
+  *out = jobq__strdup("jobq-work");
+  return *out ? 0 : jobq__err(JOBQ_ENOMEM, "storage: out of memory");
 }
 
 JOBQ_API void jobq_storage_job_clear(jobq_storage_job *j) {

@@ -1,10 +1,13 @@
 /* The SQLite backend: "sqlite:PATH[?durability=crash|power&busy_timeout=MS]".
  *
  * One file holds the queue; several processes may share it. Writes go
- * through one writer thread per process that commits them in groups
- * (sqlite_write.c); reads use a small pool of read connections, which WAL
- * lets run beside the writer, so a jobq_get never waits behind a commit.
- * Other processes' commits are noticed by a watcher (sqlite_watch.c).
+ * through one write connection per process that commits them in groups
+ * (sqlite_writer.c; the write operations in sqlite_jobs.c, sqlite_claim.c,
+ * sqlite_finish.c, sqlite_lease.c, sqlite_events.c); reads use a small pool
+ * of read connections, which WAL lets run beside the writer, so a jobq_get
+ * never waits behind a commit. Other processes' commits are noticed by a
+ * watcher (sqlite_watch.c); checkpoints run on a thread of their own
+ * (sqlite_ckpt.c).
  *
  * This file: opening (URL, pragmas, schema and migrations, faults), the
  * readers, and the read operations. */
@@ -59,6 +62,23 @@ int jobq__sq_exec(sqlite3 *db, const char *sql, const char *what, const char *pa
 }
 
 /* ---- URL ---- */
+
+/* Pipeline work files go beside the database: "sqlite:PATH?opts" ->
+ * "PATH-work", so every process that shares the file finds them (a job one
+ * process began and another resumes needs what earlier stages wrote).
+ * Without a path, *out stays NULL: the registry's default. */
+int jobq__sq_default_workdir(const char *url, char **out) {
+  const char *p = url + strlen("sqlite:");
+  size_t n = strcspn(p, "?");
+  *out = NULL;
+  if (n == 0) return 0;
+  char *d = malloc(n + sizeof "-work");
+  if (d == NULL) return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  memcpy(d, p, n);
+  memcpy(d + n, "-work", sizeof "-work");
+  *out = d;
+  return 0;
+}
 
 static int parse_url(sq_store *s, const char *url) {
   const char *p = url + strlen("sqlite:");
@@ -687,18 +707,6 @@ static int sq_next_run_at(void *st, const char *const *kinds, size_t n_kinds, in
   free(arr);
   return rc;
 }
-
-/* sqlite_write.c */
-int jobq__sq_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
-                    int *out_dup);
-int jobq__sq_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *out, size_t *n_out);
-int jobq__sq_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state);
-int jobq__sq_finish_async(void *st, const jobq_storage_finish *f, size_t n,
-                          void (*done)(void *ud, int rc, const int *out_state), void *ud);
-int jobq__sq_progress(void *st, const char *id, int attempt, int percent, const char *step);
-int jobq__sq_cancel(void *st, const char *id, int64_t now, int *out_state, char **out_kind);
-int jobq__sq_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_until);
-int jobq__sq_rescue(void *st, int64_t now, size_t *n_out);
 
 const jobq_storage_ops jobq__sqlite_ops = {
   .version = JOBQ_STORAGE_OPS_VERSION,

@@ -19,14 +19,24 @@
 #define SQ_SCHEMA_VERSION 4
 #define SQ_READERS 4
 
+/* The write connection's statements (sq_store.ws), each prepared by the
+ * file that uses it. */
 enum {
+  /* sqlite_writer.c: transactions */
   WS_BEGIN, WS_COMMIT, WS_ROLLBACK, WS_SAVEPOINT, WS_RELEASE, WS_ROLLBACK_TO,
-  WS_INSERT, WS_DEDUPE_FIND, WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE,
-  WS_FIND, WS_FINISH, WS_RELEASE_JOB, WS_PROGRESS, WS_CANCEL_QUEUED, WS_CANCEL_RUNNING,
-  WS_HEARTBEAT, WS_RESCUE, WS_EVENT, WS_LISTENERS, WS_LISTEN, WS_UNLISTEN, WS_PRUNE,
-  WS_CHECKPOINT, WS_PRUNE_JOBS, WS_TAKE_READ, WS_FINISH_FAST, WS_INSERT_MANY,
-  WS_LEASE_SET, WS_LEASE_DROP, WS_LEASES_EXPIRED, WS_LEASE_MINS, WS_LEASE_FIX,
-  WS_LEASES_GONE, WS_COUNT
+  /* sqlite_jobs.c */
+  WS_INSERT, WS_INSERT_MANY, WS_DEDUPE_FIND, WS_FIND, WS_PROGRESS, WS_CHECKPOINT,
+  WS_CANCEL_QUEUED, WS_CANCEL_RUNNING, WS_PRUNE_JOBS,
+  /* sqlite_claim.c */
+  WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE_READ, WS_TAKE,
+  /* sqlite_finish.c */
+  WS_FINISH, WS_FINISH_FAST, WS_RELEASE_JOB,
+  /* sqlite_lease.c */
+  WS_HEARTBEAT, WS_RESCUE, WS_LEASE_SET, WS_LEASE_DROP, WS_LEASES_EXPIRED, WS_LEASE_MINS,
+  WS_LEASE_FIX, WS_LEASES_GONE,
+  /* sqlite_events.c */
+  WS_EVENT, WS_LISTENERS, WS_LISTEN, WS_UNLISTEN, WS_PRUNE_EVENTS,
+  WS_COUNT
 };
 
 enum { RS_GET, RS_POSITION, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_CHECKPOINT, RS_EXPIRED, RS_COUNT };
@@ -37,56 +47,43 @@ typedef struct sq_reader {
   sqlite3_stmt *st[RS_COUNT];
 } sq_reader;
 
-enum { W_INSERT, W_CLAIM, W_FINISH, W_PROGRESS, W_CANCEL, W_HEARTBEAT, W_RESCUE, W_LISTEN,
-       W_CHECKPOINT, W_PRUNE };
+typedef struct sq_store sq_store;
 
-/* A write request, queued for the writer thread and answered after the
- * transaction that carried it committed (or failed). */
-typedef struct sq_req {
-  struct sq_req *next;
-  int op;
-  /* insert */
-  jobq_storage_job *const *jobs;
-  size_t n;
-  const int *force;
-  int64_t now;
-  int *out_dup;
-  /* claim */
-  const jobq_storage_claim *claim;
-  jobq_storage_job *out;
-  size_t *n_out;
-  /* finish */
-  const jobq_storage_finish *fin;
-  int *out_state;
-  /* progress, cancel */
-  const char *id;
-  int attempt, percent;
-  const char *step;
-  char **out_kind;
-  /* rescue: scan the running jobs even if no owner's lease row expired */
-  int force_scan;
-  /* checkpoint (with id, attempt, percent, step) */
-  int stage;
-  const char *output;
-  /* prune */
-  int64_t before;
-  size_t max;
-  char (**out_ids)[JOBQ_ID_SIZE];
-  size_t *n_ids;
-  /* heartbeat, rescue */
-  jobq_storage_lease *leases;
-  int64_t lease_until;
-  size_t *rescued;
-  /* asynchronous requests: called instead of waking a waiter, then freed */
-  void (*done_cb)(void *ud, int rc, const int *out_state);
-  void *done_ud;
-  /* answer */
+/* A write request: the struct of one operation (sq_insert_req, ...) starts
+ * with this header. It is queued for the write connection and answered
+ * after the transaction that carried it committed (or failed). */
+typedef struct sq_req sq_req;
+
+/* What the writer knows of an operation. */
+typedef struct sq_op {
+  /* Runs the request on the write connection, inside the transaction: 0,
+   * or a negative JOBQ code (then its outputs are undone). */
+  int (*run)(sq_store *s, sq_req *r);
+  /* Takes back what run put in the caller's out parameters, when the
+   * request failed or its transaction did not commit; NULL: nothing to
+   * take back. */
+  void (*undo)(sq_store *s, sq_req *r);
+} sq_op;
+
+struct sq_req {
+  sq_req *next;
+  const sq_op *op;
+  /* The request writes several rows that must go together, so it runs in
+   * a savepoint of its own (two statements more) and its failure undoes
+   * only itself. A request that writes one row, or rows each fine on its
+   * own, needs none: a failing statement undoes itself. */
+  int savepoint;
+  /* An asynchronous request (nobody waits for it): called once its
+   * transaction ended, outside any lock, to pass on rc and free the
+   * request. NULL: the caller waits in jobq__sq_submit. */
+  void (*answer)(sq_req *r);
+  /* the answer */
   int rc;
   int done;
   char err[300];
-} sq_req;
+};
 
-typedef struct sq_store {
+struct sq_store {
   char *path;
   int power_safe;       /* synchronous=FULL */
   int busy_ms;
@@ -107,7 +104,7 @@ typedef struct sq_store {
    * a finish finds the row by seq (no id index walk) and knows the kind.
    * Writer connection's owner only. */
   jobq_map claimed;
-  /* This store's row in jobq_leases (sqlite_write.c): rewritten before the
+  /* This store's row in jobq_leases (sqlite_lease.c): rewritten before the
    * commit of a transaction that claimed or heartbeated (lease_dirty);
    * after a transaction that failed, conservatively (lease_unsure). */
   int lease_dirty, lease_unsure;
@@ -148,7 +145,7 @@ typedef struct sq_store {
   int64_t ev_last;      /* last event row passed on (watcher thread) */
   int64_t listen_renewed;
   sqlite3_stmt *wev;    /* the watcher's event reader */
-} sq_store;
+};
 
 /* A job this store claimed (sq_store.claimed); kind follows the struct. */
 typedef struct sq_claimed {
@@ -161,17 +158,95 @@ typedef struct sq_claimed {
 /* sqlite.c */
 int jobq__sq_error(sqlite3 *db, int rc, const char *what, const char *path);
 int jobq__sq_exec(sqlite3 *db, const char *sql, const char *what, const char *path);
+int64_t jobq__sq_wall_ms(void);
+/* The registry's hook: the default work directory of a sqlite: URL. */
+int jobq__sq_default_workdir(const char *url, char **out);
+/* Fills out from a row of the job columns; -1 on out of memory. */
+int jobq__sq_row_to_job(sqlite3_stmt *st, jobq_storage_job *out, int64_t *seq, int *raw_state);
+/* 1 in *out if some running job's lease ended before now (a table scan, on
+ * a read connection: writers do not wait for it). */
+int jobq__sq_any_expired(sq_store *s, int64_t now, int *out);
 
-/* sqlite_write.c */
+/* sqlite_writer.c: the group-commit engine */
+int jobq__sq_prepare_writer(sq_store *s); /* every WS_* statement */
+/* Prepares the statements of sql[] (indexed by WS_*) that are not NULL. */
+int jobq__sq_prepare(sq_store *s, const char *const sql[WS_COUNT]);
 int jobq__sq_writer_start(sq_store *s);
 void jobq__sq_writer_stop(sq_store *s);
-int jobq__sq_prepare_writer(sq_store *s);
+/* Queues r and returns its rc once the transaction that carried it ended. */
 int jobq__sq_submit(sq_store *s, sq_req *r);
-void jobq__sq_forget_claims(sq_store *s);
+/* Queues r (heap-allocated, r->answer set) and returns at once. */
+void jobq__sq_submit_async(sq_store *s, sq_req *r);
 
-/* sqlite.c: 1 in *out if some running job's lease ended before now
- * (a table scan, on a read connection: writers do not wait for it). */
-int jobq__sq_any_expired(sq_store *s, int64_t now, int *out);
+/* Runs a statement that returns no rows; 0 or a JOBQ code. */
+static inline int jobq__sq_run(sq_store *s, sqlite3_stmt *st, const char *what) {
+  int rc = sqlite3_step(st);
+  int out = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : jobq__sq_error(s->w, rc, what, s->path);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return out;
+}
+
+static inline void jobq__sq_bind_text_or_null(sqlite3_stmt *st, int i, const char *t) {
+  if (t) sqlite3_bind_text(st, i, t, -1, SQLITE_STATIC);
+  else sqlite3_bind_null(st, i);
+}
+
+/* The operations, each preparing its statements (from prepare_writer):
+ * sqlite_jobs.c (insert, progress, checkpoint, cancel, prune),
+ * sqlite_claim.c, sqlite_finish.c, sqlite_lease.c (heartbeat, rescue),
+ * sqlite_events.c (listen). */
+int jobq__sq_jobs_prepare(sq_store *s);
+int jobq__sq_claim_prepare(sq_store *s);
+int jobq__sq_finish_prepare(sq_store *s);
+int jobq__sq_lease_prepare(sq_store *s);
+int jobq__sq_events_prepare(sq_store *s);
+
+/* The vtable's write members. */
+int jobq__sq_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
+                    int *out_dup);
+int jobq__sq_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *out, size_t *n_out);
+int jobq__sq_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state);
+int jobq__sq_finish_async(void *st, const jobq_storage_finish *f, size_t n,
+                          void (*done)(void *ud, int rc, const int *out_state), void *ud);
+int jobq__sq_progress(void *st, const char *id, int attempt, int percent, const char *step);
+int jobq__sq_cancel(void *st, const char *id, int64_t now, int *out_state, char **out_kind);
+int jobq__sq_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_until);
+int jobq__sq_rescue(void *st, int64_t now, size_t *n_out);
+int jobq__sq_checkpoint(void *st, const char *id, int attempt, int stage, const char *output,
+                        int progress, const char *step);
+int jobq__sq_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ_ID_SIZE],
+                   size_t *n_out);
+
+/* sqlite_jobs.c: why an update of a running attempt matched no row:
+ * *out_state JOBQ_ENOTFOUND (no such job) or JOBQ_ESTATE (not that
+ * attempt, or not running). */
+int jobq__sq_finish_miss(sq_store *s, const char *id, int *out_state);
+
+/* sqlite_lease.c: the jobs this store claimed (sq_store.claimed) and its
+ * row in jobq_leases. */
+int jobq__sq_remember_claim(sq_store *s, const char *id, int64_t seq, const char *kind,
+                            int64_t until);
+void jobq__sq_forget_claim(sq_store *s, const char *id);
+void jobq__sq_forget_claims(sq_store *s); /* all of them, at close */
+int jobq__sq_lease_row(sq_store *s);      /* before a commit that changed leases */
+
+/* sqlite_events.c: events shared between processes */
+void jobq__sq_event_row(sq_store *s, int type, int state, const char *id, const char *kind,
+                        int progress, const char *step, int attempt, const char *error,
+                        const char *result);
+/* Writes an event row for other processes' listeners, when there are any
+ * (news, not state: a row that cannot be written is skipped). Nobody
+ * listening costs one test. */
+static inline void jobq__sq_event(sq_store *s, int type, int state, const char *id,
+                                  const char *kind, int progress, const char *step, int attempt,
+                                  const char *error, const char *result) {
+  if (s->share)
+    jobq__sq_event_row(s, type, state, id, kind, progress, step, attempt, error, result);
+}
+void jobq__sq_check_listeners(sq_store *s); /* once per transaction */
+void jobq__sq_prune_events(sq_store *s);
+int jobq__sq_listen(sq_store *s, int on, int wait);
 
 /* sqlite_ckpt.c: takes conn (a read-write connection, closed on failure);
  * -1 if the thread cannot start (then SQLite checkpoints as usual). */
@@ -182,11 +257,5 @@ void jobq__sq_ckpt_stop(sq_store *s);
 int jobq__sq_set_notify(void *st, void (*fn)(void *ud), void *ud);
 int jobq__sq_set_event_sink(void *st, void (*sink)(void *ud, const jobq_storage_event *ev),
                             void *ud);
-int jobq__sq_listen(sq_store *s, int on, int wait); /* sqlite_write.c */
-int jobq__sq_checkpoint(void *st, const char *id, int attempt, int stage, const char *output,
-                        int progress, const char *step);
-int jobq__sq_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ_ID_SIZE],
-                   size_t *n_out);
-int64_t jobq__sq_wall_ms(void);
 
 #endif

@@ -12,10 +12,13 @@
  * PostgreSQL later is one more row (its make_url creates a fresh schema or
  * database; it sets .durable and .refuses_duplicate_ids).
  *
- * Files: test_conf_storage.c (layer 1: the vtable, looked up by URL with
- * jobq__storage_lookup), test_conf_api.c (layer 2: the public API on each
- * backend), test_conf_durable.c (layer 2 for durable rows: reopen, rescue of
- * a dead claimer's job, several queues on one database; SQLite's faults).
+ * Files: layer 1, the vtable looked up by URL with jobq__storage_lookup,
+ * one program per area (test_conf_insert.c, test_conf_claim.c,
+ * test_conf_finish.c, test_conf_progress.c, test_conf_read.c,
+ * test_conf_lease.c; what they share is in conf_storage.h);
+ * test_conf_api.c (layer 2: the public API on each backend);
+ * test_conf_durable.c (layer 2 for durable rows: reopen, rescue of a dead
+ * claimer's job, several queues on one database; SQLite's faults).
  *
  * Environment, for debugging:
  *   CONF_BACKEND=sqlite   run the rows of that backend only

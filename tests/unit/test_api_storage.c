@@ -1,12 +1,17 @@
 /* The backend API (jobq/storage.h): jobq_storage_ops_init,
  * jobq_storage_register, jobq_storage_job_clear, jobq_storage_set_error, and
  * a "counting" backend that forwards to the memory backend's table, counts
- * and records the core's calls, and fails on demand. */
+ * and records the core's calls, and fails on demand. Also what the storage
+ * layer tells the core beyond the vtable: a URL's default work directory. */
 #include "testutil.h"
 
 #include "jobq/storage.h"
+#include "core/ext.h"      /* jobq__workdir */
+#include "core/internal.h" /* jobq__default_workdir */
 
+#include <limits.h>
 #include <pthread.h>
+#include <unistd.h>
 
 extern const jobq_storage_ops jobq__memory_ops;
 
@@ -267,6 +272,60 @@ static void test_ops_init(void **state) {
   assert_int_equal(jobq_storage_ops_init(&ops, 1), 0);
   assert_int_equal(ops.version, 1);
 }
+
+/* A backend built against a version-1 header has a table that ends where
+ * the version-2 members begin; whatever follows it in memory is not the
+ * table's. Here that memory is a canary in a larger buffer. */
+#define CANARY 0xa5
+
+static void check_canary(const unsigned char *buf, size_t from, size_t to, const char *what) {
+  for (size_t i = from; i < to; i++)
+    if (buf[i] != CANARY)
+      fail_msg("%s: byte %zu was written (0x%02x), the table ends at %zu", what, i, buf[i], from);
+}
+
+static void test_ops_init_writes_only_its_version(void **state) {
+  (void)state;
+  const size_t v1_size = offsetof(jobq_storage_ops, checkpoint); /* first version 2 member */
+  _Alignas(jobq_storage_ops) unsigned char buf[sizeof(jobq_storage_ops) + 64];
+  jobq_storage_ops *ops = (jobq_storage_ops *)buf;
+
+  memset(buf, CANARY, sizeof buf);
+  TAPI_OK(jobq_storage_ops_init(ops, 1));
+  check_canary(buf, v1_size, sizeof buf, "init(ops, 1)");
+  assert_int_equal(ops->version, 1);
+  assert_null(ops->scheme);
+  assert_null(ops->open);
+  assert_null(ops->finish);
+  assert_null(ops->rescue);
+  assert_null(ops->set_notify);
+  assert_null(ops->finish_async);
+  assert_null(ops->set_event_sink); /* the last version 1 member */
+
+  /* The current version: the whole table, and still nothing past it. */
+  memset(buf, CANARY, sizeof buf);
+  TAPI_OK(jobq_storage_ops_init(ops, JOBQ_STORAGE_OPS_VERSION));
+  check_canary(buf, sizeof(jobq_storage_ops), sizeof buf, "init(ops, current)");
+  assert_int_equal(ops->version, JOBQ_STORAGE_OPS_VERSION);
+  assert_null(ops->set_event_sink);
+  assert_null(ops->checkpoint);
+  assert_null(ops->checkpoint_get);
+  assert_null(ops->prune);
+
+  /* Refused: a defined code, a sentence naming the version, nothing written. */
+  static const int bad[] = {0, -1, JOBQ_STORAGE_OPS_VERSION + 1, INT_MAX, INT_MIN};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    memset(buf, CANARY, sizeof buf);
+    TAPI_ERR(JOBQ_EINVAL, "jobq_storage_ops_init", jobq_storage_ops_init(ops, bad[i]));
+    char want[64];
+    snprintf(want, sizeof want, "version %d is not 1..%d", bad[i], JOBQ_STORAGE_OPS_VERSION);
+    TAPI_ERR_HAS(want);
+    check_canary(buf, 0, sizeof buf, "refused init");
+  }
+  TAPI_ERR(JOBQ_EINVAL, "jobq_storage_ops_init", jobq_storage_ops_init(NULL, 1));
+  TAPI_ERR_HAS("ops is NULL");
+}
+#undef CANARY
 
 /* ======================================================================== */
 /* jobq_storage_register                                                    */
@@ -713,9 +772,69 @@ static void test_set_error(void **state) {
   assert_string_equal(jobq_last_error(), "100%s %d %n");
 }
 
+/* ======================================================================== */
+/* the default work directory of a storage URL                              */
+/* ======================================================================== */
+
+/* jobq__default_workdir(url) is dir (made absolute against the working
+ * directory when relative). */
+static void expect_workdir(const char *url, const char *dir) {
+  char want[4600];
+  if (dir[0] == '/') {
+    snprintf(want, sizeof want, "%s", dir);
+  } else {
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    snprintf(want, sizeof want, "%s/%s", cwd, dir);
+  }
+  char *got = jobq__default_workdir(url);
+  assert_non_null(got);
+  if (strcmp(got, want) != 0) fail_msg("default workdir of '%s': '%s', not '%s'", url, got, want);
+  free(got);
+}
+
+static void test_default_workdir(void **state) {
+  (void)state;
+  /* SQLite: beside the database, without the URL's options */
+  expect_workdir("sqlite:/var/lib/app/jobs.db", "/var/lib/app/jobs.db-work");
+  expect_workdir("sqlite:/var/lib/app/jobs.db?durability=power&busy_timeout=10",
+                 "/var/lib/app/jobs.db-work");
+  expect_workdir("sqlite:jobs.db", "jobs.db-work");
+  expect_workdir("sqlite:./sub/jobs.db?durability=crash", "sub/jobs.db-work");
+  /* no path of its own: the working directory's jobq-work */
+  expect_workdir("sqlite:", "jobq-work");
+  expect_workdir("sqlite:?durability=power", "jobq-work");
+  /* memory, and a host's backend, have no files: jobq-work */
+  expect_workdir("memory:", "jobq-work");
+  expect_workdir("counting:/srv/q.db", "jobq-work");
+
+  /* And a queue opened without jobq_options_set_workdir uses it. */
+  char dir[] = "/tmp/jobq-api-storage-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char url[128], want[128];
+  snprintf(url, sizeof url, "sqlite:%s/q.db?durability=crash", dir);
+  snprintf(want, sizeof want, "%s/q.db-work", dir);
+  jobq_options_t *o = jobq_options_new();
+  TAPI_OK(jobq_options_set_storage(o, url));
+  TAPI_OK(jobq_options_set_workers(o, 0));
+  jobq_t *q = NULL;
+  TAPI_OK(jobq_open(&q, o));
+  jobq_options_free(o);
+  assert_string_equal(jobq__workdir(q), want);
+  TAPI_OK(jobq_close(q, 0));
+  static const char *const files[] = {"q.db", "q.db-wal", "q.db-shm"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    char path[160];
+    snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+    unlink(path);
+  }
+  assert_int_equal(rmdir(dir), 0); /* nothing else was made there */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_ops_init, reset),
+    cmocka_unit_test_setup(test_ops_init_writes_only_its_version, reset),
     cmocka_unit_test_setup(test_register_refusals, reset),
     cmocka_unit_test_setup(test_register_and_duplicate, reset),
     cmocka_unit_test_setup(test_counting_backend_calls, reset),
@@ -725,6 +844,7 @@ int main(void) {
     cmocka_unit_test_setup(test_silent_open_failure_sentence, reset),
     cmocka_unit_test_setup(test_job_clear, reset),
     cmocka_unit_test_setup(test_set_error, reset),
+    cmocka_unit_test_setup(test_default_workdir, reset),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

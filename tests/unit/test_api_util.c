@@ -1,11 +1,12 @@
 /* Internals under lib/util: ids (UUIDv7), the hash map, the heap, the JSON
- * check. Random tests use a fixed-seed generator and print the seed. */
+ * check, the event that ends an attempt. Random tests use a fixed-seed generator and print the seed. */
 #include "testutil.h"
 
 #include "util/heap.h"
 #include "util/id.h"
 #include "util/json.h"
 #include "util/map.h"
+#include "util/state.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -754,6 +755,21 @@ static void test_json_nesting(void **state) {
   free(h);
 }
 
+/* ======================================================================== */
+/* the event that ends an attempt                                           */
+/* ======================================================================== */
+
+/* The core (its own attempts) and the SQLite backend (event rows for other
+ * processes, finishes and rescues) take the type from here, so a listener
+ * sees the same type whichever process ended the attempt. */
+static void test_state_end_event(void **state) {
+  (void)state;
+  assert_int_equal(jobq__state_end_event(JOBQ_SUCCEEDED), JOBQ_EVENT_SUCCEEDED);
+  assert_int_equal(jobq__state_end_event(JOBQ_FAILED), JOBQ_EVENT_FAILED);
+  assert_int_equal(jobq__state_end_event(JOBQ_CANCELLED), JOBQ_EVENT_CANCELLED);
+  assert_int_equal(jobq__state_end_event(JOBQ_QUEUED), JOBQ_EVENT_RETRYING);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_id_format),
@@ -778,6 +794,7 @@ int main(void) {
     cmocka_unit_test(test_json_message_has_parser_text),
     cmocka_unit_test(test_json_edge_cases),
     cmocka_unit_test(test_json_nesting),
+    cmocka_unit_test(test_state_end_event),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,245 @@
+/* Leases (schema 4), on the write connection: the jobs this store claimed
+ * and has not finished, its row in jobq_leases, heartbeats that extend the
+ * leases of running attempts, and the rescue of jobs whose lease expired
+ * (their process died). docs/architecture.md, "Leases, heartbeats,
+ * rescue", says why leases are kept by owner. */
+#include "storage/sqlite_int.h"
+#include "util/err.h"
+#include "util/state.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const sql[WS_COUNT] = {
+  [WS_HEARTBEAT] =
+      "UPDATE jobq_jobs SET lease_until = ?1 WHERE id = ?2 AND state = 1 AND attempts = ?3 "
+      "RETURNING cancel_req",
+  [WS_RESCUE] =
+      "UPDATE jobq_jobs SET "
+      "state = CASE WHEN cancel_req THEN 4 WHEN attempts < max_attempts THEN 0 ELSE 3 END, "
+      "finished_at = CASE WHEN cancel_req OR attempts >= max_attempts THEN ?1 ELSE NULL END, "
+      "error = 'lease expired: the process running the job stopped', "
+      "run_at = ?1, lease_until = NULL, "
+      "attempt_log = json_insert(coalesce(attempt_log, '[]'), '$[#]', json_array(started_at, ?1, "
+      "'lease expired: the process running the job stopped')) "
+      "WHERE state = 1 AND lease_until < ?1 RETURNING id, kind, state, attempts, error",
+  /* Leases by owner: see jobq__sq_lease_row and rescue_run. */
+  [WS_LEASE_SET] = "INSERT OR REPLACE INTO jobq_leases (owner, until) VALUES (?1, ?2)",
+  [WS_LEASE_DROP] = "DELETE FROM jobq_leases WHERE owner = ?1",
+  [WS_LEASES_EXPIRED] = "SELECT count(*) FROM jobq_leases WHERE until < ?1",
+  [WS_LEASE_MINS] =
+      "SELECT lease_owner, min(lease_until) FROM jobq_jobs WHERE state = 1 GROUP BY lease_owner",
+  [WS_LEASE_FIX] = "UPDATE jobq_leases SET until = ?2 WHERE owner = ?1 AND until < ?3",
+  [WS_LEASES_GONE] = "DELETE FROM jobq_leases WHERE until < ?1",
+};
+
+int jobq__sq_lease_prepare(sq_store *s) { return jobq__sq_prepare(s, sql); }
+
+/* ---- the jobs this store claimed ---- */
+
+int jobq__sq_remember_claim(sq_store *s, const char *id, int64_t seq, const char *kind,
+                            int64_t until) {
+  size_t kl = strlen(kind) + 1;
+  sq_claimed *e = malloc(sizeof *e + kl);
+  if (e == NULL || jobq__map_reserve(&s->claimed, 1) != 0) {
+    free(e);
+    return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  }
+  size_t idn = strnlen(id, sizeof e->id - 1);
+  memcpy(e->id, id, idn);
+  e->id[idn] = '\0';
+  e->seq = seq;
+  e->until = until;
+  memcpy(e->kind, kind, kl);
+  free(jobq__map_del(&s->claimed, e->id)); /* an older claim of the same id */
+  jobq__map_put(&s->claimed, e->id, e);
+  return 0;
+}
+
+void jobq__sq_forget_claim(sq_store *s, const char *id) {
+  void *e = jobq__map_del(&s->claimed, id);
+  if (e && s->claimed.count == 0) s->lease_dirty = 1; /* nothing left to hold a lease for */
+  free(e);
+}
+
+void jobq__sq_forget_claims(sq_store *s) {
+  for (size_t i = 0; i < s->claimed.cap; i++)
+    if (s->claimed.slots[i].key) free(s->claimed.slots[i].val);
+  jobq__map_free(&s->claimed);
+}
+
+/* This store's row in jobq_leases: its "until" must never be later than
+ * the lease of any job it runs, so that once one of them expires a rescuer
+ * scans; earlier only costs a scan that finds nothing. The row is written
+ * whenever a claim or heartbeat changed the leases (a claim always writes
+ * it, so a row that a rescuer dropped comes back with the next job) and
+ * dropped when nothing runs here. Once per transaction, not per job. */
+int jobq__sq_lease_row(sq_store *s) {
+  s->lease_dirty = 0;
+  int64_t min = INT64_MAX;
+  for (size_t i = 0; i < s->claimed.cap; i++) {
+    const sq_claimed *e = s->claimed.slots[i].key ? s->claimed.slots[i].val : NULL;
+    if (e && e->until < min) min = e->until;
+  }
+  if (s->lease_unsure) {
+    /* A transaction failed after this store forgot a job whose finish did
+     * not commit: say "expired now", and the next rescue, which finds the
+     * true earliest lease, writes it. */
+    int64_t now = jobq__sq_wall_ms();
+    if (now < min) min = now;
+  }
+  if (min == INT64_MAX) {
+    sqlite3_stmt *d = s->ws[WS_LEASE_DROP];
+    sqlite3_bind_int64(d, 1, s->token);
+    return jobq__sq_run(s, d, "cannot drop this process's lease");
+  }
+  sqlite3_stmt *u = s->ws[WS_LEASE_SET];
+  sqlite3_bind_int64(u, 1, s->token);
+  sqlite3_bind_int64(u, 2, min);
+  int rc = jobq__sq_run(s, u, "cannot store this process's lease");
+  if (rc == 0) s->lease_unsure = 0;
+  return rc;
+}
+
+/* ---- heartbeat ---- */
+
+typedef struct sq_heartbeat_req {
+  sq_req h;
+  jobq_storage_lease *leases;
+  size_t n;
+  int64_t lease_until;
+  int64_t asked; /* wall ms when the request was made */
+} sq_heartbeat_req;
+
+static int heartbeat_run(sq_store *s, sq_req *req) {
+  sq_heartbeat_req *r = (sq_heartbeat_req *)req;
+  /* The lease counts from when it is stored: add the time this request
+   * waited (for the write lock, for other requests) since it was made. */
+  int64_t waited = jobq__sq_wall_ms() - r->asked;
+  int64_t until = r->lease_until + (waited > 0 ? waited : 0);
+  for (size_t i = 0; i < r->n; i++) {
+    sqlite3_stmt *u = s->ws[WS_HEARTBEAT];
+    sqlite3_bind_int64(u, 1, until);
+    sqlite3_bind_text(u, 2, r->leases[i].id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(u, 3, r->leases[i].attempt);
+    int src = sqlite3_step(u);
+    r->leases[i].still_running = src == SQLITE_ROW;
+    r->leases[i].cancel_requested = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : 0;
+    sq_claimed *e = src == SQLITE_ROW ? jobq__map_get(&s->claimed, r->leases[i].id) : NULL;
+    if (e) {
+      e->until = until;
+      s->lease_dirty = 1;
+    }
+    while (src == SQLITE_ROW) src = sqlite3_step(u);
+    sqlite3_reset(u);
+    sqlite3_clear_bindings(u);
+    if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot extend a lease", s->path);
+  }
+  return 0;
+}
+
+static const sq_op heartbeat_op = {heartbeat_run, NULL};
+
+int jobq__sq_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_until) {
+  sq_heartbeat_req r = {0};
+  r.h.op = &heartbeat_op;
+  r.leases = l;
+  r.n = n;
+  r.lease_until = lease_until;
+  r.asked = jobq__sq_wall_ms(); /* to measure the wait */
+  return jobq__sq_submit(st, &r.h);
+}
+
+/* ---- rescue ---- */
+
+typedef struct sq_rescue_req {
+  sq_req h;
+  int64_t now;
+  int force_scan; /* scan the running jobs even if no owner's lease row expired */
+  size_t *rescued;
+} sq_rescue_req;
+
+/* After a rescue scan: every expired owner row gets the earliest lease of
+ * the jobs its owner still runs, or goes (it runs none). */
+static int fix_lease_rows(sq_store *s, int64_t now) {
+  sqlite3_stmt *m = s->ws[WS_LEASE_MINS], *f = s->ws[WS_LEASE_FIX];
+  int src, rc = 0;
+  while (rc == 0 && (src = sqlite3_step(m)) == SQLITE_ROW) {
+    if (sqlite3_column_type(m, 0) == SQLITE_NULL) continue;
+    sqlite3_bind_int64(f, 1, sqlite3_column_int64(m, 0));
+    sqlite3_bind_int64(f, 2, sqlite3_column_int64(m, 1));
+    sqlite3_bind_int64(f, 3, now);
+    rc = jobq__sq_run(s, f, "cannot update a lease");
+  }
+  if (rc == 0 && src != SQLITE_DONE) rc = jobq__sq_error(s->w, src, "cannot read leases", s->path);
+  sqlite3_reset(m);
+  if (rc) return rc;
+  /* Rows still expired are owners that run nothing (every job whose lease
+   * passed was just rescued, so the others' earliest is not in the past). */
+  sqlite3_stmt *d = s->ws[WS_LEASES_GONE];
+  sqlite3_bind_int64(d, 1, now);
+  return jobq__sq_run(s, d, "cannot drop leases");
+}
+
+static int rescue_run(sq_store *s, sq_req *req) {
+  sq_rescue_req *r = (sq_rescue_req *)req;
+  /* Running jobs have no index (it cost every claim and finish): look at
+   * them only when some owner's earliest lease has passed. */
+  sqlite3_stmt *q = s->ws[WS_LEASES_EXPIRED];
+  sqlite3_bind_int64(q, 1, r->now);
+  int src = sqlite3_step(q);
+  int expired = src == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0;
+  sqlite3_reset(q);
+  sqlite3_clear_bindings(q);
+  if (src != SQLITE_ROW) return jobq__sq_error(s->w, src, "cannot read leases", s->path);
+  *r->rescued = 0;
+  if (expired == 0 && !r->force_scan) {
+    jobq__sq_prune_events(s);
+    return 0;
+  }
+  sqlite3_stmt *u = s->ws[WS_RESCUE];
+  sqlite3_bind_int64(u, 1, r->now);
+  size_t n = 0;
+  while ((src = sqlite3_step(u)) == SQLITE_ROW) {
+    n++;
+    jobq__sq_forget_claim(s, (const char *)sqlite3_column_text(u, 0)); /* if it was this store's */
+    int st = sqlite3_column_int(u, 2);
+    int pub = st == SQ_DUE || st == SQ_SCHEDULED ? JOBQ_QUEUED : st;
+    jobq__sq_event(s, jobq__state_end_event(pub), pub, (const char *)sqlite3_column_text(u, 0),
+                   (const char *)sqlite3_column_text(u, 1), 0, NULL, sqlite3_column_int(u, 3),
+                   (const char *)sqlite3_column_text(u, 4), NULL);
+  }
+  sqlite3_reset(u);
+  sqlite3_clear_bindings(u);
+  if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot rescue jobs", s->path);
+  *r->rescued = n;
+  int rc = fix_lease_rows(s, r->now);
+  if (rc) return rc;
+  jobq__sq_prune_events(s);
+  return 0;
+}
+
+static const sq_op rescue_op = {rescue_run, NULL};
+
+/* How often rescue looks at the running jobs themselves, whatever the lease
+ * rows say: for jobs no row stands for (claimed by a libjobq older than
+ * schema 4 still running when the file was migrated, or stamped with a
+ * clock far behind this one's). A read, beside the writer; about 100 ms
+ * per million jobs. */
+#define SAFETY_SCAN_MS 600000
+
+int jobq__sq_rescue(void *st, int64_t now, size_t *n_out) {
+  sq_store *s = st;
+  sq_rescue_req r = {0};
+  r.h.op = &rescue_op;
+  r.now = now;
+  r.rescued = n_out;
+  *n_out = 0;
+  int64_t wall = jobq__sq_wall_ms();
+  if (wall - atomic_load(&s->last_scan) >= SAFETY_SCAN_MS) {
+    int rc = jobq__sq_any_expired(s, now, &r.force_scan);
+    if (rc) return rc;
+    atomic_store(&s->last_scan, wall);
+  }
+  return jobq__sq_submit(st, &r.h);
+}
