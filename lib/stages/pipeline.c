@@ -167,11 +167,7 @@ static int add_builtin(jobq_pipeline_t *p, const char *F, const char *module, co
   int rc = prov->configure(cfg, &m->state);
   if (rc) {
     free(m);
-    /* the provider's sentence, prefixed with the function */
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s: %s", F, jobq_last_error());
-    jobq__set_detail(msg);
-    return rc;
+    return jobq__err_prefix(rc, NULL, "%s: ", F); /* the provider's sentence */
   }
   rc = append(p, F, module, prov->run, m->state, prov->mode, m);
   if (rc) module_unref(m);
@@ -674,9 +670,7 @@ JOBQ_API const char *jobq_stage_workdir(jobq_stage_t *st) {
     } else {
       snprintf(d, n, "%s/%s", root, id);
       if (jobq__mkdirs(d, 1) != 0) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "jobq_stage_workdir: %s", jobq_last_error());
-        jobq__set_detail(msg);
+        jobq__err_prefix(JOBQ_EIO, NULL, "jobq_stage_workdir: ");
         free(d);
         d = NULL;
       }
@@ -696,11 +690,7 @@ JOBQ_API int jobq_stage_progress(jobq_stage_t *st, int percent, const char *step
     return jobq__err(JOBQ_ESTATE, "jobq_stage_progress: the stage has finished");
   int p = st->def->from + (st->def->to - st->def->from) * percent / 100;
   int rc = jobq_ctx_progress(st->run->ctx, p, step);
-  if (rc && strncmp(jobq_last_error(), "jobq_ctx_progress", 17) == 0) {
-    char msg[512];
-    snprintf(msg, sizeof msg, "jobq_stage_progress%s", jobq_last_error() + 17);
-    jobq__set_detail(msg);
-  }
+  if (rc) jobq__err_prefix(rc, "jobq_ctx_progress", "jobq_stage_progress: ");
   return rc;
 }
 

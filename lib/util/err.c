@@ -71,3 +71,24 @@ int jobq__err(int code, const char *fmt, ...) {
   va_end(ap);
   return code;
 }
+
+int jobq__err_prefix(int code, const char *strip, const char *fmt, ...) {
+  char cause[sizeof detail];
+  const char *c = detail;
+  if (strip != NULL) {
+    size_t n = strlen(strip);
+    if (strncmp(c, strip, n) == 0 && c[n] == ':' && c[n + 1] == ' ') c += n + 2;
+  }
+  snprintf(cause, sizeof cause, "%s", *c ? c : jobq_strerror(code));
+  char pre[sizeof detail];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(pre, sizeof pre, fmt, ap);
+  va_end(ap);
+  size_t np = strlen(pre), nc = strlen(cause);
+  if (nc > sizeof detail - 1 - np) nc = sizeof detail - 1 - np;
+  memcpy(detail, pre, np);
+  memcpy(detail + np, cause, nc);
+  detail[np + nc] = '\0';
+  return code;
+}

@@ -15,5 +15,14 @@
 int jobq__err(int code, const char *fmt, ...) JOBQ_PRINTF(2, 3);
 /* Sets the sentence only. */
 void jobq__set_detail(const char *msg);
+/* Puts fmt(...) in front of the calling thread's current sentence and
+ * returns code: `return jobq__err_prefix(JOBQ_ECONFIG, NULL, "upload: ");`
+ * turns "cannot create directory ..." into "upload: cannot create
+ * directory ...". The current sentence is copied before anything is
+ * written, so it may be the cause of any length. When it starts with
+ * "<strip>: " (strip not NULL), that part is dropped: an inner function's
+ * name gives way to the outer one's. An empty sentence reads as
+ * jobq_strerror(code). */
+int jobq__err_prefix(int code, const char *strip, const char *fmt, ...) JOBQ_PRINTF(3, 4);
 
 #endif
