@@ -155,6 +155,13 @@ JOBQ_API int jobq_options_set_max_payload(jobq_options_t *opts, size_t bytes);
 /* Events kept for jobq_next_event before the oldest are dropped, 1..(1 << 24).
  * Default 65536. */
 JOBQ_API int jobq_options_set_event_buffer(jobq_options_t *opts, int events);
+/* 1: from jobq_open on, hear the events of other processes that share the
+ * storage (a "sqlite:" file), and buffer every event for jobq_next_event,
+ * so that its first call already sees them. 0 (default): other processes'
+ * events start with the first jobq_subscribe or jobq_next_event call.
+ * jobq_open fails with JOBQ_ENOTSUP for a backend that cannot share events
+ * ("memory:"). */
+JOBQ_API int jobq_options_set_shared_events(jobq_options_t *opts, int on);
 
 /* How long a claimed job stays reserved without a heartbeat, 100 ms..1 day.
  * While its handler runs, the lease is extended every lease/3; if the
@@ -325,8 +332,10 @@ JOBQ_API void jobq_page_free(jobq_page_t *page);
 
 /* Long poll: blocks until the job changes (state, progress, attempt) after the
  * call, or is already terminal, or timeout_ms passes (then JOBQ_ETIMEDOUT and
- * *out is still a fresh snapshot). timeout_ms < 0 waits without limit. Never
- * call it on the loop thread (JOBQ_EDEADLK). */
+ * *out is still a fresh snapshot). Changes made through this queue count, and
+ * with "sqlite:" storage also those other processes commit to the file.
+ * timeout_ms < 0 waits without limit. Never call it on the loop thread
+ * (JOBQ_EDEADLK). */
 JOBQ_API int jobq_wait(jobq_t *q, const char *id, int timeout_ms, jobq_job_t **out);
 
 /* ---- cancelling -------------------------------------------------------- */
@@ -361,14 +370,18 @@ JOBQ_API char *jobq_event_to_json(const jobq_event_t *ev);
 JOBQ_API void jobq_event_free(jobq_event_t *ev);
 
 /* Called on the loop thread for each event, in order per job; ev is valid
- * during the call only. Must not block. */
+ * during the call only. Must not block. With "sqlite:" storage, other
+ * processes' changes arrive too, from the queue's first jobq_subscribe or
+ * jobq_next_event call (or jobq_open, see jobq_options_set_shared_events). */
 typedef void (*jobq_event_fn)(const jobq_event_t *ev, void *ud);
 JOBQ_API int jobq_subscribe(jobq_t *q, jobq_event_fn fn, void *ud);
 JOBQ_API int jobq_unsubscribe(jobq_t *q, jobq_event_fn fn, void *ud);
 
 /* Pull twin of jobq_subscribe: the next event, in the same order. Events are
  * buffered from the first call on (or from jobq_open with
- * jobq_options_set_event_buffer). Free with jobq_event_free. timeout_ms < 0
+ * jobq_options_set_event_buffer or jobq_options_set_shared_events); other
+ * processes' events only from the first call on, unless
+ * jobq_options_set_shared_events. Free with jobq_event_free. timeout_ms < 0
  * waits without limit; 0 polls. JOBQ_ETIMEDOUT when none came. */
 JOBQ_API int jobq_next_event(jobq_t *q, int timeout_ms, jobq_event_t **out);
 

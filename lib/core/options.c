@@ -104,6 +104,14 @@ JOBQ_API int jobq_options_set_event_buffer(jobq_options_t *o, int events) {
   return 0;
 }
 
+JOBQ_API int jobq_options_set_shared_events(jobq_options_t *o, int on) {
+  if (o == NULL) return jobq__err(JOBQ_EINVAL, "jobq_options_set_shared_events: opts is NULL");
+  if (on != 0 && on != 1)
+    return jobq__err(JOBQ_EINVAL, "jobq_options_set_shared_events: %d is not 0 or 1", on);
+  o->shared_events = on;
+  return 0;
+}
+
 JOBQ_API int jobq_options_set_lease(jobq_options_t *o, int64_t ms) {
   if (o == NULL) return jobq__err(JOBQ_EINVAL, "jobq_options_set_lease: opts is NULL");
   if (ms < 100 || ms > INT64_C(86400000))

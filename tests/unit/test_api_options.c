@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <unistd.h>
 
 /* expr must fail with want, name fn, and leave *obj unchanged. */
 #define REFUSED(obj, want, fn, expr)                     \
@@ -59,6 +60,7 @@ static void test_null_handles(void **state) {
   TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_workers", jobq_options_set_workers(NULL, 1));
   TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_max_payload", jobq_options_set_max_payload(NULL, 100));
   TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_event_buffer", jobq_options_set_event_buffer(NULL, 10));
+  TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_shared_events", jobq_options_set_shared_events(NULL, 1));
   TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_clock", jobq_options_set_clock(NULL, tapi_clock_fn, NULL));
   TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_random", jobq_options_set_random(NULL, NULL, NULL));
 
@@ -285,6 +287,51 @@ static void test_options_event_buffer(void **state) {
   assert_string_equal(jobq_event_job_id(ev), id[1]);
   jobq_event_free(ev);
   tapi_close(q);
+}
+
+static void test_options_shared_events(void **state) {
+  (void)state;
+  jobq_options_t *o = jobq_options_new();
+  assert_non_null(o);
+  TAPI_OK(jobq_options_set_shared_events(o, 1));
+  TAPI_OK(jobq_options_set_shared_events(o, 0));
+  REFUSED(o, JOBQ_EINVAL, "jobq_options_set_shared_events", jobq_options_set_shared_events(o, 2));
+  TAPI_ERR_HAS("2 is not 0 or 1");
+  REFUSED(o, JOBQ_EINVAL, "jobq_options_set_shared_events", jobq_options_set_shared_events(o, -1));
+  REFUSED(o, JOBQ_EINVAL, "jobq_options_set_shared_events",
+          jobq_options_set_shared_events(o, INT_MIN));
+
+  /* memory: no other processes to hear; jobq_open says so and opens nothing */
+  TAPI_OK(jobq_options_set_shared_events(o, 1));
+  TAPI_OK(jobq_options_set_workers(o, 0));
+  jobq_t *q = (jobq_t *)&q; /* not written on error */
+  TAPI_ERR(JOBQ_ENOTSUP, "jobq_open", jobq_open(&q, o));
+  TAPI_ERR_HAS("memory backend does not pass on other processes' events");
+  assert_ptr_equal(q, (jobq_t *)&q);
+
+  /* sqlite: opens, and the pull buffer runs from jobq_open */
+  char dir[] = "/tmp/jobq-shared-XXXXXX", url[128], path[128];
+  assert_non_null(mkdtemp(dir));
+  snprintf(url, sizeof url, "sqlite:%s/q.db", dir);
+  TAPI_OK(jobq_options_set_storage(o, url));
+  q = open_with(o);
+  char id[JOBQ_ID_SIZE];
+  TAPI_OK(jobq_submit(q, "k", NULL, NULL, id));
+  jobq_event_t *ev = NULL;
+  TAPI_OK(jobq_next_event(q, 10000, &ev));
+  assert_int_equal(jobq_event_type(ev), JOBQ_EVENT_SUBMITTED);
+  assert_string_equal(jobq_event_job_id(ev), id);
+  jobq_event_free(ev);
+  tapi_close(q);
+  jobq_options_free(o);
+  const char *sfx[] = {"", "-wal", "-shm"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, "%s/q.db%s", dir, sfx[i]);
+    unlink(path);
+  }
+  snprintf(path, sizeof path, "%s/q.db-work", dir);
+  rmdir(path);
+  rmdir(dir);
 }
 
 static int64_t real_ms(void) {
@@ -959,6 +1006,7 @@ int main(void) {
     cmocka_unit_test(test_free_null_is_harmless),
     cmocka_unit_test(test_null_handles),
     cmocka_unit_test(test_options_storage),
+    cmocka_unit_test(test_options_shared_events),
     cmocka_unit_test(test_open_url_error_sentences),
     cmocka_unit_test(test_open_defaults_and_copy),
     cmocka_unit_test(test_options_workers),
