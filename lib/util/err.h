@@ -10,6 +10,8 @@
 #  define JOBQ_PRINTF(a, b)
 #endif
 
+/* Sentences are always valid UTF-8 (util/utf8.h: jobq__utf8_fix), also
+ * when they quote bad input or are cut to fit. */
 /* Sets the calling thread's detail sentence and returns code, so that error
  * paths read `return jobq__err(JOBQ_EINVAL, "jobq_submit: kind is NULL");`. */
 int jobq__err(int code, const char *fmt, ...) JOBQ_PRINTF(2, 3);
