@@ -11,7 +11,12 @@
  *     changes meaning; jobq_strerror() names it in words, jobq_err_name() as an
  *     identifier, and jobq_last_error() says what exactly was wrong in the last
  *     failing call on the calling thread.
- *   - Strings passed in are copied; the caller keeps ownership.
+ *   - Strings passed in are copied; the caller keeps ownership. Text that is
+ *     stored or shown to other programs (owners, dedupe keys, steps, error
+ *     messages, paths, URLs) must be valid UTF-8 (strict: no overlong forms,
+ *     no surrogates, nothing above U+10FFFF), else JOBQ_EINVAL and nothing is
+ *     stored. A C string cannot hold a NUL; inside JSON payloads and results
+ *     the escape \u0000 is kept as written.
  *   - Whatever libjobq hands out has a matching free function named in its
  *     documentation (jobq_job_free, jobq_page_free, jobq_event_free, jobq_free).
  *   - Every function is safe to call from any thread unless its page in docs/
@@ -232,7 +237,7 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
 
 JOBQ_API jobq_submit_opts_t *jobq_submit_opts_new(void);
 JOBQ_API void jobq_submit_opts_free(jobq_submit_opts_t *so);
-/* Who the job belongs to, for jobq_list; 1..256 bytes. */
+/* Who the job belongs to, for jobq_list; 1..256 bytes of UTF-8. */
 JOBQ_API int jobq_submit_opts_set_owner(jobq_submit_opts_t *so, const char *owner);
 /* Higher runs first, -1000..1000; FIFO within a priority. Default 0. */
 JOBQ_API int jobq_submit_opts_set_priority(jobq_submit_opts_t *so, int priority);
@@ -399,13 +404,15 @@ JOBQ_API const char *jobq_ctx_id(jobq_ctx_t *ctx);
 JOBQ_API const char *jobq_ctx_kind(jobq_ctx_t *ctx);
 JOBQ_API const char *jobq_ctx_payload(jobq_ctx_t *ctx);
 JOBQ_API int jobq_ctx_attempt(jobq_ctx_t *ctx);  /* 1 for the first attempt */
-/* percent 0..100; step may be NULL to keep the previous step text. */
+/* percent 0..100; step (at most 1024 bytes of UTF-8) may be NULL to keep the
+ * previous step text. */
 JOBQ_API int jobq_ctx_progress(jobq_ctx_t *ctx, int percent, const char *step);
 /* 1 once the job was cancelled or its attempt timed out: stop early. */
 JOBQ_API int jobq_ctx_cancelled(jobq_ctx_t *ctx);
 /* result_json must be valid JSON (NULL means "null"). */
 JOBQ_API int jobq_ctx_succeed(jobq_ctx_t *ctx, const char *result_json);
-/* retryable 1: retried with backoff while attempts remain; 0: fails now. */
+/* retryable 1: retried with backoff while attempts remain; 0: fails now.
+ * message: UTF-8 (NULL or "": "failed"); kept up to 4096 bytes. */
 JOBQ_API int jobq_ctx_fail(jobq_ctx_t *ctx, const char *message, int retryable);
 
 #ifdef __cplusplus

@@ -15,6 +15,7 @@
 #include "util/err.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +242,8 @@ JOBQ_API int jobq_pipeline_set_progress(jobq_pipeline_t *p, const char *stage, i
   if (from < 0 || to > 100 || from > to)
     return jobq__err(JOBQ_EINVAL, "%s: %d..%d is not a range within 0..100", F, from, to);
   if (step && strlen(step) > 1024) return jobq__err(JOBQ_EINVAL, "%s: step is over 1024 bytes", F);
+  int rc = jobq__utf8_check(F, "step", step);
+  if (rc) return rc;
   char *copy = NULL;
   if (step && (copy = jobq__strdup(step)) == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", F);
   free(s->step);
@@ -373,7 +376,12 @@ static void run_free(pl_run *run) {
 
 /* Ends the attempt with a failure and frees the run. */
 static void run_fail(pl_run *run, const char *msg, int retryable) {
-  jobq_ctx_fail(run->ctx, msg, retryable); /* JOBQ_ESTATE if the attempt already ended */
+  /* Composed here from parts cut to fit (a stage's message, a sentence):
+   * made valid UTF-8, which jobq_ctx_fail requires. */
+  char *m = jobq__strdup(msg);
+  if (m) jobq__utf8_fix(m);
+  jobq_ctx_fail(run->ctx, m ? m : "pipeline: out of memory", retryable); /* JOBQ_ESTATE if the attempt already ended */
+  free(m);
   run_free(run);
 }
 
@@ -725,6 +733,8 @@ JOBQ_API int jobq_stage_fail(jobq_stage_t *st, const char *message, int retryabl
   if (st == NULL) return jobq__err(JOBQ_EINVAL, "%s: st is NULL", F);
   if (retryable != 0 && retryable != 1)
     return jobq__err(JOBQ_EINVAL, "%s: retryable must be 0 or 1", F);
+  int rc = jobq__utf8_check(F, "message", message);
+  if (rc) return rc;
   return finish(st, F, 1, message ? message : "failed", retryable);
 }
 
