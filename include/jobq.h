@@ -11,7 +11,12 @@
  *     changes meaning; jobq_strerror() names it in words, jobq_err_name() as an
  *     identifier, and jobq_last_error() says what exactly was wrong in the last
  *     failing call on the calling thread.
- *   - Strings passed in are copied; the caller keeps ownership.
+ *   - Strings passed in are copied; the caller keeps ownership. Text that is
+ *     stored or shown to other programs (owners, dedupe keys, steps, error
+ *     messages, paths, URLs) must be valid UTF-8 (strict: no overlong forms,
+ *     no surrogates, nothing above U+10FFFF), else JOBQ_EINVAL and nothing is
+ *     stored. A C string cannot hold a NUL; inside JSON payloads and results
+ *     the escape \u0000 is kept as written.
  *   - Whatever libjobq hands out has a matching free function named in its
  *     documentation (jobq_job_free, jobq_page_free, jobq_event_free, jobq_free).
  *   - Every function is safe to call from any thread unless its page in docs/
@@ -141,7 +146,9 @@ struct uv_loop_s; /* libuv's loop; hosts that never use libuv need no uv.h */
 
 JOBQ_API jobq_options_t *jobq_options_new(void); /* NULL on out of memory */
 JOBQ_API void jobq_options_free(jobq_options_t *opts);
-/* "memory:" (default). Later: "sqlite:PATH", "postgres://...". */
+/* "memory:" (default; this queue only) or "sqlite:PATH[?OPTIONS]" (a file
+ * that several processes may share); other schemes through
+ * jobq_storage_register (jobq/storage.h). */
 JOBQ_API int jobq_options_set_storage(jobq_options_t *opts, const char *url);
 /* Run on the host's loop (the host runs it, and calls jobq_open and
  * jobq_close on the loop's thread). Default: a loop thread of libjobq's own. */
@@ -153,6 +160,13 @@ JOBQ_API int jobq_options_set_max_payload(jobq_options_t *opts, size_t bytes);
 /* Events kept for jobq_next_event before the oldest are dropped, 1..(1 << 24).
  * Default 65536. */
 JOBQ_API int jobq_options_set_event_buffer(jobq_options_t *opts, int events);
+/* 1: from jobq_open on, hear the events of other processes that share the
+ * storage (a "sqlite:" file), and buffer every event for jobq_next_event,
+ * so that its first call already sees them. 0 (default): other processes'
+ * events start with the first jobq_subscribe or jobq_next_event call.
+ * jobq_open fails with JOBQ_ENOTSUP for a backend that cannot share events
+ * ("memory:"). */
+JOBQ_API int jobq_options_set_shared_events(jobq_options_t *opts, int on);
 
 /* How long a claimed job stays reserved without a heartbeat, 100 ms..1 day.
  * While its handler runs, the lease is extended every lease/3; if the
@@ -223,7 +237,7 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
 
 JOBQ_API jobq_submit_opts_t *jobq_submit_opts_new(void);
 JOBQ_API void jobq_submit_opts_free(jobq_submit_opts_t *so);
-/* Who the job belongs to, for jobq_list; 1..256 bytes. */
+/* Who the job belongs to, for jobq_list; 1..256 bytes of UTF-8. */
 JOBQ_API int jobq_submit_opts_set_owner(jobq_submit_opts_t *so, const char *owner);
 /* Higher runs first, -1000..1000; FIFO within a priority. Default 0. */
 JOBQ_API int jobq_submit_opts_set_priority(jobq_submit_opts_t *so, int priority);
@@ -323,8 +337,10 @@ JOBQ_API void jobq_page_free(jobq_page_t *page);
 
 /* Long poll: blocks until the job changes (state, progress, attempt) after the
  * call, or is already terminal, or timeout_ms passes (then JOBQ_ETIMEDOUT and
- * *out is still a fresh snapshot). timeout_ms < 0 waits without limit. Never
- * call it on the loop thread (JOBQ_EDEADLK). */
+ * *out is still a fresh snapshot). Changes made through this queue count, and
+ * with "sqlite:" storage also those other processes commit to the file.
+ * timeout_ms < 0 waits without limit. Never call it on the loop thread
+ * (JOBQ_EDEADLK). */
 JOBQ_API int jobq_wait(jobq_t *q, const char *id, int timeout_ms, jobq_job_t **out);
 
 /* ---- cancelling -------------------------------------------------------- */
@@ -359,14 +375,18 @@ JOBQ_API char *jobq_event_to_json(const jobq_event_t *ev);
 JOBQ_API void jobq_event_free(jobq_event_t *ev);
 
 /* Called on the loop thread for each event, in order per job; ev is valid
- * during the call only. Must not block. */
+ * during the call only. Must not block. With "sqlite:" storage, other
+ * processes' changes arrive too, from the queue's first jobq_subscribe or
+ * jobq_next_event call (or jobq_open, see jobq_options_set_shared_events). */
 typedef void (*jobq_event_fn)(const jobq_event_t *ev, void *ud);
 JOBQ_API int jobq_subscribe(jobq_t *q, jobq_event_fn fn, void *ud);
 JOBQ_API int jobq_unsubscribe(jobq_t *q, jobq_event_fn fn, void *ud);
 
 /* Pull twin of jobq_subscribe: the next event, in the same order. Events are
  * buffered from the first call on (or from jobq_open with
- * jobq_options_set_event_buffer). Free with jobq_event_free. timeout_ms < 0
+ * jobq_options_set_event_buffer or jobq_options_set_shared_events); other
+ * processes' events only from the first call on, unless
+ * jobq_options_set_shared_events. Free with jobq_event_free. timeout_ms < 0
  * waits without limit; 0 polls. JOBQ_ETIMEDOUT when none came. */
 JOBQ_API int jobq_next_event(jobq_t *q, int timeout_ms, jobq_event_t **out);
 
@@ -384,13 +404,15 @@ JOBQ_API const char *jobq_ctx_id(jobq_ctx_t *ctx);
 JOBQ_API const char *jobq_ctx_kind(jobq_ctx_t *ctx);
 JOBQ_API const char *jobq_ctx_payload(jobq_ctx_t *ctx);
 JOBQ_API int jobq_ctx_attempt(jobq_ctx_t *ctx);  /* 1 for the first attempt */
-/* percent 0..100; step may be NULL to keep the previous step text. */
+/* percent 0..100; step (at most 1024 bytes of UTF-8) may be NULL to keep the
+ * previous step text. */
 JOBQ_API int jobq_ctx_progress(jobq_ctx_t *ctx, int percent, const char *step);
 /* 1 once the job was cancelled or its attempt timed out: stop early. */
 JOBQ_API int jobq_ctx_cancelled(jobq_ctx_t *ctx);
 /* result_json must be valid JSON (NULL means "null"). */
 JOBQ_API int jobq_ctx_succeed(jobq_ctx_t *ctx, const char *result_json);
-/* retryable 1: retried with backoff while attempts remain; 0: fails now. */
+/* retryable 1: retried with backoff while attempts remain; 0: fails now.
+ * message: UTF-8 (NULL or "": "failed"); kept up to 4096 bytes. */
 JOBQ_API int jobq_ctx_fail(jobq_ctx_t *ctx, const char *message, int retryable);
 
 #ifdef __cplusplus

@@ -85,8 +85,8 @@ JOBQ_API int jobq_pipeline_add_builtin(jobq_pipeline_t *p, const char *module,
 JOBQ_API int jobq_pipeline_add_config(jobq_pipeline_t *p, const char *config_json);
 
 /* The stage's share of the progress bar, from..to percent (0 <= from <= to
- * <= 100), and its step text (NULL: "Running <name>..."). Stages without a
- * share get equal parts of 5..95 %. */
+ * <= 100), and its step text (UTF-8, NULL: "Running <name>..."). Stages
+ * without a share get equal parts of 5..95 %. */
 JOBQ_API int jobq_pipeline_set_progress(jobq_pipeline_t *p, const char *stage, int from, int to,
                                         const char *step);
 
@@ -114,7 +114,7 @@ JOBQ_API const char *jobq_stage_workdir(jobq_stage_t *st);
 /* The queue's loop, for on-loop stages. */
 JOBQ_API struct uv_loop_s *jobq_stage_loop(jobq_stage_t *st);
 /* Progress within the stage, 0..100, mapped into the stage's share; step
- * NULL keeps the current text. */
+ * (UTF-8) NULL keeps the current text. */
 JOBQ_API int jobq_stage_progress(jobq_stage_t *st, int percent, const char *step);
 /* 1 once the job was cancelled, timed out, or the queue is closing. */
 JOBQ_API int jobq_stage_cancelled(jobq_stage_t *st);
@@ -125,7 +125,7 @@ JOBQ_API int jobq_stage_on_cancel(jobq_stage_t *st, jobq_stage_cancel_fn fn, voi
  * into the checkpoint. */
 JOBQ_API int jobq_stage_succeed(jobq_stage_t *st, const char *output_json);
 /* Ends the run and the attempt: retryable 1 lets the job retry (resuming at
- * this stage), 0 fails it for good. */
+ * this stage), 0 fails it for good. message must be UTF-8. */
 JOBQ_API int jobq_stage_fail(jobq_stage_t *st, const char *message, int retryable);
 
 #ifdef __cplusplus

@@ -218,6 +218,22 @@ static void remote_event(void *ud, const jobq_storage_event *ev) {
   uv_mutex_unlock(&q->mu);
 }
 
+int jobq__events_share(jobq_t *q) {
+  if (q->ops->set_event_sink == NULL)
+    return jobq__err(JOBQ_ENOTSUP,
+                     "jobq_open: shared events: the %s backend does not pass on other "
+                     "processes' events",
+                     q->ops->scheme);
+  jobq__set_detail("");
+  int rc = q->ops->set_event_sink(q->st, remote_event, q);
+  if (rc) {
+    if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s", jobq_strerror(rc));
+    return jobq__err_prefix(rc, NULL, "jobq_open: shared events: ");
+  }
+  q->sink_on = 1;
+  return 0;
+}
+
 /* The first listener of this process asks storage for other processes'
  * events too. mu held on entry and exit (released around the call). */
 static void want_remote_events(jobq_t *q) {

@@ -51,11 +51,7 @@ int jobq__register_on_loop(jobq_t *q, const char *fn_name, const char *kind,
   }
   copy.on_loop = 1;
   int rc = jobq_register(q, kind, fn, ud, &copy);
-  if (rc && strncmp(jobq_last_error(), "jobq_register", 13) == 0) {
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s%s", fn_name, jobq_last_error() + 13);
-    jobq__set_detail(msg);
-  }
+  if (rc) jobq__err_prefix(rc, "jobq_register", "%s: ", fn_name);
   return rc;
 }
 

@@ -28,6 +28,7 @@ struct jobq_options_s {
   size_t max_payload;
   int event_buffer;
   int event_buffer_set;
+  int shared_events; /* jobq_options_set_shared_events */
   int64_t lease_ms;
   jobq_clock_fn clock;
   void *clock_ud;
@@ -260,6 +261,9 @@ void jobq__emit(jobq_t *q, int type, const char *id, const char *kind, int state
 void jobq__dispatch_events(jobq_t *q);       /* on the loop, mu not held */
 void jobq__notify_waiters(jobq_t *q, const char *id); /* mu held */
 void jobq__event_free_list(jobq_event_t *ev);
+/* jobq_open with shared events: storage passes on other processes' events
+ * from now on. mu not held; before q is handed out. */
+int jobq__events_share(jobq_t *q);
 /* Around a submit while events are on: hold back the new jobs' events until
  * "submitted" is published (mu held for both). */
 int jobq__hold_begin(jobq_t *q, const char *id); /* may wait for another hold on id */

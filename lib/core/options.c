@@ -1,15 +1,20 @@
 /* Option objects and their setters. Each setter checks its value and says
  * which one was wrong; nothing is changed when it fails. */
 #include "core/internal.h"
+#include "util/id.h"
+#include "util/utf8.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Replaces *slot with a copy of s (NULL clears), limited to max bytes. */
+/* Replaces *slot with a copy of s (NULL clears), limited to max bytes of
+ * valid UTF-8. */
 static int set_str(const char *fn, const char *what, char **slot, const char *s, size_t max) {
   if (s != NULL && (s[0] == '\0' || strlen(s) > max))
     return jobq__err(JOBQ_EINVAL, "%s: %s must be 1..%zu bytes", fn, what, max);
+  int rc = jobq__utf8_check(fn, what, s);
+  if (rc) return rc;
   char *d = NULL;
   if (s && (d = jobq__strdup(s)) == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
   free(*slot);
@@ -101,6 +106,14 @@ JOBQ_API int jobq_options_set_event_buffer(jobq_options_t *o, int events) {
                      1 << 24);
   o->event_buffer = events;
   o->event_buffer_set = 1;
+  return 0;
+}
+
+JOBQ_API int jobq_options_set_shared_events(jobq_options_t *o, int on) {
+  if (o == NULL) return jobq__err(JOBQ_EINVAL, "jobq_options_set_shared_events: opts is NULL");
+  if (on != 0 && on != 1)
+    return jobq__err(JOBQ_EINVAL, "jobq_options_set_shared_events: %d is not 0 or 1", on);
+  o->shared_events = on;
   return 0;
 }
 
@@ -342,7 +355,7 @@ JOBQ_API int jobq_filter_set_newest_first(jobq_filter_t *f, int newest_first) {
 
 JOBQ_API int jobq_filter_set_cursor(jobq_filter_t *f, const char *cursor) {
   if (f == NULL) return jobq__err(JOBQ_EINVAL, "jobq_filter_set_cursor: filter is NULL");
-  if (cursor && strlen(cursor) != JOBQ_ID_SIZE - 1)
+  if (cursor && (strlen(cursor) != JOBQ_ID_SIZE - 1 || !jobq__id_valid(cursor)))
     return jobq__err(JOBQ_EINVAL, "jobq_filter_set_cursor: '%.64s' is not a cursor from "
                      "jobq_page_next_cursor", cursor);
   return set_str("jobq_filter_set_cursor", "cursor", &f->cursor, cursor, JOBQ_ID_SIZE);

@@ -215,7 +215,7 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
     free(q);
     return jobq__err(JOBQ_ENOMEM, "jobq_open: cannot create locks");
   }
-  if (opts->event_buffer_set) {
+  if (opts->event_buffer_set || opts->shared_events) {
     q->pull_on = 1;
     q->events_flag = 1;
   }
@@ -226,6 +226,8 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
     if (jobq_last_error()[0] == '\0') jobq__err(rc, "jobq_open: storage '%.100s' failed to open", url);
     goto fail;
   }
+  /* Other processes' events from now on, into the pull buffer (on above). */
+  if (opts->shared_events && (rc = jobq__events_share(q)) != 0) goto fail_st;
 
   if (opts->loop) {
     q->loop = opts->loop;

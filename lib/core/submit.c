@@ -162,13 +162,9 @@ JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
   for (size_t i = 0; i < n; i++) {
     rc = prepare(q, fn, kinds[i], payloads[i], opts ? opts[i] : NULL, now, &recs[i], &force[i]);
     if (rc) {
-      /* Say which job was refused, keeping the reason. */
-      char why[400];
-      const char *w = jobq_last_error();
-      size_t pre = strlen(fn);
-      if (strncmp(w, fn, pre) == 0 && w[pre] == ':') w += pre + 2; /* said once is enough */
-      snprintf(why, sizeof why, "%s", w);
-      jobq__err(rc, "%s: job %zu refused: %s", fn, i, why);
+      /* Say which job was refused, keeping the reason; the function's
+       * name said once is enough. */
+      jobq__err_prefix(rc, fn, "%s: job %zu refused: ", fn, i);
       goto out;
     }
     ptrs[i] = &recs[i];

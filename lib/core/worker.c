@@ -8,6 +8,7 @@
 #include "core/internal.h"
 #include "util/id.h"
 #include "util/json.h"
+#include "util/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -492,6 +493,8 @@ JOBQ_API int jobq_ctx_fail(jobq_ctx_t *ctx, const char *message, int retryable) 
   if (ctx == NULL) return jobq__err(JOBQ_EINVAL, "jobq_ctx_fail: ctx is NULL");
   if (retryable != 0 && retryable != 1)
     return jobq__err(JOBQ_EINVAL, "jobq_ctx_fail: retryable %d is not 0 or 1", retryable);
+  int rc = jobq__utf8_check("jobq_ctx_fail", "message", message);
+  if (rc) return rc;
   char buf[JOBQ_ERROR_MAX + 1];
   const char *m = message && *message ? message : "failed";
   if (strlen(m) > JOBQ_ERROR_MAX) {
@@ -525,6 +528,8 @@ JOBQ_API int jobq_ctx_progress(jobq_ctx_t *ctx, int percent, const char *step) {
   if (step && strlen(step) > JOBQ_STEP_MAX)
     return jobq__err(JOBQ_EINVAL, "jobq_ctx_progress: step is %zu bytes, at most %d",
                      strlen(step), JOBQ_STEP_MAX);
+  int urc = jobq__utf8_check("jobq_ctx_progress", "step", step);
+  if (urc) return urc;
   jobq_t *q = ctx->q;
   char *copy = NULL;
   if (step && (copy = jobq__strdup(step)) == NULL)

@@ -114,10 +114,8 @@ void jobq__httpreq_fail(jobq_stage_t *st, const jobq__httpcfg *c, const jobq__ht
       resp->status != 429)
     retryable = 0; /* the same request would be refused again */
   if (resp->rc == JOBQ_ETOOBIG) retryable = 0;
-  char msg[1024];
   if (resp->error)
-    snprintf(msg, sizeof msg, "%s", resp->error);
+    jobq__stage_failf(st, retryable, "%s", resp->error); /* made valid UTF-8 there */
   else
-    snprintf(msg, sizeof msg, "%s: HTTP %ld", c->provider, resp->status);
-  jobq_stage_fail(st, msg, retryable);
+    jobq__stage_failf(st, retryable, "%s: HTTP %ld", c->provider, resp->status);
 }

@@ -45,6 +45,7 @@ int jobq__httpreq_start(jobq__httpreq *hr, jobq_stage_t *st, const jobq__http_op
  * HTTP error (429 and 5xx retryable, other 4xx not), network and timeouts
  * (retryable). Fails the stage with resp->error. */
 void jobq__httpreq_fail(jobq_stage_t *st, const jobq__httpcfg *c, const jobq__http_resp *resp);
-/* A provider's error message from a JSON error body, for sentences. */
+/* (A provider's error message in an error body becomes part of resp->error
+ * in lib/net: jobq__http_snippet.) */
 
 #endif

@@ -3,6 +3,7 @@
 #include "stages/stage_int.h"
 #include "util/mem.h"
 #include "util/err.h"
+#include "util/utf8.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -84,8 +85,14 @@ int jobq__cfg_secret(const json_t *cfg, const char *module, const char *provider
 
 json_t *jobq__stage_input_object(jobq_stage_t *st) {
   json_error_t e;
+  /* Without JSON_ALLOW_NUL, jansson refuses a string with \u0000 in it,
+   * which a C string would cut: such input fails the stage. */
   json_t *in = json_loads(jobq_stage_input(st), 0, &e);
-  if (in == NULL || !json_is_object(in)) {
+  if (in == NULL) {
+    jobq__stage_failf(st, 0, "the input is not a JSON object: %s", e.text);
+    return NULL;
+  }
+  if (!json_is_object(in)) {
     json_decref(in);
     jobq__stage_failf(st, 0, "the input is not a JSON object");
     return NULL;
@@ -108,5 +115,6 @@ int jobq__stage_failf(jobq_stage_t *st, int retryable, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  jobq__utf8_fix(msg); /* parts of any origin (a provider's answer, a path), cut to fit */
   return jobq_stage_fail(st, msg, retryable);
 }

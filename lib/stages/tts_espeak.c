@@ -47,9 +47,7 @@ static int esp_configure(const json_t *cfg, void **out) {
     rc = jobq__espeak_synth("a", voice, (int)e->rate_wpm, &probe);
     jobq__pcm_free(&probe);
     if (rc) {
-      char msg[400];
-      snprintf(msg, sizeof msg, "tts provider 'espeak': %s", jobq_last_error());
-      jobq__set_detail(msg);
+      jobq__err_prefix(rc, NULL, "tts provider 'espeak': ");
       goto fail;
     }
   }

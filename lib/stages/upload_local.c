@@ -35,7 +35,7 @@ static int local_configure(const json_t *cfg, void **out) {
       (rc = jobq__upload_prefix_check("upload provider 'local'", prefix)))
     return rc;
   if ((rc = jobq__mkdirs(dir, 0)) != 0)
-    return jobq__err(JOBQ_ECONFIG, "upload provider 'local': %s", jobq_last_error());
+    return jobq__err_prefix(JOBQ_ECONFIG, NULL, "upload provider 'local': ");
   local *l = calloc(1, sizeof *l);
   char abs[PATH_MAX];
   if (l == NULL) return jobq__err(JOBQ_ENOMEM, "upload: out of memory");

@@ -1,6 +1,7 @@
 /* Error names and sentences. The table is indexed by -code; codes are ABI and
  * are only ever appended (see jobq.h). */
 #include "util/err.h"
+#include "util/utf8.h"
 #include "jobq/storage.h"
 
 #include <stdarg.h>
@@ -60,6 +61,7 @@ void jobq__set_detail(const char *msg) {
   if (n >= sizeof detail) n = sizeof detail - 1;
   memmove(detail, msg, n);
   detail[n] = '\0';
+  jobq__utf8_fix(detail);
 }
 
 JOBQ_API void jobq_storage_set_error(const char *message) { jobq__set_detail(message); }
@@ -69,5 +71,28 @@ int jobq__err(int code, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(detail, sizeof detail, fmt, ap);
   va_end(ap);
+  jobq__utf8_fix(detail); /* a quoted argument or the cut may break a character */
+  return code;
+}
+
+int jobq__err_prefix(int code, const char *strip, const char *fmt, ...) {
+  char cause[sizeof detail];
+  const char *c = detail;
+  if (strip != NULL) {
+    size_t n = strlen(strip);
+    if (strncmp(c, strip, n) == 0 && c[n] == ':' && c[n + 1] == ' ') c += n + 2;
+  }
+  snprintf(cause, sizeof cause, "%s", *c ? c : jobq_strerror(code));
+  char pre[sizeof detail];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(pre, sizeof pre, fmt, ap);
+  va_end(ap);
+  size_t np = strlen(pre), nc = strlen(cause);
+  if (nc > sizeof detail - 1 - np) nc = sizeof detail - 1 - np;
+  memcpy(detail, pre, np);
+  memcpy(detail + np, cause, nc);
+  detail[np + nc] = '\0';
+  jobq__utf8_fix(detail);
   return code;
 }

@@ -5,6 +5,7 @@
  * hostile input cannot exhaust anything. */
 #include "util/json.h"
 #include "util/err.h"
+#include "util/utf8.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -42,24 +43,11 @@ static int hex4(cur *c, unsigned *out) {
 }
 
 /* One UTF-8 sequence at c->p (first byte >= 0x80): well-formed, shortest
- * form, no surrogates, at most U+10FFFF. */
+ * form, no surrogates, at most U+10FFFF (util/utf8.c). */
 static int utf8(cur *c) {
-  unsigned char b = *c->p;
-  int n;
-  uint32_t cp;
-  if (b >= 0xc2 && b <= 0xdf) { n = 1; cp = b & 0x1f; }
-  else if (b >= 0xe0 && b <= 0xef) { n = 2; cp = b & 0x0f; }
-  else if (b >= 0xf0 && b <= 0xf4) { n = 3; cp = b & 0x07; }
-  else return fail(c, "invalid UTF-8");
-  if (c->end - c->p <= n) return fail(c, "truncated UTF-8");
-  for (int i = 1; i <= n; i++) {
-    if ((c->p[i] & 0xc0) != 0x80) return fail(c, "invalid UTF-8");
-    cp = (cp << 6) | (c->p[i] & 0x3f);
-  }
-  if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-      (cp >= 0xd800 && cp <= 0xdfff))
-    return fail(c, "invalid UTF-8");
-  c->p += n + 1;
+  size_t n = jobq__utf8_seq(c->p, (size_t)(c->end - c->p));
+  if (n == 0) return fail(c, "invalid UTF-8");
+  c->p += n;
   return 0;
 }
 

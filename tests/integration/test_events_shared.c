@@ -114,6 +114,72 @@ static void test_listener_hears_other_process(void **state) {
   assert_int_equal(jobq_close(listener, 0), 0);
 }
 
+/* A queue opened with only the buffer option (buffered_only) or with shared
+ * events. */
+static jobq_t *open_listener(int shared) {
+  jobq_options_t *o = jobq_options_new();
+  assert_non_null(o);
+  assert_int_equal(jobq_options_set_storage(o, url), 0);
+  assert_int_equal(jobq_options_set_workers(o, 0), 0);
+  if (shared) assert_int_equal(jobq_options_set_shared_events(o, 1), 0);
+  else assert_int_equal(jobq_options_set_event_buffer(o, 1000), 0);
+  jobq_t *q = NULL;
+  int rc = jobq_open(&q, o);
+  if (rc) fail_msg("jobq_open: %s", jobq_last_error());
+  jobq_options_free(o);
+  return q;
+}
+
+/* Runs one job in a worker queue of its own and waits until it ended. */
+static void run_elsewhere(char *id) {
+  jobq_t *other = open_q(1);
+  assert_int_equal(jobq_register(other, "k", work, NULL, NULL), 0);
+  assert_int_equal(jobq_start(other), 0);
+  assert_int_equal(jobq_submit(other, "k", "\"ok\"", NULL, id), 0);
+  for (int i = 0; i < 100; i++) {
+    jobq_job_t *j = NULL;
+    int rc = jobq_wait(other, id, 100, &j);
+    assert_true(rc == 0 || rc == JOBQ_ETIMEDOUT);
+    int done = jobq_state_is_terminal(jobq_job_state(j));
+    jobq_job_free(j);
+    if (done) break;
+  }
+  assert_int_equal(jobq_close(other, 5000), 0);
+}
+
+/* An API process opens its queue, another process runs a job, and only
+ * then does the API process ask for events: with shared events its first
+ * jobq_next_event calls see the other process's events. */
+static void test_shared_events_from_open(void **state) {
+  (void)state;
+  jobq_t *api = open_listener(1);
+  char id[JOBQ_ID_SIZE];
+  run_elsewhere(id);
+  char types[256], err[64] = "", res[64] = "";
+  collect(api, id, types, sizeof types, err, res);
+  if (strcmp(types, "submitted started succeeded") != 0 &&
+      strcmp(types, "submitted started progress succeeded") != 0)
+    fail_msg("events of another process's job before the first call: \"%s\"", types);
+  assert_string_equal(res, "{\"ok\":true}");
+  assert_int_equal(jobq_close(api, 0), 0);
+}
+
+/* Without it, a buffer started at jobq_open holds this queue's own events
+ * only: other processes are heard from the first call on (as documented). */
+static void test_buffer_alone_hears_others_from_first_call(void **state) {
+  (void)state;
+  jobq_t *api = open_listener(0);
+  char id[JOBQ_ID_SIZE];
+  run_elsewhere(id);
+  jobq_event_t *ev = NULL;
+  for (int i = 0; i < 6; i++) {
+    int rc = jobq_next_event(api, 50, &ev);
+    if (rc == 0) fail_msg("an event of before the first call: %s", jobq_event_job_id(ev));
+    assert_int_equal(rc, JOBQ_ETIMEDOUT);
+  }
+  assert_int_equal(jobq_close(api, 0), 0);
+}
+
 /* Nobody listening: no event rows are written (the cost is only paid while
  * someone listens). */
 static void test_no_rows_without_listeners(void **state) {
@@ -275,6 +341,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_no_rows_without_listeners, setup, teardown),
     cmocka_unit_test_setup_teardown(test_listener_hears_other_process, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_shared_events_from_open, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_buffer_alone_hears_others_from_first_call, setup, teardown),
     cmocka_unit_test_setup_teardown(test_migrates_schema_1, setup, teardown),
     cmocka_unit_test_setup_teardown(test_migrates_schema_3_running_job, setup, teardown),
     cmocka_unit_test_setup_teardown(test_rescues_job_without_lease_row, setup, teardown),

@@ -458,6 +458,46 @@ static void test_fail_for_good(void **state) {
   assert_int_equal(jobq_close(q, 5000), 0);
 }
 
+/* A stage's step and error texts must be valid UTF-8: refused with the
+ * stage function's name, and the stage can still finish. */
+typedef struct {
+  atomic_int bad;
+  char progress_err[256], fail_err[256];
+} utf8_probe;
+
+static void utf8_stage(jobq_stage_t *st, void *ud) {
+  utf8_probe *u = ud;
+  if (jobq_stage_progress(st, 50, "caf\xe9") != JOBQ_EINVAL) atomic_fetch_add(&u->bad, 1);
+  snprintf(u->progress_err, sizeof u->progress_err, "%s", jobq_last_error());
+  if (jobq_stage_fail(st, "caf\xe9 \xed\xa0\x80", 0) != JOBQ_EINVAL) atomic_fetch_add(&u->bad, 1);
+  snprintf(u->fail_err, sizeof u->fail_err, "%s", jobq_last_error());
+  if (jobq_stage_progress(st, 50, "Caf\xc3\xa9...") != 0) atomic_fetch_add(&u->bad, 1);
+  if (jobq_stage_fail(st, "caf\xc3\xa9 closed", 0) != 0) atomic_fetch_add(&u->bad, 1);
+}
+
+static void test_stage_text_must_be_utf8(void **state) {
+  (void)state;
+  utf8_probe u = {0};
+  jobq_t *q = open_q("utf8.db");
+  jobq_pipeline_t *p = jobq_pipeline_new();
+  assert_int_equal(jobq_pipeline_add_stage(p, "u", utf8_stage, &u, JOBQ_STAGE_BLOCKING), 0);
+  assert_int_equal(jobq_register_pipeline(q, "pipe", p, NULL), 0);
+  jobq_pipeline_free(p);
+  assert_int_equal(jobq_start(q), 0);
+  char id[JOBQ_ID_SIZE];
+  assert_int_equal(jobq_submit(q, "pipe", "{}", NULL, id), 0);
+  jobq_job_t *j = wait_done(q, id);
+  assert_int_equal(jobq_job_state(j), JOBQ_FAILED);
+  assert_string_equal(jobq_job_error(j), "stage u: caf\xc3\xa9 closed");
+  jobq_job_free(j);
+  assert_int_equal(atomic_load(&u.bad), 0);
+  assert_string_equal(u.progress_err,
+                      "jobq_stage_progress: step is not valid UTF-8 (byte 0xe9 at offset 3)");
+  assert_string_equal(u.fail_err,
+                      "jobq_stage_fail: message is not valid UTF-8 (byte 0xe9 at offset 3)");
+  assert_int_equal(jobq_close(q, 5000), 0);
+}
+
 /* ---- the offline built-in stages ---------------------------------------------- */
 
 static char *offline_config(const char *fmt) {
@@ -580,6 +620,10 @@ static void test_bad_job_input(void **state) {
   expect_job_failure("{\"text\": \"   \"}", "stage script: the input text is empty");
   expect_job_failure("{\"title\": \"no text\"}", "stage script: the input has no \"text\"");
   expect_job_failure("[1, 2]", "stage script: the input is not a JSON object");
+  /* \u0000 in a string: a built-in stage would cut it as a C string, so it
+   * refuses the input (the payload itself keeps it as JSON text). */
+  expect_job_failure("{\"text\": \"Hello.\\u0000 Cut here.\"}",
+                     "stage script: the input is not a JSON object: \\u0000 is not allowed");
   char big[2600];
   memset(big, 'a', sizeof big);
   memcpy(big, "{\"text\": \"", 10);
@@ -629,6 +673,9 @@ static void test_api_bad_input(void **state) {
   /* configurations */
   EXPECT_ERR(jobq_pipeline_add_builtin(p, "script", "{\"provider\": "), JOBQ_ECONFIG, "not valid JSON");
   EXPECT_ERR(jobq_pipeline_add_builtin(p, "script", "[]"), JOBQ_ECONFIG, "not a JSON object");
+  /* a string with \u0000 would be cut in C: refused */
+  EXPECT_ERR(jobq_pipeline_add_builtin(p, "script", "{\"provider\": \"template\\u0000x\"}"),
+             JOBQ_ECONFIG, "not valid JSON");
   EXPECT_ERR(jobq_pipeline_add_builtin(p, "script", "{}"), JOBQ_ECONFIG, "\"provider\" is missing");
   EXPECT_ERR(jobq_pipeline_add_builtin(p, "script", "{\"provider\": \"gpt-magic\"}"), JOBQ_ECONFIG,
              "unknown provider 'gpt-magic'");
@@ -764,6 +811,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup(test_offline_mp3, use_memory),
     cmocka_unit_test_setup(test_bad_job_input, use_sqlite),
     cmocka_unit_test_setup(test_api_bad_input, use_memory),
+    cmocka_unit_test_setup(test_stage_text_must_be_utf8, use_memory),
   };
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

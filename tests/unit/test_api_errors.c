@@ -1,8 +1,13 @@
 /* Error codes, per-thread error sentences, version, state and event names. */
 #include "testutil.h"
 
+#include "jobq/stages.h"
+#include "util/err.h"
+
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #define E(c) {c, #c}
 static const struct {
@@ -181,6 +186,67 @@ static void test_last_error_set_and_truncated(void **state) {
   free(big);
 }
 
+/* ---- sentences that carry another's as their cause ---- */
+
+static void test_err_prefix_keeps_the_cause(void **state) {
+  (void)state;
+  jobq__err(JOBQ_EIO, "cannot create directory '/x': Permission denied");
+  assert_int_equal(jobq__err_prefix(JOBQ_ECONFIG, NULL, "%s provider '%s': ", "upload", "local"),
+                   JOBQ_ECONFIG);
+  assert_string_equal(jobq_last_error(),
+                      "upload provider 'local': cannot create directory '/x': Permission denied");
+
+  /* The cause may fill the whole sentence: its start stays intact. */
+  char *big = tapi_repeat('c', 600);
+  jobq_storage_set_error(big);
+  jobq__err_prefix(JOBQ_EIO, NULL, "outer: ");
+  const char *e = jobq_last_error();
+  assert_memory_equal(e, "outer: ccc", 10);
+  assert_int_equal(strspn(e + 7, "c"), strlen(e) - 7);
+  free(big);
+
+  /* An argument may be the sentence itself. */
+  jobq__err(JOBQ_EIO, "inner");
+  jobq__err_prefix(JOBQ_EIO, NULL, "[%s] ", jobq_last_error());
+  assert_string_equal(jobq_last_error(), "[inner] inner");
+
+  /* strip: the inner function's name gives way to the outer one's. */
+  jobq__err(JOBQ_EKIND, "jobq_register: kind is empty");
+  jobq__err_prefix(JOBQ_EKIND, "jobq_register", "jobq_register_pipeline: ");
+  assert_string_equal(jobq_last_error(), "jobq_register_pipeline: kind is empty");
+  /* only a whole name followed by ": " */
+  jobq__err(JOBQ_EKIND, "jobq_register_x: kind is empty");
+  jobq__err_prefix(JOBQ_EKIND, "jobq_register", "f: ");
+  assert_string_equal(jobq_last_error(), "f: jobq_register_x: kind is empty");
+
+  /* No cause: the code's sentence. */
+  jobq_storage_set_error("");
+  jobq__err_prefix(JOBQ_ENOMEM, NULL, "f: ");
+  assert_string_equal(jobq_last_error(), "f: out of memory");
+}
+
+/* A built-in stage's configuration error names the function, the provider
+ * and the original cause, intact. */
+static void test_upload_local_dir_error_keeps_the_cause(void **state) {
+  (void)state;
+  char file[] = "/tmp/jobq-upload-XXXXXX";
+  int fd = mkstemp(file);
+  assert_true(fd >= 0);
+  close(fd);
+  char cfg[256], want[512];
+  snprintf(cfg, sizeof cfg, "{\"provider\": \"local\", \"dir\": \"%s/sub\"}", file);
+  snprintf(want, sizeof want,
+           "jobq_pipeline_add_builtin: upload provider 'local': cannot create directory "
+           "'%s/sub': %s",
+           file, strerror(ENOTDIR));
+  jobq_pipeline_t *p = jobq_pipeline_new();
+  assert_non_null(p);
+  TAPI_ERR(JOBQ_ECONFIG, "jobq_pipeline_add_builtin", jobq_pipeline_add_builtin(p, "upload", cfg));
+  assert_string_equal(jobq_last_error(), want);
+  jobq_pipeline_free(p);
+  unlink(file);
+}
+
 /* ---- version ---- */
 
 static void test_version(void **state) {
@@ -258,6 +324,8 @@ int main(void) {
     cmocka_unit_test(test_last_error_is_per_thread),
     cmocka_unit_test(test_last_error_threads_concurrently),
     cmocka_unit_test(test_last_error_set_and_truncated),
+    cmocka_unit_test(test_err_prefix_keeps_the_cause),
+    cmocka_unit_test(test_upload_local_dir_error_keeps_the_cause),
     cmocka_unit_test(test_version),
     cmocka_unit_test(test_state_names),
     cmocka_unit_test(test_state_is_terminal),

@@ -5,9 +5,12 @@
 #include "testutil.h"
 
 #include "core/internal.h" /* the option structs, to compare them whole */
+#include "util/utf8.h"
+#include "jobq/stages.h"
 
 #include <limits.h>
 #include <math.h>
+#include <unistd.h>
 
 /* expr must fail with want, name fn, and leave *obj unchanged. */
 #define REFUSED(obj, want, fn, expr)                     \
@@ -59,6 +62,7 @@ static void test_null_handles(void **state) {
   TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_workers", jobq_options_set_workers(NULL, 1));
   TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_max_payload", jobq_options_set_max_payload(NULL, 100));
   TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_event_buffer", jobq_options_set_event_buffer(NULL, 10));
+  TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_shared_events", jobq_options_set_shared_events(NULL, 1));
   TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_clock", jobq_options_set_clock(NULL, tapi_clock_fn, NULL));
   TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_random", jobq_options_set_random(NULL, NULL, NULL));
 
@@ -285,6 +289,103 @@ static void test_options_event_buffer(void **state) {
   assert_string_equal(jobq_event_job_id(ev), id[1]);
   jobq_event_free(ev);
   tapi_close(q);
+}
+
+static void test_options_shared_events(void **state) {
+  (void)state;
+  jobq_options_t *o = jobq_options_new();
+  assert_non_null(o);
+  TAPI_OK(jobq_options_set_shared_events(o, 1));
+  TAPI_OK(jobq_options_set_shared_events(o, 0));
+  REFUSED(o, JOBQ_EINVAL, "jobq_options_set_shared_events", jobq_options_set_shared_events(o, 2));
+  TAPI_ERR_HAS("2 is not 0 or 1");
+  REFUSED(o, JOBQ_EINVAL, "jobq_options_set_shared_events", jobq_options_set_shared_events(o, -1));
+  REFUSED(o, JOBQ_EINVAL, "jobq_options_set_shared_events",
+          jobq_options_set_shared_events(o, INT_MIN));
+
+  /* memory: no other processes to hear; jobq_open says so and opens nothing */
+  TAPI_OK(jobq_options_set_shared_events(o, 1));
+  TAPI_OK(jobq_options_set_workers(o, 0));
+  jobq_t *q = (jobq_t *)&q; /* not written on error */
+  TAPI_ERR(JOBQ_ENOTSUP, "jobq_open", jobq_open(&q, o));
+  TAPI_ERR_HAS("memory backend does not pass on other processes' events");
+  assert_ptr_equal(q, (jobq_t *)&q);
+
+  /* sqlite: opens, and the pull buffer runs from jobq_open */
+  char dir[] = "/tmp/jobq-shared-XXXXXX", url[128], path[128];
+  assert_non_null(mkdtemp(dir));
+  snprintf(url, sizeof url, "sqlite:%s/q.db", dir);
+  TAPI_OK(jobq_options_set_storage(o, url));
+  q = open_with(o);
+  char id[JOBQ_ID_SIZE];
+  TAPI_OK(jobq_submit(q, "k", NULL, NULL, id));
+  jobq_event_t *ev = NULL;
+  TAPI_OK(jobq_next_event(q, 10000, &ev));
+  assert_int_equal(jobq_event_type(ev), JOBQ_EVENT_SUBMITTED);
+  assert_string_equal(jobq_event_job_id(ev), id);
+  jobq_event_free(ev);
+  tapi_close(q);
+  jobq_options_free(o);
+  const char *sfx[] = {"", "-wal", "-shm"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, "%s/q.db%s", dir, sfx[i]);
+    unlink(path);
+  }
+  snprintf(path, sizeof path, "%s/q.db-work", dir);
+  rmdir(path);
+  rmdir(dir);
+}
+
+/* Every string an option object stores must be valid UTF-8: refused with
+ * JOBQ_EINVAL, a sentence naming the setter and the argument, and the
+ * object unchanged. */
+static void test_utf8_option_strings(void **state) {
+  (void)state;
+  jobq_options_t *o = jobq_options_new();
+  jobq_filter_t *f = jobq_filter_new();
+  assert_non_null(o);
+  assert_non_null(f);
+  TAPI_OK(jobq_options_set_storage(o, "memory:"));
+  TAPI_OK(jobq_options_set_workdir(o, "/tmp/w"));
+  TAPI_OK(jobq_filter_set_owner(f, "bob"));
+  for (size_t i = 0; i < TAPI_N_BAD_UTF8; i++) {
+    const char *bad = tapi_bad_utf8[i].s;
+    char url[64], dir[64];
+    snprintf(url, sizeof url, "sqlite:/tmp/%s.db", bad);
+    snprintf(dir, sizeof dir, "/tmp/%s", bad);
+    REFUSED(o, JOBQ_EINVAL, "jobq_options_set_storage", jobq_options_set_storage(o, url));
+    TAPI_ERR_HAS("url is not valid UTF-8");
+    REFUSED(o, JOBQ_EINVAL, "jobq_options_set_workdir", jobq_options_set_workdir(o, dir));
+    TAPI_ERR_HAS("dir is not valid UTF-8");
+    REFUSED(f, JOBQ_EINVAL, "jobq_filter_set_owner", jobq_filter_set_owner(f, bad));
+    TAPI_ERR_HAS("owner is not valid UTF-8");
+  }
+  assert_string_equal(o->storage_url, "memory:");
+  assert_string_equal(o->workdir, "/tmp/w");
+  assert_string_equal(f->owner, "bob");
+  /* A cursor is a job id: 36 characters of hex digits and dashes. */
+  char cur[JOBQ_ID_SIZE];
+  memcpy(cur, "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", JOBQ_ID_SIZE);
+  TAPI_OK(jobq_filter_set_cursor(f, cur));
+  cur[5] = (char)0xc3; /* same length, not an id (nor valid UTF-8) */
+  REFUSED(f, JOBQ_EINVAL, "jobq_filter_set_cursor", jobq_filter_set_cursor(f, cur));
+  assert_non_null(f->cursor);
+  assert_int_equal(jobq__utf8_bad_at(jobq_last_error(), strlen(jobq_last_error())),
+                   strlen(jobq_last_error())); /* the sentence quoting it is UTF-8 */
+  memcpy(cur, "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5g", JOBQ_ID_SIZE);
+  REFUSED(f, JOBQ_EINVAL, "jobq_filter_set_cursor", jobq_filter_set_cursor(f, cur));
+  jobq_filter_free(f);
+  jobq_options_free(o);
+
+  /* A pipeline stage's step text. */
+  jobq_pipeline_t *p = jobq_pipeline_new();
+  assert_non_null(p);
+  TAPI_OK(jobq_pipeline_add_builtin(p, "script", "{\"provider\": \"template\"}"));
+  TAPI_OK(jobq_pipeline_set_progress(p, "script", 10, 20, "\xc3\x89" "criture..."));
+  for (size_t i = 0; i < TAPI_N_BAD_UTF8; i++)
+    TAPI_ERR_UTF8("jobq_pipeline_set_progress", "step",
+                  jobq_pipeline_set_progress(p, "script", 30, 40, tapi_bad_utf8[i].s));
+  jobq_pipeline_free(p);
 }
 
 static int64_t real_ms(void) {
@@ -959,6 +1060,8 @@ int main(void) {
     cmocka_unit_test(test_free_null_is_harmless),
     cmocka_unit_test(test_null_handles),
     cmocka_unit_test(test_options_storage),
+    cmocka_unit_test(test_options_shared_events),
+    cmocka_unit_test(test_utf8_option_strings),
     cmocka_unit_test(test_open_url_error_sentences),
     cmocka_unit_test(test_open_defaults_and_copy),
     cmocka_unit_test(test_options_workers),

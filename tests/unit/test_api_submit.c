@@ -177,6 +177,111 @@ static void test_submit_payload_verbatim(void **state) {
   tapi_close(q);
 }
 
+/* ======================================================================== */
+/* text that is not valid UTF-8 is refused where it enters                  */
+/* ======================================================================== */
+
+static void test_utf8_owner_and_dedupe_key(void **state) {
+  (void)state;
+  jobq_t *q = tapi_open(NULL, 0);
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  assert_non_null(so);
+  TAPI_OK(jobq_submit_opts_set_owner(so, "alice"));
+  for (size_t i = 0; i < TAPI_N_BAD_UTF8; i++) {
+    TAPI_ERR_UTF8("jobq_submit_opts_set_owner", "owner",
+                  jobq_submit_opts_set_owner(so, tapi_bad_utf8[i].s));
+    TAPI_ERR_UTF8("jobq_submit_opts_set_dedupe", "key",
+                  jobq_submit_opts_set_dedupe(so, tapi_bad_utf8[i].s, 1000));
+  }
+  /* Nothing of it was kept: the owner is the last good one, and no dedupe
+   * key was set (two submits make two jobs). */
+  char id[2][JOBQ_ID_SIZE];
+  TAPI_OK(jobq_submit(q, "k", NULL, so, id[0]));
+  TAPI_OK(jobq_submit(q, "k", NULL, so, id[1]));
+  assert_string_not_equal(id[0], id[1]);
+  for (int k = 0; k < 2; k++) {
+    jobq_job_t *j = NULL;
+    TAPI_OK(jobq_get(q, id[k], &j));
+    assert_string_equal(jobq_job_owner(j), "alice");
+    jobq_job_free(j);
+  }
+  assert_int_equal(tapi_count_jobs(q), 2);
+
+  /* Valid UTF-8 of every length is stored as given, and found again. */
+  for (size_t i = 0; i < TAPI_N_GOOD_UTF8; i++) {
+    const char *s = tapi_good_utf8[i];
+    TAPI_OK(jobq_submit_opts_set_owner(so, s));
+    TAPI_OK(jobq_submit_opts_set_dedupe(so, s, 0));
+    char nid[JOBQ_ID_SIZE], again[JOBQ_ID_SIZE];
+    TAPI_OK(jobq_submit(q, "k", NULL, so, nid));
+    assert_int_equal(jobq_submit(q, "k", NULL, so, again), 1); /* the key works */
+    assert_string_equal(again, nid);
+    jobq_job_t *j = NULL;
+    TAPI_OK(jobq_get(q, nid, &j));
+    assert_string_equal(jobq_job_owner(j), s);
+    jobq_job_free(j);
+    jobq_filter_t *f = jobq_filter_new();
+    TAPI_OK(jobq_filter_set_owner(f, s));
+    jobq_page_t *p = NULL;
+    TAPI_OK(jobq_list(q, f, &p));
+    assert_int_equal(jobq_page_count(p), 1);
+    assert_string_equal(jobq_job_id(jobq_page_job(p, 0)), nid);
+    jobq_page_free(p);
+    jobq_filter_free(f);
+  }
+  jobq_submit_opts_free(so);
+  tapi_close(q);
+}
+
+static void test_utf8_step_and_error(void **state) {
+  (void)state;
+  jobq_t *q = tapi_open(NULL, 0);
+  char id[JOBQ_ID_SIZE];
+  TAPI_OK(jobq_submit(q, "k", NULL, NULL, id));
+  jobq_ctx_t *ctx = tapi_claim(q, "k");
+  TAPI_OK(jobq_ctx_progress(ctx, 10, "R\xc3\xa9sum\xc3\xa9 \xf0\x9f\x8e\x99"));
+  for (size_t i = 0; i < TAPI_N_BAD_UTF8; i++) {
+    TAPI_ERR_UTF8("jobq_ctx_progress", "step", jobq_ctx_progress(ctx, 50, tapi_bad_utf8[i].s));
+    TAPI_ERR_UTF8("jobq_ctx_fail", "message", jobq_ctx_fail(ctx, tapi_bad_utf8[i].s, 0));
+    TAPI_ERR_UTF8("jobq_ctx_fail", "message", jobq_ctx_fail(ctx, tapi_bad_utf8[i].s, 1));
+  }
+  /* Nothing was stored: progress and step as before, the attempt open. */
+  jobq_job_t *j = NULL;
+  TAPI_OK(jobq_get(q, id, &j));
+  assert_int_equal(jobq_job_state(j), JOBQ_RUNNING);
+  assert_int_equal(jobq_job_progress(j), 10);
+  assert_string_equal(jobq_job_step(j), "R\xc3\xa9sum\xc3\xa9 \xf0\x9f\x8e\x99");
+  assert_null(jobq_job_error(j));
+  jobq_job_free(j);
+  /* The attempt can still end, with a message in valid UTF-8. */
+  TAPI_OK(jobq_ctx_fail(ctx, "Zo\xc3\xab: no luck", 0));
+  TAPI_OK(jobq_get(q, id, &j));
+  assert_int_equal(jobq_job_state(j), JOBQ_FAILED);
+  assert_string_equal(jobq_job_error(j), "Zo\xc3\xab: no luck");
+  jobq_job_free(j);
+  tapi_close(q);
+}
+
+/* A C string cannot hold a NUL, so no text argument can be cut by one.
+ * Inside JSON, the escape \u0000 is text like any other: a payload and a
+ * result keep it, byte for byte. */
+static void test_escaped_nul_in_json_is_kept(void **state) {
+  (void)state;
+  jobq_t *q = tapi_open(NULL, 0);
+  const char *payload = "{\"text\":\"a\\u0000b\"}";
+  char id[JOBQ_ID_SIZE];
+  TAPI_OK(jobq_submit(q, "k", payload, NULL, id));
+  jobq_ctx_t *ctx = tapi_claim(q, "k");
+  assert_string_equal(jobq_ctx_payload(ctx), payload);
+  TAPI_OK(jobq_ctx_succeed(ctx, "[\"x\\u0000y\"]"));
+  jobq_job_t *j = NULL;
+  TAPI_OK(jobq_get(q, id, &j));
+  assert_string_equal(jobq_job_payload(j), payload);
+  assert_string_equal(jobq_job_result(j), "[\"x\\u0000y\"]");
+  jobq_job_free(j);
+  tapi_close(q);
+}
+
 static void test_submit_defaults(void **state) {
   (void)state;
   tapi_clock clk = {0};
@@ -785,6 +890,9 @@ int main(void) {
     cmocka_unit_test(test_dedupe_race),
     /* last: the overflow it finds is undefined behaviour (UBSan stops here) */
     cmocka_unit_test(test_dedupe_ttl_int64_max),
+    cmocka_unit_test(test_utf8_owner_and_dedupe_key),
+    cmocka_unit_test(test_utf8_step_and_error),
+    cmocka_unit_test(test_escaped_nul_in_json_is_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

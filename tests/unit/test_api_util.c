@@ -7,6 +7,8 @@
 #include "util/json.h"
 #include "util/map.h"
 #include "util/state.h"
+#include "util/err.h"
+#include "util/utf8.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -770,6 +772,80 @@ static void test_state_end_event(void **state) {
   assert_int_equal(jobq__state_end_event(JOBQ_QUEUED), JOBQ_EVENT_RETRYING);
 }
 
+/* ======================================================================== */
+/* UTF-8                                                                    */
+/* ======================================================================== */
+
+static void test_utf8_check(void **state) {
+  (void)state;
+  for (size_t i = 0; i < TAPI_N_GOOD_UTF8; i++) {
+    const char *s = tapi_good_utf8[i];
+    assert_int_equal(jobq__utf8_bad_at(s, strlen(s)), strlen(s));
+    assert_int_equal(jobq__utf8_check("f", "x", s), 0);
+  }
+  assert_int_equal(jobq__utf8_check("f", "x", NULL), 0);
+  assert_int_equal(jobq__utf8_check("f", "x", ""), 0);
+  for (size_t i = 0; i < TAPI_N_BAD_UTF8; i++) {
+    const char *s = tapi_bad_utf8[i].s;
+    if (jobq__utf8_bad_at(s, strlen(s)) != tapi_bad_utf8[i].at)
+      fail_msg("case %zu: bad byte found at %zu, expected %zu", i,
+               jobq__utf8_bad_at(s, strlen(s)), tapi_bad_utf8[i].at);
+    TAPI_ERR(JOBQ_EINVAL, "f", jobq__utf8_check("f", "the owner", s));
+    char want[96];
+    snprintf(want, sizeof want, "f: the owner is not valid UTF-8 (byte 0x%02x at offset %zu)",
+             (unsigned)(unsigned char)s[tapi_bad_utf8[i].at], tapi_bad_utf8[i].at);
+    assert_string_equal(jobq_last_error(), want);
+  }
+  /* Every code point encodes and checks; every surrogate is refused. */
+  for (uint32_t cp = 1; cp <= 0x10ffff; cp++) {
+    unsigned char b[5] = {0};
+    if (cp < 0x80) b[0] = (unsigned char)cp;
+    else if (cp < 0x800) b[0] = (unsigned char)(0xc0 | cp >> 6), b[1] = (unsigned char)(0x80 | (cp & 0x3f));
+    else if (cp < 0x10000)
+      b[0] = (unsigned char)(0xe0 | cp >> 12), b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f)),
+      b[2] = (unsigned char)(0x80 | (cp & 0x3f));
+    else
+      b[0] = (unsigned char)(0xf0 | cp >> 18), b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f)),
+      b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f)), b[3] = (unsigned char)(0x80 | (cp & 0x3f));
+    size_t n = strlen((char *)b);
+    int surrogate = cp >= 0xd800 && cp <= 0xdfff;
+    if ((jobq__utf8_seq(b, n) == n) == surrogate) fail_msg("U+%04X", (unsigned)cp);
+  }
+}
+
+static void test_utf8_fix(void **state) {
+  (void)state;
+  static const struct {
+    const char *in, *out;
+  } cases[] = {
+    {"plain", "plain"},
+    {"Zo\xc3\xab", "Zo\xc3\xab"},
+    {"caf\xe9!", "caf?!"},
+    {"\xed\xa0\x80x", "???x"},
+    {"\xc0\x80", "??"},
+    {"cut \xe6\x97", "cut "},       /* a character cut at the end is dropped */
+    {"cut \xf0\x9f\x8e", "cut "},
+    {"\xe6\x97 mid", "?? mid"},     /* in the middle it is not a cut */
+    {"end \x80", "end ?"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%s", cases[i].in);
+    jobq__utf8_fix(buf);
+    assert_string_equal(buf, cases[i].out);
+    assert_int_equal(jobq__utf8_bad_at(buf, strlen(buf)), strlen(buf));
+  }
+  /* A sentence that quotes bad input, or is cut inside a character, is
+   * still valid UTF-8. */
+  jobq__err(JOBQ_EINVAL, "f: '%s'", "caf\xe9");
+  assert_string_equal(jobq_last_error(), "f: 'caf?'");
+  char *big = tapi_repeat('a', 600);
+  memcpy(big + 509, "\xe6\x97\xa5", 3);
+  jobq_storage_set_error(big);
+  assert_int_equal(strlen(jobq_last_error()), 509);
+  free(big);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_id_format),
@@ -789,6 +865,8 @@ int main(void) {
     cmocka_unit_test(test_heap_random),
     cmocka_unit_test(test_heap_remove_each_position),
     cmocka_unit_test(test_heap_reserve),
+    cmocka_unit_test(test_utf8_check),
+    cmocka_unit_test(test_utf8_fix),
     cmocka_unit_test(test_json_valid),
     cmocka_unit_test(test_json_invalid),
     cmocka_unit_test(test_json_message_has_parser_text),

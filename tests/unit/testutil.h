@@ -144,4 +144,43 @@ static inline char *tapi_repeat(char c, size_t n) {
   return s;
 }
 
+/* Text that is not valid UTF-8, each with the offset of its first bad byte:
+ * a stray continuation byte, overlong forms, surrogates, code points above
+ * U+10FFFF, bytes that never occur, sequences cut short. */
+static const struct {
+  const char *s;
+  size_t at;
+} tapi_bad_utf8[] __attribute__((unused)) = {
+  {"\x80", 0},
+  {"ab\xbf", 2},
+  {"\xc0\x80", 0},             /* overlong NUL */
+  {"\xc1\xbf", 0},             /* overlong '\x7f' */
+  {"x\xe0\x80\xaf", 1},        /* overlong '/' in three bytes */
+  {"\xf0\x8f\xbf\xbf", 0},     /* overlong U+FFFF in four bytes */
+  {"\xed\xa0\x80", 0},         /* U+D800, a surrogate */
+  {"\xed\xbf\xbf", 0},         /* U+DFFF */
+  {"\xf4\x90\x80\x80", 0},     /* U+110000 */
+  {"\xf5\x80\x80\x80", 0},
+  {"\xff", 0},
+  {"Zo\xc3", 2},               /* cut at the end */
+  {"\xe2\x82 euro", 0},        /* cut in the middle */
+  {"caf\xe9", 3},              /* Latin-1, not UTF-8 */
+};
+#define TAPI_N_BAD_UTF8 (sizeof tapi_bad_utf8 / sizeof tapi_bad_utf8[0])
+
+/* Valid UTF-8 of every length, up to the last code point. */
+static const char *const tapi_good_utf8[] __attribute__((unused)) = {
+  "plain", "Zo\xc3\xab", "\xe6\x97\xa5\xe6\x9c\xac", "\xf0\x9f\x8e\x99 podcast",
+  "\xef\xbf\xbf", "\xed\x9f\xbf", "\xee\x80\x80", "\xf4\x8f\xbf\xbf", "\xc2\x80",
+};
+#define TAPI_N_GOOD_UTF8 (sizeof tapi_good_utf8 / sizeof tapi_good_utf8[0])
+
+/* Fails unless the last error is JOBQ_EINVAL's sentence for text that is not
+ * valid UTF-8, naming fn and what. */
+#define TAPI_ERR_UTF8(fn, what, expr)                                  \
+  do {                                                                \
+    TAPI_ERR(JOBQ_EINVAL, fn, expr);                                  \
+    TAPI_ERR_HAS(what " is not valid UTF-8");                         \
+  } while (0)
+
 #endif /* JOBQ_TESTS_UNIT_TESTUTIL_TAPI */
