@@ -266,13 +266,15 @@ void jobq__emit_now(jobq_t *q, int type, const char *id, const char *kind, int s
                     const char *step, int attempt, const char *error, const char *result);
 void jobq__hold_end(jobq_t *q, const char *id, int publish_submitted, const char *kind);
 
-/* core/worker.c */
+/* core/claim.c */
 int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t n_kinds, size_t max,
                        jobq_ctx_t **out, size_t *n_out);
 void jobq__release_handoff(jobq_t *q);       /* mu held */
 void jobq__worker_main(void *arg);
 void jobq__feeder_main(void *arg);
 void jobq__run_loop_inbox(jobq_t *q);         /* on the loop, mu not held */
+
+/* core/timeout.c */
 void jobq__expire_timeouts(jobq_t *q, int64_t now); /* on the loop, mu held */
 int64_t jobq__tmo_next(jobq_t *q);
 void jobq__tmo_init(jobq_t *q);            /* mu held */
@@ -282,9 +284,9 @@ void jobq__release_all(jobq_t *q);            /* mu held */
 int jobq__maint_start(jobq_t *q); /* starts the timer and the maintenance thread */
 void jobq__maint_stop(jobq_t *q);  /* joins the thread; mu not held */
 void jobq__maint_post_timeout(jobq_t *q, jobq_ctx_t *ctx); /* mu held */
-void jobq__timeout_apply(jobq_ctx_t *ctx);
+void jobq__timeout_apply(jobq_ctx_t *ctx); /* core/timeout.c */
 void jobq__maint_on_notify(void *ud); /* storage saw another process's change */
-void jobq__ctx_put(jobq_ctx_t *ctx); /* core/worker.c: mu held */
+void jobq__ctx_put(jobq_ctx_t *ctx); /* core/attempt.c: mu held */
 
 /* core/cancel.c */
 void jobq__cancel_hints_clear(jobq_t *q);     /* mu held */

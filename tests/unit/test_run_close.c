@@ -397,7 +397,7 @@ static void test_blocked_claim_returns_closed(void **state) {
   munmap((void *)iters, sizeof(int));
   if (rc != 0)
     fail_msg("BUG: %s in round %d of %d: a jobq_claim blocked while another thread closed the "
-             "queue went back to storage after close had closed it (lib/core/worker.c "
+             "queue went back to storage after close had closed it (lib/core/claim.c "
              "jobq_claim: after waking it calls jobq__claim_locked without checking "
              "q->stopping; the crash is in mem_claim with st == NULL)",
              why, done + 1, CLAIM_ROUNDS);

@@ -1,0 +1,47 @@
+/* The attempt life cycle, shared by the files that run attempts: claim.c
+ * (claims and the hand-off to workers), attempt.c (how an attempt ends),
+ * ctx.c (what a handler calls), timeout.c (timeouts and release). mu held
+ * for every function here. */
+#ifndef JOBQ_CORE_ATTEMPT_H
+#define JOBQ_CORE_ATTEMPT_H
+
+#include "core/internal.h"
+
+#include <string.h>
+
+/* On-loop kinds without a concurrency limit still stop somewhere: claiming a
+ * whole backlog onto one thread helps nobody. */
+#define LOOP_DEFAULT_CONCURRENCY 1024
+
+static inline kind_reg *jobq__kind_find(jobq_t *q, const char *name) {
+  for (int i = 0; i < q->n_kinds; i++)
+    if (strcmp(q->kinds[i].name, name) == 0) return &q->kinds[i];
+  return NULL;
+}
+
+/* A kind's concurrency limit, 0 for none. */
+static inline int jobq__kind_limit(const kind_reg *k) {
+  if (k->ko.concurrency > 0) return k->ko.concurrency;
+  return k->ko.on_loop ? LOOP_DEFAULT_CONCURRENCY : 0;
+}
+
+/* Forgets ctx as running here, unless a newer attempt of the same job
+ * (claimed again after a quick retry) took its place. */
+void jobq__running_del(jobq_t *q, jobq_ctx_t *ctx);
+void jobq__tmo_remove(jobq_t *q, jobq_ctx_t *ctx);
+/* Wakes claimers: jobs may have become claimable. */
+void jobq__work_available(jobq_t *q);
+
+/* Ends the attempt with outcome (attempt.c). When storage itself failed,
+ * *open is set: nothing was applied and the attempt is still running, so
+ * its owner may try again. */
+int jobq__attempt_end(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
+                      const char *error, const char *fn, int *open);
+/* Gives a claimed job back at once (it never started). */
+void jobq__attempt_give_back(jobq_t *q, jobq_ctx_t *ctx);
+/* The user's succeed/fail: ends the attempt and drops the user's reference.
+ * mu not held. */
+int jobq__attempt_user_finish(jobq_ctx_t *ctx, int outcome, const char *result,
+                              const char *error, const char *fn);
+
+#endif
