@@ -99,48 +99,32 @@ static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *resul
   if (q->closed) uv_cond_broadcast(&q->idle_cv);
 }
 
-static int end_attempt_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
-                               const char *error, const char *fn, int *open, int rc, int state,
-                               int applied_outcome);
-
-/* Ends the attempt with outcome; mu held on entry and exit. When storage
- * itself failed, *open is set: nothing was applied and the attempt is still
- * running, so its owner may try again. */
-int jobq__attempt_end(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
-                       const char *error, const char *fn, int *open) {
-  *open = 0;
-  if (ctx->released || q->closed == 2)
+int jobq__attempt_refusal(jobq_t *q, jobq_ctx_t *ctx, const char *fn) {
+  if (jobq__attempt_released(ctx) || q->closed == 2)
     return jobq__err(JOBQ_ECLOSED, "%s: the queue closed and released job %s", fn, ctx->rec.id);
-  if (ctx->finished)
+  if (ctx->state != JOBQ_ATTEMPT_RUNNING)
     return jobq__err(JOBQ_ESTATE, "%s: the attempt of job %s already ended%s", fn, ctx->rec.id,
-                     ctx->timed_out ? " (it timed out)" : "");
-  ctx->finished = 1;
-  jobq__tmo_remove(q, ctx);
-  jobq_storage_finish f;
-  outcome_record(q, ctx, outcome, result, error, &f);
-  int state = 0;
-  /* Hold the job's events until ours is out (see jobq__hold_begin). */
-  int held = jobq__events_on(q) && jobq__hold_begin(q, ctx->rec.id) == 0;
-  q->ops_in_flight++;
-  uv_mutex_unlock(&q->mu);
-  int rc = q->ops->finish(q->st, &f, 1, &state);
-  uv_mutex_lock(&q->mu);
-  q->ops_in_flight--;
-  rc = end_attempt_applied(q, ctx, outcome, result, error, fn, open, rc, state, f.outcome);
-  if (held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
-  return rc;
+                     jobq__attempt_timed_out(ctx) ? " (it timed out)" : "");
+  return 0;
 }
 
-static int end_attempt_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
-                               const char *error, const char *fn, int *open, int rc, int state,
-                               int applied_outcome) {
+/* The state an ending attempt reaches once storage is done with it. */
+static jobq__attempt_state ended(jobq__attempt_state ending) {
+  return ending == JOBQ_ATTEMPT_TIMING_OUT ? JOBQ_ATTEMPT_TIMED_OUT : JOBQ_ATTEMPT_FINISHED;
+}
+
+/* After storage answered the end of ctx's attempt: bookkeeping and news.
+ * *open when storage itself failed (nothing applied). */
+static int end_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
+                       const char *error, const char *fn, int *open, int rc, int state,
+                       int applied_outcome) {
   if (rc < 0) {
-    ctx->finished = 0; /* nothing was applied: the caller may try again */
     *open = 1;
     if (q->closed) uv_cond_broadcast(&q->idle_cv);
     if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s: storage failed", fn);
     return rc;
   }
+  jobq__attempt_to(ctx, ended(ctx->state));
   if (state < 0) {
     /* Storage no longer sees this attempt running (stale or gone). */
     jobq__running_del(q, ctx);
@@ -163,11 +147,32 @@ static int end_attempt_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const ch
   return 0;
 }
 
+int jobq__attempt_end(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
+                      const char *error, const char *fn, int *open) {
+  assert(ctx->state == JOBQ_ATTEMPT_FINISHING || ctx->state == JOBQ_ATTEMPT_TIMING_OUT);
+  *open = 0;
+  jobq__tmo_remove(q, ctx);
+  jobq_storage_finish f;
+  outcome_record(q, ctx, outcome, result, error, &f);
+  int state = 0;
+  /* Hold the job's events until ours is out (see jobq__hold_begin). */
+  int held = jobq__events_on(q) && jobq__hold_begin(q, ctx->rec.id) == 0;
+  q->ops_in_flight++;
+  uv_mutex_unlock(&q->mu);
+  int rc = q->ops->finish(q->st, &f, 1, &state);
+  uv_mutex_lock(&q->mu);
+  q->ops_in_flight--;
+  rc = end_applied(q, ctx, outcome, result, error, fn, open, rc, state, f.outcome);
+  if (held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
+  return rc;
+}
+
 /* Completion of an asynchronous finish (any thread). */
 static void finish_done(void *ud, int rc, const int *out_state) {
   jobq_ctx_t *ctx = ud;
   jobq_t *q = ctx->q;
   uv_mutex_lock(&q->mu);
+  jobq__attempt_to(ctx, JOBQ_ATTEMPT_FINISHED);
   int state = rc < 0 ? rc : out_state[0];
   if (state < 0) {
     /* Not stored (storage failed after the handler was told it worked), or
@@ -195,21 +200,6 @@ static void finish_done(void *ud, int rc, const int *out_state) {
  * held on entry; released on return. */
 static int user_finish_async(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
                              const char *error, const char *fn) {
-  if (ctx->released || q->closed == 2) {
-    /* Say it before the last reference goes: ctx (and q) may be freed. */
-    int rc = jobq__err(JOBQ_ECLOSED, "%s: the queue closed and released job %s", fn, ctx->rec.id);
-    ctx->user_done = 1;
-    jobq__ctx_put(ctx);
-    jobq__unlock(q);
-    return rc;
-  }
-  if (ctx->finished) {
-    int to = ctx->timed_out;
-    ctx->user_done = 1;
-    jobq__ctx_put(ctx);
-    jobq__unlock(q);
-    return jobq__err(JOBQ_ESTATE, "%s: the attempt already ended%s", fn, to ? " (it timed out)" : "");
-  }
   char *res = result ? jobq__strdup(result) : NULL;
   char *err = error ? jobq__strdup(error) : NULL;
   if ((result && !res) || (error && !err)) {
@@ -220,7 +210,7 @@ static int user_finish_async(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char
   }
   jobq_storage_finish f;
   outcome_record(q, ctx, outcome, res, err, &f);
-  ctx->finished = 1;
+  jobq__attempt_to(ctx, JOBQ_ATTEMPT_FINISHING);
   ctx->user_done = 1; /* the reference now travels with the finish */
   jobq__tmo_remove(q, ctx);
   free(ctx->fin_result);
@@ -236,7 +226,7 @@ static int user_finish_async(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char
     if (ctx->held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
     ctx->held = 0;
     q->ops_in_flight--;
-    ctx->finished = 0;
+    jobq__attempt_to(ctx, JOBQ_ATTEMPT_RUNNING);
     ctx->user_done = 0;
     uv_mutex_unlock(&q->mu);
     if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s: storage failed", fn);
@@ -257,11 +247,21 @@ int jobq__attempt_user_finish(jobq_ctx_t *ctx, int outcome, const char *result, 
                      ctx->rec.id);
   }
   if (ctx->t1_ns == 0) ctx->t1_ns = uv_hrtime();
+  int rc = jobq__attempt_refusal(q, ctx, fn);
+  if (rc) {
+    /* Said before the last reference goes: ctx (and q) may be freed. */
+    ctx->user_done = 1;
+    jobq__ctx_put(ctx);
+    jobq__unlock(q);
+    return rc;
+  }
   if (q->ops->finish_async) return user_finish_async(q, ctx, outcome, result, error, fn);
+  jobq__attempt_to(ctx, JOBQ_ATTEMPT_FINISHING);
   int open;
-  int rc = jobq__attempt_end(q, ctx, outcome, result, error, fn, &open);
+  rc = jobq__attempt_end(q, ctx, outcome, result, error, fn, &open);
   if (open) {
     /* Storage failed: the attempt is still open; the caller may try again. */
+    jobq__attempt_to(ctx, JOBQ_ATTEMPT_RUNNING);
     uv_mutex_unlock(&q->mu);
     return rc;
   }
@@ -272,12 +272,16 @@ int jobq__attempt_user_finish(jobq_ctx_t *ctx, int outcome, const char *result, 
 }
 
 void jobq__attempt_give_back(jobq_t *q, jobq_ctx_t *ctx) {
-  int open;
-  jobq__attempt_end(q, ctx, JOBQ_OUTCOME_RELEASE, NULL, NULL, "claim", &open);
-  if (open) { /* storage failed too: the lease expires and rescues it */
-    ctx->finished = 1;
-    jobq__running_del(q, ctx);
-    if (ctx->kr) ctx->kr->running--;
+  /* It may have timed out while it waited in a batch: then that ends it. */
+  if (ctx->state == JOBQ_ATTEMPT_RUNNING) {
+    jobq__attempt_to(ctx, JOBQ_ATTEMPT_FINISHING);
+    int open;
+    jobq__attempt_end(q, ctx, JOBQ_OUTCOME_RELEASE, NULL, NULL, "claim", &open);
+    if (open) { /* storage failed too: the lease expires and rescues it */
+      jobq__attempt_to(ctx, JOBQ_ATTEMPT_FINISHED);
+      jobq__running_del(q, ctx);
+      if (ctx->kr) ctx->kr->running--;
+    }
   }
   ctx->user_done = 1;
   jobq__ctx_put(ctx);

@@ -7,6 +7,7 @@
 
 #include "core/internal.h"
 
+#include <assert.h>
 #include <string.h>
 
 /* On-loop kinds without a concurrency limit still stop somewhere: claiming a
@@ -25,6 +26,28 @@ static inline int jobq__kind_limit(const kind_reg *k) {
   return k->ko.on_loop ? LOOP_DEFAULT_CONCURRENCY : 0;
 }
 
+/* Moves ctx to state to; mu held. An illegal change (see the diagram at
+ * jobq__attempt_state) is a bug in the core: assert()ed. */
+static inline void jobq__attempt_to(jobq_ctx_t *ctx, jobq__attempt_state to) {
+#define B(s) (1u << JOBQ_ATTEMPT_##s)
+  static const unsigned legal[] = {
+      [JOBQ_ATTEMPT_RUNNING] = B(FINISHING) | B(TIMING_OUT) | B(RELEASING),
+      [JOBQ_ATTEMPT_FINISHING] = B(FINISHED) | B(RUNNING),
+      [JOBQ_ATTEMPT_FINISHED] = 0,
+      [JOBQ_ATTEMPT_TIMING_OUT] = B(TIMED_OUT) | B(RUNNING),
+      [JOBQ_ATTEMPT_TIMED_OUT] = 0,
+      [JOBQ_ATTEMPT_RELEASING] = B(RELEASED),
+      [JOBQ_ATTEMPT_RELEASED] = 0,
+  };
+#undef B
+  assert(legal[ctx->state] & (1u << to));
+  (void)legal;
+  ctx->state = to;
+}
+
+/* 0 when ctx's owner may end it now; otherwise says why not (fn first). */
+int jobq__attempt_refusal(jobq_t *q, jobq_ctx_t *ctx, const char *fn);
+
 /* Forgets ctx as running here, unless a newer attempt of the same job
  * (claimed again after a quick retry) took its place. */
 void jobq__running_del(jobq_t *q, jobq_ctx_t *ctx);
@@ -32,9 +55,10 @@ void jobq__tmo_remove(jobq_t *q, jobq_ctx_t *ctx);
 /* Wakes claimers: jobs may have become claimable. */
 void jobq__work_available(jobq_t *q);
 
-/* Ends the attempt with outcome (attempt.c). When storage itself failed,
- * *open is set: nothing was applied and the attempt is still running, so
- * its owner may try again. */
+/* Stores the end of ctx's attempt, which the caller moved to FINISHING or
+ * TIMING_OUT, and publishes it; the attempt is then FINISHED or TIMED_OUT.
+ * When storage itself failed, *open is set and the state is left to the
+ * caller: nothing was applied. */
 int jobq__attempt_end(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
                       const char *error, const char *fn, int *open);
 /* Gives a claimed job back at once (it never started). */

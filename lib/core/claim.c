@@ -137,6 +137,7 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
     memset(&recs[i], 0, sizeof recs[i]);
     ctx->q = q;
     ctx->refs = 1;
+    ctx->state = JOBQ_ATTEMPT_RUNNING;
     ctx->kr = jobq__kind_find(q, ctx->rec.kind);
     ctx->t0_ns = uv_hrtime();
     atomic_init(&ctx->cancelled, ctx->rec.cancel_requested ? 1 : 0);
@@ -308,7 +309,7 @@ void jobq__run_loop_inbox(jobq_t *q) {
     q->n_inbox = q->cap_inbox = 0;
     for (size_t i = 0; i < n; i++) {
       jobq_ctx_t *ctx = batch[i];
-      if (ctx->finished) {
+      if (ctx->state != JOBQ_ATTEMPT_RUNNING) {
         /* Released or timed out before its handler ran: nobody will call
          * succeed/fail on it, so drop the user's reference here. */
         ctx->user_done = 1;

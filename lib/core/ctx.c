@@ -59,10 +59,10 @@ JOBQ_API int jobq_ctx_progress(jobq_ctx_t *ctx, int percent, const char *step) {
   if (step && (copy = jobq__strdup(step)) == NULL)
     return jobq__err(JOBQ_ENOMEM, "jobq_ctx_progress: out of memory");
   uv_mutex_lock(&q->mu);
-  if (ctx->finished || ctx->user_done) {
+  if (ctx->state != JOBQ_ATTEMPT_RUNNING || ctx->user_done) {
     uv_mutex_unlock(&q->mu);
     free(copy);
-    return jobq__err(ctx->released ? JOBQ_ECLOSED : JOBQ_ESTATE,
+    return jobq__err(jobq__attempt_released(ctx) ? JOBQ_ECLOSED : JOBQ_ESTATE,
                      "jobq_ctx_progress: the attempt of job %s already ended", ctx->rec.id);
   }
   ctx->progress = percent;

@@ -103,31 +103,71 @@ typedef struct kind_reg {
   double avg_ms; /* moving average of attempt durations, 0 = none yet */
 } kind_reg;
 
+/* Where an attempt is in its life; under q->mu. Every change goes through
+ * jobq__attempt_to (core/attempt.h), which knows the legal ones:
+ *
+ *   RUNNING ──► FINISHING ──► FINISHED    the owner's succeed/fail, or a claim's
+ *                                         give-back; storage applied it
+ *   RUNNING ◄── FINISHING                 storage failed: nothing was applied,
+ *                                         the owner may try again
+ *   RUNNING ──► TIMING_OUT ──► TIMED_OUT  the deadline passed; the maintenance
+ *                                         thread stores the retry or failure
+ *   RUNNING ◄── TIMING_OUT                could not be posted (out of memory):
+ *                                         the next tick tries again
+ *   RUNNING ──► RELEASING ──► RELEASED    jobq_close gives it back
+ *
+ * Only a RUNNING attempt may be ended; the states in between say who is
+ * ending it (the owner's call is refused with the reason: it timed out, or
+ * the queue released it). The final three are final. */
+typedef enum jobq__attempt_state {
+  JOBQ_ATTEMPT_RUNNING,
+  JOBQ_ATTEMPT_FINISHING,
+  JOBQ_ATTEMPT_FINISHED,
+  JOBQ_ATTEMPT_TIMING_OUT,
+  JOBQ_ATTEMPT_TIMED_OUT,
+  JOBQ_ATTEMPT_RELEASING,
+  JOBQ_ATTEMPT_RELEASED,
+} jobq__attempt_state;
+
 /* One attempt, handed to a handler or a jobq_claim caller. */
 struct jobq_ctx_s {
   jobq_t *q;
   int refs;            /* under q->mu: 1 until the user's succeed/fail, +1 while a
                         * handler call runs, +1 while a timeout is being applied */
-  int user_done;       /* the user's succeed/fail came (the user's ref is gone) */
+  jobq__attempt_state state; /* under q->mu; see above */
+  /* The user's succeed/fail came and took the user's reference. Not part of
+   * the state: an attempt that timed out or was released still waits for
+   * its owner's call (which is refused, but drops the reference). */
+  int user_done;
   kind_reg *kr;        /* NULL for a kind not registered here */
   jobq_storage_job rec;
-  atomic_int cancelled; /* cancel requested, timed out, or released */
-  int finished;        /* the attempt has ended (or is ending) */
-  int timed_out;
-  int released;
+  /* Cancel requested, timed out, or released: the handler should stop.
+   * Atomic and apart from state because handlers poll it without the lock
+   * (jobq_ctx_cancelled), and a cancel requested of a RUNNING attempt does
+   * not end it. */
+  atomic_int cancelled;
   int progress;
   char *step;
   int progress_dirty;
   int64_t progress_written;
   int64_t deadline;    /* timeout, 0 = none */
   uint32_t tmo_idx;    /* index in q->tmo */
-  int in_tmo;
+  int in_tmo;          /* in q->tmo (a RUNNING attempt whose deadline is ahead) */
   uint64_t t0_ns;      /* start, for the kind's average duration */
   uint64_t t1_ns;      /* when the handler said it was done; 0: not yet */
-  int held;            /* an asynchronous finish holds the job's events */
-  char *fin_result;    /* copies kept while an asynchronous finish is stored */
+  /* While an asynchronous finish is stored (FINISHING): whether it holds
+   * the job's events, and copies of what it stores. */
+  int held;
+  char *fin_result;
   char *fin_error;
 };
+
+static inline int jobq__attempt_timed_out(const jobq_ctx_t *ctx) {
+  return ctx->state == JOBQ_ATTEMPT_TIMING_OUT || ctx->state == JOBQ_ATTEMPT_TIMED_OUT;
+}
+static inline int jobq__attempt_released(const jobq_ctx_t *ctx) {
+  return ctx->state == JOBQ_ATTEMPT_RELEASING || ctx->state == JOBQ_ATTEMPT_RELEASED;
+}
 
 typedef struct waiter {
   struct waiter *next;
@@ -283,7 +323,9 @@ void jobq__release_all(jobq_t *q);            /* mu held */
 /* core/maint.c */
 int jobq__maint_start(jobq_t *q); /* starts the timer and the maintenance thread */
 void jobq__maint_stop(jobq_t *q);  /* joins the thread; mu not held */
-void jobq__maint_post_timeout(jobq_t *q, jobq_ctx_t *ctx); /* mu held */
+/* mu held; -1 when out of memory (nothing posted) */
+int jobq__maint_post_timeout(jobq_t *q, jobq_ctx_t *ctx);
+int64_t jobq__maint_tick_ms(jobq_t *q); /* how often the maintenance timer ticks */
 void jobq__timeout_apply(jobq_ctx_t *ctx); /* core/timeout.c */
 void jobq__maint_on_notify(void *ud); /* storage saw another process's change */
 void jobq__ctx_put(jobq_ctx_t *ctx); /* core/attempt.c: mu held */

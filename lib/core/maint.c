@@ -24,7 +24,7 @@ typedef struct maint_batch {
   size_t rescued;
 } maint_batch;
 
-static int64_t tick_ms(jobq_t *q) {
+int64_t jobq__maint_tick_ms(jobq_t *q) {
   int64_t t = q->o.lease_ms / 4;
   if (t > JOBQ_PROGRESS_WRITE_MS) t = JOBQ_PROGRESS_WRITE_MS;
   return t < 10 ? 10 : t;
@@ -84,7 +84,7 @@ static void maint_tick(uv_timer_t *t) {
   if (q->running.count) {
     for (size_t i = 0; i < q->running.cap; i++) {
       jobq_ctx_t *c = q->running.slots[i].key ? q->running.slots[i].val : NULL;
-      if (c && c->progress_dirty && !c->finished &&
+      if (c && c->progress_dirty && c->state == JOBQ_ATTEMPT_RUNNING &&
           now - c->progress_written >= JOBQ_PROGRESS_WRITE_MS)
         dirty++;
     }
@@ -105,7 +105,7 @@ static void maint_tick(uv_timer_t *t) {
     goto fail;
   for (size_t i = 0; i < q->running.cap; i++) {
     jobq_ctx_t *c = q->running.slots[i].key ? q->running.slots[i].val : NULL;
-    if (c == NULL || c->finished) continue;
+    if (c == NULL || c->state != JOBQ_ATTEMPT_RUNNING) continue;
     if (n) {
       jobq_storage_lease *l = &b->leases[b->n_leases];
       if ((l->id = jobq__strdup(c->rec.id)) == NULL) goto fail;
@@ -166,25 +166,17 @@ static void maint_main(void *arg) {
   uv_mutex_unlock(&q->mu);
 }
 
-void jobq__maint_post_timeout(jobq_t *q, jobq_ctx_t *ctx) {
+int jobq__maint_post_timeout(jobq_t *q, jobq_ctx_t *ctx) {
   if (q->n_tmo_posted == q->cap_tmo_posted) {
     size_t nc = q->cap_tmo_posted ? q->cap_tmo_posted * 2 : 16;
     jobq_ctx_t **nv = realloc(q->tmo_posted, nc * sizeof *nv);
-    if (nv == NULL) {
-      /* Out of memory: try again at the next tick. */
-      ctx->finished = 0;
-      ctx->timed_out = 0;
-      ctx->refs--;
-      q->ops_in_flight--;
-      ctx->deadline = jobq__now(q) + tick_ms(q);
-      if (jobq__heap_push(&q->tmo, ctx) == 0) ctx->in_tmo = 1;
-      return;
-    }
+    if (nv == NULL) return -1;
     q->tmo_posted = nv;
     q->cap_tmo_posted = nc;
   }
   q->tmo_posted[q->n_tmo_posted++] = ctx;
   uv_cond_signal(&q->maint_cv);
+  return 0;
 }
 
 int jobq__maint_start(jobq_t *q) {
@@ -197,7 +189,7 @@ int jobq__maint_start(jobq_t *q) {
   int64_t now = jobq__now(q);
   q->next_heartbeat = now + q->o.lease_ms / 3;
   q->next_rescue = now; /* jobs a crashed process left behind: look at once */
-  uv_timer_start(&q->maint, maint_tick, 0, (uint64_t)tick_ms(q));
+  uv_timer_start(&q->maint, maint_tick, 0, (uint64_t)jobq__maint_tick_ms(q));
   return 0;
 }
 

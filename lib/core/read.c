@@ -29,7 +29,7 @@ void jobq__job_overlay(jobq_t *q, jobq_job_t *job) {
           r->step = s;
         }
       }
-      if (atomic_load(&ctx->cancelled) && !ctx->timed_out) r->cancel_requested = 1;
+      if (atomic_load(&ctx->cancelled) && !jobq__attempt_timed_out(ctx)) r->cancel_requested = 1;
     }
   }
   if (r->state == JOBQ_QUEUED && r->position >= 0 && k && k->avg_ms > 0) {

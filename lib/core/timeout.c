@@ -34,14 +34,12 @@ void jobq__timeout_apply(jobq_ctx_t *ctx) {
   snprintf(msg, sizeof msg, "attempt timed out after %lld ms",
            (long long)(ctx->kr ? ctx->kr->ko.timeout_ms : 0));
   uv_mutex_lock(&q->mu);
-  ctx->finished = 0; /* claimed for this path in expire; end_attempt sets it again */
-  q->ops_in_flight--;
+  q->ops_in_flight--; /* expire's count; jobq__attempt_end counts its own call */
   int open;
   jobq__attempt_end(q, ctx, JOBQ_OUTCOME_RETRY, NULL, msg, "timeout", &open);
-  ctx->timed_out = 1;
   /* If storage failed, the attempt stays running there and its handler's
    * finish is still refused; a lease expiry (durable backends) recovers it. */
-  if (open) ctx->finished = 1;
+  if (open) jobq__attempt_to(ctx, JOBQ_ATTEMPT_TIMED_OUT);
   jobq__ctx_put(ctx); /* the timeout's reference */
   uv_mutex_unlock(&q->mu);
 }
@@ -50,14 +48,20 @@ void jobq__expire_timeouts(jobq_t *q, int64_t now) {
   jobq_ctx_t *ctx;
   while ((ctx = jobq__heap_top(&q->tmo)) && ctx->deadline <= now) {
     jobq__tmo_remove(q, ctx);
-    if (ctx->finished) continue;
+    if (ctx->state != JOBQ_ATTEMPT_RUNNING) continue;
     /* From now on the handler's own finish is refused; it should stop. */
-    ctx->finished = 1;
-    ctx->timed_out = 1;
+    jobq__attempt_to(ctx, JOBQ_ATTEMPT_TIMING_OUT);
     atomic_store(&ctx->cancelled, 1);
     ctx->refs++;
     q->ops_in_flight++; /* close waits for it */
-    jobq__maint_post_timeout(q, ctx);
+    if (jobq__maint_post_timeout(q, ctx) != 0) {
+      /* Out of memory: running again until the next tick tries again. */
+      jobq__attempt_to(ctx, JOBQ_ATTEMPT_RUNNING);
+      ctx->refs--;
+      q->ops_in_flight--;
+      ctx->deadline = now + jobq__maint_tick_ms(q);
+      if (jobq__heap_push(&q->tmo, ctx) == 0) ctx->in_tmo = 1;
+    }
   }
 }
 
@@ -78,9 +82,8 @@ void jobq__release_all(jobq_t *q) {
   int64_t now = jobq__now(q);
   for (size_t i = 0; i < q->running.cap; i++) {
     jobq_ctx_t *c = q->running.slots[i].key ? q->running.slots[i].val : NULL;
-    if (c == NULL || c->finished) continue;
-    c->finished = 1;
-    c->released = 1;
+    if (c == NULL || c->state != JOBQ_ATTEMPT_RUNNING) continue;
+    jobq__attempt_to(c, JOBQ_ATTEMPT_RELEASING);
     atomic_store(&c->cancelled, 1);
     jobq__tmo_remove(q, c);
     f[k].id = c->rec.id;
@@ -98,6 +101,7 @@ void jobq__release_all(jobq_t *q) {
   uv_mutex_lock(&q->mu);
   q->ops_in_flight--;
   for (size_t i = 0; i < k; i++) {
+    jobq__attempt_to(v[i], JOBQ_ATTEMPT_RELEASED);
     jobq__running_del(q, v[i]);
     if (v[i]->kr) v[i]->kr->running--;
     if (st[i] == JOBQ_CANCELLED)
