@@ -197,7 +197,7 @@ static void finish_done(void *ud, int rc, const int *out_state) {
 
 /* The user's finish with a backend that stores asynchronously: returns once
  * the outcome is queued for storage; news follows when it is stored. mu
- * held on entry; released on return. */
+ * held on entry; released on return (and around the storage call). */
 static int user_finish_async(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
                              const char *error, const char *fn) {
   char *res = result ? jobq__strdup(result) : NULL;
@@ -220,20 +220,26 @@ static int user_finish_async(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char
   if (f.outcome == JOBQ_OUTCOME_SUCCEEDED) free(err);
   ctx->held = jobq__events_on(q) && jobq__hold_begin(q, ctx->rec.id) == 0;
   q->ops_in_flight++;
-  /* The backend copies f before it returns; the step is read under mu. */
-  int rc = q->ops->finish_async(q->st, &f, 1, finish_done, ctx);
-  if (rc < 0) {
-    if (ctx->held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
-    ctx->held = 0;
-    q->ops_in_flight--;
-    jobq__attempt_to(ctx, JOBQ_ATTEMPT_RUNNING);
-    ctx->user_done = 0;
-    uv_mutex_unlock(&q->mu);
-    if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s: storage failed", fn);
-    return rc;
-  }
+  /* Storage is called without mu, like every storage call: a backend may
+   * block (a full request queue, its own lock), and nothing here needs mu
+   * meanwhile. What f points to stays put: the id and the copies belong to
+   * ctx, and a FINISHING attempt's step is not changed (jobq_ctx_progress
+   * refuses). The backend copies f before it returns. */
   uv_mutex_unlock(&q->mu);
-  return 0;
+  int rc = q->ops->finish_async(q->st, &f, 1, finish_done, ctx);
+  if (rc == 0) return 0; /* ctx may be gone already: finish_done had the last word */
+  /* Not queued: finish_done will not come, so ctx (with the user's
+   * reference) is still ours; nothing else ends a FINISHING attempt. */
+  uv_mutex_lock(&q->mu);
+  if (ctx->held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
+  ctx->held = 0;
+  q->ops_in_flight--;
+  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  jobq__attempt_to(ctx, JOBQ_ATTEMPT_RUNNING);
+  ctx->user_done = 0;
+  uv_mutex_unlock(&q->mu);
+  if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s: storage failed", fn);
+  return rc;
 }
 
 /* The user's succeed/fail: ends the attempt and drops the user's reference. */

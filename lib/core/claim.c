@@ -21,6 +21,29 @@ static inline void cpu_relax(void) {
 
 static int64_t queue_clock(void *ud) { return jobq__now(ud); }
 
+/* Gives back claimed jobs that cannot be run (no memory for their ctx):
+ * the lease would otherwise hold them. They are the recs still holding an
+ * id (the others moved into their ctx). mu held; released around storage,
+ * like every storage call. */
+static void give_back_unstarted(jobq_t *q, jobq_storage_job *recs, size_t got, int64_t now) {
+  q->ops_in_flight++;
+  uv_mutex_unlock(&q->mu);
+  for (size_t i = 0; i < got; i++) {
+    if (recs[i].id[0] == '\0') continue;
+    jobq_storage_finish f = {0};
+    int st;
+    f.id = recs[i].id;
+    f.attempt = recs[i].attempts;
+    f.outcome = JOBQ_OUTCOME_RELEASE;
+    f.now = now;
+    q->ops->finish(q->st, &f, 1, &st);
+    jobq_storage_job_clear(&recs[i]);
+  }
+  uv_mutex_lock(&q->mu);
+  q->ops_in_flight--;
+  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+}
+
 /* Claims up to max due jobs of kinds (NULL: any kind, then max is 1) into
  * out[], *n_out of them. mu held on entry and exit (released around the
  * storage call). Concurrency-limited kinds reserve their share first, so a
@@ -119,18 +142,11 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
     }
     goto unreserve;
   }
+  size_t n_lost = 0;
   for (size_t i = 0; i < got; i++) {
     jobq_ctx_t *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL) {
-      /* Give back what cannot be run; the lease would otherwise hold it. */
-      jobq_storage_finish f = {0};
-      int st;
-      f.id = recs[i].id;
-      f.attempt = recs[i].attempts;
-      f.outcome = JOBQ_OUTCOME_RELEASE;
-      f.now = req.now;
-      q->ops->finish(q->st, &f, 1, &st);
-      jobq_storage_job_clear(&recs[i]);
+      n_lost++; /* recs[i] stays: given back below */
       continue;
     }
     ctx->rec = recs[i];
@@ -161,6 +177,7 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
     jobq__notify_waiters(q, ctx->rec.id);
     out[(*n_out)++] = ctx;
   }
+  if (n_lost) give_back_unstarted(q, recs, got, req.now);
   rc = *n_out ? 0 : jobq__err(JOBQ_ENOMEM, "claim: out of memory");
 
 unreserve:
