@@ -34,9 +34,9 @@ void jobq__work_available(jobq_t *q) {
 }
 
 static int64_t backoff_ms(jobq_t *q, const kind_reg *k, int attempt) {
-  int64_t base = k ? k->ko.backoff_base_ms : 1000;
-  int64_t max = k ? k->ko.backoff_max_ms : 300000;
-  double jitter = k ? k->ko.jitter : 0.2;
+  int64_t base = k ? k->ko.backoff_base_ms : JOBQ_DEFAULT_BACKOFF_BASE_MS;
+  int64_t max = k ? k->ko.backoff_max_ms : JOBQ_DEFAULT_BACKOFF_MAX_MS;
+  double jitter = k ? k->ko.jitter : JOBQ_DEFAULT_JITTER;
   int64_t d = base;
   for (int i = 1; i < attempt && d < max; i++) d *= 2;
   if (d > max) d = max;

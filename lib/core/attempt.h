@@ -10,22 +10,6 @@
 #include <assert.h>
 #include <string.h>
 
-/* On-loop kinds without a concurrency limit still stop somewhere: claiming a
- * whole backlog onto one thread helps nobody. */
-#define LOOP_DEFAULT_CONCURRENCY 1024
-
-static inline kind_reg *jobq__kind_find(jobq_t *q, const char *name) {
-  for (int i = 0; i < q->n_kinds; i++)
-    if (strcmp(q->kinds[i].name, name) == 0) return &q->kinds[i];
-  return NULL;
-}
-
-/* A kind's concurrency limit, 0 for none. */
-static inline int jobq__kind_limit(const kind_reg *k) {
-  if (k->ko.concurrency > 0) return k->ko.concurrency;
-  return k->ko.on_loop ? LOOP_DEFAULT_CONCURRENCY : 0;
-}
-
 /* Moves ctx to state to; mu held. An illegal change (see the diagram at
  * jobq__attempt_state) is a bug in the core: assert()ed. */
 static inline void jobq__attempt_to(jobq_ctx_t *ctx, jobq__attempt_state to) {

@@ -119,7 +119,7 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
   req.lease_ms = q->o.lease_ms;
   req.clock = queue_clock;
   req.clock_ud = q;
-  req.default_max_attempts = 3;
+  req.default_max_attempts = JOBQ_DEFAULT_MAX_ATTEMPTS;
   req.ma_kinds = q->ma_kinds;
   req.ma_values = q->ma_values;
   req.n_ma = (size_t)q->n_ma;
@@ -171,7 +171,7 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
         if (ctx->deadline < q->timer_at) jobq__kick_loop(q);
       }
     }
-    if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = 3;
+    if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = JOBQ_DEFAULT_MAX_ATTEMPTS;
     jobq__emit(q, JOBQ_EVENT_STARTED, ctx->rec.id, ctx->rec.kind, JOBQ_RUNNING, 0, NULL,
                ctx->rec.attempts, NULL, NULL);
     jobq__notify_waiters(q, ctx->rec.id);

@@ -4,6 +4,7 @@
 
 #include "jobq.h"
 #include "jobq/storage.h"
+#include "core/defaults.h"
 #include "util/err.h"
 #include "util/heap.h"
 #include "util/map.h"
@@ -11,6 +12,7 @@
 #include "util/mutex.h"
 
 #include <stdatomic.h>
+#include <string.h>
 #include <uv.h>
 
 #define JOBQ_KIND_MAX 64
@@ -128,6 +130,13 @@ typedef enum jobq__attempt_state {
   JOBQ_ATTEMPT_RELEASING,
   JOBQ_ATTEMPT_RELEASED,
 } jobq__attempt_state;
+
+static inline kind_reg *jobq__kind_find(jobq_t *q, const char *name);
+/* A kind's concurrency limit, 0 for none. */
+static inline int jobq__kind_limit(const kind_reg *k) {
+  if (k->ko.concurrency > 0) return k->ko.concurrency;
+  return k->ko.on_loop ? JOBQ_LOOP_DEFAULT_CONCURRENCY : 0;
+}
 
 /* One attempt, handed to a handler or a jobq_claim caller. */
 struct jobq_ctx_s {
@@ -284,6 +293,12 @@ struct jobq_s {
   jobq_map waiters;      /* id -> waiter list */
 };
 
+static inline kind_reg *jobq__kind_find(jobq_t *q, const char *name) {
+  for (int i = 0; i < q->n_kinds; i++)
+    if (strcmp(q->kinds[i].name, name) == 0) return &q->kinds[i];
+  return NULL;
+}
+
 /* core/queue.c */
 int64_t jobq__now(jobq_t *q);
 void jobq__kick_loop(jobq_t *q);             /* mu held */
@@ -335,6 +350,8 @@ void jobq__cancel_hints_clear(jobq_t *q);     /* mu held */
 
 /* core/options.c */
 int jobq__kind_name_check(const char *fn, const char *kind);
+void jobq__options_defaults(struct jobq_options_s *o);  /* the other fields untouched */
+void jobq__kind_opts_defaults(struct jobq_kind_opts_s *k);
 
 /* core/read.c */
 void jobq__job_overlay(jobq_t *q, jobq_job_t *job); /* mu held */

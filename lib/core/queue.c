@@ -181,10 +181,7 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   jobq_options_t defaults;
   if (opts == NULL) {
     memset(&defaults, 0, sizeof defaults);
-    defaults.workers = 4;
-    defaults.max_payload = 1u << 20;
-    defaults.event_buffer = 65536;
-    defaults.lease_ms = 30000;
+    jobq__options_defaults(&defaults);
     opts = &defaults;
   }
   const char *url = opts->storage_url ? opts->storage_url : "memory:";
@@ -336,10 +333,7 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
   if (ko) {
     k->ko = *ko;
   } else {
-    k->ko.max_attempts = 3;
-    k->ko.backoff_base_ms = 1000;
-    k->ko.backoff_max_ms = 300000;
-    k->ko.jitter = 0.2;
+    jobq__kind_opts_defaults(&k->ko);
   }
   /* kinds moved (realloc): point the claim table at the new names */
   for (int i = 0; i < q->n_kinds; i++) {

@@ -7,16 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static kind_reg *kind_of(jobq_t *q, const char *name) {
-  for (int i = 0; i < q->n_kinds; i++)
-    if (strcmp(q->kinds[i].name, name) == 0) return &q->kinds[i];
-  return NULL;
-}
-
 void jobq__job_overlay(jobq_t *q, jobq_job_t *job) {
   jobq_storage_job *r = &job->rec;
   job->eta_ms = -1;
-  kind_reg *k = r->kind ? kind_of(q, r->kind) : NULL;
+  kind_reg *k = r->kind ? jobq__kind_find(q, r->kind) : NULL;
   if (r->max_attempts == 0 && k) r->max_attempts = k->ko.max_attempts;
   if (r->state == JOBQ_RUNNING) {
     jobq_ctx_t *ctx = jobq__map_get(&q->running, r->id);
@@ -33,7 +27,7 @@ void jobq__job_overlay(jobq_t *q, jobq_job_t *job) {
     }
   }
   if (r->state == JOBQ_QUEUED && r->position >= 0 && k && k->avg_ms > 0) {
-    int par = k->ko.concurrency > 0 ? k->ko.concurrency : (k->ko.on_loop ? 1024 : q->o.workers);
+    int par = jobq__kind_limit(k) > 0 ? jobq__kind_limit(k) : q->o.workers;
     if (!k->ko.on_loop && par > q->o.workers) par = q->o.workers;
     if (par < 1) par = 1;
     job->eta_ms = (int64_t)((double)(r->position / par + 1) * k->avg_ms);
