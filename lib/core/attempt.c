@@ -157,11 +157,11 @@ int jobq__attempt_end(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *resul
   int state = 0;
   /* Hold the job's events until ours is out (see jobq__hold_begin). */
   int held = jobq__events_on(q) && jobq__hold_begin(q, ctx->rec.id) == 0;
-  q->ops_in_flight++;
+  jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
   int rc = q->ops->finish(q->st, &f, 1, &state);
   uv_mutex_lock(&q->mu);
-  q->ops_in_flight--;
+  jobq__storage_end(q);
   rc = end_applied(q, ctx, outcome, result, error, fn, open, rc, state, f.outcome);
   if (held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
   return rc;
@@ -190,7 +190,7 @@ static void finish_done(void *ud, int rc, const int *out_state) {
   }
   if (ctx->held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
   ctx->held = 0;
-  q->ops_in_flight--;
+  jobq__storage_end(q);
   jobq__ctx_put(ctx); /* the user's reference, carried by the finish */
   jobq__unlock(q);
 }
@@ -219,7 +219,7 @@ static int user_finish_async(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char
   ctx->fin_error = f.outcome == JOBQ_OUTCOME_SUCCEEDED ? NULL : err;
   if (f.outcome == JOBQ_OUTCOME_SUCCEEDED) free(err);
   ctx->held = jobq__events_on(q) && jobq__hold_begin(q, ctx->rec.id) == 0;
-  q->ops_in_flight++;
+  jobq__storage_begin(q);
   /* Storage is called without mu, like every storage call: a backend may
    * block (a full request queue, its own lock), and nothing here needs mu
    * meanwhile. What f points to stays put: the id and the copies belong to
@@ -233,8 +233,7 @@ static int user_finish_async(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char
   uv_mutex_lock(&q->mu);
   if (ctx->held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
   ctx->held = 0;
-  q->ops_in_flight--;
-  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  jobq__storage_end(q);
   jobq__attempt_to(ctx, JOBQ_ATTEMPT_RUNNING);
   ctx->user_done = 0;
   uv_mutex_unlock(&q->mu);

@@ -22,15 +22,14 @@ JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
     return jobq__err(JOBQ_ECLOSED, "jobq_cancel: the queue is closing");
   }
   int held = jobq__events_on(q) && jobq__hold_begin(q, id) == 0;
-  q->ops_in_flight++;
+  jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
   int state = -1;
   char *kind = NULL;
   int64_t now = jobq__now(q);
   int rc = q->ops->cancel(q->st, id, now, &state, &kind);
   uv_mutex_lock(&q->mu);
-  q->ops_in_flight--;
-  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  jobq__storage_end(q);
   if (rc == JOBQ_ENOTFOUND) {
     rc = jobq__err(rc, "jobq_cancel: no job %s", id);
   } else if (rc == JOBQ_ESTATE) {

@@ -26,7 +26,7 @@ static int64_t queue_clock(void *ud) { return jobq__now(ud); }
  * id (the others moved into their ctx). mu held; released around storage,
  * like every storage call. */
 static void give_back_unstarted(jobq_t *q, jobq_storage_job *recs, size_t got, int64_t now) {
-  q->ops_in_flight++;
+  jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
   for (size_t i = 0; i < got; i++) {
     if (recs[i].id[0] == '\0') continue;
@@ -40,8 +40,7 @@ static void give_back_unstarted(jobq_t *q, jobq_storage_job *recs, size_t got, i
     jobq_storage_job_clear(&recs[i]);
   }
   uv_mutex_lock(&q->mu);
-  q->ops_in_flight--;
-  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  jobq__storage_end(q);
 }
 
 /* Claims up to max due jobs of kinds (NULL: any kind, then max is 1) into
@@ -125,15 +124,14 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
   req.n_ma = (size_t)q->n_ma;
   int64_t next = INT64_MAX;
   q->claims_in_flight++;
-  q->ops_in_flight++;
+  jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
   rc = q->ops->claim(q->st, &req, recs, &got);
   if (rc == 0 && got == 0)
     q->ops->next_run_at(q->st, req.kinds, req.n_kinds, req.now, &next);
   uv_mutex_lock(&q->mu);
   q->claims_in_flight--;
-  q->ops_in_flight--;
-  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  jobq__storage_end(q);
 
   if (rc < 0 || got == 0) {
     if (rc == 0 && next < q->wake_at) {

@@ -85,13 +85,12 @@ JOBQ_API int jobq_ctx_progress(jobq_ctx_t *ctx, int percent, const char *step) {
     ctx->progress_written = now;
     ctx->progress_dirty = 0;
     char *s = ctx->step ? jobq__strdup(ctx->step) : NULL;
-    q->ops_in_flight++;
+    jobq__storage_begin(q);
     uv_mutex_unlock(&q->mu);
     rc = q->ops->progress(q->st, ctx->rec.id, ctx->rec.attempts, percent, s);
     free(s);
     uv_mutex_lock(&q->mu);
-    q->ops_in_flight--;
-    if (q->closed) uv_cond_broadcast(&q->idle_cv);
+    jobq__storage_end(q);
     if (rc == JOBQ_ESTATE || rc == JOBQ_ENOTFOUND) rc = 0; /* ended meanwhile */
   } else {
     ctx->progress_dirty = 1;

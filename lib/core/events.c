@@ -223,11 +223,11 @@ static void remote_event(void *ud, const jobq_storage_event *ev) {
 static void want_remote_events(jobq_t *q) {
   if (q->sink_on || q->ops->set_event_sink == NULL || q->closed) return;
   q->sink_on = 1;
-  q->ops_in_flight++;
+  jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
   int rc = q->ops->set_event_sink(q->st, remote_event, q);
   uv_mutex_lock(&q->mu);
-  q->ops_in_flight--;
+  jobq__storage_end(q);
   if (rc != 0) q->sink_on = 0; /* local events still flow; a later listener tries again */
   if (q->closed) uv_cond_broadcast(&q->idle_cv);
 }

@@ -101,15 +101,14 @@ static int op_begin(jobq_t *q, const char *fn) {
     uv_mutex_unlock(&q->mu);
     return jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
   }
-  q->ops_in_flight++;
+  jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
   return 0;
 }
 
 static void op_end(jobq_t *q) {
   uv_mutex_lock(&q->mu);
-  q->ops_in_flight--;
-  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  jobq__storage_end(q);
   uv_mutex_unlock(&q->mu);
 }
 

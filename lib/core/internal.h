@@ -299,6 +299,17 @@ static inline kind_reg *jobq__kind_find(jobq_t *q, const char *name) {
   return NULL;
 }
 
+/* Every storage call is counted from before it starts until its answer is
+ * in (q->ops_in_flight), so that jobq_close can wait for the last one
+ * before it closes storage. mu held for both; the call itself runs without
+ * it. A count may also span threads: a timeout counted when it is posted
+ * ends on the maintenance thread, an asynchronous finish in its done. */
+static inline void jobq__storage_begin(jobq_t *q) { q->ops_in_flight++; }
+static inline void jobq__storage_end(jobq_t *q) {
+  q->ops_in_flight--;
+  if (q->closed) uv_cond_broadcast(&q->idle_cv); /* jobq_close may be waiting */
+}
+
 /* core/queue.c */
 int64_t jobq__now(jobq_t *q);
 void jobq__kick_loop(jobq_t *q);             /* mu held */

@@ -40,7 +40,7 @@ static int begin_op(jobq_t *q, const char *fn) {
     uv_mutex_unlock(&q->mu);
     return jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
   }
-  q->ops_in_flight++;
+  jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
   return 0;
 }
@@ -48,8 +48,7 @@ static int begin_op(jobq_t *q, const char *fn) {
 /* Ends a storage call; leaves mu held. */
 static void end_op(jobq_t *q) {
   uv_mutex_lock(&q->mu);
-  q->ops_in_flight--;
-  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  jobq__storage_end(q);
 }
 
 static int check_id(const char *fn, const char *id) {

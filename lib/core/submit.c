@@ -46,14 +46,20 @@ static int prepare(jobq_t *q, const char *fn, const char *kind, const char *payl
  * wake a sleeping worker: submitting threads then contend on storage alone. */
 static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, const int *force,
                  int64_t now, int *dup) {
-  /* Announce the storage call before checking closed; jobq_close sets closed
-   * before it waits for ops_in_flight to drain, so one of us sees the other. */
+  /* The storage call is counted like any other (jobq__storage_begin/end),
+   * but without the lock: announce it before checking closed; jobq_close
+   * sets closed before it waits for ops_in_flight to drain, so one of us
+   * sees the other. Every way out goes through `out`, whose decrement is
+   * the last touch of q. */
   q->ops_in_flight++;
+  int rc = 0, held = 0;
+  /* A dedupe hit replaces a job's id with the existing job's: the holds
+   * are under the ids we made. */
+  char (*made)[JOBQ_ID_SIZE] = NULL;
   if (q->closed) {
-    q->ops_in_flight--;
-    return jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
+    rc = jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
+    goto out;
   }
-  int held = 0;
   if (atomic_load(&q->events_flag)) {
     uv_mutex_lock(&q->mu);
     held = jobq__events_on(q);
@@ -61,29 +67,25 @@ static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, c
       if (jobq__hold_begin(q, recs[i]->id) != 0) {
         for (size_t j = 0; j < i; j++) jobq__hold_end(q, recs[j]->id, 0, NULL);
         uv_mutex_unlock(&q->mu);
-        q->ops_in_flight--;
-        return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+        rc = jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+        goto out;
       }
     }
     uv_mutex_unlock(&q->mu);
   }
-
-  /* A dedupe hit replaces a job's id with the existing job's: the holds
-   * are under the ids we made. */
-  char (*made)[JOBQ_ID_SIZE] = NULL;
   if (held) {
     made = malloc(n * sizeof *made);
     if (made == NULL) {
       uv_mutex_lock(&q->mu);
       for (size_t i = 0; i < n; i++) jobq__hold_end(q, recs[i]->id, 0, NULL);
       uv_mutex_unlock(&q->mu);
-      q->ops_in_flight--;
-      return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+      rc = jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+      goto out;
     }
     for (size_t i = 0; i < n; i++) memcpy(made[i], recs[i]->id, JOBQ_ID_SIZE);
   }
   jobq__set_detail(""); /* so that a backend's own sentence is not mistaken */
-  int rc = q->ops->insert(q->st, recs, n, force, now, dup);
+  rc = q->ops->insert(q->st, recs, n, force, now, dup);
 
   if (rc < 0) {
     if (held) {
@@ -91,11 +93,10 @@ static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, c
       for (size_t i = 0; i < n; i++) jobq__hold_end(q, made[i], 0, NULL);
       uv_mutex_unlock(&q->mu);
     }
-    free(made);
-    q->ops_in_flight--;
     if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s: storage refused the job", fn);
-    return rc;
+    goto out;
   }
+  rc = 0;
   int due = 0, delayed = 0;
   for (size_t i = 0; i < n; i++) {
     if (dup[i]) continue;
@@ -118,9 +119,10 @@ static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, c
     }
     uv_mutex_unlock(&q->mu);
   }
+out:
   free(made);
   q->ops_in_flight--; /* the last touch of q */
-  return 0;
+  return rc;
 }
 
 JOBQ_API int jobq_submit(jobq_t *q, const char *kind, const char *payload_json,

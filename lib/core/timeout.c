@@ -34,7 +34,7 @@ void jobq__timeout_apply(jobq_ctx_t *ctx) {
   snprintf(msg, sizeof msg, "attempt timed out after %lld ms",
            (long long)(ctx->kr ? ctx->kr->ko.timeout_ms : 0));
   uv_mutex_lock(&q->mu);
-  q->ops_in_flight--; /* expire's count; jobq__attempt_end counts its own call */
+  jobq__storage_end(q); /* expire's count; jobq__attempt_end counts its own call */
   int open;
   jobq__attempt_end(q, ctx, JOBQ_OUTCOME_RETRY, NULL, msg, "timeout", &open);
   /* If storage failed, the attempt stays running there and its handler's
@@ -53,12 +53,12 @@ void jobq__expire_timeouts(jobq_t *q, int64_t now) {
     jobq__attempt_to(ctx, JOBQ_ATTEMPT_TIMING_OUT);
     atomic_store(&ctx->cancelled, 1);
     ctx->refs++;
-    q->ops_in_flight++; /* close waits for it */
+    jobq__storage_begin(q); /* close waits for it */
     if (jobq__maint_post_timeout(q, ctx) != 0) {
       /* Out of memory: running again until the next tick tries again. */
       jobq__attempt_to(ctx, JOBQ_ATTEMPT_RUNNING);
       ctx->refs--;
-      q->ops_in_flight--;
+      jobq__storage_end(q);
       ctx->deadline = now + jobq__maint_tick_ms(q);
       if (jobq__heap_push(&q->tmo, ctx) == 0) ctx->in_tmo = 1;
     }
@@ -95,11 +95,11 @@ void jobq__release_all(jobq_t *q) {
     c->refs++;
     v[k++] = c;
   }
-  q->ops_in_flight++;
+  jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
   if (k) q->ops->finish(q->st, f, k, st);
   uv_mutex_lock(&q->mu);
-  q->ops_in_flight--;
+  jobq__storage_end(q);
   for (size_t i = 0; i < k; i++) {
     jobq__attempt_to(v[i], JOBQ_ATTEMPT_RELEASED);
     jobq__running_del(q, v[i]);
