@@ -27,12 +27,6 @@ void jobq__running_del(jobq_t *q, jobq_ctx_t *ctx) {
   if (jobq__map_get(&q->running, ctx->rec.id) == ctx) jobq__map_del(&q->running, ctx->rec.id);
 }
 
-/* Wakes claimers: jobs may have become claimable. mu held. */
-void jobq__work_available(jobq_t *q) {
-  q->work_gen++;
-  if (q->idle) uv_cond_broadcast(&q->work_cv);
-}
-
 static int64_t backoff_ms(jobq_t *q, const kind_reg *k, int attempt) {
   int64_t base = k ? k->ko.backoff_base_ms : JOBQ_DEFAULT_BACKOFF_BASE_MS;
   int64_t max = k ? k->ko.backoff_max_ms : JOBQ_DEFAULT_BACKOFF_MAX_MS;
@@ -79,14 +73,14 @@ static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *resul
      * which group commit may delay by a millisecond or two. */
     double ms = (double)((ctx->t1_ns ? ctx->t1_ns : uv_hrtime()) - ctx->t0_ns) / 1e6;
     ctx->kr->avg_ms = ctx->kr->avg_ms == 0 ? ms : ctx->kr->avg_ms * 0.8 + ms * 0.2;
-    if (jobq__kind_limit(ctx->kr) > 0) jobq__work_available(q);
+    if (jobq__kind_limit(ctx->kr) > 0) jobq__wake_claimers(q);
   }
   int type = state == JOBQ_SUCCEEDED ? JOBQ_EVENT_SUCCEEDED
              : state == JOBQ_FAILED  ? JOBQ_EVENT_FAILED
              : state == JOBQ_CANCELLED ? JOBQ_EVENT_CANCELLED
                                      : JOBQ_EVENT_RETRYING;
   if (state == JOBQ_QUEUED) {
-    jobq__work_available(q);
+    jobq__wake_claimers(q);
     if (ctx->rec.run_at < q->wake_at) {
       q->wake_at = ctx->rec.run_at;
       jobq__kick_loop(q);
@@ -138,7 +132,7 @@ static int end_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *resu
      * job with a cancel request ends it cancelled: that is news, below.) */
     jobq__running_del(q, ctx);
     if (ctx->kr) ctx->kr->running--;
-    jobq__work_available(q);
+    jobq__wake_claimers(q);
     jobq__notify_waiters(q, ctx->rec.id);
     if (q->closed) uv_cond_broadcast(&q->idle_cv);
     return 0;
@@ -182,7 +176,7 @@ static void finish_done(void *ud, int rc, const int *out_state) {
     jobq__running_del(q, ctx);
     if (ctx->kr) {
       ctx->kr->running--;
-      if (jobq__kind_limit(ctx->kr) > 0) jobq__work_available(q);
+      if (jobq__kind_limit(ctx->kr) > 0) jobq__wake_claimers(q);
     }
     if (q->closed) uv_cond_broadcast(&q->idle_cv);
   } else {

@@ -36,8 +36,6 @@ int jobq__attempt_refusal(jobq_t *q, jobq_ctx_t *ctx, const char *fn);
  * (claimed again after a quick retry) took its place. */
 void jobq__running_del(jobq_t *q, jobq_ctx_t *ctx);
 void jobq__tmo_remove(jobq_t *q, jobq_ctx_t *ctx);
-/* Wakes claimers: jobs may have become claimable. */
-void jobq__work_available(jobq_t *q);
 
 /* Stores the end of ctx's attempt, which the caller moved to FINISHING or
  * TIMING_OUT, and publishes it; the attempt is then FINISHED or TIMED_OUT.

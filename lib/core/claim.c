@@ -255,10 +255,7 @@ static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
       if (!to_loop) {
         for (size_t i = 1; i < got; i++)
           if (handoff_push(q, got_s[i]) != 0) jobq__attempt_give_back(q, got_s[i]);
-        if (got > 1) {
-          q->work_gen++;
-          if (q->idle) uv_cond_broadcast(&q->work_cv);
-        }
+        if (got > 1) jobq__wake_claimers(q); /* for the hand-off */
         run_handler(q, got_s[0]);
         continue;
       }

@@ -229,7 +229,6 @@ static void want_remote_events(jobq_t *q) {
   uv_mutex_lock(&q->mu);
   jobq__storage_end(q);
   if (rc != 0) q->sink_on = 0; /* local events still flow; a later listener tries again */
-  if (q->closed) uv_cond_broadcast(&q->idle_cv);
 }
 
 JOBQ_API int jobq_subscribe(jobq_t *q, jobq_event_fn fn, void *ud) {

@@ -310,6 +310,14 @@ static inline void jobq__storage_end(jobq_t *q) {
   if (q->closed) uv_cond_broadcast(&q->idle_cv); /* jobq_close may be waiting */
 }
 
+/* Wakes claimers: jobs may have become claimable. mu held. (A submit does
+ * the same in two halves, bumping work_gen without the lock; see
+ * core/submit.c.) */
+static inline void jobq__wake_claimers(jobq_t *q) {
+  q->work_gen++;
+  if (q->idle) uv_cond_broadcast(&q->work_cv);
+}
+
 /* core/queue.c */
 int64_t jobq__now(jobq_t *q);
 void jobq__kick_loop(jobq_t *q);             /* mu held */

@@ -65,8 +65,7 @@ static void maint_work(maint_batch *b) {
       atomic_store(&ctx->cancelled, 1);
   }
   if (b->rescued) {
-    q->work_gen++;
-    if (q->idle) uv_cond_broadcast(&q->work_cv);
+    jobq__wake_claimers(q);
     jobq__notify_waiters(q, NULL);
   }
   q->maint_busy = 0;
@@ -216,8 +215,7 @@ void jobq__maint_stop(jobq_t *q) {
 void jobq__maint_on_notify(void *ud) {
   jobq_t *q = ud;
   uv_mutex_lock(&q->mu);
-  q->work_gen++;
-  if (q->idle) uv_cond_broadcast(&q->work_cv);
+  jobq__wake_claimers(q);
   /* Waiters look again; they go back to waiting if their job did not change. */
   for (size_t i = 0; q->waiters.count && i < q->waiters.cap; i++) {
     if (q->waiters.slots[i].key == NULL) continue;

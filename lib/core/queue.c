@@ -118,8 +118,7 @@ static void on_timer(uv_timer_t *t) {
   q->timer_at = INT64_MAX;
   if (q->wake_at <= now) {
     q->wake_at = INT64_MAX;
-    q->work_gen++;
-    if (q->idle) uv_cond_broadcast(&q->work_cv);
+    jobq__wake_claimers(q);
   }
   jobq__expire_timeouts(q, now);
   if (q->handles_open) arm_timer(q);
