@@ -6,8 +6,8 @@
 #include <string.h>
 
 void jobq__cancel_hints_clear(jobq_t *q) {
-  for (size_t i = 0; i < q->cancel_hints.cap; i++)
-    if (q->cancel_hints.slots[i].key) free(q->cancel_hints.slots[i].val);
+  jobq_map_slot *e;
+  for (size_t cur = 0; (e = jobq__map_next(&q->cancel_hints, &cur));) free(e->val);
   jobq__map_free(&q->cancel_hints);
 }
 

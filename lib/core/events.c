@@ -326,9 +326,9 @@ void jobq__notify_waiters(jobq_t *q, const char *id) {
     }
     return;
   }
-  for (size_t i = 0; i < q->waiters.cap; i++) {
-    if (q->waiters.slots[i].key == NULL) continue;
-    for (waiter *w = q->waiters.slots[i].val; w; w = w->next) {
+  jobq_map_slot *e;
+  for (size_t cur = 0; (e = jobq__map_next(&q->waiters, &cur));) {
+    for (waiter *w = e->val; w; w = w->next) {
       w->changed = 1;
       uv_cond_signal(&w->cv);
     }

@@ -80,13 +80,12 @@ static void maint_tick(uv_timer_t *t) {
   int beat = q->running.count > 0 && now >= q->next_heartbeat;
   int rescue = now >= q->next_rescue;
   size_t dirty = 0;
-  if (q->running.count) {
-    for (size_t i = 0; i < q->running.cap; i++) {
-      jobq_ctx_t *c = q->running.slots[i].key ? q->running.slots[i].val : NULL;
-      if (c && c->progress_dirty && c->state == JOBQ_ATTEMPT_RUNNING &&
-          now - c->progress_written >= JOBQ_PROGRESS_WRITE_MS)
-        dirty++;
-    }
+  jobq_map_slot *e;
+  for (size_t cur = 0; (e = jobq__map_next(&q->running, &cur));) {
+    jobq_ctx_t *c = e->val;
+    if (c->progress_dirty && c->state == JOBQ_ATTEMPT_RUNNING &&
+        now - c->progress_written >= JOBQ_PROGRESS_WRITE_MS)
+      dirty++;
   }
   if (q->maint_busy || q->closed || (!beat && !rescue && !dirty)) {
     uv_mutex_unlock(&q->mu);
@@ -102,9 +101,9 @@ static void maint_tick(uv_timer_t *t) {
   if ((n && !(b->leases = calloc(n, sizeof *b->leases))) ||
       (dirty && !(b->flushes = calloc(dirty, sizeof *b->flushes))))
     goto fail;
-  for (size_t i = 0; i < q->running.cap; i++) {
-    jobq_ctx_t *c = q->running.slots[i].key ? q->running.slots[i].val : NULL;
-    if (c == NULL || c->state != JOBQ_ATTEMPT_RUNNING) continue;
+  for (size_t cur = 0; (e = jobq__map_next(&q->running, &cur));) {
+    jobq_ctx_t *c = e->val;
+    if (c->state != JOBQ_ATTEMPT_RUNNING) continue;
     if (n) {
       jobq_storage_lease *l = &b->leases[b->n_leases];
       if ((l->id = jobq__strdup(c->rec.id)) == NULL) goto fail;
@@ -217,9 +216,9 @@ void jobq__maint_on_notify(void *ud) {
   uv_mutex_lock(&q->mu);
   jobq__wake_claimers(q);
   /* Waiters look again; they go back to waiting if their job did not change. */
-  for (size_t i = 0; q->waiters.count && i < q->waiters.cap; i++) {
-    if (q->waiters.slots[i].key == NULL) continue;
-    for (waiter *w = q->waiters.slots[i].val; w; w = w->next) {
+  jobq_map_slot *e;
+  for (size_t cur = 0; (e = jobq__map_next(&q->waiters, &cur));) {
+    for (waiter *w = e->val; w; w = w->next) {
       w->recheck = 1;
       uv_cond_signal(&w->cv);
     }

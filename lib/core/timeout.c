@@ -80,9 +80,10 @@ void jobq__release_all(jobq_t *q) {
     return;
   }
   int64_t now = jobq__now(q);
-  for (size_t i = 0; i < q->running.cap; i++) {
-    jobq_ctx_t *c = q->running.slots[i].key ? q->running.slots[i].val : NULL;
-    if (c == NULL || c->state != JOBQ_ATTEMPT_RUNNING) continue;
+  jobq_map_slot *e;
+  for (size_t cur = 0; (e = jobq__map_next(&q->running, &cur));) {
+    jobq_ctx_t *c = e->val;
+    if (c->state != JOBQ_ATTEMPT_RUNNING) continue;
     jobq__attempt_to(c, JOBQ_ATTEMPT_RELEASING);
     atomic_store(&c->cancelled, 1);
     jobq__tmo_remove(q, c);
