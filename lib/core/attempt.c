@@ -24,7 +24,8 @@ void jobq__ctx_put(jobq_ctx_t *ctx) {
 /* Forgets ctx as running here, unless a newer attempt of the same job
  * (claimed again after a quick retry) took its place. mu held. */
 void jobq__running_del(jobq_t *q, jobq_ctx_t *ctx) {
-  if (jobq__map_get(&q->running, ctx->rec.id) == ctx) jobq__map_del(&q->running, ctx->rec.id);
+  if (jobq__map_get(&q->running.map, ctx->rec.id) == ctx)
+    jobq__map_del(&q->running.map, ctx->rec.id);
 }
 
 static int64_t backoff_ms(jobq_t *q, const kind_reg *k, int attempt) {
@@ -81,8 +82,8 @@ static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *resul
                                      : JOBQ_EVENT_RETRYING;
   if (state == JOBQ_QUEUED) {
     jobq__wake_claimers(q);
-    if (ctx->rec.run_at < q->wake_at) {
-      q->wake_at = ctx->rec.run_at;
+    if (ctx->rec.run_at < q->loop_s.wake_at) {
+      q->loop_s.wake_at = ctx->rec.run_at;
       jobq__kick_loop(q);
     }
   }

@@ -7,8 +7,8 @@
 
 void jobq__cancel_hints_clear(jobq_t *q) {
   jobq_map_slot *e;
-  for (size_t cur = 0; (e = jobq__map_next(&q->cancel_hints, &cur));) free(e->val);
-  jobq__map_free(&q->cancel_hints);
+  for (size_t cur = 0; (e = jobq__map_next(&q->claim.cancel_hints, &cur));) free(e->val);
+  jobq__map_free(&q->claim.cancel_hints);
 }
 
 JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
@@ -39,13 +39,13 @@ JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
     jobq__emit_now(q, JOBQ_EVENT_CANCELLED, id, kind, JOBQ_CANCELLED, 0, NULL, 0, "cancelled", NULL);
     jobq__notify_waiters(q, id);
   } else if (rc == 0 && state == JOBQ_RUNNING) {
-    jobq_ctx_t *ctx = jobq__map_get(&q->running, id);
+    jobq_ctx_t *ctx = jobq__map_get(&q->running.map, id);
     if (ctx) {
       atomic_store(&ctx->cancelled, 1);
-    } else if (q->claims_in_flight > 0) {
+    } else if (q->claim.in_flight > 0) {
       /* A claim of ours may be returning this very job: let it know. */
       char *copy = jobq__strdup(id);
-      if (copy && jobq__map_put(&q->cancel_hints, copy, copy) != 0) free(copy);
+      if (copy && jobq__map_put(&q->claim.cancel_hints, copy, copy) != 0) free(copy);
     }
     jobq__notify_waiters(q, id);
   }

@@ -62,7 +62,7 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
   if (kinds == NULL) max = 1;
 
   /* With kinds NULL every kind may come, except limited ones that are full. */
-  size_t cap = kinds ? nk : (size_t)q->n_kinds;
+  size_t cap = kinds ? nk : (size_t)q->kinds.n;
   if (cap > 16) {
     names = malloc(cap * sizeof *names);
     lim = malloc(cap * sizeof *lim);
@@ -88,8 +88,8 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
     }
     if (n == 0) goto done; /* every kind is at its limit */
   } else {
-    for (int i = 0; i < q->n_kinds; i++) {
-      kind_reg *k = &q->kinds[i];
+    for (int i = 0; i < q->kinds.n; i++) {
+      kind_reg *k = &q->kinds.v[i];
       if (jobq__kind_limit(k) <= 0) continue;
       if (jobq__kind_limit(k) - k->running - k->pending <= 0) {
         names[n_ex++] = k->name; /* excluded */
@@ -102,8 +102,8 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
   }
 
   recs = calloc(max, sizeof *recs);
-  if (recs == NULL || jobq__map_reserve(&q->running, (size_t)q->claims_in_flight + max) ||
-      jobq__heap_reserve(&q->tmo, (size_t)q->claims_in_flight + max)) {
+  if (recs == NULL || jobq__map_reserve(&q->running.map, (size_t)q->claim.in_flight + max) ||
+      jobq__heap_reserve(&q->running.tmo, (size_t)q->claim.in_flight + max)) {
     rc = jobq__err(JOBQ_ENOMEM, "claim: out of memory");
     goto unreserve;
   }
@@ -119,23 +119,23 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
   req.clock = queue_clock;
   req.clock_ud = q;
   req.default_max_attempts = JOBQ_DEFAULT_MAX_ATTEMPTS;
-  req.ma_kinds = q->ma_kinds;
-  req.ma_values = q->ma_values;
-  req.n_ma = (size_t)q->n_ma;
+  req.ma_kinds = q->kinds.ma_names;
+  req.ma_values = q->kinds.ma_values;
+  req.n_ma = (size_t)q->kinds.n_ma;
   int64_t next = INT64_MAX;
-  q->claims_in_flight++;
+  q->claim.in_flight++;
   jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
   rc = q->ops->claim(q->st, &req, recs, &got);
   if (rc == 0 && got == 0)
     q->ops->next_run_at(q->st, req.kinds, req.n_kinds, req.now, &next);
   uv_mutex_lock(&q->mu);
-  q->claims_in_flight--;
+  q->claim.in_flight--;
   jobq__storage_end(q);
 
   if (rc < 0 || got == 0) {
-    if (rc == 0 && next < q->wake_at) {
-      q->wake_at = next;
+    if (rc == 0 && next < q->loop_s.wake_at) {
+      q->loop_s.wake_at = next;
       jobq__kick_loop(q);
     }
     goto unreserve;
@@ -155,18 +155,18 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
     ctx->kr = jobq__kind_find(q, ctx->rec.kind);
     ctx->t0_ns = uv_hrtime();
     atomic_init(&ctx->cancelled, ctx->rec.cancel_requested ? 1 : 0);
-    if (q->cancel_hints.count && jobq__map_get(&q->cancel_hints, ctx->rec.id))
+    if (q->claim.cancel_hints.count && jobq__map_get(&q->claim.cancel_hints, ctx->rec.id))
       atomic_store(&ctx->cancelled, 1);
     q->refs++;
-    jobq__map_put(&q->running, ctx->rec.id, ctx); /* reserved above */
+    jobq__map_put(&q->running.map, ctx->rec.id, ctx); /* reserved above */
     if (ctx->kr) {
       ctx->kr->running++;
       if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = ctx->kr->ko.max_attempts;
       if (ctx->kr->ko.timeout_ms > 0) {
         ctx->deadline = req.now + ctx->kr->ko.timeout_ms;
-        jobq__heap_push(&q->tmo, ctx); /* reserved above */
+        jobq__heap_push(&q->running.tmo, ctx); /* reserved above */
         ctx->in_tmo = 1;
-        if (ctx->deadline < q->timer_at) jobq__kick_loop(q);
+        if (ctx->deadline < q->loop_s.timer_at) jobq__kick_loop(q);
       }
     }
     if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = JOBQ_DEFAULT_MAX_ATTEMPTS;
@@ -181,7 +181,7 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
 unreserve:
   for (size_t i = 0; i < n; i++)
     if (krs[i] && lim[i] > 0) krs[i]->pending -= lim[i];
-  if (q->claims_in_flight == 0 && q->cancel_hints.count) jobq__cancel_hints_clear(q);
+  if (q->claim.in_flight == 0 && q->claim.cancel_hints.count) jobq__cancel_hints_clear(q);
 done:
   free(recs);
   if (names != names_s) free(names);
@@ -192,12 +192,12 @@ done:
 
 static void run_handler(jobq_t *q, jobq_ctx_t *ctx) {
   ctx->refs++;
-  q->handlers_active++;
+  q->claim.handlers_active++;
   ctx->t0_ns = uv_hrtime(); /* not the claim: a job may wait in a batch */
   uv_mutex_unlock(&q->mu);
   ctx->kr->fn(ctx, ctx->kr->ud);
   uv_mutex_lock(&q->mu);
-  q->handlers_active--;
+  q->claim.handlers_active--;
   jobq__ctx_put(ctx);
 }
 
@@ -213,42 +213,43 @@ static size_t batch_size(jobq_t *q, const char **kinds, int n, int to_loop) {
     kind_reg *k = jobq__kind_find(q, kinds[i]);
     if (k == NULL || k->avg_ms <= 0 || k->avg_ms > 0.5) fast = 0;
   }
-  size_t b = fast ? JOBQ_CLAIM_BATCH : (size_t)q->idle + 1;
+  size_t b = fast ? JOBQ_CLAIM_BATCH : (size_t)q->claim.idle + 1;
   return b > JOBQ_CLAIM_BATCH ? JOBQ_CLAIM_BATCH : b;
 }
 
 static int handoff_push(jobq_t *q, jobq_ctx_t *ctx) {
-  if (q->handoff_head > 0 && q->handoff_head == q->n_handoff) q->handoff_head = q->n_handoff = 0;
-  if (q->n_handoff == q->cap_handoff) {
-    size_t nc = q->cap_handoff ? q->cap_handoff * 2 : 64;
-    jobq_ctx_t **nh = realloc(q->handoff, nc * sizeof *nh);
+  if (q->claim.handoff_head > 0 && q->claim.handoff_head == q->claim.n_handoff)
+    q->claim.handoff_head = q->claim.n_handoff = 0;
+  if (q->claim.n_handoff == q->claim.cap_handoff) {
+    size_t nc = q->claim.cap_handoff ? q->claim.cap_handoff * 2 : 64;
+    jobq_ctx_t **nh = realloc(q->claim.handoff, nc * sizeof *nh);
     if (nh == NULL) return -1;
-    q->handoff = nh;
-    q->cap_handoff = nc;
+    q->claim.handoff = nh;
+    q->claim.cap_handoff = nc;
   }
-  q->handoff[q->n_handoff++] = ctx;
+  q->claim.handoff[q->claim.n_handoff++] = ctx;
   return 0;
 }
 
 void jobq__release_handoff(jobq_t *q) {
-  while (q->handoff_head < q->n_handoff) {
-    jobq_ctx_t *ctx = q->handoff[q->handoff_head++];
+  while (q->claim.handoff_head < q->claim.n_handoff) {
+    jobq_ctx_t *ctx = q->claim.handoff[q->claim.handoff_head++];
     jobq__attempt_give_back(q, ctx);
     /* end_attempt released mu around storage: the list may have changed,
      * but only this function and workers (stopped) take from it. */
   }
-  q->handoff_head = q->n_handoff = 0;
+  q->claim.handoff_head = q->claim.n_handoff = 0;
 }
 
 static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
   jobq_ctx_t *got_s[JOBQ_CLAIM_BATCH];
   uv_mutex_lock(&q->mu);
   while (!q->stopping) {
-    if (!to_loop && q->handoff_head < q->n_handoff) {
-      run_handler(q, q->handoff[q->handoff_head++]);
+    if (!to_loop && q->claim.handoff_head < q->claim.n_handoff) {
+      run_handler(q, q->claim.handoff[q->claim.handoff_head++]);
       continue;
     }
-    uint64_t gen = q->work_gen;
+    uint64_t gen = q->claim.work_gen;
     size_t got = 0;
     int rc = jobq__claim_locked(q, kinds, (size_t)n, batch_size(q, kinds, n, to_loop), got_s, &got);
     if (got > 0) {
@@ -260,20 +261,20 @@ static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
         continue;
       }
       for (size_t i = 0; i < got; i++) {
-        jobq_ctx_t **ni = q->loop_inbox;
-        if (q->n_inbox == q->cap_inbox) {
-          size_t nc = q->cap_inbox ? q->cap_inbox * 2 : 64;
-          ni = realloc(q->loop_inbox, nc * sizeof *ni);
+        jobq_ctx_t **ni = q->claim.inbox;
+        if (q->claim.n_inbox == q->claim.cap_inbox) {
+          size_t nc = q->claim.cap_inbox ? q->claim.cap_inbox * 2 : 64;
+          ni = realloc(q->claim.inbox, nc * sizeof *ni);
           if (ni) {
-            q->loop_inbox = ni;
-            q->cap_inbox = nc;
+            q->claim.inbox = ni;
+            q->claim.cap_inbox = nc;
           }
         }
         if (ni == NULL) {
           jobq__attempt_give_back(q, got_s[i]); /* out of memory: give the job back rather than lose it */
           continue;
         }
-        q->loop_inbox[q->n_inbox++] = got_s[i];
+        q->claim.inbox[q->claim.n_inbox++] = got_s[i];
       }
       jobq__kick_loop(q);
       continue;
@@ -281,44 +282,44 @@ static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
     if (q->stopping) break;
     if (rc < 0) {
       /* Storage trouble: retry soon, without spinning. */
-      q->idle++;
-      uv_cond_timedwait(&q->work_cv, &q->mu, 100 * 1000000ull);
-      q->idle--;
+      q->claim.idle++;
+      uv_cond_timedwait(&q->claim.work_cv, &q->mu, 100 * 1000000ull);
+      q->claim.idle--;
       continue;
     }
-    if (gen != q->work_gen) continue;
+    if (gen != q->claim.work_gen) continue;
     /* Work often comes back within microseconds (a busy submitter): spin
      * briefly before sleeping, which would cost the submitter a wake-up
      * system call per job. After SPIN_NS an idle worker sleeps. */
     uv_mutex_unlock(&q->mu);
     uint64_t t0 = uv_hrtime();
-    while (q->work_gen == gen && !q->stopping && uv_hrtime() - t0 < SPIN_NS) cpu_relax();
+    while (q->claim.work_gen == gen && !q->stopping && uv_hrtime() - t0 < SPIN_NS) cpu_relax();
     uv_mutex_lock(&q->mu);
-    if (gen != q->work_gen) continue;
-    q->idle++;
-    if (gen == q->work_gen && !q->stopping) uv_cond_wait(&q->work_cv, &q->mu);
-    q->idle--;
+    if (gen != q->claim.work_gen) continue;
+    q->claim.idle++;
+    if (gen == q->claim.work_gen && !q->stopping) uv_cond_wait(&q->claim.work_cv, &q->mu);
+    q->claim.idle--;
   }
   uv_mutex_unlock(&q->mu);
 }
 
 void jobq__worker_main(void *arg) {
   jobq_t *q = arg;
-  claim_loop(q, q->worker_kinds, q->n_worker_kinds, 0);
+  claim_loop(q, q->kinds.worker, q->kinds.n_worker, 0);
 }
 
 void jobq__feeder_main(void *arg) {
   jobq_t *q = arg;
-  claim_loop(q, q->loop_kinds, q->n_loop_kinds, 1);
+  claim_loop(q, q->kinds.loop, q->kinds.n_loop, 1);
 }
 
 void jobq__run_loop_inbox(jobq_t *q) {
   uv_mutex_lock(&q->mu);
-  while (q->n_inbox > 0) {
-    jobq_ctx_t **batch = q->loop_inbox;
-    size_t n = q->n_inbox;
-    q->loop_inbox = NULL;
-    q->n_inbox = q->cap_inbox = 0;
+  while (q->claim.n_inbox > 0) {
+    jobq_ctx_t **batch = q->claim.inbox;
+    size_t n = q->claim.n_inbox;
+    q->claim.inbox = NULL;
+    q->claim.n_inbox = q->claim.cap_inbox = 0;
     for (size_t i = 0; i < n; i++) {
       jobq_ctx_t *ctx = batch[i];
       if (ctx->state != JOBQ_ATTEMPT_RUNNING) {
@@ -364,7 +365,7 @@ JOBQ_API int jobq_claim(jobq_t *q, const char *const *kinds, int timeout_ms, job
       rc = jobq__err(JOBQ_ECLOSED, "jobq_claim: the queue is closing");
       break;
     }
-    uint64_t gen = q->work_gen;
+    uint64_t gen = q->claim.work_gen;
     jobq_ctx_t *ctx = NULL;
     size_t got = 0;
     rc = jobq__claim_locked(q, kinds, nk, 1, &ctx, &got);
@@ -377,20 +378,20 @@ JOBQ_API int jobq_claim(jobq_t *q, const char *const *kinds, int timeout_ms, job
       rc = jobq__err(JOBQ_ECLOSED, "jobq_claim: the queue is closing");
       break;
     }
-    if (gen != q->work_gen) continue;
+    if (gen != q->claim.work_gen) continue;
     uint64_t now = uv_hrtime();
     if (timeout_ms == 0 || (timeout_ms > 0 && now >= deadline)) {
       rc = jobq__err(JOBQ_ETIMEDOUT, "jobq_claim: no job was due within %d ms", timeout_ms);
       break;
     }
-    q->idle++;
-    if (gen != q->work_gen) {
-      q->idle--;
+    q->claim.idle++;
+    if (gen != q->claim.work_gen) {
+      q->claim.idle--;
       continue;
     }
-    if (timeout_ms < 0) uv_cond_wait(&q->work_cv, &q->mu);
-    else uv_cond_timedwait(&q->work_cv, &q->mu, deadline - now);
-    q->idle--;
+    if (timeout_ms < 0) uv_cond_wait(&q->claim.work_cv, &q->mu);
+    else uv_cond_timedwait(&q->claim.work_cv, &q->mu, deadline - now);
+    q->claim.idle--;
   }
   jobq__q_unref(q);
   return rc;

@@ -160,8 +160,8 @@ struct jobq_ctx_s {
   int progress_dirty;
   int64_t progress_written;
   int64_t deadline;    /* timeout, 0 = none */
-  uint32_t tmo_idx;    /* index in q->tmo */
-  int in_tmo;          /* in q->tmo (a RUNNING attempt whose deadline is ahead) */
+  uint32_t tmo_idx;    /* index in q->running.tmo */
+  int in_tmo;          /* in q->running.tmo (a RUNNING attempt whose deadline is ahead) */
   uint64_t t0_ns;      /* start, for the kind's average duration */
   uint64_t t1_ns;      /* when the handler said it was done; 0: not yet */
   /* While an asynchronous finish is stored (FINISHING): whether it holds
@@ -198,104 +198,129 @@ typedef struct held {
   jobq_event_t *head, *tail;
 } held;
 
+/* A queue. Each module owns a part; the comment on each part says which
+ * lock guards it. There is one lock, mu (the core lock): the parts are for
+ * ownership and reading, not for finer locking, since a state change
+ * (an attempt's end, say) touches several parts at once and must be seen
+ * whole. */
 struct jobq_s {
-  uv_mutex_t mu; /* the core lock: everything below unless noted */
-  struct jobq_options_s o;
-  const jobq_storage_ops *ops;
-  void *st;
+  uv_mutex_t mu;                /* the core lock */
+  struct jobq_options_s o;      /* copied at open; read-only afterwards */
+  const jobq_storage_ops *ops;  /* read-only after open */
+  void *st;                     /* the store; NULL once closed (under mu) */
 
-  /* loop */
-  uv_loop_t *loop;
-  uv_loop_t own_loop;
-  int own;
-  uv_thread_t loop_thread;
-  uv_thread_t loop_tid; /* the thread that runs the loop */
-  uv_async_t async;
-  uv_timer_t timer;
-  uv_timer_t maint;     /* heartbeats, progress flushes, rescues (core/maint.c) */
-  /* The maintenance thread runs storage work the loop must not: heartbeats,
-   * progress flushes, rescues, timeouts (not libuv's pool, which a host may
-   * keep busy with its own work). */
-  uv_thread_t maint_thread;
-  int maint_running;
-  int maint_stop;
-  uv_cond_t maint_cv;
-  void *maint_batch;    /* the next batch for the thread, or NULL */
-  jobq_ctx_t **tmo_posted; /* timed-out attempts for the thread */
-  size_t n_tmo_posted, cap_tmo_posted;
-  int maint_busy;       /* a batch is queued or running */
-  int64_t next_heartbeat, next_rescue;
-  int64_t timer_at;     /* when the timer fires, INT64_MAX: stopped */
-  int handles_open;
-  int handles_closing;   /* close callbacks still to come */
-  struct jobq__ext *exts; /* extensions with loop handles (pipelines) */
-  int n_exts;
-  int refs;             /* q is freed when this drops to 0 */
-
-  /* kinds */
-  kind_reg *kinds;
-  int n_kinds;
-  const char **worker_kinds; /* names of kinds run on worker threads */
-  int n_worker_kinds;
-  const char **loop_kinds;   /* names of kinds run on the loop */
-  int n_loop_kinds;
-  const char **ma_kinds;     /* every registered kind and its max attempts, */
-  int *ma_values;            /* for claims (kept in step by jobq_register) */
-  int n_ma;
-
-  /* workers */
+  /* The queue's life (core/queue.c); under mu unless noted. */
+  int refs;              /* q is freed when this drops to 0 */
   int started;
-  atomic_int stopping;   /* no new claims */
-  atomic_int closed;     /* jobq_close began (2: storage closed) */
+  atomic_int stopping;   /* no new claims; read without mu by spinning claimers */
+  atomic_int closed;     /* jobq_close began (2: storage closed); read without mu by submits */
   int storage_closing;   /* close waited out the last storage call: no new ones */
-  uv_thread_t *threads;
-  int n_threads;
-  uv_cond_t work_cv;     /* claimers wait for work here */
-  /* idle and work_gen pair up without the lock (a Dekker handshake): a
-   * claimer increments idle and then re-reads work_gen; a submitter
-   * increments work_gen and then reads idle. One of them sees the other. */
-  atomic_int idle;       /* claimers waiting on work_cv */
-  _Atomic uint64_t work_gen; /* bumped whenever jobs may have become claimable */
-  int64_t wake_at;       /* earliest known future run_at, INT64_MAX none */
-  int claims_in_flight;
-  jobq_map cancel_hints; /* ids cancelled while a claim was in flight */
+  /* Storage calls under way (jobq__storage_begin/end); close waits for 0.
+   * Atomic: a submit counts without mu (see core/submit.c). */
+  atomic_int ops_in_flight;
+  uv_cond_t idle_cv;     /* close waits here for running attempts and storage calls */
 
-  /* running attempts */
-  jobq_map running;      /* id -> ctx */
-  jobq_heap tmo;         /* running attempts with a timeout, by deadline */
-  atomic_int ops_in_flight; /* calls talking to storage; close waits for 0 */
-  uv_cond_t idle_cv;     /* close waits for running == 0 and ops == 0 */
-  jobq_ctx_t **handoff;  /* claimed in a batch, for the next free worker */
-  size_t n_handoff, cap_handoff, handoff_head;
-  jobq_ctx_t **loop_inbox; /* attempts to start on the loop */
-  size_t n_inbox, cap_inbox;
-  int handlers_active;   /* handlers running on worker threads */
+  /* The loop and its handles (core/queue.c, core/ext.c); under mu. */
+  struct {
+    uv_loop_t *loop;
+    uv_loop_t own_loop;
+    int own;              /* the loop runs on a thread of ours */
+    uv_thread_t thread;   /* that thread */
+    uv_thread_t tid;      /* the thread that runs the loop (ours or the host's) */
+    uv_async_t async;
+    uv_timer_t timer;     /* delayed jobs due, attempt timeouts */
+    int64_t timer_at;     /* when the timer fires, INT64_MAX: stopped */
+    int64_t wake_at;      /* earliest known future run_at, INT64_MAX none */
+    int handles_open;
+    int handles_closing;  /* close callbacks still to come */
+    struct jobq__ext *exts; /* extensions with loop handles (pipelines) */
+    int n_exts;
+  } loop_s;
 
-  /* events */
-  sub *subs;
-  int n_subs;
-  int in_callback;       /* the loop thread is inside a subscriber call */
-  uv_cond_t sub_cv;      /* jobq_unsubscribe waits for that call to end */
-  jobq_event_t *disp_head, *disp_tail; /* for subscribers, drained on the loop */
-  int pull_on;
-  atomic_int events_flag; /* n_subs > 0 || pull_on, readable without mu */
-  int sink_on;            /* storage passes on other processes' events */
-  jobq_event_t **ring;   /* pull buffer */
-  size_t ring_cap, ring_head, ring_n;
-  int64_t ring_dropped;
-  uv_cond_t event_cv;
-  int pull_waiters;
-  jobq_map submitting;   /* id -> held: jobs whose events wait (core/events.c) */
-  uv_cond_t hold_cv;
-  int hold_waiters;
+  /* Maintenance (core/maint.c): heartbeats, progress flushes, rescues and
+   * timeouts run on a thread of their own, storage work the loop must not
+   * do (not libuv's pool, which a host may keep busy with its own work).
+   * Under mu. */
+  struct {
+    uv_timer_t timer;     /* on the loop: makes the batches */
+    uv_thread_t thread;
+    int running;          /* the thread was started */
+    int stop;
+    uv_cond_t cv;
+    void *batch;          /* the next batch for the thread, or NULL */
+    jobq_ctx_t **tmo_posted; /* timed-out attempts for the thread */
+    size_t n_tmo_posted, cap_tmo_posted;
+    int busy;             /* a batch is queued or running */
+    int64_t next_heartbeat, next_rescue;
+  } maint;
 
-  /* waiters */
+  /* Registered kinds (core/queue.c jobq_register); under mu, and fixed
+   * once jobq_start ran. */
+  struct {
+    kind_reg *v;
+    int n;
+    const char **worker;  /* names of kinds run on worker threads */
+    int n_worker;
+    const char **loop;    /* names of kinds run on the loop */
+    int n_loop;
+    const char **ma_names; /* every registered kind and its max attempts, */
+    int *ma_values;        /* for claims (kept in step by jobq_register) */
+    int n_ma;
+  } kinds;
+
+  /* Claimers (core/claim.c): worker threads, the feeder, jobq_claim
+   * callers; under mu unless noted. */
+  struct {
+    uv_thread_t *threads;
+    int n_threads;
+    uv_cond_t work_cv;    /* claimers wait for work here */
+    /* idle and work_gen pair up without the lock (a Dekker handshake): a
+     * claimer increments idle and then re-reads work_gen; a submitter
+     * increments work_gen and then reads idle. One of them sees the other. */
+    atomic_int idle;      /* claimers waiting on work_cv */
+    _Atomic uint64_t work_gen; /* bumped whenever jobs may have become claimable */
+    int in_flight;        /* claims asking storage right now */
+    jobq_map cancel_hints; /* ids cancelled while a claim was in flight */
+    jobq_ctx_t **handoff; /* claimed in a batch, for the next free worker */
+    size_t n_handoff, cap_handoff, handoff_head;
+    jobq_ctx_t **inbox;   /* attempts to start on the loop */
+    size_t n_inbox, cap_inbox;
+    int handlers_active;  /* handlers running on worker threads */
+  } claim;
+
+  /* Attempts running here (core/attempt.c, core/timeout.c); under mu. */
+  struct {
+    jobq_map map;         /* id -> ctx */
+    jobq_heap tmo;        /* those with a timeout, by deadline */
+  } running;
+
+  /* Events (core/events.c); under mu unless noted. */
+  struct {
+    sub *subs;
+    int n_subs;
+    int in_callback;      /* the loop thread is inside a subscriber call */
+    uv_cond_t sub_cv;     /* jobq_unsubscribe waits for that call to end */
+    jobq_event_t *disp_head, *disp_tail; /* for subscribers, drained on the loop */
+    int pull_on;
+    atomic_int flag;      /* n_subs > 0 || pull_on, readable without mu */
+    int sink_on;          /* storage passes on other processes' events */
+    jobq_event_t **ring;  /* pull buffer */
+    size_t ring_cap, ring_head, ring_n;
+    int64_t ring_dropped;
+    uv_cond_t cv;         /* jobq_next_event callers wait here */
+    int pull_waiters;
+    jobq_map holds;       /* id -> held: jobs whose events wait (jobq__hold_begin) */
+    uv_cond_t hold_cv;
+    int hold_waiters;
+  } events;
+
+  /* Long polls (core/read.c jobq_wait); under mu. */
   jobq_map waiters;      /* id -> waiter list */
 };
 
 static inline kind_reg *jobq__kind_find(jobq_t *q, const char *name) {
-  for (int i = 0; i < q->n_kinds; i++)
-    if (strcmp(q->kinds[i].name, name) == 0) return &q->kinds[i];
+  for (int i = 0; i < q->kinds.n; i++)
+    if (strcmp(q->kinds.v[i].name, name) == 0) return &q->kinds.v[i];
   return NULL;
 }
 
@@ -314,8 +339,8 @@ static inline void jobq__storage_end(jobq_t *q) {
  * the same in two halves, bumping work_gen without the lock; see
  * core/submit.c.) */
 static inline void jobq__wake_claimers(jobq_t *q) {
-  q->work_gen++;
-  if (q->idle) uv_cond_broadcast(&q->work_cv);
+  q->claim.work_gen++;
+  if (q->claim.idle) uv_cond_broadcast(&q->claim.work_cv);
 }
 
 /* core/queue.c */

@@ -13,7 +13,7 @@ void jobq__job_overlay(jobq_t *q, jobq_job_t *job) {
   kind_reg *k = r->kind ? jobq__kind_find(q, r->kind) : NULL;
   if (r->max_attempts == 0 && k) r->max_attempts = k->ko.max_attempts;
   if (r->state == JOBQ_RUNNING) {
-    jobq_ctx_t *ctx = jobq__map_get(&q->running, r->id);
+    jobq_ctx_t *ctx = jobq__map_get(&q->running.map, r->id);
     if (ctx && ctx->rec.attempts == r->attempts) {
       r->progress = ctx->progress;
       if (ctx->step && (r->step == NULL || strcmp(r->step, ctx->step) != 0)) {

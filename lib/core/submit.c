@@ -60,7 +60,7 @@ static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, c
     rc = jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
     goto out;
   }
-  if (atomic_load(&q->events_flag)) {
+  if (atomic_load(&q->events.flag)) {
     uv_mutex_lock(&q->mu);
     held = jobq__events_on(q);
     for (size_t i = 0; held && i < n; i++) {
@@ -103,16 +103,16 @@ static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, c
     if (recs[i]->run_at <= now) due = 1;
     else delayed = 1;
   }
-  if (due) q->work_gen++;
-  if (held || delayed || atomic_load(&q->events_flag) || (due && q->idle > 0)) {
+  if (due) q->claim.work_gen++;
+  if (held || delayed || atomic_load(&q->events.flag) || (due && q->claim.idle > 0)) {
     uv_mutex_lock(&q->mu);
     for (size_t i = 0; delayed && i < n; i++) {
-      if (!dup[i] && recs[i]->run_at > now && recs[i]->run_at < q->wake_at) {
-        q->wake_at = recs[i]->run_at;
+      if (!dup[i] && recs[i]->run_at > now && recs[i]->run_at < q->loop_s.wake_at) {
+        q->loop_s.wake_at = recs[i]->run_at;
         jobq__kick_loop(q);
       }
     }
-    if (due && q->idle > 0) uv_cond_broadcast(&q->work_cv);
+    if (due && q->claim.idle > 0) uv_cond_broadcast(&q->claim.work_cv);
     for (size_t i = 0; (held || jobq__events_on(q)) && i < n; i++) {
       if (held && dup[i]) jobq__hold_end(q, made[i], 0, NULL);
       else jobq__hold_end(q, recs[i]->id, !dup[i], recs[i]->kind);

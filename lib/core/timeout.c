@@ -12,18 +12,18 @@ static int tmo_less(const void *a, const void *b) {
 static uint32_t *tmo_slot(void *e) { return &((jobq_ctx_t *)e)->tmo_idx; }
 
 void jobq__tmo_init(jobq_t *q) {
-  q->tmo.less = tmo_less;
-  q->tmo.slot = tmo_slot;
+  q->running.tmo.less = tmo_less;
+  q->running.tmo.slot = tmo_slot;
 }
 
 int64_t jobq__tmo_next(jobq_t *q) {
-  jobq_ctx_t *c = jobq__heap_top(&q->tmo);
+  jobq_ctx_t *c = jobq__heap_top(&q->running.tmo);
   return c ? c->deadline : INT64_MAX;
 }
 
 void jobq__tmo_remove(jobq_t *q, jobq_ctx_t *ctx) {
   if (!ctx->in_tmo) return;
-  jobq__heap_remove(&q->tmo, ctx);
+  jobq__heap_remove(&q->running.tmo, ctx);
   ctx->in_tmo = 0;
 }
 
@@ -46,7 +46,7 @@ void jobq__timeout_apply(jobq_ctx_t *ctx) {
 
 void jobq__expire_timeouts(jobq_t *q, int64_t now) {
   jobq_ctx_t *ctx;
-  while ((ctx = jobq__heap_top(&q->tmo)) && ctx->deadline <= now) {
+  while ((ctx = jobq__heap_top(&q->running.tmo)) && ctx->deadline <= now) {
     jobq__tmo_remove(q, ctx);
     if (ctx->state != JOBQ_ATTEMPT_RUNNING) continue;
     /* From now on the handler's own finish is refused; it should stop. */
@@ -60,13 +60,13 @@ void jobq__expire_timeouts(jobq_t *q, int64_t now) {
       ctx->refs--;
       jobq__storage_end(q);
       ctx->deadline = now + jobq__maint_tick_ms(q);
-      if (jobq__heap_push(&q->tmo, ctx) == 0) ctx->in_tmo = 1;
+      if (jobq__heap_push(&q->running.tmo, ctx) == 0) ctx->in_tmo = 1;
     }
   }
 }
 
 void jobq__release_all(jobq_t *q) {
-  size_t n = q->running.count, k = 0;
+  size_t n = q->running.map.count, k = 0;
   if (n == 0) return;
   jobq_ctx_t **v = malloc(n * sizeof *v);
   jobq_storage_finish *f = calloc(n, sizeof *f);
@@ -81,7 +81,7 @@ void jobq__release_all(jobq_t *q) {
   }
   int64_t now = jobq__now(q);
   jobq_map_slot *e;
-  for (size_t cur = 0; (e = jobq__map_next(&q->running, &cur));) {
+  for (size_t cur = 0; (e = jobq__map_next(&q->running.map, &cur));) {
     jobq_ctx_t *c = e->val;
     if (c->state != JOBQ_ATTEMPT_RUNNING) continue;
     jobq__attempt_to(c, JOBQ_ATTEMPT_RELEASING);
