@@ -235,8 +235,8 @@ void jobq__release_handoff(jobq_t *q) {
   while (q->claim.handoff_head < q->claim.n_handoff) {
     jobq_ctx_t *ctx = q->claim.handoff[q->claim.handoff_head++];
     jobq__attempt_give_back(q, ctx);
-    /* end_attempt released mu around storage: the list may have changed,
-     * but only this function and workers (stopped) take from it. */
+    /* The give-back released mu around storage: the list may have
+     * changed, but only this function and workers (stopped) take from it. */
   }
   q->claim.handoff_head = q->claim.n_handoff = 0;
 }
@@ -271,7 +271,8 @@ static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
           }
         }
         if (ni == NULL) {
-          jobq__attempt_give_back(q, got_s[i]); /* out of memory: give the job back rather than lose it */
+          /* out of memory: give the job back rather than lose it */
+          jobq__attempt_give_back(q, got_s[i]);
           continue;
         }
         q->claim.inbox[q->claim.n_inbox++] = got_s[i];

@@ -707,7 +707,7 @@ static void test_cancel_during_retry_keeps_terminal_last(void **state) {
   assert_int_equal(jobq_close(q, 0), 0);
   if (bad)
     fail_msg("BUG: events of job after its terminal event: \"%s\" (lib/core/cancel.c emits "
-             "cancelled while attempt.c end_attempt still has to publish the retry)",
+             "cancelled while attempt.c jobq__attempt_end still has to publish the retry)",
              types);
   assert_string_equal(types, "submitted started retrying cancelled");
 }
@@ -763,7 +763,7 @@ static void test_quick_retry_keeps_retrying_before_next_start(void **state) {
   if (strcmp(types, "submitted started retrying started succeeded") != 0)
     fail_msg("BUG: event order \"%s\", expected \"submitted started retrying started "
              "succeeded\" (the new attempt's started is emitted before the old attempt's "
-             "retrying, lib/core/attempt.c end_attempt/publish_end)",
+             "retrying, lib/core/attempt.c jobq__attempt_end/publish_end)",
              types);
 }
 
