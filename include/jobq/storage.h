@@ -223,7 +223,8 @@ typedef struct jobq_storage_ops {
    * returns at once, having copied f and its strings; done(ud, rc,
    * out_state) is called from any thread once the outcomes are stored (rc 0,
    * out_state as finish's) or failed (rc < 0); never from inside
-   * finish_async itself (the core holds a lock there). A backend whose writes wait
+   * finish_async itself. Like every op, called without the core's lock
+   * (it may block: another thread's call is not held up). A backend whose writes wait
    * for a commit offers this so that a worker need not wait for one per
    * job: the job's news is still published only after it is stored. */
   int (*finish_async)(void *st, const jobq_storage_finish *f, size_t n,

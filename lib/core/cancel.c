@@ -6,9 +6,9 @@
 #include <string.h>
 
 void jobq__cancel_hints_clear(jobq_t *q) {
-  for (size_t i = 0; i < q->cancel_hints.cap; i++)
-    if (q->cancel_hints.slots[i].key) free(q->cancel_hints.slots[i].val);
-  jobq__map_free(&q->cancel_hints);
+  jobq_map_slot *e;
+  for (size_t cur = 0; (e = jobq__map_next(&q->claim.cancel_hints, &cur));) free(e->val);
+  jobq__map_free(&q->claim.cancel_hints);
 }
 
 JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
@@ -22,15 +22,14 @@ JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
     return jobq__err(JOBQ_ECLOSED, "jobq_cancel: the queue is closing");
   }
   int held = jobq__events_on(q) && jobq__hold_begin(q, id) == 0;
-  q->ops_in_flight++;
+  jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
   int state = -1;
   char *kind = NULL;
   int64_t now = jobq__now(q);
   int rc = q->ops->cancel(q->st, id, now, &state, &kind);
   uv_mutex_lock(&q->mu);
-  q->ops_in_flight--;
-  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  jobq__storage_end(q);
   if (rc == JOBQ_ENOTFOUND) {
     rc = jobq__err(rc, "jobq_cancel: no job %s", id);
   } else if (rc == JOBQ_ESTATE) {
@@ -40,13 +39,13 @@ JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
     jobq__emit_now(q, JOBQ_EVENT_CANCELLED, id, kind, JOBQ_CANCELLED, 0, NULL, 0, "cancelled", NULL);
     jobq__notify_waiters(q, id);
   } else if (rc == 0 && state == JOBQ_RUNNING) {
-    jobq_ctx_t *ctx = jobq__map_get(&q->running, id);
+    jobq_ctx_t *ctx = jobq__map_get(&q->running.map, id);
     if (ctx) {
       atomic_store(&ctx->cancelled, 1);
-    } else if (q->claims_in_flight > 0) {
+    } else if (q->claim.in_flight > 0) {
       /* A claim of ours may be returning this very job: let it know. */
       char *copy = jobq__strdup(id);
-      if (copy && jobq__map_put(&q->cancel_hints, copy, copy) != 0) free(copy);
+      if (copy && jobq__map_put(&q->claim.cancel_hints, copy, copy) != 0) free(copy);
     }
     jobq__notify_waiters(q, id);
   }

@@ -17,9 +17,9 @@ JOBQ_API const char *jobq_event_type_name(int type) {
   return type_names[type];
 }
 
-int jobq__events_on(jobq_t *q) { return q->n_subs > 0 || q->pull_on; }
+int jobq__events_on(jobq_t *q) { return q->events.n_subs > 0 || q->events.pull_on; }
 
-static void events_flag_update(jobq_t *q) { atomic_store(&q->events_flag, jobq__events_on(q)); }
+static void events_flag_update(jobq_t *q) { atomic_store(&q->events.flag, jobq__events_on(q)); }
 
 JOBQ_API void jobq_event_free(jobq_event_t *ev) {
   if (ev == NULL) return;
@@ -62,32 +62,32 @@ static jobq_event_t *make(int sink, int type, const char *id, const char *kind, 
 static void publish(jobq_t *q, jobq_event_t *ev) {
   if (ev->sink == 0) {
     ev->next = NULL;
-    if (q->disp_tail) q->disp_tail->next = ev;
-    else q->disp_head = ev;
-    q->disp_tail = ev;
+    if (q->events.disp_tail) q->events.disp_tail->next = ev;
+    else q->events.disp_head = ev;
+    q->events.disp_tail = ev;
     jobq__kick_loop(q);
     return;
   }
-  if (q->ring == NULL) {
-    q->ring_cap = (size_t)q->o.event_buffer;
-    q->ring = calloc(q->ring_cap, sizeof *q->ring);
-    if (q->ring == NULL) {
-      q->ring_cap = 0;
-      q->ring_dropped++;
+  if (q->events.ring == NULL) {
+    q->events.ring_cap = (size_t)q->o.event_buffer;
+    q->events.ring = calloc(q->events.ring_cap, sizeof *q->events.ring);
+    if (q->events.ring == NULL) {
+      q->events.ring_cap = 0;
+      q->events.ring_dropped++;
       jobq_event_free(ev);
       return;
     }
   }
-  if (q->ring_n == q->ring_cap) {
+  if (q->events.ring_n == q->events.ring_cap) {
     /* Full: the oldest goes; the reader learns how many it missed. */
-    jobq_event_free(q->ring[q->ring_head]);
-    q->ring_head = (q->ring_head + 1) % q->ring_cap;
-    q->ring_n--;
-    q->ring_dropped++;
+    jobq_event_free(q->events.ring[q->events.ring_head]);
+    q->events.ring_head = (q->events.ring_head + 1) % q->events.ring_cap;
+    q->events.ring_n--;
+    q->events.ring_dropped++;
   }
-  q->ring[(q->ring_head + q->ring_n) % q->ring_cap] = ev;
-  q->ring_n++;
-  if (q->pull_waiters) uv_cond_signal(&q->event_cv);
+  q->events.ring[(q->events.ring_head + q->events.ring_n) % q->events.ring_cap] = ev;
+  q->events.ring_n++;
+  if (q->events.pull_waiters) uv_cond_signal(&q->events.cv);
 }
 
 static void emit_impl(jobq_t *q, int direct, int type, const char *id, const char *kind, int state,
@@ -95,14 +95,14 @@ static void emit_impl(jobq_t *q, int direct, int type, const char *id, const cha
                       const char *result) {
   if (!jobq__events_on(q)) return;
   int64_t now = jobq__now(q);
-  held *h = !direct && q->submitting.count ? jobq__map_get(&q->submitting, id) : NULL;
+  held *h = !direct && q->events.holds.count ? jobq__map_get(&q->events.holds, id) : NULL;
   for (int sink = 0; sink < 2; sink++) {
-    if (sink == 0 ? q->n_subs == 0 : !q->pull_on) continue;
+    if (sink == 0 ? q->events.n_subs == 0 : !q->events.pull_on) continue;
     jobq_event_t *ev = make(sink, type, id, kind, state, progress, step, attempt, error, result, now);
     if (ev == NULL) {
       /* Out of memory: an event is news, not state; the job is unaffected.
        * Pull readers are told through the drop count. */
-      if (sink == 1) q->ring_dropped++;
+      if (sink == 1) q->events.ring_dropped++;
       continue;
     }
     if (h) {
@@ -133,15 +133,15 @@ void jobq__emit_now(jobq_t *q, int type, const char *id, const char *kind, int s
  * queued), in that order. One hold per job at a time: a second operation
  * on the same job waits here for the first to publish. */
 int jobq__hold_begin(jobq_t *q, const char *id) {
-  while (q->submitting.count && jobq__map_get(&q->submitting, id)) {
-    q->hold_waiters++;
-    uv_cond_wait(&q->hold_cv, &q->mu);
-    q->hold_waiters--;
+  while (q->events.holds.count && jobq__map_get(&q->events.holds, id)) {
+    q->events.hold_waiters++;
+    uv_cond_wait(&q->events.hold_cv, &q->mu);
+    q->events.hold_waiters--;
   }
   held *h = calloc(1, sizeof *h);
   if (h == NULL) return JOBQ_ENOMEM;
   memcpy(h->id, id, JOBQ_ID_SIZE);
-  if (jobq__map_put(&q->submitting, h->id, h) != 0) {
+  if (jobq__map_put(&q->events.holds, h->id, h) != 0) {
     free(h);
     return JOBQ_ENOMEM;
   }
@@ -149,7 +149,7 @@ int jobq__hold_begin(jobq_t *q, const char *id) {
 }
 
 void jobq__hold_end(jobq_t *q, const char *id, int publish_submitted, const char *kind) {
-  held *h = jobq__map_del(&q->submitting, id);
+  held *h = jobq__map_del(&q->events.holds, id);
   if (publish_submitted)
     jobq__emit_now(q, JOBQ_EVENT_SUBMITTED, id, kind, JOBQ_QUEUED, 0, NULL, 0, NULL, NULL);
   if (h == NULL) return;
@@ -158,12 +158,12 @@ void jobq__hold_end(jobq_t *q, const char *id, int publish_submitted, const char
     publish(q, ev);
   }
   free(h);
-  if (q->hold_waiters) uv_cond_broadcast(&q->hold_cv);
+  if (q->events.hold_waiters) uv_cond_broadcast(&q->events.hold_cv);
 }
 
 static int subscribed(jobq_t *q, jobq_event_fn fn, void *ud) {
-  for (int i = 0; i < q->n_subs; i++)
-    if (q->subs[i].fn == fn && q->subs[i].ud == ud) return 1;
+  for (int i = 0; i < q->events.n_subs; i++)
+    if (q->events.subs[i].fn == fn && q->events.subs[i].ud == ud) return 1;
   return 0;
 }
 
@@ -173,14 +173,14 @@ static int subscribed(jobq_t *q, jobq_event_fn fn, void *ud) {
  * called again. */
 void jobq__dispatch_events(jobq_t *q) {
   uv_mutex_lock(&q->mu);
-  jobq_event_t *ev = q->disp_head;
-  q->disp_head = q->disp_tail = NULL;
+  jobq_event_t *ev = q->events.disp_head;
+  q->events.disp_head = q->events.disp_tail = NULL;
   sub small[8], *subs = small;
   int cap = 8;
   while (ev) {
     jobq_event_t *next = ev->next;
     ev->next = NULL;
-    int n = q->n_subs;
+    int n = q->events.n_subs;
     if (n > cap) {
       sub *ns = malloc((size_t)n * sizeof *ns);
       if (ns) {
@@ -191,15 +191,15 @@ void jobq__dispatch_events(jobq_t *q) {
         n = cap; /* out of memory: the first ones still hear of it */
       }
     }
-    memcpy(subs, q->subs, (size_t)n * sizeof *subs);
+    memcpy(subs, q->events.subs, (size_t)n * sizeof *subs);
     for (int i = 0; i < n; i++) {
       if (!subscribed(q, subs[i].fn, subs[i].ud)) continue;
-      q->in_callback = 1;
+      q->events.in_callback = 1;
       uv_mutex_unlock(&q->mu);
       subs[i].fn(ev, subs[i].ud);
       uv_mutex_lock(&q->mu);
-      q->in_callback = 0;
-      uv_cond_broadcast(&q->sub_cv);
+      q->events.in_callback = 0;
+      uv_cond_broadcast(&q->events.sub_cv);
     }
     jobq_event_free(ev);
     ev = next;
@@ -230,22 +230,21 @@ int jobq__events_share(jobq_t *q) {
     if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s", jobq_strerror(rc));
     return jobq__err_prefix(rc, NULL, "jobq_open: shared events: ");
   }
-  q->sink_on = 1;
+  q->events.sink_on = 1;
   return 0;
 }
 
 /* The first listener of this process asks storage for other processes'
  * events too. mu held on entry and exit (released around the call). */
 static void want_remote_events(jobq_t *q) {
-  if (q->sink_on || q->ops->set_event_sink == NULL || q->closed) return;
-  q->sink_on = 1;
-  q->ops_in_flight++;
+  if (q->events.sink_on || q->ops->set_event_sink == NULL || q->closed) return;
+  q->events.sink_on = 1;
+  jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
   int rc = q->ops->set_event_sink(q->st, remote_event, q);
   uv_mutex_lock(&q->mu);
-  q->ops_in_flight--;
-  if (rc != 0) q->sink_on = 0; /* local events still flow; a later listener tries again */
-  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  jobq__storage_end(q);
+  if (rc != 0) q->events.sink_on = 0; /* local events still flow; a later listener tries again */
 }
 
 JOBQ_API int jobq_subscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
@@ -253,19 +252,19 @@ JOBQ_API int jobq_subscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
   if (fn == NULL) return jobq__err(JOBQ_EINVAL, "jobq_subscribe: fn is NULL");
   uv_mutex_lock(&q->mu);
   int rc = 0;
-  for (int i = 0; i < q->n_subs; i++)
-    if (q->subs[i].fn == fn && q->subs[i].ud == ud)
+  for (int i = 0; i < q->events.n_subs; i++)
+    if (q->events.subs[i].fn == fn && q->events.subs[i].ud == ud)
       rc = jobq__err(JOBQ_EEXIST, "jobq_subscribe: this (fn, ud) is already subscribed");
   if (rc == 0 && q->closed) rc = jobq__err(JOBQ_ECLOSED, "jobq_subscribe: the queue is closing");
   if (rc == 0) {
-    sub *ns = realloc(q->subs, (size_t)(q->n_subs + 1) * sizeof *ns);
+    sub *ns = realloc(q->events.subs, (size_t)(q->events.n_subs + 1) * sizeof *ns);
     if (ns == NULL) {
       rc = jobq__err(JOBQ_ENOMEM, "jobq_subscribe: out of memory");
     } else {
-      q->subs = ns;
-      ns[q->n_subs].fn = fn;
-      ns[q->n_subs].ud = ud;
-      q->n_subs++;
+      q->events.subs = ns;
+      ns[q->events.n_subs].fn = fn;
+      ns[q->events.n_subs].ud = ud;
+      q->events.n_subs++;
       events_flag_update(q);
       want_remote_events(q);
     }
@@ -279,16 +278,17 @@ JOBQ_API int jobq_unsubscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
   if (fn == NULL) return jobq__err(JOBQ_EINVAL, "jobq_unsubscribe: fn is NULL");
   uv_mutex_lock(&q->mu);
   int rc = jobq__err(JOBQ_ENOTFOUND, "jobq_unsubscribe: this (fn, ud) is not subscribed");
-  for (int i = 0; i < q->n_subs; i++) {
-    if (q->subs[i].fn == fn && q->subs[i].ud == ud) {
-      q->subs[i] = q->subs[--q->n_subs];
+  for (int i = 0; i < q->events.n_subs; i++) {
+    if (q->events.subs[i].fn == fn && q->events.subs[i].ud == ud) {
+      q->events.subs[i] = q->events.subs[--q->events.n_subs];
       events_flag_update(q);
       rc = 0;
       break;
     }
   }
   /* From another thread, wait out a call under way (it may be this one's). */
-  while (rc == 0 && q->in_callback && !jobq__on_loop_thread(q)) uv_cond_wait(&q->sub_cv, &q->mu);
+  while (rc == 0 && q->events.in_callback && !jobq__on_loop_thread(q))
+    uv_cond_wait(&q->events.sub_cv, &q->mu);
   if (rc == 0) jobq__set_detail("");
   uv_mutex_unlock(&q->mu);
   return rc;
@@ -300,13 +300,13 @@ JOBQ_API int jobq_next_event(jobq_t *q, int timeout_ms, jobq_event_t **out) {
   if (timeout_ms != 0 && jobq__on_loop_thread(q))
     return jobq__err(JOBQ_EDEADLK, "jobq_next_event: a blocking wait on the loop thread");
   uv_mutex_lock(&q->mu);
-  q->pull_on = 1;
+  q->events.pull_on = 1;
   events_flag_update(q);
   q->refs++;
   want_remote_events(q);
   uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
   int rc = 0;
-  while (q->ring_n == 0) {
+  while (q->events.ring_n == 0) {
     if (q->closed) {
       rc = jobq__err(JOBQ_ECLOSED, "jobq_next_event: the queue is closing");
       break;
@@ -316,17 +316,17 @@ JOBQ_API int jobq_next_event(jobq_t *q, int timeout_ms, jobq_event_t **out) {
       rc = jobq__err(JOBQ_ETIMEDOUT, "jobq_next_event: no event within %d ms", timeout_ms);
       break;
     }
-    q->pull_waiters++;
-    if (timeout_ms < 0) uv_cond_wait(&q->event_cv, &q->mu);
-    else uv_cond_timedwait(&q->event_cv, &q->mu, deadline - now);
-    q->pull_waiters--;
+    q->events.pull_waiters++;
+    if (timeout_ms < 0) uv_cond_wait(&q->events.cv, &q->mu);
+    else uv_cond_timedwait(&q->events.cv, &q->mu, deadline - now);
+    q->events.pull_waiters--;
   }
   if (rc == 0) {
-    jobq_event_t *ev = q->ring[q->ring_head];
-    q->ring_head = (q->ring_head + 1) % q->ring_cap;
-    q->ring_n--;
-    ev->dropped = q->ring_dropped;
-    q->ring_dropped = 0;
+    jobq_event_t *ev = q->events.ring[q->events.ring_head];
+    q->events.ring_head = (q->events.ring_head + 1) % q->events.ring_cap;
+    q->events.ring_n--;
+    ev->dropped = q->events.ring_dropped;
+    q->events.ring_dropped = 0;
     ev->next = NULL;
     *out = ev;
   }
@@ -343,9 +343,9 @@ void jobq__notify_waiters(jobq_t *q, const char *id) {
     }
     return;
   }
-  for (size_t i = 0; i < q->waiters.cap; i++) {
-    if (q->waiters.slots[i].key == NULL) continue;
-    for (waiter *w = q->waiters.slots[i].val; w; w = w->next) {
+  jobq_map_slot *e;
+  for (size_t cur = 0; (e = jobq__map_next(&q->waiters, &cur));) {
+    for (waiter *w = e->val; w; w = w->next) {
       w->changed = 1;
       uv_cond_signal(&w->cv);
     }

@@ -15,27 +15,28 @@ int jobq__ext_add(jobq_t *q, const jobq__ext *e) {
     uv_mutex_unlock(&q->mu);
     return JOBQ_ESTATE;
   }
-  jobq__ext *n = realloc(q->exts, (size_t)(q->n_exts + 1) * sizeof *n);
+  jobq__ext *n = realloc(q->loop_s.exts, (size_t)(q->loop_s.n_exts + 1) * sizeof *n);
   if (n == NULL) {
     uv_mutex_unlock(&q->mu);
     return JOBQ_ENOMEM;
   }
-  n[q->n_exts++] = *e;
-  q->exts = n;
+  n[q->loop_s.n_exts++] = *e;
+  q->loop_s.exts = n;
   uv_mutex_unlock(&q->mu);
   return 0;
 }
 
 void jobq__exts_close_on_loop(jobq_t *q) {
-  for (int i = 0; i < q->n_exts; i++) q->exts[i].close_on_loop(q->exts[i].ud, q);
+  for (int i = 0; i < q->loop_s.n_exts; i++)
+    q->loop_s.exts[i].close_on_loop(q->loop_s.exts[i].ud, q);
 }
 
 void jobq__exts_free(jobq_t *q) {
-  for (int i = 0; i < q->n_exts; i++)
-    if (q->exts[i].free) q->exts[i].free(q->exts[i].ud);
-  free(q->exts);
-  q->exts = NULL;
-  q->n_exts = 0;
+  for (int i = 0; i < q->loop_s.n_exts; i++)
+    if (q->loop_s.exts[i].free) q->loop_s.exts[i].free(q->loop_s.exts[i].ud);
+  free(q->loop_s.exts);
+  q->loop_s.exts = NULL;
+  q->loop_s.n_exts = 0;
 }
 
 int jobq__register_on_loop(jobq_t *q, const char *fn_name, const char *kind,
@@ -55,7 +56,7 @@ int jobq__register_on_loop(jobq_t *q, const char *fn_name, const char *kind,
   return rc;
 }
 
-uv_loop_t *jobq__loop(jobq_t *q) { return q->loop; }
+uv_loop_t *jobq__loop(jobq_t *q) { return q->loop_s.loop; }
 const char *jobq__workdir(jobq_t *q) { return q->o.workdir; }
 jobq_t *jobq__ctx_queue(jobq_ctx_t *ctx) { return ctx->q; }
 
@@ -92,15 +93,14 @@ static int op_begin(jobq_t *q, const char *fn) {
     uv_mutex_unlock(&q->mu);
     return jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
   }
-  q->ops_in_flight++;
+  jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
   return 0;
 }
 
 static void op_end(jobq_t *q) {
   uv_mutex_lock(&q->mu);
-  q->ops_in_flight--;
-  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  jobq__storage_end(q);
   uv_mutex_unlock(&q->mu);
 }
 

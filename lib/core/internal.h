@@ -4,6 +4,7 @@
 
 #include "jobq.h"
 #include "jobq/storage.h"
+#include "core/defaults.h"
 #include "util/err.h"
 #include "util/heap.h"
 #include "util/map.h"
@@ -12,6 +13,7 @@
 #include "util/state.h"
 
 #include <stdatomic.h>
+#include <string.h>
 #include <uv.h>
 
 #define JOBQ_KIND_MAX 64
@@ -105,31 +107,78 @@ typedef struct kind_reg {
   double avg_ms; /* moving average of attempt durations, 0 = none yet */
 } kind_reg;
 
+/* Where an attempt is in its life; under q->mu. Every change goes through
+ * jobq__attempt_to (core/attempt.h), which knows the legal ones:
+ *
+ *   RUNNING ──► FINISHING ──► FINISHED    the owner's succeed/fail, or a claim's
+ *                                         give-back; storage applied it
+ *   RUNNING ◄── FINISHING                 storage failed: nothing was applied,
+ *                                         the owner may try again
+ *   RUNNING ──► TIMING_OUT ──► TIMED_OUT  the deadline passed; the maintenance
+ *                                         thread stores the retry or failure
+ *   RUNNING ◄── TIMING_OUT                could not be posted (out of memory):
+ *                                         the next tick tries again
+ *   RUNNING ──► RELEASING ──► RELEASED    jobq_close gives it back
+ *
+ * Only a RUNNING attempt may be ended; the states in between say who is
+ * ending it (the owner's call is refused with the reason: it timed out, or
+ * the queue released it). The final three are final. */
+typedef enum jobq__attempt_state {
+  JOBQ_ATTEMPT_RUNNING,
+  JOBQ_ATTEMPT_FINISHING,
+  JOBQ_ATTEMPT_FINISHED,
+  JOBQ_ATTEMPT_TIMING_OUT,
+  JOBQ_ATTEMPT_TIMED_OUT,
+  JOBQ_ATTEMPT_RELEASING,
+  JOBQ_ATTEMPT_RELEASED,
+} jobq__attempt_state;
+
+static inline kind_reg *jobq__kind_find(jobq_t *q, const char *name);
+/* A kind's concurrency limit, 0 for none. */
+static inline int jobq__kind_limit(const kind_reg *k) {
+  if (k->ko.concurrency > 0) return k->ko.concurrency;
+  return k->ko.on_loop ? JOBQ_LOOP_DEFAULT_CONCURRENCY : 0;
+}
+
 /* One attempt, handed to a handler or a jobq_claim caller. */
 struct jobq_ctx_s {
   jobq_t *q;
   int refs;            /* under q->mu: 1 until the user's succeed/fail, +1 while a
                         * handler call runs, +1 while a timeout is being applied */
-  int user_done;       /* the user's succeed/fail came (the user's ref is gone) */
+  jobq__attempt_state state; /* under q->mu; see above */
+  /* The user's succeed/fail came and took the user's reference. Not part of
+   * the state: an attempt that timed out or was released still waits for
+   * its owner's call (which is refused, but drops the reference). */
+  int user_done;
   kind_reg *kr;        /* NULL for a kind not registered here */
   jobq_storage_job rec;
-  atomic_int cancelled; /* cancel requested, timed out, or released */
-  int finished;        /* the attempt has ended (or is ending) */
-  int timed_out;
-  int released;
+  /* Cancel requested, timed out, or released: the handler should stop.
+   * Atomic and apart from state because handlers poll it without the lock
+   * (jobq_ctx_cancelled), and a cancel requested of a RUNNING attempt does
+   * not end it. */
+  atomic_int cancelled;
   int progress;
   char *step;
   int progress_dirty;
   int64_t progress_written;
   int64_t deadline;    /* timeout, 0 = none */
-  uint32_t tmo_idx;    /* index in q->tmo */
-  int in_tmo;
+  uint32_t tmo_idx;    /* index in q->running.tmo */
+  int in_tmo;          /* in q->running.tmo (a RUNNING attempt whose deadline is ahead) */
   uint64_t t0_ns;      /* start, for the kind's average duration */
   uint64_t t1_ns;      /* when the handler said it was done; 0: not yet */
-  int held;            /* an asynchronous finish holds the job's events */
-  char *fin_result;    /* copies kept while an asynchronous finish is stored */
+  /* While an asynchronous finish is stored (FINISHING): whether it holds
+   * the job's events, and copies of what it stores. */
+  int held;
+  char *fin_result;
   char *fin_error;
 };
+
+static inline int jobq__attempt_timed_out(const jobq_ctx_t *ctx) {
+  return ctx->state == JOBQ_ATTEMPT_TIMING_OUT || ctx->state == JOBQ_ATTEMPT_TIMED_OUT;
+}
+static inline int jobq__attempt_released(const jobq_ctx_t *ctx) {
+  return ctx->state == JOBQ_ATTEMPT_RELEASING || ctx->state == JOBQ_ATTEMPT_RELEASED;
+}
 
 typedef struct waiter {
   struct waiter *next;
@@ -151,100 +200,150 @@ typedef struct held {
   jobq_event_t *head, *tail;
 } held;
 
+/* A queue. Each module owns a part; the comment on each part says which
+ * lock guards it. There is one lock, mu (the core lock): the parts are for
+ * ownership and reading, not for finer locking, since a state change
+ * (an attempt's end, say) touches several parts at once and must be seen
+ * whole. */
 struct jobq_s {
-  uv_mutex_t mu; /* the core lock: everything below unless noted */
-  struct jobq_options_s o;
-  const jobq_storage_ops *ops;
-  void *st;
+  uv_mutex_t mu;                /* the core lock */
+  struct jobq_options_s o;      /* copied at open; read-only afterwards */
+  const jobq_storage_ops *ops;  /* read-only after open */
+  void *st;                     /* the store; NULL once closed (under mu) */
 
-  /* loop */
-  uv_loop_t *loop;
-  uv_loop_t own_loop;
-  int own;
-  uv_thread_t loop_thread;
-  uv_thread_t loop_tid; /* the thread that runs the loop */
-  uv_async_t async;
-  uv_timer_t timer;
-  uv_timer_t maint;     /* heartbeats, progress flushes, rescues (core/maint.c) */
-  /* The maintenance thread runs storage work the loop must not: heartbeats,
-   * progress flushes, rescues, timeouts (not libuv's pool, which a host may
-   * keep busy with its own work). */
-  uv_thread_t maint_thread;
-  int maint_running;
-  int maint_stop;
-  uv_cond_t maint_cv;
-  void *maint_batch;    /* the next batch for the thread, or NULL */
-  jobq_ctx_t **tmo_posted; /* timed-out attempts for the thread */
-  size_t n_tmo_posted, cap_tmo_posted;
-  int maint_busy;       /* a batch is queued or running */
-  int64_t next_heartbeat, next_rescue;
-  int64_t timer_at;     /* when the timer fires, INT64_MAX: stopped */
-  int handles_open;
-  int handles_closing;   /* close callbacks still to come */
-  struct jobq__ext *exts; /* extensions with loop handles (pipelines) */
-  int n_exts;
-  int refs;             /* q is freed when this drops to 0 */
-
-  /* kinds */
-  kind_reg *kinds;
-  int n_kinds;
-  const char **worker_kinds; /* names of kinds run on worker threads */
-  int n_worker_kinds;
-  const char **loop_kinds;   /* names of kinds run on the loop */
-  int n_loop_kinds;
-  const char **ma_kinds;     /* every registered kind and its max attempts, */
-  int *ma_values;            /* for claims (kept in step by jobq_register) */
-  int n_ma;
-
-  /* workers */
+  /* The queue's life (core/queue.c); under mu unless noted. */
+  int refs;              /* q is freed when this drops to 0 */
   int started;
-  atomic_int stopping;   /* no new claims */
-  atomic_int closed;     /* jobq_close began (2: storage closed) */
+  atomic_int stopping;   /* no new claims; read without mu by spinning claimers */
+  atomic_int closed;     /* jobq_close began (2: storage closed); read without mu by submits */
   int storage_closing;   /* close waited out the last storage call: no new ones */
-  uv_thread_t *threads;
-  int n_threads;
-  uv_cond_t work_cv;     /* claimers wait for work here */
-  /* idle and work_gen pair up without the lock (a Dekker handshake): a
-   * claimer increments idle and then re-reads work_gen; a submitter
-   * increments work_gen and then reads idle. One of them sees the other. */
-  atomic_int idle;       /* claimers waiting on work_cv */
-  _Atomic uint64_t work_gen; /* bumped whenever jobs may have become claimable */
-  int64_t wake_at;       /* earliest known future run_at, INT64_MAX none */
-  int claims_in_flight;
-  jobq_map cancel_hints; /* ids cancelled while a claim was in flight */
+  /* Storage calls under way (jobq__storage_begin/end); close waits for 0.
+   * Atomic: a submit counts without mu (see core/submit.c). */
+  atomic_int ops_in_flight;
+  uv_cond_t idle_cv;     /* close waits here for running attempts and storage calls */
 
-  /* running attempts */
-  jobq_map running;      /* id -> ctx */
-  jobq_heap tmo;         /* running attempts with a timeout, by deadline */
-  atomic_int ops_in_flight; /* calls talking to storage; close waits for 0 */
-  uv_cond_t idle_cv;     /* close waits for running == 0 and ops == 0 */
-  jobq_ctx_t **handoff;  /* claimed in a batch, for the next free worker */
-  size_t n_handoff, cap_handoff, handoff_head;
-  jobq_ctx_t **loop_inbox; /* attempts to start on the loop */
-  size_t n_inbox, cap_inbox;
-  int handlers_active;   /* handlers running on worker threads */
+  /* The loop and its handles (core/queue.c, core/ext.c); under mu. */
+  struct {
+    uv_loop_t *loop;
+    uv_loop_t own_loop;
+    int own;              /* the loop runs on a thread of ours */
+    uv_thread_t thread;   /* that thread */
+    uv_thread_t tid;      /* the thread that runs the loop (ours or the host's) */
+    uv_async_t async;
+    uv_timer_t timer;     /* delayed jobs due, attempt timeouts */
+    int64_t timer_at;     /* when the timer fires, INT64_MAX: stopped */
+    int64_t wake_at;      /* earliest known future run_at, INT64_MAX none */
+    int handles_open;
+    int handles_closing;  /* close callbacks still to come */
+    struct jobq__ext *exts; /* extensions with loop handles (pipelines) */
+    int n_exts;
+  } loop_s;
 
-  /* events */
-  sub *subs;
-  int n_subs;
-  int in_callback;       /* the loop thread is inside a subscriber call */
-  uv_cond_t sub_cv;      /* jobq_unsubscribe waits for that call to end */
-  jobq_event_t *disp_head, *disp_tail; /* for subscribers, drained on the loop */
-  int pull_on;
-  atomic_int events_flag; /* n_subs > 0 || pull_on, readable without mu */
-  int sink_on;            /* storage passes on other processes' events */
-  jobq_event_t **ring;   /* pull buffer */
-  size_t ring_cap, ring_head, ring_n;
-  int64_t ring_dropped;
-  uv_cond_t event_cv;
-  int pull_waiters;
-  jobq_map submitting;   /* id -> held: jobs whose events wait (core/events.c) */
-  uv_cond_t hold_cv;
-  int hold_waiters;
+  /* Maintenance (core/maint.c): heartbeats, progress flushes, rescues and
+   * timeouts run on a thread of their own, storage work the loop must not
+   * do (not libuv's pool, which a host may keep busy with its own work).
+   * Under mu. */
+  struct {
+    uv_timer_t timer;     /* on the loop: makes the batches */
+    uv_thread_t thread;
+    int running;          /* the thread was started */
+    int stop;
+    uv_cond_t cv;
+    void *batch;          /* the next batch for the thread, or NULL */
+    jobq_ctx_t **tmo_posted; /* timed-out attempts for the thread */
+    size_t n_tmo_posted, cap_tmo_posted;
+    int busy;             /* a batch is queued or running */
+    int64_t next_heartbeat, next_rescue;
+  } maint;
 
-  /* waiters */
+  /* Registered kinds (core/queue.c jobq_register); under mu, and fixed
+   * once jobq_start ran. */
+  struct {
+    kind_reg *v;
+    int n;
+    const char **worker;  /* names of kinds run on worker threads */
+    int n_worker;
+    const char **loop;    /* names of kinds run on the loop */
+    int n_loop;
+    const char **ma_names; /* every registered kind and its max attempts, */
+    int *ma_values;        /* for claims (kept in step by jobq_register) */
+    int n_ma;
+  } kinds;
+
+  /* Claimers (core/claim.c): worker threads, the feeder, jobq_claim
+   * callers; under mu unless noted. */
+  struct {
+    uv_thread_t *threads;
+    int n_threads;
+    uv_cond_t work_cv;    /* claimers wait for work here */
+    /* idle and work_gen pair up without the lock (a Dekker handshake): a
+     * claimer increments idle and then re-reads work_gen; a submitter
+     * increments work_gen and then reads idle. One of them sees the other. */
+    atomic_int idle;      /* claimers waiting on work_cv */
+    _Atomic uint64_t work_gen; /* bumped whenever jobs may have become claimable */
+    int in_flight;        /* claims asking storage right now */
+    jobq_map cancel_hints; /* ids cancelled while a claim was in flight */
+    jobq_ctx_t **handoff; /* claimed in a batch, for the next free worker */
+    size_t n_handoff, cap_handoff, handoff_head;
+    jobq_ctx_t **inbox;   /* attempts to start on the loop */
+    size_t n_inbox, cap_inbox;
+    int handlers_active;  /* handlers running on worker threads */
+  } claim;
+
+  /* Attempts running here (core/attempt.c, core/timeout.c); under mu. */
+  struct {
+    jobq_map map;         /* id -> ctx */
+    jobq_heap tmo;        /* those with a timeout, by deadline */
+  } running;
+
+  /* Events (core/events.c); under mu unless noted. */
+  struct {
+    sub *subs;
+    int n_subs;
+    int in_callback;      /* the loop thread is inside a subscriber call */
+    uv_cond_t sub_cv;     /* jobq_unsubscribe waits for that call to end */
+    jobq_event_t *disp_head, *disp_tail; /* for subscribers, drained on the loop */
+    int pull_on;
+    atomic_int flag;      /* n_subs > 0 || pull_on, readable without mu */
+    int sink_on;          /* storage passes on other processes' events */
+    jobq_event_t **ring;  /* pull buffer */
+    size_t ring_cap, ring_head, ring_n;
+    int64_t ring_dropped;
+    uv_cond_t cv;         /* jobq_next_event callers wait here */
+    int pull_waiters;
+    jobq_map holds;       /* id -> held: jobs whose events wait (jobq__hold_begin) */
+    uv_cond_t hold_cv;
+    int hold_waiters;
+  } events;
+
+  /* Long polls (core/read.c jobq_wait); under mu. */
   jobq_map waiters;      /* id -> waiter list */
 };
+
+static inline kind_reg *jobq__kind_find(jobq_t *q, const char *name) {
+  for (int i = 0; i < q->kinds.n; i++)
+    if (strcmp(q->kinds.v[i].name, name) == 0) return &q->kinds.v[i];
+  return NULL;
+}
+
+/* Every storage call is counted from before it starts until its answer is
+ * in (q->ops_in_flight), so that jobq_close can wait for the last one
+ * before it closes storage. mu held for both; the call itself runs without
+ * it. A count may also span threads: a timeout counted when it is posted
+ * ends on the maintenance thread, an asynchronous finish in its done. */
+static inline void jobq__storage_begin(jobq_t *q) { q->ops_in_flight++; }
+static inline void jobq__storage_end(jobq_t *q) {
+  q->ops_in_flight--;
+  if (q->closed) uv_cond_broadcast(&q->idle_cv); /* jobq_close may be waiting */
+}
+
+/* Wakes claimers: jobs may have become claimable. mu held. (A submit does
+ * the same in two halves, bumping work_gen without the lock; see
+ * core/submit.c.) */
+static inline void jobq__wake_claimers(jobq_t *q) {
+  q->claim.work_gen++;
+  if (q->claim.idle) uv_cond_broadcast(&q->claim.work_cv);
+}
 
 /* core/queue.c */
 int64_t jobq__now(jobq_t *q);
@@ -271,13 +370,15 @@ void jobq__emit_now(jobq_t *q, int type, const char *id, const char *kind, int s
                     const char *step, int attempt, const char *error, const char *result);
 void jobq__hold_end(jobq_t *q, const char *id, int publish_submitted, const char *kind);
 
-/* core/worker.c */
+/* core/claim.c */
 int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t n_kinds, size_t max,
                        jobq_ctx_t **out, size_t *n_out);
 void jobq__release_handoff(jobq_t *q);       /* mu held */
 void jobq__worker_main(void *arg);
 void jobq__feeder_main(void *arg);
 void jobq__run_loop_inbox(jobq_t *q);         /* on the loop, mu not held */
+
+/* core/timeout.c */
 void jobq__expire_timeouts(jobq_t *q, int64_t now); /* on the loop, mu held */
 int64_t jobq__tmo_next(jobq_t *q);
 void jobq__tmo_init(jobq_t *q);            /* mu held */
@@ -286,16 +387,20 @@ void jobq__release_all(jobq_t *q);            /* mu held */
 /* core/maint.c */
 int jobq__maint_start(jobq_t *q); /* starts the timer and the maintenance thread */
 void jobq__maint_stop(jobq_t *q);  /* joins the thread; mu not held */
-void jobq__maint_post_timeout(jobq_t *q, jobq_ctx_t *ctx); /* mu held */
-void jobq__timeout_apply(jobq_ctx_t *ctx);
+/* mu held; -1 when out of memory (nothing posted) */
+int jobq__maint_post_timeout(jobq_t *q, jobq_ctx_t *ctx);
+int64_t jobq__maint_tick_ms(jobq_t *q); /* how often the maintenance timer ticks */
+void jobq__timeout_apply(jobq_ctx_t *ctx); /* core/timeout.c */
 void jobq__maint_on_notify(void *ud); /* storage saw another process's change */
-void jobq__ctx_put(jobq_ctx_t *ctx); /* core/worker.c: mu held */
+void jobq__ctx_put(jobq_ctx_t *ctx); /* core/attempt.c: mu held */
 
 /* core/cancel.c */
 void jobq__cancel_hints_clear(jobq_t *q);     /* mu held */
 
 /* core/options.c */
 int jobq__kind_name_check(const char *fn, const char *kind);
+void jobq__options_defaults(struct jobq_options_s *o);  /* the other fields untouched */
+void jobq__kind_opts_defaults(struct jobq_kind_opts_s *k);
 
 /* core/read.c */
 void jobq__job_overlay(jobq_t *q, jobq_job_t *job); /* mu held */

@@ -24,7 +24,7 @@ typedef struct maint_batch {
   size_t rescued;
 } maint_batch;
 
-static int64_t tick_ms(jobq_t *q) {
+int64_t jobq__maint_tick_ms(jobq_t *q) {
   int64_t t = q->o.lease_ms / 4;
   if (t > JOBQ_PROGRESS_WRITE_MS) t = JOBQ_PROGRESS_WRITE_MS;
   return t < 10 ? 10 : t;
@@ -57,7 +57,7 @@ static void maint_work(maint_batch *b) {
   if (b->rescue && q->ops->rescue(q->st, b->now, &b->rescued) != 0) b->rescued = 0;
   uv_mutex_lock(&q->mu);
   for (size_t i = 0; i < b->n_leases; i++) {
-    jobq_ctx_t *ctx = jobq__map_get(&q->running, b->leases[i].id);
+    jobq_ctx_t *ctx = jobq__map_get(&q->running.map, b->leases[i].id);
     if (ctx == NULL || ctx->rec.attempts != b->leases[i].attempt) continue;
     /* Cancelled by any process, or no longer ours (rescued after a stall):
      * either way the handler should stop. */
@@ -65,11 +65,10 @@ static void maint_work(maint_batch *b) {
       atomic_store(&ctx->cancelled, 1);
   }
   if (b->rescued) {
-    q->work_gen++;
-    if (q->idle) uv_cond_broadcast(&q->work_cv);
+    jobq__wake_claimers(q);
     jobq__notify_waiters(q, NULL);
   }
-  q->maint_busy = 0;
+  q->maint.busy = 0;
   if (q->closed) uv_cond_broadcast(&q->idle_cv);
   uv_mutex_unlock(&q->mu);
 }
@@ -78,18 +77,17 @@ static void maint_tick(uv_timer_t *t) {
   jobq_t *q = t->data;
   uv_mutex_lock(&q->mu);
   int64_t now = jobq__now(q);
-  int beat = q->running.count > 0 && now >= q->next_heartbeat;
-  int rescue = now >= q->next_rescue;
+  int beat = q->running.map.count > 0 && now >= q->maint.next_heartbeat;
+  int rescue = now >= q->maint.next_rescue;
   size_t dirty = 0;
-  if (q->running.count) {
-    for (size_t i = 0; i < q->running.cap; i++) {
-      jobq_ctx_t *c = q->running.slots[i].key ? q->running.slots[i].val : NULL;
-      if (c && c->progress_dirty && !c->finished &&
-          now - c->progress_written >= JOBQ_PROGRESS_WRITE_MS)
-        dirty++;
-    }
+  jobq_map_slot *e;
+  for (size_t cur = 0; (e = jobq__map_next(&q->running.map, &cur));) {
+    jobq_ctx_t *c = e->val;
+    if (c->progress_dirty && c->state == JOBQ_ATTEMPT_RUNNING &&
+        now - c->progress_written >= JOBQ_PROGRESS_WRITE_MS)
+      dirty++;
   }
-  if (q->maint_busy || q->closed || (!beat && !rescue && !dirty)) {
+  if (q->maint.busy || q->closed || (!beat && !rescue && !dirty)) {
     uv_mutex_unlock(&q->mu);
     return;
   }
@@ -99,13 +97,13 @@ static void maint_tick(uv_timer_t *t) {
   b->now = now;
   b->rescue = rescue;
   b->lease_until = now + q->o.lease_ms;
-  size_t n = beat ? q->running.count : 0;
+  size_t n = beat ? q->running.map.count : 0;
   if ((n && !(b->leases = calloc(n, sizeof *b->leases))) ||
       (dirty && !(b->flushes = calloc(dirty, sizeof *b->flushes))))
     goto fail;
-  for (size_t i = 0; i < q->running.cap; i++) {
-    jobq_ctx_t *c = q->running.slots[i].key ? q->running.slots[i].val : NULL;
-    if (c == NULL || c->finished) continue;
+  for (size_t cur = 0; (e = jobq__map_next(&q->running.map, &cur));) {
+    jobq_ctx_t *c = e->val;
+    if (c->state != JOBQ_ATTEMPT_RUNNING) continue;
     if (n) {
       jobq_storage_lease *l = &b->leases[b->n_leases];
       if ((l->id = jobq__strdup(c->rec.id)) == NULL) goto fail;
@@ -127,11 +125,11 @@ static void maint_tick(uv_timer_t *t) {
       c->progress_written = now;
     }
   }
-  if (beat) q->next_heartbeat = now + q->o.lease_ms / 3;
-  if (rescue) q->next_rescue = now + q->o.lease_ms / 2;
-  q->maint_busy = 1;
-  q->maint_batch = b;
-  uv_cond_signal(&q->maint_cv);
+  if (beat) q->maint.next_heartbeat = now + q->o.lease_ms / 3;
+  if (rescue) q->maint.next_rescue = now + q->o.lease_ms / 2;
+  q->maint.busy = 1;
+  q->maint.batch = b;
+  uv_cond_signal(&q->maint.cv);
   uv_mutex_unlock(&q->mu);
   return;
 fail:
@@ -144,92 +142,83 @@ static void maint_main(void *arg) {
   jobq_t *q = arg;
   uv_mutex_lock(&q->mu);
   for (;;) {
-    if (q->n_tmo_posted) {
-      jobq_ctx_t *ctx = q->tmo_posted[--q->n_tmo_posted];
+    if (q->maint.n_tmo_posted) {
+      jobq_ctx_t *ctx = q->maint.tmo_posted[--q->maint.n_tmo_posted];
       uv_mutex_unlock(&q->mu);
       jobq__timeout_apply(ctx);
       uv_mutex_lock(&q->mu);
       continue;
     }
-    if (q->maint_batch) {
-      maint_batch *b = q->maint_batch;
-      q->maint_batch = NULL;
+    if (q->maint.batch) {
+      maint_batch *b = q->maint.batch;
+      q->maint.batch = NULL;
       uv_mutex_unlock(&q->mu);
-      maint_work(b); /* clears maint_busy */
+      maint_work(b); /* clears maint.busy */
       batch_free(b);
       uv_mutex_lock(&q->mu);
       continue;
     }
-    if (q->maint_stop) break;
-    uv_cond_wait(&q->maint_cv, &q->mu);
+    if (q->maint.stop) break;
+    uv_cond_wait(&q->maint.cv, &q->mu);
   }
   uv_mutex_unlock(&q->mu);
 }
 
-void jobq__maint_post_timeout(jobq_t *q, jobq_ctx_t *ctx) {
-  if (q->n_tmo_posted == q->cap_tmo_posted) {
-    size_t nc = q->cap_tmo_posted ? q->cap_tmo_posted * 2 : 16;
-    jobq_ctx_t **nv = realloc(q->tmo_posted, nc * sizeof *nv);
-    if (nv == NULL) {
-      /* Out of memory: try again at the next tick. */
-      ctx->finished = 0;
-      ctx->timed_out = 0;
-      ctx->refs--;
-      q->ops_in_flight--;
-      ctx->deadline = jobq__now(q) + tick_ms(q);
-      if (jobq__heap_push(&q->tmo, ctx) == 0) ctx->in_tmo = 1;
-      return;
-    }
-    q->tmo_posted = nv;
-    q->cap_tmo_posted = nc;
+int jobq__maint_post_timeout(jobq_t *q, jobq_ctx_t *ctx) {
+  if (q->maint.n_tmo_posted == q->maint.cap_tmo_posted) {
+    size_t nc = q->maint.cap_tmo_posted ? q->maint.cap_tmo_posted * 2 : 16;
+    jobq_ctx_t **nv = realloc(q->maint.tmo_posted, nc * sizeof *nv);
+    if (nv == NULL) return -1;
+    q->maint.tmo_posted = nv;
+    q->maint.cap_tmo_posted = nc;
   }
-  q->tmo_posted[q->n_tmo_posted++] = ctx;
-  uv_cond_signal(&q->maint_cv);
+  q->maint.tmo_posted[q->maint.n_tmo_posted++] = ctx;
+  uv_cond_signal(&q->maint.cv);
+  return 0;
 }
 
 int jobq__maint_start(jobq_t *q) {
-  if (uv_cond_init(&q->maint_cv) != 0) return JOBQ_ENOMEM;
-  if (uv_thread_create(&q->maint_thread, maint_main, q) != 0) {
-    uv_cond_destroy(&q->maint_cv);
+  if (uv_cond_init(&q->maint.cv) != 0) return JOBQ_ENOMEM;
+  if (uv_thread_create(&q->maint.thread, maint_main, q) != 0) {
+    uv_cond_destroy(&q->maint.cv);
     return JOBQ_ENOMEM;
   }
-  q->maint_running = 1;
+  q->maint.running = 1;
   int64_t now = jobq__now(q);
-  q->next_heartbeat = now + q->o.lease_ms / 3;
-  q->next_rescue = now; /* jobs a crashed process left behind: look at once */
-  uv_timer_start(&q->maint, maint_tick, 0, (uint64_t)tick_ms(q));
+  q->maint.next_heartbeat = now + q->o.lease_ms / 3;
+  q->maint.next_rescue = now; /* jobs a crashed process left behind: look at once */
+  uv_timer_start(&q->maint.timer, maint_tick, 0, (uint64_t)jobq__maint_tick_ms(q));
   return 0;
 }
 
 void jobq__maint_stop(jobq_t *q) {
-  if (!q->maint_running) return;
+  if (!q->maint.running) return;
   uv_mutex_lock(&q->mu);
-  q->maint_stop = 1;
-  uv_cond_signal(&q->maint_cv);
+  q->maint.stop = 1;
+  uv_cond_signal(&q->maint.cv);
   uv_mutex_unlock(&q->mu);
-  uv_thread_join(&q->maint_thread);
+  uv_thread_join(&q->maint.thread);
   /* The loop's timer may still tick until the handles close: under the lock.
    * It queues no new batch once closed is set (maint_tick checks). */
   uv_mutex_lock(&q->mu);
-  q->maint_running = 0;
+  q->maint.running = 0;
   /* A batch queued after the stop was seen is dropped (its leases no longer matter). */
-  if (q->maint_batch) {
-    batch_free(q->maint_batch);
-    q->maint_batch = NULL;
+  if (q->maint.batch) {
+    batch_free(q->maint.batch);
+    q->maint.batch = NULL;
   }
-  q->maint_busy = 0;
+  q->maint.busy = 0;
   uv_mutex_unlock(&q->mu);
 }
 
 void jobq__maint_on_notify(void *ud) {
   jobq_t *q = ud;
   uv_mutex_lock(&q->mu);
-  q->work_gen++;
-  if (q->idle) uv_cond_broadcast(&q->work_cv);
+  jobq__wake_claimers(q);
   /* Waiters look again; they go back to waiting if their job did not change. */
-  for (size_t i = 0; q->waiters.count && i < q->waiters.cap; i++) {
-    if (q->waiters.slots[i].key == NULL) continue;
-    for (waiter *w = q->waiters.slots[i].val; w; w = w->next) {
+  jobq_map_slot *e;
+  for (size_t cur = 0; (e = jobq__map_next(&q->waiters, &cur));) {
+    for (waiter *w = e->val; w; w = w->next) {
       w->recheck = 1;
       uv_cond_signal(&w->cv);
     }

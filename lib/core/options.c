@@ -50,11 +50,15 @@ JOBQ_API jobq_options_t *jobq_options_new(void) {
     jobq__err(JOBQ_ENOMEM, "jobq_options_new: out of memory");
     return NULL;
   }
-  o->workers = 4;
-  o->max_payload = 1u << 20;
-  o->event_buffer = 65536;
-  o->lease_ms = 30000;
+  jobq__options_defaults(o);
   return o;
+}
+
+void jobq__options_defaults(struct jobq_options_s *o) {
+  o->workers = JOBQ_DEFAULT_WORKERS;
+  o->max_payload = JOBQ_DEFAULT_MAX_PAYLOAD;
+  o->event_buffer = JOBQ_DEFAULT_EVENT_BUFFER;
+  o->lease_ms = JOBQ_DEFAULT_LEASE_MS;
 }
 
 JOBQ_API void jobq_options_free(jobq_options_t *o) {
@@ -155,11 +159,15 @@ JOBQ_API jobq_kind_opts_t *jobq_kind_opts_new(void) {
     jobq__err(JOBQ_ENOMEM, "jobq_kind_opts_new: out of memory");
     return NULL;
   }
-  k->max_attempts = 3;
-  k->backoff_base_ms = 1000;
-  k->backoff_max_ms = 300000;
-  k->jitter = 0.2;
+  jobq__kind_opts_defaults(k);
   return k;
+}
+
+void jobq__kind_opts_defaults(struct jobq_kind_opts_s *k) {
+  k->max_attempts = JOBQ_DEFAULT_MAX_ATTEMPTS;
+  k->backoff_base_ms = JOBQ_DEFAULT_BACKOFF_BASE_MS;
+  k->backoff_max_ms = JOBQ_DEFAULT_BACKOFF_MAX_MS;
+  k->jitter = JOBQ_DEFAULT_JITTER;
 }
 
 JOBQ_API void jobq_kind_opts_free(jobq_kind_opts_t *k) { free(k); }

@@ -42,42 +42,42 @@ JOBQ_API int64_t jobq_now(jobq_t *q) {
 
 int jobq__on_loop_thread(jobq_t *q) {
   uv_thread_t self = uv_thread_self();
-  return uv_thread_equal(&self, &q->loop_tid);
+  return uv_thread_equal(&self, &q->loop_s.tid);
 }
 
 void jobq__kick_loop(jobq_t *q) {
-  if (q->handles_open) uv_async_send(&q->async);
+  if (q->loop_s.handles_open) uv_async_send(&q->loop_s.async);
 }
 
 static void free_q(jobq_t *q) {
-  jobq__map_free(&q->running);
-  jobq__map_free(&q->cancel_hints);
+  jobq__map_free(&q->running.map);
+  jobq__map_free(&q->claim.cancel_hints);
   jobq__map_free(&q->waiters);
-  jobq__map_free(&q->submitting);
-  jobq__heap_free(&q->tmo);
-  free(q->tmo_posted);
-  uv_cond_destroy(&q->maint_cv);
-  free(q->loop_inbox);
-  free(q->handoff);
-  free(q->kinds);
-  free(q->ma_kinds);
-  free(q->ma_values);
-  free(q->worker_kinds);
-  free(q->loop_kinds);
-  free(q->threads);
-  free(q->subs);
-  jobq__event_free_list(q->disp_head);
-  for (size_t i = 0; i < q->ring_n; i++)
-    jobq_event_free(q->ring[(q->ring_head + i) % q->ring_cap]);
-  free(q->ring);
+  jobq__map_free(&q->events.holds);
+  jobq__heap_free(&q->running.tmo);
+  free(q->maint.tmo_posted);
+  uv_cond_destroy(&q->maint.cv);
+  free(q->claim.inbox);
+  free(q->claim.handoff);
+  free(q->kinds.v);
+  free(q->kinds.ma_names);
+  free(q->kinds.ma_values);
+  free(q->kinds.worker);
+  free(q->kinds.loop);
+  free(q->claim.threads);
+  free(q->events.subs);
+  jobq__event_free_list(q->events.disp_head);
+  for (size_t i = 0; i < q->events.ring_n; i++)
+    jobq_event_free(q->events.ring[(q->events.ring_head + i) % q->events.ring_cap]);
+  free(q->events.ring);
   jobq__exts_free(q);
   free(q->o.storage_url);
   free(q->o.workdir);
-  uv_cond_destroy(&q->work_cv);
+  uv_cond_destroy(&q->claim.work_cv);
   uv_cond_destroy(&q->idle_cv);
-  uv_cond_destroy(&q->event_cv);
-  uv_cond_destroy(&q->sub_cv);
-  uv_cond_destroy(&q->hold_cv);
+  uv_cond_destroy(&q->events.cv);
+  uv_cond_destroy(&q->events.sub_cv);
+  uv_cond_destroy(&q->events.hold_cv);
   uv_mutex_unlock(&q->mu);
   uv_mutex_destroy(&q->mu);
   free(q);
@@ -97,32 +97,31 @@ void jobq__q_unref(jobq_t *q) {
 static void on_timer(uv_timer_t *t);
 
 static void arm_timer(jobq_t *q) {
-  int64_t at = q->wake_at;
+  int64_t at = q->loop_s.wake_at;
   int64_t t2 = jobq__tmo_next(q);
   if (t2 < at) at = t2;
-  if (at == q->timer_at) return;
-  q->timer_at = at;
+  if (at == q->loop_s.timer_at) return;
+  q->loop_s.timer_at = at;
   if (at == INT64_MAX) {
-    uv_timer_stop(&q->timer);
+    uv_timer_stop(&q->loop_s.timer);
     return;
   }
   int64_t d = at - jobq__now(q);
   if (d < 0) d = 0;
-  uv_timer_start(&q->timer, on_timer, (uint64_t)d, 0);
+  uv_timer_start(&q->loop_s.timer, on_timer, (uint64_t)d, 0);
 }
 
 static void on_timer(uv_timer_t *t) {
   jobq_t *q = t->data;
   uv_mutex_lock(&q->mu);
   int64_t now = jobq__now(q);
-  q->timer_at = INT64_MAX;
-  if (q->wake_at <= now) {
-    q->wake_at = INT64_MAX;
-    q->work_gen++;
-    if (q->idle) uv_cond_broadcast(&q->work_cv);
+  q->loop_s.timer_at = INT64_MAX;
+  if (q->loop_s.wake_at <= now) {
+    q->loop_s.wake_at = INT64_MAX;
+    jobq__wake_claimers(q);
   }
   jobq__expire_timeouts(q, now);
-  if (q->handles_open) arm_timer(q);
+  if (q->loop_s.handles_open) arm_timer(q);
   uv_mutex_unlock(&q->mu);
 }
 
@@ -132,7 +131,7 @@ static void on_handle_closed(uv_handle_t *h) { jobq__ext_closed(h->data); }
 
 void jobq__ext_closed(jobq_t *q) {
   uv_mutex_lock(&q->mu);
-  if (--q->handles_closing > 0) {
+  if (--q->loop_s.handles_closing > 0) {
     uv_mutex_unlock(&q->mu);
     return;
   }
@@ -140,14 +139,14 @@ void jobq__ext_closed(jobq_t *q) {
 }
 
 static void close_handles(jobq_t *q) {
-  q->handles_open = 0;
-  q->handles_closing = 3 + q->n_exts; /* each extension counts as one */
+  q->loop_s.handles_open = 0;
+  q->loop_s.handles_closing = 3 + q->loop_s.n_exts; /* each extension counts as one */
   uv_mutex_unlock(&q->mu);
   jobq__exts_close_on_loop(q); /* they finish their runs and close their handles */
   uv_mutex_lock(&q->mu);
-  uv_close((uv_handle_t *)&q->timer, on_handle_closed);
-  uv_close((uv_handle_t *)&q->maint, on_handle_closed);
-  uv_close((uv_handle_t *)&q->async, on_handle_closed);
+  uv_close((uv_handle_t *)&q->loop_s.timer, on_handle_closed);
+  uv_close((uv_handle_t *)&q->maint.timer, on_handle_closed);
+  uv_close((uv_handle_t *)&q->loop_s.async, on_handle_closed);
 }
 
 static void on_async(uv_async_t *a) {
@@ -155,10 +154,10 @@ static void on_async(uv_async_t *a) {
   jobq__dispatch_events(q);
   jobq__run_loop_inbox(q);
   uv_mutex_lock(&q->mu);
-  if (q->closed == 2 && q->handles_open) {
+  if (q->closed == 2 && q->loop_s.handles_open) {
     /* jobq_close has finished everything else (nothing can emit now): deliver
      * what came while we were busy, then close. */
-    while (q->disp_head) {
+    while (q->events.disp_head) {
       uv_mutex_unlock(&q->mu);
       jobq__dispatch_events(q);
       uv_mutex_lock(&q->mu);
@@ -167,13 +166,13 @@ static void on_async(uv_async_t *a) {
     uv_mutex_unlock(&q->mu);
     return;
   }
-  if (q->handles_open) arm_timer(q);
+  if (q->loop_s.handles_open) arm_timer(q);
   uv_mutex_unlock(&q->mu);
 }
 
 static void loop_main(void *arg) {
   jobq_t *q = arg;
-  uv_run(q->loop, UV_RUN_DEFAULT);
+  uv_run(q->loop_s.loop, UV_RUN_DEFAULT);
 }
 
 JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
@@ -181,10 +180,7 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   jobq_options_t defaults;
   if (opts == NULL) {
     memset(&defaults, 0, sizeof defaults);
-    defaults.workers = 4;
-    defaults.max_payload = 1u << 20;
-    defaults.event_buffer = 65536;
-    defaults.lease_ms = 30000;
+    jobq__options_defaults(&defaults);
     opts = &defaults;
   }
   const char *url = opts->storage_url ? opts->storage_url : "memory:";
@@ -204,20 +200,21 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
     return jobq__err(JOBQ_ENOMEM, "jobq_open: out of memory");
   }
   q->ops = ops;
-  q->wake_at = INT64_MAX;
-  q->timer_at = INT64_MAX;
+  q->loop_s.wake_at = INT64_MAX;
+  q->loop_s.timer_at = INT64_MAX;
   q->refs = 1;
   jobq__tmo_init(q);
-  if (jobq__mutex_init(&q->mu) || uv_cond_init(&q->work_cv) || uv_cond_init(&q->idle_cv) ||
-      uv_cond_init(&q->event_cv) || uv_cond_init(&q->sub_cv) || uv_cond_init(&q->hold_cv)) {
+  if (jobq__mutex_init(&q->mu) || uv_cond_init(&q->claim.work_cv) || uv_cond_init(&q->idle_cv) ||
+      uv_cond_init(&q->events.cv) || uv_cond_init(&q->events.sub_cv) ||
+      uv_cond_init(&q->events.hold_cv)) {
     free(q->o.storage_url);
     free(q->o.workdir);
     free(q);
     return jobq__err(JOBQ_ENOMEM, "jobq_open: cannot create locks");
   }
   if (opts->event_buffer_set || opts->shared_events) {
-    q->pull_on = 1;
-    q->events_flag = 1;
+    q->events.pull_on = 1;
+    q->events.flag = 1;
   }
 
   jobq__set_detail("");
@@ -230,70 +227,70 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   if (opts->shared_events && (rc = jobq__events_share(q)) != 0) goto fail_st;
 
   if (opts->loop) {
-    q->loop = opts->loop;
-    q->loop_tid = uv_thread_self();
+    q->loop_s.loop = opts->loop;
+    q->loop_s.tid = uv_thread_self();
   } else {
-    if (uv_loop_init(&q->own_loop) != 0) {
+    if (uv_loop_init(&q->loop_s.own_loop) != 0) {
       rc = jobq__err(JOBQ_ENOMEM, "jobq_open: cannot create an event loop");
       goto fail_st;
     }
-    q->loop = &q->own_loop;
-    q->own = 1;
+    q->loop_s.loop = &q->loop_s.own_loop;
+    q->loop_s.own = 1;
   }
-  if (uv_async_init(q->loop, &q->async, on_async) != 0) {
+  if (uv_async_init(q->loop_s.loop, &q->loop_s.async, on_async) != 0) {
     rc = jobq__err(JOBQ_ENOMEM, "jobq_open: cannot create an async handle");
     goto fail_loop;
   }
-  uv_timer_init(q->loop, &q->timer);
-  uv_timer_init(q->loop, &q->maint);
-  q->async.data = q;
-  q->timer.data = q;
-  q->maint.data = q;
-  q->handles_open = 1;
+  uv_timer_init(q->loop_s.loop, &q->loop_s.timer);
+  uv_timer_init(q->loop_s.loop, &q->maint.timer);
+  q->loop_s.async.data = q;
+  q->loop_s.timer.data = q;
+  q->maint.timer.data = q;
+  q->loop_s.handles_open = 1;
   q->refs++; /* held by the handles until they are closed */
   if (jobq__maint_start(q) != 0) {
     /* Undo the handles; nothing else has started. */
     q->refs--;
-    q->handles_open = 0;
-    uv_close((uv_handle_t *)&q->async, NULL);
-    uv_close((uv_handle_t *)&q->timer, NULL);
-    uv_close((uv_handle_t *)&q->maint, NULL);
-    if (q->own) uv_run(q->loop, UV_RUN_DEFAULT);
+    q->loop_s.handles_open = 0;
+    uv_close((uv_handle_t *)&q->loop_s.async, NULL);
+    uv_close((uv_handle_t *)&q->loop_s.timer, NULL);
+    uv_close((uv_handle_t *)&q->maint.timer, NULL);
+    if (q->loop_s.own) uv_run(q->loop_s.loop, UV_RUN_DEFAULT);
     rc = jobq__err(JOBQ_ENOMEM, "jobq_open: cannot start the maintenance thread");
     goto fail_loop;
   }
   if (ops->set_notify) ops->set_notify(q->st, jobq__maint_on_notify, q);
-  if (q->own) {
-    if (uv_thread_create(&q->loop_thread, loop_main, q) != 0) {
+  if (q->loop_s.own) {
+    if (uv_thread_create(&q->loop_s.thread, loop_main, q) != 0) {
       if (ops->set_notify) ops->set_notify(q->st, NULL, NULL);
       jobq__maint_stop(q);
-      uv_cond_destroy(&q->maint_cv);
+      uv_cond_destroy(&q->maint.cv);
       q->refs--;
-      q->handles_open = 0;
-      uv_close((uv_handle_t *)&q->async, NULL);
-      uv_close((uv_handle_t *)&q->timer, NULL);
-      uv_close((uv_handle_t *)&q->maint, NULL);
-      uv_run(q->loop, UV_RUN_DEFAULT);
+      q->loop_s.handles_open = 0;
+      uv_close((uv_handle_t *)&q->loop_s.async, NULL);
+      uv_close((uv_handle_t *)&q->loop_s.timer, NULL);
+      uv_close((uv_handle_t *)&q->maint.timer, NULL);
+      uv_run(q->loop_s.loop, UV_RUN_DEFAULT);
       rc = jobq__err(JOBQ_ENOMEM, "jobq_open: cannot start the loop thread");
       goto fail_loop;
     }
-    q->loop_tid = q->loop_thread;
+    q->loop_s.tid = q->loop_s.thread;
   }
   *out = q;
   return 0;
 
 fail_loop:
-  if (q->own) uv_loop_close(&q->own_loop);
+  if (q->loop_s.own) uv_loop_close(&q->loop_s.own_loop);
 fail_st:
   ops->close(q->st);
 fail:
   free(q->o.storage_url);
   free(q->o.workdir);
-  uv_cond_destroy(&q->sub_cv);
-  uv_cond_destroy(&q->hold_cv);
-  uv_cond_destroy(&q->work_cv);
+  uv_cond_destroy(&q->events.sub_cv);
+  uv_cond_destroy(&q->events.hold_cv);
+  uv_cond_destroy(&q->claim.work_cv);
   uv_cond_destroy(&q->idle_cv);
-  uv_cond_destroy(&q->event_cv);
+  uv_cond_destroy(&q->events.cv);
   uv_mutex_destroy(&q->mu);
   free(q);
   return rc;
@@ -310,27 +307,27 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
     uv_mutex_unlock(&q->mu);
     return jobq__err(JOBQ_ESTATE, "jobq_register: '%s': register kinds before jobq_start", kind);
   }
-  for (int i = 0; i < q->n_kinds; i++) {
-    if (strcmp(q->kinds[i].name, kind) == 0) {
+  for (int i = 0; i < q->kinds.n; i++) {
+    if (strcmp(q->kinds.v[i].name, kind) == 0) {
       uv_mutex_unlock(&q->mu);
       return jobq__err(JOBQ_EEXIST, "jobq_register: kind '%s' is already registered", kind);
     }
   }
-  kind_reg *nk = realloc(q->kinds, (size_t)(q->n_kinds + 1) * sizeof *nk);
+  kind_reg *nk = realloc(q->kinds.v, (size_t)(q->kinds.n + 1) * sizeof *nk);
   if (nk == NULL) {
     uv_mutex_unlock(&q->mu);
     return jobq__err(JOBQ_ENOMEM, "jobq_register: out of memory");
   }
-  q->kinds = nk;
-  const char **mk = realloc(q->ma_kinds, (size_t)(q->n_kinds + 1) * sizeof *mk);
-  if (mk) q->ma_kinds = mk;
-  int *mv = mk ? realloc(q->ma_values, (size_t)(q->n_kinds + 1) * sizeof *mv) : NULL;
-  if (mv) q->ma_values = mv;
+  q->kinds.v = nk;
+  const char **mk = realloc(q->kinds.ma_names, (size_t)(q->kinds.n + 1) * sizeof *mk);
+  if (mk) q->kinds.ma_names = mk;
+  int *mv = mk ? realloc(q->kinds.ma_values, (size_t)(q->kinds.n + 1) * sizeof *mv) : NULL;
+  if (mv) q->kinds.ma_values = mv;
   if (mk == NULL || mv == NULL) {
     uv_mutex_unlock(&q->mu);
     return jobq__err(JOBQ_ENOMEM, "jobq_register: out of memory");
   }
-  kind_reg *k = &nk[q->n_kinds++];
+  kind_reg *k = &nk[q->kinds.n++];
   memset(k, 0, sizeof *k);
   strcpy(k->name, kind);
   k->fn = fn;
@@ -338,17 +335,14 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
   if (ko) {
     k->ko = *ko;
   } else {
-    k->ko.max_attempts = 3;
-    k->ko.backoff_base_ms = 1000;
-    k->ko.backoff_max_ms = 300000;
-    k->ko.jitter = 0.2;
+    jobq__kind_opts_defaults(&k->ko);
   }
   /* kinds moved (realloc): point the claim table at the new names */
-  for (int i = 0; i < q->n_kinds; i++) {
-    q->ma_kinds[i] = q->kinds[i].name;
-    q->ma_values[i] = q->kinds[i].ko.max_attempts;
+  for (int i = 0; i < q->kinds.n; i++) {
+    q->kinds.ma_names[i] = q->kinds.v[i].name;
+    q->kinds.ma_values[i] = q->kinds.v[i].ko.max_attempts;
   }
-  q->n_ma = q->n_kinds;
+  q->kinds.n_ma = q->kinds.n;
   uv_mutex_unlock(&q->mu);
   return 0;
 }
@@ -364,60 +358,61 @@ JOBQ_API int jobq_start(jobq_t *q) {
     uv_mutex_unlock(&q->mu);
     return jobq__err(JOBQ_ESTATE, "jobq_start: already started");
   }
-  int nk = q->n_kinds ? q->n_kinds : 1;
-  q->worker_kinds = calloc((size_t)nk, sizeof *q->worker_kinds);
-  q->loop_kinds = calloc((size_t)nk, sizeof *q->loop_kinds);
-  q->threads = calloc((size_t)q->o.workers + 1, sizeof *q->threads);
-  if (!q->worker_kinds || !q->loop_kinds || !q->threads) {
-    free(q->worker_kinds);
-    free(q->loop_kinds);
-    free(q->threads);
-    q->worker_kinds = q->loop_kinds = NULL;
-    q->threads = NULL;
+  int nk = q->kinds.n ? q->kinds.n : 1;
+  q->kinds.worker = calloc((size_t)nk, sizeof *q->kinds.worker);
+  q->kinds.loop = calloc((size_t)nk, sizeof *q->kinds.loop);
+  q->claim.threads = calloc((size_t)q->o.workers + 1, sizeof *q->claim.threads);
+  if (!q->kinds.worker || !q->kinds.loop || !q->claim.threads) {
+    free(q->kinds.worker);
+    free(q->kinds.loop);
+    free(q->claim.threads);
+    q->kinds.worker = q->kinds.loop = NULL;
+    q->claim.threads = NULL;
     uv_mutex_unlock(&q->mu);
     return jobq__err(JOBQ_ENOMEM, "jobq_start: out of memory");
   }
-  for (int i = 0; i < q->n_kinds; i++) {
-    if (q->kinds[i].ko.on_loop) q->loop_kinds[q->n_loop_kinds++] = q->kinds[i].name;
-    else q->worker_kinds[q->n_worker_kinds++] = q->kinds[i].name;
+  for (int i = 0; i < q->kinds.n; i++) {
+    if (q->kinds.v[i].ko.on_loop) q->kinds.loop[q->kinds.n_loop++] = q->kinds.v[i].name;
+    else q->kinds.worker[q->kinds.n_worker++] = q->kinds.v[i].name;
   }
   q->started = 1;
-  int want = q->n_worker_kinds ? q->o.workers : 0;
+  int want = q->kinds.n_worker ? q->o.workers : 0;
   for (int i = 0; i < want; i++) {
-    if (uv_thread_create(&q->threads[q->n_threads], jobq__worker_main, q) != 0) break;
-    q->n_threads++;
+    if (uv_thread_create(&q->claim.threads[q->claim.n_threads], jobq__worker_main, q) != 0) break;
+    q->claim.n_threads++;
   }
-  if (q->n_loop_kinds && uv_thread_create(&q->threads[q->n_threads], jobq__feeder_main, q) == 0)
-    q->n_threads++;
-  int total = want + (q->n_loop_kinds ? 1 : 0);
-  if (q->n_threads == total) {
+  if (q->kinds.n_loop &&
+      uv_thread_create(&q->claim.threads[q->claim.n_threads], jobq__feeder_main, q) == 0)
+    q->claim.n_threads++;
+  int total = want + (q->kinds.n_loop ? 1 : 0);
+  if (q->claim.n_threads == total) {
     uv_mutex_unlock(&q->mu);
     return 0;
   }
   /* Not all threads came up: stop those that did, so that a failed start
    * leaves the queue as it was (and jobq_start may be called again). */
-  int got = q->n_threads;
+  int got = q->claim.n_threads;
   q->stopping = 1;
-  uv_cond_broadcast(&q->work_cv);
+  uv_cond_broadcast(&q->claim.work_cv);
   uv_mutex_unlock(&q->mu);
-  for (int i = 0; i < got; i++) uv_thread_join(&q->threads[i]);
+  for (int i = 0; i < got; i++) uv_thread_join(&q->claim.threads[i]);
   uv_mutex_lock(&q->mu);
   q->stopping = 0;
   q->started = 0;
-  q->n_threads = 0;
-  q->n_worker_kinds = q->n_loop_kinds = 0;
-  free(q->worker_kinds);
-  free(q->loop_kinds);
-  free(q->threads);
-  q->worker_kinds = q->loop_kinds = NULL;
-  q->threads = NULL;
+  q->claim.n_threads = 0;
+  q->kinds.n_worker = q->kinds.n_loop = 0;
+  free(q->kinds.worker);
+  free(q->kinds.loop);
+  free(q->claim.threads);
+  q->kinds.worker = q->kinds.loop = NULL;
+  q->claim.threads = NULL;
   uv_mutex_unlock(&q->mu);
   return jobq__err(JOBQ_ENOMEM, "jobq_start: could start only %d of %d threads", got, total);
 }
 
 JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_close: q is NULL");
-  if (q->own && jobq__on_loop_thread(q))
+  if (q->loop_s.own && jobq__on_loop_thread(q))
     return jobq__err(JOBQ_EDEADLK, "jobq_close: called on the queue's own loop thread");
   uv_mutex_lock(&q->mu);
   if (q->closed) {
@@ -426,21 +421,21 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
   }
   q->closed = 1;
   q->stopping = 1;
-  uv_cond_broadcast(&q->work_cv);
+  uv_cond_broadcast(&q->claim.work_cv);
   jobq__release_handoff(q); /* claimed ahead, never started: back at once */
-  uv_cond_broadcast(&q->event_cv);
+  uv_cond_broadcast(&q->events.cv);
   jobq__notify_waiters(q, NULL);
 
   /* Drain: running attempts may finish until the deadline. */
   uint64_t deadline = uv_hrtime() + (uint64_t)(drain_ms < 0 ? 0 : drain_ms) * 1000000u;
-  while (q->running.count > 0 || q->ops_in_flight > 0) {
+  while (q->running.map.count > 0 || q->ops_in_flight > 0) {
     if (drain_ms < 0) {
       uv_cond_wait(&q->idle_cv, &q->mu);
       continue;
     }
     uint64_t now = uv_hrtime();
     if (now >= deadline) break;
-    if (uv_cond_timedwait(&q->idle_cv, &q->mu, deadline - now) != 0 && q->running.count > 0 &&
+    if (uv_cond_timedwait(&q->idle_cv, &q->mu, deadline - now) != 0 && q->running.map.count > 0 &&
         uv_hrtime() >= deadline)
       break;
   }
@@ -448,14 +443,14 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
   jobq__release_all(q);
 
   /* Worker threads return once their handler has returned. */
-  int n = q->n_threads;
-  q->n_threads = 0;
+  int n = q->claim.n_threads;
+  q->claim.n_threads = 0;
   uv_mutex_unlock(&q->mu);
-  for (int i = 0; i < n; i++) uv_thread_join(&q->threads[i]);
+  for (int i = 0; i < n; i++) uv_thread_join(&q->claim.threads[i]);
   uv_mutex_lock(&q->mu);
   /* A claim that was under way when closing began may have added attempts
    * (for the loop, or a host's jobq_claim) after the release above. */
-  while (q->claims_in_flight > 0) uv_cond_timedwait(&q->idle_cv, &q->mu, 1000000);
+  while (q->claim.in_flight > 0) uv_cond_timedwait(&q->idle_cv, &q->mu, 1000000);
   jobq__release_all(q);
   /* Submits decrement ops_in_flight without the lock as their very last
    * touch of q, so they cannot signal: poll. Closing is rare. */
@@ -477,14 +472,14 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
   uv_mutex_lock(&q->mu);
   q->st = NULL;
   q->closed = 2;
-  int own = q->own;
+  int own = q->loop_s.own;
   if (own) {
     /* The loop thread delivers the last events, closes the handles and
      * returns from uv_run. */
-    uv_async_send(&q->async);
+    uv_async_send(&q->loop_s.async);
     uv_mutex_unlock(&q->mu);
-    uv_thread_join(&q->loop_thread);
-    uv_loop_close(&q->own_loop);
+    uv_thread_join(&q->loop_s.thread);
+    uv_loop_close(&q->loop_s.own_loop);
     uv_mutex_lock(&q->mu);
   } else {
     /* On the host's loop thread: the handles close when the host next runs
@@ -493,7 +488,7 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
     uv_mutex_unlock(&q->mu);
     jobq__dispatch_events(q);
     uv_mutex_lock(&q->mu);
-    if (q->handles_open) close_handles(q);
+    if (q->loop_s.handles_open) close_handles(q);
   }
   jobq__q_unref(q); /* q may be gone now */
   return 0;

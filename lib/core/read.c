@@ -7,19 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static kind_reg *kind_of(jobq_t *q, const char *name) {
-  for (int i = 0; i < q->n_kinds; i++)
-    if (strcmp(q->kinds[i].name, name) == 0) return &q->kinds[i];
-  return NULL;
-}
-
 void jobq__job_overlay(jobq_t *q, jobq_job_t *job) {
   jobq_storage_job *r = &job->rec;
   job->eta_ms = -1;
-  kind_reg *k = r->kind ? kind_of(q, r->kind) : NULL;
+  kind_reg *k = r->kind ? jobq__kind_find(q, r->kind) : NULL;
   if (r->max_attempts == 0 && k) r->max_attempts = k->ko.max_attempts;
   if (r->state == JOBQ_RUNNING) {
-    jobq_ctx_t *ctx = jobq__map_get(&q->running, r->id);
+    jobq_ctx_t *ctx = jobq__map_get(&q->running.map, r->id);
     if (ctx && ctx->rec.attempts == r->attempts) {
       r->progress = ctx->progress;
       if (ctx->step && (r->step == NULL || strcmp(r->step, ctx->step) != 0)) {
@@ -29,11 +23,11 @@ void jobq__job_overlay(jobq_t *q, jobq_job_t *job) {
           r->step = s;
         }
       }
-      if (atomic_load(&ctx->cancelled) && !ctx->timed_out) r->cancel_requested = 1;
+      if (atomic_load(&ctx->cancelled) && !jobq__attempt_timed_out(ctx)) r->cancel_requested = 1;
     }
   }
   if (r->state == JOBQ_QUEUED && r->position >= 0 && k && k->avg_ms > 0) {
-    int par = k->ko.concurrency > 0 ? k->ko.concurrency : (k->ko.on_loop ? 1024 : q->o.workers);
+    int par = jobq__kind_limit(k) > 0 ? jobq__kind_limit(k) : q->o.workers;
     if (!k->ko.on_loop && par > q->o.workers) par = q->o.workers;
     if (par < 1) par = 1;
     job->eta_ms = (int64_t)((double)(r->position / par + 1) * k->avg_ms);
@@ -46,7 +40,7 @@ static int begin_op(jobq_t *q, const char *fn) {
     uv_mutex_unlock(&q->mu);
     return jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
   }
-  q->ops_in_flight++;
+  jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
   return 0;
 }
@@ -54,8 +48,7 @@ static int begin_op(jobq_t *q, const char *fn) {
 /* Ends a storage call; leaves mu held. */
 static void end_op(jobq_t *q) {
   uv_mutex_lock(&q->mu);
-  q->ops_in_flight--;
-  if (q->closed) uv_cond_broadcast(&q->idle_cv);
+  jobq__storage_end(q);
 }
 
 static int check_id(const char *fn, const char *id) {

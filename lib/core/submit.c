@@ -46,44 +46,46 @@ static int prepare(jobq_t *q, const char *fn, const char *kind, const char *payl
  * wake a sleeping worker: submitting threads then contend on storage alone. */
 static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, const int *force,
                  int64_t now, int *dup) {
-  /* Announce the storage call before checking closed; jobq_close sets closed
-   * before it waits for ops_in_flight to drain, so one of us sees the other. */
+  /* The storage call is counted like any other (jobq__storage_begin/end),
+   * but without the lock: announce it before checking closed; jobq_close
+   * sets closed before it waits for ops_in_flight to drain, so one of us
+   * sees the other. Every way out goes through `out`, whose decrement is
+   * the last touch of q. */
   q->ops_in_flight++;
+  int rc = 0, held = 0;
+  /* A dedupe hit replaces a job's id with the existing job's: the holds
+   * are under the ids we made. */
+  char (*made)[JOBQ_ID_SIZE] = NULL;
   if (q->closed) {
-    q->ops_in_flight--;
-    return jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
+    rc = jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
+    goto out;
   }
-  int held = 0;
-  if (atomic_load(&q->events_flag)) {
+  if (atomic_load(&q->events.flag)) {
     uv_mutex_lock(&q->mu);
     held = jobq__events_on(q);
     for (size_t i = 0; held && i < n; i++) {
       if (jobq__hold_begin(q, recs[i]->id) != 0) {
         for (size_t j = 0; j < i; j++) jobq__hold_end(q, recs[j]->id, 0, NULL);
         uv_mutex_unlock(&q->mu);
-        q->ops_in_flight--;
-        return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+        rc = jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+        goto out;
       }
     }
     uv_mutex_unlock(&q->mu);
   }
-
-  /* A dedupe hit replaces a job's id with the existing job's: the holds
-   * are under the ids we made. */
-  char (*made)[JOBQ_ID_SIZE] = NULL;
   if (held) {
     made = malloc(n * sizeof *made);
     if (made == NULL) {
       uv_mutex_lock(&q->mu);
       for (size_t i = 0; i < n; i++) jobq__hold_end(q, recs[i]->id, 0, NULL);
       uv_mutex_unlock(&q->mu);
-      q->ops_in_flight--;
-      return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+      rc = jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+      goto out;
     }
     for (size_t i = 0; i < n; i++) memcpy(made[i], recs[i]->id, JOBQ_ID_SIZE);
   }
   jobq__set_detail(""); /* so that a backend's own sentence is not mistaken */
-  int rc = q->ops->insert(q->st, recs, n, force, now, dup);
+  rc = q->ops->insert(q->st, recs, n, force, now, dup);
 
   if (rc < 0) {
     if (held) {
@@ -91,36 +93,36 @@ static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, c
       for (size_t i = 0; i < n; i++) jobq__hold_end(q, made[i], 0, NULL);
       uv_mutex_unlock(&q->mu);
     }
-    free(made);
-    q->ops_in_flight--;
     if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s: storage refused the job", fn);
-    return rc;
+    goto out;
   }
+  rc = 0;
   int due = 0, delayed = 0;
   for (size_t i = 0; i < n; i++) {
     if (dup[i]) continue;
     if (recs[i]->run_at <= now) due = 1;
     else delayed = 1;
   }
-  if (due) q->work_gen++;
-  if (held || delayed || atomic_load(&q->events_flag) || (due && q->idle > 0)) {
+  if (due) q->claim.work_gen++;
+  if (held || delayed || atomic_load(&q->events.flag) || (due && q->claim.idle > 0)) {
     uv_mutex_lock(&q->mu);
     for (size_t i = 0; delayed && i < n; i++) {
-      if (!dup[i] && recs[i]->run_at > now && recs[i]->run_at < q->wake_at) {
-        q->wake_at = recs[i]->run_at;
+      if (!dup[i] && recs[i]->run_at > now && recs[i]->run_at < q->loop_s.wake_at) {
+        q->loop_s.wake_at = recs[i]->run_at;
         jobq__kick_loop(q);
       }
     }
-    if (due && q->idle > 0) uv_cond_broadcast(&q->work_cv);
+    if (due && q->claim.idle > 0) uv_cond_broadcast(&q->claim.work_cv);
     for (size_t i = 0; (held || jobq__events_on(q)) && i < n; i++) {
       if (held && dup[i]) jobq__hold_end(q, made[i], 0, NULL);
       else jobq__hold_end(q, recs[i]->id, !dup[i], recs[i]->kind);
     }
     uv_mutex_unlock(&q->mu);
   }
+out:
   free(made);
   q->ops_in_flight--; /* the last touch of q */
-  return 0;
+  return rc;
 }
 
 JOBQ_API int jobq_submit(jobq_t *q, const char *kind, const char *payload_json,

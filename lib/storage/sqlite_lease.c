@@ -63,8 +63,8 @@ void jobq__sq_forget_claim(sq_store *s, const char *id) {
 }
 
 void jobq__sq_forget_claims(sq_store *s) {
-  for (size_t i = 0; i < s->claimed.cap; i++)
-    if (s->claimed.slots[i].key) free(s->claimed.slots[i].val);
+  size_t cur = 0;
+  for (jobq_map_slot *e; (e = jobq__map_next(&s->claimed, &cur)) != NULL;) free(e->val);
   jobq__map_free(&s->claimed);
 }
 
@@ -77,9 +77,10 @@ void jobq__sq_forget_claims(sq_store *s) {
 int jobq__sq_lease_row(sq_store *s) {
   s->lease_dirty = 0;
   int64_t min = INT64_MAX;
-  for (size_t i = 0; i < s->claimed.cap; i++) {
-    const sq_claimed *e = s->claimed.slots[i].key ? s->claimed.slots[i].val : NULL;
-    if (e && e->until < min) min = e->until;
+  size_t cur = 0;
+  for (jobq_map_slot *sl; (sl = jobq__map_next(&s->claimed, &cur)) != NULL;) {
+    const sq_claimed *e = sl->val;
+    if (e->until < min) min = e->until;
   }
   if (s->lease_unsure) {
     /* A transaction failed after this store forgot a job whose finish did

@@ -28,7 +28,17 @@ int jobq__map_put(jobq_map *m, const char *key, void *val);
 /* Removes key; returns its value or NULL. */
 void *jobq__map_del(jobq_map *m, const char *key);
 
-
+/* The entries one by one, in no particular order: start with *cursor 0;
+ * each call returns the next entry, or NULL after the last. The map must
+ * not change meanwhile (a put may move every entry, a deletion shift one
+ * back over the cursor). */
+static inline jobq_map_slot *jobq__map_next(const jobq_map *m, size_t *cursor) {
+  while (*cursor < m->cap) {
+    jobq_map_slot *s = &m->slots[(*cursor)++];
+    if (s->key) return s;
+  }
+  return NULL;
+}
 
 /* Makes room for extra more entries so that the next extra puts cannot
  * fail; 0 or -1 on out of memory. */

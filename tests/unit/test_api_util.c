@@ -353,6 +353,38 @@ static void test_map_random_small(void **state) {
   map_random_run(40, 100000, 4242);
 }
 
+/* jobq__map_next visits each entry exactly once, with its value, whatever
+ * the deletions before (backward shifts move entries between slots). */
+static void test_map_iterate(void **state) {
+  (void)state;
+  jobq_map m = {0};
+  size_t cur = 0;
+  assert_null(jobq__map_next(&m, &cur)); /* an empty map, never allocated */
+  enum { N = 3000 };
+  static char keys[N][16];
+  static int vals[N], seen[N];
+  for (int i = 0; i < N; i++) {
+    snprintf(keys[i], sizeof keys[i], "k%d", i);
+    vals[i] = i;
+    assert_int_equal(jobq__map_put(&m, keys[i], &vals[i]), 0);
+  }
+  for (int i = 0; i < N; i += 3) assert_ptr_equal(jobq__map_del(&m, keys[i]), &vals[i]);
+  memset(seen, 0, sizeof seen);
+  size_t n = 0;
+  jobq_map_slot *e;
+  for (cur = 0; (e = jobq__map_next(&m, &cur));) {
+    int i = *(int *)e->val;
+    assert_true(i >= 0 && i < N);
+    assert_string_equal(e->key, keys[i]);
+    seen[i]++;
+    n++;
+  }
+  assert_int_equal(n, m.count);
+  for (int i = 0; i < N; i++) assert_int_equal(seen[i], i % 3 == 0 ? 0 : 1);
+  assert_null(jobq__map_next(&m, &cur)); /* stays at the end */
+  jobq__map_free(&m);
+}
+
 static void test_map_empty_and_replace(void **state) {
   (void)state;
   jobq_map m = {0};
@@ -861,6 +893,7 @@ int main(void) {
     cmocka_unit_test(test_map_empty_and_replace),
     cmocka_unit_test(test_map_wraparound_delete),
     cmocka_unit_test(test_map_reserve),
+    cmocka_unit_test(test_map_iterate),
     cmocka_unit_test(test_map_hash),
     cmocka_unit_test(test_heap_random),
     cmocka_unit_test(test_heap_remove_each_position),

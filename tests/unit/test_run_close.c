@@ -244,7 +244,7 @@ static void lastev_cb(const jobq_event_t *ev, void *ud) {
  * under way, and a pass needs the loop thread to end. */
 static int maint_idle(jobq_t *q, int64_t opened) {
   uv_mutex_lock(&q->mu);
-  int idle = !q->maint_busy && q->next_rescue > opened;
+  int idle = !q->maint.busy && q->maint.next_rescue > opened;
   uv_mutex_unlock(&q->mu);
   return idle;
 }
@@ -319,7 +319,7 @@ static void blocked_init(blocked *b, jobq_t *q) {
 
 static int pull_and_wait_blocked(jobq_t *q, const char *id) {
   uv_mutex_lock(&q->mu);
-  int ok = q->pull_waiters >= 1 && jobq__map_get(&q->waiters, id) != NULL;
+  int ok = q->events.pull_waiters >= 1 && jobq__map_get(&q->waiters, id) != NULL;
   uv_mutex_unlock(&q->mu);
   return ok;
 }
@@ -352,7 +352,7 @@ static void test_blocked_wait_and_next_event_return_closed(void **state) {
 
 static int claimer_blocked(jobq_t *q) {
   uv_mutex_lock(&q->mu);
-  int ok = q->idle >= 1;
+  int ok = q->claim.idle >= 1;
   uv_mutex_unlock(&q->mu);
   return ok;
 }
@@ -397,7 +397,7 @@ static void test_blocked_claim_returns_closed(void **state) {
   munmap((void *)iters, sizeof(int));
   if (rc != 0)
     fail_msg("BUG: %s in round %d of %d: a jobq_claim blocked while another thread closed the "
-             "queue went back to storage after close had closed it (lib/core/worker.c "
+             "queue went back to storage after close had closed it (lib/core/claim.c "
              "jobq_claim: after waking it calls jobq__claim_locked without checking "
              "q->stopping; the crash is in mem_claim with st == NULL)",
              why, done + 1, CLAIM_ROUNDS);
@@ -663,7 +663,7 @@ static void test_host_loop_close_while_pool_busy(void **state) {
   munmap((void *)stage, sizeof(int));
   if (rc != 0 && st == STAGE_CLOSING)
     fail_msg("BUG: %s in jobq_close on the host's loop thread: close waits for a maintenance "
-             "pass queued on libuv's pool (q->maint_busy) that cannot start while the pool is "
+             "pass queued on libuv's pool (q->maint.busy) that cannot start while the pool is "
              "busy, or cannot complete while the loop is blocked (lib/core/queue.c jobq_close; "
              "cancel a pass that has not started with uv_cancel)",
              why);
@@ -684,7 +684,7 @@ static void run_host_child(tr_child_fn fn) {
              why);
   if (rc != 0 && st == STAGE_CLOSING)
     fail_msg("BUG: %s in jobq_close on the host's loop thread (see "
-             "test_host_loop_close_while_pool_busy: close waits for q->maint_busy)",
+             "test_host_loop_close_while_pool_busy: close waits for q->maint.busy)",
              why);
   if (rc != 0) fail_msg("host loop scenario failed (stage %d): %s", st, why);
   assert_int_equal(st, STAGE_DONE);

@@ -3,7 +3,7 @@
  * do. */
 #include "testutil_run.h"
 
-#include "core/internal.h" /* q->submitting, to check what a submit leaves behind */
+#include "core/internal.h" /* q->events.holds, to check what a submit leaves behind */
 
 #include <jansson.h>
 
@@ -332,7 +332,8 @@ static void unsub_run(void *arg) {
 static int still_subscribed(jobq_t *q, blocker *b) {
   uv_mutex_lock(&q->mu);
   int on = 0;
-  for (int i = 0; i < q->n_subs; i++) on |= q->subs[i].fn == blocker_cb && q->subs[i].ud == b;
+  for (int i = 0; i < q->events.n_subs; i++)
+    on |= q->events.subs[i].fn == blocker_cb && q->events.subs[i].ud == b;
   uv_mutex_unlock(&q->mu);
   return on;
 }
@@ -616,7 +617,7 @@ static void test_dedupe_hit_with_listener_leaves_no_hold(void **state) {
   jobq_submit_opts_free(so);
   assert_true(tr_log_wait_event(&log, id1, JOBQ_EVENT_SUBMITTED, TR_GUARD_MS));
   uv_mutex_lock(&q->mu);
-  size_t held = q->submitting.count;
+  size_t held = q->events.holds.count;
   uv_mutex_unlock(&q->mu);
   /* Only one "submitted" for the one job. */
   pthread_mutex_lock(&log.mu);
@@ -626,7 +627,7 @@ static void test_dedupe_hit_with_listener_leaves_no_hold(void **state) {
   tr_log_free(&log);
   assert_int_equal(n, 1);
   if (held != 0)
-    fail_msg("BUG: %zu event hold(s) left in q->submitting after a dedupe hit (leaked; "
+    fail_msg("BUG: %zu event hold(s) left in q->events.holds after a dedupe hit (leaked; "
              "lib/core/submit.c store() ends the hold under the existing job's id)",
              held);
 }
@@ -706,7 +707,7 @@ static void test_cancel_during_retry_keeps_terminal_last(void **state) {
   assert_int_equal(jobq_close(q, 0), 0);
   if (bad)
     fail_msg("BUG: events of job after its terminal event: \"%s\" (lib/core/cancel.c emits "
-             "cancelled while worker.c end_attempt still has to publish the retry)",
+             "cancelled while attempt.c jobq__attempt_end still has to publish the retry)",
              types);
   assert_string_equal(types, "submitted started retrying cancelled");
 }
@@ -762,7 +763,7 @@ static void test_quick_retry_keeps_retrying_before_next_start(void **state) {
   if (strcmp(types, "submitted started retrying started succeeded") != 0)
     fail_msg("BUG: event order \"%s\", expected \"submitted started retrying started "
              "succeeded\" (the new attempt's started is emitted before the old attempt's "
-             "retrying, lib/core/worker.c end_attempt/publish_end)",
+             "retrying, lib/core/attempt.c jobq__attempt_end/publish_end)",
              types);
 }
 

@@ -898,7 +898,7 @@ static void test_quick_retry_claimed_during_finish_stays_cancellable(void **stat
   assert_int_equal(jobq_close(q, 0), 0);
   if (seen != 1)
     fail_msg("BUG: attempt 2 never saw jobq_ctx_cancelled() == 1: the old attempt's publish "
-             "removed the new attempt from the running map (lib/core/worker.c publish_end)");
+             "removed the new attempt from the running map (lib/core/attempt.c publish_end)");
 }
 
 int main(void) {

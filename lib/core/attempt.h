@@ -1,0 +1,53 @@
+/* The attempt life cycle, shared by the files that run attempts: claim.c
+ * (claims and the hand-off to workers), attempt.c (how an attempt ends),
+ * ctx.c (what a handler calls), timeout.c (timeouts and release). mu held
+ * for every function here. */
+#ifndef JOBQ_CORE_ATTEMPT_H
+#define JOBQ_CORE_ATTEMPT_H
+
+#include "core/internal.h"
+
+#include <assert.h>
+#include <string.h>
+
+/* Moves ctx to state to; mu held. An illegal change (see the diagram at
+ * jobq__attempt_state) is a bug in the core: assert()ed. */
+static inline void jobq__attempt_to(jobq_ctx_t *ctx, jobq__attempt_state to) {
+#define B(s) (1u << JOBQ_ATTEMPT_##s)
+  static const unsigned legal[] = {
+      [JOBQ_ATTEMPT_RUNNING] = B(FINISHING) | B(TIMING_OUT) | B(RELEASING),
+      [JOBQ_ATTEMPT_FINISHING] = B(FINISHED) | B(RUNNING),
+      [JOBQ_ATTEMPT_FINISHED] = 0,
+      [JOBQ_ATTEMPT_TIMING_OUT] = B(TIMED_OUT) | B(RUNNING),
+      [JOBQ_ATTEMPT_TIMED_OUT] = 0,
+      [JOBQ_ATTEMPT_RELEASING] = B(RELEASED),
+      [JOBQ_ATTEMPT_RELEASED] = 0,
+  };
+#undef B
+  assert(legal[ctx->state] & (1u << to));
+  (void)legal;
+  ctx->state = to;
+}
+
+/* 0 when ctx's owner may end it now; otherwise says why not (fn first). */
+int jobq__attempt_refusal(jobq_t *q, jobq_ctx_t *ctx, const char *fn);
+
+/* Forgets ctx as running here, unless a newer attempt of the same job
+ * (claimed again after a quick retry) took its place. */
+void jobq__running_del(jobq_t *q, jobq_ctx_t *ctx);
+void jobq__tmo_remove(jobq_t *q, jobq_ctx_t *ctx);
+
+/* Stores the end of ctx's attempt, which the caller moved to FINISHING or
+ * TIMING_OUT, and publishes it; the attempt is then FINISHED or TIMED_OUT.
+ * When storage itself failed, *open is set and the state is left to the
+ * caller: nothing was applied. */
+int jobq__attempt_end(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
+                      const char *error, const char *fn, int *open);
+/* Gives a claimed job back at once (it never started). */
+void jobq__attempt_give_back(jobq_t *q, jobq_ctx_t *ctx);
+/* The user's succeed/fail: ends the attempt and drops the user's reference.
+ * mu not held. */
+int jobq__attempt_user_finish(jobq_ctx_t *ctx, int outcome, const char *result,
+                              const char *error, const char *fn);
+
+#endif

@@ -1,0 +1,399 @@
+/* Claiming: the claim loop of workers and the feeder, the hand-off of a
+ * batch's extra jobs to idle workers, jobq_claim.
+ *
+ * A claim reserves capacity of concurrency-limited kinds under the core lock,
+ * then asks storage without the lock (storage may block). */
+#include "core/attempt.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SPIN_NS 50000u
+#define JOBQ_CLAIM_BATCH 256
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+static int64_t queue_clock(void *ud) { return jobq__now(ud); }
+
+/* Gives back claimed jobs that cannot be run (no memory for their ctx):
+ * the lease would otherwise hold them. They are the recs still holding an
+ * id (the others moved into their ctx). mu held; released around storage,
+ * like every storage call. */
+static void give_back_unstarted(jobq_t *q, jobq_storage_job *recs, size_t got, int64_t now) {
+  jobq__storage_begin(q);
+  uv_mutex_unlock(&q->mu);
+  for (size_t i = 0; i < got; i++) {
+    if (recs[i].id[0] == '\0') continue;
+    jobq_storage_finish f = {0};
+    int st;
+    f.id = recs[i].id;
+    f.attempt = recs[i].attempts;
+    f.outcome = JOBQ_OUTCOME_RELEASE;
+    f.now = now;
+    q->ops->finish(q->st, &f, 1, &st);
+    jobq_storage_job_clear(&recs[i]);
+  }
+  uv_mutex_lock(&q->mu);
+  jobq__storage_end(q);
+}
+
+/* Claims up to max due jobs of kinds (NULL: any kind, then max is 1) into
+ * out[], *n_out of them. mu held on entry and exit (released around the
+ * storage call). Concurrency-limited kinds reserve their share first, so a
+ * limit holds exactly however many claims run at once. */
+int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t max,
+                       jobq_ctx_t **out, size_t *n_out) {
+  const char *names_s[16];
+  int lim_s[16];
+  kind_reg *kr_s[16];
+  const char **names = names_s;
+  int *lim = lim_s;
+  kind_reg **krs = kr_s;
+  jobq_storage_job *recs = NULL;
+  size_t n = 0, n_ex = 0, got = 0;
+  int rc = 0;
+  *n_out = 0;
+  if (kinds == NULL) max = 1;
+
+  /* With kinds NULL every kind may come, except limited ones that are full. */
+  size_t cap = kinds ? nk : (size_t)q->kinds.n;
+  if (cap > 16) {
+    names = malloc(cap * sizeof *names);
+    lim = malloc(cap * sizeof *lim);
+    krs = malloc(cap * sizeof *krs);
+    if (!names || !lim || !krs) {
+      rc = jobq__err(JOBQ_ENOMEM, "claim: out of memory");
+      goto done;
+    }
+  }
+  if (kinds) {
+    for (size_t i = 0; i < nk; i++) {
+      kind_reg *k = jobq__kind_find(q, kinds[i]);
+      int l = -1;
+      if (k && jobq__kind_limit(k) > 0) {
+        l = jobq__kind_limit(k) - k->running - k->pending;
+        if (l <= 0) continue;
+        if ((size_t)l > max) l = (int)max;
+        k->pending += l;
+      }
+      names[n] = kinds[i];
+      lim[n] = l;
+      krs[n++] = k;
+    }
+    if (n == 0) goto done; /* every kind is at its limit */
+  } else {
+    for (int i = 0; i < q->kinds.n; i++) {
+      kind_reg *k = &q->kinds.v[i];
+      if (jobq__kind_limit(k) <= 0) continue;
+      if (jobq__kind_limit(k) - k->running - k->pending <= 0) {
+        names[n_ex++] = k->name; /* excluded */
+      } else {
+        k->pending++;
+        lim[n] = 1;
+        krs[n++] = k;
+      }
+    }
+  }
+
+  recs = calloc(max, sizeof *recs);
+  if (recs == NULL || jobq__map_reserve(&q->running.map, (size_t)q->claim.in_flight + max) ||
+      jobq__heap_reserve(&q->running.tmo, (size_t)q->claim.in_flight + max)) {
+    rc = jobq__err(JOBQ_ENOMEM, "claim: out of memory");
+    goto unreserve;
+  }
+  jobq_storage_claim req = {0};
+  req.kinds = kinds ? names : NULL;
+  req.kind_limit = kinds ? lim : NULL;
+  req.n_kinds = kinds ? n : 0;
+  req.exclude = kinds ? NULL : names;
+  req.n_exclude = kinds ? 0 : n_ex;
+  req.max = max;
+  req.now = jobq__now(q);
+  req.lease_ms = q->o.lease_ms;
+  req.clock = queue_clock;
+  req.clock_ud = q;
+  req.default_max_attempts = JOBQ_DEFAULT_MAX_ATTEMPTS;
+  req.ma_kinds = q->kinds.ma_names;
+  req.ma_values = q->kinds.ma_values;
+  req.n_ma = (size_t)q->kinds.n_ma;
+  int64_t next = INT64_MAX;
+  q->claim.in_flight++;
+  jobq__storage_begin(q);
+  uv_mutex_unlock(&q->mu);
+  rc = q->ops->claim(q->st, &req, recs, &got);
+  if (rc == 0 && got == 0)
+    q->ops->next_run_at(q->st, req.kinds, req.n_kinds, req.now, &next);
+  uv_mutex_lock(&q->mu);
+  q->claim.in_flight--;
+  jobq__storage_end(q);
+
+  if (rc < 0 || got == 0) {
+    if (rc == 0 && next < q->loop_s.wake_at) {
+      q->loop_s.wake_at = next;
+      jobq__kick_loop(q);
+    }
+    goto unreserve;
+  }
+  size_t n_lost = 0;
+  for (size_t i = 0; i < got; i++) {
+    jobq_ctx_t *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL) {
+      n_lost++; /* recs[i] stays: given back below */
+      continue;
+    }
+    ctx->rec = recs[i];
+    memset(&recs[i], 0, sizeof recs[i]);
+    ctx->q = q;
+    ctx->refs = 1;
+    ctx->state = JOBQ_ATTEMPT_RUNNING;
+    ctx->kr = jobq__kind_find(q, ctx->rec.kind);
+    ctx->t0_ns = uv_hrtime();
+    atomic_init(&ctx->cancelled, ctx->rec.cancel_requested ? 1 : 0);
+    if (q->claim.cancel_hints.count && jobq__map_get(&q->claim.cancel_hints, ctx->rec.id))
+      atomic_store(&ctx->cancelled, 1);
+    q->refs++;
+    jobq__map_put(&q->running.map, ctx->rec.id, ctx); /* reserved above */
+    if (ctx->kr) {
+      ctx->kr->running++;
+      if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = ctx->kr->ko.max_attempts;
+      if (ctx->kr->ko.timeout_ms > 0) {
+        ctx->deadline = req.now + ctx->kr->ko.timeout_ms;
+        jobq__heap_push(&q->running.tmo, ctx); /* reserved above */
+        ctx->in_tmo = 1;
+        if (ctx->deadline < q->loop_s.timer_at) jobq__kick_loop(q);
+      }
+    }
+    if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = JOBQ_DEFAULT_MAX_ATTEMPTS;
+    jobq__emit(q, JOBQ_EVENT_STARTED, ctx->rec.id, ctx->rec.kind, JOBQ_RUNNING, 0, NULL,
+               ctx->rec.attempts, NULL, NULL);
+    jobq__notify_waiters(q, ctx->rec.id);
+    out[(*n_out)++] = ctx;
+  }
+  if (n_lost) give_back_unstarted(q, recs, got, req.now);
+  rc = *n_out ? 0 : jobq__err(JOBQ_ENOMEM, "claim: out of memory");
+
+unreserve:
+  for (size_t i = 0; i < n; i++)
+    if (krs[i] && lim[i] > 0) krs[i]->pending -= lim[i];
+  if (q->claim.in_flight == 0 && q->claim.cancel_hints.count) jobq__cancel_hints_clear(q);
+done:
+  free(recs);
+  if (names != names_s) free(names);
+  if (lim != lim_s) free(lim);
+  if (krs != kr_s) free(krs);
+  return rc;
+}
+
+static void run_handler(jobq_t *q, jobq_ctx_t *ctx) {
+  ctx->refs++;
+  q->claim.handlers_active++;
+  ctx->t0_ns = uv_hrtime(); /* not the claim: a job may wait in a batch */
+  uv_mutex_unlock(&q->mu);
+  ctx->kr->fn(ctx, ctx->kr->ud);
+  uv_mutex_lock(&q->mu);
+  q->claim.handlers_active--;
+  jobq__ctx_put(ctx);
+}
+
+/* How many jobs one claim should take. Every claim is a storage round trip
+ * (with SQLite, a commit), so for handlers that take well under a
+ * millisecond a worker takes several and hands the rest to idle workers;
+ * for slower handlers it takes one per idle worker, so that no job waits
+ * behind a slow one while another worker is free. */
+static size_t batch_size(jobq_t *q, const char **kinds, int n, int to_loop) {
+  if (to_loop) return JOBQ_CLAIM_BATCH;
+  int fast = n > 0;
+  for (int i = 0; i < n && fast; i++) {
+    kind_reg *k = jobq__kind_find(q, kinds[i]);
+    if (k == NULL || k->avg_ms <= 0 || k->avg_ms > 0.5) fast = 0;
+  }
+  size_t b = fast ? JOBQ_CLAIM_BATCH : (size_t)q->claim.idle + 1;
+  return b > JOBQ_CLAIM_BATCH ? JOBQ_CLAIM_BATCH : b;
+}
+
+static int handoff_push(jobq_t *q, jobq_ctx_t *ctx) {
+  if (q->claim.handoff_head > 0 && q->claim.handoff_head == q->claim.n_handoff)
+    q->claim.handoff_head = q->claim.n_handoff = 0;
+  if (q->claim.n_handoff == q->claim.cap_handoff) {
+    size_t nc = q->claim.cap_handoff ? q->claim.cap_handoff * 2 : 64;
+    jobq_ctx_t **nh = realloc(q->claim.handoff, nc * sizeof *nh);
+    if (nh == NULL) return -1;
+    q->claim.handoff = nh;
+    q->claim.cap_handoff = nc;
+  }
+  q->claim.handoff[q->claim.n_handoff++] = ctx;
+  return 0;
+}
+
+void jobq__release_handoff(jobq_t *q) {
+  while (q->claim.handoff_head < q->claim.n_handoff) {
+    jobq_ctx_t *ctx = q->claim.handoff[q->claim.handoff_head++];
+    jobq__attempt_give_back(q, ctx);
+    /* The give-back released mu around storage: the list may have
+     * changed, but only this function and workers (stopped) take from it. */
+  }
+  q->claim.handoff_head = q->claim.n_handoff = 0;
+}
+
+static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
+  jobq_ctx_t *got_s[JOBQ_CLAIM_BATCH];
+  uv_mutex_lock(&q->mu);
+  while (!q->stopping) {
+    if (!to_loop && q->claim.handoff_head < q->claim.n_handoff) {
+      run_handler(q, q->claim.handoff[q->claim.handoff_head++]);
+      continue;
+    }
+    uint64_t gen = q->claim.work_gen;
+    size_t got = 0;
+    int rc = jobq__claim_locked(q, kinds, (size_t)n, batch_size(q, kinds, n, to_loop), got_s, &got);
+    if (got > 0) {
+      if (!to_loop) {
+        for (size_t i = 1; i < got; i++)
+          if (handoff_push(q, got_s[i]) != 0) jobq__attempt_give_back(q, got_s[i]);
+        if (got > 1) jobq__wake_claimers(q); /* for the hand-off */
+        run_handler(q, got_s[0]);
+        continue;
+      }
+      for (size_t i = 0; i < got; i++) {
+        jobq_ctx_t **ni = q->claim.inbox;
+        if (q->claim.n_inbox == q->claim.cap_inbox) {
+          size_t nc = q->claim.cap_inbox ? q->claim.cap_inbox * 2 : 64;
+          ni = realloc(q->claim.inbox, nc * sizeof *ni);
+          if (ni) {
+            q->claim.inbox = ni;
+            q->claim.cap_inbox = nc;
+          }
+        }
+        if (ni == NULL) {
+          /* out of memory: give the job back rather than lose it */
+          jobq__attempt_give_back(q, got_s[i]);
+          continue;
+        }
+        q->claim.inbox[q->claim.n_inbox++] = got_s[i];
+      }
+      jobq__kick_loop(q);
+      continue;
+    }
+    if (q->stopping) break;
+    if (rc < 0) {
+      /* Storage trouble: retry soon, without spinning. */
+      q->claim.idle++;
+      uv_cond_timedwait(&q->claim.work_cv, &q->mu, 100 * 1000000ull);
+      q->claim.idle--;
+      continue;
+    }
+    if (gen != q->claim.work_gen) continue;
+    /* Work often comes back within microseconds (a busy submitter): spin
+     * briefly before sleeping, which would cost the submitter a wake-up
+     * system call per job. After SPIN_NS an idle worker sleeps. */
+    uv_mutex_unlock(&q->mu);
+    uint64_t t0 = uv_hrtime();
+    while (q->claim.work_gen == gen && !q->stopping && uv_hrtime() - t0 < SPIN_NS) cpu_relax();
+    uv_mutex_lock(&q->mu);
+    if (gen != q->claim.work_gen) continue;
+    q->claim.idle++;
+    if (gen == q->claim.work_gen && !q->stopping) uv_cond_wait(&q->claim.work_cv, &q->mu);
+    q->claim.idle--;
+  }
+  uv_mutex_unlock(&q->mu);
+}
+
+void jobq__worker_main(void *arg) {
+  jobq_t *q = arg;
+  claim_loop(q, q->kinds.worker, q->kinds.n_worker, 0);
+}
+
+void jobq__feeder_main(void *arg) {
+  jobq_t *q = arg;
+  claim_loop(q, q->kinds.loop, q->kinds.n_loop, 1);
+}
+
+void jobq__run_loop_inbox(jobq_t *q) {
+  uv_mutex_lock(&q->mu);
+  while (q->claim.n_inbox > 0) {
+    jobq_ctx_t **batch = q->claim.inbox;
+    size_t n = q->claim.n_inbox;
+    q->claim.inbox = NULL;
+    q->claim.n_inbox = q->claim.cap_inbox = 0;
+    for (size_t i = 0; i < n; i++) {
+      jobq_ctx_t *ctx = batch[i];
+      if (ctx->state != JOBQ_ATTEMPT_RUNNING) {
+        /* Released or timed out before its handler ran: nobody will call
+         * succeed/fail on it, so drop the user's reference here. */
+        ctx->user_done = 1;
+        jobq__ctx_put(ctx);
+        continue;
+      }
+      run_handler(q, ctx);
+    }
+    free(batch);
+  }
+  uv_mutex_unlock(&q->mu);
+}
+
+/* ---- jobq_claim ---- */
+
+JOBQ_API int jobq_claim(jobq_t *q, const char *const *kinds, int timeout_ms, jobq_ctx_t **out) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_claim: q is NULL");
+  if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_claim: out is NULL");
+  size_t nk = 0;
+  if (kinds) {
+    for (; kinds[nk]; nk++) {
+      if (nk == 1024) return jobq__err(JOBQ_EINVAL, "jobq_claim: more than 1024 kinds");
+      int rc = jobq__kind_name_check("jobq_claim", kinds[nk]);
+      if (rc) return rc;
+    }
+    if (nk == 0) return jobq__err(JOBQ_EINVAL, "jobq_claim: kinds is empty (use NULL for any)");
+  }
+  if (timeout_ms != 0 && jobq__on_loop_thread(q))
+    return jobq__err(JOBQ_EDEADLK, "jobq_claim: a blocking claim on the loop thread");
+  uv_mutex_lock(&q->mu);
+  if (q->stopping) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ECLOSED, "jobq_claim: the queue is closing");
+  }
+  q->refs++;
+  uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  int rc;
+  for (;;) {
+    if (q->stopping) {
+      rc = jobq__err(JOBQ_ECLOSED, "jobq_claim: the queue is closing");
+      break;
+    }
+    uint64_t gen = q->claim.work_gen;
+    jobq_ctx_t *ctx = NULL;
+    size_t got = 0;
+    rc = jobq__claim_locked(q, kinds, nk, 1, &ctx, &got);
+    if (rc == 0 && got == 1) {
+      *out = ctx;
+      break;
+    }
+    if (rc < 0) break;
+    if (q->stopping) {
+      rc = jobq__err(JOBQ_ECLOSED, "jobq_claim: the queue is closing");
+      break;
+    }
+    if (gen != q->claim.work_gen) continue;
+    uint64_t now = uv_hrtime();
+    if (timeout_ms == 0 || (timeout_ms > 0 && now >= deadline)) {
+      rc = jobq__err(JOBQ_ETIMEDOUT, "jobq_claim: no job was due within %d ms", timeout_ms);
+      break;
+    }
+    q->claim.idle++;
+    if (gen != q->claim.work_gen) {
+      q->claim.idle--;
+      continue;
+    }
+    if (timeout_ms < 0) uv_cond_wait(&q->claim.work_cv, &q->mu);
+    else uv_cond_timedwait(&q->claim.work_cv, &q->mu, deadline - now);
+    q->claim.idle--;
+  }
+  jobq__q_unref(q);
+  return rc;
+}
