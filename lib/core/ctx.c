@@ -85,14 +85,23 @@ JOBQ_API int jobq_ctx_progress(jobq_ctx_t *ctx, int percent, const char *step) {
   int rc = 0;
   /* On the loop thread (on-loop handlers, pipelines) nothing waits for a
    * commit: the maintenance thread writes what is dirty within 250 ms. */
-  if (q->closed != 2 && !jobq__on_loop_thread(q) &&
-      (now - ctx->progress_written >= JOBQ_PROGRESS_WRITE_MS || percent == 100)) {
+  int write = q->closed != 2 && !jobq__on_loop_thread(q) &&
+              (now - ctx->progress_written >= JOBQ_PROGRESS_WRITE_MS || percent == 100);
+  if (write && q->maint.flushing) {
+    /* After a coalesced write in flight, never before it (maint.flushing);
+     * the lock was let go meanwhile, so look again. */
+    jobq__maint_wait_flushes(q);
+    write = q->closed != 2 && ctx->state == JOBQ_ATTEMPT_RUNNING && !ctx->user_done;
+    now = jobq__now(q);
+  }
+  if (write) {
     ctx->progress_written = now;
     ctx->progress_dirty = 0;
     char *s = ctx->step ? jobq__strdup(ctx->step) : NULL;
     jobq__storage_begin(q);
     uv_mutex_unlock(&q->mu);
-    rc = q->ops->progress(q->st, ctx->rec.id, ctx->rec.attempts, percent, s);
+    int pv = ctx->progress; /* the latest, if another thread reported meanwhile */
+    rc = q->ops->progress(q->st, ctx->rec.id, ctx->rec.attempts, pv, s);
     free(s);
     uv_mutex_lock(&q->mu);
     jobq__storage_end(q);

@@ -112,6 +112,18 @@ int jobq__checkpoint(jobq_ctx_t *ctx, int stage, const char *output, int progres
                      q->ops->scheme);
   int rc = op_begin(q, "checkpoint");
   if (rc) return rc;
+  /* The checkpoint stores progress too. A coalesced write the maintenance
+   * thread took before it must not land after it (the job would show an
+   * older progress, even after a restart), and nothing older may be
+   * flushed later: wait for the flush in flight, and the in-memory value,
+   * when it is not ahead of the checkpoint, is stored by it. */
+  uv_mutex_lock(&q->mu);
+  jobq__maint_wait_flushes(q);
+  if (ctx->progress <= progress) {
+    ctx->progress_dirty = 0;
+    ctx->progress_written = jobq__now(q);
+  }
+  uv_mutex_unlock(&q->mu);
   jobq__set_detail("");
   rc = q->ops->checkpoint(q->st, ctx->rec.id, ctx->rec.attempts, stage, output, progress, step);
   op_end(q);

@@ -253,6 +253,12 @@ struct jobq_s {
     jobq_ctx_t **tmo_posted; /* timed-out attempts for the thread */
     size_t n_tmo_posted, cap_tmo_posted;
     int busy;             /* a batch is queued or running */
+    /* The batch carries progress writes that are not stored yet. Another
+     * progress write (a checkpoint, a handler's own write) waits on
+     * flush_cv until they are, so that a value taken before it can never
+     * land after it. */
+    int flushing;
+    uv_cond_t flush_cv;
     int64_t next_heartbeat, next_rescue;
   } maint;
 
@@ -386,7 +392,10 @@ void jobq__release_all(jobq_t *q);            /* mu held */
 
 /* core/maint.c */
 int jobq__maint_start(jobq_t *q); /* starts the timer and the maintenance thread */
-void jobq__maint_stop(jobq_t *q);  /* joins the thread; mu not held */
+void jobq__maint_stop(jobq_t *q);
+/* mu held: returns once the progress writes of the maintenance batch in
+ * flight, if any, are stored (see maint.flushing). */
+void jobq__maint_wait_flushes(jobq_t *q);  /* joins the thread; mu not held */
 /* mu held; -1 when out of memory (nothing posted) */
 int jobq__maint_post_timeout(jobq_t *q, jobq_ctx_t *ctx);
 int64_t jobq__maint_tick_ms(jobq_t *q); /* how often the maintenance timer ticks */

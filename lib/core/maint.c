@@ -41,11 +41,26 @@ static void batch_free(maint_batch *b) {
   free(b);
 }
 
+static void flushes_done(jobq_t *q) { /* mu held */
+  if (!q->maint.flushing) return;
+  q->maint.flushing = 0;
+  uv_cond_broadcast(&q->maint.flush_cv);
+}
+
+void jobq__maint_wait_flushes(jobq_t *q) {
+  while (q->maint.flushing) uv_cond_wait(&q->maint.flush_cv, &q->mu);
+}
+
 static void maint_work(maint_batch *b) {
   jobq_t *q = b->q;
   for (size_t i = 0; i < b->n_flushes; i++)
     q->ops->progress(q->st, b->flushes[i].id, b->flushes[i].attempt, b->flushes[i].progress,
                      b->flushes[i].step);
+  if (b->n_flushes) {
+    uv_mutex_lock(&q->mu);
+    flushes_done(q);
+    uv_mutex_unlock(&q->mu);
+  }
   if (b->n_leases && q->ops->heartbeat(q->st, b->leases, b->n_leases, b->lease_until) != 0) {
     /* Could not extend: report nothing (the next beat tries again well
      * before the leases run out). */
@@ -128,6 +143,7 @@ static void maint_tick(uv_timer_t *t) {
   if (beat) q->maint.next_heartbeat = now + q->o.lease_ms / 3;
   if (rescue) q->maint.next_rescue = now + q->o.lease_ms / 2;
   q->maint.busy = 1;
+  q->maint.flushing = b->n_flushes > 0;
   q->maint.batch = b;
   uv_cond_signal(&q->maint.cv);
   uv_mutex_unlock(&q->mu);
@@ -179,7 +195,12 @@ int jobq__maint_post_timeout(jobq_t *q, jobq_ctx_t *ctx) {
 
 int jobq__maint_start(jobq_t *q) {
   if (uv_cond_init(&q->maint.cv) != 0) return JOBQ_ENOMEM;
+  if (uv_cond_init(&q->maint.flush_cv) != 0) {
+    uv_cond_destroy(&q->maint.cv);
+    return JOBQ_ENOMEM;
+  }
   if (uv_thread_create(&q->maint.thread, maint_main, q) != 0) {
+    uv_cond_destroy(&q->maint.flush_cv);
     uv_cond_destroy(&q->maint.cv);
     return JOBQ_ENOMEM;
   }
@@ -207,6 +228,7 @@ void jobq__maint_stop(jobq_t *q) {
     batch_free(q->maint.batch);
     q->maint.batch = NULL;
   }
+  flushes_done(q);
   q->maint.busy = 0;
   uv_mutex_unlock(&q->mu);
 }

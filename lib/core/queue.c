@@ -57,6 +57,7 @@ static void free_q(jobq_t *q) {
   jobq__heap_free(&q->running.tmo);
   free(q->maint.tmo_posted);
   uv_cond_destroy(&q->maint.cv);
+  uv_cond_destroy(&q->maint.flush_cv);
   free(q->claim.inbox);
   free(q->claim.handoff);
   free(q->kinds.v);
@@ -265,6 +266,7 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
       if (ops->set_notify) ops->set_notify(q->st, NULL, NULL);
       jobq__maint_stop(q);
       uv_cond_destroy(&q->maint.cv);
+      uv_cond_destroy(&q->maint.flush_cv);
       q->refs--;
       q->loop_s.handles_open = 0;
       uv_close((uv_handle_t *)&q->loop_s.async, NULL);
