@@ -1,4 +1,5 @@
 #include "util/sbuf.h"
+#include "util/utf8.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,25 +26,6 @@ void jobq__sb_raw(jobq_sbuf *b, const char *s, size_t n) {
 
 void jobq__sb_str(jobq_sbuf *b, const char *s) { jobq__sb_raw(b, s, strlen(s)); }
 
-/* Length of the well-formed UTF-8 sequence at s (first byte >= 0x80), or 0. */
-static size_t utf8_len(const unsigned char *s) {
-  unsigned char c = s[0];
-  size_t n;
-  uint32_t cp;
-  if (c >= 0xc2 && c <= 0xdf) { n = 2; cp = c & 0x1f; }
-  else if (c >= 0xe0 && c <= 0xef) { n = 3; cp = c & 0x0f; }
-  else if (c >= 0xf0 && c <= 0xf4) { n = 4; cp = c & 0x07; }
-  else return 0;
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xc0) != 0x80) return 0;
-    cp = (cp << 6) | (s[i] & 0x3f);
-  }
-  if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-      (cp >= 0xd800 && cp <= 0xdfff))
-    return 0;
-  return n;
-}
-
 /* Texts from users (steps, errors, owners) may hold any bytes; the JSON we
  * write is always valid: bytes that are not UTF-8 become U+FFFD. */
 void jobq__sb_json_str(jobq_sbuf *b, const char *s) {
@@ -52,7 +34,7 @@ void jobq__sb_json_str(jobq_sbuf *b, const char *s) {
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
     if (c >= 0x80) {
-      size_t n = utf8_len((const unsigned char *)s);
+      size_t n = jobq__utf8_seq((const unsigned char *)s, strnlen(s, 4));
       if (n) {
         s += n - 1;
         continue;
