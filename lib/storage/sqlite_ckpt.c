@@ -14,14 +14,16 @@
  * of it; so under a load that never pauses the writer still checkpoints
  * itself once the WAL passes CKPT_HARD frames. By then the thread has
  * copied nearly everything, so that one is short, and it keeps the -wal
- * file near 16 MB. A passive checkpoint gives up at once when the thread's
- * own checkpoint holds the lock, though, and a thread starved of CPU (a
- * loaded machine) can hold it for long: past CKPT_LIMIT frames the writer
- * therefore waits, with a RESTART checkpoint, until the WAL has been copied
- * and will start over. That bounds the file (about 20 MB) whatever the load,
- * at the price of a rare pause of the writer. A WAL that restarts often is also
- * cheaper to write: frames overwrite pages the kernel has, instead of
- * extending the file (measured: 2.2 against 5 us a frame). */
+ * file near 16 MB. SQLite lets one connection checkpoint at a time, and a
+ * checkpoint that finds the lock taken gives up at once (no busy handler
+ * for it): on a loaded machine the thread, descheduled in the middle of its
+ * checkpoint, can hold the lock while the WAL grows past any bound. Past
+ * CKPT_LIMIT frames the writer therefore waits for the thread's checkpoint
+ * to end, keeps the thread out, and runs a RESTART checkpoint (which waits,
+ * through busy_timeout, for readers of old frames), so the WAL starts over:
+ * about 20 MB whatever the load in this process. Another process's
+ * checkpoints hold the same lock and cannot be waited for this way; a
+ * RESTART that finds the lock taken leaves it to the next commit.  */
 #include "storage/sqlite_int.h"
 
 #include <stdlib.h>
@@ -38,11 +40,17 @@ static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
   if (frames >= CKPT_HARD) {
     int log = 0, copied = 0;
     int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
-    /* RESTART invokes the busy handler (busy_timeout) while the
-     * checkpointer or a reader holds what it needs. Failing here (another
-     * process writing for longer than that) leaves it to the next commit. */
-    if (frames >= CKPT_LIMIT && (rc != SQLITE_OK || copied < log))
+    if (frames >= CKPT_LIMIT && (rc != SQLITE_OK || copied < log)) {
+      uv_mutex_lock(&s->cmu);
+      s->ckpt_hold = 1;
+      while (s->ckpt_busy) uv_cond_wait(&s->cdone, &s->cmu);
+      uv_mutex_unlock(&s->cmu);
       sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+      uv_mutex_lock(&s->cmu);
+      s->ckpt_hold = 0;
+      if (s->ckpt_want) uv_cond_signal(&s->ccv);
+      uv_mutex_unlock(&s->cmu);
+    }
   } else if (frames >= CKPT_SOFT) {
     uv_mutex_lock(&s->cmu);
     if (!s->ckpt_want) {
@@ -58,14 +66,17 @@ static void ckpt_main(void *arg) {
   sq_store *s = arg;
   uv_mutex_lock(&s->cmu);
   for (;;) {
-    while (!s->ckpt_want && !s->ckpt_stop) uv_cond_wait(&s->ccv, &s->cmu);
+    while ((!s->ckpt_want || s->ckpt_hold) && !s->ckpt_stop) uv_cond_wait(&s->ccv, &s->cmu);
     if (s->ckpt_stop) break;
     s->ckpt_want = 0;
+    s->ckpt_busy = 1;
     uv_mutex_unlock(&s->cmu);
     /* Busy (another process checkpoints) or failing (disk trouble the
      * writer will meet and report itself): the next wake-up tries again. */
     sqlite3_wal_checkpoint_v2(s->cdb, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     uv_mutex_lock(&s->cmu);
+    s->ckpt_busy = 0;
+    uv_cond_broadcast(&s->cdone);
   }
   uv_mutex_unlock(&s->cmu);
 }
@@ -80,8 +91,15 @@ int jobq__sq_ckpt_start(sq_store *s, sqlite3 *conn) {
     sqlite3_close(conn);
     return -1;
   }
+  if (uv_cond_init(&s->cdone) != 0) {
+    uv_cond_destroy(&s->ccv);
+    uv_mutex_destroy(&s->cmu);
+    sqlite3_close(conn);
+    return -1;
+  }
   s->cdb = conn;
   if (uv_thread_create(&s->ckpt_thread, ckpt_main, s) != 0) {
+    uv_cond_destroy(&s->cdone);
     uv_cond_destroy(&s->ccv);
     uv_mutex_destroy(&s->cmu);
     sqlite3_close(conn);
@@ -100,6 +118,7 @@ void jobq__sq_ckpt_stop(sq_store *s) {
   uv_cond_signal(&s->ccv);
   uv_mutex_unlock(&s->cmu);
   uv_thread_join(&s->ckpt_thread);
+  uv_cond_destroy(&s->cdone);
   uv_cond_destroy(&s->ccv);
   uv_mutex_destroy(&s->cmu);
   sqlite3_close(s->cdb);

@@ -116,7 +116,10 @@ struct sq_store {
   uv_thread_t ckpt_thread;
   uv_mutex_t cmu;
   uv_cond_t ccv;
+  uv_cond_t cdone;  /* the thread's checkpoint ended (ckpt_busy back to 0) */
   int ckpt_want, ckpt_stop;
+  int ckpt_busy;    /* the thread is inside a checkpoint (holds SQLite's lock) */
+  int ckpt_hold;    /* the writer checkpoints itself: the thread waits */
 
   /* readers */
   sq_reader readers[SQ_READERS];
