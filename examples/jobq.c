@@ -9,8 +9,9 @@
  *   jobq work KIND... [--workers N] [--for MS]    run the demo handler (below)
  *   jobq events [--for MS]                        print events as JSON lines
  *
- * Every argument is checked before the queue is opened: a bad one is a usage
- * error (exit 2) and nothing is stored.
+ * PAYLOAD is JSON text, @FILE (the whole file) or - (standard input), at
+ * most MAX_PAYLOAD bytes. Every argument is checked before the queue is
+ * opened: a bad one is a usage error (exit 2) and nothing is stored.
  *
  * The demo handler reads {"ms": N, "fail": "why", "retry": true} from the
  * payload: it works N ms in ten steps with progress, then succeeds echoing
@@ -27,10 +28,15 @@
 #include <string.h>
 #include <time.h>
 
+/* The largest payload: the library's default max payload, set explicitly in
+ * open_queue so that the CLI and the queue cannot disagree. (A result is
+ * held to the same limit, and the demo handler echoes its payload.) */
+#define MAX_PAYLOAD ((size_t)1 << 20)
 /* Durations in ms (--delay, --ttl, --timeout, --for): 0..ten years, the
  * range jobq_submit_opts_set_delay takes. */
 #define MAX_MS (INT64_C(3650) * 86400000)
 
+_Static_assert(MAX_PAYLOAD == 1048576, "the help text says 1048576 bytes");
 _Static_assert(MAX_MS == INT64_C(315360000000), "the help text says 315360000000 ms");
 
 static const char *storage;
@@ -49,7 +55,9 @@ static const char help_text[] =
     "  work KIND... [--workers N] [--for MS]\n"
     "  events [--for MS]\n"
     "  --help\n"
-    "PAYLOAD is JSON text (default {}).\n"
+    "PAYLOAD is JSON text (default {}), or @FILE to read it from FILE, or - to read\n"
+    "  it from standard input; at most 1048576 bytes (1 MiB). JSON never starts with\n"
+    "  '@', so an argument starting with '@' always names a file (@@x: the file @x).\n"
     "N: --priority -1000..1000 (higher runs first), --limit 1..1000, --workers 1..1024.\n"
     "MS: milliseconds, 0..315360000000 (ten years). --ttl (needs --key) keeps the key\n"
     "  of a succeeded job live for MS more; without it, only while the job is unfinished.\n"
@@ -135,11 +143,102 @@ static int number(const char *cmd, int argc, char **argv, int *i, long long lo, 
 
 static int is_option(const char *a) { return strncmp(a, "--", 2) == 0; }
 
+/* Reads all of f into *out (NUL-terminated, to free), refusing more than
+ * MAX_PAYLOAD bytes and NUL bytes. where names the source in messages. */
+static int read_payload(FILE *f, const char *where, char **out) {
+  size_t cap = 0, len = 0;
+  char *buf = NULL;
+  for (;;) {
+    if (len == cap) {
+      /* Never more than one byte past the limit: that byte says "too big". */
+      size_t ncap = cap ? cap * 2 : 65536;
+      if (ncap > MAX_PAYLOAD + 1) ncap = MAX_PAYLOAD + 1;
+      if (ncap == cap) break;
+      char *nb = realloc(buf, ncap + 1);
+      if (nb == NULL) {
+        free(buf);
+        fprintf(stderr, "jobq: submit: out of memory reading the payload from %s\n", where);
+        return 2;
+      }
+      buf = nb;
+      cap = ncap;
+    }
+    size_t want = cap - len;
+    size_t n = fread(buf + len, 1, want, f);
+    len += n;
+    if (n < want) {
+      if (ferror(f)) {
+        fprintf(stderr, "jobq: submit: cannot read the payload from %s: %s\n", where,
+                strerror(errno));
+        free(buf);
+        return 2;
+      }
+      break;
+    }
+  }
+  if (len > MAX_PAYLOAD) {
+    fprintf(stderr,
+            "jobq: submit: the payload from %s is larger than %zu bytes (1 MiB), the most a job "
+            "takes\n",
+            where, MAX_PAYLOAD);
+    free(buf);
+    return 2;
+  }
+  const char *nul = memchr(buf, '\0', len);
+  if (nul) {
+    fprintf(stderr,
+            "jobq: submit: the payload from %s has a NUL byte at offset %zu; JSON text has none "
+            "(write \\u0000 inside a string)\n",
+            where, (size_t)(nul - buf));
+    free(buf);
+    return 2;
+  }
+  buf[len] = '\0';
+  *out = buf;
+  return 0;
+}
+
+/* The payload that the PAYLOAD argument arg stands for: arg itself, or read
+ * from @FILE or - (then *buf is set, to free). 0 or the exit status 2. */
+static int load_payload(const char *arg, const char **payload, char **buf) {
+  *buf = NULL;
+  if (strcmp(arg, "-") == 0) {
+    int rc = read_payload(stdin, "standard input", buf);
+    if (rc == 0) *payload = *buf;
+    return rc;
+  }
+  if (arg[0] != '@') {
+    *payload = arg;
+    return 0;
+  }
+  const char *path = arg + 1;
+  if (path[0] == '\0') return usage_error("submit", "'@' needs a file name: @FILE");
+  size_t wlen = strlen(path) + 3;
+  char *where = malloc(wlen);
+  if (where == NULL) {
+    fprintf(stderr, "jobq: submit: out of memory\n");
+    return 2;
+  }
+  snprintf(where, wlen, "'%s'", path);
+  int rc = 2;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    fprintf(stderr, "jobq: submit: cannot read the payload file %s: %s\n", where, strerror(errno));
+  } else {
+    rc = read_payload(f, where, buf);
+    fclose(f);
+    if (rc == 0) *payload = *buf;
+  }
+  free(where);
+  return rc;
+}
+
 static int open_queue(jobq_t **q, int workers) {
   jobq_options_t *o = jobq_options_new();
   if (o == NULL) return fail("options");
   int rc = jobq_options_set_storage(o, storage);
   if (rc == 0) rc = jobq_options_set_workers(o, workers);
+  if (rc == 0) rc = jobq_options_set_max_payload(o, MAX_PAYLOAD);
   if (rc == 0) rc = jobq_open(q, o);
   jobq_options_free(o);
   return rc ? fail("open") : 0;
@@ -183,9 +282,15 @@ static int cmd_submit(int argc, char **argv) {
   if (ttl >= 0 && key == NULL)
     return usage_error(C, "--ttl needs --key (it is how long a succeeded job keeps its key)");
 
-  const char *payload = payload_arg ? payload_arg : "{}";
+  const char *payload = "{}";
+  char *buf = NULL;
+  if (payload_arg && load_payload(payload_arg, &payload, &buf)) return 2;
+
   jobq_t *q;
-  if (open_queue(&q, 0)) return 2;
+  if (open_queue(&q, 0)) {
+    free(buf);
+    return 2;
+  }
   jobq_submit_opts_t *so = jobq_submit_opts_new();
   int rc = so ? 0 : JOBQ_ENOMEM;
   if (rc == 0 && owner) rc = jobq_submit_opts_set_owner(so, owner);
@@ -195,6 +300,7 @@ static int cmd_submit(int argc, char **argv) {
   char id[JOBQ_ID_SIZE];
   if (rc == 0) rc = jobq_submit(q, kind, payload, so, id);
   jobq_submit_opts_free(so);
+  free(buf);
   int status = rc < 0 ? fail("submit") : 0;
   if (rc >= 0) printf("%s%s\n", id, rc == 1 ? " (existing job: dedupe key is live)" : "");
   jobq_close(q, 0);
