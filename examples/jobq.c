@@ -3,23 +3,41 @@
  * --storage or $JOBQ_STORAGE says otherwise), so that several shells, or an
  * API process and worker processes, share one queue.
  *
- *   jobq submit KIND [JSON] [--owner O] [--priority N] [--delay MS] [--key K --ttl MS]
+ *   jobq submit KIND [PAYLOAD] [--owner O] [--priority N] [--delay MS] [--key K [--ttl MS]]
  *   jobq get ID | jobq wait ID [--timeout MS] | jobq cancel ID
  *   jobq list [--owner O] [--kind K] [--state S] [--limit N] [--oldest]
  *   jobq work KIND... [--workers N] [--for MS]    run the demo handler (below)
  *   jobq events [--for MS]                        print events as JSON lines
+ *
+ * PAYLOAD is JSON text, @FILE (the whole file) or - (standard input), at
+ * most MAX_PAYLOAD bytes. Every argument is checked before the queue is
+ * opened: a bad one is a usage error (exit 2) and nothing is stored.
  *
  * The demo handler reads {"ms": N, "fail": "why", "retry": true} from the
  * payload: it works N ms in ten steps with progress, then succeeds echoing
  * the payload, or fails with the message (retryably if "retry" is true). */
 #include <jobq.h>
 
+#include <errno.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* The largest payload: the library's default max payload, set explicitly in
+ * open_queue so that the CLI and the queue cannot disagree. (A result is
+ * held to the same limit, and the demo handler echoes its payload.) */
+#define MAX_PAYLOAD ((size_t)1 << 20)
+/* Durations in ms (--delay, --ttl, --timeout, --for): 0..ten years, the
+ * range jobq_submit_opts_set_delay takes. */
+#define MAX_MS (INT64_C(3650) * 86400000)
+
+_Static_assert(MAX_PAYLOAD == 1048576, "the help text says 1048576 bytes");
+_Static_assert(MAX_MS == INT64_C(315360000000), "the help text says 315360000000 ms");
 
 static const char *storage;
 static volatile sig_atomic_t stop;
@@ -29,15 +47,59 @@ static void on_signal(int sig) {
   stop = 1;
 }
 
-static int usage(void) {
-  fprintf(stderr,
-          "usage: jobq [--storage URL] COMMAND ...\n"
-          "  submit KIND [JSON] [--owner O] [--priority N] [--delay MS] [--key K --ttl MS]\n"
-          "  get ID | wait ID [--timeout MS] | cancel ID\n"
-          "  list [--owner O] [--kind K] [--state S] [--limit N] [--oldest]\n"
-          "  work KIND... [--workers N] [--for MS]\n"
-          "  events [--for MS]\n"
-          "storage: --storage URL, else $JOBQ_STORAGE, else sqlite:jobq.db\n");
+static const char help_text[] =
+    "usage: jobq [--storage URL] COMMAND ARGS...\n"
+    "  submit KIND [PAYLOAD] [--owner O] [--priority N] [--delay MS] [--key K [--ttl MS]]\n"
+    "  get ID | wait ID [--timeout MS] | cancel ID\n"
+    "  list [--owner O] [--kind K] [--state S] [--limit N] [--oldest]\n"
+    "  work KIND... [--workers N] [--for MS]\n"
+    "  events [--for MS]\n"
+    "  --help\n"
+    "PAYLOAD is JSON text (default {}), or @FILE to read it from FILE, or - to read\n"
+    "  it from standard input; at most 1048576 bytes (1 MiB). JSON never starts with\n"
+    "  '@', so an argument starting with '@' always names a file (@@x: the file @x).\n"
+    "N: --priority -1000..1000 (higher runs first), --limit 1..1000, --workers 1..1024.\n"
+    "MS: milliseconds, 0..315360000000 (ten years). --ttl (needs --key) keeps the key\n"
+    "  of a succeeded job live for MS more; without it, only while the job is unfinished.\n"
+    "Numbers are decimal integers; anything else is a usage error. Options may come\n"
+    "  before or after the positional arguments; a value never starts with \"--\".\n"
+    "storage: --storage URL, else $JOBQ_STORAGE, else sqlite:jobq.db\n"
+    "exit status: 0 done; 2 a usage error (nothing stored) or another error;\n"
+    "  wait: 1 the job failed or was cancelled, 3 --timeout passed\n";
+
+static const struct {
+  const char *cmd, *synopsis;
+} synopses[] = {
+    {"submit", "submit KIND [PAYLOAD] [--owner O] [--priority N] [--delay MS] [--key K [--ttl MS]]"},
+    {"get", "get ID"},
+    {"wait", "wait ID [--timeout MS]"},
+    {"cancel", "cancel ID"},
+    {"list", "list [--owner O] [--kind K] [--state S] [--limit N] [--oldest]"},
+    {"work", "work KIND... [--workers N] [--for MS]"},
+    {"events", "events [--for MS]"},
+};
+
+static int help(void) {
+  fputs(help_text, stdout);
+  return 0;
+}
+
+/* A usage error: "jobq: CMD: what", the command's synopsis (the whole help
+ * without a command), on stderr; returns the exit status 2. */
+static int usage_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  fputs("jobq: ", stderr);
+  if (cmd) fprintf(stderr, "%s: ", cmd);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  for (size_t i = 0; cmd && i < sizeof synopses / sizeof synopses[0]; i++)
+    if (strcmp(synopses[i].cmd, cmd) == 0) {
+      fprintf(stderr, "usage: jobq %s\n(jobq --help says more)\n", synopses[i].synopsis);
+      return 2;
+    }
+  fputs(help_text, stderr);
   return 2;
 }
 
@@ -46,13 +108,129 @@ static int fail(const char *what) {
   return 2;
 }
 
-/* Option value after argv[*i], or NULL (and a message). */
-static const char *arg(int argc, char **argv, int *i) {
-  if (*i + 1 >= argc) {
-    fprintf(stderr, "jobq: %s needs a value\n", argv[*i]);
+/* The value of the option argv[*i] (and *i moves onto it), or NULL after a
+ * usage error when there is none. */
+static const char *value(const char *cmd, int argc, char **argv, int *i) {
+  if (*i + 1 >= argc || strncmp(argv[*i + 1], "--", 2) == 0) {
+    usage_error(cmd, "%s needs a value", argv[*i]);
     return NULL;
   }
   return argv[++*i];
+}
+
+/* The value of the option argv[*i] as a decimal integer in lo..hi: 0, or 2
+ * after a usage error that names the option and the range. Empty text,
+ * blanks, trailing characters and numbers out of range are refused. */
+static int number(const char *cmd, int argc, char **argv, int *i, long long lo, long long hi,
+                  long long *out) {
+  const char *opt = argv[*i];
+  const char *text = value(cmd, argc, argv, i);
+  if (text == NULL) return 2;
+  const char *p = text + (text[0] == '-' || text[0] == '+');
+  if (*p >= '0' && *p <= '9') {
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (*end == '\0' && errno == 0 && v >= lo && v <= hi) {
+      *out = v;
+      return 0;
+    }
+  }
+  return usage_error(cmd, "%s takes %s %lld..%lld%s, not '%s'", opt,
+                     hi == MAX_MS ? "milliseconds," : "an integer in", lo, hi,
+                     hi == MAX_MS ? " (ten years)" : "", text);
+}
+
+static int is_option(const char *a) { return strncmp(a, "--", 2) == 0; }
+
+/* Reads all of f into *out (NUL-terminated, to free), refusing more than
+ * MAX_PAYLOAD bytes and NUL bytes. where names the source in messages. */
+static int read_payload(FILE *f, const char *where, char **out) {
+  size_t cap = 0, len = 0;
+  char *buf = NULL;
+  for (;;) {
+    if (len == cap) {
+      /* Never more than one byte past the limit: that byte says "too big". */
+      size_t ncap = cap ? cap * 2 : 65536;
+      if (ncap > MAX_PAYLOAD + 1) ncap = MAX_PAYLOAD + 1;
+      if (ncap == cap) break;
+      char *nb = realloc(buf, ncap + 1);
+      if (nb == NULL) {
+        free(buf);
+        fprintf(stderr, "jobq: submit: out of memory reading the payload from %s\n", where);
+        return 2;
+      }
+      buf = nb;
+      cap = ncap;
+    }
+    size_t want = cap - len;
+    size_t n = fread(buf + len, 1, want, f);
+    len += n;
+    if (n < want) {
+      if (ferror(f)) {
+        fprintf(stderr, "jobq: submit: cannot read the payload from %s: %s\n", where,
+                strerror(errno));
+        free(buf);
+        return 2;
+      }
+      break;
+    }
+  }
+  if (len > MAX_PAYLOAD) {
+    fprintf(stderr,
+            "jobq: submit: the payload from %s is larger than %zu bytes (1 MiB), the most a job "
+            "takes\n",
+            where, MAX_PAYLOAD);
+    free(buf);
+    return 2;
+  }
+  const char *nul = memchr(buf, '\0', len);
+  if (nul) {
+    fprintf(stderr,
+            "jobq: submit: the payload from %s has a NUL byte at offset %zu; JSON text has none "
+            "(write \\u0000 inside a string)\n",
+            where, (size_t)(nul - buf));
+    free(buf);
+    return 2;
+  }
+  buf[len] = '\0';
+  *out = buf;
+  return 0;
+}
+
+/* The payload that the PAYLOAD argument arg stands for: arg itself, or read
+ * from @FILE or - (then *buf is set, to free). 0 or the exit status 2. */
+static int load_payload(const char *arg, const char **payload, char **buf) {
+  *buf = NULL;
+  if (strcmp(arg, "-") == 0) {
+    int rc = read_payload(stdin, "standard input", buf);
+    if (rc == 0) *payload = *buf;
+    return rc;
+  }
+  if (arg[0] != '@') {
+    *payload = arg;
+    return 0;
+  }
+  const char *path = arg + 1;
+  if (path[0] == '\0') return usage_error("submit", "'@' needs a file name: @FILE");
+  size_t wlen = strlen(path) + 3;
+  char *where = malloc(wlen);
+  if (where == NULL) {
+    fprintf(stderr, "jobq: submit: out of memory\n");
+    return 2;
+  }
+  snprintf(where, wlen, "'%s'", path);
+  int rc = 2;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    fprintf(stderr, "jobq: submit: cannot read the payload file %s: %s\n", where, strerror(errno));
+  } else {
+    rc = read_payload(f, where, buf);
+    fclose(f);
+    if (rc == 0) *payload = *buf;
+  }
+  free(where);
+  return rc;
 }
 
 static int open_queue(jobq_t **q, int workers) {
@@ -60,6 +238,7 @@ static int open_queue(jobq_t **q, int workers) {
   if (o == NULL) return fail("options");
   int rc = jobq_options_set_storage(o, storage);
   if (rc == 0) rc = jobq_options_set_workers(o, workers);
+  if (rc == 0) rc = jobq_options_set_max_payload(o, MAX_PAYLOAD);
   if (rc == 0) rc = jobq_open(q, o);
   jobq_options_free(o);
   return rc ? fail("open") : 0;
@@ -71,60 +250,120 @@ static void print_job(const jobq_job_t *job) {
   jobq_free(js);
 }
 
-static int cmd_submit(jobq_t *q, int argc, char **argv) {
-  if (argc < 1) return usage();
-  const char *kind = argv[0];
-  const char *payload = "{}";
-  int i = 1;
-  if (i < argc && strncmp(argv[i], "--", 2) != 0) payload = argv[i++];
-  jobq_submit_opts_t *so = jobq_submit_opts_new();
-  const char *key = NULL, *v;
-  long long ttl = 0;
-  int rc = so ? 0 : JOBQ_ENOMEM;
-  for (; i < argc && rc == 0; i++) {
-    if (strcmp(argv[i], "--owner") == 0 && (v = arg(argc, argv, &i))) rc = jobq_submit_opts_set_owner(so, v);
-    else if (strcmp(argv[i], "--priority") == 0 && (v = arg(argc, argv, &i)))
-      rc = jobq_submit_opts_set_priority(so, atoi(v));
-    else if (strcmp(argv[i], "--delay") == 0 && (v = arg(argc, argv, &i)))
-      rc = jobq_submit_opts_set_delay(so, atoll(v));
-    else if (strcmp(argv[i], "--key") == 0 && (v = arg(argc, argv, &i))) key = v;
-    else if (strcmp(argv[i], "--ttl") == 0 && (v = arg(argc, argv, &i))) ttl = atoll(v);
-    else {
-      jobq_submit_opts_free(so);
-      return usage();
+static int cmd_submit(int argc, char **argv) {
+  const char *C = "submit";
+  const char *kind = NULL, *payload_arg = NULL, *owner = NULL, *key = NULL;
+  long long priority = 0, delay = -1, ttl = -1;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--owner") == 0) {
+      if ((owner = value(C, argc, argv, &i)) == NULL) return 2;
+    } else if (strcmp(a, "--key") == 0) {
+      if ((key = value(C, argc, argv, &i)) == NULL) return 2;
+    } else if (strcmp(a, "--priority") == 0) {
+      if (number(C, argc, argv, &i, -1000, 1000, &priority)) return 2;
+    } else if (strcmp(a, "--delay") == 0) {
+      if (number(C, argc, argv, &i, 0, MAX_MS, &delay)) return 2;
+    } else if (strcmp(a, "--ttl") == 0) {
+      if (number(C, argc, argv, &i, 0, MAX_MS, &ttl)) return 2;
+    } else if (strcmp(a, "--help") == 0) {
+      return help();
+    } else if (is_option(a)) {
+      return usage_error(C, "unknown option '%s'", a);
+    } else if (kind == NULL) {
+      kind = a;
+    } else if (payload_arg == NULL) {
+      payload_arg = a;
+    } else {
+      return usage_error(C, "unexpected argument '%s' (the payload is one argument: quote it)", a);
     }
   }
-  if (rc == 0 && key) rc = jobq_submit_opts_set_dedupe(so, key, ttl);
+  if (kind == NULL) return usage_error(C, "needs a KIND");
+  if (ttl >= 0 && key == NULL)
+    return usage_error(C, "--ttl needs --key (it is how long a succeeded job keeps its key)");
+
+  const char *payload = "{}";
+  char *buf = NULL;
+  if (payload_arg && load_payload(payload_arg, &payload, &buf)) return 2;
+
+  jobq_t *q;
+  if (open_queue(&q, 0)) {
+    free(buf);
+    return 2;
+  }
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  int rc = so ? 0 : JOBQ_ENOMEM;
+  if (rc == 0 && owner) rc = jobq_submit_opts_set_owner(so, owner);
+  if (rc == 0) rc = jobq_submit_opts_set_priority(so, (int)priority);
+  if (rc == 0 && delay >= 0) rc = jobq_submit_opts_set_delay(so, delay);
+  if (rc == 0 && key) rc = jobq_submit_opts_set_dedupe(so, key, ttl >= 0 ? ttl : 0);
   char id[JOBQ_ID_SIZE];
   if (rc == 0) rc = jobq_submit(q, kind, payload, so, id);
   jobq_submit_opts_free(so);
-  if (rc < 0) return fail("submit");
-  printf("%s%s\n", id, rc == 1 ? " (existing job: dedupe key is live)" : "");
-  return 0;
+  free(buf);
+  int status = rc < 0 ? fail("submit") : 0;
+  if (rc >= 0) printf("%s%s\n", id, rc == 1 ? " (existing job: dedupe key is live)" : "");
+  jobq_close(q, 0);
+  return status;
 }
 
-static int cmd_get(jobq_t *q, int argc, char **argv) {
-  if (argc != 1) return usage();
-  jobq_job_t *job;
-  if (jobq_get(q, argv[0], &job) != 0) return fail("get");
-  print_job(job);
-  jobq_job_free(job);
-  return 0;
-}
-
-static int cmd_wait(jobq_t *q, int argc, char **argv) {
-  if (argc < 1) return usage();
-  long timeout = -1;
-  for (int i = 1; i < argc; i++) {
-    const char *v;
-    if (strcmp(argv[i], "--timeout") == 0 && (v = arg(argc, argv, &i))) timeout = atol(v);
-    else return usage();
+/* get ID, cancel ID: exactly one job id. 0, the exit status 2 after a usage
+ * error, or -1 after --help (exit 0). */
+static int one_id(const char *C, int argc, char **argv, const char **id) {
+  *id = NULL;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0) {
+      help();
+      return -1;
+    }
+    if (is_option(argv[i])) return usage_error(C, "unknown option '%s'", argv[i]);
+    if (*id) return usage_error(C, "takes one job id, not also '%s'", argv[i]);
+    *id = argv[i];
   }
+  if (*id == NULL) return usage_error(C, "needs a job id");
+  return 0;
+}
+
+static int cmd_get(int argc, char **argv) {
+  const char *id;
+  int rc = one_id("get", argc, argv, &id);
+  if (rc) return rc < 0 ? 0 : rc;
+  jobq_t *q;
+  if (open_queue(&q, 0)) return 2;
+  jobq_job_t *job;
+  if (jobq_get(q, id, &job) != 0) rc = fail("get");
+  else {
+    print_job(job);
+    jobq_job_free(job);
+  }
+  jobq_close(q, 0);
+  return rc;
+}
+
+static int cmd_cancel(int argc, char **argv) {
+  const char *id;
+  int rc = one_id("cancel", argc, argv, &id);
+  if (rc) return rc < 0 ? 0 : rc;
+  jobq_t *q;
+  if (open_queue(&q, 0)) return 2;
+  if (jobq_cancel(q, id) != 0) rc = fail("cancel");
+  jobq_close(q, 0);
+  return rc;
+}
+
+static long long elapsed_ms(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static int wait_for(jobq_t *q, const char *id, long long timeout) {
   struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (;;) {
+    long long left = timeout < 0 ? 1000 : timeout - elapsed_ms(&t0);
     jobq_job_t *job = NULL;
-    int rc = jobq_wait(q, argv[0], 1000, &job);
+    int rc = jobq_wait(q, id, left < 0 ? 0 : left > 1000 ? 1000 : (int)left, &job);
     if (rc < 0 && rc != JOBQ_ETIMEDOUT) return fail("wait");
     int st = jobq_job_state(job);
     if (jobq_state_is_terminal(st)) {
@@ -135,54 +374,95 @@ static int cmd_wait(jobq_t *q, int argc, char **argv) {
     fprintf(stderr, "%s %3d%% %s\n", jobq_state_name(st), jobq_job_progress(job),
             jobq_job_step(job) ? jobq_job_step(job) : "");
     jobq_job_free(job);
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    long ms = (long)(t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+    long long ms = elapsed_ms(&t0);
     if (stop || (timeout >= 0 && ms >= timeout)) {
-      fprintf(stderr, "jobq: wait: not finished after %ld ms\n", ms);
+      fprintf(stderr, "jobq: wait: not finished after %lld ms\n", ms);
       return 3;
     }
   }
 }
 
-static int cmd_cancel(jobq_t *q, int argc, char **argv) {
-  if (argc != 1) return usage();
-  if (jobq_cancel(q, argv[0]) != 0) return fail("cancel");
-  return 0;
-}
-
-static int cmd_list(jobq_t *q, int argc, char **argv) {
-  jobq_filter_t *f = jobq_filter_new();
-  int rc = f ? 0 : JOBQ_ENOMEM;
-  for (int i = 0; i < argc && rc == 0; i++) {
-    const char *v;
-    if (strcmp(argv[i], "--owner") == 0 && (v = arg(argc, argv, &i))) rc = jobq_filter_set_owner(f, v);
-    else if (strcmp(argv[i], "--kind") == 0 && (v = arg(argc, argv, &i))) rc = jobq_filter_set_kind(f, v);
-    else if (strcmp(argv[i], "--limit") == 0 && (v = arg(argc, argv, &i))) rc = jobq_filter_set_limit(f, atoi(v));
-    else if (strcmp(argv[i], "--oldest") == 0) rc = jobq_filter_set_newest_first(f, 0);
-    else if (strcmp(argv[i], "--state") == 0 && (v = arg(argc, argv, &i))) {
-      int st = -1;
-      for (int s = JOBQ_QUEUED; s <= JOBQ_CANCELLED; s++)
-        if (strcmp(jobq_state_name(s), v) == 0) st = s;
-      if (st < 0) {
-        fprintf(stderr, "jobq: list: unknown state '%s'\n", v);
-        jobq_filter_free(f);
-        return 2;
-      }
-      rc = jobq_filter_set_state(f, st);
+static int cmd_wait(int argc, char **argv) {
+  const char *C = "wait", *id = NULL;
+  long long timeout = -1;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--timeout") == 0) {
+      if (number(C, argc, argv, &i, 0, MAX_MS, &timeout)) return 2;
+    } else if (strcmp(a, "--help") == 0) {
+      return help();
+    } else if (is_option(a)) {
+      return usage_error(C, "unknown option '%s'", a);
+    } else if (id) {
+      return usage_error(C, "takes one job id, not also '%s'", a);
     } else {
-      jobq_filter_free(f);
-      return usage();
+      id = a;
     }
   }
+  if (id == NULL) return usage_error(C, "needs a job id");
+  jobq_t *q;
+  if (open_queue(&q, 0)) return 2;
+  int rc = wait_for(q, id, timeout);
+  jobq_close(q, 0);
+  return rc;
+}
+
+static int cmd_list(int argc, char **argv) {
+  const char *C = "list", *owner = NULL, *kind = NULL;
+  long long limit = 0;
+  int state = -1, oldest = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i], *v;
+    if (strcmp(a, "--owner") == 0) {
+      if ((owner = value(C, argc, argv, &i)) == NULL) return 2;
+    } else if (strcmp(a, "--kind") == 0) {
+      if ((kind = value(C, argc, argv, &i)) == NULL) return 2;
+    } else if (strcmp(a, "--limit") == 0) {
+      if (number(C, argc, argv, &i, 1, 1000, &limit)) return 2;
+    } else if (strcmp(a, "--oldest") == 0) {
+      oldest = 1;
+    } else if (strcmp(a, "--state") == 0) {
+      if ((v = value(C, argc, argv, &i)) == NULL) return 2;
+      state = -1;
+      for (int s = JOBQ_QUEUED; s <= JOBQ_CANCELLED; s++)
+        if (strcmp(jobq_state_name(s), v) == 0) state = s;
+      if (state < 0) {
+        char names[128] = "";
+        for (int s = JOBQ_QUEUED; s <= JOBQ_CANCELLED; s++) {
+          if (s > JOBQ_QUEUED) strncat(names, ", ", sizeof names - strlen(names) - 1);
+          strncat(names, jobq_state_name(s), sizeof names - strlen(names) - 1);
+        }
+        return usage_error(C, "--state takes one of %s, not '%s'", names, v);
+      }
+    } else if (strcmp(a, "--help") == 0) {
+      return help();
+    } else if (is_option(a)) {
+      return usage_error(C, "unknown option '%s'", a);
+    } else {
+      return usage_error(C, "unexpected argument '%s'", a);
+    }
+  }
+  jobq_t *q;
+  if (open_queue(&q, 0)) return 2;
+  jobq_filter_t *f = jobq_filter_new();
+  int rc = f ? 0 : JOBQ_ENOMEM;
+  if (rc == 0 && owner) rc = jobq_filter_set_owner(f, owner);
+  if (rc == 0 && kind) rc = jobq_filter_set_kind(f, kind);
+  if (rc == 0 && limit) rc = jobq_filter_set_limit(f, (int)limit);
+  if (rc == 0 && oldest) rc = jobq_filter_set_newest_first(f, 0);
+  if (rc == 0 && state >= 0) rc = jobq_filter_set_state(f, state);
   jobq_page_t *page = NULL;
   if (rc == 0) rc = jobq_list(q, f, &page);
   jobq_filter_free(f);
-  if (rc != 0) return fail("list");
-  for (size_t i = 0; i < jobq_page_count(page); i++) print_job(jobq_page_job(page, i));
-  if (jobq_page_next_cursor(page)) fprintf(stderr, "(more: raise --limit)\n");
-  jobq_page_free(page);
-  return 0;
+  if (rc != 0) {
+    rc = fail("list");
+  } else {
+    for (size_t i = 0; i < jobq_page_count(page); i++) print_job(jobq_page_job(page, i));
+    if (jobq_page_next_cursor(page)) fprintf(stderr, "(more: raise --limit)\n");
+    jobq_page_free(page);
+  }
+  jobq_close(q, 0);
+  return rc;
 }
 
 static void demo(jobq_ctx_t *ctx, void *ud) {
@@ -214,44 +494,62 @@ static void sleep_ms(long ms) {
 }
 
 static int cmd_work(int argc, char **argv) {
-  int workers = 4;
-  long for_ms = -1;
+  const char *C = "work";
+  long long workers = 4, for_ms = -1;
   int nk = 0;
   for (int i = 0; i < argc; i++) {
-    const char *v;
-    if (strcmp(argv[i], "--workers") == 0 && (v = arg(argc, argv, &i))) workers = atoi(v);
-    else if (strcmp(argv[i], "--for") == 0 && (v = arg(argc, argv, &i))) for_ms = atol(v);
-    else if (strncmp(argv[i], "--", 2) == 0) return usage();
-    else nk++;
-  }
-  if (nk == 0) return usage();
-  jobq_t *q;
-  if (open_queue(&q, workers)) return 2;
-  for (int i = 0; i < argc; i++) {
-    if (strncmp(argv[i], "--", 2) == 0) {
-      i++;
-      continue;
+    const char *a = argv[i];
+    if (strcmp(a, "--workers") == 0) {
+      if (number(C, argc, argv, &i, 1, 1024, &workers)) return 2;
+    } else if (strcmp(a, "--for") == 0) {
+      if (number(C, argc, argv, &i, 0, MAX_MS, &for_ms)) return 2;
+    } else if (strcmp(a, "--help") == 0) {
+      return help();
+    } else if (is_option(a)) {
+      return usage_error(C, "unknown option '%s'", a);
+    } else {
+      nk++;
     }
-    if (jobq_register(q, argv[i], demo, NULL, NULL) != 0) return fail("register");
   }
-  if (jobq_start(q) != 0) return fail("start");
-  fprintf(stderr, "jobq: working (%d workers) on %s; Ctrl-C stops\n", workers, storage);
-  for (long t = 0; !stop && (for_ms < 0 || t < for_ms); t += 50) sleep_ms(50);
+  if (nk == 0) return usage_error(C, "needs at least one KIND");
+  jobq_t *q;
+  if (open_queue(&q, (int)workers)) return 2;
+  int rc = 0;
+  /* The arguments were checked above: every option here takes a value. */
+  for (int i = 0; i < argc && rc == 0; i++) {
+    if (is_option(argv[i])) i++;
+    else if (jobq_register(q, argv[i], demo, NULL, NULL) != 0) rc = fail("register");
+  }
+  if (rc == 0 && jobq_start(q) != 0) rc = fail("start");
+  if (rc) {
+    jobq_close(q, 0);
+    return rc;
+  }
+  fprintf(stderr, "jobq: working (%lld workers) on %s; Ctrl-C stops\n", workers, storage);
+  for (long long t = 0; !stop && (for_ms < 0 || t < for_ms); t += 50) sleep_ms(50);
   return jobq_close(q, 10000) ? fail("close") : 0;
 }
 
 static int cmd_events(int argc, char **argv) {
-  long for_ms = -1;
+  const char *C = "events";
+  long long for_ms = -1;
   for (int i = 0; i < argc; i++) {
-    const char *v;
-    if (strcmp(argv[i], "--for") == 0 && (v = arg(argc, argv, &i))) for_ms = atol(v);
-    else return usage();
+    const char *a = argv[i];
+    if (strcmp(a, "--for") == 0) {
+      if (number(C, argc, argv, &i, 0, MAX_MS, &for_ms)) return 2;
+    } else if (strcmp(a, "--help") == 0) {
+      return help();
+    } else if (is_option(a)) {
+      return usage_error(C, "unknown option '%s'", a);
+    } else {
+      return usage_error(C, "unexpected argument '%s'", a);
+    }
   }
   jobq_t *q;
   if (open_queue(&q, 0)) return 2;
   jobq_event_t *ev;
   jobq_next_event(q, 0, &ev); /* start buffering */
-  for (long t = 0; !stop && (for_ms < 0 || t < for_ms); t += 200) {
+  for (long long t = 0; !stop && (for_ms < 0 || t < for_ms); t += 200) {
     while (jobq_next_event(q, 200, &ev) == 0) {
       char *js = jobq_event_to_json(ev);
       if (js) puts(js);
@@ -266,26 +564,24 @@ static int cmd_events(int argc, char **argv) {
 int main(int argc, char **argv) {
   storage = getenv("JOBQ_STORAGE") ? getenv("JOBQ_STORAGE") : "sqlite:jobq.db";
   int i = 1;
-  if (i + 1 < argc && strcmp(argv[i], "--storage") == 0) {
-    storage = argv[i + 1];
-    i += 2;
+  if (i < argc && strcmp(argv[i], "--storage") == 0) {
+    if ((storage = value(NULL, argc, argv, &i)) == NULL) return 2;
+    i++;
   }
-  if (i >= argc) return usage();
+  if (i >= argc) return usage_error(NULL, "needs a COMMAND");
+  const char *cmd = argv[i++];
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0)
+    return help();
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
-  const char *cmd = argv[i++];
-  if (strcmp(cmd, "work") == 0) return cmd_work(argc - i, argv + i);
-  if (strcmp(cmd, "events") == 0) return cmd_events(argc - i, argv + i);
-  int (*fn)(jobq_t *, int, char **) = NULL;
-  if (strcmp(cmd, "submit") == 0) fn = cmd_submit;
-  else if (strcmp(cmd, "get") == 0) fn = cmd_get;
-  else if (strcmp(cmd, "wait") == 0) fn = cmd_wait;
-  else if (strcmp(cmd, "cancel") == 0) fn = cmd_cancel;
-  else if (strcmp(cmd, "list") == 0) fn = cmd_list;
-  else return usage();
-  jobq_t *q;
-  if (open_queue(&q, 0)) return 2;
-  int rc = fn(q, argc - i, argv + i);
-  jobq_close(q, 0);
-  return rc;
+  int n = argc - i;
+  char **rest = argv + i;
+  if (strcmp(cmd, "submit") == 0) return cmd_submit(n, rest);
+  if (strcmp(cmd, "get") == 0) return cmd_get(n, rest);
+  if (strcmp(cmd, "wait") == 0) return cmd_wait(n, rest);
+  if (strcmp(cmd, "cancel") == 0) return cmd_cancel(n, rest);
+  if (strcmp(cmd, "list") == 0) return cmd_list(n, rest);
+  if (strcmp(cmd, "work") == 0) return cmd_work(n, rest);
+  if (strcmp(cmd, "events") == 0) return cmd_events(n, rest);
+  return usage_error(NULL, "unknown command '%s'", cmd);
 }

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# The jobq command line (examples/jobq.c), run as a program on a SQLite file:
+# every bad argument is a usage error (exit 2, a sentence naming the option
+# and what it takes) that stores nothing and creates no database; payloads
+# from @FILE and standard input larger than one command-line argument may be
+# are stored byte for byte, up to the 1 MiB limit and not beyond.
+#
+#   tests/cli/jobq_cli.sh [PATH/TO/jobq]
+# (default $JOBQ_BINARY_DIR/examples/jobq, else build/examples/jobq). CTest
+# passes NOT_BUILT when the examples are not built: then exit 77, skipped.
+set -uo pipefail
+
+jobq=${1:-${JOBQ_BINARY_DIR:-build}/examples/jobq}
+if [ "$jobq" = NOT_BUILT ]; then
+  echo "SKIP: the jobq program is not built (JOBQ_BUILD_EXAMPLES=OFF)"
+  exit 77
+fi
+if [ ! -x "$jobq" ]; then
+  echo "no program $jobq"
+  exit 1
+fi
+jobq=$(cd "$(dirname "$jobq")" && pwd)/$(basename "$jobq")
+
+tmp=$(mktemp -d)
+worker=
+cleanup() {
+  if [ -n "$worker" ]; then kill "$worker" 2>/dev/null; wait "$worker" 2>/dev/null; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+cd "$tmp" || exit 1
+db=$tmp/q.db
+export JOBQ_STORAGE=sqlite:$db
+
+failures=0
+checks=0
+bad() {
+  echo "FAIL: $*"
+  failures=$((failures + 1))
+}
+
+# ---- payload files ----------------------------------------------------------
+
+# 200 KB of JSON: more than one argument may hold (MAX_ARG_STRLEN, 128 KiB),
+# with UTF-8, escapes and a trailing newline that must all be kept as given.
+{
+  printf '{\n  "blob": "'
+  head -c 200000 /dev/zero | tr '\0' 'a'
+  printf '",\n  "text": "caf\xc3\xa9 \\u0000 \\"q\\" \\\\ \xe2\x98\x83",  "n": [1, 2.50e3, -0]\n}\n'
+} > big.json
+# exactly the limit (1048576 bytes) and one byte over
+{ printf '"'; head -c 1048574 /dev/zero | tr '\0' 'b'; printf '"'; } > max.json
+{ printf '"'; head -c 1048575 /dev/zero | tr '\0' 'b'; printf '"'; } > over.json
+printf '"a\0b"' > nul.json
+printf '[1, "at"]' > @at.json
+mkdir adir
+
+# ---- usage errors -----------------------------------------------------------
+
+# usage STDIN EXPECTED_STDERR_TEXT ARGS...: exit 2, the text on stderr,
+# nothing on stdout.
+usage() {
+  local in=$1 want=$2
+  shift 2
+  local rc=0
+  "$jobq" "$@" < "$in" > out.txt 2> err.txt || rc=$?
+  checks=$((checks + 1))
+  if [ "$rc" -ne 2 ]; then
+    bad "jobq $* (stdin $in): exit $rc, not 2 (stderr: $(head -c 300 err.txt))"
+  elif ! grep -qF -- "$want" err.txt; then
+    bad "jobq $*: stderr does not say \"$want\": $(head -c 300 err.txt)"
+  elif [ -s out.txt ]; then
+    bad "jobq $*: printed on stdout: $(head -c 300 out.txt)"
+  fi
+}
+
+usage_cases() {
+  local N=/dev/null
+  usage $N "--priority takes an integer in -1000..1000, not 'abc'" submit demo --priority abc
+  usage $N "--priority takes an integer in -1000..1000, not ''" submit demo --priority ''
+  usage $N "--priority takes an integer in -1000..1000, not '12x'" submit demo --priority 12x
+  usage $N "--priority takes an integer in -1000..1000, not ' 5'" submit demo --priority ' 5'
+  usage $N "--priority takes an integer in -1000..1000, not '0x10'" submit demo --priority 0x10
+  usage $N "--priority takes an integer in -1000..1000, not '1001'" submit demo --priority 1001
+  usage $N "--priority takes an integer in -1000..1000, not '-1001'" submit demo --priority -1001
+  usage $N "not '99999999999999999999'" submit demo --priority 99999999999999999999
+  usage $N "--delay takes milliseconds, 0..315360000000 (ten years), not 'abc'" submit demo --delay abc
+  usage $N "--delay takes milliseconds, 0..315360000000 (ten years), not '-5'" submit demo --delay -5
+  usage $N "--delay takes milliseconds, 0..315360000000 (ten years), not '315360000001'" \
+    submit demo --delay 315360000001
+  usage $N "--ttl needs --key" submit demo --ttl 1000
+  usage $N "--ttl needs --key" submit demo '{"a": 1}' --ttl 0 --owner x
+  usage $N "--ttl takes milliseconds, 0..315360000000 (ten years), not '1.5'" submit demo --key k --ttl 1.5
+  usage $N "--owner needs a value" submit demo --owner
+  usage $N "--priority needs a value" submit demo --priority
+  usage $N "--key needs a value" submit demo --key --ttl 5
+  usage $N "unknown option '--frobnicate'" submit demo --frobnicate
+  usage $N "unknown option '--priority=5'" submit demo --priority=5
+  usage $N "unexpected argument 'extra'" submit demo '{}' extra
+  usage $N "needs a KIND" submit
+  usage $N "needs a KIND" submit --owner x
+  usage $N "'@' needs a file name" submit demo @
+  usage $N "cannot read the payload file 'missing.json'" submit demo @missing.json
+  usage $N "cannot read the payload from 'adir'" submit demo @adir
+  usage $N "the payload from 'over.json' is larger than 1048576 bytes" submit demo @over.json
+  usage over.json "the payload from standard input is larger than 1048576 bytes" submit demo -
+  usage $N "has a NUL byte at offset 2" submit demo @nul.json
+  usage nul.json "has a NUL byte at offset 2" submit demo -
+  usage $N "--workers takes an integer in 1..1024, not 'abc'" work demo --workers abc --for 100
+  usage $N "--workers takes an integer in 1..1024, not '0'" work demo --workers 0 --for 100
+  usage $N "--workers takes an integer in 1..1024, not '1025'" work demo --workers 1025 --for 100
+  usage $N "--for takes milliseconds, 0..315360000000 (ten years), not '1s'" work demo --for 1s
+  usage $N "needs at least one KIND" work --for 100
+  usage $N "--timeout takes milliseconds, 0..315360000000 (ten years), not 'abc'" \
+    wait 01a2b3c4-0000-7000-8000-000000000000 --timeout abc
+  usage $N "wait: needs a job id" wait --timeout 10
+  usage $N "get: takes one job id, not also 'b'" get a b
+  usage $N "cancel: needs a job id" cancel
+  usage $N "--limit takes an integer in 1..1000, not '0'" list --limit 0
+  usage $N "--limit takes an integer in 1..1000, not 'ten'" list --limit ten
+  usage $N "--state takes one of queued, running, succeeded, failed, cancelled, not 'done'" \
+    list --state done
+  usage $N "--for takes milliseconds, 0..315360000000 (ten years), not 'x'" events --for x
+  usage $N "unknown option '--bogus'" events --for 100 --bogus
+  usage $N "unknown command 'bogus'" bogus
+  usage $N "needs a COMMAND" --storage "sqlite:$db"
+  usage $N "--storage needs a value" --storage
+}
+
+# Without a database: none is created.
+JOBQ_STORAGE=sqlite:$tmp/fresh.db usage_cases
+if [ -e "$tmp/fresh.db" ]; then bad "usage errors created the database fresh.db"; fi
+
+# With one: nothing is stored.
+first=$("$jobq" submit demo '{"first": true}' --owner cli < /dev/null) || bad "submit of the first job failed"
+usage_cases
+count=$("$jobq" list --limit 1000 < /dev/null | wc -l)
+[ "$count" -eq 1 ] || bad "after the usage errors the queue holds $count jobs, not 1"
+
+# ---- payloads ---------------------------------------------------------------
+
+# 200 KB really is more than one argument may be.
+if "$jobq" submit demo "$(cat big.json)" < /dev/null > /dev/null 2>&1; then
+  bad "a 200 KB argument was accepted: this system's argument limit is larger than the test assumes"
+fi
+
+# expect_payload ID FILE: jobq get ID shows FILE's bytes as the payload.
+expect_payload() {
+  local id=$1 file=$2
+  checks=$((checks + 1))
+  "$jobq" get "$id" < /dev/null > got.json || { bad "jobq get $id failed"; return; }
+  { printf '{"id":"%s","kind":"demo","state":"queued","payload":' "$id"; cat "$file"; printf ','; } > want.json
+  if ! cmp -s -n "$(stat -c %s want.json)" want.json got.json; then
+    bad "the payload of $id is not the bytes of $file"
+  fi
+}
+
+id_file=$("$jobq" submit demo @big.json --priority 7 < /dev/null) || bad "submit @big.json failed"
+expect_payload "$id_file" big.json
+id_stdin=$("$jobq" submit demo - < big.json) || bad "submit - < big.json failed"
+expect_payload "$id_stdin" big.json
+id_pipe=$(cat big.json | "$jobq" submit --owner cli demo - --key big --ttl 60000) || bad "submit from a pipe failed"
+expect_payload "$id_pipe" big.json
+id_max=$("$jobq" submit demo @max.json < /dev/null) || bad "a payload of exactly 1048576 bytes was refused"
+expect_payload "$id_max" max.json
+id_at=$("$jobq" submit demo @@at.json < /dev/null) || bad "submit @@at.json (the file @at.json) failed"
+expect_payload "$id_at" @at.json
+id_arg=$("$jobq" submit demo '[1, "arg"]' < /dev/null) || bad "submit with the payload as an argument failed"
+printf '[1, "arg"]' > arg.json
+expect_payload "$id_arg" arg.json
+
+# The numbers that are in range are taken as written.
+id_num=$("$jobq" submit demo --priority -1000 --delay 315360000000 --key n --ttl 0 < /dev/null) ||
+  bad "submit with in-range numbers failed"
+"$jobq" get "$id_num" < /dev/null | grep -qF '"priority":-1000,' || bad "--priority -1000 was not stored"
+id_again=$("$jobq" submit demo --key n < /dev/null)
+[ "$id_again" = "$id_num (existing job: dedupe key is live)" ] || bad "--key n did not find $id_num: $id_again"
+
+# A worker runs the 200 KB job; its result (the demo handler echoes the
+# payload) comes back byte for byte through wait.
+"$jobq" work demo --workers 2 < /dev/null 2> work.err &
+worker=$!
+checks=$((checks + 1))
+if "$jobq" wait "$id_stdin" --timeout 15000 < /dev/null > waited.json 2> /dev/null; then
+  { printf '"result":'; cat big.json; printf ','; } > want_result.json
+  off=$(grep -obF '"result":' waited.json | head -n 1 | cut -d: -f1)
+  if [ -z "$off" ] ||
+    ! cmp -s want_result.json <(tail -c +$((off + 1)) waited.json | head -c "$(stat -c %s want_result.json)"); then
+    bad "the result of $id_stdin is not the bytes of big.json"
+  fi
+else
+  bad "wait for $id_stdin failed"
+fi
+kill -TERM "$worker"
+rc=0
+wait "$worker" || rc=$?
+worker=
+[ "$rc" -eq 0 ] || bad "the worker exited $rc after SIGTERM: $(cat work.err)"
+
+# The database itself holds the bytes (python3 is one of tests/deps.sh).
+if command -v python3 > /dev/null; then
+  checks=$((checks + 1))
+  python3 - "$db" "$id_file" "$id_stdin" "$id_pipe" "$id_max" <<'EOF' || bad "the stored payloads are not the files' bytes"
+import sqlite3, sys
+db, id_file, id_stdin, id_pipe, id_max = sys.argv[1:]
+big = open("big.json", "rb").read()
+mx = open("max.json", "rb").read()
+c = sqlite3.connect(db)
+def payload(i):
+    return c.execute("SELECT payload FROM jobq_jobs WHERE id = ?", (i,)).fetchone()[0].encode()
+sys.exit(0 if all(payload(i) == big for i in (id_file, id_stdin, id_pipe)) and payload(id_max) == mx else 1)
+EOF
+fi
+
+# --help: the usage on stdout, exit 0.
+"$jobq" --help > help.txt 2>&1 || bad "jobq --help exited $?"
+grep -qF "@FILE" help.txt || bad "jobq --help does not mention @FILE"
+grep -qF "1048576 bytes" help.txt || bad "jobq --help does not state the payload limit"
+
+echo "$checks checks, $failures failures"
+[ "$failures" -eq 0 ]
