@@ -61,6 +61,37 @@ int jobq__sq_exec(sqlite3 *db, const char *sql, const char *what, const char *pa
   return rc == SQLITE_OK ? 0 : jobq__sq_error(db, rc, what, path);
 }
 
+/* ---- waiting at open ---- */
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A pause of a few milliseconds, longer with each try, before trying again. */
+static void pause_try(int tries) {
+  int ms = tries < 10 ? 1 + tries : 10;
+  struct timespec ts = {0, (long)ms * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static int is_busy(int rc) { return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED; }
+
+/* sqlite3_exec, tried again while the database is busy until deadline
+ * (monotonic ms). For statements SQLite does not wait for by itself:
+ * changing the journal mode fails at once when another connection holds a
+ * lock, whatever the busy timeout. */
+static int exec_until(sqlite3 *db, const char *sql, const char *what, const char *path,
+                      int64_t deadline) {
+  for (int tries = 0;; tries++) {
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK) return 0;
+    if (!is_busy(rc) || mono_ms() >= deadline) return jobq__sq_error(db, rc, what, path);
+    pause_try(tries);
+  }
+}
+
 /* ---- URL ---- */
 
 /* Pipeline work files go beside the database: "sqlite:PATH?opts" ->
@@ -255,7 +286,8 @@ static int schema_version(sqlite3 *db, const char *path, int *out) {
   return 0;
 }
 
-static int migrate(sq_store *s) {
+/* deadline: until when (monotonic ms) a busy database is waited for. */
+static int migrate(sq_store *s, int64_t deadline) {
   sqlite3 *db = s->w;
   int v, rc;
   /* Look before writing anything: a newer database is refused untouched. */
@@ -274,7 +306,7 @@ static int migrate(sq_store *s) {
    * every such commit slower, more than its hits saved: 107-110k against
    * 114-125k jobs/s end to end with a million jobs. The kernel's page cache
    * holds the rest. */
-  if ((rc = jobq__sq_exec(db, "PRAGMA journal_mode = WAL", "cannot enable WAL", s->path)) ||
+  if ((rc = exec_until(db, "PRAGMA journal_mode = WAL", "cannot enable WAL", s->path, deadline)) ||
       (rc = jobq__sq_exec(db, "PRAGMA cache_size = -16384", "cannot size the cache", s->path)) ||
       (rc = jobq__sq_exec(db, s->power_safe ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
                           "cannot set durability", s->path)))
@@ -313,6 +345,53 @@ fail:
 }
 
 /* ---- open / close ---- */
+
+static void close_readers(sq_store *s);
+
+/* The write connection, the schema and the readers, each with its
+ * statements. On failure the caller calls disconnect_all. */
+static int connect_all(sq_store *s, int64_t deadline) {
+  int rc;
+  if ((rc = open_conn(s, &s->w, 0))) return rc;
+  /* SQLite's own waits at open end with the deadline too. */
+  int64_t left = deadline - mono_ms();
+  sqlite3_busy_timeout(s->w, left > 0 ? (int)left : 0);
+  if ((rc = migrate(s, deadline)) || (rc = jobq__sq_prepare_writer(s))) return rc;
+  sqlite3_busy_timeout(s->w, s->busy_ms);
+  for (int i = 0; i < SQ_READERS; i++) {
+    sq_reader *r = &s->readers[i];
+    if ((rc = open_conn(s, &r->db, 0))) return rc;
+    jobq__mutex_init(&r->mu);
+    if ((rc = prepare(r->db, "SELECT " JOB_COLS " FROM jobq_jobs WHERE id = ?1", &r->st[RS_GET], s->path)) ||
+        (rc = prepare(r->db,
+                      "SELECT count(*) FROM jobq_jobs WHERE kind = ?1 AND "
+                      "(state = 0 OR (state = 5 AND run_at <= ?4)) AND "
+                      "(priority > ?2 OR (priority = ?2 AND seq < ?3))",
+                      &r->st[RS_POSITION], s->path)) ||
+        (rc = prepare(r->db,
+                      "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1 AND kind "
+                      "IN (SELECT value FROM json_each(?2))",
+                      &r->st[RS_NEXT_RUN_AT], s->path)) ||
+        (rc = prepare(r->db, "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1",
+                      &r->st[RS_NEXT_RUN_AT_ANY], s->path)) ||
+        (rc = prepare(r->db, "SELECT ck_stage, ck_output FROM jobq_jobs WHERE id = ?1",
+                      &r->st[RS_CHECKPOINT], s->path)) ||
+        (rc = prepare(r->db, "SELECT 1 FROM jobq_jobs WHERE state = 1 AND lease_until < ?1 LIMIT 1",
+                      &r->st[RS_EXPIRED], s->path)))
+      return rc;
+  }
+  return 0;
+}
+
+/* Undoes connect_all, whatever part of it was done. */
+static void disconnect_all(sq_store *s) {
+  close_readers(s);
+  memset(s->readers, 0, sizeof s->readers);
+  for (int j = 0; j < WS_COUNT; j++) sqlite3_finalize(s->ws[j]);
+  memset(s->ws, 0, sizeof s->ws);
+  sqlite3_close(s->w);
+  s->w = NULL;
+}
 
 static void close_readers(sq_store *s) {
   for (int i = 0; i < SQ_READERS; i++) {
@@ -383,30 +462,17 @@ static int sq_open(const char *url, void **out) {
     free(s);
     return jobq__err(JOBQ_ENOMEM, "sqlite storage: cannot create a mutex");
   }
-  if ((rc = open_conn(s, &s->w, 0)) || (rc = migrate(s)) || (rc = jobq__sq_prepare_writer(s)))
-    goto fail;
-  for (int i = 0; i < SQ_READERS; i++) {
-    sq_reader *r = &s->readers[i];
-    if ((rc = open_conn(s, &r->db, 0))) goto fail;
-    jobq__mutex_init(&r->mu);
-    if ((rc = prepare(r->db, "SELECT " JOB_COLS " FROM jobq_jobs WHERE id = ?1", &r->st[RS_GET], s->path)) ||
-        (rc = prepare(r->db,
-                      "SELECT count(*) FROM jobq_jobs WHERE kind = ?1 AND "
-                      "(state = 0 OR (state = 5 AND run_at <= ?4)) AND "
-                      "(priority > ?2 OR (priority = ?2 AND seq < ?3))",
-                      &r->st[RS_POSITION], s->path)) ||
-        (rc = prepare(r->db,
-                      "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1 AND kind "
-                      "IN (SELECT value FROM json_each(?2))",
-                      &r->st[RS_NEXT_RUN_AT], s->path)) ||
-        (rc = prepare(r->db, "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1",
-                      &r->st[RS_NEXT_RUN_AT_ANY], s->path)) ||
-        (rc = prepare(r->db, "SELECT ck_stage, ck_output FROM jobq_jobs WHERE id = ?1",
-                      &r->st[RS_CHECKPOINT], s->path)) ||
-        (rc = prepare(r->db, "SELECT 1 FROM jobq_jobs WHERE state = 1 AND lease_until < ?1 LIMIT 1",
-                      &r->st[RS_EXPIRED], s->path)))
-      goto fail;
+  /* Every step of connecting may meet another process's open (its switch
+   * to WAL, its schema creation): a busy database is waited for, in all,
+   * up to the URL's busy_timeout. */
+  int64_t deadline = mono_ms() + s->busy_ms;
+  for (int tries = 0;; tries++) {
+    rc = connect_all(s, deadline);
+    if (rc != JOBQ_EBUSY || mono_ms() >= deadline) break;
+    disconnect_all(s);
+    pause_try(tries);
   }
+  if (rc) goto fail;
   if ((rc = jobq__sq_writer_start(s))) goto fail;
   {
     /* Best effort: without it the writer checkpoints (SQLite's default). */
@@ -421,9 +487,7 @@ static int sq_open(const char *url, void **out) {
   *out = s;
   return 0;
 fail:
-  close_readers(s);
-  for (int j = 0; j < WS_COUNT; j++) sqlite3_finalize(s->ws[j]);
-  sqlite3_close(s->w);
+  disconnect_all(s);
   uv_mutex_destroy(&s->nmu);
   free(s->path);
   free(s);

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -169,6 +171,67 @@ static void test_missing_directory(void **state) {
   jobq_options_free(o);
 }
 
+/* Removes a database file and its -wal, -shm and -journal files. */
+static void remove_db(const char *db) {
+  char p[300];
+  const char *sfx[] = {"", "-wal", "-shm", "-journal"};
+  for (int i = 0; i < 4; i++) {
+    snprintf(p, sizeof p, "%s%s", db, sfx[i]);
+    unlink(p);
+  }
+}
+
+/* Eight processes open the same new file at the same moment (a pipe is the
+ * starting gun): whichever switches it to WAL and creates the schema, the
+ * others wait for it within the busy timeout instead of failing. Repeated
+ * with a new file each round. */
+#define FIRST_OPEN_PROCS 8
+#define FIRST_OPEN_ROUNDS 50
+
+static void test_concurrent_first_open(void **state) {
+  (void)state;
+  char db[160], url[200];
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int failures = 0, rounds = 0;
+  for (int round = 0; round < FIRST_OPEN_ROUNDS; round++, rounds++) {
+    snprintf(db, sizeof db, "%s/first-%d.db", dir, round);
+    snprintf(url, sizeof url, "sqlite:%s", db);
+    int gun[2];
+    assert_int_equal(pipe(gun), 0);
+    pid_t kids[FIRST_OPEN_PROCS];
+    for (int i = 0; i < FIRST_OPEN_PROCS; i++) {
+      kids[i] = fork();
+      assert_true(kids[i] >= 0);
+      if (kids[i] == 0) {
+        close(gun[1]);
+        char c;
+        (void)!read(gun[0], &c, 1); /* EOF when the parent closes its end */
+        jobq_options_t *o = jobq_options_new();
+        jobq_t *q = NULL;
+        int rc = o ? jobq_options_set_storage(o, url) : JOBQ_ENOMEM;
+        if (rc == 0) rc = jobq_options_set_workers(o, 0);
+        if (rc == 0) rc = jobq_open(&q, o);
+        if (rc != 0) fprintf(stderr, "round %d, process %d: %s: %s\n", round, i, jobq_err_name(rc), jobq_last_error());
+        else rc = jobq_close(q, 0);
+        jobq_options_free(o);
+        _exit(rc == 0 ? 0 : 1);
+      }
+    }
+    close(gun[0]);
+    close(gun[1]);
+    for (int i = 0; i < FIRST_OPEN_PROCS; i++) {
+      int st = 0;
+      assert_int_equal(waitpid(kids[i], &st, 0), kids[i]);
+      if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failures++;
+    }
+    remove_db(db);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (t1.tv_sec - t0.tv_sec > 20) break; /* a slow machine runs fewer rounds */
+  }
+  if (failures) fail_msg("%d of %d first opens failed", failures, rounds * FIRST_OPEN_PROCS);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
@@ -176,6 +239,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_full_then_room, setup, teardown),
     cmocka_unit_test_setup_teardown(test_readonly_directory, setup, teardown),
     cmocka_unit_test_setup_teardown(test_missing_directory, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
