@@ -111,6 +111,10 @@ int jobq__sq_default_workdir(const char *url, char **out) {
   return 0;
 }
 
+#define MEMORY_HINT                                                                           \
+  "an SQLite in-memory database belongs to one connection and this backend uses several; "    \
+  "use the storage URL \"memory:\" for a queue kept in memory"
+
 static int parse_url(sq_store *s, const char *url) {
   const char *p = url + strlen("sqlite:");
   const char *q = strchr(p, '?');
@@ -124,6 +128,19 @@ static int parse_url(sq_store *s, const char *url) {
   memcpy(s->path, p, n);
   s->path[n] = '\0';
   s->busy_ms = 5000;
+  /* SQLite would take these for an in-memory database, which is private to
+   * one connection: this backend's writer, readers and watcher would each
+   * see another, empty one. */
+  if (strcmp(s->path, ":memory:") == 0 || strncmp(s->path, "file::memory:", 13) == 0)
+    return jobq__err(JOBQ_EURL, "sqlite storage URL '%.200s': " MEMORY_HINT, url);
+  /* The path is a file name, never an SQLite URI: the work directory and
+   * the watched -wal file are found beside it by name. */
+  if (strncmp(s->path, "file:", 5) == 0)
+    return jobq__err(JOBQ_EURL,
+                     "sqlite storage URL '%.200s': the path is an SQLite URI ('file:...'); "
+                     "libjobq takes a plain file path: write sqlite:PATH (or sqlite:./%.100s for a "
+                     "file whose name starts with 'file:')",
+                     url, s->path);
   while (q && *q) {
     q++;
     const char *amp = strchr(q, '&');
@@ -139,6 +156,8 @@ static int parse_url(sq_store *s, const char *url) {
       if (end != q + len || v < 1)
         return jobq__err(JOBQ_EURL, "sqlite storage URL '%.200s': max_page_count must be >= 1", url);
       s->max_pages = v;
+    } else if (len == strlen("mode=memory") && strncmp(q, "mode=memory", len) == 0) {
+      return jobq__err(JOBQ_EURL, "sqlite storage URL '%.200s': " MEMORY_HINT, url);
     } else if (len > 13 && strncmp(q, "busy_timeout=", 13) == 0) {
       char *end;
       long v = strtol(q + 13, &end, 10);

@@ -181,6 +181,50 @@ static void remove_db(const char *db) {
   }
 }
 
+static int exists(const char *file) {
+  struct stat sb;
+  return stat(file, &sb) == 0;
+}
+
+static int open_url(jobq_t **q, const char *url) {
+  jobq_options_t *o = jobq_options_new();
+  assert_non_null(o);
+  assert_int_equal(jobq_options_set_storage(o, url), 0);
+  assert_int_equal(jobq_options_set_workers(o, 0), 0);
+  int rc = jobq_open(q, o);
+  jobq_options_free(o);
+  return rc;
+}
+
+/* An SQLite in-memory database is one connection's; the backend uses
+ * several. Refused with a pointer to "memory:", and nothing is created. */
+static void test_sqlite_memory_refused(void **state) {
+  (void)state;
+  char cwd_db[] = ":memory:";
+  const char *urls[] = {"sqlite::memory:", "sqlite::memory:?busy_timeout=10",
+                        "sqlite:file::memory:", "sqlite:file::memory:?cache=shared"};
+  for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+    jobq_t *q = NULL;
+    int rc = open_url(&q, urls[i]);
+    if (rc == 0) jobq_close(q, 0);
+    if (rc != JOBQ_EURL || strstr(jobq_last_error(), "\"memory:\"") == NULL)
+      fail_msg("%s: got %s: %s", urls[i], jobq_err_name(rc), jobq_last_error());
+  }
+  char url[256];
+  snprintf(url, sizeof url, "sqlite:%s?mode=memory", path);
+  jobq_t *q = NULL;
+  assert_int_equal(open_url(&q, url), JOBQ_EURL);
+  assert_non_null(strstr(jobq_last_error(), "\"memory:\""));
+  assert_false(exists(path));
+  /* Other SQLite URIs are refused too: the path is a file name. */
+  snprintf(url, sizeof url, "sqlite:file:%s", path);
+  assert_int_equal(open_url(&q, url), JOBQ_EURL);
+  assert_non_null(strstr(jobq_last_error(), "plain file path"));
+  assert_false(exists(path));
+  assert_false(exists(cwd_db));
+  assert_false(exists("file::memory:"));
+}
+
 /* Eight processes open the same new file at the same moment (a pipe is the
  * starting gun): whichever switches it to WAL and creates the schema, the
  * others wait for it within the busy timeout instead of failing. Repeated
@@ -240,6 +284,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_readonly_directory, setup, teardown),
     cmocka_unit_test_setup_teardown(test_missing_directory, setup, teardown),
     cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_sqlite_memory_refused, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
