@@ -1,4 +1,5 @@
-/* The SQLite backend: "sqlite:PATH[?durability=crash|power&busy_timeout=MS]".
+/* The SQLite backend: "sqlite:PATH[?durability=crash|power&busy_timeout=MS&
+ * max_page_count=N&shared_schema=0|1]".
  *
  * One file holds the queue; several processes may share it. Writes go
  * through one write connection per process that commits them in groups
@@ -156,6 +157,9 @@ static int parse_url(sq_store *s, const char *url) {
       if (end != q + len || v < 1)
         return jobq__err(JOBQ_EURL, "sqlite storage URL '%.200s': max_page_count must be >= 1", url);
       s->max_pages = v;
+    } else if (len == strlen("shared_schema=1") && strncmp(q, "shared_schema=", 14) == 0 &&
+               (q[14] == '0' || q[14] == '1')) {
+      s->shared_schema = q[14] == '1';
     } else if (len == strlen("mode=memory") && strncmp(q, "mode=memory", len) == 0) {
       return jobq__err(JOBQ_EURL, "sqlite storage URL '%.200s': " MEMORY_HINT, url);
     } else if (len > 13 && strncmp(q, "busy_timeout=", 13) == 0) {
@@ -168,7 +172,8 @@ static int parse_url(sq_store *s, const char *url) {
     } else {
       return jobq__err(JOBQ_EURL,
                        "sqlite storage URL '%.200s': unknown option '%.*s' (known: "
-                       "durability=crash|power, busy_timeout=MS, max_page_count=N)",
+                       "durability=crash|power, busy_timeout=MS, max_page_count=N, "
+                       "shared_schema=0|1)",
                        url, (int)(len > 60 ? 60 : len), q);
     }
     q = amp;
@@ -276,7 +281,41 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
   "DROP INDEX jobq_jobs_lease;",
 };
 
-static int schema_version(sqlite3 *db, const char *path, int *out) {
+/* Refuses a database that holds other programs' tables but no libjobq
+ * schema, unless the URL said shared_schema=1. Called before anything is
+ * written, so the file stays as it was. */
+static int foreign_check(sq_store *s, sqlite3 *db) {
+  if (s->shared_schema) return 0;
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db,
+                              /* one statement, one snapshot: another process may
+                               * create libjobq's schema meanwhile */
+                              "SELECT type, name FROM sqlite_master WHERE NOT EXISTS "
+                              "(SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                              "name = 'jobq_meta') ORDER BY type <> 'table', name LIMIT 1",
+                              -1, &st, NULL);
+  if (rc != SQLITE_OK) return jobq__sq_error(db, rc, "cannot read the schema", s->path);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    const char *type = (const char *)sqlite3_column_text(st, 0);
+    const char *name = (const char *)sqlite3_column_text(st, 1);
+    rc = jobq__err(JOBQ_ECORRUPT,
+                   "sqlite storage '%s': the database holds other tables (%s '%.64s') and no "
+                   "libjobq schema, so it belongs to another program; it was not changed. Give "
+                   "the queue a file of its own, or add shared_schema=1 to the URL to put "
+                   "libjobq's tables beside the others",
+                   s->path, type ? type : "?", name ? name : "?");
+  } else if (rc == SQLITE_DONE) {
+    rc = 0;
+  } else {
+    rc = jobq__sq_error(db, rc, "cannot read the schema", s->path);
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int schema_version(sq_store *s, sqlite3 *db, int *out) {
+  const char *path = s->path;
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(
       db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'jobq_meta'", -1,
@@ -288,7 +327,7 @@ static int schema_version(sqlite3 *db, const char *path, int *out) {
   sqlite3_finalize(st);
   if (has < 0) return rc;
   *out = 0;
-  if (has == 0) return 0;
+  if (has == 0) return foreign_check(s, db);
   rc = sqlite3_prepare_v2(db, "SELECT value FROM jobq_meta WHERE key = 'schema_version'", -1, &st,
                           NULL);
   if (rc != SQLITE_OK) return jobq__sq_error(db, rc, "cannot read the schema version", path);
@@ -309,8 +348,9 @@ static int schema_version(sqlite3 *db, const char *path, int *out) {
 static int migrate(sq_store *s, int64_t deadline) {
   sqlite3 *db = s->w;
   int v, rc;
-  /* Look before writing anything: a newer database is refused untouched. */
-  if ((rc = schema_version(db, s->path, &v)) != 0) return rc;
+  /* Look before writing anything: a newer database, or another program's,
+   * is refused untouched. */
+  if ((rc = schema_version(s, db, &v)) != 0) return rc;
   if (v > SQ_SCHEMA_VERSION)
     return jobq__err(JOBQ_EVERSION,
                      "sqlite storage '%s': the database has libjobq schema version %d; this "
@@ -338,7 +378,7 @@ static int migrate(sq_store *s, int64_t deadline) {
   if (v == SQ_SCHEMA_VERSION) return 0;
   if ((rc = jobq__sq_exec(db, "BEGIN IMMEDIATE", "cannot start the migration", s->path))) return rc;
   /* Read again inside the write lock: another process may have migrated. */
-  if ((rc = schema_version(db, s->path, &v))) goto fail;
+  if ((rc = schema_version(s, db, &v))) goto fail;
   if (v > SQ_SCHEMA_VERSION) {
     rc = jobq__err(JOBQ_EVERSION, "sqlite storage '%s': schema version %d is newer than %d", s->path, v,
                    SQ_SCHEMA_VERSION);

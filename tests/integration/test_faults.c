@@ -181,6 +181,26 @@ static void remove_db(const char *db) {
   }
 }
 
+/* The whole of a file; NULL if it cannot be read. */
+static unsigned char *slurp(const char *file, size_t *n) {
+  FILE *f = fopen(file, "rb");
+  if (f == NULL) return NULL;
+  size_t cap = 1 << 16, len = 0;
+  unsigned char *b = malloc(cap);
+  size_t got;
+  while (b && (got = fread(b + len, 1, cap - len, f)) > 0) {
+    len += got;
+    if (len == cap) {
+      unsigned char *nb = realloc(b, cap *= 2);
+      if (nb == NULL) free(b);
+      b = nb;
+    }
+  }
+  fclose(f);
+  *n = len;
+  return b;
+}
+
 static int exists(const char *file) {
   struct stat sb;
   return stat(file, &sb) == 0;
@@ -194,6 +214,105 @@ static int open_url(jobq_t **q, const char *url) {
   int rc = jobq_open(q, o);
   jobq_options_free(o);
   return rc;
+}
+
+/* Another program's database: a table "users" with a row, in SQLite's
+ * default rollback-journal mode. */
+static void make_foreign_db(const char *file) {
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(file, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db,
+                                "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
+                                "INSERT INTO users (name) VALUES ('ada');",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* One text value of a query on a connection of its own. */
+static void query_text(const char *file, const char *sql, char *out, size_t n) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  out[0] = '\0';
+  assert_int_equal(sqlite3_open_v2(file, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+    snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+/* A database with another program's tables is refused before anything is
+ * written: same bytes, no -wal or -shm file, still in rollback-journal mode. */
+static void test_foreign_database_untouched(void **state) {
+  (void)state;
+  make_foreign_db(path);
+  struct stat st0, st1;
+  assert_int_equal(stat(path, &st0), 0);
+  size_t n0 = 0, n1 = 0;
+  unsigned char *before = slurp(path, &n0);
+  assert_non_null(before);
+  const char *opts[] = {"", "?busy_timeout=100", "?durability=power&shared_schema=0"};
+  for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+    jobq_t *q = NULL;
+    int rc = open_q(&q, opts[i]);
+    if (rc == 0) jobq_close(q, 0);
+    if (rc != JOBQ_ECORRUPT) fail_msg("opts '%s': got %s: %s", opts[i], jobq_err_name(rc), jobq_last_error());
+    const char *e = jobq_last_error();
+    if (!strstr(e, path) || !strstr(e, "users") || !strstr(e, "shared_schema=1"))
+      fail_msg("the sentence names neither the file, its table nor the way out: %s", e);
+  }
+  unsigned char *after = slurp(path, &n1);
+  assert_non_null(after);
+  if (n0 != n1 || memcmp(before, after, n0) != 0)
+    fail_msg("the refused database was changed (%zu -> %zu bytes)", n0, n1);
+  free(before);
+  free(after);
+  assert_int_equal(stat(path, &st1), 0);
+  assert_true(st0.st_mtime == st1.st_mtime && st0.st_size == st1.st_size);
+  char p[200], v[64];
+  snprintf(p, sizeof p, "%s-wal", path);
+  assert_false(exists(p));
+  snprintf(p, sizeof p, "%s-shm", path);
+  assert_false(exists(p));
+  snprintf(p, sizeof p, "%s-journal", path);
+  assert_false(exists(p));
+  query_text(path, "PRAGMA journal_mode", v, sizeof v);
+  assert_string_equal(v, "delete");
+  query_text(path, "SELECT group_concat(name) FROM sqlite_master", v, sizeof v);
+  assert_string_equal(v, "users");
+}
+
+/* shared_schema=1 puts libjobq's tables beside the host's; the host's table
+ * keeps its rows, and the file then opens as libjobq's without the option.
+ * An empty file is no one's and opens as a new one. */
+static void test_shared_schema_opt_in(void **state) {
+  (void)state;
+  make_foreign_db(path);
+  jobq_t *q = NULL;
+  char url[256], v[64], id[JOBQ_ID_SIZE];
+  snprintf(url, sizeof url, "sqlite:%s?shared_schema=2", path);
+  assert_int_equal(open_url(&q, url), JOBQ_EURL);
+  assert_non_null(strstr(jobq_last_error(), "shared_schema=0|1"));
+  assert_int_equal(open_q(&q, "?shared_schema=1&busy_timeout=1000"), 0);
+  assert_int_equal(jobq_submit(q, "k", "1", NULL, id), 0);
+  assert_int_equal(jobq_close(q, 0), 0);
+  query_text(path, "SELECT name FROM users", v, sizeof v);
+  assert_string_equal(v, "ada");
+  assert_int_equal(open_q(&q, NULL), 0);
+  assert_int_equal(count_jobs(q), 1);
+  assert_int_equal(jobq_close(q, 0), 0);
+
+  char empty[160];
+  snprintf(empty, sizeof empty, "%s/empty.db", dir);
+  FILE *f = fopen(empty, "w");
+  assert_non_null(f);
+  fclose(f);
+  snprintf(url, sizeof url, "sqlite:%s", empty);
+  assert_int_equal(open_url(&q, url), 0);
+  assert_int_equal(jobq_submit(q, "k", "1", NULL, id), 0);
+  assert_int_equal(jobq_close(q, 0), 0);
+  remove_db(empty);
 }
 
 /* An SQLite in-memory database is one connection's; the backend uses
@@ -284,6 +403,8 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_readonly_directory, setup, teardown),
     cmocka_unit_test_setup_teardown(test_missing_directory, setup, teardown),
     cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_foreign_database_untouched, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_shared_schema_opt_in, setup, teardown),
     cmocka_unit_test_setup_teardown(test_sqlite_memory_refused, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
