@@ -147,8 +147,11 @@ struct uv_loop_s; /* libuv's loop; hosts that never use libuv need no uv.h */
 JOBQ_API jobq_options_t *jobq_options_new(void); /* NULL on out of memory */
 JOBQ_API void jobq_options_free(jobq_options_t *opts);
 /* "memory:" (default; this queue only) or "sqlite:PATH[?OPTIONS]" (a file
- * that several processes may share); other schemes through
- * jobq_storage_register (jobq/storage.h). */
+ * that several processes may share; PATH is a file name, not an SQLite URI,
+ * and ":memory:" is refused at jobq_open with JOBQ_EURL: use "memory:"; a
+ * database with other programs' tables is refused with JOBQ_ECORRUPT and
+ * left unchanged unless OPTIONS has shared_schema=1);
+ * other schemes through jobq_storage_register (jobq/storage.h). */
 JOBQ_API int jobq_options_set_storage(jobq_options_t *opts, const char *url);
 /* Run on the host's loop (the host runs it, and calls jobq_open and
  * jobq_close on the loop's thread). Default: a loop thread of libjobq's own. */

@@ -1,4 +1,5 @@
-/* The SQLite backend: "sqlite:PATH[?durability=crash|power&busy_timeout=MS]".
+/* The SQLite backend: "sqlite:PATH[?durability=crash|power&busy_timeout=MS&
+ * max_page_count=N&shared_schema=0|1]".
  *
  * One file holds the queue; several processes may share it. Writes go
  * through one write connection per process that commits them in groups
@@ -61,6 +62,37 @@ int jobq__sq_exec(sqlite3 *db, const char *sql, const char *what, const char *pa
   return rc == SQLITE_OK ? 0 : jobq__sq_error(db, rc, what, path);
 }
 
+/* ---- waiting at open ---- */
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A pause of a few milliseconds, longer with each try, before trying again. */
+static void pause_try(int tries) {
+  int ms = tries < 10 ? 1 + tries : 10;
+  struct timespec ts = {0, (long)ms * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static int is_busy(int rc) { return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED; }
+
+/* sqlite3_exec, tried again while the database is busy until deadline
+ * (monotonic ms). For statements SQLite does not wait for by itself:
+ * changing the journal mode fails at once when another connection holds a
+ * lock, whatever the busy timeout. */
+static int exec_until(sqlite3 *db, const char *sql, const char *what, const char *path,
+                      int64_t deadline) {
+  for (int tries = 0;; tries++) {
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK) return 0;
+    if (!is_busy(rc) || mono_ms() >= deadline) return jobq__sq_error(db, rc, what, path);
+    pause_try(tries);
+  }
+}
+
 /* ---- URL ---- */
 
 /* Pipeline work files go beside the database: "sqlite:PATH?opts" ->
@@ -80,6 +112,10 @@ int jobq__sq_default_workdir(const char *url, char **out) {
   return 0;
 }
 
+#define MEMORY_HINT                                                                           \
+  "an SQLite in-memory database belongs to one connection and this backend uses several; "    \
+  "use the storage URL \"memory:\" for a queue kept in memory"
+
 static int parse_url(sq_store *s, const char *url) {
   const char *p = url + strlen("sqlite:");
   const char *q = strchr(p, '?');
@@ -93,6 +129,19 @@ static int parse_url(sq_store *s, const char *url) {
   memcpy(s->path, p, n);
   s->path[n] = '\0';
   s->busy_ms = 5000;
+  /* SQLite would take these for an in-memory database, which is private to
+   * one connection: this backend's writer, readers and watcher would each
+   * see another, empty one. */
+  if (strcmp(s->path, ":memory:") == 0 || strncmp(s->path, "file::memory:", 13) == 0)
+    return jobq__err(JOBQ_EURL, "sqlite storage URL '%.200s': " MEMORY_HINT, url);
+  /* The path is a file name, never an SQLite URI: the work directory and
+   * the watched -wal file are found beside it by name. */
+  if (strncmp(s->path, "file:", 5) == 0)
+    return jobq__err(JOBQ_EURL,
+                     "sqlite storage URL '%.200s': the path is an SQLite URI ('file:...'); "
+                     "libjobq takes a plain file path: write sqlite:PATH (or sqlite:./%.100s for a "
+                     "file whose name starts with 'file:')",
+                     url, s->path);
   while (q && *q) {
     q++;
     const char *amp = strchr(q, '&');
@@ -108,6 +157,11 @@ static int parse_url(sq_store *s, const char *url) {
       if (end != q + len || v < 1)
         return jobq__err(JOBQ_EURL, "sqlite storage URL '%.200s': max_page_count must be >= 1", url);
       s->max_pages = v;
+    } else if (len == strlen("shared_schema=1") && strncmp(q, "shared_schema=", 14) == 0 &&
+               (q[14] == '0' || q[14] == '1')) {
+      s->shared_schema = q[14] == '1';
+    } else if (len == strlen("mode=memory") && strncmp(q, "mode=memory", len) == 0) {
+      return jobq__err(JOBQ_EURL, "sqlite storage URL '%.200s': " MEMORY_HINT, url);
     } else if (len > 13 && strncmp(q, "busy_timeout=", 13) == 0) {
       char *end;
       long v = strtol(q + 13, &end, 10);
@@ -118,7 +172,8 @@ static int parse_url(sq_store *s, const char *url) {
     } else {
       return jobq__err(JOBQ_EURL,
                        "sqlite storage URL '%.200s': unknown option '%.*s' (known: "
-                       "durability=crash|power, busy_timeout=MS, max_page_count=N)",
+                       "durability=crash|power, busy_timeout=MS, max_page_count=N, "
+                       "shared_schema=0|1)",
                        url, (int)(len > 60 ? 60 : len), q);
     }
     q = amp;
@@ -226,7 +281,41 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
   "DROP INDEX jobq_jobs_lease;",
 };
 
-static int schema_version(sqlite3 *db, const char *path, int *out) {
+/* Refuses a database that holds other programs' tables but no libjobq
+ * schema, unless the URL said shared_schema=1. Called before anything is
+ * written, so the file stays as it was. */
+static int foreign_check(sq_store *s, sqlite3 *db) {
+  if (s->shared_schema) return 0;
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db,
+                              /* one statement, one snapshot: another process may
+                               * create libjobq's schema meanwhile */
+                              "SELECT type, name FROM sqlite_master WHERE NOT EXISTS "
+                              "(SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                              "name = 'jobq_meta') ORDER BY type <> 'table', name LIMIT 1",
+                              -1, &st, NULL);
+  if (rc != SQLITE_OK) return jobq__sq_error(db, rc, "cannot read the schema", s->path);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    const char *type = (const char *)sqlite3_column_text(st, 0);
+    const char *name = (const char *)sqlite3_column_text(st, 1);
+    rc = jobq__err(JOBQ_ECORRUPT,
+                   "sqlite storage '%s': the database holds other tables (%s '%.64s') and no "
+                   "libjobq schema, so it belongs to another program; it was not changed. Give "
+                   "the queue a file of its own, or add shared_schema=1 to the URL to put "
+                   "libjobq's tables beside the others",
+                   s->path, type ? type : "?", name ? name : "?");
+  } else if (rc == SQLITE_DONE) {
+    rc = 0;
+  } else {
+    rc = jobq__sq_error(db, rc, "cannot read the schema", s->path);
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int schema_version(sq_store *s, sqlite3 *db, int *out) {
+  const char *path = s->path;
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(
       db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'jobq_meta'", -1,
@@ -238,7 +327,7 @@ static int schema_version(sqlite3 *db, const char *path, int *out) {
   sqlite3_finalize(st);
   if (has < 0) return rc;
   *out = 0;
-  if (has == 0) return 0;
+  if (has == 0) return foreign_check(s, db);
   rc = sqlite3_prepare_v2(db, "SELECT value FROM jobq_meta WHERE key = 'schema_version'", -1, &st,
                           NULL);
   if (rc != SQLITE_OK) return jobq__sq_error(db, rc, "cannot read the schema version", path);
@@ -255,11 +344,13 @@ static int schema_version(sqlite3 *db, const char *path, int *out) {
   return 0;
 }
 
-static int migrate(sq_store *s) {
+/* deadline: until when (monotonic ms) a busy database is waited for. */
+static int migrate(sq_store *s, int64_t deadline) {
   sqlite3 *db = s->w;
   int v, rc;
-  /* Look before writing anything: a newer database is refused untouched. */
-  if ((rc = schema_version(db, s->path, &v)) != 0) return rc;
+  /* Look before writing anything: a newer database, or another program's,
+   * is refused untouched. */
+  if ((rc = schema_version(s, db, &v)) != 0) return rc;
   if (v > SQ_SCHEMA_VERSION)
     return jobq__err(JOBQ_EVERSION,
                      "sqlite storage '%s': the database has libjobq schema version %d; this "
@@ -274,7 +365,7 @@ static int migrate(sq_store *s) {
    * every such commit slower, more than its hits saved: 107-110k against
    * 114-125k jobs/s end to end with a million jobs. The kernel's page cache
    * holds the rest. */
-  if ((rc = jobq__sq_exec(db, "PRAGMA journal_mode = WAL", "cannot enable WAL", s->path)) ||
+  if ((rc = exec_until(db, "PRAGMA journal_mode = WAL", "cannot enable WAL", s->path, deadline)) ||
       (rc = jobq__sq_exec(db, "PRAGMA cache_size = -16384", "cannot size the cache", s->path)) ||
       (rc = jobq__sq_exec(db, s->power_safe ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
                           "cannot set durability", s->path)))
@@ -287,7 +378,7 @@ static int migrate(sq_store *s) {
   if (v == SQ_SCHEMA_VERSION) return 0;
   if ((rc = jobq__sq_exec(db, "BEGIN IMMEDIATE", "cannot start the migration", s->path))) return rc;
   /* Read again inside the write lock: another process may have migrated. */
-  if ((rc = schema_version(db, s->path, &v))) goto fail;
+  if ((rc = schema_version(s, db, &v))) goto fail;
   if (v > SQ_SCHEMA_VERSION) {
     rc = jobq__err(JOBQ_EVERSION, "sqlite storage '%s': schema version %d is newer than %d", s->path, v,
                    SQ_SCHEMA_VERSION);
@@ -313,6 +404,53 @@ fail:
 }
 
 /* ---- open / close ---- */
+
+static void close_readers(sq_store *s);
+
+/* The write connection, the schema and the readers, each with its
+ * statements. On failure the caller calls disconnect_all. */
+static int connect_all(sq_store *s, int64_t deadline) {
+  int rc;
+  if ((rc = open_conn(s, &s->w, 0))) return rc;
+  /* SQLite's own waits at open end with the deadline too. */
+  int64_t left = deadline - mono_ms();
+  sqlite3_busy_timeout(s->w, left > 0 ? (int)left : 0);
+  if ((rc = migrate(s, deadline)) || (rc = jobq__sq_prepare_writer(s))) return rc;
+  sqlite3_busy_timeout(s->w, s->busy_ms);
+  for (int i = 0; i < SQ_READERS; i++) {
+    sq_reader *r = &s->readers[i];
+    if ((rc = open_conn(s, &r->db, 0))) return rc;
+    jobq__mutex_init(&r->mu);
+    if ((rc = prepare(r->db, "SELECT " JOB_COLS " FROM jobq_jobs WHERE id = ?1", &r->st[RS_GET], s->path)) ||
+        (rc = prepare(r->db,
+                      "SELECT count(*) FROM jobq_jobs WHERE kind = ?1 AND "
+                      "(state = 0 OR (state = 5 AND run_at <= ?4)) AND "
+                      "(priority > ?2 OR (priority = ?2 AND seq < ?3))",
+                      &r->st[RS_POSITION], s->path)) ||
+        (rc = prepare(r->db,
+                      "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1 AND kind "
+                      "IN (SELECT value FROM json_each(?2))",
+                      &r->st[RS_NEXT_RUN_AT], s->path)) ||
+        (rc = prepare(r->db, "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1",
+                      &r->st[RS_NEXT_RUN_AT_ANY], s->path)) ||
+        (rc = prepare(r->db, "SELECT ck_stage, ck_output FROM jobq_jobs WHERE id = ?1",
+                      &r->st[RS_CHECKPOINT], s->path)) ||
+        (rc = prepare(r->db, "SELECT 1 FROM jobq_jobs WHERE state = 1 AND lease_until < ?1 LIMIT 1",
+                      &r->st[RS_EXPIRED], s->path)))
+      return rc;
+  }
+  return 0;
+}
+
+/* Undoes connect_all, whatever part of it was done. */
+static void disconnect_all(sq_store *s) {
+  close_readers(s);
+  memset(s->readers, 0, sizeof s->readers);
+  for (int j = 0; j < WS_COUNT; j++) sqlite3_finalize(s->ws[j]);
+  memset(s->ws, 0, sizeof s->ws);
+  sqlite3_close(s->w);
+  s->w = NULL;
+}
 
 static void close_readers(sq_store *s) {
   for (int i = 0; i < SQ_READERS; i++) {
@@ -383,30 +521,17 @@ static int sq_open(const char *url, void **out) {
     free(s);
     return jobq__err(JOBQ_ENOMEM, "sqlite storage: cannot create a mutex");
   }
-  if ((rc = open_conn(s, &s->w, 0)) || (rc = migrate(s)) || (rc = jobq__sq_prepare_writer(s)))
-    goto fail;
-  for (int i = 0; i < SQ_READERS; i++) {
-    sq_reader *r = &s->readers[i];
-    if ((rc = open_conn(s, &r->db, 0))) goto fail;
-    jobq__mutex_init(&r->mu);
-    if ((rc = prepare(r->db, "SELECT " JOB_COLS " FROM jobq_jobs WHERE id = ?1", &r->st[RS_GET], s->path)) ||
-        (rc = prepare(r->db,
-                      "SELECT count(*) FROM jobq_jobs WHERE kind = ?1 AND "
-                      "(state = 0 OR (state = 5 AND run_at <= ?4)) AND "
-                      "(priority > ?2 OR (priority = ?2 AND seq < ?3))",
-                      &r->st[RS_POSITION], s->path)) ||
-        (rc = prepare(r->db,
-                      "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1 AND kind "
-                      "IN (SELECT value FROM json_each(?2))",
-                      &r->st[RS_NEXT_RUN_AT], s->path)) ||
-        (rc = prepare(r->db, "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1",
-                      &r->st[RS_NEXT_RUN_AT_ANY], s->path)) ||
-        (rc = prepare(r->db, "SELECT ck_stage, ck_output FROM jobq_jobs WHERE id = ?1",
-                      &r->st[RS_CHECKPOINT], s->path)) ||
-        (rc = prepare(r->db, "SELECT 1 FROM jobq_jobs WHERE state = 1 AND lease_until < ?1 LIMIT 1",
-                      &r->st[RS_EXPIRED], s->path)))
-      goto fail;
+  /* Every step of connecting may meet another process's open (its switch
+   * to WAL, its schema creation): a busy database is waited for, in all,
+   * up to the URL's busy_timeout. */
+  int64_t deadline = mono_ms() + s->busy_ms;
+  for (int tries = 0;; tries++) {
+    rc = connect_all(s, deadline);
+    if (rc != JOBQ_EBUSY || mono_ms() >= deadline) break;
+    disconnect_all(s);
+    pause_try(tries);
   }
+  if (rc) goto fail;
   if ((rc = jobq__sq_writer_start(s))) goto fail;
   {
     /* Best effort: without it the writer checkpoints (SQLite's default). */
@@ -421,9 +546,7 @@ static int sq_open(const char *url, void **out) {
   *out = s;
   return 0;
 fail:
-  close_readers(s);
-  for (int j = 0; j < WS_COUNT; j++) sqlite3_finalize(s->ws[j]);
-  sqlite3_close(s->w);
+  disconnect_all(s);
   uv_mutex_destroy(&s->nmu);
   free(s->path);
   free(s);

@@ -88,6 +88,7 @@ struct sq_store {
   int power_safe;       /* synchronous=FULL */
   int busy_ms;
   long max_pages;       /* PRAGMA max_page_count on the writer, 0 = SQLite's default */
+  int shared_schema;    /* shared_schema=1: other programs' tables may share the file */
 
   /* the writer: one thread owns the write connection */
   sqlite3 *w;

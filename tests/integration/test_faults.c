@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -169,6 +171,230 @@ static void test_missing_directory(void **state) {
   jobq_options_free(o);
 }
 
+/* Removes a database file and its -wal, -shm and -journal files. */
+static void remove_db(const char *db) {
+  char p[300];
+  const char *sfx[] = {"", "-wal", "-shm", "-journal"};
+  for (int i = 0; i < 4; i++) {
+    snprintf(p, sizeof p, "%s%s", db, sfx[i]);
+    unlink(p);
+  }
+}
+
+/* The whole of a file; NULL if it cannot be read. */
+static unsigned char *slurp(const char *file, size_t *n) {
+  FILE *f = fopen(file, "rb");
+  if (f == NULL) return NULL;
+  size_t cap = 1 << 16, len = 0;
+  unsigned char *b = malloc(cap);
+  size_t got;
+  while (b && (got = fread(b + len, 1, cap - len, f)) > 0) {
+    len += got;
+    if (len == cap) {
+      unsigned char *nb = realloc(b, cap *= 2);
+      if (nb == NULL) free(b);
+      b = nb;
+    }
+  }
+  fclose(f);
+  *n = len;
+  return b;
+}
+
+static int exists(const char *file) {
+  struct stat sb;
+  return stat(file, &sb) == 0;
+}
+
+static int open_url(jobq_t **q, const char *url) {
+  jobq_options_t *o = jobq_options_new();
+  assert_non_null(o);
+  assert_int_equal(jobq_options_set_storage(o, url), 0);
+  assert_int_equal(jobq_options_set_workers(o, 0), 0);
+  int rc = jobq_open(q, o);
+  jobq_options_free(o);
+  return rc;
+}
+
+/* Another program's database: a table "users" with a row, in SQLite's
+ * default rollback-journal mode. */
+static void make_foreign_db(const char *file) {
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(file, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db,
+                                "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
+                                "INSERT INTO users (name) VALUES ('ada');",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* One text value of a query on a connection of its own. */
+static void query_text(const char *file, const char *sql, char *out, size_t n) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  out[0] = '\0';
+  assert_int_equal(sqlite3_open_v2(file, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+    snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+/* A database with another program's tables is refused before anything is
+ * written: same bytes, no -wal or -shm file, still in rollback-journal mode. */
+static void test_foreign_database_untouched(void **state) {
+  (void)state;
+  make_foreign_db(path);
+  struct stat st0, st1;
+  assert_int_equal(stat(path, &st0), 0);
+  size_t n0 = 0, n1 = 0;
+  unsigned char *before = slurp(path, &n0);
+  assert_non_null(before);
+  const char *opts[] = {"", "?busy_timeout=100", "?durability=power&shared_schema=0"};
+  for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+    jobq_t *q = NULL;
+    int rc = open_q(&q, opts[i]);
+    if (rc == 0) jobq_close(q, 0);
+    if (rc != JOBQ_ECORRUPT) fail_msg("opts '%s': got %s: %s", opts[i], jobq_err_name(rc), jobq_last_error());
+    const char *e = jobq_last_error();
+    if (!strstr(e, path) || !strstr(e, "users") || !strstr(e, "shared_schema=1"))
+      fail_msg("the sentence names neither the file, its table nor the way out: %s", e);
+  }
+  unsigned char *after = slurp(path, &n1);
+  assert_non_null(after);
+  if (n0 != n1 || memcmp(before, after, n0) != 0)
+    fail_msg("the refused database was changed (%zu -> %zu bytes)", n0, n1);
+  free(before);
+  free(after);
+  assert_int_equal(stat(path, &st1), 0);
+  assert_true(st0.st_mtime == st1.st_mtime && st0.st_size == st1.st_size);
+  char p[200], v[64];
+  snprintf(p, sizeof p, "%s-wal", path);
+  assert_false(exists(p));
+  snprintf(p, sizeof p, "%s-shm", path);
+  assert_false(exists(p));
+  snprintf(p, sizeof p, "%s-journal", path);
+  assert_false(exists(p));
+  query_text(path, "PRAGMA journal_mode", v, sizeof v);
+  assert_string_equal(v, "delete");
+  query_text(path, "SELECT group_concat(name) FROM sqlite_master", v, sizeof v);
+  assert_string_equal(v, "users");
+}
+
+/* shared_schema=1 puts libjobq's tables beside the host's; the host's table
+ * keeps its rows, and the file then opens as libjobq's without the option.
+ * An empty file is no one's and opens as a new one. */
+static void test_shared_schema_opt_in(void **state) {
+  (void)state;
+  make_foreign_db(path);
+  jobq_t *q = NULL;
+  char url[256], v[64], id[JOBQ_ID_SIZE];
+  snprintf(url, sizeof url, "sqlite:%s?shared_schema=2", path);
+  assert_int_equal(open_url(&q, url), JOBQ_EURL);
+  assert_non_null(strstr(jobq_last_error(), "shared_schema=0|1"));
+  assert_int_equal(open_q(&q, "?shared_schema=1&busy_timeout=1000"), 0);
+  assert_int_equal(jobq_submit(q, "k", "1", NULL, id), 0);
+  assert_int_equal(jobq_close(q, 0), 0);
+  query_text(path, "SELECT name FROM users", v, sizeof v);
+  assert_string_equal(v, "ada");
+  assert_int_equal(open_q(&q, NULL), 0);
+  assert_int_equal(count_jobs(q), 1);
+  assert_int_equal(jobq_close(q, 0), 0);
+
+  char empty[160];
+  snprintf(empty, sizeof empty, "%s/empty.db", dir);
+  FILE *f = fopen(empty, "w");
+  assert_non_null(f);
+  fclose(f);
+  snprintf(url, sizeof url, "sqlite:%s", empty);
+  assert_int_equal(open_url(&q, url), 0);
+  assert_int_equal(jobq_submit(q, "k", "1", NULL, id), 0);
+  assert_int_equal(jobq_close(q, 0), 0);
+  remove_db(empty);
+}
+
+/* An SQLite in-memory database is one connection's; the backend uses
+ * several. Refused with a pointer to "memory:", and nothing is created. */
+static void test_sqlite_memory_refused(void **state) {
+  (void)state;
+  char cwd_db[] = ":memory:";
+  const char *urls[] = {"sqlite::memory:", "sqlite::memory:?busy_timeout=10",
+                        "sqlite:file::memory:", "sqlite:file::memory:?cache=shared"};
+  for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+    jobq_t *q = NULL;
+    int rc = open_url(&q, urls[i]);
+    if (rc == 0) jobq_close(q, 0);
+    if (rc != JOBQ_EURL || strstr(jobq_last_error(), "\"memory:\"") == NULL)
+      fail_msg("%s: got %s: %s", urls[i], jobq_err_name(rc), jobq_last_error());
+  }
+  char url[256];
+  snprintf(url, sizeof url, "sqlite:%s?mode=memory", path);
+  jobq_t *q = NULL;
+  assert_int_equal(open_url(&q, url), JOBQ_EURL);
+  assert_non_null(strstr(jobq_last_error(), "\"memory:\""));
+  assert_false(exists(path));
+  /* Other SQLite URIs are refused too: the path is a file name. */
+  snprintf(url, sizeof url, "sqlite:file:%s", path);
+  assert_int_equal(open_url(&q, url), JOBQ_EURL);
+  assert_non_null(strstr(jobq_last_error(), "plain file path"));
+  assert_false(exists(path));
+  assert_false(exists(cwd_db));
+  assert_false(exists("file::memory:"));
+}
+
+/* Eight processes open the same new file at the same moment (a pipe is the
+ * starting gun): whichever switches it to WAL and creates the schema, the
+ * others wait for it within the busy timeout instead of failing. Repeated
+ * with a new file each round. */
+#define FIRST_OPEN_PROCS 8
+#define FIRST_OPEN_ROUNDS 50
+
+static void test_concurrent_first_open(void **state) {
+  (void)state;
+  char db[160], url[200];
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int failures = 0, rounds = 0;
+  for (int round = 0; round < FIRST_OPEN_ROUNDS; round++, rounds++) {
+    snprintf(db, sizeof db, "%s/first-%d.db", dir, round);
+    snprintf(url, sizeof url, "sqlite:%s", db);
+    int gun[2];
+    assert_int_equal(pipe(gun), 0);
+    pid_t kids[FIRST_OPEN_PROCS];
+    for (int i = 0; i < FIRST_OPEN_PROCS; i++) {
+      kids[i] = fork();
+      assert_true(kids[i] >= 0);
+      if (kids[i] == 0) {
+        close(gun[1]);
+        char c;
+        (void)!read(gun[0], &c, 1); /* EOF when the parent closes its end */
+        jobq_options_t *o = jobq_options_new();
+        jobq_t *q = NULL;
+        int rc = o ? jobq_options_set_storage(o, url) : JOBQ_ENOMEM;
+        if (rc == 0) rc = jobq_options_set_workers(o, 0);
+        if (rc == 0) rc = jobq_open(&q, o);
+        if (rc != 0) fprintf(stderr, "round %d, process %d: %s: %s\n", round, i, jobq_err_name(rc), jobq_last_error());
+        else rc = jobq_close(q, 0);
+        jobq_options_free(o);
+        _exit(rc == 0 ? 0 : 1);
+      }
+    }
+    close(gun[0]);
+    close(gun[1]);
+    for (int i = 0; i < FIRST_OPEN_PROCS; i++) {
+      int st = 0;
+      assert_int_equal(waitpid(kids[i], &st, 0), kids[i]);
+      if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failures++;
+    }
+    remove_db(db);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (t1.tv_sec - t0.tv_sec > 20) break; /* a slow machine runs fewer rounds */
+  }
+  if (failures) fail_msg("%d of %d first opens failed", failures, rounds * FIRST_OPEN_PROCS);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
@@ -176,6 +402,10 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_full_then_room, setup, teardown),
     cmocka_unit_test_setup_teardown(test_readonly_directory, setup, teardown),
     cmocka_unit_test_setup_teardown(test_missing_directory, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_foreign_database_untouched, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_shared_schema_opt_in, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_sqlite_memory_refused, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
