@@ -9,8 +9,12 @@
  * counts jobs that ran more than once (expected 0) and jobs that ended
  * with a "lease expired" attempt (expected 0).
  *
+ * A second test stops a live worker (SIGSTOP) in its handler: its job is
+ * still rescued, but only once its lease is 2 x busy_timeout past, and the
+ * stopped worker's late succeed changes nothing (refused as stale).
+ *
  * Environment:
- *   JOBQ_LEASE_LIVE_JOBS      jobs (default 100000)
+ *   JOBQ_LEASE_LIVE_JOBS      jobs (default 100000; 20000 under sanitizers)
  *   JOBQ_LEASE_LIVE_LEASE_MS  the workers' lease (default 300)
  *   JOBQ_LEASE_LIVE_PROCS     worker processes (default 4) */
 #define _GNU_SOURCE
@@ -43,6 +47,17 @@ extern char **environ;
 #define WORKER_THREADS 2
 #define SUBMIT_BATCH 500
 #define DRAIN_GUARD_MS 90000 /* failure guard: every job done by then */
+/* Sanitizers make every job far slower: fewer, so the run stays short. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define DEFAULT_JOBS 20000
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define DEFAULT_JOBS 20000
+#endif
+#endif
+#ifndef DEFAULT_JOBS
+#define DEFAULT_JOBS 100000
+#endif
 
 static long env_long(const char *name, long dflt, long lo, long hi) {
   const char *v = getenv(name);
@@ -69,6 +84,24 @@ typedef struct wstate {
   int pid;
 } wstate;
 
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+  nanosleep(&ts, NULL);
+}
+
+/* The stall test's handler: says it started, waits until the heartbeat
+ * reports the job gone, then succeeds and logs what that returned. */
+static void stall_handler(jobq_ctx_t *ctx, void *ud) {
+  wstate *w = ud;
+  char line[128];
+  int n = snprintf(line, sizeof line, "start %s\n", jobq_ctx_id(ctx));
+  if (write(w->fd, line, (size_t)n) != n) abort();
+  while (!jobq_ctx_cancelled(ctx)) sleep_ms(5);
+  int rc = jobq_ctx_succeed(ctx, NULL);
+  n = snprintf(line, sizeof line, "fin %d\n", rc);
+  if (write(w->fd, line, (size_t)n) != n) abort();
+}
+
 static void handler(jobq_ctx_t *ctx, void *ud) {
   wstate *w = ud;
   char line[128];
@@ -80,9 +113,11 @@ static void handler(jobq_ctx_t *ctx, void *ud) {
 }
 
 static int worker_main(int argc, char **argv) {
-  if (argc != 5) return 2;
+  if (argc != 7) return 2;
   const char *db = argv[2], *log = argv[3];
   int lease_ms = atoi(argv[4]);
+  int stall = strcmp(argv[5], "stall") == 0;
+  const char *url_opts = argv[6];
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   sigset_t set;
   sigemptyset(&set);
@@ -92,7 +127,7 @@ static int worker_main(int argc, char **argv) {
   w.fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (w.fd < 0) return 3;
   char url[4200];
-  snprintf(url, sizeof url, "sqlite:%s", db);
+  snprintf(url, sizeof url, "sqlite:%s%s", db, url_opts);
   jobq_options_t *o = jobq_options_new();
   jobq_t *q = NULL;
   int rc;
@@ -100,7 +135,8 @@ static int worker_main(int argc, char **argv) {
   if ((rc = jobq_options_set_storage(o, url)) ||
       (rc = jobq_options_set_workers(o, WORKER_THREADS)) ||
       (rc = jobq_options_set_lease(o, lease_ms)) || (rc = jobq_open(&q, o)) ||
-      (rc = jobq_register(q, KIND, handler, &w, NULL)) || (rc = jobq_start(q))) {
+      (rc = jobq_register(q, KIND, stall ? stall_handler : handler, &w, NULL)) ||
+      (rc = jobq_start(q))) {
     fprintf(stderr, "test_lease_live worker: setup failed: %s: %s\n", jobq_err_name(rc),
             jobq_last_error());
     return 5;
@@ -116,10 +152,12 @@ static int worker_main(int argc, char **argv) {
 
 /* ---- driver ---- */
 
-static pid_t spawn_worker(const char *db, const char *log, int lease_ms) {
+static pid_t spawn_worker(const char *db, const char *log, int lease_ms, const char *mode,
+                          const char *url_opts) {
   char lease[16];
   snprintf(lease, sizeof lease, "%d", lease_ms);
-  char *argv[] = {"test_lease_live", "--worker", (char *)db, (char *)log, lease, NULL};
+  char *argv[] = {"test_lease_live", "--worker", (char *)db, (char *)log, lease,
+                  (char *)mode, (char *)url_opts, NULL};
   posix_spawnattr_t at;
   posix_spawnattr_init(&at);
   sigset_t mask;
@@ -139,7 +177,7 @@ static int cmp_str(const void *a, const void *b) {
 
 static void test_live_workers_keep_their_leases(void **state) {
   (void)state;
-  long n_jobs = env_long("JOBQ_LEASE_LIVE_JOBS", 100000, 1, 10000000);
+  long n_jobs = env_long("JOBQ_LEASE_LIVE_JOBS", DEFAULT_JOBS, 1, 10000000);
   int lease_ms = (int)env_long("JOBQ_LEASE_LIVE_LEASE_MS", 300, 100, 600000);
   int n_procs = (int)env_long("JOBQ_LEASE_LIVE_PROCS", 4, 1, MAX_PROCS);
   char dir[] = "/tmp/jobq_lease_live_XXXXXX";
@@ -172,7 +210,7 @@ static void test_live_workers_keep_their_leases(void **state) {
   pid_t pids[MAX_PROCS];
   for (int i = 0; i < n_procs; i++) {
     snprintf(logs[i], sizeof logs[i], "%s/w%d.log", dir, i);
-    pids[i] = spawn_worker(db, logs[i], lease_ms);
+    pids[i] = spawn_worker(db, logs[i], lease_ms, "fast", "");
     assert_true(pids[i] > 0);
   }
 
@@ -263,10 +301,116 @@ static void test_live_workers_keep_their_leases(void **state) {
   rmdir(dir);
 }
 
+static int done_in_driver;
+
+static void driver_handler(jobq_ctx_t *ctx, void *ud) {
+  (void)ud;
+  __atomic_store_n(&done_in_driver, jobq_ctx_attempt(ctx), __ATOMIC_SEQ_CST);
+  jobq_ctx_succeed(ctx, NULL);
+}
+
+static int file_has(const char *path, const char *what) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  char buf[256];
+  int found = 0;
+  while (!found && fgets(buf, sizeof buf, f)) found = strstr(buf, what) != NULL;
+  fclose(f);
+  return found;
+}
+
+#define STALL_LEASE_MS 300
+#define STALL_BUSY_MS 250 /* grace for a live owner: 2 x 250 ms */
+
+static void test_stalled_worker_rescued_after_grace(void **state) {
+  (void)state;
+  char dir[] = "/tmp/jobq_lease_stall_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char db[128], url[200], log[160];
+  snprintf(db, sizeof db, "%s/q.db", dir);
+  snprintf(log, sizeof log, "%s/w.log", dir);
+  char opts[64];
+  snprintf(opts, sizeof opts, "?busy_timeout=%d", STALL_BUSY_MS);
+  snprintf(url, sizeof url, "sqlite:%s%s", db, opts);
+  jobq_options_t *o = jobq_options_new();
+  assert_int_equal(jobq_options_set_storage(o, url), 0);
+  assert_int_equal(jobq_options_set_lease(o, STALL_LEASE_MS), 0);
+  jobq_t *q = NULL;
+  assert_int_equal(jobq_open(&q, o), 0);
+  jobq_options_free(o);
+  char id[JOBQ_ID_SIZE];
+  assert_int_equal(jobq_submit(q, KIND, NULL, NULL, id), 0);
+
+  pid_t pid = spawn_worker(db, log, STALL_LEASE_MS, "stall", opts);
+  assert_true(pid > 0);
+  char want[64];
+  snprintf(want, sizeof want, "start %s", id);
+  int64_t t0 = mono_ms();
+  while (!file_has(log, want) && mono_ms() - t0 < 30000) sleep_ms(5);
+  assert_true(file_has(log, want));
+  /* Alive, but stopped: no heartbeat can come. */
+  assert_int_equal(kill(pid, SIGSTOP), 0);
+
+  /* This process rescues it (only after the grace) and runs attempt 2. */
+  assert_int_equal(jobq_register(q, KIND, driver_handler, NULL, NULL), 0);
+  assert_int_equal(jobq_start(q), 0);
+  t0 = mono_ms();
+  while (__atomic_load_n(&done_in_driver, __ATOMIC_SEQ_CST) == 0 && mono_ms() - t0 < 30000)
+    sleep_ms(5);
+  assert_int_equal(__atomic_load_n(&done_in_driver, __ATOMIC_SEQ_CST), 2);
+  jobq_job_t *j = NULL;
+  for (int i = 0; i < 3000; i++) {
+    assert_int_equal(jobq_get(q, id, &j), 0);
+    if (jobq_job_state(j) == JOBQ_SUCCEEDED) break;
+    jobq_job_free(j);
+    j = NULL;
+    sleep_ms(10);
+  }
+  assert_non_null(j);
+  assert_int_equal(jobq_job_attempts(j), 2);
+  assert_non_null(strstr(jobq_job_attempt_error(j, 0), "lease expired"));
+  int64_t held = jobq_job_attempt_finished_at(j, 0) - jobq_job_attempt_started_at(j, 0);
+  printf("test_stalled_worker: lease %d ms, busy_timeout %d ms: the stopped worker's job was "
+         "rescued %lld ms after it started (no earlier than %d)\n",
+         STALL_LEASE_MS, STALL_BUSY_MS, (long long)held, STALL_LEASE_MS + 2 * STALL_BUSY_MS);
+  fflush(stdout);
+  /* Its last stored lease ended no earlier than the start + lease, and a
+   * live owner's lease is rescued 2 x busy_timeout after that. */
+  assert_true(held >= STALL_LEASE_MS + 2 * STALL_BUSY_MS);
+  jobq_job_free(j);
+
+  /* Woken, the worker learns its job is gone (jobq_ctx_cancelled) and
+   * succeeds late: storage refuses that finish as stale, and the job stays
+   * as attempt 2 left it. */
+  assert_int_equal(kill(pid, SIGCONT), 0);
+  t0 = mono_ms();
+  while (!file_has(log, "fin ") && mono_ms() - t0 < 30000) sleep_ms(5);
+  assert_true(file_has(log, "fin "));
+  kill(pid, SIGTERM);
+  int ws = 0;
+  while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
+  }
+  assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+  assert_int_equal(jobq_get(q, id, &j), 0);
+  assert_int_equal(jobq_job_state(j), JOBQ_SUCCEEDED);
+  assert_int_equal(jobq_job_attempts(j), 2);
+  jobq_job_free(j);
+  assert_int_equal(jobq_close(q, -1), 0);
+  unlink(log);
+  char p[200];
+  const char *sfx[] = {"", "-wal", "-shm"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "%s%s", db, sfx[i]);
+    unlink(p);
+  }
+  rmdir(dir);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--worker") == 0) return worker_main(argc, argv);
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_live_workers_keep_their_leases),
+    cmocka_unit_test(test_stalled_worker_rescued_after_grace),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
