@@ -174,7 +174,9 @@ JOBQ_API int jobq_options_set_shared_events(jobq_options_t *opts, int on);
 /* How long a claimed job stays reserved without a heartbeat, 100 ms..1 day.
  * While its handler runs, the lease is extended every lease/3; if the
  * process dies, any process rescues the job after the lease expires (with
- * durable storage). Default 30000 ms. */
+ * durable storage). With SQLite (on Linux) the jobs of a process that is
+ * still alive are rescued only 2 x busy_timeout after their lease (a
+ * heartbeat may wait that long for the write lock). Default 30000 ms. */
 JOBQ_API int jobq_options_set_lease(jobq_options_t *opts, int64_t ms);
 /* The directory under which each pipeline job (jobq/stages.h) gets its own
  * work directory, <dir>/<job id>, for its files. Default: "<PATH>-work"

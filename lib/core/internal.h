@@ -419,6 +419,10 @@ int jobq__storage_lookup(const char *url, const jobq_storage_ops **out);
 /* *out: the malloc'd default directory for pipeline work files of a queue
  * on url (relative or absolute, as the backend says); 0 or JOBQ_ENOMEM. */
 int jobq__storage_default_workdir(const char *url, char **out);
+/* The queue's process is alive and heartbeats its leases: storage that can
+ * tell a live owner from a dead one rescues a live owner's jobs only after
+ * a stall (SQLite: see docs/architecture.md, "Leases, heartbeats, rescue"). */
+void jobq__storage_guard_leases(const jobq_storage_ops *ops, void *st);
 void jobq__storage_job_copy_into(jobq_storage_job *dst, const jobq_storage_job *src);
 
 /* core/ext.c: what extensions of the core (lib/stages) hook into; see

@@ -53,14 +53,8 @@ void jobq__maint_wait_flushes(jobq_t *q) {
 
 static void maint_work(maint_batch *b) {
   jobq_t *q = b->q;
-  for (size_t i = 0; i < b->n_flushes; i++)
-    q->ops->progress(q->st, b->flushes[i].id, b->flushes[i].attempt, b->flushes[i].progress,
-                     b->flushes[i].step);
-  if (b->n_flushes) {
-    uv_mutex_lock(&q->mu);
-    flushes_done(q);
-    uv_mutex_unlock(&q->mu);
-  }
+  /* The heartbeat first: each storage write may wait for the write lock,
+   * and the leases are what must not wait behind progress writes. */
   if (b->n_leases && q->ops->heartbeat(q->st, b->leases, b->n_leases, b->lease_until) != 0) {
     /* Could not extend: report nothing (the next beat tries again well
      * before the leases run out). */
@@ -68,6 +62,14 @@ static void maint_work(maint_batch *b) {
       b->leases[i].still_running = 1;
       b->leases[i].cancel_requested = 0;
     }
+  }
+  for (size_t i = 0; i < b->n_flushes; i++)
+    q->ops->progress(q->st, b->flushes[i].id, b->flushes[i].attempt, b->flushes[i].progress,
+                     b->flushes[i].step);
+  if (b->n_flushes) {
+    uv_mutex_lock(&q->mu);
+    flushes_done(q);
+    uv_mutex_unlock(&q->mu);
   }
   if (b->rescue && q->ops->rescue(q->st, b->now, &b->rescued) != 0) b->rescued = 0;
   uv_mutex_lock(&q->mu);
@@ -205,6 +207,8 @@ int jobq__maint_start(jobq_t *q) {
     return JOBQ_ENOMEM;
   }
   q->maint.running = 1;
+  /* This process heartbeats its leases from now on: a live owner. */
+  jobq__storage_guard_leases(q->ops, q->st);
   int64_t now = jobq__now(q);
   q->maint.next_heartbeat = now + q->o.lease_ms / 3;
   q->maint.next_rescue = now; /* jobs a crashed process left behind: look at once */

@@ -14,6 +14,7 @@
 extern const jobq_storage_ops jobq__memory_ops;
 extern const jobq_storage_ops jobq__sqlite_ops;
 int jobq__sq_default_workdir(const char *url, char **out); /* storage/sqlite.c */
+void jobq__sq_guard_leases(void *st);                       /* storage/sqlite_lease.c */
 
 #define MAX_BACKENDS 32
 
@@ -124,6 +125,10 @@ int jobq__storage_default_workdir(const char *url, char **out) {
    * directory in the working directory. */
   *out = jobq__strdup("jobq-work");
   return *out ? 0 : jobq__err(JOBQ_ENOMEM, "storage: out of memory");
+}
+
+void jobq__storage_guard_leases(const jobq_storage_ops *ops, void *st) {
+  if (ops == &jobq__sqlite_ops) jobq__sq_guard_leases(st);
 }
 
 JOBQ_API void jobq_storage_job_clear(jobq_storage_job *j) {

@@ -111,6 +111,12 @@ struct sq_store {
   int lease_dirty, lease_unsure;
   /* when rescue last looked at the running jobs themselves (wall ms) */
   _Atomic int64_t last_scan;
+  /* Liveness (sqlite_lease.c, jobq__sq_guard_leases): while live_on, this
+   * process holds a lock on one byte of the database file chosen by its
+   * token (live_fd), and a rescue takes the expired jobs of an owner that
+   * still holds its byte only live_grace ms after their lease. */
+  int live_on, live_fd;
+  int64_t live_grace;
 
   /* the checkpointer (sqlite_ckpt.c); cdb NULL: SQLite's own checkpoints */
   sqlite3 *cdb;
@@ -232,7 +238,11 @@ int jobq__sq_finish_miss(sq_store *s, const char *id, int *out_state);
 int jobq__sq_remember_claim(sq_store *s, const char *id, int64_t seq, const char *kind,
                             int64_t until);
 void jobq__sq_forget_claim(sq_store *s, const char *id);
-void jobq__sq_forget_claims(sq_store *s); /* all of them, at close */
+void jobq__sq_forget_claims(sq_store *s); /* all of them, and the liveness lock, at close */
+/* For a store opened by jobq_open (a live process that heartbeats): takes
+ * this process's liveness lock and turns on the rescue rule for live
+ * owners. A store used through the bare vtable rescues by lease alone. */
+void jobq__sq_guard_leases(void *st);
 int jobq__sq_lease_row(sq_store *s);      /* before a commit that changed leases */
 
 /* sqlite_events.c: events shared between processes */

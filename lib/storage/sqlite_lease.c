@@ -1,14 +1,18 @@
 /* Leases (schema 4), on the write connection: the jobs this store claimed
  * and has not finished, its row in jobq_leases, heartbeats that extend the
- * leases of running attempts, and the rescue of jobs whose lease expired
- * (their process died). docs/architecture.md, "Leases, heartbeats,
- * rescue", says why leases are kept by owner. */
+ * leases of running attempts, the liveness lock of a process, and the
+ * rescue of jobs whose lease expired (their process died or stalled).
+ * docs/architecture.md, "Leases, heartbeats, rescue", says why leases are
+ * kept by owner and why a live owner's expired lease is not enough. */
+#define _GNU_SOURCE /* F_OFD_SETLK */
 #include "storage/sqlite_int.h"
 #include "util/err.h"
 #include "util/state.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const sql[WS_COUNT] = {
   [WS_HEARTBEAT] =
@@ -22,7 +26,11 @@ static const char *const sql[WS_COUNT] = {
       "run_at = ?1, lease_until = NULL, "
       "attempt_log = json_insert(coalesce(attempt_log, '[]'), '$[#]', json_array(started_at, ?1, "
       "'lease expired: the process running the job stopped')) "
-      "WHERE state = 1 AND lease_until < ?1 RETURNING id, kind, state, attempts, error",
+      /* Expired; and its owner is gone (jobq_live, below), or it is still
+       * there but has not renewed for live_grace ms past the lease (?2 =
+       * now - live_grace): it stalled. Without liveness ?2 = ?1. */
+      "WHERE state = 1 AND lease_until < ?1 AND (lease_until < ?2 OR NOT jobq_live(lease_owner)) "
+      "RETURNING id, kind, state, attempts, error",
   /* Leases by owner: see jobq__sq_lease_row and rescue_run. */
   [WS_LEASE_SET] = "INSERT OR REPLACE INTO jobq_leases (owner, until) VALUES (?1, ?2)",
   [WS_LEASE_DROP] = "DELETE FROM jobq_leases WHERE owner = ?1",
@@ -30,10 +38,85 @@ static const char *const sql[WS_COUNT] = {
   [WS_LEASE_MINS] =
       "SELECT lease_owner, min(lease_until) FROM jobq_jobs WHERE state = 1 GROUP BY lease_owner",
   [WS_LEASE_FIX] = "UPDATE jobq_leases SET until = ?2 WHERE owner = ?1 AND until < ?3",
-  [WS_LEASES_GONE] = "DELETE FROM jobq_leases WHERE until < ?1",
+  /* A live owner keeps its row (it drops it itself when it runs nothing). */
+  [WS_LEASES_GONE] = "DELETE FROM jobq_leases WHERE until < ?1 AND NOT jobq_live(owner)",
 };
 
-int jobq__sq_lease_prepare(sq_store *s) { return jobq__sq_prepare(s, sql); }
+/* ---- liveness ----
+ *
+ * A heartbeat is a write, and a write waits for the database's write lock:
+ * with several busy processes on one file a process can wait for it longer
+ * than a short lease (measured: 0.7-1.7 s with four processes), while it is
+ * alive and its heartbeat is queued. Its leases then look expired though
+ * nothing is wrong. So a process that opened a queue also holds a lock on
+ * one byte of the database file (an open-file-description lock, far past
+ * any byte SQLite locks), and a rescuer asks the kernel whether the owner of
+ * an expired lease still holds its byte: a process that died lost it at
+ * once, and its jobs are rescued when their lease expires; a live owner's
+ * are rescued only once their lease is live_grace ms past (it stalled:
+ * stopped, or starved of the write lock beyond the busy timeout). */
+#define LIVE_BASE ((off_t)1 << 40)
+#define LIVE_SPAN ((int64_t)1 << 40)
+
+static off_t live_byte(int64_t owner) { return LIVE_BASE + (off_t)(owner & (LIVE_SPAN - 1)); }
+
+/* jobq_live(owner): 1 while the process of owner holds its byte. */
+static void live_fn(sqlite3_context *cx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  sq_store *s = sqlite3_user_data(cx);
+  int live = 0;
+  if (s->live_on && sqlite3_value_type(argv[0]) == SQLITE_INTEGER) {
+    int64_t owner = sqlite3_value_int64(argv[0]);
+    if (owner == s->token) {
+      live = 1; /* this process: alive (its own lock does not conflict with itself) */
+    } else if (owner != 0) {
+#ifdef F_OFD_GETLK
+      struct flock fl = {0};
+      fl.l_type = F_WRLCK;
+      fl.l_whence = SEEK_SET;
+      fl.l_start = live_byte(owner);
+      fl.l_len = 1;
+      /* Cannot ask: say alive (a rescue later rather than a job run twice). */
+      live = fcntl(s->live_fd, F_OFD_GETLK, &fl) != 0 || fl.l_type != F_UNLCK;
+#endif
+    }
+  }
+  sqlite3_result_int(cx, live);
+}
+
+void jobq__sq_guard_leases(void *st) {
+  sq_store *s = st;
+#ifdef F_OFD_SETLK
+  int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return; /* then rescue goes by lease alone, as for the bare vtable */
+  /* A read lock (it needs no write access); a rescuer's probe for a write
+   * lock sees it. */
+  struct flock fl = {0};
+  fl.l_type = F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = live_byte(s->token);
+  fl.l_len = 1;
+  if (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
+    close(fd);
+    return;
+  }
+  s->live_fd = fd;
+  /* A live process's transaction waits for the write lock at most
+   * busy_timeout before it fails; its heartbeat may wait behind one
+   * transaction of its own process and then for its own. */
+  s->live_grace = 2 * (int64_t)s->busy_ms;
+  s->live_on = 1;
+#else
+  (void)s;
+#endif
+}
+
+int jobq__sq_lease_prepare(sq_store *s) {
+  int rc = sqlite3_create_function_v2(s->w, "jobq_live", 1, SQLITE_UTF8, s, live_fn, NULL, NULL,
+                                      NULL);
+  if (rc != SQLITE_OK) return jobq__sq_error(s->w, rc, "cannot define jobq_live", s->path);
+  return jobq__sq_prepare(s, sql);
+}
 
 /* ---- the jobs this store claimed ---- */
 
@@ -66,6 +149,8 @@ void jobq__sq_forget_claims(sq_store *s) {
   size_t cur = 0;
   for (jobq_map_slot *e; (e = jobq__map_next(&s->claimed, &cur)) != NULL;) free(e->val);
   jobq__map_free(&s->claimed);
+  if (s->live_on) close(s->live_fd); /* the liveness lock goes with it */
+  s->live_on = 0;
 }
 
 /* This store's row in jobq_leases: its "until" must never be later than
@@ -176,7 +261,9 @@ static int fix_lease_rows(sq_store *s, int64_t now) {
   sqlite3_reset(m);
   if (rc) return rc;
   /* Rows still expired are owners that run nothing (every job whose lease
-   * passed was just rescued, so the others' earliest is not in the past). */
+   * passed was just rescued, so the others' earliest is not in the past),
+   * or live owners whose heartbeat is late: those keep their row, which
+   * says they have a lease to renew. */
   sqlite3_stmt *d = s->ws[WS_LEASES_GONE];
   sqlite3_bind_int64(d, 1, now);
   return jobq__sq_run(s, d, "cannot drop leases");
@@ -200,6 +287,7 @@ static int rescue_run(sq_store *s, sq_req *req) {
   }
   sqlite3_stmt *u = s->ws[WS_RESCUE];
   sqlite3_bind_int64(u, 1, r->now);
+  sqlite3_bind_int64(u, 2, s->live_on ? r->now - s->live_grace : r->now);
   size_t n = 0;
   while ((src = sqlite3_step(u)) == SQLITE_ROW) {
     n++;
