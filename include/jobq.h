@@ -303,8 +303,10 @@ JOBQ_API int64_t jobq_job_run_at(const jobq_job_t *job);
 JOBQ_API int64_t jobq_job_started_at(const jobq_job_t *job);   /* 0 if never */
 JOBQ_API int64_t jobq_job_finished_at(const jobq_job_t *job);  /* 0 if not */
 /* Queued jobs of the same kind that will run before this one (0 = next);
- * -1 when it is not waiting in line (not queued, or not due yet). Only
- * jobq_get fills it; snapshots in a jobq_list page say -1. */
+ * -1 when it is not waiting in line (not queued, or not due yet). Exact
+ * below 1,000; from 1,000 on an estimate that is never below the true count
+ * (see jobq_job_position.md). Only jobq_get fills it; snapshots in a
+ * jobq_list page say -1. */
 JOBQ_API int64_t jobq_job_position(const jobq_job_t *job);
 /* Estimated ms until it starts, from the durations of this kind's recent
  * attempts in this process; -1 when unknown (e.g. a process that does not

@@ -64,7 +64,10 @@ typedef struct jobq_storage_job {
   int64_t started_at; /* of the latest attempt; 0 if none */
   int64_t finished_at;
   int64_t dedupe_ttl_ms;
-  int64_t position;   /* filled by get: queued jobs ahead; -1 if not waiting */
+  int64_t position;   /* filled by get: queued jobs ahead; -1 if not waiting.
+                       * A backend may estimate from 1,000 on (never below
+                       * the true count), so that get costs the same at any
+                       * depth: jobq_job_position.md */
   jobq_storage_attempt *attempt_log; /* attempts entries, may be NULL */
   int n_attempt_log;
 } jobq_storage_job;

@@ -16,17 +16,30 @@
 #include "util/heap.h"
 #include "util/map.h"
 #include "util/mutex.h"
+#include "storage/position.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+/* The due jobs of one priority of a kind: how many, and a seq no greater
+ * than any of theirs (exact after a claim took the oldest; a cancel leaves
+ * it low). What a deep job's position estimate is made of. */
+typedef struct mband {
+  int priority;
+  size_t n;
+  uint64_t lo;
+} mband;
+
 typedef struct mkind {
   char *name;
   jobq_heap ready;   /* due: priority desc, seq asc */
   jobq_heap delayed; /* not yet due: run_at asc, seq asc */
   size_t requeue;    /* mem_finish: jobs of the batch that may be queued again */
+  mband *bands;      /* priority desc; a band whose n fell to 0 stays */
+  size_t n_bands, cap_bands;
+  int bands_lost;    /* a band could not be allocated: estimates use ready.n */
 } mkind;
 
 typedef struct mext {
@@ -93,6 +106,52 @@ static mext *ext(mjob *j) {
   return j->x;
 }
 
+static mband *band_find(mkind *k, int priority, size_t *at) {
+  size_t lo = 0, hi = k->n_bands;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (k->bands[mid].priority == priority) return &k->bands[mid];
+    if (k->bands[mid].priority > priority) lo = mid + 1;
+    else hi = mid;
+  }
+  if (at) *at = lo;
+  return NULL;
+}
+
+/* Pushes j on its kind's ready heap (reserved by the caller) and counts it. */
+static void ready_push(mkind *k, mjob *j) {
+  jobq__heap_push(&k->ready, j);
+  size_t at = 0;
+  mband *b = band_find(k, j->priority, &at);
+  if (b == NULL) {
+    if (k->n_bands == k->cap_bands) {
+      size_t cap = k->cap_bands ? k->cap_bands * 2 : 4;
+      mband *nb = realloc(k->bands, cap * sizeof *nb);
+      if (nb == NULL) {
+        k->bands_lost = 1;
+        return;
+      }
+      k->bands = nb;
+      k->cap_bands = cap;
+    }
+    memmove(&k->bands[at + 1], &k->bands[at], (k->n_bands - at) * sizeof *k->bands);
+    k->n_bands++;
+    b = &k->bands[at];
+    b->priority = j->priority;
+    b->n = 0;
+  }
+  if (b->n++ == 0 || j->seq < b->lo) b->lo = j->seq;
+}
+
+/* Uncounts j, which left the ready heap; taken: it was the heap's top. */
+static void ready_uncount(mkind *k, const mjob *j, int taken) {
+  mband *b = band_find(k, j->priority, NULL);
+  if (b == NULL || b->n == 0) return; /* only after bands_lost */
+  b->n--;
+  /* The top is the oldest of the highest priority: the rest are younger. */
+  if (taken) b->lo = j->seq + 1;
+}
+
 static int mem_open(const char *url, void **out) {
   if (strcmp(url, "memory:") != 0 && strcmp(url, "memory://") != 0)
     return jobq__err(JOBQ_EURL, "memory storage: '%.100s' takes no path or options; use \"memory:\"",
@@ -131,6 +190,7 @@ static void mem_close(void *st) {
   for (size_t i = 0; i < s->n_kinds; i++) {
     jobq__heap_free(&s->kinds[i]->ready);
     jobq__heap_free(&s->kinds[i]->delayed);
+    free(s->kinds[i]->bands);
     free(s->kinds[i]->name);
     free(s->kinds[i]);
   }
@@ -166,11 +226,17 @@ static mkind *kind_get(mstore *s, const char *name, int create) {
 static void enqueue(mjob *j, int64_t now) {
   j->state = JOBQ_QUEUED;
   j->delayed = j->run_at > now;
-  jobq__heap_push(j->delayed ? &j->kind->delayed : &j->kind->ready, j);
+  if (j->delayed) jobq__heap_push(&j->kind->delayed, j);
+  else ready_push(j->kind, j);
 }
 
 static void dequeue(mjob *j) {
-  jobq__heap_remove(j->delayed ? &j->kind->delayed : &j->kind->ready, j);
+  if (j->delayed) {
+    jobq__heap_remove(&j->kind->delayed, j);
+  } else {
+    jobq__heap_remove(&j->kind->ready, j);
+    ready_uncount(j->kind, j, 0);
+  }
 }
 
 static int key_live(const mjob *j, int64_t now) {
@@ -275,7 +341,7 @@ static void promote(mkind *k, int64_t now) {
     if (jobq__heap_reserve(&k->ready, 1) != 0) return;
     jobq__heap_pop(&k->delayed);
     j->delayed = 0;
-    jobq__heap_push(&k->ready, j);
+    ready_push(k, j);
   }
 }
 
@@ -384,6 +450,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
     nl[x->nlog].error = NULL;
     x->nlog++;
     jobq__heap_pop(&ks[best]->ready);
+    ready_uncount(ks[best], j, 1);
     j->state = JOBQ_RUNNING;
     j->attempts++;
     j->progress = 0;
@@ -397,7 +464,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
       j->attempts--;
       x->nlog--;
       /* (max_attempts keeps the resolved value: harmless) */
-      jobq__heap_push(&ks[best]->ready, j);
+      ready_push(ks[best], j);
       rc = *n_out ? 0 : oom("claim");
       break;
     }
@@ -593,15 +660,44 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, cha
   return rc;
 }
 
+/* Due jobs of j's kind that a claim takes before j: exact up to
+ * JOBQ__POSITION_EXACT, an upper bound beyond (jobq_job_position.md).
+ * The exact part walks only the heap nodes ahead of j (a node that is not
+ * ahead has nothing ahead below it), so it stops after a bounded number. */
 static int64_t position(mjob *j, int64_t now) {
   if (j->state != JOBQ_QUEUED) return -1;
-  promote(j->kind, now);
+  mkind *k = j->kind;
+  promote(k, now);
   if (j->delayed) return -1;
+  const jobq_heap *h = &k->ready;
+  enum { CAP = JOBQ__POSITION_EXACT + 1 };
+  uint32_t stack[2 * CAP + 1];
+  size_t sp = 0;
   int64_t ahead = 0;
-  const jobq_heap *h = &j->kind->ready;
-  for (size_t i = 0; i < h->n; i++)
-    if (ready_less(h->v[i], j)) ahead++;
-  return ahead;
+  if (h->n) stack[sp++] = 0;
+  while (sp && ahead < CAP) {
+    uint32_t i = stack[--sp];
+    if (!ready_less(h->v[i], j)) continue;
+    ahead++;
+    for (size_t c = 2 * (size_t)i + 1; c <= 2 * (size_t)i + 2; c++)
+      if (c < h->n) stack[sp++] = (uint32_t)c;
+  }
+  if (ahead < CAP) return ahead;
+  /* Deep: every job of a higher priority, and of j's own those within its
+   * seq distance from the oldest one (or all the others, if fewer). */
+  int64_t est = (int64_t)h->n - 1;
+  if (!k->bands_lost) {
+    int64_t hi = 0;
+    size_t b = 0;
+    for (; b < k->n_bands && k->bands[b].priority > j->priority; b++) hi += (int64_t)k->bands[b].n;
+    if (b < k->n_bands && k->bands[b].priority == j->priority && k->bands[b].n > 0) {
+      int64_t same = (int64_t)k->bands[b].n - 1;
+      int64_t dist = (int64_t)(j->seq - k->bands[b].lo);
+      if (k->bands[b].lo <= j->seq && dist < same) same = dist;
+      if (hi + same < est) est = hi + same;
+    }
+  }
+  return est < CAP ? CAP : est;
 }
 
 static int mem_get(void *st, const char *id, int64_t now, jobq_storage_job *out) {

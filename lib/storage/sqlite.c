@@ -16,6 +16,7 @@
 #include "util/mem.h"
 #include "util/err.h"
 #include "util/mutex.h"
+#include "storage/position.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -423,11 +424,6 @@ static int connect_all(sq_store *s, int64_t deadline) {
     jobq__mutex_init(&r->mu);
     if ((rc = prepare(r->db, "SELECT " JOB_COLS " FROM jobq_jobs WHERE id = ?1", &r->st[RS_GET], s->path)) ||
         (rc = prepare(r->db,
-                      "SELECT count(*) FROM jobq_jobs WHERE kind = ?1 AND "
-                      "(state = 0 OR (state = 5 AND run_at <= ?4)) AND "
-                      "(priority > ?2 OR (priority = ?2 AND seq < ?3))",
-                      &r->st[RS_POSITION], s->path)) ||
-        (rc = prepare(r->db,
                       "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1 AND kind "
                       "IN (SELECT value FROM json_each(?2))",
                       &r->st[RS_NEXT_RUN_AT], s->path)) ||
@@ -649,6 +645,83 @@ nomem:
   return -1;
 }
 
+/* ---- position ----
+ *
+ * A claim takes a kind's due jobs by priority, then seq; a queued job's
+ * position is how many it takes first. SQLite has no order statistic, and
+ * counting them all cost a jobq_get 0.1-0.5 s at a million queued, so each
+ * part is counted through jobq_jobs_due with a LIMIT of
+ * JOBQ__POSITION_EXACT + 1 rows, and a part that reaches it is estimated
+ * from the seq numbers instead: an upper bound (jobq_job_position.md). */
+
+static const char *const pos_sql[RS_COUNT] = {
+  [RS_POS_HIGHER] = "SELECT count(*) FROM (SELECT 1 FROM jobq_jobs WHERE kind = ?1 AND state = 0 AND "
+                    "priority > ?2 LIMIT ?3)",
+  [RS_POS_SAME] = "SELECT count(*) FROM (SELECT 1 FROM jobq_jobs WHERE kind = ?1 AND state = 0 AND "
+                  "priority = ?2 AND seq < ?3 LIMIT ?4)",
+  /* jobs that came due and wait for a claim to promote them */
+  [RS_POS_SCHEDULED] = "SELECT count(*) FROM (SELECT 1 FROM jobq_jobs WHERE state = 5 AND run_at <= ?4 AND "
+                       "kind = ?1 AND (priority > ?2 OR (priority = ?2 AND seq < ?3)) LIMIT ?5)",
+  [RS_POS_NEXT_BAND] = "SELECT priority FROM jobq_jobs WHERE kind = ?1 AND state = 0 AND priority > ?2 "
+                       "ORDER BY priority LIMIT 1",
+  [RS_POS_FIRST] = "SELECT seq FROM jobq_jobs WHERE kind = ?1 AND state = 0 AND priority = ?2 ORDER BY seq "
+                   "LIMIT 1",
+  [RS_POS_LAST] = "SELECT seq FROM jobq_jobs WHERE kind = ?1 AND state = 0 AND priority = ?2 ORDER BY seq "
+                  "DESC LIMIT 1",
+};
+
+/* Runs statement i of reader r with integer parameters ?2.. after the kind
+ * (?1); *out gets the first column of the first row (unchanged when there
+ * is none). 0 or a negative JOBQ code. */
+static int pos_query(sq_store *s, sq_reader *r, int i, const char *kind, const int64_t *v, int nv,
+                     int64_t *out) {
+  int rc;
+  if (r->st[i] == NULL && (rc = prepare(r->db, pos_sql[i], &r->st[i], s->path)) != 0) return rc;
+  sqlite3_stmt *q = r->st[i];
+  sqlite3_bind_text(q, 1, kind, -1, SQLITE_STATIC);
+  for (int k = 0; k < nv; k++) sqlite3_bind_int64(q, k + 2, v[k]);
+  rc = sqlite3_step(q);
+  if (rc == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL) *out = sqlite3_column_int64(q, 0);
+  rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : jobq__sq_error(r->db, rc, "cannot count the jobs ahead", s->path);
+  sqlite3_reset(q);
+  sqlite3_clear_bindings(q);
+  return rc;
+}
+
+static int position(sq_store *s, sq_reader *r, const jobq_storage_job *j, int64_t seq, int64_t now,
+                    int64_t *out) {
+  const int64_t cap = JOBQ__POSITION_EXACT + 1, p = j->priority;
+  int64_t higher = 0, same = 0, sched = 0;
+  int rc;
+  if ((rc = pos_query(s, r, RS_POS_HIGHER, j->kind, (int64_t[]){p, cap}, 2, &higher)) ||
+      (rc = pos_query(s, r, RS_POS_SAME, j->kind, (int64_t[]){p, seq, cap}, 3, &same)) ||
+      (rc = pos_query(s, r, RS_POS_SCHEDULED, j->kind, (int64_t[]){p, seq, now, cap}, 4, &sched)))
+    return rc;
+  if (same == cap) {
+    /* Every job of j's priority ahead has a seq between the oldest's and j's. */
+    int64_t first = seq;
+    if ((rc = pos_query(s, r, RS_POS_FIRST, j->kind, (int64_t[]){p}, 1, &first))) return rc;
+    if (seq - first > same) same = seq - first;
+  }
+  if (higher == cap) {
+    /* Each higher priority: the span of its seqs, oldest to youngest. */
+    int64_t band = p, sum = 0;
+    for (;;) {
+      int64_t next = band, first = 0, last = -1;
+      if ((rc = pos_query(s, r, RS_POS_NEXT_BAND, j->kind, (int64_t[]){band}, 1, &next))) return rc;
+      if (next == band) break;
+      band = next;
+      if ((rc = pos_query(s, r, RS_POS_FIRST, j->kind, (int64_t[]){band}, 1, &first)) ||
+          (rc = pos_query(s, r, RS_POS_LAST, j->kind, (int64_t[]){band}, 1, &last)))
+        return rc;
+      if (last >= first) sum += last - first + 1;
+    }
+    if (sum > higher) higher = sum;
+  }
+  *out = higher + same + sched;
+  return 0;
+}
+
 static int sq_get(void *st, const char *id, int64_t now, jobq_storage_job *out) {
   sq_store *s = st;
   sq_reader *r = reader(s);
@@ -666,16 +739,9 @@ static int sq_get(void *st, const char *id, int64_t now, jobq_storage_job *out) 
   }
   sqlite3_reset(g);
   sqlite3_clear_bindings(g);
-  if (rc == 0 && (raw == SQ_DUE || (raw == SQ_SCHEDULED && out->run_at <= now))) {
-    sqlite3_stmt *p = r->st[RS_POSITION];
-    sqlite3_bind_text(p, 1, out->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_int(p, 2, out->priority);
-    sqlite3_bind_int64(p, 3, seq);
-    sqlite3_bind_int64(p, 4, now);
-    if (sqlite3_step(p) == SQLITE_ROW) out->position = sqlite3_column_int64(p, 0);
-    sqlite3_reset(p);
-    sqlite3_clear_bindings(p);
-  }
+  if (rc == 0 && (raw == SQ_DUE || (raw == SQ_SCHEDULED && out->run_at <= now)) &&
+      (rc = position(s, r, out, seq, now, &out->position)) != 0)
+    jobq_storage_job_clear(out);
   uv_mutex_unlock(&r->mu);
   return rc;
 }

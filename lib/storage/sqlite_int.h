@@ -39,7 +39,12 @@ enum {
   WS_COUNT
 };
 
-enum { RS_GET, RS_POSITION, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_CHECKPOINT, RS_EXPIRED, RS_COUNT };
+enum {
+  RS_GET, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_CHECKPOINT, RS_EXPIRED,
+  /* a queued job's position (sqlite.c), prepared on first use */
+  RS_POS_HIGHER, RS_POS_SAME, RS_POS_SCHEDULED, RS_POS_NEXT_BAND, RS_POS_FIRST, RS_POS_LAST,
+  RS_COUNT
+};
 
 typedef struct sq_reader {
   uv_mutex_t mu;

@@ -18,7 +18,10 @@
  *   submit_threads_*  single-job submits/s from 1 and 64 threads (SQLite:
  *                crash-safe and power-safe)
  *   pickup_xproc submit in this process to handler start in another
- *   depth_*      drain rate with 10,000 and 1,000,000 jobs queued */
+ *   depth_*      drain rate with 10,000 and 1,000,000 jobs queued
+ *   get_at_depth_*  latency of jobq_get of a random queued job (position
+ *                included) with 10,000 and 1,000,000 jobs of its kind
+ *                queued, p50/p99 over 1,000 gets */
 #include <jobq.h>
 
 #include <pthread.h>
@@ -438,6 +441,49 @@ static void depth(long queued) {
   jobq_close(q, 0);
 }
 
+static void get_at_depth(long queued) {
+  char name[64];
+  snprintf(name, sizeof name, "get_at_depth_%ld", queued);
+  if (!want(name)) return;
+  cur_url = figure_url(name, NULL);
+  jobq_t *q = open_q(0); /* nobody claims: every job stays queued */
+  static const char *kinds[1000], *payloads[1000];
+  for (int i = 0; i < 1000; i++) {
+    kinds[i] = "noop";
+    payloads[i] = "{}";
+  }
+  char *ids = malloc((size_t)queued * JOBQ_ID_SIZE);
+  if (ids == NULL) die("malloc");
+  for (long i = 0; i < queued; i += 1000) {
+    size_t n = queued - i < 1000 ? (size_t)(queued - i) : 1000;
+    if (jobq_submit_many(q, n, kinds, payloads, NULL, ids + (size_t)i * JOBQ_ID_SIZE, NULL) < 0)
+      die("submit_many");
+  }
+  enum { GETS = 1000 };
+  uint64_t *lat = malloc(GETS * sizeof *lat);
+  uint64_t x = 88172645463325252u; /* xorshift64: the same jobs every run */
+  int64_t pos_max = -1;
+  for (int i = 0; i < GETS + 100; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    long k = (long)(x % (uint64_t)queued);
+    jobq_job_t *j = NULL;
+    uint64_t t0 = now_ns();
+    if (jobq_get(q, ids + (size_t)k * JOBQ_ID_SIZE, &j) != 0) die("jobq_get");
+    uint64_t t = now_ns() - t0;
+    if (jobq_job_position(j) > pos_max) pos_max = jobq_job_position(j);
+    jobq_job_free(j);
+    if (i >= 100) lat[i - 100] = t; /* the first 100 warm the caches */
+  }
+  char label[96];
+  snprintf(label, sizeof label, "%s (largest position seen %lld)", name, (long long)pos_max);
+  report_lat(label, lat, GETS);
+  free(lat);
+  free(ids);
+  jobq_close(q, 0);
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--xproc-child") == 0) return xproc_child(argv[2]);
   for (int i = 1; i < argc; i++) {
@@ -460,6 +506,8 @@ int main(int argc, char **argv) {
   submit_threads();
   depth(10000);
   depth(1000000);
+  get_at_depth(10000);
+  get_at_depth(1000000);
   rss();
   return 0;
 }

@@ -72,6 +72,87 @@ static void get_position_counts_due_scheduled_ahead(conf_case *c) {
   cs_close(&s);
 }
 
+/* Deep in line, position is exact below 1,000 jobs ahead and an estimate
+ * beyond (jobq_job_position.md): never less than the true count, and more
+ * only by jobs stored within the spans it measures (another kind, another
+ * priority, or gone from the line). 5,000 jobs of kind a at priority 0 with
+ * a job of kind b after every fourth, 1,200 of priority 5 stored after
+ * them, some claimed and some cancelled. */
+#define DEEP_EXACT 1000
+static void get_position_deep_is_exact_then_bounded(conf_case *c) {
+  enum { NA = 5000, NH = 1200, NB = NA / 4, N = NA + NB + NH };
+  conf_store s;
+  cs_open(c, &s);
+  conf_spec *spec = calloc(N, sizeof *spec);
+  char(*ids)[JOBQ_ID_SIZE] = calloc(N, sizeof *ids);
+  int *live = calloc(N, sizeof *live);
+  CK(spec && ids && live, "out of memory");
+  size_t n = 0;
+  for (int i = 0; i < NA; i++) {
+    spec[n++].kind = "a";
+    if (i % 4 == 3) spec[n++].kind = "b";
+  }
+  for (int i = 0; i < NH; i++) {
+    spec[n].kind = "a";
+    spec[n++].priority = 5;
+  }
+  CK_OK(cs_insert_n(&s, T, spec, n, ids, NULL));
+  for (size_t i = 0; i < n; i++) live[i] = strcmp(spec[i].kind, "a") == 0;
+  /* Claim the 1,200 of priority 5 but 300, and cancel every third a-job of
+   * priority 0 from the 2,000th on: holes the seq arithmetic cannot see. */
+  const char *ka[] = {"a"};
+  conf_claim cl = {0};
+  cl.kinds = ka;
+  cl.n_kinds = 1;
+  cl.now = T;
+  for (int i = 0; i < NH - 300; i++) {
+    jobq_storage_job out;
+    CK_INT(cs_claim_req(&s, cl, &out), 1);
+    jobq_storage_job_clear(&out);
+  }
+  for (size_t i = NA + NB; i < NA + NB + NH - 300; i++) live[i] = 0;
+  int a_seen = 0;
+  for (size_t i = 0; i < NA + NB; i++) {
+    if (!live[i]) continue;
+    if (++a_seen >= 2000 && a_seen % 3 == 0) {
+      int st = -1;
+      CK_OK(s.ops->cancel(s.st, ids[i], T, &st, NULL));
+      live[i] = 0;
+    }
+  }
+  /* The true position of each live a-job, and the most the estimate may
+   * add: every job stored between the oldest live one of its priority and
+   * it, plus the whole span of the higher priority's live jobs. */
+  size_t first_p0 = 0, first_p5 = NA + NB + NH - 300, last_p5 = N - 1;
+  while (!live[first_p0]) first_p0++;
+  int64_t ahead0 = 0, hi = 300;
+  int checked = 0;
+  for (size_t i = 0; i < N; i++) {
+    if (!live[i]) continue;
+    int64_t want = spec[i].priority == 5 ? (int64_t)(i - first_p5) : hi + ahead0;
+    int64_t most = spec[i].priority == 5 ? (int64_t)(i - first_p5)
+                                         : (int64_t)(last_p5 - first_p5 + 1) + (int64_t)(i - first_p0);
+    if (spec[i].priority == 0) ahead0++;
+    if (i % 37 != 0 && want != DEEP_EXACT - 1 && want != DEEP_EXACT) continue;
+    int64_t got = pos_of(&s, ids[i], T);
+    checked++;
+    if (want < DEEP_EXACT) {
+      CK(got == want, "position of a job with %" PRId64 " ahead is %" PRId64 "; below %d it is exact",
+         want, got, DEEP_EXACT);
+    } else {
+      CK(got >= want && got <= most,
+         "position of a job with %" PRId64 " ahead is %" PRId64 "; from %d on it is an estimate "
+         "between the true count and %" PRId64 " (the jobs stored within the spans it measures)",
+         want, got, DEEP_EXACT, most);
+    }
+  }
+  CK(checked > 100, "only %d positions checked", checked);
+  free(spec);
+  free(ids);
+  free(live);
+  cs_close(&s);
+}
+
 /* ---- list ------------------------------------------------------------------------------------ */
 
 /* Lists every page of f (limit per page); checks each page's size, the
@@ -376,6 +457,7 @@ int main(void) {
   static const conf_test tests[] = {
     CONF_TEST(get_position_counts_jobs_ahead),
     CONF_TEST(get_position_counts_due_scheduled_ahead),
+    CONF_TEST(get_position_deep_is_exact_then_bounded),
     CONF_TEST(list_filters),
     CONF_TEST(list_paging),
     CONF_TEST(list_bad_cursor),
