@@ -80,7 +80,7 @@ struct sq_req {
   /* the answer */
   int rc;
   int done;
-  char err[300];
+  char err[512]; /* the sentence, as long as jobq_last_error() holds */
 };
 
 struct sq_store {
@@ -156,6 +156,10 @@ typedef struct sq_claimed {
 } sq_claimed;
 
 /* sqlite.c */
+/* Maps an SQLite failure to a JOBQ code and sets the sentence:
+ * "sqlite storage 'PATH': WHAT: ...". A full disk (SQLITE_FULL, or an I/O
+ * error with ENOSPC/EDQUOT) is JOBQ_EFULL and says which directory is full,
+ * or which max_page_count was reached. */
 int jobq__sq_error(sqlite3 *db, int rc, const char *what, const char *path);
 int jobq__sq_exec(sqlite3 *db, const char *sql, const char *what, const char *path);
 int64_t jobq__sq_wall_ms(void);
