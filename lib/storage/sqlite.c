@@ -376,6 +376,7 @@ int64_t jobq__sq_wall_ms(void) {
 
 static void sq_close(void *st) {
   sq_store *s = st;
+  jobq__sq_fork_untrack(s);
   jobq__sq_set_event_sink(s, NULL, NULL);
   jobq__sq_set_notify(s, NULL, NULL);
   jobq__sq_writer_stop(s);
@@ -415,6 +416,12 @@ static int sq_open(const char *url, void **out) {
       return rc;
     }
   }
+  /* A file the parent had open before fork() (storage/sqlite_fork.c). */
+  if ((rc = jobq__sq_fork_check(s->path))) {
+    free(s->path);
+    free(s);
+    return rc;
+  }
   /* This store's mark on the event rows it writes. */
   {
     uint64_t t = 0;
@@ -429,6 +436,7 @@ static int sq_open(const char *url, void **out) {
   }
   if ((rc = open_conn(s, &s->w, 0)) || (rc = migrate(s)) || (rc = jobq__sq_prepare_writer(s)))
     goto fail;
+  jobq__sq_fork_track(s); /* the file exists now */
   for (int i = 0; i < SQ_READERS; i++) {
     sq_reader *r = &s->readers[i];
     if ((rc = open_conn(s, &r->db, 0))) goto fail;
@@ -465,6 +473,7 @@ static int sq_open(const char *url, void **out) {
   *out = s;
   return 0;
 fail:
+  jobq__sq_fork_untrack(s);
   close_readers(s);
   for (int j = 0; j < WS_COUNT; j++) sqlite3_finalize(s->ws[j]);
   sqlite3_close(s->w);

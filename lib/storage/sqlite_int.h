@@ -257,6 +257,13 @@ int jobq__sq_listen(sq_store *s, int on, int wait);
 int jobq__sq_ckpt_start(sq_store *s, sqlite3 *conn);
 void jobq__sq_ckpt_stop(sq_store *s);
 
+/* sqlite_fork.c: fork(). jobq__sq_fork_check (also registers the fork
+ * handlers, once) refuses a file that the parent had open when it forked;
+ * track/untrack keep the list of this process's files. */
+int jobq__sq_fork_check(const char *path);
+void jobq__sq_fork_track(const sq_store *s);
+void jobq__sq_fork_untrack(const sq_store *s);
+
 /* sqlite_watch.c */
 int jobq__sq_set_notify(void *st, void (*fn)(void *ud), void *ud);
 int jobq__sq_set_event_sink(void *st, void (*sink)(void *ud, const jobq_storage_event *ev),
