@@ -24,13 +24,14 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-/* SQLite's static mutexes, outermost first: the shared-cache list (before
- * MAIN in sqlite3BtreeOpen), the random generator (before MAIN when it
- * first finds the VFS), MAIN, the VFS's file list, the page caches, and the
- * allocator, which every one of them may take inside. */
+/* SQLite's static mutexes, outermost first, as SQLite nests them: the
+ * shared-cache list (held in sqlite3BtreeOpen while the file opens), the
+ * VFS's file list (held while a temporary file's name is drawn), the random
+ * generator (which finds the VFS under MAIN the first time), MAIN, the
+ * page caches, and the allocator, which any of them may take inside. */
 static const int static_ids[] = {
-  SQLITE_MUTEX_STATIC_OPEN, SQLITE_MUTEX_STATIC_PRNG, SQLITE_MUTEX_STATIC_MAIN,
-  SQLITE_MUTEX_STATIC_VFS1, SQLITE_MUTEX_STATIC_VFS2, SQLITE_MUTEX_STATIC_VFS3,
+  SQLITE_MUTEX_STATIC_OPEN, SQLITE_MUTEX_STATIC_VFS1, SQLITE_MUTEX_STATIC_VFS2,
+  SQLITE_MUTEX_STATIC_VFS3, SQLITE_MUTEX_STATIC_PRNG, SQLITE_MUTEX_STATIC_MAIN,
   SQLITE_MUTEX_STATIC_LRU,  SQLITE_MUTEX_STATIC_PMEM, SQLITE_MUTEX_STATIC_MEM,
 };
 #define N_STATIC ((int)(sizeof static_ids / sizeof static_ids[0]))
