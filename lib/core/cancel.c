@@ -13,6 +13,7 @@ void jobq__cancel_hints_clear(jobq_t *q) {
 
 JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_cancel: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_cancel");
   if (id == NULL || *id == '\0') return jobq__err(JOBQ_EINVAL, "jobq_cancel: id is NULL or empty");
   if (strlen(id) != JOBQ_ID_SIZE - 1)
     return jobq__err(JOBQ_ENOTFOUND, "jobq_cancel: no job '%.64s'", id);

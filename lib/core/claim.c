@@ -341,6 +341,7 @@ void jobq__run_loop_inbox(jobq_t *q) {
 
 JOBQ_API int jobq_claim(jobq_t *q, const char *const *kinds, int timeout_ms, jobq_ctx_t **out) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_claim: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_claim");
   if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_claim: out is NULL");
   size_t nk = 0;
   if (kinds) {

@@ -8,6 +8,7 @@
 
 JOBQ_API int jobq_ctx_succeed(jobq_ctx_t *ctx, const char *result_json) {
   if (ctx == NULL) return jobq__err(JOBQ_EINVAL, "jobq_ctx_succeed: ctx is NULL");
+  if (jobq__inherited(ctx->q)) return jobq__inherited_err("jobq_ctx_succeed");
   const char *r = result_json ? result_json : "null";
   size_t len = strlen(r);
   if (len > ctx->q->o.max_payload)
@@ -20,6 +21,7 @@ JOBQ_API int jobq_ctx_succeed(jobq_ctx_t *ctx, const char *result_json) {
 
 JOBQ_API int jobq_ctx_fail(jobq_ctx_t *ctx, const char *message, int retryable) {
   if (ctx == NULL) return jobq__err(JOBQ_EINVAL, "jobq_ctx_fail: ctx is NULL");
+  if (jobq__inherited(ctx->q)) return jobq__inherited_err("jobq_ctx_fail");
   if (retryable != 0 && retryable != 1)
     return jobq__err(JOBQ_EINVAL, "jobq_ctx_fail: retryable %d is not 0 or 1", retryable);
   int rc = jobq__utf8_check("jobq_ctx_fail", "message", message);
@@ -52,6 +54,7 @@ JOBQ_API int jobq_ctx_cancelled(jobq_ctx_t *ctx) {
 
 JOBQ_API int jobq_ctx_progress(jobq_ctx_t *ctx, int percent, const char *step) {
   if (ctx == NULL) return jobq__err(JOBQ_EINVAL, "jobq_ctx_progress: ctx is NULL");
+  if (jobq__inherited(ctx->q)) return jobq__inherited_err("jobq_ctx_progress");
   if (percent < 0 || percent > 100)
     return jobq__err(JOBQ_EINVAL, "jobq_ctx_progress: percent %d is outside 0..100", percent);
   if (step && strlen(step) > JOBQ_STEP_MAX)

@@ -249,6 +249,7 @@ static void want_remote_events(jobq_t *q) {
 
 JOBQ_API int jobq_subscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_subscribe: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_subscribe");
   if (fn == NULL) return jobq__err(JOBQ_EINVAL, "jobq_subscribe: fn is NULL");
   uv_mutex_lock(&q->mu);
   int rc = 0;
@@ -275,6 +276,7 @@ JOBQ_API int jobq_subscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
 
 JOBQ_API int jobq_unsubscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_unsubscribe: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_unsubscribe");
   if (fn == NULL) return jobq__err(JOBQ_EINVAL, "jobq_unsubscribe: fn is NULL");
   uv_mutex_lock(&q->mu);
   int rc = jobq__err(JOBQ_ENOTFOUND, "jobq_unsubscribe: this (fn, ud) is not subscribed");
@@ -296,6 +298,7 @@ JOBQ_API int jobq_unsubscribe(jobq_t *q, jobq_event_fn fn, void *ud) {
 
 JOBQ_API int jobq_next_event(jobq_t *q, int timeout_ms, jobq_event_t **out) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_next_event: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_next_event");
   if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_next_event: out is NULL");
   if (timeout_ms != 0 && jobq__on_loop_thread(q))
     return jobq__err(JOBQ_EDEADLK, "jobq_next_event: a blocking wait on the loop thread");

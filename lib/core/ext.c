@@ -149,6 +149,7 @@ int jobq__checkpoint_get(jobq_t *q, const char *id, int *out_stage, char **out_o
 JOBQ_API int jobq_prune(jobq_t *q, int64_t older_than_ms, size_t *out_n) {
   if (out_n) *out_n = 0;
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_prune: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_prune");
   if (older_than_ms < 0)
     return jobq__err(JOBQ_EINVAL, "jobq_prune: older_than_ms is negative (%lld)",
                      (long long)older_than_ms);

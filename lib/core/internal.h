@@ -6,6 +6,7 @@
 #include "jobq/storage.h"
 #include "core/defaults.h"
 #include "util/err.h"
+#include "util/fork.h"
 #include "util/heap.h"
 #include "util/map.h"
 #include "util/mem.h"
@@ -212,6 +213,7 @@ struct jobq_s {
   void *st;                     /* the store; NULL once closed (under mu) */
 
   /* The queue's life (core/queue.c); under mu unless noted. */
+  unsigned fork_gen;     /* jobq__fork_gen() at open; read-only */
   int refs;              /* q is freed when this drops to 0 */
   int started;
   atomic_int stopping;   /* no new claims; read without mu by spinning claimers */
@@ -337,6 +339,13 @@ static inline kind_reg *jobq__kind_find(jobq_t *q, const char *name) {
  * before it closes storage. mu held for both; the call itself runs without
  * it. A count may also span threads: a timeout counted when it is posted
  * ends on the maintenance thread, an asynchronous finish in its done. */
+/* A queue that this process inherited through fork() from the process
+ * that opened it: its threads do not exist here, and its files belong to
+ * the parent. Public functions refuse it with jobq__inherited_err (their
+ * name); jobq_close leaves it alone. */
+static inline int jobq__inherited(const jobq_t *q) { return q->fork_gen != jobq__fork_gen(); }
+int jobq__inherited_err(const char *fn);
+
 static inline void jobq__storage_begin(jobq_t *q) { q->ops_in_flight++; }
 static inline void jobq__storage_end(jobq_t *q) {
   q->ops_in_flight--;

@@ -176,6 +176,14 @@ static void loop_main(void *arg) {
   uv_run(q->loop_s.loop, UV_RUN_DEFAULT);
 }
 
+int jobq__inherited_err(const char *fn) {
+  return jobq__err(JOBQ_ENOTSUP,
+                   "%s: this queue was opened by the parent process before fork(); its threads "
+                   "do not exist in this process, so it cannot be used here (jobq_open a new "
+                   "queue instead; jobq_close on it does nothing)",
+                   fn);
+}
+
 JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_open: out is NULL");
   jobq_options_t defaults;
@@ -184,6 +192,7 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
     jobq__options_defaults(&defaults);
     opts = &defaults;
   }
+  jobq__fork_init();
   const char *url = opts->storage_url ? opts->storage_url : "memory:";
   const jobq_storage_ops *ops;
   int rc = jobq__storage_lookup(url, &ops);
@@ -201,6 +210,7 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
     return jobq__err(JOBQ_ENOMEM, "jobq_open: out of memory");
   }
   q->ops = ops;
+  q->fork_gen = jobq__fork_gen();
   q->loop_s.wake_at = INT64_MAX;
   q->loop_s.timer_at = INT64_MAX;
   q->refs = 1;
@@ -301,6 +311,7 @@ fail:
 JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void *ud,
                            const jobq_kind_opts_t *ko) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_register: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_register");
   int rc = jobq__kind_name_check("jobq_register", kind);
   if (rc) return rc;
   if (fn == NULL) return jobq__err(JOBQ_EINVAL, "jobq_register: handler for '%s' is NULL", kind);
@@ -351,6 +362,7 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
 
 JOBQ_API int jobq_start(jobq_t *q) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_start: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_start");
   uv_mutex_lock(&q->mu);
   if (q->closed) {
     uv_mutex_unlock(&q->mu);
@@ -414,6 +426,9 @@ JOBQ_API int jobq_start(jobq_t *q) {
 
 JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_close: q is NULL");
+  /* Inherited through fork(): the parent's threads, locks and files are not
+   * this process's to stop or close. Its memory stays as it is. */
+  if (jobq__inherited(q)) return 0;
   if (q->loop_s.own && jobq__on_loop_thread(q))
     return jobq__err(JOBQ_EDEADLK, "jobq_close: called on the queue's own loop thread");
   uv_mutex_lock(&q->mu);

@@ -80,6 +80,7 @@ static int get(jobq_t *q, const char *fn, const char *id, jobq_job_t **out) {
 
 JOBQ_API int jobq_get(jobq_t *q, const char *id, jobq_job_t **out) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_get: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_get");
   if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_get: out is NULL");
   int rc = check_id("jobq_get", id);
   if (rc) return rc;
@@ -122,6 +123,7 @@ static int differs(const jobq_job_t *a, const jobq_job_t *b) {
 
 JOBQ_API int jobq_wait(jobq_t *q, const char *id, int timeout_ms, jobq_job_t **out) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_wait: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_wait");
   if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_wait: out is NULL");
   int rc = check_id("jobq_wait", id);
   if (rc) return rc;
@@ -200,6 +202,7 @@ done:
 
 JOBQ_API int jobq_list(jobq_t *q, const jobq_filter_t *f, jobq_page_t **out) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_list: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_list");
   if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_list: out is NULL");
   jobq_storage_filter sf = {NULL, NULL, -1, 50, 1, NULL};
   if (f) {

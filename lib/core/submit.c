@@ -128,6 +128,7 @@ out:
 JOBQ_API int jobq_submit(jobq_t *q, const char *kind, const char *payload_json,
                          const jobq_submit_opts_t *so, char *out_id) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_submit: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_submit");
   if (out_id == NULL) return jobq__err(JOBQ_EINVAL, "jobq_submit: out_id is NULL");
   jobq_storage_job rec;
   int force, dup = 0;
@@ -146,6 +147,7 @@ JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
                               char *out_ids, int *out_dup) {
   static const char fn[] = "jobq_submit_many";
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "%s: q is NULL", fn);
+  if (jobq__inherited(q)) return jobq__inherited_err(fn);
   if (n == 0) return 0;
   if (kinds == NULL) return jobq__err(JOBQ_EINVAL, "%s: kinds is NULL", fn);
   if (payloads == NULL) return jobq__err(JOBQ_EINVAL, "%s: payloads is NULL", fn);

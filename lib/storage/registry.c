@@ -6,6 +6,7 @@
 #include "util/err.h"
 #include "util/mem.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,16 @@ static int n_table = 2;
 static uv_once_t once = UV_ONCE_INIT;
 static uv_mutex_t table_mu;
 
-static void init_mu(void) { uv_mutex_init(&table_mu); }
+/* fork(): the table is whole in the child, and its lock is the child's
+ * own (made anew: the thread that held it across the fork is the parent's). */
+static void fork_lock(void) { uv_mutex_lock(&table_mu); }
+static void fork_parent(void) { uv_mutex_unlock(&table_mu); }
+static void fork_child(void) { uv_mutex_init(&table_mu); }
+
+static void init_mu(void) {
+  uv_mutex_init(&table_mu);
+  pthread_atfork(fork_lock, fork_parent, fork_child);
+}
 
 /* The size of a table of each version: up to the first member of the next
  * version. A backend built against an older header has only that much

@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -32,10 +33,54 @@
   "created_at, started_at, finished_at, owner, payload, step, result, error, dedupe_key, "  \
   "dedupe_ttl, attempt_log"
 
+/* The directory part of path ("." for a bare file name), for sentences. */
+static void dir_of(const char *path, char *out, size_t size) {
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL) snprintf(out, size, ".");
+  else if (slash == path) snprintf(out, size, "/");
+  else snprintf(out, size, "%.*s", (int)(slash - path), path);
+}
+
+/* The connection's page limit (PRAGMA max_page_count) when one was set, as
+ * the storage URL's max_page_count does; 0 when it is SQLite's default. */
+static long long page_limit(sqlite3 *db) {
+  sqlite3_stmt *st = NULL;
+  long long v = 0;
+  if (sqlite3_prepare_v2(db, "PRAGMA max_page_count", -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  /* SQLite's default is 1073741823 pages or more, depending on the version */
+  return v > 0 && v < 1073741823 ? v : 0;
+}
+
 int jobq__sq_error(sqlite3 *db, int rc, const char *what, const char *path) {
-  const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  /* Everything is read before page_limit runs a statement of its own. */
+  char msg[200];
+  snprintf(msg, sizeof msg, "%s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  int sys = db ? sqlite3_system_errno(db) : 0;
   int code;
   const char *hint = "";
+  int full = (rc & 0xff) == SQLITE_FULL;
+  /* A full disk also shows as an I/O error (writing the WAL, growing the
+   * shared-memory file, syncing) whose system error is ENOSPC or EDQUOT. */
+  if ((rc & 0xff) == SQLITE_IOERR && (sys == ENOSPC || sys == EDQUOT)) full = 1;
+  if (full) {
+    char dir[160];
+    dir_of(path, dir, sizeof dir);
+    long long limit = db ? page_limit(db) : 0;
+    if (limit > 0)
+      return jobq__err(JOBQ_EFULL,
+                       "sqlite storage '%s': %s: the database reached its size limit of %lld "
+                       "pages (max_page_count) or the disk holding '%s' is full (SQLite: %s); "
+                       "nothing of this transaction was stored; free space or raise "
+                       "max_page_count and retry",
+                       path, what, limit, dir, msg);
+    return jobq__err(JOBQ_EFULL,
+                     "sqlite storage '%s': %s: the disk holding '%s' is full (SQLite: %s); "
+                     "nothing of this transaction was stored; free space and retry",
+                     path, what, dir, msg);
+  }
   switch (rc & 0xff) {
     case SQLITE_NOMEM: code = JOBQ_ENOMEM; break;
     case SQLITE_BUSY:
@@ -43,7 +88,6 @@ int jobq__sq_error(sqlite3 *db, int rc, const char *what, const char *path) {
       code = JOBQ_EBUSY;
       hint = " (another connection held the database longer than the busy timeout)";
       break;
-    case SQLITE_FULL: code = JOBQ_EFULL; hint = " (the disk or the database size limit is full)"; break;
     case SQLITE_NOTADB: code = JOBQ_ECORRUPT; hint = " (the file is not an SQLite database)"; break;
     case SQLITE_CORRUPT: code = JOBQ_ECORRUPT; break;
     case SQLITE_CANTOPEN:
@@ -466,6 +510,7 @@ int64_t jobq__sq_wall_ms(void) {
 
 static void sq_close(void *st) {
   sq_store *s = st;
+  jobq__sq_fork_untrack(s);
   jobq__sq_set_event_sink(s, NULL, NULL);
   jobq__sq_set_notify(s, NULL, NULL);
   jobq__sq_writer_stop(s);
@@ -505,6 +550,12 @@ static int sq_open(const char *url, void **out) {
       return rc;
     }
   }
+  /* A file the parent had open before fork() (storage/sqlite_fork.c). */
+  if ((rc = jobq__sq_fork_check(s->path))) {
+    free(s->path);
+    free(s);
+    return rc;
+  }
   /* This store's mark on the event rows it writes. */
   {
     uint64_t t = 0;
@@ -528,6 +579,7 @@ static int sq_open(const char *url, void **out) {
     pause_try(tries);
   }
   if (rc) goto fail;
+  jobq__sq_fork_track(s); /* the file exists now */
   if ((rc = jobq__sq_writer_start(s))) goto fail;
   {
     /* Best effort: without it the writer checkpoints (SQLite's default). */
@@ -542,6 +594,7 @@ static int sq_open(const char *url, void **out) {
   *out = s;
   return 0;
 fail:
+  jobq__sq_fork_untrack(s);
   disconnect_all(s);
   uv_mutex_destroy(&s->nmu);
   free(s->path);

@@ -85,7 +85,7 @@ struct sq_req {
   /* the answer */
   int rc;
   int done;
-  char err[300];
+  char err[512]; /* the sentence, as long as jobq_last_error() holds */
 };
 
 struct sq_store {
@@ -171,6 +171,10 @@ typedef struct sq_claimed {
 } sq_claimed;
 
 /* sqlite.c */
+/* Maps an SQLite failure to a JOBQ code and sets the sentence:
+ * "sqlite storage 'PATH': WHAT: ...". A full disk (SQLITE_FULL, or an I/O
+ * error with ENOSPC/EDQUOT) is JOBQ_EFULL and says which directory is full,
+ * or which max_page_count was reached. */
 int jobq__sq_error(sqlite3 *db, int rc, const char *what, const char *path);
 int jobq__sq_exec(sqlite3 *db, const char *sql, const char *what, const char *path);
 int64_t jobq__sq_wall_ms(void);
@@ -271,6 +275,13 @@ int jobq__sq_listen(sq_store *s, int on, int wait);
  * -1 if the thread cannot start (then SQLite checkpoints as usual). */
 int jobq__sq_ckpt_start(sq_store *s, sqlite3 *conn);
 void jobq__sq_ckpt_stop(sq_store *s);
+
+/* sqlite_fork.c: fork(). jobq__sq_fork_check (also registers the fork
+ * handlers, once) refuses a file that the parent had open when it forked;
+ * track/untrack keep the list of this process's files. */
+int jobq__sq_fork_check(const char *path);
+void jobq__sq_fork_track(const sq_store *s);
+void jobq__sq_fork_untrack(const sq_store *s);
 
 /* sqlite_watch.c */
 int jobq__sq_set_notify(void *st, void (*fn)(void *ud), void *ud);

@@ -60,6 +60,20 @@ static void fail_all(sq_store *s, sq_req *batch, int rc) {
   }
 }
 
+/* Rolls back what is left of the transaction (ROLLBACK, or ROLLBACK TO the
+ * request's savepoint) and keeps the sentence of the error that made it
+ * necessary: that is what the callers need to read, not a complaint about
+ * the rollback. After some errors, a full disk among them, SQLite has
+ * already rolled back the whole transaction; there is then nothing left to
+ * roll back (ROLLBACK would only say "no transaction is active"). */
+static void roll_back(sq_store *s, int which) {
+  if (sqlite3_get_autocommit(s->w)) return;
+  char cause[sizeof ((sq_req *)0)->err];
+  snprintf(cause, sizeof cause, "%s", jobq_last_error());
+  jobq__sq_run(s, s->ws[which], "cannot roll back");
+  jobq__set_detail(cause);
+}
+
 static void exec_batch(sq_store *s, sq_req *batch) {
   int rc = jobq__sq_run(s, s->ws[WS_BEGIN], "cannot begin a transaction");
   if (rc) {
@@ -80,14 +94,24 @@ static void exec_batch(sq_store *s, sq_req *batch) {
     if (r->rc < 0) {
       snprintf(r->err, sizeof r->err, "%s", jobq_last_error());
       if (r->op->undo) r->op->undo(s, r);
-      if (r->savepoint) jobq__sq_run(s, s->ws[WS_ROLLBACK_TO], "cannot roll back");
+      if (sqlite3_get_autocommit(s->w)) {
+        /* SQLite rolled back the whole transaction (a full disk, an I/O
+         * error): the requests before this one are gone with it, and the
+         * ones after it would run outside a transaction. All of them fail
+         * with this request's cause. */
+        jobq__set_detail(r->err);
+        fail_all(s, batch, r->rc);
+        s->lease_unsure = 1;
+        return;
+      }
+      if (r->savepoint) roll_back(s, WS_ROLLBACK_TO);
     }
     if (r->savepoint) jobq__sq_run(s, s->ws[WS_RELEASE], "cannot release a savepoint");
   }
   rc = s->lease_dirty || s->lease_unsure ? jobq__sq_lease_row(s) : 0;
   if (rc == 0) rc = jobq__sq_run(s, s->ws[WS_COMMIT], "cannot commit");
   if (rc) {
-    jobq__sq_run(s, s->ws[WS_ROLLBACK], "cannot roll back");
+    roll_back(s, WS_ROLLBACK);
     fail_all(s, batch, rc);
     /* Finishes in it forgot their jobs, which still run as far as the
      * database knows: the next lease row must not be later than now. */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -29,8 +30,15 @@ static int setup(void **state) {
   return 0;
 }
 
+static int mounted;
+
 static int teardown(void **state) {
   (void)state;
+  if (mounted) {
+    /* everything in a tmpfs goes with it */
+    umount2(dir, MNT_DETACH);
+    mounted = 0;
+  }
   chmod(dir, 0700);
   char p[160];
   const char *sfx[] = {"", "-wal", "-shm"};
@@ -138,7 +146,9 @@ static void test_full_then_room(void **state) {
   int rc, n = 0;
   while ((rc = jobq_submit(q, "k", big, NULL, id)) == 0) n++;
   assert_int_equal(rc, JOBQ_EFULL);
-  assert_non_null(strstr(jobq_last_error(), "full"));
+  assert_non_null(strstr(jobq_last_error(), "size limit of 40 pages (max_page_count)"));
+  assert_non_null(strstr(jobq_last_error(), "nothing of this transaction was stored"));
+  assert_null(strstr(jobq_last_error(), "roll"));
   assert_int_equal(count_jobs(q), (size_t)n);
   assert_int_equal(jobq_close(q, 0), 0);
   assert_int_equal(open_q(&q, "?max_page_count=100000"), 0); /* room again */
@@ -148,6 +158,100 @@ static void test_full_then_room(void **state) {
   assert_int_equal(jobq_claim(q, NULL, 0, &ctx), 0);
   assert_int_equal(jobq_ctx_succeed(ctx, NULL), 0);
   assert_int_equal(jobq_close(q, 0), 0);
+}
+
+/* A small file system of its own for dir; 0 where mounting is not allowed
+ * (not root, or no tmpfs): the test is then skipped. */
+static int mount_small(const char *size) {
+  char opts[32];
+  snprintf(opts, sizeof opts, "size=%s", size);
+  if (mount("tmpfs", dir, "tmpfs", 0, opts) != 0) return 0;
+  mounted = 1;
+  return 1;
+}
+
+/* Writes a file of `bytes` bytes into dir, or, with bytes < 0, one that
+ * takes all the room left. */
+static void filler(const char *name, long bytes) {
+  char p[160];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  assert_true(fd >= 0);
+  char buf[4096];
+  memset(buf, 0x5A, sizeof buf);
+  for (long done = 0; bytes < 0 || done < bytes; done += (long)sizeof buf)
+    if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf) {
+      assert_true(bytes < 0);
+      break;
+    }
+  close(fd);
+}
+
+static void drop_filler(const char *name) {
+  char p[160];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  assert_int_equal(unlink(p), 0);
+}
+
+/* A real full disk while jobs go in: JOBQ_EFULL with a sentence that says
+ * so (the commit fails, SQLite rolls back by itself, and the ROLLBACK that
+ * follows must not replace the cause), nothing half-stored, and the queue
+ * works again once there is room. */
+static void test_disk_full_submit(void **state) {
+  (void)state;
+  if (!mount_small("512k")) skip();
+  filler("spare", 128 * 1024);
+  jobq_t *q;
+  assert_int_equal(open_q(&q, NULL), 0);
+  char big[3000];
+  memset(big, 'a', sizeof big);
+  big[0] = '"';
+  big[sizeof big - 2] = '"';
+  big[sizeof big - 1] = '\0';
+  char id[JOBQ_ID_SIZE];
+  int rc, n = 0;
+  while ((rc = jobq_submit(q, "k", big, NULL, id)) == 0) n++;
+  if (rc != JOBQ_EFULL) fail_msg("got %s: %s", jobq_err_name(rc), jobq_last_error());
+  char want[200];
+  snprintf(want, sizeof want, "the disk holding '%s' is full (SQLite: ", dir);
+  if (strstr(jobq_last_error(), want) == NULL ||
+      strstr(jobq_last_error(), "nothing of this transaction was stored; free space and retry") ==
+          NULL ||
+      strstr(jobq_last_error(), "roll") != NULL)
+    fail_msg("sentence: %s", jobq_last_error());
+  /* a batch does not fit either, and says why */
+  const char *kinds[] = {"k", "k"};
+  const char *payloads[] = {big, big};
+  char ids[2 * JOBQ_ID_SIZE];
+  assert_int_equal(jobq_submit_many(q, 2, kinds, payloads, NULL, ids, NULL), JOBQ_EFULL);
+  assert_non_null(strstr(jobq_last_error(), want));
+  drop_filler("spare");
+  assert_int_equal(count_jobs(q), (size_t)n);
+  assert_int_equal(jobq_submit(q, "k", big, NULL, id), 0);
+  assert_int_equal(count_jobs(q), (size_t)n + 1);
+  assert_int_equal(jobq_close(q, 0), 0);
+}
+
+/* Opening on a full disk: JOBQ_EFULL, naming the directory (it was
+ * JOBQ_EIO, "disk I/O error"). */
+static void test_disk_full_open(void **state) {
+  (void)state;
+  if (!mount_small("64k")) skip();
+  filler("all", -1);
+  jobq_t *q;
+  int rc = open_q(&q, NULL);
+  if (rc != JOBQ_EFULL) fail_msg("got %s: %s", jobq_err_name(rc), jobq_last_error());
+  char want[200];
+  snprintf(want, sizeof want, "the disk holding '%s' is full", dir);
+  if (strstr(jobq_last_error(), want) == NULL || strstr(jobq_last_error(), "free space") == NULL)
+    fail_msg("sentence: %s", jobq_last_error());
+  /* With a little room (enough for the shared-memory file, not the rest),
+   * SQLite says "disk I/O error": still a full disk. */
+  drop_filler("all");
+  filler("most", 32 * 1024);
+  rc = open_q(&q, NULL);
+  if (rc != JOBQ_EFULL) fail_msg("got %s: %s", jobq_err_name(rc), jobq_last_error());
+  if (strstr(jobq_last_error(), want) == NULL) fail_msg("sentence: %s", jobq_last_error());
 }
 
 static void test_readonly_directory(void **state) {
@@ -400,6 +504,8 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
     cmocka_unit_test_setup_teardown(test_damaged_file, setup, teardown),
     cmocka_unit_test_setup_teardown(test_full_then_room, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_disk_full_submit, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_disk_full_open, setup, teardown),
     cmocka_unit_test_setup_teardown(test_readonly_directory, setup, teardown),
     cmocka_unit_test_setup_teardown(test_missing_directory, setup, teardown),
     cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
