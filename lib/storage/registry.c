@@ -24,15 +24,15 @@ static int n_table = 2;
 static uv_once_t once = UV_ONCE_INIT;
 static uv_mutex_t table_mu;
 
-/* fork(): the table is whole in the child, and its lock is the child's
- * own (made anew: the thread that held it across the fork is the parent's). */
+/* fork(): the lock is held across the fork so that the table is whole in
+ * the child; the thread that took it in the prepare handler is the one that
+ * goes on in the child, so both sides simply unlock it. */
 static void fork_lock(void) { uv_mutex_lock(&table_mu); }
-static void fork_parent(void) { uv_mutex_unlock(&table_mu); }
-static void fork_child(void) { uv_mutex_init(&table_mu); }
+static void fork_unlock(void) { uv_mutex_unlock(&table_mu); }
 
 static void init_mu(void) {
   uv_mutex_init(&table_mu);
-  pthread_atfork(fork_lock, fork_parent, fork_child);
+  pthread_atfork(fork_lock, fork_unlock, fork_unlock);
 }
 
 /* The size of a table of each version: up to the first member of the next

@@ -54,14 +54,11 @@ static void prepare(void) {
   for (int i = 0; i < N_STATIC; i++) sqlite3_mutex_enter(statics[i]);
 }
 
-static void parent(void) {
+/* The forking thread, which took the locks in prepare, is the one that goes
+ * on in the child: both sides release them the same way. */
+static void release(void) {
   for (int i = N_STATIC - 1; i >= 0; i--) sqlite3_mutex_leave(statics[i]);
   pthread_mutex_unlock(&files_mu);
-}
-
-static void child(void) {
-  for (int i = N_STATIC - 1; i >= 0; i--) sqlite3_mutex_leave(statics[i]);
-  pthread_mutex_init(&files_mu, NULL);
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -69,7 +66,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void init(void) {
   /* NULL where SQLite was built without threads; entering NULL is a no-op */
   for (int i = 0; i < N_STATIC; i++) statics[i] = sqlite3_mutex_alloc(static_ids[i]);
-  pthread_atfork(prepare, parent, child);
+  pthread_atfork(prepare, release, release);
 }
 
 int jobq__sq_fork_check(const char *path) {
