@@ -121,8 +121,19 @@ JOBQ_API int jobq_state_is_terminal(int state);
 #define JOBQ_EVENT_SUCCEEDED 5
 #define JOBQ_EVENT_FAILED    6
 #define JOBQ_EVENT_CANCELLED 7
+/* About the queue, not a job (jobq_event_job_id is ""): storage failed under
+ * this process's background work (the workers' claims, heartbeats, progress
+ * writes, rescues, timeouts, stored finishes) after answering before, so the
+ * workers claim nothing until it answers again; jobq_event_code and
+ * jobq_event_error say how. Once per episode, not per failed call. */
+#define JOBQ_EVENT_STORAGE_ERROR 8
+/* Storage answers this process's background work again (after
+ * JOBQ_EVENT_STORAGE_ERROR). */
+#define JOBQ_EVENT_STORAGE_OK    9
+/* More types may come: a subscriber ignores those it does not know. */
 
-/* "submitted", "started", ...; NULL if unknown. */
+/* "submitted", "started", ..., "storage_error", "storage_ok"; NULL if
+ * unknown. */
 JOBQ_API const char *jobq_event_type_name(int type);
 
 /* ---- handles ----------------------------------------------------------- */
@@ -194,6 +205,20 @@ JOBQ_API int jobq_options_set_clock(jobq_options_t *opts, jobq_clock_fn fn, void
 typedef double (*jobq_random_fn)(void *ud);
 JOBQ_API int jobq_options_set_random(jobq_options_t *opts, jobq_random_fn fn, void *ud);
 
+/* What libjobq has to say that no call returns: storage failing under the
+ * workers and its recovery, finishes that could not be stored, attempts
+ * whose lease was lost, rescues. One line of UTF-8 (no newline), valid
+ * during the call. */
+#define JOBQ_LOG_ERROR 1 /* work is stuck or lost until someone acts */
+#define JOBQ_LOG_WARN  2 /* something went wrong and libjobq coped */
+#define JOBQ_LOG_INFO  3 /* routine news of the queue's own work */
+typedef void (*jobq_log_fn)(int level, const char *message, void *ud);
+/* Messages of level <= max_level (0..3; 0: none) go to fn, on the loop
+ * thread, in order; fn must not block. fn NULL: to stderr, as lines
+ * "libjobq: error: ...". Default: stderr, JOBQ_LOG_WARN. */
+JOBQ_API int jobq_options_set_log(jobq_options_t *opts, jobq_log_fn fn, void *ud,
+                                  int max_level);
+
 /* ---- lifecycle --------------------------------------------------------- */
 
 /* Opens a queue. opts may be NULL for the defaults; it is copied. */
@@ -207,6 +232,39 @@ JOBQ_API int jobq_start(jobq_t *q);
 JOBQ_API int jobq_close(jobq_t *q, int drain_ms);
 /* The current time of the queue's clock (see jobq_options_set_clock). */
 JOBQ_API int64_t jobq_now(jobq_t *q);
+
+/* ---- health and stats -------------------------------------------------- */
+
+/* 0 when the queue is open and its storage answers: the last call of each
+ * sort of background work (claims, heartbeats, progress writes, rescues,
+ * timeouts, stored finishes) succeeded and a probe read works now. Else the
+ * code of the failure, and jobq_last_error() says which work failed, how,
+ * since when and how many calls: e.g. JOBQ_ECORRUPT for a damaged file,
+ * JOBQ_EFULL for a full disk, JOBQ_ECLOSED while closing. For a health
+ * endpoint; never blocks longer than one storage read. */
+JOBQ_API int jobq_health(jobq_t *q);
+
+typedef struct jobq_stats_s jobq_stats_t; /* a snapshot of this process's queue */
+/* Takes a snapshot; free with jobq_stats_free. */
+JOBQ_API int jobq_stats(jobq_t *q, jobq_stats_t **out);
+JOBQ_API void jobq_stats_free(jobq_stats_t *st);
+/* When the snapshot was taken (the queue's clock). */
+JOBQ_API int64_t jobq_stats_time(const jobq_stats_t *st);
+/* Attempts running in this process (handlers, jobq_claim callers). */
+JOBQ_API int jobq_stats_running(const jobq_stats_t *st);
+/* Storage calls of this process's background work that failed since
+ * jobq_open (see jobq_health). */
+JOBQ_API int64_t jobq_stats_storage_errors(const jobq_stats_t *st);
+/* Since when that work has been failing (0: storage answered its last call
+ * of each sort). */
+JOBQ_API int64_t jobq_stats_storage_failing_since(const jobq_stats_t *st);
+/* The latest such failure: its JOBQ_E* code (0 if none yet), its sentence
+ * (NULL if none; owned by the snapshot) and when it happened (0 if none). */
+JOBQ_API int jobq_stats_last_storage_code(const jobq_stats_t *st);
+JOBQ_API const char *jobq_stats_last_storage_error(const jobq_stats_t *st);
+JOBQ_API int64_t jobq_stats_last_storage_error_at(const jobq_stats_t *st);
+/* The whole snapshot as a JSON object; free with jobq_free. NULL on ENOMEM. */
+JOBQ_API char *jobq_stats_to_json(const jobq_stats_t *st);
 
 /* ---- kinds and handlers ------------------------------------------------ */
 
@@ -366,13 +424,17 @@ JOBQ_API int jobq_prune(jobq_t *q, int64_t older_than_ms, size_t *out_n);
 
 /* Accessors; strings owned by the event. */
 JOBQ_API int jobq_event_type(const jobq_event_t *ev);
+/* "" for events about the queue (JOBQ_EVENT_STORAGE_ERROR, _STORAGE_OK). */
 JOBQ_API const char *jobq_event_job_id(const jobq_event_t *ev);
 JOBQ_API const char *jobq_event_kind(const jobq_event_t *ev);
+/* The job's state after the event; -1 for events about the queue. */
 JOBQ_API int jobq_event_state(const jobq_event_t *ev);
 JOBQ_API int jobq_event_progress(const jobq_event_t *ev);
 JOBQ_API const char *jobq_event_step(const jobq_event_t *ev);
 JOBQ_API int jobq_event_attempt(const jobq_event_t *ev);
 JOBQ_API const char *jobq_event_error(const jobq_event_t *ev);
+/* JOBQ_EVENT_STORAGE_ERROR: storage's JOBQ_E* code; 0 for other events. */
+JOBQ_API int jobq_event_code(const jobq_event_t *ev);
 JOBQ_API const char *jobq_event_result(const jobq_event_t *ev);
 JOBQ_API int64_t jobq_event_time(const jobq_event_t *ev);
 /* Events dropped from the pull buffer just before this one (it was full). */

@@ -110,6 +110,8 @@ static jobq__attempt_state ended(jobq__attempt_state ending) {
 static int end_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
                        const char *error, const char *fn, int *open, int rc, int state,
                        int applied_outcome) {
+  jobq__health_note(q, ctx->state == JOBQ_ATTEMPT_TIMING_OUT ? JOBQ_OP_TIMEOUT : JOBQ_OP_FINISH,
+                    rc < 0 ? rc : 0);
   if (rc < 0) {
     *open = 1;
     if (q->closed) uv_cond_broadcast(&q->idle_cv);
@@ -166,6 +168,12 @@ static void finish_done(void *ud, int rc, const int *out_state) {
   uv_mutex_lock(&q->mu);
   jobq__attempt_to(ctx, JOBQ_ATTEMPT_FINISHED);
   int state = rc < 0 ? rc : out_state[0];
+  jobq__health_note(q, JOBQ_OP_FINISH, rc < 0 ? rc : 0);
+  if (rc < 0)
+    jobq__log(q, JOBQ_LOG_ERROR,
+              "job %s: the outcome of attempt %d could not be stored (%s); the job runs again "
+              "once its lease expires",
+              ctx->rec.id, ctx->rec.attempts, jobq_err_name(rc));
   if (state < 0) {
     /* Not stored (storage failed after the handler was told it worked), or
      * the attempt was no longer running. Stop heartbeating it: if it is

@@ -132,6 +132,7 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
   uv_mutex_lock(&q->mu);
   q->claim.in_flight--;
   jobq__storage_end(q);
+  jobq__health_note(q, JOBQ_OP_CLAIM, rc);
 
   if (rc < 0 || got == 0) {
     if (rc == 0 && next < q->loop_s.wake_at) {
@@ -241,8 +242,16 @@ void jobq__release_handoff(jobq_t *q) {
   q->claim.handoff_head = q->claim.n_handoff = 0;
 }
 
+/* After a failed claim, a claimer waits this long before the next, doubling
+ * per failure in a row up to the maximum: a damaged file or a full disk
+ * answers at once, and a quick loop of retries would only burn a core.
+ * A submit (storage answering again) wakes it early. */
+#define RETRY_MIN_NS (100 * 1000000ull)
+#define RETRY_MAX_NS (2000 * 1000000ull)
+
 static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
   jobq_ctx_t *got_s[JOBQ_CLAIM_BATCH];
+  uint64_t retry_ns = RETRY_MIN_NS;
   uv_mutex_lock(&q->mu);
   while (!q->stopping) {
     if (!to_loop && q->claim.handoff_head < q->claim.n_handoff) {
@@ -282,12 +291,15 @@ static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
     }
     if (q->stopping) break;
     if (rc < 0) {
-      /* Storage trouble: retry soon, without spinning. */
+      /* Storage trouble (noted for jobq_health and the log by the claim):
+       * retry later, without spinning. */
       q->claim.idle++;
-      uv_cond_timedwait(&q->claim.work_cv, &q->mu, 100 * 1000000ull);
+      uv_cond_timedwait(&q->claim.work_cv, &q->mu, retry_ns);
       q->claim.idle--;
+      retry_ns = retry_ns * 2 > RETRY_MAX_NS ? RETRY_MAX_NS : retry_ns * 2;
       continue;
     }
+    retry_ns = RETRY_MIN_NS;
     if (gen != q->claim.work_gen) continue;
     /* Work often comes back within microseconds (a busy submitter): spin
      * briefly before sleeping, which would cost the submitter a wake-up

@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const type_names[] = {NULL,        "submitted", "started",
-                                         "progress",  "retrying",  "succeeded",
-                                         "failed",    "cancelled"};
+static const char *const type_names[] = {
+    NULL,     "submitted", "started",   "progress",      "retrying",
+    "succeeded", "failed", "cancelled", "storage_error", "storage_ok"};
 
 JOBQ_API const char *jobq_event_type_name(int type) {
-  if (type < JOBQ_EVENT_SUBMITTED || type > JOBQ_EVENT_CANCELLED) return NULL;
+  if (type < JOBQ_EVENT_SUBMITTED || type > JOBQ_EVENT_STORAGE_OK) return NULL;
   return type_names[type];
 }
 
@@ -119,6 +119,26 @@ static void emit_impl(jobq_t *q, int direct, int type, const char *id, const cha
 void jobq__emit(jobq_t *q, int type, const char *id, const char *kind, int state, int progress,
                 const char *step, int attempt, const char *error, const char *result) {
   emit_impl(q, 0, type, id, kind, state, progress, step, attempt, error, result);
+}
+
+void jobq__emit_queue_event(jobq_t *q, int type, int code, const char *error) {
+  if (!jobq__events_on(q)) return;
+  int64_t now = jobq__now(q);
+  for (int sink = 0; sink < 2; sink++) {
+    if (sink == 0 ? q->events.n_subs == 0 : !q->events.pull_on) continue;
+    jobq_event_t *ev = calloc(1, sizeof *ev);
+    if (ev == NULL || (error && (ev->error = jobq__strdup(error)) == NULL)) {
+      free(ev);
+      if (sink == 1) q->events.ring_dropped++;
+      continue;
+    }
+    ev->sink = sink;
+    ev->type = type;
+    ev->state = -1;
+    ev->code = code;
+    ev->time = now;
+    publish(q, ev);
+  }
 }
 
 void jobq__emit_now(jobq_t *q, int type, const char *id, const char *kind, int state, int progress,
@@ -368,6 +388,7 @@ JOBQ_API const char *jobq_event_error(const jobq_event_t *ev) { return ev ? ev->
 JOBQ_API const char *jobq_event_result(const jobq_event_t *ev) { return ev ? ev->result : NULL; }
 JOBQ_API int64_t jobq_event_time(const jobq_event_t *ev) { return ev ? ev->time : JOBQ_EINVAL; }
 JOBQ_API int64_t jobq_event_dropped(const jobq_event_t *ev) { return ev ? ev->dropped : 0; }
+JOBQ_API int jobq_event_code(const jobq_event_t *ev) { return ev ? ev->code : JOBQ_EINVAL; }
 
 JOBQ_API char *jobq_event_to_json(const jobq_event_t *ev) {
   if (ev == NULL) {
@@ -379,6 +400,15 @@ JOBQ_API char *jobq_event_to_json(const jobq_event_t *ev) {
   jobq__sb_str(&b, "{");
   jobq__sb_key(&b, "type", &first);
   jobq__sb_json_str(&b, jobq_event_type_name(ev->type) ? jobq_event_type_name(ev->type) : "unknown");
+  if (ev->id[0] == '\0') { /* about the queue: no job's fields */
+    jobq__sb_key(&b, "code", &first);
+    jobq__sb_json_str(&b, ev->code ? jobq_err_name(ev->code) : "JOBQ_OK");
+    if (ev->error) {
+      jobq__sb_key(&b, "error", &first);
+      jobq__sb_json_str(&b, ev->error);
+    }
+    goto tail;
+  }
   jobq__sb_key(&b, "jobId", &first);
   jobq__sb_json_str(&b, ev->id);
   if (ev->kind) {
@@ -403,6 +433,7 @@ JOBQ_API char *jobq_event_to_json(const jobq_event_t *ev) {
     jobq__sb_key(&b, "result", &first);
     jobq__sb_str(&b, ev->result);
   }
+tail:
   jobq__sb_key(&b, "time", &first);
   jobq__sb_int(&b, ev->time);
   if (ev->dropped) {

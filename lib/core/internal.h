@@ -38,6 +38,9 @@ struct jobq_options_s {
   jobq_random_fn random;
   void *random_ud;
   char *workdir;
+  jobq_log_fn log_fn;   /* NULL: stderr */
+  void *log_ud;
+  int log_level;        /* JOBQ_LOG_*; 0: none */
 };
 
 struct jobq_kind_opts_s {
@@ -88,6 +91,7 @@ struct jobq_event_s {
   int state;
   int progress;
   int attempt;
+  int code;  /* JOBQ_EVENT_STORAGE_ERROR: storage's code */
   int64_t time;
   int64_t dropped;
   char id[JOBQ_ID_SIZE];
@@ -326,6 +330,27 @@ struct jobq_s {
 
   /* Long polls (core/read.c jobq_wait); under mu. */
   jobq_map waiters;      /* id -> waiter list */
+
+  /* What storage last answered this process's background work
+   * (core/health.c); under mu. */
+  struct {
+    unsigned failing;        /* bit (1 << jobq__op) per sort of work whose last call failed */
+    int64_t errors;          /* failed calls since open */
+    int64_t episode_errors;  /* failed calls since failing began */
+    int64_t failing_since;   /* the queue's clock; 0: not failing */
+    int64_t next_reminder;   /* when to log "still failing" */
+    int last_code;
+    int64_t last_at;
+    char *last_error;        /* the latest failure's sentence */
+  } health;
+
+  /* Log lines for the host's hook, delivered on the loop (core/health.c);
+   * under mu. */
+  struct {
+    struct jobq__logline *head, *tail;
+    size_t n;
+    int64_t dropped;         /* lines lost to a full or out-of-memory queue */
+  } log;
 };
 
 static inline kind_reg *jobq__kind_find(jobq_t *q, const char *name) {
@@ -384,6 +409,30 @@ int jobq__hold_begin(jobq_t *q, const char *id); /* may wait for another hold on
 void jobq__emit_now(jobq_t *q, int type, const char *id, const char *kind, int state, int progress,
                     const char *step, int attempt, const char *error, const char *result);
 void jobq__hold_end(jobq_t *q, const char *id, int publish_submitted, const char *kind);
+/* An event about the queue rather than a job (JOBQ_EVENT_STORAGE_*); mu held. */
+void jobq__emit_queue_event(jobq_t *q, int type, int code, const char *error);
+
+/* core/health.c */
+/* The sorts of background storage work whose failures jobq_health reports. */
+typedef enum jobq__op {
+  JOBQ_OP_CLAIM,
+  JOBQ_OP_HEARTBEAT,
+  JOBQ_OP_PROGRESS,
+  JOBQ_OP_RESCUE,
+  JOBQ_OP_TIMEOUT,
+  JOBQ_OP_FINISH,
+  JOBQ_OP_N
+} jobq__op;
+/* Records how storage answered one call of background work: rc 0 or a
+ * JOBQ_E* code, whose sentence is the calling thread's jobq_last_error().
+ * The first failure after success and the first success after failure
+ * are news (an event, a log line). mu held. */
+void jobq__health_note(jobq_t *q, jobq__op op, int rc);
+/* Queues a log line for the host (mu held); see jobq_options_set_log. */
+void jobq__log(jobq_t *q, int level, const char *fmt, ...) JOBQ_PRINTF(3, 4);
+/* On the loop (and at close), mu not held: hands the queued lines over. */
+void jobq__log_dispatch(jobq_t *q);
+void jobq__log_free(jobq_t *q); /* from free_q */
 
 /* core/claim.c */
 int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t n_kinds, size_t max,

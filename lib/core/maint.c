@@ -51,11 +51,20 @@ void jobq__maint_wait_flushes(jobq_t *q) {
   while (q->maint.flushing) uv_cond_wait(&q->maint.flush_cv, &q->mu);
 }
 
+/* Notes how storage answered one call (maintenance thread, mu not held). */
+static void note(jobq_t *q, jobq__op op, int rc) {
+  uv_mutex_lock(&q->mu);
+  jobq__health_note(q, op, rc);
+  uv_mutex_unlock(&q->mu);
+}
+
 static void maint_work(maint_batch *b) {
   jobq_t *q = b->q;
   /* The heartbeat first: each storage write may wait for the write lock,
    * and the leases are what must not wait behind progress writes. */
-  if (b->n_leases && q->ops->heartbeat(q->st, b->leases, b->n_leases, b->lease_until) != 0) {
+  int rc = b->n_leases ? q->ops->heartbeat(q->st, b->leases, b->n_leases, b->lease_until) : 0;
+  if (b->n_leases) note(q, JOBQ_OP_HEARTBEAT, rc);
+  if (rc != 0) {
     /* Could not extend: report nothing (the next beat tries again well
      * before the leases run out). */
     for (size_t i = 0; i < b->n_leases; i++) {
@@ -63,15 +72,22 @@ static void maint_work(maint_batch *b) {
       b->leases[i].cancel_requested = 0;
     }
   }
-  for (size_t i = 0; i < b->n_flushes; i++)
-    q->ops->progress(q->st, b->flushes[i].id, b->flushes[i].attempt, b->flushes[i].progress,
-                     b->flushes[i].step);
+  for (size_t i = 0; i < b->n_flushes; i++) {
+    rc = q->ops->progress(q->st, b->flushes[i].id, b->flushes[i].attempt, b->flushes[i].progress,
+                          b->flushes[i].step);
+    /* Not found or not running any more is an answer, not a failure. */
+    note(q, JOBQ_OP_PROGRESS, rc == JOBQ_ENOTFOUND || rc == JOBQ_ESTATE ? 0 : rc);
+  }
   if (b->n_flushes) {
     uv_mutex_lock(&q->mu);
     flushes_done(q);
     uv_mutex_unlock(&q->mu);
   }
-  if (b->rescue && q->ops->rescue(q->st, b->now, &b->rescued) != 0) b->rescued = 0;
+  if (b->rescue) {
+    rc = q->ops->rescue(q->st, b->now, &b->rescued);
+    if (rc != 0) b->rescued = 0;
+    note(q, JOBQ_OP_RESCUE, rc);
+  }
   uv_mutex_lock(&q->mu);
   for (size_t i = 0; i < b->n_leases; i++) {
     jobq_ctx_t *ctx = jobq__map_get(&q->running.map, b->leases[i].id);
@@ -80,8 +96,15 @@ static void maint_work(maint_batch *b) {
      * either way the handler should stop. */
     if (b->leases[i].cancel_requested || !b->leases[i].still_running)
       atomic_store(&ctx->cancelled, 1);
+    if (!b->leases[i].still_running && ctx->state == JOBQ_ATTEMPT_RUNNING)
+      jobq__log(q, JOBQ_LOG_WARN,
+                "job %s: storage no longer has attempt %d running here (its lease ran out "
+                "while this process stalled, or another process ended it); its handler is "
+                "asked to stop",
+                ctx->rec.id, ctx->rec.attempts);
   }
   if (b->rescued) {
+    jobq__log(q, JOBQ_LOG_INFO, "rescued %zu jobs whose lease had run out", b->rescued);
     jobq__wake_claimers(q);
     jobq__notify_waiters(q, NULL);
   }

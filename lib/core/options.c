@@ -59,6 +59,7 @@ void jobq__options_defaults(struct jobq_options_s *o) {
   o->max_payload = JOBQ_DEFAULT_MAX_PAYLOAD;
   o->event_buffer = JOBQ_DEFAULT_EVENT_BUFFER;
   o->lease_ms = JOBQ_DEFAULT_LEASE_MS;
+  o->log_level = JOBQ_LOG_WARN;
 }
 
 JOBQ_API void jobq_options_free(jobq_options_t *o) {
@@ -118,6 +119,17 @@ JOBQ_API int jobq_options_set_shared_events(jobq_options_t *o, int on) {
   if (on != 0 && on != 1)
     return jobq__err(JOBQ_EINVAL, "jobq_options_set_shared_events: %d is not 0 or 1", on);
   o->shared_events = on;
+  return 0;
+}
+
+JOBQ_API int jobq_options_set_log(jobq_options_t *o, jobq_log_fn fn, void *ud, int max_level) {
+  if (o == NULL) return jobq__err(JOBQ_EINVAL, "jobq_options_set_log: opts is NULL");
+  if (max_level < 0 || max_level > JOBQ_LOG_INFO)
+    return jobq__err(JOBQ_EINVAL, "jobq_options_set_log: max_level %d is outside 0..%d", max_level,
+                     JOBQ_LOG_INFO);
+  o->log_fn = fn;
+  o->log_ud = fn ? ud : NULL;
+  o->log_level = max_level;
   return 0;
 }
 

@@ -72,6 +72,7 @@ static void free_q(jobq_t *q) {
     jobq_event_free(q->events.ring[(q->events.ring_head + i) % q->events.ring_cap]);
   free(q->events.ring);
   jobq__exts_free(q);
+  jobq__log_free(q);
   free(q->o.storage_url);
   free(q->o.workdir);
   uv_cond_destroy(&q->claim.work_cv);
@@ -153,6 +154,7 @@ static void close_handles(jobq_t *q) {
 static void on_async(uv_async_t *a) {
   jobq_t *q = a->data;
   jobq__dispatch_events(q);
+  jobq__log_dispatch(q);
   jobq__run_loop_inbox(q);
   uv_mutex_lock(&q->mu);
   if (q->closed == 2 && q->loop_s.handles_open) {
@@ -163,6 +165,9 @@ static void on_async(uv_async_t *a) {
       jobq__dispatch_events(q);
       uv_mutex_lock(&q->mu);
     }
+    uv_mutex_unlock(&q->mu);
+    jobq__log_dispatch(q);
+    uv_mutex_lock(&q->mu);
     close_handles(q);
     uv_mutex_unlock(&q->mu);
     return;
@@ -504,6 +509,7 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
      * first. */
     uv_mutex_unlock(&q->mu);
     jobq__dispatch_events(q);
+    jobq__log_dispatch(q);
     uv_mutex_lock(&q->mu);
     if (q->loop_s.handles_open) close_handles(q);
   }

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -130,6 +131,87 @@ static void test_damaged_file(void **state) {
     fail_msg("open got %s: %s", jobq_err_name(rc), jobq_last_error());
   }
   assert_true(strlen(jobq_last_error()) > 0);
+}
+
+/* The index that claims read is damaged (the rest of the file is fine):
+ * registered workers run nothing, and the process can see why: an event,
+ * jobq_health, the stats and the log hook. Before, nothing said anything
+ * while jobq_claim returned JOBQ_ECORRUPT. */
+static atomic_int ran;
+static void run_one(jobq_ctx_t *ctx, void *ud) {
+  (void)ud;
+  atomic_fetch_add(&ran, 1);
+  jobq_ctx_succeed(ctx, NULL);
+}
+static char heard[2048];
+static atomic_int n_heard;
+static void hear(int level, const char *msg, void *ud) {
+  (void)ud;
+  if (atomic_fetch_add(&n_heard, 1) == 0) snprintf(heard, sizeof heard, "%d|%s", level, msg);
+}
+
+static void test_damaged_index_workers(void **state) {
+  (void)state;
+  jobq_t *q;
+  assert_int_equal(open_q(&q, NULL), 0);
+  char id[JOBQ_ID_SIZE];
+  for (int i = 0; i < 5; i++) assert_int_equal(jobq_submit(q, "k", "1", NULL, id), 0);
+  assert_int_equal(jobq_close(q, 0), 0);
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_prepare_v2(db,
+                                      "SELECT rootpage, (SELECT page_size FROM pragma_page_size) "
+                                      "FROM sqlite_schema WHERE name = 'jobq_jobs_due'",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  long root = sqlite3_column_int(st, 0), psz = sqlite3_column_int(st, 1);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  int fd = open(path, O_WRONLY);
+  assert_true(fd >= 0);
+  char junk[65536];
+  memset(junk, 0xA5, sizeof junk);
+  assert_int_equal(pwrite(fd, junk, (size_t)psz, (root - 1) * psz), psz);
+  close(fd);
+
+  char url[256];
+  snprintf(url, sizeof url, "sqlite:%s", path);
+  jobq_options_t *o = jobq_options_new();
+  assert_int_equal(jobq_options_set_storage(o, url), 0);
+  assert_int_equal(jobq_options_set_workers(o, 2), 0);
+  assert_int_equal(jobq_options_set_event_buffer(o, 256), 0);
+  assert_int_equal(jobq_options_set_log(o, hear, NULL, JOBQ_LOG_ERROR), 0);
+  assert_int_equal(jobq_open(&q, o), 0);
+  jobq_options_free(o);
+  assert_int_equal(jobq_register(q, "k", run_one, NULL, NULL), 0);
+  assert_int_equal(jobq_start(q), 0);
+  jobq_event_t *ev = NULL;
+  for (int i = 0; i < 1000; i++) {
+    if (jobq_next_event(q, 10, &ev) == 0 && jobq_event_type(ev) == JOBQ_EVENT_STORAGE_ERROR) break;
+    jobq_event_free(ev);
+    ev = NULL;
+  }
+  if (ev == NULL) fail_msg("no storage_error event within 10 s");
+  assert_int_equal(jobq_event_code(ev), JOBQ_ECORRUPT);
+  /* Claims usually fail first; a rescue may (it reads the jobs too). */
+  if (strstr(jobq_event_error(ev), "malformed") == NULL)
+    fail_msg("error: %s", jobq_event_error(ev));
+  jobq_event_free(ev);
+  assert_int_equal(atomic_load(&ran), 0);
+  assert_int_equal(jobq_health(q), JOBQ_ECORRUPT);
+  assert_non_null(strstr(jobq_last_error(), "jobq_health: storage has failed"));
+  jobq_stats_t *s = NULL;
+  assert_int_equal(jobq_stats(q, &s), 0);
+  assert_true(jobq_stats_storage_errors(s) >= 1);
+  assert_int_equal(jobq_stats_last_storage_code(s), JOBQ_ECORRUPT);
+  jobq_stats_free(s);
+  assert_int_equal(jobq_close(q, 0), 0); /* delivers the queued log lines */
+  assert_true(atomic_load(&n_heard) >= 1);
+  if (strstr(heard, "1|storage failed this process's ") == NULL) fail_msg("heard: %s", heard);
+  assert_non_null(strstr(heard, "(JOBQ_ECORRUPT)"));
 }
 
 /* A full disk (the file's size limit), then room again. */
@@ -503,6 +585,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
     cmocka_unit_test_setup_teardown(test_damaged_file, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_damaged_index_workers, setup, teardown),
     cmocka_unit_test_setup_teardown(test_full_then_room, setup, teardown),
     cmocka_unit_test_setup_teardown(test_disk_full_submit, setup, teardown),
     cmocka_unit_test_setup_teardown(test_disk_full_open, setup, teardown),
