@@ -315,6 +315,11 @@ JOBQ_API int jobq_submit_opts_set_max_attempts(jobq_submit_opts_t *so, int n);
  * ttl_ms ago, a submit with the same key returns that job's id instead of a
  * new job (and jobq_submit returns 1). ttl_ms 0 = only while unfinished. */
 JOBQ_API int jobq_submit_opts_set_dedupe(jobq_submit_opts_t *so, const char *key, int64_t ttl_ms);
+/* Like set_dedupe, but a succeeded job keeps the key until the absolute time
+ * until_ms (e.g. jobq_end_of_day: a daily cache entry), however late it
+ * finished. jobq_submit refuses an until_ms not after the queue's now. */
+JOBQ_API int jobq_submit_opts_set_dedupe_until(jobq_submit_opts_t *so, const char *key,
+                                               int64_t until_ms);
 /* 1: submit a new job even if the dedupe key is live; it takes the key over. */
 JOBQ_API int jobq_submit_opts_set_force(jobq_submit_opts_t *so, int force);
 
@@ -339,6 +344,10 @@ JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
 
 /* A snapshot of the job; free with jobq_job_free. */
 JOBQ_API int jobq_get(jobq_t *q, const char *id, jobq_job_t **out);
+/* The job that holds dedupe key `key` live (queued, running, or succeeded
+ * and not expired): a cache lookup that submits nothing. JOBQ_ENOTFOUND
+ * when no job holds it. Free with jobq_job_free. */
+JOBQ_API int jobq_get_by_key(jobq_t *q, const char *key, jobq_job_t **out);
 JOBQ_API void jobq_job_free(jobq_job_t *job);
 /* Accessors; strings are owned by the snapshot (NULL when absent). */
 JOBQ_API const char *jobq_job_id(const jobq_job_t *job);

@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define JOBQ_STORAGE_OPS_VERSION 2
+#define JOBQ_STORAGE_OPS_VERSION 3
 
 /* One attempt of a job. */
 typedef struct jobq_storage_attempt {
@@ -63,6 +63,11 @@ typedef struct jobq_storage_job {
   int64_t run_at;
   int64_t started_at; /* of the latest attempt; 0 if none */
   int64_t finished_at;
+  /* How long the key stays live after the job succeeded: >= 0, that many
+   * ms after finished_at; < 0 (version 3 backends), until the absolute
+   * time -dedupe_ttl_ms (ms since the epoch), however late the job
+   * finished. A key is live while its job
+   * is queued or running, or succeeded and not expired. */
   int64_t dedupe_ttl_ms;
   int64_t position;   /* filled by get: queued jobs ahead; -1 if not waiting.
                        * A backend may estimate from 1,000 on (never below
@@ -263,11 +268,22 @@ typedef struct jobq_storage_ops {
    * directories. */
   int (*prune)(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ_ID_SIZE],
                size_t *n_out);
+
+  /* ---- version 3: the result cache ----
+   * A version 3 backend also honours a negative dedupe_ttl_ms (an absolute
+   * expiry, see jobq_storage_job), and its prune keeps a succeeded job whose
+   * key lives past `before`. */
+
+  /* Fills *out (owned by the caller, position included as in get) with the
+   * newest job stored with dedupe key `key`, if its key is live at now;
+   * JOBQ_ENOTFOUND otherwise (no such job, or its key expired, or it
+   * failed or was cancelled). */
+  int (*get_by_key)(void *st, const char *key, int64_t now, jobq_storage_job *out);
 } jobq_storage_ops;
 
 #define JOBQ_STORAGE_OPS_INIT {JOBQ_STORAGE_OPS_VERSION, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                               NULL, NULL, NULL, NULL}
+                               NULL, NULL, NULL, NULL, NULL}
 
 /* Zeroes the members of versions 1..version of ops and sets its version;
  * nothing past the last member of that version is written (a backend built

@@ -304,6 +304,22 @@ JOBQ_API int jobq_submit_opts_set_dedupe(jobq_submit_opts_t *s, const char *key,
   return rc;
 }
 
+JOBQ_API int jobq_submit_opts_set_dedupe_until(jobq_submit_opts_t *s, const char *key,
+                                              int64_t until_ms) {
+  if (s == NULL) return jobq__err(JOBQ_EINVAL, "jobq_submit_opts_set_dedupe_until: so is NULL");
+  if (key && until_ms <= 0)
+    return jobq__err(JOBQ_EINVAL,
+                     "jobq_submit_opts_set_dedupe_until: until_ms %lld is not a time after the "
+                     "epoch",
+                     (long long)until_ms);
+  int rc = set_str("jobq_submit_opts_set_dedupe_until", "key", &s->dedupe_key, key,
+                   JOBQ_DEDUPE_MAX);
+  /* Stored as a negative TTL: the storage record's encoding of an absolute
+   * expiry (jobq/storage.h, dedupe_ttl_ms). */
+  if (rc == 0) s->dedupe_ttl_ms = key ? -until_ms : 0;
+  return rc;
+}
+
 JOBQ_API int jobq_submit_opts_set_force(jobq_submit_opts_t *s, int force) {
   if (s == NULL) return jobq__err(JOBQ_EINVAL, "jobq_submit_opts_set_force: so is NULL");
   if (force != 0 && force != 1)

@@ -87,6 +87,42 @@ JOBQ_API int jobq_get(jobq_t *q, const char *id, jobq_job_t **out) {
   return get(q, "jobq_get", id, out);
 }
 
+JOBQ_API int jobq_get_by_key(jobq_t *q, const char *key, jobq_job_t **out) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_get_by_key: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_get_by_key");
+  if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_get_by_key: out is NULL");
+  if (key == NULL || key[0] == '\0')
+    return jobq__err(JOBQ_EINVAL, "jobq_get_by_key: key is NULL or empty");
+  size_t n = strlen(key);
+  if (n > JOBQ_DEDUPE_MAX)
+    return jobq__err(JOBQ_EINVAL, "jobq_get_by_key: key is %zu bytes, at most %d", n,
+                     JOBQ_DEDUPE_MAX);
+  if (q->ops->version < 3 || q->ops->get_by_key == NULL)
+    return jobq__err(JOBQ_ENOTSUP, "jobq_get_by_key: the %s backend cannot look up keys",
+                     q->ops->scheme);
+  jobq_job_t *job = calloc(1, sizeof *job);
+  if (job == NULL) return jobq__err(JOBQ_ENOMEM, "jobq_get_by_key: out of memory");
+  int rc = begin_op(q, "jobq_get_by_key");
+  if (rc) {
+    free(job);
+    return rc;
+  }
+  jobq__set_detail("");
+  rc = q->ops->get_by_key(q->st, key, jobq__now(q), &job->rec);
+  end_op(q);
+  if (rc == 0) jobq__job_overlay(q, job);
+  uv_mutex_unlock(&q->mu);
+  if (rc) {
+    free(job);
+    if (rc == JOBQ_ENOTFOUND)
+      return jobq__err(rc, "jobq_get_by_key: no live job holds the key '%.100s'", key);
+    if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s", jobq_strerror(rc));
+    return jobq__err_prefix(rc, NULL, "jobq_get_by_key: ");
+  }
+  *out = job;
+  return 0;
+}
+
 JOBQ_API void jobq_job_free(jobq_job_t *job) {
   if (job == NULL) return;
   jobq_storage_job_clear(&job->rec);

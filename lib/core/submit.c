@@ -34,6 +34,18 @@ static int prepare(jobq_t *q, const char *fn, const char *kind, const char *payl
     rec->max_attempts = so->max_attempts; /* 0: the runner's kind default */
     rec->dedupe_key = so->dedupe_key;
     rec->dedupe_ttl_ms = so->dedupe_ttl_ms;
+    if (so->dedupe_key && so->dedupe_ttl_ms < 0) {
+      /* An absolute expiry (jobq_submit_opts_set_dedupe_until). */
+      if (q->ops->version < 3)
+        return jobq__err(JOBQ_ENOTSUP,
+                         "%s: the %s backend cannot keep a dedupe key until a set time", fn,
+                         q->ops->scheme);
+      if (-so->dedupe_ttl_ms <= now)
+        return jobq__err(JOBQ_EINVAL,
+                         "%s: the dedupe key '%.100s' would expire at %lld, which is not after "
+                         "now (%lld)",
+                         fn, so->dedupe_key, (long long)-so->dedupe_ttl_ms, (long long)now);
+    }
     if (so->run_at >= 0) rec->run_at = so->run_at;
     else if (so->delay_ms >= 0) rec->run_at = now + so->delay_ms;
     *force = so->force;

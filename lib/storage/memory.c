@@ -11,6 +11,7 @@
  * lives in a side record allocated on first use, so a million queued jobs
  * stay small. */
 #include "jobq/storage.h"
+#include "storage/dedupe.h"
 #include "util/err.h"
 #include "util/mem.h"
 #include "util/heap.h"
@@ -240,8 +241,8 @@ static void dequeue(mjob *j) {
 }
 
 static int key_live(const mjob *j, int64_t now) {
-  if (j->state == JOBQ_QUEUED || j->state == JOBQ_RUNNING) return 1;
-  return j->state == JOBQ_SUCCEEDED && j->x && now - j->x->finished_at < j->x->dedupe_ttl_ms;
+  return jobq__key_live(j->state, j->x ? j->x->finished_at : 0, j->x ? j->x->dedupe_ttl_ms : 0,
+                        now);
 }
 
 static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force,
@@ -712,6 +713,20 @@ static int mem_get(void *st, const char *id, int64_t now, jobq_storage_job *out)
   return rc;
 }
 
+static int mem_get_by_key(void *st, const char *key, int64_t now, jobq_storage_job *out) {
+  mstore *s = st;
+  int rc = 0;
+  uv_mutex_lock(&s->mu);
+  /* The map holds the newest job with each key (a forced submit takes the
+   * key over). */
+  mjob *j = jobq__map_get(&s->dedupe, key);
+  if (j == NULL || !key_live(j, now)) rc = JOBQ_ENOTFOUND;
+  else if (fill(j, out, 1) != 0) rc = oom("get_by_key");
+  else out->position = position(j, now);
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
 static int matches(const mjob *j, const jobq_storage_filter *f) {
   if (f->state >= 0 && j->state != f->state) return 0;
   if (f->kind && strcmp(j->kind->name, f->kind) != 0) return 0;
@@ -854,6 +869,10 @@ static int mem_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ
   for (mjob *j = s->first, *next; j && n < max; j = next) {
     next = j->next;
     if (!jobq_state_is_terminal(j->state) || j->x == NULL || j->x->finished_at >= before) continue;
+    /* A cache entry stays while its key lives on past `before` (<= now). */
+    if (j->state == JOBQ_SUCCEEDED && j->x->dedupe_key &&
+        jobq__key_expiry(j->x->finished_at, j->x->dedupe_ttl_ms) > before)
+      continue;
     if (out_ids && n == cap) {
       size_t nc = cap ? cap * 2 : 64;
       void *p = realloc(ids, nc * sizeof *ids);
@@ -907,4 +926,5 @@ const jobq_storage_ops jobq__memory_ops = {
   .checkpoint = mem_checkpoint,
   .checkpoint_get = mem_checkpoint_get,
   .prune = mem_prune,
+  .get_by_key = mem_get_by_key,
 };

@@ -16,6 +16,7 @@
 #include "util/mem.h"
 #include "util/err.h"
 #include "util/mutex.h"
+#include "storage/dedupe.h"
 #include "storage/position.h"
 
 #include <errno.h>
@@ -468,6 +469,10 @@ static int connect_all(sq_store *s, int64_t deadline) {
     jobq__mutex_init(&r->mu);
     if ((rc = prepare(r->db, "SELECT " JOB_COLS " FROM jobq_jobs WHERE id = ?1", &r->st[RS_GET], s->path)) ||
         (rc = prepare(r->db,
+                      "SELECT " JOB_COLS " FROM jobq_jobs WHERE dedupe_key = ?1 "
+                      "ORDER BY seq DESC LIMIT 1",
+                      &r->st[RS_GET_BY_KEY], s->path)) ||
+        (rc = prepare(r->db,
                       "SELECT min(run_at) FROM jobq_jobs WHERE state = 5 AND run_at > ?1 AND kind "
                       "IN (SELECT value FROM json_each(?2))",
                       &r->st[RS_NEXT_RUN_AT], s->path)) ||
@@ -775,11 +780,12 @@ static int position(sq_store *s, sq_reader *r, const jobq_storage_job *j, int64_
   return 0;
 }
 
-static int sq_get(void *st, const char *id, int64_t now, jobq_storage_job *out) {
-  sq_store *s = st;
+/* One job by id (RS_GET) or by dedupe key (RS_GET_BY_KEY: the newest
+ * job with the key, if the key is live), with its position. */
+static int get_row(sq_store *s, int which, const char *arg, int64_t now, jobq_storage_job *out) {
   sq_reader *r = reader(s);
-  sqlite3_stmt *g = r->st[RS_GET];
-  sqlite3_bind_text(g, 1, id, -1, SQLITE_STATIC);
+  sqlite3_stmt *g = r->st[which];
+  sqlite3_bind_text(g, 1, arg, -1, SQLITE_STATIC);
   int rc = sqlite3_step(g);
   int64_t seq = 0;
   int raw = 0;
@@ -792,11 +798,24 @@ static int sq_get(void *st, const char *id, int64_t now, jobq_storage_job *out) 
   }
   sqlite3_reset(g);
   sqlite3_clear_bindings(g);
+  if (rc == 0 && which == RS_GET_BY_KEY &&
+      !jobq__key_live(out->state, out->finished_at, out->dedupe_ttl_ms, now)) {
+    jobq_storage_job_clear(out);
+    rc = JOBQ_ENOTFOUND;
+  }
   if (rc == 0 && (raw == SQ_DUE || (raw == SQ_SCHEDULED && out->run_at <= now)) &&
       (rc = position(s, r, out, seq, now, &out->position)) != 0)
     jobq_storage_job_clear(out);
   uv_mutex_unlock(&r->mu);
   return rc;
+}
+
+static int sq_get(void *st, const char *id, int64_t now, jobq_storage_job *out) {
+  return get_row(st, RS_GET, id, now, out);
+}
+
+static int sq_get_by_key(void *st, const char *key, int64_t now, jobq_storage_job *out) {
+  return get_row(st, RS_GET_BY_KEY, key, now, out);
 }
 
 int jobq__sq_any_expired(sq_store *s, int64_t now, int *out) {
@@ -971,4 +990,5 @@ const jobq_storage_ops jobq__sqlite_ops = {
   .checkpoint = jobq__sq_checkpoint,
   .checkpoint_get = sq_checkpoint_get,
   .prune = jobq__sq_prune,
+  .get_by_key = sq_get_by_key,
 };

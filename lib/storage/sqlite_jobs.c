@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "storage/dedupe.h"
+
 #define INSERT_HEAD                                                                         \
   "INSERT INTO jobq_jobs (id, kind, state, priority, run_at, max_attempts, created_at, owner, " \
   "payload, dedupe_key, dedupe_ttl) VALUES "
@@ -35,7 +37,9 @@ static const char *const sql[WS_COUNT] = {
    * pruning is rare and runs on the writer, off every caller's path. */
   [WS_PRUNE_JOBS] =
       "DELETE FROM jobq_jobs WHERE seq IN (SELECT seq FROM jobq_jobs WHERE state IN (2, 3, 4) "
-      "AND finished_at < ?1 ORDER BY seq LIMIT ?2) RETURNING id",
+      "AND finished_at < ?1 AND NOT (state = 2 AND dedupe_key IS NOT NULL AND "
+      "CASE WHEN dedupe_ttl < 0 THEN -dedupe_ttl ELSE finished_at + dedupe_ttl END > ?1) "
+      "ORDER BY seq LIMIT ?2) RETURNING id",
 };
 
 int jobq__sq_jobs_prepare(sq_store *s) {
@@ -97,8 +101,7 @@ static int insert_one(sq_store *s, sq_insert_req *r, size_t i) {
     if (rc == SQLITE_ROW) {
       int st = sqlite3_column_int(d, 1);
       int64_t fin = sqlite3_column_int64(d, 2), ttl = sqlite3_column_int64(d, 3);
-      int live = st == SQ_DUE || st == SQ_SCHEDULED || st == JOBQ_RUNNING ||
-                 (st == JOBQ_SUCCEEDED && r->now - fin < ttl);
+      int live = st == SQ_DUE || st == SQ_SCHEDULED || jobq__key_live(st, fin, ttl, r->now);
       if (live) {
         snprintf(j->id, sizeof j->id, "%s", (const char *)sqlite3_column_text(d, 0));
         r->out_dup[i] = 1;

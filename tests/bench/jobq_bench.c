@@ -21,7 +21,10 @@
  *   depth_*      drain rate with 10,000 and 1,000,000 jobs queued
  *   get_at_depth_*  latency of jobq_get of a random queued job (position
  *                included) with 10,000 and 1,000,000 jobs of its kind
- *                queued, p50/p99 over 1,000 gets */
+ *                queued, p50/p99 over 1,000 gets
+ *   cache_lookup_*  latency of jobq_get_by_key among 100,000 cached results
+ *                (keys with an absolute expiry, jobs succeeded): a hit, and a
+ *                miss (a key nobody holds), p50/p99 over 10,000 lookups */
 #include <jobq.h>
 
 #include <pthread.h>
@@ -484,6 +487,57 @@ static void get_at_depth(long queued) {
   jobq_close(q, 0);
 }
 
+static void cache_lookup(void) {
+  if (!want("cache_lookup")) return;
+  cur_url = figure_url("cache_lookup", NULL);
+  jobq_t *q = open_q(2);
+  if (jobq_register(q, "noop", noop, NULL, NULL) != 0) die("jobq_register");
+  if (jobq_start(q) != 0) die("jobq_start");
+  enum { KEYS = 100000, BATCH = 1000, LOOKUPS = 10000 };
+  const char *kinds[BATCH], *payloads[BATCH];
+  const jobq_submit_opts_t *opts[BATCH];
+  jobq_submit_opts_t *so[BATCH];
+  static char ids[BATCH * JOBQ_ID_SIZE];
+  int64_t until = jobq_now(q) + 86400000;
+  atomic_store(&done, 0);
+  for (long i = 0; i < KEYS; i += BATCH) {
+    for (int k = 0; k < BATCH; k++) {
+      char key[64];
+      snprintf(key, sizeof key, "podcast:user%ld:daily:2026-12-06", i + k);
+      so[k] = jobq_submit_opts_new();
+      if (jobq_submit_opts_set_dedupe_until(so[k], key, until) != 0) die("set_dedupe_until");
+      kinds[k] = "noop";
+      payloads[k] = "{}";
+      opts[k] = so[k];
+    }
+    if (jobq_submit_many(q, BATCH, kinds, payloads, opts, ids, NULL) < 0) die("submit_many");
+    for (int k = 0; k < BATCH; k++) jobq_submit_opts_free(so[k]);
+  }
+  while (atomic_load(&done) < KEYS) usleep(1000); /* every job succeeded */
+  uint64_t *lat = malloc(LOOKUPS * sizeof *lat);
+  for (int miss = 0; miss < 2; miss++) {
+    uint64_t x = 88172645463325252u;
+    for (int i = 0; i < LOOKUPS + 100; i++) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      char key[64];
+      snprintf(key, sizeof key, "podcast:user%lu:%s:2026-12-06",
+               (unsigned long)(x % KEYS), miss ? "weekly" : "daily");
+      jobq_job_t *j = NULL;
+      uint64_t t0 = now_ns();
+      int rc = jobq_get_by_key(q, key, &j);
+      uint64_t t = now_ns() - t0;
+      if (rc != (miss ? JOBQ_ENOTFOUND : 0)) die("jobq_get_by_key");
+      jobq_job_free(j);
+      if (i >= 100) lat[i - 100] = t;
+    }
+    report_lat(miss ? "cache_lookup_miss" : "cache_lookup_hit", lat, LOOKUPS);
+  }
+  free(lat);
+  jobq_close(q, 0);
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--xproc-child") == 0) return xproc_child(argv[2]);
   for (int i = 1; i < argc; i++) {
@@ -508,6 +562,7 @@ int main(int argc, char **argv) {
   depth(1000000);
   get_at_depth(10000);
   get_at_depth(1000000);
+  cache_lookup();
   rss();
   return 0;
 }

@@ -815,6 +815,154 @@ static size_t count_jobs(jobq_t *q) {
   return n;
 }
 
+/* ---- the result cache: keys with an absolute expiry, lookup by key -------------------------------- */
+
+static int submit_until(jobq_t *q, const char *kind, const char *key, int64_t until, char *id) {
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_dedupe_until(so, key, until));
+  int rc = jobq_submit(q, kind, "{}", so, id);
+  jobq_submit_opts_free(so);
+  return rc;
+}
+
+/* jobq_get_by_key's answer: the id of the holder, or "" for JOBQ_ENOTFOUND. */
+static void by_key(jobq_t *q, const char *key, char *id) {
+  jobq_job_t *j = NULL;
+  int rc = jobq_get_by_key(q, key, &j);
+  CK(rc == 0 || rc == JOBQ_ENOTFOUND, "jobq_get_by_key returned %d (%s): %s", rc,
+     jobq_err_name(rc), jobq_last_error());
+  snprintf(id, JOBQ_ID_SIZE, "%s", rc == 0 ? jobq_job_id(j) : "");
+  jobq_job_free(j);
+}
+
+static void api_cache_until(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  char a[JOBQ_ID_SIZE], b[JOBQ_ID_SIZE], x[JOBQ_ID_SIZE];
+  /* The key lives until T + 10000, however late the job succeeds. */
+  CK_INT(submit_until(q, "c1", "day:1", T + 10000, a), 0);
+  by_key(q, "day:1", x);
+  CK_STR(x, a); /* queued: the holder */
+  jobq_job_t *j = NULL;
+  CK_OK(jobq_get_by_key(q, "day:1", &j));
+  CK_INT(jobq_job_state(j), JOBQ_QUEUED);
+  CK_INT(jobq_job_position(j), 0);
+  jobq_job_free(j);
+  CK_INT(submit_until(q, "c1", "day:1", T + 10000, x), 1);
+  CK_STR(x, a);
+  conf_clock_set(&clk, T + 9000);
+  jobq_ctx_t *ctx = cq_claim_expect(q, "c1", a);
+  by_key(q, "day:1", x);
+  CK_STR(x, a); /* running */
+  ctx_succeed_settled(q, ctx, "{\"url\":\"u\"}", JOBQ_SUCCEEDED);
+  conf_clock_set(&clk, T + 9999);
+  CK_OK(jobq_get_by_key(q, "day:1", &j));
+  CK_STR(jobq_job_id(j), a);
+  CK_INT(jobq_job_state(j), JOBQ_SUCCEEDED);
+  CK_STR(jobq_job_result(j), "{\"url\":\"u\"}");
+  jobq_job_free(j);
+  CK_INT(submit_until(q, "c1", "day:1", T + 10000, x), 1);
+  CK_STR(x, a);
+  conf_clock_set(&clk, T + 10000); /* expired */
+  CK_RC(JOBQ_ENOTFOUND, jobq_get_by_key(q, "day:1", &j));
+  CK(strstr(jobq_last_error(), "jobq_get_by_key: no live job holds the key 'day:1'") != NULL,
+     "sentence: %s", jobq_last_error());
+  CK_INT(submit_until(q, "c1", "day:1", T + 20000, b), 0);
+  CK(strcmp(a, b) != 0, "an expired key returned the old job");
+
+  /* Finishing after the expiry leaves no live key. */
+  CK_INT(submit_until(q, "c2", "late", T + 10500, a), 0);
+  conf_clock_set(&clk, T + 11000);
+  ctx = cq_claim_expect(q, "c2", a);
+  ctx_succeed_settled(q, ctx, NULL, JOBQ_SUCCEEDED);
+  by_key(q, "late", x);
+  CK_STR(x, "");
+
+  /* A failed or cancelled holder lets the key go. */
+  CK_INT(submit_until(q, "c3", "f", T + 100000, a), 0);
+  ctx = cq_claim_expect(q, "c3", a);
+  ctx_fail_settled(q, ctx, "bad", 0, JOBQ_FAILED);
+  by_key(q, "f", x);
+  CK_STR(x, "");
+  CK_INT(submit_until(q, "c4", "k4", T + 100000, a), 0);
+  CK_OK(jobq_cancel(q, a));
+  by_key(q, "k4", x);
+  CK_STR(x, "");
+
+  /* A forced submit takes the key over. */
+  CK_INT(submit_until(q, "c5", "k5", T + 100000, a), 0);
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_dedupe_until(so, "k5", T + 100000));
+  CK_OK(jobq_submit_opts_set_force(so, 1));
+  CK_RC(0, jobq_submit(q, "c5", "{}", so, b));
+  jobq_submit_opts_free(so);
+  by_key(q, "k5", x);
+  CK_STR(x, b);
+
+  /* Keys a TTL made are found the same way. */
+  CK_INT(submit_key(q, "c6", "ttl", 5000, 0, a), 0);
+  by_key(q, "ttl", x);
+  CK_STR(x, a);
+  by_key(q, "nobody", x);
+  CK_STR(x, "");
+  cq_close(q);
+}
+
+/* Bad input: specific codes, sentences, nothing stored. */
+static void api_cache_bad_input(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  char id[JOBQ_ID_SIZE] = "untouched";
+  jobq_job_t *j = (jobq_job_t *)&clk;
+  CK_RC(JOBQ_EINVAL, jobq_get_by_key(q, NULL, &j));
+  CK_RC(JOBQ_EINVAL, jobq_get_by_key(q, "", &j));
+  char big[600];
+  memset(big, 'k', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  CK_RC(JOBQ_EINVAL, jobq_get_by_key(q, big, &j));
+  CK(strstr(jobq_last_error(), "at most 512") != NULL, "sentence: %s", jobq_last_error());
+  CK_RC(JOBQ_EINVAL, jobq_get_by_key(q, "k", NULL));
+  CK_RC(JOBQ_EINVAL, jobq_get_by_key(NULL, "k", &j));
+  CK(j == (jobq_job_t *)&clk, "jobq_get_by_key wrote *out on failure");
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  CK_RC(JOBQ_EINVAL, jobq_submit_opts_set_dedupe_until(so, "k", 0));
+  CK_RC(JOBQ_EINVAL, jobq_submit_opts_set_dedupe_until(so, "k", -5));
+  CK_RC(JOBQ_EINVAL, jobq_submit_opts_set_dedupe_until(NULL, "k", T));
+  CK_RC(JOBQ_EINVAL, jobq_submit_opts_set_dedupe_until(so, "", T + 1));
+  /* An expiry that is not after now: refused at submit, nothing stored. */
+  CK_OK(jobq_submit_opts_set_dedupe_until(so, "past", T));
+  CK_RC(JOBQ_EINVAL, jobq_submit(q, "c", "{}", so, id));
+  CK(strstr(jobq_last_error(), "would expire at") != NULL, "sentence: %s", jobq_last_error());
+  CK_STR(id, "untouched");
+  CK_INT(count_jobs(q), 0);
+  jobq_submit_opts_free(so);
+  cq_close(q);
+}
+
+/* Pruning keeps a cached result while its key lives. */
+static void api_cache_prune_keeps_live_keys(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  char a[JOBQ_ID_SIZE], b[JOBQ_ID_SIZE], x[JOBQ_ID_SIZE];
+  CK_INT(submit_until(q, "p", "live", T + 100000, a), 0);
+  CK_INT(submit_key(q, "p", "short", 10, 0, b), 0);
+  jobq_ctx_t *ctx = cq_claim_expect(q, "p", a);
+  ctx_succeed_settled(q, ctx, NULL, JOBQ_SUCCEEDED);
+  ctx = cq_claim_expect(q, "p", b);
+  ctx_succeed_settled(q, ctx, NULL, JOBQ_SUCCEEDED);
+  conf_clock_set(&clk, T + 50000);
+  size_t n = 99;
+  CK_OK(jobq_prune(q, 0, &n));
+  CK_INT(n, 1); /* b: its key expired */
+  by_key(q, "live", x);
+  CK_STR(x, a);
+  conf_clock_set(&clk, T + 100001);
+  CK_OK(jobq_prune(q, 0, &n));
+  CK_INT(n, 1);
+  CK_RC(JOBQ_ENOTFOUND, jobq_get(q, a, &(jobq_job_t *){NULL}));
+  cq_close(q);
+}
+
 static void api_bad_input_stores_nothing(conf_case *c) {
   conf_clock clk;
   conf_qopts o = fake_clock_opts(&clk);
@@ -1019,6 +1167,9 @@ int main(void) {
     CONF_TEST(api_wait),
     CONF_TEST(api_events_in_order),
     CONF_TEST(api_dedupe),
+    CONF_TEST(api_cache_until),
+    CONF_TEST(api_cache_bad_input),
+    CONF_TEST(api_cache_prune_keeps_live_keys),
     CONF_TEST(api_bad_input_stores_nothing),
     CONF_TEST(api_submit_many),
     CONF_TEST(api_handlers_run_jobs),

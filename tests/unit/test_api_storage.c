@@ -267,7 +267,8 @@ static void test_ops_init(void **state) {
   assert_null(m.checkpoint);
   assert_null(m.checkpoint_get);
   assert_null(m.prune);
-  assert_int_equal(JOBQ_STORAGE_OPS_VERSION, 2);
+  assert_null(m.get_by_key);
+  assert_int_equal(JOBQ_STORAGE_OPS_VERSION, 3);
   /* a version-1 table is still accepted (members are only appended) */
   assert_int_equal(jobq_storage_ops_init(&ops, 1), 0);
   assert_int_equal(ops.version, 1);
@@ -302,6 +303,14 @@ static void test_ops_init_writes_only_its_version(void **state) {
   assert_null(ops->finish_async);
   assert_null(ops->set_event_sink); /* the last version 1 member */
 
+  /* Version 2 ends where get_by_key (version 3) begins. */
+  const size_t v2_size = offsetof(jobq_storage_ops, get_by_key);
+  memset(buf, CANARY, sizeof buf);
+  TAPI_OK(jobq_storage_ops_init(ops, 2));
+  check_canary(buf, v2_size, sizeof buf, "init(ops, 2)");
+  assert_int_equal(ops->version, 2);
+  assert_null(ops->prune); /* the last version 2 member */
+
   /* The current version: the whole table, and still nothing past it. */
   memset(buf, CANARY, sizeof buf);
   TAPI_OK(jobq_storage_ops_init(ops, JOBQ_STORAGE_OPS_VERSION));
@@ -311,6 +320,7 @@ static void test_ops_init_writes_only_its_version(void **state) {
   assert_null(ops->checkpoint);
   assert_null(ops->checkpoint_get);
   assert_null(ops->prune);
+  assert_null(ops->get_by_key);
 
   /* Refused: a defined code, a sentence naming the version, nothing written. */
   static const int bad[] = {0, -1, JOBQ_STORAGE_OPS_VERSION + 1, INT_MAX, INT_MIN};
