@@ -63,11 +63,11 @@ static gate *gate_new(void) {
 
 static const char *const K[] = {"k", NULL};
 
-/* Attempt 1 of A timed out (stored: FAILED) while its handler still runs. */
-static void wait_timed_out(jobq_t *q, const char *id, int state) {
-  jobq_job_t *j = state == JOBQ_FAILED ? tr_wait_terminal(q, id, TR_GUARD_MS)
-                                       : tr_wait_state(q, id, state, 1, TR_GUARD_MS);
-  assert_int_equal(jobq_job_state(j), state);
+/* Waits until the only attempt of job id timed out and storage failed the
+ * job (max attempts 1), whether or not its handler still runs. */
+static void wait_timed_out(jobq_t *q, const char *id) {
+  jobq_job_t *j = tr_wait_terminal(q, id, TR_GUARD_MS);
+  assert_int_equal(jobq_job_state(j), JOBQ_FAILED);
   assert_int_equal(jobq_job_attempts(j), 1);
   assert_non_null(strstr(jobq_job_error(j), "timed out"));
   jobq_job_free(j);
@@ -95,7 +95,7 @@ static void test_timed_out_handler_keeps_its_slot(void **state) {
   assert_true(tr_wait_flag(&g->blocked, TR_GUARD_MS));
   tr_submit(q, "k", "\"quick\"", NULL, idb);
 
-  wait_timed_out(q, ida, JOBQ_FAILED);
+  wait_timed_out(q, ida);
   assert_kind_full(q, g, 1);
   assert_int_equal(tr_state(q, idb), JOBQ_QUEUED);
 
@@ -164,7 +164,7 @@ static void test_claimed_timed_out_attempt_holds_slot_until_fail(void **state) {
   tr_submit(q, "k", "2", NULL, idb);
   jobq_ctx_t *ctx = tr_claim(q, K);
   assert_string_equal(jobq_ctx_id(ctx), ida);
-  wait_timed_out(q, ida, JOBQ_FAILED);
+  wait_timed_out(q, ida);
   assert_int_equal(jobq_ctx_cancelled(ctx), 1);
 
   tr_claim_none(q, K);
@@ -199,7 +199,7 @@ static void kept_ctx_holds_slot_until_fail(int on_loop) {
   assert_true(tr_wait_count(&g->returned, 1, TR_GUARD_MS));
   tr_submit(q, "k", "\"quick\"", NULL, idb);
 
-  wait_timed_out(q, ida, JOBQ_FAILED);
+  wait_timed_out(q, ida);
   assert_kind_full(q, g, 1);
   assert_int_equal(tr_state(q, idb), JOBQ_QUEUED);
 
@@ -278,7 +278,7 @@ static void test_close_while_timed_out_handler_runs(void **state) {
   tr_submit(q, "k", "\"block\"", NULL, ida);
   assert_true(tr_wait_flag(&g->blocked, TR_GUARD_MS));
   tr_submit(q, "k", "\"quick\"", NULL, idb);
-  wait_timed_out(q, ida, JOBQ_FAILED);
+  wait_timed_out(q, ida);
 
   tr_racer r;
   tr_racer_start(&r, let_go_later, g);
@@ -301,7 +301,7 @@ static void test_close_while_claimed_timed_out_ctx_is_held(void **state) {
   char id[JOBQ_ID_SIZE];
   tr_submit(q, "k", "1", NULL, id);
   jobq_ctx_t *ctx = tr_claim(q, K);
-  wait_timed_out(q, id, JOBQ_FAILED);
+  wait_timed_out(q, id);
   assert_int_equal(jobq_close(q, 10), 0);
   assert_int_equal(jobq_ctx_cancelled(ctx), 1);
   assert_int_equal(jobq_ctx_fail(ctx, "late", 0), JOBQ_ECLOSED);
