@@ -270,7 +270,10 @@ JOBQ_API char *jobq_stats_to_json(const jobq_stats_t *st);
 
 JOBQ_API jobq_kind_opts_t *jobq_kind_opts_new(void);
 JOBQ_API void jobq_kind_opts_free(jobq_kind_opts_t *ko);
-/* Jobs of this kind running at once in this process; 0 = unlimited (default). */
+/* Jobs of this kind running at once in this process (handlers and claimed
+ * jobs); 0 = unlimited (default). It counts code that runs: an attempt that
+ * timed out keeps its slot until its handler returns, or until its owner's
+ * (refused) jobq_ctx_succeed/fail when it finishes asynchronously. */
 JOBQ_API int jobq_kind_opts_set_concurrency(jobq_kind_opts_t *ko, int n);
 /* Attempts before a job fails for good, 1..1000. Default 3. */
 JOBQ_API int jobq_kind_opts_set_max_attempts(jobq_kind_opts_t *ko, int n);
@@ -278,7 +281,9 @@ JOBQ_API int jobq_kind_opts_set_max_attempts(jobq_kind_opts_t *ko, int n);
  * up to jitter (0..1) of it. Defaults 1000 ms, 300000 ms, 0.2. */
 JOBQ_API int jobq_kind_opts_set_backoff(jobq_kind_opts_t *ko, int64_t base_ms,
                                         int64_t max_ms, double jitter);
-/* An attempt running longer fails (retryable). 0 = none (default). */
+/* An attempt running longer fails (retryable). 0 = none (default). Storage
+ * ends it at the deadline; the handler is not stopped (see jobq_ctx_cancelled)
+ * and keeps its worker thread and its concurrency slot until it returns. */
 JOBQ_API int jobq_kind_opts_set_timeout(jobq_kind_opts_t *ko, int64_t ms);
 /* 1: the handler runs on the loop thread and must not block; it finishes the
  * job later (e.g. from an I/O callback). 0 (default): a worker thread. */
@@ -485,7 +490,9 @@ JOBQ_API int jobq_ctx_attempt(jobq_ctx_t *ctx);  /* 1 for the first attempt */
 /* percent 0..100; step (at most 1024 bytes of UTF-8) may be NULL to keep the
  * previous step text. */
 JOBQ_API int jobq_ctx_progress(jobq_ctx_t *ctx, int percent, const char *step);
-/* 1 once the job was cancelled or its attempt timed out: stop early. */
+/* 1 once the job was cancelled or its attempt timed out: stop early. Nothing
+ * stops a handler from outside; one that goes on after its timeout keeps its
+ * worker thread and its kind's concurrency slot until it returns. */
 JOBQ_API int jobq_ctx_cancelled(jobq_ctx_t *ctx);
 /* result_json must be valid JSON (NULL means "null"). */
 JOBQ_API int jobq_ctx_succeed(jobq_ctx_t *ctx, const char *result_json);

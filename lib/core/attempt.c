@@ -68,13 +68,12 @@ static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *resul
                         const char *error) {
   jobq__running_del(q, ctx);
   jobq__tmo_remove(q, ctx);
+  jobq__slot_check(q, ctx); /* a timed-out handler that still runs keeps it */
   if (ctx->kr) {
-    ctx->kr->running--;
     /* The handler's own time: up to its succeed/fail, not to the commit,
      * which group commit may delay by a millisecond or two. */
     double ms = (double)((ctx->t1_ns ? ctx->t1_ns : uv_hrtime()) - ctx->t0_ns) / 1e6;
     ctx->kr->avg_ms = ctx->kr->avg_ms == 0 ? ms : ctx->kr->avg_ms * 0.8 + ms * 0.2;
-    if (jobq__kind_limit(ctx->kr) > 0) jobq__wake_claimers(q);
   }
   int type = jobq__state_end_event(state);
   if (state == JOBQ_QUEUED) {
@@ -122,7 +121,7 @@ static int end_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *resu
   if (state < 0) {
     /* Storage no longer sees this attempt running (stale or gone). */
     jobq__running_del(q, ctx);
-    if (ctx->kr) ctx->kr->running--;
+    jobq__slot_check(q, ctx);
     if (q->closed) uv_cond_broadcast(&q->idle_cv);
     return jobq__err(JOBQ_ESTATE, "%s: job %s is no longer running this attempt", fn,
                      ctx->rec.id);
@@ -131,7 +130,7 @@ static int end_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *resu
     /* Given back: no news, the job is simply queued again. (A release of a
      * job with a cancel request ends it cancelled: that is news, below.) */
     jobq__running_del(q, ctx);
-    if (ctx->kr) ctx->kr->running--;
+    jobq__slot_check(q, ctx);
     jobq__wake_claimers(q);
     jobq__notify_waiters(q, ctx->rec.id);
     if (q->closed) uv_cond_broadcast(&q->idle_cv);
@@ -180,10 +179,7 @@ static void finish_done(void *ud, int rc, const int *out_state) {
      * still running in storage, its lease expires and it is rescued and run
      * again (at-least-once). */
     jobq__running_del(q, ctx);
-    if (ctx->kr) {
-      ctx->kr->running--;
-      if (jobq__kind_limit(ctx->kr) > 0) jobq__wake_claimers(q);
-    }
+    jobq__slot_check(q, ctx);
     if (q->closed) uv_cond_broadcast(&q->idle_cv);
   } else {
     publish_end(q, ctx, state, ctx->fin_result, ctx->fin_error);
@@ -254,8 +250,11 @@ int jobq__attempt_user_finish(jobq_ctx_t *ctx, int outcome, const char *result, 
   if (ctx->t1_ns == 0) ctx->t1_ns = uv_hrtime();
   int rc = jobq__attempt_refusal(q, ctx, fn);
   if (rc) {
-    /* Said before the last reference goes: ctx (and q) may be freed. */
+    /* Said before the last reference goes: ctx (and q) may be freed. The
+     * owner lets go: a timed-out attempt's slot is free once no handler
+     * call on it runs either. */
     ctx->user_done = 1;
+    jobq__slot_check(q, ctx);
     jobq__ctx_put(ctx);
     jobq__unlock(q);
     return rc;
@@ -285,9 +284,9 @@ void jobq__attempt_give_back(jobq_t *q, jobq_ctx_t *ctx) {
     if (open) { /* storage failed too: the lease expires and rescues it */
       jobq__attempt_to(ctx, JOBQ_ATTEMPT_FINISHED);
       jobq__running_del(q, ctx);
-      if (ctx->kr) ctx->kr->running--;
     }
   }
-  ctx->user_done = 1;
+  ctx->user_done = 1; /* nobody will run it */
+  jobq__slot_check(q, ctx);
   jobq__ctx_put(ctx);
 }

@@ -29,6 +29,36 @@ static inline void jobq__attempt_to(jobq_ctx_t *ctx, jobq__attempt_state to) {
   ctx->state = to;
 }
 
+/* ctx's slot of its kind's concurrency limit (see jobq__attempt_state):
+ * taken at the claim; given back exactly once, when the attempt has ended
+ * and, if someone other than its owner ended it (a timeout, jobq_close),
+ * when the owner let go as well: no handler call on it runs and its
+ * succeed/fail came (refused, but it says the owner is done). Every place
+ * that may make that true calls jobq__slot_check. */
+static inline void jobq__slot_take(jobq_ctx_t *ctx) {
+  if (ctx->kr == NULL) return;
+  ctx->kr->running++;
+  ctx->holds_slot = 1;
+}
+
+static inline void jobq__slot_check(jobq_t *q, jobq_ctx_t *ctx) {
+  if (!ctx->holds_slot) return;
+  switch (ctx->state) {
+  case JOBQ_ATTEMPT_FINISHED: /* its owner ended it (or nobody ever ran it) */
+    break;
+  case JOBQ_ATTEMPT_TIMED_OUT:
+  case JOBQ_ATTEMPT_RELEASED:
+    if (ctx->in_handler || !ctx->user_done) return; /* its code still runs */
+    break;
+  default:
+    return; /* not ended yet */
+  }
+  ctx->holds_slot = 0;
+  assert(ctx->kr->running > 0);
+  ctx->kr->running--;
+  if (jobq__kind_limit(ctx->kr) > 0) jobq__wake_claimers(q);
+}
+
 /* 0 when ctx's owner may end it now; otherwise says why not (fn first). */
 int jobq__attempt_refusal(jobq_t *q, jobq_ctx_t *ctx, const char *fn);
 

@@ -160,8 +160,8 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
       atomic_store(&ctx->cancelled, 1);
     q->refs++;
     jobq__map_put(&q->running.map, ctx->rec.id, ctx); /* reserved above */
+    jobq__slot_take(ctx);
     if (ctx->kr) {
-      ctx->kr->running++;
       if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = ctx->kr->ko.max_attempts;
       if (ctx->kr->ko.timeout_ms > 0) {
         ctx->deadline = req.now + ctx->kr->ko.timeout_ms;
@@ -193,12 +193,17 @@ done:
 
 static void run_handler(jobq_t *q, jobq_ctx_t *ctx) {
   ctx->refs++;
+  ctx->in_handler = 1;
   q->claim.handlers_active++;
   ctx->t0_ns = uv_hrtime(); /* not the claim: a job may wait in a batch */
   uv_mutex_unlock(&q->mu);
   ctx->kr->fn(ctx, ctx->kr->ud);
   uv_mutex_lock(&q->mu);
   q->claim.handlers_active--;
+  ctx->in_handler = 0;
+  /* A timed-out attempt's slot is free once its handler returned (and, if
+   * it returned without finishing, once its succeed/fail came). */
+  jobq__slot_check(q, ctx);
   jobq__ctx_put(ctx);
 }
 
@@ -339,6 +344,7 @@ void jobq__run_loop_inbox(jobq_t *q) {
         /* Released or timed out before its handler ran: nobody will call
          * succeed/fail on it, so drop the user's reference here. */
         ctx->user_done = 1;
+        jobq__slot_check(q, ctx);
         jobq__ctx_put(ctx);
         continue;
       }

@@ -107,7 +107,8 @@ typedef struct kind_reg {
   jobq_handler_fn fn;
   void *ud;
   struct jobq_kind_opts_s ko;
-  int running; /* attempts of this kind in this process */
+  int running; /* attempts of this kind whose code runs in this process
+                * (held slots: see jobq__slot_check) */
   int pending; /* claims in flight that may return this kind */
   double avg_ms; /* moving average of attempt durations, 0 = none yet */
 } kind_reg;
@@ -127,7 +128,13 @@ typedef struct kind_reg {
  *
  * Only a RUNNING attempt may be ended; the states in between say who is
  * ending it (the owner's call is refused with the reason: it timed out, or
- * the queue released it). The final three are final. */
+ * the queue released it). The final three are final.
+ *
+ * The attempt's slot of its kind's concurrency (ctx->holds_slot) outlives
+ * the attempt when the attempt was ended by someone other than its owner
+ * (TIMED_OUT, RELEASED) while the owner's code still runs: it is given back
+ * once the owner lets go too (its handler returned and its succeed/fail
+ * came). A limit counts code that runs, not what storage calls running. */
 typedef enum jobq__attempt_state {
   JOBQ_ATTEMPT_RUNNING,
   JOBQ_ATTEMPT_FINISHING,
@@ -155,6 +162,10 @@ struct jobq_ctx_s {
    * the state: an attempt that timed out or was released still waits for
    * its owner's call (which is refused, but drops the reference). */
   int user_done;
+  int in_handler;      /* under q->mu: a handler call on it is under way */
+  /* Under q->mu: counted in kr->running, its kind's concurrency. Taken at
+   * the claim, given back once by jobq__slot_check (core/attempt.h). */
+  int holds_slot;
   kind_reg *kr;        /* NULL for a kind not registered here */
   jobq_storage_job rec;
   /* Cancel requested, timed out, or released: the handler should stop.

@@ -38,8 +38,13 @@ void jobq__timeout_apply(jobq_ctx_t *ctx) {
   int open;
   jobq__attempt_end(q, ctx, JOBQ_OUTCOME_RETRY, NULL, msg, "timeout", &open);
   /* If storage failed, the attempt stays running there and its handler's
-   * finish is still refused; a lease expiry (durable backends) recovers it. */
-  if (open) jobq__attempt_to(ctx, JOBQ_ATTEMPT_TIMED_OUT);
+   * finish is still refused; a lease expiry (durable backends) recovers it,
+   * so it is no longer heartbeated here. */
+  if (open) {
+    jobq__attempt_to(ctx, JOBQ_ATTEMPT_TIMED_OUT);
+    jobq__running_del(q, ctx);
+    jobq__slot_check(q, ctx);
+  }
   jobq__ctx_put(ctx); /* the timeout's reference */
   uv_mutex_unlock(&q->mu);
 }
@@ -104,7 +109,7 @@ void jobq__release_all(jobq_t *q) {
   for (size_t i = 0; i < k; i++) {
     jobq__attempt_to(v[i], JOBQ_ATTEMPT_RELEASED);
     jobq__running_del(q, v[i]);
-    if (v[i]->kr) v[i]->kr->running--;
+    jobq__slot_check(q, v[i]); /* kept while its handler still runs */
     if (st[i] == JOBQ_CANCELLED)
       jobq__emit(q, JOBQ_EVENT_CANCELLED, v[i]->rec.id, v[i]->rec.kind, JOBQ_CANCELLED,
                  v[i]->progress, v[i]->step, v[i]->rec.attempts, "cancelled", NULL);
