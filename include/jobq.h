@@ -88,6 +88,8 @@ JOBQ_API const char *jobq_version_string(void);
 #define JOBQ_EPROVIDER  (-22) /* a provider answered with an error or with unusable data */
 #define JOBQ_ENETWORK   (-23) /* a provider could not be reached (connect, TLS, reset) */
 #define JOBQ_EPATH      (-24) /* a path or key escapes the directory it must stay in */
+#define JOBQ_ECRON      (-25) /* a cron expression is malformed or never matches */
+#define JOBQ_ETZ        (-26) /* a time zone is unknown, malformed or its file is damaged */
 
 /* A short sentence for a code, e.g. "no job with that id". Static storage. */
 JOBQ_API const char *jobq_strerror(int code);
