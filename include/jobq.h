@@ -424,6 +424,26 @@ JOBQ_API int jobq_ctx_succeed(jobq_ctx_t *ctx, const char *result_json);
  * message: UTF-8 (NULL or "": "failed"); kept up to 4096 bytes. */
 JOBQ_API int jobq_ctx_fail(jobq_ctx_t *ctx, const char *message, int retryable);
 
+/* ---- scheduling helpers ------------------------------------------------ */
+
+/* Time zones (tz): NULL, "" or "UTC"; a fixed offset "+05:30", "-0800",
+ * "+05", "UTC+2", "UTC-03:30" ('+' is east of UTC, at most 18:00); or an
+ * IANA name such as "Europe/London", read from the system tz database
+ * ($TZDIR, else /usr/share/zoneinfo). Times are ms since the epoch, UTC. */
+
+/* The next time the 5-field cron expression expr ("0 3 * * *", names
+ * JAN-DEC and SUN-SAT, ranges, lists, steps, or @hourly/@daily/@weekly/
+ * @monthly/@yearly) fires strictly after after_ms, in time zone tz. A local
+ * time skipped by a DST change fires once at the end of the gap; one that
+ * occurs twice fires once (at the first), or twice when the hour field is
+ * written starting with '*'. JOBQ_ECRON when expr is malformed or never
+ * matches, JOBQ_ETZ for an unknown tz; *out_ms is written only on success. */
+JOBQ_API int jobq_cron_next(const char *expr, const char *tz, int64_t after_ms, int64_t *out_ms);
+
+/* The exclusive end of the local day (in tz) that contains at_ms: the first
+ * instant of the next local day, 23 or 25 hours later on DST days. */
+JOBQ_API int jobq_end_of_day(const char *tz, int64_t at_ms, int64_t *out_ms);
+
 #ifdef __cplusplus
 }
 #endif
