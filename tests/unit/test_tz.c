@@ -8,8 +8,10 @@
 
 #include "util/tz.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static char tzdir[128];
@@ -408,6 +410,79 @@ static void test_end_of_day(void **state) {
   assert_int_equal(t, -42);
 }
 
+/* ---- every zone of the database against the C library ---- */
+
+/* glibc reads the same files with its own code: both must give the same
+ * offset at every sampled instant from 1900 to 2200 (the samples step by 29
+ * days and 3,607 s, so they fall at every time of day), and local_to_utc
+ * must lead each local time back to the instant it came from. The test may
+ * set TZ; the library never does. */
+static int compare_zone(const char *name, int *zones) {
+  const jobq__tz *z = zone(name);
+  setenv("TZ", name, 1);
+  tzset();
+  int bad = 0;
+  for (int64_t t = INT64_C(-2208988800); t < INT64_C(7258118400); t += 29 * 86400 + 3607) {
+    time_t tt = (time_t)t;
+    struct tm tm;
+    localtime_r(&tt, &tm);
+    int32_t mine = jobq__tz_offset(z, t);
+    int64_t u[2];
+    int n = jobq__tz_local_to_utc(z, t + mine, u);
+    if (tm.tm_gmtoff != mine || n < 1 || (u[0] != t && (n < 2 || u[1] != t))) {
+      if (bad++ < 3)
+        print_error("%s at %lld: libc offset %ld, ours %d; local_to_utc %d: %lld\n", name,
+                    (long long)t, tm.tm_gmtoff, (int)mine, n, (long long)u[0]);
+    }
+  }
+  ++*zones;
+  return bad;
+}
+
+static int walk(const char *root, const char *rel, int *zones) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", root, rel);
+  DIR *d = opendir(path);
+  if (d == NULL) return 0;
+  int bad = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    char r[512];
+    snprintf(r, sizeof r, "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
+    /* posix/ and right/ are copies (and right/ counts leap seconds);
+     * localtime is the machine's own, posixrules a default */
+    if (!strcmp(r, "posix") || !strcmp(r, "right") || !strcmp(r, "localtime") ||
+        !strcmp(r, "posixrules"))
+      continue;
+    char full[1100];
+    snprintf(full, sizeof full, "%s/%s", root, r);
+    struct stat st;
+    if (stat(full, &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      bad += walk(root, r, zones);
+      continue;
+    }
+    FILE *f = fopen(full, "rb");
+    char magic[4] = {0};
+    size_t got = f ? fread(magic, 1, 4, f) : 0;
+    if (f) fclose(f);
+    if (got == 4 && memcmp(magic, "TZif", 4) == 0) bad += compare_zone(r, zones);
+  }
+  closedir(d);
+  return bad;
+}
+
+static void test_agrees_with_libc(void **state) {
+  (void)state;
+  int zones = 0;
+  int bad = walk("/usr/share/zoneinfo", "", &zones);
+  unsetenv("TZ");
+  tzset();
+  assert_true(zones > 300); /* tzdata 2025b: 598 */
+  assert_int_equal(bad, 0);
+}
+
 /* ---- threads ---- */
 
 static const char *const thread_zones[] = {"Europe/Paris", "Asia/Tokyo", "America/Chicago",
@@ -446,6 +521,7 @@ int main(void) {
       cmocka_unit_test(test_crafted_zones),
       cmocka_unit_test(test_damaged_files),
       cmocka_unit_test(test_end_of_day),
+      cmocka_unit_test(test_agrees_with_libc),
       cmocka_unit_test(test_threads),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
