@@ -268,6 +268,114 @@ static void test_far_future_footer_rule(void **state) {
   SEQ("0 0 1 1 *", "Australia/Lord_Howe", utc("2500-06-01T00:00"), "2500-12-31T13:00");
 }
 
+/* ---- the DST rules against a minute-by-minute reference ---- */
+
+/* A simple matcher of the five fields for the reference below (names not
+ * needed: the expressions used are numeric). */
+static int field_has(const char *f, int v, int lo, int hi) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "%s", f);
+  for (char *save = NULL, *it = strtok_r(buf, ",", &save); it; it = strtok_r(NULL, ",", &save)) {
+    int a = lo, b = hi, step = 1;
+    char *sl = strchr(it, '/');
+    if (sl) step = atoi(sl + 1);
+    if (it[0] != '*') {
+      a = atoi(it);
+      b = strchr(it, '-') ? atoi(strchr(it, '-') + 1) : (sl ? hi : a);
+    }
+    if (v >= a && v <= b && (v - a) % step == 0) return 1;
+  }
+  return 0;
+}
+
+static int ref_matches(char f[5][32], const struct tm *tm) {
+  int dom = field_has(f[2], tm->tm_mday, 1, 31), dow = field_has(f[4], tm->tm_wday, 0, 6);
+  int day = (f[2][0] == '*' || f[4][0] == '*') ? dom && dow : dom || dow;
+  return tm->tm_sec == 0 && field_has(f[0], tm->tm_min, 0, 59) && field_has(f[1], tm->tm_hour, 0, 23) &&
+         day && field_has(f[3], tm->tm_mon + 1, 1, 12);
+}
+
+/* Does the schedule fire at UTC minute t, by the documented rules, read off
+ * the C library's localtime_r (TZ set by the caller)? */
+static int ref_fires(char f[5][32], int hour_star, time_t t) {
+  struct tm now, before;
+  localtime_r(&t, &now);
+  time_t tb = t - 1;
+  localtime_r(&tb, &before);
+  if (ref_matches(f, &now)) {
+    if (hour_star) return 1;
+    /* a second showing of this local time: the same wall clock at the
+     * earlier offset was an earlier instant */
+    for (time_t d = 1800; d <= 3 * 3600; d += 1800) {
+      time_t e = t - d;
+      struct tm x;
+      localtime_r(&e, &x);
+      if (x.tm_hour == now.tm_hour && x.tm_min == now.tm_min && x.tm_mday == now.tm_mday &&
+          x.tm_sec == now.tm_sec && x.tm_gmtoff > now.tm_gmtoff)
+        return 0;
+    }
+    return 1;
+  }
+  /* the end of a gap: did a skipped local minute match? */
+  if (now.tm_gmtoff > before.tm_gmtoff) {
+    for (long k = 0; k < now.tm_gmtoff - before.tm_gmtoff; k += 60) {
+      time_t fake = t + before.tm_gmtoff + k; /* local wall time, read as UTC */
+      struct tm w;
+      gmtime_r(&fake, &w);
+      if (ref_matches(f, &w)) return 1;
+    }
+  }
+  return 0;
+}
+
+static void check_against_reference(const char *expr, const char *tz, time_t from, time_t to) {
+  char f[5][32];
+  assert_int_equal(sscanf(expr, "%31s %31s %31s %31s %31s", f[0], f[1], f[2], f[3], f[4]), 5);
+  int hour_star = f[1][0] == '*';
+  int64_t t = (int64_t)from * 1000;
+  for (time_t m = from + 60; m <= to; m += 60) {
+    if (!ref_fires(f, hour_star, m)) continue;
+    int64_t next = -42;
+    assert_int_equal(jobq_cron_next(expr, tz, t, &next), 0);
+    if (next != (int64_t)m * 1000) {
+      print_error("'%s' in %s after %lld: got %lld, reference %lld\n", expr, tz, (long long)t,
+                  (long long)next, (long long)m * 1000);
+      fail();
+    }
+    t = next;
+  }
+}
+
+/* Three days around each 2026 change in three zones (one with 30-minute
+ * steps), every expression: the same occurrences as the reference. */
+static void test_dst_against_reference(void **state) {
+  (void)state;
+  static const char *const exprs[] = {"30 2 * * *",  "0 * * * *",     "*/20 1 * * *", "30 1 * * *",
+                                      "*/15 * * * *", "0 2 * * *",    "45 1,2 * * *", "0 */2 * * *",
+                                      "10 0-3 * * *", "*/30 1-2 * * 0", "0 3 * * *",  "59 1 * * *"};
+  static const struct {
+    const char *tz;
+    const char *day[2];
+  } zones[] = {
+      {"America/New_York", {"2026-03-08", "2026-11-01"}},
+      {"Europe/London", {"2026-03-29", "2026-10-25"}},
+      {"Australia/Lord_Howe", {"2026-04-05", "2026-10-04"}},
+  };
+  for (size_t z = 0; z < sizeof zones / sizeof zones[0]; z++) {
+    setenv("TZ", zones[z].tz, 1);
+    tzset();
+    for (int d = 0; d < 2; d++) {
+      char iso[32];
+      snprintf(iso, sizeof iso, "%sT00:00", zones[z].day[d]);
+      time_t mid = (time_t)(utc(iso) / 1000);
+      for (size_t e = 0; e < sizeof exprs / sizeof exprs[0]; e++)
+        check_against_reference(exprs[e], zones[z].tz, mid - 36 * 3600, mid + 36 * 3600);
+    }
+  }
+  unsetenv("TZ");
+  tzset();
+}
+
 /* ---- rejections ---- */
 
 static void expect_cron_err(const char *expr, const char *sentence) {
@@ -425,6 +533,7 @@ int main(void) {
       cmocka_unit_test(test_london),
       cmocka_unit_test(test_lord_howe),
       cmocka_unit_test(test_far_future_footer_rule),
+      cmocka_unit_test(test_dst_against_reference),
       cmocka_unit_test(test_rejections),
       cmocka_unit_test(test_never_within_horizon),
       cmocka_unit_test(test_bad_arguments),
