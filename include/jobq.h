@@ -88,6 +88,8 @@ JOBQ_API const char *jobq_version_string(void);
 #define JOBQ_EPROVIDER  (-22) /* a provider answered with an error or with unusable data */
 #define JOBQ_ENETWORK   (-23) /* a provider could not be reached (connect, TLS, reset) */
 #define JOBQ_EPATH      (-24) /* a path or key escapes the directory it must stay in */
+#define JOBQ_ECRON      (-25) /* a cron expression is malformed or never matches */
+#define JOBQ_ETZ        (-26) /* a time zone is unknown, malformed or its file is damaged */
 
 /* A short sentence for a code, e.g. "no job with that id". Static storage. */
 JOBQ_API const char *jobq_strerror(int code);
@@ -499,6 +501,26 @@ JOBQ_API int jobq_ctx_succeed(jobq_ctx_t *ctx, const char *result_json);
 /* retryable 1: retried with backoff while attempts remain; 0: fails now.
  * message: UTF-8 (NULL or "": "failed"); kept up to 4096 bytes. */
 JOBQ_API int jobq_ctx_fail(jobq_ctx_t *ctx, const char *message, int retryable);
+
+/* ---- scheduling helpers ------------------------------------------------ */
+
+/* Time zones (tz): NULL, "" or "UTC"; a fixed offset "+05:30", "-0800",
+ * "+05", "UTC+2", "UTC-03:30" ('+' is east of UTC, at most 18:00); or an
+ * IANA name such as "Europe/London", read from the system tz database
+ * ($TZDIR, else /usr/share/zoneinfo). Times are ms since the epoch, UTC. */
+
+/* The next time the 5-field cron expression expr ("0 3 * * *", names
+ * JAN-DEC and SUN-SAT, ranges, lists, steps, or @hourly/@daily/@weekly/
+ * @monthly/@yearly) fires strictly after after_ms, in time zone tz. A local
+ * time skipped by a DST change fires once at the end of the gap; one that
+ * occurs twice fires once (at the first), or twice when the hour field is
+ * written starting with '*'. JOBQ_ECRON when expr is malformed or never
+ * matches, JOBQ_ETZ for an unknown tz; *out_ms is written only on success. */
+JOBQ_API int jobq_cron_next(const char *expr, const char *tz, int64_t after_ms, int64_t *out_ms);
+
+/* The exclusive end of the local day (in tz) that contains at_ms: the first
+ * instant of the next local day, 23 or 25 hours later on DST days. */
+JOBQ_API int jobq_end_of_day(const char *tz, int64_t at_ms, int64_t *out_ms);
 
 #ifdef __cplusplus
 }

@@ -37,6 +37,8 @@ static const struct {
   {"JOBQ_EPROVIDER", "the provider answered with an error"},
   {"JOBQ_ENETWORK", "network error"},
   {"JOBQ_EPATH", "path escapes its directory"},
+  {"JOBQ_ECRON", "a cron expression is malformed"},
+  {"JOBQ_ETZ", "unknown or malformed time zone"},
 };
 
 #define NERR ((int)(sizeof errtab / sizeof errtab[0]))
