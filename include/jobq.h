@@ -90,6 +90,7 @@ JOBQ_API const char *jobq_version_string(void);
 #define JOBQ_EPATH      (-24) /* a path or key escapes the directory it must stay in */
 #define JOBQ_ECRON      (-25) /* a cron expression is malformed or never matches */
 #define JOBQ_ETZ        (-26) /* a time zone is unknown, malformed or its file is damaged */
+#define JOBQ_EQUOTA     (-27) /* an owner has as many unfinished jobs as its quota allows */
 
 /* A short sentence for a code, e.g. "no job with that id". Static storage. */
 JOBQ_API const char *jobq_strerror(int code);
@@ -220,6 +221,14 @@ typedef void (*jobq_log_fn)(int level, const char *message, void *ud);
  * "libjobq: error: ...". Default: stderr, JOBQ_LOG_WARN. */
 JOBQ_API int jobq_options_set_log(jobq_options_t *opts, jobq_log_fn fn, void *ud,
                                   int max_level);
+
+/* At most max (1..1000000) jobs queued or running per owner: of kind `kind`,
+ * or, with kind NULL, of all kinds together. A submit over it fails with
+ * JOBQ_EQUOTA and stores nothing (a batch: all or none). Counted in the
+ * submit's storage transaction, so it holds across every process that sets
+ * it on the store. Jobs without an owner are not counted. Setting the same
+ * kind again replaces its maximum; up to 64 quotas. */
+JOBQ_API int jobq_options_set_owner_quota(jobq_options_t *opts, const char *kind, int max);
 
 /* ---- lifecycle --------------------------------------------------------- */
 

@@ -161,6 +161,12 @@ typedef struct jobq_storage_event {
   const char *result; /* may be NULL */
 } jobq_storage_event;
 
+/* A per-owner quota (set_quotas, version 3). */
+typedef struct jobq_storage_quota {
+  const char *kind; /* NULL: all kinds together */
+  int max;          /* >= 1 */
+} jobq_storage_quota;
+
 typedef struct jobq_storage_ops {
   int version;        /* JOBQ_STORAGE_OPS_VERSION this table implements */
   const char *scheme; /* URL scheme it serves, e.g. "memory" */
@@ -279,11 +285,22 @@ typedef struct jobq_storage_ops {
    * JOBQ_ENOTFOUND otherwise (no such job, or its key expired, or it
    * failed or was cancelled). */
   int (*get_by_key)(void *st, const char *key, int64_t now, jobq_storage_job *out);
+
+  /* Per-owner quotas, called at most once, right after open, before any
+   * other call: from then on insert refuses a batch in which a new job
+   * (not a dedupe hit) would give its owner more than max jobs queued or
+   * running, of kind `kind` or, for kind NULL, of all kinds: JOBQ_EQUOTA,
+   * with a sentence naming the owner, and nothing of the batch is stored.
+   * Counted in the insert's own transaction, so that the quota holds
+   * across processes that set it. Jobs without an owner are not counted.
+   * The backend copies the array. Optional: NULL when the backend cannot
+   * count (jobq_open then refuses quotas with JOBQ_ENOTSUP). */
+  int (*set_quotas)(void *st, const jobq_storage_quota *quotas, size_t n);
 } jobq_storage_ops;
 
 #define JOBQ_STORAGE_OPS_INIT {JOBQ_STORAGE_OPS_VERSION, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                               NULL, NULL, NULL, NULL, NULL}
+                               NULL, NULL, NULL, NULL, NULL, NULL}
 
 /* Zeroes the members of versions 1..version of ops and sets its version;
  * nothing past the last member of that version is written (a backend built

@@ -23,6 +23,7 @@
 #define JOBQ_STEP_MAX 1024
 #define JOBQ_ERROR_MAX 4096
 #define JOBQ_PROGRESS_WRITE_MS 250
+#define JOBQ_QUOTAS_MAX 64
 
 struct jobq_options_s {
   char *storage_url;
@@ -41,6 +42,10 @@ struct jobq_options_s {
   jobq_log_fn log_fn;   /* NULL: stderr */
   void *log_ud;
   int log_level;        /* JOBQ_LOG_*; 0: none */
+  /* Per-owner quotas (kinds malloc'ed; NULL kind: all kinds). A queue
+   * hands them to storage at open and keeps no copy. */
+  jobq_storage_quota *quotas;
+  int n_quotas;
 };
 
 struct jobq_kind_opts_s {

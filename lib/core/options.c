@@ -66,6 +66,8 @@ JOBQ_API void jobq_options_free(jobq_options_t *o) {
   if (o == NULL) return;
   free(o->storage_url);
   free(o->workdir);
+  for (int i = 0; i < o->n_quotas; i++) free((char *)o->quotas[i].kind);
+  free(o->quotas);
   free(o);
 }
 
@@ -130,6 +132,41 @@ JOBQ_API int jobq_options_set_log(jobq_options_t *o, jobq_log_fn fn, void *ud, i
   o->log_fn = fn;
   o->log_ud = fn ? ud : NULL;
   o->log_level = max_level;
+  return 0;
+}
+
+JOBQ_API int jobq_options_set_owner_quota(jobq_options_t *o, const char *kind, int max) {
+  static const char fn[] = "jobq_options_set_owner_quota";
+  if (o == NULL) return jobq__err(JOBQ_EINVAL, "%s: opts is NULL", fn);
+  if (kind) {
+    int rc = jobq__kind_name_check(fn, kind);
+    if (rc) return rc;
+  }
+  if (max < 1 || max > 1000000)
+    return jobq__err(JOBQ_EINVAL,
+                     "%s: max %d is outside 1..1000000 (a quota of 0 would refuse every job of "
+                     "an owner)",
+                     fn, max);
+  for (int i = 0; i < o->n_quotas; i++) {
+    const char *k = o->quotas[i].kind;
+    if ((k == NULL) == (kind == NULL) && (k == NULL || strcmp(k, kind) == 0)) {
+      o->quotas[i].max = max; /* the same quota again: the new maximum */
+      return 0;
+    }
+  }
+  if (o->n_quotas == JOBQ_QUOTAS_MAX)
+    return jobq__err(JOBQ_EINVAL, "%s: at most %d quotas", fn, JOBQ_QUOTAS_MAX);
+  char *k = NULL;
+  if (kind && (k = jobq__strdup(kind)) == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+  jobq_storage_quota *v = realloc(o->quotas, (size_t)(o->n_quotas + 1) * sizeof *v);
+  if (v == NULL) {
+    free(k);
+    return jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+  }
+  o->quotas = v;
+  v[o->n_quotas].kind = k;
+  v[o->n_quotas].max = max;
+  o->n_quotas++;
   return 0;
 }
 

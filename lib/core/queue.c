@@ -203,9 +203,15 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   int rc = jobq__storage_lookup(url, &ops);
   if (rc) return rc;
 
+  if (opts->n_quotas && (ops->version < 3 || ops->set_quotas == NULL)) {
+    return jobq__err(JOBQ_ENOTSUP, "jobq_open: the %s backend cannot enforce owner quotas",
+                     ops->scheme);
+  }
   jobq_t *q = calloc(1, sizeof *q);
   if (q == NULL) return jobq__err(JOBQ_ENOMEM, "jobq_open: out of memory");
   q->o = *opts;
+  q->o.quotas = NULL; /* storage keeps its own copy (below) */
+  q->o.n_quotas = 0;
   q->o.storage_url = jobq__strdup(url);
   q->o.workdir = opts->workdir ? jobq__absolute_path(opts->workdir) : jobq__default_workdir(url);
   if (q->o.storage_url == NULL || q->o.workdir == NULL) {
@@ -238,6 +244,12 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   if (rc) {
     if (jobq_last_error()[0] == '\0') jobq__err(rc, "jobq_open: storage '%.100s' failed to open", url);
     goto fail;
+  }
+  if (opts->n_quotas &&
+      (rc = ops->set_quotas(q->st, opts->quotas, (size_t)opts->n_quotas)) != 0) {
+    if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s", jobq_strerror(rc));
+    jobq__err_prefix(rc, NULL, "jobq_open: owner quotas: ");
+    goto fail_st;
   }
   /* Other processes' events from now on, into the pull buffer (on above). */
   if (opts->shared_events && (rc = jobq__events_share(q)) != 0) goto fail_st;

@@ -75,7 +75,19 @@ typedef struct mstore {
   size_t n_kinds;
   mjob *first, *last;
   uint64_t seq;
+  /* Per-owner quotas (set_quotas) and, only while there are some, the
+   * unfinished jobs of each owner: "owner\x1f" (all kinds) and
+   * "owner\x1fkind" -> mcount. Entries stay once made (one per owner and
+   * kind seen), so that counting never allocates after the checks. */
+  jobq_storage_quota *quotas;
+  size_t n_quotas;
+  jobq_map counts;
 } mstore;
+
+typedef struct mcount {
+  long n;
+  char key[];
+} mcount;
 
 static int ready_less(const void *a, const void *b) {
   const mjob *x = a, *y = b;
@@ -199,6 +211,11 @@ static void mem_close(void *st) {
   jobq__map_free(&s->ids);
   jobq__map_free(&s->dedupe);
   jobq__map_free(&s->kindmap);
+  jobq_map_slot *e;
+  for (size_t cur = 0; (e = jobq__map_next(&s->counts, &cur));) free(e->val);
+  jobq__map_free(&s->counts);
+  for (size_t i = 0; i < s->n_quotas; i++) free((char *)s->quotas[i].kind);
+  free(s->quotas);
   uv_mutex_destroy(&s->mu);
   free(s);
 }
@@ -243,6 +260,110 @@ static void dequeue(mjob *j) {
 static int key_live(const mjob *j, int64_t now) {
   return jobq__key_live(j->state, j->x ? j->x->finished_at : 0, j->x ? j->x->dedupe_ttl_ms : 0,
                         now);
+}
+
+/* ---- per-owner quotas ---- */
+
+#define COUNT_KEY_MAX (256 + 64 + 2) /* an owner, a kind, the separator, NUL */
+
+static void count_key(char *buf, const char *owner, const char *kind) {
+  snprintf(buf, COUNT_KEY_MAX, "%s\x1f%s", owner, kind ? kind : "");
+}
+
+/* The count entry of owner and kind (NULL: all kinds); made with n 0 when
+ * create is set (NULL on out of memory). */
+static mcount *count_get(mstore *s, const char *owner, const char *kind, int create) {
+  char key[COUNT_KEY_MAX];
+  count_key(key, owner, kind);
+  mcount *c = jobq__map_get(&s->counts, key);
+  if (c || !create) return c;
+  size_t n = strlen(key) + 1;
+  if ((c = calloc(1, sizeof *c + n)) == NULL) return NULL;
+  memcpy(c->key, key, n);
+  if (jobq__map_put(&s->counts, c->key, c) != 0) {
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+/* A job of owner and kind became unfinished (+1) or finished (-1). The
+ * entries exist: insert made them. */
+static void count_move(mstore *s, const mjob *j, long d) {
+  if (s->n_quotas == 0 || j->x == NULL || j->x->owner == NULL) return;
+  mcount *all = count_get(s, j->x->owner, NULL, 0), *one = count_get(s, j->x->owner, j->kind->name, 0);
+  if (all) all->n += d;
+  if (one) one->n += d;
+}
+
+/* Before a batch is applied: which jobs are dedupe hits (dup[i]), and
+ * whether the new ones stay within every quota. Makes the count entries
+ * the batch needs, so that applying it cannot fail. s->mu held. */
+static int quota_check(mstore *s, jobq_storage_job *const *jobs, size_t n, const int *force,
+                       int64_t now, char *dup) {
+  jobq_map seen = {0}; /* dedupe keys this batch takes */
+  jobq_map add = {0};  /* count entry -> new jobs of this batch (as a pointer-sized int) */
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    const jobq_storage_job *r = jobs[i];
+    dup[i] = 0;
+    if (r->dedupe_key && !(force && force[i])) {
+      mjob *old = jobq__map_get(&s->dedupe, r->dedupe_key);
+      dup[i] = jobq__map_get(&seen, r->dedupe_key) != NULL || (old && key_live(old, now));
+    }
+    if (dup[i]) continue;
+    if (r->dedupe_key && jobq__map_put(&seen, r->dedupe_key, (void *)1) != 0) {
+      rc = oom("insert");
+      break;
+    }
+    if (r->owner == NULL) continue;
+    mcount *both[2] = {count_get(s, r->owner, NULL, 1), count_get(s, r->owner, r->kind, 1)};
+    if (both[0] == NULL || both[1] == NULL) {
+      rc = oom("insert");
+      break;
+    }
+    for (int b = 0; b < 2 && rc == 0; b++) {
+      intptr_t k = (intptr_t)jobq__map_get(&add, both[b]->key) + 1;
+      if (jobq__map_put(&add, both[b]->key, (void *)k) != 0) {
+        rc = oom("insert");
+        break;
+      }
+      for (size_t q = 0; q < s->n_quotas; q++) {
+        const char *qk = s->quotas[q].kind;
+        if (b == 0 ? qk != NULL : (qk == NULL || strcmp(qk, r->kind) != 0)) continue;
+        if (both[b]->n + (long)k > s->quotas[q].max) {
+          rc = jobq__err(JOBQ_EQUOTA,
+                         "memory storage: owner '%.256s' has %ld unfinished jobs%s%s%s; its quota "
+                         "is %d",
+                         r->owner, both[b]->n + (long)k - 1, qk ? " of kind '" : "", qk ? qk : "",
+                         qk ? "'" : "", s->quotas[q].max);
+          break;
+        }
+      }
+    }
+  }
+  jobq__map_free(&seen);
+  jobq__map_free(&add);
+  return rc;
+}
+
+static int mem_set_quotas(void *st, const jobq_storage_quota *q, size_t n) {
+  mstore *s = st;
+  jobq_storage_quota *v = calloc(n ? n : 1, sizeof *v);
+  if (v == NULL) return oom("set_quotas");
+  for (size_t i = 0; i < n; i++) {
+    v[i].max = q[i].max;
+    if (q[i].kind && (v[i].kind = jobq__strdup(q[i].kind)) == NULL) {
+      for (size_t k = 0; k < i; k++) free((char *)v[k].kind);
+      free(v);
+      return oom("set_quotas");
+    }
+  }
+  uv_mutex_lock(&s->mu);
+  s->quotas = v;
+  s->n_quotas = n;
+  uv_mutex_unlock(&s->mu);
+  return 0;
 }
 
 static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force,
@@ -299,6 +420,18 @@ static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const i
       goto nomem;
     }
   }
+  if (s->n_quotas) {
+    char dup_s[64], *dup = n <= 64 ? dup_s : malloc(n);
+    int qrc = dup ? quota_check(s, jobs, n, force, now, dup) : oom("insert");
+    if (dup != dup_s) free(dup);
+    if (qrc) {
+      uv_mutex_unlock(&s->mu);
+      for (size_t x = 0; x < n; x++)
+        if (made[x]) free_job(made[x]);
+      free(made);
+      return qrc;
+    }
+  }
   /* From here on nothing can fail. */
   for (size_t i = 0; i < n; i++) {
     mjob *j = made[i];
@@ -315,6 +448,7 @@ static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const i
       jobq__map_put(&s->dedupe, j->x->dedupe_key, j);
     }
     j->kind = kind_get(s, jobs[i]->kind, 0);
+    count_move(s, j, +1);
     j->seq = ++s->seq;
     jobq__map_put(&s->ids, j->id, j);
     j->prev = s->last;
@@ -611,7 +745,11 @@ static int mem_finish(void *st, const jobq_storage_finish *f, size_t n, int *out
     k->requeue = 0;
   }
   if (!fail)
-    for (size_t i = 0; i < n; i++) out_state[i] = finish_apply(&f[i], &p[i]);
+    for (size_t i = 0; i < n; i++) {
+      out_state[i] = finish_apply(&f[i], &p[i]);
+      if (out_state[i] >= 0 && jobq_state_is_terminal(out_state[i]) && p[i].j)
+        count_move(s, p[i].j, -1);
+    }
   uv_mutex_unlock(&s->mu);
   for (size_t i = 0; i < made; i++) fin_prep_free(&p[i]);
   if (p != small) free(p);
@@ -646,6 +784,7 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, cha
     } else {
       dequeue(j);
       j->state = JOBQ_CANCELLED;
+      count_move(s, j, -1);
       j->x->finished_at = now;
       free(j->x->error);
       j->x->error = err;
@@ -927,4 +1066,5 @@ const jobq_storage_ops jobq__memory_ops = {
   .checkpoint_get = mem_checkpoint_get,
   .prune = mem_prune,
   .get_by_key = mem_get_by_key,
+  .set_quotas = mem_set_quotas,
 };

@@ -325,6 +325,10 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
   "INSERT INTO jobq_leases (owner, until) SELECT 0, lease_until FROM jobq_jobs WHERE state = 1 "
   "ORDER BY lease_until LIMIT 1;"
   "DROP INDEX jobq_jobs_lease;",
+  /* 4 -> 5: per-owner quotas: per owner and kind, an upper bound of its
+   * unfinished jobs (sqlite_quota.c says why a bound and not a count). */
+  "CREATE TABLE jobq_owner_open (owner TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, "
+  "  PRIMARY KEY (owner, kind)) WITHOUT ROWID;",
 };
 
 /* Refuses a database that holds other programs' tables but no libjobq
@@ -525,6 +529,8 @@ static void sq_close(void *st) {
   for (int j = 0; j < WS_COUNT; j++) sqlite3_finalize(s->ws[j]);
   sqlite3_close(s->w);
   uv_mutex_destroy(&s->nmu);
+  for (size_t i = 0; i < s->n_quotas; i++) free((char *)s->quotas[i].kind);
+  free(s->quotas);
   free(s->path);
   free(s);
 }
@@ -991,4 +997,5 @@ const jobq_storage_ops jobq__sqlite_ops = {
   .checkpoint_get = sq_checkpoint_get,
   .prune = jobq__sq_prune,
   .get_by_key = sq_get_by_key,
+  .set_quotas = jobq__sq_set_quotas,
 };

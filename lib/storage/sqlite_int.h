@@ -16,7 +16,7 @@
 #define SQ_DUE 0
 #define SQ_SCHEDULED 5
 
-#define SQ_SCHEMA_VERSION 4
+#define SQ_SCHEMA_VERSION 5
 #define SQ_READERS 4
 
 /* The write connection's statements (sq_store.ws), each prepared by the
@@ -27,6 +27,8 @@ enum {
   /* sqlite_jobs.c */
   WS_INSERT, WS_INSERT_MANY, WS_DEDUPE_FIND, WS_FIND, WS_PROGRESS, WS_CHECKPOINT,
   WS_CANCEL_QUEUED, WS_CANCEL_RUNNING, WS_PRUNE_JOBS,
+  /* sqlite_quota.c */
+  WS_QUOTA_BOUND, WS_QUOTA_BOUND_ALL, WS_QUOTA_ADD, WS_QUOTA_EXACT, WS_QUOTA_CLEAR, WS_QUOTA_SET,
   /* sqlite_claim.c */
   WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE_READ, WS_TAKE,
   /* sqlite_finish.c */
@@ -94,6 +96,9 @@ struct sq_store {
   int busy_ms;
   long max_pages;       /* PRAGMA max_page_count on the writer, 0 = SQLite's default */
   int shared_schema;    /* shared_schema=1: other programs' tables may share the file */
+  /* per-owner quotas (set_quotas, before any write; read by the writer) */
+  jobq_storage_quota *quotas;
+  size_t n_quotas;
 
   /* the writer: one thread owns the write connection */
   sqlite3 *w;
@@ -220,8 +225,18 @@ int jobq__sq_claim_prepare(sq_store *s);
 int jobq__sq_finish_prepare(sq_store *s);
 int jobq__sq_lease_prepare(sq_store *s);
 int jobq__sq_events_prepare(sq_store *s);
+int jobq__sq_quota_prepare(sq_store *s);
+/* sqlite_quota.c, on the writer: whether one more job of owner and kind
+ * (with pending_kind jobs of that kind and pending_all of any kind of the
+ * owner checked but not yet inserted) stays within every quota; 0 or
+ * JOBQ_EQUOTA with the sentence. */
+int jobq__sq_quota_check(sq_store *s, const char *owner, const char *kind, long pending_kind,
+                         long pending_all);
+/* After the insert of a job that quotas count. */
+int jobq__sq_quota_add(sq_store *s, const char *owner, const char *kind);
 
 /* The vtable's write members. */
+int jobq__sq_set_quotas(void *st, const jobq_storage_quota *q, size_t n);
 int jobq__sq_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
                     int *out_dup);
 int jobq__sq_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *out, size_t *n_out);

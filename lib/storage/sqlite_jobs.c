@@ -116,12 +116,42 @@ static int insert_one(sq_store *s, sq_insert_req *r, size_t i) {
     sqlite3_clear_bindings(d);
     if (r->out_dup[i]) return 0;
   }
+  int counted = s->n_quotas && j->owner;
+  if (counted) {
+    int rc = jobq__sq_quota_check(s, j->owner, j->kind, 0, 0);
+    if (rc) return rc;
+  }
   sqlite3_stmt *st = s->ws[WS_INSERT];
   bind_job(st, 0, j, r->now);
   int rc = jobq__sq_run(s, st, "cannot insert a job");
+  if (rc == 0 && counted) rc = jobq__sq_quota_add(s, j->owner, j->kind);
   if (rc == 0)
     jobq__sq_event(s, JOBQ_EVENT_SUBMITTED, JOBQ_QUEUED, j->id, j->kind, 0, NULL, 0, NULL, NULL);
   return rc;
+}
+
+/* Quotas for a run of k jobs that go in as one statement: before it
+ * (add 0), each owned job is checked with the run's earlier jobs of its
+ * owner pending; after it (add 1), each is counted. */
+static int quota_run(sq_store *s, jobq_storage_job *const *jobs, size_t k, int add) {
+  for (size_t m = 0; m < k; m++) {
+    const jobq_storage_job *j = jobs[m];
+    if (j->owner == NULL) continue;
+    int rc;
+    if (add) {
+      rc = jobq__sq_quota_add(s, j->owner, j->kind);
+    } else {
+      long same_kind = 0, any = 0;
+      for (size_t p = 0; p < m; p++) {
+        if (jobs[p]->owner == NULL || strcmp(jobs[p]->owner, j->owner) != 0) continue;
+        any++;
+        if (strcmp(jobs[p]->kind, j->kind) == 0) same_kind++;
+      }
+      rc = jobq__sq_quota_check(s, j->owner, j->kind, same_kind, any);
+    }
+    if (rc) return rc;
+  }
+  return 0;
 }
 
 static int insert_run(sq_store *s, sq_req *req) {
@@ -137,9 +167,12 @@ static int insert_run(sq_store *s, sq_req *req) {
       if (rc) return rc;
       continue;
     }
+    int rc = s->n_quotas ? quota_run(s, r->jobs + i, k, 0) : 0;
+    if (rc) return rc;
     sqlite3_stmt *st = s->ws[WS_INSERT_MANY];
     for (size_t m = 0; m < k; m++) bind_job(st, (int)m * 11, r->jobs[i + m], r->now);
-    int rc = jobq__sq_run(s, st, "cannot insert jobs");
+    rc = jobq__sq_run(s, st, "cannot insert jobs");
+    if (rc == 0 && s->n_quotas) rc = quota_run(s, r->jobs + i, k, 1);
     if (rc) return rc;
     for (size_t m = 0; m < k; m++) {
       r->out_dup[i + m] = 0;
@@ -152,6 +185,27 @@ static int insert_run(sq_store *s, sq_req *req) {
 }
 
 static const sq_op insert_op = {insert_run, NULL};
+
+int jobq__sq_set_quotas(void *st, const jobq_storage_quota *q, size_t n) {
+  sq_store *s = st;
+  jobq_storage_quota *v = calloc(n ? n : 1, sizeof *v);
+  if (v == NULL) return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  for (size_t i = 0; i < n; i++) {
+    v[i].max = q[i].max;
+    if (q[i].kind && (v[i].kind = jobq__strdup(q[i].kind)) == NULL) {
+      for (size_t k = 0; k < i; k++) free((char *)v[k].kind);
+      free(v);
+      return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+    }
+  }
+  /* Set before any write (set_quotas is called right after open); the
+   * writer reads it under the same lock that hands it requests. */
+  uv_mutex_lock(&s->mu);
+  s->quotas = v;
+  s->n_quotas = n;
+  uv_mutex_unlock(&s->mu);
+  return 0;
+}
 
 int jobq__sq_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
                     int *out_dup) {

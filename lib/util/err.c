@@ -39,6 +39,7 @@ static const struct {
   {"JOBQ_EPATH", "path escapes its directory"},
   {"JOBQ_ECRON", "a cron expression is malformed"},
   {"JOBQ_ETZ", "unknown or malformed time zone"},
+  {"JOBQ_EQUOTA", "the owner's quota of unfinished jobs is reached"},
 };
 
 #define NERR ((int)(sizeof errtab / sizeof errtab[0]))

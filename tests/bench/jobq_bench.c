@@ -22,6 +22,9 @@
  *   get_at_depth_*  latency of jobq_get of a random queued job (position
  *                included) with 10,000 and 1,000,000 jobs of its kind
  *                queued, p50/p99 over 1,000 gets
+ *   e2e_owned_*  e2e_batch_2w with each job owned by one of 1,000 users, without
+ *                and with per-owner quotas (one overall, one for the kind;
+ *                high enough never to refuse: the cost of counting)
  *   cache_lookup_*  latency of jobq_get_by_key among 100,000 cached results
  *                (keys with an absolute expiry, jobs succeeded): a hit, and a
  *                miss (a key nobody holds), p50/p99 over 10,000 lookups */
@@ -487,6 +490,53 @@ static void get_at_depth(long queued) {
   jobq_close(q, 0);
 }
 
+static void e2e_owned(int quotas) {
+  const char *name = quotas ? "e2e_owned_quota" : "e2e_owned";
+  if (!want(name)) return;
+  cur_url = figure_url(name, NULL);
+  jobq_options_t *o = jobq_options_new();
+  jobq_options_set_storage(o, cur_url ? cur_url : storage);
+  jobq_options_set_workers(o, 2);
+  if (quotas &&
+      (jobq_options_set_owner_quota(o, NULL, 1000000) || jobq_options_set_owner_quota(o, "noop", 1000000)))
+    die("jobq_options_set_owner_quota");
+  jobq_t *q;
+  if (jobq_open(&q, o) != 0) die("jobq_open");
+  jobq_options_free(o);
+  if (jobq_register(q, "noop", noop, NULL, NULL) != 0) die("jobq_register");
+  if (jobq_start(q) != 0) die("jobq_start");
+  atomic_store(&done, 0);
+  enum { BATCH = 1000, USERS = 1000 };
+  const char *kinds[BATCH], *payloads[BATCH];
+  const jobq_submit_opts_t *opts[BATCH];
+  jobq_submit_opts_t *so[USERS];
+  for (int u = 0; u < USERS; u++) {
+    char owner[32];
+    snprintf(owner, sizeof owner, "user%d", u);
+    so[u] = jobq_submit_opts_new();
+    if (jobq_submit_opts_set_owner(so[u], owner) != 0) die("set_owner");
+  }
+  static char ids[BATCH * JOBQ_ID_SIZE];
+  for (int i = 0; i < BATCH; i++) {
+    kinds[i] = "noop";
+    payloads[i] = "{}";
+    opts[i] = so[i % USERS];
+  }
+  long total = (n_jobs + BATCH - 1) / BATCH * BATCH;
+  double t0 = now_s();
+  for (long i = 0; i < total; i += BATCH)
+    if (jobq_submit_many(q, BATCH, kinds, payloads, opts, ids, NULL) < 0) die("submit_many");
+  while (atomic_load(&done) < total) {
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, NULL);
+  }
+  double t = now_s() - t0;
+  printf("%s: %.0f jobs/s (%ld jobs in %.3f s)\n", name, (double)total / t, total, t);
+  fflush(stdout);
+  jobq_close(q, -1);
+  for (int u = 0; u < USERS; u++) jobq_submit_opts_free(so[u]);
+}
+
 static void cache_lookup(void) {
   if (!want("cache_lookup")) return;
   cur_url = figure_url("cache_lookup", NULL);
@@ -562,6 +612,8 @@ int main(int argc, char **argv) {
   depth(1000000);
   get_at_depth(10000);
   get_at_depth(1000000);
+  e2e_owned(0);
+  e2e_owned(1);
   cache_lookup();
   rss();
   return 0;

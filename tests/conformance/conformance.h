@@ -578,6 +578,9 @@ typedef struct conf_qopts {
   size_t max_payload; /* 0: default */
   int event_buffer;   /* 0: off */
   const char *url;    /* NULL: the case's URL */
+  /* per-owner quotas: quota_kind[i] (NULL: all kinds) at most quota_max[i] */
+  const char *quota_kind[4];
+  int quota_max[4];
 } conf_qopts;
 
 static double conf_half = 0.5;
@@ -592,6 +595,8 @@ static inline int cq_open_rc(conf_case *c, conf_qopts o, jobq_t **q) {
   if (o.lease_ms) CK_OK(jobq_options_set_lease(opts, o.lease_ms));
   if (o.max_payload) CK_OK(jobq_options_set_max_payload(opts, o.max_payload));
   if (o.event_buffer) CK_OK(jobq_options_set_event_buffer(opts, o.event_buffer));
+  for (int i = 0; i < 4 && o.quota_max[i]; i++)
+    CK_OK(jobq_options_set_owner_quota(opts, o.quota_kind[i], o.quota_max[i]));
   jobq_storage_set_error("");
   int rc = jobq_open(q, opts);
   jobq_options_free(opts);

@@ -963,6 +963,92 @@ static void api_cache_prune_keeps_live_keys(conf_case *c) {
   cq_close(q);
 }
 
+/* ---- per-owner quotas ---------------------------------------------------------------------------------- */
+
+static int submit_owned(jobq_t *q, const char *kind, const char *owner, const char *key, char *id) {
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  if (owner) CK_OK(jobq_submit_opts_set_owner(so, owner));
+  if (key) CK_OK(jobq_submit_opts_set_dedupe(so, key, 0));
+  jobq_storage_set_error("");
+  int rc = jobq_submit(q, kind, "{}", so, id);
+  jobq_submit_opts_free(so);
+  return rc;
+}
+
+static void api_owner_quota(conf_case *c) {
+  conf_clock clk;
+  conf_qopts o = fake_clock_opts(&clk);
+  o.quota_kind[0] = "podcast";
+  o.quota_max[0] = 2;
+  o.quota_kind[1] = NULL; /* all kinds */
+  o.quota_max[1] = 3;
+  jobq_t *q = cq_open(c, o);
+  char a[JOBQ_ID_SIZE], u1[JOBQ_ID_SIZE], x[JOBQ_ID_SIZE];
+  CK_RC(0, submit_owned(q, "podcast", "u", NULL, u1));
+  CK_RC(0, submit_owned(q, "podcast", "u", NULL, x));
+  memset(x, 'Z', sizeof x);
+  CK_RC(JOBQ_EQUOTA, submit_owned(q, "podcast", "u", NULL, x));
+  CK(strstr(jobq_last_error(), "owner 'u' has 2 unfinished jobs of kind 'podcast'; its quota is 2"),
+     "sentence: %s", jobq_last_error());
+  CK(x[0] == 'Z', "an id was written on failure");
+  CK_INT(count_jobs(q), 2);
+  /* Other owners, and jobs without one, are not held back. */
+  CK_RC(0, submit_owned(q, "podcast", "v", NULL, x));
+  CK_RC(0, submit_owned(q, "podcast", NULL, NULL, x));
+  CK_RC(0, submit_owned(q, "podcast", NULL, NULL, x));
+  /* The overall quota: 2 podcasts + 1 other = 3. */
+  CK_RC(0, submit_owned(q, "mail", "u", NULL, x));
+  CK_RC(JOBQ_EQUOTA, submit_owned(q, "mail", "u", NULL, x));
+  CK(strstr(jobq_last_error(), "owner 'u' has 3 unfinished jobs; its quota is 3"), "sentence: %s",
+     jobq_last_error());
+  /* A dedupe hit adds no job: not refused. */
+  CK_RC(0, submit_owned(q, "podcast", "w", "K", a));
+  CK_RC(0, submit_owned(q, "podcast", "w", NULL, x));
+  CK_RC(1, submit_owned(q, "podcast", "w", "K", x));
+  CK_STR(x, a);
+  /* Finishing or cancelling frees room. */
+  jobq_ctx_t *ctx = cq_claim_expect(q, "podcast", u1); /* the oldest */
+  ctx_succeed_settled(q, ctx, NULL, JOBQ_SUCCEEDED);
+  CK_RC(0, submit_owned(q, "mail", "u", NULL, x)); /* the first podcast of u finished */
+  CK_RC(JOBQ_EQUOTA, submit_owned(q, "mail", "u", NULL, x));
+  CK_OK(jobq_cancel(q, x));
+  CK_RC(0, submit_owned(q, "mail", "u", NULL, x));
+  /* A batch is all or none. */
+  size_t before = count_jobs(q);
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_owner(so, "batch"));
+  const char *kinds[] = {"podcast", "podcast", "podcast"};
+  const char *payloads[] = {"1", "2", "3"};
+  const jobq_submit_opts_t *opts[] = {so, so, so};
+  char ids[3 * JOBQ_ID_SIZE];
+  CK_RC(JOBQ_EQUOTA, jobq_submit_many(q, 3, kinds, payloads, opts, ids, NULL));
+  CK_INT(count_jobs(q), before);
+  CK_RC(0, jobq_submit_many(q, 2, kinds, payloads, opts, ids, NULL));
+  jobq_submit_opts_free(so);
+  cq_close(q);
+}
+
+static void api_owner_quota_bad_input(conf_case *c) {
+  (void)c;
+  jobq_options_t *o = jobq_options_new();
+  CK_RC(JOBQ_EINVAL, jobq_options_set_owner_quota(NULL, NULL, 1));
+  CK_RC(JOBQ_EINVAL, jobq_options_set_owner_quota(o, NULL, 0));
+  CK(strstr(jobq_last_error(), "max 0 is outside 1..1000000"), "sentence: %s", jobq_last_error());
+  CK_RC(JOBQ_EINVAL, jobq_options_set_owner_quota(o, "k", -1));
+  CK_RC(JOBQ_EINVAL, jobq_options_set_owner_quota(o, "k", 1000001));
+  CK_RC(JOBQ_EKIND, jobq_options_set_owner_quota(o, "", 1));
+  CK_RC(JOBQ_EKIND, jobq_options_set_owner_quota(o, "bad kind", 1));
+  for (int i = 0; i < 64; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "k%d", i);
+    CK_OK(jobq_options_set_owner_quota(o, k, 1));
+  }
+  CK_OK(jobq_options_set_owner_quota(o, "k5", 7)); /* a replacement, not a 65th */
+  CK_RC(JOBQ_EINVAL, jobq_options_set_owner_quota(o, "k64", 1));
+  CK(strstr(jobq_last_error(), "at most 64 quotas"), "sentence: %s", jobq_last_error());
+  jobq_options_free(o);
+}
+
 static void api_bad_input_stores_nothing(conf_case *c) {
   conf_clock clk;
   conf_qopts o = fake_clock_opts(&clk);
@@ -1170,6 +1256,8 @@ int main(void) {
     CONF_TEST(api_cache_until),
     CONF_TEST(api_cache_bad_input),
     CONF_TEST(api_cache_prune_keeps_live_keys),
+    CONF_TEST(api_owner_quota),
+    CONF_TEST(api_owner_quota_bad_input),
     CONF_TEST(api_bad_input_stores_nothing),
     CONF_TEST(api_submit_many),
     CONF_TEST(api_handlers_run_jobs),

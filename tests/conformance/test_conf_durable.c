@@ -423,6 +423,59 @@ static int vtable_open_rc(const char *url) {
   return rc;
 }
 
+/* A per-owner quota holds across queues (processes) on one store: the
+ * count and the insert share a transaction. 4 threads on 2 queues race to
+ * submit 25 jobs each for one owner whose quota is 10. */
+typedef struct quota_racer {
+  jobq_t *q;
+  int ok, refused, other, first_other;
+} quota_racer;
+
+static void *quota_racer_main(void *p) {
+  quota_racer *r = p;
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  jobq_submit_opts_set_owner(so, "racer");
+  for (int i = 0; i < 25; i++) {
+    char id[JOBQ_ID_SIZE];
+    int rc = jobq_submit(r->q, i % 2 ? "qa" : "qb", "{}", so, id);
+    if (rc == 0) r->ok++;
+    else if (rc == JOBQ_EQUOTA) r->refused++;
+    else if (!r->other++) r->first_other = rc;
+  }
+  jobq_submit_opts_free(so);
+  return NULL;
+}
+
+static void durable_quota_holds_across_queues(conf_case *c) {
+  conf_qopts o = {0};
+  o.workers = 0;
+  o.quota_max[0] = 10;
+  jobq_t *qa = cq_open(c, o), *qb = cq_open(c, o);
+  quota_racer r[4] = {{qa, 0, 0, 0, 0}, {qb, 0, 0, 0, 0}, {qa, 0, 0, 0, 0}, {qb, 0, 0, 0, 0}};
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++) CK(pthread_create(&t[i], NULL, quota_racer_main, &r[i]) == 0, "thread");
+  for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+  int ok = 0, refused = 0;
+  for (int i = 0; i < 4; i++) {
+    CK(r[i].other == 0, "a submit failed with %s: %s", jobq_err_name(r[i].first_other),
+       jobq_last_error());
+    ok += r[i].ok;
+    refused += r[i].refused;
+  }
+  CK_INT(ok, 10);
+  CK_INT(refused, 90);
+  jobq_filter_t *f = jobq_filter_new();
+  CK_OK(jobq_filter_set_owner(f, "racer"));
+  CK_OK(jobq_filter_set_limit(f, 1000));
+  jobq_page_t *pg = NULL;
+  CK_OK(jobq_list(qb, f, &pg));
+  CK_INT(jobq_page_count(pg), 10);
+  jobq_page_free(pg);
+  jobq_filter_free(f);
+  cq_close(qa);
+  cq_close(qb);
+}
+
 static void sqlite_fault_missing_directory(conf_case *c) {
   char url[700], path[600];
   conf_path(c, "missing", path, sizeof path);
@@ -684,6 +737,7 @@ int main(int argc, char **argv) {
     CONF_TEST_NEED(durable_abandoned_job_rescued_by_other_queue, CONF_NEED_DURABLE),
     CONF_TEST_NEED(durable_killed_process_job_rescued, CONF_NEED_DURABLE),
     CONF_TEST_NEED(durable_two_queues_never_share_a_job, CONF_NEED_DURABLE),
+    CONF_TEST_NEED(durable_quota_holds_across_queues, CONF_NEED_DURABLE),
     CONF_TEST_ONLY(sqlite_fault_missing_directory, "sqlite"),
     CONF_TEST_ONLY(sqlite_fault_not_a_database, "sqlite"),
     CONF_TEST_ONLY(sqlite_fault_newer_schema_untouched, "sqlite"),
