@@ -137,6 +137,7 @@ struct sq_store {
   int ckpt_want, ckpt_stop;
   int ckpt_busy;    /* the thread is inside a checkpoint (holds SQLite's lock) */
   int ckpt_hold;    /* the writer checkpoints itself: the thread waits */
+  int restart_at;   /* WAL frames from which the writer tries a RESTART (writer only) */
 
   /* readers */
   sq_reader readers[SQ_READERS];
