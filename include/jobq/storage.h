@@ -220,7 +220,10 @@ typedef struct jobq_storage_ops {
 
   /* Extends the leases of n running attempts to lease_until, and reports
    * for each whether it is still running and whether a cancel was requested
-   * (by any process). */
+   * (by any process). The lease stored is lease_until itself, however long
+   * the call waited (for a lock, behind other requests): rescue(now) then
+   * rescues an attempt exactly when now > lease_until, whatever the timing
+   * of the threads. */
   int (*heartbeat)(void *st, jobq_storage_lease *leases, size_t n, int64_t lease_until);
 
   /* Rescues attempts whose lease expired before now (their process died):

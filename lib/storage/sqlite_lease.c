@@ -194,15 +194,16 @@ typedef struct sq_heartbeat_req {
   jobq_storage_lease *leases;
   size_t n;
   int64_t lease_until;
-  int64_t asked; /* wall ms when the request was made */
 } sq_heartbeat_req;
 
 static int heartbeat_run(sq_store *s, sq_req *req) {
   sq_heartbeat_req *r = (sq_heartbeat_req *)req;
-  /* The lease counts from when it is stored: add the time this request
-   * waited (for the write lock, for other requests) since it was made. */
-  int64_t waited = jobq__sq_wall_ms() - r->asked;
-  int64_t until = r->lease_until + (waited > 0 ? waited : 0);
+  /* Exactly the caller's time, however long this request waited for the
+   * write lock: the caller's clock may not be the wall clock (an injected
+   * one), and a rescue at a given "now" must not depend on how the writer
+   * was scheduled. A live process's heartbeat that waits is covered by the
+   * live-owner grace (live_grace, above). */
+  int64_t until = r->lease_until;
   for (size_t i = 0; i < r->n; i++) {
     sqlite3_stmt *u = s->ws[WS_HEARTBEAT];
     sqlite3_bind_int64(u, 1, until);
@@ -232,7 +233,6 @@ int jobq__sq_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_
   r.leases = l;
   r.n = n;
   r.lease_until = lease_until;
-  r.asked = jobq__sq_wall_ms(); /* to measure the wait */
   return jobq__sq_submit(st, &r.h);
 }
 

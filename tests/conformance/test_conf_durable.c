@@ -674,6 +674,64 @@ static void sqlite_lease_row_follows_running_jobs(conf_case *c) {
   cq_close(q);
 }
 
+/* A heartbeat stores the lease_until its caller gave, even when it had to
+ * wait for the write lock: a rescue at a given "now" must not depend on
+ * how long the writer waited. (It once added the wall-clock time it waited,
+ * so a rescue just past the heartbeat's time found nothing when the writer
+ * thread was slow to run, e.g. under load.) The heartbeat runs on a thread
+ * of its own while a connection of the test holds the write lock for
+ * 50 ms after that thread started. */
+typedef struct hb_call {
+  conf_store *s;
+  jobq_storage_lease *l;
+  int64_t until;
+  atomic_int started;
+  int rc;
+} hb_call;
+
+static void *hb_main(void *p) {
+  hb_call *h = p;
+  atomic_store(&h->started, 1);
+  h->rc = h->s->ops->heartbeat(h->s->st, h->l, 1, h->until);
+  return NULL;
+}
+
+static void sqlite_heartbeat_that_waits_stores_callers_time(conf_case *c) {
+  const char *path = c->url + strlen("sqlite:");
+  conf_store s;
+  cs_open(c, &s);
+  char id[JOBQ_ID_SIZE];
+  cs_add(&s, T, "a", 0, 0, id);
+  conf_claim cl = {0};
+  cl.now = T;
+  cl.lease_ms = 100;
+  jobq_storage_job j;
+  CK_INT(cs_claim_req(&s, cl, &j), 1);
+  jobq_storage_job_clear(&j);
+  sqlite3 *db = NULL;
+  CK_INT(sqlite3_open(path, &db), SQLITE_OK);
+  CK_INT(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  jobq_storage_lease l = {id, 1, 0, 0};
+  hb_call h = {&s, &l, T + 1000, 0, -1};
+  pthread_t th;
+  CK_INT(pthread_create(&th, NULL, hb_main, &h), 0);
+  while (!atomic_load(&h.started)) conf_sleep_ms(1);
+  conf_sleep_ms(50); /* the heartbeat waits for the write lock meanwhile */
+  CK_INT(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  pthread_join(th, NULL);
+  sqlite3_close(db);
+  CK_OK(h.rc);
+  CK_INT(l.still_running, 1);
+  CK_INT(sq_int(path, "SELECT lease_until - 1000 FROM jobq_jobs"), T);
+  size_t n = 99;
+  CK_OK(s.ops->rescue(s.st, T + 1000, &n));
+  CK_INT(n, 0);
+  CK_OK(s.ops->rescue(s.st, T + 1001, &n));
+  CK_INT(n, 1);
+  CK_INT(cs_state(&s, id, T + 1001), JOBQ_QUEUED);
+  cs_close(&s);
+}
+
 /* Under a steady stream of commits the -wal file stays bounded (the
  * writer steps in once the checkpointer falls 4,000 frames behind, about
  * 16 MB), and every job is in the database once the queue closed. Without
@@ -744,6 +802,7 @@ int main(int argc, char **argv) {
     CONF_TEST_ONLY(sqlite_fault_disk_full, "sqlite"),
     CONF_TEST_ONLY(sqlite_url_options_work, "sqlite"),
     CONF_TEST_ONLY(sqlite_lease_row_follows_running_jobs, "sqlite"),
+    CONF_TEST_ONLY(sqlite_heartbeat_that_waits_stores_callers_time, "sqlite"),
     CONF_TEST_ONLY(sqlite_wal_stays_bounded, "sqlite"),
     CONF_TEST_NEED(durable_close_releases_running_job, CONF_NEED_DURABLE),
   };

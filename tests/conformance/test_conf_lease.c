@@ -153,6 +153,8 @@ static void rescue_heartbeat_extends_lease(conf_case *c) {
   CK_OK(s.ops->rescue(s.st, T + 500, &n));
   CK_INT(n, 0);
   CK_INT(cs_state(&s, id, T + 500), JOBQ_RUNNING);
+  /* The heartbeat stored T + 1000 itself (not later by however long the
+   * backend took to apply it), so 1 ms past it the job is rescued. */
   CK_OK(s.ops->rescue(s.st, T + 1001, &n));
   CK_INT(n, 1);
   CK_INT(cs_state(&s, id, T + 1001), JOBQ_QUEUED);
