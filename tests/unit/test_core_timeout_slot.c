@@ -47,7 +47,12 @@ static void gate_handler(jobq_ctx_t *ctx, void *ud) {
   } else if (strcmp(p, "\"keep\"") == 0) {
     g->kept = ctx;
   } else {
+    /* Its slot goes back with the succeed, before this handler returns:
+     * the next job may start at once, so "inside" ends here. */
+    atomic_fetch_sub(&g->inside, 1);
     jobq_ctx_succeed(ctx, "\"ok\"");
+    atomic_fetch_add(&g->returned, 1);
+    return;
   }
   atomic_fetch_sub(&g->inside, 1);
   atomic_fetch_add(&g->returned, 1);
