@@ -229,6 +229,11 @@ JOBQ_API int jobq_options_set_log(jobq_options_t *opts, jobq_log_fn fn, void *ud
  * it on the store. Jobs without an owner are not counted. Setting the same
  * kind again replaces its maximum; up to 64 quotas. */
 JOBQ_API int jobq_options_set_owner_quota(jobq_options_t *opts, const char *kind, int max);
+/* What a schedule this queue adds (jobq_cron_add) does with occurrences
+ * missed while no process evaluated it: JOBQ_CRON_MISSED_LATEST (the
+ * default), _SKIP or _ALL (see the cron section). Stored with the schedule,
+ * so that every process evaluating it agrees. */
+JOBQ_API int jobq_options_set_cron_missed(jobq_options_t *opts, int policy);
 
 /* ---- lifecycle --------------------------------------------------------- */
 
@@ -530,6 +535,57 @@ JOBQ_API int jobq_cron_next(const char *expr, const char *tz, int64_t after_ms, 
 /* The exclusive end of the local day (in tz) that contains at_ms: the first
  * instant of the next local day, 23 or 25 hours later on DST days. */
 JOBQ_API int jobq_end_of_day(const char *tz, int64_t at_ms, int64_t *out_ms);
+
+/* ---- cron -------------------------------------------------------------- */
+
+/* Schedules live in the queue's storage, so every process on it sees the
+ * same ones; every queue that called jobq_start evaluates them (its
+ * maintenance thread, reading the list again at most once a second), and
+ * each occurrence is submitted exactly once however many do, as a job of
+ * the schedule's kind with run_at the occurrence and dedupe key
+ * "cron:<name>:<occurrence ms>". */
+typedef struct jobq_cron_s jobq_cron_t;           /* one schedule of a listing */
+typedef struct jobq_cron_list_s jobq_cron_list_t; /* jobq_cron_list */
+
+/* Missed occurrences: those more than a minute old when a process first
+ * evaluates the schedule (every process was down, or none had started).
+ * LATEST submits the latest of them once; SKIP submits none; ALL submits
+ * each (the latest 1,000 at most), oldest first. An occurrence evaluated
+ * within the minute is submitted whatever the policy. */
+#define JOBQ_CRON_MISSED_LATEST 0
+#define JOBQ_CRON_MISSED_SKIP 1
+#define JOBQ_CRON_MISSED_ALL 2
+
+/* Adds schedule name (1..128 bytes of A-Z a-z 0-9 _ . : -), or replaces the
+ * one of that name: each occurrence of expr in tz (see jobq_cron_next)
+ * submits kind with payload_json (NULL: null). so may set owner, priority
+ * and max attempts; a dedupe key, run_at or delay is refused (JOBQ_EINVAL:
+ * the occurrence is the key and the time). The first run is the first
+ * occurrence after now; a replacement with the same expr and tz keeps the
+ * stored next run. JOBQ_ECRON, JOBQ_ETZ, JOBQ_ETOOBIG, JOBQ_ENOTSUP (a
+ * backend without schedules); nothing is stored on error. */
+JOBQ_API int jobq_cron_add(jobq_t *q, const char *name, const char *expr, const char *tz,
+                           const char *kind, const char *payload_json,
+                           const jobq_submit_opts_t *so);
+/* Removes schedule name; JOBQ_ENOTFOUND if there is none. Jobs it
+ * submitted stay. */
+JOBQ_API int jobq_cron_remove(jobq_t *q, const char *name);
+/* Every schedule, by name. Free with jobq_cron_list_free. */
+JOBQ_API int jobq_cron_list(jobq_t *q, jobq_cron_list_t **out);
+JOBQ_API size_t jobq_cron_list_count(const jobq_cron_list_t *list);
+/* The i-th schedule (NULL past the end); valid until the list is freed. */
+JOBQ_API const jobq_cron_t *jobq_cron_list_get(const jobq_cron_list_t *list, size_t i);
+JOBQ_API void jobq_cron_list_free(jobq_cron_list_t *list);
+JOBQ_API const char *jobq_cron_name(const jobq_cron_t *c);
+JOBQ_API const char *jobq_cron_expr(const jobq_cron_t *c);
+JOBQ_API const char *jobq_cron_tz(const jobq_cron_t *c);  /* "UTC" when none was given */
+JOBQ_API const char *jobq_cron_kind(const jobq_cron_t *c);
+JOBQ_API const char *jobq_cron_payload(const jobq_cron_t *c);
+/* The next occurrence not yet submitted (ms since the epoch). */
+JOBQ_API int64_t jobq_cron_next_run(const jobq_cron_t *c);
+/* The latest occurrence submitted; 0 if none yet. */
+JOBQ_API int64_t jobq_cron_last_run(const jobq_cron_t *c);
+JOBQ_API int jobq_cron_missed_policy(const jobq_cron_t *c); /* JOBQ_CRON_MISSED_* */
 
 #ifdef __cplusplus
 }

@@ -167,6 +167,24 @@ typedef struct jobq_storage_quota {
   int max;          /* >= 1 */
 } jobq_storage_quota;
 
+/* A cron schedule as stored (cron_put, cron_list, version 3). Passed
+ * singly to cron_put; cron_list returns an array of them (frozen: see ABI
+ * above). The backend knows no cron syntax: it stores the strings and the
+ * times the core computed. */
+typedef struct jobq_storage_cron {
+  char *name;        /* 1..128 bytes of [A-Za-z0-9_.:-]; the key */
+  char *expr;        /* the cron expression, as written */
+  char *tz;          /* its time zone, as written ("UTC" for none) */
+  char *kind;        /* what each occurrence submits: kind, */
+  char *payload;     /* JSON text, */
+  char *owner;       /* owner (may be NULL), */
+  int priority;      /* priority, */
+  int max_attempts;  /* and max attempts (0: the kind's default) */
+  int missed_policy; /* JOBQ_CRON_MISSED_* */
+  int64_t next_at;   /* the next occurrence not yet submitted (ms) */
+  int64_t last_run;  /* the latest occurrence submitted, 0 if none */
+} jobq_storage_cron;
+
 typedef struct jobq_storage_ops {
   int version;        /* JOBQ_STORAGE_OPS_VERSION this table implements */
   const char *scheme; /* URL scheme it serves, e.g. "memory" */
@@ -299,11 +317,44 @@ typedef struct jobq_storage_ops {
    * The backend copies the array. Optional: NULL when the backend cannot
    * count (jobq_open then refuses quotas with JOBQ_ENOTSUP). */
   int (*set_quotas)(void *st, const jobq_storage_quota *quotas, size_t n);
+
+  /* Cron schedules, shared by every process on the store. Optional, all
+   * four or none (NULL: jobq_cron_add and its kin answer JOBQ_ENOTSUP, and
+   * no queue evaluates schedules). */
+
+  /* Adds schedule c, or replaces the one of the same name. A replacement
+   * whose expr and tz are byte for byte the stored ones keeps the stored
+   * next_at and last_run (c's are ignored), so that changing a payload
+   * neither skips nor repeats an occurrence; otherwise c's are stored. The
+   * backend copies the strings. */
+  int (*cron_put)(void *st, const jobq_storage_cron *c);
+
+  /* Removes schedule name; JOBQ_ENOTFOUND if there is none. Jobs it
+   * already submitted stay. */
+  int (*cron_del)(void *st, const char *name);
+
+  /* Every schedule, by name: *out a malloc'ed array of *n records (NULL
+   * when none), whose strings the core frees. */
+  int (*cron_list)(void *st, jobq_storage_cron **out, size_t *n);
+
+  /* Fires schedule name, in one transaction: if its stored next_at equals
+   * expect_next_at (compare-and-set), inserts the n jobs, sets next_at =
+   * new_next_at and last_run to the largest run_at among the jobs (kept
+   * when n is 0), and sets *n_inserted to the jobs stored; otherwise (or
+   * when the schedule is gone) changes nothing and sets *n_inserted = 0.
+   * Each job carries the dedupe key "cron:<name>:<occurrence ms>": a job
+   * whose key any stored job holds, in whatever state, is not inserted
+   * again, so that an occurrence is stored once even if two processes got
+   * past the compare. The jobs are inserted as insert would (state from
+   * run_at and now, an event for other processes' listeners); quotas count
+   * them but do not refuse them (a refused occurrence would be lost). */
+  int (*cron_fire)(void *st, const char *name, int64_t expect_next_at, int64_t new_next_at,
+                   jobq_storage_job *const *jobs, size_t n, int64_t now, size_t *n_inserted);
 } jobq_storage_ops;
 
 #define JOBQ_STORAGE_OPS_INIT {JOBQ_STORAGE_OPS_VERSION, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                               NULL, NULL, NULL, NULL, NULL, NULL}
+                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
 
 /* Zeroes the members of versions 1..version of ops and sets its version;
  * nothing past the last member of that version is written (a backend built

@@ -46,6 +46,7 @@ struct jobq_options_s {
    * hands them to storage at open and keeps no copy. */
   jobq_storage_quota *quotas;
   int n_quotas;
+  int cron_missed; /* JOBQ_CRON_MISSED_* for schedules this queue adds */
 };
 
 struct jobq_kind_opts_s {
@@ -360,6 +361,17 @@ struct jobq_s {
     char *last_error;        /* the latest failure's sentence */
   } health;
 
+  /* Cron schedules (core/cron.c): the list as last read from storage, each
+   * with its parsed expression. The maintenance thread alone uses v and n;
+   * the rest is under mu. */
+  struct {
+    struct jobq__cron_entry *v;
+    size_t n;
+    int64_t next_read;  /* the queue's clock: read the list again from then */
+    int64_t next_due;   /* the earliest next run in v; INT64_MAX: none */
+    int changed;        /* this process changed a schedule: read again now */
+  } cron;
+
   /* Log lines for the host's hook, delivered on the loop (core/health.c);
    * under mu. */
   struct {
@@ -437,6 +449,7 @@ typedef enum jobq__op {
   JOBQ_OP_RESCUE,
   JOBQ_OP_TIMEOUT,
   JOBQ_OP_FINISH,
+  JOBQ_OP_CRON,
   JOBQ_OP_N
 } jobq__op;
 /* Records how storage answered one call of background work: rc 0 or a
@@ -476,6 +489,14 @@ int64_t jobq__maint_tick_ms(jobq_t *q); /* how often the maintenance timer ticks
 void jobq__timeout_apply(jobq_ctx_t *ctx); /* core/timeout.c */
 void jobq__maint_on_notify(void *ud); /* storage saw another process's change */
 void jobq__ctx_put(jobq_ctx_t *ctx); /* core/attempt.c: mu held */
+
+/* core/cron.c */
+/* mu held: whether a maintenance batch should evaluate the schedules now. */
+int jobq__cron_wanted(jobq_t *q, int64_t now);
+/* On the maintenance thread, mu not held: reads the list again when due,
+ * fires the schedules that are due, wakes claimers. */
+void jobq__cron_evaluate(jobq_t *q, int64_t now);
+void jobq__cron_free(jobq_t *q); /* from free_q */
 
 /* core/cancel.c */
 void jobq__cancel_hints_clear(jobq_t *q);     /* mu held */

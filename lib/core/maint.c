@@ -1,6 +1,7 @@
 /* Maintenance, on one timer of the loop: heartbeats that extend the leases of
- * attempts running here, coalesced progress writes, and the rescue of jobs
- * whose lease expired because their process died. Storage calls run on
+ * attempts running here, coalesced progress writes, the rescue of jobs
+ * whose lease expired because their process died, and the evaluation of
+ * cron schedules (core/cron.c). Storage calls run on
  * the queue's maintenance thread (never on the loop), one batch at a time;
  * it also applies attempt timeouts. */
 #include "core/internal.h"
@@ -20,6 +21,7 @@ typedef struct maint_batch {
   } *flushes;
   size_t n_flushes;
   int rescue;
+  int cron;   /* evaluate the cron schedules */
   int64_t now;
   size_t rescued;
 } maint_batch;
@@ -88,6 +90,7 @@ static void maint_work(maint_batch *b) {
     if (rc != 0) b->rescued = 0;
     note(q, JOBQ_OP_RESCUE, rc);
   }
+  if (b->cron) jobq__cron_evaluate(q, b->now);
   uv_mutex_lock(&q->mu);
   for (size_t i = 0; i < b->n_leases; i++) {
     jobq_ctx_t *ctx = jobq__map_get(&q->running.map, b->leases[i].id);
@@ -119,6 +122,7 @@ static void maint_tick(uv_timer_t *t) {
   int64_t now = jobq__now(q);
   int beat = q->running.map.count > 0 && now >= q->maint.next_heartbeat;
   int rescue = now >= q->maint.next_rescue;
+  int cron = jobq__cron_wanted(q, now);
   size_t dirty = 0;
   jobq_map_slot *e;
   for (size_t cur = 0; (e = jobq__map_next(&q->running.map, &cur));) {
@@ -127,7 +131,7 @@ static void maint_tick(uv_timer_t *t) {
         now - c->progress_written >= JOBQ_PROGRESS_WRITE_MS)
       dirty++;
   }
-  if (q->maint.busy || q->closed || (!beat && !rescue && !dirty)) {
+  if (q->maint.busy || q->closed || (!beat && !rescue && !dirty && !cron)) {
     uv_mutex_unlock(&q->mu);
     return;
   }
@@ -136,6 +140,7 @@ static void maint_tick(uv_timer_t *t) {
   b->q = q;
   b->now = now;
   b->rescue = rescue;
+  b->cron = cron;
   b->lease_until = now + q->o.lease_ms;
   size_t n = beat ? q->running.map.count : 0;
   if ((n && !(b->leases = calloc(n, sizeof *b->leases))) ||

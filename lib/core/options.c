@@ -170,6 +170,18 @@ JOBQ_API int jobq_options_set_owner_quota(jobq_options_t *o, const char *kind, i
   return 0;
 }
 
+JOBQ_API int jobq_options_set_cron_missed(jobq_options_t *o, int policy) {
+  if (o == NULL) return jobq__err(JOBQ_EINVAL, "jobq_options_set_cron_missed: opts is NULL");
+  if (policy != JOBQ_CRON_MISSED_LATEST && policy != JOBQ_CRON_MISSED_SKIP &&
+      policy != JOBQ_CRON_MISSED_ALL)
+    return jobq__err(JOBQ_EINVAL,
+                     "jobq_options_set_cron_missed: policy %d is not JOBQ_CRON_MISSED_LATEST (0), "
+                     "_SKIP (1) or _ALL (2)",
+                     policy);
+  o->cron_missed = policy;
+  return 0;
+}
+
 JOBQ_API int jobq_options_set_lease(jobq_options_t *o, int64_t ms) {
   if (o == NULL) return jobq__err(JOBQ_EINVAL, "jobq_options_set_lease: opts is NULL");
   if (ms < 100 || ms > INT64_C(86400000))

@@ -73,6 +73,7 @@ static void free_q(jobq_t *q) {
   free(q->events.ring);
   jobq__exts_free(q);
   jobq__log_free(q);
+  jobq__cron_free(q);
   free(q->o.storage_url);
   free(q->o.workdir);
   uv_cond_destroy(&q->claim.work_cv);

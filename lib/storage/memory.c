@@ -82,6 +82,11 @@ typedef struct mstore {
   jobq_storage_quota *quotas;
   size_t n_quotas;
   jobq_map counts;
+  /* Cron schedules, by name, under their own lock cmu (taken before mu):
+   * a fire holds it across its check, its inserts and its update. */
+  uv_mutex_t cmu;
+  jobq_storage_cron *crons;
+  size_t n_crons;
 } mstore;
 
 typedef struct mcount {
@@ -175,6 +180,11 @@ static int mem_open(const char *url, void **out) {
     free(s);
     return jobq__err(JOBQ_ESTORAGE, "memory storage: cannot create a mutex");
   }
+  if (jobq__mutex_init(&s->cmu) != 0) {
+    uv_mutex_destroy(&s->mu);
+    free(s);
+    return jobq__err(JOBQ_ESTORAGE, "memory storage: cannot create a mutex");
+  }
   *out = s;
   return 0;
 }
@@ -192,6 +202,16 @@ static void free_job(mjob *j) {
     free(j->x);
   }
   free(j);
+}
+
+static void cron_clear(jobq_storage_cron *c) {
+  free(c->name);
+  free(c->expr);
+  free(c->tz);
+  free(c->kind);
+  free(c->payload);
+  free(c->owner);
+  memset(c, 0, sizeof *c);
 }
 
 static void mem_close(void *st) {
@@ -216,6 +236,9 @@ static void mem_close(void *st) {
   jobq__map_free(&s->counts);
   for (size_t i = 0; i < s->n_quotas; i++) free((char *)s->quotas[i].kind);
   free(s->quotas);
+  for (size_t i = 0; i < s->n_crons; i++) cron_clear(&s->crons[i]);
+  free(s->crons);
+  uv_mutex_destroy(&s->cmu);
   uv_mutex_destroy(&s->mu);
   free(s);
 }
@@ -366,9 +389,9 @@ static int mem_set_quotas(void *st, const jobq_storage_quota *q, size_t n) {
   return 0;
 }
 
-static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force,
-                      int64_t now, int *out_dup) {
-  mstore *s = st;
+/* insert, and cron_fire's inserts (quotas: 0, counted but not checked). */
+static int insert_jobs(mstore *s, jobq_storage_job *const *jobs, size_t n, const int *force,
+                       int64_t now, int *out_dup, int quotas) {
   int rc = 0;
   mjob **made = calloc(n ? n : 1, sizeof *made);
   if (made == NULL) return oom("insert");
@@ -420,7 +443,7 @@ static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const i
       goto nomem;
     }
   }
-  if (s->n_quotas) {
+  if (s->n_quotas && quotas) {
     char dup_s[64], *dup = n <= 64 ? dup_s : malloc(n);
     int qrc = dup ? quota_check(s, jobs, n, force, now, dup) : oom("insert");
     if (dup != dup_s) free(dup);
@@ -430,6 +453,15 @@ static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const i
         if (made[x]) free_job(made[x]);
       free(made);
       return qrc;
+    }
+  }
+  /* Jobs not checked against quotas (cron_fire's) still count: their
+   * owners' entries must exist. */
+  for (size_t i = 0; s->n_quotas && !quotas && i < n; i++) {
+    const char *o = jobs[i]->owner;
+    if (o && (count_get(s, o, NULL, 1) == NULL || count_get(s, o, jobs[i]->kind, 1) == NULL)) {
+      uv_mutex_unlock(&s->mu);
+      goto nomem;
     }
   }
   /* From here on nothing can fail. */
@@ -465,6 +497,155 @@ nomem:
     if (made[i]) free_job(made[i]);
   free(made);
   rc = oom("insert");
+  return rc;
+}
+
+static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force,
+                      int64_t now, int *out_dup) {
+  return insert_jobs(st, jobs, n, force, now, out_dup, 1);
+}
+
+/* ---- cron schedules ---- */
+
+/* The schedule called name, or NULL; *at: where it is or would go. cmu held. */
+static jobq_storage_cron *cron_find(mstore *s, const char *name, size_t *at) {
+  size_t lo = 0, hi = s->n_crons;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(s->crons[mid].name, name);
+    if (c == 0) {
+      *at = mid;
+      return &s->crons[mid];
+    }
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  *at = lo;
+  return NULL;
+}
+
+static int cron_copy(jobq_storage_cron *d, const jobq_storage_cron *c) {
+  *d = *c;
+  d->name = d->expr = d->tz = d->kind = d->payload = d->owner = NULL;
+  if (reset(&d->name, c->name) || reset(&d->expr, c->expr) || reset(&d->tz, c->tz) ||
+      reset(&d->kind, c->kind) || reset(&d->payload, c->payload) || reset(&d->owner, c->owner)) {
+    cron_clear(d);
+    return -1;
+  }
+  return 0;
+}
+
+static int str_eq(const char *a, const char *b) {
+  return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static int mem_cron_put(void *st, const jobq_storage_cron *c) {
+  mstore *s = st;
+  jobq_storage_cron nc;
+  if (cron_copy(&nc, c) != 0) return oom("cron_put");
+  uv_mutex_lock(&s->cmu);
+  size_t at;
+  jobq_storage_cron *old = cron_find(s, c->name, &at);
+  if (old) {
+    if (str_eq(old->expr, c->expr) && str_eq(old->tz, c->tz)) {
+      nc.next_at = old->next_at;
+      nc.last_run = old->last_run;
+    }
+    cron_clear(old);
+    *old = nc;
+    uv_mutex_unlock(&s->cmu);
+    return 0;
+  }
+  jobq_storage_cron *v = realloc(s->crons, (s->n_crons + 1) * sizeof *v);
+  if (v == NULL) {
+    uv_mutex_unlock(&s->cmu);
+    cron_clear(&nc);
+    return oom("cron_put");
+  }
+  s->crons = v;
+  memmove(&v[at + 1], &v[at], (s->n_crons - at) * sizeof *v);
+  v[at] = nc;
+  s->n_crons++;
+  uv_mutex_unlock(&s->cmu);
+  return 0;
+}
+
+static int mem_cron_del(void *st, const char *name) {
+  mstore *s = st;
+  uv_mutex_lock(&s->cmu);
+  size_t at;
+  jobq_storage_cron *c = cron_find(s, name, &at);
+  if (c) {
+    cron_clear(c);
+    memmove(&s->crons[at], &s->crons[at + 1], (s->n_crons - at - 1) * sizeof *s->crons);
+    s->n_crons--;
+  }
+  uv_mutex_unlock(&s->cmu);
+  return c ? 0 : jobq__err(JOBQ_ENOTFOUND, "memory storage: no cron schedule '%.128s'", name);
+}
+
+static int mem_cron_list(void *st, jobq_storage_cron **out, size_t *n_out) {
+  mstore *s = st;
+  *out = NULL;
+  *n_out = 0;
+  uv_mutex_lock(&s->cmu);
+  size_t n = s->n_crons;
+  jobq_storage_cron *v = n ? calloc(n, sizeof *v) : NULL;
+  int rc = n && v == NULL ? -1 : 0;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    if (cron_copy(&v[i], &s->crons[i]) != 0) {
+      for (size_t k = 0; k < i; k++) cron_clear(&v[k]);
+      rc = -1;
+    }
+  }
+  uv_mutex_unlock(&s->cmu);
+  if (rc) {
+    free(v);
+    return oom("cron_list");
+  }
+  *out = v;
+  *n_out = n;
+  return 0;
+}
+
+static int mem_cron_fire(void *st, const char *name, int64_t expect_next_at, int64_t new_next_at,
+                         jobq_storage_job *const *jobs, size_t n, int64_t now, size_t *n_inserted) {
+  mstore *s = st;
+  *n_inserted = 0;
+  jobq_storage_job **fresh = calloc(n ? n : 1, sizeof *fresh);
+  int *dup = calloc(n ? n : 1, sizeof *dup);
+  int rc = 0;
+  if (fresh == NULL || dup == NULL) {
+    rc = oom("cron_fire");
+    goto out;
+  }
+  uv_mutex_lock(&s->cmu);
+  size_t at;
+  jobq_storage_cron *c = cron_find(s, name, &at);
+  if (c == NULL || c->next_at != expect_next_at) {
+    uv_mutex_unlock(&s->cmu); /* gone, or fired by someone else */
+    goto out;
+  }
+  /* An occurrence whose key any job holds is not stored again. */
+  size_t k = 0;
+  int64_t last = 0;
+  uv_mutex_lock(&s->mu);
+  for (size_t i = 0; i < n; i++) {
+    if (jobs[i]->run_at > last) last = jobs[i]->run_at;
+    if (jobs[i]->dedupe_key && jobq__map_get(&s->dedupe, jobs[i]->dedupe_key)) continue;
+    fresh[k++] = jobs[i];
+  }
+  uv_mutex_unlock(&s->mu);
+  rc = k ? insert_jobs(s, fresh, k, NULL, now, dup, 0) : 0;
+  if (rc == 0) {
+    for (size_t i = 0; i < k; i++) *n_inserted += !dup[i];
+    c->next_at = new_next_at;
+    if (last > 0) c->last_run = last;
+  }
+  uv_mutex_unlock(&s->cmu);
+out:
+  free(fresh);
+  free(dup);
   return rc;
 }
 
@@ -1067,4 +1248,8 @@ const jobq_storage_ops jobq__memory_ops = {
   .prune = mem_prune,
   .get_by_key = mem_get_by_key,
   .set_quotas = mem_set_quotas,
+  .cron_put = mem_cron_put,
+  .cron_del = mem_cron_del,
+  .cron_list = mem_cron_list,
+  .cron_fire = mem_cron_fire,
 };

@@ -329,6 +329,20 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
    * unfinished jobs (sqlite_quota.c says why a bound and not a count). */
   "CREATE TABLE jobq_owner_open (owner TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, "
   "  PRIMARY KEY (owner, kind)) WITHOUT ROWID;",
+  /* 5 -> 6: cron schedules (sqlite_cron.c), by name */
+  "CREATE TABLE jobq_cron ("
+  "  name TEXT PRIMARY KEY,"
+  "  expr TEXT NOT NULL,"
+  "  tz TEXT NOT NULL,"
+  "  kind TEXT NOT NULL,"
+  "  payload TEXT NOT NULL,"
+  "  owner TEXT,"
+  "  priority INTEGER NOT NULL DEFAULT 0,"
+  "  max_attempts INTEGER NOT NULL DEFAULT 0,"
+  "  missed INTEGER NOT NULL DEFAULT 0,"
+  "  next_at INTEGER NOT NULL,"
+  "  last_run INTEGER NOT NULL DEFAULT 0"
+  ") WITHOUT ROWID;",
 };
 
 /* Refuses a database that holds other programs' tables but no libjobq
@@ -625,6 +639,8 @@ static sq_reader *reader(sq_store *s) {
   uv_mutex_lock(&r->mu);
   return r;
 }
+
+sq_reader *jobq__sq_reader(sq_store *s) { return reader(s); }
 
 static char *col_dup(sqlite3_stmt *st, int i) {
   const unsigned char *t = sqlite3_column_text(st, i);
@@ -998,4 +1014,8 @@ const jobq_storage_ops jobq__sqlite_ops = {
   .prune = jobq__sq_prune,
   .get_by_key = sq_get_by_key,
   .set_quotas = jobq__sq_set_quotas,
+  .cron_put = jobq__sq_cron_put,
+  .cron_del = jobq__sq_cron_del,
+  .cron_list = jobq__sq_cron_list,
+  .cron_fire = jobq__sq_cron_fire,
 };

@@ -16,7 +16,7 @@
 #define SQ_DUE 0
 #define SQ_SCHEDULED 5
 
-#define SQ_SCHEMA_VERSION 5
+#define SQ_SCHEMA_VERSION 6
 #define SQ_READERS 4
 
 /* The write connection's statements (sq_store.ws), each prepared by the
@@ -29,6 +29,8 @@ enum {
   WS_CANCEL_QUEUED, WS_CANCEL_RUNNING, WS_PRUNE_JOBS,
   /* sqlite_quota.c */
   WS_QUOTA_BOUND, WS_QUOTA_BOUND_ALL, WS_QUOTA_ADD, WS_QUOTA_EXACT, WS_QUOTA_CLEAR, WS_QUOTA_SET,
+  /* sqlite_cron.c */
+  WS_CRON_PUT, WS_CRON_DEL, WS_CRON_CAS, WS_CRON_KEY,
   /* sqlite_claim.c */
   WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE_READ, WS_TAKE,
   /* sqlite_finish.c */
@@ -227,6 +229,7 @@ int jobq__sq_finish_prepare(sq_store *s);
 int jobq__sq_lease_prepare(sq_store *s);
 int jobq__sq_events_prepare(sq_store *s);
 int jobq__sq_quota_prepare(sq_store *s);
+int jobq__sq_cron_prepare(sq_store *s);
 /* sqlite_quota.c, on the writer: whether one more job of owner and kind
  * (with pending_kind jobs of that kind and pending_all of any kind of the
  * owner checked but not yet inserted) stays within every quota; 0 or
@@ -235,6 +238,13 @@ int jobq__sq_quota_check(sq_store *s, const char *owner, const char *kind, long 
                          long pending_all);
 /* After the insert of a job that quotas count. */
 int jobq__sq_quota_add(sq_store *s, const char *owner, const char *kind);
+
+/* sqlite_jobs.c, on the writer: stores job j as insert does (no dedupe
+ * look-up, no quota check; quotas count it), with its event row. */
+int jobq__sq_insert_row(sq_store *s, const jobq_storage_job *j, int64_t now);
+
+/* sqlite.c: a read connection, locked; unlock its mu when done. */
+sq_reader *jobq__sq_reader(sq_store *s);
 
 /* The vtable's write members. */
 int jobq__sq_set_quotas(void *st, const jobq_storage_quota *q, size_t n);
@@ -252,6 +262,12 @@ int jobq__sq_checkpoint(void *st, const char *id, int attempt, int stage, const 
                         int progress, const char *step);
 int jobq__sq_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ_ID_SIZE],
                    size_t *n_out);
+/* sqlite_cron.c: the schedules (cron_list reads on a read connection) */
+int jobq__sq_cron_put(void *st, const jobq_storage_cron *c);
+int jobq__sq_cron_del(void *st, const char *name);
+int jobq__sq_cron_list(void *st, jobq_storage_cron **out, size_t *n);
+int jobq__sq_cron_fire(void *st, const char *name, int64_t expect_next_at, int64_t new_next_at,
+                       jobq_storage_job *const *jobs, size_t n, int64_t now, size_t *n_inserted);
 
 /* sqlite_jobs.c: why an update of a running attempt matched no row:
  * *out_state JOBQ_ENOTFOUND (no such job) or JOBQ_ESTATE (not that

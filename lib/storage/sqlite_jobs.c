@@ -130,6 +130,16 @@ static int insert_one(sq_store *s, sq_insert_req *r, size_t i) {
   return rc;
 }
 
+int jobq__sq_insert_row(sq_store *s, const jobq_storage_job *j, int64_t now) {
+  sqlite3_stmt *st = s->ws[WS_INSERT];
+  bind_job(st, 0, j, now);
+  int rc = jobq__sq_run(s, st, "cannot insert a job");
+  if (rc == 0 && s->n_quotas && j->owner) rc = jobq__sq_quota_add(s, j->owner, j->kind);
+  if (rc == 0)
+    jobq__sq_event(s, JOBQ_EVENT_SUBMITTED, JOBQ_QUEUED, j->id, j->kind, 0, NULL, 0, NULL, NULL);
+  return rc;
+}
+
 /* Quotas for a run of k jobs that go in as one statement: before it
  * (add 0), each owned job is checked with the run's earlier jobs of its
  * owner pending; after it (add 1), each is counted. */
