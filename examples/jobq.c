@@ -8,6 +8,9 @@
  *   jobq list [--owner O] [--kind K] [--state S] [--limit N] [--oldest]
  *   jobq work KIND... [--workers N] [--for MS]    run the demo handler (below)
  *   jobq events [--for MS]                        print events as JSON lines
+ *   jobq cron list | cron remove NAME
+ *   jobq cron add NAME EXPR KIND [PAYLOAD] [--tz TZ] [--owner O] [--priority N] [--missed P]
+ *   jobq cron next EXPR [--tz TZ] [--count N]     the next runs, UTC and local
  *
  * PAYLOAD is JSON text, @FILE (the whole file) or - (standard input), at
  * most MAX_PAYLOAD bytes. Every argument is checked before the queue is
@@ -54,6 +57,9 @@ static const char help_text[] =
     "  list [--owner O] [--kind K] [--state S] [--limit N] [--oldest]\n"
     "  work KIND... [--workers N] [--for MS]\n"
     "  events [--for MS]\n"
+    "  cron list | cron remove NAME\n"
+    "  cron add NAME EXPR KIND [PAYLOAD] [--tz TZ] [--owner O] [--priority N] [--missed P]\n"
+    "  cron next EXPR [--tz TZ] [--count N]\n"
     "  --help\n"
     "PAYLOAD is JSON text (default {}), or @FILE to read it from FILE, or - to read\n"
     "  it from standard input; at most 1048576 bytes (1 MiB). JSON never starts with\n"
@@ -61,6 +67,11 @@ static const char help_text[] =
     "N: --priority -1000..1000 (higher runs first), --limit 1..1000, --workers 1..1024.\n"
     "MS: milliseconds, 0..315360000000 (ten years). --ttl (needs --key) keeps the key\n"
     "  of a succeeded job live for MS more; without it, only while the job is unfinished.\n"
+    "cron: schedules kept in the storage; every `jobq work` process runs their\n"
+    "  occurrences, each once. EXPR: 5 cron fields or @hourly/@daily/..., in TZ\n"
+    "  (default UTC; \"Europe/Berlin\", \"+05:30\"). NAME: 1..128 of A-Z a-z 0-9 _ . : -\n"
+    "  --missed latest|skip|all: occurrences missed while no worker ran (default latest).\n"
+    "  --count 1..1000 (default 5).\n"
     "Numbers are decimal integers; anything else is a usage error. Options may come\n"
     "  before or after the positional arguments; a value never starts with \"--\".\n"
     "storage: --storage URL, else $JOBQ_STORAGE, else sqlite:jobq.db\n"
@@ -77,6 +88,9 @@ static const struct {
     {"list", "list [--owner O] [--kind K] [--state S] [--limit N] [--oldest]"},
     {"work", "work KIND... [--workers N] [--for MS]"},
     {"events", "events [--for MS]"},
+    {"cron", "cron list | cron remove NAME | cron next EXPR [--tz TZ] [--count N]\n"
+             "       jobq cron add NAME EXPR KIND [PAYLOAD] [--tz TZ] [--owner O] [--priority N] "
+             "[--missed P]"},
 };
 
 static int help(void) {
@@ -561,6 +575,244 @@ static int cmd_events(int argc, char **argv) {
   return jobq_close(q, 0) ? fail("close") : 0;
 }
 
+/* ---- cron ---- */
+
+static const char *const missed_names[] = {"latest", "skip", "all"}; /* JOBQ_CRON_MISSED_* */
+
+/* A schedule's name as jobq_cron_add takes it: 0, or the exit status 2. */
+static int cron_name_check(const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || n > 128)
+    return usage_error("cron", "NAME takes 1..128 characters, not %zu", n);
+  size_t bad = strspn(name,
+                      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-");
+  if (bad < n)
+    return usage_error("cron", "NAME '%s' has '%c' at offset %zu; allowed are A-Z a-z 0-9 _ . : -",
+                       name, name[bad], bad);
+  return 0;
+}
+
+/* EXPR in TZ: 0, or the exit status 2 with the library's sentence. */
+static int cron_expr_check(const char *expr, const char *tz, int64_t *first) {
+  int64_t now = (int64_t)time(NULL) * 1000, next;
+  if (jobq_cron_next(expr, tz, now, &next) != 0)
+    return usage_error("cron", "%s", jobq_last_error());
+  if (first) *first = next;
+  return 0;
+}
+
+/* "2026-03-08T07:00:00Z" */
+static void iso_utc(int64_t ms, char *out, size_t cap) {
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The offset east of UTC, in seconds, of tz at ms: a fixed offset as
+ * jobq_cron_next reads it ("+05:30", "-0800", "+05", "UTC+2"), else the C
+ * library's reading of the zone file (this program has one thread, so it
+ * may set TZ). */
+static long tz_offset(const char *tz, int64_t ms) {
+  if (tz == NULL || *tz == '\0' || strcmp(tz, "UTC") == 0) return 0;
+  const char *p = strncmp(tz, "UTC", 3) == 0 ? tz + 3 : tz;
+  if (*p == '+' || *p == '-') {
+    int sign = *p == '-' ? -1 : 1, h = 0, m = 0;
+    p++;
+    if (sscanf(p, "%2d:%2d", &h, &m) == 2 || sscanf(p, "%2d%2d", &h, &m) >= 1)
+      return sign * (h * 3600L + m * 60L);
+    return 0;
+  }
+  setenv("TZ", tz, 1);
+  tzset();
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+  localtime_r(&t, &tm);
+  return tm.tm_gmtoff;
+}
+
+/* "2026-03-08T03:00:00-04:00" */
+static void iso_local(int64_t ms, const char *tz, char *out, size_t cap) {
+  long off = tz_offset(tz, ms);
+  time_t t = (time_t)(ms / 1000 + off);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char day[32];
+  strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+  long a = off < 0 ? -off : off;
+  snprintf(out, cap, "%s%c%02ld:%02ld", day, off < 0 ? '-' : '+', a / 3600, a % 3600 / 60);
+}
+
+static int cron_list(int argc, char **argv) {
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0) return help();
+    if (is_option(argv[i])) return usage_error("cron", "unknown option '%s'", argv[i]);
+    return usage_error("cron", "list: unexpected argument '%s'", argv[i]);
+  }
+  jobq_t *q;
+  if (open_queue(&q, 0)) return 2;
+  jobq_cron_list_t *l = NULL;
+  int rc = 0;
+  if (jobq_cron_list(q, &l) != 0) {
+    rc = fail("cron list");
+  } else {
+    for (size_t i = 0; i < jobq_cron_list_count(l); i++) {
+      const jobq_cron_t *c = jobq_cron_list_get(l, i);
+      char next[32], last[32];
+      iso_utc(jobq_cron_next_run(c), next, sizeof next);
+      iso_utc(jobq_cron_last_run(c), last, sizeof last);
+      int m = jobq_cron_missed_policy(c);
+      json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:s}", "name", jobq_cron_name(c),
+                            "expr", jobq_cron_expr(c), "tz", jobq_cron_tz(c), "kind",
+                            jobq_cron_kind(c), "payload",
+                            json_loads(jobq_cron_payload(c), JSON_DECODE_ANY, NULL), "next_run",
+                            next, "last_run", jobq_cron_last_run(c) ? json_string(last) : json_null(),
+                            "missed", m >= 0 && m <= 2 ? missed_names[m] : "?");
+      char *js = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+      if (js) puts(js);
+      free(js);
+      json_decref(o);
+    }
+    jobq_cron_list_free(l);
+  }
+  jobq_close(q, 0);
+  return rc;
+}
+
+static int cron_add(int argc, char **argv) {
+  const char *C = "cron";
+  const char *pos[4] = {NULL, NULL, NULL, NULL}, *tz = NULL, *owner = NULL;
+  long long priority = 0;
+  int npos = 0, missed = JOBQ_CRON_MISSED_LATEST;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i], *v;
+    if (strcmp(a, "--tz") == 0) {
+      if ((tz = value(C, argc, argv, &i)) == NULL) return 2;
+    } else if (strcmp(a, "--owner") == 0) {
+      if ((owner = value(C, argc, argv, &i)) == NULL) return 2;
+    } else if (strcmp(a, "--priority") == 0) {
+      if (number(C, argc, argv, &i, -1000, 1000, &priority)) return 2;
+    } else if (strcmp(a, "--missed") == 0) {
+      if ((v = value(C, argc, argv, &i)) == NULL) return 2;
+      missed = -1;
+      for (int m = 0; m < 3; m++)
+        if (strcmp(v, missed_names[m]) == 0) missed = m;
+      if (missed < 0) return usage_error(C, "--missed takes latest, skip or all, not '%s'", v);
+    } else if (strcmp(a, "--help") == 0) {
+      return help();
+    } else if (is_option(a)) {
+      return usage_error(C, "unknown option '%s'", a);
+    } else if (npos < 4) {
+      pos[npos++] = a;
+    } else {
+      return usage_error(C, "add: unexpected argument '%s' (the payload is one argument: quote it)",
+                         a);
+    }
+  }
+  if (npos < 3) return usage_error(C, "add needs NAME EXPR KIND");
+  int rc = cron_name_check(pos[0]);
+  if (rc || (rc = cron_expr_check(pos[1], tz, NULL))) return rc;
+  const char *payload = "{}";
+  char *buf = NULL;
+  if (pos[3] && load_payload(pos[3], &payload, &buf)) return 2;
+  jobq_t *q;
+  jobq_options_t *o = jobq_options_new();
+  rc = o ? jobq_options_set_storage(o, storage) : JOBQ_ENOMEM;
+  if (rc == 0) rc = jobq_options_set_max_payload(o, MAX_PAYLOAD);
+  if (rc == 0) rc = jobq_options_set_cron_missed(o, missed);
+  if (rc == 0) rc = jobq_open(&q, o);
+  jobq_options_free(o);
+  if (rc) {
+    free(buf);
+    return fail("open");
+  }
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  rc = so ? 0 : JOBQ_ENOMEM;
+  if (rc == 0 && owner) rc = jobq_submit_opts_set_owner(so, owner);
+  if (rc == 0) rc = jobq_submit_opts_set_priority(so, (int)priority);
+  if (rc == 0) rc = jobq_cron_add(q, pos[0], pos[1], tz, pos[2], payload, so);
+  jobq_submit_opts_free(so);
+  free(buf);
+  int status = rc ? fail("cron add") : 0;
+  if (rc == 0) {
+    jobq_cron_list_t *l = NULL;
+    if (jobq_cron_list(q, &l) == 0) {
+      for (size_t i = 0; i < jobq_cron_list_count(l); i++) {
+        const jobq_cron_t *c = jobq_cron_list_get(l, i);
+        if (strcmp(jobq_cron_name(c), pos[0]) != 0) continue;
+        char next[32];
+        iso_utc(jobq_cron_next_run(c), next, sizeof next);
+        printf("%s next %s\n", pos[0], next);
+      }
+      jobq_cron_list_free(l);
+    }
+  }
+  jobq_close(q, 0);
+  return status;
+}
+
+static int cron_remove(int argc, char **argv) {
+  const char *name = NULL;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0) return help();
+    if (is_option(argv[i])) return usage_error("cron", "unknown option '%s'", argv[i]);
+    if (name) return usage_error("cron", "remove takes one NAME, not also '%s'", argv[i]);
+    name = argv[i];
+  }
+  if (name == NULL) return usage_error("cron", "remove needs a NAME");
+  int rc = cron_name_check(name);
+  if (rc) return rc;
+  jobq_t *q;
+  if (open_queue(&q, 0)) return 2;
+  if (jobq_cron_remove(q, name) != 0) rc = fail("cron remove");
+  jobq_close(q, 0);
+  return rc;
+}
+
+static int cron_next(int argc, char **argv) {
+  const char *C = "cron", *expr = NULL, *tz = NULL;
+  long long count = 5;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--tz") == 0) {
+      if ((tz = value(C, argc, argv, &i)) == NULL) return 2;
+    } else if (strcmp(a, "--count") == 0) {
+      if (number(C, argc, argv, &i, 1, 1000, &count)) return 2;
+    } else if (strcmp(a, "--help") == 0) {
+      return help();
+    } else if (is_option(a)) {
+      return usage_error(C, "unknown option '%s'", a);
+    } else if (expr) {
+      return usage_error(C, "next takes one EXPR, not also '%s' (quote the expression)", a);
+    } else {
+      expr = a;
+    }
+  }
+  if (expr == NULL) return usage_error(C, "next needs an EXPR");
+  int64_t t;
+  int rc = cron_expr_check(expr, tz, &t);
+  if (rc) return rc;
+  for (long long i = 0; i < count; i++) {
+    char u[32], l[64];
+    iso_utc(t, u, sizeof u);
+    iso_local(t, tz, l, sizeof l);
+    printf("%s  %s\n", u, l);
+    if (i + 1 < count && jobq_cron_next(expr, tz, t, &t) != 0) break;
+  }
+  return 0;
+}
+
+static int cmd_cron(int argc, char **argv) {
+  if (argc == 0) return usage_error("cron", "needs list, add, remove or next");
+  const char *sub = argv[0];
+  if (strcmp(sub, "--help") == 0) return help();
+  if (strcmp(sub, "list") == 0) return cron_list(argc - 1, argv + 1);
+  if (strcmp(sub, "add") == 0) return cron_add(argc - 1, argv + 1);
+  if (strcmp(sub, "remove") == 0) return cron_remove(argc - 1, argv + 1);
+  if (strcmp(sub, "next") == 0) return cron_next(argc - 1, argv + 1);
+  return usage_error("cron", "unknown subcommand '%s'; use list, add, remove or next", sub);
+}
+
 int main(int argc, char **argv) {
   storage = getenv("JOBQ_STORAGE") ? getenv("JOBQ_STORAGE") : "sqlite:jobq.db";
   int i = 1;
@@ -583,5 +835,6 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "list") == 0) return cmd_list(n, rest);
   if (strcmp(cmd, "work") == 0) return cmd_work(n, rest);
   if (strcmp(cmd, "events") == 0) return cmd_events(n, rest);
+  if (strcmp(cmd, "cron") == 0) return cmd_cron(n, rest);
   return usage_error(NULL, "unknown command '%s'", cmd);
 }

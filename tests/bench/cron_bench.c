@@ -2,7 +2,7 @@
  * compute. A program, not a test: it prints one line per figure and never
  * fails because the machine is slow.
  *
- *   cron_bench [--schedules N] [--rounds R]
+ *   cron_bench [--schedules N] [--rounds R] [--storage URL]
  *
  * N (default 10,000) varied schedules: expressions drawn from a fixed
  * pseudo-random sequence (single values, lists, ranges, steps, names, both
@@ -14,11 +14,23 @@
  *                         occurrence; ns per evaluation and ms per round
  *   cron_next_parsed_10000  the next occurrence alone on pre-parsed
  *                         schedules and resolved zones (what a scheduler
- *                         that keeps its schedules parsed pays) */
+ *                         that keeps its schedules parsed pays)
+ *
+ * Then N schedules stored with jobq_cron_add (URL default
+ * sqlite:/tmp/cron_bench.db, removed first), evaluated as a started
+ * queue's maintenance thread does (jobq__cron_evaluate), under a fake clock:
+ *
+ *   cron_pass_none_due_10000   one pass that finds none due: with the list
+ *                         read again (once a second) and between reads
+ *   cron_fire_1000_of_10000    one pass in which 1,000 of them are due at
+ *                         once: each fired in its own transaction */
 #include <jobq.h>
 
+#include "core/internal.h" /* jobq__cron_evaluate */
 #include "util/cron.h"
 #include "util/tz.h"
+
+#include <unistd.h>
 
 #include <stdint.h>
 #include <stdio.h>
@@ -71,15 +83,104 @@ static void field(char *out, size_t n, int lo, int hi, const char *const *names)
   }
 }
 
+static _Atomic int64_t fake_now;
+static int64_t fake_clock(void *ud) {
+  (void)ud;
+  return fake_now;
+}
+
+/* Stored schedules: n of them, a tenth daily at 03:00 UTC, the rest on
+ * 1 January (not due during the rounds). */
+static int stored(const char *url, int n, int rounds) {
+  if (strncmp(url, "sqlite:", 7) == 0) {
+    char path[600];
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+      snprintf(path, sizeof path, "%s%s", url + 7, suffix[i]);
+      unlink(path);
+    }
+  }
+  const int64_t t0300 = INT64_C(1767582000000); /* 2026-01-05T03:00Z */
+  fake_now = t0300 - 30000;
+  jobq_options_t *o = jobq_options_new();
+  jobq_t *q = NULL;
+  if (jobq_options_set_storage(o, url) || jobq_options_set_clock(o, fake_clock, NULL) ||
+      jobq_open(&q, o)) {
+    fprintf(stderr, "cron_bench: %s: %s\n", url, jobq_last_error());
+    return 1;
+  }
+  jobq_options_free(o);
+  int due = n / 10;
+  for (int i = 0; i < n; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "s%05d", i);
+    if (jobq_cron_add(q, name, i < due ? "0 3 * * *" : "0 4 1 1 *", NULL, "bench", "{}", NULL)) {
+      fprintf(stderr, "cron_bench: add: %s\n", jobq_last_error());
+      return 1;
+    }
+  }
+  /* The queue is not started: only this thread evaluates. */
+  jobq__cron_evaluate(q, fake_now); /* first read */
+  uint64_t read_ns = 0, cached_ns = 0, fire_ns = 0;
+  for (int r = 0; r < rounds; r++) {
+    uv_mutex_lock(&q->mu);
+    q->cron.changed = 1;
+    uv_mutex_unlock(&q->mu);
+    uint64_t t = now_ns();
+    jobq__cron_evaluate(q, fake_now); /* reads the list */
+    read_ns += now_ns() - t;
+    t = now_ns();
+    jobq__cron_evaluate(q, fake_now); /* between reads */
+    cached_ns += now_ns() - t;
+  }
+  int fire_rounds = rounds < 5 ? rounds : 5;
+  for (int r = 0; r < fire_rounds; r++) {
+    fake_now = t0300 + r * INT64_C(86400000);
+    uint64_t t = now_ns();
+    jobq__cron_evaluate(q, fake_now);
+    fire_ns += now_ns() - t;
+  }
+  jobq_filter_t *f = jobq_filter_new();
+  jobq_filter_set_limit(f, 1000);
+  size_t jobs = 0;
+  for (;;) {
+    jobq_page_t *pg = NULL;
+    if (jobq_list(q, f, &pg) != 0) return 1;
+    jobs += jobq_page_count(pg);
+    const char *cur = jobq_page_next_cursor(pg);
+    if (cur) jobq_filter_set_cursor(f, cur);
+    jobq_page_free(pg);
+    if (cur == NULL) break;
+  }
+  jobq_filter_free(f);
+  if (jobs != (size_t)due * (size_t)fire_rounds) {
+    fprintf(stderr, "cron_bench: %zu jobs stored, expected %d\n", jobs, due * fire_rounds);
+    return 1;
+  }
+  printf("cron_pass_none_due_%d (%s): %.2f ms with the list read, %.3f ms between reads (%d rounds)\n",
+         n, url, (double)read_ns / 1e6 / rounds, (double)cached_ns / 1e6 / rounds, rounds);
+  printf("cron_fire_%d_of_%d (%s): %.1f ms per pass, %.1f us per schedule fired (%d rounds)\n", due,
+         n, url, (double)fire_ns / 1e6 / fire_rounds, (double)fire_ns / 1e3 / fire_rounds / due,
+         fire_rounds);
+  jobq_close(q, 0);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   int n = 10000, rounds = 20;
+  const char *url = "sqlite:/tmp/cron_bench.db";
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--schedules") == 0 && i + 1 < argc) n = atoi(argv[++i]);
     else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) rounds = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc) url = argv[++i];
     else {
-      fprintf(stderr, "usage: %s [--schedules N] [--rounds R]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--schedules N] [--rounds R] [--storage URL]\n", argv[0]);
       return 2;
     }
+  }
+  if (n < 10 || rounds < 1) {
+    fprintf(stderr, "cron_bench: --schedules at least 10, --rounds at least 1\n");
+    return 2;
   }
   static const char *const months[] = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN",
                                        "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"};
@@ -150,5 +251,5 @@ int main(int argc, char **argv) {
   free(zone);
   free(at);
   free(at2);
-  return 0;
+  return stored(url, n, rounds);
 }

@@ -122,6 +122,27 @@ usage_cases() {
     list --state done
   usage $N "--for takes milliseconds, 0..315360000000 (ten years), not 'x'" events --for x
   usage $N "unknown option '--bogus'" events --for 100 --bogus
+  usage $N "cron: needs list, add, remove or next" cron
+  usage $N "unknown subcommand 'bogus'" cron bogus
+  usage $N "add needs NAME EXPR KIND" cron add n '* * * * *'
+  usage $N "NAME 'a b' has ' ' at offset 1" cron add 'a b' '* * * * *' k
+  usage $N "NAME takes 1..128 characters" cron add "$(printf 'n%.0s' $(seq 129))" '* * * * *' k
+  usage $N "field 1 (minute) '61' is out of range 0-59" cron add n '61 * * * *' k
+  usage $N "unknown time zone 'Mars/X'" cron add n '* * * * *' k --tz Mars/X
+  usage $N "--tz needs a value" cron add n '* * * * *' k --tz
+  usage $N "--priority takes an integer in -1000..1000, not '2000'" cron add n '* * * * *' k --priority 2000
+  usage $N "--missed takes latest, skip or all, not 'never'" cron add n '* * * * *' k --missed never
+  usage $N "unexpected argument 'extra'" cron add n '* * * * *' k '{}' extra
+  usage $N "unknown option '--delay'" cron add n '* * * * *' k --delay 5
+  usage $N "cannot read the payload file 'missing.json'" cron add n '* * * * *' k @missing.json
+  usage $N "remove needs a NAME" cron remove
+  usage $N "remove takes one NAME, not also 'b'" cron remove a b
+  usage $N "NAME 'a/b' has '/' at offset 1" cron remove a/b
+  usage $N "next needs an EXPR" cron next
+  usage $N "next takes one EXPR, not also '*'" cron next '*' '*'
+  usage $N "--count takes an integer in 1..1000, not '0'" cron next '* * * * *' --count 0
+  usage $N "expression is empty" cron next ''
+  usage $N "list: unexpected argument 'extra'" cron list extra
   usage $N "unknown command 'bogus'" bogus
   usage $N "needs a COMMAND" --storage "sqlite:$db"
   usage $N "--storage needs a value" --storage
@@ -136,6 +157,40 @@ first=$("$jobq" submit demo '{"first": true}' --owner cli < /dev/null) || bad "s
 usage_cases
 count=$("$jobq" list --limit 1000 < /dev/null | wc -l)
 [ "$count" -eq 1 ] || bad "after the usage errors the queue holds $count jobs, not 1"
+
+[ -z "$("$jobq" cron list < /dev/null)" ] || bad "after the usage errors a cron schedule is stored"
+
+# ---- cron -------------------------------------------------------------------
+
+checks=$((checks + 1))
+out=$("$jobq" cron add nightly '0 3 * * *' report '{"a": 1}' --tz Europe/Berlin --owner ops \
+  --priority 3 --missed all < /dev/null) || bad "cron add failed"
+[[ "$out" =~ ^nightly\ next\ 20[0-9][0-9]-[0-9][0-9]-[0-9][0-9]T0[12]:00:00Z$ ]] ||
+  bad "cron add printed '$out'"
+checks=$((checks + 1))
+"$jobq" cron add hourly @hourly tick < /dev/null > /dev/null || bad "cron add hourly failed"
+"$jobq" cron list < /dev/null > cron.txt || bad "cron list failed"
+[ "$(wc -l < cron.txt)" -eq 2 ] || bad "cron list shows $(wc -l < cron.txt) schedules, not 2"
+head -n 1 cron.txt | grep -qF '{"name":"hourly","expr":"@hourly","tz":"UTC","kind":"tick","payload":{},' ||
+  bad "cron list: $(head -n 1 cron.txt)"
+tail -n 1 cron.txt | grep -qF '"tz":"Europe/Berlin","kind":"report","payload":{"a":1},' ||
+  bad "cron list: $(tail -n 1 cron.txt)"
+tail -n 1 cron.txt | grep -qF '"last_run":null,"missed":"all"}' || bad "cron list: $(tail -n 1 cron.txt)"
+# A year of runs at 02:30 New York time: one of them falls in the spring
+# DST gap and runs at its end, 03:00 EDT.
+checks=$((checks + 1))
+"$jobq" cron next '30 2 * * *' --tz America/New_York --count 400 < /dev/null > next.txt ||
+  bad "cron next failed"
+[ "$(wc -l < next.txt)" -eq 400 ] || bad "cron next --count 400 printed $(wc -l < next.txt) lines"
+[ "$(grep -c 'T07:00:00Z  20[0-9-]*T03:00:00-04:00$' next.txt)" -eq 1 ] ||
+  bad "cron next shows no run at the end of the DST gap: $(grep -v '02:30:00' next.txt | head -3)"
+grep -q '^20[0-9-]*T07:30:00Z  20[0-9-]*T02:30:00-05:00$' next.txt || bad "cron next: no EST run"
+grep -q '^20[0-9-]*T06:30:00Z  20[0-9-]*T02:30:00-04:00$' next.txt || bad "cron next: no EDT run"
+checks=$((checks + 1))
+"$jobq" cron remove hourly < /dev/null || bad "cron remove failed"
+usage /dev/null "jobq_cron_remove: no schedule 'hourly'" cron remove hourly
+[ "$("$jobq" cron list < /dev/null | wc -l)" -eq 1 ] || bad "cron remove left the schedule"
+"$jobq" cron remove nightly < /dev/null || bad "cron remove nightly failed"
 
 # ---- payloads ---------------------------------------------------------------
 
@@ -216,6 +271,7 @@ fi
 "$jobq" --help > help.txt 2>&1 || bad "jobq --help exited $?"
 grep -qF "@FILE" help.txt || bad "jobq --help does not mention @FILE"
 grep -qF "1048576 bytes" help.txt || bad "jobq --help does not state the payload limit"
+grep -qF "cron add NAME EXPR KIND" help.txt || bad "jobq --help does not show cron add"
 
 echo "$checks checks, $failures failures"
 [ "$failures" -eq 0 ]
