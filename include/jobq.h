@@ -253,7 +253,7 @@ JOBQ_API int64_t jobq_now(jobq_t *q);
 
 /* 0 when the queue is open and its storage answers: the last call of each
  * sort of background work (claims, heartbeats, progress writes, rescues,
- * timeouts, stored finishes) succeeded and a probe read works now. Else the
+ * timeouts, stored finishes, cron schedules) succeeded and a probe read works now. Else the
  * code of the failure, and jobq_last_error() says which work failed, how,
  * since when and how many calls: e.g. JOBQ_ECORRUPT for a damaged file,
  * JOBQ_EFULL for a full disk, JOBQ_ECLOSED while closing. For a health
