@@ -314,6 +314,13 @@ int jobq__cron_next(const char *fn, const jobq__cron *c, const jobq__tz *z, int6
   if (jobq__tz_prev_transition(z, cur, &t)) {
     int32_t before = jobq__tz_offset(z, t - 1), after = jobq__tz_offset(z, t);
     if (before > after) covered = t + before;
+    /* The search starts exactly at the end of a gap (after_ms in the last
+     * second before clocks went forward): a time that matched in the
+     * skipped span fires now, as it would have from any earlier start. */
+    if (t == cur && after > before && next_local(c, t + before, t + after - 1) != NONE) {
+      *out_ms = t * 1000;
+      return 0;
+    }
   }
   for (;;) {
     int32_t off = jobq__tz_offset(z, cur);

@@ -196,6 +196,20 @@ static void test_new_york_spring_forward(void **state) {
       "2026-03-08T06:40", "2026-03-09T05:00");
   /* asked from inside... after the gap's end, 02:30 of that day is gone */
   SEQ("30 2 * * *", ny, utc("2026-03-08T07:00"), "2026-03-09T06:30");
+  /* asked in the last second before the gap: the end of the gap is still
+   * ahead (the search used to start past it and miss it) */
+  int64_t last[] = {1772953199000, 1772953199500, 1772953199999};
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(jobq_cron_next("30 2 * * *", ny, last[i], &t), 0);
+    assert_int_equal(t, INT64_C(1772953200000));
+    assert_int_equal(jobq_cron_next("*/20 2 * * *", ny, last[i], &t), 0);
+    assert_int_equal(t, INT64_C(1772953200000));
+    assert_int_equal(jobq_cron_next("0 * * * *", ny, last[i], &t), 0);
+    assert_int_equal(t, INT64_C(1772953200000));
+  }
+  /* at the end of the gap itself, the next is the next day's */
+  assert_int_equal(jobq_cron_next("30 2 * * *", ny, 1772953200000, &t), 0);
+  assert_int_equal(t, INT64_C(1773037800000));
 }
 
 static void test_new_york_fall_back(void **state) {
