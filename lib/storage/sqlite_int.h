@@ -16,7 +16,7 @@
 #define SQ_DUE 0
 #define SQ_SCHEDULED 5
 
-#define SQ_SCHEMA_VERSION 5
+#define SQ_SCHEMA_VERSION 8
 #define SQ_READERS 4
 
 /* The write connection's statements (sq_store.ws), each prepared by the
@@ -29,6 +29,9 @@ enum {
   WS_CANCEL_QUEUED, WS_CANCEL_RUNNING, WS_PRUNE_JOBS,
   /* sqlite_quota.c */
   WS_QUOTA_BOUND, WS_QUOTA_BOUND_ALL, WS_QUOTA_ADD, WS_QUOTA_EXACT, WS_QUOTA_CLEAR, WS_QUOTA_SET,
+  /* sqlite_rate.c */
+  WS_RATE_GET, WS_RATE_EXPIRED, WS_RATE_FORGET, WS_RATE_OLDEST, WS_RATE_LOG, WS_RATE_SET, WS_RATE_DUE,
+  WS_DEFER_JOB,
   /* sqlite_claim.c */
   WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE_READ, WS_TAKE,
   /* sqlite_finish.c */
@@ -45,6 +48,8 @@ enum {
   RS_GET, RS_GET_BY_KEY, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_CHECKPOINT, RS_EXPIRED,
   /* a queued job's position (sqlite.c), prepared on first use */
   RS_POS_HIGHER, RS_POS_SAME, RS_POS_SCHEDULED, RS_POS_NEXT_BAND, RS_POS_FIRST, RS_POS_LAST,
+  /* a rate limit's window (rate_window), prepared on first use */
+  RS_RATE_USED,
   RS_COUNT
 };
 
@@ -235,6 +240,26 @@ int jobq__sq_quota_check(sq_store *s, const char *owner, const char *kind, long 
                          long pending_all);
 /* After the insert of a job that quotas count. */
 int jobq__sq_quota_add(sq_store *s, const char *owner, const char *kind);
+
+int jobq__sq_rate_prepare(sq_store *s);
+/* sqlite_rate.c, on the writer inside a claim: a kind's window as the
+ * claim found it. */
+typedef struct sq_rate {
+  int64_t used;   /* starts in the window */
+  int64_t oldest; /* the oldest start still remembered, INT64_MAX: none */
+  int dirty;      /* jobq_rate must be written */
+} sq_rate;
+/* Forgets the starts that left r's window at now and sets *room to the
+ * starts left (>= 0). */
+int jobq__sq_rate_room(sq_store *s, const jobq_storage_rate *r, int64_t now, sq_rate *w,
+                       int64_t *room);
+/* Records taken starts (>= 0) at now, after jobq__sq_rate_room. */
+int jobq__sq_rate_take(sq_store *s, const jobq_storage_rate *r, int64_t now, sq_rate *w,
+                       int64_t taken);
+/* finish's JOBQ_OUTCOME_DEFER (out_state as finish's). */
+int jobq__sq_defer(sq_store *s, const jobq_storage_finish *f, int *out_state);
+/* *out: whether kind has a due job. */
+int jobq__sq_rate_due(sq_store *s, const char *kind, int *out);
 
 /* The vtable's write members. */
 int jobq__sq_set_quotas(void *st, const jobq_storage_quota *q, size_t n);
