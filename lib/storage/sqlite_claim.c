@@ -132,7 +132,7 @@ static int claim_run(sq_store *s, sq_req *req) {
       if (strcmp(c->rates[k].kind, kinds[i]) == 0) rl[i] = &c->rates[k];
     if (rl && rl[i]) {
       int64_t room;
-      if ((rc = jobq__sq_rate_room(s, rl[i], now, &rw[i], &room))) break;
+      if ((rc = jobq__sq_rate_room(s, rl[i], now, lim, &rw[i], &room))) break;
       if (room == 0) {
         int due = 0;
         if ((rc = jobq__sq_rate_due(s, kinds[i], &due))) break;
@@ -212,8 +212,15 @@ static int claim_run(sq_store *s, sq_req *req) {
   for (size_t i = 0; rc == 0 && rl && i < nk; i++) {
     if (rl[i] == NULL) continue;
     if ((rc = jobq__sq_rate_take(s, rl[i], now, &rw[i], (int64_t)take[i]))) break;
+    if (rw[i].used < rl[i]->starts) continue;
+    /* Full, perhaps only until starts that left the window are forgotten:
+     * look exactly. */
+    int64_t room;
     int due = 0;
-    if (rw[i].used >= rl[i]->starts && (rc = jobq__sq_rate_due(s, kinds[i], &due)) == 0 && due &&
+    if ((rc = jobq__sq_rate_room(s, rl[i], now, 1, &rw[i], &room)) ||
+        (rc = jobq__sq_rate_take(s, rl[i], now, &rw[i], 0)))
+      break;
+    if (room == 0 && (rc = jobq__sq_rate_due(s, kinds[i], &due)) == 0 && due &&
         rw[i].oldest + rl[i]->interval_ms < rate_next)
       rate_next = rw[i].oldest + rl[i]->interval_ms;
   }

@@ -249,10 +249,11 @@ typedef struct sq_rate {
   int64_t oldest; /* the oldest start still remembered, INT64_MAX: none */
   int dirty;      /* jobq_rate must be written */
 } sq_rate;
-/* Forgets the starts that left r's window at now and sets *room to the
- * starts left (>= 0). */
-int jobq__sq_rate_room(sq_store *s, const jobq_storage_rate *r, int64_t now, sq_rate *w,
-                       int64_t *room);
+/* Sets *room to the starts left in r's window at now (>= 0): exact when
+ * fewer than want are left, else at least want (the starts that left the
+ * window are forgotten when that matters, or once in a while). */
+int jobq__sq_rate_room(sq_store *s, const jobq_storage_rate *r, int64_t now, int64_t want,
+                       sq_rate *w, int64_t *room);
 /* Records taken starts (>= 0) at now, after jobq__sq_rate_room. */
 int jobq__sq_rate_take(sq_store *s, const jobq_storage_rate *r, int64_t now, sq_rate *w,
                        int64_t taken);

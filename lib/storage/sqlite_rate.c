@@ -5,8 +5,11 @@
  * took jobs of the kind (n: how many), so a claim of a whole batch adds one
  * row, not one per job; jobq_rate keeps per kind the sum of those rows
  * (used) and the oldest row's time, so that a claim reads one row to learn
- * the room left, and touches the log's old rows only once the oldest has
- * left the window (each row is deleted once: O(1) a claim, amortised).
+ * the room left. Rows that left the window count until they are deleted
+ * (so the room is never overstated), which happens when the answer depends
+ * on them or once they are a whole interval old (jobq__sq_rate_room): each
+ * row is deleted once, O(1) a claim amortised, and a limit that never
+ * binds costs a claim three statements.
  * docs/architecture.md, "Rate limits", says why a log and not a token
  * bucket. Everything runs inside the claim's transaction on the write
  * connection, so two processes cannot both take the window's last place;
@@ -60,16 +63,22 @@ static int row2(sq_store *s, sqlite3_stmt *st, int64_t *a, int64_t *b, int *foun
   return rc;
 }
 
-int jobq__sq_rate_room(sq_store *s, const jobq_storage_rate *r, int64_t now, sq_rate *w,
-                       int64_t *room) {
+int jobq__sq_rate_room(sq_store *s, const jobq_storage_rate *r, int64_t now, int64_t want,
+                       sq_rate *w, int64_t *room) {
   sqlite3_stmt *g = s->ws[WS_RATE_GET];
   w->used = 0;
   w->oldest = INT64_MAX;
+  w->dirty = 0;
   sqlite3_bind_text(g, 1, r->kind, -1, SQLITE_STATIC);
   int rc = row2(s, g, &w->used, &w->oldest, NULL);
   if (rc) return rc;
   int64_t edge = now - r->interval_ms; /* rows at or before it left the window */
-  if (w->oldest <= edge) {
+  /* Rows that left the window still count in used until they are deleted,
+   * so the room is never overstated. They are deleted when the answer
+   * depends on it (want does not fit), or else once they are a whole
+   * interval old, so that a limit that never binds deletes a batch of rows
+   * once per interval rather than a row in every claim. */
+  if (w->oldest <= edge && (w->used + want > r->starts || w->oldest <= edge - r->interval_ms)) {
     int64_t gone = 0;
     sqlite3_stmt *e = s->ws[WS_RATE_EXPIRED], *f = s->ws[WS_RATE_FORGET], *o = s->ws[WS_RATE_OLDEST];
     sqlite3_bind_text(e, 1, r->kind, -1, SQLITE_STATIC);

@@ -80,6 +80,28 @@ out:
   cs_close(&s);
 }
 
+/* Starts that left the window give their room back whether or not the
+ * backend has forgotten them yet; a claim that fills the window only with
+ * them counted is not held back. */
+static void rate_old_starts_give_room(conf_case *c) {
+  conf_store s;
+  cs_open(c, &s);
+  if (!has_rates(&s)) goto out;
+  for (int i = 0; i < 6; i++) cs_add(&s, T, "o", 0, 0, NULL);
+  int64_t next = 0;
+  CK_INT(rate_claim(&s, "o", "o", 3, 1000, 1, T, &next), 1);
+  CK_INT(rate_claim(&s, "o", "o", 3, 1000, 2, T + 1500, &next), 2);
+  CK_INT(next, INT64_MAX); /* the start of T is out: one place left */
+  CK_INT(used(&s, "o", 1000, T + 1500), 2);
+  CK_INT(rate_claim(&s, "o", "o", 3, 1000, 5, T + 1600, &next), 1);
+  CK_INT(next, T + 2500);
+  CK_INT(rate_claim(&s, "o", "o", 3, 1000, 5, T + 2499, &next), 0);
+  CK_INT(rate_claim(&s, "o", "o", 3, 1000, 5, T + 5000, &next), 2);
+  CK_INT(next, INT64_MAX);
+out:
+  cs_close(&s);
+}
+
 /* Only the limited kind waits; a claim of any kind takes the others, and a
  * limited kind with no due jobs holds nothing back. */
 static void rate_other_kinds_free(conf_case *c) {
@@ -190,6 +212,7 @@ out:
 int main(void) {
   static const conf_test tests[] = {
     CONF_TEST(rate_claim_takes_room),
+    CONF_TEST(rate_old_starts_give_room),
     CONF_TEST(rate_other_kinds_free),
     CONF_TEST(rate_defer_not_counted),
     CONF_TEST(rate_defer_after_cancel),
