@@ -524,8 +524,8 @@ JOBQ_API int jobq_ctx_fail(jobq_ctx_t *ctx, const char *message, int retryable);
  * e.g. when a provider answered 429 with Retry-After. count_attempt 0: the
  * attempt does not count against max attempts (JOBQ_ENOTSUP on a backend
  * without deferral); 1: a retryable failure with this delay instead of the
- * backoff (with no attempts left the job fails). Either way a RETRYING event
- * with the error "deferred by the handler for N ms". */
+ * backoff (with no attempts left the job fails). Either way the job's error
+ * and its RETRYING (or FAILED) event say "deferred by the handler for N ms". */
 JOBQ_API int jobq_ctx_retry_after(jobq_ctx_t *ctx, int64_t delay_ms, int count_attempt);
 
 /* ---- scheduling helpers ------------------------------------------------ */
