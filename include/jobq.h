@@ -268,6 +268,9 @@ JOBQ_API void jobq_stats_free(jobq_stats_t *st);
 JOBQ_API int64_t jobq_stats_time(const jobq_stats_t *st);
 /* Attempts running in this process (handlers, jobq_claim callers). */
 JOBQ_API int jobq_stats_running(const jobq_stats_t *st);
+/* Claims of this process that a kind's rate limit held back (the kind had
+ * due jobs and its window no room) since jobq_open. */
+JOBQ_API int64_t jobq_stats_rate_limited(const jobq_stats_t *st);
 /* Storage calls of this process's background work that failed since
  * jobq_open (see jobq_health). */
 JOBQ_API int64_t jobq_stats_storage_errors(const jobq_stats_t *st);
@@ -304,6 +307,13 @@ JOBQ_API int jobq_kind_opts_set_timeout(jobq_kind_opts_t *ko, int64_t ms);
 /* 1: the handler runs on the loop thread and must not block; it finishes the
  * job later (e.g. from an I/O callback). 0 (default): a worker thread. */
 JOBQ_API int jobq_kind_opts_set_on_loop(jobq_kind_opts_t *ko, int on_loop);
+/* At most `starts` attempts of the kind start in any window of interval_ms,
+ * counted in storage over every process on the store (set the same limit in
+ * each): 1..1,000,000 starts per 1 ms .. 1 day; starts 0 removes the limit
+ * (interval_ms is then ignored). Claims wait for room, without polling. A
+ * backend without rate limits makes jobq_register refuse it (JOBQ_ENOTSUP). */
+JOBQ_API int jobq_kind_opts_set_rate_limit(jobq_kind_opts_t *ko, int starts,
+                                           int64_t interval_ms);
 
 /* A handler runs one attempt. It reports through ctx and finishes the job with
  * jobq_ctx_succeed or jobq_ctx_fail, before it returns or later from any
@@ -515,6 +525,13 @@ JOBQ_API int jobq_ctx_succeed(jobq_ctx_t *ctx, const char *result_json);
 /* retryable 1: retried with backoff while attempts remain; 0: fails now.
  * message: UTF-8 (NULL or "": "failed"); kept up to 4096 bytes. */
 JOBQ_API int jobq_ctx_fail(jobq_ctx_t *ctx, const char *message, int retryable);
+/* Ends the attempt and queues the job again delay_ms (0..1 day) from now,
+ * e.g. when a provider answered 429 with Retry-After. count_attempt 0: the
+ * attempt does not count against max attempts (JOBQ_ENOTSUP on a backend
+ * without deferral); 1: a retryable failure with this delay instead of the
+ * backoff (with no attempts left the job fails). Either way the job's error
+ * and its RETRYING (or FAILED) event say "deferred by the handler for N ms". */
+JOBQ_API int jobq_ctx_retry_after(jobq_ctx_t *ctx, int64_t delay_ms, int count_attempt);
 
 /* ---- scheduling helpers ------------------------------------------------ */
 

@@ -77,6 +77,13 @@ typedef struct jobq_storage_job {
   int n_attempt_log;
 } jobq_storage_job;
 
+/* A kind's rate limit (jobq_storage_claim.rates, version 3). */
+typedef struct jobq_storage_rate {
+  const char *kind;
+  int starts;          /* 1..1,000,000 */
+  int64_t interval_ms; /* 1..86,400,000 */
+} jobq_storage_rate;
+
 /* What a claim asks for: up to max jobs that are queued and due (run_at <=
  * now), from the listed kinds, at most kind_limit[i] of kinds[i] (a negative
  * limit: unlimited), best first: higher priority, then FIFO. Each claimed
@@ -105,7 +112,20 @@ typedef struct jobq_storage_claim {
    * itself, not from the request; NULL: use now. */
   int64_t (*clock)(void *clock_ud);
   void *clock_ud;
+  /* ---- read only by version 3 backends that fill rate_window ----
+   * Rate limits: of kind rates[i].kind, at most rates[i].starts attempts
+   * start in any window of rates[i].interval_ms, counted over every claim
+   * of every process on the store (see rate_window). A claim takes only as
+   * many as the window has room for, and records what it took, inside its
+   * own transaction. Kinds not listed are not limited (nor counted). */
+  const jobq_storage_rate *rates;
+  size_t n_rates;
+  /* Out, if not NULL: the earliest time at which a kind that the claim
+   * held back by its rate (it had due jobs the window had no room for)
+   * has room again; INT64_MAX if no kind was held back. */
+  int64_t *rate_next;
 } jobq_storage_claim;
+
 
 /* One running attempt whose lease the core extends (heartbeat). */
 typedef struct jobq_storage_lease {
@@ -120,6 +140,8 @@ typedef struct jobq_storage_lease {
 #define JOBQ_OUTCOME_RETRY     3 /* error; queued again at run_at */
 #define JOBQ_OUTCOME_CANCELLED 4 /* error may be NULL */
 #define JOBQ_OUTCOME_RELEASE   5 /* back to queued now; attempt not counted */
+#define JOBQ_OUTCOME_DEFER     6 /* back to queued at run_at; attempt not counted
+                                  * (version 3 backends with rate_window) */
 
 /* How one attempt ended. It applies only while the job is running that
  * attempt (a stale finish gives JOBQ_ESTATE in out_state). If the job's
@@ -130,8 +152,8 @@ typedef struct jobq_storage_finish {
   int attempt;
   int outcome;
   const char *result; /* SUCCEEDED */
-  const char *error;  /* FAILED, RETRY, CANCELLED */
-  int64_t run_at;     /* RETRY */
+  const char *error;  /* FAILED, RETRY, CANCELLED, DEFER */
+  int64_t run_at;     /* RETRY, DEFER */
   int64_t now;
   int progress;       /* the attempt's last progress (SUCCEEDED stores 100) */
   const char *step;   /* and step text; NULL keeps the stored one */
@@ -350,11 +372,23 @@ typedef struct jobq_storage_ops {
    * them but do not refuse them (a refused occurrence would be lost). */
   int (*cron_fire)(void *st, const char *name, int64_t expect_next_at, int64_t new_next_at,
                    jobq_storage_job *const *jobs, size_t n, int64_t now, size_t *n_inserted);
+
+  /* Rate limits and deferral. A backend that fills this member also
+   * honours jobq_storage_claim's rates and rate_next and the outcome
+   * JOBQ_OUTCOME_DEFER (the job is queued again at run_at, its error set,
+   * and the attempt is not counted: attempts - 1, its attempt entry gone,
+   * as with RELEASE). Optional: NULL, and jobq_register refuses a rate
+   * limit and jobq_ctx_retry_after a deferral with JOBQ_ENOTSUP.
+   * *out_used: how many attempts of kind claims recorded in the window
+   * (now - interval_ms, now], as far as the backend still remembers
+   * (it may forget starts older than the longest interval a claim gave). */
+  int (*rate_window)(void *st, const char *kind, int64_t interval_ms, int64_t now,
+                     int64_t *out_used);
 } jobq_storage_ops;
 
 #define JOBQ_STORAGE_OPS_INIT {JOBQ_STORAGE_OPS_VERSION, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
+                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
 
 /* Zeroes the members of versions 1..version of ops and sets its version;
  * nothing past the last member of that version is written (a backend built

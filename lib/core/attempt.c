@@ -57,9 +57,12 @@ static void outcome_record(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *
     if (ctx->rec.attempts >= ctx->rec.max_attempts) {
       f->outcome = JOBQ_OUTCOME_FAILED;
     } else {
-      f->run_at = f->now + backoff_ms(q, ctx->kr, ctx->rec.attempts);
+      f->run_at = f->now + (ctx->has_delay ? ctx->delay_ms : backoff_ms(q, ctx->kr, ctx->rec.attempts));
       ctx->rec.run_at = f->run_at;
     }
+  } else if (outcome == JOBQ_OUTCOME_DEFER) {
+    f->run_at = f->now + ctx->delay_ms; /* jobq_ctx_retry_after: not counted */
+    ctx->rec.run_at = f->run_at;
   }
 }
 
@@ -232,6 +235,7 @@ static int user_finish_async(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char
   jobq__storage_end(q);
   jobq__attempt_to(ctx, JOBQ_ATTEMPT_RUNNING);
   ctx->user_done = 0;
+  ctx->has_delay = 0;
   uv_mutex_unlock(&q->mu);
   if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s: storage failed", fn);
   return rc;
@@ -240,6 +244,11 @@ static int user_finish_async(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char
 /* The user's succeed/fail: ends the attempt and drops the user's reference. */
 int jobq__attempt_user_finish(jobq_ctx_t *ctx, int outcome, const char *result, const char *error,
                        const char *fn) {
+  return jobq__attempt_user_finish_after(ctx, outcome, result, error, fn, -1);
+}
+
+int jobq__attempt_user_finish_after(jobq_ctx_t *ctx, int outcome, const char *result,
+                                    const char *error, const char *fn, int64_t delay_ms) {
   jobq_t *q = ctx->q;
   uv_mutex_lock(&q->mu);
   if (ctx->user_done) {
@@ -259,10 +268,18 @@ int jobq__attempt_user_finish(jobq_ctx_t *ctx, int outcome, const char *result, 
     jobq__unlock(q);
     return rc;
   }
-  if (q->ops->finish_async) return user_finish_async(q, ctx, outcome, result, error, fn);
+  /* The delay holds for this ending only: a failed store leaves the
+   * attempt open, and a later plain fail gets its backoff. */
+  ctx->has_delay = delay_ms >= 0;
+  ctx->delay_ms = delay_ms >= 0 ? delay_ms : 0;
+  if (q->ops->finish_async) {
+    rc = user_finish_async(q, ctx, outcome, result, error, fn);
+    return rc; /* ctx may be gone; a failed queueing reset has_delay */
+  }
   jobq__attempt_to(ctx, JOBQ_ATTEMPT_FINISHING);
   int open;
   rc = jobq__attempt_end(q, ctx, outcome, result, error, fn, &open);
+  ctx->has_delay = 0;
   if (open) {
     /* Storage failed: the attempt is still open; the caller may try again. */
     jobq__attempt_to(ctx, JOBQ_ATTEMPT_RUNNING);

@@ -79,5 +79,9 @@ void jobq__attempt_give_back(jobq_t *q, jobq_ctx_t *ctx);
  * mu not held. */
 int jobq__attempt_user_finish(jobq_ctx_t *ctx, int outcome, const char *result,
                               const char *error, const char *fn);
+/* The same, with the RETRY's or DEFER's run_at delay_ms from now (>= 0)
+ * instead of the backoff (jobq_ctx_retry_after); -1: the backoff. */
+int jobq__attempt_user_finish_after(jobq_ctx_t *ctx, int outcome, const char *result,
+                                    const char *error, const char *fn, int64_t delay_ms);
 
 #endif

@@ -122,7 +122,13 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
   req.ma_kinds = q->kinds.ma_names;
   req.ma_values = q->kinds.ma_values;
   req.n_ma = (size_t)q->kinds.n_ma;
-  int64_t next = INT64_MAX;
+  int64_t next = INT64_MAX, rate_next = INT64_MAX;
+  if (q->kinds.n_rates) {
+    /* Only a backend with rate_window reads these (jobq_register checked). */
+    req.rates = q->kinds.rates;
+    req.n_rates = (size_t)q->kinds.n_rates;
+    req.rate_next = &rate_next;
+  }
   q->claim.in_flight++;
   jobq__storage_begin(q);
   uv_mutex_unlock(&q->mu);
@@ -133,6 +139,16 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
   q->claim.in_flight--;
   jobq__storage_end(q);
   jobq__health_note(q, JOBQ_OP_CLAIM, rc);
+  if (rc == 0 && rate_next != INT64_MAX) {
+    /* A kind waits for room in its window: come back when there is some,
+     * as for a delayed job (no polling meanwhile). */
+    q->claim.rate_limited++;
+    if (rate_next < next) next = rate_next;
+    if (got > 0 && next < q->loop_s.wake_at) {
+      q->loop_s.wake_at = next;
+      jobq__kick_loop(q);
+    }
+  }
 
   if (rc < 0 || got == 0) {
     if (rc == 0 && next < q->loop_s.wake_at) {

@@ -1,5 +1,6 @@
 /* What a handler (or a jobq_claim caller) calls on its attempt. */
 #include "core/attempt.h"
+#include "core/ext.h"
 #include "util/json.h"
 #include "util/utf8.h"
 
@@ -39,6 +40,46 @@ JOBQ_API int jobq_ctx_fail(jobq_ctx_t *ctx, const char *message, int retryable) 
   }
   return jobq__attempt_user_finish(ctx, retryable ? JOBQ_OUTCOME_RETRY : JOBQ_OUTCOME_FAILED, NULL, m,
                      "jobq_ctx_fail");
+}
+
+/* jobq_ctx_retry_after, and its twin with a reason for the built-in stages
+ * (core/ext.h). */
+int jobq__ctx_retry_after(jobq_ctx_t *ctx, int64_t delay_ms, int count_attempt,
+                          const char *reason) {
+  static const char F[] = "jobq_ctx_retry_after";
+  if (ctx == NULL) return jobq__err(JOBQ_EINVAL, "%s: ctx is NULL", F);
+  if (jobq__inherited(ctx->q)) return jobq__inherited_err(F);
+  if (delay_ms < 0)
+    return jobq__err(JOBQ_EINVAL, "%s: delay_ms %lld is negative", F, (long long)delay_ms);
+  if (delay_ms > INT64_C(86400000))
+    return jobq__err(JOBQ_EINVAL, "%s: delay_ms %lld is longer than a day (86400000)", F,
+                     (long long)delay_ms);
+  if (count_attempt != 0 && count_attempt != 1)
+    return jobq__err(JOBQ_EINVAL, "%s: count_attempt %d is not 0 or 1", F, count_attempt);
+  jobq_t *q = ctx->q;
+  if (!count_attempt && (q->ops->version < 3 || q->ops->rate_window == NULL))
+    return jobq__err(JOBQ_ENOTSUP,
+                     "%s: storage '%s' cannot defer a job without counting the attempt (its "
+                     "vtable has no rate_window)",
+                     F, q->ops->scheme);
+  char buf[JOBQ_ERROR_MAX + 1];
+  if (reason == NULL || *reason == '\0') {
+    snprintf(buf, sizeof buf, "deferred by the handler for %lld ms", (long long)delay_ms);
+  } else {
+    size_t cut = strlen(reason);
+    if (cut > JOBQ_ERROR_MAX) {
+      cut = JOBQ_ERROR_MAX;
+      while (cut > 0 && ((unsigned char)reason[cut] & 0xc0) == 0x80) cut--;
+    }
+    memcpy(buf, reason, cut);
+    buf[cut] = '\0';
+  }
+  return jobq__attempt_user_finish_after(ctx, count_attempt ? JOBQ_OUTCOME_RETRY : JOBQ_OUTCOME_DEFER,
+                                         NULL, buf, F, delay_ms);
+}
+
+JOBQ_API int jobq_ctx_retry_after(jobq_ctx_t *ctx, int64_t delay_ms, int count_attempt) {
+  return jobq__ctx_retry_after(ctx, delay_ms, count_attempt, NULL);
 }
 
 JOBQ_API const char *jobq_ctx_id(jobq_ctx_t *ctx) { return ctx ? ctx->rec.id : NULL; }

@@ -35,6 +35,12 @@ JOBQ_PRIVATE int jobq__register_on_loop(jobq_t *q, const char *fn_name, const ch
 JOBQ_PRIVATE struct uv_loop_s *jobq__loop(jobq_t *q);
 JOBQ_PRIVATE const char *jobq__workdir(jobq_t *q);
 JOBQ_PRIVATE jobq_t *jobq__ctx_queue(jobq_ctx_t *ctx);
+/* jobq_ctx_retry_after with the event's error text: reason (UTF-8, cut at
+ * 4096 bytes), or NULL for "deferred by the handler for N ms". The built-in
+ * HTTP stages defer with the provider's words when its Retry-After is longer
+ * than they wait within an attempt. */
+JOBQ_PRIVATE int jobq__ctx_retry_after(jobq_ctx_t *ctx, int64_t delay_ms, int count_attempt,
+                                       const char *reason);
 
 /* Checkpoints through the storage (version 2 members); JOBQ_ENOTSUP if the
  * backend has none, JOBQ_ECLOSED once the queue is closing. Blocking. */

@@ -217,6 +217,7 @@ JOBQ_API int jobq_health(jobq_t *q) {
 struct jobq_stats_s {
   int64_t time;
   int running;
+  int64_t rate_limited;
   int64_t storage_errors;
   int64_t failing_since;
   int last_code;
@@ -238,6 +239,7 @@ JOBQ_API int jobq_stats(jobq_t *q, jobq_stats_t **out) {
   }
   st->time = jobq__now(q);
   st->running = (int)q->running.map.count;
+  st->rate_limited = q->claim.rate_limited;
   st->storage_errors = q->health.errors;
   st->failing_since = q->health.failing_since;
   st->last_code = q->health.last_code;
@@ -260,6 +262,9 @@ JOBQ_API void jobq_stats_free(jobq_stats_t *st) {
 
 JOBQ_API int64_t jobq_stats_time(const jobq_stats_t *st) { return st ? st->time : JOBQ_EINVAL; }
 JOBQ_API int jobq_stats_running(const jobq_stats_t *st) { return st ? st->running : JOBQ_EINVAL; }
+JOBQ_API int64_t jobq_stats_rate_limited(const jobq_stats_t *st) {
+  return st ? st->rate_limited : JOBQ_EINVAL;
+}
 JOBQ_API int64_t jobq_stats_storage_errors(const jobq_stats_t *st) {
   return st ? st->storage_errors : JOBQ_EINVAL;
 }
@@ -288,6 +293,8 @@ JOBQ_API char *jobq_stats_to_json(const jobq_stats_t *st) {
   jobq__sb_int(&b, st->time);
   jobq__sb_key(&b, "running", &first);
   jobq__sb_int(&b, st->running);
+  jobq__sb_key(&b, "rateLimited", &first);
+  jobq__sb_int(&b, st->rate_limited);
   jobq__sb_key(&b, "storage", &first);
   jobq__sb_str(&b, "{");
   int f2 = 1;

@@ -57,6 +57,8 @@ struct jobq_kind_opts_s {
   double jitter;
   int64_t timeout_ms;
   int on_loop;
+  int rate_starts;       /* 0: no rate limit */
+  int64_t rate_interval_ms;
 };
 
 struct jobq_submit_opts_s {
@@ -193,6 +195,10 @@ struct jobq_ctx_s {
   int held;
   char *fin_result;
   char *fin_error;
+  /* jobq_ctx_retry_after: the run_at of a RETRY or DEFER is now + delay_ms
+   * instead of the backoff. Under q->mu, set only while it is ending. */
+  int has_delay;
+  int64_t delay_ms;
 };
 
 static inline int jobq__attempt_timed_out(const jobq_ctx_t *ctx) {
@@ -297,6 +303,8 @@ struct jobq_s {
     const char **ma_names; /* every registered kind and its max attempts, */
     int *ma_values;        /* for claims (kept in step by jobq_register) */
     int n_ma;
+    jobq_storage_rate *rates; /* the rate-limited kinds, for claims (likewise) */
+    int n_rates;
   } kinds;
 
   /* Claimers (core/claim.c): worker threads, the feeder, jobq_claim
@@ -317,6 +325,7 @@ struct jobq_s {
     jobq_ctx_t **inbox;   /* attempts to start on the loop */
     size_t n_inbox, cap_inbox;
     int handlers_active;  /* handlers running on worker threads */
+    int64_t rate_limited; /* claims a rate limit held back (jobq_stats) */
   } claim;
 
   /* Attempts running here (core/attempt.c, core/timeout.c); under mu. */

@@ -241,6 +241,27 @@ JOBQ_API int jobq_kind_opts_set_concurrency(jobq_kind_opts_t *k, int n) {
   return 0;
 }
 
+JOBQ_API int jobq_kind_opts_set_rate_limit(jobq_kind_opts_t *k, int starts, int64_t interval_ms) {
+  static const char F[] = "jobq_kind_opts_set_rate_limit";
+  if (k == NULL) return jobq__err(JOBQ_EINVAL, "%s: ko is NULL", F);
+  if (starts < 0 || starts > 1000000)
+    return jobq__err(JOBQ_EINVAL, "%s: starts %d is outside 1..1000000 (0 removes the limit)", F,
+                     starts);
+  if (starts == 0) {
+    k->rate_starts = 0;
+    k->rate_interval_ms = 0;
+    return 0;
+  }
+  if (interval_ms <= 0)
+    return jobq__err(JOBQ_EINVAL, "%s: interval_ms %lld is not positive", F, (long long)interval_ms);
+  if (interval_ms > INT64_C(86400000))
+    return jobq__err(JOBQ_EINVAL, "%s: interval_ms %lld is longer than a day (86400000)", F,
+                     (long long)interval_ms);
+  k->rate_starts = starts;
+  k->rate_interval_ms = interval_ms;
+  return 0;
+}
+
 JOBQ_API int jobq_kind_opts_set_max_attempts(jobq_kind_opts_t *k, int n) {
   if (k == NULL) return jobq__err(JOBQ_EINVAL, "jobq_kind_opts_set_max_attempts: ko is NULL");
   if (n < 1 || n > 1000)

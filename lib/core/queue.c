@@ -63,6 +63,7 @@ static void free_q(jobq_t *q) {
   free(q->kinds.v);
   free(q->kinds.ma_names);
   free(q->kinds.ma_values);
+  free(q->kinds.rates);
   free(q->kinds.worker);
   free(q->kinds.loop);
   free(q->claim.threads);
@@ -333,6 +334,11 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
   int rc = jobq__kind_name_check("jobq_register", kind);
   if (rc) return rc;
   if (fn == NULL) return jobq__err(JOBQ_EINVAL, "jobq_register: handler for '%s' is NULL", kind);
+  if (ko && ko->rate_starts > 0 && (q->ops->version < 3 || q->ops->rate_window == NULL))
+    return jobq__err(JOBQ_ENOTSUP,
+                     "jobq_register: '%s': storage '%s' has no shared rate limits (its vtable "
+                     "has no rate_window)",
+                     kind, q->ops->scheme);
   uv_mutex_lock(&q->mu);
   if (q->started || q->closed) {
     uv_mutex_unlock(&q->mu);
@@ -354,7 +360,9 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
   if (mk) q->kinds.ma_names = mk;
   int *mv = mk ? realloc(q->kinds.ma_values, (size_t)(q->kinds.n + 1) * sizeof *mv) : NULL;
   if (mv) q->kinds.ma_values = mv;
-  if (mk == NULL || mv == NULL) {
+  jobq_storage_rate *rt = mv ? realloc(q->kinds.rates, (size_t)(q->kinds.n + 1) * sizeof *rt) : NULL;
+  if (rt) q->kinds.rates = rt;
+  if (mk == NULL || mv == NULL || rt == NULL) {
     uv_mutex_unlock(&q->mu);
     return jobq__err(JOBQ_ENOMEM, "jobq_register: out of memory");
   }
@@ -374,6 +382,14 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
     q->kinds.ma_values[i] = q->kinds.v[i].ko.max_attempts;
   }
   q->kinds.n_ma = q->kinds.n;
+  q->kinds.n_rates = 0;
+  for (int i = 0; i < q->kinds.n; i++) {
+    if (q->kinds.v[i].ko.rate_starts <= 0) continue;
+    jobq_storage_rate *r = &q->kinds.rates[q->kinds.n_rates++];
+    r->kind = q->kinds.v[i].name;
+    r->starts = q->kinds.v[i].ko.rate_starts;
+    r->interval_ms = q->kinds.v[i].ko.rate_interval_ms;
+  }
   uv_mutex_unlock(&q->mu);
   return 0;
 }

@@ -199,6 +199,7 @@ static void finish(jobq__http_req *r, int rc) {
     .content_type = ctype,
     .tries = r->tries,
     .error = err[0] ? err : NULL,
+    .retry_after_ms = r->retry_after_long ? r->retry_after * 1000 : -1,
   };
   r->done(r->ud, &resp);
   req_destroy(r);
@@ -293,6 +294,8 @@ static void try_done(jobq__http_req *r, CURLcode res) {
   curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
   int retry = 0;
   int rc = classify(r, res, &retry);
+  r->retry_after_long =
+      retry && rc == 0 && r->retry_after >= 0 && r->retry_after * 1000 > r->retry_after_max_ms;
   if (retry && r->tries < r->max_tries) {
     int64_t delay = -1;
     if (rc == 0 && r->retry_after >= 0) {

@@ -81,6 +81,9 @@ typedef struct jobq__http_resp {
                                "after N tries" only when N > 1) or "anthropic: could not
                                connect to 127.0.0.1:9: Connection refused (after 3 tries)";
                                secrets redacted; else NULL */
+  int64_t retry_after_ms;   /* the last try's Retry-After, in ms, when the request gave up
+                               rather than wait that long (longer than retry_after_max_ms);
+                               -1 otherwise. A caller may push its job back by it */
 } jobq__http_resp;
 
 /* resp and everything it points to are valid during the call only. done may

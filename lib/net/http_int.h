@@ -50,6 +50,7 @@ struct jobq__http_req {
   size_t len, cap;
   int too_big, nomem;
   int64_t retry_after; /* seconds, from this try's response; -1: none */
+  int retry_after_long; /* it was longer than retry_after_max_ms: not waited for */
   int fail_rc;         /* for JOBQ_HTTP_FAILING */
   char note[320];      /* the cause, when known before finish */
   char errbuf[CURL_ERROR_SIZE];

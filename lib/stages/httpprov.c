@@ -3,6 +3,7 @@
 #include "stages/httpprov.h"
 #include "util/mem.h"
 #include "util/err.h"
+#include "util/utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,18 @@ void jobq__httpreq_fail(jobq_stage_t *st, const jobq__httpcfg *c, const jobq__ht
       resp->status != 429)
     retryable = 0; /* the same request would be refused again */
   if (resp->rc == JOBQ_ETOOBIG) retryable = 0;
+  /* The provider asked for a longer wait than we make within an attempt:
+   * give the worker back and run the job when the provider is ready, not
+   * counting the attempt (being told to wait is not the job's failure). A
+   * wait beyond a day is a plain failure. */
+  if (resp->rc == 0 && resp->retry_after_ms >= 0 && resp->retry_after_ms <= INT64_C(86400000)) {
+    char msg[1024];
+    if (resp->error) snprintf(msg, sizeof msg, "%s", resp->error);
+    else snprintf(msg, sizeof msg, "%s: HTTP %ld", c->provider, resp->status);
+    jobq__utf8_fix(msg);
+    jobq__stage_defer(st, resp->retry_after_ms, msg);
+    return;
+  }
   if (resp->error)
     jobq__stage_failf(st, retryable, "%s", resp->error); /* made valid UTF-8 there */
   else

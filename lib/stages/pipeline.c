@@ -159,6 +159,19 @@ static void run_free(pl_run *run) {
   if (r->closing) maybe_closed(r);
 }
 
+/* Ends the attempt by pushing the job back by delay_ms, not counted, and
+ * frees the run. A store that cannot defer (JOBQ_ENOTSUP) gets the
+ * retryable failure the stage would otherwise have been. */
+static void run_defer(pl_run *run, const char *msg, int64_t delay_ms) {
+  char *m = jobq__strdup(msg);
+  if (m) jobq__utf8_fix(m);
+  const char *text = m ? m : "pipeline: deferred";
+  if (jobq__ctx_retry_after(run->ctx, delay_ms, 0, text) == JOBQ_ENOTSUP)
+    jobq_ctx_fail(run->ctx, text, 1);
+  free(m);
+  run_free(run);
+}
+
 /* Ends the attempt with a failure and frees the run. */
 static void run_fail(pl_run *run, const char *msg, int retryable) {
   /* Composed here from parts cut to fit (a stage's message, a sentence):
@@ -327,8 +340,16 @@ static void stage_done(pl_run *run, jobq_stage_t *st) {
   if (st->failed) {
     char msg[4096];
     snprintf(msg, sizeof msg, "stage %s: %s", st->def->name, st->error ? st->error : "failed");
-    int retryable = st->retryable;
+    int retryable = st->retryable, defer = st->defer;
+    int64_t defer_ms = st->defer_ms;
     stage_free(st);
+    if (defer) {
+      size_t len = strlen(msg);
+      snprintf(msg + len, sizeof msg - len, "; pushed back %lld ms, attempt not counted",
+               (long long)defer_ms);
+      run_defer(run, msg, defer_ms);
+      return;
+    }
     run_fail(run, msg, retryable);
     return;
   }
@@ -388,12 +409,15 @@ static void process_done(pl_reg *r) {
   }
 }
 
-static int finish(jobq_stage_t *st, const char *fn, int failed, const char *text, int retryable) {
+static int finish(jobq_stage_t *st, const char *fn, int failed, const char *text, int retryable,
+                  int64_t defer_ms) {
   int expect = 0;
   if (!atomic_compare_exchange_strong(&st->finished, &expect, 1))
     return jobq__err(JOBQ_ESTATE, "%s: the stage has already finished", fn);
   st->failed = failed;
   st->retryable = retryable;
+  st->defer = failed && defer_ms >= 0;
+  st->defer_ms = defer_ms;
   char *copy = jobq__strdup(text);
   if (failed) st->error = copy; /* NULL on out of memory: "failed" */
   else st->output = copy;
@@ -510,7 +534,7 @@ JOBQ_API int jobq_stage_succeed(jobq_stage_t *st, const char *output_json) {
   if (output_json == NULL) return jobq__err(JOBQ_EINVAL, "%s: output_json is NULL", F);
   int rc = jobq__json_check(F, "output_json", output_json, strlen(output_json));
   if (rc) return rc;
-  return finish(st, F, 0, output_json, 0);
+  return finish(st, F, 0, output_json, 0, -1);
 }
 
 JOBQ_API int jobq_stage_fail(jobq_stage_t *st, const char *message, int retryable) {
@@ -520,7 +544,14 @@ JOBQ_API int jobq_stage_fail(jobq_stage_t *st, const char *message, int retryabl
     return jobq__err(JOBQ_EINVAL, "%s: retryable must be 0 or 1", F);
   int rc = jobq__utf8_check(F, "message", message);
   if (rc) return rc;
-  return finish(st, F, 1, message ? message : "failed", retryable);
+  return finish(st, F, 1, message ? message : "failed", retryable, -1);
+}
+
+int jobq__stage_defer(jobq_stage_t *st, int64_t delay_ms, const char *message) {
+  static const char F[] = "jobq__stage_defer";
+  if (delay_ms < 0 || delay_ms > INT64_C(86400000))
+    return jobq__err(JOBQ_EINVAL, "%s: delay_ms %lld is outside 0..86400000", F, (long long)delay_ms);
+  return finish(st, F, 1, message ? message : "deferred", 1, delay_ms);
 }
 
 /* ---- the loop's HTTP client ------------------------------------------------------ */

@@ -60,6 +60,10 @@ struct jobq_stage_s {
   int cancel_called;
   atomic_int finished;
   int failed, retryable;
+  /* failed by jobq__stage_defer: push the job back by defer_ms without
+   * counting the attempt */
+  int defer;
+  int64_t defer_ms;
   char *output, *error;
   jobq_stage_t *next_done; /* reg's list of finished runs to process */
 };
@@ -88,6 +92,11 @@ int jobq__cfg_secret(const json_t *cfg, const char *module, const char *provider
 json_t *jobq__stage_input_object(jobq_stage_t *st);
 /* Serialises obj (stolen) and succeeds the stage with it. */
 int jobq__stage_succeed_json(jobq_stage_t *st, json_t *obj);
+/* Ends the stage so that its job is pushed back by delay_ms (0..1 day)
+ * without counting the attempt (jobq_ctx_retry_after), with message as the
+ * job's error: a provider's Retry-After longer than the stage waits within
+ * an attempt. A store that cannot defer gets a retryable failure instead. */
+int jobq__stage_defer(jobq_stage_t *st, int64_t delay_ms, const char *message);
 /* jobq_stage_fail with a formatted message. */
 int jobq__stage_failf(jobq_stage_t *st, int retryable, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

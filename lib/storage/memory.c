@@ -18,6 +18,7 @@
 #include "util/map.h"
 #include "util/mutex.h"
 #include "storage/position.h"
+#include "storage/ratelog.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -87,7 +88,15 @@ typedef struct mstore {
   uv_mutex_t cmu;
   jobq_storage_cron *crons;
   size_t n_crons;
+  /* Rate limits: kind -> mrate, made by the first claim that limits the
+   * kind (mem_claim_rates). */
+  jobq_map rates;
 } mstore;
+
+typedef struct mrate {
+  jobq__ratelog log;
+  char kind[];
+} mrate;
 
 typedef struct mcount {
   long n;
@@ -234,6 +243,11 @@ static void mem_close(void *st) {
   jobq_map_slot *e;
   for (size_t cur = 0; (e = jobq__map_next(&s->counts, &cur));) free(e->val);
   jobq__map_free(&s->counts);
+  for (size_t cur = 0; (e = jobq__map_next(&s->rates, &cur));) {
+    jobq__ratelog_free(&((mrate *)e->val)->log);
+    free(e->val);
+  }
+  jobq__map_free(&s->rates);
   for (size_t i = 0; i < s->n_quotas; i++) free((char *)s->quotas[i].kind);
   free(s->quotas);
   for (size_t i = 0; i < s->n_crons; i++) cron_clear(&s->crons[i]);
@@ -708,6 +722,37 @@ static int excluded(const jobq_storage_claim *req, const char *name) {
   return 0;
 }
 
+/* The rate limit req gives for kind, or NULL. */
+static const jobq_storage_rate *rate_of(const jobq_storage_claim *req, const char *kind) {
+  for (size_t i = 0; i < req->n_rates; i++)
+    if (strcmp(req->rates[i].kind, kind) == 0) return &req->rates[i];
+  return NULL;
+}
+
+/* The kind's log, made on first use; NULL when out of memory. */
+static mrate *rate_get(mstore *s, const char *kind) {
+  mrate *r = jobq__map_get(&s->rates, kind);
+  if (r) return r;
+  size_t len = strlen(kind);
+  if ((r = calloc(1, sizeof *r + len + 1)) == NULL) return NULL;
+  memcpy(r->kind, kind, len + 1);
+  if (jobq__map_put(&s->rates, r->kind, r) != 0) {
+    free(r);
+    return NULL;
+  }
+  return r;
+}
+
+static int mem_rate_window(void *st, const char *kind, int64_t interval_ms, int64_t now,
+                           int64_t *out_used) {
+  mstore *s = st;
+  uv_mutex_lock(&s->mu);
+  mrate *r = jobq__map_get(&s->rates, kind);
+  *out_used = r ? jobq__ratelog_used(&r->log, interval_ms, now) : 0;
+  uv_mutex_unlock(&s->mu);
+  return 0;
+}
+
 static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *out,
                      size_t *n_out) {
   mstore *s = st;
@@ -715,19 +760,25 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
   size_t nk = req->kinds ? req->n_kinds : 0;
   mkind *small[16];
   int lim_small[16], ma_small[16];
+  mrate *rt_small[16];
   mkind **ks = small;
   int *lim = lim_small, *ma = ma_small;
+  mrate **rt = rt_small;
+  int64_t rate_next = INT64_MAX;
+  if (req->rate_next) *req->rate_next = INT64_MAX;
   uv_mutex_lock(&s->mu);
   size_t total = req->kinds ? nk : s->n_kinds;
   if (total > 16) {
     ks = malloc(total * sizeof *ks);
     lim = malloc(total * sizeof *lim);
     ma = malloc(total * sizeof *ma);
-    if (ks == NULL || lim == NULL || ma == NULL) {
+    rt = malloc(total * sizeof *rt);
+    if (ks == NULL || lim == NULL || ma == NULL || rt == NULL) {
       uv_mutex_unlock(&s->mu);
       free(ks);
       free(lim);
       free(ma);
+      free(rt);
       return oom("claim");
     }
   }
@@ -738,6 +789,30 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
     if (k == NULL || l == 0) continue;
     if (req->kinds == NULL && excluded(req, k->name)) continue;
     promote(k, req->now);
+    /* A rate-limited kind takes at most the room its window has left. */
+    const jobq_storage_rate *rl = req->n_rates ? rate_of(req, k->name) : NULL;
+    rt[m] = NULL;
+    if (rl) {
+      mrate *r = rate_get(s, k->name);
+      if (r == NULL || jobq__ratelog_reserve(&r->log) != 0) {
+        uv_mutex_unlock(&s->mu);
+        if (ks != small) free(ks);
+        if (lim != lim_small) free(lim);
+        if (ma != ma_small) free(ma);
+        if (rt != rt_small) free(rt);
+        return oom("claim");
+      }
+      int64_t room = jobq__ratelog_room(&r->log, rl->starts, rl->interval_ms, req->now);
+      if (room == 0) {
+        if (jobq__heap_top(&k->ready)) {
+          int64_t t = jobq__ratelog_next(&r->log, rl->interval_ms);
+          if (t < rate_next) rate_next = t;
+        }
+        continue;
+      }
+      if (l < 0 || l > room) l = (int)(room > INT_MAX ? INT_MAX : room);
+      rt[m] = r;
+    }
     ks[m] = k;
     ma[m] = req->default_max_attempts;
     for (size_t x = 0; x < req->n_ma; x++)
@@ -786,10 +861,26 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
     }
     (*n_out)++;
   }
+  /* Record what each limited kind took; a kind whose room ran out while
+   * it had due jobs left was held back. */
+  for (size_t i = 0; i < m; i++) {
+    if (rt[i] == NULL) continue;
+    int64_t taken = 0;
+    for (size_t o = 0; o < *n_out; o++) taken += strcmp(out[o].kind, ks[i]->name) == 0;
+    if (taken) jobq__ratelog_add(&rt[i]->log, req->now, taken);
+    const jobq_storage_rate *rl = rate_of(req, ks[i]->name);
+    if (jobq__ratelog_room(&rt[i]->log, rl->starts, rl->interval_ms, req->now) == 0 &&
+        jobq__heap_top(&ks[i]->ready)) {
+      int64_t t = jobq__ratelog_next(&rt[i]->log, rl->interval_ms);
+      if (t < rate_next) rate_next = t;
+    }
+  }
+  if (req->rate_next) *req->rate_next = rate_next;
   uv_mutex_unlock(&s->mu);
   if (ks != small) free(ks);
   if (lim != lim_small) free(lim);
   if (ma != ma_small) free(ma);
+  if (rt != rt_small) free(rt);
   return rc;
 }
 
@@ -831,13 +922,17 @@ static int finish_prepare(mstore *s, const jobq_storage_finish *f, fin_prep *p) 
   const char *etext = f->error;
   if (outcome == JOBQ_OUTCOME_CANCELLED && etext == NULL) etext = "cancelled";
   if (outcome != JOBQ_OUTCOME_SUCCEEDED && outcome != JOBQ_OUTCOME_RELEASE && etext) {
+    /* (DEFER: err2 alone is stored, on the job; its attempt entry goes) */
     if ((p->err = jobq__strdup(etext)) == NULL || (p->err2 = jobq__strdup(etext)) == NULL) return -1;
   }
   if (outcome == JOBQ_OUTCOME_SUCCEEDED && (p->res = jobq__strdup(f->result ? f->result : "null")) == NULL)
     return -1;
   if (outcome != JOBQ_OUTCOME_RELEASE && f->step && (p->step = jobq__strdup(f->step)) == NULL) return -1;
-  /* A retried or released job goes back into one of its kind's heaps. */
-  if (outcome == JOBQ_OUTCOME_RETRY || outcome == JOBQ_OUTCOME_RELEASE) j->kind->requeue++;
+  /* A retried, released or deferred job goes back into one of its kind's
+   * heaps. */
+  if (outcome == JOBQ_OUTCOME_RETRY || outcome == JOBQ_OUTCOME_RELEASE ||
+      outcome == JOBQ_OUTCOME_DEFER)
+    j->kind->requeue++;
   return 0;
 }
 
@@ -867,6 +962,16 @@ static int finish_apply(const jobq_storage_finish *f, fin_prep *p) {
       j->attempts--;
       x->nlog--;
       j->run_at = f->now;
+      enqueue(j, f->now);
+      return JOBQ_QUEUED;
+    case JOBQ_OUTCOME_DEFER:
+      /* Not counted: as a release, but at run_at and with its reason. */
+      j->attempts--;
+      x->nlog--;
+      free(x->error);
+      x->error = err2;
+      free(err);
+      j->run_at = f->run_at;
       enqueue(j, f->now);
       return JOBQ_QUEUED;
     case JOBQ_OUTCOME_RETRY:
@@ -1252,4 +1357,5 @@ const jobq_storage_ops jobq__memory_ops = {
   .cron_del = mem_cron_del,
   .cron_list = mem_cron_list,
   .cron_fire = mem_cron_fire,
+  .rate_window = mem_rate_window,
 };

@@ -343,6 +343,12 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
   "  next_at INTEGER NOT NULL,"
   "  last_run INTEGER NOT NULL DEFAULT 0"
   ") WITHOUT ROWID;",
+  /* 6 -> 7: rate limits, a sliding window log of starts per kind and,
+   * per kind, its sum and oldest time (sqlite_rate.c). */
+  "CREATE TABLE jobq_rate_log (kind TEXT NOT NULL, at INTEGER NOT NULL, n INTEGER NOT NULL, "
+  "  PRIMARY KEY (kind, at)) WITHOUT ROWID;"
+  "CREATE TABLE jobq_rate (kind TEXT PRIMARY KEY, used INTEGER NOT NULL, oldest INTEGER NOT NULL) "
+  "  WITHOUT ROWID;",
 };
 
 /* Refuses a database that holds other programs' tables but no libjobq
@@ -840,6 +846,33 @@ static int sq_get_by_key(void *st, const char *key, int64_t now, jobq_storage_jo
   return get_row(st, RS_GET_BY_KEY, key, now, out);
 }
 
+/* A rate limit's window, read from the log that claims write
+ * (sqlite_rate.c); what claims forgot is not counted. */
+static int sq_rate_window(void *st, const char *kind, int64_t interval_ms, int64_t now,
+                          int64_t *out_used) {
+  sq_store *s = st;
+  sq_reader *r = reader(s);
+  int rc = 0;
+  *out_used = 0;
+  if (r->st[RS_RATE_USED] == NULL)
+    rc = prepare(r->db, "SELECT total(n) FROM jobq_rate_log WHERE kind = ?1 AND at > ?2",
+                 &r->st[RS_RATE_USED], s->path);
+  if (rc == 0) {
+    sqlite3_stmt *q = r->st[RS_RATE_USED];
+    sqlite3_bind_text(q, 1, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, now - interval_ms);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) *out_used = sqlite3_column_int64(q, 0);
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE
+             ? 0
+             : jobq__sq_error(r->db, rc, "cannot read a rate limit's window", s->path);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+  }
+  uv_mutex_unlock(&r->mu);
+  return rc;
+}
+
 int jobq__sq_any_expired(sq_store *s, int64_t now, int *out) {
   sq_reader *r = reader(s);
   sqlite3_stmt *q = r->st[RS_EXPIRED];
@@ -1018,4 +1051,5 @@ const jobq_storage_ops jobq__sqlite_ops = {
   .cron_del = jobq__sq_cron_del,
   .cron_list = jobq__sq_cron_list,
   .cron_fire = jobq__sq_cron_fire,
+  .rate_window = sq_rate_window,
 };

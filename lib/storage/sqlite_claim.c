@@ -62,6 +62,7 @@ static int claim_run(sq_store *s, sq_req *req) {
   sq_claim_req *r = (sq_claim_req *)req;
   const jobq_storage_claim *c = r->claim;
   *r->n_out = 0;
+  if (c->rate_next) *c->rate_next = INT64_MAX;
   int rc = 0;
   /* This runs inside the transaction, perhaps long after the request was
    * made (the write lock, other requests): the time is read again. */
@@ -106,17 +107,43 @@ static int claim_run(sq_store *s, sq_req *req) {
   cand *cs = NULL;
   size_t nc = 0, *take = NULL;
   int64_t *seqs = NULL;
+  /* Rate limits: per kind asked for, its limit (NULL: none) and window. */
+  const jobq_storage_rate **rl = NULL;
+  sq_rate *rw = NULL;
+  int64_t rate_next = INT64_MAX;
   if (rc == 0 && nk) {
     cs = nk > 1 ? malloc(nk * c->max * sizeof *cs) : NULL;
     take = calloc(nk, sizeof *take);
     seqs = malloc(c->max * sizeof *seqs);
-    if ((nk > 1 && cs == NULL) || take == NULL || seqs == NULL)
+    if (c->n_rates) {
+      rl = calloc(nk, sizeof *rl);
+      rw = calloc(nk, sizeof *rw);
+    }
+    if ((nk > 1 && cs == NULL) || take == NULL || seqs == NULL ||
+        (c->n_rates && (rl == NULL || rw == NULL)))
       rc = jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
   }
   for (size_t i = 0; rc == 0 && i < nk; i++) {
     int lim = c->kinds && c->kind_limit && c->kind_limit[i] >= 0 ? c->kind_limit[i] : (int)c->max;
     if (lim > (int)c->max) lim = (int)c->max;
     if (lim <= 0) continue;
+    /* A rate-limited kind takes at most the room its window has left. */
+    for (size_t k = 0; rl && k < c->n_rates; k++)
+      if (strcmp(c->rates[k].kind, kinds[i]) == 0) rl[i] = &c->rates[k];
+    if (rl && rl[i]) {
+      int64_t room;
+      if ((rc = jobq__sq_rate_room(s, rl[i], now, lim, &rw[i], &room))) break;
+      if (room == 0) {
+        int due = 0;
+        if ((rc = jobq__sq_rate_due(s, kinds[i], &due))) break;
+        if (due && rw[i].oldest + rl[i]->interval_ms < rate_next)
+          rate_next = rw[i].oldest + rl[i]->interval_ms;
+        if ((rc = jobq__sq_rate_take(s, rl[i], now, &rw[i], 0))) break; /* what it forgot */
+        rl[i] = NULL;
+        continue;
+      }
+      if (room < lim) lim = (int)room;
+    }
     if (nk == 1) {
       take[0] = (size_t)lim;
       break;
@@ -178,7 +205,26 @@ static int claim_run(sq_store *s, sq_req *req) {
     if ((size_t)sqlite3_changes(s->w) != *r->n_out - first)
       rc = jobq__err(JOBQ_ESTORAGE, "sqlite storage: a claim took %d jobs, not the %zu it read",
                      sqlite3_changes(s->w), *r->n_out - first);
+    take[i] = *r->n_out - first; /* what it took, for the rate limit */
   }
+  /* Record the starts of the rate-limited kinds; a kind whose window is
+   * full while it has due jobs left was held back. */
+  for (size_t i = 0; rc == 0 && rl && i < nk; i++) {
+    if (rl[i] == NULL) continue;
+    if ((rc = jobq__sq_rate_take(s, rl[i], now, &rw[i], (int64_t)take[i]))) break;
+    if (rw[i].used < rl[i]->starts) continue;
+    /* Full, perhaps only until starts that left the window are forgotten:
+     * look exactly. */
+    int64_t room;
+    int due = 0;
+    if ((rc = jobq__sq_rate_room(s, rl[i], now, 1, &rw[i], &room)) ||
+        (rc = jobq__sq_rate_take(s, rl[i], now, &rw[i], 0)))
+      break;
+    if (room == 0 && (rc = jobq__sq_rate_due(s, kinds[i], &due)) == 0 && due &&
+        rw[i].oldest + rl[i]->interval_ms < rate_next)
+      rate_next = rw[i].oldest + rl[i]->interval_ms;
+  }
+  if (rc == 0 && c->rate_next) *c->rate_next = rate_next;
   /* Several kinds: back into claim order (priority, then age). */
   for (size_t i = 1; rc == 0 && nk > 1 && i < *r->n_out; i++) {
     jobq_storage_job tmp = r->out[i];
@@ -197,6 +243,8 @@ static int claim_run(sq_store *s, sq_req *req) {
     jobq__sq_event(s, JOBQ_EVENT_STARTED, JOBQ_RUNNING, r->out[i].id, r->out[i].kind, 0, NULL,
                    r->out[i].attempts, NULL, NULL);
   free(take);
+  free(rl);
+  free(rw);
   free(seqs);
   free(cs);
   for (size_t i = 0; owned && i < nk; i++) free(owned[i]);

@@ -1,5 +1,5 @@
 /* The end of an attempt on the SQLite backend's write connection: finish
- * (succeeded, failed, retry, cancelled, release) of one or more attempts,
+ * (succeeded, failed, retry, cancelled, release, defer) of one or more attempts,
  * waited for or asynchronous. A success of a job this store claimed is one
  * UPDATE by rowid; anything else takes the general statement. */
 #include "storage/sqlite_int.h"
@@ -72,6 +72,7 @@ static int finish_fast(sq_store *s, const jobq_storage_finish *f, const sq_claim
 }
 
 static int finish_general(sq_store *s, const jobq_storage_finish *f, int *out_state) {
+  if (f->outcome == JOBQ_OUTCOME_DEFER) return jobq__sq_defer(s, f, out_state); /* sqlite_rate.c */
   if (f->outcome == JOBQ_OUTCOME_RELEASE) {
     sqlite3_stmt *u = s->ws[WS_RELEASE_JOB];
     sqlite3_bind_text(u, 1, f->id, -1, SQLITE_STATIC);

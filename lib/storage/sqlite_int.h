@@ -16,7 +16,7 @@
 #define SQ_DUE 0
 #define SQ_SCHEDULED 5
 
-#define SQ_SCHEMA_VERSION 6
+#define SQ_SCHEMA_VERSION 7
 #define SQ_READERS 4
 
 /* The write connection's statements (sq_store.ws), each prepared by the
@@ -31,6 +31,9 @@ enum {
   WS_QUOTA_BOUND, WS_QUOTA_BOUND_ALL, WS_QUOTA_ADD, WS_QUOTA_EXACT, WS_QUOTA_CLEAR, WS_QUOTA_SET,
   /* sqlite_cron.c */
   WS_CRON_PUT, WS_CRON_DEL, WS_CRON_CAS, WS_CRON_KEY,
+  /* sqlite_rate.c */
+  WS_RATE_GET, WS_RATE_EXPIRED, WS_RATE_FORGET, WS_RATE_OLDEST, WS_RATE_LOG, WS_RATE_SET, WS_RATE_DUE,
+  WS_DEFER_JOB,
   /* sqlite_claim.c */
   WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE_READ, WS_TAKE,
   /* sqlite_finish.c */
@@ -47,6 +50,8 @@ enum {
   RS_GET, RS_GET_BY_KEY, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_CHECKPOINT, RS_EXPIRED,
   /* a queued job's position (sqlite.c), prepared on first use */
   RS_POS_HIGHER, RS_POS_SAME, RS_POS_SCHEDULED, RS_POS_NEXT_BAND, RS_POS_FIRST, RS_POS_LAST,
+  /* a rate limit's window (rate_window), prepared on first use */
+  RS_RATE_USED,
   RS_COUNT
 };
 
@@ -245,6 +250,26 @@ int jobq__sq_insert_row(sq_store *s, const jobq_storage_job *j, int64_t now);
 
 /* sqlite.c: a read connection, locked; unlock its mu when done. */
 sq_reader *jobq__sq_reader(sq_store *s);
+int jobq__sq_rate_prepare(sq_store *s);
+/* sqlite_rate.c, on the writer inside a claim: a kind's window as the
+ * claim found it. */
+typedef struct sq_rate {
+  int64_t used;   /* starts in the window */
+  int64_t oldest; /* the oldest start still remembered, INT64_MAX: none */
+  int dirty;      /* jobq_rate must be written */
+} sq_rate;
+/* Sets *room to the starts left in r's window at now (>= 0): exact when
+ * fewer than want are left, else at least want (the starts that left the
+ * window are forgotten when that matters, or once in a while). */
+int jobq__sq_rate_room(sq_store *s, const jobq_storage_rate *r, int64_t now, int64_t want,
+                       sq_rate *w, int64_t *room);
+/* Records taken starts (>= 0) at now, after jobq__sq_rate_room. */
+int jobq__sq_rate_take(sq_store *s, const jobq_storage_rate *r, int64_t now, sq_rate *w,
+                       int64_t taken);
+/* finish's JOBQ_OUTCOME_DEFER (out_state as finish's). */
+int jobq__sq_defer(sq_store *s, const jobq_storage_finish *f, int *out_state);
+/* *out: whether kind has a due job. */
+int jobq__sq_rate_due(sq_store *s, const char *kind, int *out);
 
 /* The vtable's write members. */
 int jobq__sq_set_quotas(void *st, const jobq_storage_quota *q, size_t n);

@@ -25,6 +25,9 @@
  *   e2e_owned_*  e2e_batch_2w with each job owned by one of 1,000 users, without
  *                and with per-owner quotas (one overall, one for the kind;
  *                high enough never to refuse: the cost of counting)
+ *   e2e_rate_limit  e2e_batch_2w with a rate limit on the kind high enough
+ *                never to bind (1,000,000 starts per 100 ms): the cost of
+ *                counting starts in the store
  *   cache_lookup_*  latency of jobq_get_by_key among 100,000 cached results
  *                (keys with an absolute expiry, jobs succeeded): a hit, and a
  *                miss (a key nobody holds), p50/p99 over 10,000 lookups */
@@ -111,13 +114,20 @@ static jobq_t *open_q(int workers) {
   return q;
 }
 
-static void e2e(int workers, int batch) {
+/* rate: the kind has a rate limit that never binds (1,000,000 starts per
+ * 100 ms, far above any throughput here), so that the figure against
+ * e2e_batch_2w is the cost of counting starts in the store. */
+static void e2e_as(const char *fig, int workers, int batch, int rate) {
   char name[64];
-  snprintf(name, sizeof name, "e2e_%s_%dw", batch > 1 ? "batch" : "single", workers);
+  if (fig) snprintf(name, sizeof name, "%s", fig);
+  else snprintf(name, sizeof name, "e2e_%s_%dw", batch > 1 ? "batch" : "single", workers);
   if (!want(name)) return;
   cur_url = figure_url(name, NULL);
   jobq_t *q = open_q(workers);
-  if (jobq_register(q, "noop", noop, NULL, NULL) != 0) die("jobq_register");
+  jobq_kind_opts_t *ko = jobq_kind_opts_new();
+  if (rate && jobq_kind_opts_set_rate_limit(ko, 1000000, 100) != 0) die("jobq_kind_opts_set_rate_limit");
+  if (jobq_register(q, "noop", noop, NULL, ko) != 0) die("jobq_register");
+  jobq_kind_opts_free(ko);
   if (jobq_start(q) != 0) die("jobq_start");
   atomic_store(&done, 0);
   const char **kinds = malloc((size_t)batch * sizeof *kinds);
@@ -142,12 +152,21 @@ static void e2e(int workers, int batch) {
   double t = now_s() - t0;
   printf("%s: %.0f jobs/s (%ld jobs in %.3f s; submitting took %.3f s)\n", name,
          (double)want_n / t, want_n, t, t_sub);
+  if (rate) {
+    jobq_stats_t *st = NULL;
+    if (jobq_stats(q, &st) == 0 && jobq_stats_rate_limited(st) != 0)
+      printf("%s: the limit held back %lld claims: it was meant never to bind\n", name,
+             (long long)jobq_stats_rate_limited(st));
+    jobq_stats_free(st);
+  }
   fflush(stdout);
   jobq_close(q, -1);
   free(kinds);
   free(payloads);
   free(ids);
 }
+
+static void e2e(int workers, int batch) { e2e_as(NULL, workers, batch, 0); }
 
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -614,6 +633,7 @@ int main(int argc, char **argv) {
   get_at_depth(1000000);
   e2e_owned(0);
   e2e_owned(1);
+  e2e_as("e2e_rate_limit", 2, 1000, 1);
   cache_lookup();
   rss();
   return 0;

@@ -118,8 +118,16 @@ static const char *pipeline_cfg(const char *script, const char *tts, const char 
 
 static jobq_t *q;
 
+/* The queue's clock when a test sets one (0: the real clock). */
+static _Atomic int64_t fake_now;
+static int64_t fake_clock(void *ud) {
+  (void)ud;
+  return fake_now;
+}
+
 static void open_pipeline(const char *config, int max_attempts) {
   jobq_options_t *o = jobq_options_new();
+  if (fake_now) jobq_options_set_clock(o, fake_clock, NULL);
   char url[512], wd[512];
   snprintf(url, sizeof url, "sqlite:%s/jobs.db", tmpdir);
   snprintf(wd, sizeof wd, "%s/work", tmpdir);
@@ -409,6 +417,58 @@ static void test_429_retry_after(void **state) {
   close_q();
 }
 
+/* 429 with a Retry-After longer than the stage waits within an attempt
+ * (retry_after_max_ms): the job is pushed back by it, on the queue's clock,
+ * without counting the attempt, and its error quotes the provider. Once
+ * that time has come it runs again as attempt 1. */
+static void test_429_long_retry_after_defers(void **state) {
+  (void)state;
+  const int64_t t0 = INT64_C(1700000000000);
+  fake_now = t0;
+  char script[512];
+  snprintf(script, sizeof script,
+           "{\"provider\": \"openai\", \"base_url\": \"%s\", \"api_key\": \"%s\", "
+           "\"max_tries\": 3, \"backoff_base_ms\": 50, \"timeout_ms\": 2000, "
+           "\"retry_after_max_ms\": 1000, \"model\": \"test-model\"}",
+           prov.base_url, OPENAI_KEY);
+  open_pipeline(pipeline_cfg(script, tts_cfg("dialogue", 2), local_cfg()), 1);
+  assert_int_equal(provsrv_fault(&prov, "openai", "{\"status\": 429, \"retry_after\": 120}"), 0);
+  char id[JOBQ_ID_SIZE];
+  assert_int_equal(jobq_submit(q, "podcast", PAYLOAD, NULL, id), 0);
+  jobq_job_t *j = NULL;
+  for (int i = 0; i < 600; i++) {
+    jobq_job_free(j);
+    j = NULL;
+    jobq_wait(q, id, 100, &j);
+    if (j && jobq_job_state(j) == JOBQ_QUEUED && jobq_job_error(j)) break;
+  }
+  assert_non_null(j);
+  assert_int_equal(jobq_job_state(j), JOBQ_QUEUED);
+  assert_int_equal(jobq_job_attempts(j), 0); /* not counted: max_attempts 1 is still ahead */
+  assert_int_equal(jobq_job_run_at(j), t0 + 120000);
+  const char *e = jobq_job_error(j);
+  assert_non_null(strstr(e, "stage script: openai: HTTP 429"));
+  assert_non_null(strstr(e, "Retry-After 120 s"));
+  assert_non_null(strstr(e, "pushed back 120000 ms"));
+  assert_job_clean(j);
+  jobq_job_free(j);
+  assert_int_equal(provsrv_count(&prov, "openai"), 1); /* no second try within the attempt */
+  /* Its time comes; a submit wakes the workers (the loop's timer runs on
+   * real time). */
+  fake_now = t0 + 120000;
+  char other[JOBQ_ID_SIZE];
+  assert_int_equal(jobq_submit(q, "podcast", PAYLOAD, NULL, other), 0);
+  j = run_wait(id);
+  assert_int_equal(jobq_job_state(j), JOBQ_SUCCEEDED);
+  assert_int_equal(jobq_job_attempts(j), 1);
+  jobq_job_free(j);
+  j = run_wait(other);
+  assert_int_equal(jobq_job_state(j), JOBQ_SUCCEEDED);
+  jobq_job_free(j);
+  close_q();
+  fake_now = 0;
+}
+
 /* After the last attempt the job fails with the provider and the status. */
 static void test_last_attempt_names_provider(void **state) {
   (void)state;
@@ -653,6 +713,7 @@ int main(void) {
     cmocka_unit_test_setup(test_anthropic_tts_put, reset),
     cmocka_unit_test_setup(test_resume_at_tts, reset),
     cmocka_unit_test_setup(test_429_retry_after, reset),
+    cmocka_unit_test_setup(test_429_long_retry_after_defers, reset),
     cmocka_unit_test_setup(test_last_attempt_names_provider, reset),
     cmocka_unit_test_setup(test_bad_key_not_retried, reset),
     cmocka_unit_test_setup(test_cancel_aborts_request, reset),

@@ -174,6 +174,7 @@ static void test_bad_input(void **state) {
 
   assert_int_equal(jobq_stats_time(NULL), JOBQ_EINVAL);
   assert_int_equal(jobq_stats_running(NULL), JOBQ_EINVAL);
+  assert_int_equal(jobq_stats_rate_limited(NULL), JOBQ_EINVAL);
   assert_int_equal(jobq_stats_storage_errors(NULL), JOBQ_EINVAL);
   assert_int_equal(jobq_stats_storage_failing_since(NULL), JOBQ_EINVAL);
   assert_int_equal(jobq_stats_last_storage_code(NULL), JOBQ_EINVAL);
@@ -213,6 +214,7 @@ static void test_healthy(void **state) {
   TAPI_OK(jobq_stats(q, &st));
   assert_int_equal(jobq_stats_time(st), 1700000000000);
   assert_int_equal(jobq_stats_running(st), 0);
+  assert_int_equal(jobq_stats_rate_limited(st), 0);
   assert_int_equal(jobq_stats_storage_errors(st), 0);
   assert_int_equal(jobq_stats_storage_failing_since(st), 0);
   assert_int_equal(jobq_stats_last_storage_code(st), 0);
@@ -220,7 +222,7 @@ static void test_healthy(void **state) {
   assert_int_equal(jobq_stats_last_storage_error_at(st), 0);
   char *js = jobq_stats_to_json(st);
   assert_string_equal(js,
-                      "{\"time\":1700000000000,\"running\":0,"
+                      "{\"time\":1700000000000,\"running\":0,\"rateLimited\":0,"
                       "\"storage\":{\"healthy\":true,\"errors\":0}}");
   jobq_free(js);
   jobq_stats_free(st);

@@ -97,6 +97,7 @@ typedef struct got {
   int rc;
   long status;
   int tries;
+  int64_t retry_after_ms;
   char *body;
   size_t body_len;
   char *ctype;
@@ -112,6 +113,7 @@ static void on_done(void *ud, const jobq__http_resp *r) {
   g->rc = r->rc;
   g->status = r->status;
   g->tries = r->tries;
+  g->retry_after_ms = r->retry_after_ms;
   g->at_ms = now_ms();
   assert_non_null(r->body);
   assert_int_equal(r->body[r->body_len], '\0');
@@ -374,6 +376,7 @@ static void test_retry_after_seconds(void **state) {
   assert_int_equal(g.status, 200);
   assert_int_equal(g.tries, 2);
   assert_null(g.error);
+  assert_int_equal(g.retry_after_ms, -1); /* waited for, so not passed on */
   /* backoff alone would have waited ~1 ms */
   assert_true(g.at_ms - t0 >= 950);
   got_free(&g);
@@ -414,6 +417,8 @@ static void test_retry_after_too_long(void **state) {
   HAS(g.error, "openai: HTTP 429");
   HAS(g.error, "Retry-After 3600 s");
   HAS(g.error, "slow down");
+  /* Passed on, so that the caller can push its job back by it. */
+  assert_int_equal(g.retry_after_ms, 3600000);
   got_free(&g);
   ctx_close(&t);
 }
