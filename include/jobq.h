@@ -552,6 +552,12 @@ JOBQ_API int jobq_cron_next(const char *expr, const char *tz, int64_t after_ms, 
 /* The exclusive end of the local day (in tz) that contains at_ms: the first
  * instant of the next local day, 23 or 25 hours later on DST days. */
 JOBQ_API int jobq_end_of_day(const char *tz, int64_t at_ms, int64_t *out_ms);
+/* A local date "YYYY-MM-DD" fits in a buffer of this size. */
+#define JOBQ_DATE_SIZE 11
+/* The date at_ms falls on in time zone tz (as jobq_cron_next reads tz), as
+ * "YYYY-MM-DD" in out (cap >= JOBQ_DATE_SIZE): the {date} of a daily cache
+ * key such as "podcast:{user}:{type}:{date}", which jobq_end_of_day ends. */
+JOBQ_API int jobq_local_date(const char *tz, int64_t at_ms, char *out, size_t cap);
 
 /* ---- cron -------------------------------------------------------------- */
 

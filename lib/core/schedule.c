@@ -8,6 +8,8 @@
 
 #include "jobq.h"
 
+#include <stdio.h>
+
 JOBQ_API int jobq_cron_next(const char *expr, const char *tz, int64_t after_ms, int64_t *out_ms) {
   static const char fn[] = "jobq_cron_next";
   if (expr == NULL) return jobq__err(JOBQ_EINVAL, "%s: expr is NULL", fn);
@@ -43,5 +45,24 @@ JOBQ_API int jobq_end_of_day(const char *tz, int64_t at_ms, int64_t *out_ms) {
    * the old day, after the new one first began. */
   if (n == 2 && u[0] * 1000 <= at_ms) u[0] = u[1];
   *out_ms = u[0] * 1000;
+  return 0;
+}
+
+JOBQ_API int jobq_local_date(const char *tz, int64_t at_ms, char *out, size_t cap) {
+  static const char fn[] = "jobq_local_date";
+  if (out == NULL) return jobq__err(JOBQ_EINVAL, "%s: out is NULL", fn);
+  if (cap < JOBQ_DATE_SIZE)
+    return jobq__err(JOBQ_EINVAL, "%s: cap %zu is below JOBQ_DATE_SIZE (%d)", fn, cap,
+                     JOBQ_DATE_SIZE);
+  if (at_ms < JOBQ__CRON_MIN_MS || at_ms > JOBQ__CRON_MAX_MS)
+    return jobq__err(JOBQ_EINVAL, "%s: at_ms %lld is outside the years 1 to 9999", fn,
+                     (long long)at_ms);
+  const jobq__tz *z;
+  int rc = jobq__tz_get(fn, tz, &z);
+  if (rc != 0) return rc;
+  int64_t t = jobq__floor_div(at_ms, 1000), y;
+  int m, d;
+  jobq__civil_from_days(jobq__floor_div(t + jobq__tz_offset(z, t), 86400), &y, &m, &d);
+  snprintf(out, cap, "%04lld-%02d-%02d", (long long)y, m, d);
   return 0;
 }

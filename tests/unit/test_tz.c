@@ -410,6 +410,61 @@ static void test_end_of_day(void **state) {
   assert_int_equal(t, -42);
 }
 
+/* ---- jobq_local_date ---- */
+
+/*   date -u -d @1765022400                     -> Sat Dec  6 12:00:00 UTC 2025
+ *   TZ=Pacific/Kiritimati date -d @1765022400  -> Sun Dec  7 02:00:00 +14 2025
+ *   TZ=America/New_York date -d @1765022400    -> Sat Dec  6 07:00:00 EST 2025
+ *   TZ=Pacific/Pago_Pago date -d @1765022400   -> Sat Dec  6 01:00:00 SST 2025 */
+static void test_local_date(void **state) {
+  (void)state;
+  char d[JOBQ_DATE_SIZE + 4];
+  struct {
+    const char *tz;
+    int64_t at;
+    const char *want;
+  } cases[] = {
+      {NULL, INT64_C(1765022400000), "2025-12-06"},
+      {"Pacific/Kiritimati", INT64_C(1765022400000), "2025-12-07"},
+      {"America/New_York", INT64_C(1765022400000), "2025-12-06"},
+      {"Pacific/Pago_Pago", INT64_C(1765022400000), "2025-12-06"},
+      {"Pacific/Pago_Pago", INT64_C(1765022400000) - 2 * 3600000, "2025-12-05"},
+      {"+05:30", INT64_C(1765045800000) - 1, "2025-12-06"}, /* 23:59:59.999 local */
+      {"+05:30", INT64_C(1765045800000), "2025-12-07"},
+      /* New York's first instant of 8 March 2026, and the last of the 7th */
+      {"America/New_York", INT64_C(1772946000000), "2026-03-08"},
+      {"America/New_York", INT64_C(1772946000000) - 1, "2026-03-07"},
+      {"UTC", -1, "1969-12-31"},
+      {"UTC", INT64_C(253402300799999), "9999-12-31"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    memset(d, 'x', sizeof d);
+    int rc = jobq_local_date(cases[i].tz, cases[i].at, d, JOBQ_DATE_SIZE);
+    if (rc != 0 || strcmp(d, cases[i].want) != 0) {
+      print_error("local date in %s at %lld: '%.11s' (rc %d: %s), want %s\n",
+                  cases[i].tz ? cases[i].tz : "UTC", (long long)cases[i].at, d, rc,
+                  jobq_last_error(), cases[i].want);
+      fail();
+    }
+    /* and the day jobq_end_of_day ends is that date */
+    int64_t end = 0;
+    if (cases[i].at < INT64_C(253402300799999)) {
+      char d2[JOBQ_DATE_SIZE];
+      assert_int_equal(jobq_end_of_day(cases[i].tz, cases[i].at, &end), 0);
+      assert_int_equal(jobq_local_date(cases[i].tz, end - 1, d2, sizeof d2), 0);
+      assert_string_equal(d2, cases[i].want);
+    }
+  }
+  memset(d, 'x', sizeof d);
+  TAPI_ERR(JOBQ_EINVAL, "jobq_local_date", jobq_local_date(NULL, 0, NULL, 11));
+  TAPI_ERR_HAS("out is NULL");
+  TAPI_ERR(JOBQ_EINVAL, "jobq_local_date", jobq_local_date(NULL, 0, d, 10));
+  TAPI_ERR_HAS("cap 10 is below JOBQ_DATE_SIZE (11)");
+  TAPI_ERR(JOBQ_EINVAL, "jobq_local_date", jobq_local_date(NULL, INT64_MIN, d, sizeof d));
+  TAPI_ERR(JOBQ_ETZ, "jobq_local_date", jobq_local_date("Nowhere/City", 0, d, sizeof d));
+  assert_int_equal(d[0], 'x'); /* nothing written */
+}
+
 /* ---- every zone of the database against the C library ---- */
 
 /* glibc reads the same files with its own code: both must give the same
@@ -521,6 +576,7 @@ int main(void) {
       cmocka_unit_test(test_crafted_zones),
       cmocka_unit_test(test_damaged_files),
       cmocka_unit_test(test_end_of_day),
+      cmocka_unit_test(test_local_date),
       cmocka_unit_test(test_agrees_with_libc),
       cmocka_unit_test(test_threads),
   };
