@@ -4,6 +4,7 @@
  * A claim reserves capacity of concurrency-limited kinds under the core lock,
  * then asks storage without the lock (storage may block). */
 #include "core/attempt.h"
+#include "core/stats.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,7 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
       }
     }
     if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = JOBQ_DEFAULT_MAX_ATTEMPTS;
+    jobq__stats_count(q, ctx->rec.kind, JOBQ_STAT_STARTED, 1);
     jobq__emit(q, JOBQ_EVENT_STARTED, ctx->rec.id, ctx->rec.kind, JOBQ_RUNNING, 0, NULL,
                ctx->rec.attempts, NULL, NULL);
     jobq__notify_waiters(q, ctx->rec.id);

@@ -329,6 +329,53 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
    * unfinished jobs (sqlite_quota.c says why a bound and not a count). */
   "CREATE TABLE jobq_owner_open (owner TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, "
   "  PRIMARY KEY (owner, kind)) WITHOUT ROWID;",
+  /* 5 -> 6, 6 -> 7, 7 -> 8: kept for the other schema changes of this
+   * release, which take these numbers; empty here. */
+  "",
+  "",
+  "",
+  /* 8 -> 9: shared stats (sqlite_stats.c). Per kind the counters c0..c7
+   * (JOBQ_STAT_*), the duration buckets h0..h21, their sum and the moving
+   * average; per kind and process (its token) what its workers run, until
+   * an expiry that the process renews about once a second. */
+  "CREATE TABLE jobq_stats ("
+  "  kind TEXT PRIMARY KEY,"
+  "  c0 INTEGER NOT NULL DEFAULT 0,"
+  "  c1 INTEGER NOT NULL DEFAULT 0,"
+  "  c2 INTEGER NOT NULL DEFAULT 0,"
+  "  c3 INTEGER NOT NULL DEFAULT 0,"
+  "  c4 INTEGER NOT NULL DEFAULT 0,"
+  "  c5 INTEGER NOT NULL DEFAULT 0,"
+  "  c6 INTEGER NOT NULL DEFAULT 0,"
+  "  c7 INTEGER NOT NULL DEFAULT 0,"
+  "  h0 INTEGER NOT NULL DEFAULT 0,"
+  "  h1 INTEGER NOT NULL DEFAULT 0,"
+  "  h2 INTEGER NOT NULL DEFAULT 0,"
+  "  h3 INTEGER NOT NULL DEFAULT 0,"
+  "  h4 INTEGER NOT NULL DEFAULT 0,"
+  "  h5 INTEGER NOT NULL DEFAULT 0,"
+  "  h6 INTEGER NOT NULL DEFAULT 0,"
+  "  h7 INTEGER NOT NULL DEFAULT 0,"
+  "  h8 INTEGER NOT NULL DEFAULT 0,"
+  "  h9 INTEGER NOT NULL DEFAULT 0,"
+  "  h10 INTEGER NOT NULL DEFAULT 0,"
+  "  h11 INTEGER NOT NULL DEFAULT 0,"
+  "  h12 INTEGER NOT NULL DEFAULT 0,"
+  "  h13 INTEGER NOT NULL DEFAULT 0,"
+  "  h14 INTEGER NOT NULL DEFAULT 0,"
+  "  h15 INTEGER NOT NULL DEFAULT 0,"
+  "  h16 INTEGER NOT NULL DEFAULT 0,"
+  "  h17 INTEGER NOT NULL DEFAULT 0,"
+  "  h18 INTEGER NOT NULL DEFAULT 0,"
+  "  h19 INTEGER NOT NULL DEFAULT 0,"
+  "  h20 INTEGER NOT NULL DEFAULT 0,"
+  "  h21 INTEGER NOT NULL DEFAULT 0,"
+  "  sum_ms REAL NOT NULL DEFAULT 0,"
+  "  avg_ms REAL NOT NULL DEFAULT 0"
+  ") WITHOUT ROWID;"
+  "CREATE TABLE jobq_stats_live (kind TEXT NOT NULL, token INTEGER NOT NULL, "
+  "  concurrency INTEGER NOT NULL, started TEXT, until INTEGER NOT NULL, "
+  "  PRIMARY KEY (kind, token)) WITHOUT ROWID;",
 };
 
 /* Refuses a database that holds other programs' tables but no libjobq
@@ -624,6 +671,15 @@ static sq_reader *reader(sq_store *s) {
   sq_reader *r = &s->readers[start % SQ_READERS];
   uv_mutex_lock(&r->mu);
   return r;
+}
+
+sq_reader *jobq__sq_reader(sq_store *s) { return reader(s); }
+
+int jobq__sq_reader_stmt(sq_store *s, sq_reader *r, int i, const char *sql, sqlite3_stmt **out) {
+  int rc;
+  if (r->st[i] == NULL && (rc = prepare(r->db, sql, &r->st[i], s->path)) != 0) return rc;
+  *out = r->st[i];
+  return 0;
 }
 
 static char *col_dup(sqlite3_stmt *st, int i) {
@@ -998,4 +1054,6 @@ const jobq_storage_ops jobq__sqlite_ops = {
   .prune = jobq__sq_prune,
   .get_by_key = sq_get_by_key,
   .set_quotas = jobq__sq_set_quotas,
+  .stats_add = jobq__sq_stats_add,
+  .stats_read = jobq__sq_stats_read,
 };

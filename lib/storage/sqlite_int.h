@@ -16,7 +16,7 @@
 #define SQ_DUE 0
 #define SQ_SCHEDULED 5
 
-#define SQ_SCHEMA_VERSION 5
+#define SQ_SCHEMA_VERSION 9
 #define SQ_READERS 4
 
 /* The write connection's statements (sq_store.ws), each prepared by the
@@ -29,6 +29,8 @@ enum {
   WS_CANCEL_QUEUED, WS_CANCEL_RUNNING, WS_PRUNE_JOBS,
   /* sqlite_quota.c */
   WS_QUOTA_BOUND, WS_QUOTA_BOUND_ALL, WS_QUOTA_ADD, WS_QUOTA_EXACT, WS_QUOTA_CLEAR, WS_QUOTA_SET,
+  /* sqlite_stats.c */
+  WS_STATS_ADD, WS_LIVE_SET, WS_LIVE_DROP, WS_LIVE_EXPIRE,
   /* sqlite_claim.c */
   WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE_READ, WS_TAKE,
   /* sqlite_finish.c */
@@ -45,6 +47,8 @@ enum {
   RS_GET, RS_GET_BY_KEY, RS_NEXT_RUN_AT, RS_NEXT_RUN_AT_ANY, RS_CHECKPOINT, RS_EXPIRED,
   /* a queued job's position (sqlite.c), prepared on first use */
   RS_POS_HIGHER, RS_POS_SAME, RS_POS_SCHEDULED, RS_POS_NEXT_BAND, RS_POS_FIRST, RS_POS_LAST,
+  /* shared stats (sqlite_stats.c), prepared on first use */
+  RS_STATS_KIND, RS_STATS_ALL, RS_LIVE_KIND, RS_LIVE_ALL, RS_DEPTH_DUE, RS_DEPTH_SCHED, RS_DEPTH_AT,
   RS_COUNT
 };
 
@@ -227,6 +231,15 @@ int jobq__sq_finish_prepare(sq_store *s);
 int jobq__sq_lease_prepare(sq_store *s);
 int jobq__sq_events_prepare(sq_store *s);
 int jobq__sq_quota_prepare(sq_store *s);
+int jobq__sq_stats_prepare(sq_store *s);
+/* sqlite.c: a reader of the pool, locked (unlock r->mu when done), and a
+ * statement of its, prepared on first use. */
+sq_reader *jobq__sq_reader(sq_store *s);
+int jobq__sq_reader_stmt(sq_store *s, sq_reader *r, int i, const char *sql, sqlite3_stmt **out);
+/* sqlite_stats.c: the vtable's stats members. */
+int jobq__sq_stats_add(void *st, const jobq_storage_stats_delta *d, size_t n, int64_t now);
+int jobq__sq_stats_read(void *st, const char *kind, int depth, int64_t now,
+                        jobq_storage_kind_stats **out, size_t *n_out);
 /* sqlite_quota.c, on the writer: whether one more job of owner and kind
  * (with pending_kind jobs of that kind and pending_all of any kind of the
  * owner checked but not yet inserted) stays within every quota; 0 or

@@ -451,7 +451,8 @@ static void api_get_position(conf_case *c) {
   CK_INT(api_pos(q, a3), 3);
   CK_INT(api_pos(q, b1), 0);
   jobq_job_t *j = cq_get(q, a1);
-  CK_INT(jobq_job_eta_ms(j), -1); /* nothing ran yet */
+  /* Nothing ran yet: one job ahead at the default 45 s, one at a time. */
+  CK_INT(jobq_job_eta_ms(j), 45000);
   jobq_job_free(j);
   jobq_ctx_t *ctx = cq_claim_expect(q, "a", a4);
   CK_INT(api_pos(q, a4), -1);
