@@ -329,7 +329,7 @@ JOBQ_API int jobq_stats_kind_concurrency(const jobq_stats_t *st, int i);
 /* The whole snapshot as a JSON object; free with jobq_free. NULL on ENOMEM. */
 JOBQ_API char *jobq_stats_to_json(const jobq_stats_t *st);
 /* The snapshot in the Prometheus text exposition format (version 0.0.4):
- * jobq_jobs{kind,state} gauges, jobq_jobs_total{kind,outcome} counters,
+ * jobq_queue_jobs{kind,state} gauges, jobq_jobs_total{kind,outcome} counters,
  * the jobq_job_duration_seconds histogram, cache and rate-limit counters,
  * storage health gauges. Free with jobq_free; NULL on error. */
 JOBQ_API char *jobq_stats_to_prometheus(const jobq_stats_t *st);

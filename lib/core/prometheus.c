@@ -63,11 +63,11 @@ static const char *const outcomes[5] = {"started", "succeeded", "failed", "retri
 static void shared(jobq_sbuf *b, const jobq_stats_t *st) {
   const int n = st->n_kinds;
   const jobq_storage_kind_stats *k = st->kinds;
-  family(b, "jobq_jobs", "gauge", "Jobs in the store by kind and state, when the snapshot was taken.");
+  family(b, "jobq_queue_jobs", "gauge", "Jobs in the store by kind and state, when the snapshot was taken.");
   for (int i = 0; i < n; i++) {
-    sample(b, "jobq_jobs", k[i].kind, "state", "queued", (double)k[i].queued);
-    sample(b, "jobq_jobs", k[i].kind, "state", "scheduled", (double)k[i].scheduled);
-    sample(b, "jobq_jobs", k[i].kind, "state", "running", (double)k[i].n_started);
+    sample(b, "jobq_queue_jobs", k[i].kind, "state", "queued", (double)k[i].queued);
+    sample(b, "jobq_queue_jobs", k[i].kind, "state", "scheduled", (double)k[i].scheduled);
+    sample(b, "jobq_queue_jobs", k[i].kind, "state", "running", (double)k[i].n_started);
   }
   family(b, "jobq_oldest_queued_seconds", "gauge",
          "How long the oldest due job of the kind has waited.");
