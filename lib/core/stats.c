@@ -263,27 +263,29 @@ int64_t jobq__eta(jobq_t *q, const jobq_storage_job *r, const jobq_storage_kind_
               : k && q->started        ? local_concurrency(q, k)
                                        : 1;
   /* The slots' remaining times: the running attempts' (A less what they
-   * ran, at least 0), 0 for idle slots. */
+   * ran, at least 0), 0 for idle slots. The running attempts are the live
+   * processes' publications, or, when none is published (nothing runs
+   * the kind with jobq_start, or the backend keeps no stats), this
+   * process's own (jobq_claim callers included). */
   int64_t now = jobq__now(q);
-  size_t n_run = 0;
-  double stack[64], *rem = stack;
-  size_t n_started = ks ? ks->n_started : 0;
-  if (!ks) {
-    jobq_map_slot *e;
+  int shared = ks && (ks->concurrency > 0 || ks->n_started > 0);
+  size_t n_run = 0, n_started = shared ? ks->n_started : 0;
+  jobq_map_slot *e;
+  if (!shared)
     for (size_t cur = 0; (e = jobq__map_next(&q->running.map, &cur));)
-      if (((jobq_ctx_t *)e->val)->kr == k && k) n_started++;
-  }
+      if (strcmp(((jobq_ctx_t *)e->val)->rec.kind, r->kind) == 0) n_started++;
+  double stack[64], *rem = stack;
   if (n_started > 64 && (rem = malloc(n_started * sizeof *rem)) == NULL) {
     rem = stack;
     n_started = 64;
   }
-  if (ks) {
+  if (shared) {
     for (size_t i = 0; i < n_started; i++) rem[n_run++] = avg - (double)(now - ks->started[i]);
-  } else if (k) {
-    jobq_map_slot *e;
+  } else {
     for (size_t cur = 0; n_run < n_started && (e = jobq__map_next(&q->running.map, &cur));) {
       jobq_ctx_t *c2 = e->val;
-      if (c2->kr == k) rem[n_run++] = avg - (double)(now - c2->rec.started_at);
+      if (strcmp(c2->rec.kind, r->kind) == 0)
+        rem[n_run++] = avg - (double)(now - c2->rec.started_at);
     }
   }
   for (size_t i = 0; i < n_run; i++) rem[i] = rem[i] < 0 ? 0 : rem[i] > avg ? avg : rem[i];
