@@ -261,8 +261,9 @@ JOBQ_API int64_t jobq_now(jobq_t *q);
  * endpoint; never blocks longer than one storage read. */
 JOBQ_API int jobq_health(jobq_t *q);
 
-typedef struct jobq_stats_s jobq_stats_t; /* a snapshot of this process's queue */
-/* Takes a snapshot; free with jobq_stats_free. */
+typedef struct jobq_stats_s jobq_stats_t; /* a snapshot: this process, and the store */
+/* Takes a snapshot (this process's counts are added to the store first, and
+ * the store's are read: the kind accessors below); free with jobq_stats_free. */
 JOBQ_API int jobq_stats(jobq_t *q, jobq_stats_t **out);
 JOBQ_API void jobq_stats_free(jobq_stats_t *st);
 /* When the snapshot was taken (the queue's clock). */
