@@ -11,6 +11,7 @@
  *   jobq cron list | cron remove NAME
  *   jobq cron add NAME EXPR KIND [PAYLOAD] [--tz TZ] [--owner O] [--priority N] [--missed P]
  *   jobq cron next EXPR [--tz TZ] [--count N]     the next runs, UTC and local
+ *   jobq stats [--json | --prometheus]            what every process on the store did
  *
  * PAYLOAD is JSON text, @FILE (the whole file) or - (standard input), at
  * most MAX_PAYLOAD bytes. Every argument is checked before the queue is
@@ -60,6 +61,7 @@ static const char help_text[] =
     "  cron list | cron remove NAME\n"
     "  cron add NAME EXPR KIND [PAYLOAD] [--tz TZ] [--owner O] [--priority N] [--missed P]\n"
     "  cron next EXPR [--tz TZ] [--count N]\n"
+    "  stats [--json | --prometheus]\n"
     "  --help\n"
     "PAYLOAD is JSON text (default {}), or @FILE to read it from FILE, or - to read\n"
     "  it from standard input; at most 1048576 bytes (1 MiB). JSON never starts with\n"
@@ -91,6 +93,7 @@ static const struct {
     {"cron", "cron list | cron remove NAME | cron next EXPR [--tz TZ] [--count N]\n"
              "       jobq cron add NAME EXPR KIND [PAYLOAD] [--tz TZ] [--owner O] [--priority N] "
              "[--missed P]"},
+    {"stats", "stats [--json | --prometheus]"},
 };
 
 static int help(void) {
@@ -813,6 +816,59 @@ static int cmd_cron(int argc, char **argv) {
   return usage_error("cron", "unknown subcommand '%s'; use list, add, remove or next", sub);
 }
 
+/* stats: a table per kind (default), the snapshot's JSON, or the Prometheus
+ * text exposition (what a /metrics endpoint would serve). */
+static int cmd_stats(int argc, char **argv) {
+  const char *C = "stats";
+  int format = 0; /* 0 table, 1 JSON, 2 Prometheus */
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--json") == 0 || strcmp(a, "--prometheus") == 0) {
+      if (format) return usage_error(C, "takes one of --json and --prometheus");
+      format = a[2] == 'j' ? 1 : 2;
+    } else if (strcmp(a, "--help") == 0) {
+      return help();
+    } else if (is_option(a)) {
+      return usage_error(C, "unknown option '%s'", a);
+    } else {
+      return usage_error(C, "unexpected argument '%s'", a);
+    }
+  }
+  jobq_t *q;
+  if (open_queue(&q, 0)) return 2;
+  jobq_stats_t *st = NULL;
+  int rc = jobq_stats(q, &st) ? fail("stats") : 0;
+  if (rc == 0 && format) {
+    char *text = format == 1 ? jobq_stats_to_json(st) : jobq_stats_to_prometheus(st);
+    if (text == NULL) rc = fail("stats");
+    else if (format == 1) puts(text);
+    else fputs(text, stdout);
+    jobq_free(text);
+  } else if (rc == 0) {
+    int n = jobq_stats_kind_count(st);
+    if (n < 0) rc = fail("stats");
+    else
+      printf("%-20s %8s %8s %8s %8s %8s %8s %9s %9s\n", "KIND", "QUEUED", "SCHED", "RUNNING",
+             "DONE", "FAILED", "ERR%", "P50 ms", "P95 ms");
+    for (int i = 0; rc == 0 && i < n; i++) {
+      double er = jobq_stats_kind_error_rate(st, i);
+      printf("%-20s %8lld %8lld %8lld %8lld %8lld %8.1f %9.0f %9.0f\n", jobq_stats_kind_name(st, i),
+             (long long)jobq_stats_kind_queued(st, i), (long long)jobq_stats_kind_scheduled(st, i),
+             (long long)jobq_stats_kind_running(st, i),
+             (long long)jobq_stats_kind_counter(st, i, JOBQ_STAT_SUCCEEDED),
+             (long long)jobq_stats_kind_counter(st, i, JOBQ_STAT_FAILED), er == er ? er * 100 : 0.0,
+             jobq_stats_kind_duration_quantile(st, i, 0.5),
+             jobq_stats_kind_duration_quantile(st, i, 0.95));
+    }
+    if (rc == 0)
+      printf("cache: %lld hits, %lld misses\n", (long long)jobq_stats_total(st, JOBQ_STAT_CACHE_HIT),
+             (long long)jobq_stats_total(st, JOBQ_STAT_CACHE_MISS));
+  }
+  jobq_stats_free(st);
+  if (jobq_close(q, 0) && rc == 0) rc = fail("close");
+  return rc;
+}
+
 int main(int argc, char **argv) {
   storage = getenv("JOBQ_STORAGE") ? getenv("JOBQ_STORAGE") : "sqlite:jobq.db";
   int i = 1;
@@ -836,5 +892,6 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "work") == 0) return cmd_work(n, rest);
   if (strcmp(cmd, "events") == 0) return cmd_events(n, rest);
   if (strcmp(cmd, "cron") == 0) return cmd_cron(n, rest);
+  if (strcmp(cmd, "stats") == 0) return cmd_stats(n, rest);
   return usage_error(NULL, "unknown command '%s'", cmd);
 }

@@ -235,6 +235,12 @@ JOBQ_API int jobq_options_set_owner_quota(jobq_options_t *opts, const char *kind
  * so that every process evaluating it agrees. */
 JOBQ_API int jobq_options_set_cron_missed(jobq_options_t *opts, int policy);
 
+/* How long a job of a kind is assumed to take, 1 ms..1 day, while no
+ * attempt of it has finished in any process on the store (ETA:
+ * jobq_job_eta_ms). A kind's own jobq_kind_opts_set_expected_duration
+ * overrides it. Default 45000 ms. */
+JOBQ_API int jobq_options_set_default_duration(jobq_options_t *opts, int64_t ms);
+
 /* ---- lifecycle --------------------------------------------------------- */
 
 /* Opens a queue. opts may be NULL for the defaults; it is copied. */
@@ -260,8 +266,9 @@ JOBQ_API int64_t jobq_now(jobq_t *q);
  * endpoint; never blocks longer than one storage read. */
 JOBQ_API int jobq_health(jobq_t *q);
 
-typedef struct jobq_stats_s jobq_stats_t; /* a snapshot of this process's queue */
-/* Takes a snapshot; free with jobq_stats_free. */
+typedef struct jobq_stats_s jobq_stats_t; /* a snapshot: this process, and the store */
+/* Takes a snapshot (this process's counts are added to the store first, and
+ * the store's are read: the kind accessors below); free with jobq_stats_free. */
 JOBQ_API int jobq_stats(jobq_t *q, jobq_stats_t **out);
 JOBQ_API void jobq_stats_free(jobq_stats_t *st);
 /* When the snapshot was taken (the queue's clock). */
@@ -282,8 +289,59 @@ JOBQ_API int64_t jobq_stats_storage_failing_since(const jobq_stats_t *st);
 JOBQ_API int jobq_stats_last_storage_code(const jobq_stats_t *st);
 JOBQ_API const char *jobq_stats_last_storage_error(const jobq_stats_t *st);
 JOBQ_API int64_t jobq_stats_last_storage_error_at(const jobq_stats_t *st);
+
+/* What every process on the store did and sees, read when the snapshot
+ * was taken: per kind, in name order. Each process adds its counts to the
+ * store about once a second (and at jobq_stats and jobq_close). Every
+ * accessor below: JOBQ_EINVAL for st NULL or i out of range, JOBQ_ENOTSUP
+ * when the backend keeps no stats (the built-in ones do). */
+JOBQ_API int jobq_stats_kind_count(const jobq_stats_t *st);
+/* Kind i's name (owned by the snapshot); NULL if i is out of range. */
+JOBQ_API const char *jobq_stats_kind_name(const jobq_stats_t *st, int i);
+/* Kind i's jobs queued and due now, queued for a later time, and running
+ * (in the live processes, as they last told the store). */
+JOBQ_API int64_t jobq_stats_kind_queued(const jobq_stats_t *st, int i);
+JOBQ_API int64_t jobq_stats_kind_scheduled(const jobq_stats_t *st, int i);
+JOBQ_API int64_t jobq_stats_kind_running(const jobq_stats_t *st, int i);
+/* How long (ms) the oldest due job of kind i has waited; 0 if none waits. */
+JOBQ_API int64_t jobq_stats_kind_oldest_queued_ms(const jobq_stats_t *st, int i);
+
+/* Counters, since the store was made. */
+#define JOBQ_STAT_STARTED    0 /* attempts started */
+#define JOBQ_STAT_SUCCEEDED  1 /* jobs that succeeded */
+#define JOBQ_STAT_FAILED     2 /* jobs that failed for good */
+#define JOBQ_STAT_RETRIED    3 /* attempts that failed and were queued again */
+#define JOBQ_STAT_CANCELLED  4 /* jobs cancelled */
+#define JOBQ_STAT_CACHE_HIT  5 /* a submit or jobq_get_by_key found a live key */
+#define JOBQ_STAT_CACHE_MISS 6 /* a submit stored a new keyed job; a lookup found none */
+#define JOBQ_STAT_RATE_WAIT  7 /* starts held back by a rate limit */
+#define JOBQ_STAT_N          8
+/* Counter `which` (JOBQ_STAT_*) of kind i. */
+JOBQ_API int64_t jobq_stats_kind_counter(const jobq_stats_t *st, int i, int which);
+/* Counter `which` over all kinds, with the counts that have no kind (a
+ * jobq_get_by_key that found nothing). */
+JOBQ_API int64_t jobq_stats_total(const jobq_stats_t *st, int which);
+/* failed / (succeeded + failed) of kind i, 0..1; NaN when nothing
+ * finished. Bad arguments give a negative JOBQ_E* code (as a double). */
+JOBQ_API double jobq_stats_kind_error_rate(const jobq_stats_t *st, int i);
+/* The duration (ms) under which a share q (0 < q <= 1: 0.5 is the median,
+ * 0.95 the 95th percentile) of kind i's finished attempts fell, estimated
+ * from log-spaced buckets; NaN when none finished. */
+JOBQ_API double jobq_stats_kind_duration_quantile(const jobq_stats_t *st, int i, double q);
+/* Kind i's moving average of attempt durations (ms) that ETA uses; NaN if
+ * no attempt finished yet. */
+JOBQ_API double jobq_stats_kind_average_ms(const jobq_stats_t *st, int i);
+/* Attempts of kind i that the live workers run at once, together; 0 if no
+ * live process runs the kind. */
+JOBQ_API int jobq_stats_kind_concurrency(const jobq_stats_t *st, int i);
+
 /* The whole snapshot as a JSON object; free with jobq_free. NULL on ENOMEM. */
 JOBQ_API char *jobq_stats_to_json(const jobq_stats_t *st);
+/* The snapshot in the Prometheus text exposition format (version 0.0.4):
+ * jobq_queue_jobs{kind,state} gauges, jobq_jobs_total{kind,outcome} counters,
+ * the jobq_job_duration_seconds histogram, cache and rate-limit counters,
+ * storage health gauges. Free with jobq_free; NULL on error. */
+JOBQ_API char *jobq_stats_to_prometheus(const jobq_stats_t *st);
 
 /* ---- kinds and handlers ------------------------------------------------ */
 
@@ -314,6 +372,11 @@ JOBQ_API int jobq_kind_opts_set_on_loop(jobq_kind_opts_t *ko, int on_loop);
  * backend without rate limits makes jobq_register refuse it (JOBQ_ENOTSUP). */
 JOBQ_API int jobq_kind_opts_set_rate_limit(jobq_kind_opts_t *ko, int starts,
                                            int64_t interval_ms);
+/* How long a job of this kind is expected to take, 0..1 day (ms): what ETA
+ * assumes in this process until an attempt of the kind has finished in any
+ * process on the store. 0 (default): the queue's default duration
+ * (jobq_options_set_default_duration). */
+JOBQ_API int jobq_kind_opts_set_expected_duration(jobq_kind_opts_t *ko, int64_t ms);
 
 /* A handler runs one attempt. It reports through ctx and finishes the job with
  * jobq_ctx_succeed or jobq_ctx_fail, before it returns or later from any
@@ -406,9 +469,13 @@ JOBQ_API int64_t jobq_job_finished_at(const jobq_job_t *job);  /* 0 if not */
  * (see jobq_job_position.md). Only jobq_get fills it; snapshots in a
  * jobq_list page say -1. */
 JOBQ_API int64_t jobq_job_position(const jobq_job_t *job);
-/* Estimated ms until it starts, from the durations of this kind's recent
- * attempts in this process; -1 when unknown (e.g. a process that does not
- * run the kind). */
+/* Estimated ms until it starts, in any process on the store: from its
+ * position, the kind's moving average of durations shared through the
+ * store (before there is any: the kind's expected duration, else the
+ * queue's default duration), how many attempts of the kind the live
+ * workers run at once, and how long the running ones have run (formula:
+ * jobq_job_eta_ms.md); -1 when it is not waiting in line (see
+ * jobq_job_position) or the snapshot came from jobq_list. */
 JOBQ_API int64_t jobq_job_eta_ms(const jobq_job_t *job);
 /* Attempt i (0-based, i < jobq_job_attempts): its error (NULL if it did not
  * fail), start and end times. */

@@ -206,6 +206,45 @@ typedef struct jobq_storage_cron {
   int64_t next_at;   /* the next occurrence not yet submitted (ms) */
   int64_t last_run;  /* the latest occurrence submitted, 0 if none */
 } jobq_storage_cron;
+/* Shared stats (stats_add, stats_read; version 3). Counters are indexed
+ * by JOBQ_STAT_* (jobq.h); durations fall into JOBQ_STORAGE_HIST_N buckets,
+ * bucket i holding attempts of at most bound(i) ms and more than bound(i -
+ * 1), the bounds being the 1-2-5 series 1, 2, 5, 10, 20, ... 5,000,000 ms;
+ * the last bucket holds the longer ones. Backends only add them up. */
+#define JOBQ_STORAGE_STAT_N 8
+#define JOBQ_STORAGE_HIST_N 22
+
+/* What one process adds for one kind ("": counts that have no kind, such
+ * as a key lookup that found nothing). */
+typedef struct jobq_storage_stats_delta {
+  const char *kind;
+  int64_t count[JOBQ_STORAGE_STAT_N]; /* to add */
+  int64_t hist[JOBQ_STORAGE_HIST_N];  /* to add: attempts by duration */
+  double duration_sum_ms;             /* of the attempts in hist */
+  /* The publisher (the store handle) runs up to `concurrency` attempts of
+   * the kind at once, `n_started` of them now (their start times, ms),
+   * until `until`: replaces what it published before for the kind.
+   * concurrency 0 and n_started 0 withdraw it. */
+  int concurrency;
+  const int64_t *started;
+  size_t n_started;
+  int64_t until;
+} jobq_storage_stats_delta;
+
+/* One kind as stats_read reports it; strings and arrays malloc'ed. */
+typedef struct jobq_storage_kind_stats {
+  char *kind;
+  int64_t queued;           /* due now (depth only) */
+  int64_t scheduled;        /* waiting for a later run_at (depth only) */
+  int64_t oldest_queued_at; /* since when the oldest due job waits; 0: none (depth only) */
+  int64_t count[JOBQ_STORAGE_STAT_N];
+  int64_t hist[JOBQ_STORAGE_HIST_N];
+  double duration_sum_ms;   /* of the attempts in hist */
+  double avg_ms;            /* moving average of durations; 0: none yet */
+  int concurrency;          /* sum over live publishers; 0: none */
+  int64_t *started;         /* live publishers' running attempts' start times */
+  size_t n_started;
+} jobq_storage_kind_stats;
 
 typedef struct jobq_storage_ops {
   int version;        /* JOBQ_STORAGE_OPS_VERSION this table implements */
@@ -384,11 +423,30 @@ typedef struct jobq_storage_ops {
    * (it may forget starts older than the longest interval a claim gave). */
   int (*rate_window)(void *st, const char *kind, int64_t interval_ms, int64_t now,
                      int64_t *out_used);
+  /* Shared stats. Adds n deltas (one kind each) in one transaction: the
+   * counters and buckets, the kind's moving average of durations (each
+   * attempt weighs 0.2 against what came before: avg' = avg * 0.8^k +
+   * mean * (1 - 0.8^k) for k attempts of mean `mean`), and the publisher's
+   * row (see jobq_storage_stats_delta); rows of any publisher whose until
+   * passed before now are dropped. Optional, with stats_read: NULL when the
+   * backend keeps no stats (jobq_stats then reports only this process's
+   * own, and ETA falls back to this process's knowledge). */
+  int (*stats_add)(void *st, const jobq_storage_stats_delta *deltas, size_t n, int64_t now);
+
+  /* The stats of kind `kind` (NULL: of every kind with stats or jobs,
+   * "" included when it has counts), as a malloc'ed array *out of *n_out
+   * records. With depth 0 the depth fields are 0 and the call costs a few
+   * key lookups (what ETA reads on each jobq_get); with depth 1 it counts
+   * the queued jobs (what that costs is the backend's to document).
+   * Publishers whose until passed before now are not counted. */
+  int (*stats_read)(void *st, const char *kind, int depth, int64_t now,
+                    jobq_storage_kind_stats **out, size_t *n_out);
 } jobq_storage_ops;
 
 #define JOBQ_STORAGE_OPS_INIT {JOBQ_STORAGE_OPS_VERSION, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
+                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                               NULL, NULL}
 
 /* Zeroes the members of versions 1..version of ops and sets its version;
  * nothing past the last member of that version is written (a backend built

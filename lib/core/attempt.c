@@ -3,6 +3,7 @@
  * storage first and only then publishes the outcome (events, waiters,
  * counters), so what readers see has always been stored. */
 #include "core/attempt.h"
+#include "core/stats.h"
 #include "util/id.h"
 
 #include <stdlib.h>
@@ -78,6 +79,17 @@ static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *resul
     double ms = (double)((ctx->t1_ns ? ctx->t1_ns : uv_hrtime()) - ctx->t0_ns) / 1e6;
     ctx->kr->avg_ms = ctx->kr->avg_ms == 0 ? ms : ctx->kr->avg_ms * 0.8 + ms * 0.2;
   }
+  /* The store's stats: the outcome, and the attempt's duration as the
+   * queue's clock measured it (so that tests with a clock of their own
+   * decide it), from the start storage recorded. */
+  jobq__stats_count(q, ctx->rec.kind,
+                    state == JOBQ_SUCCEEDED ? JOBQ_STAT_SUCCEEDED
+                    : state == JOBQ_FAILED  ? JOBQ_STAT_FAILED
+                    : state == JOBQ_QUEUED  ? JOBQ_STAT_RETRIED
+                                            : JOBQ_STAT_CANCELLED,
+                    1);
+  if (state == JOBQ_SUCCEEDED || state == JOBQ_FAILED || state == JOBQ_QUEUED)
+    jobq__stats_duration(q, ctx->rec.kind, (double)(jobq__now(q) - ctx->rec.started_at));
   int type = jobq__state_end_event(state);
   if (state == JOBQ_QUEUED) {
     jobq__wake_claimers(q);

@@ -1,6 +1,7 @@
 /* Cancelling. Storage decides atomically between "queued: cancelled now" and
  * "running: flag it"; the core then tells the attempt, if it runs here. */
 #include "core/internal.h"
+#include "core/stats.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
     rc = jobq__err(rc, "jobq_cancel: job %s is already %s", id,
                    jobq_state_name(state) ? jobq_state_name(state) : "finished");
   } else if (rc == 0 && state == JOBQ_CANCELLED) {
+    jobq__stats_count(q, kind, JOBQ_STAT_CANCELLED, 1);
     jobq__emit_now(q, JOBQ_EVENT_CANCELLED, id, kind, JOBQ_CANCELLED, 0, NULL, 0, "cancelled", NULL);
     jobq__notify_waiters(q, id);
   } else if (rc == 0 && state == JOBQ_RUNNING) {

@@ -4,6 +4,7 @@
  * A claim reserves capacity of concurrency-limited kinds under the core lock,
  * then asks storage without the lock (storage may block). */
 #include "core/attempt.h"
+#include "core/stats.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,8 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
     /* A kind waits for room in its window: come back when there is some,
      * as for a delayed job (no polling meanwhile). */
     q->claim.rate_limited++;
+    /* The store-wide count too (which kind waited, storage does not say). */
+    jobq__stats_count(q, NULL, JOBQ_STAT_RATE_WAIT, 1);
     if (rate_next < next) next = rate_next;
     if (got > 0 && next < q->loop_s.wake_at) {
       q->loop_s.wake_at = next;
@@ -187,6 +190,7 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
       }
     }
     if (ctx->rec.max_attempts == 0) ctx->rec.max_attempts = JOBQ_DEFAULT_MAX_ATTEMPTS;
+    jobq__stats_count(q, ctx->rec.kind, JOBQ_STAT_STARTED, 1);
     jobq__emit(q, JOBQ_EVENT_STARTED, ctx->rec.id, ctx->rec.kind, JOBQ_RUNNING, 0, NULL,
                ctx->rec.attempts, NULL, NULL);
     jobq__notify_waiters(q, ctx->rec.id);

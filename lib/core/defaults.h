@@ -8,6 +8,8 @@
 #define JOBQ_DEFAULT_MAX_PAYLOAD (1u << 20)
 #define JOBQ_DEFAULT_EVENT_BUFFER 65536
 #define JOBQ_DEFAULT_LEASE_MS 30000
+/* ETA before any attempt of a kind finished (jobq_options_set_default_duration) */
+#define JOBQ_DEFAULT_DURATION_MS 45000
 
 /* kinds (jobq_kind_opts_t); also for jobs of kinds not registered here */
 #define JOBQ_DEFAULT_MAX_ATTEMPTS 3

@@ -12,6 +12,7 @@
  * never called with a libjobq lock held (it may call libjobq), and always
  * from one thread, in order. */
 #include "core/internal.h"
+#include "core/stats.h"
 #include "util/sbuf.h"
 #include "util/utf8.h"
 
@@ -214,16 +215,61 @@ JOBQ_API int jobq_health(jobq_t *q) {
 
 /* ---- jobq_stats ---- */
 
-struct jobq_stats_s {
-  int64_t time;
-  int running;
-  int64_t rate_limited;
-  int64_t storage_errors;
-  int64_t failing_since;
-  int last_code;
-  int64_t last_at;
-  char *last_error;
-};
+static int by_name(const void *a, const void *b) {
+  return strcmp(((const jobq_storage_kind_stats *)a)->kind,
+                ((const jobq_storage_kind_stats *)b)->kind);
+}
+
+/* The store-wide part of a snapshot: this process's counts are added to
+ * the store first, so that the snapshot holds them. */
+static int shared_read(jobq_t *q, jobq_stats_t *st) {
+  if ((st->scheme = jobq__strdup(q->ops->scheme)) == NULL)
+    return jobq__err(JOBQ_ENOMEM, "jobq_stats: out of memory");
+  if (q->ops->version < 3 || q->ops->stats_add == NULL || q->ops->stats_read == NULL) return 0;
+  uv_mutex_lock(&q->mu);
+  if (q->closed) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ECLOSED, "jobq_stats: the queue is closing");
+  }
+  q->refs++;
+  jobq__storage_begin(q);
+  uv_mutex_unlock(&q->mu);
+  int rc = jobq__stats_flush(q, 0);
+  jobq_storage_kind_stats *v = NULL;
+  size_t n = 0;
+  if (rc == 0) {
+    jobq__set_detail("");
+    rc = q->ops->stats_read(q->st, NULL, 1, st->time, &v, &n);
+  }
+  uv_mutex_lock(&q->mu);
+  jobq__storage_end(q);
+  jobq__q_unref(q);
+  if (rc) {
+    /* The process's own part stays useful (a health endpoint wants it
+     * most when storage fails): the accessors of the store's part say. */
+    if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s", jobq_strerror(rc));
+    st->shared_rc = rc;
+    st->shared_err = jobq__strdup(jobq_last_error());
+    jobq__set_detail("");
+    return 0;
+  }
+  /* The kind-less counts go into the totals only. */
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    for (int w = 0; w < JOBQ_STAT_N; w++) st->total[w] += v[i].count[w];
+    if (v[i].kind == NULL || v[i].kind[0] == '\0') {
+      free(v[i].kind);
+      free(v[i].started);
+      continue;
+    }
+    v[k++] = v[i];
+  }
+  qsort(v, k, sizeof *v, by_name);
+  st->kinds = v;
+  st->n_kinds = (int)k;
+  st->shared = 1;
+  return 0;
+}
 
 JOBQ_API int jobq_stats(jobq_t *q, jobq_stats_t **out) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_stats: q is NULL");
@@ -250,6 +296,11 @@ JOBQ_API int jobq_stats(jobq_t *q, jobq_stats_t **out) {
     return jobq__err(JOBQ_ENOMEM, "jobq_stats: out of memory");
   }
   uv_mutex_unlock(&q->mu);
+  int rc = shared_read(q, st);
+  if (rc) {
+    jobq_stats_free(st);
+    return rc;
+  }
   *out = st;
   return 0;
 }
@@ -257,6 +308,9 @@ JOBQ_API int jobq_stats(jobq_t *q, jobq_stats_t **out) {
 JOBQ_API void jobq_stats_free(jobq_stats_t *st) {
   if (st == NULL) return;
   free(st->last_error);
+  free(st->scheme);
+  free(st->shared_err);
+  jobq__kind_stats_free(st->kinds, (size_t)st->n_kinds);
   free(st);
 }
 
@@ -316,7 +370,9 @@ JOBQ_API char *jobq_stats_to_json(const jobq_stats_t *st) {
     jobq__sb_key(&b, "lastError", &f2);
     jobq__sb_json_str(&b, st->last_error);
   }
-  jobq__sb_str(&b, "}}");
+  jobq__sb_str(&b, "}");
+  jobq__stats_json_shared(&b, st, &first);
+  jobq__sb_str(&b, "}");
   char *s = jobq__sb_take(&b);
   if (s == NULL) jobq__err(JOBQ_ENOMEM, "jobq_stats_to_json: out of memory");
   return s;

@@ -42,6 +42,7 @@ struct jobq_options_s {
   jobq_log_fn log_fn;   /* NULL: stderr */
   void *log_ud;
   int log_level;        /* JOBQ_LOG_*; 0: none */
+  int64_t default_duration_ms; /* ETA before any history */
   /* Per-owner quotas (kinds malloc'ed; NULL kind: all kinds). A queue
    * hands them to storage at open and keeps no copy. */
   jobq_storage_quota *quotas;
@@ -59,6 +60,7 @@ struct jobq_kind_opts_s {
   int on_loop;
   int rate_starts;       /* 0: no rate limit */
   int64_t rate_interval_ms;
+  int64_t expected_ms; /* ETA before any history; 0: the queue's default */
 };
 
 struct jobq_submit_opts_s {
@@ -380,6 +382,15 @@ struct jobq_s {
     int64_t next_due;   /* the earliest next run in v; INT64_MAX: none */
     int changed;        /* this process changed a schedule: read again now */
   } cron;
+  /* Shared stats (core/stats.c): what this process counted since the last
+   * flush to the store; under mu. flush_mu serialises flushes (taken
+   * before mu). */
+  struct {
+    jobq_map acc;            /* kind ("" none) -> jobq__stat_acc */
+    uv_mutex_t flush_mu;
+    uint64_t next_flush_ns;  /* uv_hrtime of the next background flush */
+    int published;           /* live rows are published: withdraw them at close */
+  } stats;
 
   /* Log lines for the host's hook, delivered on the loop (core/health.c);
    * under mu. */
@@ -516,7 +527,8 @@ void jobq__options_defaults(struct jobq_options_s *o);  /* the other fields unto
 void jobq__kind_opts_defaults(struct jobq_kind_opts_s *k);
 
 /* core/read.c */
-void jobq__job_overlay(jobq_t *q, jobq_job_t *job); /* mu held */
+/* mu held; ks: the kind's shared stats for the ETA, or NULL */
+void jobq__job_overlay(jobq_t *q, jobq_job_t *job, const jobq_storage_kind_stats *ks);
 
 /* storage/registry.c */
 int jobq__storage_lookup(const char *url, const jobq_storage_ops **out);

@@ -5,6 +5,7 @@
  * the queue's maintenance thread (never on the loop), one batch at a time;
  * it also applies attempt timeouts. */
 #include "core/internal.h"
+#include "core/stats.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ typedef struct maint_batch {
   size_t n_flushes;
   int rescue;
   int cron;   /* evaluate the cron schedules */
+  int stats;    /* add this process's counts to the store */
   int64_t now;
   size_t rescued;
 } maint_batch;
@@ -85,6 +87,7 @@ static void maint_work(maint_batch *b) {
     flushes_done(q);
     uv_mutex_unlock(&q->mu);
   }
+  if (b->stats) jobq__stats_flush(q, 0); /* counts it could not store wait for the next */
   if (b->rescue) {
     rc = q->ops->rescue(q->st, b->now, &b->rescued);
     if (rc != 0) b->rescued = 0;
@@ -123,6 +126,7 @@ static void maint_tick(uv_timer_t *t) {
   int beat = q->running.map.count > 0 && now >= q->maint.next_heartbeat;
   int rescue = now >= q->maint.next_rescue;
   int cron = jobq__cron_wanted(q, now);
+  int stats = jobq__stats_due(q);
   size_t dirty = 0;
   jobq_map_slot *e;
   for (size_t cur = 0; (e = jobq__map_next(&q->running.map, &cur));) {
@@ -131,7 +135,7 @@ static void maint_tick(uv_timer_t *t) {
         now - c->progress_written >= JOBQ_PROGRESS_WRITE_MS)
       dirty++;
   }
-  if (q->maint.busy || q->closed || (!beat && !rescue && !dirty && !cron)) {
+  if (q->maint.busy || q->closed || (!beat && !rescue && !dirty && !cron && !stats)) {
     uv_mutex_unlock(&q->mu);
     return;
   }
@@ -141,6 +145,8 @@ static void maint_tick(uv_timer_t *t) {
   b->now = now;
   b->rescue = rescue;
   b->cron = cron;
+  b->stats = stats;
+  if (stats) q->stats.next_flush_ns = uv_hrtime() + UINT64_C(1000000000);
   b->lease_until = now + q->o.lease_ms;
   size_t n = beat ? q->running.map.count : 0;
   if ((n && !(b->leases = calloc(n, sizeof *b->leases))) ||

@@ -60,6 +60,17 @@ void jobq__options_defaults(struct jobq_options_s *o) {
   o->event_buffer = JOBQ_DEFAULT_EVENT_BUFFER;
   o->lease_ms = JOBQ_DEFAULT_LEASE_MS;
   o->log_level = JOBQ_LOG_WARN;
+  o->default_duration_ms = JOBQ_DEFAULT_DURATION_MS;
+}
+
+JOBQ_API int jobq_options_set_default_duration(jobq_options_t *o, int64_t ms) {
+  if (o == NULL) return jobq__err(JOBQ_EINVAL, "jobq_options_set_default_duration: opts is NULL");
+  if (ms < 1 || ms > INT64_C(86400000))
+    return jobq__err(JOBQ_EINVAL,
+                     "jobq_options_set_default_duration: %lld ms is outside 1 ms..one day",
+                     (long long)ms);
+  o->default_duration_ms = ms;
+  return 0;
 }
 
 JOBQ_API void jobq_options_free(jobq_options_t *o) {
@@ -301,6 +312,16 @@ JOBQ_API int jobq_kind_opts_set_on_loop(jobq_kind_opts_t *k, int on_loop) {
   if (on_loop != 0 && on_loop != 1)
     return jobq__err(JOBQ_EINVAL, "jobq_kind_opts_set_on_loop: %d is not 0 or 1", on_loop);
   k->on_loop = on_loop;
+  return 0;
+}
+
+JOBQ_API int jobq_kind_opts_set_expected_duration(jobq_kind_opts_t *k, int64_t ms) {
+  if (k == NULL) return jobq__err(JOBQ_EINVAL, "jobq_kind_opts_set_expected_duration: ko is NULL");
+  if (ms < 0 || ms > INT64_C(86400000))
+    return jobq__err(JOBQ_EINVAL,
+                     "jobq_kind_opts_set_expected_duration: %lld ms is outside 0..one day",
+                     (long long)ms);
+  k->expected_ms = ms;
   return 0;
 }
 

@@ -6,6 +6,7 @@
  * fires at the earliest of "a delayed job comes due" and "a running attempt
  * times out". Nothing polls: an idle queue sleeps in the kernel. */
 #include "core/internal.h"
+#include "core/stats.h"
 #include "core/ext.h"
 
 #include <stdlib.h>
@@ -75,6 +76,7 @@ static void free_q(jobq_t *q) {
   jobq__exts_free(q);
   jobq__log_free(q);
   jobq__cron_free(q);
+  jobq__stats_free(q);
   free(q->o.storage_url);
   free(q->o.workdir);
   uv_cond_destroy(&q->claim.work_cv);
@@ -84,6 +86,7 @@ static void free_q(jobq_t *q) {
   uv_cond_destroy(&q->events.hold_cv);
   uv_mutex_unlock(&q->mu);
   uv_mutex_destroy(&q->mu);
+  uv_mutex_destroy(&q->stats.flush_mu);
   free(q);
 }
 
@@ -230,7 +233,7 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   jobq__tmo_init(q);
   if (jobq__mutex_init(&q->mu) || uv_cond_init(&q->claim.work_cv) || uv_cond_init(&q->idle_cv) ||
       uv_cond_init(&q->events.cv) || uv_cond_init(&q->events.sub_cv) ||
-      uv_cond_init(&q->events.hold_cv)) {
+      uv_cond_init(&q->events.hold_cv) || uv_mutex_init(&q->stats.flush_mu)) {
     free(q->o.storage_url);
     free(q->o.workdir);
     free(q);
@@ -323,6 +326,7 @@ fail:
   uv_cond_destroy(&q->idle_cv);
   uv_cond_destroy(&q->events.cv);
   uv_mutex_destroy(&q->mu);
+  uv_mutex_destroy(&q->stats.flush_mu);
   free(q);
   return rc;
 }
@@ -515,6 +519,8 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
   }
   uv_mutex_unlock(&q->mu);
   jobq__maint_stop(q); /* after the timeouts it had (ops_in_flight is 0) */
+  /* The last counts, and this process no longer runs anything (ETA). */
+  jobq__stats_flush(q, 1);
   /* Storage is closed without the core lock: backends call into the core
    * (notify) under their own locks, so never the other way round. Nothing
    * reaches storage any more: every path checks closed first and

@@ -2,12 +2,13 @@
  * what only this process knows laid over it: the live progress of attempts
  * running here (storage gets it coalesced), and estimates. */
 #include "core/internal.h"
+#include "core/stats.h"
 #include "util/sbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-void jobq__job_overlay(jobq_t *q, jobq_job_t *job) {
+void jobq__job_overlay(jobq_t *q, jobq_job_t *job, const jobq_storage_kind_stats *ks) {
   jobq_storage_job *r = &job->rec;
   job->eta_ms = -1;
   kind_reg *k = r->kind ? jobq__kind_find(q, r->kind) : NULL;
@@ -26,12 +27,22 @@ void jobq__job_overlay(jobq_t *q, jobq_job_t *job) {
       if (atomic_load(&ctx->cancelled) && !jobq__attempt_timed_out(ctx)) r->cancel_requested = 1;
     }
   }
-  if (r->state == JOBQ_QUEUED && r->position >= 0 && k && k->avg_ms > 0) {
-    int par = jobq__kind_limit(k) > 0 ? jobq__kind_limit(k) : q->o.workers;
-    if (!k->ko.on_loop && par > q->o.workers) par = q->o.workers;
-    if (par < 1) par = 1;
-    job->eta_ms = (int64_t)((double)(r->position / par + 1) * k->avg_ms);
-  }
+  job->eta_ms = jobq__eta(q, r, ks);
+}
+
+/* The kind's shared stats for a queued job's ETA (a few key lookups), or
+ * NULL: the job is not waiting in line, or the backend keeps no stats, or
+ * they cannot be read now (the ETA then uses what this process knows). */
+static jobq_storage_kind_stats *eta_stats(jobq_t *q, const jobq_storage_job *r) {
+  if (r->state != JOBQ_QUEUED || r->position < 0 || r->kind == NULL || q->ops->version < 3 ||
+      q->ops->stats_read == NULL)
+    return NULL;
+  jobq_storage_kind_stats *v = NULL;
+  size_t n = 0;
+  if (q->ops->stats_read(q->st, r->kind, 0, jobq__now(q), &v, &n) != 0) return NULL;
+  if (n == 1) return v;
+  jobq__kind_stats_free(v, n);
+  return NULL;
 }
 
 static int begin_op(jobq_t *q, const char *fn) {
@@ -66,9 +77,11 @@ static int get(jobq_t *q, const char *fn, const char *id, jobq_job_t **out) {
     return rc;
   }
   rc = q->ops->get(q->st, id, jobq__now(q), &job->rec);
+  jobq_storage_kind_stats *ks = rc == 0 ? eta_stats(q, &job->rec) : NULL;
   end_op(q);
-  if (rc == 0) jobq__job_overlay(q, job);
+  if (rc == 0) jobq__job_overlay(q, job, ks);
   uv_mutex_unlock(&q->mu);
+  jobq__kind_stats_free(ks, ks ? 1 : 0);
   if (rc) {
     free(job);
     if (rc == JOBQ_ENOTFOUND) return jobq__err(rc, "%s: no job %s", fn, id);
@@ -109,9 +122,15 @@ JOBQ_API int jobq_get_by_key(jobq_t *q, const char *key, jobq_job_t **out) {
   }
   jobq__set_detail("");
   rc = q->ops->get_by_key(q->st, key, jobq__now(q), &job->rec);
+  jobq_storage_kind_stats *ks = rc == 0 ? eta_stats(q, &job->rec) : NULL;
   end_op(q);
-  if (rc == 0) jobq__job_overlay(q, job);
+  if (rc == 0) jobq__job_overlay(q, job, ks);
+  /* A lookup is the result cache's hit or miss; a miss has no kind. */
+  if (rc == 0 || rc == JOBQ_ENOTFOUND)
+    jobq__stats_count(q, rc == 0 ? job->rec.kind : NULL,
+                      rc == 0 ? JOBQ_STAT_CACHE_HIT : JOBQ_STAT_CACHE_MISS, 1);
   uv_mutex_unlock(&q->mu);
+  jobq__kind_stats_free(ks, ks ? 1 : 0);
   if (rc) {
     free(job);
     if (rc == JOBQ_ENOTFOUND)
@@ -269,7 +288,7 @@ JOBQ_API int jobq_list(jobq_t *q, const jobq_filter_t *f, jobq_page_t **out) {
       for (size_t i = 0; i < n; i++) {
         page->jobs[i].rec = recs[i];
         memset(&recs[i], 0, sizeof recs[i]);
-        jobq__job_overlay(q, &page->jobs[i]);
+        jobq__job_overlay(q, &page->jobs[i], NULL);
       }
       page->n = n;
     }

@@ -2,6 +2,7 @@
  * tells claimers and listeners. A job is visible to nobody before it is
  * stored, and nothing is stored when any job of a batch is refused. */
 #include "core/internal.h"
+#include "core/stats.h"
 #include "util/id.h"
 #include "util/json.h"
 
@@ -109,6 +110,17 @@ static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, c
     goto out;
   }
   rc = 0;
+  int keyed = 0;
+  for (size_t i = 0; i < n && !keyed; i++) keyed = recs[i]->dedupe_key != NULL;
+  if (keyed) {
+    /* The result cache's hits and misses (core/stats.c); only keyed
+     * submits take the lock for it. */
+    uv_mutex_lock(&q->mu);
+    for (size_t i = 0; i < n; i++)
+      if (recs[i]->dedupe_key)
+        jobq__stats_count(q, recs[i]->kind, dup[i] ? JOBQ_STAT_CACHE_HIT : JOBQ_STAT_CACHE_MISS, 1);
+    uv_mutex_unlock(&q->mu);
+  }
   int due = 0, delayed = 0;
   for (size_t i = 0; i < n; i++) {
     if (dup[i]) continue;

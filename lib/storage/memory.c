@@ -21,6 +21,7 @@
 #include "storage/ratelog.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -91,12 +92,25 @@ typedef struct mstore {
   /* Rate limits: kind -> mrate, made by the first claim that limits the
    * kind (mem_claim_rates). */
   jobq_map rates;
+  jobq_map stats;  /* kind -> mstat (stats_add) */
 } mstore;
 
 typedef struct mrate {
   jobq__ratelog log;
   char kind[];
 } mrate;
+
+/* A kind's shared stats, and what the store's one publisher said of it. */
+typedef struct mstat {
+  int64_t count[JOBQ_STORAGE_STAT_N];
+  int64_t hist[JOBQ_STORAGE_HIST_N];
+  double sum_ms, avg_ms;
+  int concurrency;
+  int64_t *started;
+  size_t n_started;
+  int64_t until;
+  char kind[];
+} mstat;
 
 typedef struct mcount {
   long n;
@@ -248,6 +262,11 @@ static void mem_close(void *st) {
     free(e->val);
   }
   jobq__map_free(&s->rates);
+  for (size_t cur = 0; (e = jobq__map_next(&s->stats, &cur));) {
+    free(((mstat *)e->val)->started);
+    free(e->val);
+  }
+  jobq__map_free(&s->stats);
   for (size_t i = 0; i < s->n_quotas; i++) free((char *)s->quotas[i].kind);
   free(s->quotas);
   for (size_t i = 0; i < s->n_crons; i++) cron_clear(&s->crons[i]);
@@ -1332,6 +1351,141 @@ static int mem_rescue(void *st, int64_t now, size_t *n_out) {
   return 0;
 }
 
+/* ---- shared stats (one process: the store's publisher is itself) ---- */
+
+static mstat *stat_get(mstore *s, const char *kind) {
+  mstat *m = jobq__map_get(&s->stats, kind);
+  if (m) return m;
+  size_t n = strlen(kind);
+  if ((m = calloc(1, sizeof *m + n + 1)) == NULL) return NULL;
+  memcpy(m->kind, kind, n + 1);
+  if (jobq__map_put(&s->stats, m->kind, m) != 0) {
+    free(m);
+    return NULL;
+  }
+  return m;
+}
+
+static int mem_stats_add(void *st, const jobq_storage_stats_delta *d, size_t n, int64_t now) {
+  mstore *s = st;
+  (void)now;
+  uv_mutex_lock(&s->mu);
+  /* Everything that can fail first, so that a failure changes nothing. */
+  mstat **m = calloc(n ? n : 1, sizeof *m);
+  int64_t **copies = calloc(n ? n : 1, sizeof *copies);
+  int rc = m && copies ? 0 : oom("stats_add");
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    if ((m[i] = stat_get(s, d[i].kind ? d[i].kind : "")) == NULL) rc = oom("stats_add");
+    else if (d[i].n_started &&
+             (copies[i] = malloc(d[i].n_started * sizeof(int64_t))) == NULL)
+      rc = oom("stats_add");
+  }
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    int64_t k = 0;
+    for (int j = 0; j < JOBQ_STORAGE_STAT_N; j++) m[i]->count[j] += d[i].count[j];
+    for (int j = 0; j < JOBQ_STORAGE_HIST_N; j++) {
+      m[i]->hist[j] += d[i].hist[j];
+      k += d[i].hist[j];
+    }
+    m[i]->sum_ms += d[i].duration_sum_ms;
+    if (k > 0) {
+      double mean = d[i].duration_sum_ms / (double)k, w = pow(0.8, (double)k);
+      m[i]->avg_ms = m[i]->avg_ms > 0 ? m[i]->avg_ms * w + mean * (1 - w) : mean;
+      if (m[i]->avg_ms <= 0) m[i]->avg_ms = 1e-3; /* 0 means "none yet" */
+    }
+    free(m[i]->started);
+    m[i]->started = copies[i];
+    copies[i] = NULL;
+    if (d[i].n_started) memcpy(m[i]->started, d[i].started, d[i].n_started * sizeof(int64_t));
+    m[i]->n_started = d[i].n_started;
+    m[i]->concurrency = d[i].concurrency;
+    m[i]->until = d[i].until;
+  }
+  for (size_t i = 0; copies && i < n; i++) free(copies[i]);
+  free(copies);
+  free(m);
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
+/* Fills r for kind name (copied) from its stats and, with depth, its jobs. */
+static int stat_fill(mstore *s, const char *name, int depth, int64_t now,
+                     jobq_storage_kind_stats *r) {
+  memset(r, 0, sizeof *r);
+  if ((r->kind = jobq__strdup(name)) == NULL) return -1;
+  mstat *m = jobq__map_get(&s->stats, name);
+  if (m) {
+    memcpy(r->count, m->count, sizeof r->count);
+    memcpy(r->hist, m->hist, sizeof r->hist);
+    r->duration_sum_ms = m->sum_ms;
+    r->avg_ms = m->avg_ms;
+    if (m->until >= now && (m->concurrency > 0 || m->n_started)) {
+      r->concurrency = m->concurrency;
+      if (m->n_started) {
+        if ((r->started = malloc(m->n_started * sizeof(int64_t))) == NULL) return -1;
+        memcpy(r->started, m->started, m->n_started * sizeof(int64_t));
+        r->n_started = m->n_started;
+      }
+    }
+  }
+  mkind *k = depth ? kind_get(s, name, 0) : NULL;
+  if (k) {
+    /* O(queued jobs of the kind): a walk of its two heaps. */
+    const mjob *oldest = NULL;
+    r->queued = (int64_t)k->ready.n;
+    for (size_t i = 0; i < k->ready.n; i++) {
+      const mjob *j = k->ready.v[i];
+      if (oldest == NULL || j->seq < oldest->seq) oldest = j;
+    }
+    for (size_t i = 0; i < k->delayed.n; i++) {
+      const mjob *j = k->delayed.v[i];
+      if (j->run_at > now) {
+        r->scheduled++;
+        continue;
+      }
+      r->queued++;
+      if (oldest == NULL || j->seq < oldest->seq) oldest = j;
+    }
+    r->oldest_queued_at = oldest ? oldest->run_at : 0;
+  }
+  return 0;
+}
+
+static int mem_stats_read(void *st, const char *kind, int depth, int64_t now,
+                          jobq_storage_kind_stats **out, size_t *n_out) {
+  mstore *s = st;
+  *out = NULL;
+  *n_out = 0;
+  uv_mutex_lock(&s->mu);
+  size_t cap = kind ? 1 : s->stats.count + s->n_kinds, n = 0;
+  jobq_storage_kind_stats *v = calloc(cap ? cap : 1, sizeof *v);
+  int rc = v ? 0 : oom("stats_read");
+  if (rc == 0 && kind) {
+    if (stat_fill(s, kind, depth, now, &v[n++]) != 0) rc = oom("stats_read");
+  } else if (rc == 0) {
+    /* The kinds with stats, then those with jobs only. */
+    jobq_map_slot *e;
+    for (size_t cur = 0; rc == 0 && (e = jobq__map_next(&s->stats, &cur));)
+      if (stat_fill(s, ((mstat *)e->val)->kind, depth, now, &v[n++]) != 0) rc = oom("stats_read");
+    for (size_t i = 0; rc == 0 && i < s->n_kinds; i++) {
+      if (jobq__map_get(&s->stats, s->kinds[i]->name)) continue;
+      if (stat_fill(s, s->kinds[i]->name, depth, now, &v[n++]) != 0) rc = oom("stats_read");
+    }
+  }
+  uv_mutex_unlock(&s->mu);
+  if (rc) {
+    for (size_t i = 0; i < n; i++) {
+      free(v[i].kind);
+      free(v[i].started);
+    }
+    free(v);
+    return rc;
+  }
+  *out = v;
+  *n_out = n;
+  return 0;
+}
+
 const jobq_storage_ops jobq__memory_ops = {
   .version = JOBQ_STORAGE_OPS_VERSION,
   .scheme = "memory",
@@ -1358,4 +1512,6 @@ const jobq_storage_ops jobq__memory_ops = {
   .cron_list = mem_cron_list,
   .cron_fire = mem_cron_fire,
   .rate_window = mem_rate_window,
+  .stats_add = mem_stats_add,
+  .stats_read = mem_stats_read,
 };

@@ -349,6 +349,48 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
   "  PRIMARY KEY (kind, at)) WITHOUT ROWID;"
   "CREATE TABLE jobq_rate (kind TEXT PRIMARY KEY, used INTEGER NOT NULL, oldest INTEGER NOT NULL) "
   "  WITHOUT ROWID;",
+  /* 7 -> 8: shared stats (sqlite_stats.c). Per kind the counters c0..c7
+   * (JOBQ_STAT_*), the duration buckets h0..h21, their sum and the moving
+   * average; per kind and process (its token) what its workers run, until
+   * an expiry that the process renews about once a second. */
+  "CREATE TABLE jobq_stats ("
+  "  kind TEXT PRIMARY KEY,"
+  "  c0 INTEGER NOT NULL DEFAULT 0,"
+  "  c1 INTEGER NOT NULL DEFAULT 0,"
+  "  c2 INTEGER NOT NULL DEFAULT 0,"
+  "  c3 INTEGER NOT NULL DEFAULT 0,"
+  "  c4 INTEGER NOT NULL DEFAULT 0,"
+  "  c5 INTEGER NOT NULL DEFAULT 0,"
+  "  c6 INTEGER NOT NULL DEFAULT 0,"
+  "  c7 INTEGER NOT NULL DEFAULT 0,"
+  "  h0 INTEGER NOT NULL DEFAULT 0,"
+  "  h1 INTEGER NOT NULL DEFAULT 0,"
+  "  h2 INTEGER NOT NULL DEFAULT 0,"
+  "  h3 INTEGER NOT NULL DEFAULT 0,"
+  "  h4 INTEGER NOT NULL DEFAULT 0,"
+  "  h5 INTEGER NOT NULL DEFAULT 0,"
+  "  h6 INTEGER NOT NULL DEFAULT 0,"
+  "  h7 INTEGER NOT NULL DEFAULT 0,"
+  "  h8 INTEGER NOT NULL DEFAULT 0,"
+  "  h9 INTEGER NOT NULL DEFAULT 0,"
+  "  h10 INTEGER NOT NULL DEFAULT 0,"
+  "  h11 INTEGER NOT NULL DEFAULT 0,"
+  "  h12 INTEGER NOT NULL DEFAULT 0,"
+  "  h13 INTEGER NOT NULL DEFAULT 0,"
+  "  h14 INTEGER NOT NULL DEFAULT 0,"
+  "  h15 INTEGER NOT NULL DEFAULT 0,"
+  "  h16 INTEGER NOT NULL DEFAULT 0,"
+  "  h17 INTEGER NOT NULL DEFAULT 0,"
+  "  h18 INTEGER NOT NULL DEFAULT 0,"
+  "  h19 INTEGER NOT NULL DEFAULT 0,"
+  "  h20 INTEGER NOT NULL DEFAULT 0,"
+  "  h21 INTEGER NOT NULL DEFAULT 0,"
+  "  sum_ms REAL NOT NULL DEFAULT 0,"
+  "  avg_ms REAL NOT NULL DEFAULT 0"
+  ") WITHOUT ROWID;"
+  "CREATE TABLE jobq_stats_live (kind TEXT NOT NULL, token INTEGER NOT NULL, "
+  "  concurrency INTEGER NOT NULL, started TEXT, until INTEGER NOT NULL, "
+  "  PRIMARY KEY (kind, token)) WITHOUT ROWID;",
 };
 
 /* Refuses a database that holds other programs' tables but no libjobq
@@ -647,6 +689,13 @@ static sq_reader *reader(sq_store *s) {
 }
 
 sq_reader *jobq__sq_reader(sq_store *s) { return reader(s); }
+
+int jobq__sq_reader_stmt(sq_store *s, sq_reader *r, int i, const char *sql, sqlite3_stmt **out) {
+  int rc;
+  if (r->st[i] == NULL && (rc = prepare(r->db, sql, &r->st[i], s->path)) != 0) return rc;
+  *out = r->st[i];
+  return 0;
+}
 
 static char *col_dup(sqlite3_stmt *st, int i) {
   const unsigned char *t = sqlite3_column_text(st, i);
@@ -1052,4 +1101,6 @@ const jobq_storage_ops jobq__sqlite_ops = {
   .cron_list = jobq__sq_cron_list,
   .cron_fire = jobq__sq_cron_fire,
   .rate_window = sq_rate_window,
+  .stats_add = jobq__sq_stats_add,
+  .stats_read = jobq__sq_stats_read,
 };

@@ -16,7 +16,7 @@
 #define SQ_DUE 0
 #define SQ_SCHEDULED 5
 
-#define SQ_SCHEMA_VERSION 7
+#define SQ_SCHEMA_VERSION 8
 #define SQ_READERS 4
 
 /* The write connection's statements (sq_store.ws), each prepared by the
@@ -34,6 +34,8 @@ enum {
   /* sqlite_rate.c */
   WS_RATE_GET, WS_RATE_EXPIRED, WS_RATE_FORGET, WS_RATE_OLDEST, WS_RATE_LOG, WS_RATE_SET, WS_RATE_DUE,
   WS_DEFER_JOB,
+  /* sqlite_stats.c */
+  WS_STATS_ADD, WS_LIVE_SET, WS_LIVE_DROP, WS_LIVE_EXPIRE,
   /* sqlite_claim.c */
   WS_PROMOTE, WS_TOP_KIND, WS_KINDS_DUE, WS_TAKE_READ, WS_TAKE,
   /* sqlite_finish.c */
@@ -52,6 +54,8 @@ enum {
   RS_POS_HIGHER, RS_POS_SAME, RS_POS_SCHEDULED, RS_POS_NEXT_BAND, RS_POS_FIRST, RS_POS_LAST,
   /* a rate limit's window (rate_window), prepared on first use */
   RS_RATE_USED,
+  /* shared stats (sqlite_stats.c), prepared on first use */
+  RS_STATS_KIND, RS_STATS_ALL, RS_LIVE_KIND, RS_LIVE_ALL, RS_DEPTH_DUE, RS_DEPTH_SCHED, RS_DEPTH_AT,
   RS_COUNT
 };
 
@@ -235,6 +239,15 @@ int jobq__sq_lease_prepare(sq_store *s);
 int jobq__sq_events_prepare(sq_store *s);
 int jobq__sq_quota_prepare(sq_store *s);
 int jobq__sq_cron_prepare(sq_store *s);
+int jobq__sq_stats_prepare(sq_store *s);
+/* sqlite.c: a reader of the pool, locked (unlock r->mu when done), and a
+ * statement of its, prepared on first use. */
+sq_reader *jobq__sq_reader(sq_store *s);
+int jobq__sq_reader_stmt(sq_store *s, sq_reader *r, int i, const char *sql, sqlite3_stmt **out);
+/* sqlite_stats.c: the vtable's stats members. */
+int jobq__sq_stats_add(void *st, const jobq_storage_stats_delta *d, size_t n, int64_t now);
+int jobq__sq_stats_read(void *st, const char *kind, int depth, int64_t now,
+                        jobq_storage_kind_stats **out, size_t *n_out);
 /* sqlite_quota.c, on the writer: whether one more job of owner and kind
  * (with pending_kind jobs of that kind and pending_all of any kind of the
  * owner checked but not yet inserted) stays within every quota; 0 or

@@ -20,8 +20,12 @@
  *   pickup_xproc submit in this process to handler start in another
  *   depth_*      drain rate with 10,000 and 1,000,000 jobs queued
  *   get_at_depth_*  latency of jobq_get of a random queued job (position
- *                included) with 10,000 and 1,000,000 jobs of its kind
+ *                and ETA included: the ETA reads the kind's shared stats)
+ *                with 10,000, 100,000 and 1,000,000 jobs of its kind
  *                queued, p50/p99 over 1,000 gets
+ *   stats_at_depth_*  latency of jobq_stats (the store-wide part counts the
+ *                queued jobs) with 10,000 and 1,000,000 jobs queued, p50/p99
+ *                over 20 snapshots
  *   e2e_owned_*  e2e_batch_2w with each job owned by one of 1,000 users, without
  *                and with per-owner quotas (one overall, one for the kind;
  *                high enough never to refuse: the cost of counting)
@@ -487,7 +491,7 @@ static void get_at_depth(long queued) {
   enum { GETS = 1000 };
   uint64_t *lat = malloc(GETS * sizeof *lat);
   uint64_t x = 88172645463325252u; /* xorshift64: the same jobs every run */
-  int64_t pos_max = -1;
+  int64_t pos_max = -1, eta_min = INT64_MAX;
   for (int i = 0; i < GETS + 100; i++) {
     x ^= x << 13;
     x ^= x >> 7;
@@ -498,14 +502,52 @@ static void get_at_depth(long queued) {
     if (jobq_get(q, ids + (size_t)k * JOBQ_ID_SIZE, &j) != 0) die("jobq_get");
     uint64_t t = now_ns() - t0;
     if (jobq_job_position(j) > pos_max) pos_max = jobq_job_position(j);
+    if (jobq_job_eta_ms(j) < eta_min) eta_min = jobq_job_eta_ms(j);
     jobq_job_free(j);
     if (i >= 100) lat[i - 100] = t; /* the first 100 warm the caches */
   }
-  char label[96];
-  snprintf(label, sizeof label, "%s (largest position seen %lld)", name, (long long)pos_max);
+  char label[160];
+  if (eta_min < 0) die("a queued job had no ETA");
+  snprintf(label, sizeof label, "%s (largest position seen %lld, with ETA)", name,
+           (long long)pos_max);
   report_lat(label, lat, GETS);
   free(lat);
   free(ids);
+  jobq_close(q, 0);
+}
+
+static void stats_at_depth(long queued) {
+  char name[64];
+  snprintf(name, sizeof name, "stats_at_depth_%ld", queued);
+  if (!want(name)) return;
+  cur_url = figure_url(name, NULL);
+  jobq_t *q = open_q(0);
+  static const char *kinds[1000], *payloads[1000];
+  static char ids[1000 * JOBQ_ID_SIZE];
+  for (int i = 0; i < 1000; i++) {
+    kinds[i] = i % 2 ? "noop" : "other"; /* two kinds */
+    payloads[i] = "{}";
+  }
+  for (long i = 0; i < queued; i += 1000) {
+    size_t n = queued - i < 1000 ? (size_t)(queued - i) : 1000;
+    if (jobq_submit_many(q, n, kinds, payloads, NULL, ids, NULL) < 0) die("submit_many");
+  }
+  enum { SNAPS = 20 };
+  uint64_t lat[SNAPS];
+  int64_t seen = 0;
+  for (int i = 0; i < SNAPS + 2; i++) {
+    jobq_stats_t *st = NULL;
+    uint64_t t0 = now_ns();
+    if (jobq_stats(q, &st) != 0) die("jobq_stats");
+    uint64_t t = now_ns() - t0;
+    seen = 0;
+    for (int k = 0; k < jobq_stats_kind_count(st); k++) seen += jobq_stats_kind_queued(st, k);
+    jobq_stats_free(st);
+    if (i >= 2) lat[i - 2] = t;
+  }
+  char label[160];
+  snprintf(label, sizeof label, "%s (%lld queued counted)", name, (long long)seen);
+  report_lat(label, lat, SNAPS);
   jobq_close(q, 0);
 }
 
@@ -630,7 +672,10 @@ int main(int argc, char **argv) {
   depth(10000);
   depth(1000000);
   get_at_depth(10000);
+  get_at_depth(100000);
   get_at_depth(1000000);
+  stats_at_depth(10000);
+  stats_at_depth(1000000);
   e2e_owned(0);
   e2e_owned(1);
   e2e_as("e2e_rate_limit", 2, 1000, 1);

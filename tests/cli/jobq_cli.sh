@@ -20,6 +20,7 @@ if [ ! -x "$jobq" ]; then
   exit 1
 fi
 jobq=$(cd "$(dirname "$jobq")" && pwd)/$(basename "$jobq")
+here=$(cd "$(dirname "$0")" && pwd)
 
 tmp=$(mktemp -d)
 worker=
@@ -143,6 +144,9 @@ usage_cases() {
   usage $N "--count takes an integer in 1..1000, not '0'" cron next '* * * * *' --count 0
   usage $N "expression is empty" cron next ''
   usage $N "list: unexpected argument 'extra'" cron list extra
+  usage $N "stats: takes one of --json and --prometheus" stats --json --prometheus
+  usage $N "stats: unknown option '--csv'" stats --csv
+  usage $N "stats: unexpected argument 'demo'" stats demo
   usage $N "unknown command 'bogus'" bogus
   usage $N "needs a COMMAND" --storage "sqlite:$db"
   usage $N "--storage needs a value" --storage
@@ -265,6 +269,42 @@ def payload(i):
     return c.execute("SELECT payload FROM jobq_jobs WHERE id = ?", (i,)).fetchone()[0].encode()
 sys.exit(0 if all(payload(i) == big for i in (id_file, id_stdin, id_pipe)) and payload(id_max) == mx else 1)
 EOF
+fi
+
+# ---- stats ------------------------------------------------------------------
+
+# What the worker did is in the store for any process: this one ran nothing.
+# Its attempts: at least the 200 KB job (the others may still have run).
+checks=$((checks + 1))
+if "$jobq" stats --json < /dev/null > stats.json 2> stats.err; then
+  python3 - <<'PY' || bad "jobq stats --json: $(head -c 600 stats.json)"
+import json, sys
+s = json.load(open("stats.json"))
+d = s["kinds"]["demo"]
+ok = (d["counts"]["succeeded"] >= 1 and d["counts"]["started"] >= d["counts"]["succeeded"]
+      and d["counts"]["cacheHits"] == 1 and d["counts"]["cacheMisses"] == 2
+      and d["queued"] + d["scheduled"] >= 1 and s["totals"]["cacheHits"] == 1)
+sys.exit(0 if ok else 1)
+PY
+else
+  bad "jobq stats --json failed: $(cat stats.err)"
+fi
+checks=$((checks + 1))
+"$jobq" stats < /dev/null > stats.txt 2>&1 || bad "jobq stats failed: $(cat stats.txt)"
+grep -q '^demo ' stats.txt || bad "jobq stats shows no row for demo: $(cat stats.txt)"
+# The Prometheus text parses with the reference parser (python3-prometheus-client,
+# one of tests/deps.sh; Debian's lives under /usr/bin/python3).
+checks=$((checks + 1))
+py=
+for p in python3 /usr/bin/python3; do
+  if command -v "$p" > /dev/null && "$p" -c 'import prometheus_client' 2> /dev/null; then py=$p; break; fi
+done
+if [ -z "$py" ]; then
+  bad "no python3 with prometheus_client (python3-prometheus-client, see tests/deps.sh)"
+elif ! "$jobq" stats --prometheus < /dev/null > metrics.txt 2> stats.err; then
+  bad "jobq stats --prometheus failed: $(cat stats.err)"
+elif ! "$py" "$here/prom_check.py" metrics.txt demo > prom.out 2>&1; then
+  bad "the Prometheus text does not parse: $(cat prom.out)"
 fi
 
 # --help: the usage on stdout, exit 0.

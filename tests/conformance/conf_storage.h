@@ -1,6 +1,6 @@
 /* What the layer-1 storage conformance tests (test_conf_insert.c,
  * test_conf_claim.c, test_conf_finish.c, test_conf_progress.c,
- * test_conf_read.c, test_conf_lease.c) share: every backend through its
+ * test_conf_read.c, test_conf_lease.c, test_conf_stats.c) share: every backend through its
  * vtable (include/jobq/storage.h), looked up by URL as the core does. Each
  * test runs once per row of conf_backends[] (see conformance.h). Times are
  * explicit "now" values, so nothing here depends on the machine's speed. */

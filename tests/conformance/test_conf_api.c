@@ -11,6 +11,8 @@
  * they look further. */
 #include "conformance.h"
 
+#include <math.h>
+
 #define T CONF_T0
 
 static conf_qopts fake_clock_opts(conf_clock *clk) {
@@ -451,7 +453,8 @@ static void api_get_position(conf_case *c) {
   CK_INT(api_pos(q, a3), 3);
   CK_INT(api_pos(q, b1), 0);
   jobq_job_t *j = cq_get(q, a1);
-  CK_INT(jobq_job_eta_ms(j), -1); /* nothing ran yet */
+  /* Nothing ran yet: one job ahead at the default 45 s, one at a time. */
+  CK_INT(jobq_job_eta_ms(j), 45000);
   jobq_job_free(j);
   jobq_ctx_t *ctx = cq_claim_expect(q, "a", a4);
   CK_INT(api_pos(q, a4), -1);
@@ -1238,8 +1241,130 @@ static void api_close_releases_running(conf_case *c) {
   CK_ERR(JOBQ_ECLOSED, jobq_ctx_succeed(ctx, NULL)); /* and q goes with the ctx */
 }
 
+/* ---- shared stats ---- */
+
+/* Polls jobq_stats until counter `which` of kind reaches want (an attempt's
+ * end is counted once storage answered its finish, which jobq_wait may see
+ * a moment before); returns the last snapshot. */
+static jobq_stats_t *stats_when(jobq_t *q, const char *kind, int which, int64_t want) {
+  uint64_t end = conf_mono_ms() + CONF_GUARD_MS;
+  for (;;) {
+    jobq_stats_t *st = NULL;
+    CK_OK(jobq_stats(q, &st));
+    int n = jobq_stats_kind_count(st);
+    CK(n >= 0, "jobq_stats_kind_count: %s", jobq_last_error());
+    for (int i = 0; i < n; i++)
+      if (strcmp(jobq_stats_kind_name(st, i), kind) == 0 &&
+          jobq_stats_kind_counter(st, i, which) >= want)
+        return st;
+    CK(conf_mono_ms() < end, "counter %d of %s did not reach %lld", which, kind, (long long)want);
+    jobq_stats_free(st);
+    conf_sleep_ms(5);
+  }
+}
+
+/* Counters, durations (the queue's clock), cache hits and misses, depth,
+ * error rate and percentiles, from one queue that drives its jobs itself. */
+static void api_stats_counts_and_durations(conf_case *c) {
+  conf_clock clk;
+  jobq_t *q = cq_open(c, fake_clock_opts(&clk));
+  char j1[JOBQ_ID_SIZE], j2[JOBQ_ID_SIZE], j3[JOBQ_ID_SIZE], j4[JOBQ_ID_SIZE], j5[JOBQ_ID_SIZE];
+  cq_submit(q, "k", "{}", NULL, j1);
+  cq_submit(q, "k", "{}", NULL, j2);
+  cq_submit(q, "k", "{}", NULL, j3);
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_dedupe(so, "key-1", 0));
+  cq_submit(q, "k", "{}", so, j4);                 /* a miss: stored */
+  CK_RC(1, jobq_submit(q, "k", "{}", so, j5));     /* a hit: the same job */
+  CK_STR(j5, j4);
+  jobq_submit_opts_free(so);
+  jobq_ctx_t *ctx = cq_claim_expect(q, "k", j1);
+  conf_clock_set(&clk, T + 300);
+  ctx_succeed_settled(q, ctx, NULL, JOBQ_SUCCEEDED);
+  ctx = cq_claim_expect(q, "k", j2);
+  conf_clock_set(&clk, T + 1000);
+  ctx_fail_settled(q, ctx, "no", 0, JOBQ_FAILED);
+  CK_OK(jobq_cancel(q, j3));
+  jobq_job_t *j = NULL;
+  CK_ERR(JOBQ_ENOTFOUND, jobq_get_by_key(q, "no-such-key", &j)); /* a miss of no kind */
+  j = NULL;
+  CK_OK(jobq_get_by_key(q, "key-1", &j)); /* a hit */
+  jobq_job_free(j);
+  so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_delay(so, 10000));
+  cq_submit(q, "k", "{}", so, j5); /* scheduled */
+  jobq_submit_opts_free(so);
+
+  jobq_stats_t *st = stats_when(q, "k", JOBQ_STAT_FAILED, 1);
+  CK_INT(jobq_stats_kind_count(st), 1);
+  CK_STR(jobq_stats_kind_name(st, 0), "k");
+  CK_INT(jobq_stats_kind_counter(st, 0, JOBQ_STAT_STARTED), 2);
+  CK_INT(jobq_stats_kind_counter(st, 0, JOBQ_STAT_SUCCEEDED), 1);
+  CK_INT(jobq_stats_kind_counter(st, 0, JOBQ_STAT_FAILED), 1);
+  CK_INT(jobq_stats_kind_counter(st, 0, JOBQ_STAT_RETRIED), 0);
+  CK_INT(jobq_stats_kind_counter(st, 0, JOBQ_STAT_CANCELLED), 1);
+  CK_INT(jobq_stats_kind_counter(st, 0, JOBQ_STAT_CACHE_HIT), 2);
+  CK_INT(jobq_stats_kind_counter(st, 0, JOBQ_STAT_CACHE_MISS), 1);
+  CK_INT(jobq_stats_kind_counter(st, 0, JOBQ_STAT_RATE_WAIT), 0);
+  CK_INT(jobq_stats_total(st, JOBQ_STAT_CACHE_MISS), 2);
+  CK_INT(jobq_stats_total(st, JOBQ_STAT_CACHE_HIT), 2);
+  CK_INT(jobq_stats_kind_queued(st, 0), 1);    /* j4 */
+  CK_INT(jobq_stats_kind_scheduled(st, 0), 1); /* j5 */
+  CK_INT(jobq_stats_kind_running(st, 0), 0);
+  CK_INT(jobq_stats_kind_oldest_queued_ms(st, 0), 1000); /* j4 waits since T */
+  CK_INT(jobq_stats_kind_concurrency(st, 0), 0); /* nothing runs the kind */
+  CK(jobq_stats_kind_error_rate(st, 0) == 0.5, "error rate %g", jobq_stats_kind_error_rate(st, 0));
+  /* 300 ms in (200, 500], 700 ms in (500, 1000]: interpolated in the bucket */
+  double p50 = jobq_stats_kind_duration_quantile(st, 0, 0.5);
+  double p95 = jobq_stats_kind_duration_quantile(st, 0, 0.95);
+  CK(p50 == 500, "p50 %g, expected 500", p50);
+  CK(p95 == 950, "p95 %g, expected 950", p95);
+  /* One flush of both (mean 500), or two (300, then 300 x 0.8 + 700 x 0.2). */
+  double avg = jobq_stats_kind_average_ms(st, 0);
+  CK(avg == 500 || fabs(avg - 380) < 1e-9, "average %g", avg);
+  char *text = jobq_stats_to_prometheus(st);
+  CK(text != NULL, "jobq_stats_to_prometheus: %s", jobq_last_error());
+  CK_HAS(text, "jobq_jobs_total{kind=\"k\",outcome=\"succeeded\"} 1\n");
+  CK_HAS(text, "jobq_queue_jobs{kind=\"k\",state=\"scheduled\"} 1\n");
+  CK_HAS(text, "jobq_job_duration_seconds_bucket{kind=\"k\",le=\"0.5\"} 1\n");
+  CK_HAS(text, "jobq_job_duration_seconds_bucket{kind=\"k\",le=\"+Inf\"} 2\n");
+  CK_HAS(text, "jobq_job_duration_seconds_sum{kind=\"k\"} 1\n");
+  CK_HAS(text, "jobq_cache_lookups_total{kind=\"\",result=\"miss\"} 1\n");
+  jobq_free(text);
+  char *js = jobq_stats_to_json(st);
+  CK_HAS(js, "\"k\":{\"queued\":1,\"scheduled\":1,\"running\":0,\"oldestQueuedMs\":1000,");
+  CK_HAS(js, "\"errorRate\":0.5,\"durationMs\":{\"p50\":500,\"p95\":950,");
+  jobq_free(js);
+  jobq_stats_free(st);
+  cq_close(q);
+}
+
+/* Before any history: the kind's expected duration where it is registered,
+ * else the queue's default; a kind's live concurrency divides. */
+static void api_eta_defaults_before_history(conf_case *c) {
+  conf_clock clk;
+  conf_qopts o = fake_clock_opts(&clk);
+  jobq_t *q = cq_open(c, o);
+  char a[4][JOBQ_ID_SIZE];
+  for (int i = 0; i < 4; i++) cq_submit(q, "slow", "{}", NULL, a[i]);
+  jobq_job_t *j = cq_get(q, a[3]);
+  CK_INT(jobq_job_position(j), 3);
+  CK_INT(jobq_job_eta_ms(j), 3 * 45000); /* one at a time, 45 s each */
+  jobq_job_free(j);
+  jobq_kind_opts_t *ko = jobq_kind_opts_new();
+  CK_OK(jobq_kind_opts_set_expected_duration(ko, 2000));
+  CK_OK(jobq_register(q, "slow", conf_noop_handler, NULL, ko));
+  jobq_kind_opts_free(ko);
+  j = cq_get(q, a[3]);
+  CK_INT(jobq_job_eta_ms(j), 3 * 2000);
+  jobq_job_free(j);
+  cq_close(q);
+}
+
 int main(void) {
   static const conf_test tests[] = {
+    CONF_TEST(api_stats_counts_and_durations),
+    CONF_TEST(api_eta_defaults_before_history),
     CONF_TEST(api_priority_then_fifo),
     CONF_TEST(api_delay_and_run_at),
     CONF_TEST(api_retry_exact_backoff),

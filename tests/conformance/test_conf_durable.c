@@ -476,6 +476,105 @@ static void durable_quota_holds_across_queues(conf_case *c) {
   cq_close(qb);
 }
 
+/* ---- shared stats and ETA across processes ---- */
+
+/* The worker queue's handler: a "block" job holds its worker until the
+ * gate opens; any other takes exactly 1000 ms of the fake clock. */
+static conf_clock *stats_clk;
+static atomic_int stats_blocked, stats_gate;
+
+static void stats_handler(jobq_ctx_t *ctx, void *ud) {
+  (void)ud;
+  if (strcmp(jobq_ctx_payload(ctx), "\"block\"") == 0) {
+    atomic_store(&stats_blocked, 1);
+    while (!atomic_load(&stats_gate)) conf_sleep_ms(1);
+  } else {
+    conf_clock_set(stats_clk, conf_clock_fn(stats_clk) + 1000);
+  }
+  jobq_ctx_succeed(ctx, NULL);
+}
+
+/* An API queue that runs nothing sees, through the store, what a worker
+ * queue did: its counters, durations, depth, and a running job; and it
+ * gives a queued job an ETA from them. */
+static void durable_api_queue_sees_worker_stats(conf_case *c) {
+  conf_clock clk;
+  conf_clock_set(&clk, T);
+  stats_clk = &clk;
+  atomic_store(&stats_blocked, 0);
+  atomic_store(&stats_gate, 0);
+  conf_qopts o = {0};
+  o.clock = &clk;
+  o.workers = 2;
+  jobq_t *w = cq_open(c, o);
+  o.workers = 0;
+  jobq_t *api = cq_open(c, o);
+  jobq_kind_opts_t *ko = jobq_kind_opts_new();
+  CK_OK(jobq_kind_opts_set_concurrency(ko, 1));
+  CK_OK(jobq_register(w, "k", stats_handler, NULL, ko));
+  jobq_kind_opts_free(ko);
+  CK_OK(jobq_start(w));
+  char j1[JOBQ_ID_SIZE], j2[JOBQ_ID_SIZE], b[JOBQ_ID_SIZE], x1[JOBQ_ID_SIZE], x2[JOBQ_ID_SIZE];
+  /* Two jobs of 1000 ms each, one after the other. */
+  cq_submit(api, "k", "{}", NULL, j1);
+  CK(cq_wait_state(w, j1, JOBQ_SUCCEEDED), "j1 did not succeed");
+  cq_submit(api, "k", "{}", NULL, j2);
+  CK(cq_wait_state(w, j2, JOBQ_SUCCEEDED), "j2 did not succeed");
+  /* One that runs until the gate opens; it started 400 ms ago. */
+  cq_submit(api, "k", "\"block\"", NULL, b);
+  uint64_t end = conf_mono_ms() + CONF_GUARD_MS;
+  while (!atomic_load(&stats_blocked)) {
+    CK(conf_mono_ms() < end, "the blocking job did not start");
+    conf_sleep_ms(1);
+  }
+  int64_t t_b = T + 2000; /* its claim: after the two 1000 ms jobs */
+  conf_clock_set(&clk, t_b + 400);
+  cq_submit(api, "k", "{}", NULL, x1); /* wait behind it: concurrency 1 */
+  cq_submit(api, "k", "{}", NULL, x2);
+  /* The worker's snapshot adds its counts and publication to the store. */
+  jobq_stats_t *st = NULL;
+  CK_OK(jobq_stats(w, &st));
+  jobq_stats_free(st);
+
+  /* ETA in the API queue, which never registered "k": A = 1000 (two
+   * attempts of 1000 ms), c = 1, the running job has 600 ms left. */
+  jobq_job_t *j = cq_get(api, x1);
+  CK_INT(jobq_job_position(j), 0);
+  CK_INT(jobq_job_eta_ms(j), 600);
+  jobq_job_free(j);
+  j = cq_get(api, x2);
+  CK_INT(jobq_job_position(j), 1);
+  CK_INT(jobq_job_eta_ms(j), 1600);
+  jobq_job_free(j);
+
+  CK_OK(jobq_stats(api, &st));
+  CK_INT(jobq_stats_kind_count(st), 1);
+  CK_STR(jobq_stats_kind_name(st, 0), "k");
+  CK_INT(jobq_stats_kind_counter(st, 0, JOBQ_STAT_STARTED), 3);
+  CK_INT(jobq_stats_kind_counter(st, 0, JOBQ_STAT_SUCCEEDED), 2);
+  CK_INT(jobq_stats_kind_running(st, 0), 1);
+  CK_INT(jobq_stats_kind_queued(st, 0), 2);
+  CK_INT(jobq_stats_kind_concurrency(st, 0), 1);
+  CK(jobq_stats_kind_average_ms(st, 0) == 1000, "average %g",
+     jobq_stats_kind_average_ms(st, 0));
+  double p50 = jobq_stats_kind_duration_quantile(st, 0, 0.5);
+  CK(p50 > 500 && p50 <= 1000, "p50 %g is not in the bucket of 1000 ms", p50);
+  jobq_stats_free(st);
+
+  /* The worker closes: it withdraws; the API queue assumes one worker. */
+  atomic_store(&stats_gate, 1);
+  CK(cq_wait_state(w, b, JOBQ_SUCCEEDED), "the blocking job did not succeed");
+  cq_close(w);
+  CK_OK(jobq_stats(api, &st));
+  CK_INT(jobq_stats_kind_concurrency(st, 0), 0);
+  CK_INT(jobq_stats_kind_running(st, 0), 0);
+  /* b, and x1 or x2 if the worker took them before it closed */
+  CK(jobq_stats_kind_counter(st, 0, JOBQ_STAT_SUCCEEDED) >= 3, "succeeded %lld",
+     (long long)jobq_stats_kind_counter(st, 0, JOBQ_STAT_SUCCEEDED));
+  jobq_stats_free(st);
+  cq_close(api);
+}
+
 static void sqlite_fault_missing_directory(conf_case *c) {
   char url[700], path[600];
   conf_path(c, "missing", path, sizeof path);
@@ -796,6 +895,7 @@ int main(int argc, char **argv) {
     CONF_TEST_NEED(durable_killed_process_job_rescued, CONF_NEED_DURABLE),
     CONF_TEST_NEED(durable_two_queues_never_share_a_job, CONF_NEED_DURABLE),
     CONF_TEST_NEED(durable_quota_holds_across_queues, CONF_NEED_DURABLE),
+    CONF_TEST_NEED(durable_api_queue_sees_worker_stats, CONF_NEED_DURABLE),
     CONF_TEST_ONLY(sqlite_fault_missing_directory, "sqlite"),
     CONF_TEST_ONLY(sqlite_fault_not_a_database, "sqlite"),
     CONF_TEST_ONLY(sqlite_fault_newer_schema_untouched, "sqlite"),

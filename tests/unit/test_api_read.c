@@ -76,7 +76,8 @@ static void test_snapshot_queued(void **state) {
   assert_int_equal(jobq_job_started_at(j), 0);
   assert_int_equal(jobq_job_finished_at(j), 0);
   assert_int_equal(jobq_job_position(j), 0);
-  assert_int_equal(jobq_job_eta_ms(j), -1); /* nothing known about the kind */
+  /* First in line and nothing runs: it starts when a worker is free. */
+  assert_int_equal(jobq_job_eta_ms(j), 0);
   assert_null(jobq_job_attempt_error(j, 0));
   assert_true(jobq_job_attempt_started_at(j, 0) <= 0);
   assert_true(jobq_job_attempt_finished_at(j, 0) <= 0);

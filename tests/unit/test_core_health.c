@@ -223,7 +223,9 @@ static void test_healthy(void **state) {
   char *js = jobq_stats_to_json(st);
   assert_string_equal(js,
                       "{\"time\":1700000000000,\"running\":0,\"rateLimited\":0,"
-                      "\"storage\":{\"healthy\":true,\"errors\":0}}");
+                      "\"storage\":{\"healthy\":true,\"errors\":0},\"kinds\":{},"
+                      "\"totals\":{\"started\":0,\"succeeded\":0,\"failed\":0,\"retried\":0,"
+                      "\"cancelled\":0,\"cacheHits\":0,\"cacheMisses\":0,\"rateLimitWaits\":0}}");
   jobq_free(js);
   jobq_stats_free(st);
   TAPI_OK(jobq_close(q, 0));
