@@ -134,6 +134,7 @@ int jobq__sq_remember_claim(sq_store *s, const char *id, int64_t seq, const char
   e->id[idn] = '\0';
   e->seq = seq;
   e->until = until;
+  e->batched = 0; /* the claim sets it for a batch member */
   memcpy(e->kind, kind, kl);
   free(jobq__map_del(&s->claimed, e->id)); /* an older claim of the same id */
   jobq__map_put(&s->claimed, e->id, e);

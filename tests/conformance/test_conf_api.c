@@ -1343,6 +1343,53 @@ static void api_batch_cap(conf_case *c) {
   cq_close(q);
 }
 
+/* Handlers of a capped batch: how many run at once, and the most seen. */
+typedef struct cap_probe {
+  _Atomic int now, max, runs;
+} cap_probe;
+
+static void cap_handler(jobq_ctx_t *ctx, void *ud) {
+  cap_probe *p = ud;
+  int n = atomic_fetch_add(&p->now, 1) + 1;
+  int m = atomic_load(&p->max);
+  while (n > m && !atomic_compare_exchange_weak(&p->max, &m, n)) {
+  }
+  struct timespec ts = {0, 2000000}; /* long enough for others to try to start */
+  nanosleep(&ts, NULL);
+  atomic_fetch_sub(&p->now, 1);
+  atomic_fetch_add(&p->runs, 1);
+  jobq_ctx_succeed(ctx, NULL);
+}
+
+/* Worker threads under a cap: more workers than places, and a member's
+ * end must wake the workers that found the batch full (a finish that ends
+ * a job queues nothing, yet it makes a held member claimable). */
+static void api_batch_cap_with_workers(conf_case *c) {
+  conf_qopts o = {0};
+  o.workers = 4;
+  o.event_buffer = 4096;
+  jobq_t *q = cq_open(c, o);
+  static cap_probe probe;
+  atomic_store(&probe.now, 0);
+  atomic_store(&probe.max, 0);
+  atomic_store(&probe.runs, 0);
+  CK_OK(jobq_register(q, "capw", cap_handler, &probe, NULL));
+  enum { N = 24 };
+  const char *kinds[N], *payloads[N];
+  for (int i = 0; i < N; i++) kinds[i] = "capw", payloads[i] = "{}";
+  char bid[JOBQ_ID_SIZE], ids[N * JOBQ_ID_SIZE];
+  CK_RC(0, jobq_batch_submit(q, N, kinds, payloads, NULL, 2, bid, ids, NULL));
+  CK_OK(jobq_start(q));
+  jobq_event_t *ev = next_batch_done(q, CONF_GUARD_MS);
+  CK(ev != NULL, "the batch did not finish within %d ms (%d of %d ran)", CONF_GUARD_MS,
+     atomic_load(&probe.runs), N);
+  CK_STR(jobq_event_batch_id(ev), bid);
+  jobq_event_free(ev);
+  CK_INT(atomic_load(&probe.runs), N);
+  CK(atomic_load(&probe.max) <= 2, "%d members ran at once; the cap is 2", atomic_load(&probe.max));
+  CK_OK(jobq_close(q, CONF_GUARD_MS));
+}
+
 static void api_batch_bad_input(conf_case *c) {
   jobq_t *q = cq_open(c, (conf_qopts){.workers = 0});
   const char *kinds[] = {"k", "k"};
@@ -1511,6 +1558,7 @@ int main(void) {
     CONF_TEST(api_submit_many),
     CONF_TEST(api_batch_summary),
     CONF_TEST(api_batch_cap),
+    CONF_TEST(api_batch_cap_with_workers),
     CONF_TEST(api_batch_bad_input),
     CONF_TEST(api_handlers_run_jobs),
     CONF_TEST(api_bad_urls),
