@@ -432,7 +432,8 @@ JOBQ_API int64_t jobq_job_run_at(const jobq_job_t *job);
 JOBQ_API int64_t jobq_job_started_at(const jobq_job_t *job);   /* 0 if never */
 JOBQ_API int64_t jobq_job_finished_at(const jobq_job_t *job);  /* 0 if not */
 /* Queued jobs of the same kind that will run before this one (0 = next);
- * -1 when it is not waiting in line (not queued, or not due yet). Exact
+ * -1 when it is not waiting in line (not queued, not due yet, or waiting
+ * for a place under its batch's cap: jobq_batch_submit). Exact
  * below 1,000; from 1,000 on an estimate that is never below the true count
  * (see jobq_job_position.md). Only jobq_get fills it; snapshots in a
  * jobq_list page say -1. */
