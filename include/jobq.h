@@ -133,10 +133,18 @@ JOBQ_API int jobq_state_is_terminal(int state);
 /* Storage answers this process's background work again (after
  * JOBQ_EVENT_STORAGE_ERROR). */
 #define JOBQ_EVENT_STORAGE_OK    9
+/* Every member of a batch (jobq_batch_submit) has finished: sent once per
+ * batch, by the process whose change finished its last member, and heard
+ * by other processes like their other events. jobq_event_batch_id names
+ * the batch, jobq_event_job_id its last member ("" for a batch whose every
+ * job was a dedupe hit), jobq_event_result is the summary JSON
+ * {"batchId", "total", "succeeded", "failed", "cancelled", "errors":
+ * [{"jobId", "error"}]}. */
+#define JOBQ_EVENT_BATCH_DONE    10
 /* More types may come: a subscriber ignores those it does not know. */
 
-/* "submitted", "started", ..., "storage_error", "storage_ok"; NULL if
- * unknown. */
+/* "submitted", "started", ..., "storage_error", "storage_ok",
+ * "batch_done"; NULL if unknown. */
 JOBQ_API const char *jobq_event_type_name(int type);
 
 /* ---- handles ----------------------------------------------------------- */
@@ -434,6 +442,44 @@ JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
                               const jobq_submit_opts_t *const *opts, char *out_ids,
                               int *out_dup);
 
+/* ---- batches ----------------------------------------------------------- */
+
+typedef struct jobq_batch_s jobq_batch_t; /* a snapshot of one batch */
+
+/* Submits n >= 1 jobs as one batch, all or none, like jobq_submit_many
+ * (same arguments), and writes the new batch's id to out_batch_id
+ * (JOBQ_ID_SIZE bytes). The batch's members are the jobs this call
+ * stored: a dedupe hit (out_dup[i] = 1) belongs to whoever made it and is
+ * not a member. max_running 1..100000 caps how many members run at once
+ * across every process on the store (the others wait queued); 0: no cap.
+ * When the last member finishes, JOBQ_EVENT_BATCH_DONE is sent. Returns
+ * the number of dedupe hits (>= 0) or a negative code (nothing stored). */
+JOBQ_API int jobq_batch_submit(jobq_t *q, size_t n, const char *const *kinds,
+                               const char *const *payloads,
+                               const jobq_submit_opts_t *const *opts, int max_running,
+                               char *out_batch_id, char *out_ids, int *out_dup);
+/* A snapshot of the batch; free with jobq_batch_free. JOBQ_ENOTFOUND if
+ * there is no such batch. */
+JOBQ_API int jobq_batch_get(jobq_t *q, const char *batch_id, jobq_batch_t **out);
+JOBQ_API void jobq_batch_free(jobq_batch_t *b);
+/* Accessors; strings are owned by the snapshot. */
+JOBQ_API const char *jobq_batch_id(const jobq_batch_t *b);
+/* Members in state (JOBQ_QUEUED ... JOBQ_CANCELLED) when the snapshot was
+ * taken; state -1: all members. */
+JOBQ_API int64_t jobq_batch_count(const jobq_batch_t *b, int state);
+/* 1 once every member has finished (succeeded, failed or cancelled). */
+JOBQ_API int jobq_batch_done(const jobq_batch_t *b);
+JOBQ_API int jobq_batch_max_running(const jobq_batch_t *b); /* 0: no cap */
+JOBQ_API int64_t jobq_batch_created_at(const jobq_batch_t *b);
+JOBQ_API int64_t jobq_batch_finished_at(const jobq_batch_t *b); /* 0 while not done */
+/* The errors of the first members to fail (at most 20), in the order they
+ * failed: how many, and entry i's job id and error text. */
+JOBQ_API int jobq_batch_error_count(const jobq_batch_t *b);
+JOBQ_API const char *jobq_batch_error_job_id(const jobq_batch_t *b, int i);
+JOBQ_API const char *jobq_batch_error(const jobq_batch_t *b, int i);
+/* The whole snapshot as a JSON object; free with jobq_free. NULL on ENOMEM. */
+JOBQ_API char *jobq_batch_to_json(const jobq_batch_t *b);
+
 /* ---- reading ----------------------------------------------------------- */
 
 /* A snapshot of the job; free with jobq_job_free. */
@@ -464,7 +510,8 @@ JOBQ_API int64_t jobq_job_run_at(const jobq_job_t *job);
 JOBQ_API int64_t jobq_job_started_at(const jobq_job_t *job);   /* 0 if never */
 JOBQ_API int64_t jobq_job_finished_at(const jobq_job_t *job);  /* 0 if not */
 /* Queued jobs of the same kind that will run before this one (0 = next);
- * -1 when it is not waiting in line (not queued, or not due yet). Exact
+ * -1 when it is not waiting in line (not queued, not due yet, or waiting
+ * for a place under its batch's cap: jobq_batch_submit). Exact
  * below 1,000; from 1,000 on an estimate that is never below the true count
  * (see jobq_job_position.md). Only jobq_get fills it; snapshots in a
  * jobq_list page say -1. */
@@ -543,6 +590,8 @@ JOBQ_API const char *jobq_event_error(const jobq_event_t *ev);
 /* JOBQ_EVENT_STORAGE_ERROR: storage's JOBQ_E* code; 0 for other events. */
 JOBQ_API int jobq_event_code(const jobq_event_t *ev);
 JOBQ_API const char *jobq_event_result(const jobq_event_t *ev);
+/* JOBQ_EVENT_BATCH_DONE: the batch's id; NULL for other events. */
+JOBQ_API const char *jobq_event_batch_id(const jobq_event_t *ev);
 JOBQ_API int64_t jobq_event_time(const jobq_event_t *ev);
 /* Events dropped from the pull buffer just before this one (it was full). */
 JOBQ_API int64_t jobq_event_dropped(const jobq_event_t *ev);

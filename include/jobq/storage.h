@@ -245,6 +245,29 @@ typedef struct jobq_storage_kind_stats {
   int64_t *started;         /* live publishers' running attempts' start times */
   size_t n_started;
 } jobq_storage_kind_stats;
+/* One error of a batch (jobq_storage_batch). */
+typedef struct jobq_storage_batch_error {
+  char job_id[JOBQ_ID_SIZE];
+  char *error;
+} jobq_storage_batch_error;
+
+/* At most this many errors are kept per batch: those of its first members
+ * to fail, in the order they failed. */
+#define JOBQ_STORAGE_BATCH_ERRORS 20
+
+/* A batch as stored (batch_get, version 3). Frozen: see ABI above. */
+typedef struct jobq_storage_batch {
+  char id[JOBQ_ID_SIZE];
+  int max_running;          /* 0: no cap */
+  int64_t total;            /* member jobs (dedupe hits are not members) */
+  int64_t queued, running;  /* members in those states now */
+  int64_t succeeded, failed, cancelled;
+  int64_t created_at;
+  int64_t finished_at;      /* when its last member finished; 0 while not done */
+  char last_job[JOBQ_ID_SIZE]; /* the member whose end finished it; "" if none */
+  jobq_storage_batch_error *errors; /* n_errors entries, malloc'ed, may be NULL */
+  int n_errors;
+} jobq_storage_batch;
 
 typedef struct jobq_storage_ops {
   int version;        /* JOBQ_STORAGE_OPS_VERSION this table implements */
@@ -441,12 +464,43 @@ typedef struct jobq_storage_ops {
    * Publishers whose until passed before now are not counted. */
   int (*stats_read)(void *st, const char *kind, int depth, int64_t now,
                     jobq_storage_kind_stats **out, size_t *n_out);
+  /* Batches (jobq_batch_submit). Optional, all three or none: without
+   * them jobq_batch_submit and jobq_batch_get answer JOBQ_ENOTSUP.
+   *
+   * batch_insert is insert (same rules, dedupe and quotas included, all
+   * or none) plus, in the same transaction, the batch batch_id with cap
+   * max_running (0: none) made at now, whose members are the jobs that
+   * were stored (a dedupe hit is not a member). From then on:
+   *  - a claim never leaves more than max_running members running at once,
+   *    however many processes claim (decided in the claim's transaction);
+   *    members waiting for a place are queued and count as such;
+   *  - the change that ends the batch's last unfinished member (finish,
+   *    cancel, rescue) marks the batch done in its own transaction and
+   *    hands the backend's batch sink (set_batch_sink) a
+   *    JOBQ_EVENT_BATCH_DONE event once that transaction committed: id the
+   *    last member, kind its kind, state its state, step the batch id,
+   *    result the summary JSON {"batchId", "total", "succeeded", "failed",
+   *    "cancelled", "errors": [{"jobId", "error"}]}. A batch without
+   *    members is done at its insert (id ""). The event goes to other
+   *    processes' event sinks (set_event_sink) as well, like any other.
+   *    Exactly one change finishes a batch, so each batch has one such
+   *    event in all. */
+  int (*batch_insert)(void *st, const char *batch_id, int max_running,
+                      jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
+                      int *out_dup);
+  /* Fills *out (owned by the caller: jobq_storage_batch_clear) with the
+   * batch; JOBQ_ENOTFOUND if there is none. */
+  int (*batch_get)(void *st, const char *batch_id, jobq_storage_batch *out);
+  /* Called at most once, right after open (like set_quotas): where this
+   * store's BATCH_DONE events go, from any thread, never with a lock of
+   * the backend held. */
+  int (*set_batch_sink)(void *st, void (*sink)(void *ud, const jobq_storage_event *ev), void *ud);
 } jobq_storage_ops;
 
 #define JOBQ_STORAGE_OPS_INIT {JOBQ_STORAGE_OPS_VERSION, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                               NULL, NULL}
+                               NULL, NULL, NULL, NULL, NULL}
 
 /* Zeroes the members of versions 1..version of ops and sets its version;
  * nothing past the last member of that version is written (a backend built
@@ -462,6 +516,9 @@ JOBQ_API int jobq_storage_register(const jobq_storage_ops *ops);
 
 /* Frees the strings of a record and zeroes it (not the record itself). */
 JOBQ_API void jobq_storage_job_clear(jobq_storage_job *job);
+
+/* Frees the strings of a batch record and zeroes it. */
+JOBQ_API void jobq_storage_batch_clear(jobq_storage_batch *b);
 
 /* Sets jobq_last_error() for the calling thread (printf-free: one string). */
 JOBQ_API void jobq_storage_set_error(const char *message);

@@ -10,10 +10,10 @@
 
 static const char *const type_names[] = {
     NULL,     "submitted", "started",   "progress",      "retrying",
-    "succeeded", "failed", "cancelled", "storage_error", "storage_ok"};
+    "succeeded", "failed", "cancelled", "storage_error", "storage_ok", "batch_done"};
 
 JOBQ_API const char *jobq_event_type_name(int type) {
-  if (type < JOBQ_EVENT_SUBMITTED || type > JOBQ_EVENT_STORAGE_OK) return NULL;
+  if (type < JOBQ_EVENT_SUBMITTED || type > JOBQ_EVENT_BATCH_DONE) return NULL;
   return type_names[type];
 }
 
@@ -382,7 +382,14 @@ JOBQ_API const char *jobq_event_job_id(const jobq_event_t *ev) { return ev ? ev-
 JOBQ_API const char *jobq_event_kind(const jobq_event_t *ev) { return ev ? ev->kind : NULL; }
 JOBQ_API int jobq_event_state(const jobq_event_t *ev) { return ev ? ev->state : JOBQ_EINVAL; }
 JOBQ_API int jobq_event_progress(const jobq_event_t *ev) { return ev ? ev->progress : JOBQ_EINVAL; }
-JOBQ_API const char *jobq_event_step(const jobq_event_t *ev) { return ev ? ev->step : NULL; }
+/* A BATCH_DONE event carries its batch id where job events carry their
+ * step (storage passes it on that way too: jobq_storage_event is frozen). */
+JOBQ_API const char *jobq_event_step(const jobq_event_t *ev) {
+  return ev && ev->type != JOBQ_EVENT_BATCH_DONE ? ev->step : NULL;
+}
+JOBQ_API const char *jobq_event_batch_id(const jobq_event_t *ev) {
+  return ev && ev->type == JOBQ_EVENT_BATCH_DONE ? ev->step : NULL;
+}
 JOBQ_API int jobq_event_attempt(const jobq_event_t *ev) { return ev ? ev->attempt : JOBQ_EINVAL; }
 JOBQ_API const char *jobq_event_error(const jobq_event_t *ev) { return ev ? ev->error : NULL; }
 JOBQ_API const char *jobq_event_result(const jobq_event_t *ev) { return ev ? ev->result : NULL; }
@@ -400,6 +407,17 @@ JOBQ_API char *jobq_event_to_json(const jobq_event_t *ev) {
   jobq__sb_str(&b, "{");
   jobq__sb_key(&b, "type", &first);
   jobq__sb_json_str(&b, jobq_event_type_name(ev->type) ? jobq_event_type_name(ev->type) : "unknown");
+  if (ev->type == JOBQ_EVENT_BATCH_DONE) {
+    jobq__sb_key(&b, "batchId", &first);
+    jobq__sb_json_str(&b, ev->step ? ev->step : "");
+    jobq__sb_key(&b, "jobId", &first);
+    jobq__sb_json_str(&b, ev->id);
+    if (ev->result) {
+      jobq__sb_key(&b, "result", &first);
+      jobq__sb_str(&b, ev->result);
+    }
+    goto tail;
+  }
   if (ev->id[0] == '\0') { /* about the queue: no job's fields */
     jobq__sb_key(&b, "code", &first);
     jobq__sb_json_str(&b, ev->code ? jobq_err_name(ev->code) : "JOBQ_OK");

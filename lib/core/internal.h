@@ -24,6 +24,7 @@
 #define JOBQ_ERROR_MAX 4096
 #define JOBQ_PROGRESS_WRITE_MS 250
 #define JOBQ_QUOTAS_MAX 64
+#define JOBQ_BATCH_CAP_MAX 100000
 
 struct jobq_options_s {
   char *storage_url;
@@ -525,6 +526,10 @@ void jobq__cancel_hints_clear(jobq_t *q);     /* mu held */
 int jobq__kind_name_check(const char *fn, const char *kind);
 void jobq__options_defaults(struct jobq_options_s *o);  /* the other fields untouched */
 void jobq__kind_opts_defaults(struct jobq_kind_opts_s *k);
+
+/* core/batch.c: storage's BATCH_DONE events of this process's changes
+ * (set_batch_sink at open). */
+void jobq__batch_sink(void *ud, const jobq_storage_event *ev);
 
 /* core/read.c */
 /* mu held; ks: the kind's shared stats for the ETA, or NULL */

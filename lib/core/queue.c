@@ -256,6 +256,13 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
     jobq__err_prefix(rc, NULL, "jobq_open: owner quotas: ");
     goto fail_st;
   }
+  /* This process's batches that end: news from storage (core/batch.c). */
+  if (ops->version >= 3 && ops->set_batch_sink &&
+      (rc = ops->set_batch_sink(q->st, jobq__batch_sink, q)) != 0) {
+    if (jobq_last_error()[0] == '\0') jobq__err(rc, "%s", jobq_strerror(rc));
+    jobq__err_prefix(rc, NULL, "jobq_open: batches: ");
+    goto fail_st;
+  }
   /* Other processes' events from now on, into the pull buffer (on above). */
   if (opts->shared_events && (rc = jobq__events_share(q)) != 0) goto fail_st;
 

@@ -58,7 +58,7 @@ static int prepare(jobq_t *q, const char *fn, const char *kind, const char *payl
 /* The common case (events off, jobs due now) touches the core lock only to
  * wake a sleeping worker: submitting threads then contend on storage alone. */
 static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, const int *force,
-                 int64_t now, int *dup) {
+                 int64_t now, int *dup, const char *batch_id, int max_running) {
   /* The storage call is counted like any other (jobq__storage_begin/end),
    * but without the lock: announce it before checking closed; jobq_close
    * sets closed before it waits for ops_in_flight to drain, so one of us
@@ -98,7 +98,8 @@ static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, c
     for (size_t i = 0; i < n; i++) memcpy(made[i], recs[i]->id, JOBQ_ID_SIZE);
   }
   jobq__set_detail(""); /* so that a backend's own sentence is not mistaken */
-  rc = q->ops->insert(q->st, recs, n, force, now, dup);
+  rc = batch_id ? q->ops->batch_insert(q->st, batch_id, max_running, recs, n, force, now, dup)
+                : q->ops->insert(q->st, recs, n, force, now, dup);
 
   if (rc < 0) {
     if (held) {
@@ -160,19 +161,16 @@ JOBQ_API int jobq_submit(jobq_t *q, const char *kind, const char *payload_json,
   int rc = prepare(q, "jobq_submit", kind, payload_json, so, now, &rec, &force);
   if (rc) return rc;
   jobq_storage_job *p = &rec;
-  rc = store(q, "jobq_submit", &p, 1, &force, now, &dup);
+  rc = store(q, "jobq_submit", &p, 1, &force, now, &dup, NULL, 0);
   if (rc) return rc;
   memcpy(out_id, rec.id, JOBQ_ID_SIZE);
   return dup;
 }
 
-JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
-                              const char *const *payloads, const jobq_submit_opts_t *const *opts,
-                              char *out_ids, int *out_dup) {
-  static const char fn[] = "jobq_submit_many";
-  if (q == NULL) return jobq__err(JOBQ_EINVAL, "%s: q is NULL", fn);
-  if (jobq__inherited(q)) return jobq__inherited_err(fn);
-  if (n == 0) return 0;
+/* jobq_submit_many, and jobq_batch_submit when batch_id is not NULL. */
+static int submit_many(jobq_t *q, const char *fn, size_t n, const char *const *kinds,
+                       const char *const *payloads, const jobq_submit_opts_t *const *opts,
+                       char *out_ids, int *out_dup, const char *batch_id, int max_running) {
   if (kinds == NULL) return jobq__err(JOBQ_EINVAL, "%s: kinds is NULL", fn);
   if (payloads == NULL) return jobq__err(JOBQ_EINVAL, "%s: payloads is NULL", fn);
   if (out_ids == NULL) return jobq__err(JOBQ_EINVAL, "%s: out_ids is NULL", fn);
@@ -197,7 +195,7 @@ JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
     }
     ptrs[i] = &recs[i];
   }
-  rc = store(q, fn, ptrs, n, force, now, dup);
+  rc = store(q, fn, ptrs, n, force, now, dup, batch_id, max_running);
   if (rc) goto out;
   for (size_t i = 0; i < n; i++) {
     memcpy(out_ids + i * JOBQ_ID_SIZE, recs[i].id, JOBQ_ID_SIZE);
@@ -209,5 +207,39 @@ out:
   free(ptrs);
   free(force);
   free(dup);
+  return rc;
+}
+
+JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
+                              const char *const *payloads, const jobq_submit_opts_t *const *opts,
+                              char *out_ids, int *out_dup) {
+  static const char fn[] = "jobq_submit_many";
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "%s: q is NULL", fn);
+  if (jobq__inherited(q)) return jobq__inherited_err(fn);
+  if (n == 0) return 0;
+  return submit_many(q, fn, n, kinds, payloads, opts, out_ids, out_dup, NULL, 0);
+}
+
+JOBQ_API int jobq_batch_submit(jobq_t *q, size_t n, const char *const *kinds,
+                               const char *const *payloads,
+                               const jobq_submit_opts_t *const *opts, int max_running,
+                               char *out_batch_id, char *out_ids, int *out_dup) {
+  static const char fn[] = "jobq_batch_submit";
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "%s: q is NULL", fn);
+  if (jobq__inherited(q)) return jobq__inherited_err(fn);
+  /* Unlike jobq_submit_many, an empty batch is refused: it would be done
+   * before anyone could wait for it, and is always a caller's slip. */
+  if (n == 0) return jobq__err(JOBQ_EINVAL, "%s: the batch is empty (n is 0)", fn);
+  if (max_running < 0 || max_running > JOBQ_BATCH_CAP_MAX)
+    return jobq__err(JOBQ_EINVAL, "%s: max_running is %d; it must be 0 (no cap) or 1..%d", fn,
+                     max_running, JOBQ_BATCH_CAP_MAX);
+  if (out_batch_id == NULL) return jobq__err(JOBQ_EINVAL, "%s: out_batch_id is NULL", fn);
+  if (q->ops->version < 3 || q->ops->batch_insert == NULL)
+    return jobq__err(JOBQ_ENOTSUP, "%s: the %s backend does not keep batches", fn,
+                     q->ops->scheme);
+  char id[JOBQ_ID_SIZE];
+  jobq__id_new(id, jobq__now(q));
+  int rc = submit_many(q, fn, n, kinds, payloads, opts, out_ids, out_dup, id, max_running);
+  if (rc >= 0) memcpy(out_batch_id, id, JOBQ_ID_SIZE);
   return rc;
 }

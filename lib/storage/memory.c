@@ -18,10 +18,12 @@
 #include "util/map.h"
 #include "util/mutex.h"
 #include "storage/position.h"
+#include "storage/batch.h"
 #include "storage/ratelog.h"
 
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -54,19 +56,47 @@ typedef struct mext {
   int nlog;
 } mext;
 
+struct mbatch;
+
 typedef struct mjob {
   struct mjob *prev, *next; /* submission order */
   mkind *kind;
   mext *x;
+  struct mbatch *batch; /* NULL: not a member of a batch */
   uint64_t seq;
   int64_t created_at, run_at;
   uint32_t hidx;
   int16_t priority;
   uint8_t state, progress, cancel_req, delayed;
+  uint8_t held; /* due, in its batch's held heap, waiting for a place (cap) */
   uint16_t attempts, max_attempts;
   char id[JOBQ_ID_SIZE];
   char payload[];
 } mjob;
+
+/* A batch (batch_insert). With a cap, members that are due wait in held
+ * until the batch has a place for them: active counts the members in a
+ * kind's ready heap or running, and a claim moves held members to their
+ * ready heaps while active < cap. So a claim never sees more than the cap
+ * allows, and costs nothing more for jobs without a batch. */
+typedef struct mbatch {
+  char id[JOBQ_ID_SIZE];
+  int cap;
+  int64_t total, open, running, succeeded, failed, cancelled, created_at, finished_at;
+  int64_t active;
+  jobq_heap held;
+  char last_job[JOBQ_ID_SIZE];
+  jobq_storage_batch_error errors[JOBQ_STORAGE_BATCH_ERRORS];
+  int n_errors;
+} mbatch;
+
+/* A batch that ended, to be told once the store's lock is let go. */
+typedef struct mnotice {
+  struct mnotice *next;
+  jobq_storage_event ev;
+  char id[JOBQ_ID_SIZE], batch[JOBQ_ID_SIZE];
+  char *kind, *summary;
+} mnotice;
 
 typedef struct mstore {
   uv_mutex_t mu;
@@ -93,6 +123,14 @@ typedef struct mstore {
    * kind (mem_claim_rates). */
   jobq_map rates;
   jobq_map stats;  /* kind -> mstat (stats_add) */
+  /* Batches: id -> mbatch, kept until close; the capped ones with members
+   * not finished, for claims; ended batches waiting to be told. */
+  jobq_map batches;
+  mbatch **capped;
+  size_t n_capped, cap_capped;
+  mnotice *notices;
+  void (*batch_sink)(void *ud, const jobq_storage_event *ev);
+  void *batch_sink_ud;
 } mstore;
 
 typedef struct mrate {
@@ -272,6 +310,14 @@ static void mem_close(void *st) {
   for (size_t i = 0; i < s->n_crons; i++) cron_clear(&s->crons[i]);
   free(s->crons);
   uv_mutex_destroy(&s->cmu);
+  for (size_t cur = 0; (e = jobq__map_next(&s->batches, &cur));) {
+    mbatch *b = e->val;
+    for (int i = 0; i < b->n_errors; i++) free(b->errors[i].error);
+    jobq__heap_free(&b->held);
+    free(b);
+  }
+  jobq__map_free(&s->batches);
+  free(s->capped);
   uv_mutex_destroy(&s->mu);
   free(s);
 }
@@ -300,14 +346,24 @@ static mkind *kind_get(mstore *s, const char *name, int create) {
 static void enqueue(mjob *j, int64_t now) {
   j->state = JOBQ_QUEUED;
   j->delayed = j->run_at > now;
-  if (j->delayed) jobq__heap_push(&j->kind->delayed, j);
-  else ready_push(j->kind, j);
+  if (j->delayed) {
+    jobq__heap_push(&j->kind->delayed, j);
+  } else if (j->batch && j->batch->cap) {
+    j->held = 1;
+    jobq__heap_push(&j->batch->held, j);
+  } else {
+    ready_push(j->kind, j);
+  }
 }
 
 static void dequeue(mjob *j) {
   if (j->delayed) {
     jobq__heap_remove(&j->kind->delayed, j);
+  } else if (j->held) {
+    jobq__heap_remove(&j->batch->held, j);
+    j->held = 0;
   } else {
+    if (j->batch && j->batch->cap) j->batch->active--;
     jobq__heap_remove(&j->kind->ready, j);
     ready_uncount(j->kind, j, 0);
   }
@@ -422,12 +478,175 @@ static int mem_set_quotas(void *st, const jobq_storage_quota *q, size_t n) {
   return 0;
 }
 
-/* insert, and cron_fire's inserts (quotas: 0, counted but not checked). */
-static int insert_jobs(mstore *s, jobq_storage_job *const *jobs, size_t n, const int *force,
-                       int64_t now, int *out_dup, int quotas) {
+/* ---- batches ---- */
+
+/* Moves held members of capped batches to their kinds' ready heaps while
+ * each batch has a place. Out of memory: they wait for a later claim. */
+static void batches_fill(mstore *s) {
+  for (size_t i = 0; i < s->n_capped; i++) {
+    mbatch *b = s->capped[i];
+    mjob *j;
+    while (b->active < b->cap && (j = jobq__heap_top(&b->held)) != NULL) {
+      if (jobq__heap_reserve(&j->kind->ready, 1) != 0) return;
+      jobq__heap_pop(&b->held);
+      j->held = 0;
+      ready_push(j->kind, j);
+      b->active++;
+    }
+  }
+}
+
+static void batch_view(const mbatch *b, jobq_storage_batch *v) {
+  memset(v, 0, sizeof *v);
+  memcpy(v->id, b->id, JOBQ_ID_SIZE);
+  v->max_running = b->cap;
+  v->total = b->total;
+  v->running = b->running;
+  v->queued = b->open - b->running;
+  v->succeeded = b->succeeded;
+  v->failed = b->failed;
+  v->cancelled = b->cancelled;
+  v->created_at = b->created_at;
+  v->finished_at = b->finished_at;
+  memcpy(v->last_job, b->last_job, JOBQ_ID_SIZE);
+  v->errors = (jobq_storage_batch_error *)b->errors; /* borrowed */
+  v->n_errors = b->n_errors;
+}
+
+/* b's last member (last; NULL for a batch without members) ended at now:
+ * b is done, and its news waits in s->notices for the lock to go. The
+ * news is dropped on out of memory (it is news; the batch is done). */
+static void batch_ended(mstore *s, mbatch *b, const mjob *last, int64_t now) {
+  b->finished_at = now > 0 ? now : 1;
+  if (last) memcpy(b->last_job, last->id, JOBQ_ID_SIZE);
+  for (size_t i = 0; i < s->n_capped; i++) {
+    if (s->capped[i] == b) {
+      s->capped[i] = s->capped[--s->n_capped];
+      break;
+    }
+  }
+  if (s->batch_sink == NULL) return;
+  jobq_storage_batch v;
+  batch_view(b, &v);
+  mnotice *n = calloc(1, sizeof *n);
+  if (n == NULL) return;
+  n->summary = jobq__batch_summary(&v);
+  if (last && (n->kind = jobq__strdup(last->kind->name)) == NULL) {
+    free(n->summary);
+    n->summary = NULL;
+  }
+  if (n->summary == NULL) {
+    free(n);
+    return;
+  }
+  memcpy(n->id, b->last_job, JOBQ_ID_SIZE);
+  memcpy(n->batch, b->id, JOBQ_ID_SIZE);
+  n->ev.type = JOBQ_EVENT_BATCH_DONE;
+  n->ev.state = last ? last->state : -1;
+  n->ev.time = b->finished_at;
+  n->next = s->notices;
+  s->notices = n;
+}
+
+/* A member of a batch ended in state at now; err: the error a failed one
+ * leaves to its batch (taken if kept). */
+static void member_done(mstore *s, mjob *j, int state, char **err, int64_t now) {
+  mbatch *b = j->batch;
+  b->open--;
+  if (state == JOBQ_SUCCEEDED) b->succeeded++;
+  else if (state == JOBQ_FAILED) b->failed++;
+  else b->cancelled++;
+  if (state == JOBQ_FAILED && err && *err && b->n_errors < JOBQ_STORAGE_BATCH_ERRORS) {
+    memcpy(b->errors[b->n_errors].job_id, j->id, JOBQ_ID_SIZE);
+    b->errors[b->n_errors++].error = *err;
+    *err = NULL;
+  }
+  if (b->open == 0) batch_ended(s, b, j, now);
+}
+
+/* Takes the notices (mu held); tell them once it is not. */
+static mnotice *notices_take(mstore *s) {
+  mnotice *n = s->notices, *rev = NULL;
+  s->notices = NULL;
+  while (n) { /* made newest first: tell them in order */
+    mnotice *next = n->next;
+    n->next = rev;
+    rev = n;
+    n = next;
+  }
+  return rev;
+}
+
+static void notices_tell(mstore *s, mnotice *n) {
+  while (n) {
+    mnotice *next = n->next;
+    n->ev.id = n->id;
+    n->ev.kind = n->kind;
+    n->ev.step = n->batch;
+    n->ev.result = n->summary;
+    s->batch_sink(s->batch_sink_ud, &n->ev);
+    free(n->kind);
+    free(n->summary);
+    free(n);
+    n = next;
+  }
+}
+
+static int mem_set_batch_sink(void *st, void (*sink)(void *ud, const jobq_storage_event *ev),
+                              void *ud) {
+  mstore *s = st;
+  uv_mutex_lock(&s->mu);
+  s->batch_sink = sink;
+  s->batch_sink_ud = ud;
+  uv_mutex_unlock(&s->mu);
+  return 0;
+}
+
+static int mem_batch_get(void *st, const char *id, jobq_storage_batch *out) {
+  mstore *s = st;
   int rc = 0;
+  uv_mutex_lock(&s->mu);
+  mbatch *b = jobq__map_get(&s->batches, id);
+  if (b == NULL) {
+    rc = JOBQ_ENOTFOUND;
+  } else {
+    batch_view(b, out);
+    out->errors = NULL;
+    out->n_errors = 0;
+    if (b->n_errors && (out->errors = calloc((size_t)b->n_errors, sizeof *out->errors)) == NULL)
+      rc = oom("batch_get");
+    for (int i = 0; rc == 0 && i < b->n_errors; i++) {
+      memcpy(out->errors[i].job_id, b->errors[i].job_id, JOBQ_ID_SIZE);
+      out->n_errors++;
+      if ((out->errors[i].error = jobq__strdup(b->errors[i].error)) == NULL) rc = oom("batch_get");
+    }
+    if (rc) jobq_storage_batch_clear(out);
+  }
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
+/* insert, and batch_insert when batch_id is not NULL. */
+/* insert and batch_insert (batch_id set), and cron_fire's inserts (quotas
+ * 0: counted by quotas but not checked against them). */
+static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_job *const *jobs,
+                       size_t n, const int *force, int64_t now, int *out_dup, int quotas) {
+  int rc = 0;
+  mbatch *b = NULL;
   mjob **made = calloc(n ? n : 1, sizeof *made);
   if (made == NULL) return oom("insert");
+  if (batch_id) {
+    if ((b = calloc(1, sizeof *b)) == NULL) {
+      free(made);
+      return oom("insert");
+    }
+    snprintf(b->id, sizeof b->id, "%s", batch_id);
+    b->cap = cap;
+    b->created_at = now;
+    b->held.less = ready_less;
+    b->held.slot = job_slot;
+    if (cap && jobq__heap_reserve(&b->held, n) != 0) goto nomem;
+  }
   /* Allocate everything first, so that a failure leaves the store as it was. */
   for (size_t i = 0; i < n; i++) {
     const jobq_storage_job *r = jobs[i];
@@ -448,6 +667,31 @@ static int insert_jobs(mstore *s, jobq_storage_job *const *jobs, size_t n, const
     }
   }
   uv_mutex_lock(&s->mu);
+  if (b) {
+    if (jobq__map_get(&s->batches, b->id)) {
+      uv_mutex_unlock(&s->mu);
+      for (size_t x = 0; x < n; x++)
+        if (made[x]) free_job(made[x]);
+      free(made);
+      jobq__heap_free(&b->held);
+      free(b);
+      return jobq__err(JOBQ_EEXIST, "memory storage: batch id %s is already stored", batch_id);
+    }
+    if (jobq__map_reserve(&s->batches, 1)) {
+      uv_mutex_unlock(&s->mu);
+      goto nomem;
+    }
+    if (cap && s->n_capped == s->cap_capped) {
+      size_t nc = s->cap_capped ? s->cap_capped * 2 : 8;
+      mbatch **p = realloc(s->capped, nc * sizeof *p);
+      if (p == NULL) {
+        uv_mutex_unlock(&s->mu);
+        goto nomem;
+      }
+      s->capped = p;
+      s->cap_capped = nc;
+    }
+  }
   for (size_t i = 0; i < n; i++) {
     /* Ids are the core's UUIDs: one already stored is a bug somewhere, and
      * the batch is refused whole. (Ids within one batch are distinct by
@@ -458,6 +702,8 @@ static int insert_jobs(mstore *s, jobq_storage_job *const *jobs, size_t n, const
       for (size_t x = 0; x < n; x++)
         if (made[x]) free_job(made[x]);
       free(made);
+      if (b) jobq__heap_free(&b->held);
+      free(b);
       return jobq__err(JOBQ_EEXIST, "memory storage: job id %s is already stored", jobs[i]->id);
     }
     if (kind_get(s, jobs[i]->kind, 1) == NULL) {
@@ -485,6 +731,8 @@ static int insert_jobs(mstore *s, jobq_storage_job *const *jobs, size_t n, const
       for (size_t x = 0; x < n; x++)
         if (made[x]) free_job(made[x]);
       free(made);
+      if (b) jobq__heap_free(&b->held);
+      free(b);
       return qrc;
     }
   }
@@ -520,22 +768,49 @@ static int insert_jobs(mstore *s, jobq_storage_job *const *jobs, size_t n, const
     if (s->last) s->last->next = j;
     else s->first = j;
     s->last = j;
+    if (b) {
+      j->batch = b;
+      b->total++;
+    }
     enqueue(j, now);
+  }
+  mnotice *told = NULL;
+  if (b) {
+    b->open = b->total;
+    jobq__map_put(&s->batches, b->id, b);
+    if (b->total == 0) batch_ended(s, b, NULL, now);
+    else if (cap) s->capped[s->n_capped++] = b;
+    told = notices_take(s);
   }
   uv_mutex_unlock(&s->mu);
   free(made);
+  notices_tell(s, told);
   return 0;
 nomem:
   for (size_t i = 0; i < n; i++)
     if (made[i]) free_job(made[i]);
   free(made);
+  if (b) jobq__heap_free(&b->held);
+  free(b);
   rc = oom("insert");
   return rc;
 }
 
 static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force,
                       int64_t now, int *out_dup) {
-  return insert_jobs(st, jobs, n, force, now, out_dup, 1);
+  return insert_impl(st, NULL, 0, jobs, n, force, now, out_dup, 1);
+}
+
+static int mem_batch_insert(void *st, const char *batch_id, int max_running,
+                            jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
+                            int *out_dup) {
+  return insert_impl(st, batch_id, max_running, jobs, n, force, now, out_dup, 1);
+}
+
+/* cron_fire's inserts: counted by quotas but not checked against them. */
+static int insert_jobs(mstore *s, jobq_storage_job *const *jobs, size_t n, const int *force,
+                       int64_t now, int *out_dup, int quotas) {
+  return insert_impl(s, NULL, 0, jobs, n, force, now, out_dup, quotas);
 }
 
 /* ---- cron schedules ---- */
@@ -687,12 +962,19 @@ static void promote(mkind *k, int64_t now) {
   mjob *j;
   while ((j = jobq__heap_top(&k->delayed)) && j->run_at <= now) {
     /* Out of memory: the job stays delayed and is promoted by a later call. */
-    if (jobq__heap_reserve(&k->ready, 1) != 0) return;
+    mbatch *b = j->batch && j->batch->cap ? j->batch : NULL;
+    if (jobq__heap_reserve(b ? &b->held : &k->ready, 1) != 0) return;
     jobq__heap_pop(&k->delayed);
     j->delayed = 0;
-    ready_push(k, j);
+    if (b) {
+      j->held = 1;
+      jobq__heap_push(&b->held, j);
+    } else {
+      ready_push(k, j);
+    }
   }
 }
+
 
 static int fill(const mjob *j, jobq_storage_job *out, int with_log) {
   memset(out, 0, sizeof *out);
@@ -838,6 +1120,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
       if (req->ma_values[x] > 0 && strcmp(req->ma_kinds[x], k->name) == 0) ma[m] = req->ma_values[x];
     lim[m++] = l;
   }
+  if (s->n_capped) batches_fill(s);
   int rc = 0;
   while (*n_out < req->max) {
     size_t best = SIZE_MAX;
@@ -866,6 +1149,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
     j->progress = 0;
     if (j->max_attempts == 0) j->max_attempts = (uint16_t)(ma[best] > 0 ? ma[best] : 3);
     x->started_at = req->now;
+    if (j->batch) j->batch->running++;
     if (lim[best] > 0) lim[best]--;
     if (fill(j, &out[*n_out], 0) != 0) {
       /* Put it back as it was: a claim that cannot report a job must not
@@ -873,6 +1157,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
       j->state = JOBQ_QUEUED;
       j->attempts--;
       x->nlog--;
+      if (j->batch) j->batch->running--;
       /* (max_attempts keeps the resolved value: harmless) */
       ready_push(ks[best], j);
       rc = *n_out ? 0 : oom("claim");
@@ -912,6 +1197,7 @@ typedef struct fin_prep {
   int outcome;        /* f's, or CANCELLED when a cancel was requested */
   char *err, *err2;   /* the error, for the attempt log and for the job */
   char *res, *step;
+  char *berr;         /* a failed member's error, for its batch */
 } fin_prep;
 
 static int attempt_running(const mjob *j, const jobq_storage_finish *f) {
@@ -923,6 +1209,7 @@ static void fin_prep_free(fin_prep *p) {
   free(p->err2);
   free(p->res);
   free(p->step);
+  free(p->berr);
 }
 
 /* Finds f's job and copies what it will store; -1 on out of memory. A job
@@ -948,21 +1235,30 @@ static int finish_prepare(mstore *s, const jobq_storage_finish *f, fin_prep *p) 
     return -1;
   if (outcome != JOBQ_OUTCOME_RELEASE && f->step && (p->step = jobq__strdup(f->step)) == NULL) return -1;
   /* A retried, released or deferred job goes back into one of its kind's
-   * heaps. */
+   * heaps (a member of a capped batch: its batch's held heap). */
   if (outcome == JOBQ_OUTCOME_RETRY || outcome == JOBQ_OUTCOME_RELEASE ||
-      outcome == JOBQ_OUTCOME_DEFER)
+      outcome == JOBQ_OUTCOME_DEFER) {
     j->kind->requeue++;
+    if (j->batch && j->batch->cap && jobq__heap_reserve(&j->batch->held, 1) != 0) return -1;
+  }
+  if (j->batch && outcome == JOBQ_OUTCOME_FAILED &&
+      (p->berr = jobq__strdup(etext ? etext : "failed")) == NULL)
+    return -1;
   return 0;
 }
 
 /* Applies a prepared entry; cannot fail. Takes the copies it stores out of
  * p (the caller frees the rest). Returns the job's state afterwards, or
  * JOBQ_ENOTFOUND / JOBQ_ESTATE. */
-static int finish_apply(const jobq_storage_finish *f, fin_prep *p) {
+static int finish_apply(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
   mjob *j = p->j;
   if (j == NULL) return p->miss;
   /* An earlier entry of the batch for the same job ended this attempt. */
   if (!attempt_running(j, f)) return JOBQ_ESTATE;
+  if (j->batch) { /* it stops running, whatever comes next */
+    j->batch->running--;
+    if (j->batch->cap) j->batch->active--;
+  }
   mext *x = j->x;
   jobq_storage_attempt *a = &x->log[x->nlog - 1];
   int outcome = p->outcome;
@@ -1022,6 +1318,7 @@ static int finish_apply(const jobq_storage_finish *f, fin_prep *p) {
     free(x->error);
     x->error = err2;
   }
+  if (j->batch) member_done(s, j, j->state, &p->berr, f->now);
   return j->state;
 }
 
@@ -1051,11 +1348,13 @@ static int mem_finish(void *st, const jobq_storage_finish *f, size_t n, int *out
   }
   if (!fail)
     for (size_t i = 0; i < n; i++) {
-      out_state[i] = finish_apply(&f[i], &p[i]);
+      out_state[i] = finish_apply(s, &f[i], &p[i]);
       if (out_state[i] >= 0 && jobq_state_is_terminal(out_state[i]) && p[i].j)
         count_move(s, p[i].j, -1);
     }
+  mnotice *told = s->notices ? notices_take(s) : NULL;
   uv_mutex_unlock(&s->mu);
+  notices_tell(s, told);
   for (size_t i = 0; i < made; i++) fin_prep_free(&p[i]);
   if (p != small) free(p);
   return fail ? oom("finish") : 0;
@@ -1093,6 +1392,7 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, cha
       j->x->finished_at = now;
       free(j->x->error);
       j->x->error = err;
+      if (j->batch) member_done(s, j, JOBQ_CANCELLED, NULL, now);
     }
   } else if (j->state == JOBQ_RUNNING) {
     j->cancel_req = 1;
@@ -1101,7 +1401,9 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, cha
   }
   if (j) *out_state = j->state;
   if (rc == 0 && out_kind && (*out_kind = jobq__strdup(j->kind->name)) == NULL) rc = oom("cancel");
+  mnotice *told = s->notices ? notices_take(s) : NULL;
   uv_mutex_unlock(&s->mu);
+  notices_tell(s, told);
   return rc;
 }
 
@@ -1113,7 +1415,7 @@ static int64_t position(mjob *j, int64_t now) {
   if (j->state != JOBQ_QUEUED) return -1;
   mkind *k = j->kind;
   promote(k, now);
-  if (j->delayed) return -1;
+  if (j->delayed || j->held) return -1;
   const jobq_heap *h = &k->ready;
   enum { CAP = JOBQ__POSITION_EXACT + 1 };
   uint32_t stack[2 * CAP + 1];
@@ -1514,4 +1816,7 @@ const jobq_storage_ops jobq__memory_ops = {
   .rate_window = mem_rate_window,
   .stats_add = mem_stats_add,
   .stats_read = mem_stats_read,
+  .batch_insert = mem_batch_insert,
+  .batch_get = mem_batch_get,
+  .set_batch_sink = mem_set_batch_sink,
 };

@@ -391,6 +391,26 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
   "CREATE TABLE jobq_stats_live (kind TEXT NOT NULL, token INTEGER NOT NULL, "
   "  concurrency INTEGER NOT NULL, started TEXT, until INTEGER NOT NULL, "
   "  PRIMARY KEY (kind, token)) WITHOUT ROWID;",
+  /* 8 -> 9: batches (sqlite_batch.c). Members carry their batch and its
+   * cap; held members (state 6) wait outside the claim index. The indexes
+   * hold batched jobs only, so jobs without a batch pay nothing for them. */
+  "ALTER TABLE jobq_jobs ADD COLUMN batch TEXT;"
+  "ALTER TABLE jobq_jobs ADD COLUMN bcap INTEGER NOT NULL DEFAULT 0;"
+  "CREATE TABLE jobq_batches ("
+  "  id TEXT PRIMARY KEY,"
+  "  max_running INTEGER NOT NULL,"
+  "  total INTEGER NOT NULL,"
+  "  open INTEGER NOT NULL,"
+  "  succeeded INTEGER NOT NULL DEFAULT 0,"
+  "  failed INTEGER NOT NULL DEFAULT 0,"
+  "  cancelled INTEGER NOT NULL DEFAULT 0,"
+  "  created_at INTEGER NOT NULL,"
+  "  finished_at INTEGER,"
+  "  last_job TEXT,"
+  "  errors TEXT NOT NULL DEFAULT '[]'"
+  ") WITHOUT ROWID;"
+  "CREATE INDEX jobq_jobs_batch ON jobq_jobs(batch, state) WHERE batch IS NOT NULL;"
+  "CREATE INDEX jobq_jobs_held ON jobq_jobs(batch, priority DESC, seq) WHERE state = 6;",
 };
 
 /* Refuses a database that holds other programs' tables but no libjobq
@@ -709,7 +729,7 @@ static char *col_dup(sqlite3_stmt *st, int i) {
   return d;
 }
 
-static int public_state(int st) { return st == SQ_SCHEDULED ? JOBQ_QUEUED : st; }
+static int public_state(int st) { return SQ_IS_QUEUED(st) ? JOBQ_QUEUED : st; }
 
 /* Fills out from a row of JOB_COLS; -1 on out of memory. *seq gets the row's
  * sequence number. */
@@ -978,7 +998,7 @@ static int sq_list(void *st, const jobq_storage_filter *f, jobq_storage_job **ou
   int n = snprintf(sql, sizeof sql, "SELECT " JOB_COLS " FROM jobq_jobs WHERE 1");
   if (f->owner) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND owner = ?1");
   if (f->kind) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND kind = ?2");
-  if (f->state == JOBQ_QUEUED) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND state IN (0, 5)");
+  if (f->state == JOBQ_QUEUED) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND state IN (0, 5, 6)");
   else if (f->state >= 0) n += snprintf(sql + n, sizeof sql - (size_t)n, " AND state = ?3");
   if (f->cursor)
     n += snprintf(sql + n, sizeof sql - (size_t)n, " AND seq %s (SELECT seq FROM jobq_jobs WHERE id = ?4)",
@@ -1103,4 +1123,7 @@ const jobq_storage_ops jobq__sqlite_ops = {
   .rate_window = sq_rate_window,
   .stats_add = jobq__sq_stats_add,
   .stats_read = jobq__sq_stats_read,
+  .batch_insert = jobq__sq_batch_insert,
+  .batch_get = jobq__sq_batch_get,
+  .set_batch_sink = jobq__sq_set_batch_sink,
 };

@@ -8,7 +8,10 @@
 #include <string.h>
 
 static const char *const sql[WS_COUNT] = {
-  [WS_PROMOTE] = "UPDATE jobq_jobs SET state = 0 WHERE state = 5 AND run_at <= ?1",
+  /* A member of a capped batch comes due into held (sqlite_batch.c). */
+  [WS_PROMOTE] =
+      "UPDATE jobq_jobs SET state = CASE WHEN bcap > 0 THEN 6 ELSE 0 END "
+      "WHERE state = 5 AND run_at <= ?1",
   [WS_TOP_KIND] =
       "SELECT seq, priority FROM jobq_jobs WHERE state = 0 AND kind = ?1 "
       "ORDER BY priority DESC, seq LIMIT ?2",
@@ -24,7 +27,8 @@ static const char *const sql[WS_COUNT] = {
   [WS_TAKE_READ] =
       "SELECT seq, id, kind, 1, priority, run_at, attempts + 1, "
       "CASE WHEN max_attempts = 0 THEN ?3 ELSE max_attempts END, 0, cancel_req, created_at, ?4, "
-      "NULL, owner, payload, step, result, error, dedupe_key, dedupe_ttl, NULL "
+      "NULL, owner, payload, step, result, error, dedupe_key, dedupe_ttl, NULL, "
+      "batch IS NOT NULL "
       "FROM jobq_jobs WHERE state = 0 AND kind = ?1 ORDER BY priority DESC, seq LIMIT ?2",
   [WS_TAKE] =
       "UPDATE jobq_jobs SET state = 1, attempts = attempts + 1, started_at = ?4, "
@@ -71,6 +75,7 @@ static int claim_run(sq_store *s, sq_req *req) {
   sqlite3_stmt *p = s->ws[WS_PROMOTE];
   sqlite3_bind_int64(p, 1, now);
   if ((rc = jobq__sq_run(s, p, "cannot promote scheduled jobs"))) return rc;
+  if ((rc = jobq__sq_batch_fill(s))) return rc;
 
   /* The kinds to look at: those asked for, or (any kind) those with due
    * jobs, less the excluded ones. */
@@ -187,6 +192,7 @@ static int claim_run(sq_store *s, sq_req *req) {
       }
       seqs[(*r->n_out)++] = sq;
       if ((rc = jobq__sq_remember_claim(s, j->id, sq, kinds[i], now + c->lease_ms))) break;
+      if (sqlite3_column_int(g, 21)) ((sq_claimed *)jobq__map_get(&s->claimed, j->id))->batched = 1;
     }
     if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW)
       rc = jobq__sq_error(s->w, src, "cannot read the next jobs", s->path);

@@ -4,6 +4,7 @@
  * UPDATE by rowid; anything else takes the general statement. */
 #include "storage/sqlite_int.h"
 #include "util/err.h"
+#include "util/mem.h"
 #include "util/state.h"
 
 #include <stdlib.h>
@@ -14,7 +15,7 @@ static const char *const sql[WS_COUNT] = {
    * the job ends cancelled. Failed attempts are appended to attempt_log. */
   [WS_FINISH] =
       "UPDATE jobq_jobs SET "
-      "state = CASE WHEN cancel_req THEN 4 ELSE ?2 END, "
+      "state = CASE WHEN cancel_req THEN 4 WHEN ?2 = 0 AND bcap > 0 THEN 6 ELSE ?2 END, "
       "run_at = CASE WHEN cancel_req THEN run_at ELSE coalesce(?3, run_at) END, "
       "result = CASE WHEN cancel_req THEN result ELSE coalesce(?4, result) END, "
       "error = CASE WHEN cancel_req THEN coalesce(?5, 'cancelled') ELSE coalesce(?5, error) END, "
@@ -23,7 +24,7 @@ static const char *const sql[WS_COUNT] = {
       "attempt_log = CASE WHEN cancel_req OR ?5 IS NOT NULL THEN json_insert(coalesce(attempt_log, "
       "'[]'), '$[#]', json_array(started_at, ?9, CASE WHEN cancel_req THEN coalesce(?5, "
       "'cancelled') ELSE ?5 END)) ELSE attempt_log END "
-      "WHERE id = ?1 AND state = 1 AND attempts = ?10 RETURNING state, kind",
+      "WHERE id = ?1 AND state = 1 AND attempts = ?10 RETURNING state, kind, batch, error",
   /* A success of a job this store claimed, found by seq; anything else
    * (a cancel asked for meanwhile, another attempt) goes to WS_FINISH. */
   [WS_FINISH_FAST] =
@@ -32,14 +33,14 @@ static const char *const sql[WS_COUNT] = {
       "WHERE seq = ?1 AND id = ?5 AND state = 1 AND attempts = ?6 AND cancel_req = 0",
   /* A released job that was meant to stop ends cancelled instead. */
   [WS_RELEASE_JOB] =
-      "UPDATE jobq_jobs SET state = CASE WHEN cancel_req THEN 4 ELSE 0 END, "
+      "UPDATE jobq_jobs SET state = CASE WHEN cancel_req THEN 4 WHEN bcap > 0 THEN 6 ELSE 0 END, "
       "attempts = CASE WHEN cancel_req THEN attempts ELSE attempts - 1 END, "
       "error = CASE WHEN cancel_req THEN 'cancelled' ELSE error END, "
       "finished_at = CASE WHEN cancel_req THEN ?2 ELSE finished_at END, "
       "attempt_log = CASE WHEN cancel_req THEN json_insert(coalesce(attempt_log, '[]'), '$[#]', "
       "json_array(started_at, ?2, 'cancelled')) ELSE attempt_log END, "
       "run_at = ?2, lease_until = NULL "
-      "WHERE id = ?1 AND state = 1 AND attempts = ?3 RETURNING state, kind",
+      "WHERE id = ?1 AND state = 1 AND attempts = ?3 RETURNING state, kind, batch",
 };
 
 int jobq__sq_finish_prepare(sq_store *s) { return jobq__sq_prepare(s, sql); }
@@ -80,15 +81,25 @@ static int finish_general(sq_store *s, const jobq_storage_finish *f, int *out_st
     sqlite3_bind_int(u, 3, f->attempt);
     int src = sqlite3_step(u);
     int st = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : -1;
-    if (st == JOBQ_CANCELLED)
+    char batch[JOBQ_ID_SIZE] = "", kind[65] = "";
+    if (st == JOBQ_CANCELLED) {
       jobq__sq_event(s, JOBQ_EVENT_CANCELLED, JOBQ_CANCELLED, f->id,
                      (const char *)sqlite3_column_text(u, 1), f->progress, f->step, f->attempt,
                      "cancelled", NULL);
+      if (sqlite3_column_type(u, 2) != SQLITE_NULL) {
+        snprintf(batch, sizeof batch, "%s", (const char *)sqlite3_column_text(u, 2));
+        snprintf(kind, sizeof kind, "%s", (const char *)sqlite3_column_text(u, 1));
+      }
+    }
     while (src == SQLITE_ROW) src = sqlite3_step(u);
     sqlite3_reset(u);
     sqlite3_clear_bindings(u);
     if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot release a job", s->path);
     if (st < 0) return jobq__sq_finish_miss(s, f->id, out_state);
+    if (batch[0]) {
+      int rc = jobq__sq_batch_member_done(s, batch, f->id, kind, JOBQ_CANCELLED, NULL, f->now);
+      if (rc) return rc;
+    }
     *out_state = st == JOBQ_CANCELLED ? JOBQ_CANCELLED : JOBQ_QUEUED;
     return 0;
   }
@@ -118,8 +129,20 @@ static int finish_general(sq_store *s, const jobq_storage_finish *f, int *out_st
   sqlite3_bind_int(u, 10, f->attempt);
   int src = sqlite3_step(u);
   int st = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : -1;
+  char batch[JOBQ_ID_SIZE] = "", kind[65] = "";
+  char *berr = NULL;
+  if (st >= 0 && !SQ_IS_QUEUED(st) && sqlite3_column_type(u, 2) != SQLITE_NULL) {
+    snprintf(batch, sizeof batch, "%s", (const char *)sqlite3_column_text(u, 2));
+    snprintf(kind, sizeof kind, "%s", (const char *)sqlite3_column_text(u, 1));
+    const char *e = (const char *)sqlite3_column_text(u, 3);
+    if (st == JOBQ_FAILED && e && (berr = jobq__strdup(e)) == NULL) {
+      sqlite3_reset(u);
+      sqlite3_clear_bindings(u);
+      return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+    }
+  }
   if (st >= 0 && s->share) {
-    int pub = st == SQ_DUE || st == SQ_SCHEDULED ? JOBQ_QUEUED : st;
+    int pub = SQ_IS_QUEUED(st) ? JOBQ_QUEUED : st;
     jobq__sq_event(s, jobq__state_end_event(pub), pub, f->id,
                    (const char *)sqlite3_column_text(u, 1), pub == JOBQ_SUCCEEDED ? 100 : f->progress, f->step, f->attempt,
                    pub == JOBQ_SUCCEEDED ? NULL : (pub == JOBQ_CANCELLED && !err ? "cancelled" : err),
@@ -128,16 +151,25 @@ static int finish_general(sq_store *s, const jobq_storage_finish *f, int *out_st
   while (src == SQLITE_ROW) src = sqlite3_step(u);
   sqlite3_reset(u);
   sqlite3_clear_bindings(u);
-  if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot finish a job", s->path);
+  if (src != SQLITE_DONE) {
+    free(berr);
+    return jobq__sq_error(s->w, src, "cannot finish a job", s->path);
+  }
   if (st < 0) return jobq__sq_finish_miss(s, f->id, out_state);
-  *out_state = st == SQ_DUE || st == SQ_SCHEDULED ? JOBQ_QUEUED : st;
+  if (batch[0]) {
+    int rc = jobq__sq_batch_member_done(s, batch, f->id, kind, st, berr, f->now);
+    free(berr);
+    if (rc) return rc;
+  }
+  *out_state = SQ_IS_QUEUED(st) ? JOBQ_QUEUED : st;
   return 0;
 }
 
 static int finish_one(sq_store *s, const jobq_storage_finish *f, int *out_state) {
   const sq_claimed *e = jobq__map_get(&s->claimed, f->id);
   int rc = 0;
-  if (e && f->outcome == JOBQ_OUTCOME_SUCCEEDED && finish_fast(s, f, e, out_state, &rc)) {
+  if (e && !e->batched && f->outcome == JOBQ_OUTCOME_SUCCEEDED &&
+      finish_fast(s, f, e, out_state, &rc)) {
     if (rc == 0) jobq__sq_forget_claim(s, f->id);
     return rc;
   }

@@ -15,8 +15,12 @@
  * and claiming stays O(log n) however many jobs wait for later. */
 #define SQ_DUE 0
 #define SQ_SCHEDULED 5
+/* A due member of a capped batch waiting for a place (sqlite_batch.c). */
+#define SQ_HELD 6
+/* The stored states a caller sees as queued. */
+#define SQ_IS_QUEUED(st) ((st) == SQ_DUE || (st) == SQ_SCHEDULED || (st) == SQ_HELD)
 
-#define SQ_SCHEMA_VERSION 8
+#define SQ_SCHEMA_VERSION 9
 #define SQ_READERS 4
 
 /* The write connection's statements (sq_store.ws), each prepared by the
@@ -43,6 +47,9 @@ enum {
   /* sqlite_lease.c */
   WS_HEARTBEAT, WS_RESCUE, WS_LEASE_SET, WS_LEASE_DROP, WS_LEASES_EXPIRED, WS_LEASE_MINS,
   WS_LEASE_FIX, WS_LEASES_GONE,
+  /* sqlite_batch.c */
+  WS_BATCH_MEMBER, WS_BATCH_NEW, WS_BATCH_HELD, WS_BATCH_SLOTS, WS_BATCH_RELEASE,
+  WS_BATCH_DONE_ONE, WS_BATCH_READ,
   /* sqlite_events.c */
   WS_EVENT, WS_LISTENERS, WS_LISTEN, WS_UNLISTEN, WS_PRUNE_EVENTS,
   WS_COUNT
@@ -66,6 +73,7 @@ typedef struct sq_reader {
 } sq_reader;
 
 typedef struct sq_store sq_store;
+typedef struct sq_bnotice sq_bnotice;
 
 /* A write request: the struct of one operation (sq_insert_req, ...) starts
  * with this header. It is queued for the write connection and answered
@@ -110,6 +118,12 @@ struct sq_store {
   /* per-owner quotas (set_quotas, before any write; read by the writer) */
   jobq_storage_quota *quotas;
   size_t n_quotas;
+  /* batches (sqlite_batch.c): where ended batches are told (set before any
+   * write), and those ended by the transaction under way (writer only) */
+  void (*batch_sink)(void *ud, const jobq_storage_event *ev);
+  void *batch_sink_ud;
+  sq_bnotice *bn_head;
+  size_t bn_count;
 
   /* the writer: one thread owns the write connection */
   sqlite3 *w;
@@ -184,6 +198,7 @@ typedef struct sq_claimed {
   char id[JOBQ_ID_SIZE];
   int64_t seq;
   int64_t until; /* its lease, as last stored */
+  int batched;   /* a member of a batch: its end goes the general way */
   char kind[];
 } sq_claimed;
 
@@ -248,6 +263,27 @@ int jobq__sq_reader_stmt(sq_store *s, sq_reader *r, int i, const char *sql, sqli
 int jobq__sq_stats_add(void *st, const jobq_storage_stats_delta *d, size_t n, int64_t now);
 int jobq__sq_stats_read(void *st, const char *kind, int depth, int64_t now,
                         jobq_storage_kind_stats **out, size_t *n_out);
+int jobq__sq_batch_prepare(sq_store *s);
+/* sqlite_batch.c, on the writer inside the transaction: */
+/* batch_insert's part after the jobs went in (dup as insert left it). */
+int jobq__sq_batch_members(sq_store *s, const char *batch_id, int cap,
+                           jobq_storage_job *const *jobs, size_t n, const int *dup, int64_t now);
+/* A claim's first step: held members of capped batches with room become due. */
+int jobq__sq_batch_fill(sq_store *s);
+/* A member ended in state (2, 3, 4): its batch counts it, and ends with it. */
+int jobq__sq_batch_member_done(sq_store *s, const char *batch, const char *job, const char *kind,
+                               int state, const char *error, int64_t now);
+/* The writer: where a request's news starts (mark), drop a failed
+ * request's or transaction's, tell a committed one's. */
+size_t jobq__sq_bnotice_mark(sq_store *s);
+void jobq__sq_bnotice_drop(sq_store *s, size_t mark);
+void jobq__sq_bnotice_tell(sq_store *s);
+int jobq__sq_batch_get(void *st, const char *id, jobq_storage_batch *out);
+int jobq__sq_set_batch_sink(void *st, void (*sink)(void *ud, const jobq_storage_event *ev),
+                            void *ud);
+int jobq__sq_batch_insert(void *st, const char *batch_id, int max_running,
+                          jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
+                          int *out_dup);
 /* sqlite_quota.c, on the writer: whether one more job of owner and kind
  * (with pending_kind jobs of that kind and pending_all of any kind of the
  * owner checked but not yet inserted) stays within every quota; 0 or

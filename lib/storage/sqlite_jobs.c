@@ -31,7 +31,8 @@ static const char *const sql[WS_COUNT] = {
       "UPDATE jobq_jobs SET ck_stage = ?3, ck_output = ?4, progress = ?5, step = coalesce(?6, step) "
       "WHERE id = ?1 AND state = 1 AND attempts = ?2",
   [WS_CANCEL_QUEUED] =
-      "UPDATE jobq_jobs SET state = 4, finished_at = ?2, error = 'cancelled' WHERE id = ?1",
+      "UPDATE jobq_jobs SET state = 4, finished_at = ?2, error = 'cancelled' WHERE id = ?1 "
+      "RETURNING batch, kind",
   [WS_CANCEL_RUNNING] = "UPDATE jobq_jobs SET cancel_req = 1 WHERE id = ?1",
   /* Oldest first; no index on finished_at (each would cost every finish):
    * pruning is rare and runs on the writer, off every caller's path. */
@@ -74,6 +75,8 @@ typedef struct sq_insert_req {
   const int *force;
   int64_t now;
   int *out_dup;
+  const char *batch_id; /* batch_insert: the batch, else NULL */
+  int cap;
 } sq_insert_req;
 
 static void bind_job(sqlite3_stmt *st, int base, const jobq_storage_job *j, int64_t now) {
@@ -101,7 +104,7 @@ static int insert_one(sq_store *s, sq_insert_req *r, size_t i) {
     if (rc == SQLITE_ROW) {
       int st = sqlite3_column_int(d, 1);
       int64_t fin = sqlite3_column_int64(d, 2), ttl = sqlite3_column_int64(d, 3);
-      int live = st == SQ_DUE || st == SQ_SCHEDULED || jobq__key_live(st, fin, ttl, r->now);
+      int live = SQ_IS_QUEUED(st) || jobq__key_live(st, fin, ttl, r->now);
       if (live) {
         snprintf(j->id, sizeof j->id, "%s", (const char *)sqlite3_column_text(d, 0));
         r->out_dup[i] = 1;
@@ -191,6 +194,8 @@ static int insert_run(sq_store *s, sq_req *req) {
     }
     i += k;
   }
+  if (r->batch_id)
+    return jobq__sq_batch_members(s, r->batch_id, r->cap, r->jobs, r->n, r->out_dup, r->now);
   return 0;
 }
 
@@ -227,6 +232,22 @@ int jobq__sq_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int
   r.force = force;
   r.now = now;
   r.out_dup = out_dup;
+  return jobq__sq_submit(st, &r.h);
+}
+
+int jobq__sq_batch_insert(void *st, const char *batch_id, int max_running,
+                          jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
+                          int *out_dup) {
+  sq_insert_req r = {0};
+  r.h.op = &insert_op;
+  r.h.savepoint = 1; /* the jobs and the batch: all or none */
+  r.jobs = jobs;
+  r.n = n;
+  r.force = force;
+  r.now = now;
+  r.out_dup = out_dup;
+  r.batch_id = batch_id;
+  r.cap = max_running;
   return jobq__sq_submit(st, &r.h);
 }
 
@@ -340,11 +361,22 @@ static int cancel_run(sq_store *s, sq_req *req) {
   if (src != SQLITE_ROW && src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot read a job", s->path);
   if (src == SQLITE_DONE) return JOBQ_ENOTFOUND;
   int rc = 0;
-  if (state == SQ_DUE || state == SQ_SCHEDULED) {
+  if (SQ_IS_QUEUED(state)) {
     sqlite3_stmt *u = s->ws[WS_CANCEL_QUEUED];
     sqlite3_bind_text(u, 1, r->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(u, 2, r->now);
-    rc = jobq__sq_run(s, u, "cannot cancel a job");
+    src = sqlite3_step(u);
+    char batch[JOBQ_ID_SIZE] = "", kind[65] = ""; /* a kind is at most 64 bytes */
+    if (src == SQLITE_ROW && sqlite3_column_type(u, 0) != SQLITE_NULL) {
+      snprintf(batch, sizeof batch, "%s", (const char *)sqlite3_column_text(u, 0));
+      snprintf(kind, sizeof kind, "%s", (const char *)sqlite3_column_text(u, 1));
+    }
+    while (src == SQLITE_ROW) src = sqlite3_step(u);
+    sqlite3_reset(u);
+    sqlite3_clear_bindings(u);
+    if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot cancel a job", s->path);
+    if (batch[0])
+      rc = jobq__sq_batch_member_done(s, batch, r->id, kind, JOBQ_CANCELLED, NULL, r->now);
     *r->out_state = JOBQ_CANCELLED;
   } else if (state == JOBQ_RUNNING) {
     sqlite3_stmt *u = s->ws[WS_CANCEL_RUNNING];

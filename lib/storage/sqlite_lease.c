@@ -20,7 +20,8 @@ static const char *const sql[WS_COUNT] = {
       "RETURNING cancel_req",
   [WS_RESCUE] =
       "UPDATE jobq_jobs SET "
-      "state = CASE WHEN cancel_req THEN 4 WHEN attempts < max_attempts THEN 0 ELSE 3 END, "
+      "state = CASE WHEN cancel_req THEN 4 WHEN attempts < max_attempts THEN "
+      "(CASE WHEN bcap > 0 THEN 6 ELSE 0 END) ELSE 3 END, "
       "finished_at = CASE WHEN cancel_req OR attempts >= max_attempts THEN ?1 ELSE NULL END, "
       "error = 'lease expired: the process running the job stopped', "
       "run_at = ?1, lease_until = NULL, "
@@ -30,7 +31,7 @@ static const char *const sql[WS_COUNT] = {
        * there but has not renewed for live_grace ms past the lease (?2 =
        * now - live_grace): it stalled. Without liveness ?2 = ?1. */
       "WHERE state = 1 AND lease_until < ?1 AND (lease_until < ?2 OR NOT jobq_live(lease_owner)) "
-      "RETURNING id, kind, state, attempts, error",
+      "RETURNING id, kind, state, attempts, error, batch",
   /* Leases by owner: see jobq__sq_lease_row and rescue_run. */
   [WS_LEASE_SET] = "INSERT OR REPLACE INTO jobq_leases (owner, until) VALUES (?1, ?2)",
   [WS_LEASE_DROP] = "DELETE FROM jobq_leases WHERE owner = ?1",
@@ -133,6 +134,7 @@ int jobq__sq_remember_claim(sq_store *s, const char *id, int64_t seq, const char
   e->id[idn] = '\0';
   e->seq = seq;
   e->until = until;
+  e->batched = 0; /* the claim sets it for a batch member */
   memcpy(e->kind, kind, kl);
   free(jobq__map_del(&s->claimed, e->id)); /* an older claim of the same id */
   jobq__map_put(&s->claimed, e->id, e);
@@ -293,10 +295,23 @@ static int rescue_run(sq_store *s, sq_req *req) {
     n++;
     jobq__sq_forget_claim(s, (const char *)sqlite3_column_text(u, 0)); /* if it was this store's */
     int st = sqlite3_column_int(u, 2);
-    int pub = st == SQ_DUE || st == SQ_SCHEDULED ? JOBQ_QUEUED : st;
+    int pub = SQ_IS_QUEUED(st) ? JOBQ_QUEUED : st;
     jobq__sq_event(s, jobq__state_end_event(pub), pub, (const char *)sqlite3_column_text(u, 0),
                    (const char *)sqlite3_column_text(u, 1), 0, NULL, sqlite3_column_int(u, 3),
                    (const char *)sqlite3_column_text(u, 4), NULL);
+    /* RETURNING rows were all made by the first step: other statements may
+     * run between steps. */
+    if (pub != JOBQ_QUEUED && sqlite3_column_type(u, 5) != SQLITE_NULL) {
+      int rc = jobq__sq_batch_member_done(
+          s, (const char *)sqlite3_column_text(u, 5), (const char *)sqlite3_column_text(u, 0),
+          (const char *)sqlite3_column_text(u, 1), pub, (const char *)sqlite3_column_text(u, 4),
+          r->now);
+      if (rc) {
+        sqlite3_reset(u);
+        sqlite3_clear_bindings(u);
+        return rc;
+      }
+    }
   }
   sqlite3_reset(u);
   sqlite3_clear_bindings(u);

@@ -27,7 +27,7 @@ static const char *const sql[WS_COUNT] = {
       "INSERT INTO jobq_owner_open (owner, kind, n) VALUES (?1, ?2, 1) "
       "ON CONFLICT (owner, kind) DO UPDATE SET n = n + 1",
   [WS_QUOTA_EXACT] =
-      "SELECT kind, count(*) FROM jobq_jobs WHERE owner = ?1 AND state IN (0, 1, 5) GROUP BY kind",
+      "SELECT kind, count(*) FROM jobq_jobs WHERE owner = ?1 AND state IN (0, 1, 5, 6) GROUP BY kind",
   [WS_QUOTA_CLEAR] = "DELETE FROM jobq_owner_open WHERE owner = ?1",
   [WS_QUOTA_SET] = "INSERT INTO jobq_owner_open (owner, kind, n) VALUES (?1, ?2, ?3)",
 };

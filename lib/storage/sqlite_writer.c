@@ -42,7 +42,8 @@ int jobq__sq_prepare_writer(sq_store *s) {
       (rc = jobq__sq_claim_prepare(s)) || (rc = jobq__sq_finish_prepare(s)) ||
       (rc = jobq__sq_lease_prepare(s)) || (rc = jobq__sq_events_prepare(s)) ||
       (rc = jobq__sq_quota_prepare(s)) || (rc = jobq__sq_cron_prepare(s)) ||
-      (rc = jobq__sq_rate_prepare(s)) || (rc = jobq__sq_stats_prepare(s)))
+      (rc = jobq__sq_rate_prepare(s)) || (rc = jobq__sq_stats_prepare(s)) ||
+      (rc = jobq__sq_batch_prepare(s)))
     return rc;
   /* A statement that no file prepares would crash its first use. */
   for (int i = 0; i < WS_COUNT; i++)
@@ -53,6 +54,7 @@ int jobq__sq_prepare_writer(sq_store *s) {
 
 static void fail_all(sq_store *s, sq_req *batch, int rc) {
   const char *msg = jobq_last_error();
+  jobq__sq_bnotice_drop(s, 0); /* nothing of it happened */
   for (sq_req *r = batch; r; r = r->next) {
     if (r->rc >= 0) {
       if (r->op->undo) r->op->undo(s, r);
@@ -92,8 +94,10 @@ static void exec_batch(sq_store *s, sq_req *batch) {
       continue;
     }
     jobq__set_detail("");
+    size_t mark = jobq__sq_bnotice_mark(s);
     r->rc = r->op->run(s, r);
     if (r->rc < 0) {
+      jobq__sq_bnotice_drop(s, mark);
       snprintf(r->err, sizeof r->err, "%s", jobq_last_error());
       if (r->op->undo) r->op->undo(s, r);
       if (sqlite3_get_autocommit(s->w)) {
@@ -136,6 +140,9 @@ static void lead_one(sq_store *s) {
   s->leading = 1;
   uv_mutex_unlock(&s->mu);
   exec_batch(s, batch);
+  /* Batches that the transaction ended, before anyone hears that it
+   * committed (so a finish that returns has told its batch's end). */
+  if (s->bn_head) jobq__sq_bnotice_tell(s);
   /* Asynchronous requests are answered by callback, outside any lock. */
   sq_req *async = NULL, **at = &async;
   uv_mutex_lock(&s->mu);

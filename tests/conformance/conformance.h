@@ -400,10 +400,13 @@ typedef struct conf_spec {
   const char *id;      /* NULL: a fresh UUIDv7 */
 } conf_spec;
 
-/* Inserts n jobs in one call; ids[i] receives each id (the live job's id
- * for a dedupe hit) and dup[i] the flag. Returns insert's code. */
-static inline int cs_insert_n(conf_store *s, int64_t now, const conf_spec *spec, size_t n,
-                              char (*ids)[JOBQ_ID_SIZE], int *dup) {
+/* Inserts n jobs in one call (batch_insert of batch batch_id with cap
+ * max_running, when batch_id is not NULL); ids[i] receives each id (the
+ * live job's id for a dedupe hit) and dup[i] the flag. Returns the call's
+ * code. */
+static inline int cs_insert_nb(conf_store *s, int64_t now, const conf_spec *spec, size_t n,
+                               char (*ids)[JOBQ_ID_SIZE], int *dup, const char *batch_id,
+                               int max_running) {
   jobq_storage_job *recs = calloc(n ? n : 1, sizeof *recs);
   jobq_storage_job **ptrs = calloc(n ? n : 1, sizeof *ptrs);
   int *force = calloc(n ? n : 1, sizeof *force);
@@ -430,7 +433,8 @@ static inline int cs_insert_n(conf_store *s, int64_t now, const conf_spec *spec,
     force[i] = spec[i].force;
     ptrs[i] = r;
   }
-  int rc = s->ops->insert(s->st, ptrs, n, force, now, d);
+  int rc = batch_id ? s->ops->batch_insert(s->st, batch_id, max_running, ptrs, n, force, now, d)
+                    : s->ops->insert(s->st, ptrs, n, force, now, d);
   for (size_t i = 0; i < n; i++) {
     if (ids) memcpy(ids[i], recs[i].id, JOBQ_ID_SIZE);
     if (dup) dup[i] = rc == 0 ? d[i] : -1;
@@ -440,6 +444,11 @@ static inline int cs_insert_n(conf_store *s, int64_t now, const conf_spec *spec,
   free(force);
   free(d);
   return rc;
+}
+
+static inline int cs_insert_n(conf_store *s, int64_t now, const conf_spec *spec, size_t n,
+                              char (*ids)[JOBQ_ID_SIZE], int *dup) {
+  return cs_insert_nb(s, now, spec, n, ids, dup, NULL, 0);
 }
 
 /* Inserts one job (must succeed); returns its dup flag. */

@@ -1157,6 +1157,302 @@ static void work_handler(jobq_ctx_t *ctx, void *ud) {
   jobq_ctx_succeed(ctx, res);
 }
 
+/* ---- batches ------------------------------------------------------------------------------------ */
+
+#define ID(ids, i) ((ids) + (size_t)(i) * JOBQ_ID_SIZE)
+
+/* The next BATCH_DONE event in q's pull buffer (NULL if none within
+ * wait_ms); other events are skipped. */
+static jobq_event_t *next_batch_done(jobq_t *q, int wait_ms) {
+  uint64_t end = conf_mono_ms() + (uint64_t)wait_ms;
+  for (;;) {
+    jobq_event_t *ev = NULL;
+    int rc = jobq_next_event(q, wait_ms ? 50 : 0, &ev);
+    if (rc == 0 && jobq_event_type(ev) == JOBQ_EVENT_BATCH_DONE) return ev;
+    jobq_event_free(ev);
+    if (rc != 0 && (wait_ms == 0 || conf_mono_ms() > end)) return NULL;
+  }
+}
+
+/* Mixed outcomes and a retry: the summary counts each member once, by how
+ * it ended, and keeps the errors in the order members failed. A dedupe hit
+ * is not a member. */
+static void api_batch_summary(conf_case *c) {
+  conf_clock clk;
+  conf_qopts o = fake_clock_opts(&clk);
+  o.workers = 0;
+  o.event_buffer = 4096;
+  jobq_t *q = cq_open(c, o);
+  jobq_kind_opts_t *ko = kind_opts(2, 1000, 1000, 0);
+  CK_OK(jobq_register(q, "bt", conf_noop_handler, NULL, ko));
+  jobq_kind_opts_free(ko);
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_dedupe(so, "K", 0));
+  char pre[JOBQ_ID_SIZE];
+  cq_submit(q, "bt", "0", so, pre);
+  const char *kinds[] = {"bt", "bt", "bt", "bt", "bt"};
+  const char *payloads[] = {"1", "2", "3", "4", "5"};
+  const jobq_submit_opts_t *opts[] = {NULL, NULL, NULL, NULL, so};
+  char bid[JOBQ_ID_SIZE], ids[5 * JOBQ_ID_SIZE];
+  int dup[5];
+  CK_RC(1, jobq_batch_submit(q, 5, kinds, payloads, opts, 0, bid, ids, dup));
+  jobq_submit_opts_free(so);
+  CK_INT(dup[4], 1);
+  CK_STR(ID(ids, 4), pre);
+  jobq_batch_t *b = NULL;
+  CK_OK(jobq_batch_get(q, bid, &b));
+  CK_STR(jobq_batch_id(b), bid);
+  CK_INT(jobq_batch_count(b, -1), 4);
+  CK_INT(jobq_batch_count(b, JOBQ_QUEUED), 4);
+  CK_INT(jobq_batch_count(b, JOBQ_RUNNING), 0);
+  CK_INT(jobq_batch_done(b), 0);
+  CK_INT(jobq_batch_max_running(b), 0);
+  CK_INT(jobq_batch_created_at(b), T);
+  CK_INT(jobq_batch_finished_at(b), 0);
+  jobq_batch_free(b);
+
+  jobq_ctx_t *ctx = cq_claim_expect(q, "bt", pre); /* not a member */
+  ctx_succeed_settled(q, ctx, NULL, JOBQ_SUCCEEDED);
+  ctx = cq_claim_expect(q, "bt", ID(ids, 0));
+  ctx_succeed_settled(q, ctx, "{\"ok\":1}", JOBQ_SUCCEEDED);
+  ctx = cq_claim_expect(q, "bt", ID(ids, 1));
+  CK_OK(jobq_batch_get(q, bid, &b));
+  CK_INT(jobq_batch_count(b, JOBQ_RUNNING), 1);
+  CK_INT(jobq_batch_count(b, JOBQ_QUEUED), 2);
+  CK_INT(jobq_batch_count(b, JOBQ_SUCCEEDED), 1);
+  jobq_batch_free(b);
+  ctx_fail_settled(q, ctx, "boom1a", 1, JOBQ_QUEUED); /* retried at T + 1000 */
+  ctx = cq_claim_expect(q, "bt", ID(ids, 2));
+  ctx_fail_settled(q, ctx, "boom2", 0, JOBQ_FAILED);
+  CK_OK(jobq_cancel(q, ID(ids, 3)));
+  CK(next_batch_done(q, 0) == NULL, "BATCH_DONE before the last member ended");
+  conf_clock_set(&clk, T + 1000);
+  ctx = cq_claim_expect(q, "bt", ID(ids, 1));
+  ctx_fail_settled(q, ctx, "boom1b", 1, JOBQ_FAILED); /* attempts spent */
+
+  CK_OK(jobq_batch_get(q, bid, &b));
+  CK_INT(jobq_batch_count(b, -1), 4);
+  CK_INT(jobq_batch_count(b, JOBQ_QUEUED), 0);
+  CK_INT(jobq_batch_count(b, JOBQ_RUNNING), 0);
+  CK_INT(jobq_batch_count(b, JOBQ_SUCCEEDED), 1);
+  CK_INT(jobq_batch_count(b, JOBQ_FAILED), 2);
+  CK_INT(jobq_batch_count(b, JOBQ_CANCELLED), 1);
+  CK_INT(jobq_batch_done(b), 1);
+  CK_INT(jobq_batch_finished_at(b), T + 1000);
+  CK_INT(jobq_batch_error_count(b), 2);
+  CK_STR(jobq_batch_error_job_id(b, 0), ID(ids, 2));
+  CK_STR(jobq_batch_error(b, 0), "boom2");
+  CK_STR(jobq_batch_error_job_id(b, 1), ID(ids, 1));
+  CK_STR(jobq_batch_error(b, 1), "boom1b");
+  CK(jobq_batch_error(b, 2) == NULL, "error 2 exists");
+  char want[1024];
+  snprintf(want, sizeof want,
+           "{\"id\":\"%s\",\"total\":4,\"queued\":0,\"running\":0,\"succeeded\":1,\"failed\":2,"
+           "\"cancelled\":1,\"done\":true,\"maxRunning\":0,\"createdAt\":%lld,\"finishedAt\":%lld,"
+           "\"errors\":[{\"jobId\":\"%s\",\"error\":\"boom2\"},{\"jobId\":\"%s\",\"error\":"
+           "\"boom1b\"}]}",
+           bid, (long long)T, (long long)(T + 1000), ID(ids, 2), ID(ids, 1));
+  char *js = jobq_batch_to_json(b);
+  CK_STR(js, want);
+  jobq_free(js);
+  jobq_batch_free(b);
+
+  jobq_event_t *ev = next_batch_done(q, 0);
+  CK(ev != NULL, "no BATCH_DONE event");
+  CK_STR(jobq_event_batch_id(ev), bid);
+  CK_STR(jobq_event_job_id(ev), ID(ids, 1));
+  CK_STR(jobq_event_kind(ev), "bt");
+  CK_STR(jobq_event_type_name(jobq_event_type(ev)), "batch_done");
+  CK(jobq_event_step(ev) == NULL, "a step on BATCH_DONE");
+  snprintf(want, sizeof want,
+           "{\"batchId\":\"%s\",\"total\":4,\"succeeded\":1,\"failed\":2,\"cancelled\":1,"
+           "\"errors\":[{\"jobId\":\"%s\",\"error\":\"boom2\"},{\"jobId\":\"%s\",\"error\":"
+           "\"boom1b\"}]}",
+           bid, ID(ids, 2), ID(ids, 1));
+  CK_STR(jobq_event_result(ev), want);
+  jobq_event_free(ev);
+  CK(next_batch_done(q, 0) == NULL, "a second BATCH_DONE");
+
+  /* Every job a dedupe hit: a batch without members, done at once. */
+  so = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_dedupe(so, "K2", 0));
+  char k2[JOBQ_ID_SIZE];
+  cq_submit(q, "bt", "0", so, k2);
+  const jobq_submit_opts_t *opts1[] = {so};
+  CK_RC(1, jobq_batch_submit(q, 1, kinds, payloads, opts1, 3, bid, ids, NULL));
+  jobq_submit_opts_free(so);
+  CK_OK(jobq_batch_get(q, bid, &b));
+  CK_INT(jobq_batch_count(b, -1), 0);
+  CK_INT(jobq_batch_done(b), 1);
+  CK_INT(jobq_batch_max_running(b), 3);
+  jobq_batch_free(b);
+  ev = next_batch_done(q, 0);
+  CK(ev != NULL, "no BATCH_DONE for an empty batch");
+  CK_STR(jobq_event_job_id(ev), "");
+  CK_STR(jobq_event_batch_id(ev), bid);
+  jobq_event_free(ev);
+  cq_close(q);
+}
+
+/* The cap: never more than max_running members running; a retried member
+ * waits for a place like the others; jobs without a batch are not held. */
+static void api_batch_cap(conf_case *c) {
+  conf_clock clk;
+  conf_qopts o = fake_clock_opts(&clk);
+  o.workers = 0;
+  jobq_t *q = cq_open(c, o);
+  jobq_kind_opts_t *ko = kind_opts(3, 1000, 1000, 0);
+  CK_OK(jobq_register(q, "cap", conf_noop_handler, NULL, ko));
+  jobq_kind_opts_free(ko);
+  const char *kinds[6] = {"cap", "cap", "cap", "cap", "cap", "cap"};
+  const char *payloads[6] = {"1", "2", "3", "4", "5", "6"};
+  char bid[JOBQ_ID_SIZE], ids[6 * JOBQ_ID_SIZE], free_id[JOBQ_ID_SIZE];
+  CK_RC(0, jobq_batch_submit(q, 6, kinds, payloads, NULL, 2, bid, ids, NULL));
+  cq_submit(q, "cap", "{}", NULL, free_id);
+  jobq_ctx_t *a = cq_claim_expect(q, "cap", ID(ids, 0));
+  jobq_ctx_t *b2 = cq_claim_expect(q, "cap", ID(ids, 1));
+  jobq_ctx_t *f = cq_claim_expect(q, "cap", free_id); /* not held back */
+  cq_claim_none(q, "cap");
+  jobq_job_t *j = cq_get(q, ID(ids, 2));
+  CK_INT(jobq_job_state(j), JOBQ_QUEUED);
+  jobq_job_free(j);
+  jobq_batch_t *bt = NULL;
+  CK_OK(jobq_batch_get(q, bid, &bt));
+  CK_INT(jobq_batch_count(bt, JOBQ_RUNNING), 2);
+  CK_INT(jobq_batch_count(bt, JOBQ_QUEUED), 4);
+  jobq_batch_free(bt);
+  ctx_succeed_settled(q, f, NULL, JOBQ_SUCCEEDED);
+  cq_claim_none(q, "cap");
+  ctx_succeed_settled(q, a, NULL, JOBQ_SUCCEEDED);
+  jobq_ctx_t *c3 = cq_claim_expect(q, "cap", ID(ids, 2));
+  cq_claim_none(q, "cap");
+  ctx_fail_settled(q, b2, "again", 1, JOBQ_QUEUED); /* due at T + 1000 */
+  jobq_ctx_t *c4 = cq_claim_expect(q, "cap", ID(ids, 3));
+  conf_clock_set(&clk, T + 1000);
+  cq_claim_none(q, "cap"); /* ids[1] is due again but the batch is full */
+  ctx_succeed_settled(q, c4, NULL, JOBQ_SUCCEEDED);
+  jobq_ctx_t *c1 = cq_claim_expect(q, "cap", ID(ids, 1)); /* oldest first */
+  cq_claim_none(q, "cap");
+  ctx_succeed_settled(q, c1, NULL, JOBQ_SUCCEEDED);
+  ctx_succeed_settled(q, c3, NULL, JOBQ_SUCCEEDED);
+  jobq_ctx_t *c5 = cq_claim_expect(q, "cap", ID(ids, 4));
+  jobq_ctx_t *c6 = cq_claim_expect(q, "cap", ID(ids, 5));
+  ctx_succeed_settled(q, c5, NULL, JOBQ_SUCCEEDED);
+  ctx_succeed_settled(q, c6, NULL, JOBQ_SUCCEEDED);
+  CK_OK(jobq_batch_get(q, bid, &bt));
+  CK_INT(jobq_batch_count(bt, JOBQ_SUCCEEDED), 6);
+  CK_INT(jobq_batch_done(bt), 1);
+  jobq_batch_free(bt);
+  cq_close(q);
+}
+
+/* Handlers of a capped batch: how many run at once, and the most seen. */
+typedef struct cap_probe {
+  _Atomic int now, max, runs;
+} cap_probe;
+
+static void cap_handler(jobq_ctx_t *ctx, void *ud) {
+  cap_probe *p = ud;
+  int n = atomic_fetch_add(&p->now, 1) + 1;
+  int m = atomic_load(&p->max);
+  while (n > m && !atomic_compare_exchange_weak(&p->max, &m, n)) {
+  }
+  struct timespec ts = {0, 2000000}; /* long enough for others to try to start */
+  nanosleep(&ts, NULL);
+  atomic_fetch_sub(&p->now, 1);
+  atomic_fetch_add(&p->runs, 1);
+  jobq_ctx_succeed(ctx, NULL);
+}
+
+/* Worker threads under a cap: more workers than places, and a member's
+ * end must wake the workers that found the batch full (a finish that ends
+ * a job queues nothing, yet it makes a held member claimable). */
+static void api_batch_cap_with_workers(conf_case *c) {
+  conf_qopts o = {0};
+  o.workers = 4;
+  o.event_buffer = 4096;
+  jobq_t *q = cq_open(c, o);
+  static cap_probe probe;
+  atomic_store(&probe.now, 0);
+  atomic_store(&probe.max, 0);
+  atomic_store(&probe.runs, 0);
+  CK_OK(jobq_register(q, "capw", cap_handler, &probe, NULL));
+  enum { N = 24 };
+  const char *kinds[N], *payloads[N];
+  for (int i = 0; i < N; i++) kinds[i] = "capw", payloads[i] = "{}";
+  char bid[JOBQ_ID_SIZE], ids[N * JOBQ_ID_SIZE];
+  CK_RC(0, jobq_batch_submit(q, N, kinds, payloads, NULL, 2, bid, ids, NULL));
+  CK_OK(jobq_start(q));
+  jobq_event_t *ev = next_batch_done(q, CONF_GUARD_MS);
+  CK(ev != NULL, "the batch did not finish within %d ms (%d of %d ran)", CONF_GUARD_MS,
+     atomic_load(&probe.runs), N);
+  CK_STR(jobq_event_batch_id(ev), bid);
+  jobq_event_free(ev);
+  CK_INT(atomic_load(&probe.runs), N);
+  CK(atomic_load(&probe.max) <= 2, "%d members ran at once; the cap is 2", atomic_load(&probe.max));
+  CK_OK(jobq_close(q, CONF_GUARD_MS));
+}
+
+static void api_batch_bad_input(conf_case *c) {
+  jobq_t *q = cq_open(c, (conf_qopts){.workers = 0});
+  const char *kinds[] = {"k", "k"};
+  const char *payloads[] = {"1", "2"};
+  const char *bad_payloads[] = {"1", "{"};
+  char bid[JOBQ_ID_SIZE], ids[2 * JOBQ_ID_SIZE];
+  memset(bid, 'Z', sizeof bid);
+  CK_RC(JOBQ_EINVAL, jobq_batch_submit(q, 0, kinds, payloads, NULL, 0, bid, ids, NULL));
+  CK_HAS(jobq_last_error(), "jobq_batch_submit: the batch is empty (n is 0)");
+  CK_RC(JOBQ_EINVAL, jobq_batch_submit(q, 2, kinds, payloads, NULL, -1, bid, ids, NULL));
+  CK_HAS(jobq_last_error(), "max_running is -1; it must be 0 (no cap) or 1..100000");
+  CK_RC(JOBQ_EINVAL, jobq_batch_submit(q, 2, kinds, payloads, NULL, 100001, bid, ids, NULL));
+  CK_HAS(jobq_last_error(), "max_running is 100001");
+  CK_RC(JOBQ_EINVAL, jobq_batch_submit(NULL, 2, kinds, payloads, NULL, 0, bid, ids, NULL));
+  CK_HAS(jobq_last_error(), "jobq_batch_submit: q is NULL");
+  CK_RC(JOBQ_EINVAL, jobq_batch_submit(q, 2, NULL, payloads, NULL, 0, bid, ids, NULL));
+  CK_HAS(jobq_last_error(), "jobq_batch_submit: kinds is NULL");
+  CK_RC(JOBQ_EINVAL, jobq_batch_submit(q, 2, kinds, NULL, NULL, 0, bid, ids, NULL));
+  CK_HAS(jobq_last_error(), "jobq_batch_submit: payloads is NULL");
+  CK_RC(JOBQ_EINVAL, jobq_batch_submit(q, 2, kinds, payloads, NULL, 0, NULL, ids, NULL));
+  CK_HAS(jobq_last_error(), "jobq_batch_submit: out_batch_id is NULL");
+  CK_RC(JOBQ_EINVAL, jobq_batch_submit(q, 2, kinds, payloads, NULL, 0, bid, NULL, NULL));
+  CK_HAS(jobq_last_error(), "jobq_batch_submit: out_ids is NULL");
+  CK_RC(JOBQ_EJSON, jobq_batch_submit(q, 2, kinds, bad_payloads, NULL, 0, bid, ids, NULL));
+  CK_HAS(jobq_last_error(), "jobq_batch_submit: job 1 refused");
+  CK(bid[0] == 'Z', "a batch id was written on failure");
+  CK_INT(count_jobs(q), 0);
+
+  jobq_batch_t *b = (jobq_batch_t *)1;
+  CK_RC(JOBQ_EINVAL, jobq_batch_get(NULL, "x", &b));
+  CK_HAS(jobq_last_error(), "jobq_batch_get: q is NULL");
+  CK_RC(JOBQ_EINVAL, jobq_batch_get(q, "x", NULL));
+  CK_HAS(jobq_last_error(), "jobq_batch_get: out is NULL");
+  CK_RC(JOBQ_EINVAL, jobq_batch_get(q, NULL, &b));
+  CK_HAS(jobq_last_error(), "jobq_batch_get: batch_id is NULL or empty");
+  CK_RC(JOBQ_EINVAL, jobq_batch_get(q, "", &b));
+  CK_RC(JOBQ_ENOTFOUND, jobq_batch_get(q, "nope", &b));
+  CK_HAS(jobq_last_error(), "jobq_batch_get: no batch 'nope'");
+  char other[JOBQ_ID_SIZE];
+  jobq__id_new(other, 1);
+  CK_RC(JOBQ_ENOTFOUND, jobq_batch_get(q, other, &b));
+  CK_HAS(jobq_last_error(), "jobq_batch_get: no batch");
+  CK(b == (jobq_batch_t *)1, "out was written on failure");
+  CK_INT(jobq_batch_count(NULL, -1), JOBQ_EINVAL);
+  CK(jobq_batch_id(NULL) == NULL, "id of NULL");
+  CK_INT(jobq_batch_done(NULL), JOBQ_EINVAL);
+  CK(jobq_batch_error(NULL, 0) == NULL && jobq_batch_error_job_id(NULL, 0) == NULL, "errors of NULL");
+  CK(jobq_batch_to_json(NULL) == NULL, "json of NULL");
+  CK_HAS(jobq_last_error(), "jobq_batch_to_json: b is NULL");
+  CK(jobq_event_batch_id(NULL) == NULL, "batch id of a NULL event");
+  jobq_batch_free(NULL);
+  /* A good one for the accessors' range checks. */
+  CK_RC(0, jobq_batch_submit(q, 2, kinds, payloads, NULL, 0, bid, ids, NULL));
+  CK_OK(jobq_batch_get(q, bid, &b));
+  CK_INT(jobq_batch_count(b, 7), JOBQ_EINVAL);
+  CK(jobq_batch_error(b, -1) == NULL && jobq_batch_error(b, 0) == NULL, "error out of range");
+  jobq_batch_free(b);
+  cq_close(q);
+}
+
 static void api_handlers_run_jobs(conf_case *c) {
   conf_qopts o = {0};
   o.workers = 3;
@@ -1385,6 +1681,10 @@ int main(void) {
     CONF_TEST(api_owner_quota_bad_input),
     CONF_TEST(api_bad_input_stores_nothing),
     CONF_TEST(api_submit_many),
+    CONF_TEST(api_batch_summary),
+    CONF_TEST(api_batch_cap),
+    CONF_TEST(api_batch_cap_with_workers),
+    CONF_TEST(api_batch_bad_input),
     CONF_TEST(api_handlers_run_jobs),
     CONF_TEST(api_bad_urls),
     CONF_TEST(api_close_releases_running),

@@ -575,6 +575,91 @@ static void durable_api_queue_sees_worker_stats(conf_case *c) {
   cq_close(api);
 }
 
+/* A batch's cap holds across queues (processes) on one store, and its end
+ * is told once: by the queue whose finish ended it, to the other through
+ * shared events. Two queues claim in turns; whenever neither may claim,
+ * the oldest running member finishes. */
+static void durable_batch_cap_across_queues(conf_case *c) {
+  conf_qopts o = {0};
+  o.workers = 0;
+  o.event_buffer = 4096;
+  jobq_t *q[2] = {cq_open(c, o), cq_open(c, o)};
+  jobq_event_t *ev = NULL;
+  /* Each store looks for listeners at most once a second: wait (bounded)
+   * until each queue hears the other's probe jobs. */
+  int heard[2] = {0, 0};
+  uint64_t until = conf_mono_ms() + CONF_GUARD_MS;
+  while (!(heard[0] && heard[1]) && conf_mono_ms() < until) {
+    for (int i = 0; i < 2; i++) {
+      char pid[JOBQ_ID_SIZE];
+      cq_submit(q[1 - i], "probe", "{}", NULL, pid);
+      ev = NULL;
+      while (!heard[i] && jobq_next_event(q[i], 50, &ev) == 0) {
+        heard[i] = jobq_event_type(ev) == JOBQ_EVENT_SUBMITTED &&
+                   strcmp(jobq_event_job_id(ev), pid) == 0;
+        jobq_event_free(ev);
+        ev = NULL;
+      }
+    }
+  }
+  CK(heard[0] && heard[1], "the queues never heard each other");
+  const char *kinds[12], *payloads[12];
+  for (int i = 0; i < 12; i++) kinds[i] = "dcap", payloads[i] = "{}";
+  char bid[JOBQ_ID_SIZE], ids[12 * JOBQ_ID_SIZE];
+  CK_RC(0, jobq_batch_submit(q[0], 12, kinds, payloads, NULL, 3, bid, ids, NULL));
+  jobq_ctx_t *run[12];
+  int owner[12], n_run = 0, done = 0, max_seen = 0, turn = 0;
+  while (done < 12) {
+    jobq_ctx_t *ctx = cq_claim_now(q[turn], "dcap");
+    if (ctx) {
+      owner[n_run] = turn;
+      run[n_run++] = ctx;
+      if (n_run > max_seen) max_seen = n_run;
+      jobq_batch_t *b = NULL;
+      CK_OK(jobq_batch_get(q[1 - turn], bid, &b));
+      CK(jobq_batch_count(b, JOBQ_RUNNING) <= 3, "%lld running",
+         (long long)jobq_batch_count(b, JOBQ_RUNNING));
+      jobq_batch_free(b);
+    } else if (cq_claim_now(q[1 - turn], "dcap") == NULL) {
+      CK(n_run > 0, "nothing running and nothing to claim with %d done", done);
+      char id[JOBQ_ID_SIZE];
+      snprintf(id, sizeof id, "%s", jobq_ctx_id(run[0]));
+      CK_OK(jobq_ctx_succeed(run[0], NULL));
+      CK(cq_wait_state(q[owner[0]], id, JOBQ_SUCCEEDED), "job %s did not succeed", id);
+      memmove(run, run + 1, (size_t)(n_run - 1) * sizeof *run);
+      memmove(owner, owner + 1, (size_t)(n_run - 1) * sizeof *owner);
+      n_run--;
+      done++;
+    } else {
+      CONF_FAIL("the other queue claimed past the turn");
+    }
+    turn = 1 - turn;
+  }
+  CK_INT(max_seen, 3);
+  /* Each queue hears of the end exactly once. */
+  for (int i = 0; i < 2; i++) {
+    int seen = 0;
+    uint64_t end = conf_mono_ms() + CONF_GUARD_MS;
+    while (seen == 0 && conf_mono_ms() < end) {
+      ev = NULL;
+      if (jobq_next_event(q[i], 50, &ev) == 0 && jobq_event_type(ev) == JOBQ_EVENT_BATCH_DONE) {
+        CK_STR(jobq_event_batch_id(ev), bid);
+        seen++;
+      }
+      jobq_event_free(ev);
+    }
+    ev = NULL;
+    while (jobq_next_event(q[i], 300, &ev) == 0) {
+      if (jobq_event_type(ev) == JOBQ_EVENT_BATCH_DONE) seen++;
+      jobq_event_free(ev);
+      ev = NULL;
+    }
+    CK_INT(seen, 1);
+  }
+  cq_close(q[0]);
+  cq_close(q[1]);
+}
+
 static void sqlite_fault_missing_directory(conf_case *c) {
   char url[700], path[600];
   conf_path(c, "missing", path, sizeof path);
@@ -896,6 +981,7 @@ int main(int argc, char **argv) {
     CONF_TEST_NEED(durable_two_queues_never_share_a_job, CONF_NEED_DURABLE),
     CONF_TEST_NEED(durable_quota_holds_across_queues, CONF_NEED_DURABLE),
     CONF_TEST_NEED(durable_api_queue_sees_worker_stats, CONF_NEED_DURABLE),
+    CONF_TEST_NEED(durable_batch_cap_across_queues, CONF_NEED_DURABLE),
     CONF_TEST_ONLY(sqlite_fault_missing_directory, "sqlite"),
     CONF_TEST_ONLY(sqlite_fault_not_a_database, "sqlite"),
     CONF_TEST_ONLY(sqlite_fault_newer_schema_untouched, "sqlite"),

@@ -294,11 +294,134 @@ static void dedupe_ttl_and_finished(conf_case *c) {
   cs_close(&s);
 }
 
+/* ---- batches (version 3: batch_insert, batch_get, set_batch_sink) ---------- */
+
+typedef struct batch_news {
+  int n;
+  char id[JOBQ_ID_SIZE], batch[JOBQ_ID_SIZE], kind[65];
+  int type, state;
+  char result[1024];
+} batch_news;
+
+static void batch_news_sink(void *ud, const jobq_storage_event *ev) {
+  batch_news *b = ud;
+  b->n++;
+  b->type = ev->type;
+  b->state = ev->state;
+  snprintf(b->id, sizeof b->id, "%s", ev->id ? ev->id : "(null)");
+  snprintf(b->batch, sizeof b->batch, "%s", ev->step ? ev->step : "(null)");
+  snprintf(b->kind, sizeof b->kind, "%s", ev->kind ? ev->kind : "(null)");
+  snprintf(b->result, sizeof b->result, "%s", ev->result ? ev->result : "(null)");
+}
+
+static void cs_batch(conf_store *s, const char *bid, jobq_storage_batch *out) {
+  memset(out, 0, sizeof *out);
+  CK_OK(s->ops->batch_get(s->st, bid, out));
+}
+
+/* The members, the cap in claims, the counters and one piece of news when
+ * the last member ends, through the vtable. */
+static void batch_insert_claim_finish(conf_case *c) {
+  conf_store s;
+  cs_open(c, &s);
+  CK(s.ops->batch_insert && s.ops->batch_get && s.ops->set_batch_sink, "no batch members");
+  batch_news news = {0};
+  CK_OK(s.ops->set_batch_sink(s.st, batch_news_sink, &news));
+  char held[JOBQ_ID_SIZE];
+  conf_spec k = {0};
+  k.kind = "bk";
+  k.dedupe_key = "bkey";
+  CK_INT(cs_insert(&s, T, k, held), 0);
+  conf_spec sp[4];
+  memset(sp, 0, sizeof sp);
+  for (int i = 0; i < 4; i++) sp[i].kind = "bk";
+  sp[3].dedupe_key = "bkey"; /* a hit: not a member */
+  sp[2].run_at = T + 500;    /* scheduled: comes due into the batch's line */
+  char bid[JOBQ_ID_SIZE], ids[4][JOBQ_ID_SIZE];
+  int dup[4];
+  jobq__id_new(bid, T);
+  CK_OK(cs_insert_nb(&s, T, sp, 4, ids, dup, bid, 1));
+  CK_INT(dup[3], 1);
+  CK_STR(ids[3], held);
+  jobq_storage_batch b;
+  cs_batch(&s, bid, &b);
+  CK_STR(b.id, bid);
+  CK_INT(b.total, 3);
+  CK_INT(b.queued, 3);
+  CK_INT(b.max_running, 1);
+  CK_INT(b.created_at, T);
+  CK_INT(b.finished_at, 0);
+  jobq_storage_batch_clear(&b);
+  /* The job outside the batch is claimed as ever; of the batch, one. */
+  cs_claim_expect(&s, T, held);
+  cs_claim_expect(&s, T, ids[0]);
+  cs_claim_none(&s, T + 1000);
+  cs_batch(&s, bid, &b);
+  CK_INT(b.running, 1);
+  CK_INT(b.queued, 2);
+  jobq_storage_batch_clear(&b);
+  CK_INT(cs_finish(&s, ids[0], 1, T + 1000, fin_of(JOBQ_OUTCOME_FAILED, "bad")), JOBQ_FAILED);
+  CK_INT(news.n, 0);
+  cs_claim_expect(&s, T + 1000, ids[1]);
+  cs_claim_none(&s, T + 1000);
+  CK_INT(cs_finish(&s, ids[1], 1, T + 1000, fin_of(JOBQ_OUTCOME_SUCCEEDED, NULL)), JOBQ_SUCCEEDED);
+  cs_claim_expect(&s, T + 1000, ids[2]);
+  CK_INT(cs_finish(&s, ids[2], 1, T + 2000, fin_of(JOBQ_OUTCOME_SUCCEEDED, NULL)), JOBQ_SUCCEEDED);
+  CK_INT(news.n, 1);
+  CK_INT(news.type, JOBQ_EVENT_BATCH_DONE);
+  CK_INT(news.state, JOBQ_SUCCEEDED);
+  CK_STR(news.id, ids[2]);
+  CK_STR(news.batch, bid);
+  CK_STR(news.kind, "bk");
+  char want[512];
+  snprintf(want, sizeof want,
+           "{\"batchId\":\"%s\",\"total\":3,\"succeeded\":2,\"failed\":1,\"cancelled\":0,"
+           "\"errors\":[{\"jobId\":\"%s\",\"error\":\"bad\"}]}",
+           bid, ids[0]);
+  CK_STR(news.result, want);
+  cs_batch(&s, bid, &b);
+  CK_INT(b.finished_at, T + 2000);
+  CK_STR(b.last_job, ids[2]);
+  CK_INT(b.succeeded, 2);
+  CK_INT(b.failed, 1);
+  CK_INT(b.n_errors, 1);
+  CK_STR(b.errors[0].job_id, ids[0]);
+  CK_STR(b.errors[0].error, "bad");
+  jobq_storage_batch_clear(&b);
+  CK_RC(JOBQ_ENOTFOUND, s.ops->batch_get(s.st, held, &b));
+  cs_close(&s);
+}
+
+/* A batch_insert that fails stores neither its jobs nor its batch. */
+static void batch_insert_all_or_none(conf_case *c) {
+  conf_store s;
+  cs_open(c, &s);
+  char x[JOBQ_ID_SIZE];
+  cs_add(&s, T, "orig", 0, 0, x);
+  conf_spec sp[2];
+  memset(sp, 0, sizeof sp);
+  char a[JOBQ_ID_SIZE], bid[JOBQ_ID_SIZE];
+  jobq__id_new(a, T);
+  jobq__id_new(bid, T);
+  sp[0].id = a;
+  sp[1].id = x; /* taken */
+  int rc = cs_insert_nb(&s, T, sp, 2, NULL, NULL, bid, 2);
+  CK(rc < 0, "a batch with a taken id returned %d; expected an error", rc);
+  jobq_storage_job j;
+  memset(&j, 0, sizeof j);
+  CK_RC(JOBQ_ENOTFOUND, s.ops->get(s.st, a, T, &j));
+  jobq_storage_batch b;
+  CK_RC(JOBQ_ENOTFOUND, s.ops->batch_get(s.st, bid, &b));
+  cs_close(&s);
+}
+
 int main(void) {
   static const conf_test tests[] = {
     CONF_TEST(insert_get_every_field),
     CONF_TEST(insert_batch),
     CONF_TEST_NEED(insert_all_or_none, CONF_NEED_DUP_IDS),
+    CONF_TEST(batch_insert_claim_finish),
+    CONF_TEST_NEED(batch_insert_all_or_none, CONF_NEED_DUP_IDS),
     CONF_TEST(dedupe_live_force_batch),
     CONF_TEST(dedupe_ttl_and_finished),
   };

@@ -195,7 +195,8 @@ static void test_bad_input(void **state) {
 
   assert_string_equal(jobq_event_type_name(JOBQ_EVENT_STORAGE_ERROR), "storage_error");
   assert_string_equal(jobq_event_type_name(JOBQ_EVENT_STORAGE_OK), "storage_ok");
-  assert_null(jobq_event_type_name(JOBQ_EVENT_STORAGE_OK + 1));
+  assert_string_equal(jobq_event_type_name(JOBQ_EVENT_BATCH_DONE), "batch_done");
+  assert_null(jobq_event_type_name(JOBQ_EVENT_BATCH_DONE + 1));
 }
 
 static void test_healthy(void **state) {
