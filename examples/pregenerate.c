@@ -30,6 +30,7 @@
  * (--request); 2 usage or another error.
  *
  * jobq-test-requires: espeak */
+#include <jansson.h>
 #include <jobq.h>
 #include <jobq/stages.h>
 
@@ -224,9 +225,16 @@ static int request(jobq_t *q, const char *user, const char *type, int submit) {
   clock_gettime(CLOCK_MONOTONIC, &t1);
   double us = (double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3;
   if (rc == 0) {
-    printf("%s: cached (%s, lookup %.0f us), job %s, result %s\n", key,
-           jobq_state_name(jobq_job_state(job)), us, jobq_job_id(job),
-           jobq_job_result(job) ? jobq_job_result(job) : "(not yet)");
+    /* What the API would answer: where the audio is, and how long. */
+    const char *res = jobq_job_result(job);
+    json_t *r = res ? json_loads(res, 0, NULL) : NULL;
+    const char *url = json_string_value(json_object_get(r, "audioUrl"));
+    double secs = json_number_value(json_object_get(r, "audioDuration"));
+    printf("%s: cached (%s, lookup %.0f us), job %s", key, jobq_state_name(jobq_job_state(job)),
+           us, jobq_job_id(job));
+    if (url) printf(", audio %s (%.1f s)", url, secs);
+    printf("\n");
+    json_decref(r);
     jobq_job_free(job);
     return 0;
   }

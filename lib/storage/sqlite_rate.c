@@ -35,14 +35,15 @@ static const char *const sql[WS_COUNT] = {
    * no entry in attempt_log yet), but at ?4 and with its reason; a job that
    * was meant to stop ends cancelled instead. ?5: its state when queued. */
   [WS_DEFER_JOB] =
-      "UPDATE jobq_jobs SET state = CASE WHEN cancel_req THEN 4 ELSE ?5 END, "
+      "UPDATE jobq_jobs SET state = CASE WHEN cancel_req THEN 4 WHEN ?5 = 0 AND bcap > 0 THEN 6 "
+      "ELSE ?5 END, "
       "attempts = CASE WHEN cancel_req THEN attempts ELSE attempts - 1 END, "
       "error = CASE WHEN cancel_req THEN 'cancelled' ELSE ?6 END, "
       "finished_at = CASE WHEN cancel_req THEN ?2 ELSE finished_at END, "
       "attempt_log = CASE WHEN cancel_req THEN json_insert(coalesce(attempt_log, '[]'), '$[#]', "
       "json_array(started_at, ?2, 'cancelled')) ELSE attempt_log END, "
       "run_at = CASE WHEN cancel_req THEN run_at ELSE ?4 END, lease_until = NULL "
-      "WHERE id = ?1 AND state = 1 AND attempts = ?3 RETURNING state, kind",
+      "WHERE id = ?1 AND state = 1 AND attempts = ?3 RETURNING state, kind, batch",
 };
 
 int jobq__sq_rate_prepare(sq_store *s) { return jobq__sq_prepare(s, sql); }
@@ -114,6 +115,12 @@ int jobq__sq_defer(sq_store *s, const jobq_storage_finish *f, int *out_state) {
   sqlite3_bind_text(u, 6, f->error ? f->error : "deferred", -1, SQLITE_STATIC);
   int src = sqlite3_step(u);
   int st = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : -1;
+  /* A member of a batch that a cancel ended here: its batch counts it. */
+  char batch[JOBQ_ID_SIZE] = "", kind[65] = ""; /* a kind is at most 64 bytes */
+  if (st == JOBQ_CANCELLED && sqlite3_column_type(u, 2) != SQLITE_NULL) {
+    snprintf(batch, sizeof batch, "%s", (const char *)sqlite3_column_text(u, 2));
+    snprintf(kind, sizeof kind, "%s", (const char *)sqlite3_column_text(u, 1));
+  }
   if (st >= 0) {
     int pub = st == JOBQ_CANCELLED ? JOBQ_CANCELLED : JOBQ_QUEUED;
     jobq__sq_event(s, pub == JOBQ_CANCELLED ? JOBQ_EVENT_CANCELLED : JOBQ_EVENT_RETRYING, pub, f->id,
@@ -125,6 +132,10 @@ int jobq__sq_defer(sq_store *s, const jobq_storage_finish *f, int *out_state) {
   sqlite3_clear_bindings(u);
   if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot defer a job", s->path);
   if (st < 0) return jobq__sq_finish_miss(s, f->id, out_state);
+  if (batch[0]) {
+    int rc = jobq__sq_batch_member_done(s, batch, f->id, kind, JOBQ_CANCELLED, NULL, f->now);
+    if (rc) return rc;
+  }
   *out_state = st == JOBQ_CANCELLED ? JOBQ_CANCELLED : JOBQ_QUEUED;
   return 0;
 }
