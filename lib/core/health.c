@@ -29,7 +29,8 @@
 #define REMINDER_MS 60000
 
 static const char *const op_names[JOBQ_OP_N] = {"claims",   "heartbeats", "progress writes",
-                                                "rescues",  "timeouts",   "finishes"};
+                                                "rescues",  "timeouts",   "finishes",
+                                                "retention"};
 
 struct jobq__logline {
   struct jobq__logline *next;

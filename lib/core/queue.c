@@ -332,6 +332,7 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
   int rc = jobq__kind_name_check("jobq_register", kind);
   if (rc) return rc;
   if (fn == NULL) return jobq__err(JOBQ_EINVAL, "jobq_register: handler for '%s' is NULL", kind);
+  if ((rc = jobq__retention_check(q, kind, ko)) != 0) return rc;
   uv_mutex_lock(&q->mu);
   if (q->started || q->closed) {
     uv_mutex_unlock(&q->mu);

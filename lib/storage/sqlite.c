@@ -531,6 +531,7 @@ static void sq_close(void *st) {
   uv_mutex_destroy(&s->nmu);
   for (size_t i = 0; i < s->n_quotas; i++) free((char *)s->quotas[i].kind);
   free(s->quotas);
+  jobq__sq_retention_free(s);
   free(s->path);
   free(s);
 }
@@ -998,4 +999,5 @@ const jobq_storage_ops jobq__sqlite_ops = {
   .prune = jobq__sq_prune,
   .get_by_key = sq_get_by_key,
   .set_quotas = jobq__sq_set_quotas,
+  .prune_kind = jobq__sq_prune_kind,
 };

@@ -38,6 +38,8 @@ enum {
   WS_LEASE_FIX, WS_LEASES_GONE,
   /* sqlite_events.c */
   WS_EVENT, WS_LISTENERS, WS_LISTEN, WS_UNLISTEN, WS_PRUNE_EVENTS,
+  /* sqlite_retention.c */
+  WS_RET_SCAN, WS_RET_NEWER, WS_RET_DELETE,
   WS_COUNT
 };
 
@@ -166,6 +168,11 @@ struct sq_store {
   int64_t ev_last;      /* last event row passed on (watcher thread) */
   int64_t listen_renewed;
   sqlite3_stmt *wev;    /* the watcher's event reader */
+
+  /* retention passes (sqlite_retention.c): per kind, the seq up to which
+   * the pass under way has looked. Writer only. */
+  struct sq_ret_cursor *ret;
+  size_t n_ret;
 };
 
 /* A job this store claimed (sq_store.claimed); kind follows the struct. */
@@ -227,6 +234,8 @@ int jobq__sq_finish_prepare(sq_store *s);
 int jobq__sq_lease_prepare(sq_store *s);
 int jobq__sq_events_prepare(sq_store *s);
 int jobq__sq_quota_prepare(sq_store *s);
+int jobq__sq_retention_prepare(sq_store *s);
+void jobq__sq_retention_free(sq_store *s); /* at close */
 /* sqlite_quota.c, on the writer: whether one more job of owner and kind
  * (with pending_kind jobs of that kind and pending_all of any kind of the
  * owner checked but not yet inserted) stays within every quota; 0 or
@@ -252,6 +261,8 @@ int jobq__sq_checkpoint(void *st, const char *id, int attempt, int stage, const 
                         int progress, const char *step);
 int jobq__sq_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ_ID_SIZE],
                    size_t *n_out);
+int jobq__sq_prune_kind(void *st, jobq_storage_prune *req, char (**out_ids)[JOBQ_ID_SIZE],
+                        size_t *n_out);
 
 /* sqlite_jobs.c: why an update of a running attempt matched no row:
  * *out_state JOBQ_ENOTFOUND (no such job) or JOBQ_ESTATE (not that

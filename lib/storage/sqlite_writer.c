@@ -41,7 +41,7 @@ int jobq__sq_prepare_writer(sq_store *s) {
   if ((rc = jobq__sq_prepare(s, sql)) || (rc = jobq__sq_jobs_prepare(s)) ||
       (rc = jobq__sq_claim_prepare(s)) || (rc = jobq__sq_finish_prepare(s)) ||
       (rc = jobq__sq_lease_prepare(s)) || (rc = jobq__sq_events_prepare(s)) ||
-      (rc = jobq__sq_quota_prepare(s)))
+      (rc = jobq__sq_quota_prepare(s)) || (rc = jobq__sq_retention_prepare(s)))
     return rc;
   /* A statement that no file prepares would crash its first use. */
   for (int i = 0; i < WS_COUNT; i++)
