@@ -385,6 +385,20 @@ JOBQ_API int jobq_kind_opts_set_rate_limit(jobq_kind_opts_t *ko, int starts,
  * process on the store. 0 (default): the queue's default duration
  * (jobq_options_set_default_duration). */
 JOBQ_API int jobq_kind_opts_set_expected_duration(jobq_kind_opts_t *ko, int64_t ms);
+/* Finished jobs of this kind (succeeded, failed, cancelled) are deleted,
+ * with their work directories, ms after they finished, by a process that
+ * registered the kind and started (its maintenance thread, at most once a
+ * minute, a few hundred jobs per storage transaction). 0 keeps them; else
+ * 1000 ms .. ten years. Default 86400000 (24 h). A succeeded job whose
+ * dedupe key is still live is kept until its key has expired too. Kinds
+ * that no started process registers are never pruned this way (jobq_prune
+ * still prunes them). JOBQ_ENOTSUP at jobq_register on a backend that cannot
+ * prune by kind (then the default is not applied). */
+JOBQ_API int jobq_kind_opts_set_retention(jobq_kind_opts_t *ko, int64_t ms);
+/* With n > 0, retention keeps the n finished jobs of each owner (of this
+ * kind) submitted last, however old: a per-user history. 0..100000;
+ * default 0. Jobs without an owner are not kept by it. */
+JOBQ_API int jobq_kind_opts_set_keep_per_owner(jobq_kind_opts_t *ko, int n);
 
 /* A handler runs one attempt. It reports through ctx and finishes the job with
  * jobq_ctx_succeed or jobq_ctx_fail, before it returns or later from any
@@ -571,7 +585,10 @@ JOBQ_API int jobq_cancel(jobq_t *q, const char *id);
 
 /* Deletes the jobs that finished (succeeded, failed or cancelled) more than
  * older_than_ms ago, with their work directories. *out_n (may be NULL)
- * receives how many. Running and queued jobs are never touched. */
+ * receives how many. Running and queued jobs are never touched. Kinds a
+ * started queue registered are also pruned by their retention
+ * (jobq_kind_opts_set_retention); this is for the others, and for a
+ * clean-up at the host's moment. */
 JOBQ_API int jobq_prune(jobq_t *q, int64_t older_than_ms, size_t *out_n);
 
 /* ---- events ------------------------------------------------------------ */

@@ -268,6 +268,21 @@ typedef struct jobq_storage_batch {
   jobq_storage_batch_error *errors; /* n_errors entries, malloc'ed, may be NULL */
   int n_errors;
 } jobq_storage_batch;
+/* What one retention call prunes (prune_kind, version 3). Not an array
+ * record, but frozen all the same: a later version adds a new member that
+ * takes a new struct. */
+typedef struct jobq_storage_prune {
+  const char *kind;   /* only jobs of this kind */
+  int64_t before;     /* finished before this time */
+  size_t max;         /* at most this many jobs deleted by one call */
+  /* > 0: of each owner's finished jobs of the kind, the n submitted last
+   * are kept however old (jobs without an owner: no such rule). */
+  int keep_per_owner;
+  /* Out, set to 0 by the caller: 1 when the backend stopped before it had
+   * looked at every job it could prune now (it bounds what one call reads,
+   * so that the call stays short), so the caller should call again. */
+  int more;
+} jobq_storage_prune;
 
 typedef struct jobq_storage_ops {
   int version;        /* JOBQ_STORAGE_OPS_VERSION this table implements */
@@ -495,12 +510,26 @@ typedef struct jobq_storage_ops {
    * store's BATCH_DONE events go, from any thread, never with a lock of
    * the backend held. */
   int (*set_batch_sink)(void *st, void (*sink)(void *ud, const jobq_storage_event *ev), void *ud);
+  /* Retention: deletes up to req->max finished jobs (succeeded, failed,
+   * cancelled) of kind req->kind whose finished_at is before req->before,
+   * oldest first, as prune does (checkpoints and attempt logs included; a
+   * succeeded job whose key lives past `before` stays), except that with
+   * req->keep_per_owner = n > 0 a job is kept while it is one of the n
+   * finished jobs of its owner and kind submitted last. Queued and running
+   * jobs are never touched. *out_ids and *n_out as for prune. It is called
+   * again and again, so one call must stay short (it runs beside claims and
+   * submits): a backend may stop early, before it has found max jobs, and
+   * then sets req->more. Optional: NULL when the backend cannot (a kind's
+   * explicit retention is then refused by jobq_register with JOBQ_ENOTSUP;
+   * the default one is skipped). */
+  int (*prune_kind)(void *st, jobq_storage_prune *req, char (**out_ids)[JOBQ_ID_SIZE],
+                    size_t *n_out);
 } jobq_storage_ops;
 
 #define JOBQ_STORAGE_OPS_INIT {JOBQ_STORAGE_OPS_VERSION, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                               NULL, NULL, NULL, NULL, NULL}
+                               NULL, NULL, NULL, NULL, NULL, NULL}
 
 /* Zeroes the members of versions 1..version of ops and sets its version;
  * nothing past the last member of that version is written (a backend built

@@ -16,6 +16,9 @@
 #define JOBQ_DEFAULT_BACKOFF_BASE_MS 1000
 #define JOBQ_DEFAULT_BACKOFF_MAX_MS 300000
 #define JOBQ_DEFAULT_JITTER 0.2
+/* Finished jobs of a registered kind are pruned a day after they finished
+ * (jobq_kind_opts_set_retention); 0 would keep them. */
+#define JOBQ_DEFAULT_RETENTION_MS 86400000
 
 /* On-loop kinds without a concurrency limit still stop somewhere: claiming a
  * whole backlog onto one thread helps nobody. */

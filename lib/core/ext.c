@@ -146,6 +146,14 @@ int jobq__checkpoint_get(jobq_t *q, const char *id, int *out_stage, char **out_o
   return rc;
 }
 
+void jobq__workdirs_remove(jobq_t *q, char (*ids)[JOBQ_ID_SIZE], size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char path[4200];
+    int len = snprintf(path, sizeof path, "%s/%s", q->o.workdir, ids[i]);
+    if (len > 0 && (size_t)len < sizeof path) jobq__rmtree(path); /* absent: fine */
+  }
+}
+
 JOBQ_API int jobq_prune(jobq_t *q, int64_t older_than_ms, size_t *out_n) {
   if (out_n) *out_n = 0;
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_prune: q is NULL");
@@ -170,11 +178,7 @@ JOBQ_API int jobq_prune(jobq_t *q, int64_t older_than_ms, size_t *out_n) {
       if (jobq_last_error()[0] == '\0') jobq__err(rc, "jobq_prune: %s", jobq_strerror(rc));
       break;
     }
-    for (size_t i = 0; i < n; i++) {
-      char path[4200];
-      int len = snprintf(path, sizeof path, "%s/%s", q->o.workdir, ids[i]);
-      if (len > 0 && (size_t)len < sizeof path) jobq__rmtree(path); /* absent: fine */
-    }
+    jobq__workdirs_remove(q, ids, n);
     free(ids);
     total += n;
     if (n < 1000) break;

@@ -31,7 +31,8 @@
 
 static const char *const op_names[JOBQ_OP_N] = {"claims",   "heartbeats", "progress writes",
                                                 "rescues",  "timeouts",   "finishes",
-                                                "cron schedules"};
+                                                "cron schedules",
+                                                "retention"};
 
 struct jobq__logline {
   struct jobq__logline *next;

@@ -62,6 +62,9 @@ struct jobq_kind_opts_s {
   int rate_starts;       /* 0: no rate limit */
   int64_t rate_interval_ms;
   int64_t expected_ms; /* ETA before any history; 0: the queue's default */
+  int64_t retention_ms; /* 0: keep finished jobs */
+  int keep_per_owner;
+  int retention_set;    /* set explicitly: refused where storage cannot prune by kind */
 };
 
 struct jobq_submit_opts_s {
@@ -122,6 +125,13 @@ typedef struct kind_reg {
                 * (held slots: see jobq__slot_check) */
   int pending; /* claims in flight that may return this kind */
   double avg_ms; /* moving average of attempt durations, 0 = none yet */
+  /* Retention (core/retention.c), under mu: when the next pass may begin
+   * (the queue's clock), whether one is under way, its cut-off and what
+   * it pruned so far. */
+  int64_t ret_next;
+  int ret_active;
+  int64_t ret_before;
+  size_t ret_pruned;
 } kind_reg;
 
 /* Where an attempt is in its life; under q->mu. Every change goes through
@@ -292,6 +302,12 @@ struct jobq_s {
     int flushing;
     uv_cond_t flush_cv;
     int64_t next_heartbeat, next_rescue;
+    /* Retention (core/retention.c): kinds with a pass under way, the next
+     * one to serve, and when (uv_hrtime) the next call may go: calls are
+     * paced so that pruning takes a small share of storage's time. */
+    int ret_pending;
+    int ret_turn;
+    uint64_t ret_resume_ns;
   } maint;
 
   /* Registered kinds (core/queue.c jobq_register); under mu, and fixed
@@ -471,6 +487,7 @@ typedef enum jobq__op {
   JOBQ_OP_TIMEOUT,
   JOBQ_OP_FINISH,
   JOBQ_OP_CRON,
+  JOBQ_OP_RETENTION,
   JOBQ_OP_N
 } jobq__op;
 /* Records how storage answered one call of background work: rc 0 or a
@@ -518,6 +535,16 @@ int jobq__cron_wanted(jobq_t *q, int64_t now);
  * fires the schedules that are due, wakes claimers. */
 void jobq__cron_evaluate(jobq_t *q, int64_t now);
 void jobq__cron_free(jobq_t *q); /* from free_q */
+/* core/retention.c, pruning the registered kinds' old finished jobs */
+/* From the maintenance tick (mu held): starts the passes that are due. */
+void jobq__retention_tick(jobq_t *q, int64_t now);
+/* On the maintenance thread (mu held; released around the storage call):
+ * one call of the passes under way, if the pacing allows one now. Returns
+ * 0 when it made a call, else how long (ns) to wait before the next. */
+uint64_t jobq__retention_step(jobq_t *q);
+/* jobq_register: JOBQ_ENOTSUP for an explicit retention on a backend that
+ * cannot prune by kind. */
+int jobq__retention_check(jobq_t *q, const char *kind, const struct jobq_kind_opts_s *ko);
 
 /* core/cancel.c */
 void jobq__cancel_hints_clear(jobq_t *q);     /* mu held */
@@ -552,5 +579,7 @@ void jobq__exts_close_on_loop(jobq_t *q); /* loop thread, from close_handles */
 void jobq__exts_free(jobq_t *q);          /* from free_q */
 char *jobq__default_workdir(const char *url);
 char *jobq__absolute_path(const char *p);
+/* Removes the work directories of n pruned jobs (absent ones are fine). */
+void jobq__workdirs_remove(jobq_t *q, char (*ids)[JOBQ_ID_SIZE], size_t n);
 
 #endif

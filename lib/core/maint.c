@@ -3,7 +3,8 @@
  * whose lease expired because their process died, and the evaluation of
  * cron schedules (core/cron.c). Storage calls run on
  * the queue's maintenance thread (never on the loop), one batch at a time;
- * it also applies attempt timeouts. */
+ * it also applies attempt timeouts, and between those, retention
+ * (core/retention.c). */
 #include "core/internal.h"
 #include "core/stats.h"
 
@@ -123,6 +124,7 @@ static void maint_tick(uv_timer_t *t) {
   jobq_t *q = t->data;
   uv_mutex_lock(&q->mu);
   int64_t now = jobq__now(q);
+  jobq__retention_tick(q, now);
   int beat = q->running.map.count > 0 && now >= q->maint.next_heartbeat;
   int rescue = now >= q->maint.next_rescue;
   int cron = jobq__cron_wanted(q, now);
@@ -211,6 +213,12 @@ static void maint_main(void *arg) {
       continue;
     }
     if (q->maint.stop) break;
+    if (q->maint.ret_pending && !q->closed) {
+      /* Retention, one call at a time, paced: anything above comes first. */
+      uint64_t wait_ns = jobq__retention_step(q);
+      if (wait_ns) uv_cond_timedwait(&q->maint.cv, &q->mu, wait_ns);
+      continue;
+    }
     uv_cond_wait(&q->maint.cv, &q->mu);
   }
   uv_mutex_unlock(&q->mu);

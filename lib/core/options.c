@@ -240,6 +240,7 @@ void jobq__kind_opts_defaults(struct jobq_kind_opts_s *k) {
   k->backoff_base_ms = JOBQ_DEFAULT_BACKOFF_BASE_MS;
   k->backoff_max_ms = JOBQ_DEFAULT_BACKOFF_MAX_MS;
   k->jitter = JOBQ_DEFAULT_JITTER;
+  k->retention_ms = JOBQ_DEFAULT_RETENTION_MS;
 }
 
 JOBQ_API void jobq_kind_opts_free(jobq_kind_opts_t *k) { free(k); }
@@ -322,6 +323,28 @@ JOBQ_API int jobq_kind_opts_set_expected_duration(jobq_kind_opts_t *k, int64_t m
                      "jobq_kind_opts_set_expected_duration: %lld ms is outside 0..one day",
                      (long long)ms);
   k->expected_ms = ms;
+  return 0;
+}
+
+JOBQ_API int jobq_kind_opts_set_retention(jobq_kind_opts_t *k, int64_t ms) {
+  static const char fn[] = "jobq_kind_opts_set_retention";
+  if (k == NULL) return jobq__err(JOBQ_EINVAL, "%s: ko is NULL", fn);
+  if (ms != 0 && (ms < 1000 || ms > INT64_C(3650) * 86400000))
+    return jobq__err(JOBQ_EINVAL,
+                     "%s: %lld ms is outside 1000..315360000000 (one second to ten years; 0 "
+                     "keeps finished jobs)",
+                     fn, (long long)ms);
+  k->retention_ms = ms;
+  k->retention_set = 1;
+  return 0;
+}
+
+JOBQ_API int jobq_kind_opts_set_keep_per_owner(jobq_kind_opts_t *k, int n) {
+  static const char fn[] = "jobq_kind_opts_set_keep_per_owner";
+  if (k == NULL) return jobq__err(JOBQ_EINVAL, "%s: ko is NULL", fn);
+  if (n < 0 || n > 100000) return jobq__err(JOBQ_EINVAL, "%s: %d is outside 0..100000", fn, n);
+  k->keep_per_owner = n;
+  if (n) k->retention_set = 1;
   return 0;
 }
 

@@ -350,6 +350,7 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
                      "jobq_register: '%s': storage '%s' has no shared rate limits (its vtable "
                      "has no rate_window)",
                      kind, q->ops->scheme);
+  if ((rc = jobq__retention_check(q, kind, ko)) != 0) return rc;
   uv_mutex_lock(&q->mu);
   if (q->started || q->closed) {
     uv_mutex_unlock(&q->mu);

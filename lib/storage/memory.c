@@ -45,6 +45,11 @@ typedef struct mkind {
   mband *bands;      /* priority desc; a band whose n fell to 0 stays */
   size_t n_bands, cap_bands;
   int bands_lost;    /* a band could not be allocated: estimates use ready.n */
+  /* Retention (mem_prune_kind): while a pass over the jobs is under way
+   * (ret_on), the next job it looks at (NULL: the end). A job that goes
+   * moves the cursor on to its successor (drop_job). */
+  struct mjob *ret_at;
+  int ret_on;
 } mkind;
 
 typedef struct mext {
@@ -1604,6 +1609,29 @@ static int mem_checkpoint_get(void *st, const char *id, int *out_stage, char **o
   return rc;
 }
 
+/* Takes a finished job out of the store and frees it; a retention cursor
+ * on it moves on to the next job. */
+static void drop_job(mstore *s, mjob *j) {
+  for (size_t i = 0; i < s->n_kinds; i++)
+    if (s->kinds[i]->ret_at == j) s->kinds[i]->ret_at = j->next;
+  if (j->x && j->x->dedupe_key && jobq__map_get(&s->dedupe, j->x->dedupe_key) == j)
+    jobq__map_del(&s->dedupe, j->x->dedupe_key);
+  jobq__map_del(&s->ids, j->id);
+  if (j->prev) j->prev->next = j->next;
+  else s->first = j->next;
+  if (j->next) j->next->prev = j->prev;
+  else s->last = j->prev;
+  free_job(j);
+}
+
+/* A finished job that prune may take at `before` (the live-key rule). */
+static int prunable(const mjob *j, int64_t before) {
+  if (!jobq_state_is_terminal(j->state) || j->x == NULL || j->x->finished_at >= before) return 0;
+  /* A cache entry stays while its key lives on past `before` (<= now). */
+  return !(j->state == JOBQ_SUCCEEDED && j->x->dedupe_key &&
+           jobq__key_expiry(j->x->finished_at, j->x->dedupe_ttl_ms) > before);
+}
+
 static int mem_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ_ID_SIZE],
                      size_t *n_out) {
   mstore *s = st;
@@ -1614,11 +1642,7 @@ static int mem_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ
   uv_mutex_lock(&s->mu);
   for (mjob *j = s->first, *next; j && n < max; j = next) {
     next = j->next;
-    if (!jobq_state_is_terminal(j->state) || j->x == NULL || j->x->finished_at >= before) continue;
-    /* A cache entry stays while its key lives on past `before` (<= now). */
-    if (j->state == JOBQ_SUCCEEDED && j->x->dedupe_key &&
-        jobq__key_expiry(j->x->finished_at, j->x->dedupe_ttl_ms) > before)
-      continue;
+    if (!prunable(j, before)) continue;
     if (out_ids && n == cap) {
       size_t nc = cap ? cap * 2 : 64;
       void *p = realloc(ids, nc * sizeof *ids);
@@ -1628,16 +1652,104 @@ static int mem_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ
     }
     if (out_ids) memcpy(ids[n], j->id, JOBQ_ID_SIZE);
     n++;
-    if (j->x->dedupe_key && jobq__map_get(&s->dedupe, j->x->dedupe_key) == j)
-      jobq__map_del(&s->dedupe, j->x->dedupe_key);
-    jobq__map_del(&s->ids, j->id);
-    if (j->prev) j->prev->next = j->next;
-    else s->first = j->next;
-    if (j->next) j->next->prev = j->prev;
-    else s->last = j->prev;
-    free_job(j);
+    drop_job(s, j);
   }
   uv_mutex_unlock(&s->mu);
+  *n_out = n;
+  if (out_ids) *out_ids = n ? ids : NULL;
+  if (out_ids && n == 0) free(ids);
+  return 0;
+}
+
+/* ---- retention (prune_kind) ----
+ *
+ * A pass walks the jobs in submission order from the oldest, a cursor per
+ * kind carrying it from one call to the next, and ends at the first job
+ * created at or after the cut-off (a job finishes after it was created, so
+ * none beyond can be old enough). One call looks at RET_SCAN jobs at most,
+ * since claims wait for the store's lock meanwhile. */
+#define RET_SCAN 4096
+
+/* keep_per_owner: drops from cand[0..*n) (in submission order) every job
+ * that is one of the `keep` finished jobs of its owner and kind submitted
+ * last. One walk from the newest job back to the oldest candidate, counting
+ * per owner of a candidate. 0 or -1 on out of memory. */
+static int keep_newest(mstore *s, mkind *k, mjob **cand, size_t *n, int keep) {
+  jobq_map seen = {0}; /* owner -> count + 1 of its finished jobs of k seen */
+  size_t owned = 0;
+  for (size_t i = 0; i < *n; i++) {
+    const char *o = cand[i]->x->owner;
+    if (o == NULL || jobq__map_get(&seen, o)) continue;
+    if (jobq__map_put(&seen, o, (void *)(uintptr_t)1) != 0) {
+      jobq__map_free(&seen);
+      return -1;
+    }
+    owned++;
+  }
+  if (owned == 0) return 0;
+  size_t ci = *n;
+  for (mjob *j = s->last; j && ci > 0; j = j->prev) {
+    int is_cand = j == cand[ci - 1];
+    if (is_cand) ci--;
+    if (j->kind != k || !jobq_state_is_terminal(j->state) || j->x == NULL || j->x->owner == NULL)
+      continue;
+    uintptr_t c = (uintptr_t)jobq__map_get(&seen, j->x->owner);
+    if (c == 0) continue; /* no candidate of this owner */
+    if (is_cand && c - 1 < (uintptr_t)keep) cand[ci] = NULL; /* among the newest: kept */
+    jobq__map_put(&seen, j->x->owner, (void *)(c + 1)); /* an existing key: cannot fail */
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < *n; i++)
+    if (cand[i]) cand[m++] = cand[i];
+  *n = m;
+  jobq__map_free(&seen);
+  return 0;
+}
+
+static int mem_prune_kind(void *st, jobq_storage_prune *req, char (**out_ids)[JOBQ_ID_SIZE],
+                          size_t *n_out) {
+  mstore *s = st;
+  *n_out = 0;
+  if (out_ids) *out_ids = NULL;
+  req->more = 0;
+  if (req->max == 0) return 0;
+  size_t cap = req->max < RET_SCAN ? req->max : RET_SCAN;
+  mjob **cand = malloc(cap * sizeof *cand);
+  char (*ids)[JOBQ_ID_SIZE] = out_ids ? malloc(cap * sizeof *ids) : NULL;
+  if (cand == NULL || (out_ids && ids == NULL)) {
+    free(cand);
+    free(ids);
+    return oom("prune_kind");
+  }
+  uv_mutex_lock(&s->mu);
+  mkind *k = kind_get(s, req->kind, 0);
+  size_t n = 0;
+  if (k) {
+    mjob *j = k->ret_on ? k->ret_at : s->first;
+    int end = 1;
+    for (size_t seen = 0; j; j = j->next) {
+      if (n == cap || seen == RET_SCAN) {
+        end = 0; /* more next time, from j */
+        break;
+      }
+      if (j->created_at >= req->before) break; /* nothing newer is old enough */
+      seen++;
+      if (j->kind == k && prunable(j, req->before)) cand[n++] = j;
+    }
+    k->ret_on = !end;
+    k->ret_at = end ? NULL : j;
+    req->more = !end;
+    if (req->keep_per_owner > 0 && n && keep_newest(s, k, cand, &n, req->keep_per_owner) != 0) {
+      /* Out of memory: keep everything this time, look again next pass. */
+      n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+      if (ids) memcpy(ids[i], cand[i]->id, JOBQ_ID_SIZE);
+      drop_job(s, cand[i]);
+    }
+  }
+  uv_mutex_unlock(&s->mu);
+  free(cand);
   *n_out = n;
   if (out_ids) *out_ids = n ? ids : NULL;
   if (out_ids && n == 0) free(ids);
@@ -1819,4 +1931,5 @@ const jobq_storage_ops jobq__memory_ops = {
   .batch_insert = mem_batch_insert,
   .batch_get = mem_batch_get,
   .set_batch_sink = mem_set_batch_sink,
+  .prune_kind = mem_prune_kind,
 };

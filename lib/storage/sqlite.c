@@ -613,6 +613,7 @@ static void sq_close(void *st) {
   uv_mutex_destroy(&s->nmu);
   for (size_t i = 0; i < s->n_quotas; i++) free((char *)s->quotas[i].kind);
   free(s->quotas);
+  jobq__sq_retention_free(s);
   free(s->path);
   free(s);
 }
@@ -1126,4 +1127,5 @@ const jobq_storage_ops jobq__sqlite_ops = {
   .batch_insert = jobq__sq_batch_insert,
   .batch_get = jobq__sq_batch_get,
   .set_batch_sink = jobq__sq_set_batch_sink,
+  .prune_kind = jobq__sq_prune_kind,
 };

@@ -52,6 +52,8 @@ enum {
   WS_BATCH_DONE_ONE, WS_BATCH_READ,
   /* sqlite_events.c */
   WS_EVENT, WS_LISTENERS, WS_LISTEN, WS_UNLISTEN, WS_PRUNE_EVENTS,
+  /* sqlite_retention.c */
+  WS_RET_SCAN, WS_RET_NEWER, WS_RET_DELETE,
   WS_COUNT
 };
 
@@ -191,6 +193,11 @@ struct sq_store {
   int64_t ev_last;      /* last event row passed on (watcher thread) */
   int64_t listen_renewed;
   sqlite3_stmt *wev;    /* the watcher's event reader */
+
+  /* retention passes (sqlite_retention.c): per kind, the seq up to which
+   * the pass under way has looked. Writer only. */
+  struct sq_ret_cursor *ret;
+  size_t n_ret;
 };
 
 /* A job this store claimed (sq_store.claimed); kind follows the struct. */
@@ -284,6 +291,8 @@ int jobq__sq_set_batch_sink(void *st, void (*sink)(void *ud, const jobq_storage_
 int jobq__sq_batch_insert(void *st, const char *batch_id, int max_running,
                           jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
                           int *out_dup);
+int jobq__sq_retention_prepare(sq_store *s);
+void jobq__sq_retention_free(sq_store *s); /* at close */
 /* sqlite_quota.c, on the writer: whether one more job of owner and kind
  * (with pending_kind jobs of that kind and pending_all of any kind of the
  * owner checked but not yet inserted) stays within every quota; 0 or
@@ -342,6 +351,8 @@ int jobq__sq_cron_del(void *st, const char *name);
 int jobq__sq_cron_list(void *st, jobq_storage_cron **out, size_t *n);
 int jobq__sq_cron_fire(void *st, const char *name, int64_t expect_next_at, int64_t new_next_at,
                        jobq_storage_job *const *jobs, size_t n, int64_t now, size_t *n_inserted);
+int jobq__sq_prune_kind(void *st, jobq_storage_prune *req, char (**out_ids)[JOBQ_ID_SIZE],
+                        size_t *n_out);
 
 /* sqlite_jobs.c: why an update of a running attempt matched no row:
  * *out_state JOBQ_ENOTFOUND (no such job) or JOBQ_ESTATE (not that

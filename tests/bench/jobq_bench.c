@@ -32,6 +32,12 @@
  *   e2e_rate_limit  e2e_batch_2w with a rate limit on the kind high enough
  *                never to bind (1,000,000 starts per 100 ms): the cost of
  *                counting starts in the store
+ *   e2e_retention_*  e2e_batch_2w on a store that already holds 1,000,000
+ *                finished jobs of the kind, all older than the kind's
+ *                retention (1 h; the clock is set 2 h back while they run):
+ *                _off with retention 0 (nothing pruned), _on with retention
+ *                pruning them meanwhile; _on also reports how fast the pass
+ *                deleted them (jobs/s, until its log line came)
  *   cache_lookup_*  latency of jobq_get_by_key among 100,000 cached results
  *                (keys with an absolute expiry, jobs succeeded): a hit, and a
  *                miss (a key nobody holds), p50/p99 over 10,000 lookups */
@@ -598,6 +604,96 @@ static void e2e_owned(int quotas) {
   for (int u = 0; u < USERS; u++) jobq_submit_opts_free(so[u]);
 }
 
+/* ---- retention ---- */
+
+static _Atomic int64_t clock_shift; /* ms added to the real clock */
+
+static int64_t shifted_clock(void *ud) {
+  (void)ud;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + atomic_load(&clock_shift);
+}
+
+static _Atomic uint64_t pass_end_ns;
+static atomic_long pass_pruned;
+
+static void retention_log(int level, const char *message, void *ud) {
+  (void)ud;
+  long n = 0;
+  if (level == JOBQ_LOG_INFO && sscanf(message, "retention: pruned %ld", &n) == 1) {
+    atomic_store(&pass_pruned, n);
+    atomic_store(&pass_end_ns, now_ns());
+  }
+}
+
+static void e2e_retention(int on) {
+  const char *name = on ? "e2e_retention_on" : "e2e_retention_off";
+  if (!want(name)) return;
+  cur_url = figure_url(name, NULL);
+  enum { BATCH = 1000, OLD = 1000000 };
+  jobq_options_t *o = jobq_options_new();
+  jobq_options_set_storage(o, cur_url ? cur_url : storage);
+  jobq_options_set_workers(o, 2);
+  jobq_options_set_clock(o, shifted_clock, NULL);
+  jobq_options_set_log(o, retention_log, NULL, JOBQ_LOG_INFO);
+  atomic_store(&clock_shift, -2 * 3600 * 1000);
+  atomic_store(&pass_end_ns, 0);
+  atomic_store(&pass_pruned, 0);
+  jobq_t *q;
+  if (jobq_open(&q, o) != 0) die("jobq_open");
+  jobq_options_free(o);
+  jobq_kind_opts_t *ko = jobq_kind_opts_new();
+  if (jobq_kind_opts_set_retention(ko, on ? 3600 * 1000 : 0) != 0) die("set_retention");
+  if (jobq_register(q, "noop", noop, NULL, ko) != 0) die("jobq_register");
+  jobq_kind_opts_free(ko);
+  if (jobq_start(q) != 0) die("jobq_start");
+  const char *kinds[BATCH], *payloads[BATCH];
+  static char ids[BATCH * JOBQ_ID_SIZE];
+  for (int i = 0; i < BATCH; i++) {
+    kinds[i] = "noop";
+    payloads[i] = "{}";
+  }
+  /* The old jobs, run two hours ago by the queue's clock. */
+  atomic_store(&done, 0);
+  for (long i = 0; i < OLD; i += BATCH)
+    if (jobq_submit_many(q, BATCH, kinds, payloads, NULL, ids, NULL) < 0) die("submit_many");
+  while (atomic_load(&done) < OLD) usleep(1000);
+  /* Now: they are older than the retention; the next tick begins the pass. */
+  atomic_store(&done, 0);
+  atomic_store(&clock_shift, 0);
+  long total = (n_jobs + BATCH - 1) / BATCH * BATCH;
+  uint64_t t0 = now_ns();
+  for (long i = 0; i < total; i += BATCH)
+    if (jobq_submit_many(q, BATCH, kinds, payloads, NULL, ids, NULL) < 0) die("submit_many");
+  while (atomic_load(&done) < total) {
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, NULL);
+  }
+  uint64_t t1 = now_ns();
+  double t = (double)(t1 - t0) / 1e9;
+  int pruning_throughout = on && (atomic_load(&pass_end_ns) == 0 || atomic_load(&pass_end_ns) > t1);
+  printf("%s: %.0f jobs/s (%ld jobs in %.3f s, beside %d finished jobs older than the "
+         "retention%s)\n",
+         name, (double)total / t, total, t, OLD,
+         on ? (pruning_throughout ? "; pruning them all along" : "; pruning ended before")
+            : "; retention 0");
+  fflush(stdout);
+  if (on) {
+    /* The pass goes on; wait for its end (its log line), at most 10 min. */
+    while (atomic_load(&pass_end_ns) == 0 && now_ns() - t0 < 600 * 1000000000ull) usleep(10000);
+    uint64_t te = atomic_load(&pass_end_ns);
+    if (te)
+      printf("%s_prune: %.0f jobs/s (%ld old jobs pruned in %.3f s, in calls of 200)\n", name,
+             (double)atomic_load(&pass_pruned) / ((double)(te - t0) / 1e9),
+             (long)atomic_load(&pass_pruned), (double)(te - t0) / 1e9);
+    else
+      printf("%s_prune: the pass did not end within 600 s\n", name);
+    fflush(stdout);
+  }
+  jobq_close(q, -1);
+}
+
 static void cache_lookup(void) {
   if (!want("cache_lookup")) return;
   cur_url = figure_url("cache_lookup", NULL);
@@ -679,6 +775,8 @@ int main(int argc, char **argv) {
   e2e_owned(0);
   e2e_owned(1);
   e2e_as("e2e_rate_limit", 2, 1000, 1);
+  e2e_retention(0);
+  e2e_retention(1);
   cache_lookup();
   rss();
   return 0;

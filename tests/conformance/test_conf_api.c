@@ -12,6 +12,8 @@
 #include "conformance.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <sys/stat.h>
 
 #define T CONF_T0
 
@@ -1657,6 +1659,170 @@ static void api_eta_defaults_before_history(conf_case *c) {
   cq_close(q);
 }
 
+/* ---- retention ------------------------------------------------------------------------------ */
+
+static pthread_mutex_t ret_log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char ret_log_line[512];
+
+static void ret_log(int level, const char *message, void *ud) {
+  (void)ud;
+  if (level != JOBQ_LOG_INFO || strncmp(message, "retention:", 10) != 0) return;
+  pthread_mutex_lock(&ret_log_mu);
+  snprintf(ret_log_line, sizeof ret_log_line, "%s", message);
+  pthread_mutex_unlock(&ret_log_mu);
+}
+
+/* A started queue on the fake clock, no workers (jobs are claimed here),
+ * the retention log lines kept, work directories under the case's dir. */
+static jobq_t *ret_open(conf_case *c, conf_clock *clk, char *workdir, size_t cap) {
+  jobq_options_t *o = jobq_options_new();
+  assert_non_null(o);
+  conf_clock_set(clk, T);
+  conf_path(c, "work", workdir, cap);
+  CK_OK(jobq_options_set_storage(o, c->url));
+  CK_OK(jobq_options_set_clock(o, conf_clock_fn, clk));
+  CK_OK(jobq_options_set_workers(o, 0));
+  CK_OK(jobq_options_set_workdir(o, workdir));
+  CK_OK(jobq_options_set_log(o, ret_log, NULL, JOBQ_LOG_INFO));
+  jobq_t *q = NULL;
+  CK_OK(jobq_open(&q, o));
+  jobq_options_free(o);
+  return q;
+}
+
+static void ret_mkdir(const char *workdir, const char *id, char *path, size_t cap) {
+  mkdir(workdir, 0700);
+  snprintf(path, cap, "%s/%s", workdir, id);
+  CK(mkdir(path, 0700) == 0, "mkdir %s", path);
+  char f[700];
+  snprintf(f, sizeof f, "%s/audio.wav", path);
+  FILE *fp = fopen(f, "w");
+  CK(fp != NULL, "cannot create %s", f);
+  fputs("RIFF", fp);
+  fclose(fp);
+}
+
+/* Waits (real time, bounded) until job id is gone; 1 if it went. */
+static int ret_wait_gone(jobq_t *q, const char *id) {
+  uint64_t end = conf_mono_ms() + CONF_GUARD_MS;
+  for (;;) {
+    jobq_job_t *j = NULL;
+    int rc = jobq_get(q, id, &j);
+    jobq_job_free(j);
+    if (rc == JOBQ_ENOTFOUND) return 1;
+    if (conf_mono_ms() > end) return 0;
+    conf_sleep_ms(2);
+  }
+}
+
+/* A kind with a retention of 1 h: once the clock has passed it and a
+ * maintenance tick came, its finished jobs and their work directories are
+ * gone; its queued and running jobs, a kind with retention 0 and a kind
+ * this process did not register are untouched. */
+static void api_retention_prunes_registered_kinds(conf_case *c) {
+  conf_clock clk;
+  char workdir[400];
+  jobq_t *q = ret_open(c, &clk, workdir, sizeof workdir);
+  jobq_kind_opts_t *hour = jobq_kind_opts_new(), *keep = jobq_kind_opts_new();
+  assert_non_null(hour);
+  assert_non_null(keep);
+  CK_OK(jobq_kind_opts_set_retention(hour, 3600000));
+  CK_OK(jobq_kind_opts_set_retention(keep, 0));
+  CK_OK(jobq_register(q, "short", conf_noop_handler, NULL, hour));
+  CK_OK(jobq_register(q, "keep", conf_noop_handler, NULL, keep));
+  jobq_kind_opts_free(hour);
+  jobq_kind_opts_free(keep);
+  CK_OK(jobq_start(q));
+  pthread_mutex_lock(&ret_log_mu);
+  ret_log_line[0] = '\0';
+  pthread_mutex_unlock(&ret_log_mu);
+
+  char ok[JOBQ_ID_SIZE], failed[JOBQ_ID_SIZE], running[JOBQ_ID_SIZE], queued[JOBQ_ID_SIZE],
+      kept[JOBQ_ID_SIZE], other[JOBQ_ID_SIZE];
+  cq_submit(q, "short", "{}", NULL, ok);
+  cq_submit(q, "short", "{}", NULL, failed);
+  cq_submit(q, "short", "{}", NULL, running);
+  cq_submit(q, "keep", "{}", NULL, kept);
+  cq_submit(q, "other", "{}", NULL, other);
+  jobq_submit_opts_t *later = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_delay(later, INT64_C(10) * 3600000));
+  cq_submit(q, "short", "{}", later, queued);
+  jobq_submit_opts_free(later);
+  ctx_succeed_settled(q, cq_claim_expect(q, "short", ok), NULL, JOBQ_SUCCEEDED);
+  ctx_fail_settled(q, cq_claim_expect(q, "short", failed), "no", 0, JOBQ_FAILED);
+  jobq_ctx_t *run = cq_claim_expect(q, "short", running);
+  ctx_succeed_settled(q, cq_claim_expect(q, "keep", kept), NULL, JOBQ_SUCCEEDED);
+  ctx_succeed_settled(q, cq_claim_expect(q, "other", other), NULL, JOBQ_SUCCEEDED);
+  char d_ok[600], d_failed[600], d_kept[600], d_other[600];
+  ret_mkdir(workdir, ok, d_ok, sizeof d_ok);
+  ret_mkdir(workdir, failed, d_failed, sizeof d_failed);
+  ret_mkdir(workdir, kept, d_kept, sizeof d_kept);
+  ret_mkdir(workdir, other, d_other, sizeof d_other);
+
+  /* Before the hour is up nothing goes (whether or not a tick comes in
+   * the 50 ms: the check cannot wait for one, but never fails wrongly). */
+  conf_clock_set(&clk, T + 3599000);
+  conf_sleep_ms(50);
+  CK_INT(cq_state(q, ok), JOBQ_SUCCEEDED);
+  CK(conf_exists(d_ok), "the work directory went early");
+
+  conf_clock_set(&clk, T + 3600000 + 120000);
+  CK(ret_wait_gone(q, ok), "the succeeded job was not pruned within %d ms", CONF_GUARD_MS);
+  CK(ret_wait_gone(q, failed), "the failed job was not pruned within %d ms", CONF_GUARD_MS);
+  /* The pass's log line comes once it is over, work directories removed. */
+  uint64_t end = conf_mono_ms() + CONF_GUARD_MS;
+  char line[512] = "";
+  while (line[0] == '\0' && conf_mono_ms() < end) {
+    pthread_mutex_lock(&ret_log_mu);
+    snprintf(line, sizeof line, "%s", ret_log_line);
+    pthread_mutex_unlock(&ret_log_mu);
+    if (line[0] == '\0') conf_sleep_ms(2);
+  }
+  CK_STR(line, "retention: pruned 2 finished jobs of kind 'short' (finished more than 3600000 ms ago)");
+  CK(!conf_exists(d_ok) && !conf_exists(d_failed), "the pruned jobs' work directories remain");
+  CK_INT(cq_state(q, running), JOBQ_RUNNING);
+  CK_INT(cq_state(q, queued), JOBQ_QUEUED);
+  CK_INT(cq_state(q, kept), JOBQ_SUCCEEDED);
+  CK_INT(cq_state(q, other), JOBQ_SUCCEEDED);
+  CK(conf_exists(d_kept) && conf_exists(d_other), "a kept job's work directory went");
+  /* A day later, the running job, now finished, goes too. */
+  ctx_succeed_settled(q, run, NULL, JOBQ_SUCCEEDED);
+  conf_clock_set(&clk, T + INT64_C(30) * 3600000);
+  CK(ret_wait_gone(q, running), "the job that finished later was not pruned");
+  CK_INT(cq_state(q, kept), JOBQ_SUCCEEDED);
+  CK_INT(cq_state(q, other), JOBQ_SUCCEEDED);
+  cq_close(q);
+}
+
+/* Bad input to the setters: a code and a sentence each, nothing changed. */
+static void api_retention_bad_input(conf_case *c) {
+  (void)c;
+  jobq_kind_opts_t *ko = jobq_kind_opts_new();
+  assert_non_null(ko);
+  CK_ERR(JOBQ_EINVAL, jobq_kind_opts_set_retention(NULL, 1000));
+  CK_HAS(jobq_last_error(), "ko is NULL");
+  static const int64_t bad_ms[] = {-1, 1, 999, INT64_C(3650) * 86400000 + 1, INT64_MIN, INT64_MAX};
+  for (size_t i = 0; i < sizeof bad_ms / sizeof bad_ms[0]; i++) {
+    CK_ERR(JOBQ_EINVAL, jobq_kind_opts_set_retention(ko, bad_ms[i]));
+    CK_HAS(jobq_last_error(), "jobq_kind_opts_set_retention");
+    CK_HAS(jobq_last_error(), "outside 1000..315360000000");
+  }
+  CK_ERR(JOBQ_EINVAL, jobq_kind_opts_set_keep_per_owner(NULL, 1));
+  CK_HAS(jobq_last_error(), "ko is NULL");
+  static const int bad_n[] = {-1, 100001, INT32_MIN, INT32_MAX};
+  for (size_t i = 0; i < sizeof bad_n / sizeof bad_n[0]; i++) {
+    CK_ERR(JOBQ_EINVAL, jobq_kind_opts_set_keep_per_owner(ko, bad_n[i]));
+    CK_HAS(jobq_last_error(), "outside 0..100000");
+  }
+  /* the edges are accepted */
+  CK_OK(jobq_kind_opts_set_retention(ko, 1000));
+  CK_OK(jobq_kind_opts_set_retention(ko, INT64_C(3650) * 86400000));
+  CK_OK(jobq_kind_opts_set_retention(ko, 0));
+  CK_OK(jobq_kind_opts_set_keep_per_owner(ko, 100000));
+  CK_OK(jobq_kind_opts_set_keep_per_owner(ko, 0));
+  jobq_kind_opts_free(ko);
+}
+
 int main(void) {
   static const conf_test tests[] = {
     CONF_TEST(api_stats_counts_and_durations),
@@ -1677,6 +1843,8 @@ int main(void) {
     CONF_TEST(api_cache_until),
     CONF_TEST(api_cache_bad_input),
     CONF_TEST(api_cache_prune_keeps_live_keys),
+    CONF_TEST(api_retention_prunes_registered_kinds),
+    CONF_TEST(api_retention_bad_input),
     CONF_TEST(api_owner_quota),
     CONF_TEST(api_owner_quota_bad_input),
     CONF_TEST(api_bad_input_stores_nothing),

@@ -972,6 +972,56 @@ static void durable_close_releases_running_job(conf_case *c) {
   cq_close(q);
 }
 
+/* Retention across processes (two queues on one store): the one that
+ * registered the kind and started prunes what the other submitted, keeping
+ * each owner's newest job (keep_per_owner 1); a kind that only a queue that
+ * never started registered is not pruned. */
+static int durable_gone(jobq_t *q, const char *id) {
+  uint64_t end = conf_mono_ms() + CONF_GUARD_MS;
+  for (;;) {
+    jobq_job_t *j = NULL;
+    int rc = jobq_get(q, id, &j);
+    jobq_job_free(j);
+    if (rc == JOBQ_ENOTFOUND) return 1;
+    if (conf_mono_ms() > end) return 0;
+    conf_sleep_ms(2);
+  }
+}
+
+static void durable_retention_by_the_registering_queue(conf_case *c) {
+  conf_clock clk;
+  conf_clock_set(&clk, T);
+  conf_qopts o = {0};
+  o.clock = &clk;
+  o.workers = 0;
+  jobq_t *api = cq_open(c, o), *worker = cq_open(c, o);
+  jobq_kind_opts_t *ko = jobq_kind_opts_new();
+  CK_OK(jobq_kind_opts_set_retention(ko, 3600000));
+  CK_OK(jobq_kind_opts_set_keep_per_owner(ko, 1));
+  CK_OK(jobq_register(worker, "r", conf_noop_handler, NULL, ko));
+  CK_OK(jobq_register(api, "unstarted", conf_noop_handler, NULL, ko)); /* api never starts */
+  jobq_kind_opts_free(ko);
+  CK_OK(jobq_start(worker));
+  jobq_submit_opts_t *alice = jobq_submit_opts_new();
+  CK_OK(jobq_submit_opts_set_owner(alice, "alice"));
+  char a[3][JOBQ_ID_SIZE], anon[JOBQ_ID_SIZE], un[JOBQ_ID_SIZE];
+  for (int i = 0; i < 3; i++) cq_submit(api, "r", "{}", alice, a[i]);
+  cq_submit(api, "r", "{}", NULL, anon);
+  cq_submit(api, "unstarted", "{}", NULL, un);
+  jobq_submit_opts_free(alice);
+  for (int i = 0; i < 3; i++)
+    succeed_settled(worker, cq_claim_expect(worker, "r", a[i]), NULL, JOBQ_SUCCEEDED);
+  succeed_settled(worker, cq_claim_expect(worker, "r", anon), NULL, JOBQ_SUCCEEDED);
+  succeed_settled(worker, cq_claim_expect(worker, "unstarted", un), NULL, JOBQ_SUCCEEDED);
+  conf_clock_set(&clk, T + 3600000 + 120000);
+  CK(durable_gone(api, a[0]) && durable_gone(api, a[1]) && durable_gone(api, anon),
+     "the old jobs were not pruned within %d ms", CONF_GUARD_MS);
+  CK_INT(cq_state(api, a[2]), JOBQ_SUCCEEDED); /* alice's newest */
+  CK_INT(cq_state(api, un), JOBQ_SUCCEEDED);
+  cq_close(worker);
+  cq_close(api);
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--conf-child-claim") == 0) return child_claim_and_die(argv[2]);
   static const conf_test tests[] = {
@@ -991,6 +1041,7 @@ int main(int argc, char **argv) {
     CONF_TEST_ONLY(sqlite_heartbeat_that_waits_stores_callers_time, "sqlite"),
     CONF_TEST_ONLY(sqlite_wal_stays_bounded, "sqlite"),
     CONF_TEST_NEED(durable_close_releases_running_job, CONF_NEED_DURABLE),
+    CONF_TEST_NEED(durable_retention_by_the_registering_queue, CONF_NEED_DURABLE),
   };
   return conf_run("durable storage", tests, sizeof tests / sizeof tests[0]);
 }

@@ -71,6 +71,8 @@ static void test_null_handles(void **state) {
   TAPI_ERR(JOBQ_EINVAL, "jobq_kind_opts_set_backoff", jobq_kind_opts_set_backoff(NULL, 1, 2, 0.1));
   TAPI_ERR(JOBQ_EINVAL, "jobq_kind_opts_set_timeout", jobq_kind_opts_set_timeout(NULL, 1));
   TAPI_ERR(JOBQ_EINVAL, "jobq_kind_opts_set_on_loop", jobq_kind_opts_set_on_loop(NULL, 0));
+  TAPI_ERR(JOBQ_EINVAL, "jobq_kind_opts_set_retention", jobq_kind_opts_set_retention(NULL, 1000));
+  TAPI_ERR(JOBQ_EINVAL, "jobq_kind_opts_set_keep_per_owner", jobq_kind_opts_set_keep_per_owner(NULL, 1));
 
   TAPI_ERR(JOBQ_EINVAL, "jobq_submit_opts_set_owner", jobq_submit_opts_set_owner(NULL, "a"));
   TAPI_ERR(JOBQ_EINVAL, "jobq_submit_opts_set_priority", jobq_submit_opts_set_priority(NULL, 0));
@@ -620,6 +622,64 @@ static void test_kind_backoff(void **state) {
   jobq_kind_opts_free(ko);
 }
 
+
+/* Retention: the defaults, the edges, bad values refused with nothing
+ * written, and a backend without prune_kind refuses an explicit retention
+ * at jobq_register (the default is then not applied). */
+extern const jobq_storage_ops jobq__memory_ops;
+static int noprune_open(const char *url, void **out) {
+  (void)url;
+  return jobq__memory_ops.open("memory:", out);
+}
+
+static void test_kind_retention(void **state) {
+  (void)state;
+  jobq_kind_opts_t *ko = jobq_kind_opts_new();
+  assert_int_equal(ko->retention_ms, 86400000);
+  assert_int_equal(ko->keep_per_owner, 0);
+  TAPI_OK(jobq_kind_opts_set_retention(ko, 1000));
+  TAPI_OK(jobq_kind_opts_set_retention(ko, INT64_C(3650) * DAY));
+  TAPI_OK(jobq_kind_opts_set_retention(ko, 0));
+  TAPI_OK(jobq_kind_opts_set_retention(ko, 3600000));
+  static const int64_t bad_ms[] = {-1, 1, 999, INT64_C(3650) * 86400000 + 1, INT64_MIN, INT64_MAX};
+  for (size_t i = 0; i < sizeof bad_ms / sizeof bad_ms[0]; i++)
+    REFUSED(ko, JOBQ_EINVAL, "jobq_kind_opts_set_retention", jobq_kind_opts_set_retention(ko, bad_ms[i]));
+  assert_int_equal(ko->retention_ms, 3600000);
+  TAPI_OK(jobq_kind_opts_set_keep_per_owner(ko, 100000));
+  TAPI_OK(jobq_kind_opts_set_keep_per_owner(ko, 0));
+  TAPI_OK(jobq_kind_opts_set_keep_per_owner(ko, 10));
+  static const int bad_n[] = {-1, 100001, INT_MIN, INT_MAX};
+  for (size_t i = 0; i < sizeof bad_n / sizeof bad_n[0]; i++)
+    REFUSED(ko, JOBQ_EINVAL, "jobq_kind_opts_set_keep_per_owner",
+            jobq_kind_opts_set_keep_per_owner(ko, bad_n[i]));
+  assert_int_equal(ko->keep_per_owner, 10);
+  TAPI_ERR(JOBQ_EINVAL, "jobq_kind_opts_set_retention", jobq_kind_opts_set_retention(NULL, 1000));
+  TAPI_ERR(JOBQ_EINVAL, "jobq_kind_opts_set_keep_per_owner",
+           jobq_kind_opts_set_keep_per_owner(NULL, 1));
+
+  static jobq_storage_ops noprune;
+  noprune = jobq__memory_ops;
+  noprune.scheme = "noprune";
+  noprune.open = noprune_open;
+  noprune.prune_kind = NULL;
+  TAPI_OK(jobq_storage_register(&noprune));
+  jobq_options_t *o = jobq_options_new();
+  TAPI_OK(jobq_options_set_storage(o, "noprune:"));
+  jobq_t *q = open_with(o);
+  jobq_options_free(o);
+  TAPI_ERR(JOBQ_ENOTSUP, "jobq_register", jobq_register(q, "r", never_called, NULL, ko));
+  assert_non_null(strstr(jobq_last_error(), "cannot prune jobs by kind"));
+  jobq_kind_opts_t *dflt = jobq_kind_opts_new();
+  TAPI_OK(jobq_register(q, "d", never_called, NULL, dflt)); /* default: not applied */
+  TAPI_OK(jobq_register(q, "n", never_called, NULL, NULL));
+  TAPI_OK(jobq_kind_opts_set_retention(dflt, 0));
+  TAPI_OK(jobq_register(q, "z", never_called, NULL, dflt)); /* 0: nothing to apply */
+  TAPI_OK(jobq_start(q));
+  tapi_close(q);
+  jobq_kind_opts_free(dflt);
+  jobq_kind_opts_free(ko);
+}
+
 static void test_kind_timeout(void **state) {
   (void)state;
   const int64_t YEAR = 365 * DAY;
@@ -1075,6 +1135,7 @@ int main(void) {
     cmocka_unit_test(test_kind_max_attempts),
     cmocka_unit_test(test_kind_backoff),
     cmocka_unit_test(test_kind_timeout),
+    cmocka_unit_test(test_kind_retention),
     cmocka_unit_test(test_kind_on_loop),
     cmocka_unit_test(test_submit_owner),
     cmocka_unit_test(test_submit_priority),

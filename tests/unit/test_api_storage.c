@@ -268,6 +268,7 @@ static void test_ops_init(void **state) {
   assert_null(m.checkpoint_get);
   assert_null(m.prune);
   assert_null(m.get_by_key);
+  assert_null(m.prune_kind); /* the last version 3 member */
   assert_int_equal(JOBQ_STORAGE_OPS_VERSION, 3);
   /* a version-1 table is still accepted (members are only appended) */
   assert_int_equal(jobq_storage_ops_init(&ops, 1), 0);
@@ -321,6 +322,7 @@ static void test_ops_init_writes_only_its_version(void **state) {
   assert_null(ops->checkpoint_get);
   assert_null(ops->prune);
   assert_null(ops->get_by_key);
+  assert_null(ops->prune_kind);
 
   /* Refused: a defined code, a sentence naming the version, nothing written. */
   static const int bad[] = {0, -1, JOBQ_STORAGE_OPS_VERSION + 1, INT_MAX, INT_MIN};

@@ -16,7 +16,8 @@
 
 extern const jobq_storage_ops jobq__memory_ops;
 
-static atomic_int fail_claim, fail_heartbeat, fail_get;
+static atomic_int fail_claim, fail_heartbeat, fail_get, fail_prune_kind;
+static atomic_int n_prune_kind;
 static atomic_int n_claims;
 
 static int f_open(const char *url, void **out) {
@@ -49,6 +50,16 @@ static int f_get(void *st, const char *id, int64_t now, jobq_storage_job *out) {
   return jobq__memory_ops.get(st, id, now, out);
 }
 
+static int f_prune_kind(void *st, jobq_storage_prune *req, char (**ids)[JOBQ_ID_SIZE], size_t *n) {
+  atomic_fetch_add(&n_prune_kind, 1);
+  int c = atomic_load(&fail_prune_kind);
+  if (c) {
+    jobq_storage_set_error("faulty: disk I/O error");
+    return c;
+  }
+  return jobq__memory_ops.prune_kind(st, req, ids, n);
+}
+
 static jobq_storage_ops faulty_ops;
 
 static int setup_backend(void **state) {
@@ -59,6 +70,7 @@ static int setup_backend(void **state) {
   faulty_ops.claim = f_claim;
   faulty_ops.heartbeat = f_heartbeat;
   faulty_ops.get = f_get;
+  faulty_ops.prune_kind = f_prune_kind;
   return jobq_storage_register(&faulty_ops);
 }
 
@@ -67,7 +79,9 @@ static int reset(void **state) {
   atomic_store(&fail_claim, 0);
   atomic_store(&fail_heartbeat, 0);
   atomic_store(&fail_get, 0);
+  atomic_store(&fail_prune_kind, 0);
   atomic_store(&n_claims, 0);
+  atomic_store(&n_prune_kind, 0);
   return 0;
 }
 
@@ -335,6 +349,46 @@ static void test_heartbeats_fail(void **state) {
   TAPI_OK(jobq_close(q, 1000));
 }
 
+
+/* Retention calls that storage refuses are background work too: news
+ * once, and the recovery once a later pass is answered (a minute later by
+ * the queue's clock). */
+static int prune_kind_called(void *arg) { return atomic_load(&n_prune_kind) >= *(int *)arg; }
+
+static void test_retention_fails(void **state) {
+  (void)state;
+  log_clear();
+  tapi_clock clk;
+  tapi_clock_set(&clk, INT64_C(1700000000000));
+  jobq_options_t *o = jobq_options_new();
+  TAPI_OK(jobq_options_set_storage(o, "faulty:"));
+  TAPI_OK(jobq_options_set_workers(o, 0));
+  TAPI_OK(jobq_options_set_event_buffer(o, 1024));
+  TAPI_OK(jobq_options_set_clock(o, tapi_clock_fn, &clk));
+  TAPI_OK(jobq_options_set_log(o, on_log, &log_mu, JOBQ_LOG_WARN));
+  jobq_t *q = NULL;
+  TAPI_OK(jobq_open(&q, o));
+  jobq_options_free(o);
+  TAPI_OK(jobq_register(q, "k", handler, NULL, NULL)); /* the default retention */
+  atomic_store(&fail_prune_kind, JOBQ_EIO);
+  TAPI_OK(jobq_start(q)); /* the first pass begins at the first tick */
+  jobq_event_t *ev = next_of(q, JOBQ_EVENT_STORAGE_ERROR);
+  assert_int_equal(jobq_event_code(ev), JOBQ_EIO);
+  assert_string_equal(jobq_event_error(ev), "retention: faulty: disk I/O error");
+  jobq_event_free(ev);
+  assert_int_equal(jobq_health(q), JOBQ_EIO);
+  TAPI_ERR_HAS("retention: faulty: disk I/O error");
+  wait_until(log_has_cb, "retention: faulty: disk I/O error", "the log line");
+  atomic_store(&fail_prune_kind, 0);
+  int calls = atomic_load(&n_prune_kind) + 1;
+  tapi_clock_set(&clk, INT64_C(1700000000000) + 61000); /* the next pass */
+  ev = next_of(q, JOBQ_EVENT_STORAGE_OK);
+  jobq_event_free(ev);
+  wait_until(prune_kind_called, &calls, "the next pass");
+  assert_int_equal(jobq_health(q), 0);
+  TAPI_OK(jobq_close(q, 1000));
+}
+
 /* With no background failure, jobq_health still reads storage. */
 static void test_health_probe(void **state) {
   (void)state;
@@ -396,6 +450,7 @@ int main(void) {
       cmocka_unit_test(test_healthy),
       cmocka_unit_test_setup(test_claims_fail_then_recover, reset),
       cmocka_unit_test_setup(test_heartbeats_fail, reset),
+      cmocka_unit_test_setup(test_retention_fails, reset),
       cmocka_unit_test_setup(test_health_probe, reset),
       cmocka_unit_test_setup(test_log_levels_and_stderr, reset),
   };
