@@ -122,6 +122,8 @@ static void req_destroy(jobq__http_req *r) {
   free(r->secrets);
   free(r->provider);
   free(r->where);
+  free(r->host);
+  jobq__addr_allow_free(r->allow);
   free(r->body_file);
   free(r->buf);
   uv_close((uv_handle_t *)&r->timer, on_req_closed);
@@ -198,6 +200,8 @@ static void finish(jobq__http_req *r, int rc) {
     .body_len = r->buf ? r->len : 0,
     .content_type = ctype,
     .tries = r->tries,
+    .refused = r->refused,
+    .body_cut = r->cut,
     .error = err[0] ? err : NULL,
     .retry_after_ms = r->retry_after_long ? r->retry_after * 1000 : -1,
   };
@@ -218,6 +222,11 @@ static int classify(jobq__http_req *r, CURLcode res, int *retry) {
     return JOBQ_ENOMEM;
   }
   if (r->too_big || res == CURLE_FILESIZE_EXCEEDED) return JOBQ_ETOOBIG;
+  if (r->refused && res != CURLE_OK && res != CURLE_OPERATION_TIMEDOUT)
+    return JOBQ_ENETWORK; /* r->note says which address; the next try would resolve the same */
+  /* Another of the host's addresses was used: the refusal is no news. */
+  r->refused = 0;
+  r->note[0] = '\0';
   const char *detail = r->errbuf[0] ? r->errbuf : curl_easy_strerror(res);
   switch (res) {
   case CURLE_OK:
@@ -413,6 +422,8 @@ static void check_info(jobq__http *h) {
 static int begin_try(jobq__http_req *r) {
   r->len = 0;
   r->too_big = r->nomem = 0;
+  r->seen = 0;
+  r->cut = r->refused = 0;
   r->retry_after = -1;
   r->status = 0;
   r->note[0] = r->errbuf[0] = '\0';

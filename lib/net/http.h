@@ -60,6 +60,25 @@ typedef struct jobq__http_opts {
   const char *const *secrets; /* strings never to show (API keys); userpwd is always one */
   size_t n_secrets;
   const char *ca_file;        /* CURLOPT_CAINFO; NULL: the system's */
+
+  /* For URLs chosen by users (webhooks), see net/addrpolicy.h. With
+   * refuse_internal, every address curl is about to connect to is checked
+   * (in CURLOPT_OPENSOCKETFUNCTION, after resolution, so DNS rebinding
+   * gains nothing) and any that is not public is refused unless allow names
+   * it: no socket is opened, no byte sent, and the request ends with
+   * JOBQ_ENETWORK, resp.refused set and a sentence like "webhook: the host
+   * 'localhost' resolved to 127.0.0.1 (loopback), which is refused; add it
+   * to the allow-list to permit it", without retries (the same name gives
+   * the same answer). Such requests also never follow redirects (a 3xx is
+   * the final status), never use a proxy from the environment (the proxy,
+   * not this check, would choose the address) and never share connections
+   * with other requests (a connection opened by a request without the check
+   * must not carry one with it). A host with several addresses is reached
+   * on an allowed one if it has one. */
+  int refuse_internal;
+  const struct jobq__addr_allow *allow; /* copied by start; NULL: none */
+  size_t keep_response;       /* bytes of the body kept; the rest is read and discarded
+                                 (resp.body_cut), still bounded by max_response; 0: keep all */
 } jobq__http_opts;
 
 typedef struct jobq__http_resp {
@@ -81,6 +100,8 @@ typedef struct jobq__http_resp {
                                "after N tries" only when N > 1) or "anthropic: could not
                                connect to 127.0.0.1:9: Connection refused (after 3 tries)";
                                secrets redacted; else NULL */
+  int refused;              /* 1: refuse_internal refused an address (rc JOBQ_ENETWORK) */
+  int body_cut;             /* 1: the body was longer than keep_response and was cut */
   int64_t retry_after_ms;   /* the last try's Retry-After, in ms, when the request gave up
                                rather than wait that long (longer than retry_after_max_ms);
                                -1 otherwise. A caller may push its job back by it */

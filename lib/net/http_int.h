@@ -4,6 +4,7 @@
 #ifndef JOBQ_NET_HTTP_INT_H
 #define JOBQ_NET_HTTP_INT_H
 
+#include "net/addrpolicy.h"
 #include "net/http.h"
 
 #include <curl/curl.h>
@@ -35,6 +36,10 @@ struct jobq__http_req {
 
   char *provider;
   char *where; /* "host:port", for sentences (never the URL: it may hold a key) */
+  char *host;  /* the host alone, for the refusal sentence */
+  int refuse_internal;
+  jobq__addr_allow *allow; /* owned copy */
+  size_t keep_response;
   char *body_file;
   FILE *up;
   char **secrets;
@@ -49,6 +54,9 @@ struct jobq__http_req {
   char *buf;
   size_t len, cap;
   int too_big, nomem;
+  size_t seen;         /* body bytes received in this try (kept or not) */
+  int cut;             /* bytes past keep_response were discarded */
+  int refused;         /* an address was refused in this try; note says which */
   int64_t retry_after; /* seconds, from this try's response; -1: none */
   int retry_after_long; /* it was longer than retry_after_max_ms: not waited for */
   int fail_rc;         /* for JOBQ_HTTP_FAILING */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #define DEF_CONNECT_MS 10000
@@ -23,13 +24,22 @@
 static size_t on_write(char *p, size_t size, size_t n, void *ud) {
   jobq__http_req *r = ud;
   size_t len = size * n;
-  if (len > r->max_response - r->len) {
+  if (len > r->max_response - r->seen) {
     r->too_big = 1;
     return 0; /* fails the transfer: CURLE_WRITE_ERROR */
   }
-  if (r->len + len + 1 > r->cap) {
+  r->seen += len;
+  size_t keep = len;
+  if (r->keep_response > 0 && len > r->keep_response - r->len) {
+    /* Read to the end all the same (the status is what counts; a response
+     * cut short would look like a failure), but keep nothing more. */
+    keep = r->keep_response - r->len;
+    r->cut = 1;
+  }
+  if (keep == 0) return len;
+  if (r->len + keep + 1 > r->cap) {
     size_t cap = r->cap ? r->cap : 4096;
-    while (cap < r->len + len + 1) cap *= 2;
+    while (cap < r->len + keep + 1) cap *= 2;
     if (cap > r->max_response + 1) cap = r->max_response + 1;
     char *nb = realloc(r->buf, cap);
     if (nb == NULL) {
@@ -39,9 +49,38 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
     r->buf = nb;
     r->cap = cap;
   }
-  memcpy(r->buf + r->len, p, len);
-  r->len += len;
+  memcpy(r->buf + r->len, p, keep);
+  r->len += keep;
   return len;
+}
+
+/* Installed for refuse_internal requests only: curl calls it with the
+ * resolved address of every connection it opens (each address it tries,
+ * every try), so the address checked is the address used. Returning
+ * CURL_SOCKET_BAD makes curl try the host's next address or fail with
+ * CURLE_COULDNT_CONNECT; nothing reaches the network. */
+static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
+  jobq__http_req *r = ud;
+  (void)purpose;
+  const struct sockaddr *sa = &a->addr;
+  jobq__addr_class c = jobq__addr_class_of(sa);
+  if (c != JOBQ_ADDR_PUBLIC && !jobq__addr_allowed(r->allow, sa)) {
+    if (!r->refused) {
+      char text[64];
+      jobq__addr_text(sa, text, sizeof text);
+      snprintf(r->note, sizeof r->note,
+               "the host '%.128s' resolved to %s (%s), which is refused; add it to the "
+               "allow-list to permit it",
+               r->host, text, jobq__addr_class_name(c));
+    }
+    r->refused = 1;
+    return CURL_SOCKET_BAD;
+  }
+  int type = a->socktype;
+#ifdef SOCK_CLOEXEC
+  type |= SOCK_CLOEXEC;
+#endif
+  return socket(a->family, type, a->protocol);
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
@@ -122,8 +161,11 @@ static int parse_url(jobq__http_req *r, const char *url) {
   } else {
     size_t n = strlen(host) + strlen(port) + 2;
     r->where = malloc(n);
-    if (r->where == NULL) rc = jobq__err(JOBQ_ENOMEM, "%s: out of memory", r->provider);
-    else snprintf(r->where, n, "%s:%s", host, port);
+    r->host = jobq__strdup(host);
+    if (r->where == NULL || r->host == NULL)
+      rc = jobq__err(JOBQ_ENOMEM, "%s: out of memory", r->provider);
+    else
+      snprintf(r->where, n, "%s:%s", host, port);
   }
   curl_free(scheme);
   curl_free(host);
@@ -205,6 +247,16 @@ static int setup_easy(jobq__http_req *r, const jobq__http_opts *o, const char *m
   if (o->aws_sigv4) SET(CURLOPT_AWS_SIGV4, o->aws_sigv4);
   if (o->userpwd) SET(CURLOPT_USERPWD, o->userpwd);
   if (o->ca_file) SET(CURLOPT_CAINFO, o->ca_file);
+  /* Never followed: a redirect would reach a URL nobody checked (curl's
+   * default, said here so that no one turns it on by accident). */
+  SET(CURLOPT_FOLLOWLOCATION, 0L);
+  if (r->refuse_internal) {
+    SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    SET(CURLOPT_OPENSOCKETDATA, (void *)r);
+    SET(CURLOPT_PROXY, ""); /* "" also ignores http_proxy & co. of the environment */
+    SET(CURLOPT_FRESH_CONNECT, 1L);
+    SET(CURLOPT_FORBID_REUSE, 1L);
+  }
 #undef SET
   if (c == CURLE_OUT_OF_MEMORY) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", r->provider);
   if (c != CURLE_OK)
@@ -224,10 +276,14 @@ int jobq__http_req_setup(jobq__http_req *r, const jobq__http_opts *o, const char
   r->backoff_max_ms = o->backoff_max_ms ? o->backoff_max_ms : DEF_BACKOFF_MAX_MS;
   r->retry_after_max_ms = o->retry_after_max_ms ? o->retry_after_max_ms : DEF_RETRY_AFTER_MAX_MS;
   r->retry_after = -1;
+  r->refuse_internal = o->refuse_internal != 0;
+  r->keep_response = o->keep_response;
   if ((r->provider = jobq__strdup(prov)) == NULL)
     return jobq__err(JOBQ_ENOMEM, "%s: out of memory", prov);
   int rc = parse_url(r, o->url);
   if (rc != 0) return rc;
+  if (o->allow && (r->allow = jobq__addr_allow_dup(o->allow)) == NULL)
+    return jobq__err(JOBQ_ENOMEM, "%s: out of memory", prov);
   if (copy_secrets(r, o) != 0 || (o->body_file && (r->body_file = jobq__strdup(o->body_file)) == NULL))
     return jobq__err(JOBQ_ENOMEM, "%s: out of memory", prov);
   for (size_t i = 0; i < o->n_headers; i++) {

@@ -19,6 +19,7 @@ Routes (query parameters after ?):
   /big?bytes=N          N bytes of 'x'; chunked=1 sends them without Content-Length
   /auth                 401 whose error message quotes the Authorization header
                         (and, for Basic, its decoded credentials)
+  /redirect?to=U        302 with "Location: U"
   /count?of=T           JSON {"calls": calls of token T, "drops": drops of T}
 Every request that carries token=T counts as a call of T.
 """
@@ -155,6 +156,8 @@ class Handler(BaseHTTPRequestHandler):
             if auth.startswith("Basic "):
                 msg += " (" + base64.b64decode(auth[6:]).decode("latin-1") + ")"
             self.reply(401, self.error_body(msg))
+        elif p == "/redirect":
+            self.reply(302, b"moved", "text/plain", headers=[("Location", q.get("to", "/echo"))])
         elif p == "/count":
             of = q.get("of", "")
             with lock:

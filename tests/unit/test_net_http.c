@@ -4,6 +4,7 @@
  * The text helpers are tested in test_net_http_text.c. */
 #include "testutil.h"
 
+#include "net/addrpolicy.h"
 #include "net/http.h"
 #include "net/http_int.h"
 #include "util/err.h"
@@ -97,6 +98,8 @@ typedef struct got {
   int rc;
   long status;
   int tries;
+  int refused;
+  int body_cut;
   int64_t retry_after_ms;
   char *body;
   size_t body_len;
@@ -113,6 +116,8 @@ static void on_done(void *ud, const jobq__http_resp *r) {
   g->rc = r->rc;
   g->status = r->status;
   g->tries = r->tries;
+  g->refused = r->refused;
+  g->body_cut = r->body_cut;
   g->retry_after_ms = r->retry_after_ms;
   g->at_ms = now_ms();
   assert_non_null(r->body);
@@ -1005,6 +1010,191 @@ static void test_missing_file(void **state) {
   ctx_close(&t);
 }
 
+/* ---- user-chosen URLs: refuse_internal, redirects, keep_response ---- */
+
+static jobq__addr_allow *allow_of(const char *text) {
+  jobq__addr_allow *l = NULL;
+  TAPI_OK(jobq__addr_allow_parse(text, &l));
+  return l;
+}
+
+/* A refused request: rc, flag, sentence, one try, and not one request of
+ * token reached the server. */
+static void expect_refused(tctx *t, const jobq__http_opts *o, const char *token, const char *says) {
+  got g = {0};
+  fetch(t, o, &g);
+  assert_int_equal(g.rc, JOBQ_ENETWORK);
+  assert_int_equal(g.refused, 1);
+  assert_int_equal(g.status, 0);
+  assert_int_equal(g.tries, 1); /* the same name resolves the same: no retry */
+  HAS(g.error, says);
+  HAS(g.error, "which is refused; add it to the allow-list to permit it");
+  got_free(&g);
+  int calls = -1;
+  server_count(t, token, &calls, NULL);
+  assert_int_equal(calls, 0);
+}
+
+static void test_refuse_internal(void **state) {
+  (void)state;
+  tctx t;
+  ctx_open(&t);
+  char u[256], want[256];
+  jobq__http_opts o = quick(url(u, sizeof u, "/echo?token=ri-1"));
+  o.provider = "webhook";
+  o.refuse_internal = 1;
+  expect_refused(&t, &o, "ri-1", "webhook: the host '127.0.0.1' resolved to 127.0.0.1 (loopback)");
+
+  /* an allow-list that does not name it changes nothing */
+  jobq__addr_allow *other = allow_of("10.0.0.0/8, ::1");
+  o.allow = other;
+  expect_refused(&t, &o, "ri-1", "resolved to 127.0.0.1 (loopback)");
+
+  /* a name, not an address: refused on what it resolves to */
+  snprintf(u, sizeof u, "http://localhost:%d/echo?token=ri-2", g_port);
+  o = quick(u);
+  o.provider = "webhook";
+  o.refuse_internal = 1;
+  expect_refused(&t, &o, "ri-2", "webhook: the host 'localhost' resolved to ");
+
+  /* an IPv6 literal */
+  snprintf(u, sizeof u, "http://[::1]:%d/echo?token=ri-3", g_port);
+  o.url = u;
+  expect_refused(&t, &o, "ri-3", "resolved to ::1 (loopback)");
+
+  /* a connection left open by a request without the check is not reused */
+  jobq__http_opts plain = quick(url(u, sizeof u, "/echo?token=ri-4"));
+  got g = {0};
+  fetch(&t, &plain, &g);
+  assert_int_equal(g.status, 200);
+  got_free(&g);
+  o.url = u;
+  jobq__http_start(t.h, &o, on_done, &g, NULL);
+  run(&t);
+  assert_int_equal(g.n, 1);
+  assert_int_equal(g.refused, 1);
+  got_free(&g);
+  int calls = 0;
+  server_count(&t, "ri-4", &calls, NULL);
+  assert_int_equal(calls, 1); /* the plain request only */
+
+  /* allowed: delivered, once */
+  jobq__addr_allow *lo = allow_of("127.0.0.1");
+  o = quick(url(u, sizeof u, "/echo?token=ri-5"));
+  o.provider = "webhook";
+  o.refuse_internal = 1;
+  o.allow = lo;
+  fetch(&t, &o, &g);
+  assert_int_equal(g.rc, 0);
+  assert_int_equal(g.status, 200);
+  assert_int_equal(g.refused, 0);
+  assert_null(g.error);
+  got_free(&g);
+  server_count(&t, "ri-5", &calls, NULL);
+  assert_int_equal(calls, 1);
+
+  /* localhost with 127.0.0.1 allowed: its ::1 (if any) is refused, its
+   * 127.0.0.1 used, and the refusal of the other address is no error */
+  snprintf(u, sizeof u, "http://localhost:%d/echo?token=ri-6", g_port);
+  o.url = u;
+  fetch(&t, &o, &g);
+  assert_int_equal(g.rc, 0);
+  assert_int_equal(g.status, 200);
+  assert_int_equal(g.refused, 0);
+  assert_null(g.error);
+  got_free(&g);
+
+  /* the allow-list is copied: freeing it after start is fine */
+  jobq__addr_allow *tmp = allow_of("127.0.0.0/8");
+  o = quick(url(u, sizeof u, "/status/404?token=ri-7"));
+  o.refuse_internal = 1;
+  o.allow = tmp;
+  start(&t, &o, &g);
+  jobq__addr_allow_free(tmp);
+  run(&t);
+  assert_int_equal(g.status, 404);
+  HAS_NOT(g.error, "refused"); /* the note is no part of an HTTP error */
+  got_free(&g);
+
+  /* a proxy of the environment is not used: it would pick the address */
+  snprintf(want, sizeof want, "http://127.0.0.1:%d", g_port);
+  setenv("http_proxy", want, 1);
+  o = quick("http://192.0.2.1/echo?token=ri-8");
+  o.provider = "webhook";
+  o.refuse_internal = 1;
+  o.allow = lo;
+  expect_refused(&t, &o, "ri-8", "resolved to 192.0.2.1 (reserved)");
+  unsetenv("http_proxy");
+
+  jobq__addr_allow_free(other);
+  jobq__addr_allow_free(lo);
+  ctx_close(&t);
+}
+
+static void test_redirect_not_followed(void **state) {
+  (void)state;
+  tctx t;
+  ctx_open(&t);
+  char u[512], to[128], path[256];
+  url(to, sizeof to, "/echo?token=rd-target");
+  snprintf(path, sizeof path, "/redirect?to=%s", to);
+  jobq__addr_allow *lo = allow_of("127.0.0.1");
+  for (int checked = 0; checked < 2; checked++) {
+    jobq__http_opts o = quick(url(u, sizeof u, path));
+    o.refuse_internal = checked;
+    o.allow = lo;
+    got g = {0};
+    fetch(&t, &o, &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.status, 302); /* the final status */
+    assert_int_equal(g.tries, 1);
+    assert_string_equal(g.body, "moved");
+    got_free(&g);
+  }
+  int calls = -1;
+  server_count(&t, "rd-target", &calls, NULL);
+  assert_int_equal(calls, 0);
+  jobq__addr_allow_free(lo);
+  ctx_close(&t);
+}
+
+static void test_keep_response(void **state) {
+  (void)state;
+  tctx t;
+  ctx_open(&t);
+  char u[256];
+  for (int chunked = 0; chunked < 2; chunked++) {
+    jobq__http_opts o = quick(url(u, sizeof u, chunked ? "/big?bytes=300000&chunked=1"
+                                                        : "/big?bytes=300000"));
+    o.keep_response = 100;
+    got g = {0};
+    fetch(&t, &o, &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.status, 200);
+    assert_int_equal(g.body_len, 100);
+    assert_int_equal(g.body_cut, 1);
+    assert_int_equal(strspn(g.body, "x"), 100);
+    got_free(&g);
+  }
+  /* a body that fits is whole and not marked */
+  jobq__http_opts o = quick(url(u, sizeof u, "/big?bytes=100"));
+  o.keep_response = 100;
+  got g = {0};
+  fetch(&t, &o, &g);
+  assert_int_equal(g.body_len, 100);
+  assert_int_equal(g.body_cut, 0);
+  got_free(&g);
+  /* max_response still bounds what is read */
+  o = quick(url(u, sizeof u, "/big?bytes=300000&chunked=1"));
+  o.keep_response = 100;
+  o.max_response = 1000;
+  o.max_tries = 1;
+  fetch(&t, &o, &g);
+  assert_int_equal(g.rc, JOBQ_ETOOBIG);
+  got_free(&g);
+  ctx_close(&t);
+}
+
 int main(void) {
   /* Requests to 127.0.0.1 must not go through a proxy of the environment. */
   static const char *const proxies[] = {"http_proxy", "HTTP_PROXY", "https_proxy",
@@ -1032,6 +1222,9 @@ int main(void) {
     cmocka_unit_test(test_secrets_redacted),
     cmocka_unit_test(test_put_file),
     cmocka_unit_test(test_missing_file),
+    cmocka_unit_test(test_refuse_internal),
+    cmocka_unit_test(test_redirect_not_followed),
+    cmocka_unit_test(test_keep_response),
   };
   return cmocka_run_group_tests(tests, fixture_start, fixture_stop);
 }
