@@ -12,7 +12,8 @@
  * exponential backoff with jitter, or after the server's Retry-After (seconds
  * or an HTTP date) when it sent one, capped at retry_after_max_ms. Any other
  * status is final and reported as it is (the caller decides what a 400
- * means). TLS peers are always verified.
+ * means). TLS peers are always verified. Redirects are never followed: a
+ * 3xx is the final status (a followed one would reach a URL nobody chose).
  *
  * Secrets (API keys, the S3 secret) never appear in an error sentence: each
  * string listed in opts.secrets is replaced with "[redacted]" in everything
@@ -69,12 +70,11 @@ typedef struct jobq__http_opts {
    * JOBQ_ENETWORK, resp.refused set and a sentence like "webhook: the host
    * 'localhost' resolved to 127.0.0.1 (loopback), which is refused; add it
    * to the allow-list to permit it", without retries (the same name gives
-   * the same answer). Such requests also never follow redirects (a 3xx is
-   * the final status), never use a proxy from the environment (the proxy,
-   * not this check, would choose the address) and never share connections
-   * with other requests (a connection opened by a request without the check
-   * must not carry one with it). A host with several addresses is reached
-   * on an allowed one if it has one. */
+   * the same answer). Such requests never use a proxy from the environment
+   * (the proxy, not this check, would choose the address) and never share
+   * connections with other requests (a connection opened by a request
+   * without the check must not carry one with it). A host with several
+   * addresses is reached on an allowed one if it has one. */
   int refuse_internal;
   const struct jobq__addr_allow *allow; /* copied by start; NULL: none */
   size_t keep_response;       /* bytes of the body kept; the rest is read and discarded
