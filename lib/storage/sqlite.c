@@ -578,6 +578,7 @@ static void disconnect_all(sq_store *s) {
   close_readers(s);
   memset(s->readers, 0, sizeof s->readers);
   for (int j = 0; j < WS_COUNT; j++) sqlite3_finalize(s->ws[j]);
+  for (int j = 0; j <= JOBQ__SQ_QUOTA_MANY; j++) sqlite3_finalize(s->quota_many[j]);
   memset(s->ws, 0, sizeof s->ws);
   sqlite3_close(s->w);
   s->w = NULL;
@@ -609,6 +610,7 @@ static void sq_close(void *st) {
   jobq__sq_forget_claims(s);
   close_readers(s);
   for (int j = 0; j < WS_COUNT; j++) sqlite3_finalize(s->ws[j]);
+  for (int j = 0; j <= JOBQ__SQ_QUOTA_MANY; j++) sqlite3_finalize(s->quota_many[j]);
   sqlite3_close(s->w);
   uv_mutex_destroy(&s->nmu);
   for (size_t i = 0; i < s->n_quotas; i++) free((char *)s->quotas[i].kind);

@@ -22,6 +22,7 @@
 
 #define SQ_SCHEMA_VERSION 9
 #define SQ_READERS 4
+#define JOBQ__SQ_QUOTA_MANY 32 /* owned jobs counted by one statement */
 
 /* The write connection's statements (sq_store.ws), each prepared by the
  * file that uses it. */
@@ -32,7 +33,7 @@ enum {
   WS_INSERT, WS_INSERT_MANY, WS_DEDUPE_FIND, WS_FIND, WS_PROGRESS, WS_CHECKPOINT,
   WS_CANCEL_QUEUED, WS_CANCEL_RUNNING, WS_PRUNE_JOBS,
   /* sqlite_quota.c */
-  WS_QUOTA_BOUND, WS_QUOTA_BOUND_ALL, WS_QUOTA_ADD, WS_QUOTA_EXACT, WS_QUOTA_CLEAR, WS_QUOTA_SET,
+  WS_QUOTA_BOUNDS, WS_QUOTA_ADD, WS_QUOTA_EXACT, WS_QUOTA_CLEAR, WS_QUOTA_SET,
   /* sqlite_cron.c */
   WS_CRON_PUT, WS_CRON_DEL, WS_CRON_CAS, WS_CRON_KEY,
   /* sqlite_rate.c */
@@ -120,6 +121,7 @@ struct sq_store {
   /* per-owner quotas (set_quotas, before any write; read by the writer) */
   jobq_storage_quota *quotas;
   size_t n_quotas;
+  sqlite3_stmt *quota_many[JOBQ__SQ_QUOTA_MANY + 1]; /* sqlite_quota.c, by row count */
   /* batches (sqlite_batch.c): where ended batches are told (set before any
    * write), and those ended by the transaction under way (writer only) */
   void (*batch_sink)(void *ud, const jobq_storage_event *ev);
@@ -301,6 +303,8 @@ int jobq__sq_quota_check(sq_store *s, const char *owner, const char *kind, long 
                          long pending_all);
 /* After the insert of a job that quotas count. */
 int jobq__sq_quota_add(sq_store *s, const char *owner, const char *kind);
+/* After the insert of a run of k jobs: counts the owned ones. */
+int jobq__sq_quota_add_many(sq_store *s, jobq_storage_job *const *jobs, size_t k);
 
 /* sqlite_jobs.c, on the writer: stores job j as insert does (no dedupe
  * look-up, no quota check; quotas count it), with its event row. */

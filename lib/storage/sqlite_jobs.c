@@ -147,21 +147,17 @@ int jobq__sq_insert_row(sq_store *s, const jobq_storage_job *j, int64_t now) {
  * (add 0), each owned job is checked with the run's earlier jobs of its
  * owner pending; after it (add 1), each is counted. */
 static int quota_run(sq_store *s, jobq_storage_job *const *jobs, size_t k, int add) {
+  if (add) return jobq__sq_quota_add_many(s, jobs, k);
   for (size_t m = 0; m < k; m++) {
     const jobq_storage_job *j = jobs[m];
     if (j->owner == NULL) continue;
-    int rc;
-    if (add) {
-      rc = jobq__sq_quota_add(s, j->owner, j->kind);
-    } else {
-      long same_kind = 0, any = 0;
-      for (size_t p = 0; p < m; p++) {
-        if (jobs[p]->owner == NULL || strcmp(jobs[p]->owner, j->owner) != 0) continue;
-        any++;
-        if (strcmp(jobs[p]->kind, j->kind) == 0) same_kind++;
-      }
-      rc = jobq__sq_quota_check(s, j->owner, j->kind, same_kind, any);
+    long same_kind = 0, any = 0;
+    for (size_t p = 0; p < m; p++) {
+      if (jobs[p]->owner == NULL || strcmp(jobs[p]->owner, j->owner) != 0) continue;
+      any++;
+      if (strcmp(jobs[p]->kind, j->kind) == 0) same_kind++;
     }
+    int rc = jobq__sq_quota_check(s, j->owner, j->kind, same_kind, any);
     if (rc) return rc;
   }
   return 0;
