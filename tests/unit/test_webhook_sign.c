@@ -232,8 +232,7 @@ static void test_verify_bad_input(void **state) {
 #undef VBAD
 }
 
-/* A successful call leaves the previous sentence alone; the error strings
- * are distinct per failure. */
+/* The new code's value (ABI), name and sentence. */
 static void test_esignature_code(void **state) {
   (void)state;
   assert_int_equal(JOBQ_ESIGNATURE, -28);
