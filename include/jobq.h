@@ -91,6 +91,7 @@ JOBQ_API const char *jobq_version_string(void);
 #define JOBQ_ECRON      (-25) /* a cron expression is malformed or never matches */
 #define JOBQ_ETZ        (-26) /* a time zone is unknown, malformed or its file is damaged */
 #define JOBQ_EQUOTA     (-27) /* an owner has as many unfinished jobs as its quota allows */
+#define JOBQ_ESIGNATURE (-28) /* a webhook signature does not match, or its timestamp is too old or too new */
 
 /* A short sentence for a code, e.g. "no job with that id". Static storage. */
 JOBQ_API const char *jobq_strerror(int code);
@@ -742,6 +743,44 @@ JOBQ_API int64_t jobq_cron_next_run(const jobq_cron_t *c);
 /* The latest occurrence submitted; 0 if none yet. */
 JOBQ_API int64_t jobq_cron_last_run(const jobq_cron_t *c);
 JOBQ_API int jobq_cron_missed_policy(const jobq_cron_t *c); /* JOBQ_CRON_MISSED_* */
+
+/* ---- webhooks: signing ------------------------------------------------- */
+
+/* Signatures by the Standard Webhooks specification 1.0
+ * (https://www.standardwebhooks.com): a delivery carries the headers
+ * webhook-id, webhook-timestamp (Unix seconds) and webhook-signature,
+ * "v1," + base64(HMAC-SHA256(key, id "." timestamp "." body)). A secret is
+ * "whsec_" + base64 of the key. See docs/webhooks.md. */
+
+/* The bytes of one "v1,<signature>" entry and its NUL: "v1," + 44 base64
+ * characters (32 bytes of HMAC-SHA256) + NUL. */
+#define JOBQ_WEBHOOK_SIGNATURE_SIZE 48
+/* The tolerance the specification recommends for jobq_webhook_verify: a
+ * timestamp more than 5 minutes from now is refused. */
+#define JOBQ_WEBHOOK_TOLERANCE_DEFAULT 300
+
+/* Writes "v1,<base64 signature>" of body (body_len bytes, "" for none) for
+ * the delivery msg_id (1 or more printable ASCII characters, no spaces) at
+ * timestamp_s (Unix seconds, >= 0) into out (cap >= JOBQ_WEBHOOK_SIGNATURE_SIZE).
+ * secret is "whsec_<base64>"; the key is the decoded bytes. JOBQ_EINVAL for
+ * a NULL pointer, a short cap, a bad id or a malformed secret (the sentence
+ * never quotes the secret); nothing is written on error. */
+JOBQ_API int jobq_webhook_sign(const char *secret, const char *msg_id, int64_t timestamp_s,
+                               const char *body, size_t body_len, char *out, size_t cap);
+/* Checks a received delivery: the headers webhook-id (msg_id),
+ * webhook-timestamp (timestamp) and webhook-signature (signature_header, one
+ * or more space-separated "v1,<base64>" entries) and the raw body. 0 when
+ * the timestamp is an integer within tolerance_s seconds of now_s (use
+ * JOBQ_WEBHOOK_TOLERANCE_DEFAULT, 300) and any v1 entry matches any of the
+ * n_secrets secrets ("whsec_<base64>"; two during a rotation). MACs are
+ * compared in constant time. JOBQ_ESIGNATURE when the message fails: the
+ * sentence says "no match", "timestamp outside tolerance" or "malformed
+ * header", and never quotes a secret or a MAC. JOBQ_EINVAL for NULL
+ * pointers, no secrets, a malformed secret or a negative tolerance. */
+JOBQ_API int jobq_webhook_verify(const char *const *secrets, size_t n_secrets, const char *msg_id,
+                                 const char *timestamp, const char *signature_header,
+                                 const char *body, size_t body_len, int64_t now_s,
+                                 int64_t tolerance_s);
 
 #ifdef __cplusplus
 }

@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
 
 ./tests/deps.sh
-# The S3 server the upload tests talk to (npm); the other test servers are
-# Python's standard library.
+# The S3 server the upload tests talk to and the Standard Webhooks reference
+# library that test_webhook_interop checks signatures with (npm); the other
+# test servers are Python's standard library.
 bash tests/servers/install.sh
 
 cmake -S . -B "$build" -DJOBQ_WERROR=ON

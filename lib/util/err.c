@@ -40,6 +40,7 @@ static const struct {
   {"JOBQ_ECRON", "a cron expression is malformed"},
   {"JOBQ_ETZ", "unknown or malformed time zone"},
   {"JOBQ_EQUOTA", "the owner's quota of unfinished jobs is reached"},
+  {"JOBQ_ESIGNATURE", "a webhook signature does not match, or its timestamp is too old or too new"},
 };
 
 #define NERR ((int)(sizeof errtab / sizeof errtab[0]))

@@ -19,5 +19,8 @@ want="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
-npm ci --prefix "$here" --no-audit --no-fund --loglevel=error
+# --prefer-offline: packages already in npm's cache (checked against the
+# lock file's integrity hashes) are used without asking the registry, so a
+# machine that installed them once reinstalls without the network.
+npm ci --prefix "$here" --prefer-offline --no-audit --no-fund --loglevel=error
 echo "$want" > "$stamp"

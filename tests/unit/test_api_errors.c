@@ -19,7 +19,7 @@ static const struct {
   E(JOBQ_ECLOSED),   E(JOBQ_ESTORAGE), E(JOBQ_EURL),     E(JOBQ_ECANCELLED), E(JOBQ_EDEADLK),
   E(JOBQ_EBUSY),     E(JOBQ_EIO),     E(JOBQ_ECORRUPT),  E(JOBQ_EFULL),     E(JOBQ_EVERSION),
   E(JOBQ_ENOTSUP),   E(JOBQ_ECONFIG), E(JOBQ_EPROVIDER), E(JOBQ_ENETWORK),  E(JOBQ_EPATH),
-  E(JOBQ_ECRON),     E(JOBQ_ETZ),     E(JOBQ_EQUOTA),
+  E(JOBQ_ECRON),     E(JOBQ_ETZ),     E(JOBQ_EQUOTA),    E(JOBQ_ESIGNATURE),
 };
 #undef E
 #define NCODES (sizeof codes / sizeof codes[0])
@@ -27,7 +27,7 @@ static const struct {
 /* The values are ABI (jobq.h: never renumbered). */
 static void test_code_values(void **state) {
   (void)state;
-  assert_int_equal(NCODES, 28);
+  assert_int_equal(NCODES, 29);
   for (size_t i = 0; i < NCODES; i++) assert_int_equal(codes[i].code, -(int)i);
   assert_int_equal(JOBQ_OK, 0);
   assert_int_equal(JOBQ_ENOTFOUND, -3);
@@ -36,6 +36,7 @@ static void test_code_values(void **state) {
   assert_int_equal(JOBQ_ECRON, -25);
   assert_int_equal(JOBQ_ETZ, -26);
   assert_int_equal(JOBQ_EQUOTA, -27);
+  assert_int_equal(JOBQ_ESIGNATURE, -28);
 }
 
 static void test_err_name_every_code(void **state) {
@@ -82,7 +83,7 @@ static void check_unknown(int code) {
 
 static void test_unknown_codes(void **state) {
   (void)state;
-  int unknown[] = {1, 2, 20, 100, INT_MAX, -28, -29, -100, -1000000, INT_MIN + 1};
+  int unknown[] = {1, 2, 20, 100, INT_MAX, -29, -30, -100, -1000000, INT_MIN + 1};
   for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) check_unknown(unknown[i]);
   /* docs/reference: "unknown error" and "JOBQ_EUNKNOWN" */
   for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
