@@ -142,10 +142,16 @@ JOBQ_API int jobq_state_is_terminal(int state);
  * {"batchId", "total", "succeeded", "failed", "cancelled", "errors":
  * [{"jobId", "error"}]}. */
 #define JOBQ_EVENT_BATCH_DONE    10
+/* A webhook delivery failed for good (its attempts are spent, its endpoint
+ * answered 410 Gone, or its address was refused): sent by the process whose
+ * attempt decided it. jobq_event_job_id names the job,
+ * jobq_event_delivery_id the delivery, jobq_event_error says why (never a
+ * secret). See "webhooks: endpoints and deliveries" below. */
+#define JOBQ_EVENT_WEBHOOK_FAILED 11
 /* More types may come: a subscriber ignores those it does not know. */
 
 /* "submitted", "started", ..., "storage_error", "storage_ok",
- * "batch_done"; NULL if unknown. */
+ * "batch_done", "webhook_failed"; NULL if unknown. */
 JOBQ_API const char *jobq_event_type_name(int type);
 
 /* ---- handles ----------------------------------------------------------- */
@@ -343,6 +349,16 @@ JOBQ_API double jobq_stats_kind_average_ms(const jobq_stats_t *st, int i);
 /* Attempts of kind i that the live workers run at once, together; 0 if no
  * live process runs the kind. */
 JOBQ_API int jobq_stats_kind_concurrency(const jobq_stats_t *st, int i);
+
+/* Webhook deliveries on the store in state `state` (JOBQ_DELIVERY_*),
+ * counted when the snapshot was taken; -1 when the backend keeps no outbox
+ * or for an unknown state. */
+JOBQ_API int64_t jobq_stats_webhook_outbox(const jobq_stats_t *st, int state);
+/* Webhook tries this process made since jobq_open, by how they ended:
+ * JOBQ_DELIVERY_DELIVERED (a 2xx), JOBQ_DELIVERY_PENDING (failed, to be
+ * tried again), JOBQ_DELIVERY_FAILED (failed for good); -1 for another
+ * value. */
+JOBQ_API int64_t jobq_stats_webhook_tries(const jobq_stats_t *st, int outcome);
 
 /* The whole snapshot as a JSON object; free with jobq_free. NULL on ENOMEM. */
 JOBQ_API char *jobq_stats_to_json(const jobq_stats_t *st);
@@ -610,6 +626,8 @@ JOBQ_API int jobq_event_code(const jobq_event_t *ev);
 JOBQ_API const char *jobq_event_result(const jobq_event_t *ev);
 /* JOBQ_EVENT_BATCH_DONE: the batch's id; NULL for other events. */
 JOBQ_API const char *jobq_event_batch_id(const jobq_event_t *ev);
+/* JOBQ_EVENT_WEBHOOK_FAILED: the delivery's id; NULL for other events. */
+JOBQ_API const char *jobq_event_delivery_id(const jobq_event_t *ev);
 JOBQ_API int64_t jobq_event_time(const jobq_event_t *ev);
 /* Events dropped from the pull buffer just before this one (it was full). */
 JOBQ_API int64_t jobq_event_dropped(const jobq_event_t *ev);
@@ -781,6 +799,140 @@ JOBQ_API int jobq_webhook_verify(const char *const *secrets, size_t n_secrets, c
                                  const char *timestamp, const char *signature_header,
                                  const char *body, size_t body_len, int64_t now_s,
                                  int64_t tolerance_s);
+
+/* ---- webhooks: endpoints and deliveries --------------------------------- */
+
+/* A job's terminal state (and, if asked, its progress at pipeline stage
+ * boundaries) is announced by an HTTP POST to each endpoint the job is
+ * subscribed to, signed as above. The delivery is stored in the same
+ * transaction as the state it announces, so a process that dies right
+ * after a job finished loses nothing: any live process on the store that
+ * knows the endpoint's secret sends it. At least once: receivers
+ * deduplicate on webhook-id. See docs/webhooks.md. */
+
+/* Which changes an endpoint hears of (a mask). */
+#define JOBQ_WEBHOOK_ON_SUCCEEDED 1
+#define JOBQ_WEBHOOK_ON_FAILED    2
+#define JOBQ_WEBHOOK_ON_CANCELLED 4
+/* Progress at a pipeline's stage boundaries (checkpoints), coalesced: while
+ * one progress delivery of a job waits to be sent, later boundaries do not
+ * add another (its body, built when it is sent, carries the latest
+ * progress), and the job's end drops one not yet sent. */
+#define JOBQ_WEBHOOK_ON_PROGRESS  8
+/* The default: succeeded, failed and cancelled. */
+#define JOBQ_WEBHOOK_ON_FINISHED  7
+
+/* Adds endpoint `name` (1..64 bytes of [A-Za-z0-9_.:-]; JOBQ_EEXIST if
+ * taken) to the options. secret is one "whsec_<base64>" secret, or two
+ * separated by a space during a rotation (each delivery then carries both
+ * signatures); NULL reads it from the environment variable
+ * JOBQ_WEBHOOK_SECRET_<NAME> (name upper-cased, '.', ':' and '-' as '_')
+ * now, JOBQ_EINVAL naming the variable if it is unset. The secret stays in
+ * this process: it is never stored, logged, or put in an error or JSON.
+ * With a url (http or https, checked like a job's, see
+ * jobq_submit_opts_add_webhook), every job this queue submits, of every
+ * kind unless jobq_options_set_webhook_kinds says otherwise, is subscribed
+ * to the endpoint; url NULL: the endpoint only signs jobs' own URLs that
+ * name it. A process delivers only the deliveries of endpoints it knows. */
+JOBQ_API int jobq_options_add_webhook(jobq_options_t *opts, const char *name, const char *url,
+                                      const char *secret);
+/* The changes endpoint `name` hears of (JOBQ_WEBHOOK_ON_* mask, 1..15;
+ * default JOBQ_WEBHOOK_ON_FINISHED). JOBQ_ENOTFOUND for an unknown name. */
+JOBQ_API int jobq_options_set_webhook_events(jobq_options_t *opts, const char *name, int events);
+/* The kinds whose jobs endpoint `name` (one with a url) subscribes by
+ * default: a comma-separated list of kind names; NULL or "" for every kind
+ * (the default). */
+JOBQ_API int jobq_options_set_webhook_kinds(jobq_options_t *opts, const char *name,
+                                            const char *kinds);
+/* on = 1: the bodies sent to endpoint `name` include the job's payload
+ * (data.payload); default 0: never. */
+JOBQ_API int jobq_options_set_webhook_payload(jobq_options_t *opts, const char *name, int on);
+/* The addresses webhook requests may reach although they are not public:
+ * a comma-separated list of addresses and CIDR prefixes, IPv4 and IPv6,
+ * e.g. "127.0.0.1, 10.1.0.0/16" ("" or NULL: none, the default). Every
+ * other loopback, private, link-local, shared (CGNAT), multicast, reserved
+ * or cloud-metadata address is refused, on the address actually connected
+ * to (so a name that resolves to one later gains nothing). JOBQ_EINVAL
+ * with the bad item named. */
+JOBQ_API int jobq_options_set_webhook_allow(jobq_options_t *opts, const char *list);
+/* Per try: connect_ms (default 5,000) to connect, total_ms (default
+ * 15,000) for the whole request; 1..600,000 each, connect_ms <= total_ms. */
+JOBQ_API int jobq_options_set_webhook_timeouts(jobq_options_t *opts, int64_t connect_ms,
+                                               int64_t total_ms);
+/* The retry schedule: at most max_attempts tries (1..100, default 10);
+ * try n + 1 waits base_ms * 4^(n-1) (default base 5,000), at most
+ * max_delay_ms (default 8 h), each +-20 % at random: about 24 h in all by
+ * default. A Retry-After on 429 or 503 replaces the wait (capped at
+ * max_delay_ms). */
+JOBQ_API int jobq_options_set_webhook_retry(jobq_options_t *opts, int max_attempts,
+                                            int64_t base_ms, int64_t max_delay_ms);
+/* Deliveries this process sends at once (0..10,000, default 64); 0: it
+ * sends none (a submit-only process), others on the store do. */
+JOBQ_API int jobq_options_set_webhook_concurrency(jobq_options_t *opts, int n);
+
+/* Subscribes the job to url, signed with the secret of endpoint `endpoint`
+ * (configured with jobq_options_add_webhook in the submitting process, and
+ * in whichever process delivers: jobq_submit refuses an unknown name with
+ * JOBQ_EINVAL), for the changes in events (JOBQ_WEBHOOK_ON_* mask; 0: the
+ * endpoint's). Up to 8 per job. url: http or https, at most 2,048 bytes, a
+ * host, no "user:password@" (JOBQ_EINVAL here, the URL never quoted); a
+ * literal address that the allow-list does not name and that is not public
+ * is refused at jobq_submit; a name is checked on its resolved address when
+ * the delivery is sent. */
+JOBQ_API int jobq_submit_opts_add_webhook(jobq_submit_opts_t *so, const char *url,
+                                          const char *endpoint, int events);
+
+/* Delivery states. */
+#define JOBQ_DELIVERY_PENDING   0 /* waiting for its next try (next_at) */
+#define JOBQ_DELIVERY_SENDING   1 /* a process is sending it (next_at: its lease's end) */
+#define JOBQ_DELIVERY_DELIVERED 2 /* a 2xx arrived */
+#define JOBQ_DELIVERY_FAILED    3 /* for good: see its last_error */
+/* "pending", "sending", "delivered", "failed"; NULL if unknown. */
+JOBQ_API const char *jobq_delivery_state_name(int state);
+
+typedef struct jobq_delivery_s jobq_delivery_t;     /* one delivery */
+typedef struct jobq_deliveries_s jobq_deliveries_t; /* a page of them */
+
+/* Up to limit (1..1,000) deliveries, oldest first, of job job_id (NULL:
+ * every job) in state state (-1: any), after cursor (NULL: from the start;
+ * else jobq_deliveries_next_cursor of the previous page). *out: free with
+ * jobq_deliveries_free. JOBQ_ENOTSUP when the backend keeps no outbox. */
+JOBQ_API int jobq_webhook_deliveries(jobq_t *q, const char *job_id, int state, int limit,
+                                     const char *cursor, jobq_deliveries_t **out);
+JOBQ_API size_t jobq_deliveries_count(const jobq_deliveries_t *d);
+/* The i-th delivery (NULL past the end); valid until jobq_deliveries_free. */
+JOBQ_API const jobq_delivery_t *jobq_deliveries_at(const jobq_deliveries_t *d, size_t i);
+/* The cursor of the next page, or NULL when this was the last. */
+JOBQ_API const char *jobq_deliveries_next_cursor(const jobq_deliveries_t *d);
+/* {"deliveries": [...], "nextCursor"}; free with jobq_free. NULL on out of memory. */
+JOBQ_API char *jobq_deliveries_to_json(const jobq_deliveries_t *d);
+JOBQ_API void jobq_deliveries_free(jobq_deliveries_t *d);
+
+/* The delivery id: the webhook-id header, the same on every try. */
+JOBQ_API const char *jobq_delivery_id(const jobq_delivery_t *d);
+JOBQ_API const char *jobq_delivery_job_id(const jobq_delivery_t *d);
+JOBQ_API const char *jobq_delivery_endpoint(const jobq_delivery_t *d);
+/* The job's own URL, or NULL: the endpoint's. */
+JOBQ_API const char *jobq_delivery_url(const jobq_delivery_t *d);
+/* JOBQ_EVENT_SUCCEEDED, _FAILED, _CANCELLED or _PROGRESS. */
+JOBQ_API int jobq_delivery_event(const jobq_delivery_t *d);
+JOBQ_API int jobq_delivery_state(const jobq_delivery_t *d); /* JOBQ_DELIVERY_* */
+JOBQ_API int jobq_delivery_attempts(const jobq_delivery_t *d);
+/* The HTTP status of the last try; 0 if none arrived. */
+JOBQ_API int jobq_delivery_last_status(const jobq_delivery_t *d);
+/* Why the last try failed, or NULL. */
+JOBQ_API const char *jobq_delivery_last_error(const jobq_delivery_t *d);
+JOBQ_API int64_t jobq_delivery_created_at(const jobq_delivery_t *d);
+/* Pending: the next try; sending: its lease's end; else 0. */
+JOBQ_API int64_t jobq_delivery_next_at(const jobq_delivery_t *d);
+JOBQ_API int64_t jobq_delivery_updated_at(const jobq_delivery_t *d);
+
+/* Sends a failed delivery again (pending now, attempts from 0).
+ * JOBQ_ENOTFOUND, or JOBQ_ESTATE if it is not failed. */
+JOBQ_API int jobq_webhook_redeliver(jobq_t *q, const char *delivery_id);
+/* Re-enables url after it answered 410 Gone (which disables it for every
+ * delivery on the store). JOBQ_ENOTFOUND if it is not disabled. */
+JOBQ_API int jobq_webhook_enable(jobq_t *q, const char *url);
 
 #ifdef __cplusplus
 }

@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define JOBQ_STORAGE_OPS_VERSION 3
+#define JOBQ_STORAGE_OPS_VERSION 4
 
 /* One attempt of a job. */
 typedef struct jobq_storage_attempt {
@@ -284,6 +284,93 @@ typedef struct jobq_storage_prune {
   int more;
 } jobq_storage_prune;
 
+/* ---- version 4: the webhook outbox ----
+ *
+ * A job submitted with webhook subscriptions carries them as JSON text, a
+ * non-empty array of at most 8 hooks, each {"e": endpoint name, "on":
+ * JOBQ_WEBHOOK_ON_* mask (1..15)} with optionally "u": the job's own URL
+ * (else the endpoint's, which the delivering process knows) and "p": 1
+ * (the body includes the payload). No secret is ever in it. A version 4
+ * backend stores it with the job and, in the same transaction as each
+ * change below, adds deliveries to its outbox:
+ *
+ *  - the change that makes the job succeeded, failed or cancelled (finish,
+ *    cancel of a queued job, rescue with attempts spent, whatever the path)
+ *    adds, for each hook i whose mask has that state's bit, the delivery
+ *    "<job id>:<i>:<succeeded|failed|cancelled>", and deletes the job's
+ *    progress deliveries still pending;
+ *  - checkpoint adds, for each hook i with JOBQ_WEBHOOK_ON_PROGRESS, the
+ *    delivery "<job id>:<i>:progress:<stage>", unless a progress delivery
+ *    of the job and hook is pending already (coalescing).
+ *
+ * A new delivery is pending, attempts 0, created_at = next_at =
+ * updated_at = the change's now, url the hook's "u" or NULL, flags 1 when
+ * the hook has "p": 1. Deliveries ids being made of the job id, a change
+ * applied twice adds nothing twice. prune and prune_kind keep a job while
+ * it has a pending or sending delivery, and delete a pruned job's
+ * deliveries with it. */
+
+/* Version 4 backends: every record the core passes to insert, batch_insert
+ * and cron_fire is the `job` member of one of these (job comes first, so
+ * the pointer is the same): ((const jobq_storage_new_job *)rec)->webhooks. */
+typedef struct jobq_storage_new_job {
+  jobq_storage_job job;
+  const char *webhooks; /* the subscriptions (JSON, see above), or NULL: none */
+} jobq_storage_new_job;
+
+/* A delivery as stored. Frozen: see ABI above. Strings malloc'ed
+ * (jobq_storage_delivery_clear). */
+typedef struct jobq_storage_delivery {
+  char *id;            /* "<job id>:<hook>:<event>", see above */
+  char job_id[JOBQ_ID_SIZE];
+  char *endpoint;      /* the hook's "e" */
+  char *url;           /* the hook's "u", or NULL: the endpoint's */
+  int hook;            /* the hook's index in the job's array */
+  int event;           /* JOBQ_EVENT_SUCCEEDED, _FAILED, _CANCELLED or _PROGRESS */
+  int flags;           /* 1: include the payload */
+  int state;           /* JOBQ_DELIVERY_* */
+  int attempts;        /* tries claimed so far */
+  int last_status;     /* HTTP status of the last try; 0: none */
+  char *last_error;    /* NULL, or why the last try failed */
+  int64_t created_at;
+  int64_t next_at;     /* pending: the next try; sending: the lease's end; else 0 */
+  int64_t updated_at;  /* the last change */
+} jobq_storage_delivery;
+
+/* What outbox_claim asks for. Passed singly; frozen all the same. */
+typedef struct jobq_storage_outbox_claim {
+  const char *const *endpoints; /* the endpoint names this process can sign for */
+  const char *const *urls;      /* each one's URL, NULL for one without */
+  size_t n_endpoints;
+  size_t max;
+  int64_t now;
+  int64_t lease_ms;
+  /* Out, if not NULL: the earliest next_at among the pending deliveries of
+   * these endpoints that the claim did not take (lease ends of sending ones
+   * included); INT64_MAX if none. */
+  int64_t *next_at;
+} jobq_storage_outbox_claim;
+
+/* How one claimed try ended (outbox_done). Frozen: see ABI above. */
+typedef struct jobq_storage_outbox_result {
+  const char *id;
+  int attempt;           /* the attempts value the claim returned */
+  int state;             /* JOBQ_DELIVERY_DELIVERED, _PENDING (again at next_at) or _FAILED */
+  int status;            /* HTTP status; 0: none arrived */
+  const char *error;     /* NULL when delivered */
+  int64_t next_at;       /* PENDING */
+  int64_t now;
+  const char *disable_url; /* not NULL: this URL answered 410 Gone: disable it */
+} jobq_storage_outbox_result;
+
+/* What outbox_list selects. Passed singly; frozen all the same. */
+typedef struct jobq_storage_outbox_filter {
+  const char *job_id; /* NULL: any */
+  int state;          /* -1: any */
+  int limit;
+  const char *cursor; /* id of the last delivery of the previous page, or NULL */
+} jobq_storage_outbox_filter;
+
 typedef struct jobq_storage_ops {
   int version;        /* JOBQ_STORAGE_OPS_VERSION this table implements */
   const char *scheme; /* URL scheme it serves, e.g. "memory" */
@@ -524,12 +611,55 @@ typedef struct jobq_storage_ops {
    * the default one is skipped). */
   int (*prune_kind)(void *st, jobq_storage_prune *req, char (**out_ids)[JOBQ_ID_SIZE],
                     size_t *n_out);
+  /* ---- version 4: the webhook outbox (see above) ----
+   * All six or none: without them jobq_open refuses webhook endpoints and
+   * jobq_submit webhook subscriptions with JOBQ_ENOTSUP. */
+
+  /* Claims up to req->max deliveries of the listed endpoints that are
+   * pending with next_at <= now, or sending with a lease that ended before
+   * now (their process died), earliest next_at first. Each becomes sending,
+   * attempts + 1, next_at = now + lease_ms, updated_at = now. A delivery
+   * whose URL (its own, else its endpoint's in req->urls) is disabled
+   * (outbox_done's disable_url) becomes failed instead, last_error "the URL
+   * answered 410 Gone on <UTC time> and is disabled", and is returned all
+   * the same (state FAILED) so that the caller reports it; so is one whose
+   * job is gone (last_error "its job is no longer stored"). out[i] gets the
+   * delivery, jobs[i] its job (position -1, no attempt log; zeroed for a
+   * gone job); both owned by the caller. */
+  int (*outbox_claim)(void *st, const jobq_storage_outbox_claim *req,
+                      jobq_storage_delivery *out, jobq_storage_job *jobs, size_t *n_out);
+
+  /* Applies n results, in one transaction. A result applies only while its
+   * delivery is sending with attempts == r->attempt (else it is stale:
+   * applied[i] = 0, nothing changes); then state, last_status, last_error,
+   * updated_at = now and next_at (PENDING: r->next_at; else 0), and, with
+   * disable_url, that URL is disabled from now (kept until webhook_enable).
+   * applied may be NULL. */
+  int (*outbox_done)(void *st, const jobq_storage_outbox_result *r, size_t n, int *applied);
+
+  /* Up to f->limit deliveries matching f, ordered by (created_at, id),
+   * strictly after f->cursor's delivery. *out a malloc'ed array of *n_out
+   * records (NULL when none); *more set when further ones match. */
+  int (*outbox_list)(void *st, const jobq_storage_outbox_filter *f,
+                     jobq_storage_delivery **out, size_t *n_out, int *more);
+
+  /* Counts deliveries by state: counts[JOBQ_DELIVERY_*] for the four states. */
+  int (*outbox_counts)(void *st, int64_t counts[4]);
+
+  /* A failed delivery becomes pending again: attempts 0, next_at = now,
+   * last_status and last_error kept. JOBQ_ENOTFOUND, or JOBQ_ESTATE when
+   * it is not failed. */
+  int (*outbox_redeliver)(void *st, const char *id, int64_t now);
+
+  /* url is no longer disabled. JOBQ_ENOTFOUND if it was not. */
+  int (*webhook_enable)(void *st, const char *url);
 } jobq_storage_ops;
 
 #define JOBQ_STORAGE_OPS_INIT {JOBQ_STORAGE_OPS_VERSION, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                               NULL, NULL, NULL, NULL, NULL, NULL}
+                               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                               NULL, NULL}
 
 /* Zeroes the members of versions 1..version of ops and sets its version;
  * nothing past the last member of that version is written (a backend built
@@ -545,6 +675,9 @@ JOBQ_API int jobq_storage_register(const jobq_storage_ops *ops);
 
 /* Frees the strings of a record and zeroes it (not the record itself). */
 JOBQ_API void jobq_storage_job_clear(jobq_storage_job *job);
+
+/* Frees the strings of a delivery record and zeroes it. */
+JOBQ_API void jobq_storage_delivery_clear(jobq_storage_delivery *d);
 
 /* Frees the strings of a batch record and zeroes it. */
 JOBQ_API void jobq_storage_batch_clear(jobq_storage_batch *b);

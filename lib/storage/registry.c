@@ -41,9 +41,10 @@ static void init_mu(void) {
 static const size_t ops_size[JOBQ_STORAGE_OPS_VERSION + 1] = {
   [1] = offsetof(jobq_storage_ops, checkpoint),
   [2] = offsetof(jobq_storage_ops, get_by_key),
-  [3] = sizeof(jobq_storage_ops),
+  [3] = offsetof(jobq_storage_ops, outbox_claim),
+  [4] = sizeof(jobq_storage_ops),
 };
-_Static_assert(JOBQ_STORAGE_OPS_VERSION == 3,
+_Static_assert(JOBQ_STORAGE_OPS_VERSION == 4,
                "a new jobq_storage_ops version needs its size in ops_size[]");
 
 JOBQ_API int jobq_storage_ops_init(jobq_storage_ops *ops, int version) {
