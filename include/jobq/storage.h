@@ -286,7 +286,8 @@ typedef struct jobq_storage_prune {
 
 /* ---- version 4: the webhook outbox ----
  *
- * A job submitted with webhook subscriptions carries them as JSON text, a
+ * A job submitted with webhook subscriptions (insert_hooked, cron_fire_hooked
+ * below) carries them as JSON text, a
  * non-empty array of at most 8 hooks, each {"e": endpoint name, "on":
  * JOBQ_WEBHOOK_ON_* mask (1..15)} with optionally "u": the job's own URL
  * (else the endpoint's, which the delivering process knows) and "p": 1
@@ -310,13 +311,6 @@ typedef struct jobq_storage_prune {
  * it has a pending or sending delivery, and delete a pruned job's
  * deliveries with it. */
 
-/* Version 4 backends: every record the core passes to insert, batch_insert
- * and cron_fire is the `job` member of one of these (job comes first, so
- * the pointer is the same): ((const jobq_storage_new_job *)rec)->webhooks. */
-typedef struct jobq_storage_new_job {
-  jobq_storage_job job;
-  const char *webhooks; /* the subscriptions (JSON, see above), or NULL: none */
-} jobq_storage_new_job;
 
 /* A delivery as stored. Frozen: see ABI above. Strings malloc'ed
  * (jobq_storage_delivery_clear). */
@@ -612,8 +606,22 @@ typedef struct jobq_storage_ops {
   int (*prune_kind)(void *st, jobq_storage_prune *req, char (**out_ids)[JOBQ_ID_SIZE],
                     size_t *n_out);
   /* ---- version 4: the webhook outbox (see above) ----
-   * All six or none: without them jobq_open refuses webhook endpoints and
+   * All eight or none: without them jobq_open refuses webhook endpoints and
    * jobq_submit webhook subscriptions with JOBQ_ENOTSUP. */
+
+  /* insert (batch_id NULL) or batch_insert (batch_id set, with cap
+   * max_running), same rules, where job i has the subscriptions
+   * webhooks[i] (JSON text, see above; NULL: none). webhooks may be NULL
+   * (no job has any). A dedupe hit stores nothing, subscriptions included. */
+  int (*insert_hooked)(void *st, jobq_storage_job *const *jobs, const char *const *webhooks,
+                       size_t n, const int *force, int64_t now, int *out_dup,
+                       const char *batch_id, int max_running);
+
+  /* cron_fire, where job i has the subscriptions webhooks[i] (may be NULL). */
+  int (*cron_fire_hooked)(void *st, const char *name, int64_t expect_next_at,
+                          int64_t new_next_at, jobq_storage_job *const *jobs,
+                          const char *const *webhooks, size_t n, int64_t now,
+                          size_t *n_inserted);
 
   /* Claims up to req->max deliveries of the listed endpoints that are
    * pending with next_at <= now, or sending with a lease that ended before
@@ -659,7 +667,7 @@ typedef struct jobq_storage_ops {
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                               NULL, NULL}
+                               NULL, NULL, NULL, NULL}
 
 /* Zeroes the members of versions 1..version of ops and sets its version;
  * nothing past the last member of that version is written (a backend built

@@ -41,7 +41,7 @@ static void init_mu(void) {
 static const size_t ops_size[JOBQ_STORAGE_OPS_VERSION + 1] = {
   [1] = offsetof(jobq_storage_ops, checkpoint),
   [2] = offsetof(jobq_storage_ops, get_by_key),
-  [3] = offsetof(jobq_storage_ops, outbox_claim),
+  [3] = offsetof(jobq_storage_ops, insert_hooked),
   [4] = sizeof(jobq_storage_ops),
 };
 _Static_assert(JOBQ_STORAGE_OPS_VERSION == 4,
