@@ -102,6 +102,8 @@ static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *resul
              state == JOBQ_SUCCEEDED ? 100 : ctx->progress, ctx->step, ctx->rec.attempts, error,
              state == JOBQ_SUCCEEDED ? (result ? result : "null") : NULL);
   jobq__notify_waiters(q, ctx->rec.id);
+  /* Storage may have added webhook deliveries with the end. */
+  if (jobq_state_is_terminal(state)) jobq__wh_kick(q);
   if (q->closed) uv_cond_broadcast(&q->idle_cv);
 }
 

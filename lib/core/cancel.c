@@ -41,6 +41,7 @@ JOBQ_API int jobq_cancel(jobq_t *q, const char *id) {
     jobq__stats_count(q, kind, JOBQ_STAT_CANCELLED, 1);
     jobq__emit_now(q, JOBQ_EVENT_CANCELLED, id, kind, JOBQ_CANCELLED, 0, NULL, 0, "cancelled", NULL);
     jobq__notify_waiters(q, id);
+    jobq__wh_kick(q);
   } else if (rc == 0 && state == JOBQ_RUNNING) {
     jobq_ctx_t *ctx = jobq__map_get(&q->running.map, id);
     if (ctx) {

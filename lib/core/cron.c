@@ -151,6 +151,11 @@ JOBQ_API int jobq_cron_add(jobq_t *q, const char *name, const char *expr, const 
                      "%s: the submit options set run_at or a delay; each occurrence runs at its "
                      "own time",
                      fn);
+  if (so && so->n_wh)
+    return jobq__err(JOBQ_EINVAL,
+                     "%s: the submit options add webhooks; a schedule's jobs are subscribed to "
+                     "the endpoints configured for their kind (jobq_options_add_webhook)",
+                     fn);
   if ((rc = backend_check(q, fn)) != 0) return rc;
   int64_t now = jobq__now(q), next;
   if (now < JOBQ__CRON_MIN_MS || now > JOBQ__CRON_MAX_MS)
@@ -407,8 +412,19 @@ static int fire(jobq_t *q, cron_entry *e, int64_t now, jobq_storage_job *recs, i
   }
   uv_mutex_unlock(&q->mu);
   size_t stored = 0;
+  /* The kind's default webhook endpoints, as a submit of it would get. */
+  char *hooks = NULL;
+  const char **hv = NULL;
+  int rc = n ? jobq__wh_hooks_json(q, "cron", c->kind, NULL, 0, &hooks) : 0;
+  if (rc == 0 && hooks && (hv = malloc(n * sizeof *hv)) == NULL)
+    rc = jobq__err(JOBQ_ENOMEM, "cron: out of memory");
+  for (size_t i = 0; hv && i < n; i++) hv[i] = hooks;
   jobq__set_detail("");
-  int rc = q->ops->cron_fire(q->st, c->name, c->next_at, next, ptrs, n, now, &stored);
+  if (rc == 0)
+    rc = hv ? q->ops->cron_fire_hooked(q->st, c->name, c->next_at, next, ptrs, hv, n, now, &stored)
+            : q->ops->cron_fire(q->st, c->name, c->next_at, next, ptrs, n, now, &stored);
+  free(hv);
+  free(hooks);
   if (rc == 0) {
     /* Whether this process fired it or another did, the next run moved on
      * (the next read says where, if elsewhere). */

@@ -10,10 +10,11 @@
 
 static const char *const type_names[] = {
     NULL,     "submitted", "started",   "progress",      "retrying",
-    "succeeded", "failed", "cancelled", "storage_error", "storage_ok", "batch_done"};
+    "succeeded", "failed", "cancelled", "storage_error", "storage_ok", "batch_done",
+    "webhook_failed"};
 
 JOBQ_API const char *jobq_event_type_name(int type) {
-  if (type < JOBQ_EVENT_SUBMITTED || type > JOBQ_EVENT_BATCH_DONE) return NULL;
+  if (type < JOBQ_EVENT_SUBMITTED || type > JOBQ_EVENT_WEBHOOK_FAILED) return NULL;
   return type_names[type];
 }
 
@@ -383,9 +384,15 @@ JOBQ_API const char *jobq_event_kind(const jobq_event_t *ev) { return ev ? ev->k
 JOBQ_API int jobq_event_state(const jobq_event_t *ev) { return ev ? ev->state : JOBQ_EINVAL; }
 JOBQ_API int jobq_event_progress(const jobq_event_t *ev) { return ev ? ev->progress : JOBQ_EINVAL; }
 /* A BATCH_DONE event carries its batch id where job events carry their
- * step (storage passes it on that way too: jobq_storage_event is frozen). */
+ * step (storage passes it on that way too: jobq_storage_event is frozen),
+ * and a WEBHOOK_FAILED event its delivery id. */
 JOBQ_API const char *jobq_event_step(const jobq_event_t *ev) {
-  return ev && ev->type != JOBQ_EVENT_BATCH_DONE ? ev->step : NULL;
+  return ev && ev->type != JOBQ_EVENT_BATCH_DONE && ev->type != JOBQ_EVENT_WEBHOOK_FAILED
+             ? ev->step
+             : NULL;
+}
+JOBQ_API const char *jobq_event_delivery_id(const jobq_event_t *ev) {
+  return ev && ev->type == JOBQ_EVENT_WEBHOOK_FAILED ? ev->step : NULL;
 }
 JOBQ_API const char *jobq_event_batch_id(const jobq_event_t *ev) {
   return ev && ev->type == JOBQ_EVENT_BATCH_DONE ? ev->step : NULL;
@@ -415,6 +422,23 @@ JOBQ_API char *jobq_event_to_json(const jobq_event_t *ev) {
     if (ev->result) {
       jobq__sb_key(&b, "result", &first);
       jobq__sb_str(&b, ev->result);
+    }
+    goto tail;
+  }
+  if (ev->type == JOBQ_EVENT_WEBHOOK_FAILED) {
+    jobq__sb_key(&b, "deliveryId", &first);
+    jobq__sb_json_str(&b, ev->step ? ev->step : "");
+    jobq__sb_key(&b, "jobId", &first);
+    jobq__sb_json_str(&b, ev->id);
+    if (ev->kind) {
+      jobq__sb_key(&b, "kind", &first);
+      jobq__sb_json_str(&b, ev->kind);
+    }
+    jobq__sb_key(&b, "attempts", &first);
+    jobq__sb_int(&b, ev->attempt);
+    if (ev->error) {
+      jobq__sb_key(&b, "error", &first);
+      jobq__sb_json_str(&b, ev->error);
     }
     goto tail;
   }

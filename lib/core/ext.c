@@ -127,6 +127,7 @@ int jobq__checkpoint(jobq_ctx_t *ctx, int stage, const char *output, int progres
   jobq__set_detail("");
   rc = q->ops->checkpoint(q->st, ctx->rec.id, ctx->rec.attempts, stage, output, progress, step);
   op_end(q);
+  if (rc == 0) jobq__wh_kick(q); /* a stage boundary: progress deliveries */
   if (rc && jobq_last_error()[0] == '\0')
     jobq__err(rc, "checkpoint of job %s: %s", ctx->rec.id, jobq_strerror(rc));
   return rc;

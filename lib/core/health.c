@@ -32,7 +32,7 @@
 static const char *const op_names[JOBQ_OP_N] = {"claims",   "heartbeats", "progress writes",
                                                 "rescues",  "timeouts",   "finishes",
                                                 "cron schedules",
-                                                "retention"};
+                                                "retention", "webhook deliveries"};
 
 struct jobq__logline {
   struct jobq__logline *next;
@@ -302,8 +302,36 @@ JOBQ_API int jobq_stats(jobq_t *q, jobq_stats_t **out) {
     jobq_stats_free(st);
     return rc;
   }
+  jobq__wh_tries(q, st->wh_tries);
+  if (q->ops_outbox) {
+    /* One count by state: what an operator watches (a growing "pending"). */
+    uv_mutex_lock(&q->mu);
+    int closing = q->closed;
+    if (!closing) jobq__storage_begin(q);
+    uv_mutex_unlock(&q->mu);
+    if (!closing) {
+      jobq__set_detail("");
+      rc = q->ops->outbox_counts(q->st, st->wh_outbox);
+      uv_mutex_lock(&q->mu);
+      jobq__storage_end(q);
+      uv_mutex_unlock(&q->mu);
+      st->outbox = rc == 0;
+    }
+  }
   *out = st;
   return 0;
+}
+
+JOBQ_API int64_t jobq_stats_webhook_outbox(const jobq_stats_t *st, int state) {
+  if (st == NULL || state < 0 || state > JOBQ_DELIVERY_FAILED || !st->outbox) return -1;
+  return st->wh_outbox[state];
+}
+
+JOBQ_API int64_t jobq_stats_webhook_tries(const jobq_stats_t *st, int outcome) {
+  if (st == NULL || outcome < 0 || outcome > JOBQ_DELIVERY_FAILED ||
+      outcome == JOBQ_DELIVERY_SENDING)
+    return -1;
+  return st->wh_tries[outcome];
 }
 
 JOBQ_API void jobq_stats_free(jobq_stats_t *st) {
@@ -370,6 +398,25 @@ JOBQ_API char *jobq_stats_to_json(const jobq_stats_t *st) {
   if (st->last_error) {
     jobq__sb_key(&b, "lastError", &f2);
     jobq__sb_json_str(&b, st->last_error);
+  }
+  jobq__sb_str(&b, "}");
+  jobq__sb_key(&b, "webhooks", &first);
+  jobq__sb_str(&b, "{\"tries\":{\"delivered\":");
+  jobq__sb_int(&b, st->wh_tries[JOBQ_DELIVERY_DELIVERED]);
+  jobq__sb_str(&b, ",\"retried\":");
+  jobq__sb_int(&b, st->wh_tries[JOBQ_DELIVERY_PENDING]);
+  jobq__sb_str(&b, ",\"failed\":");
+  jobq__sb_int(&b, st->wh_tries[JOBQ_DELIVERY_FAILED]);
+  jobq__sb_str(&b, "}");
+  if (st->outbox) {
+    jobq__sb_str(&b, ",\"outbox\":{");
+    for (int i = 0; i <= JOBQ_DELIVERY_FAILED; i++) {
+      jobq__sb_str(&b, i ? ",\"" : "\"");
+      jobq__sb_str(&b, jobq_delivery_state_name(i));
+      jobq__sb_str(&b, "\":");
+      jobq__sb_int(&b, st->wh_outbox[i]);
+    }
+    jobq__sb_str(&b, "}");
   }
   jobq__sb_str(&b, "}");
   jobq__stats_json_shared(&b, st, &first);

@@ -5,6 +5,7 @@
 #include "jobq.h"
 #include "jobq/storage.h"
 #include "core/defaults.h"
+#include "core/webhook.h"
 #include "util/err.h"
 #include "util/fork.h"
 #include "util/heap.h"
@@ -49,6 +50,9 @@ struct jobq_options_s {
   jobq_storage_quota *quotas;
   int n_quotas;
   int cron_missed; /* JOBQ_CRON_MISSED_* for schedules this queue adds */
+  /* Webhook endpoints and limits (core/webhook_opts.c). A queue keeps a
+   * deep copy in wh_cfg, and the options' pointers are not its own. */
+  jobq__wh_opts wh;
 };
 
 struct jobq_kind_opts_s {
@@ -76,6 +80,8 @@ struct jobq_submit_opts_s {
   char *dedupe_key;
   int64_t dedupe_ttl_ms;
   int force;
+  jobq__wh_sub wh[JOBQ_WH_PER_JOB]; /* jobq_submit_opts_add_webhook */
+  int n_wh;
 };
 
 struct jobq_filter_s {
@@ -409,6 +415,15 @@ struct jobq_s {
     int published;           /* live rows are published: withdraw them at close */
   } stats;
 
+  /* Webhooks (core/webhook_opts.c, core/webhook.c): the endpoints (a deep
+   * copy of the options', read-only after open), the allow-list parsed,
+   * whether the backend keeps an outbox, and the sender (NULL when this
+   * process sends nothing). */
+  jobq__wh_opts wh_cfg;
+  struct jobq__addr_allow *wh_allow;
+  int ops_outbox;
+  struct jobq__wh *wh;
+
   /* Log lines for the host's hook, delivered on the loop (core/health.c);
    * under mu. */
   struct {
@@ -488,6 +503,7 @@ typedef enum jobq__op {
   JOBQ_OP_FINISH,
   JOBQ_OP_CRON,
   JOBQ_OP_RETENTION,
+  JOBQ_OP_WEBHOOK,
   JOBQ_OP_N
 } jobq__op;
 /* Records how storage answered one call of background work: rc 0 or a

@@ -61,6 +61,7 @@ void jobq__options_defaults(struct jobq_options_s *o) {
   o->lease_ms = JOBQ_DEFAULT_LEASE_MS;
   o->log_level = JOBQ_LOG_WARN;
   o->default_duration_ms = JOBQ_DEFAULT_DURATION_MS;
+  jobq__wh_opts_defaults(&o->wh);
 }
 
 JOBQ_API int jobq_options_set_default_duration(jobq_options_t *o, int64_t ms) {
@@ -79,6 +80,7 @@ JOBQ_API void jobq_options_free(jobq_options_t *o) {
   free(o->workdir);
   for (int i = 0; i < o->n_quotas; i++) free((char *)o->quotas[i].kind);
   free(o->quotas);
+  jobq__wh_opts_clear(&o->wh);
   free(o);
 }
 
@@ -365,6 +367,7 @@ JOBQ_API void jobq_submit_opts_free(jobq_submit_opts_t *s) {
   if (s == NULL) return;
   free(s->owner);
   free(s->dedupe_key);
+  jobq__wh_subs_free(s);
   free(s);
 }
 

@@ -149,6 +149,20 @@ JOBQ_API char *jobq_stats_to_prometheus(const jobq_stats_t *st) {
          "Since when (Unix time) that work fails; 0 while it does not.");
   sample(&b, "jobq_storage_failing_since_seconds", NULL, NULL, NULL,
          (double)st->failing_since / 1000.0);
+  family(&b, "jobq_webhook_tries_total", "counter",
+         "Webhook tries this process made, by how they ended.");
+  sample(&b, "jobq_webhook_tries_total", NULL, "outcome", "delivered",
+         (double)st->wh_tries[JOBQ_DELIVERY_DELIVERED]);
+  sample(&b, "jobq_webhook_tries_total", NULL, "outcome", "retried",
+         (double)st->wh_tries[JOBQ_DELIVERY_PENDING]);
+  sample(&b, "jobq_webhook_tries_total", NULL, "outcome", "failed",
+         (double)st->wh_tries[JOBQ_DELIVERY_FAILED]);
+  if (st->outbox) {
+    family(&b, "jobq_webhook_outbox", "gauge", "Webhook deliveries on the store, by state.");
+    for (int i = 0; i <= JOBQ_DELIVERY_FAILED; i++)
+      sample(&b, "jobq_webhook_outbox", NULL, "state", jobq_delivery_state_name(i),
+             (double)st->wh_outbox[i]);
+  }
   char *s = jobq__sb_take(&b);
   if (s == NULL) jobq__err(JOBQ_ENOMEM, "jobq_stats_to_prometheus: out of memory");
   return s;

@@ -6,6 +6,7 @@
  * fires at the earliest of "a delayed job comes due" and "a running attempt
  * times out". Nothing polls: an idle queue sleeps in the kernel. */
 #include "core/internal.h"
+#include "net/addrpolicy.h"
 #include "core/stats.h"
 #include "core/ext.h"
 
@@ -77,6 +78,8 @@ static void free_q(jobq_t *q) {
   jobq__log_free(q);
   jobq__cron_free(q);
   jobq__stats_free(q);
+  jobq__wh_opts_clear(&q->wh_cfg);
+  jobq__addr_allow_free(q->wh_allow);
   free(q->o.storage_url);
   free(q->o.workdir);
   uv_cond_destroy(&q->claim.work_cv);
@@ -161,6 +164,7 @@ static void on_async(uv_async_t *a) {
   jobq__dispatch_events(q);
   jobq__log_dispatch(q);
   jobq__run_loop_inbox(q);
+  jobq__wh_on_loop(q);
   uv_mutex_lock(&q->mu);
   if (q->closed == 2 && q->loop_s.handles_open) {
     /* jobq_close has finished everything else (nothing can emit now): deliver
@@ -212,9 +216,21 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
     return jobq__err(JOBQ_ENOTSUP, "jobq_open: the %s backend cannot enforce owner quotas",
                      ops->scheme);
   }
+  if (opts->wh.n && !jobq__wh_backend_ok(ops)) {
+    return jobq__err(JOBQ_ENOTSUP, "jobq_open: the %s backend keeps no webhook outbox",
+                     ops->scheme);
+  }
   jobq_t *q = calloc(1, sizeof *q);
   if (q == NULL) return jobq__err(JOBQ_ENOMEM, "jobq_open: out of memory");
   q->o = *opts;
+  memset(&q->o.wh, 0, sizeof q->o.wh); /* the queue's own copy is wh_cfg */
+  q->ops_outbox = jobq__wh_backend_ok(ops);
+  if (jobq__wh_opts_copy(&q->wh_cfg, &opts->wh) != 0 ||
+      (opts->wh.allow && jobq__addr_allow_parse(opts->wh.allow, &q->wh_allow) != 0)) {
+    jobq__wh_opts_clear(&q->wh_cfg);
+    free(q);
+    return jobq__err(JOBQ_ENOMEM, "jobq_open: out of memory");
+  }
   q->o.quotas = NULL; /* storage keeps its own copy (below) */
   q->o.n_quotas = 0;
   q->o.storage_url = jobq__strdup(url);
@@ -222,6 +238,8 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   if (q->o.storage_url == NULL || q->o.workdir == NULL) {
     free(q->o.storage_url);
     free(q->o.workdir);
+    jobq__wh_opts_clear(&q->wh_cfg);
+    jobq__addr_allow_free(q->wh_allow);
     free(q);
     return jobq__err(JOBQ_ENOMEM, "jobq_open: out of memory");
   }
@@ -236,6 +254,8 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
       uv_cond_init(&q->events.hold_cv) || uv_mutex_init(&q->stats.flush_mu)) {
     free(q->o.storage_url);
     free(q->o.workdir);
+    jobq__wh_opts_clear(&q->wh_cfg);
+    jobq__addr_allow_free(q->wh_allow);
     free(q);
     return jobq__err(JOBQ_ENOMEM, "jobq_open: cannot create locks");
   }
@@ -299,10 +319,27 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
     rc = jobq__err(JOBQ_ENOMEM, "jobq_open: cannot start the maintenance thread");
     goto fail_loop;
   }
+  /* The webhook sender, when this process knows endpoints to send for. */
+  if ((rc = jobq__wh_open(q)) != 0) {
+    jobq__wh_stop(q, 0);
+    jobq__exts_free(q);
+    jobq__maint_stop(q);
+    uv_cond_destroy(&q->maint.cv);
+    uv_cond_destroy(&q->maint.flush_cv);
+    q->refs--;
+    q->loop_s.handles_open = 0;
+    uv_close((uv_handle_t *)&q->loop_s.async, NULL);
+    uv_close((uv_handle_t *)&q->loop_s.timer, NULL);
+    uv_close((uv_handle_t *)&q->maint.timer, NULL);
+    if (q->loop_s.own) uv_run(q->loop_s.loop, UV_RUN_DEFAULT);
+    goto fail_loop;
+  }
   if (ops->set_notify) ops->set_notify(q->st, jobq__maint_on_notify, q);
   if (q->loop_s.own) {
     if (uv_thread_create(&q->loop_s.thread, loop_main, q) != 0) {
       if (ops->set_notify) ops->set_notify(q->st, NULL, NULL);
+      jobq__wh_stop(q, 0);
+      jobq__exts_free(q);
       jobq__maint_stop(q);
       uv_cond_destroy(&q->maint.cv);
       uv_cond_destroy(&q->maint.flush_cv);
@@ -325,6 +362,8 @@ fail_loop:
 fail_st:
   ops->close(q->st);
 fail:
+  jobq__wh_opts_clear(&q->wh_cfg);
+  jobq__addr_allow_free(q->wh_allow);
   free(q->o.storage_url);
   free(q->o.workdir);
   uv_cond_destroy(&q->events.sub_cv);
@@ -526,6 +565,11 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
     uv_mutex_lock(&q->mu);
   }
   uv_mutex_unlock(&q->mu);
+  /* Webhook tries in flight get what is left of the drain time to answer
+   * (with drain_ms < 0, one request's timeout); the rest go back to the
+   * outbox for the next process. */
+  jobq__wh_stop(q, drain_ms < 0 ? uv_hrtime() + (uint64_t)q->wh_cfg.total_ms * 1000000u
+                                : deadline);
   jobq__maint_stop(q); /* after the timeouts it had (ops_in_flight is 0) */
   /* The last counts, and this process no longer runs anything (ETA). */
   jobq__stats_flush(q, 1);

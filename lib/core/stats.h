@@ -46,6 +46,11 @@ struct jobq_stats_s {
   jobq_storage_kind_stats *kinds; /* named kinds, by name */
   int n_kinds;
   int64_t total[JOBQ_STAT_N];     /* over kinds and the kind-less counts */
+  /* webhooks: the store's outbox by state (outbox 0: the backend keeps
+   * none) and this process's tries by outcome */
+  int outbox;
+  int64_t wh_outbox[4];
+  int64_t wh_tries[4];
 };
 
 typedef struct jobq_s jobq_t;

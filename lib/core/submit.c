@@ -11,7 +11,9 @@
 
 /* Fills rec (borrowing the caller's strings) or returns the refusal. */
 static int prepare(jobq_t *q, const char *fn, const char *kind, const char *payload,
-                   const jobq_submit_opts_t *so, int64_t now, jobq_storage_job *rec, int *force) {
+                   const jobq_submit_opts_t *so, int64_t now, jobq_storage_job *rec, int *force,
+                   char **hooks) {
+  *hooks = NULL;
   int rc = jobq__kind_name_check(fn, kind);
   if (rc) return rc;
   if (payload == NULL) payload = "null";
@@ -51,14 +53,20 @@ static int prepare(jobq_t *q, const char *fn, const char *kind, const char *payl
     else if (so->delay_ms >= 0) rec->run_at = now + so->delay_ms;
     *force = so->force;
   }
+  /* The webhooks it subscribes to: its own and its kind's defaults. */
+  if ((so && so->n_wh) || q->wh_cfg.n) {
+    rc = jobq__wh_hooks_json(q, fn, kind, so ? so->wh : NULL, so ? so->n_wh : 0, hooks);
+    if (rc) return rc;
+  }
   jobq__id_new(rec->id, now);
   return 0;
 }
 
 /* The common case (events off, jobs due now) touches the core lock only to
  * wake a sleeping worker: submitting threads then contend on storage alone. */
-static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, const int *force,
-                 int64_t now, int *dup, const char *batch_id, int max_running) {
+static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, char *const *hooks,
+                 size_t n, const int *force, int64_t now, int *dup, const char *batch_id,
+                 int max_running) {
   /* The storage call is counted like any other (jobq__storage_begin/end),
    * but without the lock: announce it before checking closed; jobq_close
    * sets closed before it waits for ops_in_flight to drain, so one of us
@@ -98,8 +106,13 @@ static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, size_t n, c
     for (size_t i = 0; i < n; i++) memcpy(made[i], recs[i]->id, JOBQ_ID_SIZE);
   }
   jobq__set_detail(""); /* so that a backend's own sentence is not mistaken */
-  rc = batch_id ? q->ops->batch_insert(q->st, batch_id, max_running, recs, n, force, now, dup)
-                : q->ops->insert(q->st, recs, n, force, now, dup);
+  if (hooks) /* someone subscribes: storage adds deliveries when the job ends */
+    rc = q->ops->insert_hooked(q->st, recs, (const char *const *)hooks, n, force, now, dup,
+                               batch_id, max_running);
+  else if (batch_id)
+    rc = q->ops->batch_insert(q->st, batch_id, max_running, recs, n, force, now, dup);
+  else
+    rc = q->ops->insert(q->st, recs, n, force, now, dup);
 
   if (rc < 0) {
     if (held) {
@@ -157,11 +170,13 @@ JOBQ_API int jobq_submit(jobq_t *q, const char *kind, const char *payload_json,
   if (out_id == NULL) return jobq__err(JOBQ_EINVAL, "jobq_submit: out_id is NULL");
   jobq_storage_job rec;
   int force, dup = 0;
+  char *hooks;
   int64_t now = jobq__now(q);
-  int rc = prepare(q, "jobq_submit", kind, payload_json, so, now, &rec, &force);
+  int rc = prepare(q, "jobq_submit", kind, payload_json, so, now, &rec, &force, &hooks);
   if (rc) return rc;
   jobq_storage_job *p = &rec;
-  rc = store(q, "jobq_submit", &p, 1, &force, now, &dup, NULL, 0);
+  rc = store(q, "jobq_submit", &p, hooks ? &hooks : NULL, 1, &force, now, &dup, NULL, 0);
+  free(hooks);
   if (rc) return rc;
   memcpy(out_id, rec.id, JOBQ_ID_SIZE);
   return dup;
@@ -179,6 +194,7 @@ static int submit_many(jobq_t *q, const char *fn, size_t n, const char *const *k
   jobq_storage_job **ptrs = malloc(n * sizeof *ptrs);
   int *force = malloc(n * sizeof *force);
   int *dup = calloc(n, sizeof *dup);
+  char **hooks = NULL; /* allocated at the first job that has any */
   int rc = 0;
   if (!recs || !ptrs || !force || !dup) {
     rc = jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
@@ -186,7 +202,14 @@ static int submit_many(jobq_t *q, const char *fn, size_t n, const char *const *k
   }
   int64_t now = jobq__now(q);
   for (size_t i = 0; i < n; i++) {
-    rc = prepare(q, fn, kinds[i], payloads[i], opts ? opts[i] : NULL, now, &recs[i], &force[i]);
+    char *h;
+    rc = prepare(q, fn, kinds[i], payloads[i], opts ? opts[i] : NULL, now, &recs[i], &force[i],
+                 &h);
+    if (rc == 0 && h && hooks == NULL && (hooks = calloc(n, sizeof *hooks)) == NULL) {
+      free(h);
+      rc = jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
+    }
+    if (h && hooks) hooks[i] = h;
     if (rc) {
       /* Say which job was refused, keeping the reason; the function's
        * name said once is enough. */
@@ -195,7 +218,7 @@ static int submit_many(jobq_t *q, const char *fn, size_t n, const char *const *k
     }
     ptrs[i] = &recs[i];
   }
-  rc = store(q, fn, ptrs, n, force, now, dup, batch_id, max_running);
+  rc = store(q, fn, ptrs, hooks, n, force, now, dup, batch_id, max_running);
   if (rc) goto out;
   for (size_t i = 0; i < n; i++) {
     memcpy(out_ids + i * JOBQ_ID_SIZE, recs[i].id, JOBQ_ID_SIZE);
@@ -203,6 +226,8 @@ static int submit_many(jobq_t *q, const char *fn, size_t n, const char *const *k
     rc += dup[i];
   }
 out:
+  for (size_t i = 0; hooks && i < n; i++) free(hooks[i]);
+  free(hooks);
   free(recs);
   free(ptrs);
   free(force);

@@ -110,9 +110,11 @@ void jobq__release_all(jobq_t *q) {
     jobq__attempt_to(v[i], JOBQ_ATTEMPT_RELEASED);
     jobq__running_del(q, v[i]);
     jobq__slot_check(q, v[i]); /* kept while its handler still runs */
-    if (st[i] == JOBQ_CANCELLED)
+    if (st[i] == JOBQ_CANCELLED) {
       jobq__emit(q, JOBQ_EVENT_CANCELLED, v[i]->rec.id, v[i]->rec.kind, JOBQ_CANCELLED,
                  v[i]->progress, v[i]->step, v[i]->rec.attempts, "cancelled", NULL);
+      jobq__wh_kick(q);
+    }
     jobq__notify_waiters(q, v[i]->rec.id);
     jobq__ctx_put(v[i]);
   }

@@ -368,3 +368,53 @@ int jobq__webhook_url_check(const char *url, char *why, size_t cap) {
                     uc != CURLUE_OK ? curl_url_strerror(uc) : "no host");
   return 0;
 }
+
+int jobq__webhook_url_literal_check(const char *url, const jobq__addr_allow *allow, char *why,
+                                    size_t cap) {
+  if (why && cap > 0) why[0] = '\0';
+  CURLU *u = curl_url();
+  if (u == NULL) return jobq__err(JOBQ_ENOMEM, "webhook url: out of memory");
+  char *host = NULL;
+  CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
+  if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+  curl_url_cleanup(u);
+  if (uc == CURLUE_OUT_OF_MEMORY) return jobq__err(JOBQ_ENOMEM, "webhook url: out of memory");
+  if (uc != CURLUE_OK || host == NULL) {
+    curl_free(host);
+    return 0; /* not this check's to refuse */
+  }
+  /* libcurl gives IPv4 literals in dotted form whatever their spelling
+   * (0x7f.1, 2130706433), and IPv6 ones in brackets. */
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  int literal = 0;
+  size_t hl = strlen(host);
+  if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
+    char v6[INET6_ADDRSTRLEN + 1];
+    size_t n = hl - 2;
+    const char *pct = memchr(host + 1, '%', n); /* a zone id: fe80::1%eth0 */
+    if (pct) n = (size_t)(pct - host - 1);
+    if (n < sizeof v6) {
+      memcpy(v6, host + 1, n);
+      v6[n] = '\0';
+      struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+      s6->sin6_family = AF_INET6;
+      literal = inet_pton(AF_INET6, v6, &s6->sin6_addr) == 1;
+    }
+  } else {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    s4->sin_family = AF_INET;
+    literal = inet_pton(AF_INET, host, &s4->sin_addr) == 1;
+  }
+  curl_free(host);
+  if (!literal) return 0;
+  const struct sockaddr *sa = (const struct sockaddr *)&ss;
+  jobq__addr_class c = jobq__addr_class_of(sa);
+  if (c == JOBQ_ADDR_PUBLIC || jobq__addr_allowed(allow, sa)) return 0;
+  char text[INET6_ADDRSTRLEN + 8];
+  jobq__addr_text(sa, text, sizeof text);
+  return url_fail(why, cap,
+                  "the host %s is not a public address (%s), so it is refused; add it to the allow-list "
+                  "(jobq_options_set_webhook_allow) to permit it",
+                  text, jobq__addr_class_name(c));
+}

@@ -86,4 +86,14 @@ int jobq__addr_allowed(const jobq__addr_allow *list, const struct sockaddr *sa);
  * may hold a key) and in jobq_last_error(), both starting "webhook url: ". */
 int jobq__webhook_url_check(const char *url, char *why, size_t cap);
 
+/* When url's host is a literal address (127.0.0.1, [::1], and the other
+ * spellings libcurl reads as one, such as 2130706433), refuses it unless it
+ * is public or allow names it: JOBQ_EINVAL, with a sentence in why and in
+ * jobq_last_error() like "webhook url: the host 10.0.0.5 is not a
+ * public address (private), so it is refused; ...". A name passes (it is checked on its
+ * resolved address when used), and so does a URL that
+ * jobq__webhook_url_check refuses (check that first). */
+int jobq__webhook_url_literal_check(const char *url, const jobq__addr_allow *allow, char *why,
+                                    size_t cap);
+
 #endif

@@ -310,7 +310,8 @@ static void test_event_type_names(void **state) {
   assert_string_equal(jobq_event_type_name(JOBQ_EVENT_STORAGE_ERROR), "storage_error");
   assert_string_equal(jobq_event_type_name(JOBQ_EVENT_STORAGE_OK), "storage_ok");
   assert_string_equal(jobq_event_type_name(JOBQ_EVENT_BATCH_DONE), "batch_done");
-  int bad[] = {0, -1, 11, 12, 100, INT_MAX, INT_MIN};
+  assert_string_equal(jobq_event_type_name(JOBQ_EVENT_WEBHOOK_FAILED), "webhook_failed");
+  int bad[] = {0, -1, 12, 13, 100, INT_MAX, INT_MIN};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     assert_null(jobq_event_type_name(bad[i]));
 }

@@ -269,7 +269,9 @@ static void test_ops_init(void **state) {
   assert_null(m.prune);
   assert_null(m.get_by_key);
   assert_null(m.prune_kind); /* the last version 3 member */
-  assert_int_equal(JOBQ_STORAGE_OPS_VERSION, 3);
+  assert_null(m.insert_hooked);
+  assert_null(m.webhook_enable); /* the last version 4 member */
+  assert_int_equal(JOBQ_STORAGE_OPS_VERSION, 4);
   /* a version-1 table is still accepted (members are only appended) */
   assert_int_equal(jobq_storage_ops_init(&ops, 1), 0);
   assert_int_equal(ops.version, 1);

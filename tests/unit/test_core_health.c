@@ -210,7 +210,8 @@ static void test_bad_input(void **state) {
   assert_string_equal(jobq_event_type_name(JOBQ_EVENT_STORAGE_ERROR), "storage_error");
   assert_string_equal(jobq_event_type_name(JOBQ_EVENT_STORAGE_OK), "storage_ok");
   assert_string_equal(jobq_event_type_name(JOBQ_EVENT_BATCH_DONE), "batch_done");
-  assert_null(jobq_event_type_name(JOBQ_EVENT_BATCH_DONE + 1));
+  assert_string_equal(jobq_event_type_name(JOBQ_EVENT_WEBHOOK_FAILED), "webhook_failed");
+  assert_null(jobq_event_type_name(JOBQ_EVENT_WEBHOOK_FAILED + 1));
 }
 
 static void test_healthy(void **state) {
@@ -238,7 +239,9 @@ static void test_healthy(void **state) {
   char *js = jobq_stats_to_json(st);
   assert_string_equal(js,
                       "{\"time\":1700000000000,\"running\":0,\"rateLimited\":0,"
-                      "\"storage\":{\"healthy\":true,\"errors\":0},\"kinds\":{},"
+                      "\"storage\":{\"healthy\":true,\"errors\":0},"
+                      "\"webhooks\":{\"tries\":{\"delivered\":0,\"retried\":0,\"failed\":0}},"
+                      "\"kinds\":{},"
                       "\"totals\":{\"started\":0,\"succeeded\":0,\"failed\":0,\"retried\":0,"
                       "\"cancelled\":0,\"cacheHits\":0,\"cacheMisses\":0,\"rateLimitWaits\":0}}");
   jobq_free(js);

@@ -535,7 +535,8 @@ static void test_event_accessors_on_null(void **state) {
   assert_non_null(strstr(jobq_last_error(), "jobq_event_to_json"));
   jobq_event_free(NULL);
   assert_null(jobq_event_type_name(0));
-  assert_null(jobq_event_type_name(11));
+  assert_null(jobq_event_type_name(12));
+  assert_null(jobq_event_delivery_id(NULL));
   assert_string_equal(jobq_event_type_name(JOBQ_EVENT_SUBMITTED), "submitted");
   assert_string_equal(jobq_event_type_name(JOBQ_EVENT_RETRYING), "retrying");
   assert_string_equal(jobq_event_type_name(JOBQ_EVENT_CANCELLED), "cancelled");

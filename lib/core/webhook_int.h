@@ -1,0 +1,23 @@
+/* What the webhook sender's files share (core/webhook.c, webhook_body.c,
+ * delivery.c). Nothing here is ABI. */
+#ifndef JOBQ_CORE_WEBHOOK_INT_H
+#define JOBQ_CORE_WEBHOOK_INT_H
+
+#include "jobq/storage.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ms since the epoch as "2026-12-06T05:36:04.123Z" (cap >= 25). */
+void jobq__wh_iso(int64_t ms, char *out, size_t cap);
+/* "job.succeeded", "job.failed", "job.cancelled", "job.progress". */
+const char *jobq__wh_event_type(int event);
+/* The delivery's body from its job as stored (*len its length); NULL when
+ * out of memory. now: the timestamp of a progress delivery. */
+char *jobq__wh_body(const jobq_storage_delivery *d, const jobq_storage_job *j, int64_t now,
+                    size_t *len);
+/* The wait before try `attempt` + 1 after try `attempt` failed (see
+ * jobq_options_set_webhook_retry), before jitter. */
+int64_t jobq__wh_backoff_ms(int attempt, int64_t base_ms, int64_t max_delay_ms);
+
+#endif
