@@ -4,6 +4,7 @@
  * API process and worker processes, share one queue.
  *
  *   jobq submit KIND [PAYLOAD] [--owner O] [--priority N] [--delay MS] [--key K [--ttl MS]]
+ *                   [--webhook URL [--endpoint NAME]]
  *   jobq get ID | jobq wait ID [--timeout MS] | jobq cancel ID
  *   jobq list [--owner O] [--kind K] [--state S] [--limit N] [--oldest]
  *   jobq work KIND... [--workers N] [--for MS]    run the demo handler (below)
@@ -12,7 +13,15 @@
  *   jobq cron add NAME EXPR KIND [PAYLOAD] [--tz TZ] [--owner O] [--priority N] [--missed P]
  *   jobq cron next EXPR [--tz TZ] [--count N]     the next runs, UTC and local
  *   jobq stats [--json | --prometheus]            what every process on the store did
+ *   jobq webhooks list [--job ID] [--state S] [--limit N] [--cursor C] [--json]
+ *   jobq webhooks redeliver DELIVERY_ID | webhooks enable URL
  *
+ * Webhook endpoints come from the environment: every JOBQ_WEBHOOK_SECRET_<NAME>
+ * ("whsec_..." secret) is an endpoint named <name> (lower case) in `submit`
+ * and `work`; `submit --webhook URL` signs with endpoint "cli" unless
+ * --endpoint names another, and `work` sends the deliveries of all of them.
+ * JOBQ_WEBHOOK_ALLOW is the allow-list of internal addresses (e.g.
+ * 127.0.0.1 for a receiver on this machine).
  * PAYLOAD is JSON text, @FILE (the whole file) or - (standard input), at
  * most MAX_PAYLOAD bytes. Every argument is checked before the queue is
  * opened: a bad one is a usage error (exit 2) and nothing is stored.
@@ -54,6 +63,7 @@ static void on_signal(int sig) {
 static const char help_text[] =
     "usage: jobq [--storage URL] COMMAND ARGS...\n"
     "  submit KIND [PAYLOAD] [--owner O] [--priority N] [--delay MS] [--key K [--ttl MS]]\n"
+    "         [--webhook URL [--endpoint NAME]]\n"
     "  get ID | wait ID [--timeout MS] | cancel ID\n"
     "  list [--owner O] [--kind K] [--state S] [--limit N] [--oldest]\n"
     "  work KIND... [--workers N] [--for MS]\n"
@@ -62,6 +72,8 @@ static const char help_text[] =
     "  cron add NAME EXPR KIND [PAYLOAD] [--tz TZ] [--owner O] [--priority N] [--missed P]\n"
     "  cron next EXPR [--tz TZ] [--count N]\n"
     "  stats [--json | --prometheus]\n"
+    "  webhooks list [--job ID] [--state S] [--limit N] [--cursor C] [--json]\n"
+    "  webhooks redeliver DELIVERY_ID | webhooks enable URL\n"
     "  --help\n"
     "PAYLOAD is JSON text (default {}), or @FILE to read it from FILE, or - to read\n"
     "  it from standard input; at most 1048576 bytes (1 MiB). JSON never starts with\n"
@@ -76,6 +88,14 @@ static const char help_text[] =
     "  --count 1..1000 (default 5).\n"
     "Numbers are decimal integers; anything else is a usage error. Options may come\n"
     "  before or after the positional arguments; a value never starts with \"--\".\n"
+    "webhooks: every JOBQ_WEBHOOK_SECRET_<NAME>=whsec_... in the environment is an\n"
+    "  endpoint <name> (lower case) for submit and work. submit --webhook URL (up to 8)\n"
+    "  announces the job's end to URL, signed by endpoint --endpoint (default cli, so\n"
+    "  JOBQ_WEBHOOK_SECRET_CLI); work sends the deliveries of every endpoint it knows.\n"
+    "  JOBQ_WEBHOOK_ALLOW: internal addresses URLs may reach (\"127.0.0.1\"; default none).\n"
+    "  list: a table (--json: the page as JSON); --state pending|sending|delivered|failed,\n"
+    "  --limit 1..1000 (default 50), --cursor C from the previous page.\n"
+    "  redeliver: a failed delivery again; enable: a URL disabled by a 410 answer.\n"
     "storage: --storage URL, else $JOBQ_STORAGE, else sqlite:jobq.db\n"
     "exit status: 0 done; 2 a usage error (nothing stored) or another error;\n"
     "  wait: 1 the job failed or was cancelled, 3 --timeout passed\n";
@@ -83,7 +103,8 @@ static const char help_text[] =
 static const struct {
   const char *cmd, *synopsis;
 } synopses[] = {
-    {"submit", "submit KIND [PAYLOAD] [--owner O] [--priority N] [--delay MS] [--key K [--ttl MS]]"},
+    {"submit", "submit KIND [PAYLOAD] [--owner O] [--priority N] [--delay MS] [--key K [--ttl MS]]\n"
+               "       [--webhook URL [--endpoint NAME]]"},
     {"get", "get ID"},
     {"wait", "wait ID [--timeout MS]"},
     {"cancel", "cancel ID"},
@@ -94,6 +115,8 @@ static const struct {
              "       jobq cron add NAME EXPR KIND [PAYLOAD] [--tz TZ] [--owner O] [--priority N] "
              "[--missed P]"},
     {"stats", "stats [--json | --prometheus]"},
+    {"webhooks", "webhooks list [--job ID] [--state S] [--limit N] [--cursor C] [--json]\n"
+                 "       jobq webhooks redeliver DELIVERY_ID | jobq webhooks enable URL"},
 };
 
 static int help(void) {
@@ -250,16 +273,81 @@ static int load_payload(const char *arg, const char **payload, char **buf) {
   return rc;
 }
 
-static int open_queue(jobq_t **q, int workers) {
+/* ---- webhook endpoints from the environment ---- */
+
+extern char **environ;
+
+#define SECRET_VAR "JOBQ_WEBHOOK_SECRET_"
+
+/* The endpoint name that the environment entry e ("NAME=VALUE") stands
+ * for, in lower case, into name (cap bytes); NULL if e is not a
+ * JOBQ_WEBHOOK_SECRET_<NAME> entry. A name too long for name is cut, and
+ * jobq_options_add_webhook then refuses it (names take at most 64 bytes). */
+static const char *endpoint_of(const char *e, char *name, size_t cap) {
+  size_t pl = strlen(SECRET_VAR);
+  if (strncmp(e, SECRET_VAR, pl) != 0) return NULL;
+  const char *n = e + pl, *eq = strchr(n, '=');
+  if (eq == NULL) return NULL;
+  size_t len = (size_t)(eq - n), i;
+  for (i = 0; i < len && i + 1 < cap; i++)
+    name[i] = (char)(n[i] >= 'A' && n[i] <= 'Z' ? n[i] - 'A' + 'a' : n[i]);
+  name[i] = '\0';
+  return eq + 1;
+}
+
+/* Whether the environment has a secret for endpoint `name`. */
+static int endpoint_known(const char *name) {
+  char n[128];
+  for (char **e = environ; *e; e++)
+    if (endpoint_of(*e, n, sizeof n) && strcmp(n, name) == 0) return 1;
+  return 0;
+}
+
+/* Every JOBQ_WEBHOOK_SECRET_<NAME> as endpoint <name> (no URL of its own:
+ * it signs the URLs jobs bring), and JOBQ_WEBHOOK_ALLOW as the allow-list:
+ * 0, or the exit status 2 after a sentence that names the variable. The
+ * secret goes from the environment into the options, nowhere else
+ * (jobq_options_add_webhook's sentences never quote it). */
+static int add_endpoints(jobq_options_t *o) {
+  const char *allow = getenv("JOBQ_WEBHOOK_ALLOW");
+  if (allow && jobq_options_set_webhook_allow(o, allow) != 0) {
+    fprintf(stderr, "jobq: JOBQ_WEBHOOK_ALLOW: %s\n", jobq_last_error());
+    return 2;
+  }
+  for (char **e = environ; *e; e++) {
+    char name[128];
+    const char *secret = endpoint_of(*e, name, sizeof name);
+    if (secret && jobq_options_add_webhook(o, name, NULL, secret) != 0) {
+      fprintf(stderr, "jobq: %.*s: %s\n", (int)(secret - 1 - *e), *e, jobq_last_error());
+      return 2;
+    }
+  }
+  return 0;
+}
+
+/* Which webhook configuration a command's queue gets. */
+enum { HOOKS_NONE, HOOKS_SIGN, HOOKS_SEND };
+
+/* HOOKS_SIGN: the endpoints, to subscribe jobs to them, but no sending (the
+ * process ends right after; the workers send). HOOKS_SEND: the endpoints,
+ * and this process sends their deliveries. */
+static int open_queue_hooks(jobq_t **q, int workers, int hooks) {
   jobq_options_t *o = jobq_options_new();
   if (o == NULL) return fail("options");
   int rc = jobq_options_set_storage(o, storage);
   if (rc == 0) rc = jobq_options_set_workers(o, workers);
   if (rc == 0) rc = jobq_options_set_max_payload(o, MAX_PAYLOAD);
+  if (rc == 0 && hooks != HOOKS_NONE && add_endpoints(o) != 0) {
+    jobq_options_free(o);
+    return 2;
+  }
+  if (rc == 0 && hooks == HOOKS_SIGN) rc = jobq_options_set_webhook_concurrency(o, 0);
   if (rc == 0) rc = jobq_open(q, o);
   jobq_options_free(o);
   return rc ? fail("open") : 0;
 }
+
+static int open_queue(jobq_t **q, int workers) { return open_queue_hooks(q, workers, HOOKS_NONE); }
 
 static void print_job(const jobq_job_t *job) {
   char *js = jobq_job_to_json(job);
@@ -269,11 +357,18 @@ static void print_job(const jobq_job_t *job) {
 
 static int cmd_submit(int argc, char **argv) {
   const char *C = "submit";
-  const char *kind = NULL, *payload_arg = NULL, *owner = NULL, *key = NULL;
+  const char *kind = NULL, *payload_arg = NULL, *owner = NULL, *key = NULL, *endpoint = NULL;
+  const char *hooks[8];
+  int nhooks = 0;
   long long priority = 0, delay = -1, ttl = -1;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
-    if (strcmp(a, "--owner") == 0) {
+    if (strcmp(a, "--webhook") == 0) {
+      if (nhooks == 8) return usage_error(C, "a job takes at most 8 --webhook URLs");
+      if ((hooks[nhooks++] = value(C, argc, argv, &i)) == NULL) return 2;
+    } else if (strcmp(a, "--endpoint") == 0) {
+      if ((endpoint = value(C, argc, argv, &i)) == NULL) return 2;
+    } else if (strcmp(a, "--owner") == 0) {
       if ((owner = value(C, argc, argv, &i)) == NULL) return 2;
     } else if (strcmp(a, "--key") == 0) {
       if ((key = value(C, argc, argv, &i)) == NULL) return 2;
@@ -298,18 +393,42 @@ static int cmd_submit(int argc, char **argv) {
   if (kind == NULL) return usage_error(C, "needs a KIND");
   if (ttl >= 0 && key == NULL)
     return usage_error(C, "--ttl needs --key (it is how long a succeeded job keeps its key)");
+  if (endpoint && nhooks == 0)
+    return usage_error(C, "--endpoint needs --webhook (it names the secret that signs the URL)");
+  if (nhooks && endpoint == NULL) endpoint = "cli";
+  if (nhooks && !endpoint_known(endpoint)) {
+    char var[128];
+    size_t i = 0;
+    for (const char *p = endpoint; *p && i + 1 < sizeof var; p++)
+      var[i++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+    var[i] = '\0';
+    return usage_error(C, "--webhook: endpoint '%s' has no secret: set " SECRET_VAR "%s=whsec_...",
+                       endpoint, var);
+  }
+  /* The URLs are checked (scheme, host, length, no credentials) before the
+   * queue is opened, so that a bad one stores nothing. */
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  if (so == NULL) return fail("submit");
+  for (int h = 0; h < nhooks; h++)
+    if (jobq_submit_opts_add_webhook(so, hooks[h], endpoint, 0) != 0) {
+      jobq_submit_opts_free(so);
+      return usage_error(C, "--webhook: %s", jobq_last_error());
+    }
 
   const char *payload = "{}";
   char *buf = NULL;
-  if (payload_arg && load_payload(payload_arg, &payload, &buf)) return 2;
+  if (payload_arg && load_payload(payload_arg, &payload, &buf)) {
+    jobq_submit_opts_free(so);
+    return 2;
+  }
 
   jobq_t *q;
-  if (open_queue(&q, 0)) {
+  if (open_queue_hooks(&q, 0, nhooks ? HOOKS_SIGN : HOOKS_NONE)) {
+    jobq_submit_opts_free(so);
     free(buf);
     return 2;
   }
-  jobq_submit_opts_t *so = jobq_submit_opts_new();
-  int rc = so ? 0 : JOBQ_ENOMEM;
+  int rc = 0;
   if (rc == 0 && owner) rc = jobq_submit_opts_set_owner(so, owner);
   if (rc == 0) rc = jobq_submit_opts_set_priority(so, (int)priority);
   if (rc == 0 && delay >= 0) rc = jobq_submit_opts_set_delay(so, delay);
@@ -530,7 +649,7 @@ static int cmd_work(int argc, char **argv) {
   }
   if (nk == 0) return usage_error(C, "needs at least one KIND");
   jobq_t *q;
-  if (open_queue(&q, (int)workers)) return 2;
+  if (open_queue_hooks(&q, (int)workers, HOOKS_SEND)) return 2;
   int rc = 0;
   /* The arguments were checked above: every option here takes a value. */
   for (int i = 0; i < argc && rc == 0; i++) {
@@ -869,6 +988,118 @@ static int cmd_stats(int argc, char **argv) {
   return rc;
 }
 
+/* ---- webhooks ---- */
+
+/* "succeeded", "failed", "cancelled", "progress": what a delivery announces. */
+static const char *event_name(int ev) {
+  switch (ev) {
+    case JOBQ_EVENT_SUCCEEDED: return "succeeded";
+    case JOBQ_EVENT_FAILED: return "failed";
+    case JOBQ_EVENT_CANCELLED: return "cancelled";
+    case JOBQ_EVENT_PROGRESS: return "progress";
+    default: return "?";
+  }
+}
+
+/* The outbox as a table (one delivery a line) or as the page's JSON. The
+ * next page's cursor goes to stderr, so that stdout stays the table. */
+static int webhooks_list(int argc, char **argv) {
+  const char *C = "webhooks", *job = NULL, *cursor = NULL;
+  long long limit = 50;
+  int state = -1, json = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i], *v;
+    if (strcmp(a, "--job") == 0) {
+      if ((job = value(C, argc, argv, &i)) == NULL) return 2;
+      if (strlen(job) != JOBQ_ID_SIZE - 1)
+        return usage_error(C, "--job takes a job id (36 characters), not '%s'", job);
+    } else if (strcmp(a, "--cursor") == 0) {
+      if ((cursor = value(C, argc, argv, &i)) == NULL) return 2;
+    } else if (strcmp(a, "--limit") == 0) {
+      if (number(C, argc, argv, &i, 1, 1000, &limit)) return 2;
+    } else if (strcmp(a, "--json") == 0) {
+      json = 1;
+    } else if (strcmp(a, "--state") == 0) {
+      if ((v = value(C, argc, argv, &i)) == NULL) return 2;
+      state = -1;
+      for (int s = JOBQ_DELIVERY_PENDING; s <= JOBQ_DELIVERY_FAILED; s++)
+        if (strcmp(jobq_delivery_state_name(s), v) == 0) state = s;
+      if (state < 0)
+        return usage_error(C, "--state takes pending, sending, delivered or failed, not '%s'", v);
+    } else if (strcmp(a, "--help") == 0) {
+      return help();
+    } else if (is_option(a)) {
+      return usage_error(C, "unknown option '%s'", a);
+    } else {
+      return usage_error(C, "list: unexpected argument '%s'", a);
+    }
+  }
+  jobq_t *q;
+  if (open_queue(&q, 0)) return 2;
+  jobq_deliveries_t *d = NULL;
+  int rc = 0;
+  if (jobq_webhook_deliveries(q, job, state, (int)limit, cursor, &d) != 0) {
+    rc = fail("webhooks list");
+  } else if (json) {
+    char *js = jobq_deliveries_to_json(d);
+    if (js == NULL) rc = fail("webhooks list");
+    else puts(js);
+    jobq_free(js);
+  } else {
+    printf("%-50s %-36s %-12s %-9s %-9s %5s %6s %-20s %s\n", "ID", "JOB", "ENDPOINT", "EVENT",
+           "STATE", "TRIES", "STATUS", "NEXT TRY", "LAST ERROR");
+    for (size_t i = 0; i < jobq_deliveries_count(d); i++) {
+      const jobq_delivery_t *r = jobq_deliveries_at(d, i);
+      char next[32] = "-", status[16] = "-";
+      if (jobq_delivery_next_at(r) > 0) iso_utc(jobq_delivery_next_at(r), next, sizeof next);
+      if (jobq_delivery_last_status(r) > 0)
+        snprintf(status, sizeof status, "%d", jobq_delivery_last_status(r));
+      const char *err = jobq_delivery_last_error(r);
+      printf("%-50s %-36s %-12s %-9s %-9s %5d %6s %-20s %s\n", jobq_delivery_id(r),
+             jobq_delivery_job_id(r), jobq_delivery_endpoint(r),
+             event_name(jobq_delivery_event(r)),
+             jobq_delivery_state_name(jobq_delivery_state(r)), jobq_delivery_attempts(r), status,
+             next, err ? err : "-");
+    }
+  }
+  if (rc == 0 && !json && jobq_deliveries_next_cursor(d))
+    fprintf(stderr, "(more: --cursor %s)\n", jobq_deliveries_next_cursor(d));
+  jobq_deliveries_free(d);
+  if (jobq_close(q, 0) && rc == 0) rc = fail("close");
+  return rc;
+}
+
+/* webhooks redeliver ID, webhooks enable URL: one argument, one call. */
+static int webhooks_one(const char *sub, int argc, char **argv) {
+  const char *C = "webhooks", *arg = NULL;
+  int enable = strcmp(sub, "enable") == 0;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0) return help();
+    if (is_option(argv[i])) return usage_error(C, "unknown option '%s'", argv[i]);
+    if (arg) return usage_error(C, "%s takes one %s, not also '%s'", sub,
+                                enable ? "URL" : "DELIVERY_ID", argv[i]);
+    arg = argv[i];
+  }
+  if (arg == NULL) return usage_error(C, "%s needs a%s", sub, enable ? " URL" : " DELIVERY_ID");
+  jobq_t *q;
+  if (open_queue(&q, 0)) return 2;
+  int rc = 0;
+  if ((enable ? jobq_webhook_enable(q, arg) : jobq_webhook_redeliver(q, arg)) != 0)
+    rc = fail(enable ? "webhooks enable" : "webhooks redeliver");
+  if (jobq_close(q, 0) && rc == 0) rc = fail("close");
+  return rc;
+}
+
+static int cmd_webhooks(int argc, char **argv) {
+  if (argc == 0) return usage_error("webhooks", "needs list, redeliver or enable");
+  const char *sub = argv[0];
+  if (strcmp(sub, "--help") == 0) return help();
+  if (strcmp(sub, "list") == 0) return webhooks_list(argc - 1, argv + 1);
+  if (strcmp(sub, "redeliver") == 0 || strcmp(sub, "enable") == 0)
+    return webhooks_one(sub, argc - 1, argv + 1);
+  return usage_error("webhooks", "unknown subcommand '%s'; use list, redeliver or enable", sub);
+}
+
 int main(int argc, char **argv) {
   storage = getenv("JOBQ_STORAGE") ? getenv("JOBQ_STORAGE") : "sqlite:jobq.db";
   int i = 1;
@@ -893,5 +1124,6 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "events") == 0) return cmd_events(n, rest);
   if (strcmp(cmd, "cron") == 0) return cmd_cron(n, rest);
   if (strcmp(cmd, "stats") == 0) return cmd_stats(n, rest);
+  if (strcmp(cmd, "webhooks") == 0) return cmd_webhooks(n, rest);
   return usage_error(NULL, "unknown command '%s'", cmd);
 }
