@@ -276,12 +276,14 @@ static void report_failed(jobq_t *q, const jobq_storage_delivery *d, const char 
   uv_mutex_unlock(&q->mu);
 }
 
-/* Stores how the answered tries ended, in one call. */
-static void store_answers(struct jobq__wh *wh, wh_try *list) {
+/* Stores how the answered tries ended, in one call. Returns the earliest
+ * next try it stored (the queue's clock), INT64_MAX if none. */
+static int64_t store_answers(struct jobq__wh *wh, wh_try *list) {
   jobq_t *q = wh->q;
   size_t n = 0;
+  int64_t earliest = INT64_MAX;
   for (wh_try *t = list; t; t = t->next) n++;
-  if (n == 0) return;
+  if (n == 0) return earliest;
   jobq_storage_outbox_result *r = calloc(n, sizeof *r);
   int *applied = calloc(n, sizeof *applied);
   int64_t now = jobq__now(q);
@@ -293,7 +295,10 @@ static void store_answers(struct jobq__wh *wh, wh_try *list) {
     r[i].status = t->status;
     r[i].error = t->error;
     r[i].now = now;
-    if (t->res_state == JOBQ_DELIVERY_PENDING) r[i].next_at = next_try_at(q, t, now);
+    if (t->res_state == JOBQ_DELIVERY_PENDING) {
+      r[i].next_at = next_try_at(q, t, now);
+      if (r[i].next_at < earliest) earliest = r[i].next_at;
+    }
     if (t->disable) r[i].disable_url = t->url;
   }
   int rc = r && applied ? q->ops->outbox_done(q->st, r, n, applied) : JOBQ_ENOMEM;
@@ -317,6 +322,7 @@ static void store_answers(struct jobq__wh *wh, wh_try *list) {
   }
   free(r);
   free(applied);
+  return earliest;
 }
 
 static void build_try(struct jobq__wh *wh, wh_try *t, const jobq_storage_job *job, int64_t now) {
@@ -493,7 +499,14 @@ static void thread_main(void *arg) {
     for (wh_try *t = done; t; t = t->next) fly_del(wh, t);
     uv_mutex_unlock(&wh->mu);
     if (done) {
-      store_answers(wh, done);
+      int64_t qnow = jobq__now(q);
+      int64_t retry_at = store_answers(wh, done);
+      if (retry_at != INT64_MAX) {
+        /* Wake for the earliest retry just stored. */
+        int64_t d = retry_at <= qnow ? 0 : retry_at - qnow;
+        uint64_t at = uv_hrtime() + (d > POLL_MS ? POLL_MS : (uint64_t)d) * 1000000u;
+        if (at < next_claim) next_claim = at;
+      }
       int k = 0;
       while (done) {
         wh_try *n = done->next;
