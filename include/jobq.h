@@ -877,7 +877,8 @@ JOBQ_API int jobq_options_set_webhook_concurrency(jobq_options_t *opts, int n);
  * (configured with jobq_options_add_webhook in the submitting process, and
  * in whichever process delivers: jobq_submit refuses an unknown name with
  * JOBQ_EINVAL), for the changes in events (JOBQ_WEBHOOK_ON_* mask; 0: the
- * endpoint's). Up to 8 per job. url: http or https, at most 2,048 bytes, a
+ * endpoint's). Up to 8 per job, its kind's default endpoints included
+ * (jobq_submit refuses more with JOBQ_EINVAL). url: http or https, at most 2,048 bytes, a
  * host, no "user:password@" (JOBQ_EINVAL here, the URL never quoted); a
  * literal address that the allow-list does not name and that is not public
  * is refused at jobq_submit; a name is checked on its resolved address when
