@@ -306,6 +306,13 @@ static void test_subscriptions_stored(void **state) {
   assert_int_equal(jobq_page_count(page), 5); /* the five stored above, no more */
   jobq_page_free(page);
   jobq_filter_free(f);
+  /* At most 8 in all: 7 own + the two endpoints of kind "podcast" is 9. */
+  so = jobq_submit_opts_new();
+  for (int i = 0; i < 7; i++) TAPI_OK(jobq_submit_opts_add_webhook(so, "https://example.com/", "own", 0));
+  TAPI_OK(jobq_submit(q, "email", "{}", so, id)); /* 7 + 1 */
+  TAPI_ERR(JOBQ_EINVAL, "jobq_submit", jobq_submit(q, "podcast", "{}", so, id));
+  TAPI_ERR_HAS("would have 9 webhooks (7 of its own and 2 of its kind's endpoints)");
+  jobq_submit_opts_free(so);
   /* A name passes the submit check: it is judged on its address when sent. */
   so = jobq_submit_opts_new();
   TAPI_OK(jobq_submit_opts_add_webhook(so, "http://localhost:9/", "own", 0));
