@@ -305,7 +305,8 @@ typedef struct jobq_storage_prune {
  *    of the job and hook is pending already (coalescing).
  *
  * A new delivery is pending, attempts 0, created_at = next_at =
- * updated_at = the change's now, url the hook's "u" or NULL, flags 1 when
+ * updated_at = the change's now (checkpoint, which has none, stamps the
+ * backend's wall clock), url the hook's "u" or NULL, flags 1 when
  * the hook has "p": 1. Deliveries ids being made of the job id, a change
  * applied twice adds nothing twice. prune and prune_kind keep a job while
  * it has a pending or sending delivery, and delete a pruned job's
