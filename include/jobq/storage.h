@@ -307,10 +307,13 @@ typedef struct jobq_storage_prune {
  *    it knows on the queue's clock (so the delivery is due at once).
  *
  * A new delivery is pending, attempts 0, created_at = next_at =
- * updated_at = the change's now, url the hook's "u" or NULL, flags 1 when
- * the hook has "p": 1. Text that is not such an array may be refused
- * with JOBQ_EINVAL (nothing stored; the memory backend does) or stored as
- * no hooks. Deliveries ids being made of the job id, a change
+ * updated_at = the change's now (checkpoint, which has none, stamps the
+ * attempt's started_at: the latest time on the queue's clock the backend
+ * knows, so the delivery is due at once however the clock runs), url the
+ * hook's "u" or NULL, flags 1 when the hook has "p": 1. Text that is not
+ * such an array may be refused with JOBQ_EINVAL (nothing stored; both
+ * built-in backends do) or stored as no hooks. Deliveries ids being made
+ * of the job id, a change
  * applied twice adds nothing twice. prune and prune_kind keep a job while
  * it has a pending or sending delivery, and delete a pruned job's
  * deliveries with it. */

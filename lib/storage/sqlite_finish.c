@@ -53,6 +53,8 @@ static int hooks_of(sqlite3_stmt *u, int i, int st, char **out) {
   if (st < JOBQ_SUCCEEDED || st > JOBQ_CANCELLED || sqlite3_column_type(u, i) == SQLITE_NULL)
     return 0;
   return (*out = jobq__strdup((const char *)sqlite3_column_text(u, i))) ? 0 : -1;
+  /* (the caller's out-of-memory path poisons the transaction: the job's
+   * end is written, its deliveries could not be) */
 }
 
 int jobq__sq_finish_prepare(sq_store *s) { return jobq__sq_prepare(s, sql); }
@@ -95,7 +97,10 @@ static int finish_general(sq_store *s, const jobq_storage_finish *f, int *out_st
     int st = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : -1;
     char batch[JOBQ_ID_SIZE] = "", kind[65] = "";
     char *hooks = NULL;
-    if (st >= 0 && hooks_of(u, 3, st, &hooks) != 0) src = SQLITE_NOMEM;
+    if (st >= 0 && hooks_of(u, 3, st, &hooks) != 0) {
+      src = SQLITE_NOMEM;
+      s->tx_poison = 1;
+    }
     if (st == JOBQ_CANCELLED) {
       jobq__sq_event(s, JOBQ_EVENT_CANCELLED, JOBQ_CANCELLED, f->id,
                      (const char *)sqlite3_column_text(u, 1), f->progress, f->step, f->attempt,
@@ -155,6 +160,7 @@ static int finish_general(sq_store *s, const jobq_storage_finish *f, int *out_st
   char batch[JOBQ_ID_SIZE] = "", kind[65] = "";
   char *berr = NULL, *hooks = NULL;
   if (st >= 0 && hooks_of(u, 4, st, &hooks) != 0) {
+    s->tx_poison = 1;
     sqlite3_reset(u);
     sqlite3_clear_bindings(u);
     return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");

@@ -162,6 +162,11 @@ struct sq_store {
    * commit of a transaction that claimed or heartbeated (lease_dirty);
    * after a transaction that failed, conservatively (lease_unsure). */
   int lease_dirty, lease_unsure;
+  /* A request failed after it had written part of a change that must be
+   * whole (a job's end without the webhook deliveries it adds): the whole
+   * transaction is rolled back, not just the request (which may have no
+   * savepoint). Set by jobq__sq_poison, cleared at each BEGIN. */
+  int tx_poison;
   /* when rescue last looked at the running jobs themselves (wall ms) */
   _Atomic int64_t last_scan;
   /* Liveness (sqlite_lease.c, jobq__sq_guard_leases): while live_on, this
@@ -336,7 +341,13 @@ int jobq__sq_hooks_check(const char *const *hooks, size_t n);
  * hooks (not NULL): its deliveries, and its pending progress ones gone. */
 int jobq__sq_outbox_end(sq_store *s, const char *job, int state, const char *hooks, int64_t now);
 /* On the writer, with a checkpoint of stage of a job with hooks. */
-int jobq__sq_outbox_progress(sq_store *s, const char *job, int stage, const char *hooks);
+/* See sq_store.tx_poison; returns rc. */
+static inline int jobq__sq_poison(sq_store *s, int rc) {
+  if (rc) s->tx_poison = 1;
+  return rc;
+}
+int jobq__sq_outbox_progress(sq_store *s, const char *job, int stage, const char *hooks,
+                             int64_t now);
 /* On the writer: *busy = 1 if job has a pending or sending delivery. */
 int jobq__sq_outbox_busy(sq_store *s, const char *job, int *busy);
 /* On the writer: the deliveries of a job being deleted. */

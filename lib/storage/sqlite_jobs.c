@@ -35,7 +35,7 @@ static const char *const sql[WS_COUNT] = {
       "WHERE id = ?1 AND state = 1 AND attempts = ?2",
   [WS_CHECKPOINT] =
       "UPDATE jobq_jobs SET ck_stage = ?3, ck_output = ?4, progress = ?5, step = coalesce(?6, step) "
-      "WHERE id = ?1 AND state = 1 AND attempts = ?2 RETURNING webhooks",
+      "WHERE id = ?1 AND state = 1 AND attempts = ?2 RETURNING webhooks, started_at",
   [WS_CANCEL_QUEUED] =
       "UPDATE jobq_jobs SET state = 4, finished_at = ?2, error = 'cancelled' WHERE id = ?1 "
       "RETURNING batch, kind, webhooks",
@@ -346,16 +346,19 @@ static int checkpoint_run(sq_store *s, sq_req *req) {
   int src = sqlite3_step(u);
   int found = src == SQLITE_ROW;
   char *hooks = NULL; /* the job's webhook subscriptions, if it has any */
+  int64_t started = found ? sqlite3_column_int64(u, 1) : 0;
   if (found && sqlite3_column_type(u, 0) != SQLITE_NULL &&
-      (hooks = jobq__strdup((const char *)sqlite3_column_text(u, 0))) == NULL)
+      (hooks = jobq__strdup((const char *)sqlite3_column_text(u, 0))) == NULL) {
     src = SQLITE_NOMEM;
+    s->tx_poison = 1;
+  }
   while (src == SQLITE_ROW) src = sqlite3_step(u);
   sqlite3_reset(u);
   sqlite3_clear_bindings(u);
   int rc = src == SQLITE_DONE ? 0
            : src == SQLITE_NOMEM ? jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory")
                                  : jobq__sq_error(s->w, src, "cannot store a checkpoint", s->path);
-  if (rc == 0 && hooks) rc = jobq__sq_outbox_progress(s, r->id, r->stage, hooks);
+  if (rc == 0 && hooks) rc = jobq__sq_outbox_progress(s, r->id, r->stage, hooks, started);
   free(hooks);
   if (rc == 0 && found)
     jobq__sq_event(s, JOBQ_EVENT_PROGRESS, JOBQ_RUNNING, r->id, NULL, r->progress, r->step,
@@ -416,8 +419,10 @@ static int cancel_run(sq_store *s, sq_req *req) {
       snprintf(kind, sizeof kind, "%s", (const char *)sqlite3_column_text(u, 1));
     }
     if (src == SQLITE_ROW && sqlite3_column_type(u, 2) != SQLITE_NULL &&
-        (hooks = jobq__strdup((const char *)sqlite3_column_text(u, 2))) == NULL)
+        (hooks = jobq__strdup((const char *)sqlite3_column_text(u, 2))) == NULL) {
       src = SQLITE_NOMEM;
+      s->tx_poison = 1;
+    }
     while (src == SQLITE_ROW) src = sqlite3_step(u);
     sqlite3_reset(u);
     sqlite3_clear_bindings(u);

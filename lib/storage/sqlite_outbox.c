@@ -127,7 +127,7 @@ int jobq__sq_outbox_end(sq_store *s, const char *job, int state, const char *hoo
   sqlite3_stmt *d = s->ws[WS_OB_DROP_PROGRESS];
   sqlite3_bind_text(d, 1, job, -1, SQLITE_TRANSIENT);
   int rc = jobq__sq_run(s, d, "cannot drop a job's pending progress webhooks");
-  if (rc) return rc;
+  if (rc) return jobq__sq_poison(s, rc);
   sqlite3_stmt *u = s->ws[WS_OB_END];
   sqlite3_bind_text(u, 1, job, -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(u, 2, word[k], -1, SQLITE_STATIC);
@@ -135,17 +135,19 @@ int jobq__sq_outbox_end(sq_store *s, const char *job, int state, const char *hoo
   sqlite3_bind_text(u, 4, hooks, -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(u, 5, now);
   sqlite3_bind_int(u, 6, 1 << k); /* JOBQ_WEBHOOK_ON_SUCCEEDED, _FAILED, _CANCELLED */
-  return jobq__sq_run(s, u, "cannot store a job's webhook deliveries");
+  return jobq__sq_poison(s, jobq__sq_run(s, u, "cannot store a job's webhook deliveries"));
 }
 
-int jobq__sq_outbox_progress(sq_store *s, const char *job, int stage, const char *hooks) {
+int jobq__sq_outbox_progress(sq_store *s, const char *job, int stage, const char *hooks,
+                             int64_t now) {
   sqlite3_stmt *u = s->ws[WS_OB_PROGRESS];
   sqlite3_bind_text(u, 1, job, -1, SQLITE_TRANSIENT);
   sqlite3_bind_int(u, 2, stage);
   sqlite3_bind_text(u, 3, hooks, -1, SQLITE_TRANSIENT);
-  /* checkpoint has no time of its own: the wall clock's */
-  sqlite3_bind_int64(u, 4, jobq__sq_wall_ms());
-  return jobq__sq_run(s, u, "cannot store a job's progress webhooks");
+  /* checkpoint has no time of its own: the attempt's start, the latest
+   * time on the queue's clock we know (storage.h) */
+  sqlite3_bind_int64(u, 4, now);
+  return jobq__sq_poison(s, jobq__sq_run(s, u, "cannot store a job's progress webhooks"));
 }
 
 int jobq__sq_outbox_busy(sq_store *s, const char *job, int *busy) {

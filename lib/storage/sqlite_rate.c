@@ -122,8 +122,10 @@ int jobq__sq_defer(sq_store *s, const jobq_storage_finish *f, int *out_state) {
   char batch[JOBQ_ID_SIZE] = "", kind[65] = ""; /* a kind is at most 64 bytes */
   char *hooks = NULL; /* a cancel ended it: its webhooks, if any */
   if (st == JOBQ_CANCELLED && sqlite3_column_type(u, 3) != SQLITE_NULL &&
-      (hooks = jobq__strdup((const char *)sqlite3_column_text(u, 3))) == NULL)
+      (hooks = jobq__strdup((const char *)sqlite3_column_text(u, 3))) == NULL) {
     src = SQLITE_NOMEM;
+    s->tx_poison = 1;
+  }
   if (st == JOBQ_CANCELLED && sqlite3_column_type(u, 2) != SQLITE_NULL) {
     snprintf(batch, sizeof batch, "%s", (const char *)sqlite3_column_text(u, 2));
     snprintf(kind, sizeof kind, "%s", (const char *)sqlite3_column_text(u, 1));

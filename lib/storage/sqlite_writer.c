@@ -86,6 +86,7 @@ static void exec_batch(sq_store *s, sq_req *batch) {
     return;
   }
   jobq__sq_check_listeners(s);
+  s->tx_poison = 0;
   for (sq_req *r = batch; r; r = r->next) {
     r->rc = 0;
     r->err[0] = '\0';
@@ -101,6 +102,14 @@ static void exec_batch(sq_store *s, sq_req *batch) {
       jobq__sq_bnotice_drop(s, mark);
       snprintf(r->err, sizeof r->err, "%s", jobq_last_error());
       if (r->op->undo) r->op->undo(s, r);
+      if (s->tx_poison && !r->savepoint && !sqlite3_get_autocommit(s->w)) {
+        /* Part of a change that must be whole is written and there is no
+         * savepoint to undo just it (a job's end without its webhook
+         * deliveries would lose the announcement): nothing of the
+         * transaction is kept; every request in it fails and is tried
+         * again by its caller. */
+        roll_back(s, WS_ROLLBACK);
+      }
       if (sqlite3_get_autocommit(s->w)) {
         /* SQLite rolled back the whole transaction (a full disk, an I/O
          * error): the requests before this one are gone with it, and the
