@@ -9,7 +9,9 @@
  * A queued job carries only what it needs to wait (about 120 bytes plus its
  * payload); what an attempt adds (owner, step, result, errors, attempt log)
  * lives in a side record allocated on first use, so a million queued jobs
- * stay small. */
+ * stay small. A job's webhook subscriptions live there too, and the
+ * outbox of deliveries they make in memory_outbox.c: a job without
+ * subscriptions costs one pointer test at its end. */
 #include "jobq/storage.h"
 #include "storage/dedupe.h"
 #include "util/err.h"
@@ -20,6 +22,7 @@
 #include "storage/position.h"
 #include "storage/batch.h"
 #include "storage/ratelog.h"
+#include "storage/memory_outbox.h"
 
 #include <limits.h>
 #include <math.h>
@@ -59,6 +62,7 @@ typedef struct mext {
   int64_t started_at, finished_at, dedupe_ttl_ms;
   jobq_storage_attempt *log;
   int nlog;
+  jobq__mhooks *hooks; /* webhook subscriptions (insert_hooked), or NULL */
 } mext;
 
 struct mbatch;
@@ -136,6 +140,7 @@ typedef struct mstore {
   mnotice *notices;
   void (*batch_sink)(void *ud, const jobq_storage_event *ev);
   void *batch_sink_ud;
+  jobq__mbox ob; /* the webhook outbox (version 4) */
 } mstore;
 
 typedef struct mrate {
@@ -265,6 +270,7 @@ static void free_job(mjob *j) {
     free(j->x->ck_output);
     for (int i = 0; i < j->x->nlog; i++) free(j->x->log[i].error);
     free(j->x->log);
+    jobq__mhooks_free(j->x->hooks);
     free(j->x);
   }
   free(j);
@@ -323,6 +329,7 @@ static void mem_close(void *st) {
   }
   jobq__map_free(&s->batches);
   free(s->capped);
+  jobq__mbox_free(&s->ob);
   uv_mutex_destroy(&s->mu);
   free(s);
 }
@@ -631,11 +638,12 @@ static int mem_batch_get(void *st, const char *id, jobq_storage_batch *out) {
   return rc;
 }
 
-/* insert, and batch_insert when batch_id is not NULL. */
 /* insert and batch_insert (batch_id set), and cron_fire's inserts (quotas
- * 0: counted by quotas but not checked against them). */
+ * 0: counted by quotas but not checked against them); webhooks[i], when
+ * webhooks is not NULL, job i's subscriptions (insert_hooked). */
 static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_job *const *jobs,
-                       size_t n, const int *force, int64_t now, int *out_dup, int quotas) {
+                       const char *const *webhooks, size_t n, const int *force, int64_t now,
+                       int *out_dup, int quotas) {
   int rc = 0;
   mbatch *b = NULL;
   mjob **made = calloc(n ? n : 1, sizeof *made);
@@ -665,10 +673,16 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
     j->run_at = r->run_at;
     j->priority = (int16_t)r->priority;
     j->max_attempts = (uint16_t)r->max_attempts;
-    if (r->owner || r->dedupe_key) {
+    const char *hooks = webhooks ? webhooks[i] : NULL;
+    if (r->owner || r->dedupe_key || hooks) {
       if (ext(j) == NULL) goto nomem;
       if (reset(&j->x->owner, r->owner) || reset(&j->x->dedupe_key, r->dedupe_key)) goto nomem;
       j->x->dedupe_ttl_ms = r->dedupe_ttl_ms;
+    }
+    if (hooks) {
+      if ((rc = jobq__mhooks_parse(hooks, "insert", &j->x->hooks)) != 0) goto fail;
+      j->x->hooks->job = j;
+      j->x->hooks->job_id = j->id;
     }
   }
   uv_mutex_lock(&s->mu);
@@ -792,30 +806,32 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
   notices_tell(s, told);
   return 0;
 nomem:
+  rc = oom("insert");
+fail:
   for (size_t i = 0; i < n; i++)
     if (made[i]) free_job(made[i]);
   free(made);
   if (b) jobq__heap_free(&b->held);
   free(b);
-  rc = oom("insert");
   return rc;
 }
 
 static int mem_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force,
                       int64_t now, int *out_dup) {
-  return insert_impl(st, NULL, 0, jobs, n, force, now, out_dup, 1);
+  return insert_impl(st, NULL, 0, jobs, NULL, n, force, now, out_dup, 1);
 }
 
 static int mem_batch_insert(void *st, const char *batch_id, int max_running,
                             jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
                             int *out_dup) {
-  return insert_impl(st, batch_id, max_running, jobs, n, force, now, out_dup, 1);
+  return insert_impl(st, batch_id, max_running, jobs, NULL, n, force, now, out_dup, 1);
 }
 
-/* cron_fire's inserts: counted by quotas but not checked against them. */
-static int insert_jobs(mstore *s, jobq_storage_job *const *jobs, size_t n, const int *force,
-                       int64_t now, int *out_dup, int quotas) {
-  return insert_impl(s, NULL, 0, jobs, n, force, now, out_dup, quotas);
+static int mem_insert_hooked(void *st, jobq_storage_job *const *jobs, const char *const *webhooks,
+                             size_t n, const int *force, int64_t now, int *out_dup,
+                             const char *batch_id, int max_running) {
+  return insert_impl(st, batch_id, batch_id ? max_running : 0, jobs, webhooks, n, force, now,
+                     out_dup, 1);
 }
 
 /* ---- cron schedules ---- */
@@ -921,14 +937,17 @@ static int mem_cron_list(void *st, jobq_storage_cron **out, size_t *n_out) {
   return 0;
 }
 
-static int mem_cron_fire(void *st, const char *name, int64_t expect_next_at, int64_t new_next_at,
-                         jobq_storage_job *const *jobs, size_t n, int64_t now, size_t *n_inserted) {
-  mstore *s = st;
+/* cron_fire and cron_fire_hooked (webhooks not NULL). */
+static int cron_fire_impl(mstore *s, const char *name, int64_t expect_next_at,
+                          int64_t new_next_at, jobq_storage_job *const *jobs,
+                          const char *const *webhooks, size_t n, int64_t now,
+                          size_t *n_inserted) {
   *n_inserted = 0;
   jobq_storage_job **fresh = calloc(n ? n : 1, sizeof *fresh);
+  const char **fresh_hooks = webhooks ? calloc(n ? n : 1, sizeof *fresh_hooks) : NULL;
   int *dup = calloc(n ? n : 1, sizeof *dup);
   int rc = 0;
-  if (fresh == NULL || dup == NULL) {
+  if (fresh == NULL || dup == NULL || (webhooks && fresh_hooks == NULL)) {
     rc = oom("cron_fire");
     goto out;
   }
@@ -946,10 +965,12 @@ static int mem_cron_fire(void *st, const char *name, int64_t expect_next_at, int
   for (size_t i = 0; i < n; i++) {
     if (jobs[i]->run_at > last) last = jobs[i]->run_at;
     if (jobs[i]->dedupe_key && jobq__map_get(&s->dedupe, jobs[i]->dedupe_key)) continue;
+    if (fresh_hooks) fresh_hooks[k] = webhooks[i];
     fresh[k++] = jobs[i];
   }
   uv_mutex_unlock(&s->mu);
-  rc = k ? insert_jobs(s, fresh, k, NULL, now, dup, 0) : 0;
+  /* Counted by quotas but not checked against them. */
+  rc = k ? insert_impl(s, NULL, 0, fresh, fresh_hooks, k, NULL, now, dup, 0) : 0;
   if (rc == 0) {
     for (size_t i = 0; i < k; i++) *n_inserted += !dup[i];
     c->next_at = new_next_at;
@@ -958,8 +979,22 @@ static int mem_cron_fire(void *st, const char *name, int64_t expect_next_at, int
   uv_mutex_unlock(&s->cmu);
 out:
   free(fresh);
+  free(fresh_hooks);
   free(dup);
   return rc;
+}
+
+static int mem_cron_fire(void *st, const char *name, int64_t expect_next_at, int64_t new_next_at,
+                         jobq_storage_job *const *jobs, size_t n, int64_t now, size_t *n_inserted) {
+  return cron_fire_impl(st, name, expect_next_at, new_next_at, jobs, NULL, n, now, n_inserted);
+}
+
+static int mem_cron_fire_hooked(void *st, const char *name, int64_t expect_next_at,
+                                int64_t new_next_at, jobq_storage_job *const *jobs,
+                                const char *const *webhooks, size_t n, int64_t now,
+                                size_t *n_inserted) {
+  return cron_fire_impl(st, name, expect_next_at, new_next_at, jobs, webhooks, n, now,
+                        n_inserted);
 }
 
 /* Moves the jobs of k that came due into its ready heap. */
@@ -1203,13 +1238,15 @@ typedef struct fin_prep {
   char *err, *err2;   /* the error, for the attempt log and for the job */
   char *res, *step;
   char *berr;         /* a failed member's error, for its batch */
+  jobq__mnew hooked;  /* the deliveries its end adds (a job with webhooks) */
 } fin_prep;
 
 static int attempt_running(const mjob *j, const jobq_storage_finish *f) {
   return j->state == JOBQ_RUNNING && j->attempts == f->attempt && j->x != NULL;
 }
 
-static void fin_prep_free(fin_prep *p) {
+static void fin_prep_free(mstore *s, fin_prep *p) {
+  if (p->hooked.list) jobq__mbox_discard(&s->ob, &p->hooked);
   free(p->err);
   free(p->err2);
   free(p->res);
@@ -1249,6 +1286,13 @@ static int finish_prepare(mstore *s, const jobq_storage_finish *f, fin_prep *p) 
   if (j->batch && outcome == JOBQ_OUTCOME_FAILED &&
       (p->berr = jobq__strdup(etext ? etext : "failed")) == NULL)
     return -1;
+  if (j->x->hooks && outcome != JOBQ_OUTCOME_RETRY && outcome != JOBQ_OUTCOME_RELEASE &&
+      outcome != JOBQ_OUTCOME_DEFER) {
+    int state = outcome == JOBQ_OUTCOME_SUCCEEDED ? JOBQ_SUCCEEDED
+                : outcome == JOBQ_OUTCOME_FAILED  ? JOBQ_FAILED
+                                                  : JOBQ_CANCELLED;
+    if (jobq__mbox_prepare_end(&s->ob, j->x->hooks, state, f->now, &p->hooked) != 0) return -1;
+  }
   return 0;
 }
 
@@ -1323,6 +1367,7 @@ static int finish_apply(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
     free(x->error);
     x->error = err2;
   }
+  if (x->hooks) jobq__mbox_apply(&s->ob, x->hooks, &p->hooked, 1);
   if (j->batch) member_done(s, j, j->state, &p->berr, f->now);
   return j->state;
 }
@@ -1360,7 +1405,7 @@ static int mem_finish(void *st, const jobq_storage_finish *f, size_t n, int *out
   mnotice *told = s->notices ? notices_take(s) : NULL;
   uv_mutex_unlock(&s->mu);
   notices_tell(s, told);
-  for (size_t i = 0; i < made; i++) fin_prep_free(&p[i]);
+  for (size_t i = 0; i < made; i++) fin_prep_free(s, &p[i]);
   if (p != small) free(p);
   return fail ? oom("finish") : 0;
 }
@@ -1387,10 +1432,15 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, cha
     rc = JOBQ_ENOTFOUND;
   } else if (j->state == JOBQ_QUEUED) {
     char *err = jobq__strdup("cancelled");
-    if (ext(j) == NULL || err == NULL) {
+    jobq__mnew hooked = {0};
+    if (ext(j) == NULL || err == NULL ||
+        (j->x->hooks &&
+         jobq__mbox_prepare_end(&s->ob, j->x->hooks, JOBQ_CANCELLED, now, &hooked) != 0)) {
+      jobq__mbox_discard(&s->ob, &hooked);
       free(err);
       rc = oom("cancel");
     } else {
+      if (j->x->hooks) jobq__mbox_apply(&s->ob, j->x->hooks, &hooked, 1);
       dequeue(j);
       j->state = JOBQ_CANCELLED;
       count_move(s, j, -1);
@@ -1573,11 +1623,19 @@ static int mem_checkpoint(void *st, const char *id, int attempt, int stage, cons
   } else {
     char *out = jobq__strdup(output);
     char *stp = step ? jobq__strdup(step) : NULL;
-    if (out == NULL || (step && stp == NULL)) {
+    jobq__mnew hooked = {0};
+    if (out == NULL || (step && stp == NULL) ||
+        (j->x->hooks &&
+         /* checkpoint is given no time: the attempt's start is the latest
+          * one it knows on the queue's clock (storage.h) */
+         jobq__mbox_prepare_progress(&s->ob, j->x->hooks, stage, j->x->started_at, &hooked) !=
+             0)) {
+      jobq__mbox_discard(&s->ob, &hooked);
       free(out);
       free(stp);
       rc = oom("checkpoint");
     } else {
+      if (j->x->hooks) jobq__mbox_apply(&s->ob, j->x->hooks, &hooked, 0);
       free(j->x->ck_output);
       j->x->ck_output = out;
       j->x->ck_stage = stage + 1;
@@ -1616,6 +1674,7 @@ static void drop_job(mstore *s, mjob *j) {
     if (s->kinds[i]->ret_at == j) s->kinds[i]->ret_at = j->next;
   if (j->x && j->x->dedupe_key && jobq__map_get(&s->dedupe, j->x->dedupe_key) == j)
     jobq__map_del(&s->dedupe, j->x->dedupe_key);
+  if (j->x && j->x->hooks) jobq__mbox_forget(&s->ob, j->x->hooks);
   jobq__map_del(&s->ids, j->id);
   if (j->prev) j->prev->next = j->next;
   else s->first = j->next;
@@ -1627,6 +1686,8 @@ static void drop_job(mstore *s, mjob *j) {
 /* A finished job that prune may take at `before` (the live-key rule). */
 static int prunable(const mjob *j, int64_t before) {
   if (!jobq_state_is_terminal(j->state) || j->x == NULL || j->x->finished_at >= before) return 0;
+  /* Its news is still to be sent: the body needs the job. */
+  if (j->x->hooks && j->x->hooks->active) return 0;
   /* A cache entry stays while its key lives on past `before` (<= now). */
   return !(j->state == JOBQ_SUCCEEDED && j->x->dedupe_key &&
            jobq__key_expiry(j->x->finished_at, j->x->dedupe_ttl_ms) > before);
@@ -1900,6 +1961,61 @@ static int mem_stats_read(void *st, const char *kind, int depth, int64_t now,
   return 0;
 }
 
+/* ---- the webhook outbox (version 4; memory_outbox.c) ---- */
+
+static int fill_claimed(void *job, jobq_storage_job *out) { return fill(job, out, 0); }
+
+static int mem_outbox_claim(void *st, const jobq_storage_outbox_claim *req,
+                            jobq_storage_delivery *out, jobq_storage_job *jobs, size_t *n_out) {
+  mstore *s = st;
+  uv_mutex_lock(&s->mu);
+  int rc = jobq__mbox_claim(&s->ob, req, out, jobs, n_out, fill_claimed);
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int mem_outbox_done(void *st, const jobq_storage_outbox_result *r, size_t n, int *applied) {
+  mstore *s = st;
+  uv_mutex_lock(&s->mu);
+  int rc = jobq__mbox_done(&s->ob, r, n, applied);
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int mem_outbox_list(void *st, const jobq_storage_outbox_filter *f,
+                           jobq_storage_delivery **out, size_t *n_out, int *more) {
+  mstore *s = st;
+  uv_mutex_lock(&s->mu);
+  const mjob *j = f->job_id ? jobq__map_get(&s->ids, f->job_id) : NULL;
+  int rc = jobq__mbox_list(&s->ob, f, j && j->x ? j->x->hooks : NULL, out, n_out, more);
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int mem_outbox_counts(void *st, int64_t counts[4]) {
+  mstore *s = st;
+  uv_mutex_lock(&s->mu);
+  memcpy(counts, s->ob.counts, sizeof s->ob.counts);
+  uv_mutex_unlock(&s->mu);
+  return 0;
+}
+
+static int mem_outbox_redeliver(void *st, const char *id, int64_t now) {
+  mstore *s = st;
+  uv_mutex_lock(&s->mu);
+  int rc = jobq__mbox_redeliver(&s->ob, id, now);
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int mem_webhook_enable(void *st, const char *url) {
+  mstore *s = st;
+  uv_mutex_lock(&s->mu);
+  int rc = jobq__mbox_enable(&s->ob, url);
+  uv_mutex_unlock(&s->mu);
+  return rc;
+}
+
 const jobq_storage_ops jobq__memory_ops = {
   .version = JOBQ_STORAGE_OPS_VERSION,
   .scheme = "memory",
@@ -1932,4 +2048,12 @@ const jobq_storage_ops jobq__memory_ops = {
   .batch_get = mem_batch_get,
   .set_batch_sink = mem_set_batch_sink,
   .prune_kind = mem_prune_kind,
+  .insert_hooked = mem_insert_hooked,
+  .cron_fire_hooked = mem_cron_fire_hooked,
+  .outbox_claim = mem_outbox_claim,
+  .outbox_done = mem_outbox_done,
+  .outbox_list = mem_outbox_list,
+  .outbox_counts = mem_outbox_counts,
+  .outbox_redeliver = mem_outbox_redeliver,
+  .webhook_enable = mem_webhook_enable,
 };

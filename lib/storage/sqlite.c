@@ -28,11 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The columns every read returns, in row_to_job's order. */
-#define JOB_COLS                                                                         \
-  "seq, id, kind, state, priority, run_at, attempts, max_attempts, progress, cancel_req, " \
-  "created_at, started_at, finished_at, owner, payload, step, result, error, dedupe_key, "  \
-  "dedupe_ttl, attempt_log"
+#define JOB_COLS SQ_JOB_COLS
 
 /* The directory part of path ("." for a bare file name), for sentences. */
 static void dir_of(const char *path, char *out, size_t size) {
@@ -411,6 +407,35 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
   ") WITHOUT ROWID;"
   "CREATE INDEX jobq_jobs_batch ON jobq_jobs(batch, state) WHERE batch IS NOT NULL;"
   "CREATE INDEX jobq_jobs_held ON jobq_jobs(batch, priority DESC, seq) WHERE state = 6;",
+  /* 9 -> 10: the webhook outbox (sqlite_outbox.c). A job's subscriptions
+   * are a nullable column of its row: a job without any stores a NULL (one
+   * header byte) and its terminal change reads the column from the row it
+   * updates anyway, so it pays no other b-tree. Deliveries are keyed by
+   * their id (made of the job id, so a change applied twice adds nothing
+   * twice); claims walk (state, next_at), and lists (job_id, created_at)
+   * or (created_at), each ending with the key id (WITHOUT ROWID). */
+  "ALTER TABLE jobq_jobs ADD COLUMN webhooks TEXT;"
+  "CREATE TABLE jobq_outbox ("
+  "  id TEXT PRIMARY KEY,"
+  "  job_id TEXT NOT NULL,"
+  "  endpoint TEXT NOT NULL,"
+  "  url TEXT,"
+  "  hook INTEGER NOT NULL,"
+  "  event INTEGER NOT NULL,"
+  "  flags INTEGER NOT NULL DEFAULT 0,"
+  "  state INTEGER NOT NULL DEFAULT 0,"
+  "  attempts INTEGER NOT NULL DEFAULT 0,"
+  "  last_status INTEGER NOT NULL DEFAULT 0,"
+  "  last_error TEXT,"
+  "  created_at INTEGER NOT NULL,"
+  "  next_at INTEGER NOT NULL,"
+  "  updated_at INTEGER NOT NULL"
+  ") WITHOUT ROWID;"
+  "CREATE INDEX jobq_outbox_due ON jobq_outbox(state, next_at);"
+  "CREATE INDEX jobq_outbox_job ON jobq_outbox(job_id, created_at);"
+  "CREATE INDEX jobq_outbox_created ON jobq_outbox(created_at);"
+  "CREATE TABLE jobq_webhook_disabled (url TEXT PRIMARY KEY, disabled_at INTEGER NOT NULL) "
+  "  WITHOUT ROWID;",
 };
 
 /* Refuses a database that holds other programs' tables but no libjobq
@@ -1130,4 +1155,12 @@ const jobq_storage_ops jobq__sqlite_ops = {
   .batch_get = jobq__sq_batch_get,
   .set_batch_sink = jobq__sq_set_batch_sink,
   .prune_kind = jobq__sq_prune_kind,
+  .insert_hooked = jobq__sq_insert_hooked,
+  .cron_fire_hooked = jobq__sq_cron_fire_hooked,
+  .outbox_claim = jobq__sq_outbox_claim,
+  .outbox_done = jobq__sq_outbox_done,
+  .outbox_list = jobq__sq_outbox_list,
+  .outbox_counts = jobq__sq_outbox_counts,
+  .outbox_redeliver = jobq__sq_outbox_redeliver,
+  .webhook_enable = jobq__sq_webhook_enable,
 };

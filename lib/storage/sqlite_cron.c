@@ -47,6 +47,7 @@ typedef struct sq_cron_req {
   const char *name;           /* del, fire */
   int64_t expect, next, now;  /* fire */
   jobq_storage_job *const *jobs;
+  const char *const *hooks; /* cron_fire_hooked: the jobs' subscriptions, may be NULL */
   size_t n;
   size_t *n_inserted;
 } sq_cron_req;
@@ -128,7 +129,7 @@ static int fire_run(sq_store *s, sq_req *req) {
       if (taken < 0) return taken;
       if (taken) continue;
     }
-    if ((rc = jobq__sq_insert_row(s, j, r->now)) != 0) return rc;
+    if ((rc = jobq__sq_insert_row(s, j, r->hooks ? r->hooks[i] : NULL, r->now)) != 0) return rc;
     done++;
   }
   *r->n_inserted = done;
@@ -152,6 +153,25 @@ int jobq__sq_cron_fire(void *st, const char *name, int64_t expect_next_at, int64
                    .next = new_next_at,
                    .now = now,
                    .jobs = jobs,
+                   .n = n,
+                   .n_inserted = n_inserted};
+  return jobq__sq_submit(st, &r.h);
+}
+
+int jobq__sq_cron_fire_hooked(void *st, const char *name, int64_t expect_next_at,
+                              int64_t new_next_at, jobq_storage_job *const *jobs,
+                              const char *const *webhooks, size_t n, int64_t now,
+                              size_t *n_inserted) {
+  *n_inserted = 0;
+  int rc = jobq__sq_hooks_check(webhooks, n);
+  if (rc) return rc;
+  sq_cron_req r = {.h = {.op = &fire_op, .savepoint = 1},
+                   .name = name,
+                   .expect = expect_next_at,
+                   .next = new_next_at,
+                   .now = now,
+                   .jobs = jobs,
+                   .hooks = webhooks,
                    .n = n,
                    .n_inserted = n_inserted};
   return jobq__sq_submit(st, &r.h);

@@ -24,13 +24,15 @@ static const char *const sql[WS_COUNT] = {
       "attempt_log = CASE WHEN cancel_req OR ?5 IS NOT NULL THEN json_insert(coalesce(attempt_log, "
       "'[]'), '$[#]', json_array(started_at, ?9, CASE WHEN cancel_req THEN coalesce(?5, "
       "'cancelled') ELSE ?5 END)) ELSE attempt_log END "
-      "WHERE id = ?1 AND state = 1 AND attempts = ?10 RETURNING state, kind, batch, error",
+      "WHERE id = ?1 AND state = 1 AND attempts = ?10 RETURNING state, kind, batch, error, webhooks",
   /* A success of a job this store claimed, found by seq; anything else
-   * (a cancel asked for meanwhile, another attempt) goes to WS_FINISH. */
+   * (a cancel asked for meanwhile, another attempt, webhooks to announce
+   * it) goes to WS_FINISH. */
   [WS_FINISH_FAST] =
       "UPDATE jobq_jobs SET state = 2, result = ?2, progress = 100, step = coalesce(?3, step), "
       "finished_at = ?4, lease_until = NULL "
-      "WHERE seq = ?1 AND id = ?5 AND state = 1 AND attempts = ?6 AND cancel_req = 0",
+      "WHERE seq = ?1 AND id = ?5 AND state = 1 AND attempts = ?6 AND cancel_req = 0 "
+      "AND webhooks IS NULL",
   /* A released job that was meant to stop ends cancelled instead. */
   [WS_RELEASE_JOB] =
       "UPDATE jobq_jobs SET state = CASE WHEN cancel_req THEN 4 WHEN bcap > 0 THEN 6 ELSE 0 END, "
@@ -40,8 +42,18 @@ static const char *const sql[WS_COUNT] = {
       "attempt_log = CASE WHEN cancel_req THEN json_insert(coalesce(attempt_log, '[]'), '$[#]', "
       "json_array(started_at, ?2, 'cancelled')) ELSE attempt_log END, "
       "run_at = ?2, lease_until = NULL "
-      "WHERE id = ?1 AND state = 1 AND attempts = ?3 RETURNING state, kind, batch",
+      "WHERE id = ?1 AND state = 1 AND attempts = ?3 RETURNING state, kind, batch, webhooks",
 };
+
+/* The job's webhook subscriptions from column i of a RETURNING row that
+ * ended it in state st: a malloc'ed copy in *out (NULL when it has none or
+ * st is not terminal); -1 on out of memory. */
+static int hooks_of(sqlite3_stmt *u, int i, int st, char **out) {
+  *out = NULL;
+  if (st < JOBQ_SUCCEEDED || st > JOBQ_CANCELLED || sqlite3_column_type(u, i) == SQLITE_NULL)
+    return 0;
+  return (*out = jobq__strdup((const char *)sqlite3_column_text(u, i))) ? 0 : -1;
+}
 
 int jobq__sq_finish_prepare(sq_store *s) { return jobq__sq_prepare(s, sql); }
 
@@ -82,6 +94,8 @@ static int finish_general(sq_store *s, const jobq_storage_finish *f, int *out_st
     int src = sqlite3_step(u);
     int st = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : -1;
     char batch[JOBQ_ID_SIZE] = "", kind[65] = "";
+    char *hooks = NULL;
+    if (st >= 0 && hooks_of(u, 3, st, &hooks) != 0) src = SQLITE_NOMEM;
     if (st == JOBQ_CANCELLED) {
       jobq__sq_event(s, JOBQ_EVENT_CANCELLED, JOBQ_CANCELLED, f->id,
                      (const char *)sqlite3_column_text(u, 1), f->progress, f->step, f->attempt,
@@ -94,8 +108,17 @@ static int finish_general(sq_store *s, const jobq_storage_finish *f, int *out_st
     while (src == SQLITE_ROW) src = sqlite3_step(u);
     sqlite3_reset(u);
     sqlite3_clear_bindings(u);
-    if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot release a job", s->path);
+    if (src == SQLITE_NOMEM) return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+    if (src != SQLITE_DONE) {
+      free(hooks);
+      return jobq__sq_error(s->w, src, "cannot release a job", s->path);
+    }
     if (st < 0) return jobq__sq_finish_miss(s, f->id, out_state);
+    if (hooks) {
+      int rc = jobq__sq_outbox_end(s, f->id, st, hooks, f->now);
+      free(hooks);
+      if (rc) return rc;
+    }
     if (batch[0]) {
       int rc = jobq__sq_batch_member_done(s, batch, f->id, kind, JOBQ_CANCELLED, NULL, f->now);
       if (rc) return rc;
@@ -130,12 +153,18 @@ static int finish_general(sq_store *s, const jobq_storage_finish *f, int *out_st
   int src = sqlite3_step(u);
   int st = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : -1;
   char batch[JOBQ_ID_SIZE] = "", kind[65] = "";
-  char *berr = NULL;
+  char *berr = NULL, *hooks = NULL;
+  if (st >= 0 && hooks_of(u, 4, st, &hooks) != 0) {
+    sqlite3_reset(u);
+    sqlite3_clear_bindings(u);
+    return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  }
   if (st >= 0 && !SQ_IS_QUEUED(st) && sqlite3_column_type(u, 2) != SQLITE_NULL) {
     snprintf(batch, sizeof batch, "%s", (const char *)sqlite3_column_text(u, 2));
     snprintf(kind, sizeof kind, "%s", (const char *)sqlite3_column_text(u, 1));
     const char *e = (const char *)sqlite3_column_text(u, 3);
     if (st == JOBQ_FAILED && e && (berr = jobq__strdup(e)) == NULL) {
+      free(hooks);
       sqlite3_reset(u);
       sqlite3_clear_bindings(u);
       return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
@@ -153,9 +182,18 @@ static int finish_general(sq_store *s, const jobq_storage_finish *f, int *out_st
   sqlite3_clear_bindings(u);
   if (src != SQLITE_DONE) {
     free(berr);
+    free(hooks);
     return jobq__sq_error(s->w, src, "cannot finish a job", s->path);
   }
   if (st < 0) return jobq__sq_finish_miss(s, f->id, out_state);
+  if (hooks) {
+    int rc = jobq__sq_outbox_end(s, f->id, st, hooks, f->now);
+    free(hooks);
+    if (rc) {
+      free(berr);
+      return rc;
+    }
+  }
   if (batch[0]) {
     int rc = jobq__sq_batch_member_done(s, batch, f->id, kind, st, berr, f->now);
     free(berr);

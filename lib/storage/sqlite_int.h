@@ -20,8 +20,14 @@
 /* The stored states a caller sees as queued. */
 #define SQ_IS_QUEUED(st) ((st) == SQ_DUE || (st) == SQ_SCHEDULED || (st) == SQ_HELD)
 
-#define SQ_SCHEMA_VERSION 9
+#define SQ_SCHEMA_VERSION 10
 #define SQ_READERS 4
+
+/* The columns every job read returns, in jobq__sq_row_to_job's order. */
+#define SQ_JOB_COLS                                                                      \
+  "seq, id, kind, state, priority, run_at, attempts, max_attempts, progress, cancel_req, " \
+  "created_at, started_at, finished_at, owner, payload, step, result, error, dedupe_key, "  \
+  "dedupe_ttl, attempt_log"
 #define JOBQ__SQ_QUOTA_MANY 32 /* owned jobs counted by one statement */
 
 /* The write connection's statements (sq_store.ws), each prepared by the
@@ -55,6 +61,12 @@ enum {
   WS_EVENT, WS_LISTENERS, WS_LISTEN, WS_UNLISTEN, WS_PRUNE_EVENTS,
   /* sqlite_retention.c */
   WS_RET_SCAN, WS_RET_NEWER, WS_RET_DELETE,
+  /* sqlite_jobs.c: a job with webhook subscriptions */
+  WS_INSERT_HOOKED,
+  /* sqlite_outbox.c */
+  WS_OB_END, WS_OB_DROP_PROGRESS, WS_OB_PROGRESS, WS_OB_DUE, WS_OB_JOB, WS_OB_DISABLED,
+  WS_OB_TAKE, WS_OB_FAIL, WS_OB_NEXT, WS_OB_DONE, WS_OB_DISABLE, WS_OB_REDELIVER, WS_OB_STATE,
+  WS_OB_ENABLE, WS_OB_BUSY, WS_OB_DELETE_JOB,
   WS_COUNT
 };
 
@@ -66,6 +78,8 @@ enum {
   RS_RATE_USED,
   /* shared stats (sqlite_stats.c), prepared on first use */
   RS_STATS_KIND, RS_STATS_ALL, RS_LIVE_KIND, RS_LIVE_ALL, RS_DEPTH_DUE, RS_DEPTH_SCHED, RS_DEPTH_AT,
+  /* the webhook outbox (sqlite_outbox.c), prepared on first use */
+  RS_OB_COUNTS, RS_OB_CURSOR,
   RS_COUNT
 };
 
@@ -307,8 +321,42 @@ int jobq__sq_quota_add(sq_store *s, const char *owner, const char *kind);
 int jobq__sq_quota_add_many(sq_store *s, jobq_storage_job *const *jobs, size_t k);
 
 /* sqlite_jobs.c, on the writer: stores job j as insert does (no dedupe
- * look-up, no quota check; quotas count it), with its event row. */
-int jobq__sq_insert_row(sq_store *s, const jobq_storage_job *j, int64_t now);
+ * look-up, no quota check; quotas count it), with its event row and its
+ * webhook subscriptions hooks (NULL: none). */
+int jobq__sq_insert_row(sq_store *s, const jobq_storage_job *j, const char *hooks, int64_t now);
+
+/* sqlite_outbox.c: the webhook outbox (schema 10). */
+int jobq__sq_outbox_prepare(sq_store *s);
+/* Before a write: each of the n subscriptions (hooks may be NULL, and so
+ * may each entry) is the JSON storage.h describes; else JOBQ_EINVAL with a
+ * sentence, and nothing is stored. */
+int jobq__sq_hooks_check(const char *const *hooks, size_t n);
+/* On the writer, in the transaction of the change that ended job in state
+ * (JOBQ_SUCCEEDED, _FAILED, _CANCELLED), for a job whose subscriptions are
+ * hooks (not NULL): its deliveries, and its pending progress ones gone. */
+int jobq__sq_outbox_end(sq_store *s, const char *job, int state, const char *hooks, int64_t now);
+/* On the writer, with a checkpoint of stage of a job with hooks. */
+int jobq__sq_outbox_progress(sq_store *s, const char *job, int stage, const char *hooks);
+/* On the writer: *busy = 1 if job has a pending or sending delivery. */
+int jobq__sq_outbox_busy(sq_store *s, const char *job, int *busy);
+/* On the writer: the deliveries of a job being deleted. */
+int jobq__sq_outbox_forget(sq_store *s, const char *job);
+/* The vtable's version 4 members. */
+int jobq__sq_insert_hooked(void *st, jobq_storage_job *const *jobs, const char *const *webhooks,
+                           size_t n, const int *force, int64_t now, int *out_dup,
+                           const char *batch_id, int max_running);
+int jobq__sq_cron_fire_hooked(void *st, const char *name, int64_t expect_next_at,
+                              int64_t new_next_at, jobq_storage_job *const *jobs,
+                              const char *const *webhooks, size_t n, int64_t now,
+                              size_t *n_inserted);
+int jobq__sq_outbox_claim(void *st, const jobq_storage_outbox_claim *req,
+                          jobq_storage_delivery *out, jobq_storage_job *jobs, size_t *n_out);
+int jobq__sq_outbox_done(void *st, const jobq_storage_outbox_result *r, size_t n, int *applied);
+int jobq__sq_outbox_list(void *st, const jobq_storage_outbox_filter *f,
+                         jobq_storage_delivery **out, size_t *n_out, int *more);
+int jobq__sq_outbox_counts(void *st, int64_t counts[4]);
+int jobq__sq_outbox_redeliver(void *st, const char *id, int64_t now);
+int jobq__sq_webhook_enable(void *st, const char *url);
 
 /* sqlite.c: a read connection, locked; unlock its mu when done. */
 sq_reader *jobq__sq_reader(sq_store *s);

@@ -16,9 +16,15 @@
   "payload, dedupe_key, dedupe_ttl) VALUES "
 #define INSERT_ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 #define INSERT_MANY 32
+/* A job with webhook subscriptions: its own statement, so that the others
+ * bind and store exactly what they did before the outbox. */
+#define INSERT_HOOKED                                                                       \
+  "INSERT INTO jobq_jobs (id, kind, state, priority, run_at, max_attempts, created_at, owner, " \
+  "payload, dedupe_key, dedupe_ttl, webhooks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 static const char *const sql[WS_COUNT] = {
   [WS_INSERT] = INSERT_HEAD INSERT_ROW,
+  [WS_INSERT_HOOKED] = INSERT_HOOKED,
   /* WS_INSERT_MANY: made by jobq__sq_jobs_prepare */
   [WS_DEDUPE_FIND] =
       "SELECT id, state, finished_at, dedupe_ttl FROM jobq_jobs WHERE dedupe_key = ?1 "
@@ -29,10 +35,10 @@ static const char *const sql[WS_COUNT] = {
       "WHERE id = ?1 AND state = 1 AND attempts = ?2",
   [WS_CHECKPOINT] =
       "UPDATE jobq_jobs SET ck_stage = ?3, ck_output = ?4, progress = ?5, step = coalesce(?6, step) "
-      "WHERE id = ?1 AND state = 1 AND attempts = ?2",
+      "WHERE id = ?1 AND state = 1 AND attempts = ?2 RETURNING webhooks",
   [WS_CANCEL_QUEUED] =
       "UPDATE jobq_jobs SET state = 4, finished_at = ?2, error = 'cancelled' WHERE id = ?1 "
-      "RETURNING batch, kind",
+      "RETURNING batch, kind, webhooks",
   [WS_CANCEL_RUNNING] = "UPDATE jobq_jobs SET cancel_req = 1 WHERE id = ?1",
   /* Oldest first; no index on finished_at (each would cost every finish):
    * pruning is rare and runs on the writer, off every caller's path. */
@@ -40,7 +46,10 @@ static const char *const sql[WS_COUNT] = {
       "DELETE FROM jobq_jobs WHERE seq IN (SELECT seq FROM jobq_jobs WHERE state IN (2, 3, 4) "
       "AND finished_at < ?1 AND NOT (state = 2 AND dedupe_key IS NOT NULL AND "
       "CASE WHEN dedupe_ttl < 0 THEN -dedupe_ttl ELSE finished_at + dedupe_ttl END > ?1) "
-      "ORDER BY seq LIMIT ?2) RETURNING id",
+      /* a job whose webhooks are still to be sent stays */
+      "AND (webhooks IS NULL OR NOT EXISTS (SELECT 1 FROM jobq_outbox o WHERE o.job_id = "
+      "jobq_jobs.id AND o.state IN (0, 1))) "
+      "ORDER BY seq LIMIT ?2) RETURNING id, webhooks IS NOT NULL",
 };
 
 int jobq__sq_jobs_prepare(sq_store *s) {
@@ -75,6 +84,7 @@ typedef struct sq_insert_req {
   const int *force;
   int64_t now;
   int *out_dup;
+  const char *const *hooks; /* insert_hooked: the jobs' subscriptions, may be NULL */
   const char *batch_id; /* batch_insert: the batch, else NULL */
   int cap;
 } sq_insert_req;
@@ -124,8 +134,10 @@ static int insert_one(sq_store *s, sq_insert_req *r, size_t i) {
     int rc = jobq__sq_quota_check(s, j->owner, j->kind, 0, 0);
     if (rc) return rc;
   }
-  sqlite3_stmt *st = s->ws[WS_INSERT];
+  const char *hooks = r->hooks ? r->hooks[i] : NULL;
+  sqlite3_stmt *st = s->ws[hooks ? WS_INSERT_HOOKED : WS_INSERT];
   bind_job(st, 0, j, r->now);
+  if (hooks) sqlite3_bind_text(st, 12, hooks, -1, SQLITE_STATIC);
   int rc = jobq__sq_run(s, st, "cannot insert a job");
   if (rc == 0 && counted) rc = jobq__sq_quota_add(s, j->owner, j->kind);
   if (rc == 0)
@@ -133,9 +145,10 @@ static int insert_one(sq_store *s, sq_insert_req *r, size_t i) {
   return rc;
 }
 
-int jobq__sq_insert_row(sq_store *s, const jobq_storage_job *j, int64_t now) {
-  sqlite3_stmt *st = s->ws[WS_INSERT];
+int jobq__sq_insert_row(sq_store *s, const jobq_storage_job *j, const char *hooks, int64_t now) {
+  sqlite3_stmt *st = s->ws[hooks ? WS_INSERT_HOOKED : WS_INSERT];
   bind_job(st, 0, j, now);
+  if (hooks) sqlite3_bind_text(st, 12, hooks, -1, SQLITE_STATIC);
   int rc = jobq__sq_run(s, st, "cannot insert a job");
   if (rc == 0 && s->n_quotas && j->owner) rc = jobq__sq_quota_add(s, j->owner, j->kind);
   if (rc == 0)
@@ -167,10 +180,12 @@ static int insert_run(sq_store *s, sq_req *req) {
   sq_insert_req *r = (sq_insert_req *)req;
   size_t i = 0;
   while (i < r->n) {
-    /* INSERT_MANY jobs in a row without dedupe keys go in one statement:
-     * a third of the cost of one statement each. */
+    /* INSERT_MANY jobs in a row without dedupe keys (nor webhooks) go in
+     * one statement: a third of the cost of one statement each. */
     size_t k = 0;
-    while (k < INSERT_MANY && i + k < r->n && r->jobs[i + k]->dedupe_key == NULL) k++;
+    while (k < INSERT_MANY && i + k < r->n && r->jobs[i + k]->dedupe_key == NULL &&
+           (r->hooks == NULL || r->hooks[i + k] == NULL))
+      k++;
     if (k < INSERT_MANY) {
       int rc = insert_one(s, r, i++);
       if (rc) return rc;
@@ -247,6 +262,25 @@ int jobq__sq_batch_insert(void *st, const char *batch_id, int max_running,
   return jobq__sq_submit(st, &r.h);
 }
 
+int jobq__sq_insert_hooked(void *st, jobq_storage_job *const *jobs, const char *const *webhooks,
+                           size_t n, const int *force, int64_t now, int *out_dup,
+                           const char *batch_id, int max_running) {
+  int rc = jobq__sq_hooks_check(webhooks, n);
+  if (rc) return rc;
+  sq_insert_req r = {0};
+  r.h.op = &insert_op;
+  r.h.savepoint = n > 1 || batch_id != NULL; /* all or none */
+  r.jobs = jobs;
+  r.n = n;
+  r.force = force;
+  r.now = now;
+  r.out_dup = out_dup;
+  r.hooks = webhooks;
+  r.batch_id = batch_id;
+  r.cap = max_running;
+  return jobq__sq_submit(st, &r.h);
+}
+
 /* ---- progress ---- */
 
 typedef struct sq_progress_req {
@@ -309,8 +343,21 @@ static int checkpoint_run(sq_store *s, sq_req *req) {
   sqlite3_bind_text(u, 4, r->output, -1, SQLITE_STATIC);
   sqlite3_bind_int(u, 5, r->progress);
   jobq__sq_bind_text_or_null(u, 6, r->step);
-  int rc = jobq__sq_run(s, u, "cannot store a checkpoint");
-  if (rc == 0 && sqlite3_changes(s->w) > 0)
+  int src = sqlite3_step(u);
+  int found = src == SQLITE_ROW;
+  char *hooks = NULL; /* the job's webhook subscriptions, if it has any */
+  if (found && sqlite3_column_type(u, 0) != SQLITE_NULL &&
+      (hooks = jobq__strdup((const char *)sqlite3_column_text(u, 0))) == NULL)
+    src = SQLITE_NOMEM;
+  while (src == SQLITE_ROW) src = sqlite3_step(u);
+  sqlite3_reset(u);
+  sqlite3_clear_bindings(u);
+  int rc = src == SQLITE_DONE ? 0
+           : src == SQLITE_NOMEM ? jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory")
+                                 : jobq__sq_error(s->w, src, "cannot store a checkpoint", s->path);
+  if (rc == 0 && hooks) rc = jobq__sq_outbox_progress(s, r->id, r->stage, hooks);
+  free(hooks);
+  if (rc == 0 && found)
     jobq__sq_event(s, JOBQ_EVENT_PROGRESS, JOBQ_RUNNING, r->id, NULL, r->progress, r->step,
                    r->attempt, NULL, NULL);
   else if (rc == 0) {
@@ -363,15 +410,25 @@ static int cancel_run(sq_store *s, sq_req *req) {
     sqlite3_bind_int64(u, 2, r->now);
     src = sqlite3_step(u);
     char batch[JOBQ_ID_SIZE] = "", kind[65] = ""; /* a kind is at most 64 bytes */
+    char *hooks = NULL;
     if (src == SQLITE_ROW && sqlite3_column_type(u, 0) != SQLITE_NULL) {
       snprintf(batch, sizeof batch, "%s", (const char *)sqlite3_column_text(u, 0));
       snprintf(kind, sizeof kind, "%s", (const char *)sqlite3_column_text(u, 1));
     }
+    if (src == SQLITE_ROW && sqlite3_column_type(u, 2) != SQLITE_NULL &&
+        (hooks = jobq__strdup((const char *)sqlite3_column_text(u, 2))) == NULL)
+      src = SQLITE_NOMEM;
     while (src == SQLITE_ROW) src = sqlite3_step(u);
     sqlite3_reset(u);
     sqlite3_clear_bindings(u);
-    if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot cancel a job", s->path);
-    if (batch[0])
+    if (src == SQLITE_NOMEM) return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+    if (src != SQLITE_DONE) {
+      free(hooks);
+      return jobq__sq_error(s->w, src, "cannot cancel a job", s->path);
+    }
+    if (hooks) rc = jobq__sq_outbox_end(s, r->id, JOBQ_CANCELLED, hooks, r->now);
+    free(hooks);
+    if (batch[0] && rc == 0)
       rc = jobq__sq_batch_member_done(s, batch, r->id, kind, JOBQ_CANCELLED, NULL, r->now);
     *r->out_state = JOBQ_CANCELLED;
   } else if (state == JOBQ_RUNNING) {
@@ -412,6 +469,8 @@ static const sq_op cancel_op = {cancel_run, cancel_undo};
 int jobq__sq_cancel(void *st, const char *id, int64_t now, int *out_state, char **out_kind) {
   sq_cancel_req r = {0};
   r.h.op = &cancel_op;
+  /* The job, its batch and its webhook deliveries go together. */
+  r.h.savepoint = 1;
   r.id = id;
   r.now = now;
   r.out_state = out_state;
@@ -439,6 +498,18 @@ static int prune_run(sq_store *s, sq_req *req) {
   size_t n = 0, cap = 0;
   int src;
   while ((src = sqlite3_step(d)) == SQLITE_ROW) {
+    /* Its deliveries go with it (all sent or failed: the statement kept
+     * jobs with deliveries still to send). The DELETE made every row at its
+     * first step, so other statements may run between steps. */
+    if (sqlite3_column_int(d, 1)) {
+      int rc = jobq__sq_outbox_forget(s, (const char *)sqlite3_column_text(d, 0));
+      if (rc) {
+        sqlite3_reset(d);
+        sqlite3_clear_bindings(d);
+        free(ids);
+        return rc;
+      }
+    }
     if (r->out_ids == NULL) {
       n++;
       continue;

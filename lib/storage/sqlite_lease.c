@@ -31,7 +31,7 @@ static const char *const sql[WS_COUNT] = {
        * there but has not renewed for live_grace ms past the lease (?2 =
        * now - live_grace): it stalled. Without liveness ?2 = ?1. */
       "WHERE state = 1 AND lease_until < ?1 AND (lease_until < ?2 OR NOT jobq_live(lease_owner)) "
-      "RETURNING id, kind, state, attempts, error, batch",
+      "RETURNING id, kind, state, attempts, error, batch, webhooks",
   /* Leases by owner: see jobq__sq_lease_row and rescue_run. */
   [WS_LEASE_SET] = "INSERT OR REPLACE INTO jobq_leases (owner, until) VALUES (?1, ?2)",
   [WS_LEASE_DROP] = "DELETE FROM jobq_leases WHERE owner = ?1",
@@ -301,6 +301,15 @@ static int rescue_run(sq_store *s, sq_req *req) {
                    (const char *)sqlite3_column_text(u, 4), NULL);
     /* RETURNING rows were all made by the first step: other statements may
      * run between steps. */
+    if (pub != JOBQ_QUEUED && sqlite3_column_type(u, 6) != SQLITE_NULL) {
+      int rc = jobq__sq_outbox_end(s, (const char *)sqlite3_column_text(u, 0), pub,
+                                   (const char *)sqlite3_column_text(u, 6), r->now);
+      if (rc) {
+        sqlite3_reset(u);
+        sqlite3_clear_bindings(u);
+        return rc;
+      }
+    }
     if (pub != JOBQ_QUEUED && sqlite3_column_type(u, 5) != SQLITE_NULL) {
       int rc = jobq__sq_batch_member_done(
           s, (const char *)sqlite3_column_text(u, 5), (const char *)sqlite3_column_text(u, 0),

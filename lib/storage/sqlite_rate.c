@@ -16,6 +16,9 @@
  * a claim that does not commit takes its rows back with it. */
 #include "storage/sqlite_int.h"
 #include "util/err.h"
+#include "util/mem.h"
+
+#include <stdlib.h>
 
 #include <stdint.h>
 
@@ -43,7 +46,7 @@ static const char *const sql[WS_COUNT] = {
       "attempt_log = CASE WHEN cancel_req THEN json_insert(coalesce(attempt_log, '[]'), '$[#]', "
       "json_array(started_at, ?2, 'cancelled')) ELSE attempt_log END, "
       "run_at = CASE WHEN cancel_req THEN run_at ELSE ?4 END, lease_until = NULL "
-      "WHERE id = ?1 AND state = 1 AND attempts = ?3 RETURNING state, kind, batch",
+      "WHERE id = ?1 AND state = 1 AND attempts = ?3 RETURNING state, kind, batch, webhooks",
 };
 
 int jobq__sq_rate_prepare(sq_store *s) { return jobq__sq_prepare(s, sql); }
@@ -117,6 +120,10 @@ int jobq__sq_defer(sq_store *s, const jobq_storage_finish *f, int *out_state) {
   int st = src == SQLITE_ROW ? sqlite3_column_int(u, 0) : -1;
   /* A member of a batch that a cancel ended here: its batch counts it. */
   char batch[JOBQ_ID_SIZE] = "", kind[65] = ""; /* a kind is at most 64 bytes */
+  char *hooks = NULL; /* a cancel ended it: its webhooks, if any */
+  if (st == JOBQ_CANCELLED && sqlite3_column_type(u, 3) != SQLITE_NULL &&
+      (hooks = jobq__strdup((const char *)sqlite3_column_text(u, 3))) == NULL)
+    src = SQLITE_NOMEM;
   if (st == JOBQ_CANCELLED && sqlite3_column_type(u, 2) != SQLITE_NULL) {
     snprintf(batch, sizeof batch, "%s", (const char *)sqlite3_column_text(u, 2));
     snprintf(kind, sizeof kind, "%s", (const char *)sqlite3_column_text(u, 1));
@@ -130,8 +137,17 @@ int jobq__sq_defer(sq_store *s, const jobq_storage_finish *f, int *out_state) {
   while (src == SQLITE_ROW) src = sqlite3_step(u);
   sqlite3_reset(u);
   sqlite3_clear_bindings(u);
-  if (src != SQLITE_DONE) return jobq__sq_error(s->w, src, "cannot defer a job", s->path);
+  if (src == SQLITE_NOMEM) return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  if (src != SQLITE_DONE) {
+    free(hooks);
+    return jobq__sq_error(s->w, src, "cannot defer a job", s->path);
+  }
   if (st < 0) return jobq__sq_finish_miss(s, f->id, out_state);
+  if (hooks) {
+    int rc = jobq__sq_outbox_end(s, f->id, JOBQ_CANCELLED, hooks, f->now);
+    free(hooks);
+    if (rc) return rc;
+  }
   if (batch[0]) {
     int rc = jobq__sq_batch_member_done(s, batch, f->id, kind, JOBQ_CANCELLED, NULL, f->now);
     if (rc) return rc;

@@ -37,7 +37,8 @@ struct sq_ret_cursor {
 static const char *const sql[WS_COUNT] = {
   [WS_RET_SCAN] =
       "SELECT seq, kind, state, finished_at, created_at, dedupe_key IS NOT NULL, dedupe_ttl, "
-      "owner FROM jobq_jobs WHERE seq > ?1 ORDER BY seq",
+      "owner, CASE WHEN webhooks IS NOT NULL THEN id END FROM jobq_jobs WHERE seq > ?1 "
+      "ORDER BY seq",
   /* How many of the owner's finished jobs of the kind were submitted after
    * this one, counted up to the number kept (the owner index). */
   [WS_RET_NEWER] =
@@ -100,7 +101,12 @@ static int ret_run(sq_store *s, sq_req *req) {
   r->cursor_was = c->seq;
   size_t cap = p->max < RET_SCAN ? p->max : RET_SCAN;
   int64_t *cand = malloc(cap * sizeof *cand);
-  if (cand == NULL) return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  unsigned char *hooked = malloc(cap); /* the candidate has webhooks: its deliveries go too */
+  if (cand == NULL || hooked == NULL) {
+    free(cand);
+    free(hooked);
+    return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
+  }
 
   /* Look: the candidates' seqs, then delete them (a statement that reads
    * the table must not run beside deletions from it). */
@@ -134,6 +140,13 @@ static int ret_run(sq_store *s, sq_req *req) {
       if ((rc = kept_by_owner(s, owner, seq, p->kind, p->keep_per_owner, &kept)) != 0) break;
       if (kept) continue;
     }
+    /* A job whose webhooks are still to be sent stays. */
+    hooked[n] = sqlite3_column_type(sc, 8) != SQLITE_NULL;
+    if (hooked[n]) {
+      int busy = 0;
+      if ((rc = jobq__sq_outbox_busy(s, (const char *)sqlite3_column_text(sc, 8), &busy)) != 0) break;
+      if (busy) continue;
+    }
     cand[n++] = seq;
   }
   if (rc == 0 && src != SQLITE_ROW && src != SQLITE_DONE)
@@ -151,6 +164,11 @@ static int ret_run(sq_store *s, sq_req *req) {
     if (src == SQLITE_ROW) {
       const char *id = (const char *)sqlite3_column_text(d, 0);
       if (ids) snprintf(ids[i], JOBQ_ID_SIZE, "%s", id ? id : "");
+      if (hooked[i] && id && (rc = jobq__sq_outbox_forget(s, id)) != 0) {
+        sqlite3_reset(d);
+        sqlite3_clear_bindings(d);
+        break;
+      }
       src = sqlite3_step(d);
     }
     if (src != SQLITE_DONE) rc = jobq__sq_error(s->w, src, "cannot prune jobs", s->path);
@@ -158,6 +176,7 @@ static int ret_run(sq_store *s, sq_req *req) {
     sqlite3_clear_bindings(d);
   }
   free(cand);
+  free(hooked);
   if (rc) {
     free(ids);
     return rc;

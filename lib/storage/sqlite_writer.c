@@ -44,7 +44,7 @@ int jobq__sq_prepare_writer(sq_store *s) {
       (rc = jobq__sq_quota_prepare(s)) || (rc = jobq__sq_cron_prepare(s)) ||
       (rc = jobq__sq_rate_prepare(s)) || (rc = jobq__sq_stats_prepare(s)) ||
       (rc = jobq__sq_batch_prepare(s)) ||
-      (rc = jobq__sq_retention_prepare(s)))
+      (rc = jobq__sq_retention_prepare(s)) || (rc = jobq__sq_outbox_prepare(s)))
     return rc;
   /* A statement that no file prepares would crash its first use. */
   for (int i = 0; i < WS_COUNT; i++)
