@@ -144,9 +144,10 @@ JOBQ_API int jobq_state_is_terminal(int state);
 #define JOBQ_EVENT_BATCH_DONE    10
 /* A webhook delivery failed for good (its attempts are spent, its endpoint
  * answered 410 Gone, or its address was refused): sent by the process whose
- * attempt decided it. jobq_event_job_id names the job,
- * jobq_event_delivery_id the delivery, jobq_event_error says why (never a
- * secret). See "webhooks: endpoints and deliveries" below. */
+ * attempt decided it. jobq_event_job_id names the job, jobq_event_kind its
+ * kind, jobq_event_delivery_id the delivery, jobq_event_attempt the tries
+ * made, jobq_event_error says why (never a secret); state is -1. See
+ * "webhooks: endpoints and deliveries" below. */
 #define JOBQ_EVENT_WEBHOOK_FAILED 11
 /* More types may come: a subscriber ignores those it does not know. */
 
@@ -856,7 +857,9 @@ JOBQ_API int jobq_options_set_webhook_payload(jobq_options_t *opts, const char *
  * with the bad item named. */
 JOBQ_API int jobq_options_set_webhook_allow(jobq_options_t *opts, const char *list);
 /* Per try: connect_ms (default 5,000) to connect, total_ms (default
- * 15,000) for the whole request; 1..600,000 each, connect_ms <= total_ms. */
+ * 15,000) for the whole request; 1..600,000 each, connect_ms <= total_ms.
+ * A claimed delivery's lease is 2 * total_ms + 30 s, so that no other
+ * process sends it while an answer may still come. */
 JOBQ_API int jobq_options_set_webhook_timeouts(jobq_options_t *opts, int64_t connect_ms,
                                                int64_t total_ms);
 /* The retry schedule: at most max_attempts tries (1..100, default 10);
@@ -874,7 +877,8 @@ JOBQ_API int jobq_options_set_webhook_concurrency(jobq_options_t *opts, int n);
  * (configured with jobq_options_add_webhook in the submitting process, and
  * in whichever process delivers: jobq_submit refuses an unknown name with
  * JOBQ_EINVAL), for the changes in events (JOBQ_WEBHOOK_ON_* mask; 0: the
- * endpoint's). Up to 8 per job. url: http or https, at most 2,048 bytes, a
+ * endpoint's). Up to 8 per job, its kind's default endpoints included
+ * (jobq_submit refuses more with JOBQ_EINVAL). url: http or https, at most 2,048 bytes, a
  * host, no "user:password@" (JOBQ_EINVAL here, the URL never quoted); a
  * literal address that the allow-list does not name and that is not public
  * is refused at jobq_submit; a name is checked on its resolved address when
@@ -904,7 +908,9 @@ JOBQ_API size_t jobq_deliveries_count(const jobq_deliveries_t *d);
 JOBQ_API const jobq_delivery_t *jobq_deliveries_at(const jobq_deliveries_t *d, size_t i);
 /* The cursor of the next page, or NULL when this was the last. */
 JOBQ_API const char *jobq_deliveries_next_cursor(const jobq_deliveries_t *d);
-/* {"deliveries": [...], "nextCursor"}; free with jobq_free. NULL on out of memory. */
+/* {"deliveries": [{"id", "jobId", "endpoint", "url", "type", "state",
+ * "attempts", "lastStatus", "lastError", "createdAt", "nextAt",
+ * "updatedAt"}], "nextCursor"}; free with jobq_free. NULL on out of memory. */
 JOBQ_API char *jobq_deliveries_to_json(const jobq_deliveries_t *d);
 JOBQ_API void jobq_deliveries_free(jobq_deliveries_t *d);
 

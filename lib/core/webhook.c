@@ -131,7 +131,8 @@ static void start_one(struct jobq__wh *wh, wh_try *t) {
   int rc = wh->http ? jobq__http_start(wh->http, &o, on_http_done, t, NULL)
                     : jobq__err(JOBQ_ENOMEM, "webhook: cannot start an HTTP client");
   if (rc) {
-    t->res_state = JOBQ_DELIVERY_PENDING;
+    t->res_state = t->d.attempts >= q->wh_cfg.max_attempts ? JOBQ_DELIVERY_FAILED
+                                                          : JOBQ_DELIVERY_PENDING;
     t->error = jobq__strdup(jobq_last_error());
     t->retry_after_ms = -1;
     hand_back(wh, t);
@@ -275,12 +276,14 @@ static void report_failed(jobq_t *q, const jobq_storage_delivery *d, const char 
   uv_mutex_unlock(&q->mu);
 }
 
-/* Stores how the answered tries ended, in one call. */
-static void store_answers(struct jobq__wh *wh, wh_try *list) {
+/* Stores how the answered tries ended, in one call. Returns the earliest
+ * next try it stored (the queue's clock), INT64_MAX if none. */
+static int64_t store_answers(struct jobq__wh *wh, wh_try *list) {
   jobq_t *q = wh->q;
   size_t n = 0;
+  int64_t earliest = INT64_MAX;
   for (wh_try *t = list; t; t = t->next) n++;
-  if (n == 0) return;
+  if (n == 0) return earliest;
   jobq_storage_outbox_result *r = calloc(n, sizeof *r);
   int *applied = calloc(n, sizeof *applied);
   int64_t now = jobq__now(q);
@@ -292,7 +295,10 @@ static void store_answers(struct jobq__wh *wh, wh_try *list) {
     r[i].status = t->status;
     r[i].error = t->error;
     r[i].now = now;
-    if (t->res_state == JOBQ_DELIVERY_PENDING) r[i].next_at = next_try_at(q, t, now);
+    if (t->res_state == JOBQ_DELIVERY_PENDING) {
+      r[i].next_at = next_try_at(q, t, now);
+      if (r[i].next_at < earliest) earliest = r[i].next_at;
+    }
     if (t->disable) r[i].disable_url = t->url;
   }
   int rc = r && applied ? q->ops->outbox_done(q->st, r, n, applied) : JOBQ_ENOMEM;
@@ -316,6 +322,7 @@ static void store_answers(struct jobq__wh *wh, wh_try *list) {
   }
   free(r);
   free(applied);
+  return earliest;
 }
 
 static void build_try(struct jobq__wh *wh, wh_try *t, const jobq_storage_job *job, int64_t now) {
@@ -362,6 +369,7 @@ static const jobq__wh_endpoint *endpoint_of(jobq_t *q, const char *name) {
  * the outbox may have more for us: the earliest next_at it reported. */
 static int64_t claim_some(struct jobq__wh *wh, size_t room) {
   jobq_t *q = wh->q;
+  if (room > 256) room = 256; /* keep one claim's transaction short */
   int64_t now = jobq__now(q), next = INT64_MAX;
   jobq_storage_delivery *d = calloc(room, sizeof *d);
   jobq_storage_job *j = calloc(room, sizeof *j);
@@ -469,18 +477,20 @@ static int64_t claim_some(struct jobq__wh *wh, size_t room) {
 static void thread_main(void *arg) {
   struct jobq__wh *wh = arg;
   jobq_t *q = wh->q;
-  int64_t next_claim = 0; /* the queue's clock */
+  /* When to claim next, in real time (uv_hrtime): the queue's clock may be
+   * a test's, which stands still, while polls must go on. */
+  uint64_t next_claim = 0;
   uv_mutex_lock(&wh->mu);
   for (;;) {
     if (wh->stop) break;
-    int64_t now = jobq__now(q);
+    uint64_t now_ns = uv_hrtime();
     int room = q->wh_cfg.concurrency - wh->in_flight;
-    int want_claim = room > 0 && (wh->kicked || now >= next_claim);
+    int want_claim = room > 0 && (wh->kicked || now_ns >= next_claim);
     if (wh->done == NULL && !want_claim) {
-      int64_t wait_ms = next_claim - now;
-      if (wait_ms > POLL_MS || room <= 0) wait_ms = POLL_MS;
-      if (wait_ms < 1) wait_ms = 1;
-      uv_cond_timedwait(&wh->cv, &wh->mu, (uint64_t)wait_ms * 1000000u);
+      uint64_t wait = room > 0 && next_claim > now_ns ? next_claim - now_ns
+                                                      : (uint64_t)POLL_MS * 1000000u;
+      if (wait > (uint64_t)POLL_MS * 1000000u) wait = (uint64_t)POLL_MS * 1000000u;
+      uv_cond_timedwait(&wh->cv, &wh->mu, wait);
       continue;
     }
     wh_try *done = wh->done;
@@ -489,7 +499,14 @@ static void thread_main(void *arg) {
     for (wh_try *t = done; t; t = t->next) fly_del(wh, t);
     uv_mutex_unlock(&wh->mu);
     if (done) {
-      store_answers(wh, done);
+      int64_t qnow = jobq__now(q);
+      int64_t retry_at = store_answers(wh, done);
+      if (retry_at != INT64_MAX) {
+        /* Wake for the earliest retry just stored. */
+        int64_t d = retry_at <= qnow ? 0 : retry_at - qnow;
+        uint64_t at = uv_hrtime() + (d > POLL_MS ? POLL_MS : (uint64_t)d) * 1000000u;
+        if (at < next_claim) next_claim = at;
+      }
       int k = 0;
       while (done) {
         wh_try *n = done->next;
@@ -498,16 +515,19 @@ static void thread_main(void *arg) {
         k++;
       }
       uv_mutex_lock(&wh->mu);
+      int was_full = room <= 0;
       wh->in_flight -= k;
       room = q->wh_cfg.concurrency - wh->in_flight;
       uv_mutex_unlock(&wh->mu);
-      /* A slot came free: there may be deliveries waiting for one. */
-      if (room > 0 && next_claim > now + 1) want_claim = 1;
+      /* Slots came free after we had no room: deliveries may be waiting. */
+      if (room > 0 && was_full) want_claim = 1;
     }
     if (want_claim && room > 0) {
+      int64_t qnow = jobq__now(q);
       int64_t at = claim_some(wh, (size_t)room);
-      int64_t cap = jobq__now(q) + POLL_MS;
-      next_claim = at < cap ? at : cap;
+      int64_t d = at <= qnow ? 0 : at - qnow;
+      if (d > POLL_MS) d = POLL_MS;
+      next_claim = uv_hrtime() + (uint64_t)d * 1000000u;
     }
     uv_mutex_lock(&wh->mu);
   }

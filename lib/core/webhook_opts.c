@@ -357,7 +357,13 @@ int jobq__wh_hooks_json(jobq_t *q, const char *fn, const char *kind, const jobq_
   const jobq__wh_opts *o = &q->wh_cfg;
   if (n_subs == 0 && o->n == 0) return 0;
   jobq_sbuf b = {0};
-  int first = 1;
+  int first = 1, count = n_subs;
+  for (int i = 0; i < o->n; i++) count += o->v[i].url && kind_listed(o->v[i].kinds, kind);
+  if (count > JOBQ_WH_PER_JOB)
+    return jobq__err(JOBQ_EINVAL,
+                     "%s: the job would have %d webhooks (%d of its own and %d of its kind's "
+                     "endpoints); at most %d",
+                     fn, count, n_subs, count - n_subs, JOBQ_WH_PER_JOB);
   for (int i = 0; i < n_subs; i++) {
     const jobq__wh_endpoint *e = find(o, subs[i].endpoint);
     if (e == NULL) {

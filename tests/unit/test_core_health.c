@@ -240,7 +240,8 @@ static void test_healthy(void **state) {
   assert_string_equal(js,
                       "{\"time\":1700000000000,\"running\":0,\"rateLimited\":0,"
                       "\"storage\":{\"healthy\":true,\"errors\":0},"
-                      "\"webhooks\":{\"tries\":{\"delivered\":0,\"retried\":0,\"failed\":0}},"
+                      "\"webhooks\":{\"tries\":{\"delivered\":0,\"retried\":0,\"failed\":0},"
+                      "\"outbox\":{\"pending\":0,\"sending\":0,\"delivered\":0,\"failed\":0}},"
                       "\"kinds\":{},"
                       "\"totals\":{\"started\":0,\"succeeded\":0,\"failed\":0,\"retried\":0,"
                       "\"cancelled\":0,\"cacheHits\":0,\"cacheMisses\":0,\"rateLimitWaits\":0}}");
