@@ -534,7 +534,7 @@ int jobq__mbox_list(jobq__mbox *b, const jobq_storage_outbox_filter *f, const jo
     nv = 0;
     for (jobq__mdeliv *x = job ? job->list : NULL; x; x = x->jnext)
       if (cur == NULL || ord_less(cur, x)) v[nv++] = x;
-    qsort(v, nv, sizeof *v, cmp_ord);
+    if (nv > 1) qsort(v, nv, sizeof *v, cmp_ord);
   }
   jobq_storage_delivery *o = calloc((size_t)f->limit, sizeof *o);
   if (o == NULL) {

@@ -2,7 +2,9 @@
  * < 0 only when the backend itself failed (then nothing was applied)"),
  * also when an allocation fails part-way through a batch. Allocations are
  * wrapped at link time (-Wl,--wrap=malloc,..., as test_torture does) and
- * failed on the test thread only, so the backend's own calls see them. */
+ * failed on the test thread only, so the backend's own calls see them.
+ * The same holds for the changes that add webhook deliveries (insert,
+ * checkpoint, finish, cancel) and for the outbox's own members. */
 #include "testutil.h"
 
 #include "jobq/storage.h"
@@ -282,10 +284,187 @@ static void test_finish_each_allocation_all_or_nothing(void **state) {
   ops->close(st);
 }
 
+/* ---- the webhook outbox: a change and its deliveries, all or nothing ---- */
+
+static void assert_counts(void *st, int64_t pending, int64_t sending, int64_t delivered,
+                          int64_t failed) {
+  int64_t c[4];
+  assert_int_equal(ops->outbox_counts(st, c), 0);
+  assert_int_equal(c[JOBQ_DELIVERY_PENDING], pending);
+  assert_int_equal(c[JOBQ_DELIVERY_SENDING], sending);
+  assert_int_equal(c[JOBQ_DELIVERY_DELIVERED], delivered);
+  assert_int_equal(c[JOBQ_DELIVERY_FAILED], failed);
+}
+
+#define HOOKS "[{\"e\":\"a\",\"on\":15},{\"e\":\"b\",\"on\":7,\"u\":\"https://b.example/\",\"p\":1}]"
+
+/* insert_hooked of n jobs of kind with HOOKS, failing allocation k
+ * (0: none); returns its code. */
+static int insert_hooked_at(void *st, const char *kind, size_t n, char (*ids)[JOBQ_ID_SIZE],
+                            long k) {
+  jobq_storage_job recs[4];
+  jobq_storage_job *ptrs[4];
+  const char *hooks[4];
+  int dup[4];
+  static unsigned serial = 1000;
+  memset(recs, 0, sizeof recs);
+  for (size_t i = 0; i < n; i++) {
+    snprintf(recs[i].id, sizeof recs[i].id, "00000000-0000-7000-8000-%012u", ++serial);
+    recs[i].kind = (char *)kind;
+    recs[i].payload = (char *)"{}";
+    recs[i].max_attempts = 5;
+    recs[i].created_at = recs[i].run_at = T;
+    ptrs[i] = &recs[i];
+    hooks[i] = HOOKS;
+    memcpy(ids[i], recs[i].id, JOBQ_ID_SIZE);
+  }
+  if (k) arm(k, 0);
+  int rc = ops->insert_hooked(st, ptrs, hooks, n, NULL, T, dup, NULL, 0);
+  disarm();
+  return rc;
+}
+
+static void test_outbox_each_allocation_all_or_nothing(void **state) {
+  (void)state;
+  void *st = NULL;
+  assert_int_equal(ops->open("memory:", &st), 0);
+  jobq_storage_job j;
+  memset(&j, 0, sizeof j);
+
+  /* insert_hooked: stored with its subscriptions, or not at all. */
+  char ids[2][JOBQ_ID_SIZE];
+  long k = 1;
+  for (;; k++) {
+    assert_true(k < 200);
+    int rc = insert_hooked_at(st, "k", 2, ids, k);
+    if (rc == 0) break;
+    assert_int_equal(rc, JOBQ_ENOMEM);
+    assert_int_equal(ops->get(st, ids[0], T, &j), JOBQ_ENOTFOUND);
+    assert_int_equal(ops->get(st, ids[1], T, &j), JOBQ_ENOTFOUND);
+  }
+  assert_true(k > 2);
+  char run[2][JOBQ_ID_SIZE];
+  claim_jobs(st, "k", T, 2, run);
+
+  /* checkpoint: the stage and its progress deliveries, or neither. */
+  for (k = 1;; k++) {
+    assert_true(k < 100);
+    arm(k, 0);
+    int rc = ops->checkpoint(st, run[0], 1, 0, "{\"out\":1}", 50, "half");
+    disarm();
+    if (rc == 0) break;
+    assert_int_equal(rc, JOBQ_ENOMEM);
+    int stage = 7;
+    char *out = NULL;
+    assert_int_equal(ops->checkpoint_get(st, run[0], &stage, &out), 0);
+    assert_int_equal(stage, -1);
+    assert_counts(st, 0, 0, 0, 0);
+  }
+  assert_true(k > 2);
+  assert_counts(st, 1, 0, 0, 0);
+
+  /* finish: two ends, their deliveries, the pending progress dropped. */
+  jobq_storage_finish f[2];
+  memset(f, 0, sizeof f);
+  f[0].id = run[0];
+  f[0].attempt = 1;
+  f[0].outcome = JOBQ_OUTCOME_SUCCEEDED;
+  f[0].now = T + 10;
+  f[1].id = run[1];
+  f[1].attempt = 1;
+  f[1].outcome = JOBQ_OUTCOME_FAILED;
+  f[1].error = "no";
+  f[1].now = T + 10;
+  int out[2];
+  for (k = 1;; k++) {
+    assert_true(k < 100);
+    arm(k, 0);
+    int rc = ops->finish(st, f, 2, out);
+    disarm();
+    if (rc == 0) break;
+    assert_int_equal(rc, JOBQ_ENOMEM);
+    assert_int_equal(state_of(st, run[0]), JOBQ_RUNNING);
+    assert_int_equal(state_of(st, run[1]), JOBQ_RUNNING);
+    assert_counts(st, 1, 0, 0, 0);
+  }
+  assert_true(k > 4);
+  assert_counts(st, 4, 0, 0, 0);
+
+  /* cancel of a queued job: cancelled with its deliveries, or untouched. */
+  char q[1][JOBQ_ID_SIZE];
+  assert_int_equal(insert_hooked_at(st, "q", 1, q, 0), 0);
+  for (k = 1;; k++) {
+    assert_true(k < 100);
+    int st_out = -1;
+    arm(k, 0);
+    int rc = ops->cancel(st, q[0], T + 20, &st_out, NULL);
+    disarm();
+    if (rc == 0) break;
+    assert_int_equal(rc, JOBQ_ENOMEM);
+    assert_int_equal(state_of(st, q[0]), JOBQ_QUEUED);
+    assert_counts(st, 4, 0, 0, 0);
+  }
+  assert_counts(st, 6, 0, 0, 0);
+
+  /* outbox_done with an error and a URL to disable: whole or nothing. */
+  const char *eps[] = {"a", "b"};
+  const char *urls[] = {"https://a.example/", NULL};
+  jobq_storage_outbox_claim c = {eps, urls, 2, 6, T + 30, 1000, NULL};
+  jobq_storage_delivery d[6];
+  jobq_storage_job jobs[6];
+  size_t n = 0;
+  assert_int_equal(ops->outbox_claim(st, &c, d, jobs, &n), 0);
+  assert_int_equal(n, 6);
+  jobq_storage_outbox_result r[2] = {
+    {d[0].id, 1, JOBQ_DELIVERY_FAILED, 410, "410 Gone", 0, T + 40, "https://a.example/"},
+    {d[1].id, 1, JOBQ_DELIVERY_PENDING, 503, "503 Service Unavailable", T + 900, T + 40, NULL},
+  };
+  int applied[2];
+  for (k = 1;; k++) {
+    assert_true(k < 100);
+    arm(k, 0);
+    int rc = ops->outbox_done(st, r, 2, applied);
+    disarm();
+    if (rc == 0) break;
+    assert_int_equal(rc, JOBQ_ENOMEM);
+    assert_counts(st, 0, 6, 0, 0);
+    assert_int_equal(ops->webhook_enable(st, "https://a.example/"), JOBQ_ENOTFOUND);
+  }
+  assert_true(k > 2);
+  assert_int_equal(applied[0], 1);
+  assert_int_equal(applied[1], 1);
+  assert_counts(st, 1, 4, 0, 1);
+  for (size_t i = 0; i < n; i++) {
+    jobq_storage_delivery_clear(&d[i]);
+    jobq_storage_job_clear(&jobs[i]);
+  }
+
+  /* outbox_claim: what it returns is claimed, what it does not is left. */
+  c.now = T + 900;
+  c.max = 1;
+  for (k = 1;; k++) {
+    assert_true(k < 100);
+    arm(k, 0);
+    int rc = ops->outbox_claim(st, &c, d, jobs, &n);
+    disarm();
+    if (rc == 0) break;
+    assert_int_equal(rc, JOBQ_ENOMEM);
+    assert_counts(st, 1, 4, 0, 1);
+  }
+  assert_int_equal(n, 1);
+  assert_int_equal(d[0].state, JOBQ_DELIVERY_SENDING);
+  assert_int_equal(d[0].attempts, 2);
+  jobq_storage_delivery_clear(&d[0]);
+  jobq_storage_job_clear(&jobs[0]);
+  assert_counts(st, 0, 5, 0, 1);
+  ops->close(st);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_finish_second_entry_fails_nothing_applied),
     cmocka_unit_test(test_finish_each_allocation_all_or_nothing),
+    cmocka_unit_test(test_outbox_each_allocation_all_or_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
