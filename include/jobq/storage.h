@@ -303,14 +303,15 @@ typedef struct jobq_storage_prune {
  *  - checkpoint adds, for each hook i with JOBQ_WEBHOOK_ON_PROGRESS, the
  *    delivery "<job id>:<i>:progress:<stage>", unless a progress delivery
  *    of the job and hook is pending already (coalescing). checkpoint is
- *    given no time: its "now" is the attempt's started_at, the latest time
- *    it knows on the queue's clock (so the delivery is due at once).
+ *    given no time: the memory backend takes the attempt's started_at (the
+ *    latest time it knows on the queue's clock), SQLite its wall clock;
+ *    either way the delivery is due at once.
  *
  * A new delivery is pending, attempts 0, created_at = next_at =
- * updated_at = the change's now, url the hook's "u" or NULL, flags 1 when
- * the hook has "p": 1. Text that is not such an array may be refused
- * with JOBQ_EINVAL (nothing stored; the memory backend does) or stored as
- * no hooks. Deliveries ids being made of the job id, a change
+ * updated_at = the change's now (for checkpoint see above), url the hook's "u" or NULL, flags 1 when the hook has
+ * "p": 1. Text that is not such an array may be refused with JOBQ_EINVAL
+ * (nothing stored; the memory backend does) or stored as no hooks.
+ * Deliveries ids being made of the job id, a change
  * applied twice adds nothing twice. prune and prune_kind keep a job while
  * it has a pending or sending delivery, and delete a pruned job's
  * deliveries with it. */
