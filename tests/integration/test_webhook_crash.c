@@ -262,6 +262,12 @@ static void test_kill9_loses_no_webhook(void **state) {
   const char **payloads = calloc(100, sizeof *payloads);
   char (*pl)[48] = calloc(100, 48);
   assert_non_null(ids);
+  /* Many tries: an attempt killed again and again must not make a job fail
+   * ("lease expired" once its attempts are spent): every job succeeds. */
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  assert_int_equal(jobq_submit_opts_set_max_attempts(so, 1000), 0);
+  const jobq_submit_opts_t *sos[100];
+  for (int i = 0; i < 100; i++) sos[i] = so;
   for (int at = 0; at < n_jobs; at += 100) {
     int m = n_jobs - at < 100 ? n_jobs - at : 100;
     for (int i = 0; i < m; i++) {
@@ -269,17 +275,19 @@ static void test_kill9_loses_no_webhook(void **state) {
       snprintf(pl[i], 48, "{\"n\":%d,\"selfkill\":%d}", at + i, (at + i) % 10 == 7);
       payloads[i] = pl[i];
     }
-    int rc = jobq_submit_many(q, (size_t)m, kinds, payloads, NULL, ids + (size_t)at * JOBQ_ID_SIZE, NULL);
+    int rc = jobq_submit_many(q, (size_t)m, kinds, payloads, sos, ids + (size_t)at * JOBQ_ID_SIZE, NULL);
     if (rc < 0) fail_msg("jobq_submit_many: %s", jobq_last_error());
   }
   free(kinds);
   free(payloads);
   free(pl);
+  jobq_submit_opts_free(so);
 
   /* Kill cycles until every job succeeded. */
   int cycles = 0, driver_kills = 0, self_kills = 0, other_exits = 0;
   int64_t guard = mono_ms() + GUARD_MS;
   while (count_state(q, JOBQ_SUCCEEDED) < (size_t)n_jobs) {
+    if (count_state(q, JOBQ_FAILED) > 0) fail_msg("a job failed");
     if (cycles >= MAX_CYCLES || mono_ms() > guard)
       fail_msg("after %d kill cycles only %zu of %d jobs succeeded", cycles,
                count_state(q, JOBQ_SUCCEEDED), n_jobs);
