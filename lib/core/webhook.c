@@ -123,7 +123,6 @@ static void start_one(struct jobq__wh *wh, wh_try *t) {
   o.max_response = 1 << 20;
   o.keep_response = JOBQ_WH_KEEP_RESPONSE;
   o.max_tries = 1;          /* the outbox retries, durably, on its own schedule */
-  o.retry_after_max_ms = 1; /* so that any Retry-After comes back to us */
   o.secrets = secrets;
   o.n_secrets = 1;
   o.refuse_internal = 1;
@@ -195,8 +194,8 @@ static void on_http_done(void *ud, const jobq__http_resp *resp) {
                resp->status);
       why = msg;
     }
-    if ((resp->status == 429 || resp->status == 503) && resp->retry_after_ms >= 0)
-      t->retry_after_ms = resp->retry_after_ms;
+    if ((resp->status == 429 || resp->status == 503) && resp->retry_after_sent_ms >= 0)
+      t->retry_after_ms = resp->retry_after_sent_ms;
     t->res_state = t->d.attempts >= q->wh_cfg.max_attempts ? JOBQ_DELIVERY_FAILED
                                                            : JOBQ_DELIVERY_PENDING;
   }

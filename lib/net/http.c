@@ -204,6 +204,7 @@ static void finish(jobq__http_req *r, int rc) {
     .body_cut = r->cut,
     .error = err[0] ? err : NULL,
     .retry_after_ms = r->retry_after_long ? r->retry_after * 1000 : -1,
+    .retry_after_sent_ms = rc == 0 && r->retry_after >= 0 ? r->retry_after * 1000 : -1,
   };
   r->done(r->ud, &resp);
   req_destroy(r);

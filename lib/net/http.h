@@ -105,6 +105,10 @@ typedef struct jobq__http_resp {
   int64_t retry_after_ms;   /* the last try's Retry-After, in ms, when the request gave up
                                rather than wait that long (longer than retry_after_max_ms);
                                -1 otherwise. A caller may push its job back by it */
+  int64_t retry_after_sent_ms; /* the last try's Retry-After in ms (0 included: "now", and
+                               a date already past) whenever a final response carried one;
+                               -1 if it had none. For callers that retry on their own
+                               schedule (the webhook outbox) */
 } jobq__http_resp;
 
 /* resp and everything it points to are valid during the call only. done may

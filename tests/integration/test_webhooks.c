@@ -804,6 +804,22 @@ static void test_retry_after(void **state) {
       fail_msg("%s: next try %lld ms after the answer, expected %lld", t[i].path,
                (long long)(x.next_at - x.updated_at), (long long)t[i].wait);
   }
+  /* "Retry-After: 0" is "now": each try follows the last at once, so all
+   * ten are spent (the schedule alone would take hours), and the
+   * delivery fails with the last 429 recorded. */
+  char id[JOBQ_ID_SIZE], d[128];
+  submit(q, "{}", NULL, "/status/429/ra6?retry_after=0", "clients", id);
+  did(d, sizeof d, id, 0, "succeeded");
+  int64_t end = mono_ms() + WAIT_CAP_MS;
+  dlv x;
+  for (;;) {
+    x = delivery(q, d);
+    if (x.found && x.state == JOBQ_DELIVERY_FAILED) break;
+    if (mono_ms() > end) fail_msg("Retry-After: 0: the tries were not made at once");
+    sleep_ms(10);
+  }
+  assert_int_equal(x.attempts, 10);
+  assert_int_equal(x.last_status, 429);
   OK(jobq_close(q, 1000));
 }
 
