@@ -146,7 +146,12 @@ void jobq__wh_on_loop(jobq_t *q) {
   if (list) wh->to_send = NULL;
   uv_mutex_unlock(&wh->mu);
   if (list == NULL) return;
-  if (wh->http == NULL && jobq__http_new(q->loop_s.loop, &wh->http) != 0) wh->http = NULL;
+  if (wh->http == NULL && jobq__http_new(q->loop_s.loop, &wh->http) == 0 &&
+      jobq__http_checked_only(wh->http, q->wh_allow) != 0) {
+    /* Out of memory: the client cannot keep connections safely; none. */
+    jobq__http_close(wh->http, NULL, NULL);
+    wh->http = NULL;
+  }
   /* The list was built newest first: send in claim order. */
   wh_try *rev = NULL;
   while (list) {

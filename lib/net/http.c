@@ -48,6 +48,11 @@ struct jobq__http {
   int handles; /* our uv handles whose close callback has not run */
   void (*closed)(void *ud);
   void *closed_ud;
+  /* jobq__http_checked_only: every request refuses internal addresses
+   * with this allow-list, so connections may be kept and reused. */
+  int checked;
+  jobq__addr_allow *allow;
+  int used; /* a request was started: too late to make it checked */
 };
 
 /* ---- process-wide: curl_global_init and the jitter generator ---- */
@@ -80,6 +85,7 @@ static void handle_closed(jobq__http *h) {
   if (--h->handles > 0 || !h->closing) return;
   void (*closed)(void *) = h->closed;
   void *ud = h->closed_ud;
+  jobq__addr_allow_free(h->allow);
   free(h);
   if (closed) closed(ud);
 }
@@ -494,6 +500,17 @@ int jobq__http_new(uv_loop_t *loop, jobq__http **out) {
   return 0;
 }
 
+int jobq__http_checked_only(jobq__http *h, const jobq__addr_allow *allow) {
+  if (h->used) return jobq__err(JOBQ_ESTATE, "http: the client has sent requests already");
+  jobq__addr_allow *a = NULL;
+  if (allow && (a = jobq__addr_allow_dup(allow)) == NULL)
+    return jobq__err(JOBQ_ENOMEM, "http: out of memory");
+  jobq__addr_allow_free(h->allow);
+  h->allow = a;
+  h->checked = 1;
+  return 0;
+}
+
 int jobq__http_start(jobq__http *h, const jobq__http_opts *o, jobq__http_done_fn done, void *ud,
                   jobq__http_req **out_req) {
   if (out_req) *out_req = NULL;
@@ -501,6 +518,15 @@ int jobq__http_start(jobq__http *h, const jobq__http_opts *o, jobq__http_done_fn
     return jobq__err(JOBQ_EINVAL, "jobq__http_start: client, options or done is NULL");
   const char *prov = o->provider ? o->provider : "http";
   if (h->closing) return jobq__err(JOBQ_ECLOSED, "%s: the HTTP client is closing", prov);
+  jobq__http_opts oc;
+  if (h->checked) {
+    if (!o->refuse_internal)
+      return jobq__err(JOBQ_EINVAL,
+                       "%s: this client sends only requests that refuse internal addresses", prov);
+    oc = *o;
+    oc.allow = h->allow; /* one allow-list for every connection the client keeps */
+    o = &oc;
+  }
   const char *method = o->method ? o->method
                        : o->body_file ? "PUT"
                        : o->body ? "POST"
@@ -516,6 +542,8 @@ int jobq__http_start(jobq__http *h, const jobq__http_opts *o, jobq__http_done_fn
   uv_timer_init(h->loop, &r->timer);
   r->timer.data = r;
   h->handles++;
+  h->used = 1;
+  r->reuse_ok = h->checked;
   rc = jobq__http_req_setup(r, o, prov, method);
   if (rc == 0) {
     rc = begin_try(r);

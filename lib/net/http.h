@@ -73,7 +73,8 @@ typedef struct jobq__http_opts {
    * the same answer). Such requests never use a proxy from the environment
    * (the proxy, not this check, would choose the address) and never share
    * connections with other requests (a connection opened by a request
-   * without the check must not carry one with it). A host with several
+   * without the check must not carry one with it), unless their client
+   * sends checked requests only (jobq__http_checked_only). A host with several
    * addresses is reached on an allowed one if it has one. */
   int refuse_internal;
   const struct jobq__addr_allow *allow; /* copied by start; NULL: none */
@@ -125,6 +126,16 @@ JOBQ_PRIVATE int jobq__http_new(struct uv_loop_s *loop, jobq__http **out);
  * then on jobq__http_start fails with JOBQ_ECLOSED and further jobq__http_close
  * calls are ignored. */
 JOBQ_PRIVATE void jobq__http_close(jobq__http *h, void (*closed)(void *ud), void *ud);
+
+/* Makes h a client for checked requests only: from now on every request
+ * must set refuse_internal (else JOBQ_EINVAL) and is checked against allow
+ * (copied; its own opts.allow is ignored), and so connections are kept and
+ * reused: each was opened by a checked request, to an address the check
+ * passed, under the one allow-list. (Connections of a client that also
+ * sends unchecked requests are never reused by checked ones.) Before the
+ * first request: JOBQ_ESTATE after. 0, or JOBQ_ENOMEM. The webhook sender
+ * uses one such client per queue. */
+JOBQ_PRIVATE int jobq__http_checked_only(jobq__http *h, const struct jobq__addr_allow *allow);
 
 /* Starts a request. done(ud, resp) is called exactly once, later, on the
  * loop thread; never from inside jobq__http_start. *out_req (may be NULL) is

@@ -38,6 +38,7 @@ struct jobq__http_req {
   char *where; /* "host:port", for sentences (never the URL: it may hold a key) */
   char *host;  /* the host alone, for the refusal sentence */
   int refuse_internal;
+  int reuse_ok;        /* its client sends checked requests only (jobq__http_checked_only) */
   jobq__addr_allow *allow; /* owned copy */
   size_t keep_response;
   char *body_file;

@@ -254,8 +254,10 @@ static int setup_easy(jobq__http_req *r, const jobq__http_opts *o, const char *m
     SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
     SET(CURLOPT_OPENSOCKETDATA, (void *)r);
     SET(CURLOPT_PROXY, ""); /* "" also ignores http_proxy & co. of the environment */
-    SET(CURLOPT_FRESH_CONNECT, 1L);
-    SET(CURLOPT_FORBID_REUSE, 1L);
+    if (!r->reuse_ok) { /* a client that also sends unchecked requests */
+      SET(CURLOPT_FRESH_CONNECT, 1L);
+      SET(CURLOPT_FORBID_REUSE, 1L);
+    }
   }
 #undef SET
   if (c == CURLE_OUT_OF_MEMORY) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", r->provider);

@@ -640,6 +640,7 @@ static void sq_close(void *st) {
   uv_mutex_destroy(&s->nmu);
   for (size_t i = 0; i < s->n_quotas; i++) free((char *)s->quotas[i].kind);
   free(s->quotas);
+  jobq__sq_hooks_cache_free(s);
   jobq__sq_retention_free(s);
   free(s->path);
   free(s);

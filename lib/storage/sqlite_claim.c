@@ -28,7 +28,7 @@ static const char *const sql[WS_COUNT] = {
       "SELECT seq, id, kind, 1, priority, run_at, attempts + 1, "
       "CASE WHEN max_attempts = 0 THEN ?3 ELSE max_attempts END, 0, cancel_req, created_at, ?4, "
       "NULL, owner, payload, step, result, error, dedupe_key, dedupe_ttl, NULL, "
-      "batch IS NOT NULL "
+      "batch IS NOT NULL, webhooks "
       "FROM jobq_jobs WHERE state = 0 AND kind = ?1 ORDER BY priority DESC, seq LIMIT ?2",
   [WS_TAKE] =
       "UPDATE jobq_jobs SET state = 1, attempts = attempts + 1, started_at = ?4, "
@@ -191,7 +191,8 @@ static int claim_run(sq_store *s, sq_req *req) {
         break;
       }
       seqs[(*r->n_out)++] = sq;
-      if ((rc = jobq__sq_remember_claim(s, j->id, sq, kinds[i], now + c->lease_ms))) break;
+      const char *hooks = (const char *)sqlite3_column_text(g, 22); /* NULL: none */
+      if ((rc = jobq__sq_remember_claim(s, j->id, sq, kinds[i], hooks, now + c->lease_ms))) break;
       if (sqlite3_column_int(g, 21)) ((sq_claimed *)jobq__map_get(&s->claimed, j->id))->batched = 1;
     }
     if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW)

@@ -26,13 +26,12 @@ static const char *const sql[WS_COUNT] = {
       "'cancelled') ELSE ?5 END)) ELSE attempt_log END "
       "WHERE id = ?1 AND state = 1 AND attempts = ?10 RETURNING state, kind, batch, error, webhooks",
   /* A success of a job this store claimed, found by seq; anything else
-   * (a cancel asked for meanwhile, another attempt, webhooks to announce
-   * it) goes to WS_FINISH. */
+   * (a cancel asked for meanwhile, another attempt) goes to WS_FINISH. Its
+   * webhooks, if any, were read by the claim (they never change). */
   [WS_FINISH_FAST] =
       "UPDATE jobq_jobs SET state = 2, result = ?2, progress = 100, step = coalesce(?3, step), "
       "finished_at = ?4, lease_until = NULL "
-      "WHERE seq = ?1 AND id = ?5 AND state = 1 AND attempts = ?6 AND cancel_req = 0 "
-      "AND webhooks IS NULL",
+      "WHERE seq = ?1 AND id = ?5 AND state = 1 AND attempts = ?6 AND cancel_req = 0",
   /* A released job that was meant to stop ends cancelled instead. */
   [WS_RELEASE_JOB] =
       "UPDATE jobq_jobs SET state = CASE WHEN cancel_req THEN 4 WHEN bcap > 0 THEN 6 ELSE 0 END, "
@@ -80,6 +79,9 @@ static int finish_fast(sq_store *s, const jobq_storage_finish *f, const sq_claim
   sqlite3_bind_text(u, 5, f->id, -1, SQLITE_STATIC);
   sqlite3_bind_int(u, 6, f->attempt);
   if ((*rc = jobq__sq_run(s, u, "cannot finish a job")) || sqlite3_changes(s->w) == 0) return *rc != 0;
+  /* The deliveries its success adds, in the same transaction. */
+  if (e->hooks && (*rc = jobq__sq_outbox_end(s, f->id, JOBQ_SUCCEEDED, e->hooks, f->now)) != 0)
+    return 1;
   *out_state = JOBQ_SUCCEEDED;
   jobq__sq_event(s, JOBQ_EVENT_SUCCEEDED, JOBQ_SUCCEEDED, f->id, e->kind, 100, f->step, f->attempt,
                  NULL, f->result ? f->result : "null");

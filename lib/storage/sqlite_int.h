@@ -62,9 +62,9 @@ enum {
   /* sqlite_retention.c */
   WS_RET_SCAN, WS_RET_NEWER, WS_RET_DELETE,
   /* sqlite_jobs.c: a job with webhook subscriptions */
-  WS_INSERT_HOOKED,
+  WS_INSERT_HOOKED, WS_INSERT_MANY_HOOKED,
   /* sqlite_outbox.c */
-  WS_OB_END, WS_OB_DROP_PROGRESS, WS_OB_PROGRESS, WS_OB_DUE, WS_OB_JOB, WS_OB_DISABLED,
+  WS_OB_INSERT, WS_OB_DROP_PROGRESS, WS_OB_PROGRESS, WS_OB_DUE, WS_OB_JOB, WS_OB_DISABLED,
   WS_OB_TAKE, WS_OB_FAIL, WS_OB_NEXT, WS_OB_DONE, WS_OB_DISABLE, WS_OB_REDELIVER, WS_OB_STATE,
   WS_OB_ENABLE, WS_OB_BUSY, WS_OB_DELETE_JOB,
   WS_COUNT
@@ -167,6 +167,9 @@ struct sq_store {
    * transaction is rolled back, not just the request (which may have no
    * savepoint). Set by jobq__sq_poison, cleared at each BEGIN. */
   int tx_poison;
+  /* The writer's last parsed webhooks text (sqlite_outbox.c): a queue's
+   * jobs mostly carry the same few bytes, so a job's end parses nothing. */
+  struct sq_hooks *hooks_cache;
   /* when rescue last looked at the running jobs themselves (wall ms) */
   _Atomic int64_t last_scan;
   /* Liveness (sqlite_lease.c, jobq__sq_guard_leases): while live_on, this
@@ -227,6 +230,7 @@ typedef struct sq_claimed {
   int64_t seq;
   int64_t until; /* its lease, as last stored */
   int batched;   /* a member of a batch: its end goes the general way */
+  const char *hooks; /* its webhook subscriptions (in the same block), or NULL */
   char kind[];
 } sq_claimed;
 
@@ -336,6 +340,7 @@ int jobq__sq_outbox_prepare(sq_store *s);
  * may each entry) is the JSON storage.h describes; else JOBQ_EINVAL with a
  * sentence, and nothing is stored. */
 int jobq__sq_hooks_check(const char *const *hooks, size_t n);
+void jobq__sq_hooks_cache_free(sq_store *s);
 /* On the writer, in the transaction of the change that ended job in state
  * (JOBQ_SUCCEEDED, _FAILED, _CANCELLED), for a job whose subscriptions are
  * hooks (not NULL): its deliveries, and its pending progress ones gone. */
@@ -425,7 +430,7 @@ int jobq__sq_finish_miss(sq_store *s, const char *id, int *out_state);
 /* sqlite_lease.c: the jobs this store claimed (sq_store.claimed) and its
  * row in jobq_leases. */
 int jobq__sq_remember_claim(sq_store *s, const char *id, int64_t seq, const char *kind,
-                            int64_t until);
+                            const char *hooks, int64_t until);
 void jobq__sq_forget_claim(sq_store *s, const char *id);
 void jobq__sq_forget_claims(sq_store *s); /* all of them, and the liveness lock, at close */
 /* For a store opened by jobq_open (a live process that heartbeats): takes

@@ -18,9 +18,11 @@
 #define INSERT_MANY 32
 /* A job with webhook subscriptions: its own statement, so that the others
  * bind and store exactly what they did before the outbox. */
-#define INSERT_HOOKED                                                                       \
+#define INSERT_HOOKED_HEAD                                                                  \
   "INSERT INTO jobq_jobs (id, kind, state, priority, run_at, max_attempts, created_at, owner, " \
-  "payload, dedupe_key, dedupe_ttl, webhooks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+  "payload, dedupe_key, dedupe_ttl, webhooks) VALUES "
+#define INSERT_HOOKED_ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#define INSERT_HOOKED INSERT_HOOKED_HEAD INSERT_HOOKED_ROW
 
 static const char *const sql[WS_COUNT] = {
   [WS_INSERT] = INSERT_HEAD INSERT_ROW,
@@ -61,6 +63,14 @@ int jobq__sq_jobs_prepare(sq_store *s) {
   for (int i = 0; i < INSERT_MANY; i++)
     n += (size_t)snprintf(many + n, sizeof many - n, "%s%s", i ? "," : "", INSERT_ROW);
   rc = sqlite3_prepare_v3(s->w, many, -1, SQLITE_PREPARE_PERSISTENT, &s->ws[WS_INSERT_MANY], NULL);
+  if (rc != SQLITE_OK) return jobq__sq_error(s->w, rc, "cannot prepare a statement", s->path);
+  /* WS_INSERT_MANY_HOOKED: the same for jobs with webhook subscriptions */
+  char hmany[sizeof INSERT_HOOKED_HEAD + INSERT_MANY * sizeof INSERT_HOOKED_ROW];
+  n = (size_t)snprintf(hmany, sizeof hmany, "%s", INSERT_HOOKED_HEAD);
+  for (int i = 0; i < INSERT_MANY; i++)
+    n += (size_t)snprintf(hmany + n, sizeof hmany - n, "%s%s", i ? "," : "", INSERT_HOOKED_ROW);
+  rc = sqlite3_prepare_v3(s->w, hmany, -1, SQLITE_PREPARE_PERSISTENT,
+                          &s->ws[WS_INSERT_MANY_HOOKED], NULL);
   return rc == SQLITE_OK ? 0 : jobq__sq_error(s->w, rc, "cannot prepare a statement", s->path);
 }
 
@@ -180,11 +190,13 @@ static int insert_run(sq_store *s, sq_req *req) {
   sq_insert_req *r = (sq_insert_req *)req;
   size_t i = 0;
   while (i < r->n) {
-    /* INSERT_MANY jobs in a row without dedupe keys (nor webhooks) go in
-     * one statement: a third of the cost of one statement each. */
+    /* INSERT_MANY jobs in a row without dedupe keys go in one statement
+     * (a third of the cost of one statement each): either all without
+     * webhooks, or all with. */
+    int hooked = r->hooks && r->hooks[i];
     size_t k = 0;
     while (k < INSERT_MANY && i + k < r->n && r->jobs[i + k]->dedupe_key == NULL &&
-           (r->hooks == NULL || r->hooks[i + k] == NULL))
+           (r->hooks && r->hooks[i + k]) == hooked)
       k++;
     if (k < INSERT_MANY) {
       int rc = insert_one(s, r, i++);
@@ -193,8 +205,11 @@ static int insert_run(sq_store *s, sq_req *req) {
     }
     int rc = s->n_quotas ? quota_run(s, r->jobs + i, k, 0) : 0;
     if (rc) return rc;
-    sqlite3_stmt *st = s->ws[WS_INSERT_MANY];
-    for (size_t m = 0; m < k; m++) bind_job(st, (int)m * 11, r->jobs[i + m], r->now);
+    sqlite3_stmt *st = s->ws[hooked ? WS_INSERT_MANY_HOOKED : WS_INSERT_MANY];
+    for (size_t m = 0; m < k; m++) {
+      bind_job(st, (int)m * (hooked ? 12 : 11), r->jobs[i + m], r->now);
+      if (hooked) sqlite3_bind_text(st, (int)m * 12 + 12, r->hooks[i + m], -1, SQLITE_STATIC);
+    }
     rc = jobq__sq_run(s, st, "cannot insert jobs");
     if (rc == 0 && s->n_quotas) rc = quota_run(s, r->jobs + i, k, 1);
     if (rc) return rc;

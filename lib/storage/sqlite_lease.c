@@ -122,9 +122,9 @@ int jobq__sq_lease_prepare(sq_store *s) {
 /* ---- the jobs this store claimed ---- */
 
 int jobq__sq_remember_claim(sq_store *s, const char *id, int64_t seq, const char *kind,
-                            int64_t until) {
-  size_t kl = strlen(kind) + 1;
-  sq_claimed *e = malloc(sizeof *e + kl);
+                            const char *hooks, int64_t until) {
+  size_t kl = strlen(kind) + 1, hl = hooks ? strlen(hooks) + 1 : 0;
+  sq_claimed *e = malloc(sizeof *e + kl + hl);
   if (e == NULL || jobq__map_reserve(&s->claimed, 1) != 0) {
     free(e);
     return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory");
@@ -136,6 +136,7 @@ int jobq__sq_remember_claim(sq_store *s, const char *id, int64_t seq, const char
   e->until = until;
   e->batched = 0; /* the claim sets it for a batch member */
   memcpy(e->kind, kind, kl);
+  e->hooks = hooks ? memcpy(e->kind + kl, hooks, hl) : NULL;
   free(jobq__map_del(&s->claimed, e->id)); /* an older claim of the same id */
   jobq__map_put(&s->claimed, e->id, e);
   return 0;

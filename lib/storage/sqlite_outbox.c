@@ -5,11 +5,12 @@
  * (finish, release or deferral of a job whose cancel was asked for, cancel
  * of a queued job, rescue with attempts spent) returns that column from the
  * row it updates anyway; only when it is not NULL does the change call
- * jobq__sq_outbox_end, which adds the deliveries with one INSERT ... SELECT
- * over json_each. The success of a job this store claimed (the hot path)
- * says "AND webhooks IS NULL", so a job with hooks takes the general
- * statement, which returns them. A job without hooks thus writes and reads
- * nothing more than before the outbox.
+ * jobq__sq_outbox_end, which adds the deliveries: one plain INSERT each,
+ * from the hooks parsed once per distinct text (a queue's jobs mostly
+ * carry the same few bytes: the writer keeps the last text parsed). The
+ * success of a job this store claimed (the hot path) knows the job's hooks
+ * from its claim. A job without hooks writes and reads nothing more than
+ * before the outbox.
  *
  * Deliveries live in jobq_outbox, keyed by their id "<job>:<hook>:<event>"
  * (INSERT OR IGNORE: a change applied twice adds nothing twice). Claims
@@ -38,14 +39,77 @@
   "INSERT OR IGNORE INTO jobq_outbox (id, job_id, endpoint, url, hook, event, flags, created_at, " \
   "next_at, updated_at) "
 
+/* A webhooks text parsed (the writer's cache, sq_store.hooks_cache). */
+typedef struct sq_hook {
+  char *e, *u;
+  int on, p;
+} sq_hook;
+struct sq_hooks {
+  char *text;
+  int n;
+  int any_progress; /* some hook asks for progress */
+  sq_hook v[8];
+};
+
+static void hooks_clear(struct sq_hooks *h) {
+  free(h->text);
+  for (int i = 0; i < h->n; i++) {
+    free(h->v[i].e);
+    free(h->v[i].u);
+  }
+  memset(h, 0, sizeof *h);
+}
+
+void jobq__sq_hooks_cache_free(sq_store *s) {
+  if (s->hooks_cache) hooks_clear(s->hooks_cache);
+  free(s->hooks_cache);
+  s->hooks_cache = NULL;
+}
+
+/* The parsed hooks of text, from the cache or parsed now; NULL on out of
+ * memory. Text the insert would have refused (a file edited by hand)
+ * parses as no hooks. */
+static const struct sq_hooks *hooks_parsed(sq_store *s, const char *text) {
+  if (s->hooks_cache == NULL && (s->hooks_cache = calloc(1, sizeof *s->hooks_cache)) == NULL)
+    return NULL;
+  struct sq_hooks *h = s->hooks_cache;
+  if (h->text && strcmp(h->text, text) == 0) return h;
+  hooks_clear(h);
+  json_error_t e;
+  json_t *a = json_loads(text, 0, &e);
+  size_t n = json_is_array(a) ? json_array_size(a) : 0;
+  for (size_t i = 0; i < n && i < 8; i++) {
+    json_t *o = json_array_get(a, i);
+    const char *ep = json_string_value(json_object_get(o, "e"));
+    const char *u = json_string_value(json_object_get(o, "u"));
+    sq_hook *k = &h->v[h->n];
+    k->on = (int)json_integer_value(json_object_get(o, "on"));
+    k->p = json_integer_value(json_object_get(o, "p")) == 1;
+    if (ep == NULL) { /* not a hook: keep the index of those after it */
+      k->on = 0;
+      ep = "";
+    }
+    if ((k->e = jobq__strdup(ep)) == NULL || (u && (k->u = jobq__strdup(u)) == NULL)) {
+      free(k->e);
+      k->e = NULL;
+      json_decref(a);
+      hooks_clear(h);
+      return NULL;
+    }
+    if (k->on & 8) h->any_progress = 1;
+    h->n++;
+  }
+  json_decref(a);
+  if ((h->text = jobq__strdup(text)) == NULL) {
+    hooks_clear(h);
+    return NULL;
+  }
+  return h;
+}
+
 static const char *const sql[WS_COUNT] = {
-  /* ?1 job, ?2 the event's word, ?3 event, ?4 hooks, ?5 now, ?6 the mask bit */
-  [WS_OB_END] =
-      NEW_DELIVERY_COLS
-      "SELECT ?1 || ':' || h.key || ':' || ?2, ?1, json_extract(h.value, '$.e'), "
-      "json_extract(h.value, '$.u'), h.key, ?3, coalesce(json_extract(h.value, '$.p'), 0) = 1, "
-      "?5, ?5, ?5 FROM " HOOKS("?4") " WHERE h.type = 'object' AND "
-      "(coalesce(json_extract(h.value, '$.on'), 0) & ?6) <> 0",
+  [WS_OB_INSERT] =
+      NEW_DELIVERY_COLS "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)",
   [WS_OB_DROP_PROGRESS] = "DELETE FROM jobq_outbox WHERE job_id = ?1 AND event = 3 AND state = 0",
   /* ?1 job, ?2 stage, ?3 hooks, ?4 now; one pending progress delivery per
    * job and hook at most (coalescing) */
@@ -92,8 +156,10 @@ static int nomem(void) { return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of m
 /* ---- the subscriptions ---- */
 
 int jobq__sq_hooks_check(const char *const *hooks, size_t n) {
+  const char *ok = NULL; /* the last text found good: a batch's jobs mostly share one */
   for (size_t i = 0; hooks && i < n; i++) {
     if (hooks[i] == NULL) continue;
+    if (ok && (hooks[i] == ok || strcmp(hooks[i], ok) == 0)) continue;
     json_error_t e;
     json_t *a = json_loads(hooks[i], JSON_REJECT_DUPLICATES, &e);
     const char *why = NULL;
@@ -110,6 +176,7 @@ int jobq__sq_hooks_check(const char *const *hooks, size_t n) {
       else if (p && !json_is_integer(p)) why = "has a hook whose \"p\" is not 0 or 1";
     }
     json_decref(a);
+    if (why == NULL) ok = hooks[i];
     if (why)
       return jobq__err(JOBQ_EINVAL,
                        "sqlite storage: the webhooks of job %zu %s (nothing was stored): %.120s", i,
@@ -124,18 +191,30 @@ int jobq__sq_outbox_end(sq_store *s, const char *job, int state, const char *hoo
   static const char *const word[] = {"succeeded", "failed", "cancelled"};
   if (state < JOBQ_SUCCEEDED || state > JOBQ_CANCELLED) return 0;
   int k = state - JOBQ_SUCCEEDED;
-  sqlite3_stmt *d = s->ws[WS_OB_DROP_PROGRESS];
-  sqlite3_bind_text(d, 1, job, -1, SQLITE_TRANSIENT);
-  int rc = jobq__sq_run(s, d, "cannot drop a job's pending progress webhooks");
-  if (rc) return jobq__sq_poison(s, rc);
-  sqlite3_stmt *u = s->ws[WS_OB_END];
-  sqlite3_bind_text(u, 1, job, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(u, 2, word[k], -1, SQLITE_STATIC);
-  sqlite3_bind_int(u, 3, JOBQ_EVENT_SUCCEEDED + k);
-  sqlite3_bind_text(u, 4, hooks, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int64(u, 5, now);
-  sqlite3_bind_int(u, 6, 1 << k); /* JOBQ_WEBHOOK_ON_SUCCEEDED, _FAILED, _CANCELLED */
-  return jobq__sq_poison(s, jobq__sq_run(s, u, "cannot store a job's webhook deliveries"));
+  const struct sq_hooks *h = hooks_parsed(s, hooks);
+  if (h == NULL) return jobq__sq_poison(s, jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory"));
+  int rc = 0;
+  if (h->any_progress) { /* a job's end drops its progress deliveries not yet sent */
+    sqlite3_stmt *d = s->ws[WS_OB_DROP_PROGRESS];
+    sqlite3_bind_text(d, 1, job, -1, SQLITE_TRANSIENT);
+    rc = jobq__sq_run(s, d, "cannot drop a job's pending progress webhooks");
+  }
+  sqlite3_stmt *u = s->ws[WS_OB_INSERT];
+  for (int i = 0; rc == 0 && i < h->n; i++) {
+    if (!(h->v[i].on & (1 << k))) continue; /* JOBQ_WEBHOOK_ON_SUCCEEDED, _FAILED, _CANCELLED */
+    char id[JOBQ_ID_SIZE + 24];
+    snprintf(id, sizeof id, "%s:%d:%s", job, i, word[k]);
+    sqlite3_bind_text(u, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(u, 2, job, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(u, 3, h->v[i].e, -1, SQLITE_STATIC);
+    jobq__sq_bind_text_or_null(u, 4, h->v[i].u);
+    sqlite3_bind_int(u, 5, i);
+    sqlite3_bind_int(u, 6, JOBQ_EVENT_SUCCEEDED + k);
+    sqlite3_bind_int(u, 7, h->v[i].p);
+    sqlite3_bind_int64(u, 8, now);
+    rc = jobq__sq_run(s, u, "cannot store a job's webhook deliveries");
+  }
+  return jobq__sq_poison(s, rc);
 }
 
 int jobq__sq_outbox_progress(sq_store *s, const char *job, int stage, const char *hooks,

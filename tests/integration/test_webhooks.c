@@ -686,7 +686,7 @@ static void test_hang(void **state) {
   /* A short timeout: each try times out, and is retried. */
   jobq_options_t *o3 = base_opts(s, 1, 1);
   OK(jobq_options_add_webhook(o3, "clients", NULL, sec[S_CLIENTS].whsec));
-  OK(jobq_options_set_webhook_timeouts(o3, 200, 300));
+  OK(jobq_options_set_webhook_timeouts(o3, 300, 300));
   OK(jobq_options_set_webhook_retry(o3, 3, 50, 200));
   q = open_q(o3, 1);
   char more[5][JOBQ_ID_SIZE];
@@ -696,7 +696,11 @@ static void test_hang(void **state) {
     did(d, sizeof d, hang[i], 0, "succeeded");
     dlv x = wait_delivery(q, d, JOBQ_DELIVERY_FAILED, 3);
     assert_int_equal(x.last_status, 0);
-    if (strstr(x.error, "no complete response") == NULL || strstr(x.error, "within 300 ms") == NULL)
+    /* Timed out: usually waiting for the answer; on a loaded machine the
+     * receiver may not even accept the connection in time. */
+    if ((strstr(x.error, "no complete response") == NULL &&
+         strstr(x.error, "could not connect") == NULL) ||
+        strstr(x.error, "within 300 ms") == NULL)
       fail_msg("a hanging try ended with \"%s\"", x.error);
     ev e;
     assert_int_equal(failed_events(d, &e), 1);

@@ -6,7 +6,8 @@ first line. Exits when its stdin closes, so a test that dies never leaves it
 running. With "--tls CERT KEY" it serves HTTPS (tests/unit/test_net_tls.c).
 
 Routes (query parameters after ?):
-  /echo                 200, JSON: method, path, headers, body_len, body_crc32
+  /echo                 200, JSON: method, path, headers, body_len, body_crc32,
+                        peer_port (the client's port: the same on a reused connection)
                         (zlib.crc32), body (latin-1 text, when under 4 KiB)
   /status/<code>        that status, JSON {"error":{"message": msg}}; retry_after=V
                         sends "Retry-After: V", retry_date=N sends an HTTP date N
@@ -88,6 +89,7 @@ class Handler(BaseHTTPRequestHandler):
             "headers": {k: v for k, v in self.headers.items()},
             "body_len": len(body),
             "body_crc32": zlib.crc32(body),
+            "peer_port": self.client_address[1],  # one per connection: shows reuse
         }
         if len(body) < 4096:
             out["body"] = body.decode("latin-1")

@@ -1035,6 +1035,79 @@ static void expect_refused(tctx *t, const jobq__http_opts *o, const char *token,
   assert_int_equal(calls, 0);
 }
 
+static int peer_port(const got *g) {
+  json_t *j = body_json(g);
+  int port = (int)json_integer_value(json_object_get(j, "peer_port"));
+  json_decref(j);
+  return port;
+}
+
+/* A client for checked requests only (the webhook sender's) keeps its
+ * connections: every one was opened by a checked request under the one
+ * allow-list. It refuses unchecked requests, and its allow-list, not the
+ * request's, decides. A checked request on an ordinary client takes a fresh
+ * connection each time. */
+static void test_checked_client(void **state) {
+  (void)state;
+  tctx t;
+  ctx_open(&t);
+  char u[256];
+  jobq__addr_allow *lo = allow_of("127.0.0.1");
+  /* ordinary client: fresh connections */
+  got a = {0}, b = {0};
+  jobq__http_opts o = quick(url(u, sizeof u, "/echo?token=cc-0"));
+  o.refuse_internal = 1;
+  o.allow = lo;
+  fetch(&t, &o, &a);
+  fetch(&t, &o, &b);
+  assert_int_equal(a.status, 200);
+  assert_int_equal(b.status, 200);
+  assert_int_not_equal(peer_port(&a), peer_port(&b));
+  got_free(&a);
+  got_free(&b);
+  ctx_close(&t);
+
+  ctx_open(&t);
+  TAPI_OK(jobq__http_checked_only(t.h, lo));
+  /* an unchecked request is refused at start */
+  jobq__http_opts plain = quick(url(u, sizeof u, "/echo?token=cc-1"));
+  got g = {0};
+  TAPI_ERR(JOBQ_EINVAL, "http", jobq__http_start(t.h, &plain, on_done, &g, NULL));
+  TAPI_ERR_HAS("refuse internal addresses");
+  /* the client's allow-list decides: a request naming none still goes */
+  o = quick(url(u, sizeof u, "/echo?token=cc-2"));
+  o.refuse_internal = 1;
+  fetch(&t, &o, &a);
+  fetch(&t, &o, &b);
+  assert_int_equal(a.status, 200);
+  assert_int_equal(b.status, 200);
+  assert_int_equal(peer_port(&a), peer_port(&b)); /* one connection, kept */
+  got_free(&a);
+  got_free(&b);
+  TAPI_ERR(JOBQ_ESTATE, "http", jobq__http_checked_only(t.h, lo)); /* too late once used */
+  ctx_close(&t);
+
+  /* ... and a checked client without 127.0.0.1 allowed refuses it, however
+   * the request's own allow-list reads */
+  ctx_open(&t);
+  TAPI_OK(jobq__http_checked_only(t.h, NULL));
+  o = quick(url(u, sizeof u, "/echo?token=cc-3"));
+  o.refuse_internal = 1;
+  o.allow = lo;
+  fetch(&t, &o, &g);
+  assert_int_equal(g.rc, JOBQ_ENETWORK);
+  assert_int_equal(g.refused, 1);
+  HAS(g.error, "resolved to 127.0.0.1 (loopback)");
+  got_free(&g);
+  ctx_close(&t);
+  ctx_open(&t); /* an ordinary client asks the server: nothing arrived */
+  int calls = -1;
+  server_count(&t, "cc-3", &calls, NULL);
+  assert_int_equal(calls, 0);
+  ctx_close(&t);
+  jobq__addr_allow_free(lo);
+}
+
 static void test_refuse_internal(void **state) {
   (void)state;
   tctx t;
@@ -1223,6 +1296,7 @@ int main(void) {
     cmocka_unit_test(test_put_file),
     cmocka_unit_test(test_missing_file),
     cmocka_unit_test(test_refuse_internal),
+    cmocka_unit_test(test_checked_client),
     cmocka_unit_test(test_redirect_not_followed),
     cmocka_unit_test(test_keep_response),
   };
