@@ -131,9 +131,13 @@ static const char *const sql[WS_COUNT] = {
   [WS_OB_FAIL] =
       "UPDATE jobq_outbox SET state = 3, last_error = ?2, next_at = 0, updated_at = ?3 WHERE id = ?1",
   /* the earliest of state ?1 of the endpoints ?2 that the claim did not take (?3) */
-  [WS_OB_NEXT] = "SELECT next_at FROM jobq_outbox WHERE state = ?1 AND endpoint IN (SELECT value "
-                 "FROM json_each(?2)) AND id NOT IN (SELECT value FROM json_each(?3)) "
+  /* the earliest of state ?1 of the endpoints ?2 in (?3, ?4): past what a
+   * claim read (it took all of those, unless it hit its max), before the
+   * leases it just gave */
+  [WS_OB_NEXT] = "SELECT next_at FROM jobq_outbox WHERE state = ?1 AND next_at > ?3 AND "
+                 "next_at < ?4 AND endpoint IN (SELECT value FROM json_each(?2)) "
                  "ORDER BY next_at LIMIT 1",
+  [WS_OB_ANY_DISABLED] = "SELECT 1 FROM jobq_webhook_disabled LIMIT 1",
   [WS_OB_DONE] =
       "UPDATE jobq_outbox SET state = ?3, last_status = ?4, last_error = ?5, updated_at = ?6, "
       "next_at = ?7 WHERE id = ?1 AND state = 1 AND attempts = ?2",
@@ -436,24 +440,30 @@ static int claim_run(sq_store *s, sq_req *req) {
    * walk (state, next_at) in order and stop at max. The lists are read
    * before anything changes (a statement reading a table must not run
    * beside writes to it). */
-  jobq_storage_delivery *v = calloc(2 * max, sizeof *v);
+  /* One more than max of each: the first one left, if any, is the next. */
+  jobq_storage_delivery *v = calloc(2 * (max + 1), sizeof *v);
   if (v == NULL) return nomem();
-  int rc = due(s, r, JOBQ_DELIVERY_PENDING, now, max, v, &n);
-  if (rc == 0) rc = due(s, r, JOBQ_DELIVERY_SENDING, now - 1, max, v, &n);
+  int rc = due(s, r, JOBQ_DELIVERY_PENDING, now, max + 1, v, &n);
+  if (rc == 0) rc = due(s, r, JOBQ_DELIVERY_SENDING, now - 1, max + 1, v, &n);
   if (rc == 0) qsort(v, n, sizeof *v, by_next_at);
   size_t keep = n < max ? n : max;
+  int64_t left = rc == 0 && n > keep ? v[keep].next_at : INT64_MAX;
   for (size_t i = keep; i < n; i++) jobq_storage_delivery_clear(&v[i]);
   n = rc ? n : keep;
-  json_t *taken = rc ? NULL : json_array();
-  if (rc == 0 && taken == NULL) rc = nomem();
+  /* Disabled URLs are rare: look them up only when there are any. */
+  int any_disabled = 0;
+  if (rc == 0) {
+    sqlite3_stmt *q = s->ws[WS_OB_ANY_DISABLED];
+    int src = sqlite3_step(q);
+    any_disabled = src == SQLITE_ROW;
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+      rc = jobq__sq_error(s->w, src, "cannot read disabled webhook URLs", s->path);
+    sqlite3_reset(q);
+  }
   size_t i = 0;
   for (; rc == 0 && i < n; i++) {
     jobq_storage_delivery *d = &v[i];
     jobq_storage_job *j = &r->jobs[i];
-    if (json_array_append_new(taken, json_string(d->id)) != 0) {
-      rc = nomem();
-      break;
-    }
     int gone = 0;
     if ((rc = job_of(s, d->job_id, j, &gone))) break;
     if (gone) {
@@ -462,7 +472,7 @@ static int claim_run(sq_store *s, sq_req *req) {
     }
     const char *url = effective_url(c, d);
     int64_t at = 0;
-    if (url && (rc = disabled_at(s, url, &at))) break;
+    if (any_disabled && url && (rc = disabled_at(s, url, &at))) break;
     if (at) {
       time_t t = (time_t)(at / 1000);
       struct tm tm;
@@ -484,16 +494,18 @@ static int claim_run(sq_store *s, sq_req *req) {
     d->updated_at = now;
   }
   if (rc == 0 && c->next_at) {
-    /* The earliest of what was left: pending ones, and the lease ends of
-     * sending ones, other than those just taken. */
-    char *ids = json_dumps(taken, JSON_COMPACT);
-    if (ids == NULL) rc = nomem();
-    int64_t next = INT64_MAX;
-    for (int state = JOBQ_DELIVERY_PENDING; rc == 0 && state <= JOBQ_DELIVERY_SENDING; state++) {
+    /* The earliest of what was left: a due one the max left (read
+     * above), else, everything due having been taken, the next past now
+     * (pending) or a lease ending before the ones just given (sending). */
+    int64_t next = left;
+    for (int state = JOBQ_DELIVERY_PENDING; rc == 0 && left == INT64_MAX &&
+                                            state <= JOBQ_DELIVERY_SENDING;
+         state++) {
       sqlite3_stmt *q = s->ws[WS_OB_NEXT];
       sqlite3_bind_int(q, 1, state);
       sqlite3_bind_text(q, 2, r->eps, -1, SQLITE_STATIC);
-      sqlite3_bind_text(q, 3, ids, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(q, 3, state == JOBQ_DELIVERY_PENDING ? now : now - 1);
+      sqlite3_bind_int64(q, 4, now + c->lease_ms);
       int src = sqlite3_step(q);
       if (src == SQLITE_ROW && sqlite3_column_int64(q, 0) < next) next = sqlite3_column_int64(q, 0);
       if (src != SQLITE_ROW && src != SQLITE_DONE)
@@ -501,10 +513,8 @@ static int claim_run(sq_store *s, sq_req *req) {
       sqlite3_reset(q);
       sqlite3_clear_bindings(q);
     }
-    free(ids);
     if (rc == 0) *c->next_at = next;
   }
-  json_decref(taken);
   if (rc) {
     for (size_t k = 0; k < n; k++) {
       jobq_storage_delivery_clear(&v[k]);
