@@ -897,7 +897,8 @@ JOBQ_API const char *jobq_delivery_state_name(int state);
 typedef struct jobq_delivery_s jobq_delivery_t;     /* one delivery */
 typedef struct jobq_deliveries_s jobq_deliveries_t; /* a page of them */
 
-/* Up to limit (1..1,000) deliveries, oldest first, of job job_id (NULL:
+/* Up to limit (1..1,000) deliveries in id order (job by job, oldest job
+ * first: job ids grow with time), of job job_id (NULL:
  * every job) in state state (-1: any), after cursor (NULL: from the start;
  * else jobq_deliveries_next_cursor of the previous page). *out: free with
  * jobq_deliveries_free. JOBQ_ENOTSUP when the backend keeps no outbox. */

@@ -652,7 +652,8 @@ typedef struct jobq_storage_ops {
    * applied may be NULL. */
   int (*outbox_done)(void *st, const jobq_storage_outbox_result *r, size_t n, int *applied);
 
-  /* Up to f->limit deliveries matching f, ordered by (created_at, id),
+  /* Up to f->limit deliveries matching f, ordered by id (so job by job,
+   * in the order of their ids),
    * strictly after f->cursor's delivery. *out a malloc'ed array of *n_out
    * records (NULL when none); *more set when further ones match. */
   int (*outbox_list)(void *st, const jobq_storage_outbox_filter *f,

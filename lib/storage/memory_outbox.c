@@ -1,9 +1,10 @@
 /* The memory backend's webhook outbox (see memory_outbox.h).
  *
  * Each delivery is in three places: the id map, the outbox's list ordered
- * by (created_at, id) (what outbox_list pages through; deliveries come
- * mostly in time order, so an insert walks back a step or two from the
- * end), and its job's list. While pending or sending it is also in its
+ * by (created_at, id) (deliveries come mostly in time order, so an insert
+ * walks back a step or two from the end), and its job's list. outbox_list
+ * goes by id (storage.h): it sorts what it pages through, which is fine
+ * for a backend that lives as long as one process. While pending or sending it is also in its
  * endpoint's heap ordered by (next_at, id), so that a claim looks only at
  * the endpoints it serves and takes the earliest first at any depth.
  *
@@ -509,9 +510,9 @@ int jobq__mbox_done(jobq__mbox *b, const jobq_storage_outbox_result *r, size_t n
   return rc ? oom("outbox_done") : 0;
 }
 
-static int cmp_ord(const void *a, const void *b) {
+static int cmp_id(const void *a, const void *b) {
   const jobq__mdeliv *x = *(const jobq__mdeliv *const *)a, *y = *(const jobq__mdeliv *const *)b;
-  return ord_less(x, y) ? -1 : ord_less(y, x) ? 1 : 0;
+  return strcmp(x->d.id, y->d.id);
 }
 
 int jobq__mbox_list(jobq__mbox *b, const jobq_storage_outbox_filter *f, const jobq__mhooks *job,
@@ -525,41 +526,41 @@ int jobq__mbox_list(jobq__mbox *b, const jobq_storage_outbox_filter *f, const jo
   if (f->cursor && (cur = jobq__map_get(&b->ids, f->cursor)) == NULL)
     return jobq__err(JOBQ_EINVAL, "memory storage: outbox_list: cursor '%.200s' names no delivery",
                      f->cursor);
-  /* One job's deliveries: its own short list, sorted here. */
+  /* One job's deliveries (its own short list) or all of them, those past
+   * the cursor, sorted by id here. */
   jobq__mdeliv **v = NULL;
   size_t nv = 0;
   if (f->job_id) {
     for (const jobq__mdeliv *x = job ? job->list : NULL; x; x = x->jnext) nv++;
-    if (nv && (v = malloc(nv * sizeof *v)) == NULL) return oom("outbox_list");
-    nv = 0;
-    for (jobq__mdeliv *x = job ? job->list : NULL; x; x = x->jnext)
-      if (cur == NULL || ord_less(cur, x)) v[nv++] = x;
-    if (nv > 1) qsort(v, nv, sizeof *v, cmp_ord);
+  } else {
+    for (const jobq__mdeliv *x = b->first; x; x = x->next) nv++;
   }
+  if (nv && (v = malloc(nv * sizeof *v)) == NULL) return oom("outbox_list");
+  nv = 0;
+  for (jobq__mdeliv *x = f->job_id ? (job ? job->list : NULL) : b->first; x;
+       x = f->job_id ? x->jnext : x->next)
+    if ((cur == NULL || strcmp(cur->d.id, x->d.id) < 0) &&
+        (f->state < 0 || x->d.state == f->state))
+      v[nv++] = x;
+  if (nv > 1) qsort(v, nv, sizeof *v, cmp_id);
   jobq_storage_delivery *o = calloc((size_t)f->limit, sizeof *o);
   if (o == NULL) {
     free(v);
     return oom("outbox_list");
   }
-  size_t n = 0, vi = 0;
-  const jobq__mdeliv *x = f->job_id ? NULL : cur ? cur->next : b->first;
-  for (;;) {
-    if (f->job_id) x = vi < nv ? v[vi++] : NULL;
-    if (x == NULL) break;
-    if (f->state < 0 || x->d.state == f->state) {
-      if (n == (size_t)f->limit) {
-        *more = 1;
-        break;
-      }
-      if (copy_d(&o[n], &x->d) != 0) {
-        for (size_t i = 0; i < n; i++) jobq_storage_delivery_clear(&o[i]);
-        free(o);
-        free(v);
-        return oom("outbox_list");
-      }
-      n++;
+  size_t n = 0;
+  for (size_t vi = 0; vi < nv; vi++) {
+    if (n == (size_t)f->limit) {
+      *more = 1;
+      break;
     }
-    if (!f->job_id) x = x->next;
+    if (copy_d(&o[n], &v[vi]->d) != 0) {
+      for (size_t i = 0; i < n; i++) jobq_storage_delivery_clear(&o[i]);
+      free(o);
+      free(v);
+      return oom("outbox_list");
+    }
+    n++;
   }
   free(v);
   if (n == 0) {

@@ -412,8 +412,10 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
    * header byte) and its terminal change reads the column from the row it
    * updates anyway, so it pays no other b-tree. Deliveries are keyed by
    * their id (made of the job id, so a change applied twice adds nothing
-   * twice); claims walk (state, next_at), and lists (job_id, created_at)
-   * or (created_at), each ending with the key id (WITHOUT ROWID). */
+   * twice) and start with it, so that one job's deliveries are a range of
+   * the key: lists and a job's deletions walk the key, claims (state,
+   * next_at). No other index: each one costs every delivery a b-tree
+   * write, on the hot path of a queue that announces every job. */
   "ALTER TABLE jobq_jobs ADD COLUMN webhooks TEXT;"
   "CREATE TABLE jobq_outbox ("
   "  id TEXT PRIMARY KEY,"
@@ -432,8 +434,6 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
   "  updated_at INTEGER NOT NULL"
   ") WITHOUT ROWID;"
   "CREATE INDEX jobq_outbox_due ON jobq_outbox(state, next_at);"
-  "CREATE INDEX jobq_outbox_job ON jobq_outbox(job_id, created_at);"
-  "CREATE INDEX jobq_outbox_created ON jobq_outbox(created_at);"
   "CREATE TABLE jobq_webhook_disabled (url TEXT PRIMARY KEY, disabled_at INTEGER NOT NULL) "
   "  WITHOUT ROWID;",
 };

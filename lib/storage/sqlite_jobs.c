@@ -49,8 +49,8 @@ static const char *const sql[WS_COUNT] = {
       "AND finished_at < ?1 AND NOT (state = 2 AND dedupe_key IS NOT NULL AND "
       "CASE WHEN dedupe_ttl < 0 THEN -dedupe_ttl ELSE finished_at + dedupe_ttl END > ?1) "
       /* a job whose webhooks are still to be sent stays */
-      "AND (webhooks IS NULL OR NOT EXISTS (SELECT 1 FROM jobq_outbox o WHERE o.job_id = "
-      "jobq_jobs.id AND o.state IN (0, 1))) "
+      "AND (webhooks IS NULL OR NOT EXISTS (SELECT 1 FROM jobq_outbox o WHERE "
+      "o.id > jobq_jobs.id || ':' AND o.id < jobq_jobs.id || ';' AND +o.state IN (0, 1))) "
       "ORDER BY seq LIMIT ?2) RETURNING id, webhooks IS NOT NULL",
 };
 

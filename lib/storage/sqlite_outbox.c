@@ -27,6 +27,13 @@
 #include <string.h>
 #include <time.h>
 
+/* One job's deliveries: their ids are "<job id>:...", a range of the key
+ * (':' is followed by ';', and a job id has neither). */
+#define JOB_RANGE(p) "id > " p " || ':' AND id < " p " || ';'"
+/* (Conditions on state beside a JOB_RANGE are written "+state": else the
+ * planner may walk (state, next_at), every pending delivery, rather than
+ * the job's few keys.) */
+
 #define DELIVERY_COLS                                                                         \
   "id, job_id, endpoint, url, hook, event, flags, state, attempts, last_status, last_error, " \
   "created_at, next_at, updated_at"
@@ -110,7 +117,8 @@ static const struct sq_hooks *hooks_parsed(sq_store *s, const char *text) {
 static const char *const sql[WS_COUNT] = {
   [WS_OB_INSERT] =
       NEW_DELIVERY_COLS "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)",
-  [WS_OB_DROP_PROGRESS] = "DELETE FROM jobq_outbox WHERE job_id = ?1 AND event = 3 AND state = 0",
+  [WS_OB_DROP_PROGRESS] =
+      "DELETE FROM jobq_outbox WHERE " JOB_RANGE("?1") " AND event = 3 AND +state = 0",
   /* ?1 job, ?2 stage, ?3 hooks, ?4 now; one pending progress delivery per
    * job and hook at most (coalescing) */
   [WS_OB_PROGRESS] =
@@ -119,7 +127,8 @@ static const char *const sql[WS_COUNT] = {
       "json_extract(h.value, '$.u'), h.key, 3, coalesce(json_extract(h.value, '$.p'), 0) = 1, "
       "?4, ?4, ?4 FROM " HOOKS("?3") " WHERE h.type = 'object' AND "
       "(coalesce(json_extract(h.value, '$.on'), 0) & 8) <> 0 AND NOT EXISTS (SELECT 1 FROM "
-      "jobq_outbox o WHERE o.job_id = ?1 AND o.hook = h.key AND o.event = 3 AND o.state = 0)",
+      "jobq_outbox o WHERE o.id > ?1 || ':' AND o.id < ?1 || ';' AND o.hook = h.key AND o.event = 3 "
+      "AND +o.state = 0)",
   /* due deliveries of state ?1 with next_at <= ?2, of the endpoints ?3 */
   [WS_OB_DUE] = "SELECT " DELIVERY_COLS " FROM jobq_outbox WHERE state = ?1 AND next_at <= ?2 AND "
                 "endpoint IN (SELECT value FROM json_each(?3)) ORDER BY next_at, id LIMIT ?4",
@@ -149,8 +158,8 @@ static const char *const sql[WS_COUNT] = {
       "WHERE id = ?1 AND state = 3",
   [WS_OB_STATE] = "SELECT state FROM jobq_outbox WHERE id = ?1",
   [WS_OB_ENABLE] = "DELETE FROM jobq_webhook_disabled WHERE url = ?1",
-  [WS_OB_BUSY] = "SELECT 1 FROM jobq_outbox WHERE job_id = ?1 AND state IN (0, 1) LIMIT 1",
-  [WS_OB_DELETE_JOB] = "DELETE FROM jobq_outbox WHERE job_id = ?1",
+  [WS_OB_BUSY] = "SELECT 1 FROM jobq_outbox WHERE " JOB_RANGE("?1") " AND +state IN (0, 1) LIMIT 1",
+  [WS_OB_DELETE_JOB] = "DELETE FROM jobq_outbox WHERE " JOB_RANGE("?1"),
 };
 
 int jobq__sq_outbox_prepare(sq_store *s) { return jobq__sq_prepare(s, sql); }
@@ -708,17 +717,17 @@ int jobq__sq_outbox_list(void *st, const jobq_storage_outbox_filter *f,
     return jobq__err(JOBQ_EINVAL, "sqlite storage: outbox_list: limit must be at least 1");
   char sql_[512];
   int len = snprintf(sql_, sizeof sql_, "SELECT " DELIVERY_COLS " FROM jobq_outbox WHERE 1");
-  if (f->job_id) len += snprintf(sql_ + len, sizeof sql_ - (size_t)len, " AND job_id = ?1");
-  if (f->state >= 0) len += snprintf(sql_ + len, sizeof sql_ - (size_t)len, " AND state = ?2");
-  if (f->cursor) len += snprintf(sql_ + len, sizeof sql_ - (size_t)len, " AND (created_at, id) > (?3, ?4)");
-  snprintf(sql_ + len, sizeof sql_ - (size_t)len, " ORDER BY created_at, id LIMIT ?5");
+  if (f->job_id) len += snprintf(sql_ + len, sizeof sql_ - (size_t)len, " AND " JOB_RANGE("?1"));
+  if (f->state >= 0)
+    len += snprintf(sql_ + len, sizeof sql_ - (size_t)len, f->job_id ? " AND +state = ?2" : " AND state = ?2");
+  if (f->cursor) len += snprintf(sql_ + len, sizeof sql_ - (size_t)len, " AND id > ?4");
+  snprintf(sql_ + len, sizeof sql_ - (size_t)len, " ORDER BY id LIMIT ?5");
   jobq_storage_delivery *v = calloc((size_t)f->limit, sizeof *v);
   if (v == NULL) return nomem();
   sq_reader *r = jobq__sq_reader(s);
   int rc = 0, src;
   size_t got = 0;
   sqlite3_stmt *q = NULL;
-  int64_t cur_at = 0;
   if (f->cursor) {
     /* A cursor that names no delivery is a mistake worth saying. */
     sqlite3_stmt *c = NULL;
@@ -726,10 +735,9 @@ int jobq__sq_outbox_list(void *st, const jobq_storage_outbox_filter *f,
     if (rc == 0) {
       sqlite3_bind_text(c, 1, f->cursor, -1, SQLITE_STATIC);
       src = sqlite3_step(c);
-      if (src == SQLITE_ROW) cur_at = sqlite3_column_int64(c, 0);
-      else if (src == SQLITE_DONE)
+      if (src == SQLITE_DONE)
         rc = jobq__err(JOBQ_EINVAL, "sqlite storage: cursor %.200s names no webhook delivery", f->cursor);
-      else
+      else if (src != SQLITE_ROW)
         rc = jobq__sq_error(r->db, src, "cannot list webhook deliveries", s->path);
       sqlite3_reset(c);
       sqlite3_clear_bindings(c);
@@ -743,10 +751,7 @@ int jobq__sq_outbox_list(void *st, const jobq_storage_outbox_filter *f,
   }
   if (f->job_id) sqlite3_bind_text(q, 1, f->job_id, -1, SQLITE_STATIC);
   if (f->state >= 0) sqlite3_bind_int(q, 2, f->state);
-  if (f->cursor) {
-    sqlite3_bind_int64(q, 3, cur_at);
-    sqlite3_bind_text(q, 4, f->cursor, -1, SQLITE_STATIC);
-  }
+  if (f->cursor) sqlite3_bind_text(q, 4, f->cursor, -1, SQLITE_STATIC);
   sqlite3_bind_int64(q, 5, (int64_t)f->limit + 1);
   while ((src = sqlite3_step(q)) == SQLITE_ROW) {
     if (got == (size_t)f->limit) {
