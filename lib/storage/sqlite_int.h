@@ -64,7 +64,7 @@ enum {
   /* sqlite_jobs.c: a job with webhook subscriptions */
   WS_INSERT_HOOKED, WS_INSERT_MANY_HOOKED,
   /* sqlite_outbox.c */
-  WS_OB_INSERT, WS_OB_ANY_DISABLED, WS_OB_DROP_PROGRESS, WS_OB_PROGRESS, WS_OB_DUE, WS_OB_JOB, WS_OB_DISABLED,
+  WS_OB_INSERT, WS_OB_INSERT_MANY, WS_OB_ANY_DISABLED, WS_OB_DROP_PROGRESS, WS_OB_PROGRESS, WS_OB_DUE, WS_OB_JOB, WS_OB_DISABLED,
   WS_OB_TAKE, WS_OB_FAIL, WS_OB_NEXT, WS_OB_DONE, WS_OB_DISABLE, WS_OB_REDELIVER, WS_OB_STATE,
   WS_OB_ENABLE, WS_OB_BUSY, WS_OB_DELETE_JOB,
   WS_COUNT
@@ -170,6 +170,13 @@ struct sq_store {
   /* The writer's last parsed webhooks text (sqlite_outbox.c): a queue's
    * jobs mostly carry the same few bytes, so a job's end parses nothing. */
   struct sq_hooks *hooks_cache;
+  /* Deliveries the transaction's job ends added, not yet written
+   * (sqlite_outbox.c): written together, INSERT_MANY rows a statement,
+   * before the commit or before anything reads the outbox. */
+  struct sq_obpend *ob_pend;
+  /* Writing them failed after the requests that added them ran: nothing
+   * of the transaction may commit. Cleared at each BEGIN. */
+  int tx_doomed;
   /* when rescue last looked at the running jobs themselves (wall ms) */
   _Atomic int64_t last_scan;
   /* Liveness (sqlite_lease.c, jobq__sq_guard_leases): while live_on, this
@@ -341,6 +348,12 @@ int jobq__sq_outbox_prepare(sq_store *s);
  * sentence, and nothing is stored. */
 int jobq__sq_hooks_check(const char *const *hooks, size_t n);
 void jobq__sq_hooks_cache_free(sq_store *s);
+/* The deliveries added but not yet written (see sq_store.ob_pend): writes
+ * them (0, or a code with tx_doomed set); a mark to drop back to when a
+ * request's savepoint is rolled back; all dropped (a rollback). */
+int jobq__sq_outbox_flush(sq_store *s);
+size_t jobq__sq_outbox_mark(sq_store *s);
+void jobq__sq_outbox_drop(sq_store *s, size_t mark);
 /* On the writer, in the transaction of the change that ended job in state
  * (JOBQ_SUCCEEDED, _FAILED, _CANCELLED), for a job whose subscriptions are
  * hooks (not NULL): its deliveries, and its pending progress ones gone. */

@@ -510,6 +510,8 @@ typedef struct sq_prune_req {
 } sq_prune_req;
 
 static int prune_run(sq_store *s, sq_req *req) {
+  int frc = jobq__sq_outbox_flush(s); /* this transaction's deliveries first: the guard reads them */
+  if (frc) return frc;
   sq_prune_req *r = (sq_prune_req *)req;
   sqlite3_stmt *d = s->ws[WS_PRUNE_JOBS];
   sqlite3_bind_int64(d, 1, r->before);

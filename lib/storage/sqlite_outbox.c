@@ -46,6 +46,9 @@
   "INSERT OR IGNORE INTO jobq_outbox (id, job_id, endpoint, url, hook, event, flags, created_at, " \
   "next_at, updated_at) "
 
+static int nomem(void) { return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory"); }
+static void pend_free(sq_store *s);
+
 /* A webhooks text parsed (the writer's cache, sq_store.hooks_cache). */
 typedef struct sq_hook {
   char *e, *u;
@@ -71,6 +74,7 @@ void jobq__sq_hooks_cache_free(sq_store *s) {
   if (s->hooks_cache) hooks_clear(s->hooks_cache);
   free(s->hooks_cache);
   s->hooks_cache = NULL;
+  pend_free(s);
 }
 
 /* The parsed hooks of text, from the cache or parsed now; NULL on out of
@@ -114,9 +118,24 @@ static const struct sq_hooks *hooks_parsed(sq_store *s, const char *text) {
   return h;
 }
 
+/* Deliveries added by the transaction's job ends, written together. */
+#define OB_MANY 32
+#define OB_ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+typedef struct sq_obrow {
+  size_t id, job, ep, url; /* offsets into buf; url SIZE_MAX: none */
+  int hook, event, flags;
+  int64_t now;
+} sq_obrow;
+struct sq_obpend {
+  char *buf;
+  size_t len, cap;
+  sq_obrow *v;
+  size_t n, cap_v;
+};
+
 static const char *const sql[WS_COUNT] = {
-  [WS_OB_INSERT] =
-      NEW_DELIVERY_COLS "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)",
+  [WS_OB_INSERT] = NEW_DELIVERY_COLS "VALUES " OB_ROW,
+  /* WS_OB_INSERT_MANY: made by jobq__sq_outbox_prepare */
   [WS_OB_DROP_PROGRESS] =
       "DELETE FROM jobq_outbox WHERE " JOB_RANGE("?1") " AND event = 3 AND +state = 0",
   /* ?1 job, ?2 stage, ?3 hooks, ?4 now; one pending progress delivery per
@@ -162,9 +181,117 @@ static const char *const sql[WS_COUNT] = {
   [WS_OB_DELETE_JOB] = "DELETE FROM jobq_outbox WHERE " JOB_RANGE("?1"),
 };
 
-int jobq__sq_outbox_prepare(sq_store *s) { return jobq__sq_prepare(s, sql); }
+int jobq__sq_outbox_prepare(sq_store *s) {
+  int rc = jobq__sq_prepare(s, sql);
+  if (rc) return rc;
+  char many[sizeof NEW_DELIVERY_COLS + 8 + OB_MANY * (sizeof OB_ROW + 1)];
+  size_t n = (size_t)snprintf(many, sizeof many, "%sVALUES ", NEW_DELIVERY_COLS);
+  for (int i = 0; i < OB_MANY; i++)
+    n += (size_t)snprintf(many + n, sizeof many - n, "%s%s", i ? "," : "", OB_ROW);
+  rc = sqlite3_prepare_v3(s->w, many, -1, SQLITE_PREPARE_PERSISTENT, &s->ws[WS_OB_INSERT_MANY], NULL);
+  return rc == SQLITE_OK ? 0 : jobq__sq_error(s->w, rc, "cannot prepare a statement", s->path);
+}
 
-static int nomem(void) { return jobq__err(JOBQ_ENOMEM, "sqlite storage: out of memory"); }
+/* ---- deliveries added, written together ---- */
+
+static size_t pend_str(struct sq_obpend *p, const char *str, int *oom) {
+  size_t n = strlen(str) + 1;
+  if (p->len + n > p->cap) {
+    size_t cap = p->cap ? p->cap * 2 : 4096;
+    while (cap < p->len + n) cap *= 2;
+    char *b = realloc(p->buf, cap);
+    if (b == NULL) {
+      *oom = 1;
+      return 0;
+    }
+    p->buf = b;
+    p->cap = cap;
+  }
+  memcpy(p->buf + p->len, str, n);
+  p->len += n;
+  return p->len - n;
+}
+
+static int pend_add(sq_store *s, const char *id, const char *job, const char *ep, const char *url,
+                    int hook, int event, int flags, int64_t now) {
+  if (s->ob_pend == NULL && (s->ob_pend = calloc(1, sizeof *s->ob_pend)) == NULL) return nomem();
+  struct sq_obpend *p = s->ob_pend;
+  if (p->n == p->cap_v) {
+    size_t cap = p->cap_v ? p->cap_v * 2 : 64;
+    sq_obrow *v = realloc(p->v, cap * sizeof *v);
+    if (v == NULL) return nomem();
+    p->v = v;
+    p->cap_v = cap;
+  }
+  int oom = 0;
+  sq_obrow r = {0};
+  r.id = pend_str(p, id, &oom);
+  r.job = pend_str(p, job, &oom);
+  r.ep = pend_str(p, ep, &oom);
+  r.url = url ? pend_str(p, url, &oom) : SIZE_MAX;
+  if (oom) return nomem();
+  r.hook = hook;
+  r.event = event;
+  r.flags = flags;
+  r.now = now;
+  p->v[p->n++] = r;
+  return 0;
+}
+
+static void pend_free(sq_store *s) {
+  if (s->ob_pend == NULL) return;
+  free(s->ob_pend->buf);
+  free(s->ob_pend->v);
+  free(s->ob_pend);
+  s->ob_pend = NULL;
+}
+
+size_t jobq__sq_outbox_mark(sq_store *s) {
+  return s->ob_pend ? s->ob_pend->n : 0;
+}
+
+void jobq__sq_outbox_drop(sq_store *s, size_t mark) {
+  struct sq_obpend *p = s->ob_pend;
+  if (p == NULL || mark >= p->n) return;
+  p->n = mark;
+  p->len = mark ? p->v[mark].id : 0; /* the rows' strings are in order */
+}
+
+static void bind_row(sqlite3_stmt *u, int base, const struct sq_obpend *p, const sq_obrow *r) {
+  sqlite3_bind_text(u, base + 1, p->buf + r->id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(u, base + 2, p->buf + r->job, -1, SQLITE_STATIC);
+  sqlite3_bind_text(u, base + 3, p->buf + r->ep, -1, SQLITE_STATIC);
+  if (r->url == SIZE_MAX) sqlite3_bind_null(u, base + 4);
+  else sqlite3_bind_text(u, base + 4, p->buf + r->url, -1, SQLITE_STATIC);
+  sqlite3_bind_int(u, base + 5, r->hook);
+  sqlite3_bind_int(u, base + 6, r->event);
+  sqlite3_bind_int(u, base + 7, r->flags);
+  sqlite3_bind_int64(u, base + 8, r->now);
+  sqlite3_bind_int64(u, base + 9, r->now);
+  sqlite3_bind_int64(u, base + 10, r->now);
+}
+
+int jobq__sq_outbox_flush(sq_store *s) {
+  struct sq_obpend *p = s->ob_pend;
+  if (p == NULL || p->n == 0) return 0;
+  int rc = 0;
+  size_t i = 0;
+  while (rc == 0 && i < p->n) {
+    int many = p->n - i >= OB_MANY;
+    sqlite3_stmt *u = s->ws[many ? WS_OB_INSERT_MANY : WS_OB_INSERT];
+    size_t k = many ? OB_MANY : 1;
+    for (size_t m = 0; m < k; m++) bind_row(u, (int)m * 10, p, &p->v[i + m]);
+    rc = jobq__sq_run(s, u, "cannot store webhook deliveries");
+    i += k;
+  }
+  p->n = 0;
+  p->len = 0;
+  /* The job ends that added them are written: if they are not, nothing of
+   * the transaction may commit. */
+  if (rc) s->tx_doomed = 1;
+  return rc;
+}
+
 
 /* ---- the subscriptions ---- */
 
@@ -212,20 +339,12 @@ int jobq__sq_outbox_end(sq_store *s, const char *job, int state, const char *hoo
     sqlite3_bind_text(d, 1, job, -1, SQLITE_TRANSIENT);
     rc = jobq__sq_run(s, d, "cannot drop a job's pending progress webhooks");
   }
-  sqlite3_stmt *u = s->ws[WS_OB_INSERT];
+  /* Added to the transaction's pending rows (written before it commits). */
   for (int i = 0; rc == 0 && i < h->n; i++) {
     if (!(h->v[i].on & (1 << k))) continue; /* JOBQ_WEBHOOK_ON_SUCCEEDED, _FAILED, _CANCELLED */
     char id[JOBQ_ID_SIZE + 24];
     snprintf(id, sizeof id, "%s:%d:%s", job, i, word[k]);
-    sqlite3_bind_text(u, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(u, 2, job, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(u, 3, h->v[i].e, -1, SQLITE_STATIC);
-    jobq__sq_bind_text_or_null(u, 4, h->v[i].u);
-    sqlite3_bind_int(u, 5, i);
-    sqlite3_bind_int(u, 6, JOBQ_EVENT_SUCCEEDED + k);
-    sqlite3_bind_int(u, 7, h->v[i].p);
-    sqlite3_bind_int64(u, 8, now);
-    rc = jobq__sq_run(s, u, "cannot store a job's webhook deliveries");
+    rc = pend_add(s, id, job, h->v[i].e, h->v[i].u, i, JOBQ_EVENT_SUCCEEDED + k, h->v[i].p, now);
   }
   return jobq__sq_poison(s, rc);
 }
@@ -439,6 +558,8 @@ static void claim_undo(sq_store *s, sq_req *req) {
 }
 
 static int claim_run(sq_store *s, sq_req *req) {
+  int frc = jobq__sq_outbox_flush(s); /* this transaction's deliveries first */
+  if (frc) return frc;
   sq_ob_claim_req *r = (sq_ob_claim_req *)req;
   const jobq_storage_outbox_claim *c = r->c;
   int64_t now = c->now;
@@ -570,6 +691,8 @@ typedef struct sq_ob_done_req {
 } sq_ob_done_req;
 
 static int done_run(sq_store *s, sq_req *req) {
+  int frc = jobq__sq_outbox_flush(s); /* this transaction's deliveries first */
+  if (frc) return frc;
   sq_ob_done_req *q = (sq_ob_done_req *)req;
   for (size_t i = 0; i < q->n; i++) {
     const jobq_storage_outbox_result *r = &q->r[i];
@@ -632,6 +755,8 @@ typedef struct sq_ob_one_req {
 } sq_ob_one_req;
 
 static int redeliver_run(sq_store *s, sq_req *req) {
+  int frc = jobq__sq_outbox_flush(s); /* this transaction's deliveries first */
+  if (frc) return frc;
   sq_ob_one_req *r = (sq_ob_one_req *)req;
   sqlite3_stmt *u = s->ws[WS_OB_REDELIVER];
   sqlite3_bind_text(u, 1, r->key, -1, SQLITE_STATIC);

@@ -94,6 +94,8 @@ static int kept_by_owner(sq_store *s, const char *owner, int64_t seq, const char
 }
 
 static int ret_run(sq_store *s, sq_req *req) {
+  int frc = jobq__sq_outbox_flush(s); /* this transaction's deliveries first: the guard reads them */
+  if (frc) return frc;
   sq_ret_req *r = (sq_ret_req *)req;
   jobq_storage_prune *p = r->p;
   struct sq_ret_cursor *c = cursor(s, p->kind);

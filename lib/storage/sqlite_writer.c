@@ -56,6 +56,7 @@ int jobq__sq_prepare_writer(sq_store *s) {
 static void fail_all(sq_store *s, sq_req *batch, int rc) {
   const char *msg = jobq_last_error();
   jobq__sq_bnotice_drop(s, 0); /* nothing of it happened */
+  jobq__sq_outbox_drop(s, 0);
   for (sq_req *r = batch; r; r = r->next) {
     if (r->rc >= 0) {
       if (r->op->undo) r->op->undo(s, r);
@@ -87,6 +88,8 @@ static void exec_batch(sq_store *s, sq_req *batch) {
   }
   jobq__sq_check_listeners(s);
   s->tx_poison = 0;
+  s->tx_doomed = 0;
+  jobq__sq_outbox_drop(s, 0);
   for (sq_req *r = batch; r; r = r->next) {
     r->rc = 0;
     r->err[0] = '\0';
@@ -97,11 +100,17 @@ static void exec_batch(sq_store *s, sq_req *batch) {
     }
     jobq__set_detail("");
     size_t mark = jobq__sq_bnotice_mark(s);
+    size_t ob_mark = jobq__sq_outbox_mark(s);
     r->rc = r->op->run(s, r);
     if (r->rc < 0) {
       jobq__sq_bnotice_drop(s, mark);
       snprintf(r->err, sizeof r->err, "%s", jobq_last_error());
       if (r->op->undo) r->op->undo(s, r);
+      if (s->tx_doomed && !sqlite3_get_autocommit(s->w)) {
+        /* Earlier requests' job ends are written without the deliveries
+         * they added: none of it may commit. */
+        roll_back(s, WS_ROLLBACK);
+      }
       if (s->tx_poison && !r->savepoint && !sqlite3_get_autocommit(s->w)) {
         /* Part of a change that must be whole is written and there is no
          * savepoint to undo just it (a job's end without its webhook
@@ -120,11 +129,15 @@ static void exec_batch(sq_store *s, sq_req *batch) {
         s->lease_unsure = 1;
         return;
       }
-      if (r->savepoint) roll_back(s, WS_ROLLBACK_TO);
+      if (r->savepoint) {
+        roll_back(s, WS_ROLLBACK_TO);
+        jobq__sq_outbox_drop(s, ob_mark); /* its deliveries went with it */
+      }
     }
     if (r->savepoint) jobq__sq_run(s, s->ws[WS_RELEASE], "cannot release a savepoint");
   }
-  rc = s->lease_dirty || s->lease_unsure ? jobq__sq_lease_row(s) : 0;
+  rc = jobq__sq_outbox_flush(s); /* the deliveries the job ends added */
+  if (rc == 0) rc = s->lease_dirty || s->lease_unsure ? jobq__sq_lease_row(s) : 0;
   if (rc == 0) rc = jobq__sq_run(s, s->ws[WS_COMMIT], "cannot commit");
   if (rc) {
     roll_back(s, WS_ROLLBACK);
