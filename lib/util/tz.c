@@ -82,11 +82,29 @@ static int64_t year_of(int64_t t) {
   return y;
 }
 
+/* The offset at t is the one the latest rule transition at or before t
+ * set: derived from the same instants as rule_transition, so that the
+ * offset changes exactly at the transitions it reports, whatever the rule
+ * (a start and an end on the same instant, rules at New Year: deciding by
+ * "is t between this year's start and end" disagreed with the transitions
+ * there). At equal instants the start wins: a rule whose end meets the next
+ * start is daylight time all year (RFC 8536, 3.3.1). */
 static int32_t rule_offset(const posix_rule *p, int64_t t) {
   if (!p->has_dst) return p->std_off;
-  int64_t s, e;
-  rule_year(p, year_of(t + p->std_off), &s, &e);
-  int dst = s < e ? (t >= s && t < e) : !(t >= e && t < s); /* southern: DST spans New Year */
+  int64_t y = year_of(t), best = INT64_MIN;
+  int dst = 0;
+  for (int64_t k = y - 2; k <= y + 1; k++) {
+    int64_t s, e;
+    rule_year(p, k, &s, &e);
+    if (e <= t && e > best) {
+      best = e;
+      dst = 0;
+    }
+    if (s <= t && s >= best) {
+      best = s;
+      dst = 1;
+    }
+  }
   return dst ? p->dst_off : p->std_off;
 }
 
