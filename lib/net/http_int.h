@@ -76,6 +76,10 @@ int jobq__http_req_check(const jobq__http_opts *o, const char *prov, const char 
 int jobq__http_req_setup(jobq__http_req *r, const jobq__http_opts *o, const char *prov,
                       const char *method);
 
+/* An easy handle for a new request of h: one a finished request left
+ * (reset to curl's defaults), or a new one; NULL when out of memory. */
+CURL *jobq__http_easy_get(jobq__http *h);
+
 /* ---- text ---- */
 
 /* Characters of a response body kept in an error sentence. */

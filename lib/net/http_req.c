@@ -293,7 +293,7 @@ int jobq__http_req_setup(jobq__http_req *r, const jobq__http_opts *o, const char
     if (l == NULL) return jobq__err(JOBQ_ENOMEM, "%s: out of memory", prov);
     r->headers = l;
   }
-  if ((r->easy = curl_easy_init()) == NULL)
+  if ((r->easy = jobq__http_easy_get(r->h)) == NULL)
     return jobq__err(JOBQ_ENOMEM, "%s: curl_easy_init failed", prov);
   return setup_easy(r, o, method);
 }
