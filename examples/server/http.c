@@ -116,6 +116,8 @@ static const char *reason_of(int status) {
   case 201: return "Created";
   case 202: return "Accepted";
   case 204: return "No Content";
+  case 206: return "Partial Content";
+  case 304: return "Not Modified";
   case 400: return "Bad Request";
   case 401: return "Unauthorized";
   case 403: return "Forbidden";
@@ -206,6 +208,39 @@ void srv_reply_jobq(srv_call *c, int rc, const char *msg) {
     h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
                    status == 429 ? "30" : "5", status == 429 ? 2 : 1);
   srv_reply_error(c, status, jobq_err_name(rc), "%s", msg ? msg : jobq_last_error());
+}
+
+/* ---- files compiled in ---- */
+
+const srv_asset *srv_asset_find(const char *name) {
+  for (const srv_asset *a = srv_assets; a->name; a++)
+    if (strcmp(a->name, name) == 0) return a;
+  return NULL;
+}
+
+void srv_reply_asset(srv_call *c, const char *name) {
+  const srv_asset *a = srv_asset_find(name);
+  if (a == NULL) {
+    srv_reply_error(c, 404, "not_found", "no such file: %s", name);
+    return;
+  }
+  /* FNV-1a of the bytes: the ETag changes whenever the program's copy does. */
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < a->len; i++) h = (h ^ a->data[i]) * 1099511628211ULL;
+  char etag[24];
+  int n = snprintf(etag, sizeof etag, "\"%016llx\"", (unsigned long long)h);
+  h2o_iovec_t inm = srv_header(c, "if-none-match");
+  if (c->req) {
+    h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+                   H2O_STRLIT("no-cache"));
+    h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_ETAG, NULL,
+                   h2o_strdup(&c->req->pool, etag, (size_t)n).base, (size_t)n);
+  }
+  if (inm.len == (size_t)n && memcmp(inm.base, etag, (size_t)n) == 0) {
+    srv_reply_raw(c, 304, NULL, "", 0);
+    return;
+  }
+  srv_reply_raw(c, 200, a->type, (const char *)a->data, a->len);
 }
 
 /* ---- reading the request ---- */

@@ -1,3 +1,5 @@
-/* placeholder: replaced by the OpenAPI document */
+/* placeholder: replaced by the OpenAPI document's route */
 #include "server.h"
-const srv_route srv_routes_openapi[] = {{NULL, NULL, 0, NULL}};
+static void get_openapi(srv_call *c) { srv_reply_asset(c, "openapi.json"); }
+const srv_route srv_routes_openapi[] = {{"GET", "/openapi.json", SRV_AUTH_NONE, get_openapi},
+                                        {NULL, NULL, 0, NULL}};

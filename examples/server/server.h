@@ -161,6 +161,22 @@ void srv_hold(srv_call *c);
  * if the call is gone (do not touch c any more), else 0. */
 int srv_release(srv_call *c);
 
+/* ---- files compiled in (examples/server/assets, embed.cmake) ---- */
+
+typedef struct {
+  const char *name; /* the file's name in assets/, e.g. "index.html" */
+  const char *type; /* its media type */
+  const unsigned char *data;
+  size_t len;
+} srv_asset;
+
+extern const srv_asset srv_assets[]; /* ended by a {NULL} entry */
+/* The asset of that name, or NULL. */
+const srv_asset *srv_asset_find(const char *name);
+/* Answers 200 with the asset (Cache-Control: no-cache, an ETag of its
+ * bytes, 304 to a matching If-None-Match), or 404 if there is none. */
+void srv_reply_asset(srv_call *c, const char *name);
+
 /* ---- the HTTP side (http.c) ---- */
 
 int srv_http_start(srv_t *s);
