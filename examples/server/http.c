@@ -22,10 +22,15 @@ static srv_t *g_srv; /* the handler's H2O struct has room for one pointer: this 
 
 /* Placed in the request's memory pool: H2O runs it when it frees the
  * request, which may be before the call answered (the client went away). */
+static void done_inflight(srv_call *c);
+
 static void on_req_gone(void *p) {
   srv_call *c = *(srv_call **)p;
   c->req = NULL;
-  if (!c->answered) srv_log(c); /* went away unanswered: logged with status 499 */
+  if (!c->answered) {
+    srv_log(c); /* went away unanswered: logged with status 499 */
+    done_inflight(c);
+  }
   if (!c->busy) free(c);
 }
 
