@@ -364,13 +364,15 @@ static void get_deliveries(srv_call *c) {
   }
   char *text = jobq_deliveries_to_json(d);
   jobq_deliveries_free(d);
-  json_t *list = text ? json_loads(text, 0, NULL) : NULL;
+  /* {"deliveries": [...], "nextCursor": ...}, with success added */
+  json_t *body = text ? json_loads(text, 0, NULL) : NULL;
   jobq_free(text);
-  if (list == NULL) {
+  if (body == NULL) {
     srv_reply_error(c, 500, "JOBQ_ENOMEM", "out of memory");
     return;
   }
-  srv_reply_json(c, 200, json_pack("{s:b, s:o}", "success", 1, "deliveries", list));
+  json_object_set_new(body, "success", json_true());
+  srv_reply_json(c, 200, body);
 }
 
 /* ---- stats, metrics, health ---- */

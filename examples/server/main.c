@@ -2,7 +2,7 @@
  *
  *   jobq-server --listen 127.0.0.1:8080 --storage sqlite:./jobq.db [--config FILE]
  *
- * See docs/server.md (the guide) and docs/man/jobq-server.1.md (every
+ * See docs/server.md (the guide) and docs/man/jobq-server.1 (every
  * flag). This file reads the command line, the configuration file and the
  * environment, opens the queue on the server's loop, starts H2O, and on
  * SIGTERM or SIGINT shuts down in order: stop accepting, answer what is in
@@ -31,7 +31,7 @@ static const char usage_text[] =
     "  --storage URL          the queue's store (default sqlite:./jobq.db, or $JOBQ_STORAGE)\n"
     "  --config FILE          JSON configuration (docs/server.md); flags override it\n"
     "  --workers N            worker threads running jobs here (default 4)\n"
-    "  --submit-only          run no jobs here: `jobq work` processes on the store do\n"
+    "  --submit-only          run no jobs here: `jobq worker` processes on the store do\n"
     "  --audio-dir DIR        the local upload directory, served at /audio/ (default podcasts)\n"
     "  --cors ORIGIN          allow a browser origin (repeatable; * for any)\n"
     "  --max-body BYTES       largest request body (default 1048576)\n"
@@ -145,6 +145,10 @@ static int load_config(srv_conf *k, const char *path) {
       free(k->storage);
       k->storage = xstrdup(json_string_value(v));
     } else if (strcmp(key, "workers") == 0 && json_is_integer(v)) {
+      if (json_integer_value(v) < 0 || json_integer_value(v) > 1024) {
+        fprintf(stderr, "jobq-server: %s: \"workers\" wants 0..1024\n", path);
+        rc = -1;
+      }
       k->workers = (int)json_integer_value(v);
     } else if (strcmp(key, "submitOnly") == 0 && json_is_boolean(v)) {
       k->submit_only = json_is_true(v);
@@ -180,6 +184,10 @@ static int load_config(srv_conf *k, const char *path) {
                json_integer_value(v) > 0) {
       k->req_timeout_ms = json_integer_value(v);
     } else if (strcmp(key, "drainMs") == 0 && json_is_integer(v)) {
+      if (json_integer_value(v) < 0 || json_integer_value(v) > 86400000) {
+        fprintf(stderr, "jobq-server: %s: \"drainMs\" wants 0..86400000\n", path);
+        rc = -1;
+      }
       k->drain_ms = json_integer_value(v);
     } else if (strcmp(key, "audioDir") == 0 && json_is_string(v)) {
       free(k->audio_dir);
@@ -261,8 +269,10 @@ static int parse_args(srv_conf *k, int argc, char **argv) {
       k->req_timeout_ms = n;
     } else if (strcmp(a, "--drain") == 0 && more) {
       long long n = strtoll(argv[++i], &end, 10);
-      if (*end || n < -1 || n > 86400000) {
-        fprintf(stderr, "jobq-server: --drain wants -1..86400000 ms\n");
+      /* Never "wait for ever" (-1): with the queue on this loop, jobq_close
+       * blocks the loop, so jobs running on it could never finish. */
+      if (*end || n < 0 || n > 86400000) {
+        fprintf(stderr, "jobq-server: --drain wants 0..86400000 ms\n");
         return -1;
       }
       k->drain_ms = n;
