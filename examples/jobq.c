@@ -48,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* The largest payload: the library's default max payload, set explicitly in
@@ -758,6 +759,11 @@ static int load_pipelines(const char *path, json_t **root, pipeline_def *defs, i
   *root = NULL;
   FILE *f = fopen(path, "rb");
   if (f == NULL) return config_error(path, "cannot read the configuration: %s", strerror(errno));
+  struct stat sb;
+  if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    fclose(f);
+    return config_error(path, "cannot read the configuration: %s", strerror(EISDIR));
+  }
   json_error_t e;
   json_t *c = json_loadf(f, JSON_REJECT_DUPLICATES, &e);
   fclose(f);
