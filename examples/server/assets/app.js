@@ -443,7 +443,8 @@
       const v = (ymax * i) / 4;
       const yy = y(v);
       root.appendChild(svg('line', {class: 'grid', x1: L, x2: W - R, y1: yy, y2: yy}));
-      root.appendChild(svg('text', {class: 'axis', x: L - 6, y: yy + 4, 'text-anchor': 'end'}, fmtRate(v)));
+      root.appendChild(svg('text', {class: 'axis', x: L - 6, y: yy + 4, 'text-anchor': 'end'},
+                           Number.isInteger(v) ? v.toLocaleString('en-US') : v.toFixed(1)));
     }
     for (let ago = span; ago >= 0; ago -= tickStep) {
       const label = ago === 0 ? 'now' : (ago >= 60000 ? `−${ago / 60000} min` : `−${ago / 1000} s`);
