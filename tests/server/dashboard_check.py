@@ -11,6 +11,7 @@ generous ceiling: nothing here depends on how fast the machine is."""
 import json
 import os
 import sys
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cdp import Chromium, CdpError  # noqa: E402
@@ -34,6 +35,14 @@ def wait(c, what, expr, timeout=30):
 
 def text(sel):
     return f"(document.querySelector({js(sel)}) || {{}}).textContent"
+
+
+def submit(key, body):
+    """POST /v1/jobs with the administrator's key: the new job's id."""
+    r = urllib.request.Request(f"{base}/v1/jobs", data=json.dumps(body).encode(), method="POST",
+                               headers={"x-api-key": key, "content-type": "application/json"})
+    with urllib.request.urlopen(r, timeout=30) as res:
+        return json.load(res)["id"]
 
 
 def open_job(c, job_id):
@@ -82,6 +91,17 @@ def run(c):
          "Number(document.querySelector('#chart-svg').dataset.samples) >= 2 && "
          "!!document.querySelector('#chart-svg polyline.line.done') && "
          "!!document.querySelector('#chart-svg polyline.line.failed')", timeout=60)
+    wait(c, "nothing finished since the page opened", f"{text('#chart-error-rate b')} === '—'")
+    # Four jobs finish while the page samples, one of them failing: the
+    # chart's window counts them (the worker runs echo jobs at once).
+    extra = [submit(admin, {"kind": "echo", "owner": "dave", "payload": {"ms": 0, "extra": i}})
+             for i in range(3)]
+    extra.append(submit(admin, {"kind": "echo", "owner": "dave", "payload": {"fail": "bad luck"},
+                                "maxAttempts": 1}))
+    wait(c, "the window's error rate: 1 of 4", f"{text('#chart-error-rate b')} === '25%'", timeout=60)
+    wait(c, "a throughput above zero", f"{text('#card-throughput .value')} !== '0/min'")
+    wait(c, "the new jobs are listed", f"document.querySelectorAll('#jobs-body tr[data-id]').length === "
+         f"{len(want_states) + len(extra)}")
 
     # ---- the running job's detail: live progress, cancel, deliveries ----
     wait(c, "the fragment's job is open", f"{text('#detail-id')} === {js(running)}")
@@ -95,6 +115,8 @@ def run(c):
     wait(c, f"the progress moves past {p0}% without a reload",
          f"Number(document.querySelector('#detail-progress').dataset.progress) > {p0}", timeout=60)
     wait(c, "the follow is live", f"{text('#detail-live')}.startsWith('live')")
+    wait(c, "its events are listed", "!document.querySelector('#detail-events').hidden && "
+         f"{text('#detail-events')}.includes('progress')")
     wait(c, "the bar's width follows",
          "document.querySelector('#detail-progress .fill').style.width === "
          "document.querySelector('#detail-progress').dataset.progress + '%'")
@@ -134,7 +156,8 @@ def run(c):
     wait(c, "kind filter", "(() => { const r = [...document.querySelectorAll('#jobs-body tr[data-id]')];"
          " return r.length === 2 && r.every((x) => x.dataset.kind === 'render'); })()")
     c.evaluate("document.querySelector('#f-clear').click()")
-    wait(c, "filters cleared", f"document.querySelectorAll('#jobs-body tr[data-id]').length === {len(want_states)}")
+    wait(c, "filters cleared", "document.querySelectorAll('#jobs-body tr[data-id]').length === "
+         f"{len(want_states) + len(extra)}")
 
     # ---- an owner's key: its jobs only, no queue statistics ----
     okey, owner = ids["owner"]

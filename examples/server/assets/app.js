@@ -405,6 +405,28 @@
         h('th', {class: 'num', title: 'Failed of finished'}, 'Err %'),
         h('th', {class: 'num', title: 'Run time, median · 95th percentile'}, 'p50 · p95'))),
       h('tbody', null, rows, total)));
+    el.appendChild(storeFacts(st));
+  }
+
+  // Below the table: the store's health and the webhook outbox, what an
+  // operator checks next when jobs pile up.
+  function storeFacts(st) {
+    const items = [];
+    const sto = st.storage || {};
+    items.push(h('span', {class: 'fact', id: 'storage-health', title: sto.lastError || null}, 'Storage ',
+      h('b', {class: sto.healthy === false ? 'bad' : 'good'},
+        sto.healthy === false ? `failing${sto.lastCode ? ` (${sto.lastCode})` : ''}` : 'healthy'),
+      sto.errors ? ` · ${fmtNum(sto.errors)} errors` : ''));
+    const ob = st.webhooks && st.webhooks.outbox;
+    if (ob) {
+      items.push(h('span', {class: 'fact', id: 'outbox'}, 'Webhook outbox ',
+        h('b', null, fmtNum(ob.pending || 0)), ' pending · ', h('b', null, fmtNum(ob.sending || 0)), ' sending · ',
+        h('b', null, fmtNum(ob.delivered || 0)), ' delivered · ',
+        h('b', {class: ob.failed ? 'bad' : null}, fmtNum(ob.failed || 0)), ' failed'));
+    }
+    if (st.rateLimited) items.push(h('span', {class: 'fact'}, 'Rate-limited ', h('b', null, fmtNum(st.rateLimited))));
+    if (st.totals && st.totals.retried) items.push(h('span', {class: 'fact'}, 'Retried ', h('b', null, fmtNum(st.totals.retried))));
+    return h('div', {class: 'store-facts'}, items);
   }
 
   /* ---- the chart: finished and failed jobs per minute ---- */
