@@ -141,8 +141,8 @@ def run(c):
 
     # ---- the webhook deliveries of a job that has one ----
     open_job(c, ids["hook"])
-    wait(c, "the job's delivery", f"{text('#detail-deliveries tr[data-delivery]')}.includes('job.succeeded')")
-    wait(c, "the receiver's answer", f"{text('#detail-deliveries tr[data-delivery]')}.includes('HTTP 404')",
+    wait(c, "the job's delivery", f"{text('#detail-deliveries [data-delivery]')}.includes('job.succeeded')")
+    wait(c, "the receiver's answer", f"{text('#detail-deliveries [data-delivery]')}.includes('HTTP 404')",
          timeout=60)
     wait(c, "the result", f"{text('#detail-result pre')}.includes('\"hook\": true')")
 

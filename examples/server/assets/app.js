@@ -763,17 +763,21 @@
       el.appendChild(h('p', {class: 'none', id: 'no-deliveries'}, 'No webhook deliveries for this job.'));
       return;
     }
-    el.appendChild(h('div', {class: 'scroll'}, h('table', {class: 'small'},
-      h('thead', null, h('tr', null, h('th', null, 'Event'), h('th', null, 'To'), h('th', null, 'State'),
-                          h('th', {class: 'num'}, 'Tries'), h('th', null, 'Last answer'), h('th', null, 'Next / updated'))),
-      h('tbody', null, list.map((d) => h('tr', {data: {delivery: d.id || '', state: d.state || ''}},
-        h('td', {class: 'mono'}, d.type || '—'),
-        h('td', {title: d.url || null}, d.endpoint || '—', d.url ? h('div', {class: 'muted mono'}, d.url) : null),
-        h('td', null, badge(d.state || 'pending')),
-        h('td', {class: 'num'}, String(d.attempts ?? 0)),
-        h('td', {title: d.lastError || null}, d.lastStatus ? `HTTP ${d.lastStatus}` : '', d.lastError ? h('div', {class: 'muted'}, d.lastError) : (d.lastStatus ? null : '—')),
-        h('td', {title: isoTitle(d.state === 'pending' ? d.nextAt : d.updatedAt)},
-          d.state === 'pending' && d.nextAt ? `next ${fmtTime(d.nextAt)}` : fmtTime(d.updatedAt))))))));
+    // One block per delivery (a table does not fit the panel): what, where
+    // to, how it stands, and the receiver's last answer.
+    el.appendChild(h('div', {class: 'deliveries'}, list.map((d) => {
+      const next = d.state === 'pending' && d.nextAt ? new Date(d.nextAt).getTime() : 0;
+      const when = next ? (next > Date.now() ? `next try ${fmtTime(d.nextAt)}` : `due since ${fmtTime(d.nextAt)}`)
+                        : `updated ${fmtTime(d.updatedAt)}`;
+      const answer = [d.lastStatus ? `HTTP ${d.lastStatus}` : null, d.lastError || null].filter(Boolean).join(' · ');
+      return h('div', {class: 'delivery', data: {delivery: d.id || '', state: d.state || ''}},
+        h('div', {class: 'dl-top'},
+          h('span', {class: 'mono dl-type'}, d.type || '—'), badge(d.state || 'pending'),
+          h('span', {class: 'muted'}, `${d.attempts ?? 0} ${d.attempts === 1 ? 'try' : 'tries'}`),
+          h('span', {class: 'muted dl-when', title: isoTitle(d.state === 'pending' ? d.nextAt : d.updatedAt)}, when)),
+        h('div', {class: 'dl-to mono', title: d.url || null}, d.endpoint ? `${d.endpoint} → ` : '', d.url || '(the endpoint\'s URL)'),
+        answer ? h('div', {class: `dl-answer${d.state === 'delivered' ? '' : ' bad'}`}, answer) : null);
+    })));
   }
 
   function renderLive() {
