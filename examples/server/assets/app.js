@@ -679,7 +679,7 @@
             h('td', {title: isoTitle(a.startedAt)}, fmtTime(a.startedAt)),
             h('td', null, a.finishedAt ? fmtDuration(a.finishedAt - a.startedAt) : 'running'),
             h('td', {class: a.error ? 'errtext' : null},
-              a.error ? a.error : (a.finishedAt ? (i === log.length - 1 && job.state === 'succeeded' ? 'succeeded' : 'ended') : '…'))))))));
+              a.error ? a.error : (a.finishedAt ? (i === log.length - 1 && job.state === 'succeeded' ? 'succeeded' : 'ended') : 'in progress'))))))));
 
     dref.events = h('div', {class: 'events'});
     dref.eventsSection = section('Live events', 'detail-events', dref.events);
@@ -1018,6 +1018,7 @@
     for (const k of ['state', 'progress', 'step', 'error', 'result']) if (d[k] !== undefined) change[k] = d[k];
     if (d.attempt !== undefined) change.attempts = d.attempt;
     state.events.push({type: d.type || name, time: d.time, progress: d.progress, step: d.step, error: d.error});
+    if (state.events.length > 200) state.events.splice(0, state.events.length - 200);
     applyJob(Object.assign({id: f.id}, change), false);
     renderEvents();
     return TERMINAL.has(d.state) || ['succeeded', 'failed', 'cancelled'].includes(d.type || name);
@@ -1047,6 +1048,12 @@
       } catch (e) {
         if (f.ctl.signal.aborted) return;
         if (e.status === 404) return finished(f);
+        if (e.status === 401 || e.status === 403) { // the key changed: the next tick starts again
+          authProblem(e);
+          if (state.follow === f) state.follow = null;
+          renderLive();
+          return;
+        }
       }
       await sleep(Math.max(0, 1000 - (Date.now() - t0)), f.ctl.signal);
     }
