@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # jobq-server's dashboard (GET /) in a real browser. The server runs
 # submit-only on SQLite; a `jobq work echo` process runs the echo jobs (one
-# of them fails, one calls a webhook, one runs long) while jobs of a second
+# of them fails, one calls a webhook, one runs a minute) while jobs of a second
 # kind stay queued. Then headless Chromium, driven over the DevTools
 # protocol (dashboard_check.py), loads the page with the key in the URL
 # fragment and the checks read the rendered DOM: depth per kind and state,
@@ -98,7 +98,7 @@ wait_state "$OK2" succeeded
 wait_state "$HOOK" succeeded
 wait_state "$FAILED" failed
 # the long one starts once the others are done, and runs while the page looks
-submit '{"kind":"echo","owner":"alice","payload":{"ms":40000,"title":"a long one"}}'; RUNNING=$(cat "$WORK/id")
+submit '{"kind":"echo","owner":"alice","payload":{"ms":60000,"title":"a long one"}}'; RUNNING=$(cat "$WORK/id")
 wait_state "$RUNNING" running
 
 IDS=$(python3 -c 'import json,sys; a=sys.argv[1:]; print(json.dumps({"admin": a[0], "owner": ["alice-key", "alice"], "running": a[1], "failed": a[2], "hook": a[3], "xss": a[4], "queued": a[5], "later": a[6], "ok": a[7:]}))' \
