@@ -220,16 +220,16 @@ check "the forced run added its jobs" 'len(j["jobs"]) == 4'
 stop_server "$SERVER_PID"
 
 # ---- the configuration's pipeline: a script provider that takes its time ----
-# (the local double of the OpenAI API, answering after 3 s): the job is seen
-# processing, a cancelled one is "failed" with error "cancelled", a failed
-# one says why and is not cached.
+# (the local double of the OpenAI API, answering after 4 s): the job is seen
+# processing, a cancelled one (its request held until the cancel) is
+# "failed" with error "cancelled", a failed one says why and is not cached.
 mkfifo "$WORK/prov.in"
 python3 "$SRC/tests/servers/providers.py" <"$WORK/prov.in" >"$WORK/prov.out" 2>"$WORK/prov.err" &
 SERVER_PIDS+=("$!")
 exec 7>"$WORK/prov.in" # the double exits when this closes
 for _ in $(seq 1 100); do grep -q '^PORT' "$WORK/prov.out" && break; sleep 0.05; done
 PROV=http://127.0.0.1:$(sed -n 's/^PORT //p' "$WORK/prov.out")
-curl -sf -X POST "$PROV/_faults" -d '{"route": "openai", "default_delay_ms": 3000}' >/dev/null ||
+curl -sf -X POST "$PROV/_faults" -d '{"route": "openai", "default_delay_ms": 4000}' >/dev/null ||
   fail "the provider double did not start"
 mkdir -p "$WORK/audio3"
 python3 - "$WORK/conf.json" "$PROV" "$WORK/audio3" >"$WORK/conf3.json" <<'PY'
@@ -248,12 +248,14 @@ poll_done "$BASE" alice-key "$ID"
 ordered
 case $STATUSES in *" processing:"[12]?*) pass ;; *) fail "never seen processing the script: $STATUSES" ;; esac
 check "completed through the configured pipeline" 'j["job"]["status"] == "completed" and j["job"]["audioUrl"] == "'"$BASE/audio/$ID.wav"'" and j["job"]["transcript"][0]["speaker"] == "Alex"'
+curl -sf -X POST "$PROV/_faults" -d '{"route": "openai", "faults": [{"hang_ms": 120000}]}' >/dev/null
 req POST $GEN "${A[@]}" "${J[@]}" -d "$(body n2)"
 expect 202
 ID=$(jget 'j["jobId"]')
-for _ in $(seq 1 100); do
+for _ in $(seq 1 600); do
   req GET "/api/podcast/jobs/$ID" "${A[@]}"
-  [ "$(jget 'j["job"]["status"]')" = processing ] && break
+  # (first "Starting..." at 5 %, while the checkpoint is read)
+  [ "$(jget 'j["job"]["status"] + "/" + j["job"].get("currentStep", "")')" = "processing/Generating script..." ] && break
   sleep 0.1
 done
 check "processing, with its step" 'j["job"]["status"] == "processing" and j["job"]["currentStep"] == "Generating script..." and 5 <= j["job"]["progress"] < 100 and "completedAt" not in j["job"]'
