@@ -201,6 +201,9 @@ static int load_config(srv_conf *k, const char *path) {
     } else if (strcmp(key, "pregenerate") == 0 && json_is_object(v)) {
       json_decref(k->pregenerate);
       k->pregenerate = json_incref(v);
+    } else if (strcmp(key, "podcast") == 0 && json_is_object(v)) {
+      json_decref(k->podcast);
+      k->podcast = json_incref(v);
     } else {
       fprintf(stderr, "jobq-server: %s: unknown member or wrong type: \"%s\"\n", path, key);
       rc = -1;

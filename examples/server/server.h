@@ -47,6 +47,7 @@ typedef struct {
   char *pipeline_json;   /* the podcast pipeline's stage configuration (docs/stages.md) */
   json_t *quotas;        /* {"kind": max unfinished per owner} or NULL */
   json_t *pregenerate;   /* {"users": [...], "types": [...], "tz": ...} or NULL */
+  json_t *podcast;       /* the podcast service's options {"cacheTtlMs": N} or NULL */
   int quiet;             /* no request log */
 } srv_conf;
 
