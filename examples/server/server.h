@@ -212,7 +212,7 @@ void srv_stream_stop(srv_t *s);
 /* ---- the podcast service (api_podcast.c) ---- */
 
 /* Registers the podcast pipeline (unless submit_only) and whatever the
- * service needs on the queue. 0 or a libjobq code (message printed). */
+ * service needs on the queue. 0, or 1 after printing why on stderr. */
 int srv_podcast_setup(srv_t *s);
 
 #endif
