@@ -545,6 +545,9 @@ int srv_http_start(srv_t *s) {
   h2o_context_init(&s->ctx, s->loop, &s->h2o);
   s->accept.ctx = &s->ctx;
   s->accept.hosts = s->h2o.hosts;
+  /* No address: H2O is ready, and connections come in through
+   * srv_http_accept_fd (tests/fuzz/fuzz_server.c feeds one a socketpair). */
+  if (s->conf.listen_host == NULL) return 0;
 
   struct sockaddr_storage addr;
   int rc = uv_ip4_addr(s->conf.listen_host, s->conf.listen_port, (struct sockaddr_in *)&addr);
@@ -572,6 +575,20 @@ int srv_http_start(srv_t *s) {
     s->conf.listen_port = ntohs(bound.ss_family == AF_INET6
                                     ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                     : ((struct sockaddr_in *)&bound)->sin_port);
+  return 0;
+}
+
+int srv_http_accept_fd(srv_t *s, int fd) {
+  uv_pipe_t *conn = malloc(sizeof *conn);
+  if (conn == NULL) return UV_ENOMEM;
+  uv_pipe_init(s->loop, conn, 0);
+  int rc = uv_pipe_open(conn, fd);
+  if (rc != 0) {
+    uv_close((uv_handle_t *)conn, on_conn_closed);
+    return rc;
+  }
+  h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, on_conn_closed);
+  h2o_accept(&s->accept, sock);
   return 0;
 }
 
