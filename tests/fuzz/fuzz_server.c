@@ -1,0 +1,161 @@
+/* Fuzz target: jobq-server's request path. Each input is the raw bytes a
+ * client sends on one HTTP/1.1 connection (several pipelined requests, a
+ * chunked body, garbage...). They go through a socketpair into the real
+ * server: H2O's parser, the router, authentication, the JSON handling and
+ * the handlers of examples/server, on a "memory:" queue on the same libuv
+ * loop, exactly as in jobq-server but without a listener
+ * (srv_http_accept_fd). Then the client shuts its side for writing and the
+ * loop runs until the server has closed the connection and every call has
+ * ended (its work on the pool too).
+ *
+ * Whatever the input: nothing crashes, nothing leaks (ASan/LSan), every
+ * call ends (s->inflight back to 0) and the server lets go of the
+ * connection. Time is capped by the loop's own timers, not by sleeping:
+ * after CAP_MS of loop time the streams and long polls are ended and the
+ * client closes; if the server still holds the connection HANG_MS later,
+ * that is a hang and the target aborts.
+ *
+ * The request log goes to stderr like jobq-server's; JOBQ_FUZZ_QUIET=1
+ * turns it off (the CTest replay does). With libFuzzer:
+ *   build-fuzz/tests/fuzz/fuzz_server -close_fd_mask=2 corpus-dir tests/fuzz/corpus/server
+ * jobq-test-requires: server */
+#include "server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CAP_MS 200
+#define HANG_MS 5000
+
+static srv_t S;
+
+/* The keys the corpus uses: an administrator and an owner's. */
+static srv_key keys[] = {{"fuzz-admin", NULL}, {"fuzz-alice", "alice"}};
+static char *cors[] = {"https://app.example"};
+
+static void init(void) {
+  /* A write to a connection the other end closed must fail, not kill. */
+  signal(SIGPIPE, SIG_IGN);
+  srv_conf *k = &S.conf;
+  k->listen_host = NULL; /* no listener: connections come from the socketpair */
+  k->storage = "memory:";
+  k->submit_only = 1; /* jobs stay queued: no handler runs here */
+  k->keys = keys;
+  k->n_keys = sizeof keys / sizeof keys[0];
+  k->cron_secret = "fuzz-cron";
+  k->cors = cors;
+  k->n_cors = 1;
+  k->max_body = 512; /* small, so that inputs reach the 413 paths too */
+  k->req_timeout_ms = 10000;
+  k->quiet = getenv("JOBQ_FUZZ_QUIET") != NULL;
+  S.loop = uv_default_loop();
+  S.started = uv_hrtime();
+  jobq_options_t *o = jobq_options_new();
+  if (o == NULL || jobq_options_set_storage(o, k->storage) != 0 ||
+      jobq_options_set_loop(o, S.loop) != 0 || jobq_options_set_workers(o, 0) != 0 ||
+      jobq_open(&S.q, o) != 0) {
+    fprintf(stderr, "fuzz_server: cannot open the queue: %s\n", jobq_last_error());
+    abort();
+  }
+  jobq_options_free(o);
+  if (srv_podcast_setup(&S) != 0 || srv_stream_start(&S) != 0 || srv_http_start(&S) != 0) {
+    fprintf(stderr, "fuzz_server: cannot start the server\n");
+    abort();
+  }
+}
+
+/* ---- the client's end ---- */
+
+typedef struct {
+  uv_pipe_t pipe;
+  uv_write_t wr;
+  uv_shutdown_t sd;
+  uv_timer_t cap;
+  int closed;       /* the client's handle is closed */
+  int timer_closed; /* the cap timer's handle is closed */
+  int capped;       /* CAP_MS passed: streams ended, the client closed */
+  char buf[4096];
+} client_t;
+
+static void on_client_closed(uv_handle_t *h) { ((client_t *)h->data)->closed = 1; }
+static void on_timer_closed(uv_handle_t *h) { ((client_t *)h->data)->timer_closed = 1; }
+
+static void close_client(client_t *cl) {
+  if (!uv_is_closing((uv_handle_t *)&cl->pipe)) uv_close((uv_handle_t *)&cl->pipe, on_client_closed);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  (void)hint;
+  client_t *cl = h->data;
+  *b = uv_buf_init(cl->buf, sizeof cl->buf);
+}
+
+/* The answers are read and dropped; the end of the stream (or an error)
+ * means the server closed the connection. */
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+  (void)b;
+  if (n < 0) close_client(st->data);
+}
+
+static void on_shutdown(uv_shutdown_t *sd, int status) { (void)sd, (void)status; }
+
+static void on_written(uv_write_t *wr, int status) {
+  client_t *cl = wr->data;
+  if (status == 0) uv_shutdown(&cl->sd, (uv_stream_t *)&cl->pipe, on_shutdown);
+}
+
+static void on_cap(uv_timer_t *t) {
+  client_t *cl = t->data;
+  if (!cl->capped) {
+    /* A stream or a long poll may hold the connection open for long: end
+     * them (as SIGTERM does) and go away, as a client that gave up. */
+    cl->capped = 1;
+    srv_stream_stop(&S);
+    close_client(cl);
+    uv_timer_start(t, on_cap, HANG_MS, 0);
+    return;
+  }
+  fprintf(stderr, "fuzz_server: the server still holds the connection %d ms after the client "
+          "left (%ld calls unanswered)\n", HANG_MS, S.inflight);
+  abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (S.q == NULL) init();
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) abort();
+  client_t *cl = calloc(1, sizeof *cl);
+  if (cl == NULL) abort();
+  if (srv_http_accept_fd(&S, sv[0]) != 0) abort();
+  uv_pipe_init(S.loop, &cl->pipe, 0);
+  if (uv_pipe_open(&cl->pipe, sv[1]) != 0) abort();
+  cl->pipe.data = cl->wr.data = cl->cap.data = cl;
+  uv_timer_init(S.loop, &cl->cap);
+  uv_timer_start(&cl->cap, on_cap, CAP_MS, 0);
+  /* uv_write keeps a pointer to the bytes: data lives until we return. */
+  uv_buf_t b = uv_buf_init((char *)(uintptr_t)data, (unsigned)size);
+  if (size > 0) {
+    uv_write(&cl->wr, (uv_stream_t *)&cl->pipe, &b, 1, on_written);
+  } else {
+    uv_shutdown(&cl->sd, (uv_stream_t *)&cl->pipe, on_shutdown);
+  }
+  uv_read_start((uv_stream_t *)&cl->pipe, on_alloc, on_read);
+
+  /* The server is done when it closed the connection (the client read its
+   * end) and every call ended, work on the pool included. */
+  while (!cl->closed || S.inflight > 0 || !srv_http_idle(&S)) uv_run(S.loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&cl->cap, on_timer_closed);
+  while (!cl->timer_closed) uv_run(S.loop, UV_RUN_ONCE);
+  /* H2O's handle of the connection closes on this turn. */
+  uv_run(S.loop, UV_RUN_NOWAIT);
+  if (S.inflight != 0) {
+    fprintf(stderr, "fuzz_server: %ld calls unanswered\n", S.inflight);
+    abort();
+  }
+  free(cl);
+  return 0;
+}
