@@ -142,6 +142,10 @@ void srv_reply_raw(srv_call *c, int status, const char *type, const char *body, 
   if (req == NULL) return;
   req->res.status = status;
   req->res.reason = reason_of(status);
+  /* The length, known: without it H2O's chunked filter (HTTP/1.1) closes
+   * the connection after every answer but a 200 (a 202 submit, a 404...).
+   * 204 and 304 carry no body and no length. */
+  if (status != 204 && status != 304) req->res.content_length = len;
   if (type)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type,
                    strlen(type));
