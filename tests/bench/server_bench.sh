@@ -28,7 +28,9 @@
 # FFI, to call libsqlite3) is installed into a temporary directory, or taken
 # from $BENCH_NODE_MODULES (a node_modules directory holding koffi).
 # Environment: BENCH_JOBS (10000), BENCH_DURATION (10s), BENCH_CONNECTIONS (64),
-# BENCH_THREADS (2).
+# BENCH_THREADS (2); BENCH_QUEUED=1 leaves the jobs queued (jobq-server's GET
+# then also computes each one's position, which Node does not); BENCH_KEEP=1
+# keeps the temporary directory (the store, the logs).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -108,15 +110,17 @@ curl -sS --parallel --parallel-max 32 -K "$tmp/fill.curl" > "$tmp/fill.out" 2>"$
   { cat "$tmp/fill.err" >&2; die "curl could not submit the jobs"; }
 grep -o '{"success":true,"id":"[^"]*"' "$tmp/fill.out" | sed 's/.*"id":"\([^"]*\)"/\1/' > "$tmp/ids"
 [ "$(wc -l < "$tmp/ids")" -eq "$jobs" ] || die "only $(wc -l < "$tmp/ids") of $jobs submits succeeded"
-echo "running them to success (jobq work echo)" >&2
-"$cli" --storage "sqlite:$db" work echo --workers 4 >/dev/null 2>"$tmp/work.log" &
-work_pid=$!
-pids+=("$work_pid")
-while [ "$(sqlite3 -readonly "$db" 'SELECT count(*) FROM jobq_jobs WHERE state = 2')" -lt "$jobs" ]; do
-  kill -0 "$work_pid" 2>/dev/null || { cat "$tmp/work.log" >&2; die "jobq work stopped"; }
-  sleep 0.2
-done
-stop "$work_pid"
+if [ -z "${BENCH_QUEUED:-}" ]; then
+  echo "running them to success (jobq work echo)" >&2
+  "$cli" --storage "sqlite:$db" work echo --workers 4 >/dev/null 2>"$tmp/work.log" &
+  work_pid=$!
+  pids+=("$work_pid")
+  while [ "$(sqlite3 -readonly "$db" 'SELECT count(*) FROM jobq_jobs WHERE state = 2')" -lt "$jobs" ]; do
+    kill -0 "$work_pid" 2>/dev/null || { cat "$tmp/work.log" >&2; die "jobq work stopped"; }
+    sleep 0.2
+  done
+  stop "$work_pid"
+fi
 
 # ---- wrk scripts ----
 # Each prints one line: RESULT requests req/s p50_us p99_us non-2xx+errors [202s]
@@ -211,7 +215,7 @@ unanswered=$((stored - answered + lost))
 # ---- the table ----
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
 echo
-echo "jobq-server benchmark: $jobs jobs on SQLite, wrk -t$threads -c$conns -d$duration ($(nproc) cores)"
+echo "jobq-server benchmark: $jobs ${BENCH_QUEUED:+queued }jobs on SQLite, wrk -t$threads -c$conns -d$duration ($(nproc) cores)"
 printf '%-40s %12s %10s %10s %8s\n' "run" "req/s" "p50" "p99" "errors"
 printf '%-40s %12.0f %10s %10s %8d\n' "a. jobq-server GET /v1/jobs/:id" "$a_rps" "$(ms "$a_p50")" "$(ms "$a_p99")" "$a_err"
 printf '%-40s %12.0f %10s %10s %8d\n' "c. Node http GET /v1/jobs/:id" "$c_rps" "$(ms "$c_p50")" "$(ms "$c_p99")" "$c_err"
