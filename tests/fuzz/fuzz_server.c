@@ -15,6 +15,12 @@
  * client closes; if the server still holds the connection HANG_MS later,
  * that is a hang and the target aborts.
  *
+ * Job ids are random, so that no input could name an existing job; the
+ * bytes "@Q" in an input are replaced by the id of a queued job of owner
+ * alice (a new one whenever an input cancelled it) and "@D" by the id of a
+ * cancelled one: GET, DELETE, ?wait= and the job routes then reach the
+ * paths of jobs that exist.
+ *
  * The request log goes to stderr like jobq-server's; JOBQ_FUZZ_QUIET=1
  * turns it off (the CTest replay does). With libFuzzer:
  *   build-fuzz/tests/fuzz/fuzz_server -close_fd_mask=2 corpus-dir tests/fuzz/corpus/server
@@ -36,6 +42,71 @@ static srv_t S;
 /* The keys the corpus uses: an administrator and an owner's. */
 static srv_key keys[] = {{"fuzz-admin", NULL}, {"fuzz-alice", "alice"}};
 static char *cors[] = {"https://app.example"};
+
+/* Runs fn on libuv's pool and the loop until it is done: calls that wait
+ * for a commit never run on the loop's thread (as in srv_work). */
+typedef struct {
+  uv_work_t w;
+  void (*fn)(void);
+  int done;
+} pool_call;
+static void on_pool(uv_work_t *w) { ((pool_call *)w->data)->fn(); }
+static void on_pool_done(uv_work_t *w, int st) {
+  (void)st;
+  ((pool_call *)w->data)->done = 1;
+}
+static void on_pool_call(void (*fn)(void)) {
+  pool_call pc = {.fn = fn};
+  pc.w.data = &pc;
+  if (uv_queue_work(S.loop, &pc.w, on_pool, on_pool_done) != 0) abort();
+  while (!pc.done) uv_run(S.loop, UV_RUN_ONCE);
+}
+
+static char queued_id[JOBQ_ID_SIZE], done_id[JOBQ_ID_SIZE];
+
+static void submit_for_alice(char *id) {
+  jobq_submit_opts_t *so = jobq_submit_opts_new();
+  if (so == NULL || jobq_submit_opts_set_owner(so, "alice") != 0 ||
+      jobq_submit(S.q, "echo", "{\"ms\":1}", so, id) != 0) {
+    fprintf(stderr, "fuzz_server: cannot submit: %s\n", jobq_last_error());
+    abort();
+  }
+  jobq_submit_opts_free(so);
+}
+static void make_queued(void) { submit_for_alice(queued_id); }
+static void make_done(void) {
+  submit_for_alice(done_id);
+  if (jobq_cancel(S.q, done_id) != 0) abort();
+}
+
+/* A queued job's id in queued_id: the same as before unless an input
+ * cancelled that one. */
+static void ensure_queued(void) {
+  jobq_job_t *job = NULL;
+  int rc = queued_id[0] ? jobq_get(S.q, queued_id, &job) : JOBQ_ENOTFOUND;
+  if (rc != 0 || jobq_job_state(job) != JOBQ_QUEUED) on_pool_call(make_queued);
+  jobq_job_free(job);
+}
+
+/* The input with "@Q" and "@D" replaced by the ids; *n its length. */
+static char *substitute(const uint8_t *data, size_t size, size_t *n) {
+  size_t idlen = strlen(queued_id);
+  char *out = malloc(size / 2 * idlen + size + 1);
+  if (out == NULL) abort();
+  size_t o = 0;
+  for (size_t i = 0; i < size; i++) {
+    if (data[i] == '@' && i + 1 < size && (data[i + 1] == 'Q' || data[i + 1] == 'D')) {
+      const char *id = data[i + 1] == 'Q' ? queued_id : done_id;
+      memcpy(out + o, id, strlen(id));
+      o += strlen(id);
+      i++;
+    } else {
+      out[o++] = (char)data[i];
+    }
+  }
+  *n = o;
+  return out;
+}
 
 static void init(void) {
   /* A write to a connection the other end closed must fail, not kill. */
@@ -66,6 +137,7 @@ static void init(void) {
     fprintf(stderr, "fuzz_server: cannot start the server\n");
     abort();
   }
+  on_pool_call(make_done);
 }
 
 /* ---- the client's end ---- */
@@ -126,6 +198,9 @@ static void on_cap(uv_timer_t *t) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (S.q == NULL) init();
+  ensure_queued();
+  size_t len;
+  char *input = substitute(data, size, &len);
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) abort();
   client_t *cl = calloc(1, sizeof *cl);
@@ -136,9 +211,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   cl->pipe.data = cl->wr.data = cl->cap.data = cl;
   uv_timer_init(S.loop, &cl->cap);
   uv_timer_start(&cl->cap, on_cap, CAP_MS, 0);
-  /* uv_write keeps a pointer to the bytes: data lives until we return. */
-  uv_buf_t b = uv_buf_init((char *)(uintptr_t)data, (unsigned)size);
-  if (size > 0) {
+  /* uv_write keeps a pointer to the bytes: input lives until the end. */
+  uv_buf_t b = uv_buf_init(input, (unsigned)len);
+  if (len > 0) {
     uv_write(&cl->wr, (uv_stream_t *)&cl->pipe, &b, 1, on_written);
   } else {
     uv_shutdown(&cl->sd, (uv_stream_t *)&cl->pipe, on_shutdown);
@@ -157,5 +232,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   }
   free(cl);
+  free(input);
   return 0;
 }
