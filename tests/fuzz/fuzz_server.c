@@ -15,8 +15,8 @@
  * client closes; if the server still holds the connection HANG_MS later,
  * that is a hang and the target aborts.
  *
- * Job ids are random, so that no input could name an existing job; the
- * bytes "@Q" in an input are replaced by the id of a queued job of owner
+ * Job ids are random: no input could name an existing job. So the bytes
+ * "@Q" in an input are replaced by the id of a queued job of owner
  * alice (a new one whenever an input cancelled it) and "@D" by the id of a
  * cancelled one: GET, DELETE, ?wait= and the job routes then reach the
  * paths of jobs that exist.
@@ -77,6 +77,28 @@ static void make_queued(void) { submit_for_alice(queued_id); }
 static void make_done(void) {
   submit_for_alice(done_id);
   if (jobq_cancel(S.q, done_id) != 0) abort();
+}
+
+/* The jobs inputs submitted pile up: every CLEAR_EVERY inputs they are
+ * cancelled and deleted (the cancelled job of "@D" too, made anew), so that
+ * memory stays flat over long runs. */
+#define CLEAR_EVERY 4096
+static void clear_jobs(void) {
+  size_t n;
+  do {
+    jobq_filter_t *f = jobq_filter_new();
+    jobq_page_t *page = NULL;
+    if (f == NULL || jobq_filter_set_state(f, JOBQ_QUEUED) != 0 ||
+        jobq_filter_set_limit(f, 1000) != 0 || jobq_list(S.q, f, &page) != 0)
+      abort();
+    jobq_filter_free(f);
+    n = jobq_page_count(page);
+    for (size_t i = 0; i < n; i++) jobq_cancel(S.q, jobq_job_id(jobq_page_job(page, i)));
+    jobq_page_free(page);
+  } while (n > 0);
+  if (jobq_prune(S.q, 0, NULL) != 0) abort();
+  queued_id[0] = '\0';
+  make_done();
 }
 
 /* A queued job's id in queued_id: the same as before unless an input
@@ -197,7 +219,9 @@ static void on_cap(uv_timer_t *t) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static unsigned long runs;
   if (S.q == NULL) init();
+  if (++runs % CLEAR_EVERY == 0) on_pool_call(clear_jobs);
   ensure_queued();
   size_t len;
   char *input = substitute(data, size, &len);
