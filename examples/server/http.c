@@ -147,6 +147,10 @@ void srv_reply_raw(srv_call *c, int status, const char *type, const char *body, 
   if (req == NULL) return;
   req->res.status = status;
   req->res.reason = reason_of(status);
+  /* The length, known: without it H2O's chunked filter (HTTP/1.1) closes
+   * the connection after every answer but a 200 (a 202 submit, a 404...).
+   * 204 and 304 carry no body and no length. */
+  if (status != 204 && status != 304) req->res.content_length = len;
   if (type)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type,
                    strlen(type));
@@ -550,6 +554,9 @@ int srv_http_start(srv_t *s) {
   h2o_context_init(&s->ctx, s->loop, &s->h2o);
   s->accept.ctx = &s->ctx;
   s->accept.hosts = s->h2o.hosts;
+  /* No address: H2O is ready, and connections come in through
+   * srv_http_accept_fd (tests/fuzz/fuzz_server.c feeds one a socketpair). */
+  if (s->conf.listen_host == NULL) return 0;
 
   struct sockaddr_storage addr;
   int rc = uv_ip4_addr(s->conf.listen_host, s->conf.listen_port, (struct sockaddr_in *)&addr);
@@ -577,6 +584,20 @@ int srv_http_start(srv_t *s) {
     s->conf.listen_port = ntohs(bound.ss_family == AF_INET6
                                     ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                     : ((struct sockaddr_in *)&bound)->sin_port);
+  return 0;
+}
+
+int srv_http_accept_fd(srv_t *s, int fd) {
+  uv_pipe_t *conn = malloc(sizeof *conn);
+  if (conn == NULL) return UV_ENOMEM;
+  uv_pipe_init(s->loop, conn, 0);
+  int rc = uv_pipe_open(conn, fd);
+  if (rc != 0) {
+    uv_close((uv_handle_t *)conn, on_conn_closed);
+    return rc;
+  }
+  h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, on_conn_closed);
+  h2o_accept(&s->accept, sock);
   return 0;
 }
 

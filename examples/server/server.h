@@ -180,7 +180,13 @@ void srv_reply_asset(srv_call *c, const char *name);
 
 /* ---- the HTTP side (http.c) ---- */
 
+/* Sets H2O up on s->loop and listens on conf.listen_host:listen_port; with
+ * a NULL listen_host, sets H2O up without listening. 0 or -1 (printed). */
 int srv_http_start(srv_t *s);
+/* Serves one connected stream socket (a socketpair's end, ...) as an HTTP
+ * connection; it is closed when H2O is done with it. 0, or a libuv error
+ * (then fd is still the caller's). */
+int srv_http_accept_fd(srv_t *s, int fd);
 /* Stops accepting connections and asks H2O to close idle ones; in-flight
  * requests finish. */
 void srv_http_stop_accepting(srv_t *s);
