@@ -111,7 +111,7 @@ check() {
 # tests/server/openapi_check.py exists), then reports.
 finish() {
   if [ -f "$SRC/tests/server/openapi_check.py" ]; then
-    python3 "$SRC/tests/server/openapi_check.py" "$SRC/examples/server/openapi.json" "$RESPONSES" ||
+    python3 "$SRC/tests/server/openapi_check.py" "$SRC/examples/server/assets/openapi.json" "$RESPONSES" ||
       fail "answers that do not match the OpenAPI document (above)"
   fi
   echo "ok: $ok checks"
