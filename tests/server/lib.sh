@@ -76,6 +76,7 @@ req() {
   local method=$1 path=$2; shift 2
   local out=$WORK/body.$$ hdr=$WORK/hdr.$$
   LAST_WHAT="$method $path"
+  : >"$out" # curl writes no file for an empty body (304)
   STATUS=$(curl -s -o "$out" -D "$hdr" -w '%{http_code}' -X "$method" "$@" "$BASE$path") || true
   BODY=$(cat "$out")
   CTYPE=$(sed -n 's/^[Cc]ontent-[Tt]ype: *\([^;\r]*\).*/\1/p' "$hdr" | tail -1)

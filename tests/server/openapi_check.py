@@ -498,8 +498,12 @@ class Checker:
         for e in errors[:10]:
             at = "/" + "/".join(str(p) for p in e.absolute_path)
             spath = "/".join(str(p) for p in e.schema_path)
-            out.append("%s: body at %s: %s (schema #%s, via %s)"
-                       % (what, at, e.message[:300], spointer, spath))
+            why = e.message[:300]
+            if e.context:  # anyOf/oneOf: the alternative that came closest
+                b = jsonschema.exceptions.best_match(e.context)
+                why += "; closest: at /%s: %s" % ("/".join(str(p) for p in b.absolute_path),
+                                                  b.message[:200])
+            out.append("%s: body at %s: %s (schema #%s, via %s)" % (what, at, why, spointer, spath))
         if len(errors) > 10:
             out.append("%s: ... and %d more" % (what, len(errors) - 10))
         return out
