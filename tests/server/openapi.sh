@@ -3,7 +3,8 @@
 # examples/server/assets/openapi.json (with an ETag and 304), and the
 # answers to a request of every kind the server has here (/v1 jobs run by a
 # `jobq work` process, succeeded and failed, deliveries, stats, metrics,
-# health, HEAD, CORS preflight, /audio/ with ranges, and the errors 400,
+# health, HEAD, CORS preflight, /audio/ with ranges, a finished job's SSE
+# stream and the dashboard page when the build has them, and the errors 400,
 # 401, 403, 404, 405, 409, 413, 415) are valid against it: finish runs
 # tests/server/openapi_check.py on every one. The other server tests do the
 # same for the endpoints they exercise (podcast, streams, dashboard).
@@ -19,7 +20,7 @@ DOC=$SRC/examples/server/assets/openapi.json
 cat >"$WORK/conf.json" <<'JSON'
 {"keys": [{"key": "alice-key", "owner": "alice"}, {"key": "admin-key", "owner": "*"}]}
 JSON
-mkdir -p "$WORK/audio"
+mkdir -p "$WORK/audio/sub"
 python3 -c 'import sys; sys.stdout.buffer.write(b"RIFF" + bytes(range(1, 256)) * 4)' >"$WORK/audio/episode.wav"
 start_server a --storage "sqlite:$WORK/q.db" --config "$WORK/conf.json" --submit-only \
   --max-body 4096 --cors https://app.example.test --audio-dir "$WORK/audio"
@@ -89,6 +90,32 @@ expect 200
 req HEAD /healthz -I
 expect 200
 
+# ---- streams and the dashboard, when this build has them (a placeholder
+# answers "no such route"; their own tests exercise them fully) ----
+routed() { ! curl -s -m 2 "$BASE$1" "${A[@]}" | grep -q '"message":"no such route'; }
+if routed "/v1/jobs/$ID_OK/events"; then
+  # a finished job's stream: the snapshot and the terminal event, then the end
+  req GET "/v1/jobs/$ID_OK/events" "${A[@]}"
+  expect 200
+  grep -q '^event: succeeded' <<<"$BODY" || fail "no terminal event in: $BODY"
+  pass
+  LAST=$(sed -n 's/^id: *//p' <<<"$BODY" | tail -1)
+  req GET "/v1/jobs/$ID_OK/events" "${A[@]}" -H "Last-Event-ID: $LAST"
+  expect 204
+  req GET /v1/events "${A[@]}" -m 1 # a stream that stays open: its start
+  expect 200
+fi
+req GET /v1/jobs/01a24a5f-0000-7000-8000-000000000000/events "${A[@]}"
+expect 404
+if routed /; then
+  req GET /
+  expect 200
+  [ "$CTYPE" = text/html ] || fail "the dashboard served as $CTYPE"
+  pass
+  req GET /dashboard/none.js
+  expect 404
+fi
+
 # ---- errors ----
 req GET /v1/jobs
 expect 401
@@ -99,6 +126,8 @@ expect 403
 req GET "/v1/jobs/$ID_OK/deliveries" -H 'x-api-key: nobody'
 expect 401
 req GET /v1/jobs/01a24a5f-0000-7000-8000-000000000000 "${A[@]}"
+expect 404
+req GET /v1/jobs/01a24a5f-0000-7000-8000-000000000000/deliveries "${A[@]}"
 expect 404
 req DELETE /v1/jobs/01a24a5f-0000-7000-8000-000000000000 "${A[@]}"
 expect 404
@@ -127,8 +156,13 @@ check_audio
 req GET /audio/episode.wav -r 0-99
 expect 206
 check_audio
+AETAG=$(echo "$HEADERS" | sed -n 's/^[Ee][Tt][Aa][Gg]: *\([^\r]*\).*/\1/p')
+req GET /audio/episode.wav -H "If-None-Match: $AETAG"
+expect 304
 req GET /audio/episode.wav -r 5000-6000
 expect 416
+req GET /audio/sub
+expect 301
 req GET /audio/none.wav
 expect 404
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks jobq-server's answers against its OpenAPI 3.1 document.
 
-    openapi_check.py DOC.json [RESPONSES.jsonl]
+    openapi_check.py [--coverage] DOC.json [RESPONSES.jsonl...]
 
 First the document itself: its structure as OpenAPI 3.1 (every operation has
 responses, every response a description, path parameters match the path
@@ -24,6 +24,10 @@ Prints every mismatch with the request and the schema path; exits 1 if there
 is any, 0 otherwise. Needs python3-jsonschema (4.10, Debian bookworm's, or
 newer) for the schemas; without it, everything else is still checked and a
 warning says the bodies were not validated.
+
+--coverage also lists the documented answers (operation and status) that no
+recorded answer had: to see what the tests leave out (it changes nothing in
+the exit status).
 """
 import json
 import re
@@ -431,6 +435,7 @@ class Checker:
     def __init__(self, doc):
         self.doc = doc
         self.validators = Validators(doc) if jsonschema is not None else None
+        self.seen = set()  # (the responses' pointer, status key) answered
 
     def check(self, rec):
         """The mismatches of one recorded answer, as sentences."""
@@ -467,6 +472,7 @@ class Checker:
             key = "default"
         if key not in responses:
             return ["%s: status %s is not documented at #%s" % (what, status, where)]
+        self.seen.add((where, key))
         where += "/" + key
         resp, rwhere = deref(doc, responses[key])
         if rwhere is not None:
@@ -509,9 +515,25 @@ class Checker:
         return out
 
 
+def not_covered(doc, seen):
+    """The documented (operation, status) pairs no answer had, as lines."""
+    out = []
+    for path, item in doc.get("paths", {}).items():
+        for m in METHODS:
+            if m not in item:
+                continue
+            where = "/paths/%s/%s/responses" % (pointer_escape(path), m)
+            for status in item[m].get("responses", {}):
+                if (where, status) not in seen:
+                    out.append("%s %s %s" % (m.upper(), path, status))
+    return out
+
+
 def main(argv):
-    if len(argv) not in (2, 3):
-        sys.stderr.write("usage: openapi_check.py DOC.json [RESPONSES.jsonl]\n")
+    coverage = "--coverage" in argv[1:]
+    argv = [a for a in argv if a != "--coverage"]
+    if len(argv) < 2:
+        sys.stderr.write("usage: openapi_check.py [--coverage] DOC.json [RESPONSES.jsonl...]\n")
         return 2
     try:
         with open(argv[1], encoding="utf-8") as f:
@@ -524,19 +546,25 @@ def main(argv):
         sys.stderr.write("openapi: warning: python3-jsonschema is missing (tests/deps.sh installs "
                          "it): bodies are not validated against their schemas\n")
     n = 0
-    if len(argv) == 3 and not problems:
+    if not problems:
         checker = Checker(doc)
-        with open(argv[2], encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except ValueError as e:
-                    problems.append("%s:%d: not JSON: %s" % (argv[2], i, e))
-                    continue
-                n += 1
-                problems.extend(checker.check(rec))
+        for name in argv[2:]:
+            with open(name, encoding="utf-8") as f:
+                for i, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except ValueError as e:
+                        problems.append("%s:%d: not JSON: %s" % (name, i, e))
+                        continue
+                    n += 1
+                    problems.extend(checker.check(rec))
+        if coverage:
+            left = not_covered(doc, checker.seen)
+            for line in left:
+                print("openapi: not answered: " + line)
+            print("openapi: %d of the documented answers were not seen" % len(left))
     for p in problems:
         print("openapi: " + p)
     if problems:

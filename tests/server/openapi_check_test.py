@@ -179,6 +179,16 @@ class Answers(Base):
                                   {"success": True, "job": dict(job, createdAt=1765000000000)})],
                              "body at /job/createdAt")
 
+    def test_coverage_lists_what_no_answer_had(self):
+        p = os.path.join(self.tmp.name, "r.jsonl")
+        with open(p, "w", encoding="utf-8") as f:
+            f.write(json.dumps(rec("GET", "/healthz", 200, {"status": "ok", "uptimeSeconds": 1})))
+        out = subprocess.run([sys.executable, CHECKER, "--coverage", DOC, p],
+                             stdout=subprocess.PIPE, text=True)
+        self.assertEqual(out.returncode, 0, out.stdout)
+        self.assertIn("not answered: GET /healthz 503", out.stdout)
+        self.assertNotIn("not answered: GET /healthz 200", out.stdout)
+
 
 class Document(Base):
     def test_the_document_is_valid(self):
