@@ -376,7 +376,10 @@ class Validators:
             resource = referencing.Resource.from_contents(
                 doc, default_specification=referencing.jsonschema.DRAFT202012)
             self.registry = referencing.Registry().with_resource(BASE, resource)
-        except ImportError:
+            jsonschema.Draft202012Validator({}, registry=self.registry)
+        except (ImportError, TypeError):  # no referencing, or a jsonschema before 4.18
+            self.registry = None
+
             def refuse(uri):
                 raise jsonschema.exceptions.RefResolutionError("not fetched: %s" % uri)
 
