@@ -112,12 +112,19 @@ if routed /; then
   expect 200
   [ "$CTYPE" = text/html ] || fail "the dashboard served as $CTYPE"
   pass
+  PETAG=$(echo "$HEADERS" | sed -n 's/^[Ee][Tt][Aa][Gg]: *\([^\r]*\).*/\1/p')
+  req GET / -H "If-None-Match: $PETAG"
+  expect 304
+  req GET /dashboard/app.js
+  expect 200
   req GET /dashboard/none.js
   expect 404
 fi
 
 # ---- errors ----
 req GET /v1/jobs
+expect 401
+req GET /v1/stats
 expect 401
 req GET /v1/stats "${A[@]}"
 expect 403
