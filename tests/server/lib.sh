@@ -76,6 +76,7 @@ req() {
   local method=$1 path=$2; shift 2
   local out=$WORK/body.$$ hdr=$WORK/hdr.$$
   LAST_WHAT="$method $path"
+  : >"$out" # curl writes no file for an empty body (304)
   STATUS=$(curl -s -o "$out" -D "$hdr" -w '%{http_code}' -X "$method" "$@" "$BASE$path") || true
   BODY=$(cat "$out")
   CTYPE=$(sed -n 's/^[Cc]ontent-[Tt]ype: *\([^;\r]*\).*/\1/p' "$hdr" | tail -1)
@@ -111,7 +112,7 @@ check() {
 # tests/server/openapi_check.py exists), then reports.
 finish() {
   if [ -f "$SRC/tests/server/openapi_check.py" ]; then
-    python3 "$SRC/tests/server/openapi_check.py" "$SRC/examples/server/openapi.json" "$RESPONSES" ||
+    python3 "$SRC/tests/server/openapi_check.py" "$SRC/examples/server/assets/openapi.json" "$RESPONSES" ||
       fail "answers that do not match the OpenAPI document (above)"
   fi
   echo "ok: $ok checks"
