@@ -546,7 +546,12 @@ int srv_http_start(srv_t *s) {
     /* The local upload provider's files: H2O's file handler answers Range
      * requests (206) and conditional ones itself. */
     h2o_pathconf_t *audio = h2o_config_register_path(host, "/audio", 0);
-    h2o_file_register(audio, s->conf.audio_dir, NULL, NULL, 0);
+    /* H2O's default map knows mp3 but not wav: a player wants audio/wav. */
+    h2o_mimemap_t *mime = h2o_mimemap_create();
+    h2o_mimemap_define_mimetype(mime, "wav", "audio/wav", NULL);
+    h2o_mimemap_define_mimetype(mime, "mp3", "audio/mpeg", NULL);
+    h2o_file_register(audio, s->conf.audio_dir, NULL, mime, 0);
+    h2o_mem_release_shared(mime); /* the handler holds its own reference */
   }
   h2o_pathconf_t *root = h2o_config_register_path(host, "/", 0);
   h2o_handler_t *h = h2o_create_handler(root, sizeof *h);
