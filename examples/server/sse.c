@@ -56,10 +56,12 @@ int srv_sse_may_see(const srv_sse *x, int has_job, const char *owner) {
 static void unlink_sse(srv_sse *x) {
   struct srv_stream *st = x->c->s->streams;
   if (x->global) {
-    srv_sse *prev = (srv_sse *)x->w.prev, *next = (srv_sse *)x->w.next;
-    if (prev) prev->w.next = &next->w;
-    else st->global = next;
-    if (next) next->w.prev = &prev->w;
+    /* The waiter is the stream's first member: a stream's address is its
+     * waiter's (NULL for none). */
+    srv_waiter *prev = x->w.prev, *next = x->w.next;
+    if (prev) prev->next = next;
+    else st->global = (srv_sse *)next;
+    if (next) next->prev = prev;
   } else {
     srv_map_del(st, &x->w);
   }
@@ -220,7 +222,7 @@ static srv_sse *sse_open(srv_call *c, const char *job_id) {
     srv_map_add(st, &x->w, job_id);
   } else {
     x->global = 1;
-    x->w.next = st->global ? &st->global->w : NULL;
+    x->w.next = (srv_waiter *)st->global;
     if (st->global) st->global->w.prev = &x->w;
     st->global = x;
   }
@@ -349,6 +351,27 @@ static void get_job_events(srv_call *c) {
   x->last_rank = L > R ? L : R;
   (void)push(x, snap ? snap : ok_frame);
   srv_frame_unref(snap);
+}
+
+void srv_sse_catch_up(srv_sse *x, const jobq_job_t *job) {
+  int64_t R = srv_rank_of_job(job);
+  int term = jobq_state_is_terminal(jobq_job_state(job));
+  if (x->ending || R <= x->last_rank) return;
+  char rid[32];
+  srv_rank_text(R, rid);
+  x->last_rank = R;
+  srv_frame *snap = snapshot_frame(job, rid), *done = NULL;
+  if (term) {
+    const char *name;
+    char *t = terminal_json(job, &name);
+    done = t ? srv_frame_event(rid, name, t) : NULL;
+    free(t);
+  }
+  int rc = snap ? push(x, snap) : 0;
+  if (rc == 0 && done) rc = push(x, done);
+  if (rc == 0 && term) srv_sse_end(x);
+  srv_frame_unref(snap);
+  srv_frame_unref(done);
 }
 
 /* ---- GET /v1/events ---- */

@@ -240,6 +240,28 @@ static void on_event(const jobq_event_t *ev, void *ud) {
 
 static void on_ping(uv_timer_t *t) { srv_sse_ping_all(t->data); }
 
+/* Another process that writes looks for new listeners at most once a
+ * second (docs/architecture.md), so in this server's first second its
+ * changes may go unheard: a stream or long poll opened then (after a
+ * restart, the clients reconnecting) could wait for a change that came.
+ * Once that second is over, every waiter reads its job again. */
+static void on_catch_up(uv_timer_t *t) {
+  struct srv_stream *st = t->data;
+  uv_close((uv_handle_t *)t, NULL);
+  if (st->stopped) return;
+  for (size_t i = 0; i < st->nb; i++)
+    for (srv_waiter *w = st->buckets[i], *next; w; w = next) {
+      next = w->next;
+      jobq_job_t *job = NULL;
+      if (jobq_get(st->s->q, w->id, &job) != 0) continue;
+      int64_t rank = srv_rank_of_job(job);
+      int terminal = jobq_state_is_terminal(jobq_job_state(job));
+      if (w->type == SRV_W_POLL) srv_poll_event(w, rank, terminal);
+      else srv_sse_catch_up(srv_sse_of(w), job);
+      jobq_job_free(job);
+    }
+}
+
 int srv_stream_start(srv_t *s) {
   struct srv_stream *st = calloc(1, sizeof *st);
   if (st == NULL) return JOBQ_ENOMEM;
@@ -264,6 +286,10 @@ int srv_stream_start(srv_t *s) {
   st->ping.data = st;
   uv_timer_start(&st->ping, on_ping, 15000, 15000);
   uv_unref((uv_handle_t *)&st->ping); /* the loop ends without waiting for it */
+  uv_timer_init(s->loop, &st->catch_up);
+  st->catch_up.data = st;
+  uv_timer_start(&st->catch_up, on_catch_up, 1500, 0);
+  uv_unref((uv_handle_t *)&st->catch_up);
   s->streams = st;
   return 0;
 }
@@ -275,6 +301,7 @@ void srv_stream_stop(srv_t *s) {
   if (s->q) jobq_unsubscribe(s->q, on_event, st);
   uv_timer_stop(&st->ping);
   uv_close((uv_handle_t *)&st->ping, NULL);
+  if (!uv_is_closing((uv_handle_t *)&st->catch_up)) uv_close((uv_handle_t *)&st->catch_up, NULL);
   /* Long polls answer the job as it is; streams end after what they have
    * queued. Both unlink themselves (the stream once its last write is
    * through): walk with the next pointer taken first. */

@@ -88,6 +88,7 @@ struct srv_stream {
   int need_owner; /* some key is bound to an owner */
   srv_owner_ent owners[SRV_OWNER_CACHE];
   uv_timer_t ping;
+  uv_timer_t catch_up;
 };
 
 uint32_t srv_hash_id(const char *id);
@@ -108,6 +109,9 @@ int srv_sse_may_see(const srv_sse *x, int has_job, const char *owner);
 void srv_sse_push(srv_sse *x, srv_frame *f);
 /* Ends the stream after what it has queued (SIGTERM). */
 void srv_sse_end(srv_sse *x);
+/* The job read again: what the stream lacks of it (a snapshot, and the
+ * terminal event, which ends the stream). */
+void srv_sse_catch_up(srv_sse *x, const jobq_job_t *job);
 /* Every 15 s: ": ping" to every idle stream. */
 void srv_sse_ping_all(struct srv_stream *st);
 srv_sse *srv_sse_next_global(srv_sse *x);
