@@ -55,6 +55,7 @@ int srv_sse_may_see(const srv_sse *x, int has_job, const char *owner) {
 
 static void unlink_sse(srv_sse *x) {
   struct srv_stream *st = x->c->s->streams;
+  srv_unwatch_client(st, &x->w);
   if (x->global) {
     /* The waiter is the stream's first member: a stream's address is its
      * waiter's (NULL for none). */
@@ -135,6 +136,21 @@ static void on_stop(h2o_generator_t *g, h2o_req_t *req) {
   free_sse(x);
   srv_stream_done(c);
   srv_release(c);
+}
+
+void srv_sse_gone(srv_sse *x) {
+  if (x->sending) { /* the write fails (stop) or completes (then the end) */
+    x->ending = 1;
+    return;
+  }
+  srv_call *c = x->c;
+  h2o_req_t *req = c->req;
+  unlink_sse(x);
+  free_sse(x);
+  srv_stream_done(c);
+  srv_release(c);
+  /* An error, not the last chunk: H2O closes the connection after it. */
+  h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
 }
 
 void srv_sse_end(srv_sse *x) {
@@ -222,6 +238,7 @@ static srv_sse *sse_open(srv_call *c, const char *job_id) {
     srv_map_add(st, &x->w, job_id);
   } else {
     x->global = 1;
+    x->w.type = SRV_W_SSE;
     x->w.next = (srv_waiter *)st->global;
     if (st->global) st->global->w.prev = &x->w;
     st->global = x;
@@ -237,6 +254,7 @@ static srv_sse *sse_open(srv_call *c, const char *job_id) {
   sse_headers(c);
   srv_add_cors(c);
   h2o_start_response(req, &x->gen);
+  srv_watch_client(st, &x->w, req);
   return x;
 }
 

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+static struct srv_stream *g_streams; /* H2O's read callback has no room for a pointer */
+
 /* A ring that holds big results is cut to this many bytes (oldest first). */
 #define RING_MAX_BYTES ((size_t)32 << 20)
 
@@ -112,6 +114,66 @@ void srv_map_del(struct srv_stream *st, srv_waiter *w) {
   if (w->next) w->next->prev = w->prev;
   w->next = w->prev = NULL;
   st->nw--;
+}
+
+/* ---- watching for the client's close ---- */
+
+static size_t sock_slot(const struct srv_stream *st, const h2o_socket_t *sock) {
+  uintptr_t v = (uintptr_t)sock;
+  return (size_t)((v >> 4) ^ (v >> 13)) & (st->nsb - 1);
+}
+
+static void on_client_read(h2o_socket_t *sock, const char *err) {
+  h2o_socket_read_stop(sock);
+  struct srv_stream *st = g_streams;
+  if (st == NULL || st->nsb == 0) return;
+  srv_waiter *w = st->socks[sock_slot(st, sock)];
+  while (w && w->sock != sock) w = w->snext;
+  if (w == NULL) return; /* its answer is written: H2O reads the socket again soon */
+  if (err == NULL) { /* the client sent something: it stays for H2O */
+    srv_unwatch_client(st, w);
+    return;
+  }
+  if (w->type == SRV_W_POLL) srv_poll_answer(w); /* to no one: H2O then closes */
+  else srv_sse_gone(srv_sse_of(w));
+}
+
+void srv_watch_client(struct srv_stream *st, srv_waiter *w, h2o_req_t *req) {
+  if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL) return;
+  h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+  if (sock == NULL) return;
+  if (st->nsw >= st->nsb) {
+    size_t nb = st->nsb ? st->nsb * 2 : 1024;
+    srv_waiter **b = calloc(nb, sizeof *b);
+    if (b == NULL) return; /* unwatched: noticed at the next write */
+    size_t old = st->nsb;
+    srv_waiter **ob = st->socks;
+    st->socks = b;
+    st->nsb = nb;
+    for (size_t i = 0; i < old; i++)
+      for (srv_waiter *x = ob[i], *next; x; x = next) {
+        next = x->snext;
+        x->snext = b[sock_slot(st, x->sock)];
+        b[sock_slot(st, x->sock)] = x;
+      }
+    free(ob);
+  }
+  w->sock = sock;
+  size_t i = sock_slot(st, sock);
+  w->snext = st->socks[i];
+  st->socks[i] = w;
+  st->nsw++;
+  h2o_socket_read_start(sock, on_client_read);
+}
+
+void srv_unwatch_client(struct srv_stream *st, srv_waiter *w) {
+  if (w->sock == NULL) return;
+  srv_waiter **p = &st->socks[sock_slot(st, w->sock)];
+  while (*p && *p != w) p = &(*p)->snext;
+  if (*p) *p = w->snext;
+  w->sock = NULL;
+  w->snext = NULL;
+  st->nsw--;
 }
 
 /* ---- owners ---- */
@@ -291,6 +353,7 @@ int srv_stream_start(srv_t *s) {
   uv_timer_start(&st->catch_up, on_catch_up, 1500, 0);
   uv_unref((uv_handle_t *)&st->catch_up);
   s->streams = st;
+  g_streams = st;
   return 0;
 }
 
@@ -339,6 +402,7 @@ void srv_poll_answer(srv_waiter *w) {
   srv_call *c = p->c;
   srv_t *s = c->s;
   srv_map_del(s->streams, &p->w);
+  srv_unwatch_client(s->streams, &p->w);
   uv_timer_stop(&p->timer);
   jobq_job_t *job = NULL;
   int rc = c->req ? jobq_get(s->q, p->w.id, &job) : JOBQ_ENOTFOUND; /* the client left */
@@ -383,4 +447,5 @@ void srv_long_poll(srv_call *c, jobq_job_t *job, int secs) {
   uv_timer_init(c->s->loop, &p->timer);
   p->timer.data = p;
   uv_timer_start(&p->timer, lp_timeout, (uint64_t)secs * 1000, 0);
+  srv_watch_client(st, &p->w, c->req);
 }

@@ -41,13 +41,15 @@ int srv_rank_parse(const char *text, size_t len, int64_t *out);
 
 /* ---- waiters of one job: long polls and job streams ---- */
 
-enum { SRV_W_POLL = 1, SRV_W_JOB_SSE = 2 };
+enum { SRV_W_POLL = 1, SRV_W_JOB_SSE = 2, SRV_W_SSE = 3 };
 
 typedef struct srv_waiter {
   struct srv_waiter *next, *prev;
   uint32_t hash;
-  uint8_t type; /* SRV_W_* */
+  uint8_t type; /* SRV_W_*; /v1/events streams are SRV_W_SSE */
   char id[JOBQ_ID_SIZE];
+  h2o_socket_t *sock;         /* HTTP/1: the connection watched for the client's close */
+  struct srv_waiter *snext;   /* in srv_stream.socks */
 } srv_waiter;
 
 typedef struct srv_sse srv_sse;
@@ -89,6 +91,9 @@ struct srv_stream {
   srv_owner_ent owners[SRV_OWNER_CACHE];
   uv_timer_t ping;
   uv_timer_t catch_up;
+  /* HTTP/1 socket -> waiter, for the client's close (srv_watch_client) */
+  srv_waiter **socks;
+  size_t nsb, nsw;
 };
 
 uint32_t srv_hash_id(const char *id);
@@ -97,6 +102,16 @@ void srv_map_del(struct srv_stream *st, srv_waiter *w);
 /* Replays to x the ring's events after seq `after` that x may see: 1, or 0
  * if the ring no longer (or never) held them. */
 int srv_ring_replay(struct srv_stream *st, srv_sse *x, uint64_t after);
+
+/* An HTTP/1 connection reads nothing while H2O answers its request, so a
+ * client that leaves is noticed only at the next write: seconds for a
+ * stream (its ping), a minute for a long poll, with its memory and file
+ * descriptor held. So the waiter reads the socket meanwhile: its close
+ * ends the stream or answers the poll at once. Bytes the client sends
+ * (a pipelined request) stop the watch and stay in H2O's buffer for it.
+ * srv_unwatch_client before the waiter goes. */
+void srv_watch_client(struct srv_stream *st, srv_waiter *w, h2o_req_t *req);
+void srv_unwatch_client(struct srv_stream *st, srv_waiter *w);
 
 /* ---- SSE streams (sse.c) ---- */
 
@@ -109,6 +124,8 @@ int srv_sse_may_see(const srv_sse *x, int has_job, const char *owner);
 void srv_sse_push(srv_sse *x, srv_frame *f);
 /* Ends the stream after what it has queued (SIGTERM). */
 void srv_sse_end(srv_sse *x);
+/* Its client closed the connection. */
+void srv_sse_gone(srv_sse *x);
 /* The job read again: what the stream lacks of it (a snapshot, and the
  * terminal event, which ends the stream). */
 void srv_sse_catch_up(srv_sse *x, const jobq_job_t *job);

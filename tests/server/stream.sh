@@ -193,6 +193,29 @@ expect 200
 check "a finished job answers at once" 'j["job"]["state"] == "succeeded"'
 stop_worker
 
+# ---- a client that goes away: its long poll and its stream end then, not
+# at their timeout or next ping (the log line says the call ended) ----
+submit "${A[@]}" "${J[@]}" -d '{"kind":"nobody-runs-this"}'
+ID5=$ID
+python3 - "$PORT" "$ID5" <<'PY'
+import socket, sys, time
+port, jid = int(sys.argv[1]), sys.argv[2]
+socks = []
+for path in (f"/v1/jobs/{jid}?wait=60", f"/v1/jobs/{jid}/events"):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nx-api-key: alice-key\r\n\r\n".encode())
+    socks.append(s)
+s = socks[1]
+s.settimeout(10)
+got = b""
+while b"event: snapshot" not in got:
+    got += s.recv(4096)
+for s in socks:
+    s.close()
+PY
+wait_for "the long poll of a client that left ends" '"\"path\":\"/v1/jobs/'"$ID5"'\"" in text(W+"/server-a.log")'
+wait_for "the stream of a client that left ends" '"\"path\":\"/v1/jobs/'"$ID5"'/events\"" in text(W+"/server-a.log")'
+
 # ---- Last-Event-ID mid-job: nothing older comes again ----
 start_worker 2
 submit "${A[@]}" "${J[@]}" -d '{"kind":"echo","payload":{"ms":3000}}'
