@@ -75,8 +75,8 @@ import sys
 W = sys.argv[1]
 $1" "$WORK"; }
 wait_for() {
-  local what=$1 expr=$2
-  for _ in $(seq 1 300); do
+  local what=$1 expr=$2 until=$((SECONDS + 30))
+  while [ $SECONDS -le $until ]; do
     pyc "$expr" && { pass; return 0; }
     sleep 0.1
   done
