@@ -142,6 +142,14 @@ void srv_watch_client(struct srv_stream *st, srv_waiter *w, h2o_req_t *req) {
   if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL) return;
   h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
   if (sock == NULL) return;
+  /* The request's method, path and headers point into the socket's input
+   * buffer, and a read first reserves 4096 free bytes there: a buffer with
+   * less would move. One read at most (on_client_read stops), so with that
+   * much room the request stays where it is. */
+  h2o_buffer_t *in = sock->input;
+  if (in->bytes == NULL ||
+      in->capacity - in->size - (size_t)(in->bytes - in->_buf) < 4096)
+    return;
   if (st->nsw >= st->nsb) {
     size_t nb = st->nsb ? st->nsb * 2 : 1024;
     srv_waiter **b = calloc(nb, sizeof *b);
