@@ -134,7 +134,7 @@ static void on_client_read(h2o_socket_t *sock, const char *err) {
     srv_unwatch_client(st, w);
     return;
   }
-  if (w->type == SRV_W_POLL) srv_poll_answer(w); /* to no one: H2O then closes */
+  if (w->type == SRV_W_POLL) srv_poll_answer(w, NULL); /* to no one: H2O then closes */
   else srv_sse_gone(srv_sse_of(w));
 }
 
@@ -257,12 +257,13 @@ static void to_job_waiters(struct srv_stream *st, const jobq_event_t *ev, const 
   int terminal = jobq_state_is_terminal(jobq_event_state(ev));
   int64_t rank = srv_rank(jobq_event_state(ev), jobq_event_attempt(ev), jobq_event_progress(ev));
   srv_frame *f = NULL;
+  srv_poll_body body = {0, 0, NULL};
   int ranked = !terminal;
   for (; w; w = next) {
     next = w->next;
     if (w->hash != h || strcmp(w->id, id) != 0) continue;
     if (w->type == SRV_W_POLL) {
-      srv_poll_event(w, rank, terminal);
+      srv_poll_event(w, rank, terminal, &body);
       continue;
     }
     if (!ranked) {
@@ -275,11 +276,12 @@ static void to_job_waiters(struct srv_stream *st, const jobq_event_t *ev, const 
     if (f == NULL) {
       char rid[32];
       srv_rank_text(rank, rid);
-      if ((f = srv_frame_event(rid, name, json)) == NULL) return;
+      if ((f = srv_frame_event(rid, name, json)) == NULL) continue; /* out of memory */
     }
     srv_sse_job_event(srv_sse_of(w), f, rank, terminal);
   }
   srv_frame_unref(f);
+  srv_poll_body_free(&body);
 }
 
 static void on_event(const jobq_event_t *ev, void *ud) {
@@ -326,7 +328,7 @@ static void on_catch_up(uv_timer_t *t) {
       if (jobq_get(st->s->q, w->id, &job) != 0) continue;
       int64_t rank = srv_rank_of_job(job);
       int terminal = jobq_state_is_terminal(jobq_job_state(job));
-      if (w->type == SRV_W_POLL) srv_poll_event(w, rank, terminal);
+      if (w->type == SRV_W_POLL) srv_poll_event(w, rank, terminal, NULL);
       else srv_sse_catch_up(srv_sse_of(w), job);
       jobq_job_free(job);
     }
@@ -379,7 +381,7 @@ void srv_stream_stop(srv_t *s) {
   for (size_t i = 0; i < st->nb; i++)
     for (srv_waiter *w = st->buckets[i], *next; w; w = next) {
       next = w->next;
-      if (w->type == SRV_W_POLL) srv_poll_answer(w);
+      if (w->type == SRV_W_POLL) srv_poll_answer(w, NULL);
       else srv_sse_end(srv_sse_of(w));
     }
   for (srv_sse *x = st->global, *next; x; x = next) {
@@ -405,37 +407,63 @@ typedef struct {
 
 static void lp_closed(uv_handle_t *h) { free(h->data); }
 
-void srv_poll_answer(srv_waiter *w) {
+/* The answer's body, read and made once for all the polls of the job that
+ * one event answers (10,000 polls on one job: one read, one JSON text). */
+static void poll_body(srv_t *s, const char *id, srv_poll_body *b) {
+  if (b->done) return;
+  b->done = 1;
+  jobq_job_t *job = NULL;
+  b->rc = jobq_get(s->q, id, &job);
+  if (b->rc == 0) {
+    json_t *o = json_pack("{s:b, s:o}", "success", 1, "job", srv_job_json(job));
+    b->text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+  }
+  jobq_job_free(job);
+}
+
+void srv_poll_answer(srv_waiter *w, srv_poll_body *shared) {
   lpoll *p = (lpoll *)w;
   srv_call *c = p->c;
   srv_t *s = c->s;
+  srv_poll_body own = {0, 0, NULL}, *b = shared ? shared : &own;
   srv_map_del(s->streams, &p->w);
   srv_unwatch_client(s->streams, &p->w);
   uv_timer_stop(&p->timer);
-  jobq_job_t *job = NULL;
-  int rc = c->req ? jobq_get(s->q, p->w.id, &job) : JOBQ_ENOTFOUND; /* the client left */
-  if (s->draining && c->req) c->req->http1_is_persistent = 0;
-  if (rc == 0)
-    srv_reply_json(c, 200, json_pack("{s:b, s:o}", "success", 1, "job", srv_job_json(job)));
-  else if (rc == JOBQ_ENOTFOUND)
-    srv_reply_error(c, 404, "JOBQ_ENOTFOUND", "no job with id '%s'", p->w.id);
-  else
-    srv_reply_jobq(c, rc, NULL);
-  jobq_job_free(job);
+  if (c->req == NULL) { /* the client left: nothing to read for it */
+    srv_reply_raw(c, 499, NULL, "", 0);
+  } else {
+    poll_body(s, p->w.id, b);
+    if (s->draining) c->req->http1_is_persistent = 0;
+    if (b->rc == 0 && b->text)
+      srv_reply_raw(c, 200, "application/json", b->text, strlen(b->text));
+    else if (b->rc == 0)
+      srv_reply_error(c, 500, "JOBQ_ENOMEM", "out of memory");
+    else if (b->rc == JOBQ_ENOTFOUND)
+      srv_reply_error(c, 404, "JOBQ_ENOTFOUND", "no job with id '%s'", p->w.id);
+    else
+      srv_reply_jobq(c, b->rc, jobq_strerror(b->rc));
+  }
+  srv_poll_body_free(&own);
   srv_release(c);
   uv_close((uv_handle_t *)&p->timer, lp_closed);
 }
 
+void srv_poll_body_free(srv_poll_body *b) {
+  free(b->text);
+  b->text = NULL;
+}
+
 /* A change newer than the poll's snapshot answers it; an event the
  * snapshot already showed (another process's, heard late) does not. */
-void srv_poll_event(srv_waiter *w, int64_t rank, int terminal) {
+void srv_poll_event(srv_waiter *w, int64_t rank, int terminal, srv_poll_body *shared) {
   lpoll *p = (lpoll *)w;
-  if (terminal || rank > p->rank) srv_poll_answer(w);
+  if (terminal || rank > p->rank) srv_poll_answer(w, shared);
 }
 
 static void lp_timeout(uv_timer_t *t) {
   lpoll *p = t->data;
-  srv_poll_answer(&p->w);
+  srv_poll_answer(&p->w, NULL);
 }
 
 void srv_long_poll(srv_call *c, jobq_job_t *job, int secs) {

@@ -136,7 +136,16 @@ srv_sse *srv_sse_next_global(srv_sse *x);
 srv_sse *srv_sse_of(srv_waiter *w);
 
 /* ---- long polls (stream.c) ---- */
-void srv_poll_event(srv_waiter *w, int64_t rank, int terminal);
-void srv_poll_answer(srv_waiter *w);
+/* The answer of the polls one event answers, shared (srv_poll_body_free). */
+typedef struct {
+  int done, rc;
+  char *text;
+} srv_poll_body;
+void srv_poll_body_free(srv_poll_body *b);
+/* An event of the poll's job (rank after it): answers if newer than the
+ * poll's snapshot. shared: NULL, or the body the job's other polls share. */
+void srv_poll_event(srv_waiter *w, int64_t rank, int terminal, srv_poll_body *shared);
+/* Answers the poll with its job as it is now (timeout, SIGTERM). */
+void srv_poll_answer(srv_waiter *w, srv_poll_body *shared);
 
 #endif
