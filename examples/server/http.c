@@ -51,6 +51,11 @@ static void done_inflight(srv_call *c) {
   c->s->inflight--;
 }
 
+void srv_stream_done(srv_call *c) {
+  done_inflight(c);
+  srv_log(c);
+}
+
 /* ---- the log ---- */
 
 static void json_escape_into(char *dst, size_t cap, const char *s, size_t n) {

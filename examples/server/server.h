@@ -138,6 +138,10 @@ void srv_reply_raw(srv_call *c, int status, const char *type, const char *body, 
 void srv_add_cors(srv_call *c);
 /* Writes the request's log line (once; streams call it at their end). */
 void srv_log(srv_call *c);
+/* A streamed answer (h2o_start_response) has ended, or its client went
+ * away: counts the call answered (once) and writes its log line. Call it
+ * while c->req is still set. */
+void srv_stream_done(srv_call *c);
 
 /* The request body parsed as a JSON object: NULL after answering 415 (not
  * application/json) or 400 (malformed, or not an object). */
