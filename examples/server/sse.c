@@ -187,9 +187,14 @@ static int push(srv_sse *x, srv_frame *f) {
 
 void srv_sse_push(srv_sse *x, srv_frame *f) { (void)push(x, f); }
 
-void srv_sse_job_event(srv_sse *x, srv_frame *f, int64_t rank, int terminal) {
-  if (x->ending || (!terminal && rank < x->last_rank)) return; /* older than what it has */
-  if (rank > x->last_rank) x->last_rank = rank;
+void srv_sse_job_event(srv_sse *x, srv_frame *f, int64_t rank, int terminal, int restart) {
+  if (x->ending) return;
+  if (restart && srv_rank_restarts(rank, x->last_rank)) {
+    x->last_rank = rank; /* a new run: what follows ranks from here */
+  } else {
+    if (!terminal && rank < x->last_rank) return; /* older than what it has */
+    if (rank > x->last_rank) x->last_rank = rank;
+  }
   if (push(x, f) == 0 && terminal) srv_sse_end(x);
 }
 

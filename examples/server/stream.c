@@ -46,6 +46,12 @@ int64_t srv_rank(int state, int attempt, int progress) {
   return (int64_t)attempt * 128 + stage;
 }
 
+int srv_rank_restarts(int64_t rank, int64_t last) {
+  /* the same attempt again (or a later one), and not the very change the
+   * client has: an old attempt's start heard late stays stale */
+  return rank != last && rank / 128 >= last / 128;
+}
+
 int64_t srv_rank_of_job(const jobq_job_t *job) {
   return srv_rank(jobq_job_state(job), jobq_job_attempts(job), jobq_job_progress(job));
 }
@@ -256,6 +262,11 @@ static void to_job_waiters(struct srv_stream *st, const jobq_event_t *ev, const 
   srv_waiter *w = st->buckets[h & (st->nb - 1)], *next;
   int terminal = jobq_state_is_terminal(jobq_event_state(ev));
   int64_t rank = srv_rank(jobq_event_state(ev), jobq_event_attempt(ev), jobq_event_progress(ev));
+  /* A new run of the job: after a release (jobq_close) or a deferral the
+   * attempt is not counted, so the run's ranks start below the last run's
+   * and would be taken for stale ones. */
+  int type = jobq_event_type(ev);
+  int restart = type == JOBQ_EVENT_STARTED || type == JOBQ_EVENT_RETRYING;
   srv_frame *f = NULL;
   srv_poll_body body = {0, 0, NULL};
   int ranked = !terminal;
@@ -263,7 +274,7 @@ static void to_job_waiters(struct srv_stream *st, const jobq_event_t *ev, const 
     next = w->next;
     if (w->hash != h || strcmp(w->id, id) != 0) continue;
     if (w->type == SRV_W_POLL) {
-      srv_poll_event(w, rank, terminal, &body);
+      srv_poll_event(w, rank, terminal, restart, &body);
       continue;
     }
     if (!ranked) {
@@ -278,7 +289,7 @@ static void to_job_waiters(struct srv_stream *st, const jobq_event_t *ev, const 
       srv_rank_text(rank, rid);
       if ((f = srv_frame_event(rid, name, json)) == NULL) continue; /* out of memory */
     }
-    srv_sse_job_event(srv_sse_of(w), f, rank, terminal);
+    srv_sse_job_event(srv_sse_of(w), f, rank, terminal, restart);
   }
   srv_frame_unref(f);
   srv_poll_body_free(&body);
@@ -328,7 +339,7 @@ static void on_catch_up(uv_timer_t *t) {
       if (jobq_get(st->s->q, w->id, &job) != 0) continue;
       int64_t rank = srv_rank_of_job(job);
       int terminal = jobq_state_is_terminal(jobq_job_state(job));
-      if (w->type == SRV_W_POLL) srv_poll_event(w, rank, terminal, NULL);
+      if (w->type == SRV_W_POLL) srv_poll_event(w, rank, terminal, 0, NULL);
       else srv_sse_catch_up(srv_sse_of(w), job);
       jobq_job_free(job);
     }
@@ -456,9 +467,11 @@ void srv_poll_body_free(srv_poll_body *b) {
 
 /* A change newer than the poll's snapshot answers it; an event the
  * snapshot already showed (another process's, heard late) does not. */
-void srv_poll_event(srv_waiter *w, int64_t rank, int terminal, srv_poll_body *shared) {
+void srv_poll_event(srv_waiter *w, int64_t rank, int terminal, int restart,
+                    srv_poll_body *shared) {
   lpoll *p = (lpoll *)w;
-  if (terminal || rank > p->rank) srv_poll_answer(w, shared);
+  if (terminal || rank > p->rank || (restart && srv_rank_restarts(rank, p->rank)))
+    srv_poll_answer(w, shared);
 }
 
 static void lp_timeout(uv_timer_t *t) {

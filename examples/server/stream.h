@@ -35,6 +35,9 @@ void srv_frame_unref(srv_frame *f);
 #define SRV_STAGE_DONE 103
 int64_t srv_rank(int state, int attempt, int progress);
 int64_t srv_rank_of_job(const jobq_job_t *job);
+/* 1 if rank, the rank of a started or retrying event, begins a new run
+ * after last: the same attempt or a later one, and another change. */
+int srv_rank_restarts(int64_t rank, int64_t last);
 void srv_rank_text(int64_t rank, char buf[32]);
 /* 0 and *out, or -1 if text is not an id of this form. */
 int srv_rank_parse(const char *text, size_t len, int64_t *out);
@@ -116,8 +119,10 @@ void srv_unwatch_client(struct srv_stream *st, srv_waiter *w);
 /* ---- SSE streams (sse.c) ---- */
 
 /* The job stream of one event of its job: frame (id from the job's state)
- * with the event's rank; terminal ends the stream after it. */
-void srv_sse_job_event(srv_sse *x, srv_frame *f, int64_t rank, int terminal);
+ * with the event's rank; terminal ends the stream after it; restart (a
+ * started or retrying event) begins a new run, whose ranks may be below the
+ * last run's when its attempt was not counted (a release, a deferral). */
+void srv_sse_job_event(srv_sse *x, srv_frame *f, int64_t rank, int terminal, int restart);
 /* A /v1/events stream: 1 if the stream's caller may see an event of a job
  * of owner (has_job 0: an event about the queue). */
 int srv_sse_may_see(const srv_sse *x, int has_job, const char *owner);
@@ -144,7 +149,8 @@ typedef struct {
 void srv_poll_body_free(srv_poll_body *b);
 /* An event of the poll's job (rank after it): answers if newer than the
  * poll's snapshot. shared: NULL, or the body the job's other polls share. */
-void srv_poll_event(srv_waiter *w, int64_t rank, int terminal, srv_poll_body *shared);
+void srv_poll_event(srv_waiter *w, int64_t rank, int terminal, int restart,
+                    srv_poll_body *shared);
 /* Answers the poll with its job as it is now (timeout, SIGTERM). */
 void srv_poll_answer(srv_waiter *w, srv_poll_body *shared);
 
