@@ -8,6 +8,7 @@
  *   jobq get ID | jobq wait ID [--timeout MS] | jobq cancel ID
  *   jobq list [--owner O] [--kind K] [--state S] [--limit N] [--oldest]
  *   jobq work KIND... [--workers N] [--for MS]    run the demo handler (below)
+ *   jobq worker --config FILE [--workers N] [--for MS]   run the pipelines FILE names
  *   jobq events [--for MS]                        print events as JSON lines
  *   jobq cron list | cron remove NAME
  *   jobq cron add NAME EXPR KIND [PAYLOAD] [--tz TZ] [--owner O] [--priority N] [--missed P]
@@ -18,7 +19,7 @@
  *
  * Webhook endpoints come from the environment: every JOBQ_WEBHOOK_SECRET_<NAME>
  * ("whsec_..." secret) is an endpoint named <name> (lower case) in `submit`
- * and `work`; `submit --webhook URL` signs with endpoint "cli" unless
+ * and `work` (and `worker`); `submit --webhook URL` signs with endpoint "cli" unless
  * --endpoint names another, and `work` sends the deliveries of all of them.
  * JOBQ_WEBHOOK_ALLOW is the allow-list of internal addresses (e.g.
  * 127.0.0.1 for a receiver on this machine).
@@ -28,8 +29,16 @@
  *
  * The demo handler reads {"ms": N, "fail": "why", "retry": true} from the
  * payload: it works N ms in ten steps with progress, then succeeds echoing
- * the payload, or fails with the message (retryably if "retry" is true). */
+ * the payload, or fails with the message (retryably if "retry" is true).
+ *
+ * `worker` runs real pipelines (docs/stages.md) instead: the configuration
+ * file is {"pipelines": {KIND: STAGES, ...}}, or STAGES alone ({"script":
+ * ..., "tts": ..., "upload": ...}, the form jobq-server's "pipeline" member
+ * and examples/podcast.c take) for the kind "podcast". With it, a
+ * `jobq-server --submit-only` and `jobq worker` processes on one SQLite file
+ * are the whole job service. Including jobq/stages.h links libjobq-stages. */
 #include <jobq.h>
+#include <jobq/stages.h>
 
 #include <errno.h>
 #include <jansson.h>
@@ -39,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* The largest payload: the library's default max payload, set explicitly in
@@ -67,6 +77,7 @@ static const char help_text[] =
     "  get ID | wait ID [--timeout MS] | cancel ID\n"
     "  list [--owner O] [--kind K] [--state S] [--limit N] [--oldest]\n"
     "  work KIND... [--workers N] [--for MS]\n"
+    "  worker --config FILE [--workers N] [--for MS]\n"
     "  events [--for MS]\n"
     "  cron list | cron remove NAME\n"
     "  cron add NAME EXPR KIND [PAYLOAD] [--tz TZ] [--owner O] [--priority N] [--missed P]\n"
@@ -79,19 +90,24 @@ static const char help_text[] =
     "  it from standard input; at most 1048576 bytes (1 MiB). JSON never starts with\n"
     "  '@', so an argument starting with '@' always names a file (@@x: the file @x).\n"
     "N: --priority -1000..1000 (higher runs first), --limit 1..1000, --workers 1..1024.\n"
+    "work: runs the demo handler ({\"ms\": N} works N ms; {\"fail\": \"why\"} fails) for KIND.\n"
+    "worker: runs the pipelines FILE names (docs/stages.md): {\"pipelines\": {KIND: STAGES,\n"
+    "  ...}}, or STAGES alone ({\"script\": ..., \"tts\": ..., \"upload\": ...}) as kind\n"
+    "  podcast; --workers: jobs of each pipeline at once (default 4). A bad FILE: exit 2.\n"
     "MS: milliseconds, 0..315360000000 (ten years). --ttl (needs --key) keeps the key\n"
     "  of a succeeded job live for MS more; without it, only while the job is unfinished.\n"
-    "cron: schedules kept in the storage; every `jobq work` process runs their\n"
-    "  occurrences, each once. EXPR: 5 cron fields or @hourly/@daily/..., in TZ\n"
+    "cron: schedules kept in the storage; every `jobq work` or `worker` process runs\n"
+    "  their occurrences, each once. EXPR: 5 cron fields or @hourly/@daily/..., in TZ\n"
     "  (default UTC; \"Europe/Berlin\", \"+05:30\"). NAME: 1..128 of A-Z a-z 0-9 _ . : -\n"
     "  --missed latest|skip|all: occurrences missed while no worker ran (default latest).\n"
     "  --count 1..1000 (default 5).\n"
     "Numbers are decimal integers; anything else is a usage error. Options may come\n"
     "  before or after the positional arguments; a value never starts with \"--\".\n"
     "webhooks: every JOBQ_WEBHOOK_SECRET_<NAME>=whsec_... in the environment is an\n"
-    "  endpoint <name> (lower case) for submit and work. submit --webhook URL (up to 8)\n"
-    "  announces the job's end to URL, signed by endpoint --endpoint (default cli, so\n"
-    "  JOBQ_WEBHOOK_SECRET_CLI); work sends the deliveries of every endpoint it knows.\n"
+    "  endpoint <name> (lower case) for submit, work and worker. submit --webhook URL (up\n"
+    "  to 8) announces the job's end to URL, signed by endpoint --endpoint (default cli,\n"
+    "  so JOBQ_WEBHOOK_SECRET_CLI); work and worker send the deliveries of every\n"
+    "  endpoint they know.\n"
     "  JOBQ_WEBHOOK_ALLOW: internal addresses URLs may reach (\"127.0.0.1\"; default none).\n"
     "  list: a table (--json: the page as JSON); --state pending|sending|delivered|failed,\n"
     "  --limit 1..1000 (default 50), --cursor C from the previous page.\n"
@@ -110,6 +126,7 @@ static const struct {
     {"cancel", "cancel ID"},
     {"list", "list [--owner O] [--kind K] [--state S] [--limit N] [--oldest]"},
     {"work", "work KIND... [--workers N] [--for MS]"},
+    {"worker", "worker --config FILE [--workers N] [--for MS]"},
     {"events", "events [--for MS]"},
     {"cron", "cron list | cron remove NAME | cron next EXPR [--tz TZ] [--count N]\n"
              "       jobq cron add NAME EXPR KIND [PAYLOAD] [--tz TZ] [--owner O] [--priority N] "
@@ -666,6 +683,205 @@ static int cmd_work(int argc, char **argv) {
   return jobq_close(q, 10000) ? fail("close") : 0;
 }
 
+/* ---- worker: pipelines from a configuration file ---- */
+
+/* The most pipelines one file may name. */
+#define MAX_PIPELINES 64
+
+typedef struct {
+  const char *kind; /* a member name of the configuration (lives in it) */
+  jobq_pipeline_t *p;
+} pipeline_def;
+
+/* A bad configuration: "jobq: worker: FILE: what" on stderr; the exit
+ * status 2. Not a usage error (the command line was right): no synopsis. */
+static int config_error(const char *path, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "jobq: worker: %s: ", path);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  return 2;
+}
+
+/* A kind name as jobq_register takes it (1..64 of [A-Za-z0-9_.:-], first a
+ * letter or digit), checked here so that a bad one is refused before the
+ * queue is opened: 0, or the exit status 2. */
+static int kind_check(const char *path, const char *kind) {
+  static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-";
+  size_t n = strlen(kind), good = strspn(kind, ok);
+  if (n == 0 || n > 64)
+    return config_error(path, "pipeline kind '%s' takes 1..64 characters, not %zu", kind, n);
+  if (good < n)
+    return config_error(path, "pipeline kind '%s' has '%c' at offset %zu; allowed are "
+                              "A-Z a-z 0-9 _ . : -", kind, kind[good], good);
+  if (strchr("_.:-", kind[0]))
+    return config_error(path, "pipeline kind '%s' must start with a letter or a digit", kind);
+  return 0;
+}
+
+/* One pipeline from its stages object: checked by jobq_pipeline_add_config
+ * (providers, keys, voices, the upload directory). 0, or the exit status 2. */
+static int pipeline_build(const char *path, const char *kind, json_t *stages,
+                          jobq_pipeline_t **out) {
+  *out = NULL;
+  if (!json_is_object(stages))
+    return config_error(path, "pipeline '%s' must be an object of stages: {\"script\": {...}, "
+                              "\"tts\": {...}, \"upload\": {...}}", kind);
+  if (json_object_size(stages) == 0)
+    return config_error(path, "pipeline '%s' has no stages: give \"script\", \"tts\" and/or "
+                              "\"upload\" (docs/stages.md)", kind);
+  char *text = json_dumps(stages, JSON_COMPACT);
+  jobq_pipeline_t *p = text ? jobq_pipeline_new() : NULL;
+  if (p == NULL) {
+    free(text);
+    return config_error(path, "out of memory");
+  }
+  int rc = jobq_pipeline_add_config(p, text);
+  free(text);
+  if (rc != 0) {
+    jobq_pipeline_free(p);
+    return config_error(path, "pipeline '%s': %s", kind, jobq_last_error());
+  }
+  *out = p;
+  return 0;
+}
+
+/* Reads the configuration FILE into defs (*n of them; the pipelines to
+ * free, the kinds living in *root, to decref). Either form:
+ *   {"pipelines": {"podcast": {"script": ..., ...}, "digest": {...}}}
+ *   {"script": ..., "tts": ..., "upload": ...}     (the kind "podcast")
+ * 0, or the exit status 2 after a sentence naming FILE and what is wrong;
+ * then nothing is left to free. */
+static int load_pipelines(const char *path, json_t **root, pipeline_def *defs, int *n) {
+  *n = 0;
+  *root = NULL;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return config_error(path, "cannot read the configuration: %s", strerror(errno));
+  struct stat sb;
+  if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    fclose(f);
+    return config_error(path, "cannot read the configuration: %s", strerror(EISDIR));
+  }
+  json_error_t e;
+  json_t *c = json_loadf(f, JSON_REJECT_DUPLICATES, &e);
+  fclose(f);
+  if (c == NULL)
+    return config_error(path, "not valid JSON: %s (line %d, column %d)", e.text, e.line,
+                        e.column);
+  if (!json_is_object(c)) {
+    json_decref(c);
+    return config_error(path, "the configuration must be a JSON object: {\"pipelines\": {KIND: "
+                              "STAGES, ...}} or STAGES ({\"script\": ..., \"tts\": ..., "
+                              "\"upload\": ...})");
+  }
+  int rc = 0;
+  json_t *pipes = json_object_get(c, "pipelines");
+  if (pipes == NULL) {
+    rc = pipeline_build(path, "podcast", c, &defs[0].p);
+    if (rc == 0) defs[(*n)++].kind = "podcast";
+  } else if (json_object_size(c) != 1) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(c, key, v) if (strcmp(key, "pipelines") != 0) break;
+    rc = config_error(path, "unknown member '%s' beside \"pipelines\" (put each pipeline's "
+                            "stages inside it)", key);
+  } else if (!json_is_object(pipes) || json_object_size(pipes) == 0) {
+    rc = config_error(path, "\"pipelines\" must be an object that names at least one pipeline: "
+                            "{\"podcast\": {\"script\": ..., ...}}");
+  } else if (json_object_size(pipes) > MAX_PIPELINES) {
+    rc = config_error(path, "\"pipelines\" names %zu pipelines; at most %d are accepted",
+                      json_object_size(pipes), MAX_PIPELINES);
+  } else {
+    const char *kind;
+    json_t *stages;
+    json_object_foreach(pipes, kind, stages) {
+      if ((rc = kind_check(path, kind)) != 0 ||
+          (rc = pipeline_build(path, kind, stages, &defs[*n].p)) != 0)
+        break;
+      defs[(*n)++].kind = kind;
+    }
+  }
+  if (rc != 0) {
+    while (*n > 0) jobq_pipeline_free(defs[--*n].p);
+    json_decref(c);
+    return rc;
+  }
+  *root = c;
+  return 0;
+}
+
+/* The kinds' options: those of examples/podcast.c (3 attempts, a backoff of
+ * 2..60 s, 10 minutes an attempt), and at most `workers` jobs of each at
+ * once in this process. */
+static int register_pipelines(jobq_t *q, const pipeline_def *defs, int n, int workers) {
+  jobq_kind_opts_t *ko = jobq_kind_opts_new();
+  int rc = ko ? 0 : JOBQ_ENOMEM;
+  if (rc == 0) rc = jobq_kind_opts_set_max_attempts(ko, 3);
+  if (rc == 0) rc = jobq_kind_opts_set_backoff(ko, 2000, 60000, 0.2);
+  if (rc == 0) rc = jobq_kind_opts_set_timeout(ko, 600000);
+  if (rc == 0) rc = jobq_kind_opts_set_concurrency(ko, workers);
+  for (int i = 0; rc == 0 && i < n; i++) rc = jobq_register_pipeline(q, defs[i].kind, defs[i].p, ko);
+  jobq_kind_opts_free(ko);
+  return rc ? fail("worker") : 0;
+}
+
+static int cmd_worker(int argc, char **argv) {
+  const char *C = "worker", *config = NULL;
+  long long workers = 4, for_ms = -1;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--config") == 0) {
+      if ((config = value(C, argc, argv, &i)) == NULL) return 2;
+    } else if (strcmp(a, "--workers") == 0) {
+      if (number(C, argc, argv, &i, 1, 1024, &workers)) return 2;
+    } else if (strcmp(a, "--for") == 0) {
+      if (number(C, argc, argv, &i, 0, MAX_MS, &for_ms)) return 2;
+    } else if (strcmp(a, "--help") == 0) {
+      return help();
+    } else if (is_option(a)) {
+      return usage_error(C, "unknown option '%s'", a);
+    } else {
+      return usage_error(C, "unexpected argument '%s' (the kinds come from --config FILE)", a);
+    }
+  }
+  if (config == NULL) return usage_error(C, "needs --config FILE (the pipelines to run)");
+  /* Blocking stages (espeak-ng, the local upload's copy) run on libuv's
+   * pool, 4 threads unless UV_THREADPOOL_SIZE says otherwise: give the
+   * jobs that run at once a thread each. Set before anything uses it. */
+  if (getenv("UV_THREADPOOL_SIZE") == NULL && workers > 4) {
+    char n[24];
+    snprintf(n, sizeof n, "%d", (int)workers);
+    setenv("UV_THREADPOOL_SIZE", n, 1);
+  }
+  /* The pipelines are built (and their configurations checked) before the
+   * queue is opened: a bad file creates no database. */
+  pipeline_def defs[MAX_PIPELINES];
+  json_t *root;
+  int n = 0;
+  int rc = load_pipelines(config, &root, defs, &n);
+  if (rc) return rc;
+  jobq_t *q = NULL;
+  if (open_queue_hooks(&q, 0, HOOKS_SEND) != 0) rc = 2;
+  if (rc == 0) rc = register_pipelines(q, defs, n, (int)workers);
+  if (rc == 0 && jobq_start(q) != 0) rc = fail("start");
+  if (rc == 0) {
+    fputs("jobq: worker: running", stderr);
+    for (int i = 0; i < n; i++) fprintf(stderr, "%s %s", i ? "," : "", defs[i].kind);
+    fprintf(stderr, " (%lld at a time each) on %s; Ctrl-C stops\n", workers, storage);
+  }
+  for (int i = 0; i < n; i++) jobq_pipeline_free(defs[i].p);
+  /* The kinds were copied by jobq_register_pipeline: the names may go. */
+  json_decref(root);
+  if (rc) {
+    if (q) jobq_close(q, 0);
+    return rc;
+  }
+  for (long long t = 0; !stop && (for_ms < 0 || t < for_ms); t += 50) sleep_ms(50);
+  return jobq_close(q, 10000) ? fail("close") : 0;
+}
+
 static int cmd_events(int argc, char **argv) {
   const char *C = "events";
   long long for_ms = -1;
@@ -1121,6 +1337,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "cancel") == 0) return cmd_cancel(n, rest);
   if (strcmp(cmd, "list") == 0) return cmd_list(n, rest);
   if (strcmp(cmd, "work") == 0) return cmd_work(n, rest);
+  if (strcmp(cmd, "worker") == 0) return cmd_worker(n, rest);
   if (strcmp(cmd, "events") == 0) return cmd_events(n, rest);
   if (strcmp(cmd, "cron") == 0) return cmd_cron(n, rest);
   if (strcmp(cmd, "stats") == 0) return cmd_stats(n, rest);

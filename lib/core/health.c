@@ -265,7 +265,9 @@ static int shared_read(jobq_t *q, jobq_stats_t *st) {
     }
     v[k++] = v[i];
   }
-  qsort(v, k, sizeof *v, by_name);
+  /* A store that never held a job answers no rows, and v is then NULL:
+   * qsort must not see it (its pointer is declared non-null). */
+  if (k > 1) qsort(v, k, sizeof *v, by_name);
   st->kinds = v;
   st->n_kinds = (int)k;
   st->shared = 1;

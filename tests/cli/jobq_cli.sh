@@ -195,6 +195,16 @@ checks=$((checks + 1))
 usage /dev/null "jobq_cron_remove: no schedule 'hourly'" cron remove hourly
 [ "$("$jobq" cron list < /dev/null | wc -l)" -eq 1 ] || bad "cron remove left the schedule"
 "$jobq" cron remove nightly < /dev/null || bad "cron remove nightly failed"
+# Adding a name again replaces its schedule: one entry, the new one.
+checks=$((checks + 1))
+"$jobq" cron add again '0 3 * * *' report < /dev/null > /dev/null || bad "cron add again failed"
+"$jobq" cron add again '15 4 * * 1' digest '{"b": 2}' --tz +05:30 < /dev/null > /dev/null ||
+  bad "cron add again (replacing) failed"
+"$jobq" cron list < /dev/null > cron.txt || bad "cron list failed"
+[ "$(wc -l < cron.txt)" -eq 1 ] &&
+  grep -qF '{"name":"again","expr":"15 4 * * 1","tz":"+05:30","kind":"digest","payload":{"b":2},' cron.txt ||
+  bad "cron add of an existing name did not replace it: $(cat cron.txt)"
+"$jobq" cron remove again < /dev/null || bad "cron remove again failed"
 
 # ---- payloads ---------------------------------------------------------------
 
@@ -273,6 +283,14 @@ fi
 
 # ---- stats ------------------------------------------------------------------
 
+# An empty store: the table's header and no kind; JSON with no kinds.
+checks=$((checks + 1))
+"$jobq" --storage "sqlite:$tmp/empty.db" stats < /dev/null > empty.txt 2>&1 || bad "stats on an empty store failed"
+[ "$(head -n 1 empty.txt | tr -s ' ')" = "KIND QUEUED SCHED RUNNING DONE FAILED ERR% P50 ms P95 ms" ] &&
+  [ "$(tail -n +2 empty.txt)" = "cache: 0 hits, 0 misses" ] || bad "stats on an empty store: $(cat empty.txt)"
+"$jobq" --storage "sqlite:$tmp/empty.db" stats --json < /dev/null | grep -qF '"kinds":{},' ||
+  bad "stats --json on an empty store shows kinds"
+
 # What the worker did is in the store for any process: this one ran nothing.
 # Its attempts: at least the 200 KB job (the others may still have run).
 checks=$((checks + 1))
@@ -312,6 +330,7 @@ fi
 grep -qF "@FILE" help.txt || bad "jobq --help does not mention @FILE"
 grep -qF "1048576 bytes" help.txt || bad "jobq --help does not state the payload limit"
 grep -qF "cron add NAME EXPR KIND" help.txt || bad "jobq --help does not show cron add"
+grep -qF "worker --config FILE [--workers N] [--for MS]" help.txt || bad "jobq --help does not show worker"
 
 echo "$checks checks, $failures failures"
 [ "$failures" -eq 0 ]

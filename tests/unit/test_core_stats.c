@@ -228,6 +228,32 @@ static void test_stats_read_fails(void **state) {
   tapi_close(q);
 }
 
+/* A store that has never held a job: no kind, zero totals, JSON with an
+ * empty "kinds" (the SQLite backend answers no rows at all: nothing may be
+ * sorted or copied from them). */
+static void test_empty_store(void **state) {
+  (void)state;
+  char dir[] = "/tmp/jobq-stats-XXXXXX", url[128], cmd[160];
+  assert_non_null(mkdtemp(dir));
+  snprintf(url, sizeof url, "sqlite:%s/q.db", dir);
+  const char *urls[] = {"memory:", url};
+  for (int i = 0; i < 2; i++) {
+    jobq_t *q = open_url(urls[i], NULL, 0);
+    jobq_stats_t *st = NULL;
+    TAPI_OK(jobq_stats(q, &st));
+    assert_int_equal(jobq_stats_kind_count(st), 0);
+    assert_int_equal(jobq_stats_total(st, JOBQ_STAT_SUCCEEDED), 0);
+    char *js = jobq_stats_to_json(st);
+    assert_non_null(js);
+    assert_non_null(strstr(js, "\"kinds\":{},"));
+    jobq_free(js);
+    jobq_stats_free(st);
+    tapi_close(q);
+  }
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 /* ETA: the slots' formula on one queue that drives its jobs itself (with
  * jobq_claim: not started, so the kind's concurrency is 1 here). */
 static void test_eta_counts_running_elapsed(void **state) {
@@ -263,6 +289,7 @@ int main(void) {
     cmocka_unit_test(test_backend_without_stats),
     cmocka_unit_test(test_stats_read_fails),
     cmocka_unit_test(test_eta_counts_running_elapsed),
+    cmocka_unit_test(test_empty_store),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
