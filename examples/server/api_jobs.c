@@ -3,6 +3,7 @@
  * The shapes are in examples/server/openapi.json and docs/server.md. */
 #include "server.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,7 +324,15 @@ static void list_jobs(srv_call *c) {
   if (rc == 0 && hl) {
     char *end;
     long n = strtol(limit, &end, 10);
-    rc = *end || end == limit ? JOBQ_EINVAL : jobq_filter_set_limit(f, (int)(n > 100000 ? -1 : n));
+    /* Clamped into int's range only: jobq_filter_set_limit says the range. */
+    if (n > INT_MAX) n = INT_MAX;
+    if (n < INT_MIN) n = INT_MIN;
+    if (*end || end == limit) {
+      jobq_filter_free(f);
+      srv_reply_error(c, 400, "bad_query", "'limit' is a number of jobs");
+      return;
+    }
+    rc = jobq_filter_set_limit(f, (int)n);
   }
   /* Newest first unless ?order=oldest: what a status page wants. */
   if (rc == 0) rc = jobq_filter_set_newest_first(f, !(hord && strcmp(order, "oldest") == 0));
@@ -355,9 +364,29 @@ static void list_jobs(srv_call *c) {
 static void get_deliveries(srv_call *c) {
   jobq_job_t *job = job_for_caller(c);
   if (job == NULL) return;
+  char cursor[512], limit[16];
+  int hc = srv_query(c, "cursor", cursor, sizeof cursor), hl = 0;
+  if (hc < 0 || (hl = srv_query(c, "limit", limit, sizeof limit)) < 0) {
+    jobq_job_free(job);
+    return;
+  }
+  long n = 100;
+  if (hl) {
+    char *end;
+    n = strtol(limit, &end, 10);
+    if (*end || end == limit || n < 1 || n > 1000) {
+      jobq_job_free(job);
+      srv_reply_error(c, 400, "bad_query", "'limit' is a number of deliveries, 1..1000");
+      return;
+    }
+  }
   jobq_deliveries_t *d = NULL;
-  int rc = jobq_webhook_deliveries(c->s->q, jobq_job_id(job), -1, 100, NULL, &d);
+  int rc = jobq_webhook_deliveries(c->s->q, jobq_job_id(job), -1, (int)n, hc ? cursor : NULL, &d);
   jobq_job_free(job);
+  if (rc == JOBQ_EINVAL) {
+    srv_reply_error(c, 400, "bad_query", "%s", jobq_last_error());
+    return;
+  }
   if (rc != 0) {
     srv_reply_jobq(c, rc, NULL);
     return;

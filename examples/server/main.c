@@ -178,10 +178,11 @@ static int load_config(srv_conf *k, const char *path) {
       size_t i;
       json_t *e2;
       json_array_foreach(v, i, e2) if (json_is_string(e2)) add_cors(k, json_string_value(e2));
-    } else if (strcmp(key, "maxBody") == 0 && json_is_integer(v) && json_integer_value(v) > 0) {
+    } else if (strcmp(key, "maxBody") == 0 && json_is_integer(v) && json_integer_value(v) > 0 &&
+               json_integer_value(v) <= (1LL << 30)) {
       k->max_body = (size_t)json_integer_value(v);
     } else if (strcmp(key, "requestTimeoutMs") == 0 && json_is_integer(v) &&
-               json_integer_value(v) > 0) {
+               json_integer_value(v) > 0 && json_integer_value(v) <= 3600000) {
       k->req_timeout_ms = json_integer_value(v);
     } else if (strcmp(key, "drainMs") == 0 && json_is_integer(v)) {
       if (json_integer_value(v) < 0 || json_integer_value(v) > 86400000) {

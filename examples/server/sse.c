@@ -185,7 +185,7 @@ static int push(srv_sse *x, srv_frame *f) {
   return 0;
 }
 
-void srv_sse_push(srv_sse *x, srv_frame *f) { (void)push(x, f); }
+int srv_sse_push(srv_sse *x, srv_frame *f) { return push(x, f); }
 
 void srv_sse_job_event(srv_sse *x, srv_frame *f, int64_t rank, int terminal, int restart) {
   if (x->ending) return;
@@ -413,8 +413,10 @@ static void get_events(srv_call *c) {
     if (lei.len < sizeof buf) {
       memcpy(buf, lei.base, lei.len);
       buf[lei.len] = '\0';
-      ok = sscanf(buf, "%lld-%llu%n", &start, &seq, &n) == 2 && (size_t)n == lei.len &&
-           start == st->start_ms && srv_ring_replay(st, x, seq);
+      if (sscanf(buf, "%lld-%llu%n", &start, &seq, &n) == 2 && (size_t)n == lei.len &&
+          start == st->start_ms)
+        ok = srv_ring_replay(st, x, seq);
+      if (ok < 0) return; /* the stream ended during the replay (out of memory) */
     }
     if (!ok) {
       /* Not resumable (another server's id, or older than the ring): the

@@ -241,7 +241,7 @@ int srv_ring_replay(struct srv_stream *st, srv_sse *x, uint64_t after) {
   if (after > st->newest || after + 1 < oldest) return 0;
   for (uint64_t q = after + 1; q <= st->newest; q++) {
     srv_ring_ent *e = &st->ring[q % SRV_RING];
-    if (srv_sse_may_see(x, e->has_job, e->owner)) srv_sse_push(x, e->f);
+    if (srv_sse_may_see(x, e->has_job, e->owner) && srv_sse_push(x, e->f) != 0) return -1;
   }
   return 1;
 }
@@ -316,7 +316,7 @@ static void on_event(const jobq_event_t *ev, void *ud) {
   ring_add(st, seq, f, has_job, owner);
   for (srv_sse *x = st->global, *next; x; x = next) {
     next = srv_sse_next_global(x);
-    if (srv_sse_may_see(x, has_job, owner)) srv_sse_push(x, f);
+    if (srv_sse_may_see(x, has_job, owner)) (void)srv_sse_push(x, f);
   }
   srv_frame_unref(f);
 }

@@ -102,8 +102,9 @@ struct srv_stream {
 uint32_t srv_hash_id(const char *id);
 void srv_map_add(struct srv_stream *st, srv_waiter *w, const char *id);
 void srv_map_del(struct srv_stream *st, srv_waiter *w);
-/* Replays to x the ring's events after seq `after` that x may see: 1, or 0
- * if the ring no longer (or never) held them. */
+/* Replays to x the ring's events after seq `after` that x may see: 1, 0
+ * if the ring no longer (or never) held them, or -1 if the stream ended
+ * meanwhile (out of memory; x may be gone: do not touch it). */
 int srv_ring_replay(struct srv_stream *st, srv_sse *x, uint64_t after);
 
 /* An HTTP/1 connection reads nothing while H2O answers its request, so a
@@ -126,7 +127,8 @@ void srv_sse_job_event(srv_sse *x, srv_frame *f, int64_t rank, int terminal, int
 /* A /v1/events stream: 1 if the stream's caller may see an event of a job
  * of owner (has_job 0: an event about the queue). */
 int srv_sse_may_see(const srv_sse *x, int has_job, const char *owner);
-void srv_sse_push(srv_sse *x, srv_frame *f);
+/* Queues f on x: 0, or -1 if the stream ended instead (x may be gone). */
+int srv_sse_push(srv_sse *x, srv_frame *f);
 /* Ends the stream after what it has queued (SIGTERM). */
 void srv_sse_end(srv_sse *x);
 /* Its client closed the connection. */

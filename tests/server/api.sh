@@ -84,6 +84,18 @@ expect 200
 check "second page" 'len(j["jobs"]) == 1 and j["nextCursor"] is None'
 req GET "/v1/jobs?state=bogus" "${ADM[@]}"
 expect 400
+req GET "/v1/jobs?limit=5000000" "${ADM[@]}"
+expect 400
+check "a limit out of range says the range" '"1..1000" in j["error"]["message"] and "5000000" in j["error"]["message"]'
+req GET "/v1/jobs?limit=many" "${ADM[@]}"
+expect 400
+req GET "/v1/jobs/$ID1/deliveries?limit=5" "${A[@]}"
+expect 200
+check "a job without webhooks has no deliveries" 'j["success"] and j["deliveries"] == [] and j["nextCursor"] is None'
+req GET "/v1/jobs/$ID1/deliveries?limit=0" "${A[@]}"
+expect 400
+req GET "/v1/jobs/$ID1/deliveries" "${B[@]}"
+expect 404
 req GET "/v1/jobs?kind=echo&state=queued&owner=carol" "${ADM[@]}"
 expect 200
 check "filters combine" '[x["id"] for x in j["jobs"]] == ["'"$ID_CAROL"'"]'
