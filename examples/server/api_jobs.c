@@ -132,6 +132,58 @@ static int setter(srv_call *c, int rc) {
   return -1;
 }
 
+/* "webhook": {"url", "endpoint", "events"} or a list of them: the job's
+ * own webhook URLs (jobq_submit_opts_add_webhook). endpoint names the
+ * JOBQ_WEBHOOK_SECRET_<NAME> that signs (default: the only one there is);
+ * events, a list of "succeeded", "failed", "cancelled", "progress"
+ * (default: the endpoint's). 0, or -1 after answering 400. */
+static int add_webhooks(srv_call *c, json_t *body, jobq_submit_opts_t *so) {
+  json_t *v = json_object_get(body, "webhook");
+  if (v == NULL || json_is_null(v)) return 0;
+  json_t *one = json_is_array(v) ? NULL : v;
+  size_t n = json_is_array(v) ? json_array_size(v) : 1;
+  for (size_t i = 0; i < n; i++) {
+    json_t *h = one ? one : json_array_get(v, i);
+    const char *url = json_string_value(json_object_get(h, "url"));
+    json_t *ep = json_object_get(h, "endpoint"), *ev = json_object_get(h, "events");
+    if (!json_is_object(h) || url == NULL || (ep && !json_is_string(ep)) ||
+        (ev && !json_is_array(ev))) {
+      srv_reply_error(c, 400, "invalid_field",
+                      "'webhook' is {\"url\": string, \"endpoint\": string, \"events\": [...]} "
+                      "or a list of them");
+      return -1;
+    }
+    int mask = 0;
+    size_t j;
+    json_t *e;
+    json_array_foreach(ev, j, e) {
+      const char *name = json_string_value(e);
+      int bit = name == NULL                        ? 0
+                : strcmp(name, "succeeded") == 0    ? JOBQ_WEBHOOK_ON_SUCCEEDED
+                : strcmp(name, "failed") == 0       ? JOBQ_WEBHOOK_ON_FAILED
+                : strcmp(name, "cancelled") == 0    ? JOBQ_WEBHOOK_ON_CANCELLED
+                : strcmp(name, "progress") == 0     ? JOBQ_WEBHOOK_ON_PROGRESS
+                                                    : 0;
+      if (bit == 0) {
+        srv_reply_error(c, 400, "invalid_field",
+                        "'webhook.events' lists succeeded, failed, cancelled, progress");
+        return -1;
+      }
+      mask |= bit;
+    }
+    const char *endpoint = ep ? json_string_value(ep) : c->s->default_endpoint;
+    if (endpoint == NULL) {
+      srv_reply_error(c, 400, "invalid_field",
+                      "'webhook.endpoint' names the endpoint whose secret signs: the server has %s",
+                      c->s->n_endpoints ? "several (JOBQ_WEBHOOK_SECRET_<NAME>)"
+                                        : "none (set JOBQ_WEBHOOK_SECRET_<NAME>)");
+      return -1;
+    }
+    if (setter(c, jobq_submit_opts_add_webhook(so, url, endpoint, mask))) return -1;
+  }
+  return 0;
+}
+
 static void post_job(srv_call *c) {
   json_t *body = srv_body_object(c);
   if (body == NULL) return;
@@ -176,6 +228,7 @@ static void post_job(srv_call *c) {
     json_t *f = json_object_get(body, "force");
     if (json_is_true(f) && setter(c, jobq_submit_opts_set_force(w->so, 1))) goto out;
   }
+  if (add_webhooks(c, body, w->so) != 0) goto out;
   json_t *p = json_object_get(body, "payload");
   w->payload = p ? json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("{}");
   w->kind = strdup(kind);

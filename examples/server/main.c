@@ -337,6 +337,49 @@ static void on_signal(uv_signal_t *h, int signum) {
   uv_timer_start(&drain_timer, on_drain_tick, 0, 10);
 }
 
+/* ---- webhook endpoints from the environment ---- */
+
+extern char **environ;
+
+#define SECRET_VAR "JOBQ_WEBHOOK_SECRET_"
+
+/* Every JOBQ_WEBHOOK_SECRET_<NAME>=whsec_... is endpoint <name> (lower
+ * case), which signs the URLs jobs bring ("webhook" in POST /v1/jobs), and
+ * JOBQ_WEBHOOK_ALLOW the allow-list of internal addresses; as with the jobq
+ * command, so that a server and its worker processes agree. The secret goes
+ * from the environment into the options, nowhere else. 0, or -1 after a
+ * sentence that names the variable (never its value). */
+static int add_endpoints(jobq_options_t *o, int submit_only) {
+  const char *allow = getenv("JOBQ_WEBHOOK_ALLOW");
+  if (allow && *allow && jobq_options_set_webhook_allow(o, allow) != 0) {
+    fprintf(stderr, "jobq-server: JOBQ_WEBHOOK_ALLOW: %s\n", jobq_last_error());
+    return -1;
+  }
+  size_t pl = strlen(SECRET_VAR);
+  for (char **e = environ; *e; e++) {
+    const char *eq = strchr(*e, '=');
+    if (strncmp(*e, SECRET_VAR, pl) != 0 || eq == NULL) continue;
+    char name[128];
+    size_t len = (size_t)(eq - (*e + pl)), i;
+    for (i = 0; i < len && i + 1 < sizeof name; i++) {
+      char ch = (*e)[pl + i];
+      name[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+    }
+    name[i] = '\0';
+    S.n_endpoints++;
+    snprintf(S.endpoint_buf, sizeof S.endpoint_buf, "%s", name);
+    S.default_endpoint = S.n_endpoints == 1 ? S.endpoint_buf : NULL;
+    if (jobq_options_add_webhook(o, name, NULL, eq + 1) != 0) {
+      fprintf(stderr, "jobq-server: %.*s: %s\n", (int)(eq - *e), *e, jobq_last_error());
+      return -1;
+    }
+  }
+  /* Submit-only or not, the server sends deliveries too (its sender starts
+   * at jobq_open): any live process that has the secret delivers. */
+  (void)submit_only;
+  return 0;
+}
+
 /* ---- start ---- */
 
 /* "ownerQuotas": {"kind": max, ...}: per owner, at most max unfinished jobs
@@ -386,6 +429,10 @@ int main(int argc, char **argv) {
   S.started = uv_hrtime();
   jobq_options_t *o = jobq_options_new();
   if (o == NULL) return 2;
+  if (add_endpoints(o, k->submit_only) != 0) {
+    jobq_options_free(o);
+    return 2;
+  }
   int rc;
   if ((rc = jobq_options_set_storage(o, k->storage)) != 0 ||
       (rc = jobq_options_set_loop(o, S.loop)) != 0 ||

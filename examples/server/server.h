@@ -69,6 +69,9 @@ struct srv {
   long inflight;    /* calls not yet answered (work on the pool included) */
   uint64_t started; /* uv_hrtime at start */
   struct srv_stream *streams; /* stream.c's state; NULL until it starts */
+  int n_endpoints;              /* webhook endpoints from JOBQ_WEBHOOK_SECRET_<NAME> */
+  const char *default_endpoint; /* the only one, when there is exactly one; else NULL */
+  char endpoint_buf[128];
 };
 
 /* One request, from its route's call to its answer. Allocated on the heap;

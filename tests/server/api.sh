@@ -130,6 +130,16 @@ expect 405
 req GET /v1/jobs "${A[@]}"
 check "bad requests stored nothing" 'len(j["jobs"]) == 1'
 
+# webhooks: the field's shape, and a server without endpoints cannot sign
+req POST /v1/jobs "${A[@]}" "${J[@]}" -d '{"kind":"echo","webhook":{"endpoint":"x"}}'
+expect 400
+check "a webhook needs a url" '"webhook" in j["error"]["message"]'
+req POST /v1/jobs "${A[@]}" "${J[@]}" -d '{"kind":"echo","webhook":{"url":"https://example.com/h","events":["done"]}}'
+expect 400
+req POST /v1/jobs "${A[@]}" "${J[@]}" -d '{"kind":"echo","webhook":{"url":"https://example.com/h"}}'
+expect 400
+check "no endpoint to sign with" '"JOBQ_WEBHOOK_SECRET_" in j["error"]["message"]'
+
 # ---- quota: 429 with Retry-After ----
 req POST /v1/jobs "${A[@]}" "${J[@]}" -d '{"kind":"slow"}'
 expect 202

@@ -244,9 +244,34 @@ start_server d --storage "sqlite:$WORK/d.db" --config "$WORK/conf3.json" --audio
 req POST $GEN "${A[@]}" "${J[@]}" -d "$(body n1)"
 expect 202
 ID=$(jget 'j["jobId"]')
+# the running podcast's Server-Sent Events, read by curl while it runs
+( curl -sN -H 'x-api-key: alice-key' "$BASE/v1/jobs/$ID/events" >"$WORK/podcast.sse"
+  echo $? >"$WORK/podcast.sse.rc" ) &
 poll_done "$BASE" alice-key "$ID"
 ordered
 case $STATUSES in *" processing:"[12]?*) pass ;; *) fail "never seen processing the script: $STATUSES" ;; esac
+for _ in $(seq 1 100); do [ -e "$WORK/podcast.sse.rc" ] && break; sleep 0.1; done
+[ -e "$WORK/podcast.sse.rc" ] || fail "the podcast's event stream did not end after the job"
+python3 - "$WORK/podcast.sse" <<'PY' || fail "the podcast's event stream: $(cat "$WORK/podcast.sse")"
+import json, sys
+evs, cur = [], {}
+for line in open(sys.argv[1]).read().split("\n"):
+    if line == "":
+        if "data" in cur: evs.append((cur.get("event"), json.loads(cur["data"])))
+        cur = {}
+    elif not line.startswith(":"):
+        k, _, v = line.partition(":")
+        cur[k] = v[1:] if v.startswith(" ") else v
+names = [e for e, _ in evs]
+assert names[0] == "snapshot" and names[-1] == "succeeded", names
+prog = [d["progress"] for e, d in evs if e == "progress"]
+assert len(prog) >= 3 and prog == sorted(prog) and prog[-1] == 100, prog
+steps = [d.get("step") for e, d in evs if e == "progress"]
+assert "Generating script..." in steps or any("script" in (s or "").lower() for s in steps), steps
+res = evs[-1][1]["result"]
+assert res["audioDuration"] > 0 and res["audioUrl"] and res["dialogue"][0]["speaker"] == "Alex", res
+PY
+pass
 check "completed through the configured pipeline" 'j["job"]["status"] == "completed" and j["job"]["audioUrl"] == "'"$BASE/audio/$ID.wav"'" and j["job"]["transcript"][0]["speaker"] == "Alex"'
 curl -sf -X POST "$PROV/_faults" -d '{"route": "openai", "faults": [{"hang_ms": 120000}]}' >/dev/null
 req POST $GEN "${A[@]}" "${J[@]}" -d "$(body n2)"

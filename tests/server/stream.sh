@@ -17,6 +17,18 @@ cat >"$WORK/conf.json" <<'JSON'
           {"key": "admin-key", "owner": "*"}]}
 JSON
 DB=$WORK/q.db
+# Webhooks: the endpoint "hooks" (the example secret of the Standard Webhooks
+# libraries) in the servers and the worker processes alike, and a receiver on
+# 127.0.0.1 that checks every signature with its own implementation.
+export JOBQ_WEBHOOK_SECRET_HOOKS=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+export JOBQ_WEBHOOK_ALLOW=127.0.0.1
+mkfifo "$WORK/recv.in"
+python3 "$SRC/tests/servers/webhook_receiver.py" --secret "$JOBQ_WEBHOOK_SECRET_HOOKS" \
+  <"$WORK/recv.in" >"$WORK/recv.out" 2>"$WORK/recv.err" &
+SERVER_PIDS+=("$!")
+exec 8>"$WORK/recv.in" # the receiver exits when this closes
+for _ in $(seq 1 100); do grep -q '^PORT' "$WORK/recv.out" && break; sleep 0.05; done
+RECV=http://127.0.0.1:$(sed -n 's/^PORT //p' "$WORK/recv.out")
 start_server a --storage "sqlite:$DB" --config "$WORK/conf.json" --submit-only
 A=(-H 'x-api-key: alice-key')
 B=(-H 'x-api-key: bob-key')
@@ -237,9 +249,10 @@ assert all((e["data"]["progress"] > before) for e in ev if e["event"] == "progre
 pass
 stop_worker
 
-# ---- a restart while the job runs in the worker process ----
+# ---- a restart while the job runs in the worker process: the job, its
+# stream (Last-Event-ID) and its webhook survive ----
 start_worker 3
-submit "${A[@]}" "${J[@]}" -d '{"kind":"echo","payload":{"ms":3000,"restart":true}}'
+submit "${A[@]}" "${J[@]}" -d '{"kind":"echo","payload":{"ms":3000,"restart":true},"webhook":{"url":"'"$RECV/ok/restart"'"}}'
 ID3=$ID
 sse "$WORK/s3" "${A[@]}" "/v1/jobs/$ID3/events"
 wait_for "progress before the restart" '[e for e in events(W+"/s3") if e["event"] == "progress" and e["data"]["progress"] >= 20]'
@@ -256,6 +269,21 @@ L = rank("'"$LAST"'")
 ev = events(W+"/s3b")
 assert ev and ev[-1]["event"] == "succeeded" and ev[-1]["data"]["result"] == {"ms": 3000, "restart": True}, ev
 assert all(rank(e["id"]) > L for e in ev), [e["id"] for e in ev]' || fail "after the restart, from $LAST: $(cat "$WORK/s3b")"
+pass
+for _ in $(seq 1 300); do
+  curl -s "$RECV/log?prefix=/ok/restart" >"$WORK/hook.json"
+  python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])) else 1)' "$WORK/hook.json" && break
+  sleep 0.1
+done
+python3 - "$WORK/hook.json" "$ID3" <<'PY' || fail "the job's webhook after the restart: $(cat "$WORK/hook.json")"
+import json, sys
+log, job = json.load(open(sys.argv[1])), sys.argv[2]
+assert log and all(r["verified"] for r in log), log
+assert len({r["id"] for r in log}) == 1 and log[0]["id"] == job + ":0:succeeded", log
+body = json.loads(log[0]["body"])
+assert body["type"] == "job.succeeded" and body["data"]["jobId"] == job, body
+assert body["data"]["result"] == {"ms": 3000, "restart": True}, body
+PY
 pass
 stop_worker
 
@@ -277,4 +305,5 @@ grep -q "still unanswered" "$WORK/server-b.log" && fail "SIGTERM waited for the 
 grep -q '"path":"/v1/jobs/'"$ID4"'/events","status":200' "$WORK/server-b.log" || fail "no log line for the stream"
 pass
 for p in "${CURL_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+exec 8>&- # the receiver exits
 finish
