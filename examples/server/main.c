@@ -429,7 +429,7 @@ int main(int argc, char **argv) {
   S.started = uv_hrtime();
   jobq_options_t *o = jobq_options_new();
   if (o == NULL) return 2;
-  if (add_endpoints(o, k->submit_only) != 0) {
+  if (add_endpoints(o, k->submit_only) != 0 || set_quotas(o, k->quotas) != 0) {
     jobq_options_free(o);
     return 2;
   }
@@ -437,8 +437,7 @@ int main(int argc, char **argv) {
   if ((rc = jobq_options_set_storage(o, k->storage)) != 0 ||
       (rc = jobq_options_set_loop(o, S.loop)) != 0 ||
       (rc = jobq_options_set_workers(o, k->submit_only ? 0 : k->workers)) != 0 ||
-      (rc = jobq_options_set_shared_events(o, 1)) != 0 || (rc = set_quotas(o, k->quotas)) != 0 ||
-      (rc = jobq_open(&S.q, o)) != 0) {
+      (rc = jobq_options_set_shared_events(o, 1)) != 0 || (rc = jobq_open(&S.q, o)) != 0) {
     fprintf(stderr, "jobq-server: cannot open the queue on %s: %s (%s)\n", k->storage,
             jobq_last_error(), jobq_err_name(rc));
     jobq_options_free(o);

@@ -194,6 +194,16 @@ expect 200
 echo "$HEADERS" | grep -qi '^access-control-allow-origin' && fail "CORS for an origin not allowed"
 pass
 
+# ---- a bad configuration: exit 2 with a sentence naming the member, nothing created ----
+echo '{"ownerQuotas": {"slow": -5}}' >"$WORK/bad.json"
+rc=0
+"$SERVER" --no-auth --listen 127.0.0.1:0 --config "$WORK/bad.json" --storage "sqlite:$WORK/bad.db" \
+  2>"$WORK/bad.err" || rc=$?
+[ $rc = 2 ] || fail "a bad ownerQuotas: exit $rc, expected 2"
+grep -q 'ownerQuotas.slow' "$WORK/bad.err" || fail "the sentence does not name the member: $(cat "$WORK/bad.err")"
+[ ! -e "$WORK/bad.db" ] || fail "a refused configuration created the database"
+pass
+
 # ---- slow clients are dropped ----
 stop_server "$SERVER_PID"
 start_server b --storage "sqlite:$WORK/q.db" --config "$WORK/conf.json" --submit-only \
