@@ -97,6 +97,11 @@ JOBQ_API const char *jobq_version_string(void);
 JOBQ_API const char *jobq_strerror(int code);
 /* The code's identifier, e.g. "JOBQ_ENOTFOUND". Static storage. */
 JOBQ_API const char *jobq_err_name(int code);
+/* The lowest (most negative) code this build knows, JOBQ_ESIGNATURE (-28) in
+ * 0.1: every value from 0 down to it is a code, so a binding can enumerate
+ * them with jobq_err_name and jobq_strerror (which say "JOBQ_EUNKNOWN" and
+ * "unknown error" below it). Codes are only ever appended: it only falls. */
+JOBQ_API int jobq_err_code_min(void);
 /* What exactly went wrong in the last failing call on this thread, e.g.
  * "jobq_submit: payload is not valid JSON: expected ',' or '}' at byte 9".
  * Empty string if none. Valid until the next libjobq call on this thread. */
@@ -115,6 +120,11 @@ JOBQ_API void jobq_free(void *p);
 
 /* "queued", "running", "succeeded", "failed", "cancelled"; NULL if unknown. */
 JOBQ_API const char *jobq_state_name(int state);
+/* The state named name ("queued" .. "cancelled", exactly as jobq_state_name
+ * spells it), or JOBQ_EINVAL (-1, never a state) for NULL or another name.
+ * States run from 0 without gaps: enumerate them with jobq_state_name(s)
+ * for s = 0, 1, ... until it returns NULL. */
+JOBQ_API int jobq_state_by_name(const char *name);
 /* 1 for succeeded, failed and cancelled, else 0. */
 JOBQ_API int jobq_state_is_terminal(int state);
 
@@ -154,6 +164,11 @@ JOBQ_API int jobq_state_is_terminal(int state);
 /* "submitted", "started", ..., "storage_error", "storage_ok",
  * "batch_done", "webhook_failed"; NULL if unknown. */
 JOBQ_API const char *jobq_event_type_name(int type);
+/* The event type named name (as jobq_event_type_name spells it), or
+ * JOBQ_EINVAL (-1, never a type) for NULL or a name this version does not
+ * know. Types run from 1 without gaps: enumerate them with
+ * jobq_event_type_name(t) for t = 1, 2, ... until it returns NULL. */
+JOBQ_API int jobq_event_type_by_name(const char *name);
 
 /* ---- handles ----------------------------------------------------------- */
 
@@ -171,6 +186,9 @@ struct uv_loop_s; /* libuv's loop; hosts that never use libuv need no uv.h */
 
 /* A text job id (UUIDv7, 36 characters) fits in a buffer of this size. */
 #define JOBQ_ID_SIZE 37
+/* JOBQ_ID_SIZE of the library actually loaded, for bindings that cannot
+ * read macros: the size to give the _ex submits (jobq_submit_ex). */
+JOBQ_API size_t jobq_id_size(void);
 
 /* ---- options ----------------------------------------------------------- */
 
@@ -461,18 +479,32 @@ JOBQ_API int jobq_submit_opts_set_force(jobq_submit_opts_t *so, int force);
  * is written to out_id (at least JOBQ_ID_SIZE bytes). Returns 0 once the job
  * is stored, 1 if a live dedupe key returned an existing job's id, or a
  * negative code (nothing stored). Unknown kinds are accepted: the process that
- * runs them may be another one. */
+ * runs them may be another one. From another language (FFI), prefer
+ * jobq_submit_ex: this form cannot tell a short buffer. */
 JOBQ_API int jobq_submit(jobq_t *q, const char *kind, const char *payload_json,
                          const jobq_submit_opts_t *so, char *out_id);
+/* jobq_submit with the size of out_id: out_cap < JOBQ_ID_SIZE is refused
+ * with JOBQ_EINVAL before anything is stored, and out_id is not written. It
+ * writes JOBQ_ID_SIZE bytes (the id and its NUL), never more. */
+JOBQ_API int jobq_submit_ex(jobq_t *q, const char *kind, const char *payload_json,
+                            const jobq_submit_opts_t *so, char *out_id, size_t out_cap);
 /* Submits n jobs at once, all or none. kinds[i], payloads[i]; opts may be NULL
  * or an array whose entries may be NULL. out_ids receives n ids, each
  * JOBQ_ID_SIZE bytes apart (n * JOBQ_ID_SIZE bytes). out_dup, if not NULL,
  * receives n flags: 1 where a live dedupe key returned an existing job.
- * Returns the number of such jobs (>= 0) or a negative code. */
+ * Returns the number of such jobs (>= 0) or a negative code. From FFI,
+ * prefer jobq_submit_many_ex. */
 JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
                               const char *const *payloads,
                               const jobq_submit_opts_t *const *opts, char *out_ids,
                               int *out_dup);
+/* jobq_submit_many with the size of out_ids: out_cap < n * JOBQ_ID_SIZE is
+ * refused with JOBQ_EINVAL before anything is stored (n 0 still returns 0).
+ * It writes n * JOBQ_ID_SIZE bytes, never more. */
+JOBQ_API int jobq_submit_many_ex(jobq_t *q, size_t n, const char *const *kinds,
+                                 const char *const *payloads,
+                                 const jobq_submit_opts_t *const *opts, char *out_ids,
+                                 size_t out_cap, int *out_dup);
 
 /* ---- batches ----------------------------------------------------------- */
 
@@ -485,11 +517,20 @@ typedef struct jobq_batch_s jobq_batch_t; /* a snapshot of one batch */
  * not a member. max_running 1..100000 caps how many members run at once
  * across every process on the store (the others wait queued); 0: no cap.
  * When the last member finishes, JOBQ_EVENT_BATCH_DONE is sent. Returns
- * the number of dedupe hits (>= 0) or a negative code (nothing stored). */
+ * the number of dedupe hits (>= 0) or a negative code (nothing stored).
+ * From FFI, prefer jobq_batch_submit_ex. */
 JOBQ_API int jobq_batch_submit(jobq_t *q, size_t n, const char *const *kinds,
                                const char *const *payloads,
                                const jobq_submit_opts_t *const *opts, int max_running,
                                char *out_batch_id, char *out_ids, int *out_dup);
+/* jobq_batch_submit with the sizes of its buffers: batch_cap <
+ * JOBQ_ID_SIZE or ids_cap < n * JOBQ_ID_SIZE is refused with JOBQ_EINVAL
+ * before anything is stored, and nothing is written. */
+JOBQ_API int jobq_batch_submit_ex(jobq_t *q, size_t n, const char *const *kinds,
+                                  const char *const *payloads,
+                                  const jobq_submit_opts_t *const *opts, int max_running,
+                                  char *out_batch_id, size_t batch_cap, char *out_ids,
+                                  size_t ids_cap, int *out_dup);
 /* A snapshot of the batch; free with jobq_batch_free. JOBQ_ENOTFOUND if
  * there is no such batch. */
 JOBQ_API int jobq_batch_get(jobq_t *q, const char *batch_id, jobq_batch_t **out);

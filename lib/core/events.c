@@ -18,6 +18,15 @@ JOBQ_API const char *jobq_event_type_name(int type) {
   return type_names[type];
 }
 
+JOBQ_API int jobq_event_type_by_name(const char *name) {
+  if (name == NULL) return jobq__err(JOBQ_EINVAL, "jobq_event_type_by_name: name is NULL");
+  for (int t = JOBQ_EVENT_SUBMITTED; t <= JOBQ_EVENT_WEBHOOK_FAILED; t++)
+    if (strcmp(name, type_names[t]) == 0) return t;
+  return jobq__err(JOBQ_EINVAL, "jobq_event_type_by_name: '%.64s' is not an event type of this "
+                                "version (submitted .. webhook_failed)",
+                   name);
+}
+
 int jobq__events_on(jobq_t *q) { return q->events.n_subs > 0 || q->events.pull_on; }
 
 static void events_flag_update(jobq_t *q) { atomic_store(&q->events.flag, jobq__events_on(q)); }

@@ -26,6 +26,18 @@ JOBQ_API const char *jobq_state_name(int state) {
   return state_names[state];
 }
 
+JOBQ_API int jobq_state_by_name(const char *name) {
+  if (name == NULL) return jobq__err(JOBQ_EINVAL, "jobq_state_by_name: name is NULL");
+  for (int i = 0; i <= JOBQ_CANCELLED; i++)
+    if (strcmp(name, state_names[i]) == 0) return i;
+  return jobq__err(JOBQ_EINVAL,
+                   "jobq_state_by_name: '%.64s' is not a state (queued, running, succeeded, "
+                   "failed, cancelled)",
+                   name);
+}
+
+JOBQ_API size_t jobq_id_size(void) { return JOBQ_ID_SIZE; }
+
 JOBQ_API int jobq_state_is_terminal(int state) {
   return state == JOBQ_SUCCEEDED || state == JOBQ_FAILED || state == JOBQ_CANCELLED;
 }

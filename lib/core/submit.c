@@ -6,6 +6,7 @@
 #include "util/id.h"
 #include "util/json.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,39 +164,69 @@ out:
   return rc;
 }
 
-JOBQ_API int jobq_submit(jobq_t *q, const char *kind, const char *payload_json,
-                         const jobq_submit_opts_t *so, char *out_id) {
-  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_submit: q is NULL");
-  if (jobq__inherited(q)) return jobq__inherited_err("jobq_submit");
-  if (out_id == NULL) return jobq__err(JOBQ_EINVAL, "jobq_submit: out_id is NULL");
+/* Refuses a buffer of cap bytes that cannot hold need (the id, or n ids):
+ * checked before anything is prepared or stored, so a short buffer stores
+ * nothing and is never written. */
+static int cap_check(const char *fn, const char *what, size_t cap, size_t need, size_t n) {
+  if (cap >= need) return 0;
+  if (n == 1)
+    return jobq__err(JOBQ_EINVAL, "%s: %s is %zu bytes; an id needs JOBQ_ID_SIZE (%d) bytes", fn,
+                     what, cap, JOBQ_ID_SIZE);
+  return jobq__err(JOBQ_EINVAL,
+                   "%s: %s is %zu bytes; %zu ids need n * JOBQ_ID_SIZE = %zu bytes", fn, what,
+                   cap, n, need);
+}
+
+/* jobq_submit and jobq_submit_ex: the old form passes SIZE_MAX for the cap
+ * it cannot know. */
+static int submit_one(jobq_t *q, const char *fn, const char *kind, const char *payload_json,
+                      const jobq_submit_opts_t *so, char *out_id, size_t out_cap) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "%s: q is NULL", fn);
+  if (jobq__inherited(q)) return jobq__inherited_err(fn);
+  if (out_id == NULL) return jobq__err(JOBQ_EINVAL, "%s: out_id is NULL", fn);
+  int rc = cap_check(fn, "out_cap", out_cap, JOBQ_ID_SIZE, 1);
+  if (rc) return rc;
   jobq_storage_job rec;
   int force, dup = 0;
   char *hooks;
   int64_t now = jobq__now(q);
-  int rc = prepare(q, "jobq_submit", kind, payload_json, so, now, &rec, &force, &hooks);
+  rc = prepare(q, fn, kind, payload_json, so, now, &rec, &force, &hooks);
   if (rc) return rc;
   jobq_storage_job *p = &rec;
-  rc = store(q, "jobq_submit", &p, hooks ? &hooks : NULL, 1, &force, now, &dup, NULL, 0);
+  rc = store(q, fn, &p, hooks ? &hooks : NULL, 1, &force, now, &dup, NULL, 0);
   free(hooks);
   if (rc) return rc;
   memcpy(out_id, rec.id, JOBQ_ID_SIZE);
   return dup;
 }
 
+JOBQ_API int jobq_submit(jobq_t *q, const char *kind, const char *payload_json,
+                         const jobq_submit_opts_t *so, char *out_id) {
+  return submit_one(q, "jobq_submit", kind, payload_json, so, out_id, SIZE_MAX);
+}
+
+JOBQ_API int jobq_submit_ex(jobq_t *q, const char *kind, const char *payload_json,
+                            const jobq_submit_opts_t *so, char *out_id, size_t out_cap) {
+  return submit_one(q, "jobq_submit_ex", kind, payload_json, so, out_id, out_cap);
+}
+
 /* jobq_submit_many, and jobq_batch_submit when batch_id is not NULL. */
 static int submit_many(jobq_t *q, const char *fn, size_t n, const char *const *kinds,
                        const char *const *payloads, const jobq_submit_opts_t *const *opts,
-                       char *out_ids, int *out_dup, const char *batch_id, int max_running) {
+                       char *out_ids, size_t ids_cap, const char *cap_name, int *out_dup,
+                       const char *batch_id, int max_running) {
   if (kinds == NULL) return jobq__err(JOBQ_EINVAL, "%s: kinds is NULL", fn);
   if (payloads == NULL) return jobq__err(JOBQ_EINVAL, "%s: payloads is NULL", fn);
   if (out_ids == NULL) return jobq__err(JOBQ_EINVAL, "%s: out_ids is NULL", fn);
   if (n > 1000000) return jobq__err(JOBQ_EINVAL, "%s: %zu jobs; at most 1000000 at once", fn, n);
+  /* n <= 1000000: the product cannot overflow. */
+  int rc = cap_check(fn, cap_name, ids_cap, n * JOBQ_ID_SIZE, n);
+  if (rc) return rc;
   jobq_storage_job *recs = malloc(n * sizeof *recs);
   jobq_storage_job **ptrs = malloc(n * sizeof *ptrs);
   int *force = malloc(n * sizeof *force);
   int *dup = calloc(n, sizeof *dup);
   char **hooks = NULL; /* allocated at the first job that has any */
-  int rc = 0;
   if (!recs || !ptrs || !force || !dup) {
     rc = jobq__err(JOBQ_ENOMEM, "%s: out of memory", fn);
     goto out;
@@ -235,21 +266,37 @@ out:
   return rc;
 }
 
-JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
-                              const char *const *payloads, const jobq_submit_opts_t *const *opts,
-                              char *out_ids, int *out_dup) {
-  static const char fn[] = "jobq_submit_many";
+/* jobq_submit_many and jobq_submit_many_ex. */
+static int submit_many_pub(jobq_t *q, const char *fn, size_t n, const char *const *kinds,
+                           const char *const *payloads, const jobq_submit_opts_t *const *opts,
+                           char *out_ids, size_t out_cap, int *out_dup) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "%s: q is NULL", fn);
   if (jobq__inherited(q)) return jobq__inherited_err(fn);
   if (n == 0) return 0;
-  return submit_many(q, fn, n, kinds, payloads, opts, out_ids, out_dup, NULL, 0);
+  return submit_many(q, fn, n, kinds, payloads, opts, out_ids, out_cap, "out_cap", out_dup, NULL,
+                     0);
 }
 
-JOBQ_API int jobq_batch_submit(jobq_t *q, size_t n, const char *const *kinds,
-                               const char *const *payloads,
-                               const jobq_submit_opts_t *const *opts, int max_running,
-                               char *out_batch_id, char *out_ids, int *out_dup) {
-  static const char fn[] = "jobq_batch_submit";
+JOBQ_API int jobq_submit_many(jobq_t *q, size_t n, const char *const *kinds,
+                              const char *const *payloads, const jobq_submit_opts_t *const *opts,
+                              char *out_ids, int *out_dup) {
+  return submit_many_pub(q, "jobq_submit_many", n, kinds, payloads, opts, out_ids, SIZE_MAX,
+                         out_dup);
+}
+
+JOBQ_API int jobq_submit_many_ex(jobq_t *q, size_t n, const char *const *kinds,
+                                 const char *const *payloads,
+                                 const jobq_submit_opts_t *const *opts, char *out_ids,
+                                 size_t out_cap, int *out_dup) {
+  return submit_many_pub(q, "jobq_submit_many_ex", n, kinds, payloads, opts, out_ids, out_cap,
+                         out_dup);
+}
+
+/* jobq_batch_submit and jobq_batch_submit_ex. */
+static int batch_submit(jobq_t *q, const char *fn, size_t n, const char *const *kinds,
+                        const char *const *payloads, const jobq_submit_opts_t *const *opts,
+                        int max_running, char *out_batch_id, size_t batch_cap, char *out_ids,
+                        size_t ids_cap, int *out_dup) {
   if (q == NULL) return jobq__err(JOBQ_EINVAL, "%s: q is NULL", fn);
   if (jobq__inherited(q)) return jobq__inherited_err(fn);
   /* Unlike jobq_submit_many, an empty batch is refused: it would be done
@@ -259,12 +306,32 @@ JOBQ_API int jobq_batch_submit(jobq_t *q, size_t n, const char *const *kinds,
     return jobq__err(JOBQ_EINVAL, "%s: max_running is %d; it must be 0 (no cap) or 1..%d", fn,
                      max_running, JOBQ_BATCH_CAP_MAX);
   if (out_batch_id == NULL) return jobq__err(JOBQ_EINVAL, "%s: out_batch_id is NULL", fn);
+  int rc = cap_check(fn, "batch_cap", batch_cap, JOBQ_ID_SIZE, 1);
+  if (rc) return rc;
   if (q->ops->version < 3 || q->ops->batch_insert == NULL)
     return jobq__err(JOBQ_ENOTSUP, "%s: the %s backend does not keep batches", fn,
                      q->ops->scheme);
   char id[JOBQ_ID_SIZE];
   jobq__id_new(id, jobq__now(q));
-  int rc = submit_many(q, fn, n, kinds, payloads, opts, out_ids, out_dup, id, max_running);
+  rc = submit_many(q, fn, n, kinds, payloads, opts, out_ids, ids_cap, "ids_cap", out_dup, id,
+                   max_running);
   if (rc >= 0) memcpy(out_batch_id, id, JOBQ_ID_SIZE);
   return rc;
+}
+
+JOBQ_API int jobq_batch_submit(jobq_t *q, size_t n, const char *const *kinds,
+                               const char *const *payloads,
+                               const jobq_submit_opts_t *const *opts, int max_running,
+                               char *out_batch_id, char *out_ids, int *out_dup) {
+  return batch_submit(q, "jobq_batch_submit", n, kinds, payloads, opts, max_running,
+                      out_batch_id, SIZE_MAX, out_ids, SIZE_MAX, out_dup);
+}
+
+JOBQ_API int jobq_batch_submit_ex(jobq_t *q, size_t n, const char *const *kinds,
+                                  const char *const *payloads,
+                                  const jobq_submit_opts_t *const *opts, int max_running,
+                                  char *out_batch_id, size_t batch_cap, char *out_ids,
+                                  size_t ids_cap, int *out_dup) {
+  return batch_submit(q, "jobq_batch_submit_ex", n, kinds, payloads, opts, max_running,
+                      out_batch_id, batch_cap, out_ids, ids_cap, out_dup);
 }

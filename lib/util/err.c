@@ -57,6 +57,10 @@ JOBQ_API const char *jobq_err_name(int code) {
   return errtab[-code].name;
 }
 
+/* The table's last row: a binding enumerates 0 down to this with
+ * jobq_err_name and jobq_strerror instead of copying the macros. */
+JOBQ_API int jobq_err_code_min(void) { return -(NERR - 1); }
+
 JOBQ_API const char *jobq_last_error(void) { return detail; }
 
 void jobq__set_detail(const char *msg) {
