@@ -2,14 +2,16 @@
  * storage claim (counted by a "count:" backend that wraps memory:), in the
  * workers' order (priority across kinds, then age), within a kind's
  * concurrency limit, on memory: and sqlite:. Each ctx finishes like a
- * jobq_claim ctx; an unfinished one on sqlite: is rescued once its lease
- * has run out (a child process claims and dies; the fake clock moves past
- * the lease). Plus the waits (timeout, close, the loop thread) and bad
+ * jobq_claim ctx; a live holder's heartbeats renew the whole batch's lease
+ * (read from the file), and an unfinished batch on sqlite: is rescued once
+ * its lease has run out (a child process claims and dies; the fake clock
+ * moves past the lease). Plus the waits (timeout, close, the loop thread) and bad
  * input, which claims nothing and writes nothing. */
 #include "testutil_run.h"
 
 #include "core/internal.h" /* to see that a blocked claimer is really blocked */
 
+#include <sqlite3.h>
 #include <uv.h>
 
 #define T0 INT64_C(1700000000000)
@@ -333,6 +335,59 @@ static void test_lease_rescue_sqlite(void **state) {
   store_done(&s);
 }
 
+/* ---- heartbeats: a live holder's batch keeps its lease ---- */
+
+/* The smallest lease_until of the running jobs in the file (-1: none). */
+static int64_t min_lease(const char *path) {
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_prepare_v2(db,
+                                      "SELECT coalesce(min(lease_until), -1) FROM jobq_jobs "
+                                      "WHERE state = 1",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  int64_t v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+static void test_heartbeats_renew_a_batch_sqlite(void **state) {
+  (void)state;
+  store s;
+  store_init(&s);
+  tr_clock c;
+  tr_clock_set(&c, T0);
+  jobq_options_t *o = jobq_options_new();
+  assert_int_equal(jobq_options_set_workers(o, 0), 0);
+  assert_int_equal(jobq_options_set_storage(o, s.url), 0);
+  assert_int_equal(jobq_options_set_clock(o, tr_clock_fn, &c), 0);
+  assert_int_equal(jobq_options_set_lease(o, 1000), 0);
+  jobq_t *q = NULL;
+  assert_int_equal(jobq_open(&q, o), 0);
+  jobq_options_free(o);
+  char id[JOBQ_ID_SIZE];
+  for (int i = 0; i < 5; i++) tr_submit(q, "a", "0", NULL, id);
+  jobq_ctx_t *v[8];
+  assert_int_equal(claim_n(q, K_A, 8, v), 5);
+  char path[128];
+  snprintf(path, sizeof path, "%s/q.db", s.dir);
+  assert_int_equal(min_lease(path), T0 + 1000);
+  /* Past a third of the lease the queue's heartbeat renews every job of
+   * the batch from its clock's now. */
+  tr_clock_set(&c, T0 + 900);
+  uint64_t end = tr_mono_ms() + TR_GUARD_MS;
+  while (min_lease(path) < T0 + 1900 && tr_mono_ms() < end) tr_sleep_ms(5);
+  assert_int_equal(min_lease(path), T0 + 1900);
+  for (size_t i = 0; i < 5; i++) assert_int_equal(jobq_ctx_succeed(v[i], NULL), 0);
+  assert_int_equal(jobq_close(q, 0), 0);
+  assert_int_equal(min_lease(path), -1);
+  store_done(&s);
+}
+
 /* ---- waits ---- */
 
 static void test_timeout_with_nothing_due(void **state) {
@@ -495,6 +550,7 @@ int main(void) {
       cmocka_unit_test(test_one_storage_claim_respects_max),
       cmocka_unit_test(test_concurrency_limit),
       cmocka_unit_test(test_lease_rescue_sqlite),
+      cmocka_unit_test(test_heartbeats_renew_a_batch_sqlite),
       cmocka_unit_test(test_timeout_with_nothing_due),
       cmocka_unit_test(test_wait_then_close),
       cmocka_unit_test(test_loop_thread_refused),
