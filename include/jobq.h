@@ -700,6 +700,13 @@ JOBQ_API int jobq_next_event(jobq_t *q, int timeout_ms, jobq_event_t **out);
  * it and finishes it through *out like a handler. JOBQ_ETIMEDOUT if none. */
 JOBQ_API int jobq_claim(jobq_t *q, const char *const *kinds, int timeout_ms,
                         jobq_ctx_t **out);
+/* Batch twin of jobq_claim: claims up to max (1..1024) due jobs in one
+ * storage claim, the workers' own (same fairness, limits and leases), into
+ * out[0..*n_out); waits up to timeout_ms for at least one. Finish each ctx as
+ * jobq_claim's. With kinds NULL, a kind's concurrency limit may shrink the
+ * batch to its free slots; name the kinds for full batches. */
+JOBQ_API int jobq_claim_many(jobq_t *q, const char *const *kinds, size_t max, int timeout_ms,
+                             jobq_ctx_t **out, size_t *n_out);
 
 /* Inside an attempt. ctx is valid until the job is finished and, for handlers,
  * the handler has returned. */

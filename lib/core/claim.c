@@ -11,6 +11,7 @@
 
 #define SPIN_NS 50000u
 #define JOBQ_CLAIM_BATCH 256
+#define JOBQ_CLAIM_MANY_MAX 1024 /* jobq_claim_many.md */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -44,10 +45,12 @@ static void give_back_unstarted(jobq_t *q, jobq_storage_job *recs, size_t got, i
   jobq__storage_end(q);
 }
 
-/* Claims up to max due jobs of kinds (NULL: any kind, then max is 1) into
- * out[], *n_out of them. mu held on entry and exit (released around the
- * storage call). Concurrency-limited kinds reserve their share first, so a
- * limit holds exactly however many claims run at once. */
+/* Claims up to max due jobs of kinds (NULL: any kind) into out[], *n_out of
+ * them. mu held on entry and exit (released around the storage call).
+ * Concurrency-limited kinds reserve their share first, so a limit holds
+ * exactly however many claims run at once. With kinds NULL storage cannot
+ * count per kind, so max shrinks to the smallest free share of a limited
+ * kind that is not full: no kind can then get more than its room. */
 int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t max,
                        jobq_ctx_t **out, size_t *n_out) {
   const char *names_s[16];
@@ -60,7 +63,6 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
   size_t n = 0, n_ex = 0, got = 0;
   int rc = 0;
   *n_out = 0;
-  if (kinds == NULL) max = 1;
 
   /* With kinds NULL every kind may come, except limited ones that are full. */
   size_t cap = kinds ? nk : (size_t)q->kinds.n;
@@ -92,13 +94,17 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
     for (int i = 0; i < q->kinds.n; i++) {
       kind_reg *k = &q->kinds.v[i];
       if (jobq__kind_limit(k) <= 0) continue;
-      if (jobq__kind_limit(k) - k->running - k->pending <= 0) {
+      int room = jobq__kind_limit(k) - k->running - k->pending;
+      if (room <= 0) {
         names[n_ex++] = k->name; /* excluded */
       } else {
-        k->pending++;
-        lim[n] = 1;
+        if ((size_t)room < max) max = (size_t)room;
         krs[n++] = k;
       }
+    }
+    for (size_t i = 0; i < n; i++) {
+      lim[i] = (int)max;
+      krs[i]->pending += lim[i];
     }
   }
 
@@ -375,53 +381,61 @@ void jobq__run_loop_inbox(jobq_t *q) {
   uv_mutex_unlock(&q->mu);
 }
 
-/* ---- jobq_claim ---- */
+/* ---- jobq_claim, jobq_claim_many ---- */
 
-JOBQ_API int jobq_claim(jobq_t *q, const char *const *kinds, int timeout_ms, jobq_ctx_t **out) {
-  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_claim: q is NULL");
-  if (jobq__inherited(q)) return jobq__inherited_err("jobq_claim");
-  if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_claim: out is NULL");
-  size_t nk = 0;
+/* Checks kinds (NULL-terminated, 1..1024 well-formed names, or NULL) for fn
+ * and counts them into *nk. */
+static int kinds_check(const char *fn, const char *const *kinds, size_t *nk) {
+  size_t n = 0;
   if (kinds) {
-    for (; kinds[nk]; nk++) {
-      if (nk == 1024) return jobq__err(JOBQ_EINVAL, "jobq_claim: more than 1024 kinds");
-      int rc = jobq__kind_name_check("jobq_claim", kinds[nk]);
+    for (; kinds[n]; n++) {
+      if (n == 1024) return jobq__err(JOBQ_EINVAL, "%s: more than 1024 kinds", fn);
+      int rc = jobq__kind_name_check(fn, kinds[n]);
       if (rc) return rc;
     }
-    if (nk == 0) return jobq__err(JOBQ_EINVAL, "jobq_claim: kinds is empty (use NULL for any)");
+    if (n == 0) return jobq__err(JOBQ_EINVAL, "%s: kinds is empty (use NULL for any)", fn);
   }
+  *nk = n;
+  return 0;
+}
+
+/* The wait both claims share: one storage claim of up to max jobs per
+ * round, until at least one came, the timeout passed or close began. The
+ * batch is the workers' own claim (jobq__claim_locked), so fairness between
+ * kinds, concurrency and rate limits, batch caps and leases are theirs. */
+static int claim_wait(jobq_t *q, const char *fn, const char *const *kinds, size_t nk, size_t max,
+                      int timeout_ms, jobq_ctx_t **out, size_t *n_out) {
   if (timeout_ms != 0 && jobq__on_loop_thread(q))
-    return jobq__err(JOBQ_EDEADLK, "jobq_claim: a blocking claim on the loop thread");
+    return jobq__err(JOBQ_EDEADLK, "%s: a blocking claim on the loop thread", fn);
   uv_mutex_lock(&q->mu);
   if (q->stopping) {
     uv_mutex_unlock(&q->mu);
-    return jobq__err(JOBQ_ECLOSED, "jobq_claim: the queue is closing");
+    return jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
   }
   q->refs++;
   uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
   int rc;
   for (;;) {
     if (q->stopping) {
-      rc = jobq__err(JOBQ_ECLOSED, "jobq_claim: the queue is closing");
+      rc = jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
       break;
     }
     uint64_t gen = q->claim.work_gen;
-    jobq_ctx_t *ctx = NULL;
     size_t got = 0;
-    rc = jobq__claim_locked(q, kinds, nk, 1, &ctx, &got);
-    if (rc == 0 && got == 1) {
-      *out = ctx;
+    rc = jobq__claim_locked(q, kinds, nk, max, out, &got);
+    if (rc == 0 && got > 0) {
+      *n_out = got;
       break;
     }
     if (rc < 0) break;
     if (q->stopping) {
-      rc = jobq__err(JOBQ_ECLOSED, "jobq_claim: the queue is closing");
+      rc = jobq__err(JOBQ_ECLOSED, "%s: the queue is closing", fn);
       break;
     }
     if (gen != q->claim.work_gen) continue;
     uint64_t now = uv_hrtime();
     if (timeout_ms == 0 || (timeout_ms > 0 && now >= deadline)) {
-      rc = jobq__err(JOBQ_ETIMEDOUT, "jobq_claim: no job was due within %d ms", timeout_ms);
+      rc = jobq__err(JOBQ_ETIMEDOUT, "%s: no job was due within %d ms", fn, timeout_ms);
       break;
     }
     q->claim.idle++;
@@ -435,4 +449,30 @@ JOBQ_API int jobq_claim(jobq_t *q, const char *const *kinds, int timeout_ms, job
   }
   jobq__q_unref(q);
   return rc;
+}
+
+JOBQ_API int jobq_claim(jobq_t *q, const char *const *kinds, int timeout_ms, jobq_ctx_t **out) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_claim: q is NULL");
+  if (jobq__inherited(q)) return jobq__inherited_err("jobq_claim");
+  if (out == NULL) return jobq__err(JOBQ_EINVAL, "jobq_claim: out is NULL");
+  size_t nk = 0, got = 0;
+  int rc = kinds_check("jobq_claim", kinds, &nk);
+  if (rc) return rc;
+  return claim_wait(q, "jobq_claim", kinds, nk, 1, timeout_ms, out, &got);
+}
+
+JOBQ_API int jobq_claim_many(jobq_t *q, const char *const *kinds, size_t max, int timeout_ms,
+                             jobq_ctx_t **out, size_t *n_out) {
+  const char *fn = "jobq_claim_many";
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "%s: q is NULL", fn);
+  if (jobq__inherited(q)) return jobq__inherited_err(fn);
+  if (out == NULL) return jobq__err(JOBQ_EINVAL, "%s: out is NULL", fn);
+  if (n_out == NULL) return jobq__err(JOBQ_EINVAL, "%s: n_out is NULL", fn);
+  if (max == 0 || max > JOBQ_CLAIM_MANY_MAX)
+    return jobq__err(JOBQ_EINVAL, "%s: max is %zu, not 1..%d", fn, max, JOBQ_CLAIM_MANY_MAX);
+  size_t nk = 0;
+  int rc = kinds_check(fn, kinds, &nk);
+  if (rc) return rc;
+  /* claim_wait writes out[] and *n_out only when it returns 0. */
+  return claim_wait(q, fn, kinds, nk, max, timeout_ms, out, n_out);
 }

@@ -40,7 +40,12 @@
  *                deleted them (jobs/s, until its log line came)
  *   cache_lookup_*  latency of jobq_get_by_key among 100,000 cached results
  *                (keys with an absolute expiry, jobs succeeded): a hit, and a
- *                miss (a key nobody holds), p50/p99 over 10,000 lookups */
+ *                miss (a key nobody holds), p50/p99 over 10,000 lookups
+ *   pull_*       the pull path: one thread drains up to 200,000 queued jobs
+ *                (submitted beforehand, not timed), each finished with
+ *                jobq_ctx_succeed, until the last success is stored, jobs/s:
+ *                _claim with jobq_claim (one per call), _many_64 and
+ *                _many_256 with jobq_claim_many in batches of 64 and 256 */
 #include <jobq.h>
 
 #include <pthread.h>
@@ -745,6 +750,54 @@ static void cache_lookup(void) {
   jobq_close(q, 0);
 }
 
+/* The pull path (what a binding calls): claims and succeeds every job on
+ * one thread, batch 0 meaning jobq_claim. */
+static void pull(const char *name, size_t batch) {
+  if (!want(name)) return;
+  cur_url = figure_url(name, NULL);
+  jobq_t *q = open_q(0);
+  long n = n_jobs < 200000 ? n_jobs : 200000;
+  enum { SUB = 1000 };
+  const char *kinds[SUB], *payloads[SUB];
+  static char ids[SUB * JOBQ_ID_SIZE];
+  for (int i = 0; i < SUB; i++) {
+    kinds[i] = "noop";
+    payloads[i] = "{}";
+  }
+  for (long i = 0; i < n; i += SUB) {
+    size_t k = n - i < SUB ? (size_t)(n - i) : SUB;
+    if (jobq_submit_many(q, k, kinds, payloads, NULL, ids, NULL) < 0) die("jobq_submit_many");
+  }
+  static const char *const kind[] = {"noop", NULL};
+  jobq_ctx_t *got[256];
+  char last[JOBQ_ID_SIZE] = "";
+  long claimed = 0;
+  double t0 = now_s();
+  while (claimed < n) {
+    size_t m = 1;
+    int rc = batch ? jobq_claim_many(q, kind, batch, 0, got, &m) : jobq_claim(q, kind, 0, got);
+    if (rc < 0) die(batch ? "jobq_claim_many" : "jobq_claim");
+    for (size_t i = 0; i < m; i++) {
+      if (claimed + (long)i == n - 1) memcpy(last, jobq_ctx_id(got[i]), JOBQ_ID_SIZE);
+      if (jobq_ctx_succeed(got[i], NULL) < 0) die("jobq_ctx_succeed");
+    }
+    claimed += (long)m;
+  }
+  /* A backend may store finishes after succeed returns (SQLite's group
+   * commit): the figure ends when the last one is stored. */
+  for (;;) {
+    jobq_job_t *j = NULL;
+    if (jobq_wait(q, last, -1, &j) != 0) die("jobq_wait");
+    int fin = jobq_state_is_terminal(jobq_job_state(j));
+    jobq_job_free(j);
+    if (fin) break;
+  }
+  double t = now_s() - t0;
+  printf("%s: %.0f jobs/s (%ld jobs in %.3f s)\n", name, (double)n / t, n, t);
+  fflush(stdout);
+  jobq_close(q, -1);
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--xproc-child") == 0) return xproc_child(argv[2]);
   for (int i = 1; i < argc; i++) {
@@ -778,6 +831,9 @@ int main(int argc, char **argv) {
   e2e_retention(0);
   e2e_retention(1);
   cache_lookup();
+  pull("pull_claim", 0);
+  pull("pull_many_64", 64);
+  pull("pull_many_256", 256);
   rss();
   return 0;
 }
