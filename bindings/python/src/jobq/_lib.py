@@ -33,8 +33,8 @@ def _pkg_config_libdir(module: str) -> Optional[str]:
 
 def _load(env: str, module: str, soname: str, near: Optional[str]) -> ctypes.CDLL:
     """The lookup order of docs/python.md: the environment variable (a path),
-    pkg-config's libdir, the file beside the core library (for stages), then
-    the system loader. Each failure is kept for the final sentence."""
+    (for stages: the file beside the loaded libjobq), pkg-config's libdir,
+    then the system loader. Each failure is kept for the final sentence."""
     tried = []
     path = os.environ.get(env)
     if path:
@@ -45,11 +45,14 @@ def _load(env: str, module: str, soname: str, near: Optional[str]) -> ctypes.CDL
             # falling back would load another build than the one asked for.
             raise LibraryNotFound(f"jobq: {env}={path} cannot be loaded: {e}") from None
     candidates = []
+    # libjobq-stages beside the libjobq already loaded comes first: a
+    # stages library of another build (another ABI) must not be paired
+    # with it when a matching one is right there.
+    if near and os.path.dirname(near):
+        candidates.append(os.path.join(os.path.dirname(near), soname))
     d = _pkg_config_libdir(module)
     if d:
         candidates.append(os.path.join(d, soname))
-    if near:
-        candidates.append(os.path.join(os.path.dirname(near), soname))
     candidates.append(soname)
     for c in candidates:
         try:
