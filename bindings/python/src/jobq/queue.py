@@ -72,7 +72,9 @@ class Queue:
 
     Durations are in seconds (floats), times are datetimes or seconds since
     the epoch. Use it as a context manager, or call close(); queues still
-    open at interpreter exit are closed then (drain 5 s)."""
+    open at interpreter exit are closed then (drain 5 s). Handlers start
+    running at the first call after one was registered (autostart=False:
+    only at q.start())."""
 
     def __init__(self, storage: str = "memory:", *, workers: Optional[int] = None,
                  lease: Optional[Number] = None, event_buffer: Optional[int] = None,
@@ -81,7 +83,7 @@ class Queue:
                  owner_quota: Optional[Dict[Optional[str], int]] = None,
                  clock_ms: Optional[Callable[[], int]] = None,
                  log: Optional[Callable[[int, str], None]] = None, log_level: int = 2,
-                 close_drain: Number = 30.0) -> None:
+                 close_drain: Number = 30.0, autostart: bool = True) -> None:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._closed = False
@@ -95,6 +97,7 @@ class Queue:
         self._hubs: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
         self.close_drain = close_drain
         self.storage = storage
+        self.autostart = autostart
 
         o = F.options_new()
         if not o:
@@ -346,7 +349,7 @@ class Queue:
         # closed, and a collected ctypes callback calls something else.
         self._keep.append((cb, fn))
         with self._lock:
-            if not self._started:
+            if not self._started and self.autostart:
                 self._pending_start = True
 
     def handler(self, kind: str, **opts: Any) -> Callable[[Callable[[Context], Any]],
@@ -735,7 +738,7 @@ class Queue:
         pipeline._bind(self)
         self._keep.append(pipeline)
         with self._lock:
-            if not self._started:
+            if not self._started and self.autostart:
                 self._pending_start = True
 
 
