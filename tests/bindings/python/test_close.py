@@ -32,25 +32,30 @@ def test_every_call_after_close_raises_closed():
 def test_use_after_close_from_many_threads():
     # Threads hammer the queue (submit, get, blocking waits and claims)
     # while another thread closes it: every call either works or raises
-    # jobq.Closed; none crashes, none hangs.
+    # jobq.Closed, so each thread ends with jobq.Closed; none crashes, none
+    # hangs (the blocked ones return at shutdown).
     for round in range(3):
         q = jobq.Queue("memory:", workers=2)
         q.handler("k")(lambda job: job.payload)
         first = q.submit("k", 0)
-        stop = threading.Event()
         errors, closed = [], []
+        busy = threading.Barrier(10)
 
         def worker(n):
             i = 0
-            while not stop.is_set():
+            while True:
                 try:
+                    if i == 1:
+                        busy.wait(60)  # everyone has made a call: close now
                     if n % 3 == 0:
                         q.get(q.submit("k", i))
                     elif n % 3 == 1:
-                        q.wait(q.submit("never", i), 30)
+                        q.wait(q.submit("never", i), 30 if i else 0.001)
                     else:
-                        with q.claim("never", timeout=30):
+                        with q.claim("never", timeout=30 if i else 0.001):
                             pass
+                except jobq.Timeout:
+                    pass
                 except jobq.Closed:
                     closed.append(n)
                     return
@@ -63,8 +68,8 @@ def test_use_after_close_from_many_threads():
         for t in ts:
             t.start()
         q.wait(first, 30)
+        busy.wait(60)
         q.close(drain=1)
-        stop.set()
         for t in ts:
             t.join(60)
             assert not t.is_alive()
