@@ -162,3 +162,39 @@ def test_library_not_found_is_clear():
     assert "jobq.LibraryNotFound" in r.stderr or "LibraryNotFound" in r.stderr
     assert "JOBQ_LIBRARY=/nonexistent/libjobq.so.0 cannot be loaded" in r.stderr
     assert issubclass(jobq.LibraryNotFound, ImportError)
+
+
+def test_handler_outlasting_the_drain_sees_cancelled_and_its_job_goes_back(db):
+    q = jobq.Queue(db, workers=1)
+    started, after = threading.Event(), []
+
+    @q.handler("slow")
+    def slow(job):
+        started.set()
+        while not job.cancelled:  # set when the drain is over
+            time.sleep(0.005)
+        after.append(job.payload)  # the context still answers
+        return "late"
+
+    id = q.submit("slow", {"n": 1})
+    assert started.wait(60)
+    q.close(drain=0.05)  # returns once the handler has returned
+    assert q._q is None and after == [{"n": 1}]
+    with jobq.Queue(db) as q2:  # released: queued again, the attempt not counted
+        job = q2.get(id)
+        assert job.state is jobq.State.QUEUED and job.attempts == 0
+
+
+def test_close_from_its_own_handler_is_refused(q):
+    seen = []
+
+    @q.handler("closer", max_attempts=1)
+    def closer(job):
+        try:
+            q.close()
+        except jobq.Deadlock as e:
+            seen.append(str(e))
+        return "ok"
+
+    assert q.wait(q.submit("closer", 1), 30).result == "ok"
+    assert seen and "from a handler of this queue" in seen[0] and not q.closed

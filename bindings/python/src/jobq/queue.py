@@ -46,6 +46,7 @@ Number = Union[int, float]
 When = Union[_dt.datetime, int, float]
 
 _open_queues: "set[Queue]" = set()
+_in_handler = threading.local()  # .queue: the queue whose handler runs on this thread
 _open_lock = threading.Lock()
 
 
@@ -202,6 +203,9 @@ class Queue:
         seconds (default: close_drain), releases the rest to the queue, and
         frees the queue. Idempotent; any later call raises jobq.Closed."""
         ms = _ms(self.close_drain if drain is None else drain)
+        if getattr(_in_handler, "queue", None) is self:
+            raise by_code[-14]("close: called from a handler of this queue, which closing "
+                               "would wait for; close it from another thread")
         with self._lock:
             if self._closed:
                 return
@@ -212,12 +216,11 @@ class Queue:
         if _lib.has("shutdown") and _lib.has("destroy"):
             F.shutdown(self._q, ms)
             with self._lock:
-                # Handlers still running after the drain (an overrun) keep
-                # the queue until they return; calls in flight until they
-                # leave (they return JOBQ_ECLOSED now).
-                while self._handlers_running:
-                    self._idle.wait()
-                if self._inflight:
+                # Calls still in flight return JOBQ_ECLOSED now; the last to
+                # leave frees the queue. Handlers that outlast the drain keep
+                # it until they return (then a thread of ours frees it:
+                # jobq_destroy joins the workers they run on).
+                if self._inflight or self._handlers_running:
                     self._destroy_pending = True
                     q = None
                 else:
@@ -287,12 +290,21 @@ class Queue:
     def _handler_begin(self) -> None:
         with self._lock:
             self._handlers_running += 1
+        _in_handler.queue = self
 
     def _handler_end(self) -> None:
+        _in_handler.queue = None
         with self._lock:
             self._handlers_running -= 1
-            if not self._handlers_running:
-                self._idle.notify_all()
+            if self._handlers_running:
+                return
+            self._idle.notify_all()
+            if not self._destroy_pending or self._inflight:
+                return
+            self._destroy_pending = False
+            q, self._q = self._q, None
+        # Not on this thread: it is one of the workers jobq_destroy joins.
+        threading.Thread(target=F.destroy, args=(q,), name="jobq-destroy", daemon=True).start()
 
     def _trampoline(self, fn: Callable[[Context], Any]) -> Any:
         begin, end = self._handler_begin, self._handler_end
