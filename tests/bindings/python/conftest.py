@@ -18,8 +18,9 @@ import jobq  # noqa: E402
 
 
 @pytest.fixture
-def q():
-    with jobq.Queue("memory:", workers=2) as queue:
+def q(tmp_path):
+    # Pipelines' work directories go under tmp_path, not the working directory.
+    with jobq.Queue("memory:", workers=2, workdir=str(tmp_path / "work")) as queue:
         yield queue
 
 
