@@ -17,4 +17,9 @@ shift 2
 export PYTHONPATH="$root/bindings/python/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
 cd "$here/python"
+# A sanitizer's runtime (JOBQ_PRELOAD, from python.cmake) goes into the
+# interpreter only: bash itself does not run under ThreadSanitizer.
+if [ -n "${JOBQ_PRELOAD:-}" ]; then
+  export LD_PRELOAD="$JOBQ_PRELOAD"
+fi
 exec "$py" -m pytest -q -p no:cacheprovider "$@"
