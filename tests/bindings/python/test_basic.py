@@ -138,3 +138,14 @@ def test_next_event_sees_submit(q):
     id = q.submit("k", 1)
     ev = q.next_event(5)
     assert ev.type is jobq.EventType.SUBMITTED and ev.job_id == id and ev.kind == "k"
+
+
+def test_shared_events_hear_another_queue_on_the_file(db):
+    with jobq.Queue(db, shared_events=True) as listener, jobq.Queue(db) as other:
+        id = other.submit("k", {"from": "other"})
+        ev = listener.next_event(60)
+        while ev is not None and ev.job_id != id:
+            ev = listener.next_event(60)
+        assert ev is not None and ev.type is jobq.EventType.SUBMITTED and ev.kind == "k"
+    with pytest.raises(jobq.NotSupported):
+        jobq.Queue("memory:", shared_events=True)

@@ -122,7 +122,18 @@ class Queue:
             for kind, mx in (owner_quota or {}).items():
                 _check(F.options_set_owner_quota(o, _enc(kind), mx))
             if clock_ms is not None:
-                cb = _lib.CLOCK_FN(lambda ud: int(clock_ms()))
+                last = [0]
+
+                def on_clock(ud: Any) -> int:
+                    # Called from libjobq's threads: an exception must not
+                    # unwind into C; the last good reading stands in.
+                    try:
+                        last[0] = int(clock_ms())
+                    except Exception:
+                        pass
+                    return last[0]
+
+                cb = _lib.CLOCK_FN(on_clock)
                 self._keep.append(cb)
                 _check(F.options_set_clock(o, cb, None))
             if log is not None:
