@@ -1,0 +1,76 @@
+// The binding's own threads: each a worker_thread running thread.js, which
+// calls libjobq synchronously. Calls are numbered messages; a thread keeps
+// the process alive only while a call of it is in flight (so an idle queue
+// does not hold the process open, and a pending submit is not cut short).
+import { Worker } from 'node:worker_threads';
+import { errorFor } from './errors.js';
+
+const url = new URL('./thread.js', import.meta.url);
+
+export class Thread {
+  constructor() {
+    this.worker = new Worker(url);
+    this.pending = new Map(); // seq -> {resolve, reject, onPartial}
+    this.seq = 0;
+    this.dead = null;
+    this.worker.unref();
+    this.worker.on('message', (m) => {
+      const p = this.pending.get(m.seq);
+      if (!p) return;
+      if (m.partial) {
+        p.onPartial(m.partial);
+        return;
+      }
+      this.pending.delete(m.seq);
+      if (this.pending.size === 0) this.worker.unref();
+      if (m.rc !== undefined) p.reject(errorFor(m.rc, m.message));
+      else p.resolve(m.value);
+    });
+    const fail = (e) => {
+      this.dead = e;
+      for (const p of this.pending.values()) p.reject(e);
+      this.pending.clear();
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new Error(`jobq: binding thread exited (${code})`)));
+  }
+
+  get busy() {
+    return this.pending.size;
+  }
+
+  // op: a function of thread.js; onPartial receives intermediate messages
+  // (the events fallback). keepAlive false: the call does not hold the
+  // process open (a background loop that runs until stopped).
+  call(op, args, { onPartial, keepAlive = true } = {}) {
+    if (this.dead) return Promise.reject(this.dead);
+    const seq = ++this.seq;
+    return new Promise((resolve, reject) => {
+      this.pending.set(seq, { resolve, reject, onPartial });
+      if (keepAlive) this.worker.ref();
+      this.worker.postMessage({ seq, op, args });
+    });
+  }
+
+  terminate() {
+    return this.worker.terminate();
+  }
+}
+
+// A few threads for short calls (submit, get, list, cancel): a call goes to
+// the least busy one.
+export class Pool {
+  constructor(n) {
+    this.threads = Array.from({ length: n }, () => new Thread());
+  }
+
+  call(op, args) {
+    let t = this.threads[0];
+    for (const u of this.threads) if (u.busy < t.busy) t = u;
+    return t.call(op, args);
+  }
+
+  terminate() {
+    return Promise.all(this.threads.map((t) => t.terminate()));
+  }
+}
