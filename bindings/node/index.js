@@ -440,7 +440,11 @@ export class Queue extends EventEmitter {
       t.call('events', [this._q, 200, stop], {
         keepAlive: false,
         onPartial: (evs) => {
-          if (!this._closed) for (const ev of evs) this._deliver(ev);
+          if (this._closed) return;
+          if (evs.length === 0) {
+            for (const set of this._waiters.values()) for (const w of set) this._recheck(w);
+          }
+          for (const ev of evs) this._deliver(ev);
         },
       }).catch((e) => {
         if (!(e instanceof ClosedError) && !this._closed) this.emit('processError', e);

@@ -169,6 +169,9 @@ const ops = {
   // Fallback event source for a library without jobq_poll_fd: blocks in
   // jobq_next_event and posts what comes, until stop[0] is set.
   events(q, timeoutMs, stop, seq) {
+    // The first call turns buffering on: say so, so that waits re-check
+    // what changed before it.
+    let first = true;
     for (;;) {
       if (Atomics.load(stop, 0)) return null;
       const evs = [];
@@ -183,7 +186,8 @@ const ops = {
         rc = C.jobq_next_event(q, 0, outPtr);
       }
       if (rc < 0 && rc !== ETIMEDOUT) check(rc);
-      if (evs.length) parentPort.postMessage({ seq, partial: evs });
+      if (evs.length || first) parentPort.postMessage({ seq, partial: evs });
+      first = false;
     }
   },
 };

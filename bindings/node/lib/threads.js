@@ -9,11 +9,12 @@ const url = new URL('./thread.js', import.meta.url);
 
 export class Thread {
   constructor() {
-    this.worker = new Worker(url);
+    // Not the parent's --input-type (node -e): it would refuse thread.js.
+    const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
+    this.worker = new Worker(url, { execArgv });
     this.pending = new Map(); // seq -> {resolve, reject, onPartial}
     this.seq = 0;
     this.dead = null;
-    this.worker.unref();
     this.worker.on('message', (m) => {
       const p = this.pending.get(m.seq);
       if (!p) return;
@@ -33,6 +34,8 @@ export class Thread {
     };
     this.worker.on('error', fail);
     this.worker.on('exit', (code) => fail(new Error(`jobq: binding thread exited (${code})`)));
+    // After the listeners: adding a 'message' listener refs the worker again.
+    this.worker.unref();
   }
 
   get busy() {
