@@ -286,6 +286,17 @@ JOBQ_API int jobq_start(jobq_t *q);
  * the rest back to the queue (their attempt is not counted), then frees q.
  * drain_ms < 0 waits without limit. */
 JOBQ_API int jobq_close(jobq_t *q, int drain_ms);
+/* jobq_close in two steps, for hosts and bindings whose other threads may
+ * still hold q. jobq_shutdown does all that jobq_close does but free q:
+ * from then on every call on q, from any thread, fails with JOBQ_ECLOSED
+ * (calls blocked in jobq_wait, jobq_next_event or a claim return it), and
+ * jobq_poll_fd's descriptor stays readable. A second shutdown, or a
+ * jobq_close after it: JOBQ_ECLOSED. jobq_destroy then frees q; on a queue
+ * not shut down it shuts down first with drain 0. No call on q may start
+ * after jobq_destroy; one still under way on another thread finishes first
+ * (the memory goes with it). NULL: nothing. */
+JOBQ_API int jobq_shutdown(jobq_t *q, int drain_ms);
+JOBQ_API void jobq_destroy(jobq_t *q);
 /* The current time of the queue's clock (see jobq_options_set_clock). */
 JOBQ_API int64_t jobq_now(jobq_t *q);
 
@@ -692,6 +703,20 @@ JOBQ_API int jobq_unsubscribe(jobq_t *q, jobq_event_fn fn, void *ud);
  * jobq_options_set_shared_events. Free with jobq_event_free. timeout_ms < 0
  * waits without limit; 0 polls. JOBQ_ETIMEDOUT when none came. */
 JOBQ_API int jobq_next_event(jobq_t *q, int timeout_ms, jobq_event_t **out);
+
+/* A file descriptor for event loops (asyncio's add_reader, a Node
+ * net.Socket, epoll): the read end of a non-blocking pipe, owned by q and
+ * closed by jobq_destroy (or jobq_close). It becomes readable when
+ * something may be pending: an event in jobq_next_event's buffer, jobs that
+ * may have become claimable (a submit, a delay or backoff come due, a
+ * rescue, a freed concurrency slot, another process's commit), or
+ * shutdown. Readable at once after the first call. The same fd each call. */
+JOBQ_API int jobq_poll_fd(jobq_t *q, int *out_fd);
+/* Empties the descriptor. Call it first, then take everything pending
+ * (jobq_next_event and jobq_claim_many with timeout 0 until JOBQ_ETIMEDOUT,
+ * jobq_get for waits): whatever arrives after the ack makes the descriptor
+ * readable again, so no wake-up is lost. JOBQ_ECLOSED from shutdown on. */
+JOBQ_API int jobq_poll_ack(jobq_t *q);
 
 /* ---- running jobs ------------------------------------------------------ */
 

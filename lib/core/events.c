@@ -98,6 +98,7 @@ static void publish(jobq_t *q, jobq_event_t *ev) {
   q->events.ring[(q->events.ring_head + q->events.ring_n) % q->events.ring_cap] = ev;
   q->events.ring_n++;
   if (q->events.pull_waiters) uv_cond_signal(&q->events.cv);
+  jobq__poll_signal(q);
 }
 
 static void emit_impl(jobq_t *q, int direct, int type, const char *id, const char *kind, int state,

@@ -265,10 +265,19 @@ struct jobq_s {
   atomic_int stopping;   /* no new claims; read without mu by spinning claimers */
   atomic_int closed;     /* jobq_close began (2: storage closed); read without mu by submits */
   int storage_closing;   /* close waited out the last storage call: no new ones */
+  int shut_down;         /* jobq_shutdown (or close) has returned; under mu */
   /* Storage calls under way (jobq__storage_begin/end); close waits for 0.
    * Atomic: a submit counts without mu (see core/submit.c). */
   atomic_int ops_in_flight;
   uv_cond_t idle_cv;     /* close waits here for running attempts and storage calls */
+
+  /* jobq_poll_fd (core/pollfd.c). The flags are read without mu on hot
+   * paths: a queue nobody polls pays one relaxed load per signal point. */
+  struct {
+    atomic_int on;      /* a pipe exists: signal it */
+    atomic_int armed;   /* a byte was written since the last ack */
+    int rd, wr;         /* the pipe, -1 until jobq_poll_fd; closed by free */
+  } poll;
 
   /* The loop and its handles (core/queue.c, core/ext.c); under mu. */
   struct {
@@ -460,10 +469,19 @@ static inline void jobq__storage_end(jobq_t *q) {
 /* Wakes claimers: jobs may have become claimable. mu held. (A submit does
  * the same in two halves, bumping work_gen without the lock; see
  * core/submit.c.) */
+static inline void jobq__poll_signal(jobq_t *q);
 static inline void jobq__wake_claimers(jobq_t *q) {
   q->claim.work_gen++;
   if (q->claim.idle) uv_cond_broadcast(&q->claim.work_cv);
+  jobq__poll_signal(q);
 }
+
+/* core/pollfd.c: makes the poll fd readable (any thread, mu held or not). */
+void jobq__poll_signal_slow(jobq_t *q);
+static inline void jobq__poll_signal(jobq_t *q) {
+  if (atomic_load_explicit(&q->poll.on, memory_order_acquire)) jobq__poll_signal_slow(q);
+}
+void jobq__poll_free(jobq_t *q); /* closes the pipe */
 
 /* core/queue.c */
 int64_t jobq__now(jobq_t *q);

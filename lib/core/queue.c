@@ -94,6 +94,7 @@ static void free_q(jobq_t *q) {
   jobq__addr_allow_free(q->wh_allow);
   free(q->o.storage_url);
   free(q->o.workdir);
+  jobq__poll_free(q);
   uv_cond_destroy(&q->claim.work_cv);
   uv_cond_destroy(&q->idle_cv);
   uv_cond_destroy(&q->events.cv);
@@ -261,6 +262,7 @@ JOBQ_API int jobq_open(jobq_t **out, const jobq_options_t *opts) {
   q->loop_s.timer_at = INT64_MAX;
   q->refs = 1;
   jobq__tmo_init(q);
+  q->poll.rd = q->poll.wr = -1;
   if (jobq__mutex_init(&q->mu) || uv_cond_init(&q->claim.work_cv) || uv_cond_init(&q->idle_cv) ||
       uv_cond_init(&q->events.cv) || uv_cond_init(&q->events.sub_cv) ||
       uv_cond_init(&q->events.hold_cv) || uv_mutex_init(&q->stats.flush_mu)) {
@@ -403,7 +405,11 @@ JOBQ_API int jobq_register(jobq_t *q, const char *kind, jobq_handler_fn fn, void
                      kind, q->ops->scheme);
   if ((rc = jobq__retention_check(q, kind, ko)) != 0) return rc;
   uv_mutex_lock(&q->mu);
-  if (q->started || q->closed) {
+  if (q->closed) {
+    uv_mutex_unlock(&q->mu);
+    return jobq__err(JOBQ_ECLOSED, "jobq_register: the queue is closing");
+  }
+  if (q->started) {
     uv_mutex_unlock(&q->mu);
     return jobq__err(JOBQ_ESTATE, "jobq_register: '%s': register kinds before jobq_start", kind);
   }
@@ -521,20 +527,23 @@ JOBQ_API int jobq_start(jobq_t *q) {
   return jobq__err(JOBQ_ENOMEM, "jobq_start: could start only %d of %d threads", got, total);
 }
 
-JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
-  if (q == NULL) return jobq__err(JOBQ_EINVAL, "jobq_close: q is NULL");
+/* Everything jobq_close does but the last unref: q stays allocated (and
+ * answers JOBQ_ECLOSED) until jobq_destroy. */
+static int shutdown_q(jobq_t *q, int drain_ms, const char *fn) {
+  if (q == NULL) return jobq__err(JOBQ_EINVAL, "%s: q is NULL", fn);
   /* Inherited through fork(): the parent's threads, locks and files are not
    * this process's to stop or close. Its memory stays as it is. */
   if (jobq__inherited(q)) return 0;
   if (q->loop_s.own && jobq__on_loop_thread(q))
-    return jobq__err(JOBQ_EDEADLK, "jobq_close: called on the queue's own loop thread");
+    return jobq__err(JOBQ_EDEADLK, "%s: called on the queue's own loop thread", fn);
   uv_mutex_lock(&q->mu);
   if (q->closed) {
     uv_mutex_unlock(&q->mu);
-    return jobq__err(JOBQ_ECLOSED, "jobq_close: already closing");
+    return jobq__err(JOBQ_ECLOSED, "%s: already closing", fn);
   }
   q->closed = 1;
   q->stopping = 1;
+  jobq__poll_signal(q); /* pollers wake and learn JOBQ_ECLOSED */
   uv_cond_broadcast(&q->claim.work_cv);
   jobq__release_handoff(q); /* claimed ahead, never started: back at once */
   uv_cond_broadcast(&q->events.cv);
@@ -612,6 +621,34 @@ JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
     uv_mutex_lock(&q->mu);
     if (q->loop_s.handles_open) close_handles(q);
   }
+  q->shut_down = 1;
+  uv_cond_broadcast(&q->idle_cv); /* a jobq_destroy of another thread waits for this */
+  uv_mutex_unlock(&q->mu);
+  return 0;
+}
+
+JOBQ_API int jobq_shutdown(jobq_t *q, int drain_ms) {
+  return shutdown_q(q, drain_ms, "jobq_shutdown");
+}
+
+JOBQ_API void jobq_destroy(jobq_t *q) {
+  if (q == NULL || jobq__inherited(q)) return;
+  uv_mutex_lock(&q->mu);
+  int closed = q->closed;
+  uv_mutex_unlock(&q->mu);
+  /* On the queue's own loop thread (a handler, a subscriber) the shutdown
+   * would wait for itself: refused there, and q is left alone. */
+  if (!closed && shutdown_q(q, 0, "jobq_destroy") == JOBQ_EDEADLK) return;
+  uv_mutex_lock(&q->mu);
+  /* Another thread's jobq_shutdown may still be under way: it ends first. */
+  while (!q->shut_down) uv_cond_wait(&q->idle_cv, &q->mu);
+  jobq__q_unref(q); /* the caller's reference: q may be gone now */
+}
+
+JOBQ_API int jobq_close(jobq_t *q, int drain_ms) {
+  int rc = shutdown_q(q, drain_ms, "jobq_close");
+  if (rc != 0 || q == NULL || jobq__inherited(q)) return rc;
+  uv_mutex_lock(&q->mu);
   jobq__q_unref(q); /* q may be gone now */
   return 0;
 }

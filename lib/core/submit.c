@@ -142,7 +142,10 @@ static int store(jobq_t *q, const char *fn, jobq_storage_job **recs, char *const
     if (recs[i]->run_at <= now) due = 1;
     else delayed = 1;
   }
-  if (due) q->claim.work_gen++;
+  if (due) {
+    q->claim.work_gen++;
+    jobq__poll_signal(q); /* pull consumers watching jobq_poll_fd */
+  }
   if (held || delayed || atomic_load(&q->events.flag) || (due && q->claim.idle > 0)) {
     uv_mutex_lock(&q->mu);
     for (size_t i = 0; delayed && i < n; i++) {
