@@ -22,8 +22,6 @@ const STATES = [];
 for (let s = 0; C.jobq_state_name(s) != null; s++) STATES.push(C.jobq_state_name(s));
 export { EVENT_TYPES as eventTypes, STATES as states };
 
-const HAS_POLL_FD = C.jobq_poll_fd != null && C.jobq_poll_ack != null;
-const HAS_SHUTDOWN = C.jobq_shutdown != null && C.jobq_destroy != null;
 
 let libcDup = null;
 function dup(fd) {
@@ -109,7 +107,9 @@ class Processor {
     // claim overlaps the tail of the running jobs.
     if (free <= 0 || (this.active > 0 && free < Math.min(this.batch, this.concurrency) / 2)) return;
     this.claiming = true;
-    const timeout = HAS_SHUTDOWN ? 1000 : 200;
+    // jobq_shutdown ends a claim at once: the timeout only bounds how long a
+    // stop() (without close) waits for the claim under way.
+    const timeout = 250;
     this.thread
       .call('claim', [this.queue._q, this.kinds, free, timeout, this.stopFlag])
       .then(
@@ -198,7 +198,10 @@ class Processor {
   }
 
   checkIdle() {
-    if (this.stopping && !this.claiming && this.active === 0 && this._idleResolve) {
+    // After shutdown the running jobs were released: a handler still going
+    // is not waited for (its finish is ignored), only the claim under way.
+    const idle = this.active === 0 || this.queue._shut;
+    if (this.stopping && !this.claiming && idle && this._idleResolve) {
       const r = this._idleResolve;
       this._idleResolve = null;
       this.thread.terminate();
@@ -240,6 +243,7 @@ export class Queue extends EventEmitter {
     this._q = q;
     this._pool = pool;
     this._closed = false; // no new calls
+    this._shut = false; // jobq_shutdown returned: running jobs are released
     this._destroyed = false; // the handle is gone: not even finishes
     this._closing = null;
     this._inflight = new Set();
@@ -423,33 +427,15 @@ export class Queue extends EventEmitter {
   // The event source, started at the first wait, events() or listener.
   _startEvents() {
     if (this._pump || this._closed) return;
-    if (HAS_POLL_FD) {
-      const fdBuf = new Int32Array(1);
-      check(C.jobq_poll_fd(this._q, fdBuf));
-      // A dup so that the socket may close its fd without touching the queue's.
-      const sock = new net.Socket({ fd: dup(fdBuf[0]), readable: true, writable: false });
-      sock.on('data', () => this._drainEvents());
-      sock.on('error', (e) => this.emit('processError', e));
-      this._pump = { sock };
-      // The first jobq_next_event turns buffering on; then drain what is there.
-      this._drainEvents();
-    } else {
-      const t = new Thread();
-      const stop = new Int32Array(new SharedArrayBuffer(4));
-      this._pump = { thread: t, stop };
-      t.call('events', [this._q, 200, stop], {
-        keepAlive: false,
-        onPartial: (evs) => {
-          if (this._closed) return;
-          if (evs.length === 0) {
-            for (const set of this._waiters.values()) for (const w of set) this._recheck(w);
-          }
-          for (const ev of evs) this._deliver(ev);
-        },
-      }).catch((e) => {
-        if (!(e instanceof ClosedError) && !this._closed) this.emit('processError', e);
-      });
-    }
+    const fdBuf = new Int32Array(1);
+    check(C.jobq_poll_fd(this._q, fdBuf));
+    // A dup, so that the socket closes its own fd, never the queue's.
+    const sock = new net.Socket({ fd: dup(fdBuf[0]), readable: true, writable: false });
+    sock.on('data', () => this._drainEvents());
+    sock.on('error', (e) => this.emit('processError', e));
+    this._pump = { sock };
+    // The first jobq_next_event turns buffering on; then drain what is there.
+    this._drainEvents();
     this._updateRef();
   }
 
@@ -520,25 +506,17 @@ export class Queue extends EventEmitter {
       if (it.wake) it.wake();
     }
     this._iterators.clear();
-    if (this._pump?.stop) Atomics.store(this._pump.stop, 0, 1);
     await Promise.allSettled([...this._inflight]);
-    if (HAS_SHUTDOWN) {
-      // Shutdown drains the running handlers while claims return ECLOSED.
-      await this._pool.call('shutdown', [this._q, drainMs]).catch(() => {});
-      await Promise.all(procs);
-    } else {
-      // Without two-step shutdown, nothing may still be inside the library
-      // when jobq_close frees it: wait for the claimers and the handlers.
-      await Promise.race([Promise.all(procs), new Promise((r) => setTimeout(r, drainMs).unref())]);
-      await Promise.all(this._processors.size ? [...this._processors].map((p) => p.thread.terminate()) : []);
-    }
-    if (this._pump?.thread) await this._pump.thread.call('close', [0, 0]).catch(() => {});
-    if (this._pump?.thread) await this._pump.thread.terminate();
+    // Shutdown drains the running handlers (their finishes still work: the
+    // handle stays valid) while claims under way return ECLOSED.
+    await this._pool.call('shutdown', [this._q, drainMs]).catch(() => {});
+    this._shut = true;
+    for (const p of this._processors) p.checkIdle();
+    await Promise.all(procs);
     if (this._pump?.sock) this._pump.sock.destroy();
     this._destroyed = true;
     open.delete(this);
-    if (HAS_SHUTDOWN) await this._pool.call('destroy', [this._q]);
-    else await this._pool.call('close', [this._q, 0]);
+    await this._pool.call('destroy', [this._q]);
     await this._pool.terminate();
   }
 
@@ -547,9 +525,8 @@ export class Queue extends EventEmitter {
   _shutdownSync() {
     if (this._destroyed) return;
     this._closed = true;
-    if (HAS_SHUTDOWN) C.jobq_shutdown(this._q, 0);
-    // Without it, jobq_close here could free the queue under a binding
-    // thread still inside a call: leave it to the lease.
+    // Not jobq_destroy: a binding thread may still be inside a call.
+    C.jobq_shutdown(this._q, 0);
   }
 }
 

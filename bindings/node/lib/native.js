@@ -143,11 +143,7 @@ const decls = {
   jobq_ctx_fail: 'int jobq_ctx_fail(uintptr_t ctx, const char *message, int retryable)',
   jobq_ctx_retry_after:
     'int jobq_ctx_retry_after(uintptr_t ctx, int64_t delay_ms, int count_attempt)',
-};
 
-// Newer additions: looked up one by one so that the binding still loads
-// (with a fallback) on a library that predates them.
-const optional = {
   jobq_shutdown: 'int jobq_shutdown(uintptr_t q, int drain_ms)',
   jobq_destroy: 'void jobq_destroy(uintptr_t q)',
   jobq_poll_fd: 'int jobq_poll_fd(uintptr_t q, int *out_fd)',
@@ -156,17 +152,17 @@ const optional = {
 
 const fns = {};
 for (const [name, decl] of Object.entries(decls)) {
-  if (decl) fns[name] = lib.func(decl);
+  try {
+    fns[name] = lib.func(decl);
+  } catch (e) {
+    // jobq_poll_fd and jobq_shutdown came in 0.1's binding additions.
+    const err = new Error(`jobq: ${libraryPath} has no ${name}: this package needs a newer libjobq`);
+    err.code = 'JOBQ_ENOLIB';
+    throw err;
+  }
 }
 fns.jobq_job_to_json = lib.func('jobq_job_to_json', OwnedStr, ['uintptr_t']);
 fns.jobq_event_to_json = lib.func('jobq_event_to_json', OwnedStr, ['uintptr_t']);
 fns.jobq_free = jobqFree;
-for (const [name, decl] of Object.entries(optional)) {
-  try {
-    fns[name] = lib.func(decl);
-  } catch {
-    fns[name] = null;
-  }
-}
 
 export { fns as C, koffi, libraryPath };

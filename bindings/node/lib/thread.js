@@ -7,6 +7,7 @@ import { parentPort } from 'node:worker_threads';
 import { C } from './native.js';
 
 const ETIMEDOUT = -9;
+const ECLOSED = -10;
 const ID_SIZE = Number(C.jobq_id_size());
 const outPtr = new BigUint64Array(1);
 
@@ -109,19 +110,6 @@ const ops = {
     return null;
   },
 
-  // Blocks until a change or the timeout: only for the binding's own
-  // fallback and for callers who asked for a blocking wait on this thread.
-  wait(q, id, timeoutMs) {
-    const rc = C.jobq_wait(q, id, timeoutMs, outPtr);
-    if (rc < 0 && rc !== ETIMEDOUT) check(rc);
-    const p = Number(outPtr[0]);
-    try {
-      return jobFromPtr(p);
-    } finally {
-      C.jobq_job_free(p);
-    }
-  },
-
   close(q, drainMs) {
     return check(C.jobq_close(q, drainMs));
   },
@@ -147,6 +135,8 @@ const ops = {
       if (stop && Atomics.load(stop, 0)) return null;
       const rc = C.jobq_claim_many(q, ks, max, timeoutMs, out, nOut);
       if (rc === ETIMEDOUT) continue;
+      // After jobq_shutdown: the JS side knows, it asked for it.
+      if (rc === ECLOSED) return null;
       check(rc);
       const n = Number(nOut[0]);
       const addr = new Array(n);
@@ -166,35 +156,11 @@ const ops = {
     }
   },
 
-  // Fallback event source for a library without jobq_poll_fd: blocks in
-  // jobq_next_event and posts what comes, until stop[0] is set.
-  events(q, timeoutMs, stop, seq) {
-    // The first call turns buffering on: say so, so that waits re-check
-    // what changed before it.
-    let first = true;
-    for (;;) {
-      if (Atomics.load(stop, 0)) return null;
-      const evs = [];
-      let rc = C.jobq_next_event(q, timeoutMs, outPtr);
-      while (rc === 0) {
-        const p = Number(outPtr[0]);
-        const ev = JSON.parse(C.jobq_event_to_json(p));
-        ev.dropped = Number(C.jobq_event_dropped(p));
-        C.jobq_event_free(p);
-        evs.push(ev);
-        if (evs.length >= 256) break;
-        rc = C.jobq_next_event(q, 0, outPtr);
-      }
-      if (rc < 0 && rc !== ETIMEDOUT) check(rc);
-      if (evs.length || first) parentPort.postMessage({ seq, partial: evs });
-      first = false;
-    }
-  },
 };
 
 parentPort.on('message', (m) => {
   try {
-    const value = ops[m.op](...m.args, m.seq);
+    const value = ops[m.op](...m.args);
     parentPort.postMessage({ seq: m.seq, value });
   } catch (e) {
     if (e instanceof CallError) parentPort.postMessage({ seq: m.seq, rc: e.rc, message: e.message });
