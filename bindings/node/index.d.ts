@@ -129,6 +129,12 @@ export class Job {
   /** True once the job was cancelled or its attempt timed out. */
   readonly cancelled: boolean;
   progress(percent: number, step?: string): void;
+  /** Finish a job from q.claim(): the result (JSON). */
+  succeed(result?: unknown): void;
+  /** Fail the attempt ("Name: message"); retried while attempts remain unless retryable is false. */
+  fail(error: unknown, opts?: { retryable?: boolean }): void;
+  /** Queue the job again after `after` ms. */
+  retry(after?: number, opts?: { countAttempt?: boolean }): void;
 }
 
 export type Handler = (job: Job) => unknown | Promise<unknown>;
@@ -164,7 +170,10 @@ export class Queue extends EventEmitter {
   readonly closed: boolean;
   submit(kind: string, payload?: unknown, opts?: SubmitOptions): Promise<string>;
   submitEx(kind: string, payload?: unknown, opts?: SubmitOptions): Promise<{ id: string; duplicate: boolean }>;
+  submitMany(jobs: { kind: string; payload?: unknown; opts?: SubmitOptions }[]): Promise<string[]>;
   get(id: string): Promise<JobInfo>;
+  /** Claims up to max due jobs (one storage claim); [] after timeout ms. */
+  claim(kind: string | string[] | null, opts?: { max?: number; timeout?: number }): Promise<Job[]>;
   cancel(id: string): Promise<void>;
   pages(filter?: ListFilter): AsyncGenerator<JobInfo[], void, unknown>;
   list(filter?: ListFilter): AsyncGenerator<JobInfo, void, unknown>;

@@ -81,6 +81,32 @@ export class Job {
     if (this._done || this._queue._destroyed) return false;
     return C.jobq_ctx_cancelled(this._addr) === 1;
   }
+
+  // Finishing a claimed job (q.claim); process() finishes its jobs itself.
+  // None waits for the disk: the library commits finishes in groups.
+  succeed(result = null) {
+    this._finish('succeed', () => C.jobq_ctx_succeed(this._addr, JSON.stringify(result ?? null)));
+  }
+
+  // Fails the attempt with "Name: message" (retried while attempts remain
+  // unless retryable is false).
+  fail(error, { retryable = true } = {}) {
+    const msg = error instanceof Error ? `${error.name}: ${error.message}` : String(error ?? 'failed');
+    this._finish('fail', () => C.jobq_ctx_fail(this._addr, msg, retryable ? 1 : 0));
+  }
+
+  // Queues the job again after ms; countAttempt false: not counted.
+  retry(after = 0, { countAttempt = true } = {}) {
+    this._finish('retry', () => C.jobq_ctx_retry_after(this._addr, Math.max(0, Math.round(after)),
+      countAttempt ? 1 : 0));
+  }
+
+  _finish(fn, call) {
+    if (this._done) throw new InvalidArgumentError(`job.${fn}: the attempt has finished`);
+    if (this._queue._destroyed) throw closedError(`job.${fn}`);
+    this._done = true;
+    check(call());
+  }
 }
 
 class Processor {
@@ -281,6 +307,18 @@ export class Queue extends EventEmitter {
   // Like submit, also saying whether a live dedupe key returned an existing job.
   submitEx(kind, payload = null, opts) {
     return this._call('submit', 'submit', [kind, JSON.stringify(payload ?? null), opts]);
+  }
+
+  // Submits jobs ({kind, payload, opts}) at once, all or none; resolves
+  // with their ids in order.
+  async submitMany(jobs) {
+    if (!Array.isArray(jobs)) return Promise.reject(new InvalidArgumentError('submitMany: jobs is not an array'));
+    if (jobs.length === 0) return [];
+    const kinds = jobs.map((j) => j.kind);
+    const payloads = jobs.map((j) => JSON.stringify(j.payload ?? null));
+    const opts = jobs.some((j) => j.opts) ? jobs.map((j) => j.opts ?? null) : null;
+    const r = await this._call('submitMany', 'submitMany', [kinds, payloads, opts]);
+    return r.ids;
   }
 
   async get(id) {
@@ -489,6 +527,28 @@ export class Queue extends EventEmitter {
     };
   }
 
+  // The pull path without a handler: claims up to max due jobs of kind (a
+  // name, an array, or null for any) in one storage claim, waiting up to
+  // timeout ms for at least one (on a binding thread; resolves [] on
+  // timeout). Finish each with job.succeed(result), job.fail(error) or
+  // job.retry(after): until then it is running and its lease is renewed.
+  async claim(kind, { max = 1, timeout = 0 } = {}) {
+    if (this._closed) throw closedError('claim');
+    if (!(max >= 1 && max <= 1024)) throw new InvalidArgumentError('claim: max must be 1..1024');
+    const kinds = kind == null ? null : Array.isArray(kind) ? kind : [kind];
+    if (!this._claimer) this._claimer = new Thread();
+    const p = this._claimer.call('claimOnce', [this._q, kinds, max, timeout]);
+    this._inflight.add(p);
+    const done = () => this._inflight.delete(p);
+    p.then(done, done);
+    const b = await p;
+    const jobs = [];
+    if (b) for (let i = 0; i < b.addr.length; i++) {
+      jobs.push(new Job(this, b.addr[i], b.id[i], b.kind[i], b.payload[i], b.attempt[i]));
+    }
+    return jobs;
+  }
+
   // Stops taking work, lets running jobs finish for up to drainMs, releases
   // the rest back to the queue, and frees the queue. Later calls reject
   // with ClosedError. Resolves once everything is released.
@@ -518,6 +578,7 @@ export class Queue extends EventEmitter {
     open.delete(this);
     await this._pool.call('destroy', [this._q]);
     await this._pool.terminate();
+    if (this._claimer) await this._claimer.terminate();
   }
 
   // The exit hook: no await possible. Releases running jobs at once so

@@ -109,6 +109,9 @@ const decls = {
   jobq_submit_ex: 'int jobq_submit_ex(uintptr_t q, const char *kind, const char *payload, ' +
     'uintptr_t so, void *out_id, size_t out_cap)',
 
+  jobq_submit_many_ex: 'int jobq_submit_many_ex(uintptr_t q, size_t n, const char **kinds, ' +
+    'const char **payloads, void *opts, void *out_ids, size_t out_cap, void *out_dup)',
+
   jobq_get: 'int jobq_get(uintptr_t q, const char *id, void *out)',
   jobq_job_free: 'void jobq_job_free(uintptr_t job)',
   jobq_filter_new: 'uintptr_t jobq_filter_new(void)',

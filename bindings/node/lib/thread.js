@@ -38,6 +38,35 @@ function withOpts(newFn, freeFn, fill) {
   }
 }
 
+function setSubmitOpts(so, o) {
+  if (o.owner != null) check(C.jobq_submit_opts_set_owner(so, o.owner));
+  if (o.priority != null) check(C.jobq_submit_opts_set_priority(so, o.priority));
+  if (o.runAt != null) check(C.jobq_submit_opts_set_run_at(so, o.runAt));
+  if (o.delay != null) check(C.jobq_submit_opts_set_delay(so, o.delay));
+  if (o.maxAttempts != null) check(C.jobq_submit_opts_set_max_attempts(so, o.maxAttempts));
+  if (o.dedupe != null) check(C.jobq_submit_opts_set_dedupe(so, o.dedupe, o.dedupeTtl ?? 0));
+  if (o.force != null) check(C.jobq_submit_opts_set_force(so, o.force ? 1 : 0));
+}
+
+// The claimed ctxs' fields, read here so that the JS thread makes one call
+// per job: its finish. Parallel arrays: cheaper to post than objects.
+function batchOf(out, n) {
+  const addr = new Array(n);
+  const id = new Array(n);
+  const kind = new Array(n);
+  const payload = new Array(n);
+  const attempt = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = Number(out[i]);
+    addr[i] = c;
+    id[i] = C.jobq_ctx_id(c);
+    kind[i] = C.jobq_ctx_kind(c);
+    payload[i] = C.jobq_ctx_payload(c);
+    attempt[i] = C.jobq_ctx_attempt(c);
+  }
+  return { addr, id, kind, payload, attempt };
+}
+
 const ops = {
   open(o) {
     return withOpts(C.jobq_options_new, C.jobq_options_free, (opts) => {
@@ -59,19 +88,39 @@ const ops = {
   submit(q, kind, payload, o) {
     const out = Buffer.alloc(ID_SIZE);
     const fill = (so) => {
-      if (o) {
-        if (o.owner != null) check(C.jobq_submit_opts_set_owner(so, o.owner));
-        if (o.priority != null) check(C.jobq_submit_opts_set_priority(so, o.priority));
-        if (o.runAt != null) check(C.jobq_submit_opts_set_run_at(so, o.runAt));
-        if (o.delay != null) check(C.jobq_submit_opts_set_delay(so, o.delay));
-        if (o.maxAttempts != null) check(C.jobq_submit_opts_set_max_attempts(so, o.maxAttempts));
-        if (o.dedupe != null) check(C.jobq_submit_opts_set_dedupe(so, o.dedupe, o.dedupeTtl ?? 0));
-        if (o.force != null) check(C.jobq_submit_opts_set_force(so, o.force ? 1 : 0));
-      }
+      if (o) setSubmitOpts(so, o);
       return check(C.jobq_submit_ex(q, kind, payload, so, out, out.length));
     };
     const rc = o ? withOpts(C.jobq_submit_opts_new, C.jobq_submit_opts_free, fill) : fill(0);
     return { id: out.toString('latin1', 0, ID_SIZE - 1), duplicate: rc === 1 };
+  },
+
+  // All or none; ids in order, and which were dedupe hits.
+  submitMany(q, kinds, payloads, opts) {
+    const n = kinds.length;
+    const out = Buffer.alloc(n * ID_SIZE);
+    const dup = new Int32Array(n);
+    const made = [];
+    try {
+      let so = null;
+      if (opts && opts.some((o) => o)) {
+        so = new BigUint64Array(n);
+        for (let i = 0; i < n; i++) {
+          if (!opts[i]) continue;
+          const h = C.jobq_submit_opts_new();
+          if (!h) throw new CallError(-2, 'jobq_submit_many: out of memory');
+          made.push(h);
+          so[i] = BigInt(h);
+          setSubmitOpts(h, opts[i]);
+        }
+      }
+      check(C.jobq_submit_many_ex(q, n, kinds, payloads, so, out, out.length, dup));
+    } finally {
+      for (const h of made) C.jobq_submit_opts_free(h);
+    }
+    const ids = new Array(n);
+    for (let i = 0; i < n; i++) ids[i] = out.toString('latin1', i * ID_SIZE, (i + 1) * ID_SIZE - 1);
+    return { ids, duplicate: Array.from(dup, (d) => d === 1) };
   },
 
   get(q, id) {
@@ -138,24 +187,21 @@ const ops = {
       // After jobq_shutdown: the JS side knows, it asked for it.
       if (rc === ECLOSED) return null;
       check(rc);
-      const n = Number(nOut[0]);
-      const addr = new Array(n);
-      const id = new Array(n);
-      const kind = new Array(n);
-      const payload = new Array(n);
-      const attempt = new Array(n);
-      for (let i = 0; i < n; i++) {
-        const c = Number(out[i]);
-        addr[i] = c;
-        id[i] = C.jobq_ctx_id(c);
-        kind[i] = C.jobq_ctx_kind(c);
-        payload[i] = C.jobq_ctx_payload(c);
-        attempt[i] = C.jobq_ctx_attempt(c);
-      }
-      return { addr, id, kind, payload, attempt };
+      return batchOf(out, Number(nOut[0]));
     }
   },
 
+
+  // One claim for q.claim(): [] (null) on timeout.
+  claimOnce(q, kinds, max, timeoutMs) {
+    const ks = kinds ? [...kinds, null] : null;
+    const out = new BigUint64Array(max);
+    const nOut = new BigUint64Array(1);
+    const rc = C.jobq_claim_many(q, ks, max, timeoutMs, out, nOut);
+    if (rc === ETIMEDOUT) return null;
+    check(rc);
+    return batchOf(out, Number(nOut[0]));
+  },
 };
 
 parentPort.on('message', (m) => {

@@ -32,6 +32,14 @@ async function main(): Promise<void> {
     if (ev.type === 'failed') console.log(ev.error, ev.dropped);
     break;
   }
+  const many: string[] = await q.submitMany([{ kind: 'a', payload: 1 }, { kind: 'b', opts: { owner: 'o' } }]);
+  const claimed: Job[] = await q.claim(['a', 'b'], { max: 64, timeout: 100 });
+  for (const j of claimed) {
+    if (j.kind === 'a') j.succeed({ ok: true });
+    else if (j.attempt === 1) j.retry(100, { countAttempt: false });
+    else j.fail(new Error('no'), { retryable: false });
+  }
+  console.log(many.length);
   await p.stop();
   await q.close(1000);
   try {

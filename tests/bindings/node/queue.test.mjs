@@ -119,3 +119,40 @@ test('use after close: every call rejects with ClosedError, pending waits too', 
   assert.throws(() => q.events(), ClosedError);
   await q.close(); // a second close is the same close
 });
+
+test('submitMany: all or none, ids in order', async (t) => {
+  const q = await Queue.open();
+  t.after(() => q.close());
+  const ids = await q.submitMany([
+    { kind: 'a', payload: { i: 0 } },
+    { kind: 'b', payload: { i: 1 }, opts: { owner: 'o1', priority: 3 } },
+  ]);
+  assert.equal(ids.length, 2);
+  assert.deepEqual((await q.get(ids[0])).payload, { i: 0 });
+  const b = await q.get(ids[1]);
+  assert.equal(b.kind, 'b');
+  assert.equal(b.owner, 'o1');
+  await assert.rejects(q.submitMany([{ kind: 'a', payload: 1 }, { kind: 'bad kind!', payload: 2 }]),
+    (e) => e instanceof errors.KindError && /^jobq_submit_many/.test(e.message));
+  let n = 0;
+  for await (const j of q.list()) n += j ? 1 : 0;
+  assert.equal(n, 2, 'the refused batch stored nothing');
+});
+
+test('claim: the pull path without a handler', async (t) => {
+  const q = await Queue.open();
+  t.after(() => q.close());
+  const ids = await q.submitMany([{ kind: 'p', payload: 1 }, { kind: 'p', payload: 2 }, { kind: 'p', payload: 3 }]);
+  const jobs = await q.claim('p', { max: 2, timeout: 5000 });
+  assert.deepEqual(jobs.map((j) => j.payload), [1, 2]);
+  jobs[0].succeed({ ok: true });
+  jobs[1].fail(new Error('nope'), { retryable: false });
+  assert.throws(() => jobs[0].succeed(1), errors.InvalidArgumentError);
+  const [third] = await q.claim(['p'], { max: 5, timeout: 5000 });
+  third.retry(0, { countAttempt: false });
+  assert.deepEqual((await q.wait(ids[0])).result, { ok: true });
+  assert.equal((await q.wait(ids[1])).error, 'Error: nope');
+  assert.deepEqual(await q.claim('other', { timeout: 10 }), []);
+  await assert.rejects(q.claim('p', { max: 0 }), errors.InvalidArgumentError);
+  await assert.rejects(q.claim('bad kind!', { timeout: 10 }), errors.KindError);
+});
