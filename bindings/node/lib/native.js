@@ -15,7 +15,7 @@ const SONAME = 'libjobq.so.0';
 
 function pkgConfigLibdir() {
   try {
-    const out = execFileSync('pkg-config', ['--variable=libdir', 'jobq'], {
+    const out = execFileSync('pkg-config', ['--variable=libdir', 'libjobq'], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'ignore'],
     }).trim();
@@ -37,7 +37,7 @@ function locate() {
     if (existsSync(p)) candidates.push(p);
     else tried.push(`${p} (pkg-config's libdir; no such file)`);
   } else {
-    tried.push('pkg-config jobq (not found)');
+    tried.push('pkg-config libjobq (not found)');
   }
   candidates.push(SONAME);
   return { candidates, tried };
@@ -54,7 +54,7 @@ function load() {
   }
   const err = new Error(
     'jobq: cannot load libjobq. Set JOBQ_LIBRARY to the path of libjobq.so.0, ' +
-      'install it where pkg-config (jobq.pc) or the system loader finds it. Tried: ' +
+      'or install it where pkg-config (libjobq.pc) or the system loader finds it. Tried: ' +
       tried.join('; '));
   err.code = 'JOBQ_ENOLIB';
   throw err;
