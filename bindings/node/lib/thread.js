@@ -205,6 +205,11 @@ const ops = {
 };
 
 parentPort.on('message', (m) => {
+  if (m.op === 'exit') {
+    // Leave between calls: a worker terminated inside koffi aborts the process.
+    parentPort.close();
+    return;
+  }
   try {
     const value = ops[m.op](...m.args);
     parentPort.postMessage({ seq: m.seq, value });
@@ -213,3 +218,6 @@ parentPort.on('message', (m) => {
     else parentPort.postMessage({ seq: m.seq, rc: -1, message: `jobq: ${e && e.stack}` });
   }
 });
+
+// Loaded (koffi and the library): from now on it may be ended.
+parentPort.postMessage({ ready: true });

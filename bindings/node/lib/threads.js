@@ -15,7 +15,12 @@ export class Thread {
     this.pending = new Map(); // seq -> {resolve, reject, onPartial}
     this.seq = 0;
     this.dead = null;
+    this.ready = new Promise((r) => (this._ready = r));
     this.worker.on('message', (m) => {
+      if (m.ready) {
+        this._ready();
+        return;
+      }
       const p = this.pending.get(m.seq);
       if (!p) return;
       if (m.partial) {
@@ -33,7 +38,10 @@ export class Thread {
       this.pending.clear();
     };
     this.worker.on('error', fail);
-    this.worker.on('exit', (code) => fail(new Error(`jobq: binding thread exited (${code})`)));
+    this.worker.on('exit', (code) => {
+      this._ready();
+      fail(new Error(`jobq: binding thread exited (${code})`));
+    });
     // After the listeners: adding a 'message' listener refs the worker again.
     this.worker.unref();
   }
@@ -55,21 +63,35 @@ export class Thread {
     });
   }
 
-  terminate() {
-    return this.worker.terminate();
+  // Ends the thread once it has loaded and between calls: terminating a
+  // worker inside koffi (loading the library, or in a call) aborts the
+  // whole process.
+  async terminate() {
+    await this.ready;
+    if (this.dead) return;
+    const exited = new Promise((r) => this.worker.once('exit', r));
+    this.worker.ref();
+    this.worker.postMessage({ op: 'exit' });
+    await exited;
   }
 }
 
 // A few threads for short calls (submit, get, list, cancel): a call goes to
-// the least busy one.
+// an idle one, else a new one while there are fewer than max, else the
+// least busy.
 export class Pool {
-  constructor(n) {
-    this.threads = Array.from({ length: n }, () => new Thread());
+  constructor(max) {
+    this.max = Math.max(1, max);
+    this.threads = [];
   }
 
   call(op, args) {
-    let t = this.threads[0];
-    for (const u of this.threads) if (u.busy < t.busy) t = u;
+    let t = null;
+    for (const u of this.threads) if (!t || u.busy < t.busy) t = u;
+    if (!t || (t.busy > 0 && this.threads.length < this.max)) {
+      t = new Thread();
+      this.threads.push(t);
+    }
     return t.call(op, args);
   }
 
