@@ -44,3 +44,12 @@ test('an idle queue does not hold the process open, and exiting is clean', async
   assert.equal(child.code, 0, child.stderr);
   assert.equal(child.stdout.trim(), 'queued');
 });
+
+test('no library: the import fails with JOBQ_ENOLIB and says what it tried', async () => {
+  const child = await runChild(`
+    try { await import(process.env.BINDING); console.log('loaded'); }
+    catch (e) { console.log(e.code + ' ' + e.message); }
+  `, { env: { JOBQ_LIBRARY: '/nonexistent/libjobq.so.0' } });
+  assert.equal(child.code, 0, child.stderr);
+  assert.match(child.stdout, /^JOBQ_ENOLIB jobq: cannot load libjobq\. Set JOBQ_LIBRARY .*\/nonexistent\/libjobq\.so\.0/);
+});
