@@ -22,10 +22,12 @@ if(_node_suite)
   add_test(NAME binding_node
            COMMAND ${JOBQ_BASH} ${PROJECT_SOURCE_DIR}/tests/bindings/node/run.sh test)
   set_tests_properties(binding_node PROPERTIES
-    TIMEOUT 300 LABELS bindings SKIP_RETURN_CODE 77
+    TIMEOUT 300 LABELS bindings SKIP_RETURN_CODE 77 RESOURCE_LOCK jobq_node_modules
     ENVIRONMENT "${_node_env};JOBQ_LIBRARY=$<TARGET_FILE:jobq>;JOBQ_PODCAST_PROGRAM=${_podcast_program}")
 endif()
 add_test(NAME binding_node_tsc
          COMMAND ${JOBQ_BASH} ${PROJECT_SOURCE_DIR}/tests/bindings/node/run.sh tsc)
 set_tests_properties(binding_node_tsc PROPERTIES
-  TIMEOUT 120 LABELS bindings SKIP_RETURN_CODE 77)
+  TIMEOUT 120 LABELS bindings SKIP_RETURN_CODE 77
+  # Both install bindings/node/node_modules first (npm ci): never at once.
+  RESOURCE_LOCK jobq_node_modules)
