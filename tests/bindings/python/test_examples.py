@@ -44,7 +44,12 @@ def test_server_example(tmp_path):
                          stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
         line = p.stdout.readline()
-        assert line.startswith("listening on "), p.stderr.read()
+        if not line:
+            err = p.stderr.read()
+            if "without espeak-ng" in err:
+                pytest.skip(f"no offline voices in this build: {err.strip().splitlines()[-1]}")
+            pytest.fail(f"server.py did not start: {err}")
+        assert line.startswith("listening on "), line
         base = line.split()[-1]
         note = {"noteContent": TEXT, "noteId": "n1", "userId": "alice"}
         st, b = call(base, "POST", "/api/podcast/generate/async", note)
@@ -79,7 +84,8 @@ def test_server_example(tmp_path):
         st, b = call(base, "POST", "/api/podcast/generate/async", {"userId": "alice"})
         assert st == 400 and b["error"]["code"] == "missing_field"
     finally:
-        p.send_signal(signal.SIGINT)
-        assert p.wait(120) == 0
+        if p.poll() is None:  # still serving: it must stop cleanly on SIGINT
+            p.send_signal(signal.SIGINT)
+            assert p.wait(120) == 0
         p.stdout.close()
         p.stderr.close()
