@@ -394,6 +394,12 @@ int jobq__pg_acquire(pg_store *s, PGconn **out) {
   }
   slot->busy = 1;
   PGconn *c = slot->c;
+  /* A connection the server ended while it sat idle (a restart,
+   * pg_terminate_backend) has the server's goodbye and EOF waiting on its
+   * socket: reading them (libpq's socket does not block) marks it bad, so
+   * that it is replaced now rather than failing the caller's statement. */
+  if (c && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE)
+    PQconsumeInput(c);
   if (c && PQstatus(c) != CONNECTION_OK) {
     PQfinish(c);
     c = slot->c = NULL;
