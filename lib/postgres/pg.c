@@ -592,6 +592,9 @@ static void pg_free(pg_store *s) {
 static void pg_close(void *st) {
   pg_store *s = st;
   jobq__pg_notify_stop(s);
+  jobq__pg_finish_async_stop(s);
+  uv_mutex_destroy(&s->fa_mu);
+  uv_cond_destroy(&s->fa_cv);
   uv_mutex_destroy(&s->mu);
   uv_cond_destroy(&s->cv);
   uv_mutex_destroy(&s->nmu);
@@ -617,7 +620,8 @@ static int pg_open(const char *url, void **out) {
     return rc;
   }
   s->conns[0].c = c;
-  if (uv_mutex_init(&s->mu) || uv_cond_init(&s->cv) || uv_mutex_init(&s->nmu)) {
+  if (uv_mutex_init(&s->mu) || uv_cond_init(&s->cv) || uv_mutex_init(&s->nmu) ||
+      uv_mutex_init(&s->fa_mu) || uv_cond_init(&s->fa_cv)) {
     pg_free(s);
     return jobq__err(JOBQ_ENOMEM, "postgres storage: cannot create a lock");
   }
@@ -641,6 +645,7 @@ static jobq_storage_ops pg_ops_of(const char *scheme) {
   o.heartbeat = jobq__pg_heartbeat;
   o.rescue = jobq__pg_rescue;
   o.set_notify = jobq__pg_set_notify;
+  o.finish_async = jobq__pg_finish_async;
   o.checkpoint = jobq__pg_checkpoint;
   o.checkpoint_get = jobq__pg_checkpoint_get;
   o.prune = jobq__pg_prune;

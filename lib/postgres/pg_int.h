@@ -27,6 +27,8 @@ typedef struct pg_conn {
   int busy;            /* lent to a caller */
 } pg_conn;
 
+typedef struct pg_fa_req pg_fa_req;
+
 typedef struct pg_store {
   char *conninfo;      /* the URL less libjobq's parameters, for libpq */
   char *shown;         /* the URL as sentences quote it: no password */
@@ -46,6 +48,12 @@ typedef struct pg_store {
   int watching;
   int wake_fd[2];      /* a pipe: the watcher's poll() wakes on its read end */
   uv_thread_t watcher;
+  /* group commit of finish_async (pg_finish_async.c) */
+  uv_mutex_t fa_mu;
+  uv_cond_t fa_cv;
+  pg_fa_req *fa_head, *fa_tail;
+  int fa_started, fa_stop;
+  uv_thread_t fa_thread;
 } pg_store;
 
 /* pg.c */
@@ -92,6 +100,9 @@ int jobq__pg_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ_I
                    size_t *n_out);
 int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *out, size_t *n_out);
 int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state);
+int jobq__pg_finish_async(void *st, const jobq_storage_finish *f, size_t n,
+                          void (*done)(void *ud, int rc, const int *out_state), void *ud);
+void jobq__pg_finish_async_stop(pg_store *s); /* at close: answers what is queued, then stops */
 int jobq__pg_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_until);
 int jobq__pg_rescue(void *st, int64_t now, size_t *n_out);
 int jobq__pg_get(void *st, const char *id, int64_t now, jobq_storage_job *out);
