@@ -18,14 +18,20 @@
   "$3::int[], $4::int8[], $5::int[], $6::int8[], $7::text[], $8::text[], $9::text[], "         \
   "$10::int8[]) WITH ORDINALITY AS t(id, kind, pr, ra, ma, ca, ow, pl, dk, dt, o) ORDER BY o"
 
-/* Inserts jobs[0..k) with one statement. */
-static int insert_rows(pg_store *s, PGconn *c, jobq_storage_job *const *jobs, size_t k) {
+/* The same, and the wake-up ($11) in the same statement: a batch without
+ * key lookups is one round trip, committed by itself. */
+#define INSERT_NOTIFY_SQL \
+  "WITH ins AS (" INSERT_SQL " RETURNING 1) SELECT pg_notify($11, ''), (SELECT count(*) FROM ins)"
+
+/* Inserts jobs[0..k) with one statement (with notify: INSERT_NOTIFY_SQL). */
+static int insert_rows(pg_store *s, PGconn *c, jobq_storage_job *const *jobs, size_t k,
+                       int notify) {
   const char **tid = calloc(k, sizeof *tid), **tkind = calloc(k, sizeof *tkind),
              **town = calloc(k, sizeof *town), **tpl = calloc(k, sizeof *tpl),
              **tdk = calloc(k, sizeof *tdk);
   int64_t *pr = calloc(k, sizeof *pr), *ra = calloc(k, sizeof *ra), *ma = calloc(k, sizeof *ma),
           *ca = calloc(k, sizeof *ca), *dt = calloc(k, sizeof *dt);
-  char *a[10] = {0};
+  char *a[11] = {0};
   int rc = 0;
   if (!tid || !tkind || !town || !tpl || !tdk || !pr || !ra || !ma || !ca || !dt) {
     rc = jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory");
@@ -50,7 +56,10 @@ static int insert_rows(pg_store *s, PGconn *c, jobq_storage_job *const *jobs, si
       (rc = jobq__pg_arr_text(town, k, &a[6])) || (rc = jobq__pg_arr_text(tpl, k, &a[7])) ||
       (rc = jobq__pg_arr_text(tdk, k, &a[8])) || (rc = jobq__pg_arr_i64(dt, k, &a[9])))
     goto out;
-  rc = jobq__pg_exec(s, c, INSERT_SQL, 10, (const char *const *)a, "cannot insert jobs", NULL);
+  a[10] = s->channel; /* not freed below */
+  rc = jobq__pg_exec(s, c, notify ? INSERT_NOTIFY_SQL : INSERT_SQL, notify ? 11 : 10,
+                     (const char *const *)a, "cannot insert jobs", NULL);
+  a[10] = NULL;
 out:
   for (int i = 0; i < 10; i++) free(a[i]);
   free(tid);
@@ -104,6 +113,14 @@ int jobq__pg_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int
     return jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory");
   }
   for (size_t i = 0; i < n; i++) memcpy(ids[i], jobs[i]->id, JOBQ_ID_SIZE);
+  size_t plain = 0; /* jobs that need no key lookup */
+  while (plain < n && (jobs[plain]->dedupe_key == NULL || (force && force[plain]))) plain++;
+  if (plain == n) {
+    /* the common case: one statement, autocommitted, wake-up included */
+    rc = insert_rows(s, c, jobs, n, 1);
+    for (size_t m = 0; m < n; m++) out_dup[m] = 0;
+    goto out;
+  }
   if ((rc = jobq__pg_begin(s, c))) goto out;
   size_t i = 0;
   while (rc == 0 && i < n) {
@@ -111,7 +128,7 @@ int jobq__pg_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int
     size_t k = 0;
     while (i + k < n && (jobs[i + k]->dedupe_key == NULL || (force && force[i + k]))) k++;
     if (k) {
-      rc = insert_rows(s, c, jobs + i, k);
+      rc = insert_rows(s, c, jobs + i, k, 0);
       for (size_t m = 0; m < k; m++) out_dup[i + m] = 0;
       i += k;
       continue;
@@ -119,7 +136,7 @@ int jobq__pg_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int
     int dup = 0;
     if ((rc = dedupe(s, c, jobs[i], now, &dup))) break;
     out_dup[i] = dup;
-    if (!dup) rc = insert_rows(s, c, jobs + i, 1);
+    if (!dup) rc = insert_rows(s, c, jobs + i, 1, 0);
     i++;
   }
   /* Idle workers of every process hear of the new jobs (delivered at the
