@@ -3,7 +3,7 @@
 # examples, when any is missing. Used by ./examples/run.sh, ./tests/run.sh and
 # .ci/run, so that each works on a fresh Debian machine.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libcmocka-dev libsqlite3-dev libcurl4-openssl-dev libespeak-ng-dev espeak-ng-data libmp3lame-dev python3 python3-pytest python3-setuptools python3-venv python3-prometheus-client openssl valgrind binutils abigail-tools tzdata libh2o-dev libssl-dev curl groff-base man-db chromium python3-jsonschema)
+pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libcmocka-dev libsqlite3-dev libcurl4-openssl-dev libespeak-ng-dev espeak-ng-data libmp3lame-dev python3 python3-pytest python3-setuptools python3-venv python3-prometheus-client openssl valgrind binutils abigail-tools tzdata libh2o-dev libssl-dev curl groff-base man-db chromium python3-jsonschema postgresql libpq-dev)
 # Node.js and npm (the Node binding, the test servers) are not listed: a
 # machine may have them from elsewhere (NodeSource's nodejs bundles npm and
 # conflicts with Debian's npm package). tests/servers/install.sh installs

@@ -2,10 +2,13 @@
  * registers. The core knows backends only through this table, and through
  * the internal hooks below, which ask a built-in backend what its vtable
  * does not say. */
+#define _GNU_SOURCE /* dladdr */
 #include "jobq/storage.h"
 #include "util/err.h"
 #include "util/mem.h"
 
+#include <dlfcn.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -91,6 +94,52 @@ JOBQ_API int jobq_storage_register(const jobq_storage_ops *ops) {
   return rc;
 }
 
+static const jobq_storage_ops *find(const char *url, size_t n) {
+  const jobq_storage_ops *found = NULL;
+  uv_mutex_lock(&table_mu);
+  for (int i = 0; i < n_table; i++)
+    if (strlen(table[i]->scheme) == n && strncmp(table[i]->scheme, url, n) == 0) found = table[i];
+  uv_mutex_unlock(&table_mu);
+  return found;
+}
+
+/* The PostgreSQL backend lives in libjobq-pg (so that a host on SQLite never
+ * needs libpq). The first postgres:// URL that finds no backend loads it
+ * and calls its jobq_postgres_register, once per process, so that programs
+ * built on libjobq alone (the jobq CLI, jobq-server, the bindings) take such
+ * URLs. It is looked for beside this libjobq first (an installed pair, or a
+ * build tree), then where the dynamic linker looks. */
+int jobq__storage_lookup(const char *url, const jobq_storage_ops **out);
+static uv_once_t pg_once = UV_ONCE_INIT;
+static char pg_why[300];
+
+static void load_pg(void) {
+  void *h = NULL;
+  Dl_info info;
+  if (dladdr((void *)&jobq__storage_lookup, &info) && info.dli_fname) {
+    const char *slash = strrchr(info.dli_fname, '/');
+    if (slash) {
+      char path[1024];
+      snprintf(path, sizeof path, "%.*s/libjobq-pg.so.0", (int)(slash - info.dli_fname),
+               info.dli_fname);
+      h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    }
+  }
+  if (h == NULL) h = dlopen("libjobq-pg.so.0", RTLD_NOW | RTLD_LOCAL);
+  if (h == NULL) {
+    const char *e = dlerror();
+    snprintf(pg_why, sizeof pg_why, "%s", e ? e : "not found");
+    return;
+  }
+  int (*reg)(void) = (int (*)(void))dlsym(h, "jobq_postgres_register");
+  if (reg == NULL) {
+    snprintf(pg_why, sizeof pg_why, "it has no jobq_postgres_register");
+    return;
+  }
+  if (reg() != 0) snprintf(pg_why, sizeof pg_why, "jobq_postgres_register: %s", jobq_last_error());
+  /* the library stays loaded: its table is in ours now */
+}
+
 int jobq__storage_lookup(const char *url, const jobq_storage_ops **out) {
   const char *colon = strchr(url, ':');
   size_t n = colon ? (size_t)(colon - url) : 0;
@@ -98,11 +147,20 @@ int jobq__storage_lookup(const char *url, const jobq_storage_ops **out) {
     return jobq__err(JOBQ_EURL, "storage URL '%.100s' has no scheme; expected e.g. \"memory:\"",
                      url);
   uv_once(&once, init_mu);
-  uv_mutex_lock(&table_mu);
-  const jobq_storage_ops *found = NULL;
-  for (int i = 0; i < n_table; i++)
-    if (strlen(table[i]->scheme) == n && strncmp(table[i]->scheme, url, n) == 0) found = table[i];
-  uv_mutex_unlock(&table_mu);
+  const jobq_storage_ops *found = find(url, n);
+  int pg = (n == 8 && strncmp(url, "postgres", 8) == 0) ||
+           (n == 10 && strncmp(url, "postgresql", 10) == 0);
+  if (found == NULL && pg) {
+    uv_once(&pg_once, load_pg);
+    found = find(url, n);
+    /* (the URL is not quoted: it may hold a password) */
+    if (found == NULL)
+      return jobq__err(JOBQ_EURL,
+                       "storage URL '%.*s://...': the PostgreSQL backend is not available: "
+                       "install libjobq-pg (libjobq-pg.so.0 could not be loaded: %s), or link "
+                       "it and call jobq_postgres_register()",
+                       (int)n, url, pg_why[0] ? pg_why : "it registered nothing");
+  }
   if (found == NULL)
     return jobq__err(JOBQ_EURL,
                      "storage URL '%.100s': unknown scheme '%.*s'; this build supports "

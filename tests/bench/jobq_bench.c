@@ -366,7 +366,7 @@ static int xproc_child(const char *url) {
 
 static void pickup_xproc(const char *self) {
   if (!want("pickup_xproc")) return;
-  if (strncmp(storage, "sqlite:", 7) != 0) return; /* memory is one process */
+  if (strncmp(storage, "memory:", 7) == 0) return; /* memory is one process */
   const char *url = figure_url("pickup_xproc", NULL);
   char urlcopy[1024];
   snprintf(urlcopy, sizeof urlcopy, "%s", url);

@@ -199,6 +199,7 @@ static void durable_abandoned_job_rescued_by_other_queue(conf_case *c) {
 /* The child: claims one job of kind "victim" with a 100 ms lease, says
  * which on stdout, then dies without a word. */
 static int child_claim_and_die(const char *url) {
+  if (conf_register_backends() != 0) return 6;
   jobq_options_t *opts = jobq_options_new();
   if (opts == NULL || jobq_options_set_storage(opts, url) != 0 ||
       jobq_options_set_lease(opts, 100) != 0)

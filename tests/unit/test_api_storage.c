@@ -845,8 +845,33 @@ static void test_default_workdir(void **state) {
   assert_int_equal(rmdir(dir), 0); /* nothing else was made there */
 }
 
+/* A postgres:// URL in a program without libjobq-pg (this one links the
+ * static libjobq alone, so the backend libjobq loads by itself can never
+ * register here): JOBQ_EURL, a sentence naming libjobq-pg, and no password
+ * quoted. Twice: the load is tried once, the sentence stays. */
+static void test_postgres_without_libjobq_pg(void **state) {
+  (void)state;
+  static const char *const urls[] = {"postgres://u:pw-s3cr3t@127.0.0.1:5432/db",
+                                     "postgresql://u:pw-s3cr3t@127.0.0.1/db?schema=x",
+                                     "postgres://u:pw-s3cr3t@127.0.0.1:5432/db"};
+  for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+    jobq_options_t *o = jobq_options_new();
+    TAPI_OK(jobq_options_set_storage(o, urls[i]));
+    jobq_t *q = NULL;
+    jobq_storage_set_error("");
+    assert_int_equal(jobq_open(&q, o), JOBQ_EURL);
+    assert_null(q);
+    const char *e = jobq_last_error();
+    assert_non_null(strstr(e, "install libjobq-pg"));
+    assert_non_null(strstr(e, "jobq_postgres_register()"));
+    assert_null(strstr(e, "s3cr3t"));
+    jobq_options_free(o);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup(test_postgres_without_libjobq_pg, reset),
     cmocka_unit_test_setup(test_ops_init, reset),
     cmocka_unit_test_setup(test_ops_init_writes_only_its_version, reset),
     cmocka_unit_test_setup(test_register_refusals, reset),

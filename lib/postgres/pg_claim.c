@@ -1,0 +1,343 @@
+/* Claims and the ends of attempts on the PostgreSQL backend, each batch one
+ * statement: a claim is an UPDATE of the rows a FOR UPDATE SKIP LOCKED
+ * sub-select picked (claimers in other processes skip each other's rows
+ * instead of waiting for them), a batch of finishes one UPDATE joined with
+ * the arrays of its outcomes; heartbeats and rescue likewise. */
+#include "postgres/pg_int.h"
+#include "util/err.h"
+#include "util/mem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What a claim sets; $1 now, $2 lease end, $3 max, $5/$6 the default max
+ * attempts by kind ($7 for any other kind). A job stored with max_attempts
+ * 0 takes its claimer's default. */
+#define CLAIM_SET                                                                               \
+  "UPDATE jobq_jobs j SET state = 1, attempts = j.attempts + 1, started_at = $1, "              \
+  "finished_at = NULL, lease_until = $2, progress = 0, max_attempts = CASE WHEN "               \
+  "j.max_attempts = 0 THEN coalesce((SELECT m.v FROM unnest($5::text[], $6::int[]) AS m(k, v) " \
+  "WHERE m.k = j.kind AND m.v > 0 LIMIT 1), $7) ELSE j.max_attempts END FROM c "               \
+  "WHERE j.seq = c.cseq RETURNING " PG_JOB_COLS
+
+/* Listed kinds ($4, with limits $8): the best of each kind (each kind's
+ * walk of jobq_jobs_claim stops at its limit), merged by priority then
+ * age. Rows a kind locked beyond the merge's cut are only locked until the
+ * commit. */
+static const char *const claim_kinds_sql =
+    "WITH c(cseq) AS (SELECT s.seq FROM unnest($4::text[], $8::int[]) AS k(kind, lim), "
+    "LATERAL (SELECT seq, priority FROM jobq_jobs WHERE state = 0 AND kind = k.kind AND "
+    "run_at <= $1 ORDER BY priority DESC, seq LIMIT k.lim FOR UPDATE SKIP LOCKED) s "
+    "ORDER BY s.priority DESC, s.seq LIMIT $3) " CLAIM_SET;
+
+/* Any kind but those excluded ($4). */
+static const char *const claim_any_sql =
+    "WITH c(cseq) AS (SELECT seq FROM jobq_jobs WHERE state = 0 AND run_at <= $1 AND "
+    "NOT (kind = ANY($4::text[])) ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
+    CLAIM_SET;
+
+typedef struct ranked {
+  jobq_storage_job j;
+  int64_t seq;
+} ranked;
+
+static int ranked_cmp(const void *a, const void *b) {
+  const ranked *x = a, *y = b;
+  if (x->j.priority != y->j.priority) return x->j.priority > y->j.priority ? -1 : 1;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *out, size_t *n_out) {
+  pg_store *s = st;
+  *n_out = 0;
+  if (req->rate_next) *req->rate_next = INT64_MAX;
+  if (req->max == 0) return 0;
+  char *a4 = NULL, *a5 = NULL, *a6 = NULL, *a8 = NULL;
+  int64_t *lims = NULL, *mav = NULL;
+  int rc = 0;
+  if (req->kinds) {
+    lims = calloc(req->n_kinds ? req->n_kinds : 1, sizeof *lims);
+    if (lims == NULL) return jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory");
+    for (size_t i = 0; i < req->n_kinds; i++) {
+      int64_t l = req->kind_limit && req->kind_limit[i] >= 0 ? req->kind_limit[i] : (int64_t)req->max;
+      lims[i] = l > (int64_t)req->max ? (int64_t)req->max : l;
+    }
+    if ((rc = jobq__pg_arr_text(req->kinds, req->n_kinds, &a4)) ||
+        (rc = jobq__pg_arr_i64(lims, req->n_kinds, &a8)))
+      goto out;
+  } else if ((rc = jobq__pg_arr_text(req->exclude, req->n_exclude, &a4))) {
+    goto out;
+  }
+  mav = calloc(req->n_ma ? req->n_ma : 1, sizeof *mav);
+  if (mav == NULL) {
+    rc = jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < req->n_ma; i++) mav[i] = req->ma_values[i];
+  if ((rc = jobq__pg_arr_text(req->ma_kinds, req->n_ma, &a5)) ||
+      (rc = jobq__pg_arr_i64(mav, req->n_ma, &a6)))
+    goto out;
+  PGconn *c = NULL;
+  if ((rc = jobq__pg_acquire(s, &c))) goto out;
+  /* The time is read when the statement goes out, not when the request was
+   * made (a wait for a connection), so that the lease counts from the claim. */
+  int64_t now = req->clock ? req->clock(req->clock_ud) : req->now;
+  if (now < req->now) now = req->now;
+  char b1[24], b2[24], b3[24], b7[24];
+  int dflt = req->default_max_attempts > 0 ? req->default_max_attempts : 3;
+  const char *p[8] = {jobq__pg_i64(b1, now), jobq__pg_i64(b2, now + req->lease_ms),
+                      jobq__pg_i64(b3, (int64_t)req->max), a4, a5, a6, jobq__pg_i64(b7, dflt), a8};
+  PGresult *r = NULL;
+  rc = jobq__pg_exec(s, c, req->kinds ? claim_kinds_sql : claim_any_sql, req->kinds ? 8 : 7, p,
+                     "cannot claim jobs", &r);
+  jobq__pg_release(s, c);
+  if (rc) goto out;
+  size_t n = (size_t)PQntuples(r);
+  ranked *v = calloc(n ? n : 1, sizeof *v);
+  if (v == NULL) {
+    /* Claimed and committed: the jobs come back through rescue when their
+     * lease ends. */
+    PQclear(r);
+    rc = jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory (claimed jobs return at their "
+                   "lease's end)");
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (jobq__pg_row_to_job(r, (int)i, &v[i].j, &v[i].seq) != 0) {
+      for (size_t k = 0; k < i; k++) jobq_storage_job_clear(&v[k].j);
+      free(v);
+      PQclear(r);
+      rc = jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory (claimed jobs return at their "
+                     "lease's end)");
+      goto out;
+    }
+  }
+  PQclear(r);
+  /* RETURNING has no order: best first, as the claim picked them */
+  qsort(v, n, sizeof *v, ranked_cmp);
+  for (size_t i = 0; i < n && i < req->max; i++) out[i] = v[i].j;
+  *n_out = n < req->max ? n : req->max;
+  free(v);
+out:
+  free(a4);
+  free(a5);
+  free(a6);
+  free(a8);
+  free(lims);
+  free(mav);
+  return rc;
+}
+
+/* ---- finish ---- */
+
+/* f.ns: the new state, -1 for a release. A cancel asked for meanwhile ends
+ * the job cancelled whatever the outcome; a failed attempt (and a
+ * cancelled one) is appended to attempt_log. A NOTIFY goes out when a job
+ * became queued again (a retry due now, a release), with the commit. */
+static const char *const finish_sql =
+    "WITH u AS (UPDATE jobq_jobs j SET "
+    "state = CASE WHEN j.cancel_req THEN 4 WHEN f.ns < 0 THEN 0 ELSE f.ns END, "
+    "attempts = CASE WHEN f.ns < 0 AND NOT j.cancel_req THEN j.attempts - 1 ELSE j.attempts END, "
+    "run_at = CASE WHEN f.ns < 0 THEN f.now WHEN j.cancel_req THEN j.run_at "
+    "  ELSE coalesce(f.run_at, j.run_at) END, "
+    "result = CASE WHEN j.cancel_req OR f.ns < 0 THEN j.result ELSE coalesce(f.res, j.result) END, "
+    "error = CASE WHEN j.cancel_req THEN coalesce(f.err, 'cancelled') WHEN f.ns < 0 THEN j.error "
+    "  ELSE coalesce(f.err, j.error) END, "
+    "progress = CASE WHEN f.ns < 0 THEN j.progress ELSE f.prog END, "
+    "step = CASE WHEN f.ns < 0 THEN j.step ELSE coalesce(f.step, j.step) END, "
+    "finished_at = CASE WHEN j.cancel_req THEN f.now WHEN f.ns < 0 THEN j.finished_at "
+    "  ELSE f.fin END, "
+    "lease_until = NULL, "
+    "attempt_log = CASE WHEN j.cancel_req OR (f.ns >= 0 AND f.err IS NOT NULL) THEN "
+    "  coalesce(j.attempt_log, '[]'::jsonb) || jsonb_build_array(jsonb_build_array(j.started_at, "
+    "  f.now, CASE WHEN j.cancel_req THEN coalesce(f.err, 'cancelled') ELSE f.err END)) "
+    "  ELSE j.attempt_log END "
+    "FROM unnest($1::text[], $2::int[], $3::int[], $4::int8[], $5::text[], $6::text[], $7::int[], "
+    "  $8::text[], $9::int8[], $10::int8[]) WITH ORDINALITY "
+    "  AS f(id, att, ns, run_at, res, err, prog, step, fin, now, ord) "
+    "WHERE j.id = f.id AND j.state = 1 AND j.attempts = f.att "
+    "RETURNING f.ord, j.state, j.run_at <= f.now AS due), "
+    "n AS (SELECT pg_notify($11, '') FROM u WHERE u.state = 0 AND u.due LIMIT 1) "
+    /* every entry's answer: its new state, or whether a job has its id */
+    "SELECT f.ord, u.state, EXISTS (SELECT 1 FROM jobq_jobs x WHERE x.id = f.id), "
+    "(SELECT count(*) FROM n) FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) "
+    "LEFT JOIN u ON u.ord = f.ord";
+
+int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state) {
+  pg_store *s = st;
+  if (n == 0) return 0;
+  const char **id = calloc(n, sizeof *id), **res = calloc(n, sizeof *res),
+             **err = calloc(n, sizeof *err), **step = calloc(n, sizeof *step);
+  int64_t *att = calloc(n, sizeof *att), *ns = calloc(n, sizeof *ns),
+          *prog = calloc(n, sizeof *prog), *now = calloc(n, sizeof *now);
+  char *a[10] = {0}, *ra_s = NULL, *fin_s = NULL;
+  int rc = 0;
+  if (!id || !res || !err || !step || !att || !ns || !prog || !now) {
+    rc = jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory");
+    goto out;
+  }
+  /* run_at and finished_at may be NULL: their arrays are built as text */
+  char **ra_t = calloc(n, sizeof *ra_t), **fin_t = calloc(n, sizeof *fin_t);
+  char *numbuf = calloc(n * 2, 24);
+  if (!ra_t || !fin_t || !numbuf) {
+    free(ra_t);
+    free(fin_t);
+    free(numbuf);
+    rc = jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const jobq_storage_finish *x = &f[i];
+    id[i] = x->id;
+    att[i] = x->attempt;
+    now[i] = x->now;
+    step[i] = x->step;
+    prog[i] = x->progress;
+    const char *e = x->outcome == JOBQ_OUTCOME_SUCCEEDED || x->outcome == JOBQ_OUTCOME_RELEASE
+                        ? NULL : x->error;
+    if (x->outcome == JOBQ_OUTCOME_CANCELLED && e == NULL) e = "cancelled";
+    if (e == NULL && x->outcome != JOBQ_OUTCOME_SUCCEEDED && x->outcome != JOBQ_OUTCOME_RELEASE)
+      e = "failed";
+    err[i] = e;
+    switch (x->outcome) {
+      case JOBQ_OUTCOME_SUCCEEDED:
+        ns[i] = JOBQ_SUCCEEDED;
+        res[i] = x->result ? x->result : "null";
+        prog[i] = 100;
+        break;
+      case JOBQ_OUTCOME_FAILED: ns[i] = JOBQ_FAILED; break;
+      case JOBQ_OUTCOME_RETRY: ns[i] = JOBQ_QUEUED; break;
+      case JOBQ_OUTCOME_RELEASE: ns[i] = -1; break;
+      default: ns[i] = JOBQ_CANCELLED; break;
+    }
+    if (x->outcome == JOBQ_OUTCOME_RETRY) ra_t[i] = (char *)jobq__pg_i64(numbuf + i * 48, x->run_at);
+    if (x->outcome != JOBQ_OUTCOME_RETRY && x->outcome != JOBQ_OUTCOME_RELEASE)
+      fin_t[i] = (char *)jobq__pg_i64(numbuf + i * 48 + 24, x->now);
+  }
+  rc = jobq__pg_arr_text((const char *const *)ra_t, n, &ra_s);
+  if (rc == 0) rc = jobq__pg_arr_text((const char *const *)fin_t, n, &fin_s);
+  free(ra_t);
+  free(fin_t);
+  free(numbuf);
+  if (rc || (rc = jobq__pg_arr_text(id, n, &a[0])) || (rc = jobq__pg_arr_i64(att, n, &a[1])) ||
+      (rc = jobq__pg_arr_i64(ns, n, &a[2])) || (rc = jobq__pg_arr_text(res, n, &a[4])) ||
+      (rc = jobq__pg_arr_text(err, n, &a[5])) || (rc = jobq__pg_arr_i64(prog, n, &a[6])) ||
+      (rc = jobq__pg_arr_text(step, n, &a[7])) || (rc = jobq__pg_arr_i64(now, n, &a[9])))
+    goto out;
+  a[3] = ra_s;
+  a[8] = fin_s;
+  ra_s = fin_s = NULL;
+  PGconn *c = NULL;
+  if ((rc = jobq__pg_acquire(s, &c))) goto out;
+  const char *p[11];
+  for (int i = 0; i < 10; i++) p[i] = a[i];
+  p[10] = s->channel;
+  PGresult *r = NULL;
+  rc = jobq__pg_exec(s, c, finish_sql, 11, p, "cannot finish jobs", &r);
+  jobq__pg_release(s, c);
+  if (rc == 0) {
+    for (int k = 0; k < PQntuples(r); k++) {
+      size_t i = (size_t)jobq__pg_int(r, k, 0) - 1;
+      if (i >= n) continue;
+      if (!PQgetisnull(r, k, 1)) out_state[i] = (int)jobq__pg_int(r, k, 1);
+      else out_state[i] = PQgetvalue(r, k, 2)[0] == 't' ? JOBQ_ESTATE : JOBQ_ENOTFOUND;
+    }
+    PQclear(r);
+  }
+out:
+  for (int i = 0; i < 10; i++) free(a[i]);
+  free(ra_s);
+  free(fin_s);
+  free(id);
+  free(res);
+  free(err);
+  free(step);
+  free(att);
+  free(ns);
+  free(prog);
+  free(now);
+  return rc;
+}
+
+/* ---- heartbeat, rescue ---- */
+
+int jobq__pg_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_until) {
+  pg_store *s = st;
+  if (n == 0) return 0;
+  const char **ids = calloc(n, sizeof *ids);
+  int64_t *att = calloc(n, sizeof *att);
+  char *a1 = NULL, *a2 = NULL;
+  int rc = 0;
+  if (ids == NULL || att == NULL) {
+    rc = jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    ids[i] = l[i].id;
+    att[i] = l[i].attempt;
+  }
+  if ((rc = jobq__pg_arr_text(ids, n, &a1)) || (rc = jobq__pg_arr_i64(att, n, &a2))) goto out;
+  PGconn *c = NULL;
+  if ((rc = jobq__pg_acquire(s, &c))) goto out;
+  char ub[24];
+  const char *p[3] = {a1, a2, jobq__pg_i64(ub, lease_until)};
+  PGresult *r = NULL;
+  /* lease_until is in no index: a heartbeat is a HOT update */
+  rc = jobq__pg_exec(s, c,
+                     "UPDATE jobq_jobs j SET lease_until = $3 FROM unnest($1::text[], $2::int[]) "
+                     "WITH ORDINALITY AS h(id, att, ord) WHERE j.id = h.id AND j.state = 1 AND "
+                     "j.attempts = h.att RETURNING h.ord, j.cancel_req",
+                     3, p, "cannot extend leases", &r);
+  jobq__pg_release(s, c);
+  if (rc) goto out;
+  for (size_t i = 0; i < n; i++) l[i].still_running = l[i].cancel_requested = 0;
+  for (int k = 0; k < PQntuples(r); k++) {
+    size_t i = (size_t)jobq__pg_int(r, k, 0) - 1;
+    if (i >= n) continue;
+    l[i].still_running = 1;
+    l[i].cancel_requested = PQgetvalue(r, k, 1)[0] == 't';
+  }
+  PQclear(r);
+out:
+  free(ids);
+  free(att);
+  free(a1);
+  free(a2);
+  return rc;
+}
+
+int jobq__pg_rescue(void *st, int64_t now, size_t *n_out) {
+  pg_store *s = st;
+  *n_out = 0;
+  PGconn *c = NULL;
+  int rc = jobq__pg_acquire(s, &c);
+  if (rc) return rc;
+  char nb[24];
+  const char *p[2] = {jobq__pg_i64(nb, now), s->channel};
+  PGresult *r = NULL;
+  /* The running jobs come from jobq_jobs_running (few rows: what the
+   * workers of every process run); SKIP LOCKED leaves a job that its
+   * process is finishing right now to that process. */
+  rc = jobq__pg_exec(
+      s, c,
+      "WITH e AS (SELECT seq FROM jobq_jobs WHERE state = 1 AND lease_until < $1 "
+      "FOR UPDATE SKIP LOCKED), "
+      "u AS (UPDATE jobq_jobs j SET "
+      "state = CASE WHEN j.cancel_req THEN 4 WHEN j.attempts < j.max_attempts THEN 0 ELSE 3 END, "
+      "finished_at = CASE WHEN j.cancel_req OR j.attempts >= j.max_attempts THEN $1::int8 "
+      "  ELSE NULL END, "
+      "error = 'lease expired: the process running the job stopped', run_at = $1, "
+      "lease_until = NULL, attempt_log = coalesce(j.attempt_log, '[]'::jsonb) || "
+      "  jsonb_build_array(jsonb_build_array(j.started_at, $1::int8, "
+      "  'lease expired: the process running the job stopped')) "
+      "FROM e WHERE j.seq = e.seq RETURNING j.state), "
+      "n AS (SELECT pg_notify($2, '') FROM u WHERE u.state = 0 LIMIT 1) "
+      "SELECT count(*), (SELECT count(*) FROM n) FROM u",
+      2, p, "cannot rescue jobs", &r);
+  jobq__pg_release(s, c);
+  if (rc) return rc;
+  *n_out = (size_t)jobq__pg_int(r, 0, 0);
+  PQclear(r);
+  return 0;
+}
