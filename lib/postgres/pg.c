@@ -268,6 +268,38 @@ static const char *const migrations[PG_SCHEMA_VERSION] = {
   "CREATE INDEX jobq_jobs_running ON jobq_jobs (seq) WHERE state = 1;"
   "CREATE INDEX jobq_jobs_dedupe ON jobq_jobs (dedupe_key, seq) WHERE dedupe_key IS NOT NULL;"
   "CREATE INDEX jobq_jobs_owner ON jobq_jobs (owner, seq) WHERE owner IS NOT NULL;",
+  /* slot 1: reserved */
+  "SELECT 1",
+  /* slot 2: reserved */
+  "SELECT 1",
+  /* slot 3: reserved */
+  "SELECT 1",
+  /* slot 4: the webhook outbox (pg_outbox.c). A job's subscriptions are
+   * the nullable jobs.webhooks (no default: adding it rewrites nothing).
+   * Deliveries are keyed by their id "<job>:<hook>:<event>" in byte order
+   * (COLLATE "C"), so a list pages job by job as SQLite's does whatever the
+   * database's collation; claims walk (state, next_at); a job's deliveries
+   * (its end, prune) are found by job_id. */
+  "ALTER TABLE jobq_jobs ADD COLUMN webhooks text;"
+  "CREATE TABLE jobq_outbox ("
+  "  id text COLLATE \"C\" PRIMARY KEY,"
+  "  job_id text NOT NULL,"
+  "  endpoint text NOT NULL,"
+  "  url text,"
+  "  hook integer NOT NULL,"
+  "  event integer NOT NULL,"
+  "  flags integer NOT NULL DEFAULT 0,"
+  "  state smallint NOT NULL DEFAULT 0,"
+  "  attempts integer NOT NULL DEFAULT 0,"
+  "  last_status integer NOT NULL DEFAULT 0,"
+  "  last_error text,"
+  "  created_at bigint NOT NULL,"
+  "  next_at bigint NOT NULL,"
+  "  updated_at bigint NOT NULL"
+  ");"
+  "CREATE INDEX jobq_outbox_due ON jobq_outbox (state, next_at);"
+  "CREATE INDEX jobq_outbox_job ON jobq_outbox (job_id);"
+  "CREATE TABLE jobq_webhook_disabled (url text PRIMARY KEY, disabled_at bigint NOT NULL);",
 };
 
 static void quiet(void *arg, const char *message) {
@@ -650,6 +682,13 @@ static jobq_storage_ops pg_ops_of(const char *scheme) {
   o.checkpoint_get = jobq__pg_checkpoint_get;
   o.prune = jobq__pg_prune;
   o.get_by_key = jobq__pg_get_by_key;
+  o.insert_hooked = jobq__pg_insert_hooked;
+  o.outbox_claim = jobq__pg_outbox_claim;
+  o.outbox_done = jobq__pg_outbox_done;
+  o.outbox_list = jobq__pg_outbox_list;
+  o.outbox_counts = jobq__pg_outbox_counts;
+  o.outbox_redeliver = jobq__pg_outbox_redeliver;
+  o.webhook_enable = jobq__pg_webhook_enable;
   return o;
 }
 

@@ -134,7 +134,9 @@ out:
 /* f.ns: the new state, -1 for a release. A cancel asked for meanwhile ends
  * the job cancelled whatever the outcome; a failed attempt (and a
  * cancelled one) is appended to attempt_log. A NOTIFY goes out when a job
- * became queued again (a retry due now, a release), with the commit. */
+ * became queued again (a retry due now, a release), with the commit. A
+ * job's end adds its webhook deliveries in the same statement
+ * (PG_OUTBOX_END_CTES). */
 static const char *const finish_sql =
     "WITH u AS (UPDATE jobq_jobs j SET "
     "state = CASE WHEN j.cancel_req THEN 4 WHEN f.ns < 0 THEN 0 ELSE f.ns END, "
@@ -157,8 +159,9 @@ static const char *const finish_sql =
     "  $8::text[], $9::int8[], $10::int8[]) WITH ORDINALITY "
     "  AS f(id, att, ns, run_at, res, err, prog, step, fin, now, ord) "
     "WHERE j.id = f.id AND j.state = 1 AND j.attempts = f.att "
-    "RETURNING f.ord, j.state, j.run_at <= f.now AS due), "
-    "n AS (SELECT pg_notify($11, '') FROM u WHERE u.state = 0 AND u.due LIMIT 1) "
+    "RETURNING f.ord, j.state, j.run_at <= f.now AS due, j.id, j.webhooks, f.now AS ob_now), "
+    "n AS (SELECT pg_notify($11, '') FROM u WHERE u.state = 0 AND u.due LIMIT 1), "
+    PG_OUTBOX_END_CTES("u")
     /* every entry's answer: its new state, or whether a job has its id */
     "SELECT f.ord, u.state, EXISTS (SELECT 1 FROM jobq_jobs x WHERE x.id = f.id), "
     "(SELECT count(*) FROM n) FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) "
@@ -331,8 +334,9 @@ int jobq__pg_rescue(void *st, int64_t now, size_t *n_out) {
       "lease_until = NULL, attempt_log = coalesce(j.attempt_log, '[]'::jsonb) || "
       "  jsonb_build_array(jsonb_build_array(j.started_at, $1::int8, "
       "  'lease expired: the process running the job stopped')) "
-      "FROM e WHERE j.seq = e.seq RETURNING j.state), "
-      "n AS (SELECT pg_notify($2, '') FROM u WHERE u.state = 0 LIMIT 1) "
+      "FROM e WHERE j.seq = e.seq RETURNING j.id, j.state, j.webhooks, $1::int8 AS ob_now), "
+      "n AS (SELECT pg_notify($2, '') FROM u WHERE u.state = 0 LIMIT 1), "
+      PG_OUTBOX_END_CTES("u")
       "SELECT count(*), (SELECT count(*) FROM n) FROM u",
       2, p, "cannot rescue jobs", &r);
   jobq__pg_release(s, c);

@@ -12,7 +12,7 @@
  * a queued job waits in the claim index whatever its run_at, and the claim
  * reads run_at <= now (docs/postgres.md says why one state, not SQLite's
  * due/scheduled pair). */
-#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 5
 #define PG_POOL_MAX 64
 
 /* The columns every job read returns, in jobq__pg_row_to_job's order. */
@@ -114,6 +114,35 @@ int jobq__pg_next_run_at(void *st, const char *const *kinds, size_t n_kinds, int
 int jobq__pg_checkpoint_get(void *st, const char *id, int *out_stage, char **out_output);
 int jobq__pg_set_notify(void *st, void (*fn)(void *ud), void *ud);
 void jobq__pg_notify_stop(pg_store *s); /* at close */
+/* pg_jobs.c: insert where job i has the webhook subscriptions hooks[i]
+ * (hooks NULL: none has any), checked by the caller. */
+int jobq__pg_insert_with_hooks(pg_store *s, jobq_storage_job *const *jobs,
+                               const char *const *hooks, size_t n, const int *force, int64_t now,
+                               int *out_dup);
+
+/* pg_outbox.c: the webhook outbox (storage version 4) */
+int jobq__pg_insert_hooked(void *st, jobq_storage_job *const *jobs, const char *const *webhooks,
+                           size_t n, const int *force, int64_t now, int *out_dup,
+                           const char *batch_id, int max_running);
+int jobq__pg_outbox_claim(void *st, const jobq_storage_outbox_claim *req,
+                          jobq_storage_delivery *out, jobq_storage_job *jobs, size_t *n_out);
+int jobq__pg_outbox_done(void *st, const jobq_storage_outbox_result *r, size_t n, int *applied);
+int jobq__pg_outbox_list(void *st, const jobq_storage_outbox_filter *f,
+                         jobq_storage_delivery **out, size_t *n_out, int *more);
+int jobq__pg_outbox_counts(void *st, int64_t counts[4]);
+int jobq__pg_outbox_redeliver(void *st, const char *id, int64_t now);
+int jobq__pg_webhook_enable(void *st, const char *url);
+
+/* The deliveries a job's end adds (storage.h, version 4), as two CTEs of
+ * the statement that ends it, so that they commit with the end or not at
+ * all: U names a CTE of the ended rows with columns id, state (the new
+ * one), webhooks and ob_now (the change's time). Rows that are not ends
+ * (queued again, running) and jobs without webhooks add nothing and cost
+ * nothing more than the filter. The deliveries' ids are made of the job
+ * id, so an end applied twice adds nothing twice (ON CONFLICT). A job's
+ * end also drops its progress deliveries still pending. */
+#define PG_OUTBOX_END_CTES(U)                                                                    "ob_add AS (INSERT INTO jobq_outbox (id, job_id, endpoint, url, hook, event, flags, "          "created_at, next_at, updated_at) SELECT " U ".id || ':' || (h.o - 1) || ':' || "               "(ARRAY['succeeded', 'failed', 'cancelled'])[" U ".state - 1], " U ".id, h.v->>'e', "          "h.v->>'u', h.o - 1, " U ".state + 3, CASE WHEN h.v->>'p' = '1' THEN 1 ELSE 0 END, "           U ".ob_now, " U ".ob_now, " U ".ob_now FROM " U ", LATERAL jsonb_array_elements("              "CASE WHEN jsonb_typeof(" U ".webhooks::jsonb) = 'array' THEN " U ".webhooks::jsonb "          "ELSE '[]'::jsonb END) WITH ORDINALITY AS h(v, o) WHERE " U ".webhooks IS NOT NULL AND "       U ".state IN (2, 3, 4) AND h.v ? 'e' AND (coalesce((h.v->>'on')::int, 0) & "                   "(1 << (" U ".state - 2))) <> 0 ON CONFLICT (id) DO NOTHING), "                                "ob_drop AS (DELETE FROM jobq_outbox o USING " U " WHERE " U ".webhooks IS NOT NULL AND "      U ".state IN (2, 3, 4) AND o.job_id = " U ".id AND o.event = 3 AND o.state = 0) "
+
 /* Why an update of a running attempt matched no row: *out_state
  * JOBQ_ENOTFOUND or JOBQ_ESTATE. */
 int jobq__pg_miss(pg_store *s, PGconn *c, const char *id, int *out_state);

@@ -197,7 +197,8 @@ static inline int conf_bad_url_postgres(const char *dir, int i, char *out, size_
   "vt_cron_put_list_del", "vt_cron_survives_reopen",                                       \
   "api_rate_limit_spaces_starts", "api_retry_after_not_counted",                           \
   "durable_rate_limit_across_queues",                                                      \
-  "api_owner_quota", "durable_quota_holds_across_queues",
+  "api_owner_quota", "durable_quota_holds_across_queues",                                 \
+  "cron_fire_hooked_adds_hooks",
 /* What the postgres backend does not have yet (docs/postgres.md). */
 static const char *const conf_pg_lacks[] = {
   CONF_PG_LACKS
