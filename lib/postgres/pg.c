@@ -299,7 +299,31 @@ static const char *const migrations[PG_SCHEMA_VERSION] = {
   ");"
   "CREATE INDEX jobq_outbox_due ON jobq_outbox (state, next_at);"
   "CREATE INDEX jobq_outbox_job ON jobq_outbox (job_id);"
-  "CREATE TABLE jobq_webhook_disabled (url text PRIMARY KEY, disabled_at bigint NOT NULL);",
+  "CREATE TABLE jobq_webhook_disabled (url text PRIMARY KEY, disabled_at bigint NOT NULL);"
+  /* ... and events shared between processes (pg_events.c). Unlogged: an
+   * event is news for listeners that are up now, not a record; skipping
+   * the WAL keeps its cost off every change's commit, and a server crash
+   * that empties the table loses only news nobody could have read. tx is
+   * the writing transaction's id: readers page by it (pg_events.c says
+   * why not by seq). */
+  "CREATE UNLOGGED TABLE jobq_events ("
+  "  seq bigserial PRIMARY KEY,"
+  "  tx bigint NOT NULL DEFAULT txid_current(),"
+  "  origin bigint NOT NULL,"
+  "  job_id text NOT NULL,"
+  "  kind text,"
+  "  type integer NOT NULL,"
+  "  state integer NOT NULL,"
+  "  progress integer NOT NULL DEFAULT 0,"
+  "  step text,"
+  "  attempt integer NOT NULL DEFAULT 0,"
+  "  error text,"
+  "  result text,"
+  "  time bigint NOT NULL"
+  ");"
+  "CREATE INDEX jobq_events_tx ON jobq_events (tx, seq);"
+  "CREATE INDEX jobq_events_time ON jobq_events (time);"
+  "CREATE UNLOGGED TABLE jobq_listeners (token bigint PRIMARY KEY, until bigint NOT NULL);",
 };
 
 static void quiet(void *arg, const char *message) {
@@ -623,6 +647,7 @@ static void pg_free(pg_store *s) {
 
 static void pg_close(void *st) {
   pg_store *s = st;
+  jobq__pg_events_stop(s);
   jobq__pg_notify_stop(s);
   jobq__pg_finish_async_stop(s);
   uv_mutex_destroy(&s->fa_mu);
@@ -637,6 +662,8 @@ static int pg_open(const char *url, void **out) {
   pg_store *s = calloc(1, sizeof *s);
   if (s == NULL) return jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory");
   s->wake_fd[0] = s->wake_fd[1] = -1;
+  s->ev_wake[0] = s->ev_wake[1] = -1;
+  s->token = jobq__pg_new_token(s);
   s->backoff_ms = 50;
   int rc = parse_url(s, url);
   if (rc == 0 && (s->conns = calloc((size_t)s->pool, sizeof *s->conns)) == NULL)
@@ -689,6 +716,7 @@ static jobq_storage_ops pg_ops_of(const char *scheme) {
   o.outbox_counts = jobq__pg_outbox_counts;
   o.outbox_redeliver = jobq__pg_outbox_redeliver;
   o.webhook_enable = jobq__pg_webhook_enable;
+  o.set_event_sink = jobq__pg_set_event_sink;
   return o;
 }
 

@@ -21,6 +21,13 @@
   "WHERE m.k = j.kind AND m.v > 0 LIMIT 1), $7) ELSE j.max_attempts END FROM c "               \
   "WHERE j.seq = c.cseq RETURNING " PG_JOB_COLS
 
+/* The claim, and its "started" events for other processes' listeners
+ * (TOK this store's token, CH the channel: PG_EV_INSERT). */
+#define CLAIM_EV(TOK, CH)                                                                      \
+  ", u AS (" CLAIM_SET "), " PG_EV_INSERT "SELECT " TOK ", id, kind, 2, 1, 0, NULL, attempts, " \
+  "NULL, NULL, " PG_NOW_MS " FROM u WHERE true" PG_EV_END(TOK, CH)                             \
+  "SELECT * FROM u WHERE (SELECT count(*) FROM evn) >= 0"
+
 /* Listed kinds ($4, with limits $8): the best of each kind (each kind's
  * walk of jobq_jobs_claim stops at its limit), merged by priority then
  * age. Rows a kind locked beyond the merge's cut are only locked until the
@@ -29,13 +36,13 @@ static const char *const claim_kinds_sql =
     "WITH c(cseq) AS (SELECT s.seq FROM unnest($4::text[], $8::int[]) AS k(kind, lim), "
     "LATERAL (SELECT seq, priority FROM jobq_jobs WHERE state = 0 AND kind = k.kind AND "
     "run_at <= $1 ORDER BY priority DESC, seq LIMIT k.lim FOR UPDATE SKIP LOCKED) s "
-    "ORDER BY s.priority DESC, s.seq LIMIT $3) " CLAIM_SET;
+    "ORDER BY s.priority DESC, s.seq LIMIT $3)" CLAIM_EV("$10::int8", "$9");
 
 /* Any kind but those excluded ($4). */
 static const char *const claim_any_sql =
     "WITH c(cseq) AS (SELECT seq FROM jobq_jobs WHERE state = 0 AND run_at <= $1 AND "
-    "NOT (kind = ANY($4::text[])) ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
-    CLAIM_SET;
+    "NOT (kind = ANY($4::text[])) ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    CLAIM_EV("$9::int8", "$8");
 
 typedef struct ranked {
   jobq_storage_job j;
@@ -84,12 +91,18 @@ int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *ou
    * made (a wait for a connection), so that the lease counts from the claim. */
   int64_t now = req->clock ? req->clock(req->clock_ud) : req->now;
   if (now < req->now) now = req->now;
-  char b1[24], b2[24], b3[24], b7[24];
+  char b1[24], b2[24], b3[24], b7[24], tok[24];
   int dflt = req->default_max_attempts > 0 ? req->default_max_attempts : 3;
-  const char *p[8] = {jobq__pg_i64(b1, now), jobq__pg_i64(b2, now + req->lease_ms),
-                      jobq__pg_i64(b3, (int64_t)req->max), a4, a5, a6, jobq__pg_i64(b7, dflt), a8};
+  /* $8 (limits) only with listed kinds; the channel and token follow */
+  const char *p[10] = {jobq__pg_i64(b1, now), jobq__pg_i64(b2, now + req->lease_ms),
+                       jobq__pg_i64(b3, (int64_t)req->max), a4, a5, a6, jobq__pg_i64(b7, dflt), a8,
+                       s->channel, jobq__pg_i64(tok, s->token)};
+  if (!req->kinds) {
+    p[7] = p[8];
+    p[8] = p[9];
+  }
   PGresult *r = NULL;
-  rc = jobq__pg_exec(s, c, req->kinds ? claim_kinds_sql : claim_any_sql, req->kinds ? 8 : 7, p,
+  rc = jobq__pg_exec(s, c, req->kinds ? claim_kinds_sql : claim_any_sql, req->kinds ? 10 : 9, p,
                      "cannot claim jobs", &r);
   jobq__pg_release(s, c);
   if (rc) goto out;
@@ -159,12 +172,19 @@ static const char *const finish_sql =
     "  $8::text[], $9::int8[], $10::int8[]) WITH ORDINALITY "
     "  AS f(id, att, ns, run_at, res, err, prog, step, fin, now, ord) "
     "WHERE j.id = f.id AND j.state = 1 AND j.attempts = f.att "
-    "RETURNING f.ord, j.state, j.run_at <= f.now AS due, j.id, j.webhooks, f.now AS ob_now), "
+    "RETURNING f.ord, j.state, j.run_at <= f.now AS due, j.id, j.webhooks, f.now AS ob_now, "
+    "j.kind, j.progress, j.step, j.error, j.result, f.att), "
     "n AS (SELECT pg_notify($11, '') FROM u WHERE u.state = 0 AND u.due LIMIT 1), "
-    PG_OUTBOX_END_CTES("u")
+    PG_OUTBOX_END_CTES("u") ", "
+    /* the events: retrying (queued again), succeeded, failed, cancelled */
+    PG_EV_INSERT "SELECT $12::int8, id, kind, CASE state WHEN 0 THEN 4 ELSE state + 3 END, state, "
+    "progress, step, att, CASE WHEN state = 2 THEN NULL ELSE error END, "
+    "CASE WHEN state = 2 THEN result END, " PG_NOW_MS " FROM u WHERE true"
+    PG_EV_END("$12::int8", "$11")
     /* every entry's answer: its new state, or whether a job has its id */
     "SELECT f.ord, u.state, EXISTS (SELECT 1 FROM jobq_jobs x WHERE x.id = f.id), "
-    "(SELECT count(*) FROM n) FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) "
+    "(SELECT count(*) FROM n), (SELECT count(*) FROM evn) "
+    "FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) "
     "LEFT JOIN u ON u.ord = f.ord";
 
 int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state) {
@@ -233,11 +253,13 @@ int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_s
   ra_s = fin_s = NULL;
   PGconn *c = NULL;
   if ((rc = jobq__pg_acquire(s, &c))) goto out;
-  const char *p[11];
+  const char *p[12];
+  char tok[24];
   for (int i = 0; i < 10; i++) p[i] = a[i];
   p[10] = s->channel;
+  p[11] = jobq__pg_i64(tok, s->token);
   PGresult *r = NULL;
-  rc = jobq__pg_exec(s, c, finish_sql, 11, p, "cannot finish jobs", &r);
+  rc = jobq__pg_exec(s, c, finish_sql, 12, p, "cannot finish jobs", &r);
   jobq__pg_release(s, c);
   if (rc == 0) {
     for (int k = 0; k < PQntuples(r); k++) {
@@ -316,8 +338,8 @@ int jobq__pg_rescue(void *st, int64_t now, size_t *n_out) {
   PGconn *c = NULL;
   int rc = jobq__pg_acquire(s, &c);
   if (rc) return rc;
-  char nb[24];
-  const char *p[2] = {jobq__pg_i64(nb, now), s->channel};
+  char nb[24], tok[24];
+  const char *p[3] = {jobq__pg_i64(nb, now), s->channel, jobq__pg_i64(tok, s->token)};
   PGresult *r = NULL;
   /* The running jobs come from jobq_jobs_running (few rows: what the
    * workers of every process run); SKIP LOCKED leaves a job that its
@@ -334,11 +356,14 @@ int jobq__pg_rescue(void *st, int64_t now, size_t *n_out) {
       "lease_until = NULL, attempt_log = coalesce(j.attempt_log, '[]'::jsonb) || "
       "  jsonb_build_array(jsonb_build_array(j.started_at, $1::int8, "
       "  'lease expired: the process running the job stopped')) "
-      "FROM e WHERE j.seq = e.seq RETURNING j.id, j.state, j.webhooks, $1::int8 AS ob_now), "
+      "FROM e WHERE j.seq = e.seq RETURNING j.id, j.state, j.webhooks, $1::int8 AS ob_now, "
+      "j.kind, j.attempts, j.error), "
       "n AS (SELECT pg_notify($2, '') FROM u WHERE u.state = 0 LIMIT 1), "
-      PG_OUTBOX_END_CTES("u")
-      "SELECT count(*), (SELECT count(*) FROM n) FROM u",
-      2, p, "cannot rescue jobs", &r);
+      PG_OUTBOX_END_CTES("u") ", "
+      PG_EV_INSERT "SELECT $3::int8, id, kind, CASE state WHEN 0 THEN 4 ELSE state + 3 END, state, "
+      "0, NULL, attempts, error, NULL, " PG_NOW_MS " FROM u WHERE true" PG_EV_END("$3::int8", "$2")
+      "SELECT count(*), (SELECT count(*) FROM n), (SELECT count(*) FROM evn) FROM u",
+      3, p, "cannot rescue jobs", &r);
   jobq__pg_release(s, c);
   if (rc) return rc;
   *n_out = (size_t)jobq__pg_int(r, 0, 0);

@@ -54,6 +54,15 @@ typedef struct pg_store {
   pg_fa_req *fa_head, *fa_tail;
   int fa_started, fa_stop;
   uv_thread_t fa_thread;
+  /* shared events (pg_events.c) */
+  int64_t token;       /* this store's origin in jobq_events, made at open */
+  void (*ev_sink)(void *ud, const jobq_storage_event *ev);
+  void *ev_ud;
+  int ev_on;           /* the events thread runs */
+  int ev_wake[2];      /* a pipe: stops the events thread */
+  uv_thread_t ev_thread;
+  PGconn *ev_start_conn; /* handed from set_event_sink to the thread */
+  int64_t ev_start_tx;
 } pg_store;
 
 /* pg.c */
@@ -142,6 +151,30 @@ int jobq__pg_webhook_enable(void *st, const char *url);
  * id, so an end applied twice adds nothing twice (ON CONFLICT). A job's
  * end also drops its progress deliveries still pending. */
 #define PG_OUTBOX_END_CTES(U)                                                                    "ob_add AS (INSERT INTO jobq_outbox (id, job_id, endpoint, url, hook, event, flags, "          "created_at, next_at, updated_at) SELECT " U ".id || ':' || (h.o - 1) || ':' || "               "(ARRAY['succeeded', 'failed', 'cancelled'])[" U ".state - 1], " U ".id, h.v->>'e', "          "h.v->>'u', h.o - 1, " U ".state + 3, CASE WHEN h.v->>'p' = '1' THEN 1 ELSE 0 END, "           U ".ob_now, " U ".ob_now, " U ".ob_now FROM " U ", LATERAL jsonb_array_elements("              "CASE WHEN jsonb_typeof(" U ".webhooks::jsonb) = 'array' THEN " U ".webhooks::jsonb "          "ELSE '[]'::jsonb END) WITH ORDINALITY AS h(v, o) WHERE " U ".webhooks IS NOT NULL AND "       U ".state IN (2, 3, 4) AND h.v ? 'e' AND (coalesce((h.v->>'on')::int, 0) & "                   "(1 << (" U ".state - 2))) <> 0 ON CONFLICT (id) DO NOTHING), "                                "ob_drop AS (DELETE FROM jobq_outbox o USING " U " WHERE " U ".webhooks IS NOT NULL AND "      U ".state IN (2, 3, 4) AND o.job_id = " U ".id AND o.event = 3 AND o.state = 0) "
+
+/* pg_events.c: events shared between processes (set_event_sink) */
+int jobq__pg_set_event_sink(void *st, void (*sink)(void *ud, const jobq_storage_event *ev),
+                            void *ud);
+void jobq__pg_events_stop(pg_store *s); /* at close */
+/* A token for this store (a random positive number). */
+int64_t jobq__pg_new_token(pg_store *s);
+
+/* Shared events, the writers' side: a statement that changes jobs also
+ * writes one row per change into jobq_events, in the same statement, when
+ * another store listens (a live row of jobq_listeners other than its own
+ * token TOK), and then wakes the listeners with one NOTIFY on the channel
+ * CH || '_ev' per statement (so a group commit of many finishes takes
+ * NOTIFY's commit lock once, and a process nobody listens to never takes
+ * it for events). The statement names its CTE "ev" (RETURNING 1) and
+ * references "evn" in its final SELECT, which makes it run. */
+#define PG_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::int8"
+#define PG_EV_INSERT                                                                          \
+  "ev AS (INSERT INTO jobq_events (origin, job_id, kind, type, state, progress, step, "      \
+  "attempt, error, result, time) "
+#define PG_EV_LISTENED(TOK) \
+  "EXISTS (SELECT 1 FROM jobq_listeners WHERE token <> " TOK " AND until > " PG_NOW_MS ")"
+#define PG_EV_END(TOK, CH) \
+  " AND " PG_EV_LISTENED(TOK) " RETURNING 1), evn AS (SELECT pg_notify(" CH " || '_ev', '') FROM ev LIMIT 1) "
 
 /* Why an update of a running attempt matched no row: *out_state
  * JOBQ_ENOTFOUND or JOBQ_ESTATE. */

@@ -19,10 +19,17 @@
   "$10::int8[], $11::text[]) WITH ORDINALITY AS t(id, kind, pr, ra, ma, ca, ow, pl, dk, dt, wh, " \
   "o) ORDER BY o"
 
+/* With the "submitted" events for other processes' listeners ($12 the
+ * channel, $13 this store's token): see PG_EV_INSERT. */
+#define INSERT_CTE                                                                              \
+  "WITH ins AS (" INSERT_SQL " RETURNING id, kind), " PG_EV_INSERT "SELECT $13::int8, id, kind, " \
+  "1, 0, 0, NULL, 0, NULL, NULL, " PG_NOW_MS " FROM ins WHERE true"                            \
+  PG_EV_END("$13::int8", "$12")
+#define INSERT_PLAIN_SQL INSERT_CTE "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM evn)"
 /* The same, and the wake-up ($12) in the same statement: a batch without
  * key lookups is one round trip, committed by itself. */
 #define INSERT_NOTIFY_SQL \
-  "WITH ins AS (" INSERT_SQL " RETURNING 1) SELECT pg_notify($12, ''), (SELECT count(*) FROM ins)"
+  INSERT_CTE "SELECT pg_notify($12, ''), (SELECT count(*) FROM ins), (SELECT count(*) FROM evn)"
 
 /* Inserts jobs[0..k) with one statement (with notify: INSERT_NOTIFY_SQL);
  * hooks[i] the webhooks of job i (hooks NULL: none has any; the array
@@ -34,7 +41,8 @@ static int insert_rows(pg_store *s, PGconn *c, jobq_storage_job *const *jobs,
              **tdk = calloc(k, sizeof *tdk);
   int64_t *pr = calloc(k, sizeof *pr), *ra = calloc(k, sizeof *ra), *ma = calloc(k, sizeof *ma),
           *ca = calloc(k, sizeof *ca), *dt = calloc(k, sizeof *dt);
-  char *a[12] = {0};
+  char *a[13] = {0};
+  char tok[24];
   int rc = 0;
   if (!tid || !tkind || !town || !tpl || !tdk || !pr || !ra || !ma || !ca || !dt) {
     rc = jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory");
@@ -61,9 +69,10 @@ static int insert_rows(pg_store *s, PGconn *c, jobq_storage_job *const *jobs,
       (hooks && (rc = jobq__pg_arr_text(hooks, k, &a[10]))))
     goto out;
   a[11] = s->channel; /* not freed below */
-  rc = jobq__pg_exec(s, c, notify ? INSERT_NOTIFY_SQL : INSERT_SQL, notify ? 12 : 11,
+  a[12] = (char *)jobq__pg_i64(tok, s->token);
+  rc = jobq__pg_exec(s, c, notify ? INSERT_NOTIFY_SQL : INSERT_PLAIN_SQL, 13,
                      (const char *const *)a, "cannot insert jobs", NULL);
-  a[11] = NULL;
+  a[11] = a[12] = NULL;
 out:
   for (int i = 0; i < 11; i++) free(a[i]);
   free(tid);
@@ -192,19 +201,27 @@ static int attempt_update(pg_store *s, const char *sql, int np, const char *cons
 }
 
 int jobq__pg_progress(void *st, const char *id, int attempt, int percent, const char *step) {
-  char a[24], pc[24];
-  const char *p[4] = {id, jobq__pg_i64(a, attempt), jobq__pg_i64(pc, percent), step};
+  pg_store *s = st;
+  char a[24], pc[24], tok[24];
+  const char *p[6] = {id, jobq__pg_i64(a, attempt), jobq__pg_i64(pc, percent), step, s->channel,
+                      jobq__pg_i64(tok, s->token)};
+  /* The final SELECT's row count says whether the attempt was running. */
   return attempt_update(st,
-                        "UPDATE jobq_jobs SET progress = $3, step = coalesce($4, step) "
-                        "WHERE id = $1 AND state = 1 AND attempts = $2",
-                        4, p, "cannot record progress", id, attempt);
+                        "WITH u AS (UPDATE jobq_jobs SET progress = $3, step = coalesce($4, step) "
+                        "WHERE id = $1 AND state = 1 AND attempts = $2 RETURNING id, kind, "
+                        "progress, step, attempts), " PG_EV_INSERT "SELECT $6::int8, id, kind, 3, "
+                        "1, progress, step, attempts, NULL, NULL, " PG_NOW_MS " FROM u WHERE true"
+                        PG_EV_END("$6::int8", "$5")
+                        "SELECT 1 FROM u WHERE (SELECT count(*) FROM evn) >= 0",
+                        6, p, "cannot record progress", id, attempt);
 }
 
 int jobq__pg_checkpoint(void *st, const char *id, int attempt, int stage, const char *output,
                         int progress, const char *step) {
-  char a[24], sg[24], pc[24];
-  const char *p[6] = {id, jobq__pg_i64(a, attempt), jobq__pg_i64(sg, stage), output,
-                      jobq__pg_i64(pc, progress), step};
+  pg_store *s = st;
+  char a[24], sg[24], pc[24], tok[24];
+  const char *p[8] = {id, jobq__pg_i64(a, attempt), jobq__pg_i64(sg, stage), output,
+                      jobq__pg_i64(pc, progress), step, s->channel, jobq__pg_i64(tok, s->token)};
   /* With the checkpoint, in the same statement, the progress deliveries
    * of its hooks that ask for progress (storage.h): one pending per job
    * and hook at most, stamped with the attempt's start (a checkpoint is
@@ -213,7 +230,8 @@ int jobq__pg_checkpoint(void *st, const char *id, int attempt, int stage, const 
   return attempt_update(st,
                         "WITH u AS (UPDATE jobq_jobs SET ck_stage = $3, ck_output = $4, "
                         "progress = $5, step = coalesce($6, step) WHERE id = $1 AND state = 1 AND "
-                        "attempts = $2 RETURNING id, webhooks, started_at), "
+                        "attempts = $2 RETURNING id, kind, webhooks, started_at, progress, step, "
+                        "attempts), "
                         "ob AS (INSERT INTO jobq_outbox (id, job_id, endpoint, url, hook, event, "
                         "flags, created_at, next_at, updated_at) SELECT u.id || ':' || (h.o - 1) "
                         "|| ':progress:' || $3, u.id, h.v->>'e', h.v->>'u', h.o - 1, 3, "
@@ -224,8 +242,11 @@ int jobq__pg_checkpoint(void *st, const char *id, int attempt, int stage, const 
                         "AND h.v ? 'e' AND (coalesce((h.v->>'on')::int, 0) & 8) <> 0 AND NOT "
                         "EXISTS (SELECT 1 FROM jobq_outbox x WHERE x.job_id = u.id AND "
                         "x.hook = h.o - 1 AND x.event = 3 AND x.state = 0) "
-                        "ON CONFLICT (id) DO NOTHING) SELECT 1 FROM u",
-                        6, p, "cannot store a checkpoint", id, attempt);
+                        "ON CONFLICT (id) DO NOTHING), "
+                        PG_EV_INSERT "SELECT $8::int8, id, kind, 3, 1, progress, step, attempts, "
+                        "NULL, NULL, " PG_NOW_MS " FROM u WHERE true" PG_EV_END("$8::int8", "$7")
+                        "SELECT 1 FROM u WHERE (SELECT count(*) FROM evn) >= 0",
+                        8, p, "cannot store a checkpoint", id, attempt);
 }
 
 /* ---- cancel ---- */
@@ -236,8 +257,8 @@ int jobq__pg_cancel(void *st, const char *id, int64_t now, int *out_state, char 
   PGconn *c = NULL;
   int rc = jobq__pg_acquire(s, &c);
   if (rc) return rc;
-  char nb[24];
-  const char *p[3] = {id, jobq__pg_i64(nb, now), s->channel};
+  char nb[24], tok[24];
+  const char *p[4] = {id, jobq__pg_i64(nb, now), s->channel, jobq__pg_i64(tok, s->token)};
   PGresult *r = NULL;
   /* One statement: the row is locked by the UPDATE, so a claim or finish of
    * another process either comes before (and this sees it running or
@@ -252,10 +273,15 @@ int jobq__pg_cancel(void *st, const char *id, int64_t now, int *out_state, char 
                      "  error = CASE WHEN old.state = 0 THEN 'cancelled' ELSE j.error END, "
                      "  cancel_req = (old.state = 1) OR j.cancel_req "
                      "  FROM old WHERE j.seq = old.seq AND old.state IN (0, 1) "
-                     "  RETURNING j.id, j.state, j.webhooks, $2::int8 AS ob_now), "
-                     PG_OUTBOX_END_CTES("u")
-                     "SELECT old.state, old.kind, (SELECT state FROM u) FROM old",
-                     2, p, "cannot cancel a job", &r);
+                     "  RETURNING j.id, j.kind, j.state, j.webhooks, j.progress, j.step, "
+                     "  j.attempts, $2::int8 AS ob_now), "
+                     PG_OUTBOX_END_CTES("u") ", "
+                     PG_EV_INSERT "SELECT $4::int8, id, kind, 7, 4, progress, step, attempts, "
+                     "'cancelled', NULL, " PG_NOW_MS " FROM u WHERE state = 4"
+                     PG_EV_END("$4::int8", "$3")
+                     "SELECT old.state, old.kind, (SELECT state FROM u), (SELECT count(*) FROM evn) "
+                     "FROM old",
+                     4, p, "cannot cancel a job", &r);
   if (rc == 0) {
     if (PQntuples(r) == 0) {
       rc = jobq__err(JOBQ_ENOTFOUND, "postgres storage: cannot cancel: no job %.40s", id);
