@@ -23,26 +23,30 @@
 
 /* The claim, and its "started" events for other processes' listeners
  * (TOK this store's token, CH the channel: PG_EV_INSERT). */
-#define CLAIM_EV(TOK, CH)                                                                      \
-  ", u AS (" CLAIM_SET "), " PG_EV_INSERT "SELECT " TOK ", id, kind, 2, 1, 0, NULL, attempts, " \
-  "NULL, NULL, " PG_NOW_MS " FROM u WHERE true" PG_EV_END(TOK, CH)                             \
+#define CLAIM_EV(EV, TOK, CH)                                                                  \
+  ", u AS (" CLAIM_SET "), "                                                                   \
+  EV("SELECT " TOK ", id, kind, 2, 1, 0, NULL, attempts, NULL, NULL, " PG_NOW_MS               \
+     " FROM u WHERE true", TOK, CH)                                                            \
   "SELECT * FROM u WHERE (SELECT count(*) FROM evn) >= 0"
 
 /* Listed kinds ($4, with limits $8): the best of each kind (each kind's
  * walk of jobq_jobs_claim stops at its limit), merged by priority then
  * age. Rows a kind locked beyond the merge's cut are only locked until the
  * commit. */
-static const char *const claim_kinds_sql =
-    "WITH c(cseq) AS (SELECT s.seq FROM unnest($4::text[], $8::int[]) AS k(kind, lim), "
-    "LATERAL (SELECT seq, priority FROM jobq_jobs WHERE state = 0 AND kind = k.kind AND "
-    "run_at <= $1 ORDER BY priority DESC, seq LIMIT k.lim FOR UPDATE SKIP LOCKED) s "
-    "ORDER BY s.priority DESC, s.seq LIMIT $3)" CLAIM_EV("$10::int8", "$9");
+#define CLAIM_KINDS_SQL(EV) \
+    "WITH c(cseq) AS (SELECT s.seq FROM unnest($4::text[], $8::int[]) AS k(kind, lim), "       \
+    "LATERAL (SELECT seq, priority FROM jobq_jobs WHERE state = 0 AND kind = k.kind AND "      \
+    "run_at <= $1 ORDER BY priority DESC, seq LIMIT k.lim FOR UPDATE SKIP LOCKED) s "          \
+    "ORDER BY s.priority DESC, s.seq LIMIT $3)" CLAIM_EV(EV, "$10::int8", "$9")
+static const char *const claim_kinds_sql[2] = {CLAIM_KINDS_SQL(PG_EV_OFF),
+                                               CLAIM_KINDS_SQL(PG_EV_ON)};
 
 /* Any kind but those excluded ($4). */
-static const char *const claim_any_sql =
-    "WITH c(cseq) AS (SELECT seq FROM jobq_jobs WHERE state = 0 AND run_at <= $1 AND "
-    "NOT (kind = ANY($4::text[])) ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED)"
-    CLAIM_EV("$9::int8", "$8");
+#define CLAIM_ANY_SQL(EV) \
+    "WITH c(cseq) AS (SELECT seq FROM jobq_jobs WHERE state = 0 AND run_at <= $1 AND "          \
+    "NOT (kind = ANY($4::text[])) ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED)" \
+    CLAIM_EV(EV, "$9::int8", "$8")
+static const char *const claim_any_sql[2] = {CLAIM_ANY_SQL(PG_EV_OFF), CLAIM_ANY_SQL(PG_EV_ON)};
 
 typedef struct ranked {
   jobq_storage_job j;
@@ -102,7 +106,8 @@ int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *ou
     p[8] = p[9];
   }
   PGresult *r = NULL;
-  rc = jobq__pg_exec(s, c, req->kinds ? claim_kinds_sql : claim_any_sql, req->kinds ? 10 : 9, p,
+  int ev = jobq__pg_listened(s, c);
+  rc = jobq__pg_exec(s, c, req->kinds ? claim_kinds_sql[ev] : claim_any_sql[ev], req->kinds ? 10 : 9, p,
                      "cannot claim jobs", &r);
   jobq__pg_release(s, c);
   if (rc) goto out;
@@ -150,42 +155,42 @@ out:
  * became queued again (a retry due now, a release), with the commit. A
  * job's end adds its webhook deliveries in the same statement
  * (PG_OUTBOX_END_CTES). */
-static const char *const finish_sql =
-    "WITH u AS (UPDATE jobq_jobs j SET "
-    "state = CASE WHEN j.cancel_req THEN 4 WHEN f.ns < 0 THEN 0 ELSE f.ns END, "
-    "attempts = CASE WHEN f.ns < 0 AND NOT j.cancel_req THEN j.attempts - 1 ELSE j.attempts END, "
-    "run_at = CASE WHEN f.ns < 0 THEN f.now WHEN j.cancel_req THEN j.run_at "
-    "  ELSE coalesce(f.run_at, j.run_at) END, "
-    "result = CASE WHEN j.cancel_req OR f.ns < 0 THEN j.result ELSE coalesce(f.res, j.result) END, "
-    "error = CASE WHEN j.cancel_req THEN coalesce(f.err, 'cancelled') WHEN f.ns < 0 THEN j.error "
-    "  ELSE coalesce(f.err, j.error) END, "
-    "progress = CASE WHEN f.ns < 0 THEN j.progress ELSE f.prog END, "
-    "step = CASE WHEN f.ns < 0 THEN j.step ELSE coalesce(f.step, j.step) END, "
-    "finished_at = CASE WHEN j.cancel_req THEN f.now WHEN f.ns < 0 THEN j.finished_at "
-    "  ELSE f.fin END, "
-    "lease_until = NULL, "
-    "attempt_log = CASE WHEN j.cancel_req OR (f.ns >= 0 AND f.err IS NOT NULL) THEN "
-    "  coalesce(j.attempt_log, '[]'::jsonb) || jsonb_build_array(jsonb_build_array(j.started_at, "
-    "  f.now, CASE WHEN j.cancel_req THEN coalesce(f.err, 'cancelled') ELSE f.err END)) "
-    "  ELSE j.attempt_log END "
-    "FROM unnest($1::text[], $2::int[], $3::int[], $4::int8[], $5::text[], $6::text[], $7::int[], "
-    "  $8::text[], $9::int8[], $10::int8[]) WITH ORDINALITY "
-    "  AS f(id, att, ns, run_at, res, err, prog, step, fin, now, ord) "
-    "WHERE j.id = f.id AND j.state = 1 AND j.attempts = f.att "
-    "RETURNING f.ord, j.state, j.run_at <= f.now AS due, j.id, j.webhooks, f.now AS ob_now, "
-    "j.kind, j.progress, j.step, j.error, j.result, f.att), "
-    "n AS (SELECT pg_notify($11, '') FROM u WHERE u.state = 0 AND u.due LIMIT 1), "
-    PG_OUTBOX_END_CTES("u") ", "
-    /* the events: retrying (queued again), succeeded, failed, cancelled */
-    PG_EV_INSERT "SELECT $12::int8, id, kind, CASE state WHEN 0 THEN 4 ELSE state + 3 END, state, "
-    "progress, step, att, CASE WHEN state = 2 THEN NULL ELSE error END, "
-    "CASE WHEN state = 2 THEN result END, " PG_NOW_MS " FROM u WHERE true"
-    PG_EV_END("$12::int8", "$11")
-    /* every entry's answer: its new state, or whether a job has its id */
-    "SELECT f.ord, u.state, EXISTS (SELECT 1 FROM jobq_jobs x WHERE x.id = f.id), "
-    "(SELECT count(*) FROM n), (SELECT count(*) FROM evn) "
-    "FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) "
-    "LEFT JOIN u ON u.ord = f.ord";
+#define FINISH_SQL(EV) \
+    "WITH u AS (UPDATE jobq_jobs j SET " \
+    "state = CASE WHEN j.cancel_req THEN 4 WHEN f.ns < 0 THEN 0 ELSE f.ns END, " \
+    "attempts = CASE WHEN f.ns < 0 AND NOT j.cancel_req THEN j.attempts - 1 ELSE j.attempts END, " \
+    "run_at = CASE WHEN f.ns < 0 THEN f.now WHEN j.cancel_req THEN j.run_at " \
+    "  ELSE coalesce(f.run_at, j.run_at) END, " \
+    "result = CASE WHEN j.cancel_req OR f.ns < 0 THEN j.result ELSE coalesce(f.res, j.result) END, " \
+    "error = CASE WHEN j.cancel_req THEN coalesce(f.err, 'cancelled') WHEN f.ns < 0 THEN j.error " \
+    "  ELSE coalesce(f.err, j.error) END, " \
+    "progress = CASE WHEN f.ns < 0 THEN j.progress ELSE f.prog END, " \
+    "step = CASE WHEN f.ns < 0 THEN j.step ELSE coalesce(f.step, j.step) END, " \
+    "finished_at = CASE WHEN j.cancel_req THEN f.now WHEN f.ns < 0 THEN j.finished_at " \
+    "  ELSE f.fin END, " \
+    "lease_until = NULL, " \
+    "attempt_log = CASE WHEN j.cancel_req OR (f.ns >= 0 AND f.err IS NOT NULL) THEN " \
+    "  coalesce(j.attempt_log, '[]'::jsonb) || jsonb_build_array(jsonb_build_array(j.started_at, " \
+    "  f.now, CASE WHEN j.cancel_req THEN coalesce(f.err, 'cancelled') ELSE f.err END)) " \
+    "  ELSE j.attempt_log END " \
+    "FROM unnest($1::text[], $2::int[], $3::int[], $4::int8[], $5::text[], $6::text[], $7::int[], " \
+    "  $8::text[], $9::int8[], $10::int8[]) WITH ORDINALITY " \
+    "  AS f(id, att, ns, run_at, res, err, prog, step, fin, now, ord) " \
+    "WHERE j.id = f.id AND j.state = 1 AND j.attempts = f.att " \
+    "RETURNING f.ord, j.state, j.run_at <= f.now AS due, j.id, j.webhooks, f.now AS ob_now, " \
+    "j.kind, j.progress, j.step, j.error, j.result, f.att), " \
+    "n AS (SELECT pg_notify($11, '') FROM u WHERE u.state = 0 AND u.due LIMIT 1), " \
+    PG_OUTBOX_END_CTES("u") ", " \
+    /* the events: retrying (queued again), succeeded, failed, cancelled */ \
+    EV("SELECT $12::int8, id, kind, CASE state WHEN 0 THEN 4 ELSE state + 3 END, state, " \
+       "progress, step, att, CASE WHEN state = 2 THEN NULL ELSE error END, " \
+       "CASE WHEN state = 2 THEN result END, " PG_NOW_MS " FROM u WHERE true", "$12::int8", "$11") \
+    /* every entry's answer: its new state, or whether a job has its id */ \
+    "SELECT f.ord, u.state, EXISTS (SELECT 1 FROM jobq_jobs x WHERE x.id = f.id), " \
+    "(SELECT count(*) FROM n), (SELECT count(*) FROM evn) " \
+    "FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) " \
+    "LEFT JOIN u ON u.ord = f.ord"
+static const char *const finish_sql[2] = {FINISH_SQL(PG_EV_OFF), FINISH_SQL(PG_EV_ON)};
 
 int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state) {
   pg_store *s = st;
@@ -259,7 +264,7 @@ int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_s
   p[10] = s->channel;
   p[11] = jobq__pg_i64(tok, s->token);
   PGresult *r = NULL;
-  rc = jobq__pg_exec(s, c, finish_sql, 12, p, "cannot finish jobs", &r);
+  rc = jobq__pg_exec(s, c, finish_sql[jobq__pg_listened(s, c)], 12, p, "cannot finish jobs", &r);
   jobq__pg_release(s, c);
   if (rc == 0) {
     for (int k = 0; k < PQntuples(r); k++) {
@@ -344,25 +349,26 @@ int jobq__pg_rescue(void *st, int64_t now, size_t *n_out) {
   /* The running jobs come from jobq_jobs_running (few rows: what the
    * workers of every process run); SKIP LOCKED leaves a job that its
    * process is finishing right now to that process. */
-  rc = jobq__pg_exec(
-      s, c,
-      "WITH e AS (SELECT seq FROM jobq_jobs WHERE state = 1 AND lease_until < $1 "
-      "FOR UPDATE SKIP LOCKED), "
-      "u AS (UPDATE jobq_jobs j SET "
-      "state = CASE WHEN j.cancel_req THEN 4 WHEN j.attempts < j.max_attempts THEN 0 ELSE 3 END, "
-      "finished_at = CASE WHEN j.cancel_req OR j.attempts >= j.max_attempts THEN $1::int8 "
-      "  ELSE NULL END, "
-      "error = 'lease expired: the process running the job stopped', run_at = $1, "
-      "lease_until = NULL, attempt_log = coalesce(j.attempt_log, '[]'::jsonb) || "
-      "  jsonb_build_array(jsonb_build_array(j.started_at, $1::int8, "
-      "  'lease expired: the process running the job stopped')) "
-      "FROM e WHERE j.seq = e.seq RETURNING j.id, j.state, j.webhooks, $1::int8 AS ob_now, "
-      "j.kind, j.attempts, j.error), "
-      "n AS (SELECT pg_notify($2, '') FROM u WHERE u.state = 0 LIMIT 1), "
-      PG_OUTBOX_END_CTES("u") ", "
-      PG_EV_INSERT "SELECT $3::int8, id, kind, CASE state WHEN 0 THEN 4 ELSE state + 3 END, state, "
-      "0, NULL, attempts, error, NULL, " PG_NOW_MS " FROM u WHERE true" PG_EV_END("$3::int8", "$2")
-      "SELECT count(*), (SELECT count(*) FROM n), (SELECT count(*) FROM evn) FROM u",
+#define RESCUE_SQL(EV) \
+      "WITH e AS (SELECT seq FROM jobq_jobs WHERE state = 1 AND lease_until < $1 " \
+      "FOR UPDATE SKIP LOCKED), " \
+      "u AS (UPDATE jobq_jobs j SET " \
+      "state = CASE WHEN j.cancel_req THEN 4 WHEN j.attempts < j.max_attempts THEN 0 ELSE 3 END, " \
+      "finished_at = CASE WHEN j.cancel_req OR j.attempts >= j.max_attempts THEN $1::int8 " \
+      "  ELSE NULL END, " \
+      "error = 'lease expired: the process running the job stopped', run_at = $1, " \
+      "lease_until = NULL, attempt_log = coalesce(j.attempt_log, '[]'::jsonb) || " \
+      "  jsonb_build_array(jsonb_build_array(j.started_at, $1::int8, " \
+      "  'lease expired: the process running the job stopped')) " \
+      "FROM e WHERE j.seq = e.seq RETURNING j.id, j.state, j.webhooks, $1::int8 AS ob_now, " \
+      "j.kind, j.attempts, j.error), " \
+      "n AS (SELECT pg_notify($2, '') FROM u WHERE u.state = 0 LIMIT 1), " \
+      PG_OUTBOX_END_CTES("u") ", " \
+      EV("SELECT $3::int8, id, kind, CASE state WHEN 0 THEN 4 ELSE state + 3 END, state, " \
+         "0, NULL, attempts, error, NULL, " PG_NOW_MS " FROM u WHERE true", "$3::int8", "$2") \
+      "SELECT count(*), (SELECT count(*) FROM n), (SELECT count(*) FROM evn) FROM u"
+  static const char *const sql[2] = {RESCUE_SQL(PG_EV_OFF), RESCUE_SQL(PG_EV_ON)};
+  rc = jobq__pg_exec(s, c, sql[jobq__pg_listened(s, c)],
       3, p, "cannot rescue jobs", &r);
   jobq__pg_release(s, c);
   if (rc) return rc;

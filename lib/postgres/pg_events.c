@@ -64,6 +64,29 @@ static int64_t mono_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int jobq__pg_listened(pg_store *s, PGconn *c) {
+  int64_t now = mono_ms();
+  uv_mutex_lock(&s->mu);
+  int fresh = s->ev_checked && now - s->ev_checked < 1000, v = s->ev_listened;
+  uv_mutex_unlock(&s->mu);
+  if (fresh) return v;
+  char tok[24];
+  const char *p[1] = {jobq__pg_i64(tok, s->token)};
+  PGresult *r = PQexecParams(c, "SELECT " PG_EV_LISTENED("$1::int8"), 1, NULL, p, NULL, NULL, 0);
+  /* A failed look: the statements' own guard decides (and the caller's
+   * statement reports the connection's trouble). */
+  v = r && PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0)[0] == 't' : 1;
+  int ok = r && PQresultStatus(r) == PGRES_TUPLES_OK;
+  PQclear(r);
+  uv_mutex_lock(&s->mu);
+  if (ok) {
+    s->ev_listened = v;
+    s->ev_checked = now;
+  }
+  uv_mutex_unlock(&s->mu);
+  return v;
+}
+
 /* Runs sql with parameters on c; 0 or -1 (the thread retries later). */
 static int run(PGconn *c, const char *sql, int n, const char *const *p, PGresult **out) {
   PGresult *r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);

@@ -63,6 +63,8 @@ typedef struct pg_store {
   uv_thread_t ev_thread;
   PGconn *ev_start_conn; /* handed from set_event_sink to the thread */
   int64_t ev_start_tx;
+  int ev_listened;     /* jobq__pg_listened's answer (under mu) ... */
+  int64_t ev_checked;  /* ... and when it was read (monotonic ms) */
 } pg_store;
 
 /* pg.c */
@@ -156,6 +158,12 @@ int jobq__pg_webhook_enable(void *st, const char *url);
 int jobq__pg_set_event_sink(void *st, void (*sink)(void *ud, const jobq_storage_event *ev),
                             void *ud);
 void jobq__pg_events_stop(pg_store *s); /* at close */
+/* Whether another store may listen for events (1: use the statements'
+ * PG_EV_ON texts, whose exact guard decides). Read with c at most once a
+ * second and kept: where nobody listens, a statement carries no event
+ * part at all. A listener that just began may so miss up to a second of
+ * a writer's events (as on SQLite). */
+int jobq__pg_listened(pg_store *s, PGconn *c);
 /* A token for this store (a random positive number). */
 int64_t jobq__pg_new_token(pg_store *s);
 
@@ -175,6 +183,13 @@ int64_t jobq__pg_new_token(pg_store *s);
   "EXISTS (SELECT 1 FROM jobq_listeners WHERE token <> " TOK " AND until > " PG_NOW_MS ")"
 #define PG_EV_END(TOK, CH) \
   " AND " PG_EV_LISTENED(TOK) " RETURNING 1), evn AS (SELECT pg_notify(" CH " || '_ev', '') FROM ev LIMIT 1) "
+/* A statement comes in two texts, made by one macro STMT(EV): with
+ * STMT(PG_EV_ON) it writes the events whose rows SEL selects (SEL ends in
+ * a WHERE clause, which PG_EV_END extends); with STMT(PG_EV_OFF) it writes
+ * none and still names its parameters TOK and CH, so that both texts take
+ * the same ones. The writer picks the text by jobq__pg_listened. */
+#define PG_EV_ON(SEL, TOK, CH) PG_EV_INSERT SEL PG_EV_END(TOK, CH)
+#define PG_EV_OFF(SEL, TOK, CH) "evn AS (SELECT " TOK ", " CH "::text WHERE false) "
 
 /* Why an update of a running attempt matched no row: *out_state
  * JOBQ_ENOTFOUND or JOBQ_ESTATE. */

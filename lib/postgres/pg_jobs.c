@@ -21,15 +21,21 @@
 
 /* With the "submitted" events for other processes' listeners ($12 the
  * channel, $13 this store's token): see PG_EV_INSERT. */
-#define INSERT_CTE                                                                              \
-  "WITH ins AS (" INSERT_SQL " RETURNING id, kind), " PG_EV_INSERT "SELECT $13::int8, id, kind, " \
-  "1, 0, 0, NULL, 0, NULL, NULL, " PG_NOW_MS " FROM ins WHERE true"                            \
-  PG_EV_END("$13::int8", "$12")
-#define INSERT_PLAIN_SQL INSERT_CTE "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM evn)"
+#define INSERT_CTE(EV)                                                                         \
+  "WITH ins AS (" INSERT_SQL " RETURNING id, kind), "                                          \
+  EV("SELECT $13::int8, id, kind, 1, 0, 0, NULL, 0, NULL, NULL, " PG_NOW_MS " FROM ins WHERE true", \
+     "$13::int8", "$12")
+#define INSERT_PLAIN_SQL(EV) \
+  INSERT_CTE(EV) "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM evn)"
 /* The same, and the wake-up ($12) in the same statement: a batch without
  * key lookups is one round trip, committed by itself. */
-#define INSERT_NOTIFY_SQL \
-  INSERT_CTE "SELECT pg_notify($12, ''), (SELECT count(*) FROM ins), (SELECT count(*) FROM evn)"
+#define INSERT_NOTIFY_SQL(EV) \
+  INSERT_CTE(EV) "SELECT pg_notify($12, ''), (SELECT count(*) FROM ins), (SELECT count(*) FROM evn)"
+/* [notify][events] */
+static const char *const insert_sql[2][2] = {
+  {INSERT_PLAIN_SQL(PG_EV_OFF), INSERT_PLAIN_SQL(PG_EV_ON)},
+  {INSERT_NOTIFY_SQL(PG_EV_OFF), INSERT_NOTIFY_SQL(PG_EV_ON)},
+};
 
 /* Inserts jobs[0..k) with one statement (with notify: INSERT_NOTIFY_SQL);
  * hooks[i] the webhooks of job i (hooks NULL: none has any; the array
@@ -70,7 +76,7 @@ static int insert_rows(pg_store *s, PGconn *c, jobq_storage_job *const *jobs,
     goto out;
   a[11] = s->channel; /* not freed below */
   a[12] = (char *)jobq__pg_i64(tok, s->token);
-  rc = jobq__pg_exec(s, c, notify ? INSERT_NOTIFY_SQL : INSERT_PLAIN_SQL, 13,
+  rc = jobq__pg_exec(s, c, insert_sql[notify != 0][jobq__pg_listened(s, c)], 13,
                      (const char *const *)a, "cannot insert jobs", NULL);
   a[11] = a[12] = NULL;
 out:
@@ -179,13 +185,13 @@ out:
 
 /* An UPDATE of a running attempt with parameters p; 0 when it matched,
  * else JOBQ_ENOTFOUND / JOBQ_ESTATE with a sentence. */
-static int attempt_update(pg_store *s, const char *sql, int np, const char *const *p,
+static int attempt_update(pg_store *s, const char *const sql[2], int np, const char *const *p,
                           const char *what, const char *id, int attempt) {
   PGconn *c = NULL;
   int rc = jobq__pg_acquire(s, &c);
   if (rc) return rc;
   PGresult *r = NULL;
-  rc = jobq__pg_exec(s, c, sql, np, p, what, &r);
+  rc = jobq__pg_exec(s, c, sql[jobq__pg_listened(s, c)], np, p, what, &r);
   if (rc == 0) {
     int hit = atoi(PQcmdTuples(r)) > 0;
     PQclear(r);
@@ -206,14 +212,14 @@ int jobq__pg_progress(void *st, const char *id, int attempt, int percent, const 
   const char *p[6] = {id, jobq__pg_i64(a, attempt), jobq__pg_i64(pc, percent), step, s->channel,
                       jobq__pg_i64(tok, s->token)};
   /* The final SELECT's row count says whether the attempt was running. */
-  return attempt_update(st,
-                        "WITH u AS (UPDATE jobq_jobs SET progress = $3, step = coalesce($4, step) "
-                        "WHERE id = $1 AND state = 1 AND attempts = $2 RETURNING id, kind, "
-                        "progress, step, attempts), " PG_EV_INSERT "SELECT $6::int8, id, kind, 3, "
-                        "1, progress, step, attempts, NULL, NULL, " PG_NOW_MS " FROM u WHERE true"
-                        PG_EV_END("$6::int8", "$5")
-                        "SELECT 1 FROM u WHERE (SELECT count(*) FROM evn) >= 0",
-                        6, p, "cannot record progress", id, attempt);
+#define PROGRESS_SQL(EV)                                                                       \
+  "WITH u AS (UPDATE jobq_jobs SET progress = $3, step = coalesce($4, step) "                  \
+  "WHERE id = $1 AND state = 1 AND attempts = $2 RETURNING id, kind, progress, step, attempts), " \
+  EV("SELECT $6::int8, id, kind, 3, 1, progress, step, attempts, NULL, NULL, " PG_NOW_MS       \
+     " FROM u WHERE true", "$6::int8", "$5")                                                   \
+  "SELECT 1 FROM u WHERE (SELECT count(*) FROM evn) >= 0"
+  static const char *const sql[2] = {PROGRESS_SQL(PG_EV_OFF), PROGRESS_SQL(PG_EV_ON)};
+  return attempt_update(st, sql, 6, p, "cannot record progress", id, attempt);
 }
 
 int jobq__pg_checkpoint(void *st, const char *id, int attempt, int stage, const char *output,
@@ -227,26 +233,27 @@ int jobq__pg_checkpoint(void *st, const char *id, int attempt, int stage, const 
    * and hook at most, stamped with the attempt's start (a checkpoint is
    * given no time). The final SELECT's row count says whether the attempt
    * was running. */
-  return attempt_update(st,
-                        "WITH u AS (UPDATE jobq_jobs SET ck_stage = $3, ck_output = $4, "
-                        "progress = $5, step = coalesce($6, step) WHERE id = $1 AND state = 1 AND "
-                        "attempts = $2 RETURNING id, kind, webhooks, started_at, progress, step, "
-                        "attempts), "
-                        "ob AS (INSERT INTO jobq_outbox (id, job_id, endpoint, url, hook, event, "
-                        "flags, created_at, next_at, updated_at) SELECT u.id || ':' || (h.o - 1) "
-                        "|| ':progress:' || $3, u.id, h.v->>'e', h.v->>'u', h.o - 1, 3, "
-                        "CASE WHEN h.v->>'p' = '1' THEN 1 ELSE 0 END, u.started_at, u.started_at, "
-                        "u.started_at FROM u, LATERAL jsonb_array_elements(CASE WHEN "
-                        "jsonb_typeof(u.webhooks::jsonb) = 'array' THEN u.webhooks::jsonb ELSE "
-                        "'[]'::jsonb END) WITH ORDINALITY AS h(v, o) WHERE u.webhooks IS NOT NULL "
-                        "AND h.v ? 'e' AND (coalesce((h.v->>'on')::int, 0) & 8) <> 0 AND NOT "
-                        "EXISTS (SELECT 1 FROM jobq_outbox x WHERE x.job_id = u.id AND "
-                        "x.hook = h.o - 1 AND x.event = 3 AND x.state = 0) "
-                        "ON CONFLICT (id) DO NOTHING), "
-                        PG_EV_INSERT "SELECT $8::int8, id, kind, 3, 1, progress, step, attempts, "
-                        "NULL, NULL, " PG_NOW_MS " FROM u WHERE true" PG_EV_END("$8::int8", "$7")
-                        "SELECT 1 FROM u WHERE (SELECT count(*) FROM evn) >= 0",
-                        8, p, "cannot store a checkpoint", id, attempt);
+#define CHECKPOINT_SQL(EV) \
+                        "WITH u AS (UPDATE jobq_jobs SET ck_stage = $3, ck_output = $4, " \
+                        "progress = $5, step = coalesce($6, step) WHERE id = $1 AND state = 1 AND " \
+                        "attempts = $2 RETURNING id, kind, webhooks, started_at, progress, step, " \
+                        "attempts), " \
+                        "ob AS (INSERT INTO jobq_outbox (id, job_id, endpoint, url, hook, event, " \
+                        "flags, created_at, next_at, updated_at) SELECT u.id || ':' || (h.o - 1) " \
+                        "|| ':progress:' || $3, u.id, h.v->>'e', h.v->>'u', h.o - 1, 3, " \
+                        "CASE WHEN h.v->>'p' = '1' THEN 1 ELSE 0 END, u.started_at, u.started_at, " \
+                        "u.started_at FROM u, LATERAL jsonb_array_elements(CASE WHEN " \
+                        "jsonb_typeof(u.webhooks::jsonb) = 'array' THEN u.webhooks::jsonb ELSE " \
+                        "'[]'::jsonb END) WITH ORDINALITY AS h(v, o) WHERE u.webhooks IS NOT NULL " \
+                        "AND h.v ? 'e' AND (coalesce((h.v->>'on')::int, 0) & 8) <> 0 AND NOT " \
+                        "EXISTS (SELECT 1 FROM jobq_outbox x WHERE x.job_id = u.id AND " \
+                        "x.hook = h.o - 1 AND x.event = 3 AND x.state = 0) " \
+                        "ON CONFLICT (id) DO NOTHING), " \
+                        EV("SELECT $8::int8, id, kind, 3, 1, progress, step, attempts, " \
+                           "NULL, NULL, " PG_NOW_MS " FROM u WHERE true", "$8::int8", "$7") \
+                        "SELECT 1 FROM u WHERE (SELECT count(*) FROM evn) >= 0"
+  static const char *const sql[2] = {CHECKPOINT_SQL(PG_EV_OFF), CHECKPOINT_SQL(PG_EV_ON)};
+  return attempt_update(st, sql, 8, p, "cannot store a checkpoint", id, attempt);
 }
 
 /* ---- cancel ---- */
@@ -265,23 +272,23 @@ int jobq__pg_cancel(void *st, const char *id, int64_t now, int *out_state, char 
    * finished) or after. The CTE's pg_notify wakes no one needlessly: a
    * cancel frees no work, but a worker watching a cancelled queued job's
    * place does not matter. */
-  rc = jobq__pg_exec(s, c,
-                     "WITH old AS (SELECT seq, state, kind FROM jobq_jobs WHERE id = $1 FOR UPDATE), "
-                     "u AS (UPDATE jobq_jobs j SET "
-                     "  state = CASE WHEN old.state = 0 THEN 4 ELSE j.state END, "
-                     "  finished_at = CASE WHEN old.state = 0 THEN $2::int8 ELSE j.finished_at END, "
-                     "  error = CASE WHEN old.state = 0 THEN 'cancelled' ELSE j.error END, "
-                     "  cancel_req = (old.state = 1) OR j.cancel_req "
-                     "  FROM old WHERE j.seq = old.seq AND old.state IN (0, 1) "
-                     "  RETURNING j.id, j.kind, j.state, j.webhooks, j.progress, j.step, "
-                     "  j.attempts, $2::int8 AS ob_now), "
-                     PG_OUTBOX_END_CTES("u") ", "
-                     PG_EV_INSERT "SELECT $4::int8, id, kind, 7, 4, progress, step, attempts, "
-                     "'cancelled', NULL, " PG_NOW_MS " FROM u WHERE state = 4"
-                     PG_EV_END("$4::int8", "$3")
-                     "SELECT old.state, old.kind, (SELECT state FROM u), (SELECT count(*) FROM evn) "
-                     "FROM old",
-                     4, p, "cannot cancel a job", &r);
+#define CANCEL_SQL(EV) \
+                     "WITH old AS (SELECT seq, state, kind FROM jobq_jobs WHERE id = $1 FOR UPDATE), " \
+                     "u AS (UPDATE jobq_jobs j SET " \
+                     "  state = CASE WHEN old.state = 0 THEN 4 ELSE j.state END, " \
+                     "  finished_at = CASE WHEN old.state = 0 THEN $2::int8 ELSE j.finished_at END, " \
+                     "  error = CASE WHEN old.state = 0 THEN 'cancelled' ELSE j.error END, " \
+                     "  cancel_req = (old.state = 1) OR j.cancel_req " \
+                     "  FROM old WHERE j.seq = old.seq AND old.state IN (0, 1) " \
+                     "  RETURNING j.id, j.kind, j.state, j.webhooks, j.progress, j.step, " \
+                     "  j.attempts, $2::int8 AS ob_now), " \
+                     PG_OUTBOX_END_CTES("u") ", " \
+                     EV("SELECT $4::int8, id, kind, 7, 4, progress, step, attempts, " \
+                        "'cancelled', NULL, " PG_NOW_MS " FROM u WHERE state = 4", "$4::int8", "$3") \
+                     "SELECT old.state, old.kind, (SELECT state FROM u), (SELECT count(*) FROM evn) " \
+                     "FROM old"
+  static const char *const sql[2] = {CANCEL_SQL(PG_EV_OFF), CANCEL_SQL(PG_EV_ON)};
+  rc = jobq__pg_exec(s, c, sql[jobq__pg_listened(s, c)], 4, p, "cannot cancel a job", &r);
   if (rc == 0) {
     if (PQntuples(r) == 0) {
       rc = jobq__err(JOBQ_ENOTFOUND, "postgres storage: cannot cancel: no job %.40s", id);
