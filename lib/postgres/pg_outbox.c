@@ -257,7 +257,7 @@ int jobq__pg_outbox_claim(void *st, const jobq_storage_outbox_claim *req,
     *req->next_at = next;
   }
   if ((rc = jobq__pg_commit(s, c))) goto fail_jobs;
-  memcpy(out, v, n * sizeof *v);
+  if (n) memcpy(out, v, n * sizeof *v);
   *n_out = n;
   goto release;
 fail_jobs:
