@@ -159,9 +159,9 @@ int jobq__pg_outbox_claim(void *st, const jobq_storage_outbox_claim *req,
   int rc = jobq__pg_arr_text(req->endpoints, req->n_endpoints, &eps);
   if (rc == 0) {
     const char **u = calloc(req->n_endpoints, sizeof *u);
-    if (u == NULL) return free(eps), nomem();
-    for (size_t i = 0; req->urls && i < req->n_endpoints; i++) u[i] = req->urls[i];
-    rc = jobq__pg_arr_text(u, req->n_endpoints, &urls);
+    if (u == NULL) rc = nomem();
+    for (size_t i = 0; u && req->urls && i < req->n_endpoints; i++) u[i] = req->urls[i];
+    if (u) rc = jobq__pg_arr_text(u, req->n_endpoints, &urls);
     free(u);
   }
   if (rc) {
@@ -198,7 +198,6 @@ int jobq__pg_outbox_claim(void *st, const jobq_storage_outbox_claim *req,
       rc = nomem();
       goto fail;
     }
-    size_t k = 0;
     for (int row = 0; row < PQntuples(r); row++) {
       size_t i = (size_t)jobq__pg_int(r, row, 0) - 1;
       if (i >= n || v[i].id) continue;
@@ -206,17 +205,15 @@ int jobq__pg_outbox_claim(void *st, const jobq_storage_outbox_claim *req,
         rc = nomem();
         goto fail;
       }
-      k++;
     }
     PQclear(r);
     r = NULL;
-    /* every picked one is locked: each was taken (k < n only if a row
-     * vanished, which the lock forbids; compact to be safe) */
+    /* Every picked row is locked, so each was taken; were one gone, the
+     * others still come back in order. */
     size_t o = 0;
     for (size_t i = 0; i < n; i++)
       if (v[i].id) v[o++] = v[i];
     n = o;
-    (void)k;
     for (size_t i = 0; i < n; i++) jids[i] = v[i].job_id;
     if ((rc = jobq__pg_arr_text(jids, n, &jobs_a))) goto fail;
     const char *jp[1] = {jobs_a};
