@@ -268,6 +268,47 @@ static const char *const migrations[PG_SCHEMA_VERSION] = {
   "CREATE INDEX jobq_jobs_running ON jobq_jobs (seq) WHERE state = 1;"
   "CREATE INDEX jobq_jobs_dedupe ON jobq_jobs (dedupe_key, seq) WHERE dedupe_key IS NOT NULL;"
   "CREATE INDEX jobq_jobs_owner ON jobq_jobs (owner, seq) WHERE owner IS NOT NULL;",
+  /* slot 1: reserved */
+  "SELECT 1",
+  /* slot 2: reserved */
+  "SELECT 1",
+  /* slot 3 (3 -> 4): cron schedules (pg_cron.c), by name; shared stats
+   * (pg_stats.c): per kind the counters (JOBQ_STAT_*) and duration buckets
+   * as arrays, their sum and the moving average, and per kind and store
+   * (its token) what its workers run until an expiry it renews; retention
+   * by kind (pg_retention.c): the finished jobs of a kind by finish time.
+   * A finish changes state, so it is never a HOT update and writes an entry
+   * in every index whose predicate holds: this one adds one entry per
+   * finished job, for a pruning pass that reads only what it can delete. */
+  "CREATE TABLE jobq_cron ("
+  "  name text PRIMARY KEY,"
+  "  expr text NOT NULL,"
+  "  tz text NOT NULL,"
+  "  kind text NOT NULL,"
+  "  payload text NOT NULL,"
+  "  owner text,"
+  "  priority integer NOT NULL DEFAULT 0,"
+  "  max_attempts integer NOT NULL DEFAULT 0,"
+  "  missed integer NOT NULL DEFAULT 0,"
+  "  next_at bigint NOT NULL,"
+  "  last_run bigint NOT NULL DEFAULT 0"
+  ");"
+  "CREATE TABLE jobq_stats ("
+  "  kind text PRIMARY KEY,"
+  "  counts bigint[] NOT NULL,"
+  "  hist bigint[] NOT NULL,"
+  "  sum_ms double precision NOT NULL DEFAULT 0,"
+  "  avg_ms double precision NOT NULL DEFAULT 0"
+  ");"
+  "CREATE TABLE jobq_stats_live ("
+  "  kind text NOT NULL,"
+  "  token bigint NOT NULL,"
+  "  concurrency integer NOT NULL,"
+  "  started bigint[],"
+  "  until bigint NOT NULL,"
+  "  PRIMARY KEY (kind, token)"
+  ");"
+  "CREATE INDEX jobq_jobs_finished ON jobq_jobs (kind, finished_at, seq) WHERE state IN (2, 3, 4);",
 };
 
 static void quiet(void *arg, const char *message) {
@@ -578,6 +619,7 @@ int jobq__pg_miss(pg_store *s, PGconn *c, const char *id, int *out_state) {
 /* ---- open, close ---- */
 
 static void pg_free(pg_store *s) {
+  jobq__pg_retention_free(s);
   if (s->conns)
     for (int i = 0; i < s->pool; i++)
       if (s->conns[i].c) PQfinish(s->conns[i].c);
@@ -650,6 +692,13 @@ static jobq_storage_ops pg_ops_of(const char *scheme) {
   o.checkpoint_get = jobq__pg_checkpoint_get;
   o.prune = jobq__pg_prune;
   o.get_by_key = jobq__pg_get_by_key;
+  o.cron_put = jobq__pg_cron_put;
+  o.cron_del = jobq__pg_cron_del;
+  o.cron_list = jobq__pg_cron_list;
+  o.cron_fire = jobq__pg_cron_fire;
+  o.stats_add = jobq__pg_stats_add;
+  o.stats_read = jobq__pg_stats_read;
+  o.prune_kind = jobq__pg_prune_kind;
   return o;
 }
 

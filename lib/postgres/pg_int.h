@@ -12,7 +12,7 @@
  * a queued job waits in the claim index whatever its run_at, and the claim
  * reads run_at <= now (docs/postgres.md says why one state, not SQLite's
  * due/scheduled pair). */
-#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 4
 #define PG_POOL_MAX 64
 
 /* The columns every job read returns, in jobq__pg_row_to_job's order. */
@@ -54,6 +54,11 @@ typedef struct pg_store {
   pg_fa_req *fa_head, *fa_tail;
   int fa_started, fa_stop;
   uv_thread_t fa_thread;
+  /* cron, shared stats, retention by kind (pg_cron.c, pg_stats.c,
+   * pg_retention.c); under mu */
+  int64_t stats_token;           /* this store's mark on its live stats rows; 0: not drawn yet */
+  struct pg_ret_cursor *ret;     /* per kind: where the retention pass under way is */
+  size_t n_ret;
 } pg_store;
 
 /* pg.c */
@@ -114,6 +119,18 @@ int jobq__pg_next_run_at(void *st, const char *const *kinds, size_t n_kinds, int
 int jobq__pg_checkpoint_get(void *st, const char *id, int *out_stage, char **out_output);
 int jobq__pg_set_notify(void *st, void (*fn)(void *ud), void *ud);
 void jobq__pg_notify_stop(pg_store *s); /* at close */
+/* pg_cron.c, pg_stats.c, pg_retention.c */
+int jobq__pg_cron_put(void *st, const jobq_storage_cron *c);
+int jobq__pg_cron_del(void *st, const char *name);
+int jobq__pg_cron_list(void *st, jobq_storage_cron **out, size_t *n_out);
+int jobq__pg_cron_fire(void *st, const char *name, int64_t expect_next_at, int64_t new_next_at,
+                       jobq_storage_job *const *jobs, size_t n, int64_t now, size_t *n_inserted);
+int jobq__pg_stats_add(void *st, const jobq_storage_stats_delta *d, size_t n, int64_t now);
+int jobq__pg_stats_read(void *st, const char *kind, int depth, int64_t now,
+                        jobq_storage_kind_stats **out, size_t *n_out);
+int jobq__pg_prune_kind(void *st, jobq_storage_prune *req, char (**out_ids)[JOBQ_ID_SIZE],
+                        size_t *n_out);
+void jobq__pg_retention_free(pg_store *s); /* at close: the cursors */
 /* Why an update of a running attempt matched no row: *out_state
  * JOBQ_ENOTFOUND or JOBQ_ESTATE. */
 int jobq__pg_miss(pg_store *s, PGconn *c, const char *id, int *out_state);
