@@ -339,7 +339,12 @@ static const char *const migrations[PG_SCHEMA_VERSION] = {
   "      SELECT min(batch) FROM jobq_jobs WHERE state = 6 "
   "      UNION ALL SELECT (SELECT min(batch) FROM jobq_jobs WHERE state = 6 AND batch > t.id) "
   "      FROM t WHERE t.id IS NOT NULL) SELECT id FROM t WHERE id IS NOT NULL LOOP "
-  "    PERFORM 1 FROM jobq_batches WHERE id = b FOR UPDATE; "
+  /* SKIP LOCKED: a batch locked by another fill is being filled; one
+   * locked by a member's end gets a NOTIFY from the trigger after that
+   * commit, and the next claim fills it. So a fill never waits, and never
+   * takes part in a deadlock. */
+  "    PERFORM 1 FROM jobq_batches WHERE id = b FOR UPDATE SKIP LOCKED; "
+  "    CONTINUE WHEN NOT FOUND; "
   "    SELECT max_running - (SELECT count(*) FROM jobq_jobs WHERE batch = b AND "
   "      state IN (0, 1)) INTO slots FROM jobq_batches WHERE id = b; "
   "    IF slots > 0 THEN "
