@@ -290,7 +290,12 @@ int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_s
   for (int i = 0; i < 10; i++) p[i] = a[i];
   p[10] = s->channel;
   PGresult *r = NULL;
-  rc = jobq__pg_exec(s, c, finish_sql, 11, p, "cannot finish jobs", &r);
+  /* Ends of members of several batches lock their batch rows (the
+   * trigger) in the order the rows are updated, so two groups ending
+   * members of the same batches can deadlock; PostgreSQL then rolls one
+   * back whole (40P01, JOBQ_EBUSY), and it is run again. */
+  for (int t = 0; t < 4; t++)
+    if ((rc = jobq__pg_exec(s, c, finish_sql, 11, p, "cannot finish jobs", &r)) != JOBQ_EBUSY) break;
   if (rc == 0) {
     size_t nb = 0; /* members of batches this ended: id[0..nb) */
     for (int k = 0; k < PQntuples(r); k++) {
