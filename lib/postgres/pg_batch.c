@@ -150,23 +150,22 @@ static void tell_rows(pg_store *s, PGresult *r) {
   }
 }
 
-void jobq__pg_batch_tell(pg_store *s, PGconn *c, const char *ids) {
+void jobq__pg_batch_tell(pg_store *s, const char *ids) {
   if (s->batch_sink == NULL) return;
-  PGconn *own = NULL;
-  if (c == NULL) {
-    if (jobq__pg_acquire(s, &own) != 0) return; /* news only */
-    c = own;
-  }
+  PGconn *c = NULL;
+  if (jobq__pg_acquire(s, &c) != 0) return; /* news only */
   const char *p[1] = {ids};
   PGresult *r = NULL;
-  if (jobq__pg_exec(s, c,
-                    "SELECT " BATCH_COLS " FROM jobq_batches b WHERE b.open = 0 AND "
-                    "b.last_job = ANY($1::text[])",
-                    1, p, "cannot read an ended batch", &r) == 0) {
+  int rc = jobq__pg_exec(s, c,
+                         "SELECT " BATCH_COLS " FROM jobq_batches b WHERE b.open = 0 AND "
+                         "b.last_job = ANY($1::text[])",
+                         1, p, "cannot read an ended batch", &r);
+  /* the connection goes back first: a sink may call into the store */
+  jobq__pg_release(s, c);
+  if (rc == 0) {
     tell_rows(s, r);
     PQclear(r);
   }
-  if (own) jobq__pg_release(s, own);
 }
 
 int jobq__pg_batch_members(pg_store *s, PGconn *c, const char *batch_id, int max_running,
@@ -222,12 +221,13 @@ int jobq__pg_batch_insert(void *st, const char *batch_id, int max_running,
     if (jobq__pg_acquire(s, &c) != 0) return 0; /* news only */
     const char *p[1] = {batch_id};
     PGresult *r = NULL;
-    if (jobq__pg_exec(s, c, "SELECT " BATCH_COLS " FROM jobq_batches b WHERE b.id = $1", 1, p,
-                      "cannot read a batch", &r) == 0) {
+    int rc2 = jobq__pg_exec(s, c, "SELECT " BATCH_COLS " FROM jobq_batches b WHERE b.id = $1", 1,
+                            p, "cannot read a batch", &r);
+    jobq__pg_release(s, c); /* before the sink, which may call into the store */
+    if (rc2 == 0) {
       tell_rows(s, r);
       PQclear(r);
     }
-    jobq__pg_release(s, c);
   }
   return 0;
 }

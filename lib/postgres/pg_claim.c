@@ -309,10 +309,12 @@ int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_s
     }
     PQclear(r);
     char *arr = NULL;
-    if (nb && jobq__pg_arr_text(id, nb, &arr) == 0) jobq__pg_batch_tell(s, c, arr);
+    jobq__pg_release(s, c);
+    c = NULL;
+    if (nb && jobq__pg_arr_text(id, nb, &arr) == 0) jobq__pg_batch_tell(s, arr);
     free(arr);
   }
-  jobq__pg_release(s, c);
+  if (c) jobq__pg_release(s, c);
 out:
   for (int i = 0; i < 10; i++) free(a[i]);
   free(ra_s);
@@ -405,12 +407,12 @@ int jobq__pg_rescue(void *st, int64_t now, size_t *n_out) {
       "SELECT count(*), (SELECT count(*) FROM n), (SELECT array_agg(id) FROM u WHERE "
       "batch IS NOT NULL AND state IN (3, 4)) FROM u",
       2, p, "cannot rescue jobs", &r);
+  jobq__pg_release(s, c);
   if (rc == 0) {
     *n_out = (size_t)jobq__pg_int(r, 0, 0);
     /* members of batches that ended here: the batches they finished */
-    if (!PQgetisnull(r, 0, 2)) jobq__pg_batch_tell(s, c, PQgetvalue(r, 0, 2));
+    if (!PQgetisnull(r, 0, 2)) jobq__pg_batch_tell(s, PQgetvalue(r, 0, 2));
     PQclear(r);
   }
-  jobq__pg_release(s, c);
   return rc;
 }

@@ -140,8 +140,10 @@ int jobq__pg_batch_members(pg_store *s, PGconn *c, const char *batch_id, int max
  * batches have free. */
 int jobq__pg_batch_fill(pg_store *s, PGconn *c, int64_t now);
 /* After a change committed that ended the jobs ids (a text[] literal) which
- * belong to a batch: the batches that change finished go to the sink. */
-void jobq__pg_batch_tell(pg_store *s, PGconn *c, const char *ids);
+ * belong to a batch: the batches that change finished go to the sink. Takes
+ * a connection of its own: call it with none held (a sink may call into
+ * the store). */
+void jobq__pg_batch_tell(pg_store *s, const char *ids);
 
 /* pg_quota.c: per-owner quotas, counted inside the insert's transaction
  * under an advisory lock per owner. */

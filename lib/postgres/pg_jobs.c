@@ -222,6 +222,7 @@ int jobq__pg_cancel(void *st, const char *id, int64_t now, int *out_state, char 
   int rc = jobq__pg_acquire(s, &c);
   if (rc) return rc;
   char nb[24];
+  int ended_member = 0;
   const char *p[3] = {id, jobq__pg_i64(nb, now), s->channel};
   PGresult *r = NULL;
   /* One statement: the row is locked by the UPDATE, so a claim or finish of
@@ -254,18 +255,19 @@ int jobq__pg_cancel(void *st, const char *id, int64_t now, int *out_state, char 
                        id);
       }
       /* a member of a batch: the trigger counted its end; if that ended
-       * the batch, this process tells (committed: autocommit) */
-      if (rc == 0 && old == JOBQ_QUEUED && PQgetvalue(r, 0, 3)[0] == 't') {
-        char *arr = NULL;
-        if (jobq__pg_arr_text(&id, 1, &arr) == 0) jobq__pg_batch_tell(s, c, arr);
-        free(arr);
-      }
+       * the batch, this process tells (below: committed, connection back) */
+      ended_member = rc == 0 && old == JOBQ_QUEUED && PQgetvalue(r, 0, 3)[0] == 't';
       if (rc == 0 && out_kind && (*out_kind = jobq__pg_text(r, 0, 1)) == NULL)
         rc = jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory"); /* (stored all the same) */
     }
     PQclear(r);
   }
   jobq__pg_release(s, c);
+  if (ended_member) {
+    char *arr = NULL;
+    if (jobq__pg_arr_text(&id, 1, &arr) == 0) jobq__pg_batch_tell(s, arr);
+    free(arr);
+  }
   return rc;
 }
 
