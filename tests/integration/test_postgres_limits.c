@@ -1,10 +1,11 @@
-/* Batches' caps and owner quotas on the PostgreSQL backend under
- * concurrency: several threads, each on a queue of its own (its own pool of
- * connections, as separate processes would have), claim members of one
- * capped batch, or submit for one owner, at the same time. The cap and the
- * quota must hold exactly: they are decided under a row lock of the batch
- * and an advisory lock of the owner (docs/postgres.md). Skipped without a
- * server. jobq-test-requires: postgres */
+/* Batches' caps, owner quotas and rate limits on the PostgreSQL backend
+ * under concurrency: several threads, each on a queue of its own (its own
+ * pool of connections, as separate processes would have), claim members of
+ * one capped batch, submit for one owner, or claim a rate-limited kind, at
+ * the same time. The cap, the quota and the limit must hold exactly: they
+ * are decided under a row lock of the batch and advisory locks of the owner
+ * and of the kind (docs/postgres.md). Skipped without a server.
+ * jobq-test-requires: postgres */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -227,10 +228,90 @@ static void test_owner_quota_concurrent(void **state) {
   for (int i = 0; i < THREADS; i++) assert_int_equal(jobq_close(q[i], 0), 0);
 }
 
+/* ---- a shared rate limit ---- */
+
+#define RATE 5
+#define RATE_JOBS 20
+#define QUIET_TRIES 50 /* claims each thread tries after the window filled */
+
+static void noop(jobq_ctx_t *ctx, void *ud) {
+  (void)ud;
+  jobq_ctx_succeed(ctx, NULL);
+}
+
+typedef struct rate_run {
+  jobq_t *q;
+  atomic_int *claimed;
+  int errors;
+} rate_run;
+
+/* Claims "r" jobs; once the window is full (RATE claimed in all), keeps
+ * trying QUIET_TRIES more times, so that a claim past the limit would be
+ * seen. */
+static void *rate_thread(void *arg) {
+  rate_run *r = arg;
+  const char *kinds[2] = {"r", NULL};
+  int quiet = 0;
+  uint64_t until = mono_ms() + GUARD_MS;
+  while (quiet < QUIET_TRIES && mono_ms() < until) {
+    if (atomic_load(r->claimed) >= RATE) quiet++;
+    jobq_ctx_t *ctx = NULL;
+    int rc = jobq_claim(r->q, kinds, 0, &ctx);
+    if (rc == JOBQ_ETIMEDOUT) {
+      usleep(500);
+      continue;
+    }
+    if (rc != 0) {
+      print_message("jobq_claim: %d %s\n", rc, jobq_last_error());
+      r->errors++;
+      break;
+    }
+    atomic_fetch_add(r->claimed, 1);
+    if (jobq_ctx_succeed(ctx, NULL) != 0) r->errors++;
+  }
+  return NULL;
+}
+
+static void test_rate_limit_concurrent(void **state) {
+  (void)state;
+  if (!need_server()) skip();
+  char schema[64];
+  snprintf(schema, sizeof schema, "t_rate_%ld", (long)getpid());
+  jobq_t *q[THREADS];
+  for (int i = 0; i < THREADS; i++) {
+    q[i] = open_q(schema, 0);
+    jobq_kind_opts_t *ko = jobq_kind_opts_new();
+    assert_non_null(ko);
+    /* a window of a day: no start leaves it during the test */
+    assert_int_equal(jobq_kind_opts_set_rate_limit(ko, RATE, 86400000), 0);
+    assert_int_equal(jobq_register(q[i], "r", noop, NULL, ko), 0);
+    jobq_kind_opts_free(ko);
+  }
+  for (int i = 0; i < RATE_JOBS; i++) {
+    char id[JOBQ_ID_SIZE];
+    assert_int_equal(jobq_submit(q[i % THREADS], "r", "{}", NULL, id), 0);
+  }
+  atomic_int claimed = 0;
+  rate_run r[THREADS];
+  pthread_t th[THREADS];
+  for (int i = 0; i < THREADS; i++) {
+    r[i] = (rate_run){q[i], &claimed, 0};
+    assert_int_equal(pthread_create(&th[i], NULL, rate_thread, &r[i]), 0);
+  }
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(th[i], NULL);
+    assert_int_equal(r[i].errors, 0);
+  }
+  /* exactly the window's starts, whichever queues took them */
+  assert_int_equal(atomic_load(&claimed), RATE);
+  for (int i = 0; i < THREADS; i++) assert_int_equal(jobq_close(q[i], 0), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_batch_cap_concurrent),
     cmocka_unit_test(test_owner_quota_concurrent),
+    cmocka_unit_test(test_rate_limit_concurrent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
