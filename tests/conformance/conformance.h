@@ -175,18 +175,13 @@ static inline int conf_bad_url_postgres(const char *dir, int i, char *out, size_
 }
 
 /* The tests that need an operation the postgres backend does not have yet
- * (docs/postgres.md, "Not there yet"): batches (batch_insert, batch_get),
- * retention by kind (prune_kind), shared stats (stats_add, stats_read),
- * cron (cron_put ...), rate limits (rate_window), per-owner quotas
- * (set_quotas). The outbox and rate-window tests skip by themselves when
- * their members are NULL. */
+ * (docs/postgres.md, "Not there yet"): retention by kind (prune_kind),
+ * shared stats (stats_add, stats_read), cron (cron_put ...), events shared
+ * between processes (set_event_sink). The outbox tests skip by themselves
+ * when their members are NULL. */
 #define CONF_PG_LACKS                                                                     \
-  "batch_insert_claim_finish", "batch_insert_all_or_none", "api_batch_bad_input",          \
-  "api_batch_cap", "api_batch_cap_with_workers", "api_batch_summary",                      \
-  "durable_batch_cap_across_queues",                                                       \
-  "api_rate_limit_spaces_starts", "api_retry_after_not_counted",                           \
-  "durable_rate_limit_across_queues",                                                      \
-  "api_owner_quota", "durable_quota_holds_across_queues",
+  "durable_batch_cap_across_queues", /* its end is heard through shared events */
+
 /* What the postgres backend does not have yet (docs/postgres.md). */
 static const char *const conf_pg_lacks[] = {
   CONF_PG_LACKS
