@@ -270,11 +270,130 @@ static const char *const migrations[PG_SCHEMA_VERSION] = {
   "CREATE INDEX jobq_jobs_owner ON jobq_jobs (owner, seq) WHERE owner IS NOT NULL;",
   /* slot 1: reserved */
   "SELECT 1",
-  /* slot 2: reserved */
-  "SELECT 1",
-  /* slot 3: reserved */
-  "SELECT 1",
-  /* slot 4: the webhook outbox (pg_outbox.c). A job's subscriptions are
+  /* slot 2 (2 -> 3): batches, owner quotas, rate limits (docs/postgres.md).
+   * A member of a capped batch waits in state 6 (held) outside the claim
+   * indexes; jobq_batch_fill() (called before each claim) moves held
+   * members to queued while their batch has fewer than max_running members
+   * queued or running, under a row lock of the batch, each statement with
+   * a fresh snapshot (READ COMMITTED), so that claimers of several
+   * processes never exceed the cap. A trigger counts the end of a member
+   * in the ending change's own transaction, whichever statement made it
+   * (finish, cancel, rescue): exactly one change sees open reach 0 and
+   * records itself as last_job. Functions keep the schema's search_path
+   * (SET search_path FROM CURRENT), so they work on any connection. */
+  "ALTER TABLE jobq_jobs ADD COLUMN batch text, ADD COLUMN bcap integer NOT NULL DEFAULT 0;"
+  "CREATE INDEX jobq_jobs_held ON jobq_jobs (batch, priority DESC, seq) WHERE state = 6;"
+  "CREATE INDEX jobq_jobs_batch ON jobq_jobs (batch, state) WHERE batch IS NOT NULL AND "
+  "  state IN (0, 1);"
+  /* quotas count an owner's unfinished jobs exactly, from this index alone */
+  "CREATE INDEX jobq_jobs_open_owner ON jobq_jobs (owner, kind) WHERE owner IS NOT NULL AND "
+  "  state IN (0, 1, 6);"
+  "CREATE TABLE jobq_batches ("
+  "  id text PRIMARY KEY,"
+  "  max_running integer NOT NULL,"
+  "  total bigint NOT NULL,"
+  "  open bigint NOT NULL,"
+  "  succeeded bigint NOT NULL DEFAULT 0,"
+  "  failed bigint NOT NULL DEFAULT 0,"
+  "  cancelled bigint NOT NULL DEFAULT 0,"
+  "  errors jsonb NOT NULL DEFAULT '[]',"
+  "  created_at bigint NOT NULL,"
+  "  finished_at bigint,"
+  "  last_job text);"
+  /* rate limits: one row per kind and millisecond in which claims took
+   * jobs of the kind */
+  "CREATE TABLE jobq_rate_log (kind text NOT NULL, at bigint NOT NULL, n bigint NOT NULL, "
+  "  PRIMARY KEY (kind, at));"
+  "CREATE FUNCTION jobq_batch_member_end() RETURNS trigger LANGUAGE plpgsql "
+  "SET search_path FROM CURRENT AS $f$ "
+  "DECLARE left_open bigint; "
+  "BEGIN "
+  "  UPDATE jobq_batches SET open = open - 1, "
+  "    succeeded = succeeded + (NEW.state = 2)::int, "
+  "    failed = failed + (NEW.state = 3)::int, "
+  "    cancelled = cancelled + (NEW.state = 4)::int, "
+  "    errors = CASE WHEN NEW.state = 3 AND jsonb_array_length(errors) < 20 THEN errors || "
+  "      jsonb_build_array(jsonb_build_object('jobId', NEW.id, 'error', "
+  "      coalesce(NEW.error, 'failed'))) ELSE errors END, "
+  "    finished_at = CASE WHEN open = 1 THEN greatest(coalesce(NEW.finished_at, 1), 1) "
+  "      ELSE finished_at END, "
+  "    last_job = CASE WHEN open = 1 THEN NEW.id ELSE last_job END "
+  "  WHERE id = NEW.batch RETURNING open INTO left_open; "
+  /* a place was freed: idle workers of every process look again */
+  "  IF left_open > 0 AND EXISTS (SELECT 1 FROM jobq_jobs WHERE batch = NEW.batch AND "
+  "      state = 6) THEN "
+  "    PERFORM pg_notify('jobq_' || current_schema(), ''); "
+  "  END IF; "
+  "  RETURN NULL; "
+  "END $f$;"
+  "CREATE TRIGGER jobq_batch_member_end AFTER UPDATE OF state ON jobq_jobs FOR EACH ROW "
+  "  WHEN (OLD.batch IS NOT NULL AND OLD.state NOT IN (2, 3, 4) AND NEW.state IN (2, 3, 4)) "
+  "  EXECUTE FUNCTION jobq_batch_member_end();"
+  /* The batches with held members are found by a skip scan of
+   * jobq_jobs_held (one probe per batch, not per member). */
+  "CREATE FUNCTION jobq_batch_fill(now bigint) RETURNS integer LANGUAGE plpgsql "
+  "SET search_path FROM CURRENT AS $f$ "
+  "DECLARE b text; slots bigint; moved integer := 0; k integer; "
+  "BEGIN "
+  "  FOR b IN WITH RECURSIVE t(id) AS ("
+  "      SELECT min(batch) FROM jobq_jobs WHERE state = 6 "
+  "      UNION ALL SELECT (SELECT min(batch) FROM jobq_jobs WHERE state = 6 AND batch > t.id) "
+  "      FROM t WHERE t.id IS NOT NULL) SELECT id FROM t WHERE id IS NOT NULL LOOP "
+  /* SKIP LOCKED: a batch locked by another fill is being filled; one
+   * locked by a member's end gets a NOTIFY from the trigger after that
+   * commit, and the next claim fills it. So a fill never waits, and never
+   * takes part in a deadlock. */
+  "    PERFORM 1 FROM jobq_batches WHERE id = b FOR UPDATE SKIP LOCKED; "
+  "    CONTINUE WHEN NOT FOUND; "
+  "    SELECT max_running - (SELECT count(*) FROM jobq_jobs WHERE batch = b AND "
+  "      state IN (0, 1)) INTO slots FROM jobq_batches WHERE id = b; "
+  "    IF slots > 0 THEN "
+  "      UPDATE jobq_jobs SET state = 0 WHERE seq IN (SELECT seq FROM jobq_jobs WHERE "
+  "        state = 6 AND batch = b AND run_at <= now ORDER BY priority DESC, seq LIMIT slots); "
+  "      GET DIAGNOSTICS k = ROW_COUNT; "
+  "      moved := moved + k; "
+  "    END IF; "
+  "  END LOOP; "
+  "  RETURN moved; "
+  "END $f$;",
+  /* slot 3 (3 -> 4): cron schedules (pg_cron.c), by name; shared stats
+   * (pg_stats.c): per kind the counters (JOBQ_STAT_*) and duration buckets
+   * as arrays, their sum and the moving average, and per kind and store
+   * (its token) what its workers run until an expiry it renews; retention
+   * by kind (pg_retention.c): the finished jobs of a kind by finish time.
+   * A finish changes state, so it is never a HOT update and writes an entry
+   * in every index whose predicate holds: this one adds one entry per
+   * finished job, for a pruning pass that reads only what it can delete. */
+  "CREATE TABLE jobq_cron ("
+  "  name text PRIMARY KEY,"
+  "  expr text NOT NULL,"
+  "  tz text NOT NULL,"
+  "  kind text NOT NULL,"
+  "  payload text NOT NULL,"
+  "  owner text,"
+  "  priority integer NOT NULL DEFAULT 0,"
+  "  max_attempts integer NOT NULL DEFAULT 0,"
+  "  missed integer NOT NULL DEFAULT 0,"
+  "  next_at bigint NOT NULL,"
+  "  last_run bigint NOT NULL DEFAULT 0"
+  ");"
+  "CREATE TABLE jobq_stats ("
+  "  kind text PRIMARY KEY,"
+  "  counts bigint[] NOT NULL,"
+  "  hist bigint[] NOT NULL,"
+  "  sum_ms double precision NOT NULL DEFAULT 0,"
+  "  avg_ms double precision NOT NULL DEFAULT 0"
+  ");"
+  "CREATE TABLE jobq_stats_live ("
+  "  kind text NOT NULL,"
+  "  token bigint NOT NULL,"
+  "  concurrency integer NOT NULL,"
+  "  started bigint[],"
+  "  until bigint NOT NULL,"
+  "  PRIMARY KEY (kind, token)"
+  ");"
+  "CREATE INDEX jobq_jobs_finished ON jobq_jobs (kind, finished_at, seq) WHERE state IN (2, 3, 4);",
+  /* slot 4 (4 -> 5): the webhook outbox (pg_outbox.c). A job's subscriptions are
    * the nullable jobs.webhooks (no default: adding it rewrites nothing).
    * Deliveries are keyed by their id "<job>:<hook>:<event>" in byte order
    * (COLLATE "C"), so a list pages job by job as SQLite's does whatever the
@@ -351,6 +470,10 @@ static int schema_version(pg_store *s, PGconn *c, int *out) {
                      "schema version: it was not made by libjobq; it was not changed",
                      s->shown, s->schema);
   return 0;
+}
+
+const char *jobq__pg_migration(int i) {
+  return i >= 0 && i < PG_SCHEMA_VERSION ? migrations[i] : NULL;
 }
 
 static int migrate(pg_store *s, PGconn *c) {
@@ -526,6 +649,7 @@ int jobq__pg_row_to_job(PGresult *res, int r, jobq_storage_job *out, int64_t *se
   if (seq) *seq = jobq__pg_int(res, r, 0);
   snprintf(out->id, sizeof out->id, "%s", PQgetvalue(res, r, 1));
   out->state = (int)jobq__pg_int(res, r, 3);
+  if (out->state == PG_HELD) out->state = JOBQ_QUEUED; /* held: a queued member of a batch */
   out->priority = (int)jobq__pg_int(res, r, 4);
   out->run_at = jobq__pg_int(res, r, 5);
   out->attempts = (int)jobq__pg_int(res, r, 6);
@@ -634,6 +758,7 @@ int jobq__pg_miss(pg_store *s, PGconn *c, const char *id, int *out_state) {
 /* ---- open, close ---- */
 
 static void pg_free(pg_store *s) {
+  jobq__pg_retention_free(s);
   if (s->conns)
     for (int i = 0; i < s->pool; i++)
       if (s->conns[i].c) PQfinish(s->conns[i].c);
@@ -642,6 +767,7 @@ static void pg_free(pg_store *s) {
   free(s->shown);
   free(s->schema);
   free(s->channel);
+  jobq__pg_quotas_free(s);
   free(s);
 }
 
@@ -709,6 +835,19 @@ static jobq_storage_ops pg_ops_of(const char *scheme) {
   o.checkpoint_get = jobq__pg_checkpoint_get;
   o.prune = jobq__pg_prune;
   o.get_by_key = jobq__pg_get_by_key;
+  o.cron_put = jobq__pg_cron_put;
+  o.cron_del = jobq__pg_cron_del;
+  o.cron_list = jobq__pg_cron_list;
+  o.cron_fire = jobq__pg_cron_fire;
+  o.cron_fire_hooked = jobq__pg_cron_fire_hooked;
+  o.stats_add = jobq__pg_stats_add;
+  o.stats_read = jobq__pg_stats_read;
+  o.prune_kind = jobq__pg_prune_kind;
+  o.set_quotas = jobq__pg_set_quotas;
+  o.rate_window = jobq__pg_rate_window;
+  o.batch_insert = jobq__pg_batch_insert;
+  o.batch_get = jobq__pg_batch_get;
+  o.set_batch_sink = jobq__pg_set_batch_sink;
   o.insert_hooked = jobq__pg_insert_hooked;
   o.outbox_claim = jobq__pg_outbox_claim;
   o.outbox_done = jobq__pg_outbox_done;

@@ -48,6 +48,20 @@ static const char *const claim_kinds_sql[2] = {CLAIM_KINDS_SQL(PG_EV_OFF),
     CLAIM_EV(EV, "$9::int8", "$8")
 static const char *const claim_any_sql[2] = {CLAIM_ANY_SQL(PG_EV_OFF), CLAIM_ANY_SQL(PG_EV_ON)};
 
+/* Any kind but those excluded ($4), where the rate-limited kinds ($8, with
+ * the room their windows have, $9) take at most that many each. */
+#define CLAIM_ANY_RATED_SQL(EV) \
+    "WITH c(cseq) AS (SELECT x.seq FROM ("                                                     \
+    "(SELECT s.seq, s.priority FROM unnest($8::text[], $9::int[]) AS k(kind, lim), "           \
+    "LATERAL (SELECT seq, priority FROM jobq_jobs WHERE state = 0 AND kind = k.kind AND "      \
+    "run_at <= $1 ORDER BY priority DESC, seq LIMIT k.lim FOR UPDATE SKIP LOCKED) s) "         \
+    "UNION ALL (SELECT o.seq, o.priority FROM (SELECT seq, priority FROM jobq_jobs WHERE "     \
+    "state = 0 AND run_at <= $1 AND NOT (kind = ANY($4::text[])) AND NOT (kind = "             \
+    "ANY($8::text[])) ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED) o)) x "     \
+    "ORDER BY x.priority DESC, x.seq LIMIT $3)" CLAIM_EV(EV, "$11::int8", "$10")
+static const char *const claim_any_rated_sql[2] = {CLAIM_ANY_RATED_SQL(PG_EV_OFF),
+                                                   CLAIM_ANY_RATED_SQL(PG_EV_ON)};
+
 typedef struct ranked {
   jobq_storage_job j;
   int64_t seq;
@@ -64,8 +78,9 @@ int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *ou
   *n_out = 0;
   if (req->rate_next) *req->rate_next = INT64_MAX;
   if (req->max == 0) return 0;
-  char *a4 = NULL, *a5 = NULL, *a6 = NULL, *a8 = NULL;
-  int64_t *lims = NULL, *mav = NULL;
+  char *a4 = NULL, *a5 = NULL, *a6 = NULL, *a8 = NULL, *a10 = NULL;
+  int64_t *lims = NULL, *mav = NULL, *rlims = NULL;
+  pg_rates rs = {0};
   int rc = 0;
   if (req->kinds) {
     lims = calloc(req->n_kinds ? req->n_kinds : 1, sizeof *lims);
@@ -74,9 +89,7 @@ int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *ou
       int64_t l = req->kind_limit && req->kind_limit[i] >= 0 ? req->kind_limit[i] : (int64_t)req->max;
       lims[i] = l > (int64_t)req->max ? (int64_t)req->max : l;
     }
-    if ((rc = jobq__pg_arr_text(req->kinds, req->n_kinds, &a4)) ||
-        (rc = jobq__pg_arr_i64(lims, req->n_kinds, &a8)))
-      goto out;
+    if ((rc = jobq__pg_arr_text(req->kinds, req->n_kinds, &a4))) goto out;
   } else if ((rc = jobq__pg_arr_text(req->exclude, req->n_exclude, &a4))) {
     goto out;
   }
@@ -95,20 +108,59 @@ int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *ou
    * made (a wait for a connection), so that the lease counts from the claim. */
   int64_t now = req->clock ? req->clock(req->clock_ud) : req->now;
   if (now < req->now) now = req->now;
+  /* Held members of capped batches get their places first (their own
+   * transaction: once queued they count against the cap). */
+  if ((rc = jobq__pg_batch_fill(s, c, now))) {
+    jobq__pg_release(s, c);
+    goto out;
+  }
+  /* Rate limits: the claim, the window's count and the record of what it
+   * took are one transaction, under a lock per rated kind. */
+  if (req->n_rates && (rc = jobq__pg_rate_begin(s, c, req, now, &rs))) {
+    jobq__pg_rollback(c);
+    jobq__pg_release(s, c);
+    goto out;
+  }
+  if (req->kinds) {
+    for (size_t i = 0; i < req->n_kinds; i++) {
+      int64_t room = jobq__pg_rate_room(&rs, req->kinds[i]);
+      if (room >= 0 && room < lims[i]) lims[i] = room;
+    }
+    rc = jobq__pg_arr_i64(lims, req->n_kinds, &a8);
+  } else if (rs.n) {
+    if ((rlims = calloc(rs.n, sizeof *rlims)) == NULL)
+      rc = jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory");
+    for (size_t i = 0; rc == 0 && i < rs.n; i++)
+      rlims[i] = rs.room[i] < (int64_t)req->max ? rs.room[i] : (int64_t)req->max;
+    if (rc == 0) rc = jobq__pg_arr_i64(rlims, rs.n, &a10);
+  }
   char b1[24], b2[24], b3[24], b7[24], tok[24];
   int dflt = req->default_max_attempts > 0 ? req->default_max_attempts : 3;
-  /* $8 (limits) only with listed kinds; the channel and token follow */
-  const char *p[10] = {jobq__pg_i64(b1, now), jobq__pg_i64(b2, now + req->lease_ms),
-                       jobq__pg_i64(b3, (int64_t)req->max), a4, a5, a6, jobq__pg_i64(b7, dflt), a8,
-                       s->channel, jobq__pg_i64(tok, s->token)};
-  if (!req->kinds) {
-    p[7] = p[8];
-    p[8] = p[9];
+  /* $8 the limits of the listed kinds, or $8, $9 the rated kinds and their
+   * room (claim_any_rated_sql), or neither; the channel and the token
+   * follow */
+  const char *p[11] = {jobq__pg_i64(b1, now), jobq__pg_i64(b2, now + req->lease_ms),
+                       jobq__pg_i64(b3, (int64_t)req->max), a4, a5, a6, jobq__pg_i64(b7, dflt)};
+  int np = 7;
+  const char *const *sql = claim_any_sql;
+  if (req->kinds) {
+    p[np++] = a8;
+    sql = claim_kinds_sql;
+  } else if (rs.n) {
+    p[np++] = rs.kinds;
+    p[np++] = a10;
+    sql = claim_any_rated_sql;
   }
+  p[np++] = s->channel;
+  p[np++] = jobq__pg_i64(tok, s->token);
   PGresult *r = NULL;
-  int ev = jobq__pg_listened(s, c);
-  rc = jobq__pg_exec(s, c, req->kinds ? claim_kinds_sql[ev] : claim_any_sql[ev], req->kinds ? 10 : 9, p,
-                     "cannot claim jobs", &r);
+  if (rc == 0)
+    rc = jobq__pg_exec(s, c, sql[jobq__pg_listened(s, c)], np, p, "cannot claim jobs", &r);
+  if (rc == 0 && req->n_rates && (rc = jobq__pg_rate_end(s, c, req, now, &rs, r)) != 0) {
+    PQclear(r);
+    r = NULL;
+  }
+  if (rc && req->n_rates) jobq__pg_rollback(c);
   jobq__pg_release(s, c);
   if (rc) goto out;
   size_t n = (size_t)PQntuples(r);
@@ -142,14 +194,19 @@ out:
   free(a5);
   free(a6);
   free(a8);
+  free(a10);
   free(lims);
+  free(rlims);
   free(mav);
+  jobq__pg_rates_free(&rs);
   return rc;
 }
 
 /* ---- finish ---- */
 
-/* f.ns: the new state, -1 for a release. A cancel asked for meanwhile ends
+/* f.ns: the new state, -1 for a release, -2 for a deferral (the attempt not
+ * counted, queued again at run_at with its reason). A job of a capped batch
+ * that becomes queued again waits held (6) for a place. A cancel asked for meanwhile ends
  * the job cancelled whatever the outcome; a failed attempt (and a
  * cancelled one) is appended to attempt_log. A NOTIFY goes out when a job
  * became queued again (a retry due now, a release), with the commit. A
@@ -157,12 +214,14 @@ out:
  * (PG_OUTBOX_END_CTES). */
 #define FINISH_SQL(EV) \
     "WITH u AS (UPDATE jobq_jobs j SET " \
-    "state = CASE WHEN j.cancel_req THEN 4 WHEN f.ns < 0 THEN 0 ELSE f.ns END, " \
+    "state = CASE WHEN j.cancel_req THEN 4 WHEN f.ns <= 0 AND j.bcap > 0 THEN 6 " \
+    "  WHEN f.ns <= 0 THEN 0 ELSE f.ns END, " \
     "attempts = CASE WHEN f.ns < 0 AND NOT j.cancel_req THEN j.attempts - 1 ELSE j.attempts END, " \
-    "run_at = CASE WHEN f.ns < 0 THEN f.now WHEN j.cancel_req THEN j.run_at " \
+    "run_at = CASE WHEN f.ns = -1 THEN f.now WHEN j.cancel_req THEN j.run_at " \
     "  ELSE coalesce(f.run_at, j.run_at) END, " \
     "result = CASE WHEN j.cancel_req OR f.ns < 0 THEN j.result ELSE coalesce(f.res, j.result) END, " \
-    "error = CASE WHEN j.cancel_req THEN coalesce(f.err, 'cancelled') WHEN f.ns < 0 THEN j.error " \
+    "error = CASE WHEN j.cancel_req THEN CASE WHEN f.ns = -2 THEN 'cancelled' ELSE " \
+    "  coalesce(f.err, 'cancelled') END WHEN f.ns = -1 THEN j.error " \
     "  ELSE coalesce(f.err, j.error) END, " \
     "progress = CASE WHEN f.ns < 0 THEN j.progress ELSE f.prog END, " \
     "step = CASE WHEN f.ns < 0 THEN j.step ELSE coalesce(f.step, j.step) END, " \
@@ -171,23 +230,26 @@ out:
     "lease_until = NULL, " \
     "attempt_log = CASE WHEN j.cancel_req OR (f.ns >= 0 AND f.err IS NOT NULL) THEN " \
     "  coalesce(j.attempt_log, '[]'::jsonb) || jsonb_build_array(jsonb_build_array(j.started_at, " \
-    "  f.now, CASE WHEN j.cancel_req THEN coalesce(f.err, 'cancelled') ELSE f.err END)) " \
+    "  f.now, CASE WHEN j.cancel_req AND f.ns = -2 THEN 'cancelled' WHEN j.cancel_req THEN " \
+    "  coalesce(f.err, 'cancelled') ELSE f.err END)) " \
     "  ELSE j.attempt_log END " \
     "FROM unnest($1::text[], $2::int[], $3::int[], $4::int8[], $5::text[], $6::text[], $7::int[], " \
     "  $8::text[], $9::int8[], $10::int8[]) WITH ORDINALITY " \
     "  AS f(id, att, ns, run_at, res, err, prog, step, fin, now, ord) " \
     "WHERE j.id = f.id AND j.state = 1 AND j.attempts = f.att " \
-    "RETURNING f.ord, j.state, j.run_at <= f.now AS due, j.id, j.webhooks, f.now AS ob_now, " \
-    "j.kind, j.progress, j.step, j.error, j.result, f.att), " \
+    "RETURNING f.ord, j.state, j.run_at <= f.now AS due, j.batch IS NOT NULL AS bm, j.id, " \
+    "j.webhooks, f.now AS ob_now, j.kind, j.progress, j.step, j.error, j.result, f.att), " \
     "n AS (SELECT pg_notify($11, '') FROM u WHERE u.state = 0 AND u.due LIMIT 1), " \
     PG_OUTBOX_END_CTES("u") ", " \
-    /* the events: retrying (queued again), succeeded, failed, cancelled */ \
-    EV("SELECT $12::int8, id, kind, CASE state WHEN 0 THEN 4 ELSE state + 3 END, state, " \
-       "progress, step, att, CASE WHEN state = 2 THEN NULL ELSE error END, " \
-       "CASE WHEN state = 2 THEN result END, " PG_NOW_MS " FROM u WHERE true", "$12::int8", "$11") \
+    /* the events: retrying (queued again, held ones included), succeeded, \
+     * failed, cancelled */ \
+    EV("SELECT $12::int8, id, kind, CASE WHEN state IN (0, 6) THEN 4 ELSE state + 3 END, " \
+       "CASE WHEN state = 6 THEN 0 ELSE state END, progress, step, att, " \
+       "CASE WHEN state = 2 THEN NULL ELSE error END, CASE WHEN state = 2 THEN result END, " \
+       PG_NOW_MS " FROM u WHERE true", "$12::int8", "$11") \
     /* every entry's answer: its new state, or whether a job has its id */ \
     "SELECT f.ord, u.state, EXISTS (SELECT 1 FROM jobq_jobs x WHERE x.id = f.id), " \
-    "(SELECT count(*) FROM n), (SELECT count(*) FROM evn) " \
+    "(SELECT count(*) FROM n), u.bm, (SELECT count(*) FROM evn) " \
     "FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) " \
     "LEFT JOIN u ON u.ord = f.ord"
 static const char *const finish_sql[2] = {FINISH_SQL(PG_EV_OFF), FINISH_SQL(PG_EV_ON)};
@@ -225,6 +287,7 @@ int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_s
     const char *e = x->outcome == JOBQ_OUTCOME_SUCCEEDED || x->outcome == JOBQ_OUTCOME_RELEASE
                         ? NULL : x->error;
     if (x->outcome == JOBQ_OUTCOME_CANCELLED && e == NULL) e = "cancelled";
+    if (e == NULL && x->outcome == JOBQ_OUTCOME_DEFER) e = "deferred";
     if (e == NULL && x->outcome != JOBQ_OUTCOME_SUCCEEDED && x->outcome != JOBQ_OUTCOME_RELEASE)
       e = "failed";
     err[i] = e;
@@ -237,10 +300,12 @@ int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_s
       case JOBQ_OUTCOME_FAILED: ns[i] = JOBQ_FAILED; break;
       case JOBQ_OUTCOME_RETRY: ns[i] = JOBQ_QUEUED; break;
       case JOBQ_OUTCOME_RELEASE: ns[i] = -1; break;
+      case JOBQ_OUTCOME_DEFER: ns[i] = -2; break;
       default: ns[i] = JOBQ_CANCELLED; break;
     }
-    if (x->outcome == JOBQ_OUTCOME_RETRY) ra_t[i] = (char *)jobq__pg_i64(numbuf + i * 48, x->run_at);
-    if (x->outcome != JOBQ_OUTCOME_RETRY && x->outcome != JOBQ_OUTCOME_RELEASE)
+    if (x->outcome == JOBQ_OUTCOME_RETRY || x->outcome == JOBQ_OUTCOME_DEFER) ra_t[i] = (char *)jobq__pg_i64(numbuf + i * 48, x->run_at);
+    if (x->outcome != JOBQ_OUTCOME_RETRY && x->outcome != JOBQ_OUTCOME_RELEASE &&
+        x->outcome != JOBQ_OUTCOME_DEFER)
       fin_t[i] = (char *)jobq__pg_i64(numbuf + i * 48 + 24, x->now);
   }
   rc = jobq__pg_arr_text((const char *const *)ra_t, n, &ra_s);
@@ -264,17 +329,33 @@ int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_s
   p[10] = s->channel;
   p[11] = jobq__pg_i64(tok, s->token);
   PGresult *r = NULL;
-  rc = jobq__pg_exec(s, c, finish_sql[jobq__pg_listened(s, c)], 12, p, "cannot finish jobs", &r);
-  jobq__pg_release(s, c);
+  /* Ends of members of several batches lock their batch rows (the
+   * trigger) in the order the rows are updated, so two groups ending
+   * members of the same batches can deadlock; PostgreSQL then rolls one
+   * back whole (40P01, JOBQ_EBUSY), and it is run again. */
+  for (int t = 0; t < 4; t++)
+    if ((rc = jobq__pg_exec(s, c, finish_sql[jobq__pg_listened(s, c)], 12, p, "cannot finish jobs",
+                            &r)) != JOBQ_EBUSY)
+      break;
   if (rc == 0) {
+    size_t nb = 0; /* members of batches this ended: id[0..nb) */
     for (int k = 0; k < PQntuples(r); k++) {
       size_t i = (size_t)jobq__pg_int(r, k, 0) - 1;
       if (i >= n) continue;
       if (!PQgetisnull(r, k, 1)) out_state[i] = (int)jobq__pg_int(r, k, 1);
       else out_state[i] = PQgetvalue(r, k, 2)[0] == 't' ? JOBQ_ESTATE : JOBQ_ENOTFOUND;
+      if (out_state[i] == PG_HELD) out_state[i] = JOBQ_QUEUED;
+      if (out_state[i] >= JOBQ_SUCCEEDED && !PQgetisnull(r, k, 4) && PQgetvalue(r, k, 4)[0] == 't')
+        id[nb++] = f[i].id;
     }
     PQclear(r);
+    char *arr = NULL;
+    jobq__pg_release(s, c);
+    c = NULL;
+    if (nb && jobq__pg_arr_text(id, nb, &arr) == 0) jobq__pg_batch_tell(s, arr);
+    free(arr);
   }
+  if (c) jobq__pg_release(s, c);
 out:
   for (int i = 0; i < 10; i++) free(a[i]);
   free(ra_s);
@@ -353,26 +434,31 @@ int jobq__pg_rescue(void *st, int64_t now, size_t *n_out) {
       "WITH e AS (SELECT seq FROM jobq_jobs WHERE state = 1 AND lease_until < $1 " \
       "FOR UPDATE SKIP LOCKED), " \
       "u AS (UPDATE jobq_jobs j SET " \
-      "state = CASE WHEN j.cancel_req THEN 4 WHEN j.attempts < j.max_attempts THEN 0 ELSE 3 END, " \
+      "state = CASE WHEN j.cancel_req THEN 4 WHEN j.attempts < j.max_attempts THEN " \
+      "  CASE WHEN j.bcap > 0 THEN 6 ELSE 0 END ELSE 3 END, " \
       "finished_at = CASE WHEN j.cancel_req OR j.attempts >= j.max_attempts THEN $1::int8 " \
       "  ELSE NULL END, " \
       "error = 'lease expired: the process running the job stopped', run_at = $1, " \
       "lease_until = NULL, attempt_log = coalesce(j.attempt_log, '[]'::jsonb) || " \
       "  jsonb_build_array(jsonb_build_array(j.started_at, $1::int8, " \
       "  'lease expired: the process running the job stopped')) " \
-      "FROM e WHERE j.seq = e.seq RETURNING j.id, j.state, j.webhooks, $1::int8 AS ob_now, " \
-      "j.kind, j.attempts, j.error), " \
+      "FROM e WHERE j.seq = e.seq RETURNING j.id, j.state, j.batch, j.webhooks, " \
+      "$1::int8 AS ob_now, j.kind, j.attempts, j.error), " \
       "n AS (SELECT pg_notify($2, '') FROM u WHERE u.state = 0 LIMIT 1), " \
       PG_OUTBOX_END_CTES("u") ", " \
-      EV("SELECT $3::int8, id, kind, CASE state WHEN 0 THEN 4 ELSE state + 3 END, state, " \
-         "0, NULL, attempts, error, NULL, " PG_NOW_MS " FROM u WHERE true", "$3::int8", "$2") \
-      "SELECT count(*), (SELECT count(*) FROM n), (SELECT count(*) FROM evn) FROM u"
+      EV("SELECT $3::int8, id, kind, CASE WHEN state IN (0, 6) THEN 4 ELSE state + 3 END, " \
+         "CASE WHEN state = 6 THEN 0 ELSE state END, 0, NULL, attempts, error, NULL, " \
+         PG_NOW_MS " FROM u WHERE true", "$3::int8", "$2") \
+      "SELECT count(*), (SELECT count(*) FROM n), (SELECT array_agg(id) FROM u WHERE " \
+      "batch IS NOT NULL AND state IN (3, 4)), (SELECT count(*) FROM evn) FROM u"
   static const char *const sql[2] = {RESCUE_SQL(PG_EV_OFF), RESCUE_SQL(PG_EV_ON)};
-  rc = jobq__pg_exec(s, c, sql[jobq__pg_listened(s, c)],
-      3, p, "cannot rescue jobs", &r);
+  rc = jobq__pg_exec(s, c, sql[jobq__pg_listened(s, c)], 3, p, "cannot rescue jobs", &r);
   jobq__pg_release(s, c);
-  if (rc) return rc;
-  *n_out = (size_t)jobq__pg_int(r, 0, 0);
-  PQclear(r);
-  return 0;
+  if (rc == 0) {
+    *n_out = (size_t)jobq__pg_int(r, 0, 0);
+    /* members of batches that ended here: the batches they finished */
+    if (!PQgetisnull(r, 0, 2)) jobq__pg_batch_tell(s, PQgetvalue(r, 0, 2));
+    PQclear(r);
+  }
+  return rc;
 }

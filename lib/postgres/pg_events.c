@@ -149,7 +149,12 @@ static int read_events(pg_store *s, PGconn *c, int64_t *cur_tx, int64_t *cur_seq
       ev.error = PQgetisnull(r, i, 9) ? NULL : PQgetvalue(r, i, 9);
       ev.result = PQgetisnull(r, i, 10) ? NULL : PQgetvalue(r, i, 10);
       ev.time = jobq__pg_int(r, i, 11);
+      /* a batch's end comes without its summary (pg_batch.c, TELL_SQL) */
+      char *sum = NULL;
+      if (ev.type == JOBQ_EVENT_BATCH_DONE && ev.result == NULL && ev.step)
+        ev.result = sum = jobq__pg_batch_summary(c, ev.step);
       s->ev_sink(s->ev_ud, &ev);
+      free(sum);
       *cur_tx = jobq__pg_int(r, i, 0);
       *cur_seq = jobq__pg_int(r, i, 1);
     }

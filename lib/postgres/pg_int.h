@@ -65,9 +65,22 @@ typedef struct pg_store {
   int64_t ev_start_tx;
   int ev_listened;     /* jobq__pg_listened's answer (under mu) ... */
   int64_t ev_checked;  /* ... and when it was read (monotonic ms) */
+  /* cron, shared stats, retention by kind (pg_cron.c, pg_stats.c,
+   * pg_retention.c); under mu */
+  int64_t stats_token;           /* this store's mark on its live stats rows; 0: not drawn yet */
+  struct pg_ret_cursor *ret;     /* per kind: where the retention pass under way is */
+  size_t n_ret;
+  /* batches, quotas (pg_batch.c, pg_quota.c): set once, right after open */
+  void (*batch_sink)(void *ud, const jobq_storage_event *ev);
+  void *batch_sink_ud;
+  jobq_storage_quota *quotas; /* kinds strdup'ed */
+  size_t n_quotas;
 } pg_store;
 
 /* pg.c */
+/* Migration i (i -> i+1), or NULL past the last: for tests that build an
+ * older schema. */
+const char *jobq__pg_migration(int i);
 /* A connection for one operation (reconnecting with backoff when the last
  * was lost): 0 and *out, or JOBQ_EIO with the sentence. */
 int jobq__pg_acquire(pg_store *s, PGconn **out);
@@ -103,6 +116,11 @@ const char *jobq__pg_i64(char *buf, int64_t v);
 /* pg_jobs.c, pg_claim.c, pg_read.c, pg_notify.c: the vtable's members */
 int jobq__pg_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force,
                     int64_t now, int *out_dup);
+/* insert, or with batch_id set batch_insert (the jobs join the batch in
+ * the same transaction); quotas counted when set. */
+int jobq__pg_insert_in(pg_store *s, jobq_storage_job *const *jobs, const char *const *hooks,
+                       size_t n, const int *force, int64_t now, int *out_dup, const char *batch_id,
+                       int max_running);
 int jobq__pg_progress(void *st, const char *id, int attempt, int percent, const char *step);
 int jobq__pg_cancel(void *st, const char *id, int64_t now, int *out_state, char **out_kind);
 int jobq__pg_checkpoint(void *st, const char *id, int attempt, int stage, const char *output,
@@ -125,12 +143,6 @@ int jobq__pg_next_run_at(void *st, const char *const *kinds, size_t n_kinds, int
 int jobq__pg_checkpoint_get(void *st, const char *id, int *out_stage, char **out_output);
 int jobq__pg_set_notify(void *st, void (*fn)(void *ud), void *ud);
 void jobq__pg_notify_stop(pg_store *s); /* at close */
-/* pg_jobs.c: insert where job i has the webhook subscriptions hooks[i]
- * (hooks NULL: none has any), checked by the caller. */
-int jobq__pg_insert_with_hooks(pg_store *s, jobq_storage_job *const *jobs,
-                               const char *const *hooks, size_t n, const int *force, int64_t now,
-                               int *out_dup);
-
 /* pg_outbox.c: the webhook outbox (storage version 4) */
 int jobq__pg_insert_hooked(void *st, jobq_storage_job *const *jobs, const char *const *webhooks,
                            size_t n, const int *force, int64_t now, int *out_dup,
@@ -143,6 +155,9 @@ int jobq__pg_outbox_list(void *st, const jobq_storage_outbox_filter *f,
 int jobq__pg_outbox_counts(void *st, int64_t counts[4]);
 int jobq__pg_outbox_redeliver(void *st, const char *id, int64_t now);
 int jobq__pg_webhook_enable(void *st, const char *url);
+/* JOBQ_EINVAL with a sentence when hooks[i] (NULL: none) is not a
+ * webhooks array (storage.h); hooks may be NULL. */
+int jobq__pg_hooks_check(const char *const *hooks, size_t n);
 
 /* The deliveries a job's end adds (storage.h, version 4), as two CTEs of
  * the statement that ends it, so that they commit with the end or not at
@@ -190,6 +205,80 @@ int64_t jobq__pg_new_token(pg_store *s);
  * the same ones. The writer picks the text by jobq__pg_listened. */
 #define PG_EV_ON(SEL, TOK, CH) PG_EV_INSERT SEL PG_EV_END(TOK, CH)
 #define PG_EV_OFF(SEL, TOK, CH) "evn AS (SELECT " TOK ", " CH "::text WHERE false) "
+/* pg_cron.c, pg_stats.c, pg_retention.c */
+int jobq__pg_cron_put(void *st, const jobq_storage_cron *c);
+int jobq__pg_cron_del(void *st, const char *name);
+int jobq__pg_cron_list(void *st, jobq_storage_cron **out, size_t *n_out);
+int jobq__pg_cron_fire(void *st, const char *name, int64_t expect_next_at, int64_t new_next_at,
+                       jobq_storage_job *const *jobs, size_t n, int64_t now, size_t *n_inserted);
+int jobq__pg_cron_fire_hooked(void *st, const char *name, int64_t expect_next_at,
+                              int64_t new_next_at, jobq_storage_job *const *jobs,
+                              const char *const *webhooks, size_t n, int64_t now,
+                              size_t *n_inserted);
+int jobq__pg_stats_add(void *st, const jobq_storage_stats_delta *d, size_t n, int64_t now);
+int jobq__pg_stats_read(void *st, const char *kind, int depth, int64_t now,
+                        jobq_storage_kind_stats **out, size_t *n_out);
+int jobq__pg_prune_kind(void *st, jobq_storage_prune *req, char (**out_ids)[JOBQ_ID_SIZE],
+                        size_t *n_out);
+void jobq__pg_retention_free(pg_store *s); /* at close: the cursors */
+/* pg_batch.c: batches. A member of a capped batch waits in state 6 (held)
+ * until a claim's jobq_batch_fill() gives it a place; a trigger counts the
+ * end of each member in the ending change's transaction. */
+#define PG_HELD 6
+int jobq__pg_batch_insert(void *st, const char *batch_id, int max_running,
+                          jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
+                          int *out_dup);
+/* The same where job i has the webhook subscriptions hooks[i] (hooks
+ * NULL: none has any), checked by the caller. */
+int jobq__pg_batch_insert_hooked(pg_store *s, const char *batch_id, int max_running,
+                                 jobq_storage_job *const *jobs, const char *const *hooks, size_t n,
+                                 const int *force, int64_t now, int *out_dup);
+int jobq__pg_batch_get(void *st, const char *batch_id, jobq_storage_batch *out);
+int jobq__pg_set_batch_sink(void *st, void (*sink)(void *ud, const jobq_storage_event *ev),
+                            void *ud);
+/* Inside an insert's transaction: the stored jobs (not dup) join batch_id. */
+int jobq__pg_batch_members(pg_store *s, PGconn *c, const char *batch_id, int max_running,
+                           jobq_storage_job *const *jobs, size_t n, const int *dup, int64_t now);
+/* Before a claim (its own transaction): held members get the places their
+ * batches have free. */
+int jobq__pg_batch_fill(pg_store *s, PGconn *c, int64_t now);
+/* After a change committed that ended the jobs ids (a text[] literal) which
+ * belong to a batch: the batches that change finished go to the sink. Takes
+ * a connection of its own: call it with none held (a sink may call into
+ * the store). */
+void jobq__pg_batch_tell(pg_store *s, const char *ids);
+/* The summary JSON of a BATCH_DONE event (storage.h, batch_insert) of the
+ * batch batch_id, read on c; NULL when it cannot be made. For the shared
+ * events' readers, whose BATCH_DONE rows carry none. */
+char *jobq__pg_batch_summary(PGconn *c, const char *batch_id);
+
+/* pg_quota.c: per-owner quotas, counted inside the insert's transaction
+ * under an advisory lock per owner. */
+int jobq__pg_set_quotas(void *st, const jobq_storage_quota *quotas, size_t n);
+void jobq__pg_quotas_free(pg_store *s);
+int jobq__pg_quota_applies(const pg_store *s, jobq_storage_job *const *jobs, size_t n);
+int jobq__pg_quota_lock(pg_store *s, PGconn *c, jobq_storage_job *const *jobs, size_t n);
+int jobq__pg_quota_check(pg_store *s, PGconn *c, jobq_storage_job *const *jobs, size_t n,
+                         const int *dup);
+
+/* pg_rate.c: rate limits, a log of starts per kind counted inside the
+ * claim's transaction under an advisory lock per kind. */
+typedef struct pg_rates {
+  size_t n;                    /* rated kinds this claim may take */
+  const jobq_storage_rate **r; /* their limits */
+  int64_t *room, *used, *oldest;
+  char *kinds;                 /* text[] literal of their kinds */
+} pg_rates;
+int jobq__pg_rate_window(void *st, const char *kind, int64_t interval_ms, int64_t now,
+                         int64_t *out_used);
+/* BEGIN, the locks of the rated kinds and the room of each (*rs filled). */
+int jobq__pg_rate_begin(pg_store *s, PGconn *c, const jobq_storage_claim *req, int64_t now,
+                        pg_rates *rs);
+/* Records what the claim (result r) took, computes rate_next, COMMITs. */
+int jobq__pg_rate_end(pg_store *s, PGconn *c, const jobq_storage_claim *req, int64_t now,
+                      pg_rates *rs, PGresult *r);
+int64_t jobq__pg_rate_room(const pg_rates *rs, const char *kind); /* -1: not rated */
+void jobq__pg_rates_free(pg_rates *rs);
 
 /* Why an update of a running attempt matched no row: *out_state
  * JOBQ_ENOTFOUND or JOBQ_ESTATE. */

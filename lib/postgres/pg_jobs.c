@@ -120,18 +120,18 @@ static int dedupe(pg_store *s, PGconn *c, jobq_storage_job *j, int64_t now, int 
 
 int jobq__pg_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force,
                     int64_t now, int *out_dup) {
-  return jobq__pg_insert_with_hooks(st, jobs, NULL, n, force, now, out_dup);
+  return jobq__pg_insert_in(st, jobs, NULL, n, force, now, out_dup, NULL, 0);
 }
 
-int jobq__pg_insert_with_hooks(pg_store *s, jobq_storage_job *const *jobs,
-                               const char *const *hooks, size_t n, const int *force, int64_t now,
-                               int *out_dup) {
-  if (n == 0) return 0;
+int jobq__pg_insert_in(pg_store *s, jobq_storage_job *const *jobs, const char *const *hooks,
+                       size_t n, const int *force, int64_t now, int *out_dup, const char *batch_id,
+                       int max_running) {
+  if (n == 0 && batch_id == NULL) return 0;
   PGconn *c = NULL;
   int rc = jobq__pg_acquire(s, &c);
   if (rc) return rc;
   /* ids as given, to put back when the transaction does not commit */
-  char (*ids)[JOBQ_ID_SIZE] = malloc(n * JOBQ_ID_SIZE);
+  char (*ids)[JOBQ_ID_SIZE] = malloc(n ? n * JOBQ_ID_SIZE : 1);
   if (ids == NULL) {
     jobq__pg_release(s, c);
     return jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory");
@@ -139,13 +139,17 @@ int jobq__pg_insert_with_hooks(pg_store *s, jobq_storage_job *const *jobs,
   for (size_t i = 0; i < n; i++) memcpy(ids[i], jobs[i]->id, JOBQ_ID_SIZE);
   size_t plain = 0; /* jobs that need no key lookup */
   while (plain < n && (jobs[plain]->dedupe_key == NULL || (force && force[plain]))) plain++;
-  if (plain == n) {
+  int quota = jobq__pg_quota_applies(s, jobs, n);
+  if (plain == n && !quota && batch_id == NULL) {
     /* the common case: one statement, autocommitted, wake-up included */
     rc = insert_rows(s, c, jobs, hooks, n, 1);
     for (size_t m = 0; m < n; m++) out_dup[m] = 0;
     goto out;
   }
   if ((rc = jobq__pg_begin(s, c))) goto out;
+  /* The owners' locks first, held to the commit: another process's insert
+   * for the same owner counts after this one committed. */
+  if (quota && (rc = jobq__pg_quota_lock(s, c, jobs, n))) goto out;
   size_t i = 0;
   while (rc == 0 && i < n) {
     /* a run of jobs that need no key lookup goes in with one statement */
@@ -165,6 +169,9 @@ int jobq__pg_insert_with_hooks(pg_store *s, jobq_storage_job *const *jobs,
   }
   /* Idle workers of every process hear of the new jobs (delivered at the
    * commit, or not at all). */
+  if (rc == 0 && batch_id)
+    rc = jobq__pg_batch_members(s, c, batch_id, max_running, jobs, n, out_dup, now);
+  if (rc == 0 && quota) rc = jobq__pg_quota_check(s, c, jobs, n, out_dup);
   const char *p[1] = {s->channel};
   if (rc == 0) rc = jobq__pg_exec(s, c, "SELECT pg_notify($1, '')", 1, p, "cannot notify", NULL);
   if (rc == 0) rc = jobq__pg_commit(s, c);
@@ -265,6 +272,7 @@ int jobq__pg_cancel(void *st, const char *id, int64_t now, int *out_state, char 
   int rc = jobq__pg_acquire(s, &c);
   if (rc) return rc;
   char nb[24], tok[24];
+  int ended_member = 0;
   const char *p[4] = {id, jobq__pg_i64(nb, now), s->channel, jobq__pg_i64(tok, s->token)};
   PGresult *r = NULL;
   /* One statement: the row is locked by the UPDATE, so a claim or finish of
@@ -272,8 +280,10 @@ int jobq__pg_cancel(void *st, const char *id, int64_t now, int *out_state, char 
    * finished) or after. The CTE's pg_notify wakes no one needlessly: a
    * cancel frees no work, but a worker watching a cancelled queued job's
    * place does not matter. */
+  /* A held member of a capped batch (6) is cancelled as a queued one. */
 #define CANCEL_SQL(EV) \
-                     "WITH old AS (SELECT seq, state, kind FROM jobq_jobs WHERE id = $1 FOR UPDATE), " \
+                     "WITH old AS (SELECT seq, CASE WHEN state = 6 THEN 0 ELSE state END AS " \
+                     "state, kind, batch FROM jobq_jobs WHERE id = $1 FOR UPDATE), " \
                      "u AS (UPDATE jobq_jobs j SET " \
                      "  state = CASE WHEN old.state = 0 THEN 4 ELSE j.state END, " \
                      "  finished_at = CASE WHEN old.state = 0 THEN $2::int8 ELSE j.finished_at END, " \
@@ -285,8 +295,8 @@ int jobq__pg_cancel(void *st, const char *id, int64_t now, int *out_state, char 
                      PG_OUTBOX_END_CTES("u") ", " \
                      EV("SELECT $4::int8, id, kind, 7, 4, progress, step, attempts, " \
                         "'cancelled', NULL, " PG_NOW_MS " FROM u WHERE state = 4", "$4::int8", "$3") \
-                     "SELECT old.state, old.kind, (SELECT state FROM u), (SELECT count(*) FROM evn) " \
-                     "FROM old"
+                     "SELECT old.state, old.kind, (SELECT state FROM u), old.batch IS NOT NULL, " \
+                     "(SELECT count(*) FROM evn) FROM old"
   static const char *const sql[2] = {CANCEL_SQL(PG_EV_OFF), CANCEL_SQL(PG_EV_ON)};
   rc = jobq__pg_exec(s, c, sql[jobq__pg_listened(s, c)], 4, p, "cannot cancel a job", &r);
   if (rc == 0) {
@@ -301,12 +311,20 @@ int jobq__pg_cancel(void *st, const char *id, int64_t now, int *out_state, char 
         rc = jobq__err(JOBQ_ESTATE, "postgres storage: cannot cancel job %.40s: it has finished",
                        id);
       }
+      /* a member of a batch: the trigger counted its end; if that ended
+       * the batch, this process tells (below: committed, connection back) */
+      ended_member = rc == 0 && old == JOBQ_QUEUED && PQgetvalue(r, 0, 3)[0] == 't';
       if (rc == 0 && out_kind && (*out_kind = jobq__pg_text(r, 0, 1)) == NULL)
         rc = jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory"); /* (stored all the same) */
     }
     PQclear(r);
   }
   jobq__pg_release(s, c);
+  if (ended_member) {
+    char *arr = NULL;
+    if (jobq__pg_arr_text(&id, 1, &arr) == 0) jobq__pg_batch_tell(s, arr);
+    free(arr);
+  }
   return rc;
 }
 

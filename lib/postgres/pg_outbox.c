@@ -35,7 +35,7 @@ static int nomem(void) { return jobq__err(JOBQ_ENOMEM, "postgres storage: out of
 
 /* Refuses text that is not a webhooks array (storage.h), as SQLite does:
  * JOBQ_EINVAL and a sentence, before anything is sent. */
-static int hooks_check(const char *const *hooks, size_t n) {
+int jobq__pg_hooks_check(const char *const *hooks, size_t n) {
   const char *ok = NULL; /* the last text found good: a batch's jobs mostly share one */
   for (size_t i = 0; hooks && i < n; i++) {
     if (hooks[i] == NULL) continue;
@@ -68,13 +68,12 @@ static int hooks_check(const char *const *hooks, size_t n) {
 int jobq__pg_insert_hooked(void *st, jobq_storage_job *const *jobs, const char *const *webhooks,
                            size_t n, const int *force, int64_t now, int *out_dup,
                            const char *batch_id, int max_running) {
-  (void)max_running;
-  if (batch_id != NULL)
-    return jobq__err(JOBQ_ENOTSUP, "postgres storage: batches are not yet on postgres (nothing "
-                     "was stored)");
-  int rc = hooks_check(webhooks, n);
+  int rc = jobq__pg_hooks_check(webhooks, n);
   if (rc) return rc;
-  return jobq__pg_insert_with_hooks(st, jobs, webhooks, n, force, now, out_dup);
+  if (batch_id != NULL)
+    return jobq__pg_batch_insert_hooked(st, batch_id, max_running, jobs, webhooks, n, force, now,
+                                        out_dup);
+  return jobq__pg_insert_in(st, jobs, webhooks, n, force, now, out_dup, NULL, 0);
 }
 
 /* ---- records ---- */

@@ -79,7 +79,10 @@ int jobq__pg_list(void *st, const jobq_storage_filter *f, jobq_storage_job **out
     p[np++] = f->kind;
     n += snprintf(sql + n, sizeof sql - (size_t)n, " AND kind = $%d", np);
   }
-  if (f->state >= 0) {
+  if (f->state == JOBQ_QUEUED) {
+    /* held members of capped batches (6) are queued to the host */
+    n += snprintf(sql + n, sizeof sql - (size_t)n, " AND state IN (0, 6)");
+  } else if (f->state >= 0) {
     p[np++] = jobq__pg_i64(sb, f->state);
     n += snprintf(sql + n, sizeof sql - (size_t)n, " AND state = $%d::int", np);
   }

@@ -44,8 +44,9 @@ def test_server_example(tmp_path):
                          stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
         line = p.stdout.readline()
-        if not line:
+        if not line:  # it exited before serving
             err = p.stderr.read()
+            p.wait(60)
             if "without espeak-ng" in err:
                 pytest.skip(f"no offline voices in this build: {err.strip().splitlines()[-1]}")
             pytest.fail(f"server.py did not start: {err}")
@@ -84,7 +85,7 @@ def test_server_example(tmp_path):
         st, b = call(base, "POST", "/api/podcast/generate/async", {"userId": "alice"})
         assert st == 400 and b["error"]["code"] == "missing_field"
     finally:
-        if p.poll() is None:  # still serving: it must stop cleanly on SIGINT
+        if p.returncode is None:  # it served: it must stop cleanly on SIGINT
             p.send_signal(signal.SIGINT)
             assert p.wait(120) == 0
         p.stdout.close()
