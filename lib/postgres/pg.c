@@ -593,6 +593,8 @@ static void pg_close(void *st) {
   pg_store *s = st;
   jobq__pg_notify_stop(s);
   jobq__pg_finish_async_stop(s);
+  jobq__pg_leader_stop(s);
+  uv_mutex_destroy(&s->lmu);
   uv_mutex_destroy(&s->fa_mu);
   uv_cond_destroy(&s->fa_cv);
   uv_mutex_destroy(&s->mu);
@@ -621,7 +623,7 @@ static int pg_open(const char *url, void **out) {
   }
   s->conns[0].c = c;
   if (uv_mutex_init(&s->mu) || uv_cond_init(&s->cv) || uv_mutex_init(&s->nmu) ||
-      uv_mutex_init(&s->fa_mu) || uv_cond_init(&s->fa_cv)) {
+      uv_mutex_init(&s->fa_mu) || uv_cond_init(&s->fa_cv) || uv_mutex_init(&s->lmu)) {
     pg_free(s);
     return jobq__err(JOBQ_ENOMEM, "postgres storage: cannot create a lock");
   }
