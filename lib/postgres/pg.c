@@ -179,6 +179,12 @@ int jobq__pg_fail(pg_store *s, PGconn *c, PGresult *res, const char *what) {
       (sqlstate && strncmp(sqlstate, "57P", 3) == 0)) {
     code = JOBQ_EIO;
     hint = " (the connection was lost: the next call connects again)";
+  } else if (sqlstate && strcmp(sqlstate, "57014") == 0) {
+    /* query_canceled: the server's statement_timeout (a URL's
+     * options=-c statement_timeout=...) or a pg_cancel_backend; the
+     * statement's work was rolled back */
+    code = JOBQ_ETIMEDOUT;
+    hint = " (the statement was cancelled and nothing of it was stored)";
   } else if (sqlstate && strcmp(sqlstate, "23505") == 0) {
     code = JOBQ_EEXIST;
   } else if (sqlstate && strcmp(sqlstate, "53100") == 0) {
