@@ -306,6 +306,12 @@ static int schema_version(pg_store *s, PGconn *c, int *out) {
 static int migrate(pg_store *s, PGconn *c) {
   int rc, v = 0;
   const char *p[2] = {s->schema, NULL};
+  /* A schema at this version needs no write at all: a read-only
+   * connection (a replica for status reads, default_transaction_read_only)
+   * opens it, where CREATE SCHEMA IF NOT EXISTS would be refused. Anything
+   * else (missing, older, newer, unreadable) takes the locked path. */
+  if (schema_version(s, c, &v) == 0 && v == PG_SCHEMA_VERSION) return 0;
+  v = 0;
   if ((rc = jobq__pg_begin(s, c))) return rc;
   /* One process migrates at a time; the others wait here, then find the
    * schema made. */
