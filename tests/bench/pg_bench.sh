@@ -7,8 +7,11 @@
 #
 #   tests/bench/pg_bench.sh BUILD_DIR [JOBS]      (default 20000 jobs)
 #
-# graphile-worker is not run here (it needs Node and its npm package; see
-# docs/postgres.md, "Figures").
+# With GRAPHILE_WORKER_DIR set to a folder whose node_modules holds
+# graphile-worker (npm install graphile-worker), graphile-worker runs on the
+# same server too (tests/bench/graphile_bench.mjs), with its defaults and
+# with its performance guide's batching; the share of the ceiling is
+# printed the same way.
 set -euo pipefail
 build=${1:?usage: pg_bench.sh BUILD_DIR [JOBS]}
 jobs=${2:-20000}
@@ -61,3 +64,10 @@ done
 for f in e2e_single_1w submit_latency pickup_latency_idle pickup_xproc; do
   fig "$f" || true
 done
+if [ -n "${GRAPHILE_WORKER_DIR:-}" ]; then
+  for mode in "" batched; do
+    line=$(cd "$GRAPHILE_WORKER_DIR" && node "$here/graphile_bench.mjs" "$url" "$jobs" 24 $mode) || continue
+    v=$(echo "$line" | num)
+    echo "$line  [$(ratio "$v" "$best") of the ceiling]"
+  done
+fi
