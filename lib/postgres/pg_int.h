@@ -102,7 +102,10 @@ const char *jobq__pg_i64(char *buf, int64_t v);
  * connection, so another store takes over at its next try. Leadership is
  * an economy, not a guarantee of exclusion: for a moment after a leader's
  * connection dies, two stores may both believe they lead, so every duty
- * must stay safe when run twice (row locks, compare-and-set). Thread-safe. */
+ * must stay safe when run twice (row locks, compare-and-set). Any store
+ * that asks may lead, a submit-only queue's too (its maintenance rounds
+ * rescue): a duty meant for working queues only checks that as well.
+ * Thread-safe. */
 int jobq__pg_is_leader(pg_store *s);
 void jobq__pg_leader_stop(pg_store *s); /* at close: gives the lock up */
 

@@ -10,9 +10,10 @@
  * pg_terminate_backend) gives it up without any timeout of ours, and a pool
  * connection (lent to anyone, dropped on errors) cannot hold it.
  *
- * Only stores that ask (jobq__pg_is_leader, from rescue) take part: a
- * submit-only process never becomes leader and never opens this
- * connection. */
+ * Only stores that ask (jobq__pg_is_leader, from rescue) take part, and
+ * every queue's maintenance rounds ask, submit-only queues too: any process
+ * may lead. A duty meant for working queues only (cron firing) checks that
+ * as well. */
 #include "postgres/pg_int.h"
 #include "util/err.h"
 
