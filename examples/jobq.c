@@ -40,6 +40,8 @@
 #include <jobq.h>
 #include <jobq/stages.h>
 
+#include "url_shown.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
@@ -678,7 +680,9 @@ static int cmd_work(int argc, char **argv) {
     jobq_close(q, 0);
     return rc;
   }
-  fprintf(stderr, "jobq: working (%lld workers) on %s; Ctrl-C stops\n", workers, storage);
+  char shown[1024];
+  fprintf(stderr, "jobq: working (%lld workers) on %s; Ctrl-C stops\n", workers,
+          url_shown(storage, shown, sizeof shown));
   for (long long t = 0; !stop && (for_ms < 0 || t < for_ms); t += 50) sleep_ms(50);
   return jobq_close(q, 10000) ? fail("close") : 0;
 }
@@ -869,7 +873,9 @@ static int cmd_worker(int argc, char **argv) {
   if (rc == 0) {
     fputs("jobq: worker: running", stderr);
     for (int i = 0; i < n; i++) fprintf(stderr, "%s %s", i ? "," : "", defs[i].kind);
-    fprintf(stderr, " (%lld at a time each) on %s; Ctrl-C stops\n", workers, storage);
+    char shown[1024];
+    fprintf(stderr, " (%lld at a time each) on %s; Ctrl-C stops\n", workers,
+            url_shown(storage, shown, sizeof shown));
   }
   for (int i = 0; i < n; i++) jobq_pipeline_free(defs[i].p);
   /* The kinds were copied by jobq_register_pipeline: the names may go. */

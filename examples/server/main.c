@@ -7,6 +7,7 @@
  * environment, opens the queue on the server's loop, starts H2O, and on
  * SIGTERM or SIGINT shuts down in order: stop accepting, answer what is in
  * flight, end the streams, close the queue. */
+#include "../url_shown.h"
 #include "server.h"
 
 #include <errno.h>
@@ -438,8 +439,9 @@ int main(int argc, char **argv) {
       (rc = jobq_options_set_loop(o, S.loop)) != 0 ||
       (rc = jobq_options_set_workers(o, k->submit_only ? 0 : k->workers)) != 0 ||
       (rc = jobq_options_set_shared_events(o, 1)) != 0 || (rc = jobq_open(&S.q, o)) != 0) {
-    fprintf(stderr, "jobq-server: cannot open the queue on %s: %s (%s)\n", k->storage,
-            jobq_last_error(), jobq_err_name(rc));
+    char shown[1024];
+    fprintf(stderr, "jobq-server: cannot open the queue on %s: %s (%s)\n",
+            url_shown(k->storage, shown, sizeof shown), jobq_last_error(), jobq_err_name(rc));
     jobq_options_free(o);
     return 1;
   }
@@ -464,9 +466,11 @@ int main(int argc, char **argv) {
   uv_signal_start(&sig_term, on_signal, SIGTERM);
   uv_signal_start(&sig_int, on_signal, SIGINT);
   uv_timer_init(S.loop, &drain_timer);
+  char shown[1024];
   fprintf(stderr, "jobq-server: listening on http://%s%s%s:%d/ (storage %s, %s)\n",
           strchr(k->listen_host, ':') ? "[" : "", k->listen_host,
-          strchr(k->listen_host, ':') ? "]" : "", k->listen_port, k->storage,
+          strchr(k->listen_host, ':') ? "]" : "", k->listen_port,
+          url_shown(k->storage, shown, sizeof shown),
           k->submit_only ? "submit-only" : "running jobs");
   uv_run(S.loop, UV_RUN_DEFAULT);
   uv_loop_close(S.loop);

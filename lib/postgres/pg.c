@@ -179,6 +179,12 @@ int jobq__pg_fail(pg_store *s, PGconn *c, PGresult *res, const char *what) {
       (sqlstate && strncmp(sqlstate, "57P", 3) == 0)) {
     code = JOBQ_EIO;
     hint = " (the connection was lost: the next call connects again)";
+  } else if (sqlstate && strcmp(sqlstate, "57014") == 0) {
+    /* query_canceled: the server's statement_timeout (a URL's
+     * options=-c statement_timeout=...) or a pg_cancel_backend; the
+     * statement's work was rolled back */
+    code = JOBQ_ETIMEDOUT;
+    hint = " (the statement was cancelled and nothing of it was stored)";
   } else if (sqlstate && strcmp(sqlstate, "23505") == 0) {
     code = JOBQ_EEXIST;
   } else if (sqlstate && strcmp(sqlstate, "53100") == 0) {
@@ -479,6 +485,12 @@ const char *jobq__pg_migration(int i) {
 static int migrate(pg_store *s, PGconn *c) {
   int rc, v = 0;
   const char *p[2] = {s->schema, NULL};
+  /* A schema at this version needs no write at all: a read-only
+   * connection (a replica for status reads, default_transaction_read_only)
+   * opens it, where CREATE SCHEMA IF NOT EXISTS would be refused. Anything
+   * else (missing, older, newer, unreadable) takes the locked path. */
+  if (schema_version(s, c, &v) == 0 && v == PG_SCHEMA_VERSION) return 0;
+  v = 0;
   if ((rc = jobq__pg_begin(s, c))) return rc;
   /* One process migrates at a time; the others wait here, then find the
    * schema made. */
@@ -776,6 +788,8 @@ static void pg_close(void *st) {
   jobq__pg_events_stop(s);
   jobq__pg_notify_stop(s);
   jobq__pg_finish_async_stop(s);
+  jobq__pg_leader_stop(s);
+  uv_mutex_destroy(&s->lmu);
   uv_mutex_destroy(&s->fa_mu);
   uv_cond_destroy(&s->fa_cv);
   uv_mutex_destroy(&s->mu);
@@ -806,7 +820,7 @@ static int pg_open(const char *url, void **out) {
   }
   s->conns[0].c = c;
   if (uv_mutex_init(&s->mu) || uv_cond_init(&s->cv) || uv_mutex_init(&s->nmu) ||
-      uv_mutex_init(&s->fa_mu) || uv_cond_init(&s->fa_cv)) {
+      uv_mutex_init(&s->fa_mu) || uv_cond_init(&s->fa_cv) || uv_mutex_init(&s->lmu)) {
     pg_free(s);
     return jobq__err(JOBQ_ENOMEM, "postgres storage: cannot create a lock");
   }

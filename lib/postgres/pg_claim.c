@@ -421,6 +421,9 @@ out:
 int jobq__pg_rescue(void *st, int64_t now, size_t *n_out) {
   pg_store *s = st;
   *n_out = 0;
+  /* One store of the schema rescues for all (pg_leader.c); the others
+   * report nothing to do. */
+  if (!jobq__pg_is_leader(s)) return 0;
   PGconn *c = NULL;
   int rc = jobq__pg_acquire(s, &c);
   if (rc) return rc;

@@ -75,6 +75,11 @@ typedef struct pg_store {
   void *batch_sink_ud;
   jobq_storage_quota *quotas; /* kinds strdup'ed */
   size_t n_quotas;
+  /* leader duties (pg_leader.c) */
+  uv_mutex_t lmu;
+  PGconn *leader_c;    /* holds the schema's leader lock while leader */
+  int leader;
+  int64_t leader_next; /* monotonic ms of the next try to become leader */
 } pg_store;
 
 /* pg.c */
@@ -112,6 +117,21 @@ int jobq__pg_arr_i64(const int64_t *v, size_t n, char **out);
 
 /* Decimal text of v in buf (at least 24 bytes); returns buf. */
 const char *jobq__pg_i64(char *buf, int64_t v);
+
+/* pg_leader.c: 1 when this store holds its schema's leader lock (a
+ * session-level pg_try_advisory_lock on a connection of its own, tried
+ * again at most once a second while another store holds it), else 0.
+ * Duties one process does for all (rescue; cron evaluation and retention)
+ * run only where it answers 1. A dead leader's lock goes with its
+ * connection, so another store takes over at its next try. Leadership is
+ * an economy, not a guarantee of exclusion: for a moment after a leader's
+ * connection dies, two stores may both believe they lead, so every duty
+ * must stay safe when run twice (row locks, compare-and-set). Any store
+ * that asks may lead, a submit-only queue's too (its maintenance rounds
+ * rescue): a duty meant for working queues only checks that as well.
+ * Thread-safe. */
+int jobq__pg_is_leader(pg_store *s);
+void jobq__pg_leader_stop(pg_store *s); /* at close: gives the lock up */
 
 /* pg_jobs.c, pg_claim.c, pg_read.c, pg_notify.c: the vtable's members */
 int jobq__pg_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int *force,

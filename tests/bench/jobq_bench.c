@@ -18,6 +18,9 @@
  *   submit_threads_*  single-job submits/s from 1 and 64 threads (SQLite:
  *                crash-safe and power-safe)
  *   pickup_xproc submit in this process to handler start in another
+ *   e2e_procs_*  e2e with 1, 2 and 4 worker processes (1 worker each) on
+ *                the store, this process submitting batches of 1000 (not on
+ *                memory: one process)
  *   depth_*      drain rate with 10,000 and 1,000,000 jobs queued
  *   get_at_depth_*  latency of jobq_get of a random queued job (position
  *                and ETA included: the ETA reads the kind's shared stats)
@@ -52,6 +55,7 @@
 #include <sched.h>
 #include <spawn.h>
 #include <stdatomic.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -409,6 +413,107 @@ static void pickup_xproc(const char *self) {
   posix_spawn_file_actions_destroy(&fa);
   if (got) report_lat("pickup_xproc (submit here, handler start in another process)", lat, got);
   free(lat);
+  jobq_close(q, 0);
+}
+
+/* The worker process of e2e_procs: one worker running no-op jobs of kind
+ * "ep" until its parent closes stdin; says "ready" once started. */
+static void ep_handler(jobq_ctx_t *ctx, void *ud) {
+  (void)ud;
+  jobq_ctx_succeed(ctx, NULL);
+}
+
+static int e2e_child(const char *url) {
+  cur_url = url;
+  jobq_t *q = open_q(1);
+  if (jobq_register(q, "ep", ep_handler, NULL, NULL) != 0) die("jobq_register");
+  if (jobq_start(q) != 0) die("jobq_start");
+  if (write(1, "r", 1) != 1) die("write");
+  char c;
+  while (read(0, &c, 1) > 0) {
+  }
+  jobq_close(q, 1000);
+  return 0;
+}
+
+/* Jobs of kind ep left in state st (0 or 1 rows: enough to know). */
+static size_t ep_left(jobq_t *q, int st) {
+  jobq_filter_t *f = jobq_filter_new();
+  jobq_filter_set_kind(f, "ep");
+  jobq_filter_set_state(f, st);
+  jobq_filter_set_limit(f, 1);
+  jobq_page_t *pg = NULL;
+  if (jobq_list(q, f, &pg) != 0) die("jobq_list");
+  size_t n = jobq_page_count(pg);
+  jobq_page_free(pg);
+  jobq_filter_free(f);
+  return n;
+}
+
+static void e2e_procs(const char *self, int procs) {
+  char name[64];
+  snprintf(name, sizeof name, "e2e_procs_%dp", procs);
+  if (!want(name)) return;
+  if (strncmp(storage, "memory:", 7) == 0) return;
+  char urlcopy[1024];
+  snprintf(urlcopy, sizeof urlcopy, "%s", figure_url(name, NULL));
+  cur_url = urlcopy;
+  jobq_t *q = open_q(0);
+  pid_t pid[8];
+  int wfd[8];
+  for (int i = 0; i < procs; i++) {
+    /* close-on-exec: a later child must not hold an earlier one's stdin
+     * open (it would never see EOF); dup2 onto 0 and 1 clears the flag */
+    int in[2], out[2];
+    if (pipe(in) != 0 || pipe(out) != 0) die("pipe");
+    for (int k = 0; k < 2; k++) {
+      fcntl(in[k], F_SETFD, FD_CLOEXEC);
+      fcntl(out[k], F_SETFD, FD_CLOEXEC);
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, in[1]);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    char *argv[] = {(char *)self, "--e2e-child", urlcopy, NULL};
+    if (posix_spawn(&pid[i], "/proc/self/exe", &fa, NULL, argv, environ) != 0) die("posix_spawn");
+    posix_spawn_file_actions_destroy(&fa);
+    close(in[0]);
+    close(out[1]);
+    char c;
+    if (read(out[0], &c, 1) != 1) die("a worker process did not start");
+    close(out[0]);
+    wfd[i] = in[1];
+  }
+  size_t B = 1000;
+  const char **kinds = malloc(B * sizeof *kinds), **pls = malloc(B * sizeof *pls);
+  char *ids = malloc(B * JOBQ_ID_SIZE);
+  for (size_t i = 0; i < B; i++) {
+    kinds[i] = "ep";
+    pls[i] = "{\"n\":1}";
+  }
+  double t0 = now_s();
+  for (long sent = 0; sent < n_jobs;) {
+    size_t k = (size_t)(n_jobs - sent) < B ? (size_t)(n_jobs - sent) : B;
+    if (jobq_submit_many(q, k, kinds, pls, NULL, ids, NULL) < 0) die("jobq_submit_many");
+    sent += (long)k;
+  }
+  while (ep_left(q, JOBQ_QUEUED) || ep_left(q, JOBQ_RUNNING)) {
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+  }
+  double t = now_s() - t0;
+  printf("%s: %.0f jobs/s (%ld jobs in %.3f s, %d worker process(es), 1 worker each)\n", name,
+         (double)n_jobs / t, n_jobs, t, procs);
+  fflush(stdout);
+  for (int i = 0; i < procs; i++) {
+    close(wfd[i]);
+    waitpid(pid[i], NULL, 0);
+  }
+  free(kinds);
+  free(pls);
+  free(ids);
   jobq_close(q, 0);
 }
 
@@ -800,6 +905,7 @@ static void pull(const char *name, size_t batch) {
 
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--xproc-child") == 0) return xproc_child(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "--e2e-child") == 0) return e2e_child(argv[2]);
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc) storage = argv[++i];
     else if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc) n_jobs = atol(argv[++i]);
@@ -817,6 +923,9 @@ int main(int argc, char **argv) {
   submit_latency();
   pickup_latency();
   pickup_xproc(argv[0]);
+  e2e_procs(argv[0], 1);
+  e2e_procs(argv[0], 2);
+  e2e_procs(argv[0], 4);
   submit_threads();
   depth(10000);
   depth(1000000);

@@ -325,6 +325,14 @@ elif ! "$py" "$here/prom_check.py" metrics.txt demo > prom.out 2>&1; then
   bad "the Prometheus text does not parse: $(cat prom.out)"
 fi
 
+# A password in the storage URL never reaches the terminal: not in the
+# open failure (nothing listens on port 1), whether or not libjobq-pg is
+# built.
+checks=$((checks + 1))
+"$jobq" --storage "postgres://u:s3cr3tpw@127.0.0.1:1/db?password=s3cr3tpw" work demo --for 100 \
+  < /dev/null > pw.out 2>&1 && bad "jobq work on an unreachable server exited 0"
+grep -q s3cr3tpw pw.out && bad "the password is in jobq's output: $(cat pw.out)"
+
 # --help: the usage on stdout, exit 0.
 "$jobq" --help > help.txt 2>&1 || bad "jobq --help exited $?"
 grep -qF "@FILE" help.txt || bad "jobq --help does not mention @FILE"

@@ -1,0 +1,66 @@
+// graphile-worker on the same server as pg_bench.sh's figures, the way its
+// own perfTest measures it: N jobs added in one statement
+// (graphile_worker.add_job over generate_series), then one worker process
+// with the given concurrency runs them; jobs/s from the worker's start to
+// an empty queue. Needs the npm package graphile-worker (NODE_PATH or a
+// node_modules beside the caller).
+//
+//   node tests/bench/graphile_bench.mjs URL JOBS CONCURRENCY [batched]
+//
+// "batched" adds the configuration of graphile-worker's performance guide
+// (0.17+): a local queue of 500 locked jobs and batched completions
+// (completeJobBatchDelay 0).
+import { createRequire } from "node:module";
+import path from "node:path";
+
+const require = createRequire(path.join(process.cwd(), "x.js"));
+const { run, makeWorkerUtils } = require("graphile-worker");
+const pg = require("pg");
+
+const [url, jobsArg, concArg] = process.argv.slice(2);
+const jobs = Number(jobsArg || 20000);
+const concurrency = Number(concArg || 24);
+const batched = process.argv[5] === "batched";
+
+const utils = await makeWorkerUtils({ connectionString: url });
+await utils.migrate();
+await utils.release();
+const client = new pg.Client({ connectionString: url });
+await client.connect();
+await client.query("DELETE FROM graphile_worker._private_jobs").catch(() => {});
+await client.query(
+  "SELECT graphile_worker.add_job('noop', json_build_object('n', i)) FROM generate_series(1, $1::int) i",
+  [jobs],
+);
+let done = 0;
+let finish;
+const allDone = new Promise((r) => (finish = r));
+const t0 = process.hrtime.bigint();
+const runner = await run({
+  ...(batched
+    ? { preset: { worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } } }
+    : {}),
+  connectionString: url,
+  concurrency,
+  noHandleSignals: true,
+  pollInterval: 1000,
+  logger: new (require("graphile-worker").Logger)(() => () => {}),
+  taskList: {
+    noop: async () => {
+      if (++done === jobs) finish();
+    },
+  },
+});
+await allDone;
+// the last completions are committed asynchronously: wait for an empty table
+for (;;) {
+  const r = await client.query("SELECT count(*)::int AS n FROM graphile_worker._private_jobs");
+  if (r.rows[0].n === 0) break;
+  await new Promise((r) => setTimeout(r, 5));
+}
+const s = Number(process.hrtime.bigint() - t0) / 1e9;
+console.log(
+  `graphile_worker (concurrency ${concurrency}${batched ? ", local queue 500, batched completes" : ""}): ${Math.round(jobs / s)} jobs/s (${jobs} jobs in ${s.toFixed(3)} s)`,
+);
+await runner.stop();
+await client.end();

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The PostgreSQL benchmark of libjobq-pg against the machine's own ceiling.
+# Starts a private server (tests/servers/postgres.sh: PostgreSQL on
+# 127.0.0.1, fsync on), runs pg_ceiling (bare libpq, the backend's own
+# statements) and jobq_bench on postgres (a fresh schema per figure), and
+# prints each libjobq figure as a share of the ceiling. Not part of ctest.
+#
+#   tests/bench/pg_bench.sh BUILD_DIR [JOBS]      (default 20000 jobs)
+#
+# With GRAPHILE_WORKER_DIR set to a folder whose node_modules holds
+# graphile-worker (npm install graphile-worker), graphile-worker runs on the
+# same server too (tests/bench/graphile_bench.mjs), with its defaults and
+# with its performance guide's batching; the share of the ceiling is
+# printed the same way.
+set -euo pipefail
+build=${1:?usage: pg_bench.sh BUILD_DIR [JOBS]}
+jobs=${2:-20000}
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "$build" && pwd)
+ceiling=$build/bench/pg_ceiling
+bench=$build/bench/jobq_bench
+for p in "$ceiling" "$bench"; do
+  [ -x "$p" ] || { echo "pg_bench: $p is not built (JOBQ_BUILD_BENCH=ON)" >&2; exit 2; }
+done
+dir=$(mktemp -d /tmp/jobq-pgbench.XXXXXX)
+trap 'bash "$here/../servers/postgres.sh" stop "$dir" >/dev/null 2>&1 || true' EXIT
+url=$(bash "$here/../servers/postgres.sh" start "$dir")
+echo "server: PostgreSQL $(psql "$url" -Atc 'SHOW server_version' 2>/dev/null || echo '?'), $jobs jobs per run"
+
+# The ceiling. Batch 1: a claim and a complete per job, each its own
+# commit (what a worker pays without batching; bound by the WAL flush).
+# Batch 1000: the most the server does with the same statements. The
+# libjobq figures are divided by the best of these.
+best=0
+num() { awk '{for (i = 1; i <= NF; i++) if ($i == "jobs/s") print $(i - 1)}'; }
+for b in 1 1000; do
+  for w in 1 2 4; do
+    nj=$jobs
+    [ "$b" -eq 1 ] && nj=$((jobs / 4))
+    line=$("$ceiling" --url "$url" --jobs "$nj" --batch "$b" --workers "$w" 2>/dev/null | tail -1)
+    echo "$line"
+    v=$(echo "$line" | num)
+    best=$(awk -v a="$v" -v b="$best" 'BEGIN { print (a > b) ? a : b }')
+  done
+done
+echo "ceiling (best of the above): $best jobs/s"
+
+n=0
+fig() { # figure name -> its line of jobq_bench, on a fresh schema
+  n=$((n + 1))
+  "$bench" --storage "$url?schema=bench_$n" --jobs "$jobs" --only "$1" | grep "^$1"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "?" }'; }
+for p in 1 2 4; do
+  line=$(fig "e2e_procs_${p}p")
+  v=$(echo "$line" | awk '{print $2}')
+  echo "$line  [$(ratio "$v" "$best") of the ceiling]"
+done
+for f in e2e_batch_1w e2e_batch_2w; do
+  line=$(fig "$f") || continue
+  v=$(echo "$line" | awk '{print $2}')
+  echo "$line  [$(ratio "$v" "$best") of the ceiling]"
+done
+for f in e2e_single_1w submit_latency pickup_latency_idle pickup_xproc; do
+  fig "$f" || true
+done
+if [ -n "${GRAPHILE_WORKER_DIR:-}" ]; then
+  for mode in "" batched; do
+    line=$(cd "$GRAPHILE_WORKER_DIR" && node "$here/graphile_bench.mjs" "$url" "$jobs" 24 $mode) || continue
+    v=$(echo "$line" | num)
+    echo "$line  [$(ratio "$v" "$best") of the ceiling]"
+  done
+fi
