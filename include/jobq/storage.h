@@ -613,8 +613,9 @@ typedef struct jobq_storage_ops {
   int (*prune_kind)(void *st, jobq_storage_prune *req, char (**out_ids)[JOBQ_ID_SIZE],
                     size_t *n_out);
   /* ---- version 4: the webhook outbox (see above) ----
-   * All eight or none: without them jobq_open refuses webhook endpoints and
-   * jobq_submit webhook subscriptions with JOBQ_ENOTSUP. */
+   * All eight or none (cron_fire_hooked may stay NULL in a backend without
+   * cron, cron_fire NULL): without them jobq_open refuses webhook endpoints
+   * and jobq_submit webhook subscriptions with JOBQ_ENOTSUP. */
 
   /* insert (batch_id NULL) or batch_insert (batch_id set, with cap
    * max_running), same rules, where job i has the subscriptions

@@ -398,7 +398,10 @@ int jobq__wh_hooks_json(jobq_t *q, const char *fn, const char *kind, const jobq_
 }
 
 int jobq__wh_backend_ok(const jobq_storage_ops *ops) {
-  return ops->version >= 4 && ops->insert_hooked && ops->cron_fire_hooked && ops->outbox_claim &&
+  /* cron_fire_hooked only matters to a backend with cron: one without
+   * (cron_fire NULL) never fires a schedule, hooked or not. */
+  return ops->version >= 4 && ops->insert_hooked &&
+         (ops->cron_fire_hooked || ops->cron_fire == NULL) && ops->outbox_claim &&
          ops->outbox_done && ops->outbox_list && ops->outbox_counts && ops->outbox_redeliver &&
          ops->webhook_enable;
 }

@@ -399,6 +399,56 @@ static const char *const migrations[PG_SCHEMA_VERSION] = {
   "  PRIMARY KEY (kind, token)"
   ");"
   "CREATE INDEX jobq_jobs_finished ON jobq_jobs (kind, finished_at, seq) WHERE state IN (2, 3, 4);",
+  /* slot 4 (4 -> 5): the webhook outbox (pg_outbox.c). A job's subscriptions are
+   * the nullable jobs.webhooks (no default: adding it rewrites nothing).
+   * Deliveries are keyed by their id "<job>:<hook>:<event>" in byte order
+   * (COLLATE "C"), so a list pages job by job as SQLite's does whatever the
+   * database's collation; claims walk (state, next_at); a job's deliveries
+   * (its end, prune) are found by job_id. */
+  "ALTER TABLE jobq_jobs ADD COLUMN webhooks text;"
+  "CREATE TABLE jobq_outbox ("
+  "  id text COLLATE \"C\" PRIMARY KEY,"
+  "  job_id text NOT NULL,"
+  "  endpoint text NOT NULL,"
+  "  url text,"
+  "  hook integer NOT NULL,"
+  "  event integer NOT NULL,"
+  "  flags integer NOT NULL DEFAULT 0,"
+  "  state smallint NOT NULL DEFAULT 0,"
+  "  attempts integer NOT NULL DEFAULT 0,"
+  "  last_status integer NOT NULL DEFAULT 0,"
+  "  last_error text,"
+  "  created_at bigint NOT NULL,"
+  "  next_at bigint NOT NULL,"
+  "  updated_at bigint NOT NULL"
+  ");"
+  "CREATE INDEX jobq_outbox_due ON jobq_outbox (state, next_at);"
+  "CREATE INDEX jobq_outbox_job ON jobq_outbox (job_id);"
+  "CREATE TABLE jobq_webhook_disabled (url text PRIMARY KEY, disabled_at bigint NOT NULL);"
+  /* ... and events shared between processes (pg_events.c). Unlogged: an
+   * event is news for listeners that are up now, not a record; skipping
+   * the WAL keeps its cost off every change's commit, and a server crash
+   * that empties the table loses only news nobody could have read. tx is
+   * the writing transaction's id: readers page by it (pg_events.c says
+   * why not by seq). */
+  "CREATE UNLOGGED TABLE jobq_events ("
+  "  seq bigserial PRIMARY KEY,"
+  "  tx bigint NOT NULL DEFAULT txid_current(),"
+  "  origin bigint NOT NULL,"
+  "  job_id text NOT NULL,"
+  "  kind text,"
+  "  type integer NOT NULL,"
+  "  state integer NOT NULL,"
+  "  progress integer NOT NULL DEFAULT 0,"
+  "  step text,"
+  "  attempt integer NOT NULL DEFAULT 0,"
+  "  error text,"
+  "  result text,"
+  "  time bigint NOT NULL"
+  ");"
+  "CREATE INDEX jobq_events_tx ON jobq_events (tx, seq);"
+  "CREATE INDEX jobq_events_time ON jobq_events (time);"
+  "CREATE UNLOGGED TABLE jobq_listeners (token bigint PRIMARY KEY, until bigint NOT NULL);",
 };
 
 static void quiet(void *arg, const char *message) {
@@ -735,6 +785,7 @@ static void pg_free(pg_store *s) {
 
 static void pg_close(void *st) {
   pg_store *s = st;
+  jobq__pg_events_stop(s);
   jobq__pg_notify_stop(s);
   jobq__pg_finish_async_stop(s);
   jobq__pg_leader_stop(s);
@@ -751,6 +802,8 @@ static int pg_open(const char *url, void **out) {
   pg_store *s = calloc(1, sizeof *s);
   if (s == NULL) return jobq__err(JOBQ_ENOMEM, "postgres storage: out of memory");
   s->wake_fd[0] = s->wake_fd[1] = -1;
+  s->ev_wake[0] = s->ev_wake[1] = -1;
+  s->token = jobq__pg_new_token(s);
   s->backoff_ms = 50;
   int rc = parse_url(s, url);
   if (rc == 0 && (s->conns = calloc((size_t)s->pool, sizeof *s->conns)) == NULL)
@@ -800,6 +853,7 @@ static jobq_storage_ops pg_ops_of(const char *scheme) {
   o.cron_del = jobq__pg_cron_del;
   o.cron_list = jobq__pg_cron_list;
   o.cron_fire = jobq__pg_cron_fire;
+  o.cron_fire_hooked = jobq__pg_cron_fire_hooked;
   o.stats_add = jobq__pg_stats_add;
   o.stats_read = jobq__pg_stats_read;
   o.prune_kind = jobq__pg_prune_kind;
@@ -808,6 +862,14 @@ static jobq_storage_ops pg_ops_of(const char *scheme) {
   o.batch_insert = jobq__pg_batch_insert;
   o.batch_get = jobq__pg_batch_get;
   o.set_batch_sink = jobq__pg_set_batch_sink;
+  o.insert_hooked = jobq__pg_insert_hooked;
+  o.outbox_claim = jobq__pg_outbox_claim;
+  o.outbox_done = jobq__pg_outbox_done;
+  o.outbox_list = jobq__pg_outbox_list;
+  o.outbox_counts = jobq__pg_outbox_counts;
+  o.outbox_redeliver = jobq__pg_outbox_redeliver;
+  o.webhook_enable = jobq__pg_webhook_enable;
+  o.set_event_sink = jobq__pg_set_event_sink;
   return o;
 }
 

@@ -16,7 +16,8 @@
  * the batch's open count reach 0 and records its member as last_job. The
  * process that made that change tells its batch sink once the change
  * committed (jobq__pg_batch_tell): it asks for the batches whose last_job
- * is one of the members it just ended. */
+ * is one of the members it just ended, and with the same statement tells
+ * other processes (shared events, TELL_SQL). */
 #include "postgres/pg_int.h"
 #include "util/err.h"
 #include "util/mem.h"
@@ -126,10 +127,32 @@ static char *summary(const jobq_storage_batch *b) {
   return out;
 }
 
+/* The batches that WHERE ($1) selects, read after the change that ended
+ * them committed, and their BATCH_DONE events for other processes'
+ * listeners (set_event_sink): one row each in jobq_events ($2 this store's
+ * token, $3 the channel: PG_EV_INSERT), written by the same statement when
+ * another store listens. Such a row carries no summary (result NULL): its
+ * reader makes it (jobq__pg_batch_summary), as the batch's counts are
+ * final. The row is written right after the commit that ended the batch,
+ * not inside it, so a process that stops in between leaves the others
+ * without this event; the batch is done all the same (jobq_batch_get). */
+#define TELL_SQL(EV, WHERE)                                                                    \
+  "WITH t AS (SELECT b.id, b.last_job FROM jobq_batches b WHERE " WHERE "), "                  \
+  EV("SELECT $2::int8, coalesce(t.last_job, ''), (SELECT kind FROM jobq_jobs k WHERE k.id = "  \
+     "t.last_job), 10, CASE WHEN coalesce(t.last_job, '') = '' THEN -1 ELSE coalesce((SELECT " \
+     "state FROM jobq_jobs k WHERE k.id = t.last_job), -1) END, 0, t.id, 0, NULL, NULL, "      \
+     PG_NOW_MS " FROM t WHERE true", "$2::int8", "$3")                                          \
+  "SELECT " BATCH_COLS " FROM jobq_batches b WHERE b.id IN (SELECT id FROM t) AND "            \
+  "(SELECT count(*) FROM evn) >= 0"
+#define TELL_ENDED(EV) TELL_SQL(EV, "b.open = 0 AND b.last_job = ANY($1::text[])")
+#define TELL_ONE(EV) TELL_SQL(EV, "b.id = $1")
+static const char *const tell_ended_sql[2] = {TELL_ENDED(PG_EV_OFF), TELL_ENDED(PG_EV_ON)};
+static const char *const tell_one_sql[2] = {TELL_ONE(PG_EV_OFF), TELL_ONE(PG_EV_ON)};
+
 /* Hands the sink the news of the batches in r (BATCH_COLS rows). News only:
  * out of memory drops it (the batch is done all the same). */
 static void tell_rows(pg_store *s, PGresult *r) {
-  for (int i = 0; i < PQntuples(r); i++) {
+  for (int i = 0; s->batch_sink && i < PQntuples(r); i++) {
     jobq_storage_batch b;
     if (row_to_batch(r, i, &b) != 0) continue;
     char *sum = summary(&b);
@@ -143,29 +166,48 @@ static void tell_rows(pg_store *s, PGresult *r) {
     ev.kind = kind;
     ev.step = b.id;
     ev.result = sum;
-    if (sum && s->batch_sink) s->batch_sink(s->batch_sink_ud, &ev);
+    if (sum) s->batch_sink(s->batch_sink_ud, &ev);
     free(sum);
     free(kind);
     jobq_storage_batch_clear(&b);
   }
 }
 
-void jobq__pg_batch_tell(pg_store *s, const char *ids) {
-  if (s->batch_sink == NULL) return;
+/* Reads with sql[2] (TELL_SQL) and p1 as $1, then tells. */
+static void tell(pg_store *s, const char *const sql[2], const char *p1) {
   PGconn *c = NULL;
   if (jobq__pg_acquire(s, &c) != 0) return; /* news only */
-  const char *p[1] = {ids};
+  char tok[24];
+  const char *p[3] = {p1, jobq__pg_i64(tok, s->token), s->channel};
   PGresult *r = NULL;
-  int rc = jobq__pg_exec(s, c,
-                         "SELECT " BATCH_COLS " FROM jobq_batches b WHERE b.open = 0 AND "
-                         "b.last_job = ANY($1::text[])",
-                         1, p, "cannot read an ended batch", &r);
+  int rc = jobq__pg_exec(s, c, sql[jobq__pg_listened(s, c)], 3, p, "cannot read an ended batch",
+                         &r);
   /* the connection goes back first: a sink may call into the store */
   jobq__pg_release(s, c);
   if (rc == 0) {
     tell_rows(s, r);
     PQclear(r);
   }
+}
+
+void jobq__pg_batch_tell(pg_store *s, const char *ids) {
+  tell(s, tell_ended_sql, ids);
+}
+
+char *jobq__pg_batch_summary(PGconn *c, const char *batch_id) {
+  const char *p[1] = {batch_id};
+  PGresult *r = PQexecParams(c, "SELECT " BATCH_COLS " FROM jobq_batches b WHERE b.id = $1", 1,
+                             NULL, p, NULL, NULL, 0);
+  char *sum = NULL;
+  if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+    jobq_storage_batch b;
+    if (row_to_batch(r, 0, &b) == 0) {
+      sum = summary(&b);
+      jobq_storage_batch_clear(&b);
+    }
+  }
+  PQclear(r);
+  return sum;
 }
 
 int jobq__pg_batch_members(pg_store *s, PGconn *c, const char *batch_id, int max_running,
@@ -210,24 +252,18 @@ int jobq__pg_batch_fill(pg_store *s, PGconn *c, int64_t now) {
 int jobq__pg_batch_insert(void *st, const char *batch_id, int max_running,
                           jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
                           int *out_dup) {
-  pg_store *s = st;
-  int rc = jobq__pg_insert_in(s, jobs, n, force, now, out_dup, batch_id, max_running);
+  return jobq__pg_batch_insert_hooked(st, batch_id, max_running, jobs, NULL, n, force, now,
+                                      out_dup);
+}
+
+int jobq__pg_batch_insert_hooked(pg_store *s, const char *batch_id, int max_running,
+                                 jobq_storage_job *const *jobs, const char *const *hooks, size_t n,
+                                 const int *force, int64_t now, int *out_dup) {
+  int rc = jobq__pg_insert_in(s, jobs, hooks, n, force, now, out_dup, batch_id, max_running);
   if (rc) return rc;
   size_t members = 0;
   for (size_t i = 0; i < n; i++) members += !out_dup[i];
-  if (members == 0 && s->batch_sink) {
-    /* done at its insert: told now that the insert committed */
-    PGconn *c = NULL;
-    if (jobq__pg_acquire(s, &c) != 0) return 0; /* news only */
-    const char *p[1] = {batch_id};
-    PGresult *r = NULL;
-    int rc2 = jobq__pg_exec(s, c, "SELECT " BATCH_COLS " FROM jobq_batches b WHERE b.id = $1", 1,
-                            p, "cannot read a batch", &r);
-    jobq__pg_release(s, c); /* before the sink, which may call into the store */
-    if (rc2 == 0) {
-      tell_rows(s, r);
-      PQclear(r);
-    }
-  }
+  /* done at its insert: told now that the insert committed */
+  if (members == 0) tell(s, tell_one_sql, batch_id);
   return 0;
 }

@@ -21,33 +21,46 @@
   "WHERE m.k = j.kind AND m.v > 0 LIMIT 1), $7) ELSE j.max_attempts END FROM c "               \
   "WHERE j.seq = c.cseq RETURNING " PG_JOB_COLS
 
+/* The claim, and its "started" events for other processes' listeners
+ * (TOK this store's token, CH the channel: PG_EV_INSERT). */
+#define CLAIM_EV(EV, TOK, CH)                                                                  \
+  ", u AS (" CLAIM_SET "), "                                                                   \
+  EV("SELECT " TOK ", id, kind, 2, 1, 0, NULL, attempts, NULL, NULL, " PG_NOW_MS               \
+     " FROM u WHERE true", TOK, CH)                                                            \
+  "SELECT * FROM u WHERE (SELECT count(*) FROM evn) >= 0"
+
 /* Listed kinds ($4, with limits $8): the best of each kind (each kind's
  * walk of jobq_jobs_claim stops at its limit), merged by priority then
  * age. Rows a kind locked beyond the merge's cut are only locked until the
  * commit. */
-static const char *const claim_kinds_sql =
-    "WITH c(cseq) AS (SELECT s.seq FROM unnest($4::text[], $8::int[]) AS k(kind, lim), "
-    "LATERAL (SELECT seq, priority FROM jobq_jobs WHERE state = 0 AND kind = k.kind AND "
-    "run_at <= $1 ORDER BY priority DESC, seq LIMIT k.lim FOR UPDATE SKIP LOCKED) s "
-    "ORDER BY s.priority DESC, s.seq LIMIT $3) " CLAIM_SET;
+#define CLAIM_KINDS_SQL(EV) \
+    "WITH c(cseq) AS (SELECT s.seq FROM unnest($4::text[], $8::int[]) AS k(kind, lim), "       \
+    "LATERAL (SELECT seq, priority FROM jobq_jobs WHERE state = 0 AND kind = k.kind AND "      \
+    "run_at <= $1 ORDER BY priority DESC, seq LIMIT k.lim FOR UPDATE SKIP LOCKED) s "          \
+    "ORDER BY s.priority DESC, s.seq LIMIT $3)" CLAIM_EV(EV, "$10::int8", "$9")
+static const char *const claim_kinds_sql[2] = {CLAIM_KINDS_SQL(PG_EV_OFF),
+                                               CLAIM_KINDS_SQL(PG_EV_ON)};
 
 /* Any kind but those excluded ($4). */
-static const char *const claim_any_sql =
-    "WITH c(cseq) AS (SELECT seq FROM jobq_jobs WHERE state = 0 AND run_at <= $1 AND "
-    "NOT (kind = ANY($4::text[])) ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
-    CLAIM_SET;
+#define CLAIM_ANY_SQL(EV) \
+    "WITH c(cseq) AS (SELECT seq FROM jobq_jobs WHERE state = 0 AND run_at <= $1 AND "          \
+    "NOT (kind = ANY($4::text[])) ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED)" \
+    CLAIM_EV(EV, "$9::int8", "$8")
+static const char *const claim_any_sql[2] = {CLAIM_ANY_SQL(PG_EV_OFF), CLAIM_ANY_SQL(PG_EV_ON)};
 
 /* Any kind but those excluded ($4), where the rate-limited kinds ($8, with
  * the room their windows have, $9) take at most that many each. */
-static const char *const claim_any_rated_sql =
-    "WITH c(cseq) AS (SELECT x.seq FROM ("
-    "(SELECT s.seq, s.priority FROM unnest($8::text[], $9::int[]) AS k(kind, lim), "
-    "LATERAL (SELECT seq, priority FROM jobq_jobs WHERE state = 0 AND kind = k.kind AND "
-    "run_at <= $1 ORDER BY priority DESC, seq LIMIT k.lim FOR UPDATE SKIP LOCKED) s) "
-    "UNION ALL (SELECT o.seq, o.priority FROM (SELECT seq, priority FROM jobq_jobs WHERE "
-    "state = 0 AND run_at <= $1 AND NOT (kind = ANY($4::text[])) AND NOT (kind = "
-    "ANY($8::text[])) ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED) o)) x "
-    "ORDER BY x.priority DESC, x.seq LIMIT $3) " CLAIM_SET;
+#define CLAIM_ANY_RATED_SQL(EV) \
+    "WITH c(cseq) AS (SELECT x.seq FROM ("                                                     \
+    "(SELECT s.seq, s.priority FROM unnest($8::text[], $9::int[]) AS k(kind, lim), "           \
+    "LATERAL (SELECT seq, priority FROM jobq_jobs WHERE state = 0 AND kind = k.kind AND "      \
+    "run_at <= $1 ORDER BY priority DESC, seq LIMIT k.lim FOR UPDATE SKIP LOCKED) s) "         \
+    "UNION ALL (SELECT o.seq, o.priority FROM (SELECT seq, priority FROM jobq_jobs WHERE "     \
+    "state = 0 AND run_at <= $1 AND NOT (kind = ANY($4::text[])) AND NOT (kind = "             \
+    "ANY($8::text[])) ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED) o)) x "     \
+    "ORDER BY x.priority DESC, x.seq LIMIT $3)" CLAIM_EV(EV, "$11::int8", "$10")
+static const char *const claim_any_rated_sql[2] = {CLAIM_ANY_RATED_SQL(PG_EV_OFF),
+                                                   CLAIM_ANY_RATED_SQL(PG_EV_ON)};
 
 typedef struct ranked {
   jobq_storage_job j;
@@ -121,16 +134,28 @@ int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *ou
       rlims[i] = rs.room[i] < (int64_t)req->max ? rs.room[i] : (int64_t)req->max;
     if (rc == 0) rc = jobq__pg_arr_i64(rlims, rs.n, &a10);
   }
-  char b1[24], b2[24], b3[24], b7[24];
+  char b1[24], b2[24], b3[24], b7[24], tok[24];
   int dflt = req->default_max_attempts > 0 ? req->default_max_attempts : 3;
-  const char *p[9] = {jobq__pg_i64(b1, now), jobq__pg_i64(b2, now + req->lease_ms),
-                      jobq__pg_i64(b3, (int64_t)req->max), a4, a5, a6, jobq__pg_i64(b7, dflt),
-                      req->kinds ? a8 : rs.kinds, a10};
+  /* $8 the limits of the listed kinds, or $8, $9 the rated kinds and their
+   * room (claim_any_rated_sql), or neither; the channel and the token
+   * follow */
+  const char *p[11] = {jobq__pg_i64(b1, now), jobq__pg_i64(b2, now + req->lease_ms),
+                       jobq__pg_i64(b3, (int64_t)req->max), a4, a5, a6, jobq__pg_i64(b7, dflt)};
+  int np = 7;
+  const char *const *sql = claim_any_sql;
+  if (req->kinds) {
+    p[np++] = a8;
+    sql = claim_kinds_sql;
+  } else if (rs.n) {
+    p[np++] = rs.kinds;
+    p[np++] = a10;
+    sql = claim_any_rated_sql;
+  }
+  p[np++] = s->channel;
+  p[np++] = jobq__pg_i64(tok, s->token);
   PGresult *r = NULL;
   if (rc == 0)
-    rc = jobq__pg_exec(s, c,
-                       req->kinds ? claim_kinds_sql : rs.n ? claim_any_rated_sql : claim_any_sql,
-                       req->kinds ? 8 : rs.n ? 9 : 7, p, "cannot claim jobs", &r);
+    rc = jobq__pg_exec(s, c, sql[jobq__pg_listened(s, c)], np, p, "cannot claim jobs", &r);
   if (rc == 0 && req->n_rates && (rc = jobq__pg_rate_end(s, c, req, now, &rs, r)) != 0) {
     PQclear(r);
     r = NULL;
@@ -184,38 +209,50 @@ out:
  * that becomes queued again waits held (6) for a place. A cancel asked for meanwhile ends
  * the job cancelled whatever the outcome; a failed attempt (and a
  * cancelled one) is appended to attempt_log. A NOTIFY goes out when a job
- * became queued again (a retry due now, a release), with the commit. */
-static const char *const finish_sql =
-    "WITH u AS (UPDATE jobq_jobs j SET "
-    "state = CASE WHEN j.cancel_req THEN 4 WHEN f.ns <= 0 AND j.bcap > 0 THEN 6 "
-    "  WHEN f.ns <= 0 THEN 0 ELSE f.ns END, "
-    "attempts = CASE WHEN f.ns < 0 AND NOT j.cancel_req THEN j.attempts - 1 ELSE j.attempts END, "
-    "run_at = CASE WHEN f.ns = -1 THEN f.now WHEN j.cancel_req THEN j.run_at "
-    "  ELSE coalesce(f.run_at, j.run_at) END, "
-    "result = CASE WHEN j.cancel_req OR f.ns < 0 THEN j.result ELSE coalesce(f.res, j.result) END, "
-    "error = CASE WHEN j.cancel_req THEN CASE WHEN f.ns = -2 THEN 'cancelled' ELSE "
-    "  coalesce(f.err, 'cancelled') END WHEN f.ns = -1 THEN j.error "
-    "  ELSE coalesce(f.err, j.error) END, "
-    "progress = CASE WHEN f.ns < 0 THEN j.progress ELSE f.prog END, "
-    "step = CASE WHEN f.ns < 0 THEN j.step ELSE coalesce(f.step, j.step) END, "
-    "finished_at = CASE WHEN j.cancel_req THEN f.now WHEN f.ns < 0 THEN j.finished_at "
-    "  ELSE f.fin END, "
-    "lease_until = NULL, "
-    "attempt_log = CASE WHEN j.cancel_req OR (f.ns >= 0 AND f.err IS NOT NULL) THEN "
-    "  coalesce(j.attempt_log, '[]'::jsonb) || jsonb_build_array(jsonb_build_array(j.started_at, "
-    "  f.now, CASE WHEN j.cancel_req AND f.ns = -2 THEN 'cancelled' WHEN j.cancel_req THEN "
-    "  coalesce(f.err, 'cancelled') ELSE f.err END)) "
-    "  ELSE j.attempt_log END "
-    "FROM unnest($1::text[], $2::int[], $3::int[], $4::int8[], $5::text[], $6::text[], $7::int[], "
-    "  $8::text[], $9::int8[], $10::int8[]) WITH ORDINALITY "
-    "  AS f(id, att, ns, run_at, res, err, prog, step, fin, now, ord) "
-    "WHERE j.id = f.id AND j.state = 1 AND j.attempts = f.att "
-    "RETURNING f.ord, j.state, j.run_at <= f.now AS due, j.batch IS NOT NULL AS bm), "
-    "n AS (SELECT pg_notify($11, '') FROM u WHERE u.state = 0 AND u.due LIMIT 1) "
-    /* every entry's answer: its new state, or whether a job has its id */
-    "SELECT f.ord, u.state, EXISTS (SELECT 1 FROM jobq_jobs x WHERE x.id = f.id), "
-    "(SELECT count(*) FROM n), u.bm FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) "
-    "LEFT JOIN u ON u.ord = f.ord";
+ * became queued again (a retry due now, a release), with the commit. A
+ * job's end adds its webhook deliveries in the same statement
+ * (PG_OUTBOX_END_CTES). */
+#define FINISH_SQL(EV) \
+    "WITH u AS (UPDATE jobq_jobs j SET " \
+    "state = CASE WHEN j.cancel_req THEN 4 WHEN f.ns <= 0 AND j.bcap > 0 THEN 6 " \
+    "  WHEN f.ns <= 0 THEN 0 ELSE f.ns END, " \
+    "attempts = CASE WHEN f.ns < 0 AND NOT j.cancel_req THEN j.attempts - 1 ELSE j.attempts END, " \
+    "run_at = CASE WHEN f.ns = -1 THEN f.now WHEN j.cancel_req THEN j.run_at " \
+    "  ELSE coalesce(f.run_at, j.run_at) END, " \
+    "result = CASE WHEN j.cancel_req OR f.ns < 0 THEN j.result ELSE coalesce(f.res, j.result) END, " \
+    "error = CASE WHEN j.cancel_req THEN CASE WHEN f.ns = -2 THEN 'cancelled' ELSE " \
+    "  coalesce(f.err, 'cancelled') END WHEN f.ns = -1 THEN j.error " \
+    "  ELSE coalesce(f.err, j.error) END, " \
+    "progress = CASE WHEN f.ns < 0 THEN j.progress ELSE f.prog END, " \
+    "step = CASE WHEN f.ns < 0 THEN j.step ELSE coalesce(f.step, j.step) END, " \
+    "finished_at = CASE WHEN j.cancel_req THEN f.now WHEN f.ns < 0 THEN j.finished_at " \
+    "  ELSE f.fin END, " \
+    "lease_until = NULL, " \
+    "attempt_log = CASE WHEN j.cancel_req OR (f.ns >= 0 AND f.err IS NOT NULL) THEN " \
+    "  coalesce(j.attempt_log, '[]'::jsonb) || jsonb_build_array(jsonb_build_array(j.started_at, " \
+    "  f.now, CASE WHEN j.cancel_req AND f.ns = -2 THEN 'cancelled' WHEN j.cancel_req THEN " \
+    "  coalesce(f.err, 'cancelled') ELSE f.err END)) " \
+    "  ELSE j.attempt_log END " \
+    "FROM unnest($1::text[], $2::int[], $3::int[], $4::int8[], $5::text[], $6::text[], $7::int[], " \
+    "  $8::text[], $9::int8[], $10::int8[]) WITH ORDINALITY " \
+    "  AS f(id, att, ns, run_at, res, err, prog, step, fin, now, ord) " \
+    "WHERE j.id = f.id AND j.state = 1 AND j.attempts = f.att " \
+    "RETURNING f.ord, j.state, j.run_at <= f.now AS due, j.batch IS NOT NULL AS bm, j.id, " \
+    "j.webhooks, f.now AS ob_now, j.kind, j.progress, j.step, j.error, j.result, f.att), " \
+    "n AS (SELECT pg_notify($11, '') FROM u WHERE u.state = 0 AND u.due LIMIT 1), " \
+    PG_OUTBOX_END_CTES("u") ", " \
+    /* the events: retrying (queued again, held ones included), succeeded, \
+     * failed, cancelled */ \
+    EV("SELECT $12::int8, id, kind, CASE WHEN state IN (0, 6) THEN 4 ELSE state + 3 END, " \
+       "CASE WHEN state = 6 THEN 0 ELSE state END, progress, step, att, " \
+       "CASE WHEN state = 2 THEN NULL ELSE error END, CASE WHEN state = 2 THEN result END, " \
+       PG_NOW_MS " FROM u WHERE true", "$12::int8", "$11") \
+    /* every entry's answer: its new state, or whether a job has its id */ \
+    "SELECT f.ord, u.state, EXISTS (SELECT 1 FROM jobq_jobs x WHERE x.id = f.id), " \
+    "(SELECT count(*) FROM n), u.bm, (SELECT count(*) FROM evn) " \
+    "FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) " \
+    "LEFT JOIN u ON u.ord = f.ord"
+static const char *const finish_sql[2] = {FINISH_SQL(PG_EV_OFF), FINISH_SQL(PG_EV_ON)};
 
 int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state) {
   pg_store *s = st;
@@ -286,16 +323,20 @@ int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_s
   ra_s = fin_s = NULL;
   PGconn *c = NULL;
   if ((rc = jobq__pg_acquire(s, &c))) goto out;
-  const char *p[11];
+  const char *p[12];
+  char tok[24];
   for (int i = 0; i < 10; i++) p[i] = a[i];
   p[10] = s->channel;
+  p[11] = jobq__pg_i64(tok, s->token);
   PGresult *r = NULL;
   /* Ends of members of several batches lock their batch rows (the
    * trigger) in the order the rows are updated, so two groups ending
    * members of the same batches can deadlock; PostgreSQL then rolls one
    * back whole (40P01, JOBQ_EBUSY), and it is run again. */
   for (int t = 0; t < 4; t++)
-    if ((rc = jobq__pg_exec(s, c, finish_sql, 11, p, "cannot finish jobs", &r)) != JOBQ_EBUSY) break;
+    if ((rc = jobq__pg_exec(s, c, finish_sql[jobq__pg_listened(s, c)], 12, p, "cannot finish jobs",
+                            &r)) != JOBQ_EBUSY)
+      break;
   if (rc == 0) {
     size_t nb = 0; /* members of batches this ended: id[0..nb) */
     for (int k = 0; k < PQntuples(r); k++) {
@@ -386,30 +427,35 @@ int jobq__pg_rescue(void *st, int64_t now, size_t *n_out) {
   PGconn *c = NULL;
   int rc = jobq__pg_acquire(s, &c);
   if (rc) return rc;
-  char nb[24];
-  const char *p[2] = {jobq__pg_i64(nb, now), s->channel};
+  char nb[24], tok[24];
+  const char *p[3] = {jobq__pg_i64(nb, now), s->channel, jobq__pg_i64(tok, s->token)};
   PGresult *r = NULL;
   /* The running jobs come from jobq_jobs_running (few rows: what the
    * workers of every process run); SKIP LOCKED leaves a job that its
    * process is finishing right now to that process. */
-  rc = jobq__pg_exec(
-      s, c,
-      "WITH e AS (SELECT seq FROM jobq_jobs WHERE state = 1 AND lease_until < $1 "
-      "FOR UPDATE SKIP LOCKED), "
-      "u AS (UPDATE jobq_jobs j SET "
-      "state = CASE WHEN j.cancel_req THEN 4 WHEN j.attempts < j.max_attempts THEN "
-      "  CASE WHEN j.bcap > 0 THEN 6 ELSE 0 END ELSE 3 END, "
-      "finished_at = CASE WHEN j.cancel_req OR j.attempts >= j.max_attempts THEN $1::int8 "
-      "  ELSE NULL END, "
-      "error = 'lease expired: the process running the job stopped', run_at = $1, "
-      "lease_until = NULL, attempt_log = coalesce(j.attempt_log, '[]'::jsonb) || "
-      "  jsonb_build_array(jsonb_build_array(j.started_at, $1::int8, "
-      "  'lease expired: the process running the job stopped')) "
-      "FROM e WHERE j.seq = e.seq RETURNING j.state, j.id, j.batch), "
-      "n AS (SELECT pg_notify($2, '') FROM u WHERE u.state = 0 LIMIT 1) "
-      "SELECT count(*), (SELECT count(*) FROM n), (SELECT array_agg(id) FROM u WHERE "
-      "batch IS NOT NULL AND state IN (3, 4)) FROM u",
-      2, p, "cannot rescue jobs", &r);
+#define RESCUE_SQL(EV) \
+      "WITH e AS (SELECT seq FROM jobq_jobs WHERE state = 1 AND lease_until < $1 " \
+      "FOR UPDATE SKIP LOCKED), " \
+      "u AS (UPDATE jobq_jobs j SET " \
+      "state = CASE WHEN j.cancel_req THEN 4 WHEN j.attempts < j.max_attempts THEN " \
+      "  CASE WHEN j.bcap > 0 THEN 6 ELSE 0 END ELSE 3 END, " \
+      "finished_at = CASE WHEN j.cancel_req OR j.attempts >= j.max_attempts THEN $1::int8 " \
+      "  ELSE NULL END, " \
+      "error = 'lease expired: the process running the job stopped', run_at = $1, " \
+      "lease_until = NULL, attempt_log = coalesce(j.attempt_log, '[]'::jsonb) || " \
+      "  jsonb_build_array(jsonb_build_array(j.started_at, $1::int8, " \
+      "  'lease expired: the process running the job stopped')) " \
+      "FROM e WHERE j.seq = e.seq RETURNING j.id, j.state, j.batch, j.webhooks, " \
+      "$1::int8 AS ob_now, j.kind, j.attempts, j.error), " \
+      "n AS (SELECT pg_notify($2, '') FROM u WHERE u.state = 0 LIMIT 1), " \
+      PG_OUTBOX_END_CTES("u") ", " \
+      EV("SELECT $3::int8, id, kind, CASE WHEN state IN (0, 6) THEN 4 ELSE state + 3 END, " \
+         "CASE WHEN state = 6 THEN 0 ELSE state END, 0, NULL, attempts, error, NULL, " \
+         PG_NOW_MS " FROM u WHERE true", "$3::int8", "$2") \
+      "SELECT count(*), (SELECT count(*) FROM n), (SELECT array_agg(id) FROM u WHERE " \
+      "batch IS NOT NULL AND state IN (3, 4)), (SELECT count(*) FROM evn) FROM u"
+  static const char *const sql[2] = {RESCUE_SQL(PG_EV_OFF), RESCUE_SQL(PG_EV_ON)};
+  rc = jobq__pg_exec(s, c, sql[jobq__pg_listened(s, c)], 3, p, "cannot rescue jobs", &r);
   jobq__pg_release(s, c);
   if (rc == 0) {
     *n_out = (size_t)jobq__pg_int(r, 0, 0);

@@ -10,10 +10,8 @@
  * are locked as an insert locks a key (pg_jobs.c) and looked up, so that an
  * occurrence cannot be stored twice even if a schedule was put back with an
  * old next_at. The backend knows no cron syntax: the core computed the
- * times.
- *
- * cron_fire_hooked is not here: jobs with webhook subscriptions need the
- * outbox, which this backend does not have yet (docs/postgres.md). */
+ * times. cron_fire_hooked is the same fire where the jobs carry webhook
+ * subscriptions (the column webhooks, pg_outbox.c). */
 #include "postgres/pg_int.h"
 #include "util/err.h"
 #include "util/mem.h"
@@ -144,22 +142,25 @@ int jobq__pg_cron_list(void *st, jobq_storage_cron **out, size_t *n_out) {
  * run_at telling a later occurrence from a due one. */
 #define FIRE_INSERT_SQL                                                                        \
   "INSERT INTO jobq_jobs (id, kind, state, priority, run_at, max_attempts, created_at, owner, " \
-  "payload, dedupe_key, dedupe_ttl) "                                                          \
-  "SELECT id, kind, 0, pr, ra, ma, ca, ow, pl, dk, dt FROM unnest($1::text[], $2::text[], "    \
+  "payload, dedupe_key, dedupe_ttl, webhooks) "                                                \
+  "SELECT id, kind, 0, pr, ra, ma, ca, ow, pl, dk, dt, wh FROM unnest($1::text[], $2::text[], " \
   "$3::int[], $4::int8[], $5::int[], $6::int8[], $7::text[], $8::text[], $9::text[], "         \
-  "$10::int8[]) WITH ORDINALITY AS t(id, kind, pr, ra, ma, ca, ow, pl, dk, dt, o) "            \
+  "$10::int8[], $11::text[]) WITH ORDINALITY AS t(id, kind, pr, ra, ma, ca, ow, pl, dk, dt, wh, " \
+  "o) "                                                                                         \
   "WHERE dk IS NULL OR NOT EXISTS (SELECT 1 FROM jobq_jobs j WHERE j.dedupe_key = t.dk) "      \
   "ORDER BY o"
 
-/* The inserts of one fire, on c inside its transaction: *n_ins the rows. */
-static int fire_insert(pg_store *s, PGconn *c, jobq_storage_job *const *jobs, size_t n,
-                       size_t *n_ins) {
+/* The inserts of one fire, on c inside its transaction: *n_ins the rows;
+ * hooks[i] the webhooks of job i (hooks NULL: none has any, and the array
+ * parameter is NULL, which unnest reads as NULLs). */
+static int fire_insert(pg_store *s, PGconn *c, jobq_storage_job *const *jobs,
+                       const char *const *hooks, size_t n, size_t *n_ins) {
   const char **tid = calloc(n, sizeof *tid), **tkind = calloc(n, sizeof *tkind),
              **town = calloc(n, sizeof *town), **tpl = calloc(n, sizeof *tpl),
              **tdk = calloc(n, sizeof *tdk);
   int64_t *pr = calloc(n, sizeof *pr), *ra = calloc(n, sizeof *ra), *ma = calloc(n, sizeof *ma),
           *ca = calloc(n, sizeof *ca), *dt = calloc(n, sizeof *dt);
-  char *a[10] = {0};
+  char *a[11] = {0};
   int rc = 0;
   if (!tid || !tkind || !town || !tpl || !tdk || !pr || !ra || !ma || !ca || !dt) {
     rc = OOM();
@@ -182,7 +183,8 @@ static int fire_insert(pg_store *s, PGconn *c, jobq_storage_job *const *jobs, si
       (rc = jobq__pg_arr_i64(pr, n, &a[2])) || (rc = jobq__pg_arr_i64(ra, n, &a[3])) ||
       (rc = jobq__pg_arr_i64(ma, n, &a[4])) || (rc = jobq__pg_arr_i64(ca, n, &a[5])) ||
       (rc = jobq__pg_arr_text(town, n, &a[6])) || (rc = jobq__pg_arr_text(tpl, n, &a[7])) ||
-      (rc = jobq__pg_arr_text(tdk, n, &a[8])) || (rc = jobq__pg_arr_i64(dt, n, &a[9])))
+      (rc = jobq__pg_arr_text(tdk, n, &a[8])) || (rc = jobq__pg_arr_i64(dt, n, &a[9])) ||
+      (hooks && (rc = jobq__pg_arr_text(hooks, n, &a[10]))))
     goto out;
   /* The keys' locks first, in one order (no deadlock between two fires),
    * held to the commit: a submit of the same key waits, as in pg_jobs.c. */
@@ -193,14 +195,14 @@ static int fire_insert(pg_store *s, PGconn *c, jobq_storage_job *const *jobs, si
                      1, (const char *const *)&a[8], "cannot lock an occurrence's key", NULL);
   PGresult *r = NULL;
   if (rc == 0)
-    rc = jobq__pg_exec(s, c, FIRE_INSERT_SQL, 10, (const char *const *)a,
+    rc = jobq__pg_exec(s, c, FIRE_INSERT_SQL, 11, (const char *const *)a,
                        "cannot insert a cron occurrence", &r);
   if (rc == 0) {
     *n_ins = (size_t)atoll(PQcmdTuples(r));
     PQclear(r);
   }
 out:
-  for (int i = 0; i < 10; i++) free(a[i]);
+  for (int i = 0; i < 11; i++) free(a[i]);
   free(tid);
   free(tkind);
   free(town);
@@ -216,15 +218,24 @@ out:
 
 int jobq__pg_cron_fire(void *st, const char *name, int64_t expect_next_at, int64_t new_next_at,
                        jobq_storage_job *const *jobs, size_t n, int64_t now, size_t *n_inserted) {
+  return jobq__pg_cron_fire_hooked(st, name, expect_next_at, new_next_at, jobs, NULL, n, now,
+                                   n_inserted);
+}
+
+int jobq__pg_cron_fire_hooked(void *st, const char *name, int64_t expect_next_at,
+                              int64_t new_next_at, jobq_storage_job *const *jobs,
+                              const char *const *webhooks, size_t n, int64_t now,
+                              size_t *n_inserted) {
   pg_store *s = st;
   (void)now; /* a queued job is one state whatever its run_at (pg_int.h) */
   *n_inserted = 0;
+  int rc = jobq__pg_hooks_check(webhooks, n);
+  if (rc) return rc;
   int64_t last = 0;
   for (size_t i = 0; i < n; i++)
     if (jobs[i]->run_at > last) last = jobs[i]->run_at;
   PGconn *c = NULL;
-  int rc = jobq__pg_acquire(s, &c);
-  if (rc) return rc;
+  if ((rc = jobq__pg_acquire(s, &c))) return rc;
   if ((rc = jobq__pg_begin(s, c))) {
     jobq__pg_release(s, c);
     return rc;
@@ -247,7 +258,7 @@ int jobq__pg_cron_fire(void *st, const char *name, int64_t expect_next_at, int64
       jobq__pg_release(s, c);
       return 0;
     }
-    if (n) rc = fire_insert(s, c, jobs, n, &ins);
+    if (n) rc = fire_insert(s, c, jobs, webhooks, n, &ins);
   }
   /* Idle workers of every process hear of the new jobs at the commit. */
   const char *np[1] = {s->channel};

@@ -12,7 +12,7 @@
  * a queued job waits in the claim index whatever its run_at, and the claim
  * reads run_at <= now (docs/postgres.md says why one state, not SQLite's
  * due/scheduled pair). */
-#define PG_SCHEMA_VERSION 4
+#define PG_SCHEMA_VERSION 5
 #define PG_POOL_MAX 64
 
 /* The columns every job read returns, in jobq__pg_row_to_job's order. */
@@ -54,6 +54,17 @@ typedef struct pg_store {
   pg_fa_req *fa_head, *fa_tail;
   int fa_started, fa_stop;
   uv_thread_t fa_thread;
+  /* shared events (pg_events.c) */
+  int64_t token;       /* this store's origin in jobq_events, made at open */
+  void (*ev_sink)(void *ud, const jobq_storage_event *ev);
+  void *ev_ud;
+  int ev_on;           /* the events thread runs */
+  int ev_wake[2];      /* a pipe: stops the events thread */
+  uv_thread_t ev_thread;
+  PGconn *ev_start_conn; /* handed from set_event_sink to the thread */
+  int64_t ev_start_tx;
+  int ev_listened;     /* jobq__pg_listened's answer (under mu) ... */
+  int64_t ev_checked;  /* ... and when it was read (monotonic ms) */
   /* cron, shared stats, retention by kind (pg_cron.c, pg_stats.c,
    * pg_retention.c); under mu */
   int64_t stats_token;           /* this store's mark on its live stats rows; 0: not drawn yet */
@@ -127,8 +138,9 @@ int jobq__pg_insert(void *st, jobq_storage_job *const *jobs, size_t n, const int
                     int64_t now, int *out_dup);
 /* insert, or with batch_id set batch_insert (the jobs join the batch in
  * the same transaction); quotas counted when set. */
-int jobq__pg_insert_in(pg_store *s, jobq_storage_job *const *jobs, size_t n, const int *force,
-                       int64_t now, int *out_dup, const char *batch_id, int max_running);
+int jobq__pg_insert_in(pg_store *s, jobq_storage_job *const *jobs, const char *const *hooks,
+                       size_t n, const int *force, int64_t now, int *out_dup, const char *batch_id,
+                       int max_running);
 int jobq__pg_progress(void *st, const char *id, int attempt, int percent, const char *step);
 int jobq__pg_cancel(void *st, const char *id, int64_t now, int *out_state, char **out_kind);
 int jobq__pg_checkpoint(void *st, const char *id, int attempt, int stage, const char *output,
@@ -151,12 +163,78 @@ int jobq__pg_next_run_at(void *st, const char *const *kinds, size_t n_kinds, int
 int jobq__pg_checkpoint_get(void *st, const char *id, int *out_stage, char **out_output);
 int jobq__pg_set_notify(void *st, void (*fn)(void *ud), void *ud);
 void jobq__pg_notify_stop(pg_store *s); /* at close */
+/* pg_outbox.c: the webhook outbox (storage version 4) */
+int jobq__pg_insert_hooked(void *st, jobq_storage_job *const *jobs, const char *const *webhooks,
+                           size_t n, const int *force, int64_t now, int *out_dup,
+                           const char *batch_id, int max_running);
+int jobq__pg_outbox_claim(void *st, const jobq_storage_outbox_claim *req,
+                          jobq_storage_delivery *out, jobq_storage_job *jobs, size_t *n_out);
+int jobq__pg_outbox_done(void *st, const jobq_storage_outbox_result *r, size_t n, int *applied);
+int jobq__pg_outbox_list(void *st, const jobq_storage_outbox_filter *f,
+                         jobq_storage_delivery **out, size_t *n_out, int *more);
+int jobq__pg_outbox_counts(void *st, int64_t counts[4]);
+int jobq__pg_outbox_redeliver(void *st, const char *id, int64_t now);
+int jobq__pg_webhook_enable(void *st, const char *url);
+/* JOBQ_EINVAL with a sentence when hooks[i] (NULL: none) is not a
+ * webhooks array (storage.h); hooks may be NULL. */
+int jobq__pg_hooks_check(const char *const *hooks, size_t n);
+
+/* The deliveries a job's end adds (storage.h, version 4), as two CTEs of
+ * the statement that ends it, so that they commit with the end or not at
+ * all: U names a CTE of the ended rows with columns id, state (the new
+ * one), webhooks and ob_now (the change's time). Rows that are not ends
+ * (queued again, running) and jobs without webhooks add nothing and cost
+ * nothing more than the filter. The deliveries' ids are made of the job
+ * id, so an end applied twice adds nothing twice (ON CONFLICT). A job's
+ * end also drops its progress deliveries still pending. */
+#define PG_OUTBOX_END_CTES(U)                                                                    "ob_add AS (INSERT INTO jobq_outbox (id, job_id, endpoint, url, hook, event, flags, "          "created_at, next_at, updated_at) SELECT " U ".id || ':' || (h.o - 1) || ':' || "               "(ARRAY['succeeded', 'failed', 'cancelled'])[" U ".state - 1], " U ".id, h.v->>'e', "          "h.v->>'u', h.o - 1, " U ".state + 3, CASE WHEN h.v->>'p' = '1' THEN 1 ELSE 0 END, "           U ".ob_now, " U ".ob_now, " U ".ob_now FROM " U ", LATERAL jsonb_array_elements("              "CASE WHEN jsonb_typeof(" U ".webhooks::jsonb) = 'array' THEN " U ".webhooks::jsonb "          "ELSE '[]'::jsonb END) WITH ORDINALITY AS h(v, o) WHERE " U ".webhooks IS NOT NULL AND "       U ".state IN (2, 3, 4) AND h.v ? 'e' AND (coalesce((h.v->>'on')::int, 0) & "                   "(1 << (" U ".state - 2))) <> 0 ON CONFLICT (id) DO NOTHING), "                                "ob_drop AS (DELETE FROM jobq_outbox o USING " U " WHERE " U ".webhooks IS NOT NULL AND "      U ".state IN (2, 3, 4) AND o.job_id = " U ".id AND o.event = 3 AND o.state = 0) "
+
+/* pg_events.c: events shared between processes (set_event_sink) */
+int jobq__pg_set_event_sink(void *st, void (*sink)(void *ud, const jobq_storage_event *ev),
+                            void *ud);
+void jobq__pg_events_stop(pg_store *s); /* at close */
+/* Whether another store may listen for events (1: use the statements'
+ * PG_EV_ON texts, whose exact guard decides). Read with c at most once a
+ * second and kept: where nobody listens, a statement carries no event
+ * part at all. A listener that just began may so miss up to a second of
+ * a writer's events (as on SQLite). */
+int jobq__pg_listened(pg_store *s, PGconn *c);
+/* A token for this store (a random positive number). */
+int64_t jobq__pg_new_token(pg_store *s);
+
+/* Shared events, the writers' side: a statement that changes jobs also
+ * writes one row per change into jobq_events, in the same statement, when
+ * another store listens (a live row of jobq_listeners other than its own
+ * token TOK), and then wakes the listeners with one NOTIFY on the channel
+ * CH || '_ev' per statement (so a group commit of many finishes takes
+ * NOTIFY's commit lock once, and a process nobody listens to never takes
+ * it for events). The statement names its CTE "ev" (RETURNING 1) and
+ * references "evn" in its final SELECT, which makes it run. */
+#define PG_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::int8"
+#define PG_EV_INSERT                                                                          \
+  "ev AS (INSERT INTO jobq_events (origin, job_id, kind, type, state, progress, step, "      \
+  "attempt, error, result, time) "
+#define PG_EV_LISTENED(TOK) \
+  "EXISTS (SELECT 1 FROM jobq_listeners WHERE token <> " TOK " AND until > " PG_NOW_MS ")"
+#define PG_EV_END(TOK, CH) \
+  " AND " PG_EV_LISTENED(TOK) " RETURNING 1), evn AS (SELECT pg_notify(" CH " || '_ev', '') FROM ev LIMIT 1) "
+/* A statement comes in two texts, made by one macro STMT(EV): with
+ * STMT(PG_EV_ON) it writes the events whose rows SEL selects (SEL ends in
+ * a WHERE clause, which PG_EV_END extends); with STMT(PG_EV_OFF) it writes
+ * none and still names its parameters TOK and CH, so that both texts take
+ * the same ones. The writer picks the text by jobq__pg_listened. */
+#define PG_EV_ON(SEL, TOK, CH) PG_EV_INSERT SEL PG_EV_END(TOK, CH)
+#define PG_EV_OFF(SEL, TOK, CH) "evn AS (SELECT " TOK ", " CH "::text WHERE false) "
 /* pg_cron.c, pg_stats.c, pg_retention.c */
 int jobq__pg_cron_put(void *st, const jobq_storage_cron *c);
 int jobq__pg_cron_del(void *st, const char *name);
 int jobq__pg_cron_list(void *st, jobq_storage_cron **out, size_t *n_out);
 int jobq__pg_cron_fire(void *st, const char *name, int64_t expect_next_at, int64_t new_next_at,
                        jobq_storage_job *const *jobs, size_t n, int64_t now, size_t *n_inserted);
+int jobq__pg_cron_fire_hooked(void *st, const char *name, int64_t expect_next_at,
+                              int64_t new_next_at, jobq_storage_job *const *jobs,
+                              const char *const *webhooks, size_t n, int64_t now,
+                              size_t *n_inserted);
 int jobq__pg_stats_add(void *st, const jobq_storage_stats_delta *d, size_t n, int64_t now);
 int jobq__pg_stats_read(void *st, const char *kind, int depth, int64_t now,
                         jobq_storage_kind_stats **out, size_t *n_out);
@@ -170,6 +248,11 @@ void jobq__pg_retention_free(pg_store *s); /* at close: the cursors */
 int jobq__pg_batch_insert(void *st, const char *batch_id, int max_running,
                           jobq_storage_job *const *jobs, size_t n, const int *force, int64_t now,
                           int *out_dup);
+/* The same where job i has the webhook subscriptions hooks[i] (hooks
+ * NULL: none has any), checked by the caller. */
+int jobq__pg_batch_insert_hooked(pg_store *s, const char *batch_id, int max_running,
+                                 jobq_storage_job *const *jobs, const char *const *hooks, size_t n,
+                                 const int *force, int64_t now, int *out_dup);
 int jobq__pg_batch_get(void *st, const char *batch_id, jobq_storage_batch *out);
 int jobq__pg_set_batch_sink(void *st, void (*sink)(void *ud, const jobq_storage_event *ev),
                             void *ud);
@@ -184,6 +267,10 @@ int jobq__pg_batch_fill(pg_store *s, PGconn *c, int64_t now);
  * a connection of its own: call it with none held (a sink may call into
  * the store). */
 void jobq__pg_batch_tell(pg_store *s, const char *ids);
+/* The summary JSON of a BATCH_DONE event (storage.h, batch_insert) of the
+ * batch batch_id, read on c; NULL when it cannot be made. For the shared
+ * events' readers, whose BATCH_DONE rows carry none. */
+char *jobq__pg_batch_summary(PGconn *c, const char *batch_id);
 
 /* pg_quota.c: per-owner quotas, counted inside the insert's transaction
  * under an advisory lock per owner. */

@@ -54,11 +54,13 @@ static struct pg_ret_cursor *cursor(pg_store *s, const char *kind) {
 /* $1 kind, $2 before, $3 max, $4 keep_per_owner, $5/$6 the cursor, $7 RET_SCAN.
  * w: the rows this call looks at; c: those it deletes (a succeeded job
  * whose key lives past the cut-off stays, as in prune; so does one of the
- * keep newest finished jobs of its owner and kind); the last row: what w
- * held, for the cursor, joined to the deleted ids (one row with a NULL id
- * when none). */
+ * keep newest finished jobs of its owner and kind, and, as in prune, one
+ * with a webhook delivery pending or being sent); od: the deleted jobs'
+ * deliveries; the last row: what w held, for the cursor, joined to the
+ * deleted ids (one row with a NULL id when none). */
 static const char *const ret_sql =
-    "WITH w AS (SELECT seq, finished_at, owner, state, dedupe_key, dedupe_ttl FROM jobq_jobs "
+    "WITH w AS (SELECT seq, id, finished_at, owner, state, dedupe_key, dedupe_ttl, webhooks "
+    "  FROM jobq_jobs "
     "  WHERE kind = $1 AND state IN (2, 3, 4) AND finished_at < $2::int8 "
     "  AND (finished_at, seq) > ($5::int8, $6::int8) ORDER BY finished_at, seq LIMIT $7::int8), "
     "c AS (SELECT w.seq, w.finished_at FROM w WHERE NOT (w.state = 2 AND w.dedupe_key IS NOT NULL "
@@ -67,9 +69,12 @@ static const char *const ret_sql =
     "  AND NOT ($4::int > 0 AND w.owner IS NOT NULL AND (SELECT count(*) FROM (SELECT 1 "
     "  FROM jobq_jobs o WHERE o.owner = w.owner AND o.seq > w.seq AND o.kind = $1 "
     "  AND o.state IN (2, 3, 4) LIMIT $4::int) AS newer) < $4::int) "
+    "  AND NOT (w.webhooks IS NOT NULL AND EXISTS (SELECT 1 FROM jobq_outbox x "
+    "  WHERE x.job_id = w.id AND x.state IN (0, 1))) "
     "  ORDER BY w.finished_at, w.seq LIMIT $3::int8), "
     "d AS (DELETE FROM jobq_jobs j USING c WHERE j.seq = c.seq AND j.state IN (2, 3, 4) "
-    "  RETURNING j.id, c.finished_at, c.seq), "
+    "  RETURNING j.id, j.webhooks, c.finished_at, c.seq), "
+    "od AS (DELETE FROM jobq_outbox x USING d WHERE d.webhooks IS NOT NULL AND x.job_id = d.id), "
     "ws AS (SELECT count(*) AS n, (array_agg(finished_at ORDER BY finished_at DESC, seq DESC))[1] "
     "  AS lf, (array_agg(seq ORDER BY finished_at DESC, seq DESC))[1] AS ls FROM w) "
     "SELECT d.id, d.finished_at, d.seq, ws.n, ws.lf, ws.ls FROM ws LEFT JOIN d ON true";

@@ -1,4 +1,5 @@
-/* jobq_pg_submit: the transactional enqueue. The job is inserted on the
+/* jobq_pg_submit: the transactional enqueue. The job (and its "submitted"
+ * event, while a queue listens) is inserted on the
  * host's own connection, inside the transaction the host has open, so that
  * it exists exactly when the host's own writes do: committed together, or
  * rolled back together (the "outbox" a host otherwise builds by hand). Its
@@ -67,7 +68,7 @@ static int run(pg_store *s, PGconn *c, const char *sql, int n, const char *const
  * dedupe key answered with its job (rec->id replaced), or a code. */
 static int submit(pg_store *s, PGconn *c, const char *tbl, jobq_storage_job *rec, int force,
                   int64_t now) {
-  char sql[1024];
+  char sql[2048];
   int rc;
   if (rec->dedupe_key && !force) {
     /* the lock and lookup of pg_jobs.c's dedupe(), so that a key submitted
@@ -88,12 +89,20 @@ static int submit(pg_store *s, PGconn *c, const char *tbl, jobq_storage_job *rec
     PQclear(r);
     if (dup) return 1;
   }
+  /* With its "submitted" event for the listeners of other processes
+   * (pg_int.h, PG_EV_INSERT), while one listens; origin 0 is no store's
+   * token, so every listener hears it. */
   snprintf(sql, sizeof sql,
            "WITH ins AS (INSERT INTO %s.jobq_jobs (id, kind, state, priority, run_at, "
            "max_attempts, created_at, owner, payload, dedupe_key, dedupe_ttl) VALUES "
-           "($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING 1) "
-           "SELECT pg_notify($11, '') FROM ins",
-           tbl);
+           "($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id, kind), "
+           "ev AS (INSERT INTO %s.jobq_events (origin, job_id, kind, type, state, progress, step, "
+           "attempt, error, result, time) SELECT 0, id, kind, 1, 0, 0, NULL, 0, NULL, NULL, "
+           PG_NOW_MS " FROM ins WHERE EXISTS (SELECT 1 FROM %s.jobq_listeners WHERE until > "
+           PG_NOW_MS ") RETURNING 1), "
+           "evn AS (SELECT pg_notify($11 || '_ev', '') FROM ev LIMIT 1) "
+           "SELECT pg_notify($11, ''), (SELECT count(*) FROM evn) FROM ins",
+           tbl, tbl, tbl);
   char pr[24], ra[24], ma[24], ca[24], dt[24];
   const char *p[11] = {rec->id,
                        rec->kind,

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "pgtest.h"
@@ -195,12 +196,52 @@ static void test_bad_input(void **state) {
   assert_int_equal(jobq_close(q, 0), 0);
 }
 
+/* A queue of another process listening for shared events hears the job's
+ * submitted event once the host commits, and nothing of a rolled back one. */
+static void test_listener_hears_commit(void **state) {
+  (void)state;
+  pgt_need_server();
+  char schema[64], url[700];
+  pgt_schema("txe", schema, sizeof schema, url, sizeof url);
+  assert_int_equal(jobq_postgres_register(), 0);
+  jobq_options_t *o = jobq_options_new();
+  assert_non_null(o);
+  assert_int_equal(jobq_options_set_storage(o, url), 0);
+  assert_int_equal(jobq_options_set_shared_events(o, 1), 0);
+  jobq_t *q = NULL;
+  assert_int_equal(jobq_open(&q, o), 0);
+  jobq_options_free(o);
+  PGconn *c = host_conn();
+  char gone[JOBQ_ID_SIZE], id[JOBQ_ID_SIZE];
+  exec_ok(c, "BEGIN");
+  assert_int_equal(jobq_pg_submit(c, schema, "mail", "{}", NULL, gone, sizeof gone), 0);
+  exec_ok(c, "ROLLBACK");
+  exec_ok(c, "BEGIN");
+  assert_int_equal(jobq_pg_submit(c, schema, "mail", "{}", NULL, id, sizeof id), 0);
+  exec_ok(c, "COMMIT");
+  int heard = 0, heard_gone = 0;
+  for (int i = 0; i < 200 && !heard; i++) { /* up to 10 s: a failure guard */
+    jobq_event_t *ev = NULL;
+    if (jobq_next_event(q, 50, &ev) != 0) continue;
+    if (jobq_event_type(ev) == JOBQ_EVENT_SUBMITTED) {
+      heard |= strcmp(jobq_event_job_id(ev), id) == 0;
+      heard_gone |= strcmp(jobq_event_job_id(ev), gone) == 0;
+    }
+    jobq_event_free(ev);
+  }
+  assert_true(heard);
+  assert_false(heard_gone);
+  PQfinish(c);
+  assert_int_equal(jobq_close(q, 0), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_commit_runs),
     cmocka_unit_test(test_rollback_leaves_nothing),
     cmocka_unit_test(test_dedupe),
     cmocka_unit_test(test_bad_input),
+    cmocka_unit_test(test_listener_hears_commit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
