@@ -700,20 +700,33 @@
     dref.duration.textContent = fmtDuration(end - job.startedAt) + (job.finishedAt || TERMINAL.has(job.state) ? '' : ' so far');
   }
 
+  // The first click of a cancel arms it for 4 s. The arming belongs to the
+  // job, not to the button: a progress update re-renders the panel (and
+  // makes a new button) at any moment, and must not disarm it.
+  const cancelArm = {id: null, until: 0, timer: null};
+
   function renderActions() {
     const job = state.job;
     if (!dref.actions || !job) return;
     clear(dref.actions);
     if ((job.state === 'queued' || job.state === 'running') && !job.cancelRequested) {
-      let armed = null;
-      const btn = h('button', {type: 'button', class: 'danger', id: 'detail-cancel'}, 'Cancel job');
+      const armed = () => cancelArm.id === job.id && Date.now() < cancelArm.until;
+      const btn = h('button', {type: 'button', class: 'danger', id: 'detail-cancel'},
+                    armed() ? 'Click again to cancel' : 'Cancel job');
       btn.addEventListener('click', async () => {
-        if (!armed) { // two clicks: no accidental cancels, no blocking dialog
+        if (!armed()) { // two clicks: no accidental cancels, no blocking dialog
           btn.textContent = 'Click again to cancel';
-          armed = setTimeout(() => { armed = null; btn.textContent = 'Cancel job'; }, 4000);
+          clearTimeout(cancelArm.timer);
+          Object.assign(cancelArm, {id: job.id, until: Date.now() + 4000});
+          cancelArm.timer = setTimeout(() => {
+            cancelArm.id = null;
+            const b = document.getElementById('detail-cancel');
+            if (b && !b.disabled) b.textContent = 'Cancel job';
+          }, 4000);
           return;
         }
-        clearTimeout(armed);
+        clearTimeout(cancelArm.timer);
+        cancelArm.id = null;
         btn.disabled = true;
         btn.textContent = 'Cancelling…';
         try {
