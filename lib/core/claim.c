@@ -292,6 +292,8 @@ static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
     uint64_t gen = q->claim.work_gen;
     size_t got = 0;
     int rc = jobq__claim_locked(q, kinds, (size_t)n, batch_size(q, kinds, n, to_loop), got_s, &got);
+    if (got == JOBQ_CLAIM_BATCH)
+      atomic_store_explicit(&q->claim.backlog_at, uv_hrtime(), memory_order_relaxed);
     if (got > 0) {
       if (!to_loop) {
         for (size_t i = 1; i < got; i++)

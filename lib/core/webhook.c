@@ -36,6 +36,17 @@
  * second, one claim then takes a few hundred deliveries rather than each
  * its own (every claim is a write transaction), for 2 ms more latency. */
 #define GATHER_NS 2000000u
+/* Jobs first. While the workers' claims come back full of short jobs
+ * (claim.c stamps claim.backlog_at), a delivery costs more CPU than the job
+ * it announces: an HTTP request, its answer, two outbox writes. Claims of
+ * deliveries then wait, at most YIELD_NS in a row, so that a burst of jobs
+ * runs at full speed and its deliveries follow it; a backlog that lasts
+ * longer shares the CPU again, so no delivery waits long for it.
+ * BACKLOG_NS: how long after the last full claim the backlog counts as
+ * still there. Slow jobs (claims sized to idle workers) never defer. */
+#define YIELD_NS 1000000000u
+#define BACKLOG_NS 20000000u
+#define YIELD_POLL_NS 5000000u
 
 typedef struct wh_try {
   struct jobq__wh *wh;
@@ -483,6 +494,15 @@ static int64_t claim_some(struct jobq__wh *wh, size_t room) {
   return next;
 }
 
+int jobq__wh_yield(uint64_t now_ns, uint64_t backlog_at, uint64_t *since) {
+  if (backlog_at == 0 || now_ns - backlog_at >= BACKLOG_NS) {
+    *since = 0; /* no backlog: the next one starts a new second */
+    return 0;
+  }
+  if (*since == 0) *since = now_ns;
+  return now_ns - *since < YIELD_NS;
+}
+
 static void thread_main(void *arg) {
   struct jobq__wh *wh = arg;
   jobq_t *q = wh->q;
@@ -490,6 +510,7 @@ static void thread_main(void *arg) {
    * a test's, which stands still, while polls must go on. */
   uint64_t next_claim = 0, last_claim = 0;
   int freed = 0; /* slots came free since the last claim */
+  uint64_t yielding_since = 0; /* claims wait for the workers' backlog (YIELD_NS) */
   uv_mutex_lock(&wh->mu);
   for (;;) {
     if (wh->stop) break;
@@ -498,8 +519,12 @@ static void thread_main(void *arg) {
     int news = wh->kicked || freed;
     uint64_t gathered = last_claim + GATHER_NS;
     int want_claim = room > 0 && ((news && now_ns >= gathered) || now_ns >= next_claim);
+    uint64_t backlog = atomic_load_explicit(&q->claim.backlog_at, memory_order_relaxed);
+    int yield = jobq__wh_yield(now_ns, backlog, &yielding_since) && want_claim;
+    if (yield) want_claim = 0;
     if (wh->done == NULL && !want_claim) {
       uint64_t at = news && gathered < next_claim ? gathered : next_claim;
+      if (yield && now_ns + YIELD_POLL_NS < at) at = now_ns + YIELD_POLL_NS;
       uint64_t wait = room > 0 && at > now_ns ? at - now_ns : (uint64_t)POLL_MS * 1000000u;
       if (wait > (uint64_t)POLL_MS * 1000000u) wait = (uint64_t)POLL_MS * 1000000u;
       uv_cond_timedwait(&wh->cv, &wh->mu, wait);

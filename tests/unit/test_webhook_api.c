@@ -11,6 +11,7 @@
  * tests/integration/test_webhooks.c). */
 #include "testutil.h"
 
+#include "core/webhook_int.h"
 #include "jobq/storage.h"
 
 #include <stdlib.h>
@@ -441,6 +442,36 @@ static void test_readers(void **state) {
   jobq_storage_delivery_clear(NULL);
 }
 
+/* Deliveries step aside for a backlog of short jobs: while claims keep
+ * coming back full (backlog_at fresh), for at most one second in a row;
+ * then they are claimed although the backlog goes on; a pause in the
+ * backlog ends the yield, and the next backlog starts a new second. */
+static void test_yield_to_backlog(void **state) {
+  (void)state;
+  const uint64_t ms = 1000000u, t0 = 5000 * ms;
+  uint64_t since = 0;
+  assert_int_equal(jobq__wh_yield(t0, 0, &since), 0); /* never a full claim */
+  assert_int_equal(since, 0);
+  assert_int_equal(jobq__wh_yield(t0, t0 - 100 * ms, &since), 0); /* an old one */
+  assert_int_equal(since, 0);
+  /* A backlog: yield from its first sight, t0, ... */
+  assert_int_equal(jobq__wh_yield(t0, t0 - 1 * ms, &since), 1);
+  assert_int_equal(since, t0);
+  assert_int_equal(jobq__wh_yield(t0 + 500 * ms, t0 + 499 * ms, &since), 1);
+  assert_int_equal(jobq__wh_yield(t0 + 999 * ms, t0 + 998 * ms, &since), 1);
+  /* ... for one second; the backlog still there, deliveries go on. */
+  assert_int_equal(jobq__wh_yield(t0 + 1000 * ms, t0 + 999 * ms, &since), 0);
+  assert_int_equal(jobq__wh_yield(t0 + 5000 * ms, t0 + 4999 * ms, &since), 0);
+  assert_int_equal(since, t0);
+  /* The backlog ends (no full claim for 20 ms): the state resets ... */
+  assert_int_equal(jobq__wh_yield(t0 + 5030 * ms, t0 + 5000 * ms, &since), 0);
+  assert_int_equal(since, 0);
+  /* ... and the next backlog yields again, for its own second. */
+  assert_int_equal(jobq__wh_yield(t0 + 6000 * ms, t0 + 5999 * ms, &since), 1);
+  assert_int_equal(since, t0 + 6000 * ms);
+  assert_int_equal(jobq__wh_yield(t0 + 7000 * ms, t0 + 6999 * ms, &since), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_option_setters),
@@ -448,6 +479,7 @@ int main(void) {
       cmocka_unit_test(test_subscriptions_stored),
       cmocka_unit_test(test_no_outbox),
       cmocka_unit_test(test_readers),
+      cmocka_unit_test(test_yield_to_backlog),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
