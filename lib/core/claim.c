@@ -291,8 +291,9 @@ static void claim_loop(jobq_t *q, const char **kinds, int n, int to_loop) {
     }
     uint64_t gen = q->claim.work_gen;
     size_t got = 0;
-    int rc = jobq__claim_locked(q, kinds, (size_t)n, batch_size(q, kinds, n, to_loop), got_s, &got);
-    if (got == JOBQ_CLAIM_BATCH)
+    size_t want = batch_size(q, kinds, n, to_loop);
+    int rc = jobq__claim_locked(q, kinds, (size_t)n, want, got_s, &got);
+    if (got > 0 && want == JOBQ_CLAIM_BATCH && !to_loop) /* short jobs flow: see webhook.c */
       atomic_store_explicit(&q->claim.backlog_at, uv_hrtime(), memory_order_relaxed);
     if (got > 0) {
       if (!to_loop) {

@@ -352,9 +352,10 @@ struct jobq_s {
      * increments work_gen and then reads idle. One of them sees the other. */
     atomic_int idle;      /* claimers waiting on work_cv */
     _Atomic uint64_t work_gen; /* bumped whenever jobs may have become claimable */
-    /* uv_hrtime() of the last claim that came back with a whole batch of
-     * short jobs (JOBQ_CLAIM_BATCH): a backlog of CPU-bound work, for which
-     * webhook deliveries briefly step aside (core/webhook.c). No lock. */
+    /* uv_hrtime() of the last claim of workers that came back with short
+     * jobs (those claimed JOBQ_CLAIM_BATCH at a time): CPU-bound job
+     * traffic, for which webhook deliveries briefly step aside
+     * (core/webhook.c). No lock. */
     _Atomic uint64_t backlog_at;
     int in_flight;        /* claims asking storage right now */
     jobq_map cancel_hints; /* ids cancelled while a claim was in flight */

@@ -36,11 +36,13 @@
  * second, one claim then takes a few hundred deliveries rather than each
  * its own (every claim is a write transaction), for 2 ms more latency. */
 #define GATHER_NS 2000000u
-/* Jobs first. While the workers' claims come back full of short jobs
- * (claim.c stamps claim.backlog_at), a delivery costs more CPU than the job
- * it announces: an HTTP request, its answer, two outbox writes. Claims of
- * deliveries then wait, at most YIELD_NS in a row, so that a burst of jobs
- * runs at full speed and its deliveries follow it; a backlog that lasts
+/* Jobs first. A delivery costs more CPU than a short job: an HTTP request,
+ * its answer, two outbox writes. While the workers' claims bring short
+ * jobs (claim.c stamps claim.backlog_at; short: claimed JOBQ_CLAIM_BATCH at
+ * a time, their handlers averaging under 0.5 ms), claims of deliveries
+ * wait, at most YIELD_NS in a row, so that a burst of jobs (and of their
+ * submits, which share the store's writer with deliveries) runs at full
+ * speed and its deliveries follow it; a backlog that lasts
  * longer shares the CPU again, so no delivery waits long for it.
  * BACKLOG_NS: how long after the last full claim the backlog counts as
  * still there. Slow jobs (claims sized to idle workers) never defer. */
@@ -495,7 +497,8 @@ static int64_t claim_some(struct jobq__wh *wh, size_t room) {
 }
 
 int jobq__wh_yield(uint64_t now_ns, uint64_t backlog_at, uint64_t *since) {
-  if (backlog_at == 0 || now_ns - backlog_at >= BACKLOG_NS) {
+  /* A worker may stamp after now_ns was read: a stamp ahead is fresh. */
+  if (backlog_at == 0 || (now_ns > backlog_at && now_ns - backlog_at >= BACKLOG_NS)) {
     *since = 0; /* no backlog: the next one starts a new second */
     return 0;
   }

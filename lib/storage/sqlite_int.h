@@ -20,7 +20,7 @@
 /* The stored states a caller sees as queued. */
 #define SQ_IS_QUEUED(st) ((st) == SQ_DUE || (st) == SQ_SCHEDULED || (st) == SQ_HELD)
 
-#define SQ_SCHEMA_VERSION 10
+#define SQ_SCHEMA_VERSION 11
 #define SQ_READERS 4
 
 /* The columns every job read returns, in jobq__sq_row_to_job's order. */
@@ -66,7 +66,8 @@ enum {
   /* sqlite_outbox.c */
   WS_OB_INSERT, WS_OB_INSERT_MANY, WS_OB_ANY_DISABLED, WS_OB_DROP_PROGRESS, WS_OB_PROGRESS, WS_OB_DUE, WS_OB_JOB, WS_OB_DISABLED,
   WS_OB_TAKE, WS_OB_FAIL, WS_OB_NEXT, WS_OB_DONE, WS_OB_DISABLE, WS_OB_REDELIVER, WS_OB_STATE,
-  WS_OB_ENABLE, WS_OB_BUSY, WS_OB_DELETE_JOB,
+  WS_OB_ENABLE, WS_OB_BUSY, WS_OB_DELETE_JOB, WS_OB_ANN, WS_OB_ANN_MANY, WS_OB_NEWS,
+  WS_OB_NEWS_DONE,
   WS_COUNT
 };
 
@@ -79,7 +80,7 @@ enum {
   /* shared stats (sqlite_stats.c), prepared on first use */
   RS_STATS_KIND, RS_STATS_ALL, RS_LIVE_KIND, RS_LIVE_ALL, RS_DEPTH_DUE, RS_DEPTH_SCHED, RS_DEPTH_AT,
   /* the webhook outbox (sqlite_outbox.c), prepared on first use */
-  RS_OB_COUNTS, RS_OB_CURSOR,
+  RS_OB_COUNTS, RS_OB_CURSOR, RS_OB_NEWS,
   RS_COUNT
 };
 
@@ -341,7 +342,7 @@ int jobq__sq_quota_add_many(sq_store *s, jobq_storage_job *const *jobs, size_t k
  * webhook subscriptions hooks (NULL: none). */
 int jobq__sq_insert_row(sq_store *s, const jobq_storage_job *j, const char *hooks, int64_t now);
 
-/* sqlite_outbox.c: the webhook outbox (schema 10). */
+/* sqlite_outbox.c: the webhook outbox (schema 10; announcements, 11). */
 int jobq__sq_outbox_prepare(sq_store *s);
 /* Before a write: each of the n subscriptions (hooks may be NULL, and so
  * may each entry) is the JSON storage.h describes; else JOBQ_EINVAL with a
@@ -356,8 +357,15 @@ size_t jobq__sq_outbox_mark(sq_store *s);
 void jobq__sq_outbox_drop(sq_store *s, size_t mark);
 /* On the writer, in the transaction of the change that ended job in state
  * (JOBQ_SUCCEEDED, _FAILED, _CANCELLED), for a job whose subscriptions are
- * hooks (not NULL): its deliveries, and its pending progress ones gone. */
+ * hooks (not NULL): its announcement (a row of jobq_outbox_news, which
+ * jobq__sq_outbox_settle turns into its deliveries), and its pending
+ * progress deliveries gone. */
 int jobq__sq_outbox_end(sq_store *s, const char *job, int state, const char *hooks, int64_t now);
+/* On the writer: the pending rows written (jobq__sq_outbox_flush), then
+ * every announcement turned into its deliveries, so that what reads
+ * jobq_outbox next sees all of them. 0, or a code with the transaction
+ * doomed. */
+int jobq__sq_outbox_settle(sq_store *s);
 /* On the writer, with a checkpoint of stage of a job with hooks. */
 /* See sq_store.tx_poison; returns rc. */
 static inline int jobq__sq_poison(sq_store *s, int rc) {

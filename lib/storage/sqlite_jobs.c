@@ -510,7 +510,7 @@ typedef struct sq_prune_req {
 } sq_prune_req;
 
 static int prune_run(sq_store *s, sq_req *req) {
-  int frc = jobq__sq_outbox_flush(s); /* this transaction's deliveries first: the guard reads them */
+  int frc = jobq__sq_outbox_settle(s); /* every announced delivery first: the guard reads them */
   if (frc) return frc;
   sq_prune_req *r = (sq_prune_req *)req;
   sqlite3_stmt *d = s->ws[WS_PRUNE_JOBS];

@@ -120,10 +120,15 @@ static const struct sq_hooks *hooks_parsed(sq_store *s, const char *text) {
 
 /* Deliveries added by the transaction's job ends, written together. */
 #define OB_MANY 32
+/* Announcements settled per statement. */
+#define NEWS_CHUNK 512
+#define NEWS_CHUNK_S "512"
 #define OB_ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#define ANN_ROW "(?, ?, ?)"
 typedef struct sq_obrow {
   size_t id, job, ep, url; /* offsets into buf; url SIZE_MAX: none */
   int hook, event, flags;
+  int ann;                 /* an announcement: job and event (the job's state) only */
   int64_t now;
 } sq_obrow;
 struct sq_obpend {
@@ -179,6 +184,13 @@ static const char *const sql[WS_COUNT] = {
   [WS_OB_ENABLE] = "DELETE FROM jobq_webhook_disabled WHERE url = ?1",
   [WS_OB_BUSY] = "SELECT 1 FROM jobq_outbox WHERE " JOB_RANGE("?1") " AND +state IN (0, 1) LIMIT 1",
   [WS_OB_DELETE_JOB] = "DELETE FROM jobq_outbox WHERE " JOB_RANGE("?1"),
+  [WS_OB_ANN] = "INSERT INTO jobq_outbox_news (job, state, at) VALUES " ANN_ROW,
+  /* WS_OB_ANN_MANY: made by jobq__sq_outbox_prepare */
+  /* the oldest announcements, with their jobs' subscriptions (NULL: the
+   * job is gone, which a prune's settling first rules out) */
+  [WS_OB_NEWS] = "SELECT n.seq, n.job, n.state, n.at, j.webhooks FROM jobq_outbox_news n "
+                 "LEFT JOIN jobq_jobs j ON j.id = n.job ORDER BY n.seq LIMIT " NEWS_CHUNK_S,
+  [WS_OB_NEWS_DONE] = "DELETE FROM jobq_outbox_news WHERE seq <= ?1",
 };
 
 int jobq__sq_outbox_prepare(sq_store *s) {
@@ -189,6 +201,12 @@ int jobq__sq_outbox_prepare(sq_store *s) {
   for (int i = 0; i < OB_MANY; i++)
     n += (size_t)snprintf(many + n, sizeof many - n, "%s%s", i ? "," : "", OB_ROW);
   rc = sqlite3_prepare_v3(s->w, many, -1, SQLITE_PREPARE_PERSISTENT, &s->ws[WS_OB_INSERT_MANY], NULL);
+  if (rc != SQLITE_OK) return jobq__sq_error(s->w, rc, "cannot prepare a statement", s->path);
+  char ann[96 + OB_MANY * (sizeof ANN_ROW + 1)];
+  n = (size_t)snprintf(ann, sizeof ann, "INSERT INTO jobq_outbox_news (job, state, at) VALUES ");
+  for (int i = 0; i < OB_MANY; i++)
+    n += (size_t)snprintf(ann + n, sizeof ann - n, "%s%s", i ? "," : "", ANN_ROW);
+  rc = sqlite3_prepare_v3(s->w, ann, -1, SQLITE_PREPARE_PERSISTENT, &s->ws[WS_OB_ANN_MANY], NULL);
   return rc == SQLITE_OK ? 0 : jobq__sq_error(s->w, rc, "cannot prepare a statement", s->path);
 }
 
@@ -212,6 +230,8 @@ static size_t pend_str(struct sq_obpend *p, const char *str, int *oom) {
   return p->len - n;
 }
 
+/* A pending row: a delivery, or (id, ep NULL) an announcement of job's
+ * end in state `event`. */
 static int pend_add(sq_store *s, const char *id, const char *job, const char *ep, const char *url,
                     int hook, int event, int flags, int64_t now) {
   if (s->ob_pend == NULL && (s->ob_pend = calloc(1, sizeof *s->ob_pend)) == NULL) return nomem();
@@ -225,9 +245,11 @@ static int pend_add(sq_store *s, const char *id, const char *job, const char *ep
   }
   int oom = 0;
   sq_obrow r = {0};
-  r.id = pend_str(p, id, &oom);
-  r.job = pend_str(p, job, &oom);
-  r.ep = pend_str(p, ep, &oom);
+  /* The first string of a row is its id's (or job's): a drop cuts there. */
+  r.ann = id == NULL;
+  r.id = pend_str(p, id ? id : job, &oom);
+  r.job = id ? pend_str(p, job, &oom) : r.id;
+  r.ep = ep ? pend_str(p, ep, &oom) : SIZE_MAX;
   r.url = url ? pend_str(p, url, &oom) : SIZE_MAX;
   if (oom) return nomem();
   r.hook = hook;
@@ -271,19 +293,48 @@ static void bind_row(sqlite3_stmt *u, int base, const struct sq_obpend *p, const
   sqlite3_bind_int64(u, base + 10, r->now);
 }
 
+static void bind_ann(sqlite3_stmt *u, int base, const struct sq_obpend *p, const sq_obrow *r) {
+  sqlite3_bind_text(u, base + 1, p->buf + r->job, -1, SQLITE_STATIC);
+  sqlite3_bind_int(u, base + 2, r->event);
+  sqlite3_bind_int64(u, base + 3, r->now);
+}
+
+/* The pending rows of one type (ann), OB_MANY to a statement. */
+static int flush_type(sq_store *s, int ann) {
+  struct sq_obpend *p = s->ob_pend;
+  const sq_obrow *batch[OB_MANY];
+  size_t k = 0, left = 0;
+  for (size_t i = 0; i < p->n; i++) left += p->v[i].ann == ann;
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < p->n; i++) {
+    if (p->v[i].ann != ann) continue;
+    batch[k++] = &p->v[i];
+    left--;
+    if (k < OB_MANY && left > 0) continue;
+    /* a whole batch, or the rest one by one */
+    int many = k == OB_MANY;
+    size_t m0 = 0;
+    while (rc == 0 && m0 < k) {
+      size_t m1 = many ? k : m0 + 1;
+      sqlite3_stmt *u =
+          s->ws[ann ? (many ? WS_OB_ANN_MANY : WS_OB_ANN) : (many ? WS_OB_INSERT_MANY : WS_OB_INSERT)];
+      for (size_t m = m0; m < m1; m++) {
+        if (ann) bind_ann(u, (int)(m - m0) * 3, p, batch[m]);
+        else bind_row(u, (int)(m - m0) * 10, p, batch[m]);
+      }
+      rc = jobq__sq_run(s, u, ann ? "cannot store webhook announcements" : "cannot store webhook deliveries");
+      m0 = m1;
+    }
+    k = 0;
+  }
+  return rc;
+}
+
 int jobq__sq_outbox_flush(sq_store *s) {
   struct sq_obpend *p = s->ob_pend;
   if (p == NULL || p->n == 0) return 0;
-  int rc = 0;
-  size_t i = 0;
-  while (rc == 0 && i < p->n) {
-    int many = p->n - i >= OB_MANY;
-    sqlite3_stmt *u = s->ws[many ? WS_OB_INSERT_MANY : WS_OB_INSERT];
-    size_t k = many ? OB_MANY : 1;
-    for (size_t m = 0; m < k; m++) bind_row(u, (int)m * 10, p, &p->v[i + m]);
-    rc = jobq__sq_run(s, u, "cannot store webhook deliveries");
-    i += k;
-  }
+  int rc = flush_type(s, 0);
+  if (rc == 0) rc = flush_type(s, 1);
   p->n = 0;
   p->len = 0;
   /* The job ends that added them are written: if they are not, nothing of
@@ -328,7 +379,6 @@ int jobq__sq_hooks_check(const char *const *hooks, size_t n) {
 /* ---- changes of jobs ---- */
 
 int jobq__sq_outbox_end(sq_store *s, const char *job, int state, const char *hooks, int64_t now) {
-  static const char *const word[] = {"succeeded", "failed", "cancelled"};
   if (state < JOBQ_SUCCEEDED || state > JOBQ_CANCELLED) return 0;
   int k = state - JOBQ_SUCCEEDED;
   const struct sq_hooks *h = hooks_parsed(s, hooks);
@@ -339,14 +389,64 @@ int jobq__sq_outbox_end(sq_store *s, const char *job, int state, const char *hoo
     sqlite3_bind_text(d, 1, job, -1, SQLITE_TRANSIENT);
     rc = jobq__sq_run(s, d, "cannot drop a job's pending progress webhooks");
   }
-  /* Added to the transaction's pending rows (written before it commits). */
+  /* Its announcement, added to the transaction's pending rows (written
+   * before it commits), if any subscription wants this end. */
+  int any = 0;
+  for (int i = 0; i < h->n; i++) any |= (h->v[i].on & (1 << k)) != 0;
+  if (rc == 0 && any) rc = pend_add(s, NULL, job, NULL, NULL, 0, state, 0, now);
+  return jobq__sq_poison(s, rc);
+}
+
+/* An announcement's deliveries, as pending rows: one per subscription that
+ * wants the end (JOBQ_WEBHOOK_ON_SUCCEEDED, _FAILED, _CANCELLED), created
+ * at the job's end. */
+static int deliveries_of(sq_store *s, const char *job, int state, const struct sq_hooks *h,
+                         int64_t at) {
+  static const char *const word[] = {"succeeded", "failed", "cancelled"};
+  if (state < JOBQ_SUCCEEDED || state > JOBQ_CANCELLED) return 0;
+  int k = state - JOBQ_SUCCEEDED, rc = 0;
   for (int i = 0; rc == 0 && i < h->n; i++) {
-    if (!(h->v[i].on & (1 << k))) continue; /* JOBQ_WEBHOOK_ON_SUCCEEDED, _FAILED, _CANCELLED */
+    if (!(h->v[i].on & (1 << k))) continue;
     char id[JOBQ_ID_SIZE + 24];
     snprintf(id, sizeof id, "%s:%d:%s", job, i, word[k]);
-    rc = pend_add(s, id, job, h->v[i].e, h->v[i].u, i, JOBQ_EVENT_SUCCEEDED + k, h->v[i].p, now);
+    rc = pend_add(s, id, job, h->v[i].e, h->v[i].u, i, JOBQ_EVENT_SUCCEEDED + k, h->v[i].p, at);
   }
-  return jobq__sq_poison(s, rc);
+  return rc;
+}
+
+int jobq__sq_outbox_settle(sq_store *s) {
+  int rc = jobq__sq_outbox_flush(s);
+  for (;;) {
+    if (rc) break;
+    sqlite3_stmt *q = s->ws[WS_OB_NEWS];
+    int64_t last = -1;
+    int rows = 0, src;
+    while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+      rows++;
+      last = sqlite3_column_int64(q, 0);
+      const char *text = (const char *)sqlite3_column_text(q, 4);
+      if (text == NULL) continue; /* the job is gone: nothing to announce */
+      const struct sq_hooks *h = hooks_parsed(s, text);
+      if (h == NULL) {
+        rc = nomem();
+        break;
+      }
+      rc = deliveries_of(s, (const char *)sqlite3_column_text(q, 1), sqlite3_column_int(q, 2), h,
+                         sqlite3_column_int64(q, 3));
+      if (rc) break;
+    }
+    if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW)
+      rc = jobq__sq_error(s->w, src, "cannot read webhook announcements", s->path);
+    sqlite3_reset(q);
+    if (rc || rows == 0) break;
+    if ((rc = jobq__sq_outbox_flush(s)) != 0) break;
+    sqlite3_stmt *d = s->ws[WS_OB_NEWS_DONE];
+    sqlite3_bind_int64(d, 1, last);
+    if ((rc = jobq__sq_run(s, d, "cannot clear webhook announcements")) != 0) break;
+    if (rows < NEWS_CHUNK) break;
+  }
+  if (rc) s->tx_doomed = 1;
+  return rc;
 }
 
 int jobq__sq_outbox_progress(sq_store *s, const char *job, int stage, const char *hooks,
@@ -558,7 +658,7 @@ static void claim_undo(sq_store *s, sq_req *req) {
 }
 
 static int claim_run(sq_store *s, sq_req *req) {
-  int frc = jobq__sq_outbox_flush(s); /* this transaction's deliveries first */
+  int frc = jobq__sq_outbox_settle(s); /* every announced delivery first */
   if (frc) return frc;
   sq_ob_claim_req *r = (sq_ob_claim_req *)req;
   const jobq_storage_outbox_claim *c = r->c;
@@ -755,7 +855,7 @@ typedef struct sq_ob_one_req {
 } sq_ob_one_req;
 
 static int redeliver_run(sq_store *s, sq_req *req) {
-  int frc = jobq__sq_outbox_flush(s); /* this transaction's deliveries first */
+  int frc = jobq__sq_outbox_settle(s); /* every announced delivery first */
   if (frc) return frc;
   sq_ob_one_req *r = (sq_ob_one_req *)req;
   sqlite3_stmt *u = s->ws[WS_OB_REDELIVER];
@@ -808,13 +908,43 @@ int jobq__sq_webhook_enable(void *st, const char *url) {
 
 /* ---- reads ---- */
 
+static int settle_run(sq_store *s, sq_req *req) {
+  (void)req;
+  return jobq__sq_outbox_settle(s);
+}
+
+static const sq_op settle_op = {settle_run, NULL};
+
+/* Before a read of the outbox: announcements still waiting (the reader
+ * sees every committed one) become deliveries, through the writer. */
+static int settle_for_read(sq_store *s) {
+  sq_reader *r = jobq__sq_reader(s);
+  sqlite3_stmt *q = NULL;
+  int any = 0;
+  int rc = jobq__sq_reader_stmt(s, r, RS_OB_NEWS, "SELECT EXISTS (SELECT 1 FROM jobq_outbox_news)", &q);
+  if (rc == 0) {
+    int src = sqlite3_step(q);
+    if (src == SQLITE_ROW) any = sqlite3_column_int(q, 0);
+    else rc = jobq__sq_error(r->db, src, "cannot read webhook announcements", s->path);
+    sqlite3_reset(q);
+  }
+  uv_mutex_unlock(&r->mu);
+  if (rc || !any) return rc;
+  sq_req h = {0};
+  h.op = &settle_op;
+  h.savepoint = 1; /* several rows */
+  return jobq__sq_submit(s, &h);
+}
+
 int jobq__sq_outbox_counts(void *st, int64_t counts[4]) {
   sq_store *s = st;
   for (int i = 0; i < 4; i++) counts[i] = 0;
+  int rc = settle_for_read(s);
+  if (rc) return rc;
   sq_reader *r = jobq__sq_reader(s);
   sqlite3_stmt *q = NULL;
   /* one count per state, each a range of the (state, next_at) index */
-  int rc = jobq__sq_reader_stmt(s, r, RS_OB_COUNTS,
+  rc = jobq__sq_reader_stmt(s, r, RS_OB_COUNTS,
                                 "SELECT (SELECT count(*) FROM jobq_outbox WHERE state = 0), "
                                 "(SELECT count(*) FROM jobq_outbox WHERE state = 1), "
                                 "(SELECT count(*) FROM jobq_outbox WHERE state = 2), "
@@ -840,6 +970,8 @@ int jobq__sq_outbox_list(void *st, const jobq_storage_outbox_filter *f,
   *more = 0;
   if (f->limit < 1)
     return jobq__err(JOBQ_EINVAL, "sqlite storage: outbox_list: limit must be at least 1");
+  int src0 = settle_for_read(s);
+  if (src0) return src0;
   char sql_[512];
   int len = snprintf(sql_, sizeof sql_, "SELECT " DELIVERY_COLS " FROM jobq_outbox WHERE 1");
   if (f->job_id) len += snprintf(sql_ + len, sizeof sql_ - (size_t)len, " AND " JOB_RANGE("?1"));

@@ -94,7 +94,7 @@ static int kept_by_owner(sq_store *s, const char *owner, int64_t seq, const char
 }
 
 static int ret_run(sq_store *s, sq_req *req) {
-  int frc = jobq__sq_outbox_flush(s); /* this transaction's deliveries first: the guard reads them */
+  int frc = jobq__sq_outbox_settle(s); /* every announced delivery first: the guard reads them */
   if (frc) return frc;
   sq_ret_req *r = (sq_ret_req *)req;
   jobq_storage_prune *p = r->p;

@@ -229,7 +229,7 @@ static void test_migrates_schema_1(void **state) {
   assert_int_equal(jobq_submit(q, "k", "{\"keep\":1}", NULL, id), 0);
   assert_int_equal(jobq_close(q, 0), 0);
   /* Make it what libjobq 0.1 schema 1 wrote. */
-  exec_sql(path, "DROP TABLE jobq_outbox; DROP TABLE jobq_webhook_disabled; "
+  exec_sql(path, "DROP TABLE jobq_outbox_news; DROP TABLE jobq_outbox; DROP TABLE jobq_webhook_disabled; "
                  "ALTER TABLE jobq_jobs DROP COLUMN webhooks; "
                  "DROP INDEX jobq_jobs_held; DROP INDEX jobq_jobs_batch; DROP TABLE jobq_batches; "
                  "ALTER TABLE jobq_jobs DROP COLUMN batch; ALTER TABLE jobq_jobs DROP COLUMN bcap; "
@@ -250,7 +250,7 @@ static void test_migrates_schema_1(void **state) {
   assert_int_equal(jobq_job_state(job), JOBQ_QUEUED);
   jobq_job_free(job);
   assert_int_equal(jobq_close(q, 0), 0);
-  assert_int_equal(query_int(path, "SELECT value FROM jobq_meta WHERE key = 'schema_version'"), 10);
+  assert_int_equal(query_int(path, "SELECT value FROM jobq_meta WHERE key = 'schema_version'"), 11);
   assert_int_equal(query_int(path, "SELECT count(*) FROM jobq_events"), 0);
   /* schema 3: the checkpoint columns, empty for old jobs */
   assert_int_equal(query_int(path, "SELECT count(*) FROM jobq_jobs WHERE ck_stage IS NULL"), 1);
@@ -308,7 +308,7 @@ static void test_migrates_schema_3_running_job(void **state) {
   assert_int_equal(jobq_close(q, 0), 0);
   /* What libjobq schema 3 left: one job running for a dead process, one
    * running with a lease that still lives (another process, alive). */
-  exec_sql(path, "DROP TABLE jobq_outbox; DROP TABLE jobq_webhook_disabled; "
+  exec_sql(path, "DROP TABLE jobq_outbox_news; DROP TABLE jobq_outbox; DROP TABLE jobq_webhook_disabled; "
                  "ALTER TABLE jobq_jobs DROP COLUMN webhooks; "
                  "DROP INDEX jobq_jobs_held; DROP INDEX jobq_jobs_batch; DROP TABLE jobq_batches; "
                  "ALTER TABLE jobq_jobs DROP COLUMN batch; ALTER TABLE jobq_jobs DROP COLUMN bcap; "
@@ -327,7 +327,7 @@ static void test_migrates_schema_3_running_job(void **state) {
            id, live);
   exec_sql(path, sql);
   q = open_q(1);
-  assert_int_equal(query_int(path, "SELECT value FROM jobq_meta WHERE key = 'schema_version'"), 10);
+  assert_int_equal(query_int(path, "SELECT value FROM jobq_meta WHERE key = 'schema_version'"), 11);
   assert_int_equal(jobq_register(q, "k", succeed_handler, NULL, NULL), 0);
   assert_int_equal(jobq_start(q), 0);
   expect_rescued_and_succeeded(q, id);

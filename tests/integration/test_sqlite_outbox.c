@@ -656,7 +656,7 @@ static void test_migrates_schema_9(void **state) {
   char old[JOBQ_ID_SIZE];
   add(st, NULL, 3, NULL, old);
   ops->close(st);
-  exec_sql("DROP TABLE jobq_outbox; DROP TABLE jobq_webhook_disabled; "
+  exec_sql("DROP TABLE jobq_outbox_news; DROP TABLE jobq_outbox; DROP TABLE jobq_webhook_disabled; "
            "ALTER TABLE jobq_jobs DROP COLUMN webhooks; "
            "UPDATE jobq_meta SET value = '9' WHERE key = 'schema_version'");
   st = open_st();
@@ -679,7 +679,58 @@ static void test_migrates_schema_9(void **state) {
                                       -1, &q, NULL),
                    SQLITE_OK);
   assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(q, 0), 10);
+  assert_int_equal(sqlite3_column_int(q, 0), 11);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+}
+
+/* Schema 10 (deliveries written at a job's end) to 11 (announcements): the
+ * deliveries stored before stay as they were; a job that ends afterwards
+ * is announced, one narrow row, and its deliveries appear when the outbox
+ * is read. */
+static void test_migrates_schema_10(void **state) {
+  (void)state;
+  void *st = open_st();
+  char old[JOBQ_ID_SIZE];
+  add(st, HOOKS, 3, NULL, old);
+  assert_int_equal(finish(st, old, claim(st, old, T0 + 1), JOBQ_OUTCOME_SUCCEEDED, T0 + 2),
+                   JOBQ_SUCCEEDED);
+  const char *both[] = {"0:succeeded", "1:succeeded"};
+  expect(st, old, both, 2); /* settled: in jobq_outbox, as schema 10 kept them */
+  ops->close(st);
+  exec_sql("DROP TABLE jobq_outbox_news; "
+           "UPDATE jobq_meta SET value = '10' WHERE key = 'schema_version'");
+  st = open_st();
+  expect(st, old, both, 2);
+  char j[JOBQ_ID_SIZE];
+  add(st, HOOKS, 3, NULL, j);
+  assert_int_equal(finish(st, j, claim(st, j, T0 + 3), JOBQ_OUTCOME_SUCCEEDED, T0 + 4), JOBQ_SUCCEEDED);
+  ops->close(st);
+  /* Committed as an announcement, not yet as deliveries. */
+  sqlite3 *db = NULL;
+  sqlite3_stmt *q = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM jobq_outbox_news), "
+                                          "(SELECT count(*) FROM jobq_outbox), (SELECT value FROM "
+                                          "jobq_meta WHERE key = 'schema_version')",
+                                      -1, &q, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(q, 0), 1);
+  assert_int_equal(sqlite3_column_int(q, 1), 2);
+  assert_int_equal(sqlite3_column_int(q, 2), 11);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  /* Read: settled first, both jobs' deliveries there, the announcement gone. */
+  st = open_st();
+  expect(st, j, both, 2);
+  expect(st, old, both, 2);
+  ops->close(st);
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM jobq_outbox_news", -1, &q, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(q, 0), 0);
   sqlite3_finalize(q);
   sqlite3_close(db);
 }
@@ -697,6 +748,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_mixed_insert_and_dedupe, setup, teardown),
     cmocka_unit_test_setup_teardown(test_cron_fire_hooked, setup, teardown),
     cmocka_unit_test_setup_teardown(test_migrates_schema_9, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_migrates_schema_10, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -459,6 +459,9 @@ static void test_yield_to_backlog(void **state) {
   assert_int_equal(since, t0);
   assert_int_equal(jobq__wh_yield(t0 + 500 * ms, t0 + 499 * ms, &since), 1);
   assert_int_equal(jobq__wh_yield(t0 + 999 * ms, t0 + 998 * ms, &since), 1);
+  /* a stamp made after the sender read the time is fresh, not ancient */
+  assert_int_equal(jobq__wh_yield(t0 + 999 * ms, t0 + 999 * ms + 1, &since), 1);
+  assert_int_equal(since, t0);
   /* ... for one second; the backlog still there, deliveries go on. */
   assert_int_equal(jobq__wh_yield(t0 + 1000 * ms, t0 + 999 * ms, &since), 0);
   assert_int_equal(jobq__wh_yield(t0 + 5000 * ms, t0 + 4999 * ms, &since), 0);
