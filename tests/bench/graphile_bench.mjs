@@ -5,11 +5,13 @@
 // an empty queue. Needs the npm package graphile-worker (NODE_PATH or a
 // node_modules beside the caller).
 //
-//   node tests/bench/graphile_bench.mjs URL JOBS CONCURRENCY [batched]
+//   node tests/bench/graphile_bench.mjs URL JOBS CONCURRENCY [batched] [e2e]
 //
 // "batched" adds the configuration of graphile-worker's performance guide
 // (0.17+): a local queue of 500 locked jobs and batched completions
-// (completeJobBatchDelay 0).
+// (completeJobBatchDelay 0). "e2e" starts the worker first and adds the
+// jobs while it runs, 1,000 per statement (tests/bench/peers/run.sh): jobs/s
+// from the first add to an empty queue.
 import { createRequire } from "node:module";
 import path from "node:path";
 
@@ -20,7 +22,11 @@ const pg = require("pg");
 const [url, jobsArg, concArg] = process.argv.slice(2);
 const jobs = Number(jobsArg || 20000);
 const concurrency = Number(concArg || 24);
-const batched = process.argv[5] === "batched";
+const flags = process.argv.slice(5);
+const batched = flags.includes("batched");
+const e2e = flags.includes("e2e");
+const addSql =
+  "SELECT graphile_worker.add_job('noop', json_build_object('n', i)) FROM generate_series($2::int, $1::int) i";
 
 const utils = await makeWorkerUtils({ connectionString: url });
 await utils.migrate();
@@ -28,14 +34,11 @@ await utils.release();
 const client = new pg.Client({ connectionString: url });
 await client.connect();
 await client.query("DELETE FROM graphile_worker._private_jobs").catch(() => {});
-await client.query(
-  "SELECT graphile_worker.add_job('noop', json_build_object('n', i)) FROM generate_series(1, $1::int) i",
-  [jobs],
-);
+if (!e2e) await client.query(addSql, [jobs, 1]);
 let done = 0;
 let finish;
 const allDone = new Promise((r) => (finish = r));
-const t0 = process.hrtime.bigint();
+let t0 = process.hrtime.bigint();
 const runner = await run({
   ...(batched
     ? { preset: { worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } } }
@@ -51,6 +54,10 @@ const runner = await run({
     },
   },
 });
+if (e2e) {
+  t0 = process.hrtime.bigint();
+  for (let i = 0; i < jobs; i += 1000) await client.query(addSql, [Math.min(jobs, i + 1000), i + 1]);
+}
 await allDone;
 // the last completions are committed asynchronously: wait for an empty table
 for (;;) {
@@ -60,7 +67,7 @@ for (;;) {
 }
 const s = Number(process.hrtime.bigint() - t0) / 1e9;
 console.log(
-  `graphile_worker (concurrency ${concurrency}${batched ? ", local queue 500, batched completes" : ""}): ${Math.round(jobs / s)} jobs/s (${jobs} jobs in ${s.toFixed(3)} s)`,
+  `graphile_worker${e2e ? " e2e" : ""} (concurrency ${concurrency}${batched ? ", local queue 500, batched completes" : ""}): ${Math.round(jobs / s)} jobs/s (${jobs} jobs in ${s.toFixed(3)} s)`,
 );
 await runner.stop();
 await client.end();
