@@ -96,7 +96,8 @@ cleanup() {
   rm -rf "$tmp" "$db"*
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+on_signal() { exit 130; }
+trap on_signal INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 if [ $need_node = 1 ]; then
@@ -125,47 +126,54 @@ fi
 rows=() # "system|storage|durability|drain|e2e"
 num() { awk '{ for (i = 1; i <= NF; i++) if ($i == "jobs/s" || $i == "jobs/s,") { print $(i - 1); exit } }'; }
 row() { rows+=("$1|$2|$3|${4:-?}|${5:-?}"); echo "  $1, $2: drain ${4:-?}, e2e ${5:-?} jobs/s"; }
-n=0
-jobq() { # storage-url figure -> jobs/s
-  local out
-  out=$("$bench" --storage "$1" --jobs "$jobs" --only "$2" | grep "^$2:") || return 0
-  echo "    $out" >&2
-  echo "$out" | num
+# Each figure runs in this shell, not inside $(...): an interrupt then
+# reaches the trap between commands, and the counter below is kept.
+fig() { # command... -> its jobs/s in $fig (empty if it failed)
+  fig=""
+  "$@" >"$tmp/fig" || { echo "    (failed: $*)" >&2; return 0; }
+  sed 's/^/    /' "$tmp/fig" >&2
+  fig=$(num <"$tmp/fig")
 }
-fresh_pg() { n=$((n + 1)); echo "$url?schema=peers_$n"; }
+n=0
+jobq() { # storage-url figure
+  fig=""
+  "$bench" --storage "$1" --jobs "$jobs" --only "$2" >"$tmp/fig" || { echo "    (failed: $2 on $1)" >&2; return 0; }
+  grep "^$2:" "$tmp/fig" | sed 's/^/    /' >&2
+  fig=$(grep "^$2:" "$tmp/fig" | num)
+}
+fresh_pg() { n=$((n + 1)); pg_url="$url?schema=peers_$n"; }
+in_npm() { (cd "$tmp/npm" && "$@"); }
 
 echo "peers: $jobs no-op jobs per run; $(nproc) cores; $(uname -sr)"
 if wanted "libjobq memory"; then
-  row libjobq memory "none (in process)" "$(jobq memory: drain_batch_2w)" "$(jobq memory: e2e_batch_2w)"
+  jobq memory: drain_batch_2w; d=$fig
+  jobq memory: e2e_batch_2w; e=$fig
+  row libjobq memory "none (in process)" "$d" "$e"
 fi
 if wanted "libjobq sqlite"; then
   sq="SQLite $(python3 -c 'import sqlite3; print(sqlite3.sqlite_version)' 2>/dev/null || echo '?')"
-  row libjobq "$sq" "crash-safe (synchronous NORMAL)" \
-    "$(jobq "sqlite:$db" drain_batch_2w)" "$(jobq "sqlite:$db" e2e_batch_2w)"
-  row libjobq "$sq" "power-safe (synchronous FULL)" \
-    "$(jobq "sqlite:$db?durability=power" drain_batch_2w)" "$(jobq "sqlite:$db?durability=power" e2e_batch_2w)"
+  jobq "sqlite:$db" drain_batch_2w; d=$fig
+  jobq "sqlite:$db" e2e_batch_2w; e=$fig
+  row libjobq "$sq" "crash-safe (synchronous NORMAL)" "$d" "$e"
+  jobq "sqlite:$db?durability=power" drain_batch_2w; d=$fig
+  jobq "sqlite:$db?durability=power" e2e_batch_2w; e=$fig
+  row libjobq "$sq" "power-safe (synchronous FULL)" "$d" "$e"
 fi
 if wanted "libjobq postgres"; then
-  row libjobq "PostgreSQL $pg_ver" "power-safe (fsync, synchronous_commit on)" \
-    "$(jobq "$(fresh_pg)" drain_batch_2w)" "$(jobq "$(fresh_pg)" e2e_batch_2w)"
+  fresh_pg; jobq "$pg_url" drain_batch_2w; d=$fig
+  fresh_pg; jobq "$pg_url" e2e_batch_2w; e=$fig
+  row libjobq "PostgreSQL $pg_ver" "power-safe (fsync, synchronous_commit on)" "$d" "$e"
 fi
 if wanted "graphile-worker postgres"; then
-  g() {
-    local out
-    out=$(cd "$tmp/npm" && node "$root/tests/bench/graphile_bench.mjs" "$url" "$jobs" 24 batched "$@") || return 0
-    echo "    $out" >&2
-    echo "$out" | num
-  }
-  row graphile-worker "PostgreSQL $pg_ver" "power-safe (fsync, synchronous_commit on)" "$(g)" "$(g e2e)"
+  gw=$root/tests/bench/graphile_bench.mjs
+  fig in_npm node "$gw" "$url" "$jobs" 24 batched; d=$fig
+  fig in_npm node "$gw" "$url" "$jobs" 24 batched e2e; e=$fig
+  row graphile-worker "PostgreSQL $pg_ver" "power-safe (fsync, synchronous_commit on)" "$d" "$e"
 fi
 if wanted "bullmq redis"; then
-  b() {
-    local out
-    out=$(cd "$tmp/npm" && node "$here/bullmq_bench.mjs" "$1" "$port" "$jobs" 100) || return 0
-    echo "    $out" >&2
-    echo "$out" | num
-  }
-  row BullMQ "Redis $redis_ver" "none: RDB snapshots, no AOF (defaults)" "$(b drain)" "$(b e2e)"
+  fig in_npm node "$here/bullmq_bench.mjs" drain "$port" "$jobs" 100; d=$fig
+  fig in_npm node "$here/bullmq_bench.mjs" e2e "$port" "$jobs" 100; e=$fig
+  row BullMQ "Redis $redis_ver" "none: RDB snapshots, no AOF (defaults)" "$d" "$e"
 fi
 
 # ---- the table ----
