@@ -12,6 +12,8 @@
  * Figures (memory backend, no-op handler unless said):
  *   e2e_*        submit -> run -> complete, jobs/s, with 1 and 2 workers,
  *                single submits and batches of 1000 (jobq_submit_many)
+ *   drain_*      N jobs submitted in batches of 1000 first, then run by 1
+ *                and 2 workers: jobs/s from jobq_start to the last done
  *   submit_*     latency of one jobq_submit on a queue nobody works, p50/p99
  *   pickup_*     submit to handler start on an idle queue, p50/p99
  *   rss_*        resident memory with 1,000,000 queued jobs
@@ -186,6 +188,44 @@ static void e2e_as(const char *fig, int workers, int batch, int rate) {
 }
 
 static void e2e(int workers, int batch) { e2e_as(NULL, workers, batch, 0); }
+
+/* drain_*: N jobs submitted in batches of 1,000 before the workers start,
+ * then run by them: jobs/s from jobq_start to the last one done (the
+ * submits are reported apart). The workload of other queues' "add a
+ * backlog, then drain it" figures (tests/bench/peers). */
+static void drain(int workers) {
+  char name[64];
+  snprintf(name, sizeof name, "drain_batch_%dw", workers);
+  if (!want(name)) return;
+  cur_url = figure_url(name, NULL);
+  jobq_t *q = open_q(workers);
+  if (jobq_register(q, "noop", noop, NULL, NULL) != 0) die("jobq_register");
+  atomic_store(&done, 0);
+  enum { BATCH = 1000 };
+  const char *kinds[BATCH], *payloads[BATCH];
+  static char ids[BATCH * JOBQ_ID_SIZE];
+  for (int i = 0; i < BATCH; i++) {
+    kinds[i] = "noop";
+    payloads[i] = "{}";
+  }
+  long total = (n_jobs + BATCH - 1) / BATCH * BATCH;
+  double t0 = now_s();
+  for (long i = 0; i < total; i += BATCH)
+    if (jobq_submit_many(q, BATCH, kinds, payloads, NULL, ids, NULL) < 0) die("submit_many");
+  double t_sub = now_s() - t0;
+  t0 = now_s();
+  if (jobq_start(q) != 0) die("jobq_start");
+  while (atomic_load(&done) < total) {
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, NULL);
+  }
+  double t = now_s() - t0;
+  printf("%s: %.0f jobs/s (%ld jobs drained in %.3f s; submitting them before took %.3f s, "
+         "%.0f jobs/s)\n",
+         name, (double)total / t, total, t, t_sub, (double)total / t_sub);
+  fflush(stdout);
+  jobq_close(q, -1);
+}
 
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -920,6 +960,8 @@ int main(int argc, char **argv) {
   e2e(2, 1);
   e2e(1, 1000);
   e2e(2, 1000);
+  drain(1);
+  drain(2);
   submit_latency();
   pickup_latency();
   pickup_xproc(argv[0]);
