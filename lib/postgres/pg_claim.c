@@ -13,10 +13,20 @@
 
 /* What a claim sets; $1 now, $2 lease end, $3 max, $5/$6 the default max
  * attempts by kind ($7 for any other kind). A job stored with max_attempts
- * 0 takes its claimer's default. */
+ * 0 takes its claimer's default. The lease is lengthened by the time the
+ * statement waited inside the server (a table lock, a slow disk): counted
+ * from $1 alone it could have run out by the commit, and a rescue would
+ * then run the job a second time while its handler runs. Only that
+ * duration is the server's clock: clock_timestamp() is read when the row
+ * is written, after the locks, and transaction_timestamp() when the server
+ * got the statement's first message (statement_timestamp() would not do:
+ * the extended protocol sets it again at Bind and Execute, after a lock
+ * wait of the Parse). The times themselves stay the queue's. */
 #define CLAIM_SET                                                                               \
   "UPDATE jobq_jobs j SET state = 1, attempts = j.attempts + 1, started_at = $1, "              \
-  "finished_at = NULL, lease_until = $2, progress = 0, max_attempts = CASE WHEN "               \
+  "finished_at = NULL, lease_until = $2::int8 + greatest(0, (extract(epoch FROM "               \
+  "clock_timestamp() - transaction_timestamp()) * 1000)::int8), progress = 0, "                 \
+  "max_attempts = CASE WHEN "                                                                   \
   "j.max_attempts = 0 THEN coalesce((SELECT m.v FROM unnest($5::text[], $6::int[]) AS m(k, v) " \
   "WHERE m.k = j.kind AND m.v > 0 LIMIT 1), $7) ELSE j.max_attempts END FROM c "               \
   "WHERE j.seq = c.cseq RETURNING " PG_JOB_COLS
@@ -113,6 +123,12 @@ int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *ou
   if ((rc = jobq__pg_batch_fill(s, c, now))) {
     jobq__pg_release(s, c);
     goto out;
+  }
+  /* Read again: the fill may have waited (for a lock of jobq_jobs), and the
+   * lease must count from the claim's own statement. */
+  if (req->clock) {
+    int64_t t = req->clock(req->clock_ud);
+    if (t > now) now = t;
   }
   /* Rate limits: the claim, the window's count and the record of what it
    * took are one transaction, under a lock per rated kind. */
