@@ -449,6 +449,48 @@ static const char *const migrations[PG_SCHEMA_VERSION] = {
   "CREATE INDEX jobq_events_tx ON jobq_events (tx, seq);"
   "CREATE INDEX jobq_events_time ON jobq_events (time);"
   "CREATE UNLOGGED TABLE jobq_listeners (token bigint PRIMARY KEY, until bigint NOT NULL);",
+  /* slot 5 (5 -> 6): a batch's BATCH_DONE event row is written by the
+   * trigger that sees the batch's last member end, so in the transaction
+   * that ended it: a process that stops right after that commit no longer
+   * leaves the other processes without the event. The row's origin is the
+   * ending store's token, which the statements that can end a member
+   * (finish, cancel, rescue) put in the transaction-local setting
+   * jobq.origin (so that store does not hear its own event twice; it tells
+   * its own sink after the commit, pg_batch.c); 0 (every listener hears it)
+   * when none is set. Written only while a store other than the origin
+   * listens, as the statements' own event rows (pg_int.h, PG_EV_LISTENED);
+   * its summary is made by the reader (pg_events.c). */
+  "CREATE OR REPLACE FUNCTION jobq_batch_member_end() RETURNS trigger LANGUAGE plpgsql "
+  "SET search_path FROM CURRENT AS $f$ "
+  "DECLARE left_open bigint; o bigint; t bigint; "
+  "BEGIN "
+  "  UPDATE jobq_batches SET open = open - 1, "
+  "    succeeded = succeeded + (NEW.state = 2)::int, "
+  "    failed = failed + (NEW.state = 3)::int, "
+  "    cancelled = cancelled + (NEW.state = 4)::int, "
+  "    errors = CASE WHEN NEW.state = 3 AND jsonb_array_length(errors) < 20 THEN errors || "
+  "      jsonb_build_array(jsonb_build_object('jobId', NEW.id, 'error', "
+  "      coalesce(NEW.error, 'failed'))) ELSE errors END, "
+  "    finished_at = CASE WHEN open = 1 THEN greatest(coalesce(NEW.finished_at, 1), 1) "
+  "      ELSE finished_at END, "
+  "    last_job = CASE WHEN open = 1 THEN NEW.id ELSE last_job END "
+  "  WHERE id = NEW.batch RETURNING open INTO left_open; "
+  "  IF left_open > 0 AND EXISTS (SELECT 1 FROM jobq_jobs WHERE batch = NEW.batch AND "
+  "      state = 6) THEN "
+  "    PERFORM pg_notify('jobq_' || current_schema(), ''); "
+  "  END IF; "
+  "  IF left_open = 0 THEN "
+  "    o := coalesce(nullif(current_setting('jobq.origin', true), '')::bigint, 0); "
+  "    t := (extract(epoch FROM clock_timestamp()) * 1000)::int8; "
+  "    IF EXISTS (SELECT 1 FROM jobq_listeners WHERE token <> o AND until > t) THEN "
+  "      INSERT INTO jobq_events (origin, job_id, kind, type, state, progress, step, attempt, "
+  "        error, result, time) VALUES (o, NEW.id, NEW.kind, 10, NEW.state, 0, NEW.batch, 0, "
+  "        NULL, NULL, t); "
+  "      PERFORM pg_notify('jobq_' || current_schema() || '_ev', ''); "
+  "    END IF; "
+  "  END IF; "
+  "  RETURN NULL; "
+  "END $f$;",
 };
 
 static void quiet(void *arg, const char *message) {

@@ -13,20 +13,23 @@
 
 /* What a claim sets; $1 now, $2 lease end, $3 max, $5/$6 the default max
  * attempts by kind ($7 for any other kind). A job stored with max_attempts
- * 0 takes its claimer's default. The lease is lengthened by the time the
- * statement waited inside the server (a table lock, a slow disk): counted
- * from $1 alone it could have run out by the commit, and a rescue would
- * then run the job a second time while its handler runs. Only that
- * duration is the server's clock: clock_timestamp() is read when the row
- * is written, after the locks, and transaction_timestamp() when the server
- * got the statement's first message (statement_timestamp() would not do:
- * the extended protocol sets it again at Bind and Execute, after a lock
- * wait of the Parse). The times themselves stay the queue's. */
+ * 0 takes its claimer's default. A statement that waited inside the server
+ * (a lock of jobq_jobs, a slow disk) for more than half the lease (and at
+ * least 200 ms) has the wait added to the lease: counted from $1 alone the
+ * lease could have run out by the commit, and a rescue would then run the
+ * job a second time while its handler runs (storage.h wants the time read
+ * again when the claim applies; the server cannot read the queue's clock,
+ * so it adds the one duration it measures, clock_timestamp() when the row
+ * is written minus transaction_timestamp() when the statement's first
+ * message came: statement_timestamp() would not do, the extended protocol
+ * sets it again at Bind and Execute, after a lock wait of the Parse). A
+ * shorter wait is not added, so a claim's lease is exactly $2 as storage.h
+ * says, and what it loses is covered by heartbeats every lease/3. */
 #define CLAIM_SET                                                                               \
   "UPDATE jobq_jobs j SET state = 1, attempts = j.attempts + 1, started_at = $1, "              \
-  "finished_at = NULL, lease_until = $2::int8 + greatest(0, (extract(epoch FROM "               \
-  "clock_timestamp() - transaction_timestamp()) * 1000)::int8), progress = 0, "                 \
-  "max_attempts = CASE WHEN "                                                                   \
+  "finished_at = NULL, lease_until = $2::int8 + (SELECT CASE WHEN w > greatest(($2::int8 - "   \
+  "$1::int8) / 2, 200) THEN w ELSE 0 END FROM (SELECT (extract(epoch FROM clock_timestamp() - " \
+  "transaction_timestamp()) * 1000)::int8 AS w) x), progress = 0, max_attempts = CASE WHEN "    \
   "j.max_attempts = 0 THEN coalesce((SELECT m.v FROM unnest($5::text[], $6::int[]) AS m(k, v) " \
   "WHERE m.k = j.kind AND m.v > 0 LIMIT 1), $7) ELSE j.max_attempts END FROM c "               \
   "WHERE j.seq = c.cseq RETURNING " PG_JOB_COLS
@@ -252,6 +255,7 @@ out:
     "FROM unnest($1::text[], $2::int[], $3::int[], $4::int8[], $5::text[], $6::text[], $7::int[], " \
     "  $8::text[], $9::int8[], $10::int8[]) WITH ORDINALITY " \
     "  AS f(id, att, ns, run_at, res, err, prog, step, fin, now, ord) " \
+    PG_ORIGIN_FROM("$12::int8") \
     "WHERE j.id = f.id AND j.state = 1 AND j.attempts = f.att " \
     "RETURNING f.ord, j.state, j.run_at <= f.now AS due, j.batch IS NOT NULL AS bm, j.id, " \
     "j.webhooks, f.now AS ob_now, j.kind, j.progress, j.step, j.error, j.result, f.att), " \
@@ -461,7 +465,7 @@ int jobq__pg_rescue(void *st, int64_t now, size_t *n_out) {
       "lease_until = NULL, attempt_log = coalesce(j.attempt_log, '[]'::jsonb) || " \
       "  jsonb_build_array(jsonb_build_array(j.started_at, $1::int8, " \
       "  'lease expired: the process running the job stopped')) " \
-      "FROM e WHERE j.seq = e.seq RETURNING j.id, j.state, j.batch, j.webhooks, " \
+      "FROM e " PG_ORIGIN_FROM("$3::int8") "WHERE j.seq = e.seq RETURNING j.id, j.state, j.batch, j.webhooks, " \
       "$1::int8 AS ob_now, j.kind, j.attempts, j.error), " \
       "n AS (SELECT pg_notify($2, '') FROM u WHERE u.state = 0 LIMIT 1), " \
       PG_OUTBOX_END_CTES("u") ", " \

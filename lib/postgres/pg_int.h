@@ -12,7 +12,7 @@
  * a queued job waits in the claim index whatever its run_at, and the claim
  * reads run_at <= now (docs/postgres.md says why one state, not SQLite's
  * due/scheduled pair). */
-#define PG_SCHEMA_VERSION 5
+#define PG_SCHEMA_VERSION 6
 #define PG_POOL_MAX 64
 
 /* The columns every job read returns, in jobq__pg_row_to_job's order. */
@@ -218,6 +218,13 @@ int64_t jobq__pg_new_token(pg_store *s);
   "EXISTS (SELECT 1 FROM jobq_listeners WHERE token <> " TOK " AND until > " PG_NOW_MS ")"
 #define PG_EV_END(TOK, CH) \
   " AND " PG_EV_LISTENED(TOK) " RETURNING 1), evn AS (SELECT pg_notify(" CH " || '_ev', '') FROM ev LIMIT 1) "
+/* A FROM item for the statements that can end a batch's member (finish,
+ * cancel, rescue): it puts the store's token TOK in the transaction-local
+ * setting jobq.origin, where the trigger that sees a batch end reads the
+ * origin of its BATCH_DONE event row (migration slot 5, pg.c). A function
+ * in FROM runs once, before any row is updated, and AFTER triggers fire at
+ * the statement's end. */
+#define PG_ORIGIN_FROM(TOK) ", set_config('jobq.origin', " TOK "::text, true) AS og "
 /* A statement comes in two texts, made by one macro STMT(EV): with
  * STMT(PG_EV_ON) it writes the events whose rows SEL selects (SEL ends in
  * a WHERE clause, which PG_EV_END extends); with STMT(PG_EV_OFF) it writes
