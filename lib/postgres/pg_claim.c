@@ -173,8 +173,21 @@ int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *ou
   p[np++] = s->channel;
   p[np++] = jobq__pg_i64(tok, s->token);
   PGresult *r = NULL;
-  if (rc == 0)
-    rc = jobq__pg_exec(s, c, sql[jobq__pg_listened(s, c)], np, p, "cannot claim jobs", &r);
+  const char *text = sql[jobq__pg_listened(s, c)];
+  /* Outside a rate limit's transaction the claim is a prepared statement.
+   * Preparing it (once per connection) is a transaction of its own that
+   * takes the table's locks and may wait for them: it is done before the
+   * time is read again, so that the lease counts from the claim's own
+   * statement. */
+  if (rc == 0 && !req->n_rates && req->clock && jobq__pg_prepare(s, c, text, np) == 1) {
+    int64_t t = req->clock(req->clock_ud);
+    if (t > now) {
+      now = t;
+      p[0] = jobq__pg_i64(b1, now);
+      p[1] = jobq__pg_i64(b2, now + req->lease_ms);
+    }
+  }
+  if (rc == 0) rc = jobq__pg_exec_prep(s, c, text, np, p, "cannot claim jobs", &r);
   if (rc == 0 && req->n_rates && (rc = jobq__pg_rate_end(s, c, req, now, &rs, r)) != 0) {
     PQclear(r);
     r = NULL;
@@ -267,11 +280,16 @@ out:
        "CASE WHEN state = 6 THEN 0 ELSE state END, progress, step, att, " \
        "CASE WHEN state = 2 THEN NULL ELSE error END, CASE WHEN state = 2 THEN result END, " \
        PG_NOW_MS " FROM u WHERE true", "$12::int8", "$11") \
-    /* every entry's answer: its new state, or whether a job has its id */ \
-    "SELECT f.ord, u.state, EXISTS (SELECT 1 FROM jobq_jobs x WHERE x.id = f.id), " \
+    /* every entry's answer: its new state, or whether a job has its id. \
+     * The lookup runs only for an entry the UPDATE did not match (a stale \
+     * attempt, an unknown id): as an EXISTS the planner made it a hashed \
+     * scan of the whole table for every group, whatever its entries. */ \
+    "SELECT f.ord, u.state, k.known IS NOT NULL, " \
     "(SELECT count(*) FROM n), u.bm, (SELECT count(*) FROM evn) " \
     "FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) " \
-    "LEFT JOIN u ON u.ord = f.ord"
+    "LEFT JOIN u ON u.ord = f.ord " \
+    "LEFT JOIN LATERAL (SELECT true AS known FROM jobq_jobs x WHERE u.ord IS NULL AND " \
+    "x.id = f.id LIMIT 1) k ON true"
 static const char *const finish_sql[2] = {FINISH_SQL(PG_EV_OFF), FINISH_SQL(PG_EV_ON)};
 
 int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state) {
@@ -354,7 +372,7 @@ int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_s
    * members of the same batches can deadlock; PostgreSQL then rolls one
    * back whole (40P01, JOBQ_EBUSY), and it is run again. */
   for (int t = 0; t < 4; t++)
-    if ((rc = jobq__pg_exec(s, c, finish_sql[jobq__pg_listened(s, c)], 12, p, "cannot finish jobs",
+    if ((rc = jobq__pg_exec_prep(s, c, finish_sql[jobq__pg_listened(s, c)], 12, p, "cannot finish jobs",
                             &r)) != JOBQ_EBUSY)
       break;
   if (rc == 0) {
@@ -415,7 +433,7 @@ int jobq__pg_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_
   const char *p[3] = {a1, a2, jobq__pg_i64(ub, lease_until)};
   PGresult *r = NULL;
   /* lease_until is in no index: a heartbeat is a HOT update */
-  rc = jobq__pg_exec(s, c,
+  rc = jobq__pg_exec_prep(s, c,
                      "UPDATE jobq_jobs j SET lease_until = $3 FROM unnest($1::text[], $2::int[]) "
                      "WITH ORDINALITY AS h(id, att, ord) WHERE j.id = h.id AND j.state = 1 AND "
                      "j.attempts = h.att RETURNING h.ord, j.cancel_req",
