@@ -232,8 +232,12 @@ static int sqlstate_is(PGresult *r, const char *code) {
 /* The pool slot c was lent from, if c may run prepared statements now. */
 static pg_conn *prep_slot(pg_store *s, PGconn *c, int n) {
   pg_conn *slot = NULL;
+  /* Other slots change under mu as they are lent and given back; this
+   * one's prepared set is its borrower's alone. */
+  uv_mutex_lock(&s->mu);
   for (int i = 0; i < s->pool && slot == NULL; i++)
     if (s->conns[i].c == c && s->conns[i].busy) slot = &s->conns[i];
+  uv_mutex_unlock(&s->mu);
   /* Inside a transaction a failed EXECUTE would abort it: unnamed there. */
   if (slot == NULL || n == 0 || PQtransactionStatus(c) != PQTRANS_IDLE) return NULL;
   return slot;
