@@ -211,6 +211,106 @@ int jobq__pg_exec(pg_store *s, PGconn *c, const char *sql, int n, const char *co
   return 0;
 }
 
+/* FNV-1a of a statement's text: its prepared name. Two texts never share
+ * a name, so a name found on a server connection (42P05: a pooler's
+ * connection that another client or an earlier session of ours prepared)
+ * is the same statement. */
+static uint64_t sql_hash(const char *sql) {
+  uint64_t h = 1469598103934665603ull;
+  for (const unsigned char *p = (const unsigned char *)sql; *p; p++) {
+    h ^= *p;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+static int sqlstate_is(PGresult *r, const char *code) {
+  const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  return st && strcmp(st, code) == 0;
+}
+
+/* The pool slot c was lent from, if c may run prepared statements now. */
+static pg_conn *prep_slot(pg_store *s, PGconn *c, int n) {
+  pg_conn *slot = NULL;
+  /* Other slots change under mu as they are lent and given back; this
+   * one's prepared set is its borrower's alone. */
+  uv_mutex_lock(&s->mu);
+  for (int i = 0; i < s->pool && slot == NULL; i++)
+    if (s->conns[i].c == c && s->conns[i].busy) slot = &s->conns[i];
+  uv_mutex_unlock(&s->mu);
+  /* Inside a transaction a failed EXECUTE would abort it: unnamed there. */
+  if (slot == NULL || n == 0 || PQtransactionStatus(c) != PQTRANS_IDLE) return NULL;
+  return slot;
+}
+
+/* Index of sql's hash h in slot's prepared ones, preparing it if needed:
+ * -1 if it cannot be (the slot is full, the server refused: run unnamed),
+ * -2 if the connection was lost (*res holds the failure). *did: prepared now. */
+static int prep_find(pg_conn *slot, PGconn *c, uint64_t h, const char *name, const char *sql,
+                     int n, PGresult **res, int *did) {
+  *res = NULL;
+  *did = 0;
+  int k = 0;
+  while (k < slot->n_prep && slot->prep[k] != h) k++;
+  if (k < slot->n_prep) return k;
+  if (slot->n_prep == PG_PREP_MAX) return -1;
+  PGresult *pr = PQprepare(c, name, sql, n, NULL);
+  if (PQresultStatus(pr) != PGRES_COMMAND_OK && !sqlstate_is(pr, "42P05")) {
+    if (PQstatus(c) != CONNECTION_OK) {
+      *res = pr;
+      return -2;
+    }
+    PQclear(pr);
+    return -1;
+  }
+  PQclear(pr);
+  *did = 1;
+  slot->prep[slot->n_prep] = h;
+  return slot->n_prep++;
+}
+
+int jobq__pg_prepare(pg_store *s, PGconn *c, const char *sql, int n) {
+  pg_conn *slot = prep_slot(s, c, n);
+  if (slot == NULL) return 0;
+  uint64_t h = sql_hash(sql);
+  char name[32];
+  snprintf(name, sizeof name, "jobq_%016" PRIx64, h);
+  PGresult *res;
+  int did;
+  int k = prep_find(slot, c, h, name, sql, n, &res, &did);
+  PQclear(res);
+  return k >= 0 && did;
+}
+
+int jobq__pg_exec_prep(pg_store *s, PGconn *c, const char *sql, int n,
+                       const char *const *params, const char *what, PGresult **out) {
+  if (out) *out = NULL;
+  pg_conn *slot = prep_slot(s, c, n);
+  if (slot == NULL) return jobq__pg_exec(s, c, sql, n, params, what, out);
+  uint64_t h = sql_hash(sql);
+  char name[32];
+  snprintf(name, sizeof name, "jobq_%016" PRIx64, h);
+  PGresult *pr;
+  int did;
+  int k = prep_find(slot, c, h, name, sql, n, &pr, &did);
+  if (k == -2) return jobq__pg_fail(s, c, pr, what);
+  if (k < 0) return jobq__pg_exec(s, c, sql, n, params, what, out);
+  PGresult *res = PQexecPrepared(c, name, n, params, NULL, NULL, 0);
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    if (sqlstate_is(res, "26000") && PQtransactionStatus(c) == PQTRANS_IDLE) {
+      /* not on this server connection: forget it, run this call unnamed */
+      PQclear(res);
+      slot->prep[k] = slot->prep[--slot->n_prep];
+      return jobq__pg_exec(s, c, sql, n, params, what, out);
+    }
+    return jobq__pg_fail(s, c, res, what);
+  }
+  if (out) *out = res;
+  else PQclear(res);
+  return 0;
+}
+
 int jobq__pg_begin(pg_store *s, PGconn *c) {
   return jobq__pg_exec(s, c, "BEGIN", 0, NULL, "cannot start a transaction", NULL);
 }
@@ -449,6 +549,54 @@ static const char *const migrations[PG_SCHEMA_VERSION] = {
   "CREATE INDEX jobq_events_tx ON jobq_events (tx, seq);"
   "CREATE INDEX jobq_events_time ON jobq_events (time);"
   "CREATE UNLOGGED TABLE jobq_listeners (token bigint PRIMARY KEY, until bigint NOT NULL);",
+  /* slot 5 (5 -> 6): a batch's BATCH_DONE event row is written by the
+   * trigger that sees the batch's last member end, so in the transaction
+   * that ended it: a process that stops right after that commit no longer
+   * leaves the other processes without the event. The row's origin is the
+   * ending store's token, which the statements that can end a member
+   * (finish, cancel, rescue) put in the transaction-local setting
+   * jobq.origin (so that store does not hear its own event twice; it tells
+   * its own sink after the commit, pg_batch.c); 0 (every listener hears it)
+   * when none is set. Written only while a store other than the origin
+   * listens, as the statements' own event rows (pg_int.h, PG_EV_LISTENED);
+   * its summary is made by the reader (pg_events.c). */
+  "CREATE OR REPLACE FUNCTION jobq_batch_member_end() RETURNS trigger LANGUAGE plpgsql "
+  "SET search_path FROM CURRENT AS $f$ "
+  "DECLARE left_open bigint; o bigint; t bigint; "
+  "BEGIN "
+  "  UPDATE jobq_batches SET open = open - 1, "
+  "    succeeded = succeeded + (NEW.state = 2)::int, "
+  "    failed = failed + (NEW.state = 3)::int, "
+  "    cancelled = cancelled + (NEW.state = 4)::int, "
+  "    errors = CASE WHEN NEW.state = 3 AND jsonb_array_length(errors) < 20 THEN errors || "
+  "      jsonb_build_array(jsonb_build_object('jobId', NEW.id, 'error', "
+  "      coalesce(NEW.error, 'failed'))) ELSE errors END, "
+  "    finished_at = CASE WHEN open = 1 THEN greatest(coalesce(NEW.finished_at, 1), 1) "
+  "      ELSE finished_at END, "
+  "    last_job = CASE WHEN open = 1 THEN NEW.id ELSE last_job END "
+  "  WHERE id = NEW.batch RETURNING open INTO left_open; "
+  "  IF left_open > 0 AND EXISTS (SELECT 1 FROM jobq_jobs WHERE batch = NEW.batch AND "
+  "      state = 6) THEN "
+  "    PERFORM pg_notify('jobq_' || current_schema(), ''); "
+  "  END IF; "
+  "  IF left_open = 0 THEN "
+  "    o := coalesce(nullif(current_setting('jobq.origin', true), '')::bigint, 0); "
+  "    t := (extract(epoch FROM clock_timestamp()) * 1000)::int8; "
+  "    IF EXISTS (SELECT 1 FROM jobq_listeners WHERE token <> o AND until > t) THEN "
+  "      INSERT INTO jobq_events (origin, job_id, kind, type, state, progress, step, attempt, "
+  "        error, result, time) VALUES (o, NEW.id, NEW.kind, 10, NEW.state, 0, NEW.batch, 0, "
+  "        NULL, NULL, t); "
+  "      PERFORM pg_notify('jobq_' || current_schema() || '_ev', ''); "
+  "    END IF; "
+  "  END IF; "
+  "  RETURN NULL; "
+  "END $f$;"
+  /* ... and the queued jobs (held ones too) in seq order, for lists by
+   * state: jobq_list(state queued) walked the primary key from the oldest
+   * job, through every finished one, to its first queued job (milliseconds
+   * per call with 20,000 finished jobs, a scan of the table with many
+   * more). One more index entry per submit and per retry. */
+  "CREATE INDEX jobq_jobs_queued ON jobq_jobs (seq) WHERE state IN (0, 6);",
 };
 
 static void quiet(void *arg, const char *message) {
@@ -556,8 +704,20 @@ int jobq__pg_connect(pg_store *s, int do_migrate, PGconn **out) {
     PQfinish(c);
     return rc;
   }
-  char sql[160];
-  snprintf(sql, sizeof sql, "SET search_path TO %s", ident);
+  /* The queue's tables are small and hot (cached): at the default
+   * random_page_cost (4, disks that seek) the planner joined a batch of
+   * finishes to the running jobs by a hash over a scan of them all (or of
+   * the whole table) instead of by their index, a cost that grew with the
+   * number of running jobs and processes. 1.1 is what PostgreSQL's
+   * documentation suggests for data in cache or on SSDs; a lower value the
+   * role or the URL's options set is kept. Session state, like the
+   * search_path: through a transaction-mode PgBouncer it may not hold,
+   * which costs speed only. Both in one round trip (simple protocol). */
+  char sql[400];
+  snprintf(sql, sizeof sql,
+           "SET search_path TO %s; SELECT set_config('random_page_cost', '1.1', false) "
+           "WHERE current_setting('random_page_cost')::float8 > 1.1",
+           ident);
   PQfreemem(ident);
   int rc = jobq__pg_exec(s, c, sql, 0, NULL, "cannot select the schema", NULL);
   if (rc == 0 && do_migrate) rc = migrate(s, c);
@@ -594,6 +754,7 @@ int jobq__pg_acquire(pg_store *s, PGconn **out) {
   if (c && PQstatus(c) != CONNECTION_OK) {
     PQfinish(c);
     c = slot->c = NULL;
+    slot->n_prep = 0;
   }
   int64_t wait_until = s->retry_at;
   uv_mutex_unlock(&s->mu);
@@ -618,6 +779,7 @@ int jobq__pg_acquire(pg_store *s, PGconn **out) {
     }
     uv_cond_signal(&s->cv);
   } else {
+    if (slot->c != c) slot->n_prep = 0; /* a new connection prepared nothing */
     slot->c = c;
     s->backoff_ms = 50;
     s->retry_at = 0;
@@ -637,6 +799,7 @@ void jobq__pg_release(pg_store *s, PGconn *c) {
     if (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
       PQfinish(c);
       s->conns[i].c = NULL;
+      s->conns[i].n_prep = 0;
     }
     break;
   }

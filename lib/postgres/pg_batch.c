@@ -14,10 +14,11 @@
  * The end of a member is counted by a trigger in the transaction of the
  * change that ended it (finish, cancel, rescue), so exactly one change sees
  * the batch's open count reach 0 and records its member as last_job. The
- * process that made that change tells its batch sink once the change
- * committed (jobq__pg_batch_tell): it asks for the batches whose last_job
- * is one of the members it just ended, and with the same statement tells
- * other processes (shared events, TELL_SQL). */
+ * same trigger writes the BATCH_DONE row for other processes' listeners
+ * (shared events) in that transaction (schema slot 5, pg.c). The process
+ * that made the change tells its own batch sink once the change committed
+ * (jobq__pg_batch_tell): it asks for the batches whose last_job is one of
+ * the members it just ended. */
 #include "postgres/pg_int.h"
 #include "util/err.h"
 #include "util/mem.h"
@@ -127,27 +128,15 @@ static char *summary(const jobq_storage_batch *b) {
   return out;
 }
 
-/* The batches that WHERE ($1) selects, read after the change that ended
- * them committed, and their BATCH_DONE events for other processes'
- * listeners (set_event_sink): one row each in jobq_events ($2 this store's
- * token, $3 the channel: PG_EV_INSERT), written by the same statement when
- * another store listens. Such a row carries no summary (result NULL): its
- * reader makes it (jobq__pg_batch_summary), as the batch's counts are
- * final. The row is written right after the commit that ended the batch,
- * not inside it, so a process that stops in between leaves the others
- * without this event; the batch is done all the same (jobq_batch_get). */
-#define TELL_SQL(EV, WHERE)                                                                    \
-  "WITH t AS (SELECT b.id, b.last_job FROM jobq_batches b WHERE " WHERE "), "                  \
-  EV("SELECT $2::int8, coalesce(t.last_job, ''), (SELECT kind FROM jobq_jobs k WHERE k.id = "  \
-     "t.last_job), 10, CASE WHEN coalesce(t.last_job, '') = '' THEN -1 ELSE coalesce((SELECT " \
-     "state FROM jobq_jobs k WHERE k.id = t.last_job), -1) END, 0, t.id, 0, NULL, NULL, "      \
-     PG_NOW_MS " FROM t WHERE true", "$2::int8", "$3")                                          \
-  "SELECT " BATCH_COLS " FROM jobq_batches b WHERE b.id IN (SELECT id FROM t) AND "            \
-  "(SELECT count(*) FROM evn) >= 0"
-#define TELL_ENDED(EV) TELL_SQL(EV, "b.open = 0 AND b.last_job = ANY($1::text[])")
-#define TELL_ONE(EV) TELL_SQL(EV, "b.id = $1")
-static const char *const tell_ended_sql[2] = {TELL_ENDED(PG_EV_OFF), TELL_ENDED(PG_EV_ON)};
-static const char *const tell_one_sql[2] = {TELL_ONE(PG_EV_OFF), TELL_ONE(PG_EV_ON)};
+/* The batches that ended, read after the change that ended them committed,
+ * for this store's own sink. Other processes hear of them by the row the
+ * trigger wrote in that change's transaction (pg.c, slot 5), or, for a
+ * batch done at its insert, the row the insert's transaction wrote
+ * (jobq__pg_batch_members): this store's token is that row's origin, so it
+ * does not hear its own batch twice. */
+static const char tell_ended_sql[] =
+    "SELECT " BATCH_COLS " FROM jobq_batches b WHERE b.open = 0 AND b.last_job = ANY($1::text[])";
+static const char tell_one_sql[] = "SELECT " BATCH_COLS " FROM jobq_batches b WHERE b.id = $1";
 
 /* Hands the sink the news of the batches in r (BATCH_COLS rows). News only:
  * out of memory drops it (the batch is done all the same). */
@@ -173,15 +162,14 @@ static void tell_rows(pg_store *s, PGresult *r) {
   }
 }
 
-/* Reads with sql[2] (TELL_SQL) and p1 as $1, then tells. */
-static void tell(pg_store *s, const char *const sql[2], const char *p1) {
+/* Reads with sql and p1 as $1, then tells. */
+static void tell(pg_store *s, const char *sql, const char *p1) {
+  if (s->batch_sink == NULL) return;
   PGconn *c = NULL;
   if (jobq__pg_acquire(s, &c) != 0) return; /* news only */
-  char tok[24];
-  const char *p[3] = {p1, jobq__pg_i64(tok, s->token), s->channel};
+  const char *p[1] = {p1};
   PGresult *r = NULL;
-  int rc = jobq__pg_exec(s, c, sql[jobq__pg_listened(s, c)], 3, p, "cannot read an ended batch",
-                         &r);
+  int rc = jobq__pg_exec(s, c, sql, 1, p, "cannot read an ended batch", &r);
   /* the connection goes back first: a sink may call into the store */
   jobq__pg_release(s, c);
   if (rc == 0) {
@@ -238,6 +226,20 @@ int jobq__pg_batch_members(pg_store *s, PGconn *c, const char *batch_id, int max
                        "finished_at, last_job) VALUES ($1, $2::int, $3::int8, $3::int8, $4::int8, "
                        "$5::int8, CASE WHEN $5::int8 IS NULL THEN NULL ELSE '' END)",
                        5, q, "cannot store a batch", NULL);
+  /* A batch without members is done at its insert: its BATCH_DONE row for
+   * other processes goes in the insert's transaction (c's), as a trigger
+   * writes it for a batch whose last member ends. */
+  if (rc == 0 && k == 0) {
+    char tok[24];
+    const char *e[3] = {batch_id, jobq__pg_i64(tok, s->token), s->channel};
+    static const char *const done_sql[2] = {
+        "WITH " PG_EV_OFF("", "$2::int8", "$3") "SELECT $1::text, (SELECT count(*) FROM evn)",
+        "WITH " PG_EV_ON("SELECT $2::int8, '', NULL, 10, -1, 0, $1::text, 0, NULL, NULL, "
+                         PG_NOW_MS " WHERE true", "$2::int8", "$3")
+        "SELECT $1::text, (SELECT count(*) FROM evn)"};
+    rc = jobq__pg_exec(s, c, done_sql[jobq__pg_listened(s, c)], 3, e,
+                       "cannot tell of a batch done at its insert", NULL);
+  }
   free(arr);
   return rc;
 }
@@ -245,7 +247,7 @@ int jobq__pg_batch_members(pg_store *s, PGconn *c, const char *batch_id, int max
 int jobq__pg_batch_fill(pg_store *s, PGconn *c, int64_t now) {
   char nb[24];
   const char *p[1] = {jobq__pg_i64(nb, now)};
-  return jobq__pg_exec(s, c, "SELECT jobq_batch_fill($1::int8)", 1, p,
+  return jobq__pg_exec_prep(s, c, "SELECT jobq_batch_fill($1::int8)", 1, p,
                        "cannot give held batch members their places", NULL);
 }
 

@@ -13,10 +13,23 @@
 
 /* What a claim sets; $1 now, $2 lease end, $3 max, $5/$6 the default max
  * attempts by kind ($7 for any other kind). A job stored with max_attempts
- * 0 takes its claimer's default. */
+ * 0 takes its claimer's default. A statement that waited inside the server
+ * (a lock of jobq_jobs, a slow disk) for more than half the lease (and at
+ * least 200 ms) has the wait added to the lease: counted from $1 alone the
+ * lease could have run out by the commit, and a rescue would then run the
+ * job a second time while its handler runs (storage.h wants the time read
+ * again when the claim applies; the server cannot read the queue's clock,
+ * so it adds the one duration it measures, clock_timestamp() when the row
+ * is written minus transaction_timestamp() when the statement's first
+ * message came: statement_timestamp() would not do, the extended protocol
+ * sets it again at Bind and Execute, after a lock wait of the Parse). A
+ * shorter wait is not added, so a claim's lease is exactly $2 as storage.h
+ * says, and what it loses is covered by heartbeats every lease/3. */
 #define CLAIM_SET                                                                               \
   "UPDATE jobq_jobs j SET state = 1, attempts = j.attempts + 1, started_at = $1, "              \
-  "finished_at = NULL, lease_until = $2, progress = 0, max_attempts = CASE WHEN "               \
+  "finished_at = NULL, lease_until = $2::int8 + (SELECT CASE WHEN w > greatest(($2::int8 - "   \
+  "$1::int8) / 2, 200) THEN w ELSE 0 END FROM (SELECT (extract(epoch FROM clock_timestamp() - " \
+  "transaction_timestamp()) * 1000)::int8 AS w) x), progress = 0, max_attempts = CASE WHEN "    \
   "j.max_attempts = 0 THEN coalesce((SELECT m.v FROM unnest($5::text[], $6::int[]) AS m(k, v) " \
   "WHERE m.k = j.kind AND m.v > 0 LIMIT 1), $7) ELSE j.max_attempts END FROM c "               \
   "WHERE j.seq = c.cseq RETURNING " PG_JOB_COLS
@@ -114,6 +127,12 @@ int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *ou
     jobq__pg_release(s, c);
     goto out;
   }
+  /* Read again: the fill may have waited (for a lock of jobq_jobs), and the
+   * lease must count from the claim's own statement. */
+  if (req->clock) {
+    int64_t t = req->clock(req->clock_ud);
+    if (t > now) now = t;
+  }
   /* Rate limits: the claim, the window's count and the record of what it
    * took are one transaction, under a lock per rated kind. */
   if (req->n_rates && (rc = jobq__pg_rate_begin(s, c, req, now, &rs))) {
@@ -154,8 +173,21 @@ int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *ou
   p[np++] = s->channel;
   p[np++] = jobq__pg_i64(tok, s->token);
   PGresult *r = NULL;
-  if (rc == 0)
-    rc = jobq__pg_exec(s, c, sql[jobq__pg_listened(s, c)], np, p, "cannot claim jobs", &r);
+  const char *text = sql[jobq__pg_listened(s, c)];
+  /* Outside a rate limit's transaction the claim is a prepared statement.
+   * Preparing it (once per connection) is a transaction of its own that
+   * takes the table's locks and may wait for them: it is done before the
+   * time is read again, so that the lease counts from the claim's own
+   * statement. */
+  if (rc == 0 && !req->n_rates && req->clock && jobq__pg_prepare(s, c, text, np) == 1) {
+    int64_t t = req->clock(req->clock_ud);
+    if (t > now) {
+      now = t;
+      p[0] = jobq__pg_i64(b1, now);
+      p[1] = jobq__pg_i64(b2, now + req->lease_ms);
+    }
+  }
+  if (rc == 0) rc = jobq__pg_exec_prep(s, c, text, np, p, "cannot claim jobs", &r);
   if (rc == 0 && req->n_rates && (rc = jobq__pg_rate_end(s, c, req, now, &rs, r)) != 0) {
     PQclear(r);
     r = NULL;
@@ -236,6 +268,7 @@ out:
     "FROM unnest($1::text[], $2::int[], $3::int[], $4::int8[], $5::text[], $6::text[], $7::int[], " \
     "  $8::text[], $9::int8[], $10::int8[]) WITH ORDINALITY " \
     "  AS f(id, att, ns, run_at, res, err, prog, step, fin, now, ord) " \
+    PG_ORIGIN_FROM("$12::int8") \
     "WHERE j.id = f.id AND j.state = 1 AND j.attempts = f.att " \
     "RETURNING f.ord, j.state, j.run_at <= f.now AS due, j.batch IS NOT NULL AS bm, j.id, " \
     "j.webhooks, f.now AS ob_now, j.kind, j.progress, j.step, j.error, j.result, f.att), " \
@@ -247,11 +280,16 @@ out:
        "CASE WHEN state = 6 THEN 0 ELSE state END, progress, step, att, " \
        "CASE WHEN state = 2 THEN NULL ELSE error END, CASE WHEN state = 2 THEN result END, " \
        PG_NOW_MS " FROM u WHERE true", "$12::int8", "$11") \
-    /* every entry's answer: its new state, or whether a job has its id */ \
-    "SELECT f.ord, u.state, EXISTS (SELECT 1 FROM jobq_jobs x WHERE x.id = f.id), " \
+    /* every entry's answer: its new state, or whether a job has its id. \
+     * The lookup runs only for an entry the UPDATE did not match (a stale \
+     * attempt, an unknown id): as an EXISTS the planner made it a hashed \
+     * scan of the whole table for every group, whatever its entries. */ \
+    "SELECT f.ord, u.state, k.known IS NOT NULL, " \
     "(SELECT count(*) FROM n), u.bm, (SELECT count(*) FROM evn) " \
     "FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) " \
-    "LEFT JOIN u ON u.ord = f.ord"
+    "LEFT JOIN u ON u.ord = f.ord " \
+    "LEFT JOIN LATERAL (SELECT true AS known FROM jobq_jobs x WHERE u.ord IS NULL AND " \
+    "x.id = f.id LIMIT 1) k ON true"
 static const char *const finish_sql[2] = {FINISH_SQL(PG_EV_OFF), FINISH_SQL(PG_EV_ON)};
 
 int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state) {
@@ -334,7 +372,7 @@ int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_s
    * members of the same batches can deadlock; PostgreSQL then rolls one
    * back whole (40P01, JOBQ_EBUSY), and it is run again. */
   for (int t = 0; t < 4; t++)
-    if ((rc = jobq__pg_exec(s, c, finish_sql[jobq__pg_listened(s, c)], 12, p, "cannot finish jobs",
+    if ((rc = jobq__pg_exec_prep(s, c, finish_sql[jobq__pg_listened(s, c)], 12, p, "cannot finish jobs",
                             &r)) != JOBQ_EBUSY)
       break;
   if (rc == 0) {
@@ -395,7 +433,7 @@ int jobq__pg_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_
   const char *p[3] = {a1, a2, jobq__pg_i64(ub, lease_until)};
   PGresult *r = NULL;
   /* lease_until is in no index: a heartbeat is a HOT update */
-  rc = jobq__pg_exec(s, c,
+  rc = jobq__pg_exec_prep(s, c,
                      "UPDATE jobq_jobs j SET lease_until = $3 FROM unnest($1::text[], $2::int[]) "
                      "WITH ORDINALITY AS h(id, att, ord) WHERE j.id = h.id AND j.state = 1 AND "
                      "j.attempts = h.att RETURNING h.ord, j.cancel_req",
@@ -445,7 +483,7 @@ int jobq__pg_rescue(void *st, int64_t now, size_t *n_out) {
       "lease_until = NULL, attempt_log = coalesce(j.attempt_log, '[]'::jsonb) || " \
       "  jsonb_build_array(jsonb_build_array(j.started_at, $1::int8, " \
       "  'lease expired: the process running the job stopped')) " \
-      "FROM e WHERE j.seq = e.seq RETURNING j.id, j.state, j.batch, j.webhooks, " \
+      "FROM e " PG_ORIGIN_FROM("$3::int8") "WHERE j.seq = e.seq RETURNING j.id, j.state, j.batch, j.webhooks, " \
       "$1::int8 AS ob_now, j.kind, j.attempts, j.error), " \
       "n AS (SELECT pg_notify($2, '') FROM u WHERE u.state = 0 LIMIT 1), " \
       PG_OUTBOX_END_CTES("u") ", " \

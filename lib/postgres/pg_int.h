@@ -12,7 +12,7 @@
  * a queued job waits in the claim index whatever its run_at, and the claim
  * reads run_at <= now (docs/postgres.md says why one state, not SQLite's
  * due/scheduled pair). */
-#define PG_SCHEMA_VERSION 5
+#define PG_SCHEMA_VERSION 6
 #define PG_POOL_MAX 64
 
 /* The columns every job read returns, in jobq__pg_row_to_job's order. */
@@ -22,9 +22,14 @@
   "dedupe_ttl, attempt_log::text"
 
 /* One connection of the pool. */
+#define PG_PREP_MAX 32
 typedef struct pg_conn {
   PGconn *c;
   int busy;            /* lent to a caller */
+  /* the statements prepared on c (jobq__pg_exec_prep): hashes of their
+   * texts; emptied whenever c is replaced. Only its borrower touches it. */
+  uint64_t prep[PG_PREP_MAX];
+  int n_prep;
 } pg_conn;
 
 typedef struct pg_fa_req pg_fa_req;
@@ -98,6 +103,21 @@ int jobq__pg_fail(pg_store *s, PGconn *c, PGresult *res, const char *what);
  * TUPLES_OK) or a code as jobq__pg_fail. out NULL: the result is dropped. */
 int jobq__pg_exec(pg_store *s, PGconn *c, const char *sql, int n, const char *const *params,
                   const char *what, PGresult **out);
+/* jobq__pg_exec for the hot statements (claims, finishes, heartbeats, the
+ * batch fill, the next due time) on a pooled connection outside a
+ * transaction: the statement is prepared once per connection, under a name
+ * made from its text's hash, and then only bound and run, so the server
+ * parses, analyses and plans it once instead of at every call (their CTEs
+ * made that a fifth of the server's time per job). Where a statement
+ * cannot be prepared or is missing on the server connection (a
+ * transaction-mode pooler that does not carry prepared statements), it
+ * runs as jobq__pg_exec does: never an error of its own. */
+int jobq__pg_exec_prep(pg_store *s, PGconn *c, const char *sql, int n,
+                       const char *const *params, const char *what, PGresult **out);
+/* Prepares sql on c now if jobq__pg_exec_prep would (c pooled, outside a
+ * transaction) and it is not prepared yet: 1 if it did, else 0 (already
+ * prepared, not preparable: the exec will say). */
+int jobq__pg_prepare(pg_store *s, PGconn *c, const char *sql, int n);
 /* BEGIN / COMMIT / ROLLBACK; rollback ignores failures. */
 int jobq__pg_begin(pg_store *s, PGconn *c);
 int jobq__pg_commit(pg_store *s, PGconn *c);
@@ -218,6 +238,13 @@ int64_t jobq__pg_new_token(pg_store *s);
   "EXISTS (SELECT 1 FROM jobq_listeners WHERE token <> " TOK " AND until > " PG_NOW_MS ")"
 #define PG_EV_END(TOK, CH) \
   " AND " PG_EV_LISTENED(TOK) " RETURNING 1), evn AS (SELECT pg_notify(" CH " || '_ev', '') FROM ev LIMIT 1) "
+/* A FROM item for the statements that can end a batch's member (finish,
+ * cancel, rescue): it puts the store's token TOK in the transaction-local
+ * setting jobq.origin, where the trigger that sees a batch end reads the
+ * origin of its BATCH_DONE event row (migration slot 5, pg.c). A function
+ * in FROM runs once, before any row is updated, and AFTER triggers fire at
+ * the statement's end. */
+#define PG_ORIGIN_FROM(TOK) ", set_config('jobq.origin', " TOK "::text, true) AS og "
 /* A statement comes in two texts, made by one macro STMT(EV): with
  * STMT(PG_EV_ON) it writes the events whose rows SEL selects (SEL ends in
  * a WHERE clause, which PG_EV_END extends); with STMT(PG_EV_OFF) it writes

@@ -289,7 +289,8 @@ int jobq__pg_cancel(void *st, const char *id, int64_t now, int *out_state, char 
                      "  finished_at = CASE WHEN old.state = 0 THEN $2::int8 ELSE j.finished_at END, " \
                      "  error = CASE WHEN old.state = 0 THEN 'cancelled' ELSE j.error END, " \
                      "  cancel_req = (old.state = 1) OR j.cancel_req " \
-                     "  FROM old WHERE j.seq = old.seq AND old.state IN (0, 1) " \
+                     "  FROM old " PG_ORIGIN_FROM("$4::int8") \
+                     "  WHERE j.seq = old.seq AND old.state IN (0, 1) " \
                      "  RETURNING j.id, j.kind, j.state, j.webhooks, j.progress, j.step, " \
                      "  j.attempts, $2::int8 AS ob_now), " \
                      PG_OUTBOX_END_CTES("u") ", " \

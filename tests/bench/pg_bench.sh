@@ -4,6 +4,12 @@
 # 127.0.0.1, fsync on), runs pg_ceiling (bare libpq, the backend's own
 # statements) and jobq_bench on postgres (a fresh schema per figure), and
 # prints each libjobq figure as a share of the ceiling. Not part of ctest.
+# Each end-to-end figure also says what it cost, which a machine shared
+# with other work blurs less than the rate: the server's CPU per job (all
+# its processes, from the postmaster's reaped children), the benchmark's
+# own CPU per job (its worker processes included) and the server's
+# transactions per 1,000 jobs (each statement outside BEGIN is one; with
+# group commit and batched claims, about the round trips).
 #
 #   tests/bench/pg_bench.sh BUILD_DIR [JOBS]      (default 20000 jobs)
 #
@@ -46,18 +52,35 @@ done
 echo "ceiling (best of the above): $best jobs/s"
 
 n=0
+pm=$(head -1 "$dir/data/postmaster.pid")
+tck=$(getconf CLK_TCK)
+srv_cpu() { awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat"; }
+commits() { psql "$url" -Atc "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"; }
 fig() { # figure name -> its line of jobq_bench, on a fresh schema
   n=$((n + 1))
   "$bench" --storage "$url?schema=bench_$n" --jobs "$jobs" --only "$1" | grep "^$1"
 }
+costfig() { # fig, and what the run cost per job
+  local c0 x0 t0 out c1 x1
+  c0=$(srv_cpu); x0=$(commits); t0=$(mktemp)
+  out=$( { /usr/bin/time -f "%U %S" -o "$t0" "$bench" --storage "$url?schema=bench_$((n + 1))" \
+            --jobs "$jobs" --only "$1"; } | grep "^$1") || { rm -f "$t0"; return 1; }
+  n=$((n + 1))
+  sleep 0.3 # the benchmark's connections end; the server reaps them
+  c1=$(srv_cpu); x1=$(commits)
+  echo "$out" | tr -d '\n'
+  awk -v c="$((c1 - c0))" -v t="$tck" -v j="$jobs" -v x="$((x1 - x0))" -v u="$(cat "$t0")" \
+    'BEGIN { split(u, a, " "); printf "  {server CPU %.1f us/job, client CPU %.1f us/job, %.1f transactions/1000 jobs}", c / t / j * 1e6, (a[1] + a[2]) / j * 1e6, x / j * 1000 }'
+  rm -f "$t0"
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "?" }'; }
 for p in 1 2 4; do
-  line=$(fig "e2e_procs_${p}p")
+  line=$(costfig "e2e_procs_${p}p")
   v=$(echo "$line" | awk '{print $2}')
   echo "$line  [$(ratio "$v" "$best") of the ceiling]"
 done
 for f in e2e_batch_1w e2e_batch_2w; do
-  line=$(fig "$f") || continue
+  line=$(costfig "$f") || continue
   v=$(echo "$line" | awk '{print $2}')
   echo "$line  [$(ratio "$v" "$best") of the ceiling]"
 done

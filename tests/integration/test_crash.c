@@ -1,12 +1,23 @@
-/* Crash test: worker processes share one SQLite file and are killed with
- * SIGKILL at random moments (while claiming, inside a handler, while
- * committing, while starting up), while a driver keeps submitting jobs.
+/* Crash test: worker processes share one store (a SQLite file, or a
+ * PostgreSQL schema) and are killed with SIGKILL at random moments (while
+ * claiming, inside a handler, while committing, while starting up), while a
+ * driver keeps submitting jobs.
  *
  * One program, two roles:
  *   test_crash                  the driver (a cmocka test)
- *   test_crash --worker DB DIR N PPID LEASE_MS
+ *   test_crash --worker URL DIR N PPID LEASE_MS
  *                               a worker process (started by the driver with
  *                               posix_spawn of /proc/self/exe)
+ *
+ * Two CTest entries run it: test_crash on a SQLite file of a temporary
+ * directory, and test_crash_postgres (JOBQ_CRASH_BACKEND=postgres) on a
+ * fresh schema of the postgres fixture's server. The checks are the same;
+ * what differs by backend is only how the driver looks into the store
+ * behind the public API (the stuck-lease probe and the final count of
+ * non-terminal rows: SQL on a connection of its own, sqlite3 or libpq) and
+ * what holds the claim up in test_lease_counts_from_commit (SQLite's write
+ * lock; on PostgreSQL a LOCK TABLE of jobq_jobs in EXCLUSIVE mode, which
+ * blocks the claim's row locks the same way).
  *
  * The driver submits from a submit-only queue of its own (it never calls
  * jobq_start) on a thread, while its main thread cycles: sleep 5..50 ms,
@@ -41,9 +52,13 @@
  * still gets a whole lease and the job runs once.
  *
  * Environment:
+ *   JOBQ_CRASH_BACKEND sqlite (default) or postgres (the server named by
+ *                      JOBQ_TEST_POSTGRES_URL or JOBQ_TEST_POSTGRES_URL_FILE,
+ *                      as for every PostgreSQL test; skipped without one)
  *   JOBQ_CRASH_CYCLES  kill cycles (default 100; the long run uses 1000)
  *   JOBQ_CRASH_SEED    seed of the driver's choices (printed at the start)
- *   JOBQ_CRASH_LEASE_MS  the workers' lease (default 300; see DEFAULT_LEASE_MS)
+ *   JOBQ_CRASH_LEASE_MS  the workers' lease (default 300 on SQLite, 1000 on
+ *                      PostgreSQL; see DEFAULT_LEASE_MS)
  *   JOBQ_CRASH_KEEP=1  keep the temporary directory (kept anyway on failure)
  *
  * Handler outcomes are a function of the payload and the attempt number, so
@@ -76,6 +91,11 @@
 
 #include "jobq.h"
 
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+#include "jobq/postgres.h"
+#include "pgtest.h"
+#endif
+
 extern char **environ;
 
 #define KIND "crash"
@@ -90,6 +110,13 @@ extern char **environ;
  * (live-reruns in the summary). JOBQ_CRASH_LEASE_MS overrides it
  * (100..60000). */
 #define DEFAULT_LEASE_MS 300
+/* On PostgreSQL no liveness lock protects a live worker's jobs: only its
+ * heartbeats (every lease/3) do, and each is a round trip to a server that
+ * shares the machine's two cores with the test. A longer lease keeps a
+ * live worker's heartbeat in time; the killed workers' jobs still come
+ * back within about a second and a half (the leader rescues every
+ * lease/2). */
+#define DEFAULT_LEASE_MS_PG 1000
 #define LW_LEASE_MS 1000      /* test_lease_counts_from_commit */
 #define KIND_MAX_ATTEMPTS 4   /* the kind's default; some jobs override it */
 #define BACKOFF_BASE_MS 20    /* the kind's retry backoff: 20, 40, 80, 160, 200 ms */
@@ -220,10 +247,10 @@ static void worker_handler(jobq_ctx_t *ctx, void *ud) {
 
 static int worker_main(int argc, char **argv) {
   if (argc != 7) {
-    fprintf(stderr, "usage: test_crash --worker DBPATH LOGDIR NUM PARENT_PID LEASE_MS\n");
+    fprintf(stderr, "usage: test_crash --worker URL LOGDIR NUM PARENT_PID LEASE_MS\n");
     return 2;
   }
-  const char *db = argv[2], *dir = argv[3];
+  const char *url = argv[2], *dir = argv[3];
   int num = atoi(argv[4]);
   pid_t parent = (pid_t)atoi(argv[5]);
   int lease_ms = atoi(argv[6]);
@@ -249,8 +276,11 @@ static int worker_main(int argc, char **argv) {
   }
   wlog(&w, "up %d %d\n", (int)w.pid, num);
 
-  char url[4200];
-  snprintf(url, sizeof url, "sqlite:%s", db);
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+  /* The tests link the static libjobq: the backend is registered by hand
+   * (what libjobq's dlopen of libjobq-pg does for a shared one). */
+  if (jobq_postgres_register() != 0) return 5;
+#endif
   jobq_options_t *o = jobq_options_new();
   jobq_kind_opts_t *ko = jobq_kind_opts_new();
   jobq_t *q = NULL;
@@ -311,9 +341,17 @@ typedef struct driver {
   int cycles;
   int lease_ms;
   char dir[4096];
-  char db[4200];
+  char db[4200];  /* SQLite: the file */
+  char url[4400]; /* the storage URL of every queue of the test */
+  int pg;         /* the store is a PostgreSQL schema */
   jobq_t *q;
-  sqlite3 *probe; /* read-only look at leases, main thread only */
+  /* A look into the store behind the public API (leases, final states),
+   * main thread only: sqlite3 on a SQLite file, libpq on PostgreSQL. */
+  sqlite3 *probe;
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+  struct pg_conn *pgprobe;
+  char schema[64];
+#endif
 
   pthread_mutex_t mu; /* jobs, submit_err */
   job *jobs;
@@ -363,7 +401,7 @@ static int spawn_worker(driver *d, int slot) {
   snprintf(nums, sizeof nums, "%d", num);
   snprintf(ppid, sizeof ppid, "%d", (int)getpid());
   snprintf(lease, sizeof lease, "%d", d->lease_ms);
-  char *argv[] = {"test_crash", "--worker", d->db, d->dir, nums, ppid, lease, NULL};
+  char *argv[] = {"test_crash", "--worker", d->url, d->dir, nums, ppid, lease, NULL};
   posix_spawnattr_t at;
   posix_spawnattr_init(&at);
   /* The worker starts with SIGTERM blocked (it takes it with sigwait), so
@@ -421,9 +459,47 @@ static void kill_all_workers(driver *d) {
   }
 }
 
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+/* The PostgreSQL probe: one statement (with $1 = arg when nparams is 1),
+ * its rows reported by row_fn. */
+static void pg_probe(driver *d, const char *sql, int nparams, int64_t arg,
+                     void (*row_fn)(driver *, PGresult *, int, int64_t)) {
+  char ab[24];
+  snprintf(ab, sizeof ab, "%" PRId64, arg);
+  const char *p[1] = {ab};
+  PGresult *r = PQexecParams(d->pgprobe, sql, nparams, NULL, p, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK)
+    report(d, "postgres probe: %s", PQerrorMessage(d->pgprobe));
+  else
+    for (int i = 0; i < PQntuples(r); i++) row_fn(d, r, i, arg);
+  PQclear(r);
+}
+
+static void pg_stuck_row(driver *d, PGresult *r, int i, int64_t cutoff) {
+  int64_t now = cutoff + STUCK_SLACK_MS;
+  report(d, "job %s is running %" PRId64 " ms past its lease (nobody rescued it)",
+         PQgetvalue(r, i, 0), now - strtoll(PQgetvalue(r, i, 1), NULL, 10));
+}
+
+static void pg_count_row(driver *d, PGresult *r, int i, int64_t unused) {
+  (void)unused;
+  long long n = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+  if (n != 0) report(d, "%lld jobs in the database are not terminal", n);
+}
+#endif
+
 /* Running jobs whose lease ran out more than STUCK_SLACK_MS ago: any live
  * process should have rescued them long before. */
 static void check_stuck(driver *d) {
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+  if (d->pg) {
+    /* state 1 is running on both backends (the public state numbers) */
+    pg_probe(d, "SELECT id, lease_until FROM jobq_jobs WHERE state = 1 AND lease_until < $1", 1,
+             wall_ms() - STUCK_SLACK_MS, pg_stuck_row);
+    d->stuck_checks++;
+    return;
+  }
+#endif
   static const char sql[] =
       "SELECT id, lease_until FROM jobq_jobs WHERE state = 1 AND lease_until < ?1";
   sqlite3_stmt *st = NULL;
@@ -856,17 +932,97 @@ static void rm_tree(const char *dir) {
   rmdir(dir);
 }
 
+/* JOBQ_CRASH_BACKEND: 0 SQLite, 1 PostgreSQL; skips the test when
+ * PostgreSQL is asked for and there is no server (or no libjobq-pg). */
+static int backend_pg(void) {
+  const char *b = getenv("JOBQ_CRASH_BACKEND");
+  if (b == NULL || *b == '\0' || strcmp(b, "sqlite") == 0) return 0;
+  if (strcmp(b, "postgres") != 0) fail_msg("JOBQ_CRASH_BACKEND must be sqlite or postgres");
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+  pgt_need_server();
+  assert_int_equal(jobq_postgres_register(), 0);
+  return 1;
+#else
+  print_message("skipped: this build has no PostgreSQL backend\n");
+  skip();
+  return 0;
+#endif
+}
+
+/* The URL of a fresh store in dir (SQLite) or a fresh schema (PostgreSQL),
+ * and the probe's connection to it. */
+static void store_url(driver *d, const char *tag) {
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+  if (d->pg) {
+    pgt_schema(tag, d->schema, sizeof d->schema, d->url, sizeof d->url);
+    return;
+  }
+#endif
+  (void)tag;
+  snprintf(d->db, sizeof d->db, "%s/jobs.db", d->dir);
+  snprintf(d->url, sizeof d->url, "sqlite:%s", d->db);
+}
+
+/* After the first jobq_open made the schema. */
+static void probe_open(driver *d) {
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+  if (d->pg) {
+    d->pgprobe = PQconnectdb(pgt_base());
+    if (PQstatus(d->pgprobe) != CONNECTION_OK)
+      fail_msg("cannot connect for the lease probe: %s", PQerrorMessage(d->pgprobe));
+    char sql[128];
+    snprintf(sql, sizeof sql, "SET search_path TO \"%s\"", d->schema);
+    PGresult *r = PQexec(d->pgprobe, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) fail_msg("%s: %s", sql, PQerrorMessage(d->pgprobe));
+    PQclear(r);
+    return;
+  }
+#endif
+  int rc = sqlite3_open_v2(d->db, &d->probe, SQLITE_OPEN_READWRITE, NULL);
+  if (rc != SQLITE_OK) fail_msg("cannot open %s for the lease probe", d->db);
+  sqlite3_busy_timeout(d->probe, 5000);
+}
+
+static void probe_close(driver *d) {
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+  if (d->pgprobe) PQfinish(d->pgprobe);
+  d->pgprobe = NULL;
+#endif
+  sqlite3_close(d->probe);
+  d->probe = NULL;
+}
+
+/* Rows of the store that are not terminal (the public API's view is
+ * checked job by job; this one also sees rows it would not list). */
+static void check_nonterminal_rows(driver *d) {
+  static const char sql[] = "SELECT count(*) FROM jobq_jobs WHERE state NOT IN (2, 3, 4)";
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+  if (d->pg) {
+    pg_probe(d, sql, 0, 0, pg_count_row);
+    return;
+  }
+#endif
+  sqlite3_stmt *q = NULL;
+  if (sqlite3_prepare_v2(d->probe, sql, -1, &q, NULL) == SQLITE_OK &&
+      sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int64(q, 0) != 0)
+    report(d, "%lld jobs in the database are not terminal", (long long)sqlite3_column_int64(q, 0));
+  sqlite3_finalize(q);
+}
+
 static void test_crash_kill_cycles(void **state) {
   (void)state;
+  int pg = backend_pg();
   driver *d = calloc(1, sizeof *d);
   assert_non_null(d);
+  d->pg = pg;
   pthread_mutex_init(&d->mu, NULL);
   for (int s = 0; s < N_WORKERS; s++) d->slots[s] = -1;
 
   long long cycles, seed, lease;
   if (env_int("JOBQ_CRASH_CYCLES", 100, 1, 1000000, &cycles) != 0)
     fail_msg("JOBQ_CRASH_CYCLES must be a number 1..1000000");
-  if (env_int("JOBQ_CRASH_LEASE_MS", DEFAULT_LEASE_MS, 100, 60000, &lease) != 0)
+  if (env_int("JOBQ_CRASH_LEASE_MS", pg ? DEFAULT_LEASE_MS_PG : DEFAULT_LEASE_MS, 100, 60000,
+              &lease) != 0)
     fail_msg("JOBQ_CRASH_LEASE_MS must be a number 100..60000");
   d->lease_ms = (int)lease;
   uint64_t dflt_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16) ^ (uint64_t)mono_ms();
@@ -877,30 +1033,27 @@ static void test_crash_kill_cycles(void **state) {
   d->seed = (uint64_t)seed;
   uint64_t rng = d->seed;
   d->submit_seed = rng_next(&rng);
-  printf("test_crash: seed %" PRIu64 ", %d kill cycles, %d workers x %d threads, lease %d ms "
+  printf("test_crash: %s, seed %" PRIu64 ", %d kill cycles, %d workers x %d threads, lease %d ms "
          "(reproduce the driver's choices with JOBQ_CRASH_SEED=%" PRIu64 ")\n",
-         d->seed, d->cycles, N_WORKERS, WORKER_THREADS, d->lease_ms, d->seed);
+         pg ? "postgres" : "sqlite", d->seed, d->cycles, N_WORKERS, WORKER_THREADS, d->lease_ms,
+         d->seed);
   fflush(stdout);
 
   const char *tmp = getenv("TMPDIR");
   snprintf(d->dir, sizeof d->dir, "%s/jobq-crash-XXXXXX", tmp && *tmp ? tmp : "/tmp");
   assert_non_null(mkdtemp(d->dir));
-  snprintf(d->db, sizeof d->db, "%s/jobs.db", d->dir);
+  store_url(d, "crash");
 
   /* The driver's queue: submits and reads, never runs jobs. Opening it first
    * creates the schema. */
-  char url[4300];
-  snprintf(url, sizeof url, "sqlite:%s", d->db);
   jobq_options_t *o = jobq_options_new();
   assert_non_null(o);
-  assert_int_equal(jobq_options_set_storage(o, url), 0);
+  assert_int_equal(jobq_options_set_storage(o, d->url), 0);
   assert_int_equal(jobq_options_set_lease(o, d->lease_ms), 0);
   int rc = jobq_open(&d->q, o);
   jobq_options_free(o);
-  if (rc != 0) fail_msg("jobq_open(%s): %s: %s", url, jobq_err_name(rc), jobq_last_error());
-  rc = sqlite3_open_v2(d->db, &d->probe, SQLITE_OPEN_READWRITE, NULL);
-  if (rc != SQLITE_OK) fail_msg("cannot open %s for the lease probe", d->db);
-  sqlite3_busy_timeout(d->probe, 5000);
+  if (rc != 0) fail_msg("jobq_open(%s): %s: %s", d->url, jobq_err_name(rc), jobq_last_error());
+  probe_open(d);
 
   int64_t t_start = mono_ms();
   for (int s = 0; s < N_WORKERS; s++)
@@ -1020,15 +1173,7 @@ static void test_crash_kill_cycles(void **state) {
   stats st = {0};
   for (size_t i = 0; i < d->n_jobs; i++) check_job(d, &d->jobs[i], &st);
   check_list(d);
-  {
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(d->probe, "SELECT count(*) FROM jobq_jobs WHERE state NOT IN (2, 3, 4)",
-                           -1, &q, NULL) == SQLITE_OK &&
-        sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int64(q, 0) != 0)
-      report(d, "%lld jobs in the database are not terminal",
-             (long long)sqlite3_column_int64(q, 0));
-    sqlite3_finalize(q);
-  }
+  check_nonterminal_rows(d);
   int64_t t_end = mono_ms();
 
   int reexec = st.reexec_kill + st.reexec_retry;
@@ -1047,13 +1192,14 @@ static void test_crash_kill_cycles(void **state) {
          (double)(t_drained - t_cycles) / 1000.0, (double)(t_end - t_drained) / 1000.0);
   fflush(stdout);
 
-  sqlite3_close(d->probe);
+  probe_close(d);
   rc = jobq_close(d->q, 0);
   if (rc != 0) report(d, "jobq_close of the driver: %s: %s", jobq_err_name(rc), jobq_last_error());
   const char *keep = getenv("JOBQ_CRASH_KEEP");
   int fails = d->fails;
   if (fails || (keep && *keep && strcmp(keep, "0") != 0))
-    printf("test_crash: database and worker logs kept in %s\n", d->dir);
+    printf("test_crash: %s and worker logs kept in %s\n",
+           d->pg ? "schema (not dropped)" : "database", d->dir);
   else
     rm_tree(d->dir);
   free(d->jobs);
@@ -1076,6 +1222,11 @@ static void test_crash_kill_cycles(void **state) {
 
 typedef struct lw_state {
   char db[4200];
+  char url[4400];
+  int pg;
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+  char schema[64];
+#endif
   char id[JOBQ_ID_SIZE];
   atomic_int starts;
   atomic_int cancelled_seen;
@@ -1083,9 +1234,39 @@ typedef struct lw_state {
   int lease_read;
 } lw_state;
 
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+/* A connection of the test's own to the schema of s (search_path set). */
+static PGconn *lw_pg_connect(const lw_state *s) {
+  PGconn *c = PQconnectdb(pgt_base());
+  if (PQstatus(c) != CONNECTION_OK) {
+    PQfinish(c);
+    return NULL;
+  }
+  char sql[128];
+  snprintf(sql, sizeof sql, "SET search_path TO \"%s\"", s->schema);
+  PQclear(PQexec(c, sql));
+  return c;
+}
+#endif
+
 static void lw_handler(jobq_ctx_t *ctx, void *ud) {
   lw_state *s = ud;
-  if (atomic_fetch_add(&s->starts, 1) == 0) {
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+  if (s->pg && atomic_fetch_add(&s->starts, 1) == 0) {
+    PGconn *c = lw_pg_connect(s);
+    const char *p[1] = {jobq_ctx_id(ctx)};
+    PGresult *r = c ? PQexecParams(c, "SELECT lease_until FROM jobq_jobs WHERE id = $1", 1, NULL,
+                                   p, NULL, NULL, 0)
+                    : NULL;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
+      s->lease_left = strtoll(PQgetvalue(r, 0, 0), NULL, 10) - wall_ms();
+      s->lease_read = 1;
+    }
+    PQclear(r);
+    PQfinish(c);
+  } else
+#endif
+  if (!s->pg && atomic_fetch_add(&s->starts, 1) == 0) {
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     if (sqlite3_open_v2(s->db, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
@@ -1109,9 +1290,7 @@ static void lw_handler(jobq_ctx_t *ctx, void *ud) {
   jobq_ctx_succeed(ctx, NULL);
 }
 
-static jobq_options_t *lw_options(const char *db, int workers) {
-  char url[4300];
-  snprintf(url, sizeof url, "sqlite:%s", db);
+static jobq_options_t *lw_options(const char *url, int workers) {
   jobq_options_t *o = jobq_options_new();
   assert_non_null(o);
   assert_int_equal(jobq_options_set_storage(o, url), 0);
@@ -1122,15 +1301,23 @@ static jobq_options_t *lw_options(const char *db, int workers) {
 
 static void test_lease_counts_from_commit(void **state) {
   (void)state;
+  int pg = backend_pg();
   lw_state *s = calloc(1, sizeof *s);
   assert_non_null(s);
+  s->pg = pg;
   char dir[4096];
   const char *tmp = getenv("TMPDIR");
   snprintf(dir, sizeof dir, "%s/jobq-lease-XXXXXX", tmp && *tmp ? tmp : "/tmp");
   assert_non_null(mkdtemp(dir));
-  snprintf(s->db, sizeof s->db, "%s/jobs.db", dir);
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+  if (pg) pgt_schema("lease", s->schema, sizeof s->schema, s->url, sizeof s->url);
+#endif
+  if (!pg) {
+    snprintf(s->db, sizeof s->db, "%s/jobs.db", dir);
+    snprintf(s->url, sizeof s->url, "sqlite:%s", s->db);
+  }
 
-  jobq_options_t *o = lw_options(s->db, 1);
+  jobq_options_t *o = lw_options(s->url, 1);
   jobq_t *q = NULL;
   assert_int_equal(jobq_open(&q, o), 0);
   jobq_options_free(o);
@@ -1139,21 +1326,40 @@ static void test_lease_counts_from_commit(void **state) {
 
   /* Hold the write lock, start the worker (its claim waits), let go after
    * twice the lease. */
-  sqlite3 *lock = NULL;
-  assert_int_equal(sqlite3_open_v2(s->db, &lock, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-  sqlite3_busy_timeout(lock, 5000);
-  assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-  assert_int_equal(jobq_start(q), 0);
-  sleep_ms(2 * LW_LEASE_MS);
-  assert_int_equal(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-  sqlite3_close(lock);
+#ifdef JOBQ_TEST_HAVE_POSTGRES
+  if (pg) {
+    /* EXCLUSIVE conflicts with the ROW SHARE and ROW EXCLUSIVE locks of the
+     * claim's SELECT ... FOR UPDATE and UPDATE, not with plain reads. */
+    PGconn *lock = lw_pg_connect(s);
+    assert_non_null(lock);
+    PGresult *r = PQexec(lock, "BEGIN; LOCK TABLE jobq_jobs IN EXCLUSIVE MODE");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    assert_int_equal(jobq_start(q), 0);
+    sleep_ms(2 * LW_LEASE_MS);
+    r = PQexec(lock, "COMMIT");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(lock);
+  }
+#endif
+  if (!pg) {
+    sqlite3 *lock = NULL;
+    assert_int_equal(sqlite3_open_v2(s->db, &lock, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(lock, 5000);
+    assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(jobq_start(q), 0);
+    sleep_ms(2 * LW_LEASE_MS);
+    assert_int_equal(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+  }
 
   int64_t guard = mono_ms() + 10000;
   while (atomic_load(&s->starts) == 0 && mono_ms() < guard) sleep_ms(1);
   assert_int_not_equal(atomic_load(&s->starts), 0);
 
   /* Another process: its queue rescues expired leases right after it opens. */
-  o = lw_options(s->db, 1);
+  o = lw_options(s->url, 1);
   jobq_t *other = NULL;
   assert_int_equal(jobq_open(&other, o), 0);
   jobq_options_free(o);
