@@ -945,6 +945,12 @@ JOBQ_API int jobq_options_set_webhook_retry(jobq_options_t *opts, int max_attemp
 /* Deliveries this process sends at once (0..10,000, default 64); 0: it
  * sends none (a submit-only process), others on the store do. */
 JOBQ_API int jobq_options_set_webhook_concurrency(jobq_options_t *opts, int n);
+/* Jobs first: while workers keep claiming short jobs (handlers averaging
+ * under 0.5 ms), this process claims no deliveries for up to ms in a row
+ * (0..60,000, default 1,000), so that a burst of cheap jobs is not slowed
+ * by requests that cost more than the jobs; then they share the CPU.
+ * 0: deliveries never step aside. */
+JOBQ_API int jobq_options_set_webhook_yield(jobq_options_t *opts, int ms);
 
 /* Subscribes the job to url, signed with the secret of endpoint `endpoint`
  * (configured with jobq_options_add_webhook in the submitting process, and

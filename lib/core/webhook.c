@@ -40,13 +40,12 @@
  * its answer, two outbox writes. While the workers' claims bring short
  * jobs (claim.c stamps claim.backlog_at; short: claimed JOBQ_CLAIM_BATCH at
  * a time, their handlers averaging under 0.5 ms), claims of deliveries
- * wait, at most YIELD_NS in a row, so that a burst of jobs (and of their
+ * wait, at most yield_ms in a row (jobq_options_set_webhook_yield), so that a burst of jobs (and of their
  * submits, which share the store's writer with deliveries) runs at full
  * speed and its deliveries follow it; a backlog that lasts
  * longer shares the CPU again, so no delivery waits long for it.
  * BACKLOG_NS: how long after the last full claim the backlog counts as
  * still there. Slow jobs (claims sized to idle workers) never defer. */
-#define YIELD_NS 1000000000u
 #define BACKLOG_NS 20000000u
 #define YIELD_POLL_NS 5000000u
 
@@ -496,14 +495,14 @@ static int64_t claim_some(struct jobq__wh *wh, size_t room) {
   return next;
 }
 
-int jobq__wh_yield(uint64_t now_ns, uint64_t backlog_at, uint64_t *since) {
+int jobq__wh_yield(uint64_t now_ns, uint64_t backlog_at, uint64_t yield_ns, uint64_t *since) {
   /* A worker may stamp after now_ns was read: a stamp ahead is fresh. */
   if (backlog_at == 0 || (now_ns > backlog_at && now_ns - backlog_at >= BACKLOG_NS)) {
     *since = 0; /* no backlog: the next one starts a new second */
     return 0;
   }
   if (*since == 0) *since = now_ns;
-  return now_ns - *since < YIELD_NS;
+  return now_ns - *since < yield_ns;
 }
 
 static void thread_main(void *arg) {
@@ -513,7 +512,8 @@ static void thread_main(void *arg) {
    * a test's, which stands still, while polls must go on. */
   uint64_t next_claim = 0, last_claim = 0;
   int freed = 0; /* slots came free since the last claim */
-  uint64_t yielding_since = 0; /* claims wait for the workers' backlog (YIELD_NS) */
+  uint64_t yielding_since = 0; /* claims wait for the workers' short jobs */
+  const uint64_t yield_ns = (uint64_t)q->wh_cfg.yield_ms * 1000000u;
   uv_mutex_lock(&wh->mu);
   for (;;) {
     if (wh->stop) break;
@@ -523,7 +523,7 @@ static void thread_main(void *arg) {
     uint64_t gathered = last_claim + GATHER_NS;
     int want_claim = room > 0 && ((news && now_ns >= gathered) || now_ns >= next_claim);
     uint64_t backlog = atomic_load_explicit(&q->claim.backlog_at, memory_order_relaxed);
-    int yield = jobq__wh_yield(now_ns, backlog, &yielding_since) && want_claim;
+    int yield = jobq__wh_yield(now_ns, backlog, yield_ns, &yielding_since) && want_claim;
     if (yield) want_claim = 0;
     if (wh->done == NULL && !want_claim) {
       uint64_t at = news && gathered < next_claim ? gathered : next_claim;

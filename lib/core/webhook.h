@@ -20,6 +20,8 @@
 #define JOBQ_WH_DEFAULT_BASE_MS 5000
 #define JOBQ_WH_DEFAULT_MAX_DELAY_MS (8 * 3600 * 1000LL)
 #define JOBQ_WH_DEFAULT_CONCURRENCY 64
+/* How long deliveries may step aside for short jobs (core/webhook.c). */
+#define JOBQ_WH_DEFAULT_YIELD_MS 1000
 /* Response bodies are read and dropped past this (only the start of an
  * error page is worth a sentence). */
 #define JOBQ_WH_KEEP_RESPONSE 2048
@@ -46,6 +48,7 @@ typedef struct jobq__wh_opts {
   int max_attempts;
   int64_t base_ms, max_delay_ms;
   int concurrency;
+  int yield_ms;
 } jobq__wh_opts;
 
 /* One subscription of jobq_submit_opts_add_webhook. */

@@ -19,10 +19,11 @@ char *jobq__wh_body(const jobq_storage_delivery *d, const jobq_storage_job *j, i
 /* The wait before try `attempt` + 1 after try `attempt` failed (see
  * jobq_options_set_webhook_retry), before jitter. */
 int64_t jobq__wh_backoff_ms(int attempt, int64_t base_ms, int64_t max_delay_ms);
-/* Whether claims of deliveries wait for the workers' backlog of short jobs
- * now (core/webhook.c, "Jobs first"): backlog_at is the uv_hrtime() of the
- * last full claim (0: none yet), *since the sender's state (0 at first),
- * kept here. At most one second in a row; none once the backlog is over. */
-int jobq__wh_yield(uint64_t now_ns, uint64_t backlog_at, uint64_t *since);
+/* Whether claims of deliveries wait for the workers' short jobs now
+ * (core/webhook.c, "Jobs first"): backlog_at is the uv_hrtime() of the
+ * last claim that brought short jobs (0: none yet), *since the sender's
+ * state (0 at first), kept here. At most yield_ns in a row (0: never);
+ * none once the jobs stopped coming. */
+int jobq__wh_yield(uint64_t now_ns, uint64_t backlog_at, uint64_t yield_ns, uint64_t *since);
 
 #endif

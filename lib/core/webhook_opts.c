@@ -20,6 +20,7 @@ void jobq__wh_opts_defaults(jobq__wh_opts *o) {
   o->base_ms = JOBQ_WH_DEFAULT_BASE_MS;
   o->max_delay_ms = JOBQ_WH_DEFAULT_MAX_DELAY_MS;
   o->concurrency = JOBQ_WH_DEFAULT_CONCURRENCY;
+  o->yield_ms = JOBQ_WH_DEFAULT_YIELD_MS;
 }
 
 /* Secrets are wiped before their memory goes back: a later allocation (or a
@@ -286,6 +287,15 @@ JOBQ_API int jobq_options_set_webhook_concurrency(jobq_options_t *o, int n) {
   if (o == NULL) return jobq__err(JOBQ_EINVAL, "%s: opts is NULL", fn);
   if (n < 0 || n > 10000) return jobq__err(JOBQ_EINVAL, "%s: n is %d; it must be 0..10000", fn, n);
   o->wh.concurrency = n;
+  return 0;
+}
+
+JOBQ_API int jobq_options_set_webhook_yield(jobq_options_t *o, int ms) {
+  static const char fn[] = "jobq_options_set_webhook_yield";
+  if (o == NULL) return jobq__err(JOBQ_EINVAL, "%s: opts is NULL", fn);
+  if (ms < 0 || ms > 60000)
+    return jobq__err(JOBQ_EINVAL, "%s: ms is %d; it must be 0..60000", fn, ms);
+  o->wh.yield_ms = ms;
   return 0;
 }
 

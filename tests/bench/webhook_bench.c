@@ -1,7 +1,10 @@
 /* webhook_bench: what webhooks cost. A program, not a test: it prints one
  * line per figure and never fails because the machine is slow.
  *
- *   webhook_bench [--storage URL] [--jobs N] [--long N] [--rounds R] [--only NAME]
+ *   webhook_bench [--storage URL] [--jobs N] [--long N] [--rounds R] [--yield MS]
+ *                 [--only NAME]
+ *
+ * --yield sets jobq_options_set_webhook_yield (default: the library's, 1 s).
  *
  * Default storage sqlite:/tmp/webhook_bench.db: every figure and round gets
  * a fresh file (the path with the figure's name appended), removed
@@ -54,6 +57,7 @@
 static const char *storage = "sqlite:/tmp/webhook_bench.db";
 static long n_jobs = 20000;
 static long long_jobs = 400000;
+static int yield_ms = -1; /* --yield: jobq_options_set_webhook_yield; -1: the default */
 static int rounds = 3;
 static const char *only;
 
@@ -291,7 +295,8 @@ static jobq_t *open_q(const char *url, int hook) {
     snprintf(sink_url, sizeof sink_url, "http://127.0.0.1:%d/hook", sink_port);
     if (jobq_options_add_webhook(o, "bench", sink_url, SECRET) != 0 ||
         jobq_options_set_webhook_allow(o, "127.0.0.1") != 0 ||
-        jobq_options_set_webhook_concurrency(o, hook == 2 ? 0 : 200) != 0)
+        jobq_options_set_webhook_concurrency(o, hook == 2 ? 0 : 200) != 0 ||
+        (yield_ms >= 0 && jobq_options_set_webhook_yield(o, yield_ms) != 0))
       die("webhook options");
   }
   jobq_t *q;
@@ -405,11 +410,12 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc) storage = argv[++i];
     else if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc) n_jobs = atol(argv[++i]);
     else if (strcmp(argv[i], "--long") == 0 && i + 1 < argc) long_jobs = atol(argv[++i]);
+    else if (strcmp(argv[i], "--yield") == 0 && i + 1 < argc) yield_ms = atoi(argv[++i]);
     else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) rounds = atoi(argv[++i]);
     else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
     else {
       fprintf(stderr, "usage: webhook_bench [--storage URL] [--jobs N] [--long N] [--rounds R] "
-                      "[--only NAME]\n");
+                      "[--yield MS] [--only NAME]\n");
       return 2;
     }
   }

@@ -187,6 +187,13 @@ static void test_option_setters(void **state) {
   TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_webhook_concurrency", jobq_options_set_webhook_concurrency(o, -1));
   TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_webhook_concurrency", jobq_options_set_webhook_concurrency(o, 10001));
   TAPI_OK(jobq_options_set_webhook_concurrency(o, 0));
+
+  TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_webhook_yield", jobq_options_set_webhook_yield(NULL, 10));
+  TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_webhook_yield", jobq_options_set_webhook_yield(o, -1));
+  TAPI_ERR(JOBQ_EINVAL, "jobq_options_set_webhook_yield", jobq_options_set_webhook_yield(o, 60001));
+  TAPI_ERR_HAS("0..60000");
+  TAPI_OK(jobq_options_set_webhook_yield(o, 0));
+  TAPI_OK(jobq_options_set_webhook_yield(o, 60000));
   jobq_options_free(o);
 }
 
@@ -446,33 +453,45 @@ static void test_readers(void **state) {
  * coming back full (backlog_at fresh), for at most one second in a row;
  * then they are claimed although the backlog goes on; a pause in the
  * backlog ends the yield, and the next backlog starts a new second. */
+static int jobq__wh_yield_s(uint64_t now_ns, uint64_t backlog_at, uint64_t *since) {
+  return jobq__wh_yield(now_ns, backlog_at, 1000000000u, since);
+}
+
 static void test_yield_to_backlog(void **state) {
   (void)state;
   const uint64_t ms = 1000000u, t0 = 5000 * ms;
   uint64_t since = 0;
-  assert_int_equal(jobq__wh_yield(t0, 0, &since), 0); /* never a full claim */
+  assert_int_equal(jobq__wh_yield_s(t0, 0, &since), 0); /* never a full claim */
   assert_int_equal(since, 0);
-  assert_int_equal(jobq__wh_yield(t0, t0 - 100 * ms, &since), 0); /* an old one */
+  assert_int_equal(jobq__wh_yield_s(t0, t0 - 100 * ms, &since), 0); /* an old one */
   assert_int_equal(since, 0);
   /* A backlog: yield from its first sight, t0, ... */
-  assert_int_equal(jobq__wh_yield(t0, t0 - 1 * ms, &since), 1);
+  assert_int_equal(jobq__wh_yield_s(t0, t0 - 1 * ms, &since), 1);
   assert_int_equal(since, t0);
-  assert_int_equal(jobq__wh_yield(t0 + 500 * ms, t0 + 499 * ms, &since), 1);
-  assert_int_equal(jobq__wh_yield(t0 + 999 * ms, t0 + 998 * ms, &since), 1);
+  assert_int_equal(jobq__wh_yield_s(t0 + 500 * ms, t0 + 499 * ms, &since), 1);
+  assert_int_equal(jobq__wh_yield_s(t0 + 999 * ms, t0 + 998 * ms, &since), 1);
   /* a stamp made after the sender read the time is fresh, not ancient */
-  assert_int_equal(jobq__wh_yield(t0 + 999 * ms, t0 + 999 * ms + 1, &since), 1);
+  assert_int_equal(jobq__wh_yield_s(t0 + 999 * ms, t0 + 999 * ms + 1, &since), 1);
   assert_int_equal(since, t0);
   /* ... for one second; the backlog still there, deliveries go on. */
-  assert_int_equal(jobq__wh_yield(t0 + 1000 * ms, t0 + 999 * ms, &since), 0);
-  assert_int_equal(jobq__wh_yield(t0 + 5000 * ms, t0 + 4999 * ms, &since), 0);
+  assert_int_equal(jobq__wh_yield_s(t0 + 1000 * ms, t0 + 999 * ms, &since), 0);
+  assert_int_equal(jobq__wh_yield_s(t0 + 5000 * ms, t0 + 4999 * ms, &since), 0);
   assert_int_equal(since, t0);
   /* The backlog ends (no full claim for 20 ms): the state resets ... */
-  assert_int_equal(jobq__wh_yield(t0 + 5030 * ms, t0 + 5000 * ms, &since), 0);
+  assert_int_equal(jobq__wh_yield_s(t0 + 5030 * ms, t0 + 5000 * ms, &since), 0);
   assert_int_equal(since, 0);
   /* ... and the next backlog yields again, for its own second. */
-  assert_int_equal(jobq__wh_yield(t0 + 6000 * ms, t0 + 5999 * ms, &since), 1);
+  assert_int_equal(jobq__wh_yield_s(t0 + 6000 * ms, t0 + 5999 * ms, &since), 1);
   assert_int_equal(since, t0 + 6000 * ms);
-  assert_int_equal(jobq__wh_yield(t0 + 7000 * ms, t0 + 6999 * ms, &since), 0);
+  assert_int_equal(jobq__wh_yield_s(t0 + 7000 * ms, t0 + 6999 * ms, &since), 0);
+  /* Another window (jobq_options_set_webhook_yield), and 0: never. */
+  since = 0;
+  assert_int_equal(jobq__wh_yield(t0, t0, 250 * ms, &since), 1);
+  assert_int_equal(jobq__wh_yield(t0 + 249 * ms, t0 + 249 * ms, 250 * ms, &since), 1);
+  assert_int_equal(jobq__wh_yield(t0 + 250 * ms, t0 + 250 * ms, 250 * ms, &since), 0);
+  since = 0;
+  assert_int_equal(jobq__wh_yield(t0, t0, 0, &since), 0);
+  assert_int_equal(jobq__wh_yield(t0 + 1, t0 + 1, 0, &since), 0);
 }
 
 int main(void) {
