@@ -419,6 +419,7 @@ struct jobq_s {
    * before mu). */
   struct {
     jobq_map acc;            /* kind ("" none) -> jobq__stat_acc */
+    struct jobq__stat_acc *last; /* the one found last (a kind's jobs come in runs) */
     uv_mutex_t flush_mu;
     uint64_t next_flush_ns;  /* uv_hrtime of the next background flush */
     int published;           /* live rows are published: withdraw them at close */

@@ -38,16 +38,31 @@ typedef struct mband {
   int priority;
   size_t n;
   uint64_t lo;
+  /* Jobs that come due in submission order (each younger than the last one
+   * put here: new submits, the common case) wait in a ring, first in first
+   * out, which costs O(1) in and out at any depth where a heap of a million
+   * costs some twenty cache misses a claim. The others (retried, released,
+   * promoted from delayed: older than jobs already here) go to the kind's
+   * heap; a claim takes the better of the heap's top and the first ring's
+   * head. A job that leaves out of turn (cancel) leaves a NULL behind.
+   * Positions are absolute and wrap (uint32): a job in the ring keeps its
+   * own in hidx. */
+  struct mjob **ring;
+  uint32_t ring_cap; /* a power of 2, or 0 */
+  uint32_t head, tail;
+  size_t ring_n;     /* live jobs in the ring */
+  uint64_t last_seq; /* seq of the job put last */
 } mband;
 
 typedef struct mkind {
   char *name;
-  jobq_heap ready;   /* due: priority desc, seq asc */
+  jobq_heap ready;   /* due, out of submission order: priority desc, seq asc */
+  size_t n_ready;    /* due jobs: the heap's and the bands' rings' */
   jobq_heap delayed; /* not yet due: run_at asc, seq asc */
   size_t requeue;    /* mem_finish: jobs of the batch that may be queued again */
   mband *bands;      /* priority desc; a band whose n fell to 0 stays */
   size_t n_bands, cap_bands;
-  int bands_lost;    /* a band could not be allocated: estimates use ready.n */
+  int bands_lost;    /* a band could not be allocated: estimates use n_ready */
   /* Retention (mem_prune_kind): while a pass over the jobs is under way
    * (ret_on), the next job it looks at (NULL: the end). A job that goes
    * moves the cursor on to its successor (drop_job). */
@@ -78,6 +93,7 @@ typedef struct mjob {
   int16_t priority;
   uint8_t state, progress, cancel_req, delayed;
   uint8_t held; /* due, in its batch's held heap, waiting for a place (cap) */
+  uint8_t in_ring; /* due, in its band's ring (hidx: its position there) */
   uint16_t attempts, max_attempts;
   char id[JOBQ_ID_SIZE];
   char payload[];
@@ -110,6 +126,12 @@ typedef struct mnotice {
 typedef struct mstore {
   uv_mutex_t mu;
   jobq_map ids;    /* id -> mjob */
+  /* id -> mjob of the jobs claimed and not finished: finish, progress and
+   * heartbeat find their job in this small map, which stays in cache,
+   * rather than in ids, where a million jobs cost two cache misses a
+   * lookup. A job that could not be put here (out of memory) is found in
+   * ids. */
+  jobq_map running;
   jobq_map dedupe; /* key -> mjob */
   jobq_map kindmap;
   mkind **kinds;
@@ -207,9 +229,53 @@ static mband *band_find(mkind *k, int priority, size_t *at) {
   return NULL;
 }
 
-/* Pushes j on its kind's ready heap (reserved by the caller) and counts it. */
+/* ---- a band's ring ---- */
+
+/* The first live job of b's ring, or NULL; drops the NULLs before it. */
+static mjob *ring_head(mband *b) {
+  while (b->head != b->tail) {
+    mjob *j = b->ring[b->head & (b->ring_cap - 1)];
+    if (j) return j;
+    b->head++;
+  }
+  return NULL;
+}
+
+/* Appends j if it is younger than every job of the ring; 0, or -1 when it
+ * must go to the heap (out of order, or no memory to grow the ring). */
+static int ring_push(mband *b, mjob *j) {
+  if (b->ring_n > 0 && j->seq <= b->last_seq) return -1;
+  if (b->ring_n == 0) b->head = b->tail; /* only NULLs left: start afresh */
+  if (b->tail - b->head == b->ring_cap) {
+    if (b->ring_cap >= (1u << 30)) return -1;
+    uint32_t ncap = b->ring_cap ? b->ring_cap * 2 : 64;
+    mjob **nr = malloc(ncap * sizeof *nr);
+    if (nr == NULL) return -1;
+    /* Every job keeps its absolute position; only the mask changes. */
+    for (uint32_t i = b->head; i != b->tail; i++)
+      nr[i & (ncap - 1)] = b->ring[i & (b->ring_cap - 1)];
+    free(b->ring);
+    b->ring = nr;
+    b->ring_cap = ncap;
+  }
+  j->hidx = b->tail;
+  j->in_ring = 1;
+  b->ring[b->tail++ & (b->ring_cap - 1)] = j;
+  b->ring_n++;
+  b->last_seq = j->seq;
+  return 0;
+}
+
+static void ring_remove(mband *b, mjob *j) {
+  b->ring[j->hidx & (b->ring_cap - 1)] = NULL;
+  j->in_ring = 0;
+  b->ring_n--;
+}
+
+/* Pushes j on its kind's ready set: its band's ring when it comes in
+ * order, else the heap (reserved by the caller); and counts it. */
 static void ready_push(mkind *k, mjob *j) {
-  jobq__heap_push(&k->ready, j);
+  k->n_ready++;
   size_t at = 0;
   mband *b = band_find(k, j->priority, &at);
   if (b == NULL) {
@@ -218,6 +284,7 @@ static void ready_push(mkind *k, mjob *j) {
       mband *nb = realloc(k->bands, cap * sizeof *nb);
       if (nb == NULL) {
         k->bands_lost = 1;
+        jobq__heap_push(&k->ready, j);
         return;
       }
       k->bands = nb;
@@ -226,19 +293,42 @@ static void ready_push(mkind *k, mjob *j) {
     memmove(&k->bands[at + 1], &k->bands[at], (k->n_bands - at) * sizeof *k->bands);
     k->n_bands++;
     b = &k->bands[at];
+    memset(b, 0, sizeof *b);
     b->priority = j->priority;
-    b->n = 0;
   }
+  if (ring_push(b, j) != 0) jobq__heap_push(&k->ready, j);
   if (b->n++ == 0 || j->seq < b->lo) b->lo = j->seq;
 }
 
-/* Uncounts j, which left the ready heap; taken: it was the heap's top. */
+/* The due job of k a claim takes first, or NULL. */
+static mjob *ready_top(mkind *k) {
+  mjob *t = jobq__heap_top(&k->ready);
+  for (size_t i = 0; i < k->n_bands; i++) {
+    mband *b = &k->bands[i];
+    if (t && b->priority < t->priority) break; /* the heap's top wins */
+    mjob *r = b->ring_n ? ring_head(b) : NULL;
+    if (r == NULL) continue;
+    if (t == NULL || ready_less(r, t)) t = r;
+    break; /* lower bands' rings come after this one */
+  }
+  return t;
+}
+
+/* Uncounts j, which left the ready set; taken: it was the top. */
 static void ready_uncount(mkind *k, const mjob *j, int taken) {
+  k->n_ready--;
   mband *b = band_find(k, j->priority, NULL);
   if (b == NULL || b->n == 0) return; /* only after bands_lost */
   b->n--;
   /* The top is the oldest of the highest priority: the rest are younger. */
   if (taken) b->lo = j->seq + 1;
+}
+
+/* Takes j out of k's ready set (anywhere in it). */
+static void ready_remove(mkind *k, mjob *j, int taken) {
+  if (j->in_ring) ring_remove(band_find(k, j->priority, NULL), j);
+  else jobq__heap_remove(&k->ready, j);
+  ready_uncount(k, j, taken);
 }
 
 static int mem_open(const char *url, void **out) {
@@ -295,12 +385,14 @@ static void mem_close(void *st) {
   for (size_t i = 0; i < s->n_kinds; i++) {
     jobq__heap_free(&s->kinds[i]->ready);
     jobq__heap_free(&s->kinds[i]->delayed);
+    for (size_t b = 0; b < s->kinds[i]->n_bands; b++) free(s->kinds[i]->bands[b].ring);
     free(s->kinds[i]->bands);
     free(s->kinds[i]->name);
     free(s->kinds[i]);
   }
   free(s->kinds);
   jobq__map_free(&s->ids);
+  jobq__map_free(&s->running);
   jobq__map_free(&s->dedupe);
   jobq__map_free(&s->kindmap);
   jobq_map_slot *e;
@@ -376,8 +468,7 @@ static void dequeue(mjob *j) {
     j->held = 0;
   } else {
     if (j->batch && j->batch->cap) j->batch->active--;
-    jobq__heap_remove(&j->kind->ready, j);
-    ready_uncount(j->kind, j, 0);
+    ready_remove(j->kind, j, 0);
   }
 }
 
@@ -646,8 +737,10 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
                        int *out_dup, int quotas) {
   int rc = 0;
   mbatch *b = NULL;
-  mjob **made = calloc(n ? n : 1, sizeof *made);
+  /* made[i], then the hash of job i's id, made before the lock is taken */
+  mjob **made = calloc(n ? n : 1, sizeof *made + sizeof(uint64_t));
   if (made == NULL) return oom("insert");
+  uint64_t *hs = (uint64_t *)(made + (n ? n : 1));
   if (batch_id) {
     if ((b = calloc(1, sizeof *b)) == NULL) {
       free(made);
@@ -669,6 +762,7 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
     made[i] = j;
     memcpy(j->payload, r->payload, plen);
     memcpy(j->id, r->id, JOBQ_ID_SIZE);
+    hs[i] = jobq__hash(j->id);
     j->created_at = r->created_at;
     j->run_at = r->run_at;
     j->priority = (int16_t)r->priority;
@@ -711,11 +805,18 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
       s->cap_capped = nc;
     }
   }
+  if (jobq__map_reserve(&s->ids, n) || jobq__map_reserve(&s->dedupe, n)) {
+    uv_mutex_unlock(&s->mu);
+    goto nomem;
+  }
+  for (size_t i = 0; i < n && i < 16; i++) jobq__map_prefetch(&s->ids, hs[i]);
   for (size_t i = 0; i < n; i++) {
     /* Ids are the core's UUIDs: one already stored is a bug somewhere, and
      * the batch is refused whole. (Ids within one batch are distinct by
      * construction; checking that too would cost O(n^2) per batch.) */
-    int repeat = jobq__map_get(&s->ids, jobs[i]->id) != NULL;
+    /* (a million ids do not fit in the cache: load the slots ahead) */
+    if (i + 16 < n) jobq__map_prefetch(&s->ids, hs[i + 16]);
+    int repeat = jobq__map_get_h(&s->ids, jobs[i]->id, hs[i]) != NULL;
     if (repeat) {
       uv_mutex_unlock(&s->mu);
       for (size_t x = 0; x < n; x++)
@@ -725,17 +826,18 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
       free(b);
       return jobq__err(JOBQ_EEXIST, "memory storage: job id %s is already stored", jobs[i]->id);
     }
-    if (kind_get(s, jobs[i]->kind, 1) == NULL) {
+    /* (a batch is mostly of one kind: ask the map once) */
+    made[i]->kind = i > 0 && strcmp(jobs[i]->kind, made[i - 1]->kind->name) == 0
+                        ? made[i - 1]->kind
+                        : kind_get(s, jobs[i]->kind, 1);
+    if (made[i]->kind == NULL) {
       uv_mutex_unlock(&s->mu);
       goto nomem;
     }
   }
-  if (jobq__map_reserve(&s->ids, n) || jobq__map_reserve(&s->dedupe, n)) {
-    uv_mutex_unlock(&s->mu);
-    goto nomem;
-  }
   for (size_t i = 0; i < n; i++) {
-    mkind *k = kind_get(s, jobs[i]->kind, 0);
+    mkind *k = made[i]->kind;
+    if (i > 0 && k == made[i - 1]->kind) continue;
     if (jobq__heap_reserve(&k->ready, n) || jobq__heap_reserve(&k->delayed, n)) {
       uv_mutex_unlock(&s->mu);
       goto nomem;
@@ -779,10 +881,9 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
       }
       jobq__map_put(&s->dedupe, j->x->dedupe_key, j);
     }
-    j->kind = kind_get(s, jobs[i]->kind, 0);
     count_move(s, j, +1);
     j->seq = ++s->seq;
-    jobq__map_put(&s->ids, j->id, j);
+    jobq__map_put_h(&s->ids, j->id, j, hs[i]);
     j->prev = s->last;
     if (s->last) s->last->next = j;
     else s->first = j;
@@ -1145,7 +1246,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
       }
       int64_t room = jobq__ratelog_room(&r->log, rl->starts, rl->interval_ms, req->now);
       if (room == 0) {
-        if (jobq__heap_top(&k->ready)) {
+        if (k->n_ready) {
           int64_t t = jobq__ratelog_next(&r->log, rl->interval_ms);
           if (t < rate_next) rate_next = t;
         }
@@ -1162,18 +1263,25 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
   }
   if (s->n_capped) batches_fill(s);
   int rc = 0;
+  /* Out of memory for the running map: finish finds these jobs in ids. */
+  int tracked = jobq__map_reserve(&s->running, req->max) == 0;
   while (*n_out < req->max) {
     size_t best = SIZE_MAX;
+    mjob *j = NULL;
     for (size_t i = 0; i < m; i++) {
-      mjob *t = jobq__heap_top(&ks[i]->ready);
-      if (t == NULL || lim[i] == 0) continue;
-      if (best == SIZE_MAX || ready_less(t, jobq__heap_top(&ks[best]->ready))) best = i;
+      mjob *t = lim[i] == 0 ? NULL : ready_top(ks[i]);
+      if (t == NULL) continue;
+      if (best == SIZE_MAX || ready_less(t, j)) {
+        best = i;
+        j = t;
+      }
     }
     if (best == SIZE_MAX) break;
-    mjob *j = jobq__heap_top(&ks[best]->ready);
     mext *x = ext(j);
     jobq_storage_attempt *nl = x ? realloc(x->log, (size_t)(x->nlog + 1) * sizeof *nl) : NULL;
-    if (nl == NULL) {
+    /* (room in the heap for the undo below: j may come from a ring) */
+    if (nl == NULL || jobq__heap_reserve(&ks[best]->ready, 1) != 0) {
+      if (nl) x->log = nl;
       rc = *n_out ? 0 : oom("claim");
       break;
     }
@@ -1182,8 +1290,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
     nl[x->nlog].finished_at = 0;
     nl[x->nlog].error = NULL;
     x->nlog++;
-    jobq__heap_pop(&ks[best]->ready);
-    ready_uncount(ks[best], j, 1);
+    ready_remove(ks[best], j, 1);
     j->state = JOBQ_RUNNING;
     j->attempts++;
     j->progress = 0;
@@ -1203,6 +1310,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
       rc = *n_out ? 0 : oom("claim");
       break;
     }
+    if (tracked) jobq__map_put(&s->running, j->id, j); /* reserved */
     (*n_out)++;
   }
   /* Record what each limited kind took; a kind whose room ran out while
@@ -1214,7 +1322,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
     if (taken) jobq__ratelog_add(&rt[i]->log, req->now, taken);
     const jobq_storage_rate *rl = rate_of(req, ks[i]->name);
     if (jobq__ratelog_room(&rt[i]->log, rl->starts, rl->interval_ms, req->now) == 0 &&
-        jobq__heap_top(&ks[i]->ready)) {
+        ks[i]->n_ready) {
       int64_t t = jobq__ratelog_next(&rt[i]->log, rl->interval_ms);
       if (t < rate_next) rate_next = t;
     }
@@ -1241,6 +1349,12 @@ typedef struct fin_prep {
   jobq__mnew hooked;  /* the deliveries its end adds (a job with webhooks) */
 } fin_prep;
 
+/* The job with id, looked up first among the running ones. */
+static mjob *find_job(mstore *s, const char *id) {
+  mjob *j = s->running.count ? jobq__map_get(&s->running, id) : NULL;
+  return j ? j : jobq__map_get(&s->ids, id);
+}
+
 static int attempt_running(const mjob *j, const jobq_storage_finish *f) {
   return j->state == JOBQ_RUNNING && j->attempts == f->attempt && j->x != NULL;
 }
@@ -1259,7 +1373,7 @@ static void fin_prep_free(mstore *s, fin_prep *p) {
  * never makes a job running), so it needs no copies. */
 static int finish_prepare(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
   memset(p, 0, sizeof *p);
-  mjob *j = jobq__map_get(&s->ids, f->id);
+  mjob *j = find_job(s, f->id);
   if (j == NULL || !attempt_running(j, f)) {
     p->miss = j == NULL ? JOBQ_ENOTFOUND : JOBQ_ESTATE;
     return 0;
@@ -1304,6 +1418,7 @@ static int finish_apply(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
   if (j == NULL) return p->miss;
   /* An earlier entry of the batch for the same job ended this attempt. */
   if (!attempt_running(j, f)) return JOBQ_ESTATE;
+  if (s->running.count) jobq__map_del(&s->running, j->id); /* (ids are unique) */
   if (j->batch) { /* it stops running, whatever comes next */
     j->batch->running--;
     if (j->batch->cap) j->batch->active--;
@@ -1414,7 +1529,7 @@ static int mem_progress(void *st, const char *id, int attempt, int percent, cons
   mstore *s = st;
   int rc = 0;
   uv_mutex_lock(&s->mu);
-  mjob *j = jobq__map_get(&s->ids, id);
+  mjob *j = find_job(s, id);
   if (j == NULL) rc = JOBQ_ENOTFOUND;
   else if (j->state != JOBQ_RUNNING || j->attempts != attempt || j->x == NULL) rc = JOBQ_ESTATE;
   else if (step && reset(&j->x->step, step) != 0) rc = oom("progress");
@@ -1465,7 +1580,9 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, cha
 /* Due jobs of j's kind that a claim takes before j: exact up to
  * JOBQ__POSITION_EXACT, an upper bound beyond (jobq_job_position.md).
  * The exact part walks only the heap nodes ahead of j (a node that is not
- * ahead has nothing ahead below it), so it stops after a bounded number. */
+ * ahead has nothing ahead below it), and the rings: those of higher
+ * priorities count whole, j's own from its head up to j (a ring is in seq
+ * order), so it stops after a bounded number. */
 static int64_t position(mjob *j, int64_t now) {
   if (j->state != JOBQ_QUEUED) return -1;
   mkind *k = j->kind;
@@ -1484,10 +1601,25 @@ static int64_t position(mjob *j, int64_t now) {
     for (size_t c = 2 * (size_t)i + 1; c <= 2 * (size_t)i + 2; c++)
       if (c < h->n) stack[sp++] = (uint32_t)c;
   }
+  for (size_t bi = 0; bi < k->n_bands && ahead < CAP; bi++) {
+    mband *b = &k->bands[bi];
+    if (b->priority > j->priority) {
+      ahead += (int64_t)b->ring_n;
+      continue;
+    }
+    if (b->priority < j->priority || b->ring_n == 0) break;
+    for (uint32_t i = b->head; i != b->tail && ahead < CAP; i++) {
+      const mjob *r = b->ring[i & (b->ring_cap - 1)];
+      if (r == NULL) continue;
+      if (r->seq >= j->seq) break;
+      ahead++;
+    }
+    break;
+  }
   if (ahead < CAP) return ahead;
   /* Deep: every job of a higher priority, and of j's own those within its
    * seq distance from the oldest one (or all the others, if fewer). */
-  int64_t est = (int64_t)h->n - 1;
+  int64_t est = (int64_t)k->n_ready - 1;
   if (!k->bands_lost) {
     int64_t hi = 0;
     size_t b = 0;
@@ -1600,7 +1732,7 @@ static int mem_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t leas
   (void)lease_until; /* a memory job cannot outlive the process running it */
   uv_mutex_lock(&s->mu);
   for (size_t i = 0; i < n; i++) {
-    mjob *j = jobq__map_get(&s->ids, l[i].id);
+    mjob *j = find_job(s, l[i].id);
     l[i].still_running = j && j->state == JOBQ_RUNNING && j->attempts == l[i].attempt;
     l[i].cancel_requested = j ? j->cancel_req : 0;
   }
@@ -1907,10 +2039,14 @@ static int stat_fill(mstore *s, const char *name, int depth, int64_t now,
   if (k) {
     /* O(queued jobs of the kind): a walk of its two heaps. */
     const mjob *oldest = NULL;
-    r->queued = (int64_t)k->ready.n;
+    r->queued = (int64_t)k->n_ready;
     for (size_t i = 0; i < k->ready.n; i++) {
       const mjob *j = k->ready.v[i];
       if (oldest == NULL || j->seq < oldest->seq) oldest = j;
+    }
+    for (size_t i = 0; i < k->n_bands; i++) { /* a ring's oldest is its head */
+      const mjob *j = k->bands[i].ring_n ? ring_head(&k->bands[i]) : NULL;
+      if (j && (oldest == NULL || j->seq < oldest->seq)) oldest = j;
     }
     for (size_t i = 0; i < k->delayed.n; i++) {
       const mjob *j = k->delayed.v[i];
