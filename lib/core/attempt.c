@@ -67,9 +67,10 @@ static void outcome_record(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *
   }
 }
 
-/* After storage has applied the end of an attempt: bookkeeping and news. */
+/* After storage has applied the end of an attempt: bookkeeping and news.
+ * now: the queue's clock when the end was stored (-1: read it here). */
 static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *result,
-                        const char *error) {
+                        const char *error, int64_t now) {
   jobq__running_del(q, ctx);
   jobq__tmo_remove(q, ctx);
   jobq__slot_check(q, ctx); /* a timed-out handler that still runs keeps it */
@@ -89,7 +90,8 @@ static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *resul
                                             : JOBQ_STAT_CANCELLED,
                     1);
   if (state == JOBQ_SUCCEEDED || state == JOBQ_FAILED || state == JOBQ_QUEUED)
-    jobq__stats_duration(q, ctx->rec.kind, (double)(jobq__now(q) - ctx->rec.started_at));
+    jobq__stats_duration(q, ctx->rec.kind,
+                         (double)((now >= 0 ? now : jobq__now(q)) - ctx->rec.started_at));
   int type = jobq__state_end_event(state);
   if (state == JOBQ_QUEUED) {
     jobq__wake_claimers(q);
@@ -125,7 +127,7 @@ static jobq__attempt_state ended(jobq__attempt_state ending) {
  * *open when storage itself failed (nothing applied). */
 static int end_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
                        const char *error, const char *fn, int *open, int rc, int state,
-                       int applied_outcome) {
+                       int applied_outcome, int64_t now) {
   jobq__health_note(q, ctx->state == JOBQ_ATTEMPT_TIMING_OUT ? JOBQ_OP_TIMEOUT : JOBQ_OP_FINISH,
                     rc < 0 ? rc : 0);
   if (rc < 0) {
@@ -153,7 +155,8 @@ static int end_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *resu
     if (q->closed) uv_cond_broadcast(&q->idle_cv);
     return 0;
   }
-  publish_end(q, ctx, state, result, applied_outcome == JOBQ_OUTCOME_SUCCEEDED ? NULL : error);
+  publish_end(q, ctx, state, result, applied_outcome == JOBQ_OUTCOME_SUCCEEDED ? NULL : error,
+              now);
   return 0;
 }
 
@@ -172,7 +175,8 @@ int jobq__attempt_end(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *resul
   int rc = q->ops->finish(q->st, &f, 1, &state);
   uv_mutex_lock(&q->mu);
   jobq__storage_end(q);
-  rc = end_applied(q, ctx, outcome, result, error, fn, open, rc, state, f.outcome);
+  /* (storage applied it synchronously: its time is f.now) */
+  rc = end_applied(q, ctx, outcome, result, error, fn, open, rc, state, f.outcome, f.now);
   if (held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
   return rc;
 }
@@ -199,7 +203,7 @@ static void finish_done(void *ud, int rc, const int *out_state) {
     jobq__slot_check(q, ctx);
     if (q->closed) uv_cond_broadcast(&q->idle_cv);
   } else {
-    publish_end(q, ctx, state, ctx->fin_result, ctx->fin_error);
+    publish_end(q, ctx, state, ctx->fin_result, ctx->fin_error, -1);
   }
   if (ctx->held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
   ctx->held = 0;

@@ -167,6 +167,7 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
     goto unreserve;
   }
   size_t n_lost = 0;
+  uint64_t t0_ns = uv_hrtime(); /* one clock read for the batch */
   for (size_t i = 0; i < got; i++) {
     jobq_ctx_t *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL) {
@@ -179,7 +180,7 @@ int jobq__claim_locked(jobq_t *q, const char *const *kinds, size_t nk, size_t ma
     ctx->refs = 1;
     ctx->state = JOBQ_ATTEMPT_RUNNING;
     ctx->kr = jobq__kind_find(q, ctx->rec.kind);
-    ctx->t0_ns = uv_hrtime();
+    ctx->t0_ns = t0_ns;
     atomic_init(&ctx->cancelled, ctx->rec.cancel_requested ? 1 : 0);
     if (q->claim.cancel_hints.count && jobq__map_get(&q->claim.cancel_hints, ctx->rec.id))
       atomic_store(&ctx->cancelled, 1);

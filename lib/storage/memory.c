@@ -71,13 +71,17 @@ typedef struct mkind {
 } mkind;
 
 typedef struct mext {
-  char *owner, *step, *result, *error, *dedupe_key;
+  char *owner, *step, *error, *dedupe_key;
+  char *result; /* NULL for a succeeded job: "null" (most handlers give none) */
   char *ck_output;   /* pipeline checkpoint: output of stage ck_stage */
   int ck_stage;      /* -1: none (calloc gives 0, so stored as stage + 1) */
   int64_t started_at, finished_at, dedupe_ttl_ms;
-  jobq_storage_attempt *log;
+  jobq_storage_attempt *log; /* &log1 while there is one attempt */
   int nlog;
   jobq__mhooks *hooks; /* webhook subscriptions (insert_hooked), or NULL */
+  /* The first attempt's entry: most jobs have one, and a million of them
+   * then cost no allocation of their own. */
+  jobq_storage_attempt log1;
 } mext;
 
 struct mbatch;
@@ -359,7 +363,7 @@ static void free_job(mjob *j) {
     free(j->x->dedupe_key);
     free(j->x->ck_output);
     for (int i = 0; i < j->x->nlog; i++) free(j->x->log[i].error);
-    free(j->x->log);
+    if (j->x->log != &j->x->log1) free(j->x->log);
     jobq__mhooks_free(j->x->hooks);
     free(j->x);
   }
@@ -1137,7 +1141,8 @@ static int fill(const mjob *j, jobq_storage_job *out, int with_log) {
     out->finished_at = x->finished_at;
     out->dedupe_ttl_ms = x->dedupe_ttl_ms;
     if ((x->owner && !(out->owner = jobq__strdup(x->owner))) || (x->step && !(out->step = jobq__strdup(x->step))) ||
-        (x->result && !(out->result = jobq__strdup(x->result))) ||
+        ((x->result || j->state == JOBQ_SUCCEEDED) &&
+         !(out->result = jobq__strdup(x->result ? x->result : "null"))) ||
         (x->error && !(out->error = jobq__strdup(x->error))) ||
         (x->dedupe_key && !(out->dedupe_key = jobq__strdup(x->dedupe_key))))
       goto nomem;
@@ -1156,6 +1161,20 @@ static int fill(const mjob *j, jobq_storage_job *out, int with_log) {
 nomem:
   jobq_storage_job_clear(out);
   return -1;
+}
+
+/* Room for one more entry in x's attempt log (the first one inline);
+ * NULL on out of memory (then unchanged). */
+static jobq_storage_attempt *log_room(mext *x) {
+  if (x->nlog == 0) return x->log ? x->log : (x->log = &x->log1);
+  jobq_storage_attempt *nl;
+  if (x->log == &x->log1) {
+    if ((nl = malloc(2 * sizeof *nl)) == NULL) return NULL;
+    nl[0] = x->log1;
+  } else if ((nl = realloc(x->log, (size_t)(x->nlog + 1) * sizeof *nl)) == NULL) {
+    return NULL;
+  }
+  return x->log = nl;
 }
 
 static int excluded(const jobq_storage_claim *req, const char *name) {
@@ -1278,10 +1297,9 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
     }
     if (best == SIZE_MAX) break;
     mext *x = ext(j);
-    jobq_storage_attempt *nl = x ? realloc(x->log, (size_t)(x->nlog + 1) * sizeof *nl) : NULL;
+    jobq_storage_attempt *nl = x ? log_room(x) : NULL;
     /* (room in the heap for the undo below: j may come from a ring) */
     if (nl == NULL || jobq__heap_reserve(&ks[best]->ready, 1) != 0) {
-      if (nl) x->log = nl;
       rc = *n_out ? 0 : oom("claim");
       break;
     }
@@ -1387,7 +1405,8 @@ static int finish_prepare(mstore *s, const jobq_storage_finish *f, fin_prep *p) 
     /* (DEFER: err2 alone is stored, on the job; its attempt entry goes) */
     if ((p->err = jobq__strdup(etext)) == NULL || (p->err2 = jobq__strdup(etext)) == NULL) return -1;
   }
-  if (outcome == JOBQ_OUTCOME_SUCCEEDED && (p->res = jobq__strdup(f->result ? f->result : "null")) == NULL)
+  if (outcome == JOBQ_OUTCOME_SUCCEEDED && f->result && strcmp(f->result, "null") != 0 &&
+      (p->res = jobq__strdup(f->result)) == NULL)
     return -1;
   if (outcome != JOBQ_OUTCOME_RELEASE && f->step && (p->step = jobq__strdup(f->step)) == NULL) return -1;
   /* A retried, released or deferred job goes back into one of its kind's
