@@ -75,7 +75,7 @@ typedef struct mext {
   char *result; /* NULL for a succeeded job: "null" (most handlers give none) */
   char *ck_output;   /* pipeline checkpoint: output of stage ck_stage */
   int ck_stage;      /* -1: none (calloc gives 0, so stored as stage + 1) */
-  int64_t started_at, finished_at, dedupe_ttl_ms;
+  int64_t dedupe_ttl_ms;
   jobq_storage_attempt *log; /* &log1 while there is one attempt */
   int nlog;
   jobq__mhooks *hooks; /* webhook subscriptions (insert_hooked), or NULL */
@@ -93,6 +93,11 @@ typedef struct mjob {
   struct mbatch *batch; /* NULL: not a member of a batch */
   uint64_t seq;
   int64_t created_at, run_at;
+  /* The latest attempt's start, and the end of a finished job. A job
+   * without a side record (x NULL) has had at most one attempt, without an
+   * error: its attempt log is {started_at, finished_at} when attempts is
+   * 1, so a job that runs once and succeeds allocates nothing on its way. */
+  int64_t started_at, finished_at;
   uint32_t hidx;
   int16_t priority;
   uint8_t state, progress, cancel_req, delayed;
@@ -216,8 +221,17 @@ static int reset(char **slot, const char *s) {
   return 0;
 }
 
+/* j's side record, made on first use (NULL on out of memory); the
+ * attempt a job without one had moves into its log. */
 static mext *ext(mjob *j) {
-  if (j->x == NULL) j->x = calloc(1, sizeof *j->x);
+  if (j->x) return j->x;
+  if ((j->x = calloc(1, sizeof *j->x)) == NULL) return NULL;
+  if (j->attempts > 0) {
+    j->x->log = &j->x->log1;
+    j->x->log1.started_at = j->started_at;
+    j->x->log1.finished_at = j->finished_at;
+    j->x->nlog = 1;
+  }
   return j->x;
 }
 
@@ -477,7 +491,7 @@ static void dequeue(mjob *j) {
 }
 
 static int key_live(const mjob *j, int64_t now) {
-  return jobq__key_live(j->state, j->x ? j->x->finished_at : 0, j->x ? j->x->dedupe_ttl_ms : 0,
+  return jobq__key_live(j->state, j->finished_at, j->x ? j->x->dedupe_ttl_ms : 0,
                         now);
 }
 
@@ -1135,10 +1149,18 @@ static int fill(const mjob *j, jobq_storage_job *out, int with_log) {
   out->position = -1;
   if ((out->kind = jobq__strdup(j->kind->name)) == NULL || (out->payload = jobq__strdup(j->payload)) == NULL)
     goto nomem;
+  out->started_at = j->started_at;
+  out->finished_at = j->finished_at;
+  if (j->x == NULL && j->state == JOBQ_SUCCEEDED && (out->result = jobq__strdup("null")) == NULL)
+    goto nomem;
+  if (j->x == NULL && with_log && j->attempts > 0) { /* its one attempt */
+    if ((out->attempt_log = calloc(1, sizeof *out->attempt_log)) == NULL) goto nomem;
+    out->n_attempt_log = 1;
+    out->attempt_log[0].started_at = j->started_at;
+    out->attempt_log[0].finished_at = j->finished_at;
+  }
   if (j->x) {
     const mext *x = j->x;
-    out->started_at = x->started_at;
-    out->finished_at = x->finished_at;
     out->dedupe_ttl_ms = x->dedupe_ttl_ms;
     if ((x->owner && !(out->owner = jobq__strdup(x->owner))) || (x->step && !(out->step = jobq__strdup(x->step))) ||
         ((x->result || j->state == JOBQ_SUCCEEDED) &&
@@ -1296,24 +1318,27 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
       }
     }
     if (best == SIZE_MAX) break;
-    mext *x = ext(j);
+    /* A first attempt of a job without a side record needs none. */
+    mext *x = j->x == NULL && j->attempts == 0 ? NULL : ext(j);
     jobq_storage_attempt *nl = x ? log_room(x) : NULL;
     /* (room in the heap for the undo below: j may come from a ring) */
-    if (nl == NULL || jobq__heap_reserve(&ks[best]->ready, 1) != 0) {
+    if ((x == NULL && j->x == NULL && j->attempts > 0) || (x && nl == NULL) ||
+        jobq__heap_reserve(&ks[best]->ready, 1) != 0) {
       rc = *n_out ? 0 : oom("claim");
       break;
     }
-    x->log = nl;
-    nl[x->nlog].started_at = req->now;
-    nl[x->nlog].finished_at = 0;
-    nl[x->nlog].error = NULL;
-    x->nlog++;
+    if (x) {
+      nl[x->nlog].started_at = req->now;
+      nl[x->nlog].finished_at = 0;
+      nl[x->nlog].error = NULL;
+      x->nlog++;
+    }
     ready_remove(ks[best], j, 1);
     j->state = JOBQ_RUNNING;
     j->attempts++;
     j->progress = 0;
     if (j->max_attempts == 0) j->max_attempts = (uint16_t)(ma[best] > 0 ? ma[best] : 3);
-    x->started_at = req->now;
+    j->started_at = req->now;
     if (j->batch) j->batch->running++;
     if (lim[best] > 0) lim[best]--;
     if (fill(j, &out[*n_out], 0) != 0) {
@@ -1321,7 +1346,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
        * leave it running with nobody to run it. */
       j->state = JOBQ_QUEUED;
       j->attempts--;
-      x->nlog--;
+      if (x) x->nlog--;
       if (j->batch) j->batch->running--;
       /* (max_attempts keeps the resolved value: harmless) */
       ready_push(ks[best], j);
@@ -1374,7 +1399,7 @@ static mjob *find_job(mstore *s, const char *id) {
 }
 
 static int attempt_running(const mjob *j, const jobq_storage_finish *f) {
-  return j->state == JOBQ_RUNNING && j->attempts == f->attempt && j->x != NULL;
+  return j->state == JOBQ_RUNNING && j->attempts == f->attempt;
 }
 
 static void fin_prep_free(mstore *s, fin_prep *p) {
@@ -1419,7 +1444,12 @@ static int finish_prepare(mstore *s, const jobq_storage_finish *f, fin_prep *p) 
   if (j->batch && outcome == JOBQ_OUTCOME_FAILED &&
       (p->berr = jobq__strdup(etext ? etext : "failed")) == NULL)
     return -1;
-  if (j->x->hooks && outcome != JOBQ_OUTCOME_RETRY && outcome != JOBQ_OUTCOME_RELEASE &&
+  /* Only a plain success or release can do without a side record. */
+  if ((p->res || p->step || p->err ||
+       (outcome != JOBQ_OUTCOME_SUCCEEDED && outcome != JOBQ_OUTCOME_RELEASE)) &&
+      ext(j) == NULL)
+    return -1;
+  if (j->x && j->x->hooks && outcome != JOBQ_OUTCOME_RETRY && outcome != JOBQ_OUTCOME_RELEASE &&
       outcome != JOBQ_OUTCOME_DEFER) {
     int state = outcome == JOBQ_OUTCOME_SUCCEEDED ? JOBQ_SUCCEEDED
                 : outcome == JOBQ_OUTCOME_FAILED  ? JOBQ_FAILED
@@ -1442,8 +1472,9 @@ static int finish_apply(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
     j->batch->running--;
     if (j->batch->cap) j->batch->active--;
   }
+  /* x is NULL only for a plain success or release (finish_prepare) */
   mext *x = j->x;
-  jobq_storage_attempt *a = &x->log[x->nlog - 1];
+  jobq_storage_attempt *a = x ? &x->log[x->nlog - 1] : NULL;
   int outcome = p->outcome;
   char *err = p->err, *err2 = p->err2;
   p->err = p->err2 = NULL;
@@ -1458,7 +1489,7 @@ static int finish_apply(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
   switch (outcome) {
     case JOBQ_OUTCOME_RELEASE:
       j->attempts--;
-      x->nlog--;
+      if (x) x->nlog--;
       j->run_at = f->now;
       enqueue(j, f->now);
       return JOBQ_QUEUED;
@@ -1481,9 +1512,11 @@ static int finish_apply(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
       enqueue(j, f->now);
       return JOBQ_QUEUED;
     case JOBQ_OUTCOME_SUCCEEDED:
-      free(x->result);
-      x->result = p->res;
-      p->res = NULL;
+      if (x) {
+        free(x->result);
+        x->result = p->res;
+        p->res = NULL;
+      }
       j->progress = 100;
       j->state = JOBQ_SUCCEEDED;
       break;
@@ -1494,14 +1527,14 @@ static int finish_apply(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
       j->state = JOBQ_CANCELLED;
       break;
   }
-  a->finished_at = f->now;
-  x->finished_at = f->now;
+  if (a) a->finished_at = f->now;
+  j->finished_at = f->now;
   if (err) {
     a->error = err;
     free(x->error);
     x->error = err2;
   }
-  if (x->hooks) jobq__mbox_apply(&s->ob, x->hooks, &p->hooked, 1);
+  if (x && x->hooks) jobq__mbox_apply(&s->ob, x->hooks, &p->hooked, 1);
   if (j->batch) member_done(s, j, j->state, &p->berr, f->now);
   return j->state;
 }
@@ -1550,8 +1583,8 @@ static int mem_progress(void *st, const char *id, int attempt, int percent, cons
   uv_mutex_lock(&s->mu);
   mjob *j = find_job(s, id);
   if (j == NULL) rc = JOBQ_ENOTFOUND;
-  else if (j->state != JOBQ_RUNNING || j->attempts != attempt || j->x == NULL) rc = JOBQ_ESTATE;
-  else if (step && reset(&j->x->step, step) != 0) rc = oom("progress");
+  else if (j->state != JOBQ_RUNNING || j->attempts != attempt) rc = JOBQ_ESTATE;
+  else if (step && (ext(j) == NULL || reset(&j->x->step, step) != 0)) rc = oom("progress");
   else j->progress = (uint8_t)percent;
   uv_mutex_unlock(&s->mu);
   return rc;
@@ -1578,7 +1611,7 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, cha
       dequeue(j);
       j->state = JOBQ_CANCELLED;
       count_move(s, j, -1);
-      j->x->finished_at = now;
+      j->finished_at = now;
       free(j->x->error);
       j->x->error = err;
       if (j->batch) member_done(s, j, JOBQ_CANCELLED, NULL, now);
@@ -1779,7 +1812,7 @@ static int mem_checkpoint(void *st, const char *id, int attempt, int stage, cons
         (j->x->hooks &&
          /* checkpoint is given no time: the attempt's start is the latest
           * one it knows on the queue's clock (storage.h) */
-         jobq__mbox_prepare_progress(&s->ob, j->x->hooks, stage, j->x->started_at, &hooked) !=
+         jobq__mbox_prepare_progress(&s->ob, j->x->hooks, stage, j->started_at, &hooked) !=
              0)) {
       jobq__mbox_discard(&s->ob, &hooked);
       free(out);
@@ -1836,12 +1869,13 @@ static void drop_job(mstore *s, mjob *j) {
 
 /* A finished job that prune may take at `before` (the live-key rule). */
 static int prunable(const mjob *j, int64_t before) {
-  if (!jobq_state_is_terminal(j->state) || j->x == NULL || j->x->finished_at >= before) return 0;
+  if (!jobq_state_is_terminal(j->state) || j->finished_at >= before) return 0;
+  if (j->x == NULL) return 1; /* no key, no hooks */
   /* Its news is still to be sent: the body needs the job. */
   if (j->x->hooks && j->x->hooks->active) return 0;
   /* A cache entry stays while its key lives on past `before` (<= now). */
   return !(j->state == JOBQ_SUCCEEDED && j->x->dedupe_key &&
-           jobq__key_expiry(j->x->finished_at, j->x->dedupe_ttl_ms) > before);
+           jobq__key_expiry(j->finished_at, j->x->dedupe_ttl_ms) > before);
 }
 
 static int mem_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ_ID_SIZE],
@@ -1890,7 +1924,7 @@ static int keep_newest(mstore *s, mkind *k, mjob **cand, size_t *n, int keep) {
   jobq_map seen = {0}; /* owner -> count + 1 of its finished jobs of k seen */
   size_t owned = 0;
   for (size_t i = 0; i < *n; i++) {
-    const char *o = cand[i]->x->owner;
+    const char *o = cand[i]->x ? cand[i]->x->owner : NULL;
     if (o == NULL || jobq__map_get(&seen, o)) continue;
     if (jobq__map_put(&seen, o, (void *)(uintptr_t)1) != 0) {
       jobq__map_free(&seen);
