@@ -25,8 +25,7 @@ void jobq__ctx_put(jobq_ctx_t *ctx) {
 /* Forgets ctx as running here, unless a newer attempt of the same job
  * (claimed again after a quick retry) took its place. mu held. */
 void jobq__running_del(jobq_t *q, jobq_ctx_t *ctx) {
-  if (jobq__map_get(&q->running.map, ctx->rec.id) == ctx)
-    jobq__map_del(&q->running.map, ctx->rec.id);
+  jobq__map_del_val(&q->running.map, ctx->rec.id, ctx);
 }
 
 static int64_t backoff_ms(jobq_t *q, const kind_reg *k, int attempt) {

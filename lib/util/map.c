@@ -94,10 +94,21 @@ int jobq__map_put_h(jobq_map *m, const char *key, void *val, uint64_t h) {
   return 0;
 }
 
+static void *del_slot(jobq_map *m, jobq_map_slot *s);
+
 void *jobq__map_del(jobq_map *m, const char *key) {
-  uint64_t h = jobq__hash(key);
-  jobq_map_slot *s = find(m, key, h);
-  if (s == NULL) return NULL;
+  jobq_map_slot *s = find(m, key, jobq__hash(key));
+  return s ? del_slot(m, s) : NULL;
+}
+
+int jobq__map_del_val(jobq_map *m, const char *key, const void *val) {
+  jobq_map_slot *s = find(m, key, jobq__hash(key));
+  if (s == NULL || s->val != val) return 0;
+  del_slot(m, s);
+  return 1;
+}
+
+static void *del_slot(jobq_map *m, jobq_map_slot *s) {
   void *val = s->val;
   size_t mask = m->cap - 1;
   size_t i = (size_t)(s - m->slots);

@@ -33,6 +33,8 @@ int jobq__map_put_h(jobq_map *m, const char *key, void *val, uint64_t h);
 void jobq__map_prefetch(const jobq_map *m, uint64_t h);
 /* Removes key; returns its value or NULL. */
 void *jobq__map_del(jobq_map *m, const char *key);
+/* Removes key if its value is val (one lookup); 1 if it did. */
+int jobq__map_del_val(jobq_map *m, const char *key, const void *val);
 
 /* The entries one by one, in no particular order: start with *cursor 0;
  * each call returns the next entry, or NULL after the last. The map must
