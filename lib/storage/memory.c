@@ -1,15 +1,17 @@
 /* The memory backend: every job in this process's memory, lost at exit.
  *
- * One mutex guards the store. Per kind there are two heaps: jobs that are due
- * (ordered by priority, then submission order) and jobs waiting for their
- * run_at (ordered by time); a claim first moves the delayed jobs that came
- * due, so claiming costs O(log n) at any depth. Jobs are also chained in
- * submission order for listing, and indexed by id and by dedupe key.
+ * One mutex guards the store. Per kind, due jobs wait in a ring per priority
+ * when they came in submission order (the common case: O(1) in and out) and
+ * in a heap (priority, then submission order) otherwise; jobs waiting for
+ * their run_at wait in a heap by time, and a claim first moves those that
+ * came due, so claiming costs O(1) or O(log n) at any depth. Jobs are also
+ * chained in submission order for listing, and indexed by id, by dedupe
+ * key, and while they run by id in a small map of their own.
  *
- * A queued job carries only what it needs to wait (about 120 bytes plus its
+ * A queued job carries only what it needs to wait (about 140 bytes plus its
  * payload); what an attempt adds (owner, step, result, errors, attempt log)
  * lives in a side record allocated on first use, so a million queued jobs
- * stay small. A job's webhook subscriptions live there too, and the
+ * stay small, and a job that runs once and succeeds plainly needs none. A job's webhook subscriptions live there too, and the
  * outbox of deliveries they make in memory_outbox.c: a job without
  * subscriptions costs one pointer test at its end. */
 #include "jobq/storage.h"
