@@ -136,6 +136,11 @@ typedef struct mnotice {
 
 typedef struct mstore {
   uv_mutex_t mu;
+  /* ids has a lock of its own, taken after mu (or alone): an insert checks
+   * its ids and grows the map under idmu alone before it takes mu, so the
+   * cache misses of a million ids and the map's rehashing as it doubles do
+   * not hold up claims and finishes, which need mu and never ids. */
+  uv_mutex_t idmu;
   jobq_map ids;    /* id -> mjob */
   /* id -> mjob of the jobs claimed and not finished: finish, progress and
    * heartbeat find their job in this small map, which stays in cache,
@@ -247,6 +252,31 @@ static mband *band_find(mkind *k, int priority, size_t *at) {
   }
   if (at) *at = lo;
   return NULL;
+}
+
+/* The job with id, or NULL; mu held. */
+static mjob *id_get(mstore *s, const char *id) {
+  uv_mutex_lock(&s->idmu);
+  mjob *j = jobq__map_get(&s->ids, id);
+  uv_mutex_unlock(&s->idmu);
+  return j;
+}
+
+/* Whether an id of jobs[0..n) is stored already (its index in *at), with
+ * room made for n more; -1 on out of memory. idmu held. */
+static int ids_check(mstore *s, jobq_storage_job *const *jobs, const uint64_t *hs, size_t n,
+                     int prefetch, size_t *at) {
+  if (jobq__map_reserve(&s->ids, n) != 0) return -1;
+  for (size_t i = 0; prefetch && i < n && i < 16; i++) jobq__map_prefetch(&s->ids, hs[i]);
+  for (size_t i = 0; i < n; i++) {
+    /* (a million ids do not fit in the cache: load the slots ahead) */
+    if (prefetch && i + 16 < n) jobq__map_prefetch(&s->ids, hs[i + 16]);
+    if (jobq__map_get_h(&s->ids, jobs[i]->id, hs[i]) != NULL) {
+      *at = i;
+      return 1;
+    }
+  }
+  return 0;
 }
 
 /* ---- a band's ring ---- */
@@ -366,6 +396,12 @@ static int mem_open(const char *url, void **out) {
     free(s);
     return jobq__err(JOBQ_ESTORAGE, "memory storage: cannot create a mutex");
   }
+  if (jobq__mutex_init(&s->idmu) != 0) {
+    uv_mutex_destroy(&s->cmu);
+    uv_mutex_destroy(&s->mu);
+    free(s);
+    return jobq__err(JOBQ_ESTORAGE, "memory storage: cannot create a mutex");
+  }
   *out = s;
   return 0;
 }
@@ -433,6 +469,7 @@ static void mem_close(void *st) {
   for (size_t i = 0; i < s->n_crons; i++) cron_clear(&s->crons[i]);
   free(s->crons);
   uv_mutex_destroy(&s->cmu);
+  uv_mutex_destroy(&s->idmu);
   for (size_t cur = 0; (e = jobq__map_next(&s->batches, &cur));) {
     mbatch *b = e->val;
     for (int i = 0; i < b->n_errors; i++) free(b->errors[i].error);
@@ -799,6 +836,25 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
       j->x->hooks->job_id = j->id;
     }
   }
+  /* Ids are the core's UUIDs: one already stored is a bug somewhere, and
+   * the batch is refused whole. (Ids within one batch are distinct by
+   * construction; checking that too would cost O(n^2) per batch.) The
+   * check and the map's growth go first, under idmu alone; under mu the
+   * check is made again (the slots are in cache by then), in case another
+   * insert stored one of them meanwhile. */
+  size_t rep_at = 0;
+  uv_mutex_lock(&s->idmu);
+  int rep = ids_check(s, jobs, hs, n, 1, &rep_at);
+  uv_mutex_unlock(&s->idmu);
+  if (rep < 0) goto nomem;
+  if (rep > 0) {
+    for (size_t x = 0; x < n; x++)
+      if (made[x]) free_job(made[x]);
+    free(made);
+    if (b) jobq__heap_free(&b->held);
+    free(b);
+    return jobq__err(JOBQ_EEXIST, "memory storage: job id %s is already stored", jobs[rep_at]->id);
+  }
   uv_mutex_lock(&s->mu);
   if (b) {
     if (jobq__map_get(&s->batches, b->id)) {
@@ -825,27 +881,24 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
       s->cap_capped = nc;
     }
   }
-  if (jobq__map_reserve(&s->ids, n) || jobq__map_reserve(&s->dedupe, n)) {
+  if (jobq__map_reserve(&s->dedupe, n)) {
     uv_mutex_unlock(&s->mu);
     goto nomem;
   }
-  for (size_t i = 0; i < n && i < 16; i++) jobq__map_prefetch(&s->ids, hs[i]);
+  uv_mutex_lock(&s->idmu);
+  rep = ids_check(s, jobs, hs, n, 0, &rep_at);
+  uv_mutex_unlock(&s->idmu);
+  if (rep != 0) {
+    uv_mutex_unlock(&s->mu);
+    if (rep < 0) goto nomem;
+    for (size_t x = 0; x < n; x++)
+      if (made[x]) free_job(made[x]);
+    free(made);
+    if (b) jobq__heap_free(&b->held);
+    free(b);
+    return jobq__err(JOBQ_EEXIST, "memory storage: job id %s is already stored", jobs[rep_at]->id);
+  }
   for (size_t i = 0; i < n; i++) {
-    /* Ids are the core's UUIDs: one already stored is a bug somewhere, and
-     * the batch is refused whole. (Ids within one batch are distinct by
-     * construction; checking that too would cost O(n^2) per batch.) */
-    /* (a million ids do not fit in the cache: load the slots ahead) */
-    if (i + 16 < n) jobq__map_prefetch(&s->ids, hs[i + 16]);
-    int repeat = jobq__map_get_h(&s->ids, jobs[i]->id, hs[i]) != NULL;
-    if (repeat) {
-      uv_mutex_unlock(&s->mu);
-      for (size_t x = 0; x < n; x++)
-        if (made[x]) free_job(made[x]);
-      free(made);
-      if (b) jobq__heap_free(&b->held);
-      free(b);
-      return jobq__err(JOBQ_EEXIST, "memory storage: job id %s is already stored", jobs[i]->id);
-    }
     /* (a batch is mostly of one kind: ask the map once) */
     made[i]->kind = i > 0 && strcmp(jobs[i]->kind, made[i - 1]->kind->name) == 0
                         ? made[i - 1]->kind
@@ -886,7 +939,9 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
       goto nomem;
     }
   }
-  /* From here on nothing can fail. */
+  /* From here on nothing can fail. (Room in ids stays: only inserts add,
+   * under mu, and growth by others only adds room.) */
+  uv_mutex_lock(&s->idmu);
   for (size_t i = 0; i < n; i++) {
     mjob *j = made[i];
     out_dup[i] = 0;
@@ -914,6 +969,7 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
     }
     enqueue(j, now);
   }
+  uv_mutex_unlock(&s->idmu);
   mnotice *told = NULL;
   if (b) {
     b->open = b->total;
@@ -1397,7 +1453,7 @@ typedef struct fin_prep {
 /* The job with id, looked up first among the running ones. */
 static mjob *find_job(mstore *s, const char *id) {
   mjob *j = s->running.count ? jobq__map_get(&s->running, id) : NULL;
-  return j ? j : jobq__map_get(&s->ids, id);
+  return j ? j : id_get(s, id);
 }
 
 static int attempt_running(const mjob *j, const jobq_storage_finish *f) {
@@ -1596,7 +1652,7 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, cha
   mstore *s = st;
   int rc = 0;
   uv_mutex_lock(&s->mu);
-  mjob *j = jobq__map_get(&s->ids, id);
+  mjob *j = id_get(s, id);
   if (j == NULL) {
     rc = JOBQ_ENOTFOUND;
   } else if (j->state == JOBQ_QUEUED) {
@@ -1692,7 +1748,7 @@ static int mem_get(void *st, const char *id, int64_t now, jobq_storage_job *out)
   mstore *s = st;
   int rc = 0;
   uv_mutex_lock(&s->mu);
-  mjob *j = jobq__map_get(&s->ids, id);
+  mjob *j = id_get(s, id);
   if (j == NULL) rc = JOBQ_ENOTFOUND;
   else if (fill(j, out, 1) != 0) rc = oom("get");
   else out->position = position(j, now);
@@ -1732,7 +1788,7 @@ static int mem_list(void *st, const jobq_storage_filter *f, jobq_storage_job **o
   uv_mutex_lock(&s->mu);
   mjob *j;
   if (f->cursor) {
-    mjob *c = jobq__map_get(&s->ids, f->cursor);
+    mjob *c = id_get(s, f->cursor);
     if (c == NULL) {
       uv_mutex_unlock(&s->mu);
       free(v);
@@ -1799,7 +1855,7 @@ static int mem_checkpoint(void *st, const char *id, int attempt, int stage, cons
   mstore *s = st;
   int rc = 0;
   uv_mutex_lock(&s->mu);
-  mjob *j = jobq__map_get(&s->ids, id);
+  mjob *j = id_get(s, id);
   if (j == NULL) {
     rc = JOBQ_ENOTFOUND;
   } else if (j->state != JOBQ_RUNNING || j->attempts != attempt) {
@@ -1842,7 +1898,7 @@ static int mem_checkpoint_get(void *st, const char *id, int *out_stage, char **o
   *out_stage = -1;
   *out_output = NULL;
   uv_mutex_lock(&s->mu);
-  mjob *j = jobq__map_get(&s->ids, id);
+  mjob *j = id_get(s, id);
   if (j == NULL) {
     rc = JOBQ_ENOTFOUND;
   } else if (j->x && j->x->ck_stage > 0) {
@@ -1861,7 +1917,9 @@ static void drop_job(mstore *s, mjob *j) {
   if (j->x && j->x->dedupe_key && jobq__map_get(&s->dedupe, j->x->dedupe_key) == j)
     jobq__map_del(&s->dedupe, j->x->dedupe_key);
   if (j->x && j->x->hooks) jobq__mbox_forget(&s->ob, j->x->hooks);
+  uv_mutex_lock(&s->idmu);
   jobq__map_del(&s->ids, j->id);
+  uv_mutex_unlock(&s->idmu);
   if (j->prev) j->prev->next = j->next;
   else s->first = j->next;
   if (j->next) j->next->prev = j->prev;
@@ -2177,7 +2235,7 @@ static int mem_outbox_list(void *st, const jobq_storage_outbox_filter *f,
                            jobq_storage_delivery **out, size_t *n_out, int *more) {
   mstore *s = st;
   uv_mutex_lock(&s->mu);
-  const mjob *j = f->job_id ? jobq__map_get(&s->ids, f->job_id) : NULL;
+  const mjob *j = f->job_id ? id_get(s, f->job_id) : NULL;
   int rc = jobq__mbox_list(&s->ob, f, j && j->x ? j->x->hooks : NULL, out, n_out, more);
   uv_mutex_unlock(&s->mu);
   return rc;
