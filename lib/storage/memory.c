@@ -134,6 +134,8 @@ typedef struct mnotice {
   char *kind, *summary;
 } mnotice;
 
+#define ID_SHARDS 64 /* a power of 2: id_map takes the hash's top 6 bits */
+
 typedef struct mstore {
   uv_mutex_t mu;
   /* ids has a lock of its own, taken after mu (or alone): an insert checks
@@ -141,7 +143,12 @@ typedef struct mstore {
    * cache misses of a million ids and the map's rehashing as it doubles do
    * not hold up claims and finishes, which need mu and never ids. */
   uv_mutex_t idmu;
-  jobq_map ids;    /* id -> mjob */
+  /* id -> mjob, in ID_SHARDS maps by the top bits of the id's hash: each
+   * grows by itself, a sixty-fourth at a time, from memory the allocator
+   * reuses, where one map of a million ids rehashed 50 MB at once into
+   * fresh pages and gave the old ones back (page faults, and a TLB
+   * shootdown on every core that runs the process). */
+  jobq_map ids[ID_SHARDS];
   /* id -> mjob of the jobs claimed and not finished: finish, progress and
    * heartbeat find their job in this small map, which stays in cache,
    * rather than in ids, where a million jobs cost two cache misses a
@@ -254,10 +261,13 @@ static mband *band_find(mkind *k, int priority, size_t *at) {
   return NULL;
 }
 
+static jobq_map *id_map(mstore *s, uint64_t h) { return &s->ids[h >> 58]; }
+
 /* The job with id, or NULL; mu held. */
 static mjob *id_get(mstore *s, const char *id) {
+  uint64_t h = jobq__hash(id);
   uv_mutex_lock(&s->idmu);
-  mjob *j = jobq__map_get(&s->ids, id);
+  mjob *j = jobq__map_get_h(id_map(s, h), id, h);
   uv_mutex_unlock(&s->idmu);
   return j;
 }
@@ -266,12 +276,15 @@ static mjob *id_get(mstore *s, const char *id) {
  * room made for n more; -1 on out of memory. idmu held. */
 static int ids_check(mstore *s, jobq_storage_job *const *jobs, const uint64_t *hs, size_t n,
                      int prefetch, size_t *at) {
-  if (jobq__map_reserve(&s->ids, n) != 0) return -1;
-  for (size_t i = 0; prefetch && i < n && i < 16; i++) jobq__map_prefetch(&s->ids, hs[i]);
+  size_t per[ID_SHARDS] = {0};
+  for (size_t i = 0; i < n; i++) per[hs[i] >> 58]++;
+  for (size_t k = 0; k < ID_SHARDS; k++)
+    if (per[k] && jobq__map_reserve(&s->ids[k], per[k]) != 0) return -1;
+  for (size_t i = 0; prefetch && i < n && i < 16; i++) jobq__map_prefetch(id_map(s, hs[i]), hs[i]);
   for (size_t i = 0; i < n; i++) {
     /* (a million ids do not fit in the cache: load the slots ahead) */
-    if (prefetch && i + 16 < n) jobq__map_prefetch(&s->ids, hs[i + 16]);
-    if (jobq__map_get_h(&s->ids, jobs[i]->id, hs[i]) != NULL) {
+    if (prefetch && i + 16 < n) jobq__map_prefetch(id_map(s, hs[i + 16]), hs[i + 16]);
+    if (jobq__map_get_h(id_map(s, hs[i]), jobs[i]->id, hs[i]) != NULL) {
       *at = i;
       return 1;
     }
@@ -447,7 +460,7 @@ static void mem_close(void *st) {
     free(s->kinds[i]);
   }
   free(s->kinds);
-  jobq__map_free(&s->ids);
+  for (size_t k = 0; k < ID_SHARDS; k++) jobq__map_free(&s->ids[k]);
   jobq__map_free(&s->running);
   jobq__map_free(&s->dedupe);
   jobq__map_free(&s->kindmap);
@@ -958,7 +971,7 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
     }
     count_move(s, j, +1);
     j->seq = ++s->seq;
-    jobq__map_put_h(&s->ids, j->id, j, hs[i]);
+    jobq__map_put_h(id_map(s, hs[i]), j->id, j, hs[i]);
     j->prev = s->last;
     if (s->last) s->last->next = j;
     else s->first = j;
@@ -1918,7 +1931,7 @@ static void drop_job(mstore *s, mjob *j) {
     jobq__map_del(&s->dedupe, j->x->dedupe_key);
   if (j->x && j->x->hooks) jobq__mbox_forget(&s->ob, j->x->hooks);
   uv_mutex_lock(&s->idmu);
-  jobq__map_del(&s->ids, j->id);
+  jobq__map_del(id_map(s, jobq__hash(j->id)), j->id);
   uv_mutex_unlock(&s->idmu);
   if (j->prev) j->prev->next = j->next;
   else s->first = j->next;
