@@ -73,7 +73,7 @@ static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *resul
   jobq__running_del(q, ctx);
   jobq__tmo_remove(q, ctx);
   jobq__slot_check(q, ctx); /* a timed-out handler that still runs keeps it */
-  if (ctx->kr) {
+  if (ctx->kr && ctx->t0_ns) { /* (0: an untimed call, run_handler) */
     /* The handler's own time: up to its succeed/fail, not to the commit,
      * which group commit may delay by a millisecond or two. */
     double ms = (double)((ctx->t1_ns ? ctx->t1_ns : uv_hrtime()) - ctx->t0_ns) / 1e6;
@@ -273,7 +273,7 @@ int jobq__attempt_user_finish_after(jobq_ctx_t *ctx, int outcome, const char *re
     return jobq__err(JOBQ_ESTATE, "%s: job %s was already finished through this ctx", fn,
                      ctx->rec.id);
   }
-  if (ctx->t1_ns == 0) ctx->t1_ns = uv_hrtime();
+  if (ctx->t1_ns == 0 && ctx->t0_ns) ctx->t1_ns = uv_hrtime();
   int rc = jobq__attempt_refusal(q, ctx, fn);
   if (rc) {
     /* Said before the last reference goes: ctx (and q) may be freed. The

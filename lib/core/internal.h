@@ -207,7 +207,7 @@ struct jobq_ctx_s {
   int64_t deadline;    /* timeout, 0 = none */
   uint32_t tmo_idx;    /* index in q->running.tmo */
   int in_tmo;          /* in q->running.tmo (a RUNNING attempt whose deadline is ahead) */
-  uint64_t t0_ns;      /* start, for the kind's average duration */
+  uint64_t t0_ns;      /* start, for the kind's average duration; 0: not timed */
   uint64_t t1_ns;      /* when the handler said it was done; 0: not yet */
   /* While an asynchronous finish is stored (FINISHING): whether it holds
    * the job's events, and copies of what it stores. */
@@ -359,6 +359,7 @@ struct jobq_s {
     jobq_ctx_t **inbox;   /* attempts to start on the loop */
     size_t n_inbox, cap_inbox;
     int handlers_active;  /* handlers running on worker threads */
+    unsigned timed;       /* handler calls so far, of which 1 in 16 is timed */
     int64_t rate_limited; /* claims a rate limit held back (jobq_stats) */
   } claim;
 
