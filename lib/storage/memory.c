@@ -135,6 +135,7 @@ typedef struct mnotice {
 } mnotice;
 
 #define ID_SHARDS 64 /* a power of 2: id_map takes the hash's top 6 bits */
+#define ID_EARLY 64  /* insert: larger batches check their ids before mu */
 
 typedef struct mstore {
   uv_mutex_t mu;
@@ -851,14 +852,18 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
   }
   /* Ids are the core's UUIDs: one already stored is a bug somewhere, and
    * the batch is refused whole. (Ids within one batch are distinct by
-   * construction; checking that too would cost O(n^2) per batch.) The
-   * check and the map's growth go first, under idmu alone; under mu the
-   * check is made again (the slots are in cache by then), in case another
-   * insert stored one of them meanwhile. */
+   * construction; checking that too would cost O(n^2) per batch.) For a
+   * large batch the check and the map's growth go first, under idmu alone;
+   * under mu the check is made again (the slots are in cache by then), in
+   * case another insert stored one of them meanwhile. A small batch is
+   * checked under mu only: its few lookups are not worth two more locks. */
   size_t rep_at = 0;
-  uv_mutex_lock(&s->idmu);
-  int rep = ids_check(s, jobs, hs, n, 1, &rep_at);
-  uv_mutex_unlock(&s->idmu);
+  int rep = 0;
+  if (n > ID_EARLY) {
+    uv_mutex_lock(&s->idmu);
+    rep = ids_check(s, jobs, hs, n, 1, &rep_at);
+    uv_mutex_unlock(&s->idmu);
+  }
   if (rep < 0) goto nomem;
   if (rep > 0) {
     for (size_t x = 0; x < n; x++)
@@ -897,19 +902,6 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
   if (jobq__map_reserve(&s->dedupe, n)) {
     uv_mutex_unlock(&s->mu);
     goto nomem;
-  }
-  uv_mutex_lock(&s->idmu);
-  rep = ids_check(s, jobs, hs, n, 0, &rep_at);
-  uv_mutex_unlock(&s->idmu);
-  if (rep != 0) {
-    uv_mutex_unlock(&s->mu);
-    if (rep < 0) goto nomem;
-    for (size_t x = 0; x < n; x++)
-      if (made[x]) free_job(made[x]);
-    free(made);
-    if (b) jobq__heap_free(&b->held);
-    free(b);
-    return jobq__err(JOBQ_EEXIST, "memory storage: job id %s is already stored", jobs[rep_at]->id);
   }
   for (size_t i = 0; i < n; i++) {
     /* (a batch is mostly of one kind: ask the map once) */
@@ -952,9 +944,20 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
       goto nomem;
     }
   }
-  /* From here on nothing can fail. (Room in ids stays: only inserts add,
-   * under mu, and growth by others only adds room.) */
   uv_mutex_lock(&s->idmu);
+  rep = ids_check(s, jobs, hs, n, n <= ID_EARLY, &rep_at);
+  if (rep != 0) {
+    uv_mutex_unlock(&s->idmu);
+    uv_mutex_unlock(&s->mu);
+    if (rep < 0) goto nomem;
+    for (size_t x = 0; x < n; x++)
+      if (made[x]) free_job(made[x]);
+    free(made);
+    if (b) jobq__heap_free(&b->held);
+    free(b);
+    return jobq__err(JOBQ_EEXIST, "memory storage: job id %s is already stored", jobs[rep_at]->id);
+  }
+  /* From here on nothing can fail (idmu held: room in ids was made). */
   for (size_t i = 0; i < n; i++) {
     mjob *j = made[i];
     out_dup[i] = 0;
