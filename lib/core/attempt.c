@@ -25,8 +25,7 @@ void jobq__ctx_put(jobq_ctx_t *ctx) {
 /* Forgets ctx as running here, unless a newer attempt of the same job
  * (claimed again after a quick retry) took its place. mu held. */
 void jobq__running_del(jobq_t *q, jobq_ctx_t *ctx) {
-  if (jobq__map_get(&q->running.map, ctx->rec.id) == ctx)
-    jobq__map_del(&q->running.map, ctx->rec.id);
+  jobq__map_del_val(&q->running.map, ctx->rec.id, ctx);
 }
 
 static int64_t backoff_ms(jobq_t *q, const kind_reg *k, int attempt) {
@@ -67,13 +66,14 @@ static void outcome_record(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *
   }
 }
 
-/* After storage has applied the end of an attempt: bookkeeping and news. */
+/* After storage has applied the end of an attempt: bookkeeping and news.
+ * now: the queue's clock when the end was stored (-1: read it here). */
 static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *result,
-                        const char *error) {
+                        const char *error, int64_t now) {
   jobq__running_del(q, ctx);
   jobq__tmo_remove(q, ctx);
   jobq__slot_check(q, ctx); /* a timed-out handler that still runs keeps it */
-  if (ctx->kr) {
+  if (ctx->kr && ctx->t0_ns) { /* (0: an untimed call, run_handler) */
     /* The handler's own time: up to its succeed/fail, not to the commit,
      * which group commit may delay by a millisecond or two. */
     double ms = (double)((ctx->t1_ns ? ctx->t1_ns : uv_hrtime()) - ctx->t0_ns) / 1e6;
@@ -89,7 +89,8 @@ static void publish_end(jobq_t *q, jobq_ctx_t *ctx, int state, const char *resul
                                             : JOBQ_STAT_CANCELLED,
                     1);
   if (state == JOBQ_SUCCEEDED || state == JOBQ_FAILED || state == JOBQ_QUEUED)
-    jobq__stats_duration(q, ctx->rec.kind, (double)(jobq__now(q) - ctx->rec.started_at));
+    jobq__stats_duration(q, ctx->rec.kind,
+                         (double)((now >= 0 ? now : jobq__now(q)) - ctx->rec.started_at));
   int type = jobq__state_end_event(state);
   if (state == JOBQ_QUEUED) {
     jobq__wake_claimers(q);
@@ -125,7 +126,7 @@ static jobq__attempt_state ended(jobq__attempt_state ending) {
  * *open when storage itself failed (nothing applied). */
 static int end_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *result,
                        const char *error, const char *fn, int *open, int rc, int state,
-                       int applied_outcome) {
+                       int applied_outcome, int64_t now) {
   jobq__health_note(q, ctx->state == JOBQ_ATTEMPT_TIMING_OUT ? JOBQ_OP_TIMEOUT : JOBQ_OP_FINISH,
                     rc < 0 ? rc : 0);
   if (rc < 0) {
@@ -153,7 +154,8 @@ static int end_applied(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *resu
     if (q->closed) uv_cond_broadcast(&q->idle_cv);
     return 0;
   }
-  publish_end(q, ctx, state, result, applied_outcome == JOBQ_OUTCOME_SUCCEEDED ? NULL : error);
+  publish_end(q, ctx, state, result, applied_outcome == JOBQ_OUTCOME_SUCCEEDED ? NULL : error,
+              now);
   return 0;
 }
 
@@ -172,7 +174,8 @@ int jobq__attempt_end(jobq_t *q, jobq_ctx_t *ctx, int outcome, const char *resul
   int rc = q->ops->finish(q->st, &f, 1, &state);
   uv_mutex_lock(&q->mu);
   jobq__storage_end(q);
-  rc = end_applied(q, ctx, outcome, result, error, fn, open, rc, state, f.outcome);
+  /* (storage applied it synchronously: its time is f.now) */
+  rc = end_applied(q, ctx, outcome, result, error, fn, open, rc, state, f.outcome, f.now);
   if (held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
   return rc;
 }
@@ -199,7 +202,7 @@ static void finish_done(void *ud, int rc, const int *out_state) {
     jobq__slot_check(q, ctx);
     if (q->closed) uv_cond_broadcast(&q->idle_cv);
   } else {
-    publish_end(q, ctx, state, ctx->fin_result, ctx->fin_error);
+    publish_end(q, ctx, state, ctx->fin_result, ctx->fin_error, -1);
   }
   if (ctx->held) jobq__hold_end(q, ctx->rec.id, 0, NULL);
   ctx->held = 0;
@@ -270,7 +273,7 @@ int jobq__attempt_user_finish_after(jobq_ctx_t *ctx, int outcome, const char *re
     return jobq__err(JOBQ_ESTATE, "%s: job %s was already finished through this ctx", fn,
                      ctx->rec.id);
   }
-  if (ctx->t1_ns == 0) ctx->t1_ns = uv_hrtime();
+  if (ctx->t1_ns == 0 && ctx->t0_ns) ctx->t1_ns = uv_hrtime();
   int rc = jobq__attempt_refusal(q, ctx, fn);
   if (rc) {
     /* Said before the last reference goes: ctx (and q) may be freed. The

@@ -207,7 +207,7 @@ struct jobq_ctx_s {
   int64_t deadline;    /* timeout, 0 = none */
   uint32_t tmo_idx;    /* index in q->running.tmo */
   int in_tmo;          /* in q->running.tmo (a RUNNING attempt whose deadline is ahead) */
-  uint64_t t0_ns;      /* start, for the kind's average duration */
+  uint64_t t0_ns;      /* start, for the kind's average duration; 0: not timed */
   uint64_t t1_ns;      /* when the handler said it was done; 0: not yet */
   /* While an asynchronous finish is stored (FINISHING): whether it holds
    * the job's events, and copies of what it stores. */
@@ -364,6 +364,7 @@ struct jobq_s {
     jobq_ctx_t **inbox;   /* attempts to start on the loop */
     size_t n_inbox, cap_inbox;
     int handlers_active;  /* handlers running on worker threads */
+    unsigned timed;       /* handler calls so far, of which 1 in 16 is timed */
     int64_t rate_limited; /* claims a rate limit held back (jobq_stats) */
   } claim;
 
@@ -424,6 +425,7 @@ struct jobq_s {
    * before mu). */
   struct {
     jobq_map acc;            /* kind ("" none) -> jobq__stat_acc */
+    struct jobq__stat_acc *last; /* the one found last (a kind's jobs come in runs) */
     uv_mutex_t flush_mu;
     uint64_t next_flush_ns;  /* uv_hrtime of the next background flush */
     int published;           /* live rows are published: withdraw them at close */

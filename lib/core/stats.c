@@ -58,8 +58,9 @@ double jobq__hist_quantile(const int64_t *hist, double q) {
 
 static jobq__stat_acc *acc_get(jobq_t *q, const char *kind) {
   if (kind == NULL) kind = "";
-  jobq__stat_acc *a = jobq__map_get(&q->stats.acc, kind);
-  if (a) return a;
+  jobq__stat_acc *a = q->stats.last;
+  if (a && strcmp(a->kind, kind) == 0) return a;
+  if ((a = jobq__map_get(&q->stats.acc, kind)) != NULL) return q->stats.last = a;
   size_t n = strlen(kind);
   if ((a = calloc(1, sizeof *a + n + 1)) == NULL) return NULL;
   memcpy(a->kind, kind, n + 1);
@@ -67,7 +68,7 @@ static jobq__stat_acc *acc_get(jobq_t *q, const char *kind) {
     free(a);
     return NULL;
   }
-  return a;
+  return q->stats.last = a;
 }
 
 void jobq__stats_count(jobq_t *q, const char *kind, int which, int64_t n) {
@@ -96,6 +97,7 @@ void jobq__stats_free(jobq_t *q) {
   jobq_map_slot *e;
   for (size_t cur = 0; (e = jobq__map_next(&q->stats.acc, &cur));) free(e->val);
   jobq__map_free(&q->stats.acc);
+  q->stats.last = NULL;
 }
 
 void jobq__kind_stats_free(jobq_storage_kind_stats *v, size_t n) {

@@ -1,15 +1,17 @@
 /* The memory backend: every job in this process's memory, lost at exit.
  *
- * One mutex guards the store. Per kind there are two heaps: jobs that are due
- * (ordered by priority, then submission order) and jobs waiting for their
- * run_at (ordered by time); a claim first moves the delayed jobs that came
- * due, so claiming costs O(log n) at any depth. Jobs are also chained in
- * submission order for listing, and indexed by id and by dedupe key.
+ * One mutex guards the store. Per kind, due jobs wait in a ring per priority
+ * when they came in submission order (the common case: O(1) in and out) and
+ * in a heap (priority, then submission order) otherwise; jobs waiting for
+ * their run_at wait in a heap by time, and a claim first moves those that
+ * came due, so claiming costs O(1) or O(log n) at any depth. Jobs are also
+ * chained in submission order for listing, and indexed by id, by dedupe
+ * key, and while they run by id in a small map of their own.
  *
- * A queued job carries only what it needs to wait (about 120 bytes plus its
+ * A queued job carries only what it needs to wait (about 140 bytes plus its
  * payload); what an attempt adds (owner, step, result, errors, attempt log)
  * lives in a side record allocated on first use, so a million queued jobs
- * stay small. A job's webhook subscriptions live there too, and the
+ * stay small, and a job that runs once and succeeds plainly needs none. A job's webhook subscriptions live there too, and the
  * outbox of deliveries they make in memory_outbox.c: a job without
  * subscriptions costs one pointer test at its end. */
 #include "jobq/storage.h"
@@ -38,16 +40,31 @@ typedef struct mband {
   int priority;
   size_t n;
   uint64_t lo;
+  /* Jobs that come due in submission order (each younger than the last one
+   * put here: new submits, the common case) wait in a ring, first in first
+   * out, which costs O(1) in and out at any depth where a heap of a million
+   * costs some twenty cache misses a claim. The others (retried, released,
+   * promoted from delayed: older than jobs already here) go to the kind's
+   * heap; a claim takes the better of the heap's top and the first ring's
+   * head. A job that leaves out of turn (cancel) leaves a NULL behind.
+   * Positions are absolute and wrap (uint32): a job in the ring keeps its
+   * own in hidx. */
+  struct mjob **ring;
+  uint32_t ring_cap; /* a power of 2, or 0 */
+  uint32_t head, tail;
+  size_t ring_n;     /* live jobs in the ring */
+  uint64_t last_seq; /* seq of the job put last */
 } mband;
 
 typedef struct mkind {
   char *name;
-  jobq_heap ready;   /* due: priority desc, seq asc */
+  jobq_heap ready;   /* due, out of submission order: priority desc, seq asc */
+  size_t n_ready;    /* due jobs: the heap's and the bands' rings' */
   jobq_heap delayed; /* not yet due: run_at asc, seq asc */
   size_t requeue;    /* mem_finish: jobs of the batch that may be queued again */
   mband *bands;      /* priority desc; a band whose n fell to 0 stays */
   size_t n_bands, cap_bands;
-  int bands_lost;    /* a band could not be allocated: estimates use ready.n */
+  int bands_lost;    /* a band could not be allocated: estimates use n_ready */
   /* Retention (mem_prune_kind): while a pass over the jobs is under way
    * (ret_on), the next job it looks at (NULL: the end). A job that goes
    * moves the cursor on to its successor (drop_job). */
@@ -56,13 +73,17 @@ typedef struct mkind {
 } mkind;
 
 typedef struct mext {
-  char *owner, *step, *result, *error, *dedupe_key;
+  char *owner, *step, *error, *dedupe_key;
+  char *result; /* NULL for a succeeded job: "null" (most handlers give none) */
   char *ck_output;   /* pipeline checkpoint: output of stage ck_stage */
   int ck_stage;      /* -1: none (calloc gives 0, so stored as stage + 1) */
-  int64_t started_at, finished_at, dedupe_ttl_ms;
-  jobq_storage_attempt *log;
+  int64_t dedupe_ttl_ms;
+  jobq_storage_attempt *log; /* &log1 while there is one attempt */
   int nlog;
   jobq__mhooks *hooks; /* webhook subscriptions (insert_hooked), or NULL */
+  /* The first attempt's entry: most jobs have one, and a million of them
+   * then cost no allocation of their own. */
+  jobq_storage_attempt log1;
 } mext;
 
 struct mbatch;
@@ -74,10 +95,16 @@ typedef struct mjob {
   struct mbatch *batch; /* NULL: not a member of a batch */
   uint64_t seq;
   int64_t created_at, run_at;
+  /* The latest attempt's start, and the end of a finished job. A job
+   * without a side record (x NULL) has had at most one attempt, without an
+   * error: its attempt log is {started_at, finished_at} when attempts is
+   * 1, so a job that runs once and succeeds allocates nothing on its way. */
+  int64_t started_at, finished_at;
   uint32_t hidx;
   int16_t priority;
   uint8_t state, progress, cancel_req, delayed;
   uint8_t held; /* due, in its batch's held heap, waiting for a place (cap) */
+  uint8_t in_ring; /* due, in its band's ring (hidx: its position there) */
   uint16_t attempts, max_attempts;
   char id[JOBQ_ID_SIZE];
   char payload[];
@@ -107,9 +134,28 @@ typedef struct mnotice {
   char *kind, *summary;
 } mnotice;
 
+#define ID_SHARDS 64 /* a power of 2: id_map takes the hash's top 6 bits */
+#define ID_EARLY 64  /* insert: larger batches check their ids before mu */
+
 typedef struct mstore {
   uv_mutex_t mu;
-  jobq_map ids;    /* id -> mjob */
+  /* ids has a lock of its own, taken after mu (or alone): an insert checks
+   * its ids and grows the map under idmu alone before it takes mu, so the
+   * cache misses of a million ids and the map's rehashing as it doubles do
+   * not hold up claims and finishes, which need mu and never ids. */
+  uv_mutex_t idmu;
+  /* id -> mjob, in ID_SHARDS maps by the top bits of the id's hash: each
+   * grows by itself, a sixty-fourth at a time, from memory the allocator
+   * reuses, where one map of a million ids rehashed 50 MB at once into
+   * fresh pages and gave the old ones back (page faults, and a TLB
+   * shootdown on every core that runs the process). */
+  jobq_map ids[ID_SHARDS];
+  /* id -> mjob of the jobs claimed and not finished: finish, progress and
+   * heartbeat find their job in this small map, which stays in cache,
+   * rather than in ids, where a million jobs cost two cache misses a
+   * lookup. A job that could not be put here (out of memory) is found in
+   * ids. */
+  jobq_map running;
   jobq_map dedupe; /* key -> mjob */
   jobq_map kindmap;
   mkind **kinds;
@@ -190,8 +236,17 @@ static int reset(char **slot, const char *s) {
   return 0;
 }
 
+/* j's side record, made on first use (NULL on out of memory); the
+ * attempt a job without one had moves into its log. */
 static mext *ext(mjob *j) {
-  if (j->x == NULL) j->x = calloc(1, sizeof *j->x);
+  if (j->x) return j->x;
+  if ((j->x = calloc(1, sizeof *j->x)) == NULL) return NULL;
+  if (j->attempts > 0) {
+    j->x->log = &j->x->log1;
+    j->x->log1.started_at = j->started_at;
+    j->x->log1.finished_at = j->finished_at;
+    j->x->nlog = 1;
+  }
   return j->x;
 }
 
@@ -207,9 +262,84 @@ static mband *band_find(mkind *k, int priority, size_t *at) {
   return NULL;
 }
 
-/* Pushes j on its kind's ready heap (reserved by the caller) and counts it. */
+static jobq_map *id_map(mstore *s, uint64_t h) { return &s->ids[h >> 58]; }
+
+/* The job with id, or NULL; mu held. */
+static mjob *id_get(mstore *s, const char *id) {
+  uint64_t h = jobq__hash(id);
+  uv_mutex_lock(&s->idmu);
+  mjob *j = jobq__map_get_h(id_map(s, h), id, h);
+  uv_mutex_unlock(&s->idmu);
+  return j;
+}
+
+/* Whether an id of jobs[0..n) is stored already (its index in *at), with
+ * room made for n more; -1 on out of memory. idmu held. */
+static int ids_check(mstore *s, jobq_storage_job *const *jobs, const uint64_t *hs, size_t n,
+                     int prefetch, size_t *at) {
+  size_t per[ID_SHARDS] = {0};
+  for (size_t i = 0; i < n; i++) per[hs[i] >> 58]++;
+  for (size_t k = 0; k < ID_SHARDS; k++)
+    if (per[k] && jobq__map_reserve(&s->ids[k], per[k]) != 0) return -1;
+  for (size_t i = 0; prefetch && i < n && i < 16; i++) jobq__map_prefetch(id_map(s, hs[i]), hs[i]);
+  for (size_t i = 0; i < n; i++) {
+    /* (a million ids do not fit in the cache: load the slots ahead) */
+    if (prefetch && i + 16 < n) jobq__map_prefetch(id_map(s, hs[i + 16]), hs[i + 16]);
+    if (jobq__map_get_h(id_map(s, hs[i]), jobs[i]->id, hs[i]) != NULL) {
+      *at = i;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* ---- a band's ring ---- */
+
+/* The first live job of b's ring, or NULL; drops the NULLs before it. */
+static mjob *ring_head(mband *b) {
+  while (b->head != b->tail) {
+    mjob *j = b->ring[b->head & (b->ring_cap - 1)];
+    if (j) return j;
+    b->head++;
+  }
+  return NULL;
+}
+
+/* Appends j if it is younger than every job of the ring; 0, or -1 when it
+ * must go to the heap (out of order, or no memory to grow the ring). */
+static int ring_push(mband *b, mjob *j) {
+  if (b->ring_n > 0 && j->seq <= b->last_seq) return -1;
+  if (b->ring_n == 0) b->head = b->tail; /* only NULLs left: start afresh */
+  if (b->tail - b->head == b->ring_cap) {
+    if (b->ring_cap >= (1u << 30)) return -1;
+    uint32_t ncap = b->ring_cap ? b->ring_cap * 2 : 64;
+    mjob **nr = malloc(ncap * sizeof *nr);
+    if (nr == NULL) return -1;
+    /* Every job keeps its absolute position; only the mask changes. */
+    for (uint32_t i = b->head; i != b->tail; i++)
+      nr[i & (ncap - 1)] = b->ring[i & (b->ring_cap - 1)];
+    free(b->ring);
+    b->ring = nr;
+    b->ring_cap = ncap;
+  }
+  j->hidx = b->tail;
+  j->in_ring = 1;
+  b->ring[b->tail++ & (b->ring_cap - 1)] = j;
+  b->ring_n++;
+  b->last_seq = j->seq;
+  return 0;
+}
+
+static void ring_remove(mband *b, mjob *j) {
+  b->ring[j->hidx & (b->ring_cap - 1)] = NULL;
+  j->in_ring = 0;
+  b->ring_n--;
+}
+
+/* Pushes j on its kind's ready set: its band's ring when it comes in
+ * order, else the heap (reserved by the caller); and counts it. */
 static void ready_push(mkind *k, mjob *j) {
-  jobq__heap_push(&k->ready, j);
+  k->n_ready++;
   size_t at = 0;
   mband *b = band_find(k, j->priority, &at);
   if (b == NULL) {
@@ -218,6 +348,7 @@ static void ready_push(mkind *k, mjob *j) {
       mband *nb = realloc(k->bands, cap * sizeof *nb);
       if (nb == NULL) {
         k->bands_lost = 1;
+        jobq__heap_push(&k->ready, j);
         return;
       }
       k->bands = nb;
@@ -226,19 +357,42 @@ static void ready_push(mkind *k, mjob *j) {
     memmove(&k->bands[at + 1], &k->bands[at], (k->n_bands - at) * sizeof *k->bands);
     k->n_bands++;
     b = &k->bands[at];
+    memset(b, 0, sizeof *b);
     b->priority = j->priority;
-    b->n = 0;
   }
+  if (ring_push(b, j) != 0) jobq__heap_push(&k->ready, j);
   if (b->n++ == 0 || j->seq < b->lo) b->lo = j->seq;
 }
 
-/* Uncounts j, which left the ready heap; taken: it was the heap's top. */
+/* The due job of k a claim takes first, or NULL. */
+static mjob *ready_top(mkind *k) {
+  mjob *t = jobq__heap_top(&k->ready);
+  for (size_t i = 0; i < k->n_bands; i++) {
+    mband *b = &k->bands[i];
+    if (t && b->priority < t->priority) break; /* the heap's top wins */
+    mjob *r = b->ring_n ? ring_head(b) : NULL;
+    if (r == NULL) continue;
+    if (t == NULL || ready_less(r, t)) t = r;
+    break; /* lower bands' rings come after this one */
+  }
+  return t;
+}
+
+/* Uncounts j, which left the ready set; taken: it was the top. */
 static void ready_uncount(mkind *k, const mjob *j, int taken) {
+  k->n_ready--;
   mband *b = band_find(k, j->priority, NULL);
   if (b == NULL || b->n == 0) return; /* only after bands_lost */
   b->n--;
   /* The top is the oldest of the highest priority: the rest are younger. */
   if (taken) b->lo = j->seq + 1;
+}
+
+/* Takes j out of k's ready set (anywhere in it). */
+static void ready_remove(mkind *k, mjob *j, int taken) {
+  if (j->in_ring) ring_remove(band_find(k, j->priority, NULL), j);
+  else jobq__heap_remove(&k->ready, j);
+  ready_uncount(k, j, taken);
 }
 
 static int mem_open(const char *url, void **out) {
@@ -256,6 +410,12 @@ static int mem_open(const char *url, void **out) {
     free(s);
     return jobq__err(JOBQ_ESTORAGE, "memory storage: cannot create a mutex");
   }
+  if (jobq__mutex_init(&s->idmu) != 0) {
+    uv_mutex_destroy(&s->cmu);
+    uv_mutex_destroy(&s->mu);
+    free(s);
+    return jobq__err(JOBQ_ESTORAGE, "memory storage: cannot create a mutex");
+  }
   *out = s;
   return 0;
 }
@@ -269,7 +429,7 @@ static void free_job(mjob *j) {
     free(j->x->dedupe_key);
     free(j->x->ck_output);
     for (int i = 0; i < j->x->nlog; i++) free(j->x->log[i].error);
-    free(j->x->log);
+    if (j->x->log != &j->x->log1) free(j->x->log);
     jobq__mhooks_free(j->x->hooks);
     free(j->x);
   }
@@ -295,12 +455,14 @@ static void mem_close(void *st) {
   for (size_t i = 0; i < s->n_kinds; i++) {
     jobq__heap_free(&s->kinds[i]->ready);
     jobq__heap_free(&s->kinds[i]->delayed);
+    for (size_t b = 0; b < s->kinds[i]->n_bands; b++) free(s->kinds[i]->bands[b].ring);
     free(s->kinds[i]->bands);
     free(s->kinds[i]->name);
     free(s->kinds[i]);
   }
   free(s->kinds);
-  jobq__map_free(&s->ids);
+  for (size_t k = 0; k < ID_SHARDS; k++) jobq__map_free(&s->ids[k]);
+  jobq__map_free(&s->running);
   jobq__map_free(&s->dedupe);
   jobq__map_free(&s->kindmap);
   jobq_map_slot *e;
@@ -321,6 +483,7 @@ static void mem_close(void *st) {
   for (size_t i = 0; i < s->n_crons; i++) cron_clear(&s->crons[i]);
   free(s->crons);
   uv_mutex_destroy(&s->cmu);
+  uv_mutex_destroy(&s->idmu);
   for (size_t cur = 0; (e = jobq__map_next(&s->batches, &cur));) {
     mbatch *b = e->val;
     for (int i = 0; i < b->n_errors; i++) free(b->errors[i].error);
@@ -376,13 +539,12 @@ static void dequeue(mjob *j) {
     j->held = 0;
   } else {
     if (j->batch && j->batch->cap) j->batch->active--;
-    jobq__heap_remove(&j->kind->ready, j);
-    ready_uncount(j->kind, j, 0);
+    ready_remove(j->kind, j, 0);
   }
 }
 
 static int key_live(const mjob *j, int64_t now) {
-  return jobq__key_live(j->state, j->x ? j->x->finished_at : 0, j->x ? j->x->dedupe_ttl_ms : 0,
+  return jobq__key_live(j->state, j->finished_at, j->x ? j->x->dedupe_ttl_ms : 0,
                         now);
 }
 
@@ -646,8 +808,10 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
                        int *out_dup, int quotas) {
   int rc = 0;
   mbatch *b = NULL;
-  mjob **made = calloc(n ? n : 1, sizeof *made);
+  /* made[i], then the hash of job i's id, made before the lock is taken */
+  mjob **made = calloc(n ? n : 1, sizeof *made + sizeof(uint64_t));
   if (made == NULL) return oom("insert");
+  uint64_t *hs = (uint64_t *)(made + (n ? n : 1));
   if (batch_id) {
     if ((b = calloc(1, sizeof *b)) == NULL) {
       free(made);
@@ -669,6 +833,7 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
     made[i] = j;
     memcpy(j->payload, r->payload, plen);
     memcpy(j->id, r->id, JOBQ_ID_SIZE);
+    hs[i] = jobq__hash(j->id);
     j->created_at = r->created_at;
     j->run_at = r->run_at;
     j->priority = (int16_t)r->priority;
@@ -684,6 +849,29 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
       j->x->hooks->job = j;
       j->x->hooks->job_id = j->id;
     }
+  }
+  /* Ids are the core's UUIDs: one already stored is a bug somewhere, and
+   * the batch is refused whole. (Ids within one batch are distinct by
+   * construction; checking that too would cost O(n^2) per batch.) For a
+   * large batch the check and the map's growth go first, under idmu alone;
+   * under mu the check is made again (the slots are in cache by then), in
+   * case another insert stored one of them meanwhile. A small batch is
+   * checked under mu only: its few lookups are not worth two more locks. */
+  size_t rep_at = 0;
+  int rep = 0;
+  if (n > ID_EARLY) {
+    uv_mutex_lock(&s->idmu);
+    rep = ids_check(s, jobs, hs, n, 1, &rep_at);
+    uv_mutex_unlock(&s->idmu);
+  }
+  if (rep < 0) goto nomem;
+  if (rep > 0) {
+    for (size_t x = 0; x < n; x++)
+      if (made[x]) free_job(made[x]);
+    free(made);
+    if (b) jobq__heap_free(&b->held);
+    free(b);
+    return jobq__err(JOBQ_EEXIST, "memory storage: job id %s is already stored", jobs[rep_at]->id);
   }
   uv_mutex_lock(&s->mu);
   if (b) {
@@ -711,31 +899,23 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
       s->cap_capped = nc;
     }
   }
-  for (size_t i = 0; i < n; i++) {
-    /* Ids are the core's UUIDs: one already stored is a bug somewhere, and
-     * the batch is refused whole. (Ids within one batch are distinct by
-     * construction; checking that too would cost O(n^2) per batch.) */
-    int repeat = jobq__map_get(&s->ids, jobs[i]->id) != NULL;
-    if (repeat) {
-      uv_mutex_unlock(&s->mu);
-      for (size_t x = 0; x < n; x++)
-        if (made[x]) free_job(made[x]);
-      free(made);
-      if (b) jobq__heap_free(&b->held);
-      free(b);
-      return jobq__err(JOBQ_EEXIST, "memory storage: job id %s is already stored", jobs[i]->id);
-    }
-    if (kind_get(s, jobs[i]->kind, 1) == NULL) {
-      uv_mutex_unlock(&s->mu);
-      goto nomem;
-    }
-  }
-  if (jobq__map_reserve(&s->ids, n) || jobq__map_reserve(&s->dedupe, n)) {
+  if (jobq__map_reserve(&s->dedupe, n)) {
     uv_mutex_unlock(&s->mu);
     goto nomem;
   }
   for (size_t i = 0; i < n; i++) {
-    mkind *k = kind_get(s, jobs[i]->kind, 0);
+    /* (a batch is mostly of one kind: ask the map once) */
+    made[i]->kind = i > 0 && strcmp(jobs[i]->kind, made[i - 1]->kind->name) == 0
+                        ? made[i - 1]->kind
+                        : kind_get(s, jobs[i]->kind, 1);
+    if (made[i]->kind == NULL) {
+      uv_mutex_unlock(&s->mu);
+      goto nomem;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    mkind *k = made[i]->kind;
+    if (i > 0 && k == made[i - 1]->kind) continue;
     if (jobq__heap_reserve(&k->ready, n) || jobq__heap_reserve(&k->delayed, n)) {
       uv_mutex_unlock(&s->mu);
       goto nomem;
@@ -764,7 +944,20 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
       goto nomem;
     }
   }
-  /* From here on nothing can fail. */
+  uv_mutex_lock(&s->idmu);
+  rep = ids_check(s, jobs, hs, n, n <= ID_EARLY, &rep_at);
+  if (rep != 0) {
+    uv_mutex_unlock(&s->idmu);
+    uv_mutex_unlock(&s->mu);
+    if (rep < 0) goto nomem;
+    for (size_t x = 0; x < n; x++)
+      if (made[x]) free_job(made[x]);
+    free(made);
+    if (b) jobq__heap_free(&b->held);
+    free(b);
+    return jobq__err(JOBQ_EEXIST, "memory storage: job id %s is already stored", jobs[rep_at]->id);
+  }
+  /* From here on nothing can fail (idmu held: room in ids was made). */
   for (size_t i = 0; i < n; i++) {
     mjob *j = made[i];
     out_dup[i] = 0;
@@ -779,10 +972,9 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
       }
       jobq__map_put(&s->dedupe, j->x->dedupe_key, j);
     }
-    j->kind = kind_get(s, jobs[i]->kind, 0);
     count_move(s, j, +1);
     j->seq = ++s->seq;
-    jobq__map_put(&s->ids, j->id, j);
+    jobq__map_put_h(id_map(s, hs[i]), j->id, j, hs[i]);
     j->prev = s->last;
     if (s->last) s->last->next = j;
     else s->first = j;
@@ -793,6 +985,7 @@ static int insert_impl(mstore *s, const char *batch_id, int cap, jobq_storage_jo
     }
     enqueue(j, now);
   }
+  uv_mutex_unlock(&s->idmu);
   mnotice *told = NULL;
   if (b) {
     b->open = b->total;
@@ -1030,13 +1223,22 @@ static int fill(const mjob *j, jobq_storage_job *out, int with_log) {
   out->position = -1;
   if ((out->kind = jobq__strdup(j->kind->name)) == NULL || (out->payload = jobq__strdup(j->payload)) == NULL)
     goto nomem;
+  out->started_at = j->started_at;
+  out->finished_at = j->finished_at;
+  if (j->x == NULL && j->state == JOBQ_SUCCEEDED && (out->result = jobq__strdup("null")) == NULL)
+    goto nomem;
+  if (j->x == NULL && with_log && j->attempts > 0) { /* its one attempt */
+    if ((out->attempt_log = calloc(1, sizeof *out->attempt_log)) == NULL) goto nomem;
+    out->n_attempt_log = 1;
+    out->attempt_log[0].started_at = j->started_at;
+    out->attempt_log[0].finished_at = j->finished_at;
+  }
   if (j->x) {
     const mext *x = j->x;
-    out->started_at = x->started_at;
-    out->finished_at = x->finished_at;
     out->dedupe_ttl_ms = x->dedupe_ttl_ms;
     if ((x->owner && !(out->owner = jobq__strdup(x->owner))) || (x->step && !(out->step = jobq__strdup(x->step))) ||
-        (x->result && !(out->result = jobq__strdup(x->result))) ||
+        ((x->result || j->state == JOBQ_SUCCEEDED) &&
+         !(out->result = jobq__strdup(x->result ? x->result : "null"))) ||
         (x->error && !(out->error = jobq__strdup(x->error))) ||
         (x->dedupe_key && !(out->dedupe_key = jobq__strdup(x->dedupe_key))))
       goto nomem;
@@ -1055,6 +1257,20 @@ static int fill(const mjob *j, jobq_storage_job *out, int with_log) {
 nomem:
   jobq_storage_job_clear(out);
   return -1;
+}
+
+/* Room for one more entry in x's attempt log (the first one inline);
+ * NULL on out of memory (then unchanged). */
+static jobq_storage_attempt *log_room(mext *x) {
+  if (x->nlog == 0) return x->log ? x->log : (x->log = &x->log1);
+  jobq_storage_attempt *nl;
+  if (x->log == &x->log1) {
+    if ((nl = malloc(2 * sizeof *nl)) == NULL) return NULL;
+    nl[0] = x->log1;
+  } else if ((nl = realloc(x->log, (size_t)(x->nlog + 1) * sizeof *nl)) == NULL) {
+    return NULL;
+  }
+  return x->log = nl;
 }
 
 static int excluded(const jobq_storage_claim *req, const char *name) {
@@ -1145,7 +1361,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
       }
       int64_t room = jobq__ratelog_room(&r->log, rl->starts, rl->interval_ms, req->now);
       if (room == 0) {
-        if (jobq__heap_top(&k->ready)) {
+        if (k->n_ready) {
           int64_t t = jobq__ratelog_next(&r->log, rl->interval_ms);
           if (t < rate_next) rate_next = t;
         }
@@ -1162,33 +1378,41 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
   }
   if (s->n_capped) batches_fill(s);
   int rc = 0;
+  /* Out of memory for the running map: finish finds these jobs in ids. */
+  int tracked = jobq__map_reserve(&s->running, req->max) == 0;
   while (*n_out < req->max) {
     size_t best = SIZE_MAX;
+    mjob *j = NULL;
     for (size_t i = 0; i < m; i++) {
-      mjob *t = jobq__heap_top(&ks[i]->ready);
-      if (t == NULL || lim[i] == 0) continue;
-      if (best == SIZE_MAX || ready_less(t, jobq__heap_top(&ks[best]->ready))) best = i;
+      mjob *t = lim[i] == 0 ? NULL : ready_top(ks[i]);
+      if (t == NULL) continue;
+      if (best == SIZE_MAX || ready_less(t, j)) {
+        best = i;
+        j = t;
+      }
     }
     if (best == SIZE_MAX) break;
-    mjob *j = jobq__heap_top(&ks[best]->ready);
-    mext *x = ext(j);
-    jobq_storage_attempt *nl = x ? realloc(x->log, (size_t)(x->nlog + 1) * sizeof *nl) : NULL;
-    if (nl == NULL) {
+    /* A first attempt of a job without a side record needs none. */
+    mext *x = j->x == NULL && j->attempts == 0 ? NULL : ext(j);
+    jobq_storage_attempt *nl = x ? log_room(x) : NULL;
+    /* (room in the heap for the undo below: j may come from a ring) */
+    if ((x == NULL && j->x == NULL && j->attempts > 0) || (x && nl == NULL) ||
+        jobq__heap_reserve(&ks[best]->ready, 1) != 0) {
       rc = *n_out ? 0 : oom("claim");
       break;
     }
-    x->log = nl;
-    nl[x->nlog].started_at = req->now;
-    nl[x->nlog].finished_at = 0;
-    nl[x->nlog].error = NULL;
-    x->nlog++;
-    jobq__heap_pop(&ks[best]->ready);
-    ready_uncount(ks[best], j, 1);
+    if (x) {
+      nl[x->nlog].started_at = req->now;
+      nl[x->nlog].finished_at = 0;
+      nl[x->nlog].error = NULL;
+      x->nlog++;
+    }
+    ready_remove(ks[best], j, 1);
     j->state = JOBQ_RUNNING;
     j->attempts++;
     j->progress = 0;
     if (j->max_attempts == 0) j->max_attempts = (uint16_t)(ma[best] > 0 ? ma[best] : 3);
-    x->started_at = req->now;
+    j->started_at = req->now;
     if (j->batch) j->batch->running++;
     if (lim[best] > 0) lim[best]--;
     if (fill(j, &out[*n_out], 0) != 0) {
@@ -1196,13 +1420,14 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
        * leave it running with nobody to run it. */
       j->state = JOBQ_QUEUED;
       j->attempts--;
-      x->nlog--;
+      if (x) x->nlog--;
       if (j->batch) j->batch->running--;
       /* (max_attempts keeps the resolved value: harmless) */
       ready_push(ks[best], j);
       rc = *n_out ? 0 : oom("claim");
       break;
     }
+    if (tracked) jobq__map_put(&s->running, j->id, j); /* reserved */
     (*n_out)++;
   }
   /* Record what each limited kind took; a kind whose room ran out while
@@ -1214,7 +1439,7 @@ static int mem_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *
     if (taken) jobq__ratelog_add(&rt[i]->log, req->now, taken);
     const jobq_storage_rate *rl = rate_of(req, ks[i]->name);
     if (jobq__ratelog_room(&rt[i]->log, rl->starts, rl->interval_ms, req->now) == 0 &&
-        jobq__heap_top(&ks[i]->ready)) {
+        ks[i]->n_ready) {
       int64_t t = jobq__ratelog_next(&rt[i]->log, rl->interval_ms);
       if (t < rate_next) rate_next = t;
     }
@@ -1241,8 +1466,14 @@ typedef struct fin_prep {
   jobq__mnew hooked;  /* the deliveries its end adds (a job with webhooks) */
 } fin_prep;
 
+/* The job with id, looked up first among the running ones. */
+static mjob *find_job(mstore *s, const char *id) {
+  mjob *j = s->running.count ? jobq__map_get(&s->running, id) : NULL;
+  return j ? j : id_get(s, id);
+}
+
 static int attempt_running(const mjob *j, const jobq_storage_finish *f) {
-  return j->state == JOBQ_RUNNING && j->attempts == f->attempt && j->x != NULL;
+  return j->state == JOBQ_RUNNING && j->attempts == f->attempt;
 }
 
 static void fin_prep_free(mstore *s, fin_prep *p) {
@@ -1259,7 +1490,7 @@ static void fin_prep_free(mstore *s, fin_prep *p) {
  * never makes a job running), so it needs no copies. */
 static int finish_prepare(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
   memset(p, 0, sizeof *p);
-  mjob *j = jobq__map_get(&s->ids, f->id);
+  mjob *j = find_job(s, f->id);
   if (j == NULL || !attempt_running(j, f)) {
     p->miss = j == NULL ? JOBQ_ENOTFOUND : JOBQ_ESTATE;
     return 0;
@@ -1273,7 +1504,8 @@ static int finish_prepare(mstore *s, const jobq_storage_finish *f, fin_prep *p) 
     /* (DEFER: err2 alone is stored, on the job; its attempt entry goes) */
     if ((p->err = jobq__strdup(etext)) == NULL || (p->err2 = jobq__strdup(etext)) == NULL) return -1;
   }
-  if (outcome == JOBQ_OUTCOME_SUCCEEDED && (p->res = jobq__strdup(f->result ? f->result : "null")) == NULL)
+  if (outcome == JOBQ_OUTCOME_SUCCEEDED && f->result && strcmp(f->result, "null") != 0 &&
+      (p->res = jobq__strdup(f->result)) == NULL)
     return -1;
   if (outcome != JOBQ_OUTCOME_RELEASE && f->step && (p->step = jobq__strdup(f->step)) == NULL) return -1;
   /* A retried, released or deferred job goes back into one of its kind's
@@ -1286,7 +1518,12 @@ static int finish_prepare(mstore *s, const jobq_storage_finish *f, fin_prep *p) 
   if (j->batch && outcome == JOBQ_OUTCOME_FAILED &&
       (p->berr = jobq__strdup(etext ? etext : "failed")) == NULL)
     return -1;
-  if (j->x->hooks && outcome != JOBQ_OUTCOME_RETRY && outcome != JOBQ_OUTCOME_RELEASE &&
+  /* Only a plain success or release can do without a side record. */
+  if ((p->res || p->step || p->err ||
+       (outcome != JOBQ_OUTCOME_SUCCEEDED && outcome != JOBQ_OUTCOME_RELEASE)) &&
+      ext(j) == NULL)
+    return -1;
+  if (j->x && j->x->hooks && outcome != JOBQ_OUTCOME_RETRY && outcome != JOBQ_OUTCOME_RELEASE &&
       outcome != JOBQ_OUTCOME_DEFER) {
     int state = outcome == JOBQ_OUTCOME_SUCCEEDED ? JOBQ_SUCCEEDED
                 : outcome == JOBQ_OUTCOME_FAILED  ? JOBQ_FAILED
@@ -1304,12 +1541,14 @@ static int finish_apply(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
   if (j == NULL) return p->miss;
   /* An earlier entry of the batch for the same job ended this attempt. */
   if (!attempt_running(j, f)) return JOBQ_ESTATE;
+  if (s->running.count) jobq__map_del(&s->running, j->id); /* (ids are unique) */
   if (j->batch) { /* it stops running, whatever comes next */
     j->batch->running--;
     if (j->batch->cap) j->batch->active--;
   }
+  /* x is NULL only for a plain success or release (finish_prepare) */
   mext *x = j->x;
-  jobq_storage_attempt *a = &x->log[x->nlog - 1];
+  jobq_storage_attempt *a = x ? &x->log[x->nlog - 1] : NULL;
   int outcome = p->outcome;
   char *err = p->err, *err2 = p->err2;
   p->err = p->err2 = NULL;
@@ -1324,7 +1563,7 @@ static int finish_apply(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
   switch (outcome) {
     case JOBQ_OUTCOME_RELEASE:
       j->attempts--;
-      x->nlog--;
+      if (x) x->nlog--;
       j->run_at = f->now;
       enqueue(j, f->now);
       return JOBQ_QUEUED;
@@ -1347,9 +1586,11 @@ static int finish_apply(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
       enqueue(j, f->now);
       return JOBQ_QUEUED;
     case JOBQ_OUTCOME_SUCCEEDED:
-      free(x->result);
-      x->result = p->res;
-      p->res = NULL;
+      if (x) {
+        free(x->result);
+        x->result = p->res;
+        p->res = NULL;
+      }
       j->progress = 100;
       j->state = JOBQ_SUCCEEDED;
       break;
@@ -1360,14 +1601,14 @@ static int finish_apply(mstore *s, const jobq_storage_finish *f, fin_prep *p) {
       j->state = JOBQ_CANCELLED;
       break;
   }
-  a->finished_at = f->now;
-  x->finished_at = f->now;
+  if (a) a->finished_at = f->now;
+  j->finished_at = f->now;
   if (err) {
     a->error = err;
     free(x->error);
     x->error = err2;
   }
-  if (x->hooks) jobq__mbox_apply(&s->ob, x->hooks, &p->hooked, 1);
+  if (x && x->hooks) jobq__mbox_apply(&s->ob, x->hooks, &p->hooked, 1);
   if (j->batch) member_done(s, j, j->state, &p->berr, f->now);
   return j->state;
 }
@@ -1414,10 +1655,10 @@ static int mem_progress(void *st, const char *id, int attempt, int percent, cons
   mstore *s = st;
   int rc = 0;
   uv_mutex_lock(&s->mu);
-  mjob *j = jobq__map_get(&s->ids, id);
+  mjob *j = find_job(s, id);
   if (j == NULL) rc = JOBQ_ENOTFOUND;
-  else if (j->state != JOBQ_RUNNING || j->attempts != attempt || j->x == NULL) rc = JOBQ_ESTATE;
-  else if (step && reset(&j->x->step, step) != 0) rc = oom("progress");
+  else if (j->state != JOBQ_RUNNING || j->attempts != attempt) rc = JOBQ_ESTATE;
+  else if (step && (ext(j) == NULL || reset(&j->x->step, step) != 0)) rc = oom("progress");
   else j->progress = (uint8_t)percent;
   uv_mutex_unlock(&s->mu);
   return rc;
@@ -1427,7 +1668,7 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, cha
   mstore *s = st;
   int rc = 0;
   uv_mutex_lock(&s->mu);
-  mjob *j = jobq__map_get(&s->ids, id);
+  mjob *j = id_get(s, id);
   if (j == NULL) {
     rc = JOBQ_ENOTFOUND;
   } else if (j->state == JOBQ_QUEUED) {
@@ -1444,7 +1685,7 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, cha
       dequeue(j);
       j->state = JOBQ_CANCELLED;
       count_move(s, j, -1);
-      j->x->finished_at = now;
+      j->finished_at = now;
       free(j->x->error);
       j->x->error = err;
       if (j->batch) member_done(s, j, JOBQ_CANCELLED, NULL, now);
@@ -1465,7 +1706,9 @@ static int mem_cancel(void *st, const char *id, int64_t now, int *out_state, cha
 /* Due jobs of j's kind that a claim takes before j: exact up to
  * JOBQ__POSITION_EXACT, an upper bound beyond (jobq_job_position.md).
  * The exact part walks only the heap nodes ahead of j (a node that is not
- * ahead has nothing ahead below it), so it stops after a bounded number. */
+ * ahead has nothing ahead below it), and the rings: those of higher
+ * priorities count whole, j's own from its head up to j (a ring is in seq
+ * order), so it stops after a bounded number. */
 static int64_t position(mjob *j, int64_t now) {
   if (j->state != JOBQ_QUEUED) return -1;
   mkind *k = j->kind;
@@ -1484,10 +1727,25 @@ static int64_t position(mjob *j, int64_t now) {
     for (size_t c = 2 * (size_t)i + 1; c <= 2 * (size_t)i + 2; c++)
       if (c < h->n) stack[sp++] = (uint32_t)c;
   }
+  for (size_t bi = 0; bi < k->n_bands && ahead < CAP; bi++) {
+    mband *b = &k->bands[bi];
+    if (b->priority > j->priority) {
+      ahead += (int64_t)b->ring_n;
+      continue;
+    }
+    if (b->priority < j->priority || b->ring_n == 0) break;
+    for (uint32_t i = b->head; i != b->tail && ahead < CAP; i++) {
+      const mjob *r = b->ring[i & (b->ring_cap - 1)];
+      if (r == NULL) continue;
+      if (r->seq >= j->seq) break;
+      ahead++;
+    }
+    break;
+  }
   if (ahead < CAP) return ahead;
   /* Deep: every job of a higher priority, and of j's own those within its
    * seq distance from the oldest one (or all the others, if fewer). */
-  int64_t est = (int64_t)h->n - 1;
+  int64_t est = (int64_t)k->n_ready - 1;
   if (!k->bands_lost) {
     int64_t hi = 0;
     size_t b = 0;
@@ -1506,7 +1764,7 @@ static int mem_get(void *st, const char *id, int64_t now, jobq_storage_job *out)
   mstore *s = st;
   int rc = 0;
   uv_mutex_lock(&s->mu);
-  mjob *j = jobq__map_get(&s->ids, id);
+  mjob *j = id_get(s, id);
   if (j == NULL) rc = JOBQ_ENOTFOUND;
   else if (fill(j, out, 1) != 0) rc = oom("get");
   else out->position = position(j, now);
@@ -1546,7 +1804,7 @@ static int mem_list(void *st, const jobq_storage_filter *f, jobq_storage_job **o
   uv_mutex_lock(&s->mu);
   mjob *j;
   if (f->cursor) {
-    mjob *c = jobq__map_get(&s->ids, f->cursor);
+    mjob *c = id_get(s, f->cursor);
     if (c == NULL) {
       uv_mutex_unlock(&s->mu);
       free(v);
@@ -1600,7 +1858,7 @@ static int mem_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t leas
   (void)lease_until; /* a memory job cannot outlive the process running it */
   uv_mutex_lock(&s->mu);
   for (size_t i = 0; i < n; i++) {
-    mjob *j = jobq__map_get(&s->ids, l[i].id);
+    mjob *j = find_job(s, l[i].id);
     l[i].still_running = j && j->state == JOBQ_RUNNING && j->attempts == l[i].attempt;
     l[i].cancel_requested = j ? j->cancel_req : 0;
   }
@@ -1613,7 +1871,7 @@ static int mem_checkpoint(void *st, const char *id, int attempt, int stage, cons
   mstore *s = st;
   int rc = 0;
   uv_mutex_lock(&s->mu);
-  mjob *j = jobq__map_get(&s->ids, id);
+  mjob *j = id_get(s, id);
   if (j == NULL) {
     rc = JOBQ_ENOTFOUND;
   } else if (j->state != JOBQ_RUNNING || j->attempts != attempt) {
@@ -1628,7 +1886,7 @@ static int mem_checkpoint(void *st, const char *id, int attempt, int stage, cons
         (j->x->hooks &&
          /* checkpoint is given no time: the attempt's start is the latest
           * one it knows on the queue's clock (storage.h) */
-         jobq__mbox_prepare_progress(&s->ob, j->x->hooks, stage, j->x->started_at, &hooked) !=
+         jobq__mbox_prepare_progress(&s->ob, j->x->hooks, stage, j->started_at, &hooked) !=
              0)) {
       jobq__mbox_discard(&s->ob, &hooked);
       free(out);
@@ -1656,7 +1914,7 @@ static int mem_checkpoint_get(void *st, const char *id, int *out_stage, char **o
   *out_stage = -1;
   *out_output = NULL;
   uv_mutex_lock(&s->mu);
-  mjob *j = jobq__map_get(&s->ids, id);
+  mjob *j = id_get(s, id);
   if (j == NULL) {
     rc = JOBQ_ENOTFOUND;
   } else if (j->x && j->x->ck_stage > 0) {
@@ -1675,7 +1933,9 @@ static void drop_job(mstore *s, mjob *j) {
   if (j->x && j->x->dedupe_key && jobq__map_get(&s->dedupe, j->x->dedupe_key) == j)
     jobq__map_del(&s->dedupe, j->x->dedupe_key);
   if (j->x && j->x->hooks) jobq__mbox_forget(&s->ob, j->x->hooks);
-  jobq__map_del(&s->ids, j->id);
+  uv_mutex_lock(&s->idmu);
+  jobq__map_del(id_map(s, jobq__hash(j->id)), j->id);
+  uv_mutex_unlock(&s->idmu);
   if (j->prev) j->prev->next = j->next;
   else s->first = j->next;
   if (j->next) j->next->prev = j->prev;
@@ -1685,12 +1945,13 @@ static void drop_job(mstore *s, mjob *j) {
 
 /* A finished job that prune may take at `before` (the live-key rule). */
 static int prunable(const mjob *j, int64_t before) {
-  if (!jobq_state_is_terminal(j->state) || j->x == NULL || j->x->finished_at >= before) return 0;
+  if (!jobq_state_is_terminal(j->state) || j->finished_at >= before) return 0;
+  if (j->x == NULL) return 1; /* no key, no hooks */
   /* Its news is still to be sent: the body needs the job. */
   if (j->x->hooks && j->x->hooks->active) return 0;
   /* A cache entry stays while its key lives on past `before` (<= now). */
   return !(j->state == JOBQ_SUCCEEDED && j->x->dedupe_key &&
-           jobq__key_expiry(j->x->finished_at, j->x->dedupe_ttl_ms) > before);
+           jobq__key_expiry(j->finished_at, j->x->dedupe_ttl_ms) > before);
 }
 
 static int mem_prune(void *st, int64_t before, size_t max, char (**out_ids)[JOBQ_ID_SIZE],
@@ -1739,7 +2000,7 @@ static int keep_newest(mstore *s, mkind *k, mjob **cand, size_t *n, int keep) {
   jobq_map seen = {0}; /* owner -> count + 1 of its finished jobs of k seen */
   size_t owned = 0;
   for (size_t i = 0; i < *n; i++) {
-    const char *o = cand[i]->x->owner;
+    const char *o = cand[i]->x ? cand[i]->x->owner : NULL;
     if (o == NULL || jobq__map_get(&seen, o)) continue;
     if (jobq__map_put(&seen, o, (void *)(uintptr_t)1) != 0) {
       jobq__map_free(&seen);
@@ -1907,10 +2168,14 @@ static int stat_fill(mstore *s, const char *name, int depth, int64_t now,
   if (k) {
     /* O(queued jobs of the kind): a walk of its two heaps. */
     const mjob *oldest = NULL;
-    r->queued = (int64_t)k->ready.n;
+    r->queued = (int64_t)k->n_ready;
     for (size_t i = 0; i < k->ready.n; i++) {
       const mjob *j = k->ready.v[i];
       if (oldest == NULL || j->seq < oldest->seq) oldest = j;
+    }
+    for (size_t i = 0; i < k->n_bands; i++) { /* a ring's oldest is its head */
+      const mjob *j = k->bands[i].ring_n ? ring_head(&k->bands[i]) : NULL;
+      if (j && (oldest == NULL || j->seq < oldest->seq)) oldest = j;
     }
     for (size_t i = 0; i < k->delayed.n; i++) {
       const mjob *j = k->delayed.v[i];
@@ -1986,7 +2251,7 @@ static int mem_outbox_list(void *st, const jobq_storage_outbox_filter *f,
                            jobq_storage_delivery **out, size_t *n_out, int *more) {
   mstore *s = st;
   uv_mutex_lock(&s->mu);
-  const mjob *j = f->job_id ? jobq__map_get(&s->ids, f->job_id) : NULL;
+  const mjob *j = f->job_id ? id_get(s, f->job_id) : NULL;
   int rc = jobq__mbox_list(&s->ob, f, j && j->x ? j->x->hooks : NULL, out, n_out, more);
   uv_mutex_unlock(&s->mu);
   return rc;

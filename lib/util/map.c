@@ -3,14 +3,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* FNV-1a, then a final avalanche: ids share long prefixes (UUIDv7 starts with
- * the time), so the low bits must depend on every byte. */
+/* Eight bytes at a time (a byte at a time cost a job about 50 ns per
+ * lookup, a dozen times on its way through the queue), then a final
+ * avalanche: ids share long prefixes (UUIDv7 starts with the time), so the
+ * low bits must depend on every byte. */
 uint64_t jobq__hash(const char *s) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) {
-    h ^= (unsigned char)*s;
-    h *= 1099511628211ull;
+  size_t n = strlen(s);
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)n;
+  for (; n >= 8; s += 8, n -= 8) {
+    uint64_t w;
+    memcpy(&w, s, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
   }
+  uint64_t w = 0;
+  memcpy(&w, s, n);
+  h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdull;
   h ^= h >> 33;
@@ -38,6 +46,15 @@ void *jobq__map_get(const jobq_map *m, const char *key) {
   return s ? s->val : NULL;
 }
 
+void *jobq__map_get_h(const jobq_map *m, const char *key, uint64_t h) {
+  jobq_map_slot *s = find(m, key, h);
+  return s ? s->val : NULL;
+}
+
+void jobq__map_prefetch(const jobq_map *m, uint64_t h) {
+  if (m->cap) __builtin_prefetch(&m->slots[h & (m->cap - 1)]);
+}
+
 static void place(jobq_map_slot *slots, size_t cap, const char *key, void *val, uint64_t h) {
   size_t mask = cap - 1;
   size_t i = h & mask;
@@ -60,7 +77,10 @@ static int grow(jobq_map *m) {
 }
 
 int jobq__map_put(jobq_map *m, const char *key, void *val) {
-  uint64_t h = jobq__hash(key);
+  return jobq__map_put_h(m, key, val, jobq__hash(key));
+}
+
+int jobq__map_put_h(jobq_map *m, const char *key, void *val, uint64_t h) {
   jobq_map_slot *s = find(m, key, h);
   if (s) {
     s->key = key;
@@ -74,10 +94,21 @@ int jobq__map_put(jobq_map *m, const char *key, void *val) {
   return 0;
 }
 
+static void *del_slot(jobq_map *m, jobq_map_slot *s);
+
 void *jobq__map_del(jobq_map *m, const char *key) {
-  uint64_t h = jobq__hash(key);
-  jobq_map_slot *s = find(m, key, h);
-  if (s == NULL) return NULL;
+  jobq_map_slot *s = find(m, key, jobq__hash(key));
+  return s ? del_slot(m, s) : NULL;
+}
+
+int jobq__map_del_val(jobq_map *m, const char *key, const void *val) {
+  jobq_map_slot *s = find(m, key, jobq__hash(key));
+  if (s == NULL || s->val != val) return 0;
+  del_slot(m, s);
+  return 1;
+}
+
+static void *del_slot(jobq_map *m, jobq_map_slot *s) {
   void *val = s->val;
   size_t mask = m->cap - 1;
   size_t i = (size_t)(s - m->slots);

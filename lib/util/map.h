@@ -25,8 +25,16 @@ void jobq__map_free(jobq_map *m);
 void *jobq__map_get(const jobq_map *m, const char *key);
 /* Inserts or replaces; returns 0 or -1 on out of memory (map unchanged). */
 int jobq__map_put(jobq_map *m, const char *key, void *val);
+/* The same with key's hash (jobq__hash) made beforehand, e.g. outside a
+ * lock; and a hint to load the slot where h's probe starts, for a batch of
+ * lookups in a map too large for the cache. */
+void *jobq__map_get_h(const jobq_map *m, const char *key, uint64_t h);
+int jobq__map_put_h(jobq_map *m, const char *key, void *val, uint64_t h);
+void jobq__map_prefetch(const jobq_map *m, uint64_t h);
 /* Removes key; returns its value or NULL. */
 void *jobq__map_del(jobq_map *m, const char *key);
+/* Removes key if its value is val (one lookup); 1 if it did. */
+int jobq__map_del_val(jobq_map *m, const char *key, const void *val);
 
 /* The entries one by one, in no particular order: start with *cursor 0;
  * each call returns the next entry, or NULL after the last. The map must

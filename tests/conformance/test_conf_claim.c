@@ -126,6 +126,48 @@ static void claim_fifo_is_store_order(conf_case *c) {
   cs_close(&s);
 }
 
+/* Jobs that come back older than jobs already due (a release, a retry, a
+ * delayed job that came due) take their place by priority and store order
+ * among new ones, a cancel anywhere leaves the rest in order, and a queued
+ * job's position counts exactly the jobs claimed before it. (The memory
+ * backend keeps in-order arrivals apart from the others.) */
+static void claim_returning_jobs_keep_their_place(conf_case *c) {
+  conf_store s;
+  cs_open(c, &s);
+  char a[JOBQ_ID_SIZE], b[JOBQ_ID_SIZE], late[JOBQ_ID_SIZE], d[JOBQ_ID_SIZE], e[JOBQ_ID_SIZE],
+      f[JOBQ_ID_SIZE], g[JOBQ_ID_SIZE], h[JOBQ_ID_SIZE];
+  cs_add(&s, T, "a", 0, 0, a);
+  cs_add(&s, T, "a", 0, 0, b);
+  cs_add(&s, T, "a", 0, T + 5, late); /* due at T + 5, stored before d.. */
+  cs_add(&s, T, "a", 0, 0, d);
+  CK_INT(cs_claim_expect(&s, T, a), 1);
+  CK_INT(cs_finish(&s, a, 1, T + 1, fin_of(JOBQ_OUTCOME_RELEASE, NULL)), JOBQ_QUEUED);
+  CK_INT(cs_claim_expect(&s, T + 1, a), 1);
+  conf_fin r = fin_of(JOBQ_OUTCOME_RETRY, "e1");
+  r.run_at = T + 1;
+  CK_INT(cs_finish(&s, a, 1, T + 1, r), JOBQ_QUEUED);
+  cs_add(&s, T + 2, "a", 0, 0, e);
+  cs_add(&s, T + 2, "a", 3, 0, f);
+  cs_add(&s, T + 2, "a", 0, 0, g);
+  cs_add(&s, T + 2, "a", 3, 0, h);
+  int st;
+  CK_OK(s.ops->cancel(s.st, g, T + 2, &st, NULL));
+  CK_INT(st, JOBQ_CANCELLED);
+  /* At T + 6 late is due too: f, h (priority 3), then a (retried), b,
+   * late, d, e in store order. */
+  const char *want[] = {f, h, a, b, late, d, e};
+  for (int i = 0; i < 7; i++) {
+    jobq_storage_job j;
+    cs_get(&s, want[i], T + 6, &j);
+    CK(j.position == i, "job %d (%s) is at position %" PRId64 "; expected %d", i, want[i],
+       j.position, i);
+    jobq_storage_job_clear(&j);
+  }
+  for (int i = 0; i < 7; i++) cs_claim_expect(&s, T + 6, want[i]);
+  cs_claim_none(&s, T + 6);
+  cs_close(&s);
+}
+
 /* A claim of many jobs at once: best first throughout. */
 static void claim_large_batch_in_order(conf_case *c) {
   conf_store s;
@@ -344,6 +386,7 @@ int main(void) {
     CONF_TEST(claim_batch_best_in_order),
     CONF_TEST(claim_fifo_is_store_order),
     CONF_TEST(claim_large_batch_in_order),
+    CONF_TEST(claim_returning_jobs_keep_their_place),
     CONF_TEST(claim_kind_limits),
     CONF_TEST(claim_exclude_with_any_kind),
     CONF_TEST(claim_scheduled_not_before_due),
