@@ -124,6 +124,10 @@ struct sq_req {
   /* the answer */
   int rc;
   int done;
+  /* Where the waiting caller sleeps (jobq__sq_submit: on its stack); the
+   * leader signals it alone, when its request is done or when it is to
+   * lead next. NULL for an asynchronous request. */
+  uv_cond_t *cv;
   char err[512]; /* the sentence, as long as jobq_last_error() holds */
 };
 
@@ -149,7 +153,7 @@ struct sq_store {
   sqlite3_stmt *ws[WS_COUNT];
   uv_thread_t writer;
   uv_mutex_t mu;
-  uv_cond_t cv_req, cv_done;
+  uv_cond_t cv_req;
   sq_req *head, *tail;
   size_t queued;        /* requests in head..tail */
   int stop;

@@ -166,7 +166,10 @@ static void lead_one(sq_store *s) {
   /* Batches that the transaction ended, before anyone hears that it
    * committed (so a finish that returns has told its batch's end). */
   if (s->bn_head) jobq__sq_bnotice_tell(s);
-  /* Asynchronous requests are answered by callback, outside any lock. */
+  /* Asynchronous requests are answered by callback, outside any lock.
+   * Each waiting caller is woken alone: a broadcast to everyone waiting
+   * woke the callers queued for the next transaction too, only to sleep
+   * again, a context switch each per commit. */
   sq_req *async = NULL, **at = &async;
   uv_mutex_lock(&s->mu);
   for (sq_req *r = batch, *n; r; r = n) {
@@ -177,11 +180,16 @@ static void lead_one(sq_store *s) {
       r->next = NULL;
     } else {
       r->done = 1;
+      uv_cond_signal(r->cv); /* r is the caller's from here on: not touched again */
     }
   }
   s->leading = 0;
-  uv_cond_broadcast(&s->cv_done);
-  if (s->head) uv_cond_signal(&s->cv_req);
+  /* Requests that queued meanwhile: a caller waiting for one leads the
+   * next transaction at once; with none, the writer thread takes them. */
+  sq_req *next = s->head;
+  while (next && next->answer) next = next->next;
+  if (next) uv_cond_signal(next->cv);
+  else if (s->head) uv_cond_signal(&s->cv_req);
   if (async) {
     uv_mutex_unlock(&s->mu);
     for (sq_req *r = async, *n; r; r = n) {
@@ -220,11 +228,10 @@ static void writer_main(void *arg) {
 }
 
 int jobq__sq_writer_start(sq_store *s) {
-  if (jobq__mutex_init(&s->mu) || uv_cond_init(&s->cv_req) || uv_cond_init(&s->cv_done))
+  if (jobq__mutex_init(&s->mu) || uv_cond_init(&s->cv_req))
     return jobq__err(JOBQ_ENOMEM, "sqlite storage: cannot create locks");
   if (uv_thread_create(&s->writer, writer_main, s) != 0) {
     uv_cond_destroy(&s->cv_req);
-    uv_cond_destroy(&s->cv_done);
     uv_mutex_destroy(&s->mu);
     return jobq__err(JOBQ_ENOMEM, "sqlite storage: cannot start the writer thread");
   }
@@ -238,14 +245,16 @@ void jobq__sq_writer_stop(sq_store *s) {
   uv_mutex_unlock(&s->mu);
   uv_thread_join(&s->writer);
   uv_cond_destroy(&s->cv_req);
-  uv_cond_destroy(&s->cv_done);
   uv_mutex_destroy(&s->mu);
 }
 
 int jobq__sq_submit(sq_store *s, sq_req *r) {
+  uv_cond_t cv;
+  if (uv_cond_init(&cv) != 0) return jobq__err(JOBQ_ENOMEM, "sqlite storage: cannot create a lock");
   r->next = NULL;
   r->done = 0;
   r->rc = 0;
+  r->cv = &cv;
   uv_mutex_lock(&s->mu);
   if (s->tail) s->tail->next = r;
   else s->head = r;
@@ -253,15 +262,17 @@ int jobq__sq_submit(sq_store *s, sq_req *r) {
   s->queued++;
   while (!r->done) {
     if (!s->leading && s->head) lead_one(s);
-    else uv_cond_wait(&s->cv_done, &s->mu);
+    else uv_cond_wait(&cv, &s->mu);
   }
   uv_mutex_unlock(&s->mu);
+  uv_cond_destroy(&cv);
   if (r->rc < 0 && r->err[0]) jobq__set_detail(r->err);
   return r->rc;
 }
 
 void jobq__sq_submit_async(sq_store *s, sq_req *r) {
   r->next = NULL;
+  r->cv = NULL;
   uv_mutex_lock(&s->mu);
   if (s->tail) s->tail->next = r;
   else s->head = r;
