@@ -248,7 +248,13 @@ out:
  * cancelled one) is appended to attempt_log. A NOTIFY goes out when a job
  * became queued again (a retry due now, a release), with the commit. A
  * job's end adds its webhook deliveries in the same statement
- * (PG_OUTBOX_END_CTES). */
+ * (PG_OUTBOX_END_CTES). The rows are found by id (one probe of the unique
+ * index per entry): "state + 0 = 1" keeps the planner off the partial index
+ * of running jobs, whose bitmap scan it chose from its estimate of few
+ * running rows, and which then read every entry of that index, dead ones
+ * included (a bitmap scan never marks them dead), in every group: 18 index
+ * entries per job finished in pg_bench.sh's e2e_procs_2p, growing with the
+ * jobs run since the last vacuum and with the jobs running. */
 #define FINISH_SQL(EV) \
     "WITH u AS (UPDATE jobq_jobs j SET " \
     "state = CASE WHEN j.cancel_req THEN 4 WHEN f.ns <= 0 AND j.bcap > 0 THEN 6 " \
@@ -274,7 +280,7 @@ out:
     "  $8::text[], $9::int8[], $10::int8[]) WITH ORDINALITY " \
     "  AS f(id, att, ns, run_at, res, err, prog, step, fin, now, ord) " \
     PG_ORIGIN_FROM("$12::int8") \
-    "WHERE j.id = f.id AND j.state = 1 AND j.attempts = f.att " \
+    "WHERE j.id = f.id AND j.state + 0 = 1 AND j.attempts = f.att " \
     "RETURNING f.ord, j.state, j.run_at <= f.now AS due, j.batch IS NOT NULL AS bm, j.id, " \
     "j.webhooks, f.now AS ob_now, j.kind, j.progress, j.step, j.error, j.result, f.att), " \
     "n AS (SELECT pg_notify($11, '') FROM u WHERE u.state = 0 AND u.due LIMIT 1), " \
