@@ -428,7 +428,9 @@ typedef struct jobq_storage_ops {
    * (by any process). The lease stored is lease_until itself, however long
    * the call waited (for a lock, behind other requests): rescue(now) then
    * rescues an attempt exactly when now > lease_until, whatever the timing
-   * of the threads. */
+   * of the threads. A backend where only the lease protects a live
+   * process's jobs may add a wait longer than half the lease (PostgreSQL:
+   * docs/postgres.md), so that the lease has not run out at its commit. */
   int (*heartbeat)(void *st, jobq_storage_lease *leases, size_t n, int64_t lease_until);
 
   /* Rescues attempts whose lease expired before now (their process died):

@@ -247,6 +247,7 @@ int jobq__pg_batch_members(pg_store *s, PGconn *c, const char *batch_id, int max
 int jobq__pg_batch_fill(pg_store *s, PGconn *c, int64_t now) {
   char nb[24];
   const char *p[1] = {jobq__pg_i64(nb, now)};
+  atomic_fetch_add_explicit(&s->n_fills, 1, memory_order_relaxed);
   return jobq__pg_exec_prep(s, c, "SELECT jobq_batch_fill($1::int8)", 1, p,
                        "cannot give held batch members their places", NULL);
 }

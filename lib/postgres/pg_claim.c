@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* What a claim sets; $1 now, $2 lease end, $3 max, $5/$6 the default max
  * attempts by kind ($7 for any other kind). A job stored with max_attempts
@@ -115,6 +116,8 @@ int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *ou
   if ((rc = jobq__pg_arr_text(req->ma_kinds, req->n_ma, &a5)) ||
       (rc = jobq__pg_arr_i64(mav, req->n_ma, &a6)))
     goto out;
+  /* A heartbeat adds a wait longer than half of this (below) */
+  atomic_store_explicit(&s->lease_ms, req->lease_ms, memory_order_relaxed);
   PGconn *c = NULL;
   if ((rc = jobq__pg_acquire(s, &c))) goto out;
   /* The time is read when the statement goes out, not when the request was
@@ -196,6 +199,8 @@ int jobq__pg_claim(void *st, const jobq_storage_claim *req, jobq_storage_job *ou
   jobq__pg_release(s, c);
   if (rc) goto out;
   size_t n = (size_t)PQntuples(r);
+  atomic_fetch_add_explicit(&s->n_claims, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(n ? &s->n_claimed : &s->n_empty, n ? n : 1, memory_order_relaxed);
   ranked *v = calloc(n ? n : 1, sizeof *v);
   if (v == NULL) {
     /* Claimed and committed: the jobs come back through rescue when their
@@ -243,7 +248,13 @@ out:
  * cancelled one) is appended to attempt_log. A NOTIFY goes out when a job
  * became queued again (a retry due now, a release), with the commit. A
  * job's end adds its webhook deliveries in the same statement
- * (PG_OUTBOX_END_CTES). */
+ * (PG_OUTBOX_END_CTES). The rows are found by id (one probe of the unique
+ * index per entry): "state + 0 = 1" keeps the planner off the partial index
+ * of running jobs, whose bitmap scan it chose from its estimate of few
+ * running rows, and which then read every entry of that index, dead ones
+ * included (a bitmap scan never marks them dead), in every group: 18 index
+ * entries per job finished in pg_bench.sh's e2e_procs_2p, growing with the
+ * jobs run since the last vacuum and with the jobs running. */
 #define FINISH_SQL(EV) \
     "WITH u AS (UPDATE jobq_jobs j SET " \
     "state = CASE WHEN j.cancel_req THEN 4 WHEN f.ns <= 0 AND j.bcap > 0 THEN 6 " \
@@ -269,7 +280,7 @@ out:
     "  $8::text[], $9::int8[], $10::int8[]) WITH ORDINALITY " \
     "  AS f(id, att, ns, run_at, res, err, prog, step, fin, now, ord) " \
     PG_ORIGIN_FROM("$12::int8") \
-    "WHERE j.id = f.id AND j.state = 1 AND j.attempts = f.att " \
+    "WHERE j.id = f.id AND j.state + 0 = 1 AND j.attempts = f.att " \
     "RETURNING f.ord, j.state, j.run_at <= f.now AS due, j.batch IS NOT NULL AS bm, j.id, " \
     "j.webhooks, f.now AS ob_now, j.kind, j.progress, j.step, j.error, j.result, f.att), " \
     "n AS (SELECT pg_notify($11, '') FROM u WHERE u.state = 0 AND u.due LIMIT 1), " \
@@ -371,6 +382,7 @@ int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_s
    * trigger) in the order the rows are updated, so two groups ending
    * members of the same batches can deadlock; PostgreSQL then rolls one
    * back whole (40P01, JOBQ_EBUSY), and it is run again. */
+  atomic_fetch_add_explicit(&s->n_finishes, 1, memory_order_relaxed);
   for (int t = 0; t < 4; t++)
     if ((rc = jobq__pg_exec_prep(s, c, finish_sql[jobq__pg_listened(s, c)], 12, p, "cannot finish jobs",
                             &r)) != JOBQ_EBUSY)
@@ -411,9 +423,41 @@ out:
 
 /* ---- heartbeat, rescue ---- */
 
+/* A heartbeat's lease end is computed by the core before the call, and the
+ * call may wait: for a pooled connection, for the statement's preparation,
+ * for a lock of jobq_jobs or of the job's row inside the server (a cancel, a
+ * rescue, a long transaction of another process). Stored as given, such a
+ * lease could already have run out when the heartbeat commits, and another
+ * process's rescue would then run the job a second time while its handler
+ * runs: on PostgreSQL nothing but the lease protects a live process's jobs.
+ * So, as a claim does, a heartbeat that waited for more than half the
+ * lease (and at least 200 ms) has the wait added: the local part measured
+ * here ($5), the server's part as clock_timestamp() when the row is written
+ * minus transaction_timestamp() when the statement's first message came.
+ * The rows are locked first (l, FOR UPDATE): an UPDATE that waits for a row
+ * merely locked by another transaction goes on with the values it computed
+ * before the wait, so the clock must be read after the row's lock. A
+ * shorter wait is not added, so the lease is exactly $3 as storage.h says;
+ * what it loses is covered by the next beat, a third of a lease later. */
+#define HB_WAITED \
+  "($5::int8 + (extract(epoch FROM clock_timestamp() - transaction_timestamp()) * 1000)::int8)"
+#define HEARTBEAT_SQL \
+  "WITH l AS (SELECT j.seq, h.ord FROM jobq_jobs j, unnest($1::text[], $2::int[]) WITH " \
+  "ORDINALITY AS h(id, att, ord) WHERE j.id = h.id AND j.state = 1 AND j.attempts = h.att " \
+  "FOR UPDATE OF j) " \
+  "UPDATE jobq_jobs j SET lease_until = $3::int8 + CASE WHEN " HB_WAITED " > $4::int8 THEN " \
+  HB_WAITED " ELSE 0 END FROM l WHERE j.seq = l.seq RETURNING l.ord, j.cancel_req"
+
+static int64_t hb_mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int jobq__pg_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_until) {
   pg_store *s = st;
   if (n == 0) return 0;
+  int64_t t0 = hb_mono_ms();
   const char **ids = calloc(n, sizeof *ids);
   int64_t *att = calloc(n, sizeof *att);
   char *a1 = NULL, *a2 = NULL;
@@ -429,15 +473,19 @@ int jobq__pg_heartbeat(void *st, jobq_storage_lease *l, size_t n, int64_t lease_
   if ((rc = jobq__pg_arr_text(ids, n, &a1)) || (rc = jobq__pg_arr_i64(att, n, &a2))) goto out;
   PGconn *c = NULL;
   if ((rc = jobq__pg_acquire(s, &c))) goto out;
-  char ub[24];
-  const char *p[3] = {a1, a2, jobq__pg_i64(ub, lease_until)};
+  /* Preparing takes the table's locks too (once per connection): before
+   * the local wait is measured. */
+  jobq__pg_prepare(s, c, HEARTBEAT_SQL, 5);
+  /* Half the lease: the claims of this store said how long it is. */
+  int64_t lease_ms = atomic_load_explicit(&s->lease_ms, memory_order_relaxed);
+  int64_t local = hb_mono_ms() - t0;
+  char ub[24], thr[24], lw[24];
+  const char *p[5] = {a1, a2, jobq__pg_i64(ub, lease_until),
+                      jobq__pg_i64(thr, lease_ms / 2 > 200 ? lease_ms / 2 : 200),
+                      jobq__pg_i64(lw, local > 0 ? local : 0)};
   PGresult *r = NULL;
   /* lease_until is in no index: a heartbeat is a HOT update */
-  rc = jobq__pg_exec_prep(s, c,
-                     "UPDATE jobq_jobs j SET lease_until = $3 FROM unnest($1::text[], $2::int[]) "
-                     "WITH ORDINALITY AS h(id, att, ord) WHERE j.id = h.id AND j.state = 1 AND "
-                     "j.attempts = h.att RETURNING h.ord, j.cancel_req",
-                     3, p, "cannot extend leases", &r);
+  rc = jobq__pg_exec_prep(s, c, HEARTBEAT_SQL, 5, p, "cannot extend leases", &r);
   jobq__pg_release(s, c);
   if (rc) goto out;
   for (size_t i = 0; i < n; i++) l[i].still_running = l[i].cancel_requested = 0;

@@ -5,6 +5,7 @@
 #include "jobq/storage.h"
 
 #include <libpq-fe.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -85,6 +86,13 @@ typedef struct pg_store {
   PGconn *leader_c;    /* holds the schema's leader lock while leader */
   int leader;
   int64_t leader_next; /* monotonic ms of the next try to become leader */
+  /* the lease of the latest claim: a heartbeat adds a wait longer than
+   * half of it (pg_claim.c) */
+  _Atomic int64_t lease_ms;
+  /* what this store asked of the server, for the benchmarks
+   * (JOBQ_PG_COUNTS, pg.c): claims, claims that found nothing, jobs
+   * claimed, batch fills, next-due reads, finish groups */
+  _Atomic uint64_t n_claims, n_empty, n_claimed, n_fills, n_next, n_finishes;
 } pg_store;
 
 /* pg.c */

@@ -149,6 +149,7 @@ int jobq__pg_next_run_at(void *st, const char *const *kinds, size_t n_kinds, int
     free(arr);
     return rc;
   }
+  atomic_fetch_add_explicit(&s->n_next, 1, memory_order_relaxed);
   char nb[24];
   const char *p[2] = {jobq__pg_i64(nb, now), arr};
   PGresult *r = NULL;

@@ -13,6 +13,12 @@
 #
 #   tests/bench/pg_bench.sh BUILD_DIR [JOBS]      (default 20000 jobs)
 #
+# Each end-to-end figure also counts what libjobq-pg asked of the server
+# (JOBQ_PG_COUNTS, summed over the benchmark's processes): claims, claims
+# that found nothing, batch fills and next-due reads per 1,000 jobs. With
+# PG_BENCH_QUICK=1 only the batched ceiling and the end-to-end figures run
+# (to compare a change's cost quickly; not for the issue's figures).
+#
 # With GRAPHILE_WORKER_DIR set to a folder whose node_modules holds
 # graphile-worker (npm install graphile-worker), graphile-worker runs on the
 # same server too (tests/bench/graphile_bench.mjs), with its defaults and
@@ -39,7 +45,7 @@ echo "server: PostgreSQL $(psql "$url" -Atc 'SHOW server_version' 2>/dev/null ||
 # libjobq figures are divided by the best of these.
 best=0
 num() { awk '{for (i = 1; i <= NF; i++) if ($i == "jobs/s") print $(i - 1)}'; }
-for b in 1 1000; do
+for b in $([ "${PG_BENCH_QUICK:-0}" = 1 ] && echo 1000 || echo 1 1000); do
   for w in 1 2 4; do
     nj=$jobs
     [ "$b" -eq 1 ] && nj=$((jobs / 4))
@@ -62,16 +68,20 @@ fig() { # figure name -> its line of jobq_bench, on a fresh schema
 }
 costfig() { # fig, and what the run cost per job
   local c0 x0 t0 out c1 x1
-  c0=$(srv_cpu); x0=$(commits); t0=$(mktemp)
-  out=$( { /usr/bin/time -f "%U %S" -o "$t0" "$bench" --storage "$url?schema=bench_$((n + 1))" \
-            --jobs "$jobs" --only "$1"; } | grep "^$1") || { rm -f "$t0"; return 1; }
+  local k0
+  c0=$(srv_cpu); x0=$(commits); t0=$(mktemp); k0=$(mktemp)
+  out=$( { JOBQ_PG_COUNTS=$k0 /usr/bin/time -f "%U %S" -o "$t0" "$bench" \
+            --storage "$url?schema=bench_$((n + 1))" --jobs "$jobs" --only "$1"; } | grep "^$1") ||
+    { rm -f "$t0" "$k0"; return 1; }
   n=$((n + 1))
   sleep 0.3 # the benchmark's connections end; the server reaps them
   c1=$(srv_cpu); x1=$(commits)
   echo "$out" | tr -d '\n'
   awk -v c="$((c1 - c0))" -v t="$tck" -v j="$jobs" -v x="$((x1 - x0))" -v u="$(cat "$t0")" \
     'BEGIN { split(u, a, " "); printf "  {server CPU %.1f us/job, client CPU %.1f us/job, %.1f transactions/1000 jobs}", c / t / j * 1e6, (a[1] + a[2]) / j * 1e6, x / j * 1000 }'
-  rm -f "$t0"
+  awk -v j="$jobs" '{ for (i = 1; i < NF; i += 2) v[$i] += $(i + 1) }
+    END { printf "  {per 1000 jobs: %.1f claims, %.1f empty, %.1f batch fills, %.1f next-due reads, %.1f finish groups}", v["claims"] / j * 1000, v["empty"] / j * 1000, v["fills"] / j * 1000, v["next_due"] / j * 1000, v["finishes"] / j * 1000 }' "$k0"
+  rm -f "$t0" "$k0"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "?" }'; }
 for p in 1 2 4; do
@@ -84,6 +94,7 @@ for f in e2e_batch_1w e2e_batch_2w; do
   v=$(echo "$line" | awk '{print $2}')
   echo "$line  [$(ratio "$v" "$best") of the ceiling]"
 done
+[ "${PG_BENCH_QUICK:-0}" = 1 ] && exit 0
 for f in e2e_single_1w submit_latency pickup_latency_idle pickup_xproc; do
   fig "$f" || true
 done
