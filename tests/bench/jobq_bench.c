@@ -25,6 +25,9 @@
  *   e2e_procs_*  e2e with 1, 2 and 4 worker processes (1 worker each) on
  *                the store, this process submitting batches of 1000 (not on
  *                memory: one process)
+ *   drain_procs_*  the same processes, all N jobs submitted before their
+ *                workers start: claim + complete, tests/bench/pg_ceiling's
+ *                workload (not on memory)
  *   depth_*      drain rate with 10,000 and 1,000,000 jobs queued
  *   get_at_depth_*  latency of jobq_get of a random queued job (position
  *                and ETA included: the ETA reads the kind's shared stats)
@@ -60,6 +63,7 @@
 #include <spawn.h>
 #include <stdatomic.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -470,21 +474,42 @@ static void pickup_xproc(const char *self) {
   jobq_close(q, 0);
 }
 
-/* The worker process of e2e_procs: one worker running no-op jobs of kind
- * "ep" until its parent closes stdin; says "ready" once started. */
+/* The worker process of e2e_procs and drain_procs: one worker running
+ * no-op jobs of kind "ep" until its parent closes stdin. Says "r" once
+ * ready; with "wait" it starts its worker only when the parent sends a
+ * byte (drain: the backlog is in before any worker claims). Every
+ * millisecond it writes how many jobs its handler has run, when that
+ * changed, so that the parent need not poll the store while they run
+ * (a jobq_list of a deep queue costs the server as much as a claim). */
+static atomic_long ep_ran;
+
 static void ep_handler(jobq_ctx_t *ctx, void *ud) {
   (void)ud;
+  atomic_fetch_add_explicit(&ep_ran, 1, memory_order_relaxed);
   jobq_ctx_succeed(ctx, NULL);
 }
 
-static int e2e_child(const char *url) {
+static int e2e_child(const char *url, int wait_go) {
   cur_url = url;
   jobq_t *q = open_q(1);
   if (jobq_register(q, "ep", ep_handler, NULL, NULL) != 0) die("jobq_register");
-  if (jobq_start(q) != 0) die("jobq_start");
+  if (!wait_go && jobq_start(q) != 0) die("jobq_start");
   if (write(1, "r", 1) != 1) die("write");
   char c;
-  while (read(0, &c, 1) > 0) {
+  if (wait_go) {
+    if (read(0, &c, 1) != 1) die("read");
+    if (jobq_start(q) != 0) die("jobq_start");
+  }
+  long told = 0;
+  for (;;) {
+    struct pollfd pf = {0, POLLIN, 0};
+    int r = poll(&pf, 1, 1);
+    if (r > 0 && read(0, &c, 1) <= 0) break;
+    long ran = atomic_load_explicit(&ep_ran, memory_order_relaxed);
+    if (ran != told) {
+      if (write(1, &ran, sizeof ran) != (ssize_t)sizeof ran) break;
+      told = ran;
+    }
   }
   jobq_close(q, 1000);
   return 0;
@@ -504,9 +529,36 @@ static size_t ep_left(jobq_t *q, int st) {
   return n;
 }
 
-static void e2e_procs(const char *self, int procs) {
+/* Reads the children's counts until they add up to n (each message is a
+ * long, written whole: a pipe write of under PIPE_BUF bytes is atomic). */
+static void ep_wait_ran(int procs, const int *rfd, long n) {
+  long ran[8] = {0};
+  for (;;) {
+    long sum = 0;
+    for (int i = 0; i < procs; i++) sum += ran[i];
+    if (sum >= n) return;
+    struct pollfd pf[8];
+    for (int i = 0; i < procs; i++) pf[i] = (struct pollfd){rfd[i], POLLIN, 0};
+    if (poll(pf, (nfds_t)procs, -1) < 0) die("poll");
+    for (int i = 0; i < procs; i++) {
+      if (pf[i].revents & POLLIN) {
+        if (read(rfd[i], &ran[i], sizeof ran[i]) != (ssize_t)sizeof ran[i])
+          die("a worker process ended");
+      } else if (pf[i].revents) {
+        die("a worker process ended");
+      }
+    }
+  }
+}
+
+/* e2e_procs_*: this process submits batches of 1,000 while `procs` worker
+ * processes run them; drain_procs_*: all of them are submitted before the
+ * workers start (the workload of tests/bench/pg_ceiling: claim + complete).
+ * The figure ends when the children's handlers have run n jobs and the
+ * store holds none queued or running (their finishes are stored). */
+static void run_procs(const char *self, int procs, int drain_first) {
   char name[64];
-  snprintf(name, sizeof name, "e2e_procs_%dp", procs);
+  snprintf(name, sizeof name, "%s_procs_%dp", drain_first ? "drain" : "e2e", procs);
   if (!want(name)) return;
   if (strncmp(storage, "memory:", 7) == 0) return;
   char urlcopy[1024];
@@ -514,7 +566,7 @@ static void e2e_procs(const char *self, int procs) {
   cur_url = urlcopy;
   jobq_t *q = open_q(0);
   pid_t pid[8];
-  int wfd[8];
+  int wfd[8], rfd[8];
   for (int i = 0; i < procs; i++) {
     /* close-on-exec: a later child must not hold an earlier one's stdin
      * open (it would never see EOF); dup2 onto 0 and 1 clears the flag */
@@ -530,15 +582,15 @@ static void e2e_procs(const char *self, int procs) {
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     posix_spawn_file_actions_addclose(&fa, in[1]);
     posix_spawn_file_actions_addclose(&fa, out[0]);
-    char *argv[] = {(char *)self, "--e2e-child", urlcopy, NULL};
+    char *argv[] = {(char *)self, "--e2e-child", urlcopy, drain_first ? "wait" : NULL, NULL};
     if (posix_spawn(&pid[i], "/proc/self/exe", &fa, NULL, argv, environ) != 0) die("posix_spawn");
     posix_spawn_file_actions_destroy(&fa);
     close(in[0]);
     close(out[1]);
     char c;
     if (read(out[0], &c, 1) != 1) die("a worker process did not start");
-    close(out[0]);
     wfd[i] = in[1];
+    rfd[i] = out[0];
   }
   size_t B = 1000;
   const char **kinds = malloc(B * sizeof *kinds), **pls = malloc(B * sizeof *pls);
@@ -547,23 +599,36 @@ static void e2e_procs(const char *self, int procs) {
     kinds[i] = "ep";
     pls[i] = "{\"n\":1}";
   }
-  double t0 = now_s();
+  double t0 = now_s(), t_sub = 0;
   for (long sent = 0; sent < n_jobs;) {
     size_t k = (size_t)(n_jobs - sent) < B ? (size_t)(n_jobs - sent) : B;
     if (jobq_submit_many(q, k, kinds, pls, NULL, ids, NULL) < 0) die("jobq_submit_many");
     sent += (long)k;
   }
+  if (drain_first) {
+    t_sub = now_s() - t0;
+    t0 = now_s();
+    for (int i = 0; i < procs; i++)
+      if (write(wfd[i], "g", 1) != 1) die("write");
+  }
+  ep_wait_ran(procs, rfd, n_jobs);
   while (ep_left(q, JOBQ_QUEUED) || ep_left(q, JOBQ_RUNNING)) {
-    struct timespec ts = {0, 2000000};
+    struct timespec ts = {0, 1000000};
     nanosleep(&ts, NULL);
   }
   double t = now_s() - t0;
-  printf("%s: %.0f jobs/s (%ld jobs in %.3f s, %d worker process(es), 1 worker each)\n", name,
-         (double)n_jobs / t, n_jobs, t, procs);
+  if (drain_first)
+    printf("%s: %.0f jobs/s (%ld jobs drained in %.3f s by %d worker process(es), 1 worker each; "
+           "submitting them before took %.3f s)\n",
+           name, (double)n_jobs / t, n_jobs, t, procs, t_sub);
+  else
+    printf("%s: %.0f jobs/s (%ld jobs in %.3f s, %d worker process(es), 1 worker each)\n", name,
+           (double)n_jobs / t, n_jobs, t, procs);
   fflush(stdout);
   for (int i = 0; i < procs; i++) {
     close(wfd[i]);
     waitpid(pid[i], NULL, 0);
+    close(rfd[i]);
   }
   free(kinds);
   free(pls);
@@ -959,7 +1024,8 @@ static void pull(const char *name, size_t batch) {
 
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--xproc-child") == 0) return xproc_child(argv[2]);
-  if (argc == 3 && strcmp(argv[1], "--e2e-child") == 0) return e2e_child(argv[2]);
+  if ((argc == 3 || argc == 4) && strcmp(argv[1], "--e2e-child") == 0)
+    return e2e_child(argv[2], argc == 4);
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc) storage = argv[++i];
     else if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc) n_jobs = atol(argv[++i]);
@@ -979,9 +1045,12 @@ int main(int argc, char **argv) {
   submit_latency();
   pickup_latency();
   pickup_xproc(argv[0]);
-  e2e_procs(argv[0], 1);
-  e2e_procs(argv[0], 2);
-  e2e_procs(argv[0], 4);
+  run_procs(argv[0], 1, 0);
+  run_procs(argv[0], 2, 0);
+  run_procs(argv[0], 4, 0);
+  run_procs(argv[0], 1, 1);
+  run_procs(argv[0], 2, 1);
+  run_procs(argv[0], 4, 1);
   submit_threads();
   depth(10000);
   depth(1000000);

@@ -84,10 +84,12 @@ costfig() { # fig, and what the run cost per job
   rm -f "$t0" "$k0"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "?" }'; }
-for p in 1 2 4; do
-  line=$(costfig "e2e_procs_${p}p")
-  v=$(echo "$line" | awk '{print $2}')
-  echo "$line  [$(ratio "$v" "$best") of the ceiling]"
+for f in drain e2e; do
+  for p in 1 2 4; do
+    line=$(costfig "${f}_procs_${p}p")
+    v=$(echo "$line" | awk '{print $2}')
+    echo "$line  [$(ratio "$v" "$best") of the ceiling]"
+  done
 done
 for f in e2e_batch_1w e2e_batch_2w; do
   line=$(costfig "$f") || continue
