@@ -599,6 +599,18 @@ static const char *const migrations[PG_SCHEMA_VERSION] = {
    * per call with 20,000 finished jobs, a scan of the table with many
    * more). One more index entry per submit and per retry. */
   "CREATE INDEX jobq_jobs_queued ON jobq_jobs (seq) WHERE state IN (0, 6);",
+  /* slot 6 (6 -> 7): jobq_jobs_run_at serves the next-due reads only
+   * (pg_read.c, which say "state + 0 = 0"): a claim ("state = 0") cannot
+   * match its predicate. The planner chose it for claims whenever its
+   * statistics saw few queued rows (a new schema before its first analyze,
+   * a backlog that came after the last one) and then read every due row of
+   * the kind and sorted them, for each claim: 20 ms a claim with 100,000
+   * jobs queued, four times what the claims and finishes of a drain cost
+   * otherwise. The claim index (kind, priority DESC, seq) gives the claim's
+   * order, and its walk stops at the claim's limit, whatever the
+   * statistics say. */
+  "DROP INDEX jobq_jobs_run_at;"
+  "CREATE INDEX jobq_jobs_run_at ON jobq_jobs (kind, run_at) WHERE state + 0 = 0;",
 };
 
 static void quiet(void *arg, const char *message) {

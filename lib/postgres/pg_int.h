@@ -13,7 +13,7 @@
  * a queued job waits in the claim index whatever its run_at, and the claim
  * reads run_at <= now (docs/postgres.md says why one state, not SQLite's
  * due/scheduled pair). */
-#define PG_SCHEMA_VERSION 6
+#define PG_SCHEMA_VERSION 7
 #define PG_POOL_MAX 64
 
 /* The columns every job read returns, in jobq__pg_row_to_job's order. */

@@ -150,12 +150,14 @@ int jobq__pg_next_run_at(void *st, const char *const *kinds, size_t n_kinds, int
     return rc;
   }
   atomic_fetch_add_explicit(&s->n_next, 1, memory_order_relaxed);
+  /* "state + 0 = 0" is jobq_jobs_run_at's predicate (pg.c, slot 6), which
+   * claims cannot match */
   char nb[24];
   const char *p[2] = {jobq__pg_i64(nb, now), arr};
   PGresult *r = NULL;
   rc = kinds ? jobq__pg_exec_prep(s, c,
                              "SELECT min(x) FROM unnest($2::text[]) AS k(kind), LATERAL (SELECT "
-                             "min(run_at) AS x FROM jobq_jobs WHERE state = 0 AND kind = k.kind "
+                             "min(run_at) AS x FROM jobq_jobs WHERE state + 0 = 0 AND kind = k.kind "
                              "AND run_at > $1) m",
                              2, p, "cannot read the next run time", &r)
              : jobq__pg_exec_prep(s, c, "SELECT min(run_at) FROM jobq_jobs WHERE state = 0 AND run_at > $1",

@@ -63,7 +63,7 @@ static PGresult *run(PGconn *c, const char *sql, int n, const char *const *p) {
 }
 
 /* lib/postgres/pg.c's migration 1, the columns and indexes a claim and a
- * finish touch. */
+ * finish touch (jobq_jobs_run_at as migration slot 6 made it). */
 static const char *ddl =
     "CREATE TABLE jobq_jobs (seq bigserial PRIMARY KEY, id text NOT NULL UNIQUE, "
     "kind text NOT NULL, state smallint NOT NULL, priority integer NOT NULL DEFAULT 0, "
@@ -76,7 +76,7 @@ static const char *ddl =
     "autovacuum_analyze_scale_factor = 0.02);"
     "CREATE INDEX jobq_jobs_claim ON jobq_jobs (kind, priority DESC, seq) WHERE state = 0;"
     "CREATE INDEX jobq_jobs_claim_any ON jobq_jobs (priority DESC, seq) WHERE state = 0;"
-    "CREATE INDEX jobq_jobs_run_at ON jobq_jobs (kind, run_at) WHERE state = 0;"
+    "CREATE INDEX jobq_jobs_run_at ON jobq_jobs (kind, run_at) WHERE state + 0 = 0;"
     "CREATE INDEX jobq_jobs_running ON jobq_jobs (seq) WHERE state = 1;"
     "CREATE INDEX jobq_jobs_dedupe ON jobq_jobs (dedupe_key, seq) WHERE dedupe_key IS NOT NULL;"
     "CREATE INDEX jobq_jobs_owner ON jobq_jobs (owner, seq) WHERE owner IS NOT NULL;";

@@ -349,13 +349,13 @@ static void test_batch_done_heard_once(void **state) {
 }
 
 /* A schema of version 5 (the migrations before slot 5), with a batch
- * whose one member is queued: opening it migrates to version 6, keeps the
- * batch, and the member's end then reaches another process from its
+ * whose one member is queued: opening it migrates to the current version
+ * (slot 5 made 6, with the trigger this tests), keeps the batch, and the member's end then reaches another process from its
  * transaction. */
 static void test_migration_from_version_5(void **state) {
   (void)state;
   need_server();
-  assert_int_equal(PG_SCHEMA_VERSION, 6);
+  assert_true(PG_SCHEMA_VERSION >= 6);
   size_t cap = 1024;
   for (int i = 0; i < 5; i++) cap += strlen(jobq__pg_migration(i));
   char *v5 = malloc(cap);
@@ -378,7 +378,7 @@ static void test_migration_from_version_5(void **state) {
   free(v5);
 
   jobq_t *listener = open_q(0, 0);
-  assert_int_equal(sql_long("SELECT value::int FROM jobq_meta WHERE key = 'schema_version'"), 6);
+  assert_int_equal(sql_long("SELECT value::int FROM jobq_meta WHERE key = 'schema_version'"), PG_SCHEMA_VERSION);
   jobq_event_t *ev = NULL;
   assert_int_equal(jobq_next_event(listener, 0, &ev), JOBQ_ETIMEDOUT);
   sql_exec("UPDATE jobq_jobs SET state = 3, error = 'gone', finished_at = 5 WHERE id = 'old-1'");
