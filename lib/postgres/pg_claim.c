@@ -46,7 +46,6 @@
 /* Listed kinds ($4, with limits $8): the best of each kind (each kind's
  * walk of jobq_jobs_claim stops at its limit), merged by priority then
  * age. Rows a kind locked beyond the merge's cut are only locked until the
- * commit.
  * commit. No claim can use jobq_jobs_run_at (its predicate is
  * "state + 0 = 0", pg.c's migration slot 6): whatever the statistics say,
  * a claim walks jobq_jobs_claim in its order and stops at its limit. */
