@@ -2,7 +2,8 @@
  * no libjobq in the way. A bare libpq program that runs the statements
  * libjobq-pg runs (lib/postgres: a batched INSERT, the batched
  * FOR UPDATE SKIP LOCKED claim, the batched unnest finish), on a table of
- * the same shape (columns, fillfactor, partial indexes), and reports
+ * libjobq-pg's own (its migrations, run here: columns, fillfactor, every
+ * index and trigger a claim and a finish maintain), and reports
  * claim+complete jobs/s. tests/bench/pg_bench.sh divides libjobq's figures
  * by it. Not a test: it never fails because the machine is slow.
  *
@@ -14,6 +15,8 @@
  * commit of finishes across workers; B is the batch such a group reaches.
  * jobq-test-requires: postgres */
 #include <libpq-fe.h>
+
+#include "postgres/pg_int.h" /* PG_SCHEMA_VERSION, jobq__pg_migration */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -61,25 +64,6 @@ static PGresult *run(PGconn *c, const char *sql, int n, const char *const *p) {
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) die(c, sql);
   return r;
 }
-
-/* lib/postgres/pg.c's migration 1, the columns and indexes a claim and a
- * finish touch (jobq_jobs_run_at as migration slot 6 made it). */
-static const char *ddl =
-    "CREATE TABLE jobq_jobs (seq bigserial PRIMARY KEY, id text NOT NULL UNIQUE, "
-    "kind text NOT NULL, state smallint NOT NULL, priority integer NOT NULL DEFAULT 0, "
-    "run_at bigint NOT NULL, attempts integer NOT NULL DEFAULT 0, max_attempts integer NOT NULL "
-    "DEFAULT 0, progress integer NOT NULL DEFAULT 0, cancel_req boolean NOT NULL DEFAULT false, "
-    "created_at bigint NOT NULL, started_at bigint, finished_at bigint, lease_until bigint, "
-    "owner text, payload text NOT NULL, step text, result text, error text, dedupe_key text, "
-    "dedupe_ttl bigint NOT NULL DEFAULT 0, attempt_log jsonb, ck_stage integer, ck_output text) "
-    "WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02, "
-    "autovacuum_analyze_scale_factor = 0.02);"
-    "CREATE INDEX jobq_jobs_claim ON jobq_jobs (kind, priority DESC, seq) WHERE state = 0;"
-    "CREATE INDEX jobq_jobs_claim_any ON jobq_jobs (priority DESC, seq) WHERE state = 0;"
-    "CREATE INDEX jobq_jobs_run_at ON jobq_jobs (kind, run_at) WHERE state + 0 = 0;"
-    "CREATE INDEX jobq_jobs_running ON jobq_jobs (seq) WHERE state = 1;"
-    "CREATE INDEX jobq_jobs_dedupe ON jobq_jobs (dedupe_key, seq) WHERE dedupe_key IS NOT NULL;"
-    "CREATE INDEX jobq_jobs_owner ON jobq_jobs (owner, seq) WHERE owner IS NOT NULL;";
 
 /* libjobq-pg's claim of listed kinds (pg_claim.c), one kind. */
 static const char *claim_sql =
@@ -158,7 +142,7 @@ int main(int argc, char **argv) {
   char sql[256];
   snprintf(sql, sizeof sql, "CREATE SCHEMA %s; SET search_path TO %s", schema, schema);
   PQclear(run(c, sql, 0, NULL));
-  PQclear(run(c, ddl, 0, NULL));
+  for (int v = 0; v < PG_SCHEMA_VERSION; v++) PQclear(run(c, jobq__pg_migration(v), 0, NULL));
 
   /* The jobs, 1,000 rows per INSERT statement like libjobq-pg's batches,
    * made by generate_series rather than sent as unnest arrays (the
