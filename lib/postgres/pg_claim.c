@@ -305,6 +305,38 @@ out:
     "x.id = f.id LIMIT 1) k ON true"
 static const char *const finish_sql[2] = {FINISH_SQL(PG_EV_OFF), FINISH_SQL(PG_EV_ON)};
 
+/* The common group: every entry a success without a step. The same rows,
+ * answer and side effects as FINISH_SQL gives such entries (a cancel asked
+ * for meanwhile still ends the job cancelled, with its attempt logged), from
+ * 4 arrays instead of 10 and without the branches of the other outcomes:
+ * a third less of the server's time per finished job, which the finishes
+ * of a drain are half of. No NOTIFY: no entry becomes queued again. */
+#define FINISH_OK_SQL(EV) \
+    "WITH u AS (UPDATE jobq_jobs j SET " \
+    "state = CASE WHEN j.cancel_req THEN 4 ELSE 2 END, " \
+    "result = CASE WHEN j.cancel_req THEN j.result ELSE f.res END, " \
+    "error = CASE WHEN j.cancel_req THEN 'cancelled' ELSE j.error END, " \
+    "progress = 100, finished_at = f.now, lease_until = NULL, " \
+    "attempt_log = CASE WHEN j.cancel_req THEN coalesce(j.attempt_log, '[]'::jsonb) || " \
+    "  jsonb_build_array(jsonb_build_array(j.started_at, f.now, 'cancelled')) " \
+    "  ELSE j.attempt_log END " \
+    "FROM unnest($1::text[], $2::int[], $3::text[], $4::int8[]) WITH ORDINALITY " \
+    "  AS f(id, att, res, now, ord) " \
+    PG_ORIGIN_FROM("$6::int8") \
+    "WHERE j.id = f.id AND j.state + 0 = 1 AND j.attempts = f.att " \
+    "RETURNING f.ord, j.state, j.batch IS NOT NULL AS bm, j.id, " \
+    "j.webhooks, f.now AS ob_now, j.kind, j.progress, j.step, j.error, j.result, f.att), " \
+    PG_OUTBOX_END_CTES("u") ", " \
+    EV("SELECT $6::int8, id, kind, state + 3, state, progress, step, att, " \
+       "CASE WHEN state = 2 THEN NULL ELSE error END, CASE WHEN state = 2 THEN result END, " \
+       PG_NOW_MS " FROM u WHERE true", "$6::int8", "$5") \
+    "SELECT f.ord, u.state, k.known IS NOT NULL, 0, u.bm, (SELECT count(*) FROM evn) " \
+    "FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) " \
+    "LEFT JOIN u ON u.ord = f.ord " \
+    "LEFT JOIN LATERAL (SELECT true AS known FROM jobq_jobs x WHERE u.ord IS NULL AND " \
+    "x.id = f.id LIMIT 1) k ON true"
+static const char *const finish_ok_sql[2] = {FINISH_OK_SQL(PG_EV_OFF), FINISH_OK_SQL(PG_EV_ON)};
+
 int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state) {
   pg_store *s = st;
   if (n == 0) return 0;
@@ -376,9 +408,26 @@ int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_s
   if ((rc = jobq__pg_acquire(s, &c))) goto out;
   const char *p[12];
   char tok[24];
-  for (int i = 0; i < 10; i++) p[i] = a[i];
-  p[10] = s->channel;
-  p[11] = jobq__pg_i64(tok, s->token);
+  /* all successes without a step: FINISH_OK_SQL's 4 arrays */
+  int ok = 1;
+  for (size_t i = 0; i < n && ok; i++)
+    ok = f[i].outcome == JOBQ_OUTCOME_SUCCEEDED && f[i].step == NULL;
+  const char *const *sql = finish_sql;
+  int np = 12;
+  if (ok) {
+    sql = finish_ok_sql;
+    np = 6;
+    p[0] = a[0];
+    p[1] = a[1];
+    p[2] = a[4];
+    p[3] = a[9];
+    p[4] = s->channel;
+    p[5] = jobq__pg_i64(tok, s->token);
+  } else {
+    for (int i = 0; i < 10; i++) p[i] = a[i];
+    p[10] = s->channel;
+    p[11] = jobq__pg_i64(tok, s->token);
+  }
   PGresult *r = NULL;
   /* Ends of members of several batches lock their batch rows (the
    * trigger) in the order the rows are updated, so two groups ending
@@ -386,8 +435,8 @@ int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_s
    * back whole (40P01, JOBQ_EBUSY), and it is run again. */
   atomic_fetch_add_explicit(&s->n_finishes, 1, memory_order_relaxed);
   for (int t = 0; t < 4; t++)
-    if ((rc = jobq__pg_exec_prep(s, c, finish_sql[jobq__pg_listened(s, c)], 12, p, "cannot finish jobs",
-                            &r)) != JOBQ_EBUSY)
+    if ((rc = jobq__pg_exec_prep(s, c, sql[jobq__pg_listened(s, c)], np, p, "cannot finish jobs",
+                                 &r)) != JOBQ_EBUSY)
       break;
   if (rc == 0) {
     size_t nb = 0; /* members of batches this ended: id[0..nb) */

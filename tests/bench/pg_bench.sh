@@ -39,6 +39,10 @@ trap 'bash "$here/../servers/postgres.sh" stop "$dir" >/dev/null 2>&1 || true' E
 url=$(bash "$here/../servers/postgres.sh" start "$dir")
 echo "server: PostgreSQL $(psql "$url" -Atc 'SHOW server_version' 2>/dev/null || echo '?'), $jobs jobs per run"
 
+pm=$(head -1 "$dir/data/postmaster.pid")
+tck=$(getconf CLK_TCK)
+srv_cpu() { awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat"; }
+
 # The ceiling. Batch 1: a claim and a complete per job, each its own
 # commit (what a worker pays without batching; bound by the WAL flush).
 # Batch 1000: the most the server does with the same statements. The
@@ -49,8 +53,11 @@ for b in $([ "${PG_BENCH_QUICK:-0}" = 1 ] && echo 1000 || echo 1 1000); do
   for w in 1 2 4; do
     nj=$jobs
     [ "$b" -eq 1 ] && nj=$((jobs / 4))
+    c0=$(srv_cpu)
     line=$("$ceiling" --url "$url" --jobs "$nj" --batch "$b" --workers "$w" 2>/dev/null | tail -1)
-    echo "$line"
+    sleep 0.3 # its connections end; the server reaps them
+    c1=$(srv_cpu)
+    echo "$line$(awk -v c="$((c1 - c0))" -v t="$tck" -v j="$nj" 'BEGIN { printf "  {server CPU %.1f us/job, its inserts included}", c / t / j * 1e6 }')"
     v=$(echo "$line" | num)
     best=$(awk -v a="$v" -v b="$best" 'BEGIN { print (a > b) ? a : b }')
   done
@@ -58,9 +65,6 @@ done
 echo "ceiling (best of the above): $best jobs/s"
 
 n=0
-pm=$(head -1 "$dir/data/postmaster.pid")
-tck=$(getconf CLK_TCK)
-srv_cpu() { awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat"; }
 commits() { psql "$url" -Atc "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"; }
 fig() { # figure name -> its line of jobq_bench, on a fresh schema
   n=$((n + 1))
