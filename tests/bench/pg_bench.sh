@@ -66,9 +66,15 @@ echo "ceiling (best of the above): $best jobs/s"
 
 n=0
 commits() { psql "$url" -Atc "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"; }
+# Each figure's schema is dropped after it: left, its dead rows would have
+# autovacuum at work during the figures after it.
+drop() { psql "$url" -qc "DROP SCHEMA IF EXISTS bench_$1 CASCADE" >/dev/null 2>&1 || true; }
 fig() { # figure name -> its line of jobq_bench, on a fresh schema
   n=$((n + 1))
   "$bench" --storage "$url?schema=bench_$n" --jobs "$jobs" --only "$1" | grep "^$1"
+  local rc=$?
+  drop "$n"
+  return $rc
 }
 costfig() { # fig, and what the run cost per job
   local c0 x0 t0 out c1 x1
@@ -80,6 +86,7 @@ costfig() { # fig, and what the run cost per job
   n=$((n + 1))
   sleep 0.3 # the benchmark's connections end; the server reaps them
   c1=$(srv_cpu); x1=$(commits)
+  drop "$n"
   echo "$out" | tr -d '\n'
   awk -v c="$((c1 - c0))" -v t="$tck" -v j="$jobs" -v x="$((x1 - x0))" -v u="$(cat "$t0")" \
     'BEGIN { split(u, a, " "); printf "  {server CPU %.1f us/job, client CPU %.1f us/job, %.1f transactions/1000 jobs}", c / t / j * 1e6, (a[1] + a[2]) / j * 1e6, x / j * 1000 }'
