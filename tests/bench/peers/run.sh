@@ -141,7 +141,12 @@ jobq() { # storage-url figure
   grep "^$2:" "$tmp/fig" | sed 's/^/    /' >&2
   fig=$(grep "^$2:" "$tmp/fig" | num)
 }
-fresh_pg() { n=$((n + 1)); pg_url="$url?schema=peers_$n"; }
+# A fresh schema per figure; the one before is dropped, so that autovacuum
+# of its dead rows does not run during the next figures.
+fresh_pg() {
+  [ "$n" -gt 0 ] && psql "$url" -qc "DROP SCHEMA IF EXISTS peers_$n CASCADE" >/dev/null 2>&1
+  n=$((n + 1)); pg_url="$url?schema=peers_$n"
+}
 in_npm() { (cd "$tmp/npm" && "$@"); }
 
 echo "peers: $jobs no-op jobs per run; $(nproc) cores; $(uname -sr)"
@@ -162,6 +167,7 @@ fi
 if wanted "libjobq postgres"; then
   fresh_pg; jobq "$pg_url" drain_batch_2w; d=$fig
   fresh_pg; jobq "$pg_url" e2e_batch_2w; e=$fig
+  fresh_pg # drops the last
   row libjobq "PostgreSQL $pg_ver" "power-safe (fsync, synchronous_commit on)" "$d" "$e"
 fi
 if wanted "graphile-worker postgres"; then
