@@ -4,6 +4,9 @@
 # 127.0.0.1, fsync on), runs pg_ceiling (bare libpq, the backend's own
 # statements) and jobq_bench on postgres (a fresh schema per figure), and
 # prints each libjobq figure as a share of the ceiling. Not part of ctest.
+# drain_procs_Np is the ceiling's own workload (all jobs queued first, then
+# N worker processes claim and complete them); e2e_* also submit meanwhile.
+# 100000 jobs give steadier figures than the default.
 # Each end-to-end figure also says what it cost, which a machine shared
 # with other work blurs less than the rate: the server's CPU per job (all
 # its processes, from the postmaster's reaped children), the benchmark's
