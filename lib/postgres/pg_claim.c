@@ -257,6 +257,17 @@ out:
  * included (a bitmap scan never marks them dead), in every group: 18 index
  * entries per job finished in pg_bench.sh's e2e_procs_2p, growing with the
  * jobs run since the last vacuum and with the jobs running. */
+/* Every entry's answer (both finish statements): its new state, or
+ * whether a job has its id; N forces the statement's NOTIFY CTE. The lookup
+ * runs only for an entry the UPDATE did not match (a stale attempt, an
+ * unknown id): as an EXISTS the planner made it a hashed scan of the whole
+ * table for every group, whatever its entries. */
+#define FINISH_ANSWER(N) \
+    "SELECT f.ord, u.state, k.known IS NOT NULL, " N ", u.bm, (SELECT count(*) FROM evn) " \
+    "FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) " \
+    "LEFT JOIN u ON u.ord = f.ord " \
+    "LEFT JOIN LATERAL (SELECT true AS known FROM jobq_jobs x WHERE u.ord IS NULL AND " \
+    "x.id = f.id LIMIT 1) k ON true"
 #define FINISH_SQL(EV) \
     "WITH u AS (UPDATE jobq_jobs j SET " \
     "state = CASE WHEN j.cancel_req THEN 4 WHEN f.ns <= 0 AND j.bcap > 0 THEN 6 " \
@@ -293,16 +304,7 @@ out:
        "CASE WHEN state = 6 THEN 0 ELSE state END, progress, step, att, " \
        "CASE WHEN state = 2 THEN NULL ELSE error END, CASE WHEN state = 2 THEN result END, " \
        PG_NOW_MS " FROM u WHERE true", "$12::int8", "$11") \
-    /* every entry's answer: its new state, or whether a job has its id. \
-     * The lookup runs only for an entry the UPDATE did not match (a stale \
-     * attempt, an unknown id): as an EXISTS the planner made it a hashed \
-     * scan of the whole table for every group, whatever its entries. */ \
-    "SELECT f.ord, u.state, k.known IS NOT NULL, " \
-    "(SELECT count(*) FROM n), u.bm, (SELECT count(*) FROM evn) " \
-    "FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) " \
-    "LEFT JOIN u ON u.ord = f.ord " \
-    "LEFT JOIN LATERAL (SELECT true AS known FROM jobq_jobs x WHERE u.ord IS NULL AND " \
-    "x.id = f.id LIMIT 1) k ON true"
+    FINISH_ANSWER("(SELECT count(*) FROM n)")
 static const char *const finish_sql[2] = {FINISH_SQL(PG_EV_OFF), FINISH_SQL(PG_EV_ON)};
 
 /* The common group: every entry a success without a step. The same rows,
@@ -330,11 +332,7 @@ static const char *const finish_sql[2] = {FINISH_SQL(PG_EV_OFF), FINISH_SQL(PG_E
     EV("SELECT $6::int8, id, kind, state + 3, state, progress, step, att, " \
        "CASE WHEN state = 2 THEN NULL ELSE error END, CASE WHEN state = 2 THEN result END, " \
        PG_NOW_MS " FROM u WHERE true", "$6::int8", "$5") \
-    "SELECT f.ord, u.state, k.known IS NOT NULL, 0, u.bm, (SELECT count(*) FROM evn) " \
-    "FROM unnest($1::text[]) WITH ORDINALITY AS f(id, ord) " \
-    "LEFT JOIN u ON u.ord = f.ord " \
-    "LEFT JOIN LATERAL (SELECT true AS known FROM jobq_jobs x WHERE u.ord IS NULL AND " \
-    "x.id = f.id LIMIT 1) k ON true"
+    FINISH_ANSWER("0")
 static const char *const finish_ok_sql[2] = {FINISH_OK_SQL(PG_EV_OFF), FINISH_OK_SQL(PG_EV_ON)};
 
 int jobq__pg_finish(void *st, const jobq_storage_finish *f, size_t n, int *out_state) {
