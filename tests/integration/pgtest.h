@@ -67,4 +67,29 @@ static inline void pgt_sleep_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
+#ifdef PG_SCHEMA_VERSION /* postgres/pg_int.h included before */
+/* Makes schema as an older libjobq left it, at version v (libjobq-pg's
+ * first v migrations and its schema_version row), then runs then_sql in it
+ * (rows of that version), on a connection of its own to base_url. */
+static inline void pgt_schema_at(const char *base_url, const char *schema, int v,
+                                 const char *then_sql) {
+  size_t cap = 1024 + strlen(then_sql);
+  for (int i = 0; i < v; i++) cap += strlen(jobq__pg_migration(i));
+  char *sql = malloc(cap);
+  assert_non_null(sql);
+  int at = snprintf(sql, cap, "CREATE SCHEMA %s; SET search_path TO %s; ", schema, schema);
+  for (int i = 0; i < v; i++) at += snprintf(sql + at, cap - (size_t)at, "%s; ", jobq__pg_migration(i));
+  snprintf(sql + at, cap - (size_t)at,
+           "INSERT INTO jobq_meta (key, value) VALUES ('schema_version', '%d'); %s", v, then_sql);
+  PGconn *c = PQconnectdb(base_url);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  PGresult *r = PQexec(c, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    fail_msg("a version %d schema: %s", v, PQerrorMessage(c));
+  PQclear(r);
+  PQfinish(c);
+  free(sql);
+}
+#endif
+
 #endif

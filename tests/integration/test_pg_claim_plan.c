@@ -13,13 +13,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "pgtest.h"
-
 #include "core/internal.h" /* jobq__storage_lookup */
 #include "util/id.h"
 #include "jobq.h"
 #include "jobq/postgres.h"
 #include "postgres/pg_int.h" /* PG_SCHEMA_VERSION, jobq__pg_migration */
+
+#include "pgtest.h"
 
 #define T 1700000000000LL
 #define N 3000
@@ -35,18 +35,25 @@ static long idx_scans(const char *schema, const char *index) {
   return pgt_int(sql);
 }
 
-static void claim_some(void *st, int by_kind, int64_t t, int *prio_seen_low) {
-  const char *kinds[1] = {"k"};
+static const char *const kind_k[1] = {"k"};
+
+/* A claim of up to max jobs at t, of kind "k" (by_kind) or of any kind. */
+static jobq_storage_claim claim_req(size_t max, int64_t t, int by_kind) {
   jobq_storage_claim cl;
   memset(&cl, 0, sizeof cl);
-  cl.max = 50;
+  cl.max = max;
   cl.now = t;
   cl.lease_ms = 30000;
   cl.default_max_attempts = 3;
   if (by_kind) {
-    cl.kinds = kinds;
+    cl.kinds = kind_k;
     cl.n_kinds = 1;
   }
+  return cl;
+}
+
+static void claim_some(void *st, int by_kind, int64_t t, int *prio_seen_low) {
+  jobq_storage_claim cl = claim_req(50, t, by_kind);
   jobq_storage_job out[50];
   size_t n = 0;
   int rc = ops->claim(st, &cl, out, &n);
@@ -122,24 +129,9 @@ static void test_migration_from_version_6(void **state) {
   char schema[64], url[700];
   pgt_schema("plan6", schema, sizeof schema, url, sizeof url);
   assert_int_equal(PG_SCHEMA_VERSION, 7);
-  size_t cap = 1024;
-  for (int i = 0; i < 6; i++) cap += strlen(jobq__pg_migration(i));
-  char *v6 = malloc(cap);
-  assert_non_null(v6);
-  int at = snprintf(v6, cap, "CREATE SCHEMA %s; SET search_path TO %s; ", schema, schema);
-  for (int i = 0; i < 6; i++)
-    at += snprintf(v6 + at, cap - (size_t)at, "%s; ", jobq__pg_migration(i));
-  snprintf(v6 + at, cap - (size_t)at,
-           "INSERT INTO jobq_meta (key, value) VALUES ('schema_version', '6'); "
-           "INSERT INTO jobq_jobs (id, kind, state, priority, run_at, created_at, payload) "
-           "VALUES ('old-1', 'k', 0, 0, 1, 1, '1'), ('old-2', 'k', 0, 9, 1, 1, '2')");
-  PGconn *c = PQconnectdb(pgt_base());
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
-  PGresult *r = PQexec(c, v6);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK) fail_msg("a version 6 schema: %s", PQerrorMessage(c));
-  PQclear(r);
-  PQfinish(c);
-  free(v6);
+  pgt_schema_at(pgt_base(), schema, 6,
+                "INSERT INTO jobq_jobs (id, kind, state, priority, run_at, created_at, payload) "
+                "VALUES ('old-1', 'k', 0, 0, 1, 1, '1'), ('old-2', 'k', 0, 9, 1, 1, '2')");
 
   strncat(url, "&pool=1", sizeof url - strlen(url) - 1);
   assert_int_equal(jobq_postgres_register(), 0);
@@ -157,15 +149,7 @@ static void test_migration_from_version_6(void **state) {
            schema);
   pgt_sql1(sql, v, sizeof v);
   if (strstr(v, "WHERE ((state + 0) = 0)") == NULL) fail_msg("jobq_jobs_run_at: %s", v);
-  const char *kinds[1] = {"k"};
-  jobq_storage_claim cl;
-  memset(&cl, 0, sizeof cl);
-  cl.max = 5;
-  cl.now = T;
-  cl.lease_ms = 30000;
-  cl.default_max_attempts = 3;
-  cl.kinds = kinds;
-  cl.n_kinds = 1;
+  jobq_storage_claim cl = claim_req(5, T, 1);
   jobq_storage_job out[5];
   size_t n = 0;
   if (ops->claim(st, &cl, out, &n)) fail_msg("claim: %s", jobq_last_error());

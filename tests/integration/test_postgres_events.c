@@ -21,6 +21,7 @@
 #include "jobq.h"
 #include "jobq/postgres.h"
 #include "postgres/pg_int.h" /* PG_SCHEMA_VERSION, jobq__pg_migration */
+#include "pgtest.h"           /* pgt_schema_at */
 
 static char base_url[512], url[640], schema[64];
 
@@ -356,26 +357,11 @@ static void test_migration_from_version_5(void **state) {
   (void)state;
   need_server();
   assert_true(PG_SCHEMA_VERSION >= 6);
-  size_t cap = 1024;
-  for (int i = 0; i < 5; i++) cap += strlen(jobq__pg_migration(i));
-  char *v5 = malloc(cap);
-  assert_non_null(v5);
-  int at = snprintf(v5, cap, "CREATE SCHEMA %s; SET search_path TO %s; ", schema, schema);
-  for (int i = 0; i < 5; i++)
-    at += snprintf(v5 + at, cap - (size_t)at, "%s; ", jobq__pg_migration(i));
-  snprintf(v5 + at, cap - (size_t)at,
-           "INSERT INTO jobq_meta (key, value) VALUES ('schema_version', '5'); "
-           "INSERT INTO jobq_batches (id, max_running, total, open, created_at) "
-           "VALUES ('b-old', 0, 1, 1, 1); "
-           "INSERT INTO jobq_jobs (id, kind, state, run_at, created_at, payload, batch, bcap) "
-           "VALUES ('old-1', 'k', 0, 1, 1, '1', 'b-old', 0)");
-  PGconn *c = PQconnectdb(base());
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
-  PGresult *r = PQexec(c, v5);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK) fail_msg("a version 5 schema: %s", PQerrorMessage(c));
-  PQclear(r);
-  PQfinish(c);
-  free(v5);
+  pgt_schema_at(base(), schema, 5,
+                "INSERT INTO jobq_batches (id, max_running, total, open, created_at) "
+                "VALUES ('b-old', 0, 1, 1, 1); "
+                "INSERT INTO jobq_jobs (id, kind, state, run_at, created_at, payload, batch, bcap) "
+                "VALUES ('old-1', 'k', 0, 1, 1, '1', 'b-old', 0)");
 
   jobq_t *listener = open_q(0, 0);
   assert_int_equal(sql_long("SELECT value::int FROM jobq_meta WHERE key = 'schema_version'"), PG_SCHEMA_VERSION);
